@@ -1,0 +1,835 @@
+'use strict';
+/*
+ * tokendist-client — dependency-free Node.js (>= 18) client for tokendist,
+ * the drop-in replacement of the seed's "腾讯云函数" token distribution.
+ *
+ * This single file is the whole implementation (index.mjs re-exports it), so
+ * it can also be copied next to a seed-era news.js and required directly.
+ *
+ * Never logs or throws a token: only fingerprints such as `t-g104…PB`.
+ */
+
+const fs = require('node:fs');
+const path = require('node:path');
+const crypto = require('node:crypto');
+const { STATUS_CODES } = require('node:http');
+
+/* ------------------------------------------------------------------ */
+/* constants                                                          */
+/* ------------------------------------------------------------------ */
+
+/** Feishu answers meaning "this access token is invalid / expired". */
+const FEISHU_INVALID_TOKEN_CODES = Object.freeze([99991663, 99991664, 99991671]);
+
+/** The seed's nine fields and their JSON types. */
+const RECORD_FIELDS = Object.freeze({
+  access_token: 'string',
+  expire_time: 'string',
+  expire_timestamp: 'number',
+  valid_duration_seconds: 'number',
+  generated_time: 'string',
+  generated_timestamp: 'number',
+  source: 'string',
+  usage: 'string',
+  platform: 'string',
+});
+
+const FIELDS = Object.freeze(['access_token', 'tenant_access_token']);
+
+const LABEL = Object.freeze({
+  endpoint: '腾讯云函数',
+  gitee: 'Gitee',
+  cache: '本地缓存',
+});
+
+/** |Date header − local clock| below this is within the header's 1 s precision plus latency: ignored. */
+const SKEW_IGNORE_MS = 2000;
+const MAX_BODY_BYTES = 1024 * 1024;
+
+/* ------------------------------------------------------------------ */
+/* errors and small helpers                                           */
+/* ------------------------------------------------------------------ */
+
+class TokendistError extends Error {
+  /**
+   * @param {string} code  ENOTFOUND_TOKEN | EHTTP | EAUTH | ENETWORK | ETIMEOUT |
+   *                       EEXPIRED | EINVALID | ESTALE | EALLFAILED | ECONFIG
+   * @param {string} message
+   * @param {object} [extra] source, url, status, errors, cause
+   */
+  constructor(code, message, extra) {
+    super(message, extra && extra.cause ? { cause: extra.cause } : undefined);
+    this.name = 'TokendistError';
+    this.code = code;
+    if (extra) {
+      for (const k of ['source', 'url', 'status', 'errors', 'remainingSeconds', 'reason']) {
+        if (extra[k] !== undefined) this[k] = extra[k];
+      }
+    }
+  }
+}
+
+/** `t-g1044ghEGNOJ5OSQF5OYATETPB` → `t-g104…PB`. Safe to log. */
+function fingerprint(token) {
+  if (typeof token !== 'string' || token.length === 0) return '(无)';
+  if (token.length < 12) return `…(${token.length}字符)`;
+  return `${token.slice(0, 6)}…${token.slice(-2)}`;
+}
+
+/** Hide credentials that may sit in a URL's query string. */
+function redactUrl(url) {
+  try {
+    const u = new URL(url);
+    for (const k of [...u.searchParams.keys()]) {
+      if (/token|key|secret|sign|sig|auth|password/i.test(k)) u.searchParams.set(k, '***');
+    }
+    if (u.password) u.password = '***';
+    return u.toString();
+  } catch {
+    return String(url);
+  }
+}
+
+function sleep(ms) {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+function isPlainObject(v) {
+  return v !== null && typeof v === 'object' && !Array.isArray(v);
+}
+
+const SILENT = Object.freeze({ debug() {}, info() {}, warn() {}, error() {} });
+
+function makeLogger(logger) {
+  if (!logger) return SILENT;
+  const pick = (name, ...fallbacks) => {
+    for (const n of [name, ...fallbacks]) {
+      if (typeof logger[n] === 'function') return (...a) => logger[n](...a);
+    }
+    return () => {};
+  };
+  return {
+    debug: pick('debug'),
+    info: pick('info', 'log'),
+    warn: pick('warn', 'log'),
+    error: pick('error', 'warn', 'log'),
+  };
+}
+
+/**
+ * Check a record: the seed's nine fields with the right JSON types, a non-empty
+ * token in `field`, timestamps that make sense. Returns null when valid, else a
+ * Chinese description of the first problem (never containing a token).
+ */
+function validateRecord(record, field = 'access_token') {
+  if (!isPlainObject(record)) return '数据不是JSON对象';
+  for (const [name, type] of Object.entries(RECORD_FIELDS)) {
+    if (!(name in record)) return `缺少字段 ${name}`;
+    const v = record[name];
+    if (type === 'number' ? typeof v !== 'number' || !Number.isFinite(v) : typeof v !== type) {
+      return `字段 ${name} 类型错误 (应为 ${type})`;
+    }
+  }
+  if (record.access_token.length === 0) return '字段 access_token 为空';
+  if (field !== 'access_token') {
+    if (typeof record[field] !== 'string') return `缺少字段 ${field}`;
+    if (record[field].length === 0) return `字段 ${field} 为空`;
+  }
+  if (record.expire_timestamp <= record.generated_timestamp) {
+    return 'expire_timestamp 不大于 generated_timestamp';
+  }
+  return null;
+}
+
+/** The expiry (Unix seconds) that applies to `field`. */
+function expiryOf(record, field) {
+  if (field === 'tenant_access_token' && typeof record.tenant_expire_timestamp === 'number'
+      && Number.isFinite(record.tenant_expire_timestamp)) {
+    return record.tenant_expire_timestamp;
+  }
+  return record.expire_timestamp;
+}
+
+/**
+ * Where to report an invalid token, derived from a GET URL:
+ *  - `…/v1/tokens/NAME`              → `…/v1/tokens/NAME/invalid`
+ *  - `…/release/get-token` (seed)    → `…/v1/tokens/default/invalid`
+ *  - `…/get-token`                   → `…/v1/tokens/default/invalid`
+ * Query string and fragment are dropped. Returns null when the path has none
+ * of these shapes.
+ */
+function invalidUrlFor(apiUrl) {
+  let u;
+  try {
+    u = new URL(apiUrl);
+  } catch {
+    return null;
+  }
+  u.search = '';
+  u.hash = '';
+  const p = u.pathname.replace(/\/+$/, '');
+  let m;
+  if ((m = /^(.*\/v1\/tokens\/[A-Za-z0-9._-]{1,64})$/.exec(p))) {
+    u.pathname = `${m[1]}/invalid`;
+  } else if ((m = /^(.*?)\/(?:release\/)?get-token$/.exec(p))) {
+    u.pathname = `${m[1]}/v1/tokens/default/invalid`;
+  } else {
+    return null;
+  }
+  return u.toString();
+}
+
+/* ------------------------------------------------------------------ */
+/* Feishu helpers                                                     */
+/* ------------------------------------------------------------------ */
+
+function codeIsInvalid(code) {
+  if (typeof code === 'string' && /^\d+$/.test(code)) code = Number(code);
+  return typeof code === 'number' && FEISHU_INVALID_TOKEN_CODES.includes(code);
+}
+
+/**
+ * True when `body` is Feishu's "invalid access token" answer. Accepts the
+ * parsed JSON (`{code: 99991663, msg}`), its text, an Error carrying it
+ * (`err.code`, `err.body`, `err.data`, `err.response.data` as axios does).
+ */
+function isFeishuInvalidTokenError(body, depth = 0) {
+  if (body == null || depth > 4) return false;
+  if (typeof body === 'string') {
+    const s = body.trim();
+    if (s.startsWith('{')) {
+      try {
+        return isFeishuInvalidTokenError(JSON.parse(s), depth + 1);
+      } catch {
+        /* fall through to the text search */
+      }
+    }
+    return /(?:^|[^0-9])(?:99991663|99991664|99991671)(?![0-9])/.test(s);
+  }
+  if (typeof body === 'number') return codeIsInvalid(body);
+  if (typeof body !== 'object') return false;
+  if (codeIsInvalid(body.code)) return true;
+  for (const k of ['body', 'data', 'response', 'error', 'cause']) {
+    const v = body[k];
+    if (v != null && v !== body && (typeof v === 'object' || typeof v === 'string')) {
+      if (isFeishuInvalidTokenError(v, depth + 1)) return true;
+    }
+  }
+  if (body instanceof Error && typeof body.message === 'string') {
+    return /(?:^|[^0-9])(?:99991663|99991664|99991671)(?![0-9])/.test(body.message);
+  }
+  return false;
+}
+
+function isResponseLike(v) {
+  return v != null && typeof v === 'object' && typeof v.clone === 'function'
+    && v.headers != null && typeof v.status === 'number';
+}
+
+async function outcomeIsInvalid(outcome) {
+  const v = outcome.ok ? outcome.value : outcome.error;
+  if (isResponseLike(v)) {
+    try {
+      const text = await v.clone().text();
+      return isFeishuInvalidTokenError(text);
+    } catch {
+      return false;
+    }
+  }
+  return isFeishuInvalidTokenError(v);
+}
+
+async function settle(fn, token, attempt) {
+  try {
+    return { ok: true, value: await fn(token, attempt) };
+  } catch (error) {
+    return { ok: false, error };
+  }
+}
+
+/**
+ * Call `fn(token)`; when its result (or thrown error) is Feishu's invalid-token
+ * answer, report the token, get a fresh one and call `fn` once more. If no
+ * different token can be had, the first outcome is returned / rethrown.
+ */
+async function withToken(client, fn) {
+  if (!client || typeof client.getAccessToken !== 'function') {
+    throw new TypeError('withToken(client, fn): client 必须由 createClient() 创建');
+  }
+  if (typeof fn !== 'function') throw new TypeError('withToken(client, fn): fn 必须是函数');
+  const token = await client.getAccessToken();
+  const first = await settle(fn, token, 1);
+  if (!(await outcomeIsInvalid(first))) {
+    if (first.ok) return first.value;
+    throw first.error;
+  }
+  await client.reportInvalid(token);
+  let fresh;
+  try {
+    fresh = await client.getAccessToken();
+  } catch {
+    fresh = undefined;
+  }
+  if (fresh === undefined || fresh === token) {
+    if (first.ok) return first.value;
+    throw first.error;
+  }
+  return fn(fresh, 2);
+}
+
+/* ------------------------------------------------------------------ */
+/* options                                                            */
+/* ------------------------------------------------------------------ */
+
+function configError(msg) {
+  return new TokendistError('ECONFIG', `❌ tokendist 配置错误: ${msg}`);
+}
+
+function normalizeOptions(raw) {
+  if (!isPlainObject(raw)) throw configError('createClient(options) 需要一个对象');
+  const o = { ...raw };
+
+  // The seed's news.js object: { ENABLED, API_URL }.
+  const enabled = o.ENABLED !== false && o.enabled !== false;
+  let urls = o.apiUrl !== undefined ? o.apiUrl : o.API_URL;
+  if (urls === undefined || urls === null || urls === '') urls = [];
+  if (!Array.isArray(urls)) urls = [urls];
+  for (const u of urls) {
+    let parsed;
+    try {
+      parsed = new URL(u);
+    } catch {
+      throw configError(`apiUrl 不是合法URL: ${redactUrl(u)}`);
+    }
+    if (parsed.protocol !== 'http:' && parsed.protocol !== 'https:') {
+      throw configError(`apiUrl 只支持 http/https: ${redactUrl(u)}`);
+    }
+  }
+  const endpoints = enabled ? urls.map(String) : [];
+
+  const readKey = o.readKey !== undefined ? o.readKey : o.READ_KEY;
+  if (readKey !== undefined && readKey !== null && typeof readKey !== 'string') {
+    throw configError('readKey 必须是字符串');
+  }
+
+  const minRemainingSeconds = o.minRemainingSeconds === undefined ? 300 : o.minRemainingSeconds;
+  if (typeof minRemainingSeconds !== 'number' || !(minRemainingSeconds >= 0)) {
+    throw configError('minRemainingSeconds 必须是非负数');
+  }
+  const timeoutMs = o.timeoutMs === undefined ? 5000 : o.timeoutMs;
+  if (typeof timeoutMs !== 'number' || !(timeoutMs > 0)) throw configError('timeoutMs 必须是正数');
+  const field = o.field === undefined ? 'access_token' : o.field;
+  if (!FIELDS.includes(field)) throw configError(`field 只能是 ${FIELDS.join(' 或 ')}`);
+  const refreshWaitMs = o.refreshWaitMs === undefined ? 5000 : o.refreshWaitMs;
+  if (typeof refreshWaitMs !== 'number' || !(refreshWaitMs >= 0)) {
+    throw configError('refreshWaitMs 必须是非负数');
+  }
+
+  // Gitee: { gitee: {...} } or the seed's Python-style keys.
+  let gitee = o.gitee;
+  if (gitee === undefined && o.GITEE_OWNER && o.ENABLE_GITEE_TOKEN_SHARE !== false) {
+    gitee = {
+      owner: o.GITEE_OWNER,
+      repo: o.GITEE_REPO,
+      path: o.GITEE_FILE_PATH,
+      branch: o.GITEE_BRANCH,
+      accessToken: o.GITEE_ACCESS_TOKEN,
+    };
+  }
+  if (gitee) {
+    if (!isPlainObject(gitee)) throw configError('gitee 必须是对象');
+    for (const k of ['owner', 'repo', 'path']) {
+      if (typeof gitee[k] !== 'string' || gitee[k] === '') throw configError(`gitee.${k} 必须是非空字符串`);
+    }
+    gitee = {
+      owner: gitee.owner,
+      repo: gitee.repo,
+      path: gitee.path.replace(/^\/+/, ''),
+      branch: gitee.branch || undefined,
+      accessToken: gitee.accessToken || undefined,
+      baseUrl: String(gitee.baseUrl || 'https://gitee.com/api/v5').replace(/\/+$/, ''),
+    };
+  } else {
+    gitee = undefined;
+  }
+
+  const cacheFile = o.cacheFile ? path.resolve(String(o.cacheFile)) : undefined;
+
+  const fetchImpl = o.fetch || globalThis.fetch;
+  if (typeof fetchImpl !== 'function') {
+    throw configError('没有可用的 fetch (需要 Node.js >= 18，或传入 options.fetch)');
+  }
+
+  if (endpoints.length === 0 && !gitee && !cacheFile) {
+    throw configError('没有任何token来源: 请配置 apiUrl / API_URL (且 ENABLED 不为 false)、gitee 或 cacheFile');
+  }
+
+  return {
+    endpoints,
+    readKey: readKey || undefined,
+    minRemainingSeconds,
+    timeoutMs,
+    field,
+    gitee,
+    cacheFile,
+    fetch: fetchImpl,
+    log: makeLogger(o.logger),
+    refreshWaitMs,
+  };
+}
+
+/* ------------------------------------------------------------------ */
+/* the client                                                         */
+/* ------------------------------------------------------------------ */
+
+class TokendistClient {
+  constructor(options) {
+    const opts = normalizeOptions(options);
+    Object.defineProperty(this, '_o', { value: opts });
+    this._memory = null; // { record, origin, url, offsetMs }
+    this._offsetMs = 0; // server clock − local clock, from the last Date header
+    this._inflight = null;
+    this._rejected = null; // { token, until }
+    this._epoch = 0;
+    this._reports = new Map(); // token → promise (single-flight per token)
+    this._lastCacheWrite = null;
+  }
+
+  /** Seconds left for `record` by the server's clock (as last seen). */
+  _remaining(record, offsetMs = this._offsetMs) {
+    const serverNow = (Date.now() + offsetMs) / 1000;
+    return expiryOf(record, this._o.field) - serverNow;
+  }
+
+  _info(mem, from) {
+    return {
+      record: { ...mem.record },
+      from,
+      origin: mem.origin,
+      url: mem.url,
+      remainingSeconds: Math.floor(this._remaining(mem.record)),
+    };
+  }
+
+  /** `{record, from, origin, url, remainingSeconds}` */
+  async getRecordInfo() {
+    const mem = this._memory;
+    if (mem && this._remaining(mem.record) > this._o.minRemainingSeconds) {
+      return this._info(mem, 'memory');
+    }
+    if (!this._inflight) {
+      const p = this._refresh();
+      this._inflight = p;
+      const clear = () => {
+        if (this._inflight === p) this._inflight = null;
+      };
+      p.then(clear, clear);
+    }
+    const mem2 = await this._inflight;
+    return this._info(mem2, mem2.origin);
+  }
+
+  /** The plain record (the seed's nine fields and any extras). */
+  async getRecord() {
+    return (await this.getRecordInfo()).record;
+  }
+
+  /** The token string of `field`. */
+  async getAccessToken() {
+    return (await this.getRecordInfo()).record[this._o.field];
+  }
+
+  /** Drops the in-memory record (the next call fetches). */
+  clear() {
+    this._memory = null;
+  }
+
+  /* ---------------- fetching ---------------- */
+
+  async _refresh() {
+    const epoch = this._epoch;
+    const { log } = this._o;
+    let stale = null; // a usable record that only repeats the reported token
+    for (;;) {
+      const rejected = this._rejected && Date.now() < this._rejected.until ? this._rejected : null;
+      const failures = [];
+      const got = await this._chain(rejected, failures);
+      if (got) return this._accept(got, epoch);
+      const staleFailure = failures.find((f) => f.err.code === 'ESTALE');
+      if (staleFailure && !stale) stale = staleFailure.candidate;
+      if (rejected && stale) {
+        if (Date.now() + 250 < rejected.until) {
+          await sleep(250);
+          continue;
+        }
+        // Waited long enough: the sources still hand out the reported token.
+        log.warn(`⚠️ 等待 ${this._o.refreshWaitMs}ms 后仍只拿到已报告无效的token ${fingerprint(stale.record[this._o.field])}，暂时继续使用`);
+        return this._accept(stale, epoch, true);
+      }
+      throw this._failure(failures);
+    }
+  }
+
+  _accept(got, epoch, staleOk = false) {
+    const mem = { record: got.record, origin: got.from, url: got.url, offsetMs: this._offsetMs };
+    const tok = got.record[this._o.field];
+    // A report of this very token arrived while we were fetching: hand it to the
+    // callers that were already waiting, but do not keep it.
+    const reportedMeanwhile = !staleOk && epoch !== this._epoch
+      && this._rejected !== null && this._rejected.token === tok;
+    if (!reportedMeanwhile) {
+      this._memory = mem;
+      if (epoch === this._epoch) this._rejected = null;
+    }
+    this._o.log.info(`✅ 从${LABEL[got.from]}获取token成功 ${fingerprint(tok)} (剩余 ${Math.floor(this._remaining(got.record))} 秒)`);
+    return mem;
+  }
+
+  _failure(failures) {
+    if (failures.length === 1) return failures[0].err;
+    const lines = failures.map((f) => `  - ${f.err.message.replace(/^❌ /, '')}${f.where ? ` [${f.where}]` : ''}`);
+    const expiredEverywhere = failures.length > 0 && failures.every((f) => f.err.code === 'EEXPIRED');
+    const head = expiredEverywhere
+      ? '❌ token获取失败: 所有来源的token均已过期或即将过期'
+      : '❌ token获取失败: 所有来源均失败';
+    return new TokendistError('EALLFAILED', `${head}\n${lines.join('\n')}`, {
+      errors: failures.map((f) => f.err),
+      reason: expiredEverywhere ? 'expired' : 'failed',
+    });
+  }
+
+  /**
+   * endpoints → Gitee → cache file; the first valid, fresh-enough record wins.
+   * Returns { record, from, url } or null, pushing each failure to `failures`.
+   */
+  async _chain(rejected, failures) {
+    const o = this._o;
+    const consider = async (from, where, url, load) => {
+      let got;
+      try {
+        got = await load();
+      } catch (err) {
+        if (!(err instanceof TokendistError)) throw err;
+        failures.push({ err, where });
+        o.log.warn(err.message);
+        return null;
+      }
+      const candidate = { record: got.record, from, url };
+      const err = this._judge(from, got.record, rejected, url);
+      if (err) {
+        failures.push({ err, where, candidate: err.code === 'ESTALE' ? candidate : undefined });
+        o.log.warn(err.message);
+        return null;
+      }
+      if (from !== 'cache') await this._writeCache(got.record);
+      return candidate;
+    };
+
+    for (const url of o.endpoints) {
+      const r = await consider('endpoint', redactUrl(url), url, () => this._fromEndpoint(url));
+      if (r) return r;
+    }
+    if (o.gitee) {
+      const g = o.gitee;
+      const r = await consider('gitee', `${g.owner}/${g.repo}/${g.path}${g.branch ? `@${g.branch}` : ''}`,
+        undefined, () => this._fromGitee());
+      if (r) return r;
+    }
+    if (o.cacheFile) {
+      const r = await consider('cache', o.cacheFile, undefined, () => this._fromCache());
+      if (r) return r;
+    }
+    return null;
+  }
+
+  _judge(from, record, rejected, url) {
+    const o = this._o;
+    const label = LABEL[from];
+    const extra = { source: from, url: url && redactUrl(url) };
+    const problem = validateRecord(record, o.field);
+    if (problem) {
+      return new TokendistError('EINVALID', `❌ ${label} token获取失败: token数据无效 (${problem})`, extra);
+    }
+    const remaining = Math.floor(this._remaining(record));
+    if (remaining <= o.minRemainingSeconds) {
+      const why = remaining <= 0
+        ? `token已过期 (已过期 ${-remaining} 秒)`
+        : `token即将过期 (剩余 ${remaining} 秒，要求至少 ${o.minRemainingSeconds} 秒)`;
+      return new TokendistError('EEXPIRED', `❌ ${label} token获取失败: ${why}`, { ...extra, remainingSeconds: remaining });
+    }
+    if (rejected && record[o.field] === rejected.token) {
+      return new TokendistError('ESTALE',
+        `❌ ${label} token获取失败: 仍是已报告无效的token ${fingerprint(rejected.token)}，等待服务端刷新`, extra);
+    }
+    return null;
+  }
+
+  /** One HTTP exchange with timeout; returns { res, text }. Updates the clock offset. */
+  async _http(from, url, init) {
+    const o = this._o;
+    const label = LABEL[from];
+    const extra = { source: from, url: redactUrl(url) };
+    const ac = new AbortController();
+    const timer = setTimeout(() => ac.abort(), o.timeoutMs);
+    let res;
+    let text;
+    try {
+      res = await o.fetch(url, { ...init, signal: ac.signal });
+      const len = res.headers && typeof res.headers.get === 'function' ? Number(res.headers.get('content-length')) : NaN;
+      if (len > MAX_BODY_BYTES) {
+        throw new TokendistError('EINVALID', `❌ ${label} token获取失败: 响应过大 (${len} 字节)`, extra);
+      }
+      text = await res.text();
+    } catch (err) {
+      if (err instanceof TokendistError) throw err;
+      if (ac.signal.aborted) {
+        throw new TokendistError('ETIMEOUT', `❌ ${label} token获取失败: 请求超时 (${o.timeoutMs}ms)`, { ...extra, cause: err });
+      }
+      const c = err && err.cause;
+      const detail = (c && (c.code || c.message)) || (err && err.message) || String(err);
+      throw new TokendistError('ENETWORK', `❌ ${label} token获取失败: 网络错误: ${detail}`, { ...extra, cause: err });
+    } finally {
+      clearTimeout(timer);
+    }
+    this._noteDate(res);
+    return { res, text };
+  }
+
+  _noteDate(res) {
+    const h = res && res.headers && typeof res.headers.get === 'function' ? res.headers.get('date') : null;
+    if (!h) return;
+    const serverMs = Date.parse(h);
+    if (!Number.isFinite(serverMs)) return;
+    const off = serverMs - Date.now();
+    const next = Math.abs(off) < SKEW_IGNORE_MS ? 0 : off;
+    if (next !== this._offsetMs && (next !== 0 || this._offsetMs !== 0)) {
+      this._o.log.debug(`服务器时钟偏差: ${Math.round(next / 1000)} 秒`);
+    }
+    this._offsetMs = next;
+  }
+
+  _httpError(from, url, res, text) {
+    const label = LABEL[from];
+    const extra = { source: from, url: redactUrl(url), status: res.status };
+    let body;
+    try {
+      body = JSON.parse(text);
+    } catch {
+      body = undefined;
+    }
+    const detail = isPlainObject(body)
+      ? (typeof body.error === 'string' && body.error) || (typeof body.message === 'string' && body.message) || ''
+      : '';
+    if (from === 'endpoint' && res.status === 404 && detail === 'Token not found or expired') {
+      return new TokendistError('ENOTFOUND_TOKEN', `❌ ${label} token获取失败: ${detail}`, extra);
+    }
+    const statusText = res.statusText || STATUS_CODES[res.status] || '';
+    let msg = `HTTP ${res.status}: ${statusText}`;
+    if (detail && detail !== statusText) msg += ` (${detail.slice(0, 200)})`;
+    const code = res.status === 401 || res.status === 403 ? 'EAUTH' : 'EHTTP';
+    return new TokendistError(code, `❌ ${label} token获取失败: ${msg}`, extra);
+  }
+
+  _parseRecord(from, url, text) {
+    try {
+      return JSON.parse(text);
+    } catch {
+      throw new TokendistError('EINVALID', `❌ ${LABEL[from]} token获取失败: 响应不是JSON`, {
+        source: from, url: url && redactUrl(url),
+      });
+    }
+  }
+
+  _endpointHeaders(extra) {
+    const h = { Accept: 'application/json', ...extra };
+    if (this._o.readKey) h.Authorization = `Bearer ${this._o.readKey}`;
+    return h;
+  }
+
+  async _fromEndpoint(url) {
+    const { res, text } = await this._http('endpoint', url, {
+      method: 'GET',
+      headers: this._endpointHeaders(),
+    });
+    if (res.status !== 200) throw this._httpError('endpoint', url, res, text);
+    return { record: this._parseRecord('endpoint', url, text) };
+  }
+
+  async _fromGitee() {
+    const g = this._o.gitee;
+    const enc = (s) => s.split('/').map(encodeURIComponent).join('/');
+    const qs = new URLSearchParams();
+    if (g.branch) qs.set('ref', g.branch);
+    if (g.accessToken) qs.set('access_token', g.accessToken);
+    const q = qs.toString();
+    const url = `${g.baseUrl}/repos/${enc(g.owner)}/${enc(g.repo)}/contents/${enc(g.path)}${q ? `?${q}` : ''}`;
+    const { res, text } = await this._http('gitee', url, { method: 'GET', headers: { Accept: 'application/json' } });
+    const extra = { source: 'gitee', url: redactUrl(url), status: res.status };
+    if (res.status === 404) {
+      throw new TokendistError('ENOTFOUND_TOKEN', `❌ Gitee token获取失败: 文件不存在 (${g.path})`, extra);
+    }
+    if (res.status !== 200) throw this._httpError('gitee', url, res, text);
+    const body = this._parseRecord('gitee', url, text);
+    if (Array.isArray(body)) {
+      // Gitee answers [] for a missing file (and a listing for a directory).
+      throw new TokendistError('ENOTFOUND_TOKEN', `❌ Gitee token获取失败: 文件不存在 (${g.path})`, extra);
+    }
+    if (!isPlainObject(body) || typeof body.content !== 'string') {
+      throw new TokendistError('EINVALID', '❌ Gitee token获取失败: 响应中没有文件内容 (content)', extra);
+    }
+    let decoded;
+    try {
+      decoded = Buffer.from(body.content.replace(/\s+/g, ''), 'base64').toString('utf8').replace(/^\uFEFF/, '');
+      return { record: JSON.parse(decoded) };
+    } catch {
+      throw new TokendistError('EINVALID', '❌ Gitee token获取失败: 文件内容不是JSON', extra);
+    }
+  }
+
+  async _fromCache() {
+    const file = this._o.cacheFile;
+    let text;
+    try {
+      text = await fs.promises.readFile(file, 'utf8');
+    } catch (err) {
+      const why = err && err.code === 'ENOENT' ? '缓存文件不存在' : `无法读取缓存文件 (${err && err.code})`;
+      throw new TokendistError('ENOTFOUND_TOKEN', `❌ 本地缓存 token获取失败: ${why}`, { source: 'cache', cause: err });
+    }
+    try {
+      return { record: JSON.parse(text) };
+    } catch {
+      throw new TokendistError('EINVALID', '❌ 本地缓存 token获取失败: 缓存文件不是JSON', { source: 'cache' });
+    }
+  }
+
+  /** Atomic write: temp file (mode 0600) in the same directory, fsync, rename. Never throws. */
+  async _writeCache(record) {
+    const file = this._o.cacheFile;
+    if (!file) return;
+    const key = `${record[this._o.field]}\u0000${record.generated_timestamp}`;
+    if (this._lastCacheWrite === key) return;
+    const tmp = `${file}.${process.pid}.${crypto.randomBytes(6).toString('hex')}.tmp`;
+    let fh;
+    try {
+      await fs.promises.mkdir(path.dirname(file), { recursive: true, mode: 0o700 });
+      fh = await fs.promises.open(tmp, 'wx', 0o600);
+      await fh.writeFile(`${JSON.stringify(record, null, 2)}\n`, 'utf8');
+      await fh.sync();
+      await fh.close();
+      fh = undefined;
+      await fs.promises.rename(tmp, file);
+      this._lastCacheWrite = key;
+    } catch (err) {
+      if (fh) await fh.close().catch(() => {});
+      await fs.promises.unlink(tmp).catch(() => {});
+      this._o.log.warn(`⚠️ 写入本地缓存失败: ${err && (err.code || err.message)}`);
+    }
+  }
+
+  /* ---------------- invalid tokens ---------------- */
+
+  /**
+   * Tell the client (and the server) that Feishu rejected `token`. Never rejects:
+   * resolves to { reported, status?, refreshing, replaced, url?, error? }.
+   */
+  reportInvalid(token) {
+    if (typeof token !== 'string' || token === '') {
+      return Promise.reject(new TypeError('reportInvalid(token): token 必须是非空字符串'));
+    }
+    const existing = this._reports.get(token);
+    if (existing) return existing;
+    const p = this._report(token).finally(() => this._reports.delete(token));
+    this._reports.set(token, p);
+    return p;
+  }
+
+  async _report(token) {
+    const o = this._o;
+    const mem = this._memory;
+    if (mem && (mem.record.access_token === token || mem.record.tenant_access_token === token
+        || mem.record[o.field] === token)) {
+      this._memory = null;
+    }
+    this._epoch += 1;
+    this._rejected = { token, until: Date.now() + o.refreshWaitMs };
+    o.log.info(`飞书判定token无效，已丢弃 ${fingerprint(token)}`);
+
+    let lastError;
+    let lastStatus;
+    let lastUrl;
+    for (const url of o.endpoints) {
+      const target = invalidUrlFor(url);
+      if (!target) {
+        lastError = new TokendistError('ECONFIG',
+          `❌ 腾讯云函数 无效token上报失败: 无法从 ${redactUrl(url)} 推导上报地址`, { source: 'endpoint', url: redactUrl(url) });
+        o.log.warn(lastError.message);
+        continue;
+      }
+      lastUrl = redactUrl(target);
+      let res;
+      let text;
+      try {
+        ({ res, text } = await this._http('endpoint', target, {
+          method: 'POST',
+          headers: this._endpointHeaders({ 'Content-Type': 'application/json' }),
+          body: JSON.stringify({ access_token: token }),
+        }));
+      } catch (err) {
+        if (!(err instanceof TokendistError)) throw err;
+        lastError = err;
+        o.log.warn(err.message.replace('token获取失败', '无效token上报失败'));
+        continue;
+      }
+      lastStatus = res.status;
+      if (res.status === 202) {
+        o.log.info(`已上报无效token ${fingerprint(token)}，服务端正在刷新`);
+        return { reported: true, status: 202, refreshing: true, replaced: false, url: lastUrl };
+      }
+      if (res.status === 200) {
+        let record;
+        try {
+          record = JSON.parse(text);
+        } catch {
+          record = undefined;
+        }
+        const err = record === undefined
+          ? new TokendistError('EINVALID', '❌ 腾讯云函数 无效token上报失败: 响应不是JSON')
+          : this._judge('endpoint', record, { token }, target);
+        if (!err) {
+          this._rejected = null;
+          await this._writeCache(record);
+          this._memory = { record, origin: 'endpoint', url, offsetMs: this._offsetMs };
+          o.log.info(`已上报无效token ${fingerprint(token)}，服务端返回新token ${fingerprint(record[o.field])}`);
+          return { reported: true, status: 200, refreshing: false, replaced: true, url: lastUrl };
+        }
+        o.log.warn(`已上报无效token，但服务端返回的记录不可用: ${err.message}`);
+        return { reported: true, status: 200, refreshing: false, replaced: false, url: lastUrl, error: err };
+      }
+      lastError = this._httpError('endpoint', target, res, text);
+      lastError.message = lastError.message.replace('token获取失败', '无效token上报失败');
+      o.log.warn(lastError.message);
+    }
+    return {
+      reported: false, status: lastStatus, refreshing: false, replaced: false, url: lastUrl, error: lastError,
+    };
+  }
+}
+
+/** Create a client. Accepts the options documented in README.md or the seed's TENCENT_CLOUD_CONFIG. */
+function createClient(options) {
+  return new TokendistClient(options);
+}
+
+module.exports = {
+  createClient,
+  TokendistClient,
+  TokendistError,
+  withToken,
+  isFeishuInvalidTokenError,
+  invalidUrlFor,
+  validateRecord,
+  fingerprint,
+  FEISHU_INVALID_TOKEN_CODES,
+};
+// `import x from` / `require(...).default` give the same object.
+module.exports.default = module.exports;
