@@ -1,0 +1,50 @@
+// Read keys: the server started with --read-key.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+
+import { createClient } from '../index.mjs';
+import { NEEDS_BIN, startServer, startProxy, makeRecord, sameToken } from '../testlib/harness.mjs';
+
+const READ_KEY = 'read-key-for-tests-0123';
+let srv;
+let proxy;
+before(async () => {
+  if (NEEDS_BIN) return;
+  srv = await startServer({ readKey: READ_KEY });
+  proxy = await startProxy(srv.url);
+});
+after(async () => {
+  if (proxy) await proxy.close();
+  if (srv) await srv.stop();
+});
+
+test('no read key → EAUTH 401 with the server\'s 权限不足 message', { skip: NEEDS_BIN }, async () => {
+  await srv.push(makeRecord());
+  const client = createClient({ apiUrl: `${srv.url}/release/get-token` });
+  await assert.rejects(client.getAccessToken(), (err) => {
+    assert.equal(err.code, 'EAUTH');
+    assert.equal(err.status, 401);
+    assert.match(err.message, /^❌ 腾讯云函数 token获取失败: HTTP 401: .*权限不足/);
+    return true;
+  });
+});
+
+test('wrong read key → EAUTH 403, and the key is not in the message', { skip: NEEDS_BIN }, async () => {
+  const client = createClient({ apiUrl: `${srv.url}/release/get-token`, readKey: 'wrong-key-zzz' });
+  await assert.rejects(client.getAccessToken(), (err) => {
+    assert.equal(err.code, 'EAUTH');
+    assert.equal(err.status, 403);
+    assert.match(err.message, /^❌ 腾讯云函数 token获取失败: HTTP 403: .*权限不足/);
+    assert.ok(!err.message.includes('wrong-key-zzz'));
+    return true;
+  });
+});
+
+test('right read key → token; it is sent as Authorization: Bearer', { skip: NEEDS_BIN }, async () => {
+  const rec = makeRecord();
+  await srv.push(rec);
+  const client = createClient({ apiUrl: `${proxy.url}/v1/tokens/default`, readKey: READ_KEY });
+  sameToken(assert, await client.getAccessToken(), rec.access_token);
+  const last = proxy.requests.at(-1);
+  assert.equal(last.headers.authorization, `Bearer ${READ_KEY}`);
+});

@@ -1,0 +1,205 @@
+// Normal fetch, memory hits, near-expiry refetch, field selection, error
+// wording — against the real tokendist binary.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+
+import { createClient, TokendistError } from '../index.mjs';
+import {
+  NEEDS_BIN, startServer, startProxy, makeRecord, newToken, sameToken, captureLogger, deadUrl,
+} from '../testlib/harness.mjs';
+
+let srv;
+let proxy;
+let n = 0;
+const uniqueName = () => `basic-${process.pid}-${++n}`;
+
+before(async () => {
+  if (NEEDS_BIN) return;
+  srv = await startServer();
+  proxy = await startProxy(srv.url);
+});
+after(async () => {
+  if (proxy) await proxy.close();
+  if (srv) await srv.stop();
+});
+
+const gets = (p) => (r) => r.method === 'GET' && r.path === p;
+
+test('fetches the record from /v1/tokens/NAME; the record keeps the nine fields and extras', { skip: NEEDS_BIN }, async () => {
+  const name = uniqueName();
+  const rec = makeRecord({ extra: { tenant_access_token: newToken('t-tenant') } });
+  await srv.push(rec, name);
+  const client = createClient({ apiUrl: `${srv.url}/v1/tokens/${name}` });
+
+  const info = await client.getRecordInfo();
+  assert.equal(info.from, 'endpoint');
+  assert.equal(info.origin, 'endpoint');
+  sameToken(assert, info.record.access_token, rec.access_token);
+  sameToken(assert, info.record.tenant_access_token, rec.tenant_access_token, 'tenant_access_token');
+  for (const k of ['expire_timestamp', 'generated_timestamp', 'source', 'usage', 'platform']) {
+    assert.equal(info.record[k], rec[k], k);
+  }
+  assert.equal(typeof info.record.expire_time, 'string');
+  assert.ok(info.remainingSeconds > 7100 && info.remainingSeconds <= 7200, `remaining ${info.remainingSeconds}`);
+
+  sameToken(assert, await client.getAccessToken(), rec.access_token);
+  const plain = await client.getRecord();
+  assert.equal(Object.keys(plain).includes('from'), false, 'the plain record carries no client bookkeeping');
+});
+
+test('the seed path /release/get-token serves the default token', { skip: NEEDS_BIN }, async () => {
+  const rec = makeRecord();
+  await srv.push(rec, 'default', { pathOverride: '/release/get-token' });
+  const client = createClient({ apiUrl: `${srv.url}/release/get-token` });
+  sameToken(assert, await client.getAccessToken(), rec.access_token);
+});
+
+test('a memory hit makes no request; getRecord returns a copy', { skip: NEEDS_BIN }, async () => {
+  const name = uniqueName();
+  const p = `/v1/tokens/${name}`;
+  const rec = makeRecord();
+  await srv.push(rec, name);
+  const client = createClient({ apiUrl: `${proxy.url}${p}` });
+
+  sameToken(assert, await client.getAccessToken(), rec.access_token);
+  assert.equal(proxy.count(gets(p)), 1);
+  for (let i = 0; i < 5; i += 1) sameToken(assert, await client.getAccessToken(), rec.access_token);
+  const info = await client.getRecordInfo();
+  assert.equal(info.from, 'memory');
+  assert.equal(info.origin, 'endpoint');
+  info.record.access_token = 'mutated';
+  sameToken(assert, await client.getAccessToken(), rec.access_token);
+  assert.equal(proxy.count(gets(p)), 1, 'memory hits must not reach the server');
+
+  // a newer token pushed meanwhile is not seen while the old one is fresh enough
+  await srv.push(makeRecord(), name);
+  sameToken(assert, await client.getAccessToken(), rec.access_token);
+  assert.equal(proxy.count(gets(p)), 1);
+});
+
+test('refetches when the token gets within minRemainingSeconds of expiry', { skip: NEEDS_BIN }, async () => {
+  const name = uniqueName();
+  const p = `/v1/tokens/${name}`;
+  const min = 300;
+  // 2 s more than the minimum: accepted now, too close in ~3 s
+  const first = makeRecord({ expireIn: min + 2 });
+  await srv.push(first, name);
+  const client = createClient({ apiUrl: `${proxy.url}${p}`, minRemainingSeconds: min });
+  sameToken(assert, await client.getAccessToken(), first.access_token);
+  const second = makeRecord({ expireIn: 7200 });
+  await srv.push(second, name);
+  sameToken(assert, await client.getAccessToken(), first.access_token, 'still fresh enough');
+  assert.equal(proxy.count(gets(p)), 1);
+
+  await new Promise((r) => setTimeout(r, 3200));
+  sameToken(assert, await client.getAccessToken(), second.access_token, 'after crossing the minimum');
+  assert.equal(proxy.count(gets(p)), 2);
+});
+
+test('a token already within the minimum is refused with EEXPIRED in the seed wording', { skip: NEEDS_BIN }, async () => {
+  const name = uniqueName();
+  await srv.push(makeRecord({ expireIn: 100 }), name);
+  const client = createClient({ apiUrl: `${srv.url}/v1/tokens/${name}` });
+  await assert.rejects(client.getAccessToken(), (err) => {
+    assert.ok(err instanceof TokendistError);
+    assert.equal(err.code, 'EEXPIRED');
+    assert.equal(err.source, 'endpoint');
+    assert.match(err.message, /^❌ 腾讯云函数 token获取失败: token即将过期 \(剩余 \d+ 秒，要求至少 300 秒\)$/);
+    return true;
+  });
+  // with a lower minimum the same token is fine
+  const lenient = createClient({ apiUrl: `${srv.url}/v1/tokens/${name}`, minRemainingSeconds: 10 });
+  const info = await lenient.getRecordInfo();
+  assert.ok(info.remainingSeconds <= 100 && info.remainingSeconds > 90);
+});
+
+test('field: tenant_access_token', { skip: NEEDS_BIN }, async () => {
+  const name = uniqueName();
+  const rec = makeRecord({ extra: { tenant_access_token: newToken('t-tenant') } });
+  await srv.push(rec, name);
+  const client = createClient({ apiUrl: `${srv.url}/v1/tokens/${name}`, field: 'tenant_access_token' });
+  sameToken(assert, await client.getAccessToken(), rec.tenant_access_token);
+
+  const name2 = uniqueName();
+  await srv.push(makeRecord(), name2);
+  const noTenant = createClient({ apiUrl: `${srv.url}/v1/tokens/${name2}`, field: 'tenant_access_token' });
+  await assert.rejects(noTenant.getAccessToken(), (err) => {
+    assert.equal(err.code, 'EINVALID');
+    assert.match(err.message, /缺少字段 tenant_access_token/);
+    return true;
+  });
+});
+
+test('no stored token → ENOTFOUND_TOKEN with the server\'s words', { skip: NEEDS_BIN }, async () => {
+  const client = createClient({ apiUrl: `${srv.url}/v1/tokens/${uniqueName()}` });
+  await assert.rejects(client.getAccessToken(), (err) => {
+    assert.equal(err.code, 'ENOTFOUND_TOKEN');
+    assert.equal(err.status, 404);
+    assert.equal(err.message, '❌ 腾讯云函数 token获取失败: Token not found or expired');
+    return true;
+  });
+});
+
+test('an HTTP 500 answer is reported as in the seed', { skip: NEEDS_BIN }, async () => {
+  const name = uniqueName();
+  await srv.push(makeRecord(), name);
+  const faulty = await startProxy(srv.url, {
+    intercept: (req, res) => {
+      res.writeHead(500, 'Internal Server Error', { 'content-type': 'text/plain' });
+      res.end('boom');
+      return true;
+    },
+  });
+  try {
+    const client = createClient({ apiUrl: `${faulty.url}/v1/tokens/${name}` });
+    await assert.rejects(client.getAccessToken(), (err) => {
+      assert.equal(err.code, 'EHTTP');
+      assert.equal(err.status, 500);
+      assert.equal(err.message, '❌ 腾讯云函数 token获取失败: HTTP 500: Internal Server Error');
+      return true;
+    });
+  } finally {
+    await faulty.close();
+  }
+});
+
+test('a server that never answers → ETIMEOUT after timeoutMs', { skip: NEEDS_BIN }, async () => {
+  const stuck = await startProxy(srv.url, { intercept: () => true }); // swallow requests
+  try {
+    const client = createClient({ apiUrl: `${stuck.url}/release/get-token`, timeoutMs: 300 });
+    const t0 = Date.now();
+    await assert.rejects(client.getAccessToken(), (err) => {
+      assert.equal(err.code, 'ETIMEOUT');
+      assert.match(err.message, /^❌ 腾讯云函数 token获取失败: 请求超时 \(300ms\)$/);
+      return true;
+    });
+    assert.ok(Date.now() - t0 < 3000);
+  } finally {
+    await stuck.close();
+  }
+});
+
+test('apiUrl array: a dead first URL falls through to the second', { skip: NEEDS_BIN }, async () => {
+  const name = uniqueName();
+  const rec = makeRecord();
+  await srv.push(rec, name);
+  const client = createClient({ apiUrl: [await deadUrl(), `${srv.url}/v1/tokens/${name}`] });
+  const info = await client.getRecordInfo();
+  sameToken(assert, info.record.access_token, rec.access_token);
+  assert.equal(info.url, `${srv.url}/v1/tokens/${name}`);
+});
+
+test('logs carry fingerprints only, never the token', { skip: NEEDS_BIN }, async () => {
+  const name = uniqueName();
+  const rec = makeRecord();
+  await srv.push(rec, name);
+  const cap = captureLogger();
+  const client = createClient({ apiUrl: `${srv.url}/v1/tokens/${name}`, logger: cap.logger, refreshWaitMs: 300 });
+  await client.getAccessToken();
+  await client.reportInvalid(rec.access_token);
+  await client.getAccessToken().catch(() => {});
+  assert.ok(cap.lines.length > 0, 'something was logged');
+  assert.ok(cap.lines.some((l) => l.includes(`${rec.access_token.slice(0, 6)}…${rec.access_token.slice(-2)}`)),
+    'the fingerprint is logged');
+  assert.deepEqual(cap.leaks([rec.access_token]), [], 'no log line contains the token');
+});

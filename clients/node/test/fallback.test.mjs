@@ -1,0 +1,186 @@
+// endpoint → Gitee → cache file, and the errors when everything fails.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import path from 'node:path';
+
+import { createClient } from '../index.mjs';
+import {
+  NEEDS_BIN, startServer, startProxy, startGitee, makeRecord, sameToken, tempDir, deadUrl, captureLogger,
+} from '../testlib/harness.mjs';
+
+test('server down (stopped with SIGTERM) → Gitee', { skip: NEEDS_BIN }, async (t) => {
+  const srv = await startServer();
+  const rec = makeRecord();
+  await srv.push(rec, 'default', { pathOverride: '/release/get-token' });
+  const apiUrl = `${srv.url}/release/get-token`;
+  // while it is up, the endpoint wins
+  const before = createClient({ apiUrl });
+  assert.equal((await before.getRecordInfo()).from, 'endpoint');
+  await srv.stop();
+
+  const gitee = await startGitee({ branch: 'main', accessToken: 'gitee-pat-123' });
+  t.after(() => gitee.close());
+  const giteeRec = makeRecord();
+  gitee.state.record = giteeRec;
+  const cap = captureLogger();
+  const client = createClient({ apiUrl, gitee: gitee.options, logger: cap.logger, timeoutMs: 1000 });
+  const info = await client.getRecordInfo();
+  assert.equal(info.from, 'gitee');
+  sameToken(assert, info.record.access_token, giteeRec.access_token);
+  assert.equal(gitee.requests.length, 1);
+  assert.deepEqual(gitee.requests[0].query, { ref: 'main', access_token: 'gitee-pat-123' });
+  assert.equal(gitee.requests[0].path, '/api/v5/repos/alice/tokens/contents/token.json');
+  assert.ok(cap.lines.some((l) => l.includes('腾讯云函数 token获取失败: 网络错误')), 'the endpoint failure is logged');
+  assert.deepEqual(cap.leaks(['gitee-pat-123', giteeRec.access_token]), []);
+  // then from memory
+  assert.equal((await client.getRecordInfo()).from, 'memory');
+  assert.equal(gitee.requests.length, 1);
+});
+
+test('Gitee: missing file as 404 or [] and a wrong access token are clear errors', async (t) => {
+  const gitee = await startGitee({ accessToken: 'right' });
+  t.after(() => gitee.close());
+  const only = (opts) => createClient({ ENABLED: false, API_URL: 'http://127.0.0.1:9/release/get-token', gitee: { ...gitee.options, ...opts } });
+
+  await assert.rejects(only().getAccessToken(), (err) => {
+    assert.equal(err.code, 'ENOTFOUND_TOKEN');
+    assert.equal(err.message, '❌ Gitee token获取失败: 文件不存在 (token.json)');
+    return true;
+  });
+  gitee.state.missing = 'empty-array';
+  await assert.rejects(only().getAccessToken(), (err) => err.code === 'ENOTFOUND_TOKEN' && err.source === 'gitee');
+
+  gitee.state.record = makeRecord();
+  await assert.rejects(only({ accessToken: 'wrong' }).getAccessToken(), (err) => {
+    assert.equal(err.code, 'EAUTH');
+    assert.equal(err.status, 401);
+    assert.ok(!err.message.includes('wrong') && !err.url.includes('wrong'), 'the Gitee token is redacted');
+    return true;
+  });
+  gitee.state.raw = 'not json';
+  await assert.rejects(only().getAccessToken(), (err) => err.code === 'EINVALID' && /不是JSON/.test(err.message));
+  gitee.state.raw = JSON.stringify({ access_token: 'x' });
+  await assert.rejects(only().getAccessToken(), (err) => err.code === 'EINVALID' && /缺少字段 expire_time/.test(err.message));
+});
+
+test('server and Gitee down → cache file written by an earlier run (atomic, mode 0600)', { skip: NEEDS_BIN }, async (t) => {
+  const { dir } = tempDir(t);
+  const cacheFile = path.join(dir, 'sub', 'token-cache.json');
+  const srv = await startServer();
+  const rec = makeRecord({ extra: { tenant_access_token: 't-tenant-abcdefghijkl' } });
+  await srv.push(rec);
+  const apiUrl = `${srv.url}/v1/tokens/default`;
+
+  const first = createClient({ apiUrl, cacheFile });
+  sameToken(assert, await first.getAccessToken(), rec.access_token);
+  const st = fs.statSync(cacheFile);
+  assert.equal(st.mode & 0o777, 0o600, `cache file mode ${(st.mode & 0o777).toString(8)}`);
+  const onDisk = JSON.parse(fs.readFileSync(cacheFile, 'utf8'));
+  sameToken(assert, onDisk.access_token, rec.access_token, 'cached access_token');
+  assert.equal(onDisk.tenant_access_token, rec.tenant_access_token, 'extras are cached too');
+  assert.deepEqual(fs.readdirSync(path.dirname(cacheFile)), ['token-cache.json'], 'no temp files left behind');
+
+  await srv.stop();
+  const gitee = await startGitee();
+  t.after(() => gitee.close());
+  gitee.state.status = 500;
+
+  const second = createClient({ apiUrl, gitee: gitee.options, cacheFile, timeoutMs: 1000 });
+  const info = await second.getRecordInfo();
+  assert.equal(info.from, 'cache');
+  sameToken(assert, info.record.access_token, rec.access_token);
+  assert.ok(info.remainingSeconds > 7000);
+  assert.equal(gitee.requests.length, 1, 'Gitee was tried before the cache');
+});
+
+test('a newer token replaces the cache file', { skip: NEEDS_BIN }, async (t) => {
+  const { dir } = tempDir(t);
+  const cacheFile = path.join(dir, 'c.json');
+  const srv = await startServer();
+  t.after(() => srv.stop());
+  const a = makeRecord();
+  await srv.push(a);
+  await createClient({ apiUrl: `${srv.url}/v1/tokens/default`, cacheFile }).getAccessToken();
+  const b = makeRecord();
+  await srv.push(b);
+  await createClient({ apiUrl: `${srv.url}/v1/tokens/default`, cacheFile }).getAccessToken();
+  sameToken(assert, JSON.parse(fs.readFileSync(cacheFile, 'utf8')).access_token, b.access_token);
+  assert.equal(fs.statSync(cacheFile).mode & 0o777, 0o600);
+  assert.deepEqual(fs.readdirSync(dir), ['c.json']);
+});
+
+test('only the cache file configured, and it is missing → clear error', async (t) => {
+  const { dir } = tempDir(t);
+  const client = createClient({ ENABLED: false, API_URL: 'https://example.invalid/release/get-token', cacheFile: path.join(dir, 'none.json') });
+  await assert.rejects(client.getAccessToken(), (err) => {
+    assert.equal(err.code, 'ENOTFOUND_TOKEN');
+    assert.equal(err.message, '❌ 本地缓存 token获取失败: 缓存文件不存在');
+    return true;
+  });
+});
+
+test('expired everywhere → EALLFAILED naming each source and why', { skip: NEEDS_BIN }, async (t) => {
+  const { dir } = tempDir(t);
+  const cacheFile = path.join(dir, 'c.json');
+  fs.writeFileSync(cacheFile, JSON.stringify(makeRecord({ expireIn: -600 })), { mode: 0o600 });
+  const srv = await startServer();
+  t.after(() => srv.stop());
+  await srv.push(makeRecord({ expireIn: 120 })); // the server serves it; the client wants ≥ 300 s
+  const gitee = await startGitee();
+  t.after(() => gitee.close());
+  gitee.state.record = makeRecord({ expireIn: -30 });
+
+  const client = createClient({ apiUrl: `${srv.url}/v1/tokens/default`, gitee: gitee.options, cacheFile });
+  await assert.rejects(client.getAccessToken(), (err) => {
+    assert.equal(err.code, 'EALLFAILED');
+    assert.equal(err.reason, 'expired');
+    assert.deepEqual(err.errors.map((e) => [e.source, e.code]),
+      [['endpoint', 'EEXPIRED'], ['gitee', 'EEXPIRED'], ['cache', 'EEXPIRED']]);
+    const lines = err.message.split('\n');
+    assert.equal(lines[0], '❌ token获取失败: 所有来源的token均已过期或即将过期');
+    assert.match(lines[1], /^ {2}- 腾讯云函数 token获取失败: token即将过期 \(剩余 1[01]\d 秒，要求至少 300 秒\) \[http:\/\/127\.0\.0\.1:\d+\/v1\/tokens\/default\]$/);
+    assert.match(lines[2], /^ {2}- Gitee token获取失败: token已过期 \(已过期 (29|3\d) 秒\) \[alice\/tokens\/token\.json\]$/);
+    assert.match(lines[3], /^ {2}- 本地缓存 token获取失败: token已过期 \(已过期 \d+ 秒\) \[.*c\.json\]$/);
+    return true;
+  });
+  // the expired cache file is left as it was (not overwritten by refused records)
+  assert.ok(JSON.parse(fs.readFileSync(cacheFile, 'utf8')).expire_timestamp < Date.now() / 1000);
+});
+
+test('all sources down → EALLFAILED listing each failure', async (t) => {
+  const { dir } = tempDir(t);
+  const gitee = await startGitee();
+  t.after(() => gitee.close());
+  gitee.state.status = 503;
+  const url = await deadUrl();
+  const client = createClient({ apiUrl: url, gitee: gitee.options, cacheFile: path.join(dir, 'missing.json') });
+  await assert.rejects(client.getAccessToken(), (err) => {
+    assert.equal(err.code, 'EALLFAILED');
+    assert.equal(err.reason, 'failed');
+    assert.deepEqual(err.errors.map((e) => e.code), ['ENETWORK', 'EHTTP', 'ENOTFOUND_TOKEN']);
+    assert.match(err.message, /^❌ token获取失败: 所有来源均失败\n {2}- 腾讯云函数 token获取失败: 网络错误: ECONNREFUSED/);
+    assert.match(err.message, /\n {2}- Gitee token获取失败: HTTP 503: Service Unavailable/);
+    assert.match(err.message, /\n {2}- 本地缓存 token获取失败: 缓存文件不存在/);
+    return true;
+  });
+});
+
+test('ENABLED: false skips the endpoint entirely (no request reaches it)', { skip: NEEDS_BIN }, async (t) => {
+  const srv = await startServer();
+  t.after(() => srv.stop());
+  await srv.push(makeRecord(), 'default', { pathOverride: '/release/get-token' });
+  const proxy = await startProxy(srv.url);
+  t.after(() => proxy.close());
+  const gitee = await startGitee();
+  t.after(() => gitee.close());
+  const giteeRec = makeRecord();
+  gitee.state.record = giteeRec;
+
+  const TENCENT_CLOUD_CONFIG = { ENABLED: false, API_URL: `${proxy.url}/release/get-token` };
+  const client = createClient({ ...TENCENT_CLOUD_CONFIG, gitee: gitee.options });
+  const info = await client.getRecordInfo();
+  assert.equal(info.from, 'gitee');
+  sameToken(assert, info.record.access_token, giteeRec.access_token);
+  assert.equal(proxy.requests.length, 0);
+});

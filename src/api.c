@@ -1,0 +1,586 @@
+/* api -- see api.h. */
+#include "api.h"
+#include "auth.h"
+#include "clock.h"
+#include "log.h"
+#include "tokendist.h"
+
+#include <jansson.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#define MAX_NAMES 1024          /* distinct token names kept in memory */
+#define METRICS_CAP 65536
+
+struct td_api {
+    td_store *store;
+    td_auth_keys push, read;
+    char *cors_origin;
+    size_t body_limit;
+    td_api_invalid_cb invalid_cb;
+    void *invalid_ud;
+
+    pthread_mutex_t lock;       /* guards snaps; held for pointer swaps only */
+    td_snap **snaps;
+    size_t nsnaps;
+};
+
+static const char JSON_CT[] = "application/json; charset=utf-8";
+static const char TEXT_CT[] = "text/plain; version=0.0.4; charset=utf-8";
+static const char ALLOW_TOKEN[] = "GET, POST, OPTIONS";
+static const char ALLOW_READ[] = "GET, OPTIONS";
+
+/* The seed's exact bodies. */
+static const char B_NOTFOUND[] = "{\"error\": \"Token not found or expired\"}";
+static const char B_STORED[] = "{\"success\": true, \"message\": \"Token stored successfully\"}";
+static const char B_STOREFAIL[] = "{\"success\": false, \"message\": \"Failed to store token\"}";
+static const char B_METHOD[] = "{\"error\": \"Method not allowed\"}";
+static const char B_NOPATH[] = "{\"error\": \"Not found\"}";
+static const char B_HEALTHY[] = "{\"status\": \"ok\"}";
+
+/* --- snapshots ------------------------------------------------------- */
+
+void td_snap_retain(td_snap *s) { __atomic_fetch_add(&s->refs, 1, __ATOMIC_RELAXED); }
+
+void td_snap_release(td_snap *s)
+{
+    if (!s || __atomic_sub_fetch(&s->refs, 1, __ATOMIC_ACQ_REL) != 0) return;
+    free(s->name);
+    free(s->json);
+    free(s->token);
+    free(s);
+}
+
+static td_snap *snap_new(const char *name, const char *json, size_t len, int64_t gen,
+                         int64_t exp)
+{
+    td_snap *s = calloc(1, sizeof *s);
+    json_t *o = NULL;
+
+    if (!s) return NULL;
+    s->refs = 1;
+    s->generated_ts = gen;
+    s->expire_ts = exp;
+    s->json_len = len;
+    if (!(s->name = strdup(name)) || !(s->json = malloc(len + 1))) goto fail;
+    memcpy(s->json, json, len);
+    s->json[len] = '\0';
+    if ((o = json_loadb(json, len, 0, NULL)) && json_string_value(json_object_get(o, "access_token")))
+        s->token = strdup(json_string_value(json_object_get(o, "access_token")));
+    json_decref(o);
+    if (!s->token) goto fail;
+    return s;
+fail:
+    td_snap_release(s);
+    return NULL;
+}
+
+static td_snap **snap_slot(td_api *api, const char *name)
+{
+    for (size_t i = 0; i < api->nsnaps; i++)
+        if (!strcmp(api->snaps[i]->name, name)) return &api->snaps[i];
+    return NULL;
+}
+
+td_snap *td_api_snapshot(td_api *api, const char *name)
+{
+    td_snap **slot, *s = NULL;
+
+    pthread_mutex_lock(&api->lock);
+    if ((slot = snap_slot(api, name))) td_snap_retain(s = *slot);
+    pthread_mutex_unlock(&api->lock);
+    return s;
+}
+
+/* Installs s unless the served one is newer (two writers can finish in
+ * either order); consumes the caller's reference. */
+static int snap_install(td_api *api, td_snap *s)
+{
+    td_snap **slot, *old = NULL;
+    int rc = TD_OK;
+
+    pthread_mutex_lock(&api->lock);
+    if ((slot = snap_slot(api, s->name))) {
+        if ((*slot)->generated_ts <= s->generated_ts) old = *slot, *slot = s, s = NULL;
+    } else if (api->nsnaps < MAX_NAMES) {
+        td_snap **v = realloc(api->snaps, (api->nsnaps + 1) * sizeof *v);
+        if (v) api->snaps = v, v[api->nsnaps++] = s, s = NULL;
+        else rc = TD_ENOMEM;
+    } else {
+        rc = TD_ETOOBIG;
+    }
+    pthread_mutex_unlock(&api->lock);
+    td_snap_release(old);
+    td_snap_release(s);
+    return rc;
+}
+
+/* --- construction ---------------------------------------------------- */
+
+int td_api_new(td_api **out, const td_api_opts *o, char *err, size_t errlen)
+{
+    td_api *api = calloc(1, sizeof *api);
+    static const td_strlist none = {0};
+    int rc = TD_ENOMEM;
+
+    if (!api) goto fail;
+    pthread_mutex_init(&api->lock, NULL);
+    api->store = o->store;
+    api->body_limit = o->body_limit ? o->body_limit : 65536;
+    if (!(api->cors_origin = strdup(o->cors_origin ? o->cors_origin : "*"))) goto fail;
+    if (td_auth_keys_init(&api->push, o->push_keys ? o->push_keys : &none) != TD_OK ||
+        td_auth_keys_init(&api->read, o->read_keys ? o->read_keys : &none) != TD_OK)
+        goto fail;
+    if (api->store && (rc = td_api_reload(api, NULL, err, errlen)) != TD_OK) goto fail;
+    *out = api;
+    return TD_OK;
+fail:
+    if (rc == TD_ENOMEM) snprintf(err, errlen, "out of memory");
+    td_api_free(api);
+    return rc;
+}
+
+void td_api_free(td_api *api)
+{
+    if (!api) return;
+    for (size_t i = 0; i < api->nsnaps; i++) td_snap_release(api->snaps[i]);
+    free(api->snaps);
+    td_auth_keys_free(&api->push);
+    td_auth_keys_free(&api->read);
+    free(api->cors_origin);
+    pthread_mutex_destroy(&api->lock);
+    free(api);
+}
+
+void td_api_set_invalid_hook(td_api *api, td_api_invalid_cb cb, void *ud)
+{
+    api->invalid_cb = cb;
+    api->invalid_ud = ud;
+}
+
+int td_api_reload(td_api *api, const char *name, char *err, size_t errlen)
+{
+    td_store_entry *v = NULL, one;
+    size_t n = 0;
+    int rc;
+
+    if (name) {
+        if ((rc = td_store_get(api->store, name, &one, err, errlen)) == TD_ENOTFOUND) return TD_OK;
+        if (rc != TD_OK) return rc;
+        if (!(v = malloc(sizeof *v))) {
+            td_store_entry_clear(&one);
+            return TD_ENOMEM;
+        }
+        v[0] = one;
+        n = 1;
+    } else if ((rc = td_store_list(api->store, &v, &n, err, errlen)) != TD_OK) {
+        return rc;
+    }
+    for (size_t i = 0; i < n && rc == TD_OK; i++) {
+        td_snap *s = snap_new(v[i].name, v[i].json, v[i].json_len, v[i].generated_ts,
+                              v[i].expire_ts);
+        rc = s ? snap_install(api, s) : TD_ENOMEM;
+    }
+    td_store_list_free(v, n);
+    if (rc != TD_OK) snprintf(err, errlen, "cannot load stored tokens: %s", td_strerror(rc));
+    return rc;
+}
+
+int td_api_store_record(td_api *api, const char *name, const td_record *r, char *err,
+                        size_t errlen)
+{
+    td_store_entry e = {0};
+    td_snap *s;
+    int rc;
+
+    e.name = (char *)name;
+    e.json = (char *)td_record_json(r, &e.json_len);
+    e.generated_ts = td_record_generated(r);
+    e.expire_ts = td_record_expires(r);
+    if ((rc = td_store_put(api->store, &e, err, errlen)) != TD_OK) {
+        if (rc != TD_ECONFLICT) td_metrics_inc(TD_M_STORE_ERRORS);
+        return rc;
+    }
+    if (!(s = snap_new(name, e.json, e.json_len, e.generated_ts, e.expire_ts))) {
+        snprintf(err, errlen, "out of memory");
+        return TD_ENOMEM;
+    }
+    return snap_install(api, s);
+}
+
+int td_api_valid_name(const char *name, size_t len)
+{
+    if (len == 0 || len > 64) return 0;
+    if ((len == 1 && name[0] == '.') || (len == 2 && name[0] == '.' && name[1] == '.')) return 0;
+    for (size_t i = 0; i < len; i++) {
+        char c = name[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '.' || c == '_' || c == '-'))
+            return 0;
+    }
+    return 1;
+}
+
+/* --- responses ------------------------------------------------------- */
+
+static void add_hdr(td_api_resp *r, const char *name, const char *value)
+{
+    if (r->nhdr < TD_API_MAXHDR) {
+        r->hdr[r->nhdr].name = name;
+        r->hdr[r->nhdr].value = value;
+        r->nhdr++;
+    }
+}
+
+static void resp_start(td_api *api, td_api_resp *r, int status, const char *ct)
+{
+    r->status = status;
+    add_hdr(r, "Content-Type", ct);
+    add_hdr(r, "Access-Control-Allow-Origin", api->cors_origin);
+    add_hdr(r, "Cache-Control", "no-store");
+}
+
+static void resp_static(td_api *api, td_api_resp *r, int status, const char *body)
+{
+    resp_start(api, r, status, JSON_CT);
+    r->body = body;
+    r->body_len = strlen(body);
+}
+
+/* {"success": false, "message": msg} or {"error": msg}, escaped by jansson. */
+static void resp_msg(td_api *api, td_api_resp *r, int status, const char *key, const char *msg)
+{
+    json_t *o = !strcmp(key, "error") ? json_pack("{s:s}", "error", msg)
+                                      : json_pack("{s:b, s:s}", "success", 0, "message", msg);
+    resp_start(api, r, status, JSON_CT);
+    if (o && (r->owned = json_dumps(o, 0))) {
+        r->body = r->owned;
+        r->body_len = strlen(r->owned);
+    } else {
+        r->body = B_STOREFAIL;
+        r->body_len = sizeof B_STOREFAIL - 1;
+    }
+    json_decref(o);
+}
+
+void td_api_resp_clear(td_api_resp *r)
+{
+    free(r->owned);
+    td_snap_release(r->snap);
+    memset(r, 0, sizeof *r);
+}
+
+/* --- routing --------------------------------------------------------- */
+
+typedef enum { P_NONE, P_TOKEN, P_INVALID, P_HEALTHZ, P_READYZ, P_METRICS } path_kind;
+
+static path_kind route(const char *path, char name[65])
+{
+    static const char prefix[] = "/v1/tokens/";
+    const char *p, *slash;
+    size_t len;
+
+    if (!strcmp(path, "/release/get-token") || !strcmp(path, "/get-token")) {
+        strcpy(name, "default");
+        return P_TOKEN;
+    }
+    if (!strcmp(path, "/healthz")) return P_HEALTHZ;
+    if (!strcmp(path, "/readyz")) return P_READYZ;
+    if (!strcmp(path, "/metrics")) return P_METRICS;
+    if (strncmp(path, prefix, sizeof prefix - 1) != 0) return P_NONE;
+    p = path + sizeof prefix - 1;
+    slash = strchr(p, '/');
+    len = slash ? (size_t)(slash - p) : strlen(p);
+    if (!td_api_valid_name(p, len)) return P_NONE;
+    memcpy(name, p, len);
+    name[len] = '\0';
+    if (!slash) return P_TOKEN;
+    return !strcmp(slash, "/invalid") ? P_INVALID : P_NONE;
+}
+
+static td_route metric_route(path_kind k, const char *method)
+{
+    if (!strcmp(method, "OPTIONS")) return TD_ROUTE_OPTIONS;
+    switch (k) {
+    case P_TOKEN: return !strcmp(method, "POST") ? TD_ROUTE_TOKEN_POST : TD_ROUTE_TOKEN_GET;
+    case P_INVALID: return TD_ROUTE_INVALID;
+    case P_HEALTHZ: return TD_ROUTE_HEALTHZ;
+    case P_READYZ: return TD_ROUTE_READYZ;
+    case P_METRICS: return TD_ROUTE_METRICS;
+    default: return TD_ROUTE_OTHER;
+    }
+}
+
+static int is_get(const char *m) { return !strcmp(m, "GET") || !strcmp(m, "HEAD"); }
+
+/* A JSON body is what we take, whatever the client called it: no
+ * Content-Type (Python's data=json.dumps), text/plain, and curl -d's
+ * default form type are accepted; multipart and binary types are a client
+ * mistake worth naming. */
+static int json_content_type(const char *ct)
+{
+    size_t n;
+    if (!ct || !*ct) return 1;
+    n = strcspn(ct, ";");
+    while (n && ct[n - 1] == ' ') n--;
+    return (n == 16 && !strncasecmp(ct, "application/json", n)) ||
+           (n == 9 && !strncasecmp(ct, "text/json", n)) ||
+           (n == 10 && !strncasecmp(ct, "text/plain", n)) ||
+           (n == 33 && !strncasecmp(ct, "application/x-www-form-urlencoded", n)) ||
+           (n > 5 && !strncasecmp(ct + n - 5, "+json", 5));
+}
+
+/* Credentials for a route: 0 when the request may go on, else resp filled. */
+static int check_keys(td_api *api, const td_api_req *req, td_api_resp *r, int write)
+{
+    const td_auth_keys *keys = write ? &api->push : &api->read;
+    const char *key = write ? "message" : "error";
+    td_auth_result a;
+
+    if (!write && keys->n == 0) return 0;
+    if (write && keys->n == 0) {
+        resp_msg(api, r, 403, key,
+                 "权限不足: 服务器未配置写入密钥 (TOKENDIST_PUSH_KEYS / --push-key)，拒绝写入");
+        goto refused;
+    }
+    a = td_auth_check(keys, td_auth_presented(req->authorization, req->x_api_key));
+    if (a == TD_AUTH_OK) return 0;
+    td_metrics_inc(TD_M_AUTH_FAILURES);
+    if (a == TD_AUTH_MISSING) {
+        resp_msg(api, r, 401, key,
+                 write ? "权限不足: 缺少写入密钥 (Authorization: Bearer KEY 或 X-Api-Key)"
+                       : "权限不足: 缺少读取密钥 (Authorization: Bearer KEY 或 X-Api-Key)");
+        add_hdr(r, "WWW-Authenticate", "Bearer realm=\"tokendist\"");
+    } else {
+        resp_msg(api, r, 403, key, write ? "权限不足: 写入密钥无效" : "权限不足: 读取密钥无效");
+    }
+refused:
+    if (write) td_log("拒绝写入 %s (来自 %s): %d %s", req->path, req->remote ? req->remote : "?",
+                      r->status, a == TD_AUTH_MISSING ? "缺少写入密钥" : "密钥无效或未配置");
+    return 1;
+}
+
+static int precheck(td_api *api, const td_api_req *req, td_api_resp *r)
+{
+    char name[65];
+    path_kind k = route(req->path ? req->path : "", name);
+    const char *m = req->method ? req->method : "";
+    int write;
+
+    memset(r, 0, sizeof *r);
+    r->route = metric_route(k, m);
+    if (!strcmp(m, "OPTIONS")) {
+        resp_start(api, r, 204, JSON_CT);
+        add_hdr(r, "Access-Control-Allow-Methods", ALLOW_TOKEN);
+        add_hdr(r, "Access-Control-Allow-Headers", "Authorization, Content-Type, X-Api-Key");
+        add_hdr(r, "Access-Control-Max-Age", "86400");
+        r->body = "";
+        return 1;
+    }
+    if (k == P_NONE) {
+        resp_static(api, r, 404, B_NOPATH);
+        return 1;
+    }
+    write = !strcmp(m, "POST");
+    if (!(is_get(m) && k != P_INVALID) && !(write && (k == P_TOKEN || k == P_INVALID))) {
+        resp_static(api, r, 405, B_METHOD);
+        add_hdr(r, "Allow", k == P_TOKEN || k == P_INVALID ? ALLOW_TOKEN : ALLOW_READ);
+        return 1;
+    }
+    if (k == P_TOKEN || k == P_INVALID) {
+        if (check_keys(api, req, r, write && k == P_TOKEN)) return 1;
+    }
+    if (write) {
+        if (req->content_length > (long long)api->body_limit || req->body_len > api->body_limit) {
+            char msg[128];
+            snprintf(msg, sizeof msg, "request body larger than %zu bytes", api->body_limit);
+            resp_msg(api, r, 413, "message", msg);
+            return 1;
+        }
+        if (!json_content_type(req->content_type)) {
+            resp_msg(api, r, 415, "message", "Content-Type must be application/json");
+            return 1;
+        }
+    }
+    return 0;
+}
+
+int td_api_precheck(td_api *api, const td_api_req *req, td_api_resp *r)
+{
+    if (!precheck(api, req, r)) return 0;
+    td_metrics_request(r->route, r->status);
+    return 1;
+}
+
+/* --- handlers -------------------------------------------------------- */
+
+static void get_token(td_api *api, const char *name, td_api_resp *r)
+{
+    td_snap *s = td_api_snapshot(api, name);
+
+    if (!s || s->expire_ts <= td_clock_now()) { /* expiry is judged now, not at store time */
+        td_snap_release(s);
+        resp_static(api, r, 404, B_NOTFOUND);
+        return;
+    }
+    resp_start(api, r, 200, JSON_CT);
+    r->snap = s;
+    r->body = s->json;
+    r->body_len = s->json_len;
+}
+
+static void post_token(td_api *api, const td_api_req *req, const char *name, td_api_resp *r)
+{
+    char err[512], fp[TD_FP_LEN], when[TD_TIME_LEN];
+    const char *from = req->remote ? req->remote : "?";
+    td_record *rec = NULL;
+    int rc;
+
+    if (req->body_len == 0) {
+        resp_msg(api, r, 400, "message", "empty body: send the token record as JSON");
+        td_log("拒绝写入 %s (来自 %s): 400 请求体为空", name, from);
+        return;
+    }
+    if ((rc = td_record_parse(req->body, req->body_len, td_clock_now(), &rec, err, sizeof err))) {
+        resp_msg(api, r, rc == TD_ENOMEM ? 500 : 400, "message", err);
+        td_log("拒绝写入 %s (来自 %s): %d %s", name, from, r->status, err);
+        return;
+    }
+    rc = td_api_store_record(api, name, rec, err, sizeof err);
+    switch (rc) {
+    case TD_OK:
+        resp_static(api, r, 200, B_STORED);
+        td_log("Token已存储: %s %s 过期时间 %s (来自 %s)", name,
+               td_log_fp(td_record_token(rec), fp), td_clock_format(td_record_expires(rec), when),
+               from);
+        break;
+    case TD_ECONFLICT:
+        resp_msg(api, r, 409, "message", err);
+        td_log("拒绝写入 %s (来自 %s): 409 %s", name, from, err);
+        break;
+    case TD_EUNAVAIL:
+        resp_msg(api, r, 503, "message", "store temporarily unavailable, retry later");
+        add_hdr(r, "Retry-After", "5");
+        td_log("❌ 存储暂不可用 %s: %s", name, err);
+        break;
+    default:
+        resp_static(api, r, 500, B_STOREFAIL);
+        td_log("❌ 存储失败 %s: %s", name, err);
+        break;
+    }
+    td_record_free(rec);
+}
+
+static void post_invalid(td_api *api, const td_api_req *req, const char *name, td_api_resp *r)
+{
+    json_t *o = json_loadb(req->body ? req->body : "", req->body_len, JSON_REJECT_DUPLICATES, NULL);
+    const char *tok = json_string_value(json_object_get(o, "access_token"));
+    td_snap *s = NULL;
+    char fp[TD_FP_LEN];
+
+    if (!tok || !*tok) {
+        resp_msg(api, r, 400, "message",
+                 "send {\"access_token\": \"<the token Feishu rejected>\"}");
+        goto out;
+    }
+    if (!(s = td_api_snapshot(api, name)) || s->expire_ts <= td_clock_now()) {
+        resp_static(api, r, 404, B_NOTFOUND);
+        goto out;
+    }
+    if (strcmp(s->token, tok) != 0) { /* already replaced: hand out the new one */
+        resp_start(api, r, 200, JSON_CT);
+        r->snap = s, s = NULL;
+        r->body = r->snap->json;
+        r->body_len = r->snap->json_len;
+        goto out;
+    }
+    if (api->invalid_cb && api->invalid_cb(api->invalid_ud, name, tok) == TD_OK) {
+        td_log("客户端报告 token 无效: %s %s (来自 %s)，已触发刷新", name, td_log_fp(tok, fp),
+               req->remote ? req->remote : "?");
+        resp_start(api, r, 202, JSON_CT);
+        r->body = "{\"success\": true, \"message\": \"refresh started\"}";
+        r->body_len = strlen(r->body);
+    } else {
+        resp_msg(api, r, 501, "message",
+                 "this server does not refresh tokens (no FEISHU_APP_ID/FEISHU_APP_SECRET)");
+    }
+out:
+    td_snap_release(s);
+    json_decref(o);
+}
+
+static void readyz(td_api *api, td_api_resp *r)
+{
+    char err[256];
+    int64_t now = td_clock_now();
+    int store_ok = td_store_ping(api->store, err, sizeof err) == TD_OK;
+    json_t *o = json_object(), *toks = json_object();
+
+    pthread_mutex_lock(&api->lock);
+    for (size_t i = 0; i < api->nsnaps; i++) {
+        td_snap *s = api->snaps[i];
+        json_object_set_new(toks, s->name,
+                            json_pack("{s:b, s:I}", "fresh", s->expire_ts > now, "expires_in",
+                                      (json_int_t)(s->expire_ts - now)));
+    }
+    pthread_mutex_unlock(&api->lock);
+    json_object_set_new(o, "ready", json_boolean(store_ok));
+    json_object_set_new(o, "store", json_string(store_ok ? "ok" : err));
+    json_object_set_new(o, "tokens", toks);
+    resp_start(api, r, store_ok ? 200 : 503, JSON_CT);
+    if ((r->owned = json_dumps(o, 0))) r->body = r->owned, r->body_len = strlen(r->owned);
+    else r->status = 500;
+    json_decref(o);
+}
+
+static void metrics(td_api *api, td_api_resp *r)
+{
+    char *buf = malloc(METRICS_CAP);
+    size_t len;
+    int64_t now = td_clock_now();
+
+    resp_start(api, r, 200, TEXT_CT);
+    if (!buf) {
+        r->status = 500;
+        return;
+    }
+    len = td_metrics_render(buf, METRICS_CAP);
+    len += (size_t)snprintf(buf + len, METRICS_CAP - len,
+                            "# HELP tokendist_token_expiry_seconds Seconds until each token "
+                            "expires (negative: expired).\n"
+                            "# TYPE tokendist_token_expiry_seconds gauge\n");
+    pthread_mutex_lock(&api->lock);
+    for (size_t i = 0; i < api->nsnaps && len < METRICS_CAP - 256; i++)
+        len += (size_t)snprintf(buf + len, METRICS_CAP - len,
+                                "tokendist_token_expiry_seconds{name=\"%s\"} %lld\n",
+                                api->snaps[i]->name, (long long)(api->snaps[i]->expire_ts - now));
+    pthread_mutex_unlock(&api->lock);
+    r->owned = buf;
+    r->body = buf;
+    r->body_len = len;
+}
+
+void td_api_handle(td_api *api, const td_api_req *req, td_api_resp *r)
+{
+    char name[65];
+    path_kind k;
+
+    if (precheck(api, req, r)) goto done;
+    k = route(req->path, name);
+    switch (k) {
+    case P_TOKEN:
+        if (is_get(req->method)) get_token(api, name, r);
+        else post_token(api, req, name, r);
+        break;
+    case P_INVALID: post_invalid(api, req, name, r); break;
+    case P_HEALTHZ: resp_static(api, r, 200, B_HEALTHY); break;
+    case P_READYZ: readyz(api, r); break;
+    case P_METRICS: metrics(api, r); break;
+    default: resp_static(api, r, 404, B_NOPATH); break;
+    }
+done:
+    td_metrics_request(r->route, r->status);
+}

@@ -1,0 +1,111 @@
+/*
+ * api -- the endpoint semantics, independent of how a request arrives.
+ *
+ * The HTTP server (http.c) and the Tencent SCF event runtime (scf.c) are two
+ * front doors to this one handler, so both answer every request the same
+ * way.  A front door fills a td_api_req, calls td_api_handle, and turns the
+ * td_api_resp into its own wire form.
+ *
+ * GETs are served from an in-memory snapshot per token name (the record's
+ * JSON, serialised once), which a successful store replaces atomically;
+ * the GET path never touches the store.
+ */
+#ifndef TD_API_H
+#define TD_API_H
+
+#include "config.h"
+#include "metrics.h"
+#include "record.h"
+#include "store.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct td_api td_api;
+
+/* One served record: immutable, reference-counted, shared by every
+ * response that sends it. */
+typedef struct td_snap {
+    int refs;
+    char *name;
+    char *json;
+    size_t json_len;
+    int64_t generated_ts;
+    int64_t expire_ts;
+    char *token;            /* access_token, for /invalid reports */
+} td_snap;
+
+void td_snap_retain(td_snap *s);
+void td_snap_release(td_snap *s);   /* NULL-safe */
+
+typedef struct td_api_req {
+    const char *method;
+    const char *path;           /* without the query string */
+    const char *body;
+    size_t body_len;
+    long long content_length;   /* -1 when the request did not say */
+    const char *authorization;  /* header values, NULL when absent */
+    const char *x_api_key;
+    const char *content_type;
+    const char *remote;         /* peer address, for logs */
+} td_api_req;
+
+#define TD_API_MAXHDR 8
+
+typedef struct td_api_resp {
+    int status;
+    td_route route;
+    const char *body;           /* into owned or snap */
+    size_t body_len;
+    char *owned;                /* malloc'd body, or NULL */
+    td_snap *snap;              /* retained snapshot, or NULL */
+    size_t nhdr;
+    struct { const char *name, *value; } hdr[TD_API_MAXHDR];
+} td_api_resp;
+
+/* A refresher in this process that /v1/tokens/NAME/invalid can prod:
+ * returns TD_OK when a refresh of `name` runs now (started or already
+ * running), TD_ENOTFOUND when this process does not refresh that name. */
+typedef int (*td_api_invalid_cb)(void *ud, const char *name, const char *token);
+
+typedef struct td_api_opts {
+    td_store *store;            /* not owned */
+    const td_strlist *push_keys;
+    const td_strlist *read_keys;
+    const char *cors_origin;
+    size_t body_limit;
+} td_api_opts;
+
+int td_api_new(td_api **out, const td_api_opts *o, char *err, size_t errlen);
+void td_api_free(td_api *api);
+
+void td_api_set_invalid_hook(td_api *api, td_api_invalid_cb cb, void *ud);
+
+/* Answers a request.  The response holds references until
+ * td_api_resp_clear.  Never fails: a failure is a 5xx response. */
+void td_api_handle(td_api *api, const td_api_req *req, td_api_resp *resp);
+
+/* Answers what can be decided from the request line and headers alone
+ * (unknown path or method, credentials, a Content-Length over the limit),
+ * so a front door can refuse a body before reading it.  Returns 1 with
+ * resp filled when it did, 0 when the body is needed. */
+int td_api_precheck(td_api *api, const td_api_req *req, td_api_resp *resp);
+
+void td_api_resp_clear(td_api_resp *resp);
+
+/* Stores a validated record under name (put-if-newer) and, on success,
+ * replaces the served snapshot.  The refresher writes through this too. */
+int td_api_store_record(td_api *api, const char *name, const td_record *r, char *err,
+                        size_t errlen);
+
+/* Reloads name (all names when NULL) from the store into the snapshots:
+ * at start and when another instance changed the shared store. */
+int td_api_reload(td_api *api, const char *name, char *err, size_t errlen);
+
+/* The current snapshot of name, retained (caller releases), or NULL. */
+td_snap *td_api_snapshot(td_api *api, const char *name);
+
+/* A token name is 1-64 characters of [A-Za-z0-9._-], not "." or "..". */
+int td_api_valid_name(const char *name, size_t len);
+
+#endif

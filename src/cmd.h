@@ -1,0 +1,25 @@
+/*
+ * cmd -- the subcommands of the tokendist binary.  Each takes the argv
+ * that follows the command word (argv[0] is the command's name) and
+ * returns the process exit code.
+ */
+#ifndef TD_CMD_H
+#define TD_CMD_H
+
+#include "config.h"
+
+/* Exit codes shared by all commands. */
+enum {
+    TD_EXIT_OK = 0,
+    TD_EXIT_FAIL = 1,       /* the command ran and failed */
+    TD_EXIT_USAGE = 2,      /* bad flags or settings */
+};
+
+int td_cmd_serve(int argc, char **argv);
+
+/* Loads settings for cmd and handles --help and --print-config; returns -1
+ * when the command should go on, else the exit code to return.  Also sets
+ * the process time zone. */
+int td_cmd_config(td_config *c, unsigned cmd, int argc, char **argv);
+
+#endif

@@ -1,0 +1,103 @@
+/*
+ * cmd_serve -- `tokendist serve`: the distribution server (the seed's
+ * "腾讯云函数"), with the refresher inside when Feishu credentials are set.
+ */
+#include "api.h"
+#include "clock.h"
+#include "cmd.h"
+#include "http.h"
+#include "log.h"
+#include "store.h"
+#include "tokendist.h"
+
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+
+int td_cmd_config(td_config *c, unsigned cmd, int argc, char **argv)
+{
+    char err[512];
+    int rc = td_config_load(c, cmd, argc, argv, err, sizeof err);
+
+    if (rc == 1) return TD_EXIT_OK;
+    if (rc != TD_OK) {
+        fprintf(stderr, "tokendist %s: %s\n", argv[0], err);
+        return TD_EXIT_USAGE;
+    }
+    if (td_clock_set_zone(c->tz, err, sizeof err) != TD_OK) {
+        fprintf(stderr, "tokendist %s: %s\n", argv[0], err);
+        return TD_EXIT_USAGE;
+    }
+    if (c->print_config) {
+        td_config_print(c, cmd, stdout);
+        return TD_EXIT_OK;
+    }
+    return -1;
+}
+
+int td_cmd_serve(int argc, char **argv)
+{
+    td_config c;
+    td_store *store = NULL;
+    td_api *api = NULL;
+    td_http *http = NULL;
+    sigset_t sigs;
+    char err[512];
+    int sig = 0, ex;
+
+    if ((ex = td_cmd_config(&c, TD_CMD_SERVE, argc, argv)) >= 0) goto out;
+    ex = TD_EXIT_FAIL;
+
+    /* Every thread started below inherits this mask; only the main thread
+     * takes the signals, in sigwait. */
+    sigemptyset(&sigs);
+    sigaddset(&sigs, SIGTERM);
+    sigaddset(&sigs, SIGINT);
+    sigaddset(&sigs, SIGHUP);
+    pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    if (td_store_open(&store, c.store, (size_t)c.history, err, sizeof err) != TD_OK) {
+        td_log("❌ 无法打开存储: %s", err);
+        goto out;
+    }
+    {
+        td_api_opts o = {
+            .store = store, .push_keys = &c.push_keys, .read_keys = &c.read_keys,
+            .cors_origin = c.cors_origin, .body_limit = (size_t)c.body_limit,
+        };
+        if (td_api_new(&api, &o, err, sizeof err) != TD_OK) {
+            td_log("❌ 无法加载已存储的 token: %s", err);
+            goto out;
+        }
+    }
+    {
+        td_http_opts o = {
+            .listen = c.listen, .conn_limit = (unsigned)c.conn_limit,
+            .conn_per_ip = (unsigned)c.conn_per_ip, .conn_timeout = (unsigned)c.conn_timeout,
+            .tls_cert = c.tls_cert, .tls_key = c.tls_key,
+        };
+        if (td_http_start(&http, api, &o, err, sizeof err) != TD_OK) {
+            td_log("❌ 无法启动 HTTP 服务: %s", err);
+            goto out;
+        }
+    }
+    td_log("tokendist %s 已启动: %s://%.*s:%u (存储: %s, 写入密钥 %zu 个, 读取密钥 %zu 个)",
+           TD_VERSION, c.tls_cert ? "https" : "http", (int)(strrchr(c.listen, ':') - c.listen),
+           c.listen, td_http_port(http), c.store, c.push_keys.n, c.read_keys.n);
+    if (c.push_keys.n == 0)
+        td_log("⚠️ 未配置写入密钥 (TOKENDIST_PUSH_KEYS)：所有 POST 都会被拒绝");
+
+    while (sigwait(&sigs, &sig) == 0 && sig == SIGHUP)
+        ; /* HUP: nothing to reload yet; keep serving */
+    td_log("收到信号 %s，正在停止…", sig == SIGINT ? "SIGINT" : "SIGTERM");
+    ex = TD_EXIT_OK;
+out:
+    td_http_stop(http);
+    td_api_free(api);
+    td_store_close(store);
+    if (ex == TD_EXIT_OK && sig) td_log("已停止");
+    td_config_free(&c);
+    return ex;
+}

@@ -1,0 +1,123 @@
+/*
+ * config -- every setting of every command in one declarative table.
+ *
+ * A setting has a flag name, the environment variable(s) it is read from
+ * (the seed's own names where the seed has one, e.g. TENCENT_CLOUD_API_URL),
+ * a type with bounds, a default, the commands it belongs to, and a
+ * SENSITIVE flag: sensitive values are redacted by td_config_print and
+ * never logged.  Precedence: command-line flag > environment > env-file
+ * (KEY=VALUE, systemd EnvironmentFile compatible) > default.
+ */
+#ifndef TD_CONFIG_H
+#define TD_CONFIG_H
+
+#include <stddef.h>
+#include <stdio.h>
+
+/* Commands, as a bit set: which settings each accepts and lists in --help. */
+enum {
+    TD_CMD_SERVE = 1 << 0,
+    TD_CMD_REFRESH = 1 << 1,
+    TD_CMD_GET = 1 << 2,
+    TD_CMD_CHECK = 1 << 3,
+    TD_CMD_FILES = 1 << 4,
+    TD_CMD_SCF = 1 << 5,
+};
+
+typedef struct td_strlist {
+    char **v;
+    size_t n;
+} td_strlist;
+
+typedef struct td_config {
+    /* general */
+    char *env_file;
+    char *tz;
+    char *name;                 /* token name; "default" is the seed's */
+    int print_config;
+
+    /* serve */
+    char *listen;
+    char *store;
+    td_strlist push_keys;
+    td_strlist read_keys;
+    char *cors_origin;
+    long body_limit;
+    long conn_limit;
+    long conn_per_ip;
+    long conn_timeout;
+    long history;
+    char *tls_cert;
+    char *tls_key;
+
+    /* Feishu (refresher and files) */
+    char *feishu_app_id;
+    char *feishu_app_secret;
+    char *feishu_base_url;
+    char *feishu_chat_id;
+    char *feishu_webhook_url;
+    char *feishu_webhook_secret;
+    long renew_window;          /* Feishu renews inside the last 30 min */
+    long retry_min;
+    long retry_max;
+    long alert_below;           /* alert when less than this is left */
+    long http_timeout;
+    int once;
+
+    /* record fields the refresher writes */
+    char *record_source;
+    char *record_usage;
+    char *record_platform;
+
+    /* sinks: the distribution endpoint (our server or a Tencent SCF URL) */
+    int tencent_cloud_enabled;
+    char *tencent_cloud_api_url;
+    char *tencent_cloud_api_key;
+
+    /* sinks and client fallback: Gitee */
+    int gitee_enabled;
+    char *gitee_access_token;
+    char *gitee_owner;
+    char *gitee_repo;
+    char *gitee_file_path;
+    char *gitee_branch;
+    char *gitee_base_url;
+
+    /* get (client) */
+    td_strlist urls;
+    char *read_key;
+    char *field;
+    int json;
+    long min_remaining;
+    char *cache_file;
+
+    /* files */
+    char *chat;
+    char *since;
+    char *until;
+    char *match;
+    char *out_dir;
+} td_config;
+
+/* Fills c from defaults, env-file, environment and argv (argv[0] is the
+ * command name; remaining non-flag words are refused).  On failure err
+ * says what to fix.  Returns TD_OK, TD_EINVAL, or 1 when --help was asked
+ * (the help text is already printed on stdout). */
+int td_config_load(td_config *c, unsigned cmd, int argc, char **argv,
+                   char *err, size_t errlen);
+void td_config_free(td_config *c);
+
+/* Prints the settings of cmd with their current values (sensitive ones as
+ * fingerprints) in env-file form. */
+void td_config_print(const td_config *c, unsigned cmd, FILE *f);
+
+/* Prints the option list of cmd, for --help. */
+void td_config_usage(unsigned cmd, FILE *f);
+
+/* Parses one env-file into callback calls; exposed for tests and fuzzing.
+ * Returns TD_OK or TD_EINVAL with err naming the line. */
+typedef int (*td_config_kv_cb)(void *ud, const char *key, const char *val);
+int td_config_parse_envfile(const char *text, size_t len, td_config_kv_cb cb,
+                            void *ud, char *err, size_t errlen);
+
+#endif

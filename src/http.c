@@ -1,0 +1,373 @@
+/*
+ * http -- see http.h.
+ *
+ * libmicrohttpd calls the access handler at least twice per request: once
+ * when the headers are in, then with body chunks, then once with no data.
+ * The response is queued on the last call, never the first: queueing on
+ * the first call makes MHD close every keep-alive connection.
+ *
+ * The one MHD thread runs all handlers, so the small response cache below
+ * needs no lock: a 200 for a token reuses the MHD_Response built for that
+ * snapshot (MHD reference-counts it) until a newer snapshot replaces it.
+ */
+#define _GNU_SOURCE
+#include "http.h"
+#include "log.h"
+#include "tokendist.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <microhttpd.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#define CACHE_SLOTS 8
+#define CONN_MEMORY (16 * 1024)
+
+typedef struct cached {
+    td_snap *snap;
+    struct MHD_Response *resp;
+} cached;
+
+struct td_http {
+    struct MHD_Daemon *d;
+    td_api *api;
+    cached cache[CACHE_SLOTS];
+    unsigned next_slot;
+    char *cert, *key;
+};
+
+/* Per-request state for requests that carry a body. */
+typedef struct req_ctx {
+    char *body;
+    size_t len, cap;
+    int too_big;
+    int answered;               /* a precheck already queued its answer */
+} req_ctx;
+
+/* Marks "headers seen" for requests without a body, saving a malloc. */
+static int no_body_marker;
+
+static void snap_free_cb(void *cls) { td_snap_release(cls); }
+
+static struct MHD_Response *build_response(td_api_resp *r)
+{
+    struct MHD_Response *m;
+
+    if (r->snap) {
+        m = MHD_create_response_from_buffer_with_free_callback_cls(r->body_len, (void *)r->body,
+                                                                   snap_free_cb, r->snap);
+        if (m) r->snap = NULL; /* the response owns the reference now */
+    } else if (r->owned) {
+        m = MHD_create_response_from_buffer(r->body_len, r->owned, MHD_RESPMEM_MUST_FREE);
+        if (m) r->owned = NULL;
+    } else {
+        m = MHD_create_response_from_buffer(r->body_len, (void *)r->body, MHD_RESPMEM_PERSISTENT);
+    }
+    if (!m) return NULL;
+    for (size_t i = 0; i < r->nhdr; i++) MHD_add_response_header(m, r->hdr[i].name, r->hdr[i].value);
+    return m;
+}
+
+/* The response for a 200 of r->snap: the cached one, or a new one that
+ * replaces the cache slot of that token name (or the oldest slot). */
+static struct MHD_Response *cached_response(td_http *h, td_api_resp *r)
+{
+    td_snap *key = r->snap;
+    struct MHD_Response *m;
+    cached *slot = NULL;
+
+    for (unsigned i = 0; i < CACHE_SLOTS; i++) {
+        if (h->cache[i].snap == key) return h->cache[i].resp;
+        if (h->cache[i].snap && !strcmp(h->cache[i].snap->name, key->name)) slot = &h->cache[i];
+    }
+    if (!slot) slot = &h->cache[h->next_slot++ % CACHE_SLOTS];
+    td_snap_retain(key); /* the cache's own reference, for the key */
+    if (!(m = build_response(r))) {
+        td_snap_release(key);
+        return NULL;
+    }
+    if (slot->resp) MHD_destroy_response(slot->resp); /* in-flight sends keep theirs */
+    td_snap_release(slot->snap);
+    slot->snap = key;
+    slot->resp = m;
+    return m;
+}
+
+static enum MHD_Result queue(td_http *h, struct MHD_Connection *c, td_api_resp *r)
+{
+    int from_cache = r->snap && r->status == 200;
+    struct MHD_Response *m = from_cache ? cached_response(h, r) : build_response(r);
+    enum MHD_Result ok = MHD_NO;
+
+    if (m) {
+        ok = MHD_queue_response(c, (unsigned)r->status, m);
+        if (!from_cache) MHD_destroy_response(m);
+    }
+    td_api_resp_clear(r);
+    return ok;
+}
+
+static void remote_addr(struct MHD_Connection *c, char *buf, size_t len)
+{
+    const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+    const struct sockaddr *sa = ci ? ci->client_addr : NULL;
+
+    snprintf(buf, len, "?");
+    if (!sa) return;
+    if (sa->sa_family == AF_INET)
+        inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, buf, (socklen_t)len);
+    else if (sa->sa_family == AF_INET6)
+        inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, buf, (socklen_t)len);
+}
+
+static void fill_req(struct MHD_Connection *c, const char *url, const char *method,
+                     td_api_req *q, char *remote, size_t rlen)
+{
+    const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
+    char *end;
+
+    memset(q, 0, sizeof *q);
+    q->method = method;
+    q->path = url;
+    q->authorization = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
+    q->x_api_key = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "X-Api-Key");
+    q->content_type = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_TYPE);
+    q->content_length = -1;
+    if (cl) {
+        long long v = strtoll(cl, &end, 10);
+        q->content_length = (*end || v < 0) ? -1 : v;
+    }
+    if (!strcmp(method, "POST")) remote_addr(c, remote, rlen);
+    q->remote = remote;
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url,
+                                  const char *method, const char *version,
+                                  const char *upload_data, size_t *upload_data_size, void **con_cls)
+{
+    td_http *h = cls;
+    req_ctx *x = *con_cls;
+    td_api_req q;
+    td_api_resp r;
+    char remote[64] = "?";
+    (void)version;
+
+    if (!x) { /* headers are in */
+        if (strcmp(method, "POST") != 0) {
+            *con_cls = &no_body_marker;
+            return MHD_YES;
+        }
+        fill_req(c, url, method, &q, remote, sizeof remote);
+        if (!(x = calloc(1, sizeof *x))) return MHD_NO;
+        *con_cls = x;
+        /* Refuse what the headers already decide (credentials, size),
+         * before a byte of the body is read. */
+        if (td_api_precheck(h->api, &q, &r)) {
+            x->answered = 1;
+            return queue(h, c, &r);
+        }
+        return MHD_YES;
+    }
+    if (x == (req_ctx *)&no_body_marker) {
+        if (*upload_data_size) { /* a body nobody asked for: drop it */
+            *upload_data_size = 0;
+            return MHD_YES;
+        }
+        fill_req(c, url, method, &q, remote, sizeof remote);
+        td_api_handle(h->api, &q, &r);
+        return queue(h, c, &r);
+    }
+    if (x->answered) {
+        *upload_data_size = 0;
+        return MHD_YES;
+    }
+    if (*upload_data_size) {
+        size_t n = *upload_data_size;
+        *upload_data_size = 0;
+        if (x->too_big) return MHD_YES;
+        if (x->len + n > 1u << 20) { /* hard ceiling, whatever the limit says */
+            x->too_big = 1;
+            return MHD_YES;
+        }
+        if (x->len + n > x->cap) {
+            size_t cap = x->cap ? x->cap : 1024;
+            char *nb;
+            while (cap < x->len + n) cap *= 2;
+            if (!(nb = realloc(x->body, cap))) return MHD_NO;
+            x->body = nb;
+            x->cap = cap;
+        }
+        memcpy(x->body + x->len, upload_data, n);
+        x->len += n;
+        return MHD_YES;
+    }
+    fill_req(c, url, method, &q, remote, sizeof remote);
+    q.body = x->body;
+    q.body_len = x->too_big ? (size_t)-1 / 2 : x->len;
+    td_api_handle(h->api, &q, &r);
+    return queue(h, c, &r);
+}
+
+static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
+                         enum MHD_RequestTerminationCode toe)
+{
+    req_ctx *x = *con_cls;
+    (void)cls, (void)c, (void)toe;
+    if (x && x != (req_ctx *)&no_body_marker) {
+        free(x->body);
+        free(x);
+    }
+    *con_cls = NULL;
+}
+
+static void mhd_log(void *cls, const char *fmt, va_list ap)
+{
+    char line[512];
+    size_t n;
+    (void)cls;
+    vsnprintf(line, sizeof line, fmt, ap);
+    n = strlen(line);
+    while (n && (line[n - 1] == '\n' || line[n - 1] == '\r')) line[--n] = '\0';
+    td_log("http: %s", line);
+}
+
+int td_http_parse_listen(const char *listen, struct sockaddr_storage *ss, char *err, size_t errlen)
+{
+    char host[256];
+    const char *colon, *port_s;
+    char *end;
+    long port;
+
+    memset(ss, 0, sizeof *ss);
+    if (!listen || !(colon = strrchr(listen, ':'))) goto bad;
+    port_s = colon + 1;
+    port = strtol(port_s, &end, 10);
+    if (!*port_s || *end || port < 0 || port > 65535) goto bad;
+    if ((size_t)(colon - listen) >= sizeof host) goto bad;
+    memcpy(host, listen, (size_t)(colon - listen));
+    host[colon - listen] = '\0';
+    if (host[0] == '[') { /* [v6]:port */
+        struct sockaddr_in6 *a = (struct sockaddr_in6 *)ss;
+        size_t hl = strlen(host);
+        if (hl < 2 || host[hl - 1] != ']') goto bad;
+        host[hl - 1] = '\0';
+        a->sin6_family = AF_INET6;
+        a->sin6_port = htons((uint16_t)port);
+        if (inet_pton(AF_INET6, host + 1, &a->sin6_addr) != 1) goto bad;
+        return TD_OK;
+    }
+    {
+        struct sockaddr_in *a = (struct sockaddr_in *)ss;
+        a->sin_family = AF_INET;
+        a->sin_port = htons((uint16_t)port);
+        if (!host[0] || !strcmp(host, "*")) a->sin_addr.s_addr = htonl(INADDR_ANY);
+        else if (!strcmp(host, "localhost")) a->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        else if (inet_pton(AF_INET, host, &a->sin_addr) != 1) goto bad;
+    }
+    return TD_OK;
+bad:
+    snprintf(err, errlen, "listen address '%s' is not HOST:PORT (e.g. 127.0.0.1:9000, [::1]:9000, 0.0.0.0:9000)",
+             listen ? listen : "");
+    return TD_EINVAL;
+}
+
+static char *read_pem(const char *path, char *err, size_t errlen)
+{
+    FILE *f = fopen(path, "r");
+    char *buf = NULL;
+    size_t n;
+
+    if (!f) {
+        snprintf(err, errlen, "cannot read %s: %s", path, strerror(errno));
+        return NULL;
+    }
+    if ((buf = malloc(256 * 1024)) && (n = fread(buf, 1, 256 * 1024 - 1, f)) > 0 && n < 256 * 1024 - 1) {
+        buf[n] = '\0';
+    } else {
+        snprintf(err, errlen, "cannot read %s: empty or larger than 256 KiB", path);
+        free(buf);
+        buf = NULL;
+    }
+    fclose(f);
+    return buf;
+}
+
+int td_http_start(td_http **out, td_api *api, const td_http_opts *o, char *err, size_t errlen)
+{
+    struct sockaddr_storage ss;
+    unsigned flags = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_ERROR_LOG | MHD_USE_TURBO | MHD_USE_ITC;
+    td_http *h = NULL;
+    int rc;
+
+    if ((rc = td_http_parse_listen(o->listen, &ss, err, errlen)) != TD_OK) return rc;
+    if (!(h = calloc(1, sizeof *h))) return TD_ENOMEM;
+    h->api = api;
+    if (ss.ss_family == AF_INET6) flags |= MHD_USE_IPv6;
+    if ((o->tls_cert != NULL) != (o->tls_key != NULL)) {
+        snprintf(err, errlen, "--tls-cert and --tls-key go together");
+        rc = TD_EINVAL;
+        goto fail;
+    }
+    if (o->tls_cert) {
+        if (!(h->cert = read_pem(o->tls_cert, err, errlen)) || !(h->key = read_pem(o->tls_key, err, errlen))) {
+            rc = TD_EINVAL;
+            goto fail;
+        }
+        flags |= MHD_USE_TLS;
+    }
+    {
+        struct MHD_OptionItem opts[] = {
+            {MHD_OPTION_EXTERNAL_LOGGER, (intptr_t)mhd_log, NULL}, /* first, or MHD warns */
+            {MHD_OPTION_SOCK_ADDR, 0, &ss},
+            {MHD_OPTION_NOTIFY_COMPLETED, (intptr_t)on_completed, h},
+            {MHD_OPTION_CONNECTION_MEMORY_LIMIT, CONN_MEMORY, NULL},
+            {MHD_OPTION_CONNECTION_LIMIT, o->conn_limit ? o->conn_limit : 4096, NULL},
+            {MHD_OPTION_PER_IP_CONNECTION_LIMIT, o->conn_per_ip, NULL},
+            {MHD_OPTION_CONNECTION_TIMEOUT, o->conn_timeout ? o->conn_timeout : 30, NULL},
+            {MHD_OPTION_LISTENING_ADDRESS_REUSE, 1, NULL},
+            {h->cert ? MHD_OPTION_HTTPS_MEM_CERT : MHD_OPTION_END, 0, h->cert},
+            {MHD_OPTION_HTTPS_MEM_KEY, 0, h->key},
+            {MHD_OPTION_END, 0, NULL},
+        };
+        errno = 0;
+        h->d = MHD_start_daemon(flags, 0, NULL, NULL, on_request, h, MHD_OPTION_ARRAY, opts,
+                                MHD_OPTION_END);
+    }
+    if (!h->d) {
+        snprintf(err, errlen, "cannot listen on %s: %s (is another process using the port?)", o->listen,
+                 errno ? strerror(errno) : "libmicrohttpd refused to start");
+        rc = TD_EIO;
+        goto fail;
+    }
+    *out = h;
+    return TD_OK;
+fail:
+    td_http_stop(h);
+    return rc;
+}
+
+unsigned td_http_port(const td_http *h)
+{
+    const union MHD_DaemonInfo *i = MHD_get_daemon_info(h->d, MHD_DAEMON_INFO_BIND_PORT);
+    return i ? i->port : 0;
+}
+
+void td_http_stop(td_http *h)
+{
+    if (!h) return;
+    if (h->d) {
+        MHD_quiesce_daemon(h->d);
+        MHD_stop_daemon(h->d);
+    }
+    for (unsigned i = 0; i < CACHE_SLOTS; i++) {
+        if (h->cache[i].resp) MHD_destroy_response(h->cache[i].resp);
+        td_snap_release(h->cache[i].snap);
+    }
+    free(h->cert);
+    free(h->key);
+    free(h);
+}

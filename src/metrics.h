@@ -1,0 +1,46 @@
+/*
+ * metrics -- process-wide counters, rendered in Prometheus text format
+ * with names prefixed tokendist_.  Counters are lock-free (relaxed atomic
+ * adds): several threads (HTTP, refresher, store watcher) bump them.
+ */
+#ifndef TD_METRICS_H
+#define TD_METRICS_H
+
+#include <stddef.h>
+
+typedef enum {
+    TD_ROUTE_TOKEN_GET,
+    TD_ROUTE_TOKEN_POST,
+    TD_ROUTE_INVALID,
+    TD_ROUTE_OPTIONS,
+    TD_ROUTE_HEALTHZ,
+    TD_ROUTE_READYZ,
+    TD_ROUTE_METRICS,
+    TD_ROUTE_OTHER,
+    TD_ROUTE__N
+} td_route;
+
+typedef enum {
+    TD_M_STORE_ERRORS,
+    TD_M_AUTH_FAILURES,
+    TD_M_AUTH_BLOCKED,
+    TD_M_STORE_RECONNECTS,
+    TD_M_REFRESH_OK,
+    TD_M_REFRESH_FAILED,
+    TD_M_SINK_OK,
+    TD_M_SINK_FAILED,
+    TD_M_NOTICE_FAILED,
+    TD_M__N
+} td_counter;
+
+void td_metrics_request(td_route route, int status);
+void td_metrics_inc(td_counter c);
+
+/* Appends the counters to buf (at most cap bytes, NUL-terminated);
+ * returns the length written. */
+size_t td_metrics_render(char *buf, size_t cap);
+
+/* For tests: all counters back to zero. */
+void td_metrics_reset(void);
+
+#endif

@@ -1,0 +1,265 @@
+/* record -- see record.h. */
+#include "record.h"
+#include "clock.h"
+#include "tokendist.h"
+
+#include <jansson.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct td_record {
+    json_t *obj;          /* normalised object, seed field order first */
+    char *json;           /* its serialisation, made once */
+    size_t json_len;
+    int64_t generated_ts, expire_ts;
+};
+
+/* Timestamps beyond this are not times but mistakes (year ~2500). */
+#define TS_MAX INT64_C(16725225600)
+
+static const char *const seed_fields[] = {
+    "access_token", "expire_time", "expire_timestamp", "valid_duration_seconds",
+    "generated_time", "generated_timestamp", "source", "usage", "platform",
+};
+
+static int is_seed_field(const char *k)
+{
+    for (size_t i = 0; i < sizeof seed_fields / sizeof *seed_fields; i++)
+        if (!strcmp(k, seed_fields[i])) return 1;
+    return 0;
+}
+
+/* A token travels in HTTP headers: only visible ASCII, no spaces, so a
+ * stored token can never smuggle a header into a client's request. */
+static int check_token(const char *name, const json_t *v, char *err, size_t errlen)
+{
+    const char *s;
+    size_t len;
+
+    if (!json_is_string(v)) {
+        snprintf(err, errlen, "field '%s' must be a string", name);
+        return TD_EINVAL;
+    }
+    s = json_string_value(v);
+    len = json_string_length(v);
+    if (len == 0) {
+        snprintf(err, errlen, "field '%s' is empty", name);
+        return TD_EINVAL;
+    }
+    if (len > TD_TOKEN_MAX) {
+        snprintf(err, errlen, "field '%s' is %zu bytes, longer than %d", name, len, TD_TOKEN_MAX);
+        return TD_ETOOBIG;
+    }
+    for (size_t i = 0; i < len; i++)
+        if ((unsigned char)s[i] <= 0x20 || (unsigned char)s[i] >= 0x7f) {
+            snprintf(err, errlen, "field '%s' may hold only visible ASCII characters", name);
+            return TD_EINVAL;
+        }
+    return TD_OK;
+}
+
+/* Accepts JSON integers and, for producers that send time.time() floats,
+ * finite reals (rounded down). */
+static int get_ts(const json_t *o, const char *name, int64_t *out, char *err, size_t errlen)
+{
+    const json_t *v = json_object_get(o, name);
+    double d;
+
+    if (!v) {
+        snprintf(err, errlen, "missing field '%s'", name);
+        return TD_EINVAL;
+    }
+    if (json_is_integer(v)) {
+        *out = (int64_t)json_integer_value(v);
+    } else if (json_is_real(v) && isfinite(d = json_real_value(v)) && d > 0 && d < (double)TS_MAX) {
+        *out = (int64_t)floor(d);
+    } else {
+        snprintf(err, errlen, "field '%s' must be a number of Unix seconds", name);
+        return TD_EINVAL;
+    }
+    if (*out <= 0 || *out > TS_MAX) {
+        snprintf(err, errlen, "field '%s' is out of range (%lld)", name, (long long)*out);
+        return TD_EINVAL;
+    }
+    return TD_OK;
+}
+
+static int check_text(const json_t *o, const char *name, char *err, size_t errlen)
+{
+    const json_t *v = json_object_get(o, name);
+    if (!v) {
+        snprintf(err, errlen, "missing field '%s'", name);
+        return TD_EINVAL;
+    }
+    if (!json_is_string(v)) {
+        snprintf(err, errlen, "field '%s' must be a string", name);
+        return TD_EINVAL;
+    }
+    if (json_string_length(v) > TD_TEXT_MAX) {
+        snprintf(err, errlen, "field '%s' is longer than %d bytes", name, TD_TEXT_MAX);
+        return TD_ETOOBIG;
+    }
+    return TD_OK;
+}
+
+/* Makes r->obj in canonical form from a validated source object and
+ * serialises it. */
+static int normalise(td_record *r, const json_t *src)
+{
+    char tbuf[TD_TIME_LEN];
+    const char *k;
+    json_t *v, *o = json_object();
+    int ok = o != NULL;
+
+    ok = ok && !json_object_set(o, "access_token", json_object_get(src, "access_token"));
+    ok = ok && !json_object_set_new(o, "expire_time",
+                                    json_string(td_clock_format(r->expire_ts, tbuf)));
+    ok = ok && !json_object_set_new(o, "expire_timestamp", json_integer(r->expire_ts));
+    ok = ok && !json_object_set_new(o, "valid_duration_seconds",
+                                    json_integer(r->expire_ts - r->generated_ts));
+    ok = ok && !json_object_set_new(o, "generated_time",
+                                    json_string(td_clock_format(r->generated_ts, tbuf)));
+    ok = ok && !json_object_set_new(o, "generated_timestamp", json_integer(r->generated_ts));
+    ok = ok && !json_object_set(o, "source", json_object_get(src, "source"));
+    ok = ok && !json_object_set(o, "usage", json_object_get(src, "usage"));
+    ok = ok && !json_object_set(o, "platform", json_object_get(src, "platform"));
+    json_object_foreach((json_t *)src, k, v)
+        if (ok && !is_seed_field(k)) ok = !json_object_set(o, k, v);
+    if (!ok) goto fail;
+    /* Like Python's json.dumps: ", " and ": " separators, one line; UTF-8
+     * kept as is. */
+    if (!(r->json = json_dumps(o, 0))) goto fail;
+    r->json_len = strlen(r->json);
+    r->obj = o;
+    return TD_OK;
+fail:
+    json_decref(o);
+    return TD_ENOMEM;
+}
+
+int td_record_parse(const char *text, size_t len, int64_t now, td_record **out, char *err,
+                    size_t errlen)
+{
+    json_error_t jerr;
+    json_t *src = NULL, *v;
+    td_record *r = NULL;
+    int rc = TD_EINVAL;
+
+    if (!(src = json_loadb(text, len, JSON_REJECT_DUPLICATES, &jerr))) {
+        snprintf(err, errlen, "invalid JSON: %s (line %d, column %d)", jerr.text, jerr.line,
+                 jerr.column);
+        goto out;
+    }
+    if (!json_is_object(src)) {
+        snprintf(err, errlen, "the record must be a JSON object");
+        goto out;
+    }
+    if (!(r = calloc(1, sizeof *r))) { rc = TD_ENOMEM; goto out; }
+    if (!(v = json_object_get(src, "access_token"))) {
+        snprintf(err, errlen, "missing field 'access_token'");
+        goto out;
+    }
+    if ((rc = check_token("access_token", v, err, errlen)) != TD_OK) goto out;
+    rc = TD_EINVAL;
+    if ((v = json_object_get(src, "tenant_access_token")) &&
+        (rc = check_token("tenant_access_token", v, err, errlen)) != TD_OK)
+        goto out;
+    rc = TD_EINVAL;
+    if (get_ts(src, "expire_timestamp", &r->expire_ts, err, errlen) != TD_OK) goto out;
+    if (get_ts(src, "generated_timestamp", &r->generated_ts, err, errlen) != TD_OK) goto out;
+    {
+        int64_t dur;
+        if (get_ts(src, "valid_duration_seconds", &dur, err, errlen) != TD_OK) goto out;
+    }
+    for (int i = 0; i < 2; i++) {
+        const char *f = i ? "generated_time" : "expire_time";
+        if (!(v = json_object_get(src, f))) {
+            snprintf(err, errlen, "missing field '%s'", f);
+            goto out;
+        }
+        if (!json_is_string(v) || json_string_length(v) > 64) {
+            snprintf(err, errlen, "field '%s' must be a \"YYYY-MM-DD HH:MM:SS\" string", f);
+            goto out;
+        }
+    }
+    if ((rc = check_text(src, "source", err, errlen)) != TD_OK ||
+        (rc = check_text(src, "usage", err, errlen)) != TD_OK ||
+        (rc = check_text(src, "platform", err, errlen)) != TD_OK)
+        goto out;
+    rc = TD_EINVAL;
+    if (r->expire_ts <= r->generated_ts) {
+        snprintf(err, errlen, "expire_timestamp (%lld) must be later than generated_timestamp (%lld)",
+                 (long long)r->expire_ts, (long long)r->generated_ts);
+        goto out;
+    }
+    if (now && r->expire_ts <= now) {
+        snprintf(err, errlen, "token already expired (expire_timestamp %lld is %lld s in the past)",
+                 (long long)r->expire_ts, (long long)(now - r->expire_ts));
+        rc = TD_EEXPIRED;
+        goto out;
+    }
+    if ((rc = normalise(r, src)) != TD_OK) goto out;
+    *out = r, r = NULL;
+out:
+    json_decref(src);
+    td_record_free(r);
+    return rc;
+}
+
+int td_record_new(const struct td_record_fields *f, td_record **out)
+{
+    json_t *o = json_pack("{s:s, s:s, s:I, s:I, s:s, s:I, s:s, s:s, s:s}",
+                          "access_token", f->access_token, "expire_time", "",
+                          "expire_timestamp", (json_int_t)f->expire_ts,
+                          "valid_duration_seconds", (json_int_t)(f->expire_ts - f->generated_ts),
+                          "generated_time", "",
+                          "generated_timestamp", (json_int_t)f->generated_ts,
+                          "source", f->source ? f->source : "",
+                          "usage", f->usage ? f->usage : "",
+                          "platform", f->platform ? f->platform : "");
+    char *text = NULL, err[256];
+    int rc = TD_ENOMEM;
+
+    if (!o) return TD_EINVAL;
+    if (f->tenant_access_token) {
+        json_object_set_new(o, "tenant_access_token", json_string(f->tenant_access_token));
+        json_object_set_new(o, "tenant_expire_timestamp",
+                            json_integer(f->tenant_expire_ts ? f->tenant_expire_ts : f->expire_ts));
+    }
+    /* Going through the parser means a built record obeys exactly the
+     * rules a POSTed one does. */
+    if ((text = json_dumps(o, 0)))
+        rc = td_record_parse(text, strlen(text), 0, out, err, sizeof err);
+    free(text);
+    json_decref(o);
+    return rc;
+}
+
+void td_record_free(td_record *r)
+{
+    if (!r) return;
+    json_decref(r->obj);
+    free(r->json);
+    free(r);
+}
+
+const char *td_record_token(const td_record *r)
+{
+    return json_string_value(json_object_get(r->obj, "access_token"));
+}
+
+const char *td_record_field(const td_record *r, const char *field)
+{
+    return json_string_value(json_object_get(r->obj, field));
+}
+
+int64_t td_record_generated(const td_record *r) { return r->generated_ts; }
+int64_t td_record_expires(const td_record *r) { return r->expire_ts; }
+
+const char *td_record_json(const td_record *r, size_t *len)
+{
+    if (len) *len = r->json_len;
+    return r->json;
+}

@@ -1,0 +1,52 @@
+/*
+ * record -- the token record: the seed's nine fields plus any extras.
+ *
+ * A record is parsed and validated once, normalised (the two *_time
+ * strings and valid_duration_seconds are re-derived from the authoritative
+ * timestamps) and serialised once; the server then hands the same bytes to
+ * every reader.
+ */
+#ifndef TD_RECORD_H
+#define TD_RECORD_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define TD_TOKEN_MAX 4096       /* Feishu's newer tokens are JWTs */
+#define TD_TEXT_MAX 1024        /* source, usage, platform */
+
+typedef struct td_record td_record;
+
+struct td_record_fields {
+    const char *access_token;
+    const char *tenant_access_token;    /* optional */
+    int64_t generated_ts;
+    int64_t expire_ts;
+    int64_t tenant_expire_ts;           /* 0: same as expire_ts */
+    const char *source, *usage, *platform;
+};
+
+/* Parses and validates a record from JSON text.  `now` is the current Unix
+ * time: a record already expired at `now` is refused (pass 0 to skip that
+ * check, e.g. when loading from a store).  On failure err says what is
+ * wrong with which field. */
+int td_record_parse(const char *json, size_t len, int64_t now, td_record **out,
+                    char *err, size_t errlen);
+
+/* Builds a record from fields (the refresher's path). */
+int td_record_new(const struct td_record_fields *f, td_record **out);
+
+void td_record_free(td_record *r);
+
+const char *td_record_token(const td_record *r);
+/* The token named by field ("access_token" or "tenant_access_token");
+ * NULL when the record has no such field. */
+const char *td_record_field(const td_record *r, const char *field);
+int64_t td_record_generated(const td_record *r);
+int64_t td_record_expires(const td_record *r);
+
+/* The record as compact JSON text, in the seed's field order, extras after.
+ * The returned string belongs to the record (serialised once). */
+const char *td_record_json(const td_record *r, size_t *len);
+
+#endif

@@ -1,0 +1,81 @@
+/*
+ * store -- where token records live, behind one small vtable.
+ *
+ * Implementations: store/sqlite.c (embedded, the default) and
+ * store/redis.c (shared by many instances).  A store keeps the JSON text
+ * of the newest record per name plus a bounded history.  The one write,
+ * put-if-newer, is atomic in each backend: an older record (smaller
+ * generated_timestamp) can never replace a newer one, however writers race.
+ * A write that returned TD_OK is durable (see docs/durability in each
+ * backend's comment).
+ */
+#ifndef TD_STORE_H
+#define TD_STORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct td_store td_store;
+
+typedef struct td_store_entry {
+    char *name;
+    char *json;
+    size_t json_len;
+    int64_t generated_ts;
+    int64_t expire_ts;
+} td_store_entry;
+
+/* Called (from a store thread) when another writer changed a record; only
+ * stores shared between processes call it. */
+typedef void (*td_store_change_cb)(void *ud, const char *name);
+
+typedef struct td_store_ops {
+    const char *scheme;     /* "sqlite", "redis" */
+    int (*open)(td_store *s, const char *spec, char *err, size_t errlen);
+    /* TD_OK with *e filled (caller frees with td_store_entry_clear), or
+     * TD_ENOTFOUND. */
+    int (*get)(td_store *s, const char *name, td_store_entry *e, char *err, size_t errlen);
+    /* TD_OK stored (or identical to the stored one), TD_ECONFLICT older
+     * than the stored one, TD_EUNAVAIL try later, TD_EIO failed. */
+    int (*put)(td_store *s, const td_store_entry *e, char *err, size_t errlen);
+    /* All current records; *v is an array of *n entries (td_store_list_free). */
+    int (*list)(td_store *s, td_store_entry **v, size_t *n, char *err, size_t errlen);
+    /* Past records of name, newest first, at most max. */
+    int (*history)(td_store *s, const char *name, size_t max, td_store_entry **v, size_t *n,
+                   char *err, size_t errlen);
+    /* Optional: start telling cb about other writers' changes. */
+    int (*watch)(td_store *s, td_store_change_cb cb, void *ud, char *err, size_t errlen);
+    /* Optional: TD_OK when the backend answers now. */
+    int (*ping)(td_store *s, char *err, size_t errlen);
+    void (*close)(td_store *s);
+} td_store_ops;
+
+struct td_store {
+    const td_store_ops *ops;
+    void *impl;             /* the backend's own state */
+    size_t history_max;
+};
+
+/* Opens the store named by url ("sqlite:PATH", "redis://…").  history_max
+ * bounds the kept past records per name. */
+int td_store_open(td_store **out, const char *url, size_t history_max, char *err, size_t errlen);
+void td_store_close(td_store *s); /* NULL-safe */
+
+int td_store_get(td_store *s, const char *name, td_store_entry *e, char *err, size_t errlen);
+int td_store_put(td_store *s, const td_store_entry *e, char *err, size_t errlen);
+int td_store_list(td_store *s, td_store_entry **v, size_t *n, char *err, size_t errlen);
+int td_store_history(td_store *s, const char *name, size_t max, td_store_entry **v, size_t *n,
+                     char *err, size_t errlen);
+int td_store_watch(td_store *s, td_store_change_cb cb, void *ud, char *err, size_t errlen);
+int td_store_ping(td_store *s, char *err, size_t errlen);
+
+void td_store_entry_clear(td_store_entry *e);
+void td_store_list_free(td_store_entry *v, size_t n);
+
+/* Backends. */
+extern const td_store_ops td_store_sqlite_ops;
+#ifdef TD_HAVE_REDIS
+extern const td_store_ops td_store_redis_ops;
+#endif
+
+#endif

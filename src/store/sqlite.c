@@ -1,0 +1,356 @@
+/*
+ * store/sqlite -- the embedded default store.
+ *
+ * Durability: WAL mode with synchronous=FULL, so a put that returned TD_OK
+ * has its commit record fsync()ed in the WAL before the caller answers 200:
+ * it survives the process being killed and the machine losing power.
+ * One connection, guarded by a mutex: the HTTP thread and the refresher
+ * thread both write, and a put is a read-compare-write that must be whole.
+ */
+#include "store.h"
+#include "tokendist.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+typedef struct sq_store {
+    sqlite3 *db;
+    pthread_mutex_t lock;
+    char *path;
+} sq_store;
+
+static const char schema[] =
+    "CREATE TABLE IF NOT EXISTS tokens ("
+    "  name TEXT PRIMARY KEY, json TEXT NOT NULL,"
+    "  generated_ts INTEGER NOT NULL, expire_ts INTEGER NOT NULL, stored_at INTEGER NOT NULL);"
+    "CREATE TABLE IF NOT EXISTS history ("
+    "  id INTEGER PRIMARY KEY AUTOINCREMENT, name TEXT NOT NULL, json TEXT NOT NULL,"
+    "  generated_ts INTEGER NOT NULL, expire_ts INTEGER NOT NULL, stored_at INTEGER NOT NULL);"
+    "CREATE INDEX IF NOT EXISTS history_by_name ON history(name, id);";
+
+/* Maps an SQLite failure to our codes: contention is "try again", a full
+ * disk or I/O error is an I/O failure. */
+static int sq_fail(sq_store *q, int src, const char *what, char *err, size_t errlen)
+{
+    snprintf(err, errlen, "sqlite %s (%s): %s", what, q->path,
+             q->db ? sqlite3_errmsg(q->db) : sqlite3_errstr(src));
+    switch (src & 0xff) {
+    case SQLITE_BUSY:
+    case SQLITE_LOCKED: return TD_EUNAVAIL;
+    case SQLITE_NOMEM: return TD_ENOMEM;
+    default: return TD_EIO;
+    }
+}
+
+/* mkdir -p with 0700 for the folders we create; existing ones are left as
+ * they are (the operator chose them). */
+static int make_parent_dirs(const char *path, char *err, size_t errlen)
+{
+    char buf[4096];
+    size_t len = strlen(path);
+
+    if (len >= sizeof buf) {
+        snprintf(err, errlen, "store path too long");
+        return TD_EINVAL;
+    }
+    memcpy(buf, path, len + 1);
+    for (char *p = buf + 1; *p; p++) {
+        if (*p != '/') continue;
+        *p = '\0';
+        if (mkdir(buf, 0700) != 0 && errno != EEXIST) {
+            snprintf(err, errlen, "cannot create folder %s for the store: %s", buf, strerror(errno));
+            return TD_EIO;
+        }
+        *p = '/';
+    }
+    return TD_OK;
+}
+
+static void sq_close(td_store *s)
+{
+    sq_store *q = s->impl;
+    if (!q) return;
+    sqlite3_close(q->db);
+    pthread_mutex_destroy(&q->lock);
+    free(q->path);
+    free(q);
+    s->impl = NULL;
+}
+
+static int sq_open(td_store *s, const char *spec, char *err, size_t errlen)
+{
+    sq_store *q = NULL;
+    sqlite3_stmt *st = NULL;
+    int fd, src, rc = TD_EINVAL;
+
+    if (!spec || !*spec) {
+        snprintf(err, errlen, "sqlite store needs a path: sqlite:./var/tokendist.db");
+        return TD_EINVAL;
+    }
+    if (!strncmp(spec, "//", 2)) spec += 2; /* accept sqlite://PATH too */
+    if (!(q = calloc(1, sizeof *q)) || !(q->path = strdup(spec))) { rc = TD_ENOMEM; goto fail; }
+    pthread_mutex_init(&q->lock, NULL);
+    s->impl = q;
+    if ((rc = make_parent_dirs(spec, err, errlen)) != TD_OK) goto fail;
+    /* Create the file ourselves so it is 0600 from its first byte; SQLite
+     * gives the -wal and -shm files the same mode. */
+    if ((fd = open(spec, O_RDWR | O_CREAT | O_CLOEXEC, 0600)) < 0) {
+        snprintf(err, errlen, "cannot open store file %s: %s", spec, strerror(errno));
+        rc = TD_EIO;
+        goto fail;
+    }
+    close(fd);
+    if ((src = sqlite3_open_v2(spec, &q->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL))) {
+        rc = sq_fail(q, src, "open", err, errlen);
+        goto fail;
+    }
+    sqlite3_busy_timeout(q->db, 5000);
+    if ((src = sqlite3_exec(q->db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;", 0, 0, 0)) ||
+        (src = sqlite3_prepare_v2(q->db, "PRAGMA quick_check", -1, &st, NULL)) ||
+        (src = sqlite3_step(st)) != SQLITE_ROW) {
+        rc = sq_fail(q, src, "open", err, errlen);
+        if (src == SQLITE_NOTADB || src == SQLITE_CORRUPT)
+            snprintf(err, errlen,
+                     "store file %s is not a readable tokendist database (%s): move it away "
+                     "(a new token will be stored on the next push) or restore a backup",
+                     spec, sqlite3_errstr(src));
+        goto fail;
+    }
+    if (strcmp((const char *)sqlite3_column_text(st, 0), "ok") != 0) {
+        snprintf(err, errlen,
+                 "store file %s is corrupt (%s): move it away or restore a backup",
+                 spec, sqlite3_column_text(st, 0));
+        rc = TD_EIO;
+        goto fail;
+    }
+    sqlite3_finalize(st);
+    st = NULL;
+    if ((src = sqlite3_exec(q->db, schema, 0, 0, 0))) {
+        rc = sq_fail(q, src, "schema", err, errlen);
+        goto fail;
+    }
+    return TD_OK;
+fail:
+    sqlite3_finalize(st);
+    sq_close(s);
+    return rc;
+}
+
+static int fill_entry(sqlite3_stmt *st, int col, td_store_entry *e)
+{
+    const char *name = (const char *)sqlite3_column_text(st, col);
+    const char *json = (const char *)sqlite3_column_text(st, col + 1);
+
+    memset(e, 0, sizeof *e);
+    e->json_len = (size_t)sqlite3_column_bytes(st, col + 1);
+    if (!(e->name = strdup(name ? name : "")) || !(e->json = malloc(e->json_len + 1))) {
+        td_store_entry_clear(e);
+        return TD_ENOMEM;
+    }
+    memcpy(e->json, json, e->json_len);
+    e->json[e->json_len] = '\0';
+    e->generated_ts = sqlite3_column_int64(st, col + 2);
+    e->expire_ts = sqlite3_column_int64(st, col + 3);
+    return TD_OK;
+}
+
+/* Runs a query returning (name, json, generated_ts, expire_ts) rows.
+ * bind_name: optional ?1; limit: optional ?2 (0: none). */
+static int query_rows(sq_store *q, const char *sql, const char *bind_name, size_t limit,
+                      td_store_entry **v, size_t *n, char *err, size_t errlen)
+{
+    sqlite3_stmt *st = NULL;
+    td_store_entry *arr = NULL;
+    size_t cnt = 0, cap = 0;
+    int src, rc = TD_OK;
+
+    if ((src = sqlite3_prepare_v2(q->db, sql, -1, &st, NULL))) {
+        rc = sq_fail(q, src, "read", err, errlen);
+        goto out;
+    }
+    if (bind_name) sqlite3_bind_text(st, 1, bind_name, -1, SQLITE_STATIC);
+    if (limit) sqlite3_bind_int64(st, 2, (sqlite3_int64)limit);
+    while ((src = sqlite3_step(st)) == SQLITE_ROW) {
+        if (cnt == cap) {
+            td_store_entry *na = realloc(arr, (cap = cap ? cap * 2 : 4) * sizeof *na);
+            if (!na) { rc = TD_ENOMEM; goto out; }
+            arr = na;
+        }
+        if ((rc = fill_entry(st, 0, &arr[cnt])) != TD_OK) goto out;
+        cnt++;
+    }
+    if (src != SQLITE_DONE) rc = sq_fail(q, src, "read", err, errlen);
+out:
+    sqlite3_finalize(st);
+    if (rc != TD_OK) {
+        td_store_list_free(arr, cnt);
+        return rc;
+    }
+    *v = arr;
+    *n = cnt;
+    return TD_OK;
+}
+
+static int sq_get(td_store *s, const char *name, td_store_entry *e, char *err, size_t errlen)
+{
+    sq_store *q = s->impl;
+    td_store_entry *v = NULL;
+    size_t n = 0;
+    int rc;
+
+    pthread_mutex_lock(&q->lock);
+    rc = query_rows(q, "SELECT name, json, generated_ts, expire_ts FROM tokens WHERE name = ?1",
+                    name, 0, &v, &n, err, errlen);
+    pthread_mutex_unlock(&q->lock);
+    if (rc != TD_OK) return rc;
+    if (n == 0) {
+        free(v);
+        return TD_ENOTFOUND;
+    }
+    *e = v[0];
+    free(v);
+    return TD_OK;
+}
+
+static int sq_list(td_store *s, td_store_entry **v, size_t *n, char *err, size_t errlen)
+{
+    sq_store *q = s->impl;
+    int rc;
+
+    pthread_mutex_lock(&q->lock);
+    rc = query_rows(q, "SELECT name, json, generated_ts, expire_ts FROM tokens ORDER BY name",
+                    NULL, 0, v, n, err, errlen);
+    pthread_mutex_unlock(&q->lock);
+    return rc;
+}
+
+static int sq_history(td_store *s, const char *name, size_t max, td_store_entry **v, size_t *n,
+                      char *err, size_t errlen)
+{
+    sq_store *q = s->impl;
+    int rc;
+
+    pthread_mutex_lock(&q->lock);
+    rc = query_rows(q,
+                    "SELECT name, json, generated_ts, expire_ts FROM history WHERE name = ?1 "
+                    "ORDER BY id DESC LIMIT ?2",
+                    name, max ? max : 1, v, n, err, errlen);
+    pthread_mutex_unlock(&q->lock);
+    return rc;
+}
+
+static int exec_bound(sq_store *q, const char *sql, const td_store_entry *e, int64_t now,
+                      size_t keep)
+{
+    sqlite3_stmt *st = NULL;
+    int src;
+
+    if ((src = sqlite3_prepare_v2(q->db, sql, -1, &st, NULL)) == SQLITE_OK) {
+        sqlite3_bind_text(st, 1, e->name, -1, SQLITE_STATIC);
+        if (sqlite3_bind_parameter_count(st) >= 5) {
+            sqlite3_bind_text(st, 2, e->json, (int)e->json_len, SQLITE_STATIC);
+            sqlite3_bind_int64(st, 3, e->generated_ts);
+            sqlite3_bind_int64(st, 4, e->expire_ts);
+            sqlite3_bind_int64(st, 5, now);
+        } else {
+            sqlite3_bind_int64(st, 2, (sqlite3_int64)keep);
+        }
+        src = sqlite3_step(st);
+        if (src == SQLITE_DONE) src = SQLITE_OK;
+    }
+    sqlite3_finalize(st);
+    return src;
+}
+
+static int sq_put(td_store *s, const td_store_entry *e, char *err, size_t errlen)
+{
+    sq_store *q = s->impl;
+    sqlite3_stmt *st = NULL;
+    int src, rc = TD_OK, in_tx = 0;
+    int64_t now = (int64_t)time(NULL);
+
+    pthread_mutex_lock(&q->lock);
+    /* IMMEDIATE takes the write lock now, so the compare below and the
+     * write after it are one atomic step even against another process. */
+    if ((src = sqlite3_exec(q->db, "BEGIN IMMEDIATE", 0, 0, 0))) {
+        rc = sq_fail(q, src, "begin", err, errlen);
+        goto out;
+    }
+    in_tx = 1;
+    if ((src = sqlite3_prepare_v2(q->db, "SELECT generated_ts, json FROM tokens WHERE name = ?1",
+                                  -1, &st, NULL))) {
+        rc = sq_fail(q, src, "read", err, errlen);
+        goto out;
+    }
+    sqlite3_bind_text(st, 1, e->name, -1, SQLITE_STATIC);
+    if ((src = sqlite3_step(st)) == SQLITE_ROW) {
+        int64_t cur = sqlite3_column_int64(st, 0);
+        const char *cur_json = (const char *)sqlite3_column_text(st, 1);
+        if (e->generated_ts == cur && cur_json && strlen(cur_json) == e->json_len &&
+            !memcmp(cur_json, e->json, e->json_len))
+            goto out; /* an exact re-send: already stored */
+        if (e->generated_ts <= cur) {
+            snprintf(err, errlen,
+                     "record is not newer than the stored token (generated_timestamp %lld, stored %lld)",
+                     (long long)e->generated_ts, (long long)cur);
+            rc = TD_ECONFLICT;
+            goto out;
+        }
+    } else if (src != SQLITE_DONE) {
+        rc = sq_fail(q, src, "read", err, errlen);
+        goto out;
+    }
+    sqlite3_finalize(st);
+    st = NULL;
+    if ((src = exec_bound(q, "INSERT OR REPLACE INTO tokens(name, json, generated_ts, expire_ts, "
+                             "stored_at) VALUES (?1, ?2, ?3, ?4, ?5)", e, now, 0)) ||
+        (src = exec_bound(q, "INSERT INTO history(name, json, generated_ts, expire_ts, stored_at) "
+                             "VALUES (?1, ?2, ?3, ?4, ?5)", e, now, 0)) ||
+        (src = exec_bound(q, "DELETE FROM history WHERE name = ?1 AND id NOT IN (SELECT id FROM "
+                             "history WHERE name = ?1 ORDER BY id DESC LIMIT ?2)",
+                          e, now, s->history_max ? s->history_max : 1))) {
+        rc = sq_fail(q, src, "write", err, errlen);
+        goto out;
+    }
+    if ((src = sqlite3_exec(q->db, "COMMIT", 0, 0, 0))) {
+        rc = sq_fail(q, src, "commit", err, errlen);
+        goto out;
+    }
+    in_tx = 0;
+out:
+    sqlite3_finalize(st);
+    if (in_tx) sqlite3_exec(q->db, "ROLLBACK", 0, 0, 0);
+    pthread_mutex_unlock(&q->lock);
+    return rc;
+}
+
+static int sq_ping(td_store *s, char *err, size_t errlen)
+{
+    sq_store *q = s->impl;
+    int src;
+
+    pthread_mutex_lock(&q->lock);
+    src = sqlite3_exec(q->db, "SELECT 1 FROM tokens LIMIT 1", 0, 0, 0);
+    pthread_mutex_unlock(&q->lock);
+    return src ? sq_fail(q, src, "ping", err, errlen) : TD_OK;
+}
+
+const td_store_ops td_store_sqlite_ops = {
+    .scheme = "sqlite",
+    .open = sq_open,
+    .get = sq_get,
+    .put = sq_put,
+    .list = sq_list,
+    .history = sq_history,
+    .watch = NULL,
+    .ping = sq_ping,
+    .close = sq_close,
+};

@@ -1,0 +1,424 @@
+"""Self-tests of the local doubles, so that a broken double is caught before it
+misleads a black-box test of tokendist.  Run with:
+
+    python3 -m unittest discover -s tests/doubles
+"""
+
+import base64
+import http.client
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import unittest
+import urllib.error
+import urllib.request
+
+import feishu
+import gitee
+import scf_runtime
+from feishu import DEFAULT_APP_ID, DEFAULT_APP_SECRET, FeishuDouble
+from gitee import DEFAULT_TOKEN, GiteeDouble
+from scf_runtime import InvocationError, ScfRuntimeDouble
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def call(method, url, body=None, headers=None, timeout=5):
+    """One request; returns (status, headers, raw body), HTTP errors included."""
+    data = None
+    if body is not None:
+        data = body if isinstance(body, bytes) else json.dumps(body).encode("utf-8")
+    req = urllib.request.Request(url, data=data, method=method,
+                                 headers={"Content-Type": "application/json; charset=utf-8",
+                                          **(headers or {})})
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
+            return resp.status, resp.headers, resp.read()
+    except urllib.error.HTTPError as err:
+        return err.code, err.headers, err.read()
+
+
+def jcall(*args, **kwargs):
+    status, _, raw = call(*args, **kwargs)
+    return status, json.loads(raw)
+
+
+class FeishuTest(unittest.TestCase):
+    TOKEN = "/open-apis/auth/v3/app_access_token/internal"
+    MESSAGES = "/open-apis/im/v1/messages"
+
+    def setUp(self):
+        self.d = FeishuDouble().start()
+        self.addCleanup(self.d.stop)
+
+    def fetch(self, secret=DEFAULT_APP_SECRET):
+        return jcall("POST", self.d.url + self.TOKEN,
+                     {"app_id": DEFAULT_APP_ID, "app_secret": secret})
+
+    def api(self, method, path, token, body=None):
+        return call(method, self.d.url + path, body, {"Authorization": f"Bearer {token}"})
+
+    def test_token_renewal_window_and_expiry(self):
+        self.d.control({"ttl": 100, "renew_window": 30})
+        status, first = self.fetch()
+        self.assertEqual((status, first["code"], first["msg"], first["expire"]), (200, 0, "ok", 100))
+        self.assertRegex(first["app_access_token"], r"^t-[A-Za-z0-9]{40}$")
+        self.assertEqual(first["app_access_token"], first["tenant_access_token"])
+        self.d.control({"advance": 60})             # 40 s left: outside the window
+        _, same = self.fetch()
+        self.assertEqual((same["tenant_access_token"], same["expire"]),
+                         (first["tenant_access_token"], 40))
+        self.d.control({"advance": 15})             # 25 s left: inside the window
+        _, new = self.fetch()
+        self.assertNotEqual(new["tenant_access_token"], first["tenant_access_token"])
+        self.assertEqual(new["expire"], 100)
+        self.assertTrue(self.d.token_valid(first["tenant_access_token"]))  # both valid
+        self.d.control({"advance": 30})             # the first one expired
+        status, _, raw = self.api("GET", self.MESSAGES + "?container_id_type=chat&container_id=x",
+                                  first["tenant_access_token"])
+        self.assertEqual((status, json.loads(raw)["code"]), (400, 99991663))
+        self.assertEqual((self.d.token_fetches, self.d.tokens_minted), (3, 2))
+
+    def test_token_errors(self):
+        self.assertEqual(self.fetch("wrong")[1], {"code": 10014, "msg": "app secret invalid"})
+        self.assertEqual(jcall("POST", self.d.url + self.TOKEN, {"app_id": DEFAULT_APP_ID})[1],
+                         {"code": 10003, "msg": "invalid param"})
+        self.assertEqual(self.d.tokens_minted, 0)
+
+    def test_faults_then_recovery(self):
+        self.d.control({"faults": [{"fail": "500", "times": 1},
+                                   {"fail": "502", "times": 1, "body": "html"},
+                                   {"fail": "429", "times": 1, "reset_after": 7},
+                                   {"fail": "garbage", "times": 1},
+                                   {"fail": "code", "times": 1, "code": 99991400, "msg": "busy"}]})
+        self.assertEqual(call("POST", self.d.url + self.TOKEN, {})[0], 500)
+        status, headers, raw = call("POST", self.d.url + self.TOKEN, {})
+        self.assertEqual((status, headers["Content-Type"]), (502, "text/html"))
+        status, headers, raw = call("POST", self.d.url + self.TOKEN, {})
+        self.assertEqual((status, headers["x-ogw-ratelimit-reset"]), (429, "7"))
+        self.assertEqual(json.loads(raw)["code"], 99991400)
+        self.assertRaises(ValueError, json.loads, call("POST", self.d.url + self.TOKEN, {})[2])
+        self.assertEqual(self.fetch()[1], {"code": 99991400, "msg": "busy"})
+        self.assertEqual(self.fetch()[1]["code"], 0)
+        self.assertEqual([r["fault"] for r in self.d.requests],
+                         ["500", "502", "429", "garbage", "code", None])
+
+    def test_slow_and_close(self):
+        self.d.control({"fail": "slow", "delay": 0.3, "times": 1})
+        started = time.monotonic()
+        self.assertEqual(self.fetch()[1]["code"], 0)
+        self.assertGreaterEqual(time.monotonic() - started, 0.3)
+        self.d.control({"fail": "close", "times": 1, "path": "/open-apis/auth/"})
+        with self.assertRaises((http.client.RemoteDisconnected, urllib.error.URLError,
+                                ConnectionError)):
+            self.fetch()
+        self.assertEqual(self.fetch()[1]["code"], 0)
+
+    def test_send_message(self):
+        token = self.fetch()[1]["tenant_access_token"]
+        self.d.control({"chats": ["oc_group"]})
+        path = self.MESSAGES + "?receive_id_type=chat_id"
+        ok = {"receive_id": "oc_group", "msg_type": "text", "content": json.dumps({"text": "你好"})}
+        status, _, raw = self.api("POST", path, token, ok)
+        body = json.loads(raw)
+        self.assertEqual((status, body["code"]), (200, 0))
+        self.assertTrue(body["data"]["message_id"].startswith("om_"))
+        self.assertEqual(self.d.sent_texts, ["你好"])
+        as_object = dict(ok, content={"text": "x"})  # content must be a JSON string
+        self.assertEqual(self.api("POST", path, token, as_object)[0], 400)
+        status, _, raw = self.api("POST", path, token, dict(ok, receive_id="oc_other"))
+        self.assertEqual((status, json.loads(raw)["code"]), (400, 230002))
+        status, raw = jcall("POST", self.d.url + path, ok)   # no Authorization
+        self.assertEqual((status, raw["code"]), (400, 99991661))
+        self.d.control({"invalidate": [token], "invalid_code": 99991664})
+        self.assertEqual(json.loads(self.api("POST", path, token, ok)[2])["code"], 99991664)
+        self.assertEqual(len(self.d.sent), 1)
+
+    def test_list_pagination_and_time_filter(self):
+        token = self.fetch()[1]["tenant_access_token"]
+        base = 1705300000000
+        files = [{"name": f"财联社电报_2024-01-{10 + i}.txt", "data": f"day {i}",
+                  "create_time": base + i * 1000} for i in range(5)]
+        seeded = self.d.control({"chat": "oc_news", "files": files,
+                                 "texts": [{"text": "note", "create_time": base + 500}]})["seeded"]
+        self.assertEqual(len(seeded), 6)
+        got, token_q = [], ""
+        for _ in range(5):
+            status, _, raw = self.api("GET", self.MESSAGES + "?container_id_type=chat&container_id"
+                                      f"=oc_news&page_size=2&start_time={base // 1000 + 1}"
+                                      f"&end_time={base // 1000 + 3}{token_q}", token)
+            data = json.loads(raw)["data"]
+            got += data["items"]
+            if not data["has_more"]:
+                self.assertNotIn("page_token", data)
+                break
+            token_q = "&page_token=" + data["page_token"]
+        self.assertEqual([json.loads(m["body"]["content"])["file_name"] for m in got],
+                         [f["name"] for f in files[1:4]])
+        self.assertEqual(got[0]["create_time"], str(base + 1000))
+        self.assertEqual(self.api("GET", self.MESSAGES + "?container_id_type=chat&container_id="
+                                  "oc_news&page_size=51", token)[0], 400)
+
+    def test_download(self):
+        token = self.fetch()[1]["tenant_access_token"]
+        data = bytes(range(256)) * 10
+        seeded = self.d.control({"chat": "oc_news", "files": [
+            {"name": "财联社电报_2024-01-15.txt", "data_b64": base64.b64encode(data).decode()}]})
+        mid, key = seeded["seeded"][0]["message_id"], seeded["seeded"][0]["file_key"]
+        path = f"{self.MESSAGES}/{mid}/resources/{key}?type=file"
+        status, headers, raw = self.api("GET", path, token)
+        self.assertEqual((status, raw, headers["Content-Type"]),
+                         (200, data, "application/octet-stream"))
+        self.assertIn("filename*=UTF-8''%E8%B4%A2", headers["Content-Disposition"])
+        self.d.control({"fail": "cut", "times": 1, "path": self.MESSAGES + "/"})
+        with self.assertRaises(http.client.IncompleteRead):
+            self.api("GET", path, token)
+        self.assertEqual(self.d.downloads, {key: 2})
+        self.assertEqual(json.loads(self.api("GET", path.replace(key, "file_v2_x"), token)[2])
+                         ["code"], 234003)
+
+    def test_webhook_signature(self):
+        self.d.control({"hooks": {"signed": "hook-secret"}})
+        url = self.d.url + "/open-apis/bot/v2/hook/signed"
+        ts = str(int(time.time()))
+        msg = {"timestamp": ts, "sign": feishu.webhook_sign(ts, "hook-secret"),
+               "msg_type": "text", "content": {"text": "token renewed"}}
+        self.assertEqual(jcall("POST", url, msg)[1]["code"], 0)
+        self.assertEqual(jcall("POST", url, dict(msg, sign="AAAA"))[1]["code"], 19021)
+        old = str(int(time.time()) - 7200)
+        stale = dict(msg, timestamp=old, sign=feishu.webhook_sign(old, "hook-secret"))
+        self.assertEqual(jcall("POST", url, stale)[1]["code"], 19021)
+        unsigned = {"msg_type": "text", "content": {"text": "plain"}}
+        self.assertEqual(jcall("POST", self.d.url + "/open-apis/bot/v2/hook/test-hook",
+                               unsigned)[1]["code"], 0)
+        self.assertEqual(self.d.hook_texts, ["token renewed", "plain"])
+
+    def test_control_over_http_rejects_unknown_keys(self):
+        status, body = jcall("POST", self.d.url + "/_control", {"fial": "500"})
+        self.assertEqual((status, body["ok"]), (400, False))
+        self.fetch()
+        status, log = jcall("GET", self.d.url + "/_requests?path=/open-apis/auth")
+        self.assertEqual((status, len(log), log[0]["json"]["app_id"]), (200, 1, DEFAULT_APP_ID))
+        self.assertEqual(jcall("GET", self.d.url + "/_state")[1]["tokens_minted"], 1)
+
+    def test_keep_alive(self):
+        conn = http.client.HTTPConnection("127.0.0.1", self.d.port, timeout=5)
+        self.addCleanup(conn.close)
+        for _ in range(3):
+            conn.request("POST", self.TOKEN, json.dumps(
+                {"app_id": DEFAULT_APP_ID, "app_secret": DEFAULT_APP_SECRET}),
+                {"Content-Type": "application/json"})
+            resp = conn.getresponse()
+            self.assertEqual(json.loads(resp.read())["code"], 0)
+            self.assertFalse(resp.will_close)
+
+
+class GiteeTest(unittest.TestCase):
+    def setUp(self):
+        self.d = GiteeDouble().start()
+        self.addCleanup(self.d.stop)
+        self.path = self.d.url + "/api/v5/repos/tokendist/tokens/contents/token.json"
+
+    def get(self, token=DEFAULT_TOKEN, suffix=""):
+        return jcall("GET", f"{self.path}?access_token={token}{suffix}")
+
+    def write(self, method, data, **extra):
+        body = {"access_token": DEFAULT_TOKEN, "message": "update token",
+                "content": base64.b64encode(data).decode(), "branch": "master", **extra}
+        return jcall(method, self.path, body)
+
+    def test_blob_sha_and_wrapping(self):
+        self.assertEqual(gitee.blob_sha(b""), "e69de29bb2d1d6434b8b29ae775ad8c2e48c5391")
+        self.assertEqual(gitee.blob_sha(b"hello\n"), "ce013625030ba8dba906f756967f9e9ca394464a")
+        lines = gitee.gitee_base64(b"x" * 100).split("\n")
+        self.assertEqual([len(s) for s in lines], [60, 60, 16, 0])
+
+    def test_get_file_and_missing(self):
+        self.d.put_file("token.json", '{"access_token": "t-1"}')
+        status, body = self.get()
+        self.assertEqual((status, body["type"], body["encoding"], body["name"]),
+                         (200, "file", "base64", "token.json"))
+        self.assertEqual(base64.b64decode(body["content"]), b'{"access_token": "t-1"}')
+        self.assertEqual(body["sha"], gitee.blob_sha(b'{"access_token": "t-1"}'))
+        self.assertEqual(self.get(suffix="&ref=nope")[0], 404)
+        self.d.control({"repo": "tokendist/tokens", "remove": ["token.json"]})
+        self.assertEqual(self.get(), (200, []))
+        self.d.control({"missing_file": "404"})
+        self.assertEqual(self.get(), (404, {"message": "Not Found"}))
+
+    def test_auth_and_repo_errors(self):
+        self.assertEqual(self.get("wrong")[0], 401)
+        self.assertEqual(jcall("GET", self.path)[0], 401)
+        self.assertEqual(jcall("GET", self.path.replace("/tokens/", "/other/") +
+                               "?access_token=" + DEFAULT_TOKEN),
+                         (404, {"message": "Not Found Project"}))
+        self.d.control({"forbidden": True})
+        self.assertEqual(self.get(), (403, {"message": "Forbidden"}))
+
+    def test_create_update_conflict(self):
+        status, body = self.write("POST", b"v1")
+        self.assertEqual((status, body["content"]["sha"]), (201, gitee.blob_sha(b"v1")))
+        self.assertEqual(self.write("POST", b"v1"), (400, {"message": "文件名已存在"}))
+        self.assertEqual(self.write("PUT", b"v2"), (400, {"message": "sha is missing"}))
+        self.assertEqual(self.write("PUT", b"v2", sha="0" * 40)[0], 400)
+        status, body = self.write("PUT", b"v2", sha=gitee.blob_sha(b"v1"))
+        self.assertEqual((status, self.d.file_text("token.json")), (200, "v2"))
+        self.assertIn("sha", body["commit"])
+
+    def test_stale_sha_from_concurrent_writer(self):
+        self.d.put_file("token.json", "v1")
+        sha = self.get()[1]["sha"]
+        self.d.control({"stale_sha": 1, "concurrent_content": "theirs",
+                        "sha_conflict_status": 409})
+        status, body = self.write("PUT", b"mine", sha=sha)
+        self.assertEqual((status, self.d.file_text("token.json")), (409, "theirs"))
+        status, _ = self.write("PUT", b"mine", sha=self.get()[1]["sha"])
+        self.assertEqual((status, self.d.file_text("token.json")), (200, "mine"))
+        self.assertEqual([c["method"] for c in self.d.commits], ["CONCURRENT", "PUT"])
+
+    def test_fault_on_writes_only(self):
+        self.d.put_file("token.json", "v1")
+        self.d.control({"fail": "503", "method": "PUT", "times": 1})
+        self.assertEqual(self.get()[0], 200)
+        self.assertEqual(self.write("PUT", b"v2", sha=gitee.blob_sha(b"v1"))[0], 503)
+        self.assertEqual(self.write("PUT", b"v2", sha=gitee.blob_sha(b"v1"))[0], 200)
+
+
+class FakeRuntime(threading.Thread):
+    """A minimal Custom Runtime bootstrap speaking to the double, for the self-test."""
+
+    def __init__(self, base):
+        super().__init__(daemon=True)
+        self.base, self.seen_ids = base, []
+
+    def run(self):
+        call("POST", self.base + "/runtime/init/ready", b" ")
+        while True:
+            try:
+                status, headers, raw = call("GET", self.base + "/runtime/invocation/next",
+                                            timeout=30)
+            except OSError:
+                return
+            if status != 200:
+                return
+            self.seen_ids.append(headers["request_id"])
+            event = json.loads(raw)
+            if event.get("httpMethod") == "DELETE":
+                call("POST", self.base + "/runtime/invocation/error", b"boom")
+                continue
+            result = {"isBase64Encoded": False, "statusCode": 200,
+                      "headers": {"Content-Type": "application/json"},
+                      "body": json.dumps({"path": event["path"], "q": event["queryString"]})}
+            call("POST", self.base + "/runtime/invocation/response", result)
+
+
+class ScfRuntimeTest(unittest.TestCase):
+    def setUp(self):
+        self.d = ScfRuntimeDouble().start()
+        self.addCleanup(self.d.stop)
+
+    def test_invoke_roundtrip(self):
+        env = self.d.runtime_env()
+        FakeRuntime(f"http://{env['SCF_RUNTIME_API']}:{env['SCF_RUNTIME_API_PORT']}").start()
+        self.assertTrue(self.d.wait_ready(5))
+        result = self.d.invoke(scf_runtime.apigw_event("GET", "/get-token", query={"a": "1"}))
+        status, headers, body = scf_runtime.http_response(result)
+        self.assertEqual((status, json.loads(body)), (200, {"path": "/get-token", "q": {"a": "1"}}))
+        with self.assertRaises(InvocationError) as err:
+            self.d.invoke(scf_runtime.function_url_event("DELETE", "/"))
+        self.assertEqual(err.exception.body, "boom")
+        status, body = jcall("POST", self.d.url + "/_invoke?timeout=5",
+                             scf_runtime.function_url_event("GET", "/x"))
+        self.assertEqual((status, json.loads(body["response"]["body"])["path"]), (200, "/x"))
+        self.assertEqual(len(self.d.invocations), 3)
+
+    def test_next_repeats_event_until_answered(self):
+        results = []
+        worker = threading.Thread(target=lambda: results.append(self.d.invoke({"k": 1})))
+        worker.start()
+        first = call("GET", self.d.url + "/runtime/invocation/next")
+        again = call("GET", self.d.url + "/runtime/invocation/next")
+        self.assertEqual(first[1]["request_id"], again[1]["request_id"])
+        self.assertEqual((json.loads(again[2]), first[1]["time_limit_in_ms"]), ({"k": 1}, "3000"))
+        self.assertEqual(call("POST", self.d.url + "/runtime/invocation/response", b"ok")[0], 200)
+        worker.join(5)
+        self.assertEqual(results, ["ok"])
+        self.assertEqual(call("POST", self.d.url + "/runtime/invocation/response", b"x")[0], 400)
+
+    def test_invoke_timeout(self):
+        with self.assertRaises(TimeoutError):
+            self.d.invoke({"k": 1}, timeout=0.2)
+        self.assertEqual(len(self.d.pending), 0)
+
+    def test_event_shapes(self):
+        ev = scf_runtime.apigw_event("POST", "/v1/tokens/default", headers={"X-Api-Key": "k"},
+                                     body=b"\xff\x00")
+        self.assertEqual(set(ev["requestContext"]), {"serviceId", "path", "httpMethod",
+                                                     "requestId", "identity", "sourceIp", "stage"})
+        self.assertTrue(ev["isBase64Encoded"])
+        self.assertEqual(base64.b64decode(ev["body"]), b"\xff\x00")
+        fu = scf_runtime.function_url_event("GET", "/get-token", headers={"X-Api-Key": "k"})
+        self.assertNotIn("requestContext", fu)
+        self.assertEqual(fu["headers"]["x-api-key"], "k")
+        with self.assertRaises(ValueError):
+            scf_runtime.http_response({"statusCode": "200", "body": ""})
+        self.assertEqual(scf_runtime.http_response({"a": 1}, function_url=True)[0], 200)
+
+
+class ProcessModeTest(unittest.TestCase):
+    """Each double runs as a process, reports its port, and keeps secrets off stderr."""
+
+    def run_double(self, script, config=None):
+        tmp = tempfile.mkdtemp()
+        port_file = os.path.join(tmp, "port")
+        args = [sys.executable, os.path.join(HERE, script), "--port", "0",
+                "--port-file", port_file]
+        if config:
+            args += ["--config", json.dumps(config)]
+        proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        deadline = time.monotonic() + 10
+        while not os.path.exists(port_file):
+            self.assertIsNone(proc.poll(), "double exited early")
+            self.assertLess(time.monotonic(), deadline, "no port file")
+            time.sleep(0.02)
+        with open(port_file, encoding="ascii") as f:
+            return proc, f"http://127.0.0.1:{int(f.read())}"
+
+    def stop(self, proc):
+        proc.terminate()
+        out, err = proc.communicate(timeout=10)
+        self.assertEqual(proc.returncode, 0)
+        return out.decode() + err.decode()
+
+    def test_feishu_process(self):
+        proc, url = self.run_double("feishu.py", {"apps": {"cli_p": "proc-secret"}})
+        status, body = jcall("POST", url + "/open-apis/auth/v3/app_access_token/internal",
+                             {"app_id": "cli_p", "app_secret": "proc-secret"})
+        self.assertEqual((status, body["code"]), (200, 0))
+        output = self.stop(proc)
+        self.assertNotIn("proc-secret", output)
+        self.assertNotIn(body["app_access_token"], output)
+
+    def test_gitee_process(self):
+        proc, url = self.run_double("gitee.py", {"tokens": ["gitee-secret"]})
+        status, _ = jcall("GET", url + "/api/v5/repos/tokendist/tokens/contents/a.json"
+                          "?access_token=gitee-secret")
+        self.assertEqual(status, 200)
+        self.assertNotIn("gitee-secret", self.stop(proc))
+
+    def test_scf_process(self):
+        proc, url = self.run_double("scf_runtime.py")
+        FakeRuntime(url).start()
+        status, body = jcall("POST", url + "/_invoke?timeout=5",
+                             scf_runtime.apigw_event("GET", "/get-token"))
+        self.assertEqual((status, body["response"]["statusCode"]), (200, 200))
+        self.assertTrue(jcall("GET", url + "/_state")[1]["init_ready"])
+        self.stop(proc)
+
+
+if __name__ == "__main__":
+    unittest.main()
