@@ -220,6 +220,7 @@ class DoubleServer:
     # -- lifecycle ---------------------------------------------------------
     def start(self):
         """Bind 127.0.0.1 (port 0 = ephemeral) and serve from a daemon thread."""
+        self.stopping.clear()
         self._httpd = _Server((self.host, self._want_port), self)
         self._thread = threading.Thread(target=self._httpd.serve_forever,
                                         kwargs={"poll_interval": 0.05},

@@ -290,7 +290,8 @@ class FeishuDouble(DoubleServer):
     def _send_message(self, req):
         body = req.json
         if req.query.get("receive_id_type") is None or not isinstance(body, dict) or \
-                not all(isinstance(body.get(k), str) for k in ("receive_id", "msg_type", "content")):
+                not all(isinstance(body.get(k), str)
+                        for k in ("receive_id", "msg_type", "content")):
             return feishu_error(99992402, "field validation failed", 400)
         chat_id = body["receive_id"]
         if req.query["receive_id_type"] != "chat_id" or chat_id not in self.chats:

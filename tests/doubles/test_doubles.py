@@ -65,7 +65,8 @@ class FeishuTest(unittest.TestCase):
     def test_token_renewal_window_and_expiry(self):
         self.d.control({"ttl": 100, "renew_window": 30})
         status, first = self.fetch()
-        self.assertEqual((status, first["code"], first["msg"], first["expire"]), (200, 0, "ok", 100))
+        self.assertEqual((status, first["code"], first["msg"], first["expire"]),
+                         (200, 0, "ok", 100))
         self.assertRegex(first["app_access_token"], r"^t-[A-Za-z0-9]{40}$")
         self.assertEqual(first["app_access_token"], first["tenant_access_token"])
         self.d.control({"advance": 60})             # 40 s left: outside the window
@@ -122,7 +123,8 @@ class FeishuTest(unittest.TestCase):
         token = self.fetch()[1]["tenant_access_token"]
         self.d.control({"chats": ["oc_group"]})
         path = self.MESSAGES + "?receive_id_type=chat_id"
-        ok = {"receive_id": "oc_group", "msg_type": "text", "content": json.dumps({"text": "你好"})}
+        ok = {"receive_id": "oc_group", "msg_type": "text",
+              "content": json.dumps({"text": "你好"})}
         status, _, raw = self.api("POST", path, token, ok)
         body = json.loads(raw)
         self.assertEqual((status, body["code"]), (200, 0))
@@ -167,7 +169,8 @@ class FeishuTest(unittest.TestCase):
         token = self.fetch()[1]["tenant_access_token"]
         data = bytes(range(256)) * 10
         seeded = self.d.control({"chat": "oc_news", "files": [
-            {"name": "财联社电报_2024-01-15.txt", "data_b64": base64.b64encode(data).decode()}]})
+            {"name": "财联社电报_2024-01-15.txt",
+             "data_b64": base64.b64encode(data).decode()}]})
         mid, key = seeded["seeded"][0]["message_id"], seeded["seeded"][0]["file_key"]
         path = f"{self.MESSAGES}/{mid}/resources/{key}?type=file"
         status, headers, raw = self.api("GET", path, token)
