@@ -1,0 +1,221 @@
+/* httpc -- see httpc.h. */
+#include "httpc.h"
+#include "tokendist.h"
+
+#include <curl/curl.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+typedef struct xfer {
+    const td_httpc_req *req;
+    td_httpc_resp *resp;
+    size_t cap, hcap, max;
+    int rc;                 /* why a callback stopped the transfer */
+} xfer;
+
+static pthread_once_t global_once = PTHREAD_ONCE_INIT;
+static void global_init(void) { curl_global_init(CURL_GLOBAL_DEFAULT); }
+
+static size_t on_body(char *p, size_t size, size_t nmemb, void *ud)
+{
+    xfer *x = ud;
+    td_httpc_resp *r = x->resp;
+    size_t n = size * nmemb;
+
+    if (x->req->on_data) {
+        int rc = x->req->on_data(x->req->ud, p, n);
+        if (rc != TD_OK) {
+            x->rc = rc;
+            return 0;
+        }
+        r->body_len += n;
+        return n;
+    }
+    if (r->body_len + n > x->max) {
+        x->rc = TD_ETOOBIG;
+        return 0;
+    }
+    if (r->body_len + n + 1 > x->cap) {
+        size_t cap = x->cap ? x->cap : 4096;
+        char *nb;
+        while (cap < r->body_len + n + 1) cap *= 2;
+        if (!(nb = realloc(r->body, cap))) {
+            x->rc = TD_ENOMEM;
+            return 0;
+        }
+        r->body = nb;
+        x->cap = cap;
+    }
+    memcpy(r->body + r->body_len, p, n);
+    r->body_len += n;
+    r->body[r->body_len] = '\0';
+    return n;
+}
+
+static size_t on_header(char *p, size_t size, size_t nmemb, void *ud)
+{
+    xfer *x = ud;
+    td_httpc_resp *r = x->resp;
+    size_t n = size * nmemb;
+
+    /* A new status line (after a redirect or 100-continue) starts over. */
+    if (n > 5 && !strncmp(p, "HTTP/", 5)) r->headers_len = 0;
+    if (r->headers_len + n + 1 > TD_HTTPC_HEADERS_MAX) {
+        x->rc = TD_ETOOBIG;
+        return 0;
+    }
+    if (r->headers_len + n + 1 > x->hcap) {
+        size_t cap = x->hcap ? x->hcap : 1024;
+        char *nb;
+        while (cap < r->headers_len + n + 1) cap *= 2;
+        if (!(nb = realloc(r->headers, cap))) {
+            x->rc = TD_ENOMEM;
+            return 0;
+        }
+        r->headers = nb;
+        x->hcap = cap;
+    }
+    memcpy(r->headers + r->headers_len, p, n);
+    r->headers_len += n;
+    r->headers[r->headers_len] = '\0';
+    return n;
+}
+
+int td_httpc_do(const td_httpc_req *req, td_httpc_resp *resp, char *err, size_t errlen)
+{
+    CURL *c = NULL;
+    struct curl_slist *hl = NULL;
+    xfer x = {req, resp, 0, 0, req->max_body ? req->max_body : TD_HTTPC_BODY_MAX, TD_OK};
+    char cerr[CURL_ERROR_SIZE] = "";
+    CURLcode cc;
+    int rc = TD_EHTTP;
+
+    memset(resp, 0, sizeof *resp);
+    pthread_once(&global_once, global_init);
+    if (!(c = curl_easy_init())) {
+        rc = TD_ENOMEM;
+        goto out;
+    }
+    for (const char *const *h = req->headers; h && *h; h++) {
+        struct curl_slist *n = curl_slist_append(hl, *h);
+        if (!n) {
+            rc = TD_ENOMEM;
+            goto out;
+        }
+        hl = n;
+    }
+    /* libcurl adds "Expect: 100-continue" to larger POSTs, costing a round
+     * trip against servers that do not answer it. */
+    hl = curl_slist_append(hl, "Expect:");
+    curl_easy_setopt(c, CURLOPT_URL, req->url);
+    curl_easy_setopt(c, CURLOPT_HTTPHEADER, hl);
+    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(c, CURLOPT_ERRORBUFFER, cerr);
+    curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
+    curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, req->connect_timeout_ms > 0 ? req->connect_timeout_ms : 5000L);
+    if (req->timeout_ms >= 0)
+        curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, req->timeout_ms > 0 ? req->timeout_ms : 10000L);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, &x);
+    curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);
+    curl_easy_setopt(c, CURLOPT_HEADERDATA, &x);
+    curl_easy_setopt(c, CURLOPT_USERAGENT, "tokendist/" TD_VERSION);
+    curl_easy_setopt(c, CURLOPT_ACCEPT_ENCODING, "");
+    if (req->method && strcmp(req->method, "GET") != 0) curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, req->method);
+    if (req->body) {
+        curl_easy_setopt(c, CURLOPT_POSTFIELDS, req->body);
+        curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)req->body_len);
+    }
+    cc = curl_easy_perform(c);
+    if (cc == CURLE_OK) {
+        curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &resp->status);
+        rc = TD_OK;
+    } else if (x.rc != TD_OK) {
+        rc = x.rc;
+        if (rc == TD_ETOOBIG)
+            snprintf(err, errlen, "%s: response larger than %zu bytes", req->url, x.max);
+        else
+            snprintf(err, errlen, "%s: transfer stopped: %s", req->url, td_strerror(rc));
+    } else {
+        rc = cc == CURLE_OPERATION_TIMEDOUT ? TD_ETIMEOUT : TD_EHTTP;
+        snprintf(err, errlen, "%s: %s", req->url, cerr[0] ? cerr : curl_easy_strerror(cc));
+    }
+out:
+    curl_slist_free_all(hl);
+    if (c) curl_easy_cleanup(c);
+    if (rc != TD_OK) td_httpc_resp_clear(resp);
+    return rc;
+}
+
+void td_httpc_resp_clear(td_httpc_resp *r)
+{
+    free(r->body);
+    free(r->headers);
+    memset(r, 0, sizeof *r);
+}
+
+const char *td_httpc_header(const td_httpc_resp *r, const char *name, char *buf, size_t len)
+{
+    const char *p = r->headers, *found = NULL;
+    size_t nlen = strlen(name), flen = 0;
+
+    while (p && *p) {
+        const char *eol = strchr(p, '\n');
+        size_t ll = eol ? (size_t)(eol - p) : strlen(p);
+        if (ll > nlen && p[nlen] == ':' && !strncasecmp(p, name, nlen)) {
+            const char *v = p + nlen + 1, *e = p + ll;
+            while (v < e && (*v == ' ' || *v == '\t')) v++;
+            while (e > v && (e[-1] == '\r' || e[-1] == ' ')) e--;
+            found = v, flen = (size_t)(e - v);
+        }
+        p = eol ? eol + 1 : p + ll;
+    }
+    if (!found || flen >= len) return NULL;
+    memcpy(buf, found, flen);
+    buf[flen] = '\0';
+    return buf;
+}
+
+int64_t td_httpc_date(const td_httpc_resp *r)
+{
+    char buf[64];
+    time_t t;
+    if (!td_httpc_header(r, "Date", buf, sizeof buf)) return 0;
+    t = curl_getdate(buf, NULL);
+    return t > 0 ? (int64_t)t : 0;
+}
+
+long td_httpc_retry_after(const td_httpc_resp *r)
+{
+    char buf[64], *end;
+    const char *names[] = {"x-ogw-ratelimit-reset", "Retry-After"};
+
+    for (int i = 0; i < 2; i++) {
+        long v;
+        if (!td_httpc_header(r, names[i], buf, sizeof buf)) continue;
+        v = strtol(buf, &end, 10);
+        if (end != buf && !*end && v >= 0) return v;
+    }
+    return -1;
+}
+
+char *td_httpc_escape(const char *s, char *buf, size_t len)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    size_t o = 0;
+
+    for (; *s; s++) {
+        unsigned char ch = (unsigned char)*s;
+        int keep = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+                   ch == '-' || ch == '_' || ch == '.' || ch == '~';
+        if (o + (keep ? 1 : 3) >= len) return NULL;
+        if (keep) buf[o++] = (char)ch;
+        else buf[o++] = '%', buf[o++] = hex[ch >> 4], buf[o++] = hex[ch & 15];
+    }
+    if (o >= len) return NULL;
+    buf[o] = '\0';
+    return buf;
+}
