@@ -139,11 +139,18 @@ export async function startServer({ readKey } = {}) {
       };
       const push = async (record, name = 'default', { pathOverride, expectStatus = 200 } = {}) => {
         const p = pathOverride || `/v1/tokens/${name}`;
-        const res = await fetch(`${url}${p}`, {
-          method: 'POST',
-          headers: { Authorization: `Bearer ${pushKey}`, 'Content-Type': 'application/json' },
-          body: JSON.stringify(record),
-        });
+        let res;
+        try {
+          res = await fetch(`${url}${p}`, {
+            method: 'POST',
+            headers: { Authorization: `Bearer ${pushKey}`, 'Content-Type': 'application/json' },
+            body: JSON.stringify(record),
+          });
+        } catch (e) {
+          const state = proc.exitCode !== null || proc.signalCode !== null
+            ? `the server exited (code ${proc.exitCode}, signal ${proc.signalCode})` : 'the server is still running';
+          throw new Error(`push to ${p} failed: ${e.cause?.code || e.message}; ${state}`);
+        }
         const text = await res.text();
         if (expectStatus !== undefined && res.status !== expectStatus) {
           // the body is the server's message, which never echoes the token
