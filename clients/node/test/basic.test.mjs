@@ -60,6 +60,7 @@ test('a memory hit makes no request; getRecord returns a copy', { skip: NEEDS_BI
   const rec = makeRecord();
   await srv.push(rec, name);
   const client = createClient({ apiUrl: `${proxy.url}${p}` });
+  const servedBefore = await srv.served('token_get');
 
   sameToken(assert, await client.getAccessToken(), rec.access_token);
   assert.equal(proxy.count(gets(p)), 1);
@@ -70,6 +71,7 @@ test('a memory hit makes no request; getRecord returns a copy', { skip: NEEDS_BI
   info.record.access_token = 'mutated';
   sameToken(assert, await client.getAccessToken(), rec.access_token);
   assert.equal(proxy.count(gets(p)), 1, 'memory hits must not reach the server');
+  assert.equal(await srv.served('token_get') - servedBefore, 1, 'the server counted one GET (/metrics)');
 
   // a newer token pushed meanwhile is not seen while the old one is fresh enough
   await srv.push(makeRecord(), name);

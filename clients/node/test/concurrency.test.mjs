@@ -18,11 +18,13 @@ test('50 concurrent getAccessToken() → one HTTP request', { skip: NEEDS_BIN },
   assert.equal(tokens.length, 50);
   assert.ok(tokens.every((tk) => tk === rec.access_token), 'every caller got the stored token');
   assert.equal(proxy.count((r) => r.method === 'GET' && r.path === '/v1/tokens/default'), 1);
+  assert.equal(await srv.served('token_get'), 1, 'the server counted one token GET (/metrics)');
 
   // and a mix of getRecord/getRecordInfo/getAccessToken after a clear() → one more
   client.clear();
   await Promise.all(Array.from({ length: 30 }, (_, i) => [client.getAccessToken, client.getRecord, client.getRecordInfo][i % 3].call(client)));
   assert.equal(proxy.count((r) => r.method === 'GET'), 2);
+  assert.equal(await srv.served('token_get'), 2);
 });
 
 test('concurrent callers share one failure too, and the next call tries again', async () => {

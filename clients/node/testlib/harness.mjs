@@ -158,7 +158,23 @@ export async function startServer({ readKey } = {}) {
         }
         return { status: res.status, text };
       };
-      return { url, port, pushKey, readKey, push, stop, output: () => out, proc };
+      // Requests the server itself counted (Prometheus text on /metrics), summed over
+      // statuses: tokendist_requests_total{route="ROUTE",status="…"} N
+      const served = async (route = 'token_get') => {
+        const text = await (await fetch(`${url}/metrics`)).text();
+        let sum = 0;
+        let seen = false;
+        for (const line of text.split('\n')) {
+          const m = /^tokendist_requests_total\{([^}]*)\}\s+(\d+)/.exec(line);
+          if (m && m[1].includes(`route="${route}"`)) {
+            sum += Number(m[2]);
+            seen = true;
+          }
+        }
+        if (!seen && !/tokendist_requests_total/.test(text)) throw new Error('no tokendist_requests_total in /metrics');
+        return sum;
+      };
+      return { url, port, pushKey, readKey, push, served, stop, output: () => out, proc };
     }
     proc.kill('SIGKILL');
     await exited;
