@@ -1,0 +1,355 @@
+"""Black-box tests of `tokendist serve`: the seed-compatible endpoint, keys,
+conflicts, limits, CORS, health/metrics, durability and log hygiene."""
+import json
+import os
+import socket
+import sqlite3
+import threading
+import time
+import unittest
+
+from harness import TestCase, make_record, request, run_cli
+
+PUSH = "pk-2f1c9a7e55d04b0c8e1a3f6b"
+PUSH2 = "pk-second-key-77aa01bb"
+READ = "rk-6d1f0b3c2e9a48c7a1"
+TOKEN = "t-g1044ghEGNOJ5OSQF5OYATETPB"
+
+
+class ServeTest(TestCase):
+    def setUp(self):
+        super().setUp()
+        self.secrets += [PUSH, PUSH2, READ, TOKEN]
+        self.srv = self.server(["--push-key", PUSH, "--push-key", PUSH2]).start()
+
+    def store(self, rec, path="/release/get-token", key=PUSH):
+        return self.srv.post(path, rec, key=key)
+
+    def test_seed_roundtrip(self):
+        self.assertEqual(self.srv.get("/release/get-token").status, 404)
+        rec = make_record(TOKEN, tenant_access_token="t-tenant0000000000000000001")
+        r = self.store(rec)
+        self.assertEqual(r.status, 200)
+        self.assertEqual(r.json(), {"success": True, "message": "Token stored successfully"})
+        for path in ("/release/get-token", "/get-token", "/v1/tokens/default"):
+            g = self.srv.get(path)
+            self.assertEqual(g.status, 200, path)
+            body = g.json()
+            self.assertEqual(body["access_token"], TOKEN)
+            self.assertEqual(body["tenant_access_token"], "t-tenant0000000000000000001")
+            self.assertEqual(list(body)[:9], [
+                "access_token", "expire_time", "expire_timestamp", "valid_duration_seconds",
+                "generated_time", "generated_timestamp", "source", "usage", "platform"])
+            self.assertEqual(body["valid_duration_seconds"], 7200)
+            # *_time re-derived from the timestamps in Asia/Shanghai (UTC+8).
+            want = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(rec["expire_timestamp"] + 8 * 3600))
+            self.assertEqual(body["expire_time"], want)
+            self.assertEqual(body["source"], "财联社自动化系统")
+            self.assertEqual(g.headers["content-type"], "application/json; charset=utf-8")
+            self.assertEqual(g.headers["access-control-allow-origin"], "*")
+            self.assertEqual(g.headers["cache-control"], "no-store")
+            self.assertIn("date", g.headers)
+
+    def test_named_tokens_are_separate(self):
+        self.assertEqual(self.store(make_record("t-aaaaaaaaaaaaaaaaaaaa"), "/v1/tokens/feishu-a").status, 200)
+        self.assertEqual(self.srv.get("/v1/tokens/feishu-a").json()["access_token"], "t-aaaaaaaaaaaaaaaaaaaa")
+        self.assertEqual(self.srv.get("/v1/tokens/other").status, 404)
+        self.assertEqual(self.srv.get("/release/get-token").status, 404)
+        for bad in ("/v1/tokens/..", "/v1/tokens/a%2Fb", "/v1/tokens/" + "x" * 65, "/v1/tokens/a/b"):
+            self.assertEqual(self.srv.get(bad).status, 404, bad)
+
+    def test_post_credentials(self):
+        rec = make_record(TOKEN)
+        r = self.srv.post("/release/get-token", rec)
+        self.assertEqual(r.status, 401)
+        self.assertIn("Bearer", r.headers["www-authenticate"])
+        self.assertFalse(r.json()["success"])
+        self.assertIn("权限不足", r.json()["message"])
+        r = self.srv.post("/release/get-token", rec, key="wrong-key-xxxxxxxx")
+        self.assertEqual(r.status, 403)
+        self.assertIn("权限不足", r.json()["message"])
+        r = self.srv.post("/release/get-token", rec, headers={"X-Api-Key": PUSH2})
+        self.assertEqual(r.status, 200)
+        self.assertEqual(self.srv.get("/release/get-token").json()["access_token"], TOKEN)
+
+    def test_no_push_key_configured_refuses_every_post(self):
+        bare = self.server().start()
+        r = bare.post("/release/get-token", make_record(TOKEN), key="anything-at-all")
+        self.assertEqual(r.status, 403)
+        self.assertIn("TOKENDIST_PUSH_KEYS", r.json()["message"])
+        self.assertIn("未配置写入密钥", bare.log())
+
+    def test_read_keys(self):
+        srv = self.server(["--push-key", PUSH, "--read-key", READ]).start()
+        self.assertEqual(srv.post("/release/get-token", make_record(TOKEN), key=PUSH).status, 200)
+        r = srv.get("/release/get-token")
+        self.assertEqual(r.status, 401)
+        self.assertIn("权限不足", r.json()["error"])
+        self.assertEqual(srv.get("/release/get-token", headers={"Authorization": "Bearer nope-nope"}).status, 403)
+        self.assertEqual(srv.get("/release/get-token", headers={"Authorization": "Bearer " + READ}).status, 200)
+        self.assertEqual(srv.get("/release/get-token", headers={"X-Api-Key": READ}).status, 200)
+        # A push key is not a read key.
+        self.assertEqual(srv.get("/release/get-token", headers={"X-Api-Key": PUSH}).status, 403)
+        self.assertEqual(srv.get("/healthz").status, 200)
+
+    def test_bad_records(self):
+        now = int(time.time())
+        cases = [
+            ("{not json", "invalid JSON"),
+            ("[1, 2]", "JSON object"),
+            (json.dumps({k: v for k, v in make_record(TOKEN).items() if k != "usage"}), "missing field 'usage'"),
+            (json.dumps(make_record(TOKEN, expire_timestamp="soon")), "expire_timestamp"),
+            (json.dumps(make_record("")), "empty"),
+            (json.dumps(make_record("t-" + "a" * 4095)), "longer than 4096"),
+            (json.dumps(make_record("t-has space")), "visible ASCII"),
+            (json.dumps(make_record(TOKEN, generated=now, expire_timestamp=now - 1)), "must be later"),
+            (json.dumps(make_record(TOKEN, generated=now - 7300, ttl=7200)), "already expired"),
+            ('{"access_token": "a", "access_token": "b"}', "duplicate"),
+            (json.dumps(make_record(TOKEN, source=5)), "'source' must be a string"),
+        ]
+        self.assertEqual(self.store(make_record(TOKEN)).status, 200)
+        for body, needle in cases:
+            r = self.srv.post("/release/get-token", body, key=PUSH,
+                              headers={"Content-Type": "application/json"})
+            self.assertEqual(r.status, 400, body[:60])
+            self.assertFalse(r.json()["success"])
+            self.assertIn(needle, r.json()["message"], body[:60])
+        r = self.srv.post("/release/get-token", b"", key=PUSH)
+        self.assertEqual(r.status, 400)
+        # None of it touched the stored token.
+        self.assertEqual(self.srv.get("/release/get-token").json()["access_token"], TOKEN)
+
+    def test_older_record_conflicts_and_resend_is_idempotent(self):
+        now = int(time.time())
+        new = make_record("t-newer000000000000000", generated=now)
+        old = make_record("t-older000000000000000", generated=now - 60)
+        self.assertEqual(self.store(new).status, 200)
+        self.assertEqual(self.store(new).status, 200)   # a retry of the same push
+        r = self.store(old)
+        self.assertEqual(r.status, 409)
+        self.assertIn("not newer", r.json()["message"])
+        same_ts = make_record("t-other000000000000000", generated=now)
+        self.assertEqual(self.store(same_ts).status, 409)
+        self.assertEqual(self.srv.get("/release/get-token").json()["access_token"], "t-newer000000000000000")
+        newer = make_record("t-newest00000000000000", generated=now + 1)
+        self.assertEqual(self.store(newer).status, 200)
+        self.assertEqual(self.srv.get("/release/get-token").json()["access_token"], "t-newest00000000000000")
+
+    def test_body_limit_decided_from_content_length(self):
+        # Announce a large body but send none: the 413 must come from the
+        # header alone, before any body is read.
+        s = socket.create_connection(("127.0.0.1", self.srv.port), timeout=5)
+        s.sendall(("POST /release/get-token HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n"
+                   "Content-Type: application/json\r\nContent-Length: 10000000\r\n\r\n" % PUSH).encode())
+        head = s.recv(4096).decode()
+        s.close()
+        self.assertTrue(head.startswith("HTTP/1.1 413"), head[:40])
+        big = json.dumps(make_record(TOKEN, padding="x" * 70000))
+        r = self.srv.post("/release/get-token", big, key=PUSH, headers={"Content-Type": "application/json"})
+        self.assertEqual(r.status, 413)
+
+    def test_content_type(self):
+        body = json.dumps(make_record(TOKEN))
+        r = self.srv.post("/release/get-token", body, key=PUSH, headers={"Content-Type": "multipart/form-data; boundary=x"})
+        self.assertEqual(r.status, 415)
+        r = self.srv.post("/release/get-token", body, key=PUSH, headers={"Content-Type": "text/plain"})
+        self.assertEqual(r.status, 200)
+
+    def test_cors_and_methods(self):
+        r = request(self.srv.port, "OPTIONS", "/release/get-token",
+                    headers={"Origin": "https://example.com", "Access-Control-Request-Method": "POST"})
+        self.assertEqual(r.status, 204)
+        self.assertEqual(r.headers["access-control-allow-methods"], "GET, POST, OPTIONS")
+        for h in ("Authorization", "Content-Type", "X-Api-Key"):
+            self.assertIn(h, r.headers["access-control-allow-headers"])
+        self.assertEqual(r.headers["access-control-allow-origin"], "*")
+        for m in ("PUT", "DELETE", "PATCH"):
+            r = request(self.srv.port, m, "/release/get-token")
+            self.assertEqual(r.status, 405, m)
+            self.assertEqual(r.json(), {"error": "Method not allowed"})
+            self.assertEqual(r.headers["allow"], "GET, POST, OPTIONS")
+        self.assertEqual(request(self.srv.port, "POST", "/healthz").status, 405)
+        self.assertEqual(self.srv.get("/nope").status, 404)
+        self.assertEqual(request(self.srv.port, "HEAD", "/release/get-token").status, 404)
+
+    def test_cors_origin_setting(self):
+        srv = self.server(["--cors-origin", "https://app.example.cn"]).start()
+        self.assertEqual(srv.get("/release/get-token").headers["access-control-allow-origin"],
+                         "https://app.example.cn")
+
+    def test_expiry_is_checked_at_request_time(self):
+        self.assertEqual(self.store(make_record(TOKEN, ttl=2)).status, 200)
+        self.assertEqual(self.srv.get("/release/get-token").status, 200)
+        time.sleep(2.2)
+        r = self.srv.get("/release/get-token")
+        self.assertEqual(r.status, 404)
+        self.assertEqual(r.json(), {"error": "Token not found or expired"})
+
+    def test_health_ready_metrics(self):
+        self.assertEqual(self.srv.get("/healthz").json(), {"status": "ok"})
+        self.store(make_record(TOKEN))
+        self.srv.get("/release/get-token")
+        self.srv.post("/release/get-token", make_record(TOKEN), key="bad-key-123456")
+        ready = self.srv.get("/readyz")
+        self.assertEqual(ready.status, 200)
+        self.assertTrue(ready.json()["ready"])
+        self.assertTrue(ready.json()["tokens"]["default"]["fresh"])
+        m = self.srv.get("/metrics")
+        self.assertEqual(m.status, 200)
+        self.assertTrue(m.headers["content-type"].startswith("text/plain"))
+        text = m.body.decode()
+        self.assertIn('tokendist_requests_total{route="token_get",status="200"} 1', text)
+        self.assertIn('tokendist_requests_total{route="token_post",status="403"} 1', text)
+        self.assertIn("tokendist_auth_failures_total 1", text)
+        line = [l for l in text.splitlines() if l.startswith('tokendist_token_expiry_seconds{name="default"}')][0]
+        self.assertGreater(int(line.split()[-1]), 7000)
+
+    def test_store_busy_answers_503_and_keeps_token(self):
+        self.assertEqual(self.store(make_record(TOKEN)).status, 200)
+        db = sqlite3.connect(os.path.join(self.tmp, "var", "tokendist.db"), timeout=1, isolation_level=None)
+        db.execute("BEGIN EXCLUSIVE")
+        try:
+            r = self.store(make_record("t-blocked00000000000000", generated=int(time.time()) + 5))
+        finally:
+            db.execute("ROLLBACK")
+            db.close()
+        self.assertEqual(r.status, 503)
+        self.assertEqual(r.headers["retry-after"], "5")
+        self.assertEqual(self.srv.get("/release/get-token").json()["access_token"], TOKEN)
+        self.assertEqual(self.store(make_record("t-after000000000000000", generated=int(time.time()) + 6)).status, 200)
+
+    def test_garbage_requests_do_not_hurt(self):
+        for junk in (b"\x00\x01\x02garbage\r\n\r\n", b"GET / HTTP/9.9\r\n\r\n",
+                     b"POST /release/get-token HTTP/1.1\r\nContent-Length: -5\r\n\r\n",
+                     b"GET /" + b"a" * 20000 + b" HTTP/1.1\r\n\r\n",
+                     b"GET / HTTP/1.1\r\n" + b"X: " + b"y" * 20000 + b"\r\n\r\n"):
+            s = socket.create_connection(("127.0.0.1", self.srv.port), timeout=2)
+            try:
+                s.sendall(junk)
+                data = s.recv(100)
+                if data:
+                    self.assertRegex(data.decode("latin1"), r"^HTTP/1\.1 (4\d\d|505)")
+            except (ConnectionResetError, BrokenPipeError, TimeoutError):
+                pass    # closed, or still waiting for a request line: both fine
+            finally:
+                s.close()
+        self.assertEqual(self.srv.get("/healthz").status, 200)
+
+    def test_kill9_keeps_acknowledged_tokens(self):
+        base = int(time.time())
+        last = None
+        for i in range(20):
+            rec = make_record("t-seq%017d" % i, generated=base + i)
+            self.assertEqual(self.store(rec).status, 200)
+            last = rec["access_token"]
+        self.srv.kill9()
+        again = self.server(["--push-key", PUSH], port=self.srv.port).start()
+        self.assertEqual(again.get("/release/get-token").json()["access_token"], last)
+        db = sqlite3.connect(os.path.join(self.tmp, "var", "tokendist.db"))
+        self.assertEqual(db.execute("PRAGMA integrity_check").fetchone()[0], "ok")
+        hist = db.execute("SELECT COUNT(*) FROM history WHERE name='default'").fetchone()[0]
+        db.close()
+        self.assertEqual(hist, 20)   # default --history keeps 20
+
+    def test_store_file_permissions(self):
+        var = os.path.join(self.tmp, "var")
+        self.assertEqual(os.stat(var).st_mode & 0o777, 0o700)
+        self.assertEqual(os.stat(os.path.join(var, "tokendist.db")).st_mode & 0o777, 0o600)
+
+    def test_logs_show_fingerprints_only(self):
+        self.store(make_record(TOKEN))
+        self.srv.post("/release/get-token", make_record(TOKEN), key="wrong-key-abcdefgh")
+        log = self.srv.log()
+        self.assertIn("已启动", log)
+        self.assertIn("t-g10…PB", log)
+        self.assertRegex(log, r"^\[\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\] ")
+        self.secrets.append("wrong-key-abcdefgh")
+        self.srv.stop()
+        self.assertIn("已停止", self.srv.log())
+        self.assertEqual(self.srv.proc.returncode, 0)
+
+    def test_concurrent_clients(self):
+        self.store(make_record(TOKEN))
+        errors = []
+
+        def worker():
+            try:
+                for _ in range(50):
+                    if self.srv.get("/release/get-token").status != 200:
+                        errors.append("status")
+            except Exception as e:   # noqa: BLE001 - collected and asserted below
+                errors.append(repr(e))
+
+        threads = [threading.Thread(target=worker) for _ in range(16)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        self.assertEqual(errors, [])
+
+
+class ServeCliTest(TestCase):
+    def test_help_and_version(self):
+        r = self.cli("--version")
+        self.assertEqual(r.returncode, 0)
+        self.assertRegex(r.stdout, r"^tokendist \d+\.\d+\.\d+")
+        r = self.cli("serve", "--help")
+        self.assertEqual(r.returncode, 0)
+        for flag in ("--listen", "--store", "--push-key", "--read-key", "--cors-origin", "--env-file",
+                     "TOKENDIST_PUSH_KEYS"):
+            self.assertIn(flag, r.stdout)
+        self.assertEqual(self.cli("--help").returncode, 0)
+
+    def test_bad_settings_say_what_to_fix(self):
+        cases = [
+            (["serve", "--bogus"], "unknown option --bogus"),
+            (["serve", "--listen"], "needs a value"),
+            (["serve", "--body-limit", "12abc"], "--body-limit=12abc: expected a whole number"),
+            (["serve", "--env-file", "/nonexistent/x.env"], "cannot read env-file /nonexistent/x.env"),
+            (["serve", "stray"], "unexpected argument 'stray'"),
+            (["nosuchcommand"], "unknown command 'nosuchcommand'"),
+        ]
+        for args, needle in cases:
+            r = self.cli(*args)
+            self.assertEqual(r.returncode, 2, args)
+            self.assertIn(needle, r.stderr, args)
+
+    def test_runtime_failures_exit_1_with_reason(self):
+        r = self.cli("serve", "--listen", "999.1.1.1:80", "--store", "sqlite:" + self.tmp + "/a.db")
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("listen address", r.stderr)
+        r = self.cli("serve", "--store", "mysql://x")
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("is not known", r.stderr)
+        bad = os.path.join(self.tmp, "junk.db")
+        with open(bad, "wb") as f:
+            f.write(b"this is not a database" * 100)
+        r = self.cli("serve", "--listen", "127.0.0.1:0", "--store", "sqlite:" + bad)
+        self.assertEqual(r.returncode, 1)
+        self.assertIn(bad, r.stderr)
+        self.assertIn("move it away", r.stderr)
+
+    def test_settings_precedence_and_redaction(self):
+        envfile = os.path.join(self.tmp, "t.env")
+        with open(envfile, "w") as f:
+            f.write("# comment\nexport TOKENDIST_LISTEN=127.0.0.1:7001\nTOKENDIST_CORS_ORIGIN='from-file'\n"
+                    "TOKENDIST_PUSH_KEYS=\"%s, %s\"\nUNRELATED=1\n" % (PUSH, PUSH2))
+        self.secrets += [PUSH, PUSH2]
+        r = self.cli("serve", "--env-file", envfile, "--print-config",
+                     env={"TOKENDIST_CORS_ORIGIN": "from-env"})
+        self.assertEqual(r.returncode, 0, r.stderr)
+        cfg = dict(l.split("=", 1) for l in r.stdout.splitlines())
+        self.assertEqual(cfg["TOKENDIST_LISTEN"], "127.0.0.1:7001")
+        self.assertEqual(cfg["TOKENDIST_CORS_ORIGIN"], "from-env")
+        self.assertEqual(cfg["TOKENDIST_PUSH_KEYS"].count(","), 1)
+        r = self.cli("serve", "--env-file", envfile, "--print-config", "--listen", "127.0.0.1:7002")
+        self.assertIn("TOKENDIST_LISTEN=127.0.0.1:7002", r.stdout)
+        with open(envfile, "w") as f:
+            f.write("TOKENDIST_LISTEN\n")
+        r = self.cli("serve", "--env-file", envfile)
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("line 1: expected KEY=VALUE", r.stderr)
+
+
+if __name__ == "__main__":
+    unittest.main()

@@ -1,0 +1,164 @@
+/* Unit tests for config: the table, precedence, env-file syntax, bounds. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
+
+#include "config.h"
+#include "tokendist.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static int load(td_config *c, unsigned cmd, char *err, size_t errlen, ...)
+{
+    char *argv[32];
+    int argc = 0;
+    va_list ap;
+    va_start(ap, errlen);
+    argv[argc++] = "serve";
+    for (char *a; (a = va_arg(ap, char *));) argv[argc++] = a;
+    va_end(ap);
+    argv[argc] = NULL;
+    return td_config_load(c, cmd, argc, argv, err, errlen);
+}
+
+static void test_defaults(void **state)
+{
+    td_config c;
+    char err[256];
+    (void)state;
+    unsetenv("TOKENDIST_LISTEN");
+    assert_int_equal(load(&c, TD_CMD_SERVE, err, sizeof err, NULL), TD_OK);
+    assert_string_equal(c.listen, "127.0.0.1:9000");
+    assert_string_equal(c.store, "sqlite:./var/tokendist.db");
+    assert_string_equal(c.cors_origin, "*");
+    assert_int_equal(c.body_limit, 65536);
+    assert_int_equal(c.push_keys.n, 0);
+    assert_int_equal(c.tencent_cloud_enabled, 1);
+    assert_string_equal(c.record_source, "财联社自动化系统");
+    td_config_free(&c);
+}
+
+static void test_precedence_and_lists(void **state)
+{
+    td_config c;
+    char err[256];
+    (void)state;
+    setenv("TOKENDIST_LISTEN", "127.0.0.1:1", 1);
+    setenv("TOKENDIST_PUSH_KEYS", " a , b,,c ", 1);
+    assert_int_equal(load(&c, TD_CMD_SERVE, err, sizeof err, NULL), TD_OK);
+    assert_string_equal(c.listen, "127.0.0.1:1");
+    assert_int_equal(c.push_keys.n, 3);
+    assert_string_equal(c.push_keys.v[0], "a");
+    assert_string_equal(c.push_keys.v[2], "c");
+    td_config_free(&c);
+    assert_int_equal(load(&c, TD_CMD_SERVE, err, sizeof err, "--listen=127.0.0.1:2", "--push-key", "x",
+                          "--push-key", "y", NULL), TD_OK);
+    assert_string_equal(c.listen, "127.0.0.1:2");
+    assert_int_equal(c.push_keys.n, 2); /* flags replace the environment, then append */
+    assert_string_equal(c.push_keys.v[1], "y");
+    td_config_free(&c);
+    unsetenv("TOKENDIST_LISTEN");
+    unsetenv("TOKENDIST_PUSH_KEYS");
+}
+
+static void test_bools_ints_and_errors(void **state)
+{
+    td_config c;
+    char err[256];
+    (void)state;
+    setenv("TENCENT_CLOUD_ENABLED", "False", 1); /* Python's spelling, as in the seed */
+    assert_int_equal(load(&c, TD_CMD_REFRESH, err, sizeof err, "--once", NULL), TD_OK);
+    assert_int_equal(c.tencent_cloud_enabled, 0);
+    assert_int_equal(c.once, 1);
+    td_config_free(&c);
+    setenv("TENCENT_CLOUD_ENABLED", "maybe", 1);
+    assert_int_equal(load(&c, TD_CMD_REFRESH, err, sizeof err, NULL), TD_EINVAL);
+    assert_non_null(strstr(err, "TENCENT_CLOUD_ENABLED=maybe: expected true or false"));
+    td_config_free(&c);
+    unsetenv("TENCENT_CLOUD_ENABLED");
+    assert_int_equal(load(&c, TD_CMD_SERVE, err, sizeof err, "--body-limit", "10", NULL), TD_EINVAL);
+    assert_non_null(strstr(err, "from 1024 to 1048576"));
+    td_config_free(&c);
+    assert_int_equal(load(&c, TD_CMD_SERVE, err, sizeof err, "--once", NULL), TD_EINVAL);
+    assert_non_null(strstr(err, "unknown option --once")); /* not a serve setting */
+    td_config_free(&c);
+    assert_int_equal(load(&c, TD_CMD_REFRESH, err, sizeof err, "--no-once", NULL), TD_OK);
+    assert_int_equal(c.once, 0);
+    td_config_free(&c);
+}
+
+static int collect(void *ud, const char *k, const char *v)
+{
+    char *out = ud;
+    strcat(out, k);
+    strcat(out, "=");
+    strcat(out, v);
+    strcat(out, ";");
+    return TD_OK;
+}
+
+static void test_envfile_syntax(void **state)
+{
+    char out[1024] = "", err[128];
+    const char *text = "# c\n; c2\n\n  export A=1\nB = two words  \r\nC=\"q \\\" \\n x\"\nD='lit \\n'\nE=\n";
+    (void)state;
+    assert_int_equal(td_config_parse_envfile(text, strlen(text), collect, out, err, sizeof err), TD_OK);
+    assert_string_equal(out, "A=1;B=two words;C=q \" \n x;D=lit \\n;E=;");
+    out[0] = '\0';
+    assert_int_equal(td_config_parse_envfile("X=\"open\n", 8, collect, out, err, sizeof err), TD_EINVAL);
+    assert_non_null(strstr(err, "line 1: X has no closing"));
+    assert_int_equal(td_config_parse_envfile("ok=1\n9bad=2\n", 12, collect, out, err, sizeof err), TD_EINVAL);
+    assert_non_null(strstr(err, "line 2"));
+}
+
+static void test_envfile_below_environment(void **state)
+{
+    char path[] = "/tmp/td-config-test-XXXXXX", err[256];
+    int fd = mkstemp(path);
+    td_config c;
+    const char *text = "TOKENDIST_LISTEN=127.0.0.1:5\nTOKENDIST_CORS_ORIGIN=file\n";
+    (void)state;
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, text, strlen(text)), (ssize_t)strlen(text));
+    close(fd);
+    setenv("TOKENDIST_CORS_ORIGIN", "env", 1);
+    assert_int_equal(load(&c, TD_CMD_SERVE, err, sizeof err, "--env-file", path, NULL), TD_OK);
+    assert_string_equal(c.listen, "127.0.0.1:5");
+    assert_string_equal(c.cors_origin, "env");
+    td_config_free(&c);
+    unsetenv("TOKENDIST_CORS_ORIGIN");
+    unlink(path);
+}
+
+static void test_print_redacts_secrets(void **state)
+{
+    td_config c;
+    char err[256], *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+    (void)state;
+    assert_int_equal(load(&c, TD_CMD_SERVE, err, sizeof err, "--push-key", "super-secret-push-key-123", NULL), TD_OK);
+    td_config_print(&c, TD_CMD_SERVE, f);
+    fclose(f);
+    assert_null(strstr(buf, "super-secret-push-key-123"));
+    assert_non_null(strstr(buf, "TOKENDIST_PUSH_KEYS=super…23"));
+    free(buf);
+    td_config_free(&c);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_defaults),
+        cmocka_unit_test(test_precedence_and_lists),
+        cmocka_unit_test(test_bools_ints_and_errors),
+        cmocka_unit_test(test_envfile_syntax),
+        cmocka_unit_test(test_envfile_below_environment),
+        cmocka_unit_test(test_print_redacts_secrets),
+    };
+    return cmocka_run_group_tests_name("config", tests, NULL, NULL);
+}

@@ -1,0 +1,171 @@
+/* Unit tests for record: parsing, validation, normalisation, building. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
+
+#include "clock.h"
+#include "record.h"
+#include "tokendist.h"
+
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* The seed's example timestamp.  Its text says "2024-01-15 14:30:00", but
+ * 1705301400 is 14:50:00 in Asia/Shanghai: the timestamps are
+ * authoritative and the strings are re-derived from them. */
+#define NOW 1705301400
+
+static char *seed_json(const char *token, long long gen, long long exp, const char *extra)
+{
+    char *buf = malloc(16384);
+    snprintf(buf, 16384,
+             "{\"access_token\": \"%s\", \"expire_time\": \"x\", \"expire_timestamp\": %lld, "
+             "\"valid_duration_seconds\": 1, \"generated_time\": \"y\", \"generated_timestamp\": %lld, "
+             "\"source\": \"财联社自动化系统\", \"usage\": \"u\", \"platform\": \"腾讯云函数\"%s}",
+             token, exp, gen, extra ? extra : "");
+    return buf;
+}
+
+static int setup(void **state)
+{
+    char err[128];
+    (void)state;
+    return td_clock_set_zone("Asia/Shanghai", err, sizeof err);
+}
+
+static void test_seed_example_normalised(void **state)
+{
+    char err[256];
+    td_record *r = NULL;
+    char *in = seed_json("t-g1044ghEGNOJ5OSQF5OYATETPB", NOW, NOW + 7200, ", \"tenant_access_token\": \"t-x\"");
+    const char *want =
+        "{\"access_token\": \"t-g1044ghEGNOJ5OSQF5OYATETPB\", \"expire_time\": \"2024-01-15 16:50:00\", "
+        "\"expire_timestamp\": 1705308600, \"valid_duration_seconds\": 7200, "
+        "\"generated_time\": \"2024-01-15 14:50:00\", \"generated_timestamp\": 1705301400, "
+        "\"source\": \"财联社自动化系统\", \"usage\": \"u\", \"platform\": \"腾讯云函数\", "
+        "\"tenant_access_token\": \"t-x\"}";
+    size_t len;
+    (void)state;
+
+    assert_int_equal(td_record_parse(in, strlen(in), NOW, &r, err, sizeof err), TD_OK);
+    assert_string_equal(td_record_json(r, &len), want);
+    assert_int_equal(len, strlen(want));
+    assert_string_equal(td_record_token(r), "t-g1044ghEGNOJ5OSQF5OYATETPB");
+    assert_string_equal(td_record_field(r, "tenant_access_token"), "t-x");
+    assert_null(td_record_field(r, "nope"));
+    assert_int_equal(td_record_generated(r), NOW);
+    assert_int_equal(td_record_expires(r), NOW + 7200);
+    td_record_free(r);
+    free(in);
+}
+
+static void expect_error(const char *json, int64_t now, int code, const char *needle)
+{
+    char err[256] = "";
+    td_record *r = NULL;
+    int rc = td_record_parse(json, strlen(json), now, &r, err, sizeof err);
+    if (rc != code || !strstr(err, needle)) fail_msg("input %.80s: rc %d err '%s', want %d '%s'", json, rc, err, code, needle);
+    assert_null(r);
+}
+
+static void test_validation(void **state)
+{
+    char *s, big[5000];
+    (void)state;
+
+    expect_error("", NOW, TD_EINVAL, "invalid JSON");
+    expect_error("[]", NOW, TD_EINVAL, "JSON object");
+    expect_error("{\"access_token\": 1}", NOW, TD_EINVAL, "'access_token' must be a string");
+    expect_error("{}", NOW, TD_EINVAL, "missing field 'access_token'");
+    s = seed_json("", NOW, NOW + 10, NULL);
+    expect_error(s, NOW, TD_EINVAL, "empty");
+    free(s);
+    memset(big, 'a', 4097);
+    big[4097] = '\0';
+    s = seed_json(big, NOW, NOW + 10, NULL);
+    expect_error(s, NOW, TD_ETOOBIG, "longer than 4096");
+    free(s);
+    big[4096] = '\0'; /* exactly 4096 is fine */
+    s = seed_json(big, NOW, NOW + 10, NULL);
+    {
+        char err[64];
+        td_record *r = NULL;
+        assert_int_equal(td_record_parse(s, strlen(s), NOW, &r, err, sizeof err), TD_OK);
+        td_record_free(r);
+    }
+    free(s);
+    s = seed_json("t-a\\nb", NOW, NOW + 10, NULL);
+    expect_error(s, NOW, TD_EINVAL, "visible ASCII");
+    free(s);
+    s = seed_json("t-abc", NOW, NOW, NULL);
+    expect_error(s, NOW - 10, TD_EINVAL, "must be later");
+    free(s);
+    s = seed_json("t-abc", NOW - 7200, NOW - 1, NULL);
+    expect_error(s, NOW, TD_EEXPIRED, "already expired");
+    free(s);
+    s = seed_json("t-abc", -5, NOW + 10, NULL);
+    expect_error(s, NOW, TD_EINVAL, "out of range");
+    free(s);
+    s = seed_json("t-abc", NOW, 99999999999999LL, NULL);
+    expect_error(s, NOW, TD_EINVAL, "out of range");
+    free(s);
+    s = seed_json("t-abc", NOW, NOW + 10, ", \"access_token\": \"dup\"");
+    expect_error(s, NOW, TD_EINVAL, "duplicate");
+    free(s);
+    s = seed_json("t-abc", NOW, NOW + 10, ", \"tenant_access_token\": 5");
+    expect_error(s, NOW, TD_EINVAL, "'tenant_access_token' must be a string");
+    free(s);
+    expect_error("{\"access_token\": \"t-a\", \"expire_timestamp\": 1e400}", NOW, TD_EINVAL, "invalid JSON");
+}
+
+static void test_float_timestamps_accepted(void **state)
+{
+    char err[256];
+    td_record *r = NULL;
+    const char *in =
+        "{\"access_token\": \"t-abc\", \"expire_time\": \"\", \"expire_timestamp\": 1705308600.9, "
+        "\"valid_duration_seconds\": 7200.0, \"generated_time\": \"\", \"generated_timestamp\": 1705301400.2, "
+        "\"source\": \"\", \"usage\": \"\", \"platform\": \"\"}";
+    (void)state;
+    assert_int_equal(td_record_parse(in, strlen(in), NOW, &r, err, sizeof err), TD_OK);
+    assert_int_equal(td_record_expires(r), 1705308600);
+    assert_int_equal(td_record_generated(r), 1705301400);
+    td_record_free(r);
+}
+
+static void test_new_builds_same_as_parse(void **state)
+{
+    struct td_record_fields f = {
+        .access_token = "t-app", .tenant_access_token = "t-tenant", .generated_ts = NOW,
+        .expire_ts = NOW + 7200, .source = "s", .usage = "u", .platform = "p",
+    };
+    td_record *r = NULL, *back = NULL;
+    char err[256];
+    size_t len;
+    const char *json;
+    (void)state;
+
+    assert_int_equal(td_record_new(&f, &r), TD_OK);
+    json = td_record_json(r, &len);
+    assert_non_null(strstr(json, "\"tenant_expire_timestamp\": 1705308600"));
+    assert_int_equal(td_record_parse(json, len, NOW, &back, err, sizeof err), TD_OK);
+    assert_string_equal(td_record_json(back, NULL), json);
+    td_record_free(r);
+    td_record_free(back);
+    f.access_token = NULL;
+    assert_int_not_equal(td_record_new(&f, &r), TD_OK);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_seed_example_normalised),
+        cmocka_unit_test(test_validation),
+        cmocka_unit_test(test_float_timestamps_accepted),
+        cmocka_unit_test(test_new_builds_same_as_parse),
+    };
+    return cmocka_run_group_tests_name("record", tests, setup, NULL);
+}
