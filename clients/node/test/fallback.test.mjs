@@ -11,6 +11,7 @@ import {
 
 test('server down (stopped with SIGTERM) → Gitee', { skip: NEEDS_BIN }, async (t) => {
   const srv = await startServer();
+  t.after(() => srv.stop()); // stop() is idempotent; this covers an early failure
   const rec = makeRecord();
   await srv.push(rec, 'default', { pathOverride: '/release/get-token' });
   const apiUrl = `${srv.url}/release/get-token`;
@@ -68,6 +69,7 @@ test('server and Gitee down → cache file written by an earlier run (atomic, mo
   const { dir } = tempDir(t);
   const cacheFile = path.join(dir, 'sub', 'token-cache.json');
   const srv = await startServer();
+  t.after(() => srv.stop());
   const rec = makeRecord({ extra: { tenant_access_token: 't-tenant-abcdefghijkl' } });
   await srv.push(rec);
   const apiUrl = `${srv.url}/v1/tokens/default`;

@@ -86,6 +86,13 @@ export async function deadUrl(p = '/release/get-token') {
   return `http://127.0.0.1:${await freePort()}${p}`;
 }
 
+// Servers still running when this test process exits (a failed test that never
+// reached its cleanup) are killed, so none outlives the run.
+const live = new Set();
+process.on('exit', () => {
+  for (const proc of live) proc.kill('SIGKILL');
+});
+
 async function waitHealthy(url, proc, deadlineMs) {
   const end = Date.now() + deadlineMs;
   while (Date.now() < end) {
@@ -120,7 +127,11 @@ export async function startServer({ readKey } = {}) {
     let out = '';
     proc.stdout.on('data', (d) => { out += d; });
     proc.stderr.on('data', (d) => { out += d; });
-    const exited = new Promise((r) => proc.once('exit', (code, signal) => r({ code, signal })));
+    live.add(proc);
+    const exited = new Promise((r) => proc.once('exit', (code, signal) => {
+      live.delete(proc);
+      r({ code, signal });
+    }));
     const url = `http://127.0.0.1:${port}`;
     if (await waitHealthy(url, proc, 10000)) {
       let stopped = null;
