@@ -19,9 +19,9 @@
 
 /* Feishu codes with a meaning of their own. */
 #define TD_FEISHU_CODE_RATELIMIT 99991400L
-#define TD_FEISHU_CODE_TOKEN_INVALID 99991663L
-#define TD_FEISHU_CODE_TOKEN_EXPIRED 99991664L   /* actually "invalid access token" family */
-#define TD_FEISHU_CODE_TOKEN_MISSING 99991671L
+#define TD_FEISHU_CODE_TOKEN_INVALID 99991663L   /* invalid access token */
+#define TD_FEISHU_CODE_TOKEN_EXPIRED 99991664L   /* invalid (e.g. expired) app access token */
+#define TD_FEISHU_CODE_TOKEN_MISSING 99991671L   /* invalid token format */
 
 /* Maps a Feishu Open API answer onto the tokendist return convention:
  *   code 0                                  -> TD_OK

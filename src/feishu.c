@@ -1,0 +1,201 @@
+/* feishu -- see feishu.h. */
+#include "feishu.h"
+#include "tokendist.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Feishu's answers are small JSON objects; anything bigger is not Feishu. */
+#define FEISHU_BODY_MAX (256u << 10)
+
+static const char *base_of(const td_feishu *f)
+{
+    return f->base_url && *f->base_url ? f->base_url : TD_FEISHU_DEFAULT_BASE;
+}
+
+/* Joins base and path without doubling the slash a user may have left on
+ * FEISHU_BASE_URL. */
+static int make_url(char *buf, size_t len, const char *base, const char *path)
+{
+    size_t bl = strlen(base);
+    while (bl > 0 && base[bl - 1] == '/') bl--;
+    int n = snprintf(buf, len, "%.*s%s", (int)bl, base, path);
+    return n < 0 || (size_t)n >= len ? TD_ETOOBIG : TD_OK;
+}
+
+int td_feishu_result(const td_httpc_resp *r, json_t **data_or_root, char *err, size_t errlen)
+{
+    json_t *root = NULL, *code, *data;
+    const char *msg;
+    json_int_t c;
+    int rc = TD_EUPSTREAM;
+
+    if (data_or_root) *data_or_root = NULL;
+    if (r->body && r->body_len) root = json_loadb(r->body, r->body_len, 0, NULL);
+    code = json_object_get(root, "code");
+    if (!json_is_object(root) || !json_is_integer(code)) {
+        /* Not Feishu's envelope: a proxy's HTML page, garbage, nothing. */
+        if (r->status == 429) {
+            rc = TD_ERATELIMIT;
+            snprintf(err, errlen, "HTTP 429: request trigger frequency limit");
+        } else {
+            snprintf(err, errlen, "HTTP %ld: answer is not a Feishu JSON result", r->status);
+        }
+        goto out;
+    }
+    c = json_integer_value(code);
+    msg = json_string_value(json_object_get(root, "msg"));
+    if (!msg) msg = "";
+    if (c == 0 && r->status >= 200 && r->status < 300) {
+        data = json_object_get(root, "data");
+        if (data_or_root) *data_or_root = json_incref(json_is_object(data) ? data : root);
+        rc = TD_OK;
+        goto out;
+    }
+    if (c == 0) /* code 0 with an error status: trust the status */
+        c = r->status;
+    if (r->status == 429 || c == TD_FEISHU_CODE_RATELIMIT) rc = TD_ERATELIMIT;
+    else if (c == TD_FEISHU_CODE_TOKEN_INVALID || c == TD_FEISHU_CODE_TOKEN_EXPIRED ||
+             c == TD_FEISHU_CODE_TOKEN_MISSING)
+        rc = TD_EAUTH;
+    snprintf(err, errlen, "code %lld: %s", (long long)c, msg);
+out:
+    json_decref(root);
+    return rc;
+}
+
+/* Copies a token field into dst, refusing an absurd one. */
+static int take_token(json_t *o, const char *key, char *dst, size_t dlen, int required,
+                      char *err, size_t errlen)
+{
+    const char *s = json_string_value(json_object_get(o, key));
+    size_t n = s ? strlen(s) : 0;
+
+    dst[0] = '\0';
+    if (!n) {
+        if (!required) return TD_OK;
+        snprintf(err, errlen, "Feishu answered code 0 without %s", key);
+        return TD_EUPSTREAM;
+    }
+    if (n >= dlen) {
+        snprintf(err, errlen, "Feishu's %s is %zu bytes, over the %zu-byte bound", key, n, dlen - 1);
+        return TD_ETOOBIG;
+    }
+    memcpy(dst, s, n + 1);
+    return TD_OK;
+}
+
+int td_feishu_fetch_token(const td_feishu *f, td_feishu_token *out, char *err, size_t errlen)
+{
+    char url[1024], why[512];
+    const char *hdrs[] = {"Content-Type: application/json; charset=utf-8", NULL};
+    json_t *req = NULL, *root = NULL;
+    char *body = NULL;
+    td_httpc_resp resp = {0};
+    int rc;
+
+    out->app_access_token[0] = out->tenant_access_token[0] = '\0';
+    out->expire = 0;
+    out->retry_after = -1;
+    if (!f->app_id || !*f->app_id || !f->app_secret || !*f->app_secret) {
+        snprintf(err, errlen, "FEISHU_APP_ID and FEISHU_APP_SECRET must both be set");
+        return TD_EINVAL;
+    }
+    if ((rc = make_url(url, sizeof url, base_of(f), "/open-apis/auth/v3/app_access_token/internal")) != TD_OK) {
+        snprintf(err, errlen, "FEISHU_BASE_URL is too long");
+        return rc;
+    }
+    rc = TD_ENOMEM;
+    if (!(req = json_pack("{s:s, s:s}", "app_id", f->app_id, "app_secret", f->app_secret))) goto out;
+    if (!(body = json_dumps(req, JSON_COMPACT))) goto out;
+    {
+        td_httpc_req hr = {.method = "POST", .url = url, .body = body, .body_len = strlen(body),
+                           .headers = hdrs, .timeout_ms = f->timeout_ms,
+                           .max_body = FEISHU_BODY_MAX};
+        if ((rc = td_httpc_do(&hr, &resp, why, sizeof why)) != TD_OK) {
+            snprintf(err, errlen, "飞书 app_access_token 请求失败: %s", why);
+            goto out;
+        }
+    }
+    if ((rc = td_feishu_result(&resp, &root, why, sizeof why)) != TD_OK) {
+        if (rc == TD_ERATELIMIT) out->retry_after = td_httpc_retry_after(&resp);
+        snprintf(err, errlen, "飞书 app_access_token 获取失败: %s", why);
+        goto out;
+    }
+    if ((rc = take_token(root, "app_access_token", out->app_access_token,
+                         sizeof out->app_access_token, 1, err, errlen)) != TD_OK)
+        goto out;
+    if ((rc = take_token(root, "tenant_access_token", out->tenant_access_token,
+                         sizeof out->tenant_access_token, 0, err, errlen)) != TD_OK)
+        goto out;
+    {
+        json_t *e = json_object_get(root, "expire");
+        /* Feishu's tokens live 2 h; a day is a generous sanity ceiling. */
+        if (!json_is_integer(e) || json_integer_value(e) <= 0 || json_integer_value(e) > 86400) {
+            snprintf(err, errlen, "Feishu answered code 0 with a missing or invalid \"expire\"");
+            rc = TD_EUPSTREAM;
+            goto out;
+        }
+        out->expire = (long)json_integer_value(e);
+    }
+    rc = TD_OK;
+out:
+    if (rc != TD_OK) out->app_access_token[0] = out->tenant_access_token[0] = '\0';
+    if (body) {
+        /* The request carried the app secret. */
+        memset(body, 0, strlen(body));
+        free(body);
+    }
+    json_decref(req);
+    json_decref(root);
+    td_httpc_resp_clear(&resp);
+    return rc;
+}
+
+int td_feishu_send_text(const td_feishu *f, const char *tenant_token, const char *chat_id,
+                        const char *text, char *err, size_t errlen)
+{
+    char url[1024], auth[4200], why[512];
+    const char *hdrs[] = {"Content-Type: application/json; charset=utf-8", auth, NULL};
+    json_t *content = NULL, *req = NULL;
+    char *ctext = NULL, *body = NULL;
+    td_httpc_resp resp = {0};
+    int rc;
+
+    if (!tenant_token || !*tenant_token || !chat_id || !*chat_id) {
+        snprintf(err, errlen, "sending a Feishu message needs a tenant token and a chat id");
+        return TD_EINVAL;
+    }
+    if (make_url(url, sizeof url, base_of(f), "/open-apis/im/v1/messages?receive_id_type=chat_id") != TD_OK ||
+        (size_t)snprintf(auth, sizeof auth, "Authorization: Bearer %s", tenant_token) >= sizeof auth) {
+        snprintf(err, errlen, "FEISHU_BASE_URL or the tenant token is too long");
+        return TD_ETOOBIG;
+    }
+    rc = TD_ENOMEM;
+    /* Feishu wants "content" as a JSON *string* holding the object. */
+    if (!(content = json_pack("{s:s}", "text", text))) goto out;
+    if (!(ctext = json_dumps(content, JSON_COMPACT))) goto out;
+    if (!(req = json_pack("{s:s, s:s, s:s}", "receive_id", chat_id, "msg_type", "text", "content", ctext)))
+        goto out;
+    if (!(body = json_dumps(req, JSON_COMPACT))) goto out;
+    {
+        td_httpc_req hr = {.method = "POST", .url = url, .body = body, .body_len = strlen(body),
+                           .headers = hdrs, .timeout_ms = f->timeout_ms,
+                           .max_body = FEISHU_BODY_MAX};
+        if ((rc = td_httpc_do(&hr, &resp, why, sizeof why)) != TD_OK) {
+            snprintf(err, errlen, "飞书消息发送失败: %s", why);
+            goto out;
+        }
+    }
+    if ((rc = td_feishu_result(&resp, NULL, why, sizeof why)) != TD_OK)
+        snprintf(err, errlen, "飞书消息发送失败 (群 %s): %s", chat_id, why);
+out:
+    memset(auth, 0, sizeof auth);
+    json_decref(content);
+    json_decref(req);
+    free(ctext);
+    free(body);
+    td_httpc_resp_clear(&resp);
+    return rc;
+}
