@@ -229,6 +229,9 @@ function isResponseLike(v) {
 async function outcomeIsInvalid(outcome) {
   const v = outcome.ok ? outcome.value : outcome.error;
   if (isResponseLike(v)) {
+    // Only JSON answers can carry Feishu's code; never buffer a file download.
+    const type = typeof v.headers.get === 'function' ? v.headers.get('content-type') || '' : '';
+    if (!/json/i.test(type) || v.bodyUsed) return false;
     try {
       const text = await v.clone().text();
       return isFeishuInvalidTokenError(text);

@@ -263,6 +263,23 @@ test('withToken: thrown axios-like errors and fetch Responses are recognised too
   }
 });
 
+test('withToken: a non-JSON Response (a file download) is not read', async (t) => {
+  const gitee = await startGitee();
+  t.after(() => gitee.close());
+  gitee.state.record = makeRecord();
+  const client = createClient({ ENABLED: false, API_URL: 'https://x.invalid/release/get-token', gitee: gitee.options });
+  let calls = 0;
+  const res = await withToken(client, () => {
+    calls += 1;
+    return new Response('{"code": 99991663} looks like JSON but is a file', {
+      status: 200, headers: { 'content-type': 'application/octet-stream' },
+    });
+  });
+  assert.equal(calls, 1);
+  assert.equal(res.bodyUsed, false);
+  assert.match(await res.text(), /is a file/);
+});
+
 test('withToken: other errors pass through untouched and nothing is reported', async (t) => {
   const gitee = await startGitee();
   t.after(() => gitee.close());
