@@ -338,7 +338,7 @@ static int check_keys(td_api *api, const td_api_req *req, td_api_resp *r, int wr
 {
     const td_auth_keys *keys = write ? &api->push : &api->read;
     const char *key = write ? "message" : "error";
-    td_auth_result a;
+    td_auth_result a = TD_AUTH_WRONG;
 
     if (!write && keys->n == 0) return 0;
     if (write && keys->n == 0) {

@@ -25,7 +25,7 @@
 #include <sys/socket.h>
 
 #define CACHE_SLOTS 8
-#define CONN_MEMORY (16 * 1024)
+#define CONN_MEMORY (8 * 1024)   /* enough for our requests; bounds RSS per connection */
 
 typedef struct cached {
     td_snap *snap;
