@@ -85,6 +85,31 @@ int td_store_ping(td_store *s, char *err, size_t errlen)
     return s->ops->ping ? s->ops->ping(s, err, errlen) : TD_OK;
 }
 
+int td_store_lease(td_store *s, const char *key, const char *owner, int64_t ttl_ms, int op,
+                   char *err, size_t errlen)
+{
+    return s->ops->lease ? s->ops->lease(s, key, owner, ttl_ms, op, err, errlen) : TD_OK;
+}
+
+const char *td_store_redact(const char *url, char *buf, size_t len)
+{
+    const char *auth = url ? strstr(url, "://") : NULL, *at = NULL, *colon;
+
+    if (auth) {
+        auth += 3;
+        for (const char *c = auth; *c && *c != '/' && *c != '?'; c++)
+            if (*c == '@') at = c;
+    }
+    if (!at) {
+        snprintf(buf, len, "%s", url ? url : "");
+        return buf;
+    }
+    colon = memchr(auth, ':', (size_t)(at - auth));
+    snprintf(buf, len, "%.*s%s%s", (int)((colon ? colon : at) - url), url, colon ? ":***" : "",
+             at);
+    return buf;
+}
+
 void td_store_entry_clear(td_store_entry *e)
 {
     if (!e) return;

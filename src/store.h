@@ -25,9 +25,15 @@ typedef struct td_store_entry {
     int64_t expire_ts;
 } td_store_entry;
 
-/* Called (from a store thread) when another writer changed a record; only
- * stores shared between processes call it. */
-typedef void (*td_store_change_cb)(void *ud, const char *name);
+/* Called (from a store thread) when a writer changed a record; only stores
+ * shared between processes call it.  name NULL means "anything may have
+ * changed" (the first call after watch, and after every reconnect: changes
+ * made while disconnected were not seen).  For name NULL a failure (not
+ * TD_OK) makes the store call again later. */
+typedef int (*td_store_change_cb)(void *ud, const char *name);
+
+/* Lease operations (see lease.h). */
+enum { TD_LEASE_TAKE, TD_LEASE_DROP };
 
 typedef struct td_store_ops {
     const char *scheme;     /* "sqlite", "redis" */
@@ -43,10 +49,18 @@ typedef struct td_store_ops {
     /* Past records of name, newest first, at most max. */
     int (*history)(td_store *s, const char *name, size_t max, td_store_entry **v, size_t *n,
                    char *err, size_t errlen);
-    /* Optional: start telling cb about other writers' changes. */
+    /* Optional: start telling cb about changes (see td_store_change_cb);
+     * cb NULL stops, returning once no call is running. */
     int (*watch)(td_store *s, td_store_change_cb cb, void *ud, char *err, size_t errlen);
     /* Optional: TD_OK when the backend answers now. */
     int (*ping)(td_store *s, char *err, size_t errlen);
+    /* Optional: a lease shared by every process using the store.
+     * TD_LEASE_TAKE acquires key for owner, or renews it when owner holds
+     * it, for ttl_ms: TD_OK held, TD_ECONFLICT another owner holds it.
+     * TD_LEASE_DROP deletes key only if owner holds it (TD_OK either way).
+     * NULL: one process owns the store, so every lease is held. */
+    int (*lease)(td_store *s, const char *key, const char *owner, int64_t ttl_ms, int op,
+                 char *err, size_t errlen);
     void (*close)(td_store *s);
 } td_store_ops;
 
@@ -68,6 +82,11 @@ int td_store_history(td_store *s, const char *name, size_t max, td_store_entry *
                      char *err, size_t errlen);
 int td_store_watch(td_store *s, td_store_change_cb cb, void *ud, char *err, size_t errlen);
 int td_store_ping(td_store *s, char *err, size_t errlen);
+int td_store_lease(td_store *s, const char *key, const char *owner, int64_t ttl_ms, int op,
+                   char *err, size_t errlen);
+
+/* url with any password replaced by "***", for logs; returns buf. */
+const char *td_store_redact(const char *url, char *buf, size_t len);
 
 void td_store_entry_clear(td_store_entry *e);
 void td_store_list_free(td_store_entry *v, size_t n);
