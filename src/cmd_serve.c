@@ -36,6 +36,17 @@ int td_cmd_config(td_config *c, unsigned cmd, int argc, char **argv)
     return -1;
 }
 
+/* A shared store saw a change (another instance's put, or everything
+ * after a reconnect): serve it from memory too. */
+static int on_store_change(void *api, const char *name)
+{
+    char err[256];
+    int rc = td_api_reload(api, name, err, sizeof err);
+
+    if (rc != TD_OK) td_log("❌ 重新加载 token 失败: %s", err);
+    return rc;
+}
+
 int td_cmd_serve(int argc, char **argv)
 {
     td_config c;
@@ -43,7 +54,7 @@ int td_cmd_serve(int argc, char **argv)
     td_api *api = NULL;
     td_http *http = NULL;
     sigset_t sigs;
-    char err[512];
+    char err[512], shown[512];
     int sig = 0, ex;
 
     if ((ex = td_cmd_config(&c, TD_CMD_SERVE, argc, argv)) >= 0) goto out;
@@ -72,6 +83,10 @@ int td_cmd_serve(int argc, char **argv)
             goto out;
         }
     }
+    if (td_store_watch(store, on_store_change, api, err, sizeof err) != TD_OK) {
+        td_log("❌ 无法订阅存储的变更: %s", err);
+        goto out;
+    }
     {
         td_http_opts o = {
             .listen = c.listen, .conn_limit = (unsigned)c.conn_limit,
@@ -85,7 +100,8 @@ int td_cmd_serve(int argc, char **argv)
     }
     td_log("tokendist %s 已启动: %s://%.*s:%u (存储: %s, 写入密钥 %zu 个, 读取密钥 %zu 个)",
            TD_VERSION, c.tls_cert ? "https" : "http", (int)(strrchr(c.listen, ':') - c.listen),
-           c.listen, td_http_port(http), c.store, c.push_keys.n, c.read_keys.n);
+           c.listen, td_http_port(http), td_store_redact(c.store, shown, sizeof shown),
+           c.push_keys.n, c.read_keys.n);
     if (c.push_keys.n == 0)
         td_log("⚠️ 未配置写入密钥 (TOKENDIST_PUSH_KEYS)：所有 POST 都会被拒绝");
 
@@ -95,6 +111,7 @@ int td_cmd_serve(int argc, char **argv)
     ex = TD_EXIT_OK;
 out:
     td_http_stop(http);
+    if (store) td_store_watch(store, NULL, NULL, err, sizeof err); /* it calls into api */
     td_api_free(api);
     td_store_close(store);
     if (ex == TD_EXIT_OK && sig) td_log("已停止");
