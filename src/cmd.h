@@ -16,6 +16,8 @@ enum {
 };
 
 int td_cmd_serve(int argc, char **argv);
+int td_cmd_refresh(int argc, char **argv);
+int td_cmd_check(int argc, char **argv);
 
 /* Loads settings for cmd and handles --help and --print-config; returns -1
  * when the command should go on, else the exit code to return.  Also sets

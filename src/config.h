@@ -73,6 +73,7 @@ typedef struct td_config {
     int tencent_cloud_enabled;
     char *tencent_cloud_api_url;
     char *tencent_cloud_api_key;
+    char *public_url;           /* the notice's 🔗 line */
 
     /* sinks and client fallback: Gitee */
     int gitee_enabled;

@@ -34,6 +34,8 @@ int td_feishu_result(const td_httpc_resp *r, json_t **data_or_root, char *err, s
     if (data_or_root) *data_or_root = NULL;
     if (r->body && r->body_len) root = json_loadb(r->body, r->body_len, 0, NULL);
     code = json_object_get(root, "code");
+    if (!code) /* custom-bot webhooks of older tenants answer {"StatusCode": 0, ...} */
+        code = json_object_get(root, "StatusCode");
     if (!json_is_object(root) || !json_is_integer(code)) {
         /* Not Feishu's envelope: a proxy's HTML page, garbage, nothing. */
         if (r->status == 429) {

@@ -15,6 +15,8 @@ typedef struct command {
 
 static const command commands[] = {
     {"serve", td_cmd_serve, "run the distribution server (and the refresher when Feishu credentials are set)"},
+    {"refresh", td_cmd_refresh, "fetch the Feishu token and push it to every sink (--once: one cycle)"},
+    {"check", td_cmd_check, "test the distribution endpoint the seed's way (connection, upload)"},
 };
 
 static void usage(FILE *f)

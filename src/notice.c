@@ -1,0 +1,175 @@
+/* notice -- see notice.h. */
+#include "notice.h"
+#include "clock.h"
+#include "httpc.h"
+#include "tokendist.h"
+
+#include <jansson.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static long minutes_left(int64_t expires, int64_t now)
+{
+    int64_t s = expires - now;
+    return s <= 0 ? 0 : (long)((s + 30) / 60);
+}
+
+/* snprintf that reports truncation as TD_ETOOBIG instead of hiding it. */
+static int put(char *buf, size_t len, size_t *o, const char *fmt, ...)
+{
+    va_list ap;
+    int n;
+
+    if (*o >= len) return TD_ETOOBIG;
+    va_start(ap, fmt);
+    n = vsnprintf(buf + *o, len - *o, fmt, ap);
+    va_end(ap);
+    if (n < 0 || (size_t)n >= len - *o) return TD_ETOOBIG;
+    *o += (size_t)n;
+    return TD_OK;
+}
+
+int td_notice_updated_text(char *buf, size_t len, int64_t generated, int64_t expires, int64_t now,
+                           const char *api_url)
+{
+    char g[TD_TIME_LEN], e[TD_TIME_LEN];
+    size_t o = 0;
+    int rc;
+
+    td_clock_format(generated, g);
+    td_clock_format(expires, e);
+    rc = put(buf, len, &o, "🔑 客户端 Access Token 已更新\n\n📅 生成时间: %s\n⏰ 过期时间: %s (剩余 %ld 分钟)\n",
+             g, e, minutes_left(expires, now));
+    if (rc == TD_OK && api_url && *api_url) rc = put(buf, len, &o, "🔗 腾讯云函数API: %s\n", api_url);
+    if (rc == TD_OK) rc = put(buf, len, &o, "\n请客户端使用此API地址获取最新的access_token");
+    return rc;
+}
+
+int td_notice_alert_text(char *buf, size_t len, int failures, int64_t expires, int64_t now,
+                         const char *last_error)
+{
+    char e[TD_TIME_LEN];
+    size_t o = 0;
+    int rc;
+
+    rc = put(buf, len, &o, "⚠️ 客户端 Access Token 刷新失败\n\n❌ 已连续失败 %d 次，最近一次: %s\n",
+             failures, last_error && *last_error ? last_error : "未知错误");
+    if (rc != TD_OK) return rc;
+    if (expires <= 0)
+        rc = put(buf, len, &o, "⏰ 目前没有可分发的 token\n");
+    else if (expires <= now)
+        rc = put(buf, len, &o, "⏰ 当前 token 已于 %s 过期，客户端将无法获取 token\n", td_clock_format(expires, e));
+    else
+        rc = put(buf, len, &o, "⏰ 当前 token 过期时间: %s (剩余 %ld 分钟)\n", td_clock_format(expires, e),
+                 minutes_left(expires, now));
+    if (rc == TD_OK)
+        rc = put(buf, len, &o, "\n请检查飞书应用凭证 (FEISHU_APP_ID / FEISHU_APP_SECRET) 与网络，tokendist 会继续重试");
+    return rc;
+}
+
+int td_notice_recovered_text(char *buf, size_t len, int failures, int64_t generated, int64_t expires,
+                             int64_t now)
+{
+    char g[TD_TIME_LEN], e[TD_TIME_LEN];
+    size_t o = 0;
+
+    td_clock_format(generated, g);
+    td_clock_format(expires, e);
+    return put(buf, len, &o,
+               "✅ 客户端 Access Token 刷新已恢复\n\n连续失败 %d 次后已重新获取 token\n"
+               "📅 生成时间: %s\n⏰ 过期时间: %s (剩余 %ld 分钟)",
+               failures, g, e, minutes_left(expires, now));
+}
+
+int td_notice_webhook_sign(int64_t ts, const char *secret, char *out, size_t outlen)
+{
+    char key[1200];
+    unsigned char mac[EVP_MAX_MD_SIZE];
+    unsigned int maclen = 0;
+    int n = snprintf(key, sizeof key, "%lld\n%s", (long long)ts, secret ? secret : "");
+
+    if (n < 0 || (size_t)n >= sizeof key || outlen < 45) return TD_ETOOBIG;
+    /* Feishu signs nothing with the secret as part of the key. */
+    if (!HMAC(EVP_sha256(), key, n, (const unsigned char *)"", 0, mac, &maclen)) {
+        memset(key, 0, sizeof key);
+        return TD_ERR;
+    }
+    memset(key, 0, sizeof key);
+    EVP_EncodeBlock((unsigned char *)out, mac, (int)maclen);
+    return TD_OK;
+}
+
+int td_notice_enabled(const td_notice *n)
+{
+    return (n->chat_id && *n->chat_id) || (n->webhook_url && *n->webhook_url);
+}
+
+static int send_webhook(const td_notice *n, const char *text, char *err, size_t errlen)
+{
+    const char *hdrs[] = {"Content-Type: application/json; charset=utf-8", NULL};
+    char why[512], sign[64], ts[24];
+    json_t *req = NULL;
+    char *body = NULL;
+    td_httpc_resp resp = {0};
+    int rc = TD_ENOMEM;
+
+    if (!(req = json_pack("{s:s, s:{s:s}}", "msg_type", "text", "content", "text", text))) goto out;
+    if (n->webhook_secret && *n->webhook_secret) {
+        int64_t now = td_clock_now();
+        if ((rc = td_notice_webhook_sign(now, n->webhook_secret, sign, sizeof sign)) != TD_OK) {
+            snprintf(err, errlen, "飞书机器人签名失败 (FEISHU_WEBHOOK_SECRET 过长?)");
+            goto out;
+        }
+        snprintf(ts, sizeof ts, "%lld", (long long)now);
+        json_object_set_new(req, "timestamp", json_string(ts));
+        json_object_set_new(req, "sign", json_string(sign));
+    }
+    rc = TD_ENOMEM;
+    if (!(body = json_dumps(req, JSON_COMPACT))) goto out;
+    {
+        td_httpc_req hr = {.method = "POST", .url = n->webhook_url, .body = body,
+                           .body_len = strlen(body), .headers = hdrs, .timeout_ms = n->timeout_ms,
+                           .max_body = 64u << 10};
+        if ((rc = td_httpc_do(&hr, &resp, why, sizeof why)) != TD_OK) {
+            /* why starts with the webhook URL, which is itself a credential. */
+            const char *tail = strncmp(why, n->webhook_url, strlen(n->webhook_url))
+                                   ? ": request failed" : why + strlen(n->webhook_url);
+            snprintf(err, errlen, "飞书机器人 webhook 发送失败%s", tail);
+            goto out;
+        }
+    }
+    if ((rc = td_feishu_result(&resp, NULL, why, sizeof why)) != TD_OK)
+        snprintf(err, errlen, "飞书机器人 webhook 发送失败: %s", why);
+out:
+    json_decref(req);
+    free(body);
+    td_httpc_resp_clear(&resp);
+    return rc;
+}
+
+int td_notice_send(const td_notice *n, const char *tenant_token, const char *text, char *err,
+                   size_t errlen)
+{
+    int rc = TD_OK, r;
+    char why[512];
+
+    if (n->chat_id && *n->chat_id) {
+        td_feishu f = *n->feishu;
+        if (n->timeout_ms) f.timeout_ms = n->timeout_ms;
+        if ((r = td_feishu_send_text(&f, tenant_token, n->chat_id, text, why, sizeof why)) != TD_OK) {
+            snprintf(err, errlen, "%s", why);
+            rc = r;
+        }
+    }
+    if (n->webhook_url && *n->webhook_url) {
+        if ((r = send_webhook(n, text, why, sizeof why)) != TD_OK && rc == TD_OK) {
+            snprintf(err, errlen, "%s", why);
+            rc = r;
+        }
+    }
+    return rc;
+}

@@ -1,0 +1,87 @@
+/*
+ * refresher -- keeps a Feishu app_access_token in service on every sink.
+ *
+ * Feishu's rule drives the schedule: while at least 30 minutes of a token
+ * remain, Feishu hands out the same token; inside the last 30 minutes it
+ * mints a new 2-hour token and the old one stays valid until its own
+ * expiry.  So the next fetch is due at (expire - renew_window + jitter),
+ * computed from the seconds remaining that Feishu reports ("expire"), never
+ * from our own guess of when the token was made.  Earlier would only get
+ * the same token back; the served token therefore always has about
+ * renew_window left.
+ *
+ * On failure (Feishu said no, or no sink took the token) the refresher
+ * retries with exponential backoff and jitter between retry_min and
+ * retry_max seconds (longer when Feishu's rate limit says so), keeps the
+ * previous record in service and never pushes an expired one.  When the
+ * served token has less than alert_below seconds left the group is told
+ * once, and again when refreshing recovers.  A new token (not a re-fetch of
+ * the same one) is announced with the seed's message.
+ *
+ * Forced refresh: a client that saw Feishu reject the current token reports
+ * it (POST /v1/tokens/NAME/invalid).  td_refresher_invalid_hook starts one
+ * fetch for all reports of that token, at most one per force_interval.
+ * Feishu has no "revoke and reissue" for app_access_token: inside its
+ * 30-minute rule the fetch returns the SAME token.  The refresher then says
+ * so in the log and keeps serving it -- there is nothing more honest to do;
+ * the client's failure had another cause (wrong app, missing scope, a token
+ * revoked by an app secret reset, which Feishu answers with a new token).
+ *
+ * Threads: td_refresher_start runs the loop on its own thread (inside
+ * serve, or for `tokendist refresh`); td_refresher_cycle runs one cycle on
+ * the caller's (`refresh --once`, `check`).  Never both at once.
+ */
+#ifndef TD_REFRESHER_H
+#define TD_REFRESHER_H
+
+#include "feishu.h"
+#include "notice.h"
+#include "config.h"
+#include "sink.h"
+
+#include <stddef.h>
+
+typedef struct td_refresher td_refresher;
+
+/* Asked before each cycle when several servers share one store: 1 when
+ * this process may refresh now (it holds the lease), 0 when another does. */
+typedef int (*td_refresher_lease_cb)(void *ud);
+
+typedef struct td_refresher_opts {
+    td_feishu feishu;
+    const td_sinks *sinks;          /* not owned; at least one */
+    td_notice notice;               /* may enable nothing */
+    const char *notice_url;         /* the 🔗 line; NULL: left out */
+    const char *name;               /* the token name served */
+    const char *source, *usage, *platform;
+    long renew_window;              /* s */
+    long retry_min, retry_max;      /* s */
+    long alert_below;               /* s; 0: never alert */
+    long force_interval_ms;         /* 0: 30 s */
+    td_refresher_lease_cb may_refresh;  /* NULL: always */
+    void *lease_ud;
+} td_refresher_opts;
+
+/* Fills o from the settings (Feishu app, notice, record fields, timing)
+ * for the sinks s.  o borrows c's strings. */
+void td_refresher_opts_from_config(td_refresher_opts *o, const td_config *c, const td_sinks *s);
+
+/* The strings in o are borrowed: keep them alive. */
+int td_refresher_new(td_refresher **out, const td_refresher_opts *o, char *err, size_t errlen);
+void td_refresher_free(td_refresher *r);      /* stops the thread; NULL-safe */
+
+/* One cycle now: fetch, push to every sink, notice.  TD_OK when at least
+ * one sink holds the fetched token; err says what failed otherwise. */
+int td_refresher_cycle(td_refresher *r, char *err, size_t errlen);
+
+int td_refresher_start(td_refresher *r, char *err, size_t errlen);
+void td_refresher_stop(td_refresher *r);      /* joins; idempotent */
+
+/* td_api_invalid_cb: ud is the refresher.  TD_OK when a refresh of name
+ * runs now or ran within force_interval; TD_ENOTFOUND for another name. */
+int td_refresher_invalid_hook(void *ud, const char *name, const char *token);
+
+/* For tests and /readyz-like reports: cycles run, forced ones among them. */
+void td_refresher_stats(td_refresher *r, long *cycles, long *forced, int *failures);
+
+#endif

@@ -1,0 +1,68 @@
+/*
+ * sink -- the places a new token record is delivered to, as a tagged list:
+ *
+ *   endpoint  POST to TENCENT_CLOUD_API_URL with the seed's semantics (our
+ *             own `tokendist serve`, or a Tencent SCF function), the push
+ *             key as Authorization: Bearer;
+ *   gitee     the record as a file in a Gitee repository;
+ *   local     the api store of the `tokendist serve` we run inside.
+ *
+ * Every enabled sink gets every new token; one failing sink never stops the
+ * others, and a sink that failed keeps whatever it held before.
+ */
+#ifndef TD_SINK_H
+#define TD_SINK_H
+
+#include "api.h"
+#include "config.h"
+#include "gitee.h"
+#include "record.h"
+
+#include <stddef.h>
+
+typedef enum { TD_SINK_ENDPOINT, TD_SINK_GITEE, TD_SINK_LOCAL } td_sink_kind;
+
+typedef struct td_sink {
+    td_sink_kind kind;
+    const char *label;          /* for log lines: "腾讯云函数", "Gitee", "本地存储" */
+    const char *url, *key;      /* endpoint; key may be NULL */
+    td_gitee gitee;             /* gitee */
+    td_api *api;                /* local */
+    const char *name;           /* local: token name */
+    long timeout_ms;
+} td_sink;
+
+#define TD_SINKS_MAX 3
+
+typedef struct td_sinks {
+    td_sink v[TD_SINKS_MAX];
+    size_t n;
+} td_sinks;
+
+/* Lists the sinks c enables; api (may be NULL) adds the local one first.
+ * The sinks borrow c's strings: keep c alive while they are used.
+ * Returns TD_OK, or TD_EINVAL with err naming the missing setting (e.g.
+ * Gitee enabled without GITEE_OWNER). */
+int td_sinks_from_config(td_sinks *s, const td_config *c, td_api *api, char *err, size_t errlen);
+
+/* Logs which sinks are on, the seed's way ("腾讯云函数 Token分发功能已启用",
+ * "API地址: …"). */
+void td_sinks_log_enabled(const td_sinks *s);
+
+/* Delivers r.  Logs the seed's lines for the endpoint ("正在上传token到腾讯云函数...",
+ * "Token已成功分发到腾讯云函数", "❌ 腾讯云函数HTTP错误: 404", "❌ 腾讯云函数返回错误: …")
+ * and one line per outcome for the others; err repeats the failure. */
+int td_sink_push(const td_sink *s, const td_record *r, char *err, size_t errlen);
+
+/* The record the sink serves now (a valid, unexpired one), so a restarted
+ * refresher knows what is in service: TD_OK with *out (caller frees),
+ * TD_ENOTFOUND, or another failure. */
+int td_sink_current(const td_sink *s, td_record **out, char *err, size_t errlen);
+
+/* `tokendist check`'s connection test of an endpoint: TD_OK when it
+ * answers as a distribution endpoint does (200 with a record, or our own
+ * 404 "Token not found or expired"); else err is the seed's
+ * "腾讯云函数HTTP错误: N" or the transport failure. */
+int td_sink_probe(const td_sink *s, char *err, size_t errlen);
+
+#endif
