@@ -13,6 +13,19 @@
 #include <strings.h>
 
 #define MAX_NAMES 1024          /* distinct token names kept in memory */
+#define GUARD_SLOTS 256         /* addresses tracked for auth failures */
+#define GUARD_FAILS 10          /* failures within GUARD_WINDOW s ... */
+#define GUARD_WINDOW 60
+#define GUARD_BLOCK 60          /* ... block the address this long */
+
+/* Auth failures of one address.  A fixed table: an attacker cycling
+ * addresses only evicts other entries, it cannot grow memory. */
+typedef struct guard_slot {
+    char addr[48];
+    int64_t window_start;
+    int64_t blocked_until;
+    unsigned fails;
+} guard_slot;
 #define METRICS_CAP 65536
 
 struct td_api {
@@ -23,7 +36,9 @@ struct td_api {
     td_api_invalid_cb invalid_cb;
     void *invalid_ud;
 
-    pthread_mutex_t lock;       /* guards snaps; held for pointer swaps only */
+    guard_slot guard[GUARD_SLOTS];  /* guarded by lock */
+
+    pthread_mutex_t lock;       /* guards snaps and guard; held briefly */
     td_snap **snaps;
     size_t nsnaps;
 };
@@ -333,7 +348,50 @@ static int json_content_type(const char *ct)
            (n > 5 && !strncasecmp(ct + n - 5, "+json", 5));
 }
 
-/* Credentials for a route: 0 when the request may go on, else resp filled. */
+static guard_slot *guard_find(td_api *api, const char *addr)
+{
+    uint32_t h = 2166136261u; /* FNV-1a */
+    for (const char *p = addr; *p; p++) h = (h ^ (uint8_t)*p) * 16777619u;
+    return &api->guard[h % GUARD_SLOTS];
+}
+
+/* Seconds the address must still wait, or 0. */
+static int64_t guard_blocked(td_api *api, const char *addr)
+{
+    int64_t now = td_clock_now(), left = 0;
+    guard_slot *g;
+
+    if (!addr) return 0;
+    pthread_mutex_lock(&api->lock);
+    g = guard_find(api, addr);
+    if (!strcmp(g->addr, addr) && g->blocked_until > now) left = g->blocked_until - now;
+    pthread_mutex_unlock(&api->lock);
+    return left;
+}
+
+static void guard_fail(td_api *api, const char *addr)
+{
+    int64_t now = td_clock_now();
+    guard_slot *g;
+
+    if (!addr) return;
+    pthread_mutex_lock(&api->lock);
+    g = guard_find(api, addr);
+    if (strcmp(g->addr, addr) != 0 || now - g->window_start >= GUARD_WINDOW) {
+        snprintf(g->addr, sizeof g->addr, "%s", addr);
+        g->window_start = now;
+        g->fails = 0;
+    }
+    if (++g->fails >= GUARD_FAILS && g->blocked_until <= now) {
+        g->blocked_until = now + GUARD_BLOCK;
+        td_log("⚠️ %s 认证失败 %u 次，%d 秒内拒绝其请求 (429)", addr, g->fails, GUARD_BLOCK);
+    }
+    pthread_mutex_unlock(&api->lock);
+}
+
+/* Credentials for a route: 0 when the request may go on, else resp filled.
+ * An address with repeated failures gets 429 for a while, before its key
+ * is even looked at, so keys cannot be guessed at line rate. */
 static int check_keys(td_api *api, const td_api_req *req, td_api_resp *r, int write)
 {
     const td_auth_keys *keys = write ? &api->push : &api->read;
@@ -341,6 +399,12 @@ static int check_keys(td_api *api, const td_api_req *req, td_api_resp *r, int wr
     td_auth_result a = TD_AUTH_WRONG;
 
     if (!write && keys->n == 0) return 0;
+    if (guard_blocked(api, req->remote)) {
+        td_metrics_inc(TD_M_AUTH_BLOCKED);
+        resp_msg(api, r, 429, key, "权限不足: 认证失败次数过多，请稍后再试");
+        add_hdr(r, "Retry-After", "60");
+        return 1;
+    }
     if (write && keys->n == 0) {
         resp_msg(api, r, 403, key,
                  "权限不足: 服务器未配置写入密钥 (TOKENDIST_PUSH_KEYS / --push-key)，拒绝写入");
@@ -349,6 +413,7 @@ static int check_keys(td_api *api, const td_api_req *req, td_api_resp *r, int wr
     a = td_auth_check(keys, td_auth_presented(req->authorization, req->x_api_key));
     if (a == TD_AUTH_OK) return 0;
     td_metrics_inc(TD_M_AUTH_FAILURES);
+    guard_fail(api, req->remote);
     if (a == TD_AUTH_MISSING) {
         resp_msg(api, r, 401, key,
                  write ? "权限不足: 缺少写入密钥 (Authorization: Bearer KEY 或 X-Api-Key)"

@@ -141,7 +141,7 @@ static void fill_req(struct MHD_Connection *c, const char *url, const char *meth
         long long v = strtoll(cl, &end, 10);
         q->content_length = (*end || v < 0) ? -1 : v;
     }
-    if (!strcmp(method, "POST")) remote_addr(c, remote, rlen);
+    remote_addr(c, remote, rlen); /* for logs and the auth-failure guard */
     q->remote = remote;
 }
 

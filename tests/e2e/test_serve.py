@@ -268,6 +268,17 @@ class ServeTest(TestCase):
         self.assertIn("已停止", self.srv.log())
         self.assertEqual(self.srv.proc.returncode, 0)
 
+    def test_repeated_auth_failures_get_429(self):
+        for i in range(10):
+            self.assertEqual(self.srv.post("/release/get-token", make_record(TOKEN), key="guess-%08d" % i).status, 403)
+        r = self.srv.post("/release/get-token", make_record(TOKEN), key=PUSH)
+        self.assertEqual(r.status, 429)     # even the right key waits now
+        self.assertEqual(r.headers["retry-after"], "60")
+        self.assertIn("认证失败次数过多", r.json()["message"])
+        self.assertEqual(self.srv.get("/release/get-token").status, 404)   # reads without keys go on
+        self.assertIn("tokendist_auth_blocked_total 1", self.srv.get("/metrics").body.decode())
+        self.assertIn("认证失败 10 次", self.srv.log())
+
     def test_concurrent_clients(self):
         self.store(make_record(TOKEN))
         errors = []
