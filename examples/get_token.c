@@ -1,0 +1,53 @@
+/*
+ * get_token -- the smallest useful libtokendist program: get the tenant
+ * token, call Feishu with it, and report it when Feishu says it is
+ * invalid.
+ *
+ *   cc get_token.c $(pkg-config --cflags --libs tokendist) -o get_token
+ *   ./get_token https://your-api-gateway-url/release/get-token [READ_KEY]
+ *
+ * It prints where the token came from and how long it has left, never
+ * the token itself (tokens are secrets: keep them out of logs).
+ */
+#include <tokendist.h>
+
+#include <stdio.h>
+
+int main(int argc, char **argv)
+{
+    td_client *client = NULL;
+    td_token tok;               /* owned by us; holds a copy of the token */
+    char err[2048];
+    int rc;
+
+    if (argc < 2) {
+        fprintf(stderr, "usage: %s URL [READ_KEY]\n", argv[0]);
+        return 2;
+    }
+    const char *urls[] = {argv[1]};
+    td_client_opts opts = {
+        .urls = urls, .nurls = 1,
+        .read_key = argc > 2 ? argv[2] : NULL,
+        .min_remaining = 300,   /* refuse a token with 5 minutes or less left */
+    };
+    if ((rc = td_client_new(&client, &opts, err, sizeof err)) != TD_OK) {
+        fprintf(stderr, "tokendist: %s\n", err);
+        return 2;
+    }
+    if ((rc = td_client_get(client, TD_TOKEN_TENANT, &tok, err, sizeof err)) != TD_OK) {
+        fprintf(stderr, "❌ %s (%s)\n", err, td_strerror(rc));
+        td_client_free(client);
+        return 1;
+    }
+    printf("got a tenant token from %s: %lld seconds left\n", td_source_name(tok.origin),
+           (long long)tok.remaining);
+
+    /* ... call Feishu with "Authorization: Bearer <tok.token>" ...
+     * If Feishu answers code 99991663, 99991664 or 99991671, the token is
+     * no good: report it, and the next td_client_get fetches a new one. */
+    if (argc > 3 && (rc = td_client_report_invalid(client, tok.token, err, sizeof err)) != TD_OK)
+        fprintf(stderr, "report: %s\n", err);
+
+    td_client_free(client);
+    return 0;
+}

@@ -1,0 +1,314 @@
+/* chatfiles -- see chatfiles.h. */
+#define _GNU_SOURCE
+#include "chatfiles.h"
+#include "feishu.h"
+#include "httpc.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <fnmatch.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#define PAGE_SIZE 50                        /* Feishu's largest page */
+#define PAGE_BODY_MAX (16u << 20)           /* 50 messages of up to ~150 KB of text each */
+#define PAGES_MAX 100000                    /* 5 million messages: a loop, not a chat */
+#define ERROR_BODY_MAX (64u << 10)          /* a Feishu error answer is tiny */
+#define DOWNLOAD_TIMEOUT_MS (3600L * 1000)  /* a stalled download must not hang cron forever */
+#define RATELIMIT_WAIT_MAX 60               /* seconds; Feishu's windows are shorter */
+#define URL_MAX 4096
+
+/* One GET to Feishu.  A download streams into a sink that can start over
+ * (rewind) and give back what it holds when the answer was an error. */
+typedef struct call {
+    const char *url;
+    long timeout_ms;
+    size_t max_body;
+    td_httpc_data_cb on_data;               /* NULL: buffer the answer */
+    int (*rewind)(void *ud);
+    int (*error_body)(void *ud, td_httpc_resp *resp);
+    void *ud;
+} call;
+
+static void sleep_s(long s)
+{
+    struct timespec ts = {s, 0};
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+        ;
+}
+
+/* Does one Feishu GET with the tenant token.  A 429 waits the reset
+ * header (up to max_ratelimit_waits times); an invalid-token answer
+ * reports the token, takes a new one and tries once more.  On TD_OK a
+ * buffered call gives the answer's data object in *data (json_decref it);
+ * a streamed call's TD_OK means the whole body went to the sink. */
+static int feishu_get(const td_chatfiles *cf, const call *k, json_t **data, char *err, size_t errlen)
+{
+    char auth[TD_CLIENT_TOKEN_MAX + 32], why[1024], herr[512];
+    int reauthed = 0, waits = 0, max_waits = cf->max_ratelimit_waits > 0 ? cf->max_ratelimit_waits : 5;
+    int rc;
+
+    for (;;) {
+        const char *hdrs[] = {auth, NULL};
+        td_httpc_req req = {.url = k->url, .headers = hdrs, .timeout_ms = k->timeout_ms,
+                            .max_body = k->max_body, .on_data = k->on_data, .ud = k->ud};
+        td_httpc_resp resp = {0};
+        td_token tok;
+
+        if ((rc = td_client_get(cf->client, TD_TOKEN_TENANT, &tok, why, sizeof why)) != TD_OK) {
+            snprintf(err, errlen, "%s", why);
+            return rc;
+        }
+        snprintf(auth, sizeof auth, "Authorization: Bearer %s", tok.token);
+        if (k->rewind && (rc = k->rewind(k->ud)) != TD_OK) {
+            snprintf(err, errlen, "cannot reset the temporary file: %s", strerror(errno));
+            goto done;
+        }
+        rc = td_httpc_do(&req, &resp, herr, sizeof herr);
+        explicit_bzero(auth, sizeof auth);
+        if (rc != TD_OK) {
+            snprintf(err, errlen, "飞书请求失败: %s", herr);
+            goto done;
+        }
+        if (k->on_data && resp.status == 200) goto done;
+        if (k->on_data && (rc = k->error_body(k->ud, &resp)) != TD_OK) {
+            snprintf(err, errlen, "飞书请求失败: HTTP %ld, and its answer could not be read back", resp.status);
+            goto done;
+        }
+        rc = td_feishu_result(&resp, k->on_data ? NULL : data, why, sizeof why);
+        if (rc == TD_OK && k->on_data) { /* code 0 with a non-200 status: not a file */
+            snprintf(why, sizeof why, "HTTP %ld without a file", resp.status);
+            rc = TD_EUPSTREAM;
+        }
+        if (rc == TD_ERATELIMIT && waits < max_waits) {
+            long s = td_httpc_retry_after(&resp);
+            s = s < 1 ? 1 : s > RATELIMIT_WAIT_MAX ? RATELIMIT_WAIT_MAX : s;
+            td_httpc_resp_clear(&resp);
+            waits++;
+            sleep_s(s);
+            continue;
+        }
+        if (rc == TD_EAUTH && !reauthed) {
+            char rerr[512];
+            td_httpc_resp_clear(&resp);
+            reauthed = 1;
+            /* Whatever the server says, the client has dropped the token;
+             * the next get fetches (and waits briefly for a new one). */
+            (void)td_client_report_invalid(cf->client, tok.token, rerr, sizeof rerr);
+            explicit_bzero(&tok, sizeof tok);
+            continue;
+        }
+        if (rc != TD_OK) snprintf(err, errlen, "飞书返回错误: %s", why);
+    done:
+        explicit_bzero(&tok, sizeof tok);
+        td_httpc_resp_clear(&resp);
+        return rc;
+    }
+}
+
+static const char *base_url(const td_chatfiles *cf)
+{
+    return cf->base_url && *cf->base_url ? cf->base_url : TD_FEISHU_DEFAULT_BASE;
+}
+
+/* Copies a string field into a bounded buffer; TD_ETOOBIG when it does not fit. */
+static int take(char *dst, size_t len, const char *src)
+{
+    size_t n = src ? strlen(src) : 0;
+    if (!src || n >= len) return src ? TD_ETOOBIG : TD_EINVAL;
+    memcpy(dst, src, n + 1);
+    return TD_OK;
+}
+
+/* A file message of one listing page as a td_chatfile; 1 when the item is
+ * not a (live) file message. */
+static int parse_item(json_t *it, td_chatfile *f, char *err, size_t errlen)
+{
+    const char *type = json_string_value(json_object_get(it, "msg_type"));
+    const char *ctime = json_string_value(json_object_get(it, "create_time"));
+    const char *content = json_string_value(json_object_get(json_object_get(it, "body"), "content"));
+    const char *mid = json_string_value(json_object_get(it, "message_id"));
+    json_t *c = NULL;
+    int rc = 1;
+
+    if (!type || strcmp(type, "file") != 0 || json_is_true(json_object_get(it, "deleted"))) return 1;
+    if (!content || !mid || !ctime || !(c = json_loads(content, 0, NULL))) {
+        snprintf(err, errlen, "飞书返回的文件消息格式不对 (message %.64s)", mid ? mid : "?");
+        return TD_EUPSTREAM;
+    }
+    if ((rc = take(f->message_id, sizeof f->message_id, mid)) != TD_OK ||
+        (rc = take(f->file_key, sizeof f->file_key, json_string_value(json_object_get(c, "file_key")))) != TD_OK ||
+        (rc = take(f->name, sizeof f->name, json_string_value(json_object_get(c, "file_name")))) != TD_OK) {
+        snprintf(err, errlen, "文件消息 %.64s: message_id, file_key or file_name %s", mid,
+                 rc == TD_ETOOBIG ? "is too long" : "is missing");
+        goto out;
+    }
+    f->create_ms = strtoll(ctime, NULL, 10);
+    rc = TD_OK;
+out:
+    json_decref(c);
+    return rc;
+}
+
+int td_chatfiles_list(const td_chatfiles *cf, const char *chat, int64_t since, int64_t until,
+                      const char *match, td_chatfile_cb cb, void *ud, char *err, size_t errlen)
+{
+    char url[URL_MAX], esc_chat[512], esc_pt[1024], page_token[512] = "";
+    json_t *data = NULL;
+    int rc = TD_EINVAL;
+
+    if (!chat || !*chat || !td_httpc_escape(chat, esc_chat, sizeof esc_chat)) {
+        snprintf(err, errlen, "chat id missing or too long (--chat oc_…)");
+        return TD_EINVAL;
+    }
+    for (long page = 0; page < PAGES_MAX; page++) {
+        call k = {.url = url, .timeout_ms = cf->timeout_ms, .max_body = PAGE_BODY_MAX};
+        json_t *items, *it, *pt;
+        size_t i;
+        int n;
+
+        /* Feishu's end_time is inclusive whole seconds; `until` is exclusive. */
+        n = snprintf(url, sizeof url,
+                     "%s/open-apis/im/v1/messages?container_id_type=chat&container_id=%s"
+                     "&sort_type=ByCreateTimeAsc&page_size=%d",
+                     base_url(cf), esc_chat, PAGE_SIZE);
+        if (since > 0) n += snprintf(url + n, sizeof url - (size_t)n, "&start_time=%lld", (long long)since);
+        if (until > 0) n += snprintf(url + n, sizeof url - (size_t)n, "&end_time=%lld", (long long)until - 1);
+        if (page_token[0]) {
+            if (!td_httpc_escape(page_token, esc_pt, sizeof esc_pt)) goto badtoken;
+            n += snprintf(url + n, sizeof url - (size_t)n, "&page_token=%s", esc_pt);
+        }
+        if ((size_t)n >= sizeof url) {
+            snprintf(err, errlen, "Feishu base URL too long");
+            rc = TD_EINVAL;
+            goto out;
+        }
+        if ((rc = feishu_get(cf, &k, &data, err, errlen)) != TD_OK) goto out;
+        items = json_object_get(data, "items");
+        json_array_foreach(items, i, it) {
+            td_chatfile f;
+            if ((rc = parse_item(it, &f, err, errlen)) == 1) continue;
+            if (rc != TD_OK) goto out;
+            if (since > 0 && f.create_ms < since * 1000) continue;
+            if (until > 0 && f.create_ms >= until * 1000) continue;
+            if (match && *match && fnmatch(match, f.name, 0) != 0) continue;
+            if ((rc = cb(ud, &f)) != TD_OK) goto out;
+        }
+        if (!json_is_true(json_object_get(data, "has_more"))) {
+            rc = TD_OK;
+            goto out;
+        }
+        pt = json_object_get(data, "page_token");
+        if (!json_is_string(pt) || !json_string_length(pt) || !strcmp(json_string_value(pt), page_token) ||
+            take(page_token, sizeof page_token, json_string_value(pt)) != TD_OK)
+            goto badtoken;
+        json_decref(data);
+        data = NULL;
+    }
+    snprintf(err, errlen, "more than %d pages of messages: stopped", PAGES_MAX);
+    rc = TD_ETOOBIG;
+    goto out;
+badtoken:
+    snprintf(err, errlen, "飞书返回 has_more 但 page_token 缺失、重复或过长: stopped paging");
+    rc = TD_EUPSTREAM;
+out:
+    json_decref(data);
+    return rc;
+}
+
+/* ---- downloads ------------------------------------------------------------------ */
+
+typedef struct sink {
+    int fd;
+    uint64_t done;
+    const td_chatfile *f;
+    td_chatfile_progress progress;
+    void *pud;
+} sink;
+
+static int sink_data(void *ud, const char *p, size_t n)
+{
+    sink *s = ud;
+    while (n > 0) {
+        ssize_t w = write(s->fd, p, n);
+        if (w < 0 && errno == EINTR) continue;
+        if (w <= 0) return TD_EIO;
+        p += w, n -= (size_t)w, s->done += (uint64_t)w;
+    }
+    if (s->progress) s->progress(s->pud, s->f, s->done);
+    return TD_OK;
+}
+
+static int sink_rewind(void *ud)
+{
+    sink *s = ud;
+    s->done = 0;
+    return ftruncate(s->fd, 0) == 0 && lseek(s->fd, 0, SEEK_SET) == 0 ? TD_OK : TD_EIO;
+}
+
+/* An error answer was streamed into the file: read it back (bounded). */
+static int sink_error_body(void *ud, td_httpc_resp *resp)
+{
+    sink *s = ud;
+    size_t n = s->done < ERROR_BODY_MAX ? (size_t)s->done : ERROR_BODY_MAX;
+    ssize_t r;
+
+    if (!(resp->body = malloc(n + 1))) return TD_ENOMEM;
+    r = pread(s->fd, resp->body, n, 0);
+    if (r < 0) return TD_EIO;
+    resp->body[r] = '\0';
+    resp->body_len = (size_t)r;
+    return TD_OK;
+}
+
+int td_chatfiles_download(const td_chatfiles *cf, const td_chatfile *f, const char *path,
+                          td_chatfile_progress progress, void *ud, char *err, size_t errlen)
+{
+    char url[URL_MAX], tmp[4096], emid[TD_CHATFILE_ID_MAX * 3], ekey[TD_CHATFILE_ID_MAX * 3];
+    const char *slash = strrchr(path, '/');
+    sink s = {.fd = -1, .f = f, .progress = progress, .pud = ud};
+    call k = {.url = url, .timeout_ms = DOWNLOAD_TIMEOUT_MS, .on_data = sink_data,
+              .rewind = sink_rewind, .error_body = sink_error_body, .ud = &s};
+    int rc = TD_EINVAL;
+
+    if (!td_httpc_escape(f->message_id, emid, sizeof emid) || !td_httpc_escape(f->file_key, ekey, sizeof ekey) ||
+        snprintf(url, sizeof url, "%s/open-apis/im/v1/messages/%s/resources/%s?type=file", base_url(cf),
+                 emid, ekey) >= (int)sizeof url) {
+        snprintf(err, errlen, "download URL too long for %s", f->message_id);
+        return TD_EINVAL;
+    }
+    /* The temporary file sits in the target folder, so the rename is atomic;
+     * its leading dot keeps it out of globs like *.pdf. */
+    if (snprintf(tmp, sizeof tmp, "%.*s.%s.part-XXXXXX", slash ? (int)(slash - path + 1) : 0, path,
+                 slash ? slash + 1 : path) >= (int)sizeof tmp) {
+        snprintf(err, errlen, "path too long: %s", path);
+        return TD_EINVAL;
+    }
+    if ((s.fd = mkstemp(tmp)) < 0) {
+        snprintf(err, errlen, "cannot create a temporary file next to %s: %s", path, strerror(errno));
+        return TD_EIO;
+    }
+    if ((rc = feishu_get(cf, &k, NULL, err, errlen)) != TD_OK) goto out;
+    if (fchmod(s.fd, 0644) != 0 || fsync(s.fd) != 0 || close(s.fd) != 0) {
+        s.fd = -1;
+        snprintf(err, errlen, "cannot write %s: %s", tmp, strerror(errno));
+        rc = TD_EIO;
+        goto out;
+    }
+    s.fd = -1;
+    if (rename(tmp, path) != 0) {
+        snprintf(err, errlen, "cannot rename the download to %s: %s", path, strerror(errno));
+        rc = TD_EIO;
+        goto out;
+    }
+    return TD_OK;
+out:
+    if (s.fd >= 0) close(s.fd);
+    unlink(tmp);
+    return rc;
+}

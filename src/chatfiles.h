@@ -1,0 +1,57 @@
+/*
+ * chatfiles -- what the token is for: the file messages of a Feishu group
+ * chat (the seed's "财联社电报文件"), listed through im/v1/messages and
+ * downloaded through im/v1/messages/{id}/resources/{key}.
+ *
+ * Every call takes the tenant token from a td_client.  Feishu's answers
+ * are handled in one place: 429 waits for the reset header and retries;
+ * an invalid-token answer (99991663/4/71) reports the token, fetches a
+ * new one and retries once; any other {code, msg} reaches the caller's
+ * err as "code N: msg".
+ */
+#ifndef TD_CHATFILES_H
+#define TD_CHATFILES_H
+
+#include "tokendist.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define TD_CHATFILE_NAME_MAX 1024
+#define TD_CHATFILE_ID_MAX 256
+
+typedef struct td_chatfile {
+    char message_id[TD_CHATFILE_ID_MAX];
+    char file_key[TD_CHATFILE_ID_MAX];
+    char name[TD_CHATFILE_NAME_MAX];    /* as Feishu sent it: not a safe path */
+    int64_t create_ms;                  /* Unix milliseconds */
+} td_chatfile;
+
+typedef struct td_chatfiles {
+    td_client *client;          /* gives the tenant token; not owned */
+    const char *base_url;       /* NULL: https://open.feishu.cn */
+    long timeout_ms;            /* list requests; 0: 10 s (downloads: no total limit) */
+    int max_ratelimit_waits;    /* 429s in a row before giving up; 0: 5 */
+} td_chatfiles;
+
+/* Called once per file message, oldest first; a non-zero return stops the
+ * listing and is returned. */
+typedef int (*td_chatfile_cb)(void *ud, const td_chatfile *f);
+
+/* Lists the file messages of chat with since <= time < until (Unix
+ * seconds; 0: unbounded) whose name matches the glob `match` (NULL: all),
+ * following has_more/page_token to the end. */
+int td_chatfiles_list(const td_chatfiles *cf, const char *chat, int64_t since, int64_t until,
+                      const char *match, td_chatfile_cb cb, void *ud, char *err, size_t errlen);
+
+/* Progress of a download: bytes received so far of this attempt. */
+typedef void (*td_chatfile_progress)(void *ud, const td_chatfile *f, uint64_t done);
+
+/* Downloads f to `path`.  The bytes go to a temporary file next to it,
+ * which is synced and renamed onto path only when the whole body arrived:
+ * path either does not exist or is complete.  A failed download leaves
+ * nothing behind. */
+int td_chatfiles_download(const td_chatfiles *cf, const td_chatfile *f, const char *path,
+                          td_chatfile_progress progress, void *ud, char *err, size_t errlen);
+
+#endif

@@ -1,0 +1,261 @@
+/*
+ * cmd_files -- `tokendist files list|download`: the group chat's files,
+ * with the tenant token from the distribution endpoint (the seed's
+ * clients' flow: get the token, then call Feishu).
+ *
+ * `download` is made for cron: a file already in --out is skipped, a new
+ * one appears only complete (temporary file + rename), and a run that
+ * failed half-way is finished by the next run.  stdout lists the paths of
+ * the files this run added; messages go to stderr.
+ */
+#define _GNU_SOURCE
+#include "chatfiles.h"
+#include "clock.h"
+#include "cmd.h"
+#include "log.h"
+#include "tokendist.h"
+
+#include <errno.h>
+#include <locale.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define NAME_MAX_BYTES 255      /* one path component on Linux file systems */
+
+typedef struct run {
+    const td_chatfiles *cf;
+    const char *out;
+    int tty;
+    int64_t last_progress_ms;
+    char **seen;                /* safe names used this run, for collisions */
+    size_t nseen, capseen;
+    int downloaded, skipped, failed, listed;
+    int fatal;                  /* the error that stopped the run */
+} run;
+
+static void usage(FILE *f)
+{
+    fprintf(f, "Usage: tokendist files list|download --chat oc_… [OPTIONS]\n\n"
+               "  list      print the chat's file messages: time, file name, message_id, file_key\n"
+               "  download  download them into --out (skips files already there; safe to rerun from cron)\n\n"
+               "Options (flag > environment > env-file > default):\n");
+    td_config_usage(TD_CMD_FILES, f);
+}
+
+/* Feishu's file name, made a safe single path component: no '/', no
+ * control characters, not "." or "..", no leading dot (hidden files and
+ * our own ".NAME.part-" temporaries), at most 255 bytes on a UTF-8
+ * character boundary. */
+static void safe_name(const td_chatfile *f, char *out, size_t len)
+{
+    size_t o = 0, lim = len - 1 < NAME_MAX_BYTES ? len - 1 : NAME_MAX_BYTES;
+
+    for (const unsigned char *p = (const unsigned char *)f->name; *p && o < lim; p++)
+        out[o++] = (*p < 0x20 || *p == 0x7f || *p == '/' || *p == '\\') ? '_' : (char)*p;
+    while (o > 0 && ((unsigned char)out[o - 1] & 0xC0) == 0x80) o--;   /* cut inside a character */
+    if (o > 0 && ((unsigned char)out[o - 1] & 0xC0) == 0xC0) o--;
+    out[o] = '\0';
+    if (o == 0 || !strcmp(out, ".") || !strcmp(out, ".."))
+        snprintf(out, len, "file_%.200s", f->file_key);
+    else if (out[0] == '.')
+        out[0] = '_';
+}
+
+static int seen_add(run *r, const char *name)
+{
+    if (r->nseen == r->capseen) {
+        size_t cap = r->capseen ? r->capseen * 2 : 64;
+        char **v = realloc(r->seen, cap * sizeof *v);
+        if (!v) return TD_ENOMEM;
+        r->seen = v, r->capseen = cap;
+    }
+    if (!(r->seen[r->nseen] = strdup(name))) return TD_ENOMEM;
+    r->nseen++;
+    return TD_OK;
+}
+
+static int seen_has(const run *r, const char *name)
+{
+    for (size_t i = 0; i < r->nseen; i++)
+        if (!strcmp(r->seen[i], name)) return 1;
+    return 0;
+}
+
+/* Two messages with the same file name both get kept: the later one in
+ * the listing (oldest first, so the same on every run with the same
+ * filters) gets its message id in the name. */
+static void target_name(run *r, const td_chatfile *f, char *name, size_t len)
+{
+    char base[NAME_MAX_BYTES + 1], tail[16];
+    const char *dot;
+    size_t ml = strlen(f->message_id);
+
+    safe_name(f, base, sizeof base);
+    if (!seen_has(r, base)) {
+        snprintf(name, len, "%s", base);
+        return;
+    }
+    snprintf(tail, sizeof tail, "%s", f->message_id + (ml > 8 ? ml - 8 : 0));
+    dot = strrchr(base, '.');
+    if (dot && dot != base && strlen(base) + strlen(tail) + 2 <= NAME_MAX_BYTES)
+        snprintf(name, len, "%.*s_%s%s", (int)(dot - base), base, tail, dot);
+    else
+        snprintf(name, len, "%.*s_%s", (int)(NAME_MAX_BYTES - strlen(tail) - 1), base, tail);
+}
+
+static void on_progress(void *ud, const td_chatfile *f, uint64_t done)
+{
+    run *r = ud;
+    int64_t now = td_clock_mono_ms();
+
+    if (!r->tty || now - r->last_progress_ms < 100) return;
+    r->last_progress_ms = now;
+    fprintf(stderr, "\r\033[K⬇️  %.60s  %.1f KB", f->name, (double)done / 1024.0);
+}
+
+static void display(const char *s, char *out, size_t len)
+{
+    size_t o = 0;
+    for (; *s && o + 1 < len; s++) out[o++] = (*s == '\t' || *s == '\n' || *s == '\r') ? ' ' : *s;
+    out[o] = '\0';
+}
+
+static int list_one(void *ud, const td_chatfile *f)
+{
+    run *r = ud;
+    char when[TD_TIME_LEN], name[TD_CHATFILE_NAME_MAX];
+
+    display(f->name, name, sizeof name);
+    printf("%s\t%s\t%s\t%s\n", td_clock_format(f->create_ms / 1000, when), name, f->message_id,
+           f->file_key);
+    r->listed++;
+    return TD_OK;
+}
+
+/* Errors that are not about this one file: no point trying the next. */
+static int stops_run(int rc)
+{
+    return rc == TD_ENOTFOUND || rc == TD_EEXPIRED || rc == TD_EAUTH || rc == TD_ERATELIMIT ||
+           rc == TD_ENOMEM || rc == TD_EINVAL;
+}
+
+static int download_one(void *ud, const td_chatfile *f)
+{
+    run *r = ud;
+    char name[NAME_MAX_BYTES + 1], path[4096], err[2048];
+    struct stat st;
+    int rc;
+
+    target_name(r, f, name, sizeof name);
+    if (seen_add(r, name) != TD_OK) return TD_ENOMEM;
+    if (snprintf(path, sizeof path, "%s/%s", r->out, name) >= (int)sizeof path) {
+        td_log("❌ 路径太长，跳过: %s", name);
+        r->failed++;
+        return TD_OK;
+    }
+    if (lstat(path, &st) == 0) {
+        r->skipped++;
+        return TD_OK;
+    }
+    rc = td_chatfiles_download(r->cf, f, path, on_progress, r, err, sizeof err);
+    if (r->tty) fputs("\r\033[K", stderr);
+    if (rc != TD_OK) {
+        td_log("❌ 下载失败 %s (%s): %s", name, f->message_id, err);
+        r->failed++;
+        if (stops_run(rc)) {
+            r->fatal = rc;
+            return rc;
+        }
+        return TD_OK;
+    }
+    if (stat(path, &st) == 0) td_log("✅ 已下载 %s (%lld 字节)", name, (long long)st.st_size);
+    printf("%s\n", path);
+    fflush(stdout);
+    r->downloaded++;
+    return TD_OK;
+}
+
+static int parse_time(const char *flag, const char *s, int64_t *out)
+{
+    if (!s || !*s) return *out = 0, TD_OK;
+    if (td_clock_parse(s, out) != TD_OK || *out <= 0) {
+        fprintf(stderr, "tokendist files: %s '%s' is not a time: use YYYY-MM-DD, \"YYYY-MM-DD HH:MM:SS\" "
+                        "or Unix seconds\n", flag, s);
+        return TD_EINVAL;
+    }
+    return TD_OK;
+}
+
+int td_cmd_files(int argc, char **argv)
+{
+    td_config c;
+    td_client_opts o;
+    td_client *cl = NULL;
+    td_chatfiles cf;
+    run r = {0};
+    char **nargv = NULL, name[32], err[4096];
+    int64_t since = 0, until = 0;
+    int ex = TD_EXIT_USAGE, rc, download;
+
+    memset(&c, 0, sizeof c);
+    if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
+        usage(argc < 2 ? stderr : stdout);
+        return argc < 2 ? TD_EXIT_USAGE : TD_EXIT_OK;
+    }
+    if (strcmp(argv[1], "list") != 0 && strcmp(argv[1], "download") != 0) {
+        fprintf(stderr, "tokendist files: unknown action '%s': use list or download (see tokendist files --help)\n",
+                argv[1]);
+        return TD_EXIT_USAGE;
+    }
+    download = !strcmp(argv[1], "download");
+    /* The settings parser names the command in its messages: "files list". */
+    snprintf(name, sizeof name, "files %s", argv[1]);
+    if (!(nargv = calloc((size_t)argc, sizeof *nargv))) return TD_EXIT_FAIL;
+    nargv[0] = name;
+    for (int i = 2; i < argc; i++) nargv[i - 1] = argv[i];
+    if ((ex = td_cmd_config(&c, TD_CMD_FILES, argc - 1, nargv)) >= 0) goto out;
+    ex = TD_EXIT_USAGE;
+    if (!c.chat || !*c.chat) {
+        fprintf(stderr, "tokendist %s: --chat is required (the group's oc_… id, or FEISHU_CHAT_ID)\n", name);
+        goto out;
+    }
+    if (parse_time("--since", c.since, &since) != TD_OK || parse_time("--until", c.until, &until) != TD_OK)
+        goto out;
+    if (since && until && until <= since) {
+        fprintf(stderr, "tokendist %s: --until must be later than --since\n", name);
+        goto out;
+    }
+    td__client_opts_from_config(&c, &o);
+    if ((rc = td_client_new(&cl, &o, err, sizeof err)) != TD_OK) {
+        fprintf(stderr, "tokendist %s: %s\n", name, err);
+        goto out;
+    }
+    if (download && mkdir(c.out_dir, 0755) != 0 && errno != EEXIST) {
+        fprintf(stderr, "tokendist %s: cannot create --out folder %s: %s\n", name, c.out_dir, strerror(errno));
+        goto out;
+    }
+    setlocale(LC_CTYPE, "C.UTF-8");   /* --match's ? and [] count characters, not bytes */
+    cf = (td_chatfiles){.client = cl, .base_url = c.feishu_base_url, .timeout_ms = c.http_timeout * 1000};
+    r.cf = &cf;
+    r.out = c.out_dir;
+    r.tty = isatty(STDERR_FILENO);
+    rc = td_chatfiles_list(&cf, c.chat, since, until, c.match, download ? download_one : list_one, &r,
+                           err, sizeof err);
+    if (rc != TD_OK && !r.fatal) {
+        fprintf(stderr, "❌ %s\n", err);
+        td__client_explain(rc, stderr);
+    }
+    if (download)
+        td_log("下载完成: 新文件 %d 个, 已存在 %d 个, 失败 %d 个", r.downloaded, r.skipped, r.failed);
+    ex = rc != TD_OK ? td__client_exit_code(rc) : r.failed ? TD_EXIT_FAIL : TD_EXIT_OK;
+out:
+    for (size_t i = 0; i < r.nseen; i++) free(r.seen[i]);
+    free(r.seen);
+    free(nargv);
+    td_client_free(cl);
+    td_config_free(&c);
+    return ex;
+}
