@@ -15,6 +15,8 @@ typedef struct command {
 
 static const command commands[] = {
     {"serve", td_cmd_serve, "run the distribution server (and the refresher when Feishu credentials are set)"},
+    {"get", td_cmd_get, "print the current token (TOKEN=$(tokendist get)); --json for the whole record"},
+    {"files", td_cmd_files, "list or download the files of a Feishu group chat with the tenant token"},
     {"refresh", td_cmd_refresh, "fetch the Feishu token and push it to every sink (--once: one cycle)"},
     {"check", td_cmd_check, "test the distribution endpoint the seed's way (connection, upload)"},
 };
