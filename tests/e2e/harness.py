@@ -173,6 +173,11 @@ class TestCase(unittest.TestCase):
             s.stop()
         texts = [s.log() for s in self.servers] + self.outputs
         try:
+            # Under the sanitizer build a report in any log fails the test.
+            for t in texts:
+                for marker in ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:"):
+                    if marker in t:
+                        self.fail("sanitizer report in a log:\n" + t[t.index(marker) - 200:][:3000])
             for secret in self.secrets:
                 for t in texts:
                     # A secret may appear only as its fingerprint; the
