@@ -67,12 +67,14 @@ static int64_t backoff_ms(td_refresher *r, int n)
 /* Delay after Feishu reported `expire` seconds left: the fetch lands just
  * inside Feishu's renew window.  The jitter is always positive (never
  * early: that would only return the same token) and small against the
- * window: 0.5 s plus up to a 20th of it, at most 30 s. */
+ * window: 1 s -- "expire" is whole seconds, so the true remainder may be
+ * up to a second less than reported -- plus up to a 20th of the window,
+ * at most 30 s. */
 static int64_t renew_delay_ms(td_refresher *r, long expire)
 {
     int64_t spread = r->o.renew_window * 1000 / 20;
     if (spread > 30000) spread = 30000;
-    return (int64_t)(expire - r->o.renew_window) * 1000 + 500 + rnd_range(r, 0, spread);
+    return (int64_t)(expire - r->o.renew_window) * 1000 + 1000 + rnd_range(r, 0, spread);
 }
 
 void td_refresher_opts_from_config(td_refresher_opts *o, const td_config *c, const td_sinks *s)
@@ -224,10 +226,14 @@ static int cycle(td_refresher *r, int forced, int64_t *next_ms, char *err, size_
                    forced ? "：飞书只在过期前 30 分钟内换发新 token，app_access_token 无法提前作废，继续分发该 token"
                           : "：还未进入飞书的换发窗口，稍后再试");
     } else {
+        /* A new token must carry a newer generated_timestamp than the one
+         * it replaces, or put-if-newer refuses it: two tokens within one
+         * second happen (a forced refresh right after a renewal). */
+        int64_t gen = r->cur && td_record_generated(r->cur) >= now ? td_record_generated(r->cur) + 1 : now;
         struct td_record_fields f = {
             .access_token = t->app_access_token,
             .tenant_access_token = t->tenant_access_token[0] ? t->tenant_access_token : NULL,
-            .generated_ts = now, .expire_ts = now + t->expire,
+            .generated_ts = gen, .expire_ts = now + t->expire,
             .source = r->o.source, .usage = r->o.usage, .platform = r->o.platform,
         };
         if ((rc = td_record_new(&f, &rec)) != TD_OK) {

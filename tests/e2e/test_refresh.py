@@ -1,0 +1,318 @@
+"""`tokendist refresh` against the Feishu and Gitee doubles and a real
+`tokendist serve` as the distribution endpoint: the full cycle, the seed's
+log lines and group notice, every failure mode (previous token kept,
+retries, no expired record pushed), the schedule, and no secret in any
+output."""
+import signal
+import subprocess
+import time
+import unittest
+
+import harness
+from feishu_env import CHAT, HOOK_SECRET, PUSH_KEY, FeishuEnv, assert_updated_notice
+
+
+class RefreshOnce(FeishuEnv, harness.TestCase):
+    def setUp(self):
+        super().setUp()
+        self.start_feishu()
+        self.start_endpoint()
+
+    def once(self, **env):
+        return self.cli("refresh", "--once", env=self.feishu_env(**env))
+
+    def test_full_cycle(self):
+        r = self.once()
+        self.assertEqual(r.returncode, 0, r.stderr)
+        rec = self.served()
+        tok = self.feishu.current_token()
+        self.assertEqual(rec["access_token"], tok)
+        self.assertEqual(rec["tenant_access_token"], tok)
+        self.assertEqual(rec["valid_duration_seconds"], 7200)
+        self.assertEqual((rec["source"], rec["usage"], rec["platform"]),
+                         ("财联社自动化系统", "用于客户端从飞书群获取财联社电报文件", "腾讯云函数"))
+        msgs = self.log_messages(r.stderr)
+        # The seed's 运行日志示例, in its order.
+        want = ["腾讯云函数 Token分发功能已启用", "API地址: " + self.endpoint_url(),
+                "开始分发token到腾讯云函数...", "正在上传token到腾讯云函数...",
+                "Token已成功分发到腾讯云函数", "app_access_token已成功分发到腾讯云函数"]
+        self.assertEqual([m for m in msgs if m in want], want)
+        self.assertEqual(len(self.feishu.sent), 1)
+        self.assertEqual(self.feishu.sent[0]["chat_id"], CHAT)
+        assert_updated_notice(self, self.feishu.sent_texts[0], self.endpoint_url(), minutes=120)
+
+    def test_record_fields_configurable(self):
+        r = self.once(TOKEN_SOURCE="src-x", TOKEN_USAGE="use-y", TOKEN_PLATFORM="自建服务器")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        rec = self.served()
+        self.assertEqual((rec["source"], rec["usage"], rec["platform"]), ("src-x", "use-y", "自建服务器"))
+
+    def test_same_token_again_is_no_news(self):
+        self.assertEqual(self.once().returncode, 0)
+        first = self.served()
+        r = self.once()
+        self.assertEqual(r.returncode, 0, r.stderr)
+        # Same token, same record (a byte-identical re-send), no second notice.
+        self.assertEqual(self.served(), first)
+        self.assertEqual(len(self.feishu.sent), 1)
+        self.assertEqual(self.feishu.tokens_minted, 1)
+
+    def test_wrong_secret_reports_code_and_keeps_previous(self):
+        self.assertEqual(self.once().returncode, 0)
+        before = self.served()
+        posts = self.token_posts()
+        r = self.once(FEISHU_APP_SECRET="WrongSecretWrongSecret0001")
+        self.secrets.append("WrongSecretWrongSecret0001")
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("code 10014: app secret invalid", r.stderr)
+        self.assertEqual(self.served(), before)
+        self.assertEqual(self.token_posts(), posts)   # nothing pushed
+
+    def test_feishu_error_code_with_http_200(self):
+        self.feishu.control({"fail": "code", "code": 10003, "msg": "invalid param"})
+        r = self.once()
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("code 10003: invalid param", r.stderr)
+        self.assertIsNone(self.served())
+
+    def test_feishu_garbage_and_5xx(self):
+        for fault in ({"fail": "garbage"}, {"fail": "503", "body": "html"}):
+            self.feishu.control({"clear_faults": True, **fault})
+            r = self.once()
+            self.assertEqual(r.returncode, 1, fault)
+            self.assertIn("not a Feishu JSON result", r.stderr)
+
+    def test_feishu_unreachable(self):
+        env = self.feishu_env()
+        self.feishu.stop()
+        r = self.cli("refresh", "--once", env=env)
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("飞书 app_access_token 请求失败", r.stderr)
+
+    def test_endpoint_404_seed_wording(self):
+        r = self.once(TENCENT_CLOUD_API_URL=self.endpoint_url("/no/such/path"))
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("❌ 腾讯云函数HTTP错误: 404", self.log_messages(r.stderr))
+        self.assertIsNone(self.served())
+
+    def test_endpoint_wrong_key_seed_wording(self):
+        r = self.once(TENCENT_CLOUD_API_KEY="not-the-push-key-000001")
+        self.secrets.append("not-the-push-key-000001")
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("❌ 腾讯云函数返回错误: 权限不足: 写入密钥无效", self.log_messages(r.stderr))
+        self.assertEqual(self.feishu.sent, [])      # no token in service: nothing announced
+
+    def test_notice_failure_does_not_block_push(self):
+        r = self.once(FEISHU_CHAT_ID="oc_not_a_member")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(self.served()["access_token"], self.feishu.current_token())
+        self.assertIn("群通知 (Access Token 已更新) 发送失败", r.stderr)
+        self.assertIn("230002", r.stderr)
+
+    def test_signed_webhook(self):
+        self.feishu.control({"hooks": {"hook-1": HOOK_SECRET}})
+        url = self.feishu.url + "/open-apis/bot/v2/hook/hook-1"
+        self.secrets += [HOOK_SECRET, "hook-1"]
+        r = self.once(FEISHU_CHAT_ID="", FEISHU_WEBHOOK_URL=url, FEISHU_WEBHOOK_SECRET=HOOK_SECRET)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(len(self.feishu.hook_texts), 1)   # the double checked the sign
+        assert_updated_notice(self, self.feishu.hook_texts[0], self.endpoint_url())
+        # A wrong secret: the double refuses the sign (19021), the push still counts.
+        self.feishu.control({"hooks": {"hook-1": "another-secret-0000001"}, "ttl": 7200})
+        self.feishu.control({"advance": 6000})    # into the window: a new token
+        r = self.once(FEISHU_CHAT_ID="", FEISHU_WEBHOOK_URL=url, FEISHU_WEBHOOK_SECRET=HOOK_SECRET)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("19021", r.stderr)
+
+    def test_no_sink_configured_is_usage_error(self):
+        r = self.once(TENCENT_CLOUD_API_URL="")
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("TENCENT_CLOUD_API_URL", r.stderr)
+
+
+class RefreshGitee(FeishuEnv, harness.TestCase):
+    def setUp(self):
+        super().setUp()
+        self.start_feishu()
+        self.start_gitee()
+
+    def once(self, **env):
+        return self.cli("refresh", "--once", env=self.feishu_env(**env))
+
+    def file_record(self):
+        import json
+        text = self.gitee.file_text("token.json", repo="tokendist/tokens")
+        return text and json.loads(text)
+
+    def test_create_then_update(self):
+        for mode in ("empty_list", "404"):
+            with self.subTest(missing=mode):
+                self.gitee.control({"reset": True})
+                self.gitee.control({"repo": "tokendist/tokens", "missing_file": mode})
+                self.feishu.control({"reset": True})
+                self.feishu.control({"chats": [CHAT]})
+                r = self.once()
+                self.assertEqual(r.returncode, 0, r.stderr)
+                self.assertIn("Gitee Token共享功能已启用: tokendist/tokens:token.json", r.stderr)
+                self.assertEqual(self.file_record()["access_token"], self.feishu.current_token())
+                self.assertEqual([c["method"] for c in self.gitee.commits], ["POST"])
+                self.remember_tokens()
+        # Same token again: an identical file, so no empty commit.
+        self.assertEqual(self.once().returncode, 0)
+        self.assertEqual(len(self.gitee.commits), 1)
+        # A new token: PUT with the sha.
+        self.feishu.control({"advance": 5500})
+        self.assertEqual(self.once().returncode, 0)
+        self.assertEqual([c["method"] for c in self.gitee.commits], ["POST", "PUT"])
+        self.assertEqual(self.file_record()["access_token"], self.feishu.current_token())
+
+    def test_stale_sha_reread_once(self):
+        self.gitee.control({"repo": "tokendist/tokens", "files": {"token.json": "{}"}})
+        for status in (400, 409):
+            self.gitee.control({"stale_sha": 1, "sha_conflict_status": status})
+            self.feishu.control({"advance": 5500})
+            r = self.once()
+            self.assertEqual(r.returncode, 0, r.stderr)
+            self.assertEqual(self.file_record()["access_token"], self.feishu.current_token())
+        # Stale twice in a row: give up with a clear error.
+        self.gitee.control({"stale_sha": 2})
+        self.feishu.control({"advance": 5500})
+        r = self.once()
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("在写入时被他人修改", r.stderr)
+
+    def test_auth_errors(self):
+        self.gitee.control({"tokens": ["some-other-token"]})
+        r = self.once()
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("❌ Gitee上传失败: Gitee 访问令牌无效 (401", r.stderr)
+        self.gitee.control({"tokens": [harness_gitee_token()], "forbidden": True})
+        r = self.once()
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("Gitee 拒绝访问 tokendist/tokens (403: Forbidden)", r.stderr)
+        r = self.once(GITEE_REPO="nope")
+        self.assertEqual(r.returncode, 1)
+        self.gitee.control({"forbidden": False})
+        r = self.once(GITEE_REPO="nope")
+        self.assertIn("Gitee 上找不到 tokendist/nope:token.json (404", r.stderr)
+
+    def test_one_sink_down_other_gets_it(self):
+        self.start_endpoint()
+        self.gitee.control({"forbidden": True})
+        r = self.once()
+        self.assertEqual(r.returncode, 0, r.stderr)       # the endpoint got it
+        self.assertEqual(self.served()["access_token"], self.feishu.current_token())
+        self.assertIn("❌ Gitee上传失败", r.stderr)
+
+    def test_no_sink_reached(self):
+        self.start_endpoint()
+        self.gitee.control({"forbidden": True})
+        r = self.once(TENCENT_CLOUD_API_KEY="wrong-push-key-0000001")
+        self.secrets.append("wrong-push-key-0000001")
+        self.assertEqual(r.returncode, 1)
+        errors = [m for m in self.log_messages(r.stderr) if m.startswith("❌")]
+        self.assertTrue(any("腾讯云函数返回错误" in m for m in errors), errors)
+        self.assertTrue(any("Gitee上传失败" in m for m in errors), errors)
+        self.assertIn("token 未能分发到任何目标", r.stderr)
+        self.assertIsNone(self.served())
+        self.assertIsNone(self.gitee.file_text("token.json", repo="tokendist/tokens"))
+
+
+def harness_gitee_token():
+    from gitee import DEFAULT_TOKEN
+    return DEFAULT_TOKEN
+
+
+class RefreshDaemon(FeishuEnv, harness.TestCase):
+    """The schedule with short tokens: ttl 6 s, renew window 3 s."""
+
+    def setUp(self):
+        super().setUp()
+        self.start_feishu(ttl=6, renew_window=3)
+        self.start_endpoint()
+        self.procs = []
+
+    def daemon(self, **env):
+        e = dict(harness.os.environ)
+        e.update(self.feishu_env(FEISHU_RENEW_WINDOW=3, **env))
+        log = open(harness.os.path.join(self.tmp, "refresh-%d.log" % len(self.procs)), "w+")
+        p = subprocess.Popen([harness.BIN, "refresh"], env=e, stdout=log, stderr=log, text=True)
+        self.procs.append((p, log))
+        return p
+
+    def stop_daemon(self, p):
+        p.send_signal(signal.SIGTERM)
+        rc = p.wait(5)
+        for q, log in self.procs:
+            if q is p:
+                log.seek(0)
+                self.outputs.append(log.read())
+                return rc, self.outputs[-1]
+
+    def tearDown(self):
+        for p, log in self.procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+            log.close()
+        super().tearDown()
+
+    def test_fetches_only_inside_window(self):
+        p = self.daemon()
+        time.sleep(9.0)
+        rc, out = self.stop_daemon(p)
+        self.assertEqual(rc, 0)
+        self.assertIn("收到信号 SIGTERM", out)
+        times = self.fetch_times()
+        # First fetch at once, then one per token: every later fetch lands
+        # inside the window (gets a new token), none before it.
+        self.assertGreaterEqual(len(times), 3, out)
+        self.assertEqual(self.feishu.tokens_minted, len(times))
+        for a, b in zip(times, times[1:]):
+            self.assertGreaterEqual(b - a, 3.0)      # expire(6) - window(3)
+            self.assertLess(b - a, 5.0)              # plus 1 s and a small jitter
+        self.assertEqual(self.served()["access_token"], self.feishu.current_token())
+        self.assertEqual(len(self.feishu.sent), self.feishu.tokens_minted)
+
+    def test_retries_keep_previous_and_alert(self):
+        p = self.daemon(TOKENDIST_ALERT_BELOW=5)
+        self.wait_for(lambda: self.served(), what="first token")
+        first = self.served()
+        # Feishu fails from now on: retries with backoff, previous token stays.
+        self.feishu.control({"fail": "500", "path": "/open-apis/auth/"})
+        posts = self.token_posts()
+        n0 = len(self.fetch_times())
+        self.wait_for(lambda: any("刷新失败" in t for t in self.feishu.sent_texts), timeout=10,
+                      what="alert notice")
+        served = self.served()
+        if served:      # until it expires, the previous one is still served
+            self.assertEqual(served["access_token"], first["access_token"])
+        time.sleep(first["expire_timestamp"] - time.time() + 1.5)
+        self.assertIsNone(self.served())             # expired: nothing (never an expired push)
+        self.assertEqual(self.token_posts(), posts)  # no push at all while failing
+        self.assertGreaterEqual(len(self.fetch_times()) - n0, 3)   # retries happened
+        alert = [t for t in self.feishu.sent_texts if "刷新失败" in t]
+        self.assertEqual(len(alert), 1)              # once per incident
+        self.assertTrue(alert[0].startswith("⚠️ 客户端 Access Token 刷新失败\n\n❌ 已连续失败 "))
+        self.assertIn("code 1500: internal error", alert[0])
+        # Recovery: a new token, the recovered note, the seed's notice.
+        self.feishu.control({"clear_faults": True})
+        self.wait_for(lambda: any("刷新已恢复" in t for t in self.feishu.sent_texts), timeout=6,
+                      what="recovery notice")
+        self.assertNotEqual(self.served()["access_token"], first["access_token"])
+        rc, out = self.stop_daemon(p)
+        self.assertEqual(rc, 0)
+        self.assertIn("✅ token 刷新已恢复", out)
+
+    def test_rate_limit_waits_reset(self):
+        self.feishu.control({"fail": "429", "reset_after": 3, "times": 1})
+        p = self.daemon(TOKENDIST_RETRY_MIN=1)
+        self.wait_for(lambda: self.served(), timeout=10, what="token after 429")
+        times = self.fetch_times()
+        self.assertGreaterEqual(times[1] - times[0], 3.0)    # x-ogw-ratelimit-reset honoured
+        rc, out = self.stop_daemon(p)
+        self.assertIn("code 99991400", out)
+
+
+if __name__ == "__main__":
+    unittest.main()
