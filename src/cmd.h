@@ -16,6 +16,7 @@ enum {
 };
 
 int td_cmd_serve(int argc, char **argv);
+int td_cmd_scf(int argc, char **argv);
 int td_cmd_get(int argc, char **argv);
 int td_cmd_files(int argc, char **argv);
 

@@ -18,6 +18,7 @@ static const command commands[] = {
     {"get", td_cmd_get, "print the current token (TOKEN=$(tokendist get)); --json for the whole record"},
     {"files", td_cmd_files, "list or download the files of a Feishu group chat with the tenant token"},
     {"refresh", td_cmd_refresh, "fetch the Feishu token and push it to every sink (--once: one cycle)"},
+    {"scf-runtime", td_cmd_scf, "serve events as a Tencent SCF event function (custom runtime bootstrap)"},
     {"check", td_cmd_check, "test the distribution endpoint the seed's way (connection, upload)"},
 };
 

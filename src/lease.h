@@ -1,0 +1,73 @@
+/*
+ * lease -- one holder across the fleet: of all instances sharing a store,
+ * at most one holds a named lease at a time (e.g. "refresh:default", so
+ * that exactly one instance fetches from Feishu).
+ *
+ * The lease lives in the store (td_store_lease): in Redis a key set with
+ * SET NX PX ttl, renewed by its owner, deleted with compare-and-delete.
+ * A store that one process owns (SQLite) has no lease op, and every lease
+ * is held.  When the holder dies, its key expires and another instance
+ * takes over within about ttl_ms.
+ *
+ * A lease is a hint that avoids duplicate work, not a lock that makes
+ * writes safe: a holder paused past its ttl may still write once, and
+ * put-if-newer makes such a stale write harmless.
+ *
+ * Typical use (the refresher):
+ *
+ *     td_lease *l;
+ *     td_lease_new(&l, store, "refresh:default", 30000, err, sizeof err);
+ *     td_lease_keep(l, err, sizeof err);      // renew/acquire in the background
+ *     ...
+ *     if (td_lease_held(l)) refresh_now();   // before each cycle: no wait
+ *     ...
+ *     td_lease_free(l);                       // stops, and releases if held
+ *
+ * Threads: every call may come from any thread.
+ */
+#ifndef TD_LEASE_H
+#define TD_LEASE_H
+
+#include "store.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct td_lease td_lease;
+
+#define TD_LEASE_TTL_MS 30000   /* a sensible default ttl */
+
+/* A lease named name (1-128 chars) in store, held for ttl_ms (>= 300) per
+ * acquisition or renewal.  The owner id is "host:pid:random", unique per
+ * td_lease.  Acquires nothing yet. */
+int td_lease_new(td_lease **out, td_store *store, const char *name, int64_t ttl_ms, char *err,
+                 size_t errlen);
+
+/* Stops the keeper, releases the lease if held, frees.  NULL-safe. */
+void td_lease_free(td_lease *l);
+
+/* Acquires the lease, or renews it when we hold it, now (one store round
+ * trip).  Returns 1 when we hold it, 0 when another instance does, or a
+ * negative TD_E* code (err filled) when the store could not be asked and
+ * our last hold has lapsed.  While the store is unreachable, a hold
+ * acquired earlier still counts until its ttl runs out: no other instance
+ * can have it before then. */
+int td_lease_hold(td_lease *l, char *err, size_t errlen);
+
+/* Starts a thread that calls td_lease_hold every ttl/3 while we hold the
+ * lease and every ttl/10 while another does, so that a holder stays holder
+ * between cycles and a waiter takes over within about 1.1 * ttl of the
+ * holder's death.  Logs when this instance gains or loses the lease. */
+int td_lease_keep(td_lease *l, char *err, size_t errlen);
+
+/* 1 when we hold the lease now, from the last td_lease_hold (by the keeper
+ * or a caller), without asking the store; else 0. */
+int td_lease_held(td_lease *l);
+
+/* Gives the lease up now (compare-and-delete: never someone else's). */
+void td_lease_release(td_lease *l);
+
+/* This instance's owner id, as stored in the lease key. */
+const char *td_lease_owner(const td_lease *l);
+
+#endif

@@ -1,0 +1,67 @@
+/*
+ * scf -- Tencent SCF event functions: the second front door to api.c.
+ *
+ * An event function with a custom runtime gets each HTTP request as an
+ * event JSON from SCF's runtime API and answers with an "integrated
+ * response".  Two event shapes arrive:
+ *   API Gateway trigger: httpMethod, path, headers, queryString, body,
+ *                        isBase64Encoded, requestContext {sourceIp, ...}
+ *   Function URL:        the same without requestContext (lower-case
+ *                        headers, the client in x-scf-remote-addr)
+ * Both become one td_api_req for td_api_handle, the handler behind the
+ * HTTP server too, so both front doors answer every request identically.
+ *
+ * The runtime API (http://$SCF_RUNTIME_API:$SCF_RUNTIME_API_PORT):
+ *   POST /runtime/init/ready            once, when ready for events
+ *   GET  /runtime/invocation/next       long poll: the next event
+ *   POST /runtime/invocation/response   the integrated response
+ *   POST /runtime/invocation/error      an event we cannot handle
+ *   POST /runtime/init/error            start-up failed
+ */
+#ifndef TD_SCF_H
+#define TD_SCF_H
+
+#include "api.h"
+
+#include <jansson.h>
+#include <stddef.h>
+
+#define TD_SCF_EVENT_MAX (6u << 20)     /* SCF's own limit on a request */
+
+/* One HTTP request carried by an event; req points into the rest. */
+typedef struct td_scf_req {
+    td_api_req req;
+    int head;                   /* HEAD: answer without a body, as HTTP does */
+    json_t *event;              /* owns the strings req points to */
+    char *path;                 /* percent-decoded, without the query */
+    char *body;                 /* decoded when isBase64Encoded */
+    size_t body_len;
+    char remote[64];
+} td_scf_req;
+
+/* Translates an event into a request.  TD_EINVAL with err saying why when
+ * the event is not an HTTP request we can read (not JSON, no httpMethod,
+ * a body that is not valid base64, ...). */
+int td_scf_parse_event(const char *json, size_t len, td_scf_req *out, char *err, size_t errlen);
+void td_scf_req_clear(td_scf_req *r);   /* NULL-safe, idempotent */
+
+/* The integrated response for resp, as JSON text (caller frees):
+ * {"isBase64Encoded": false, "statusCode": N, "headers": {...}, "body": "..."};
+ * a body that is not UTF-8 text goes base64 with isBase64Encoded true.
+ * head: send no body. */
+char *td_scf_response(const td_api_resp *resp, int head, size_t *len);
+
+/* Answers one event: TD_OK with the integrated response in *out (caller
+ * frees), or TD_EINVAL with err when the event is not a readable request. */
+int td_scf_handle(td_api *api, const char *event, size_t len, char **out, size_t *outlen,
+                  char *err, size_t errlen);
+
+/* Reports a failed start to POST /runtime/init/error (best effort). */
+void td_scf_init_error(const char *base_url, const char *msg);
+
+/* Reports ready, then answers events until the runtime API is gone (it
+ * failed to answer for a while).  base_url: "http://HOST:PORT".  Returns
+ * only on failure, with err saying what failed. */
+int td_scf_run(td_api *api, const char *base_url, char *err, size_t errlen);
+
+#endif

@@ -1,0 +1,260 @@
+"""Black-box tests of `tokendist scf-runtime`, the Tencent SCF event-function
+custom runtime, driven by the SCF runtime API double.
+
+Every request goes to a `tokendist serve` (HTTP) and, as an API Gateway event
+and as a Function URL event, to a `tokendist scf-runtime` with the same
+settings and its own store; the answers must be the same: one handler, two
+front doors."""
+import base64
+import json
+import os
+import subprocess
+import time
+import unittest
+
+from harness import BIN, TestCase, make_record, request
+from redisd import RedisServer
+from scf_runtime import InvocationError, ScfRuntimeDouble, apigw_event, function_url_event, http_response
+
+PUSH = "pk-scf-7c1d2e3f4a5b6c7d8e9f"
+TOKEN = "t-g1044scfRuntimeTokenAAAAAAAA"
+REDIS_PW = "redis-pw-5e6f7a8b9c0d"
+
+# The headers the handler decides; the transport's own (Date, Content-Length,
+# Connection) differ by nature.
+API_HEADERS = ("content-type", "access-control-allow-origin", "cache-control", "allow",
+               "www-authenticate", "retry-after", "access-control-allow-methods",
+               "access-control-allow-headers", "access-control-max-age")
+
+
+class Runtime:
+    """A `tokendist scf-runtime` process attached to a runtime API double."""
+
+    def __init__(self, test, store, args=(), env=None):
+        self.double = ScfRuntimeDouble().start()
+        self.log_path = os.path.join(test.tmp, "scf-runtime-%d.log" % self.double.port)
+        e = dict(os.environ)
+        e.update(self.double.runtime_env())
+        e.update(env or {})
+        self.logf = open(self.log_path, "ab")
+        self.proc = subprocess.Popen([BIN, "scf-runtime", "--store", store] + list(args),
+                                     cwd=test.tmp, env=e, stdout=self.logf, stderr=self.logf)
+        if not self.double.wait_ready(10):
+            raise AssertionError("scf-runtime never posted /runtime/init/ready:\n" + self.log())
+
+    def invoke(self, event, timeout=10):
+        return self.double.invoke(event, timeout)
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.logf.close()
+        self.double.stop()
+
+    def log(self):
+        with open(self.log_path, encoding="utf-8", errors="replace") as f:
+            return f.read()
+
+
+class ScfTestCase(TestCase):
+    def setUp(self):
+        super().setUp()
+        self.secrets += [PUSH, TOKEN, REDIS_PW]
+        self.runtimes = []
+
+    def runtime(self, store, args=(), env=None):
+        rt = Runtime(self, store, args, env)
+        self.runtimes.append(rt)
+        return rt
+
+    def tearDown(self):
+        for rt in self.runtimes:
+            rt.stop()
+            self.outputs.append(rt.log())
+        super().tearDown()
+
+
+class ScfParityTest(ScfTestCase):
+    """The HTTP server and both event shapes answer alike, for every status
+    the server has."""
+
+    def start_pair(self, http_store, scf_store):
+        args = ["--push-key", PUSH]
+        self.http = self.server(args, store=http_store).start()
+        self.rt = self.runtime(scf_store, args)
+
+    def both(self, method, path, body=None, headers=None, base64_body=False, query=None,
+             compare_body=True):
+        """Sends one request to the HTTP server and as both event shapes to
+        the runtime; asserts the three answers agree; returns the HTTP one."""
+        raw = body
+        if body is not None and not isinstance(body, (bytes, str)):
+            raw = json.dumps(body)
+        if isinstance(raw, str):
+            raw = raw.encode("utf-8")
+        h = dict(headers or {})
+        qs = "?" + "&".join("%s=%s" % kv for kv in query.items()) if query else ""
+        want = request(self.http.port, method, path + qs, body=raw, headers=h)
+        what = "%s %s %s" % (method, path, h)
+
+        events = [
+            ("apigw", apigw_event(method, path, headers=h, query=query, body=raw,
+                                  is_base64=base64_body), False),
+            ("function-url", function_url_event(method, path, headers=h, query=query,
+                                                body=raw.decode("utf-8") if raw else None), True),
+        ]
+        for kind, event, fu in events:
+            status, got_headers, got_body = http_response(self.rt.invoke(event), function_url=fu)
+            got_headers = {k.lower(): v for k, v in got_headers.items()}
+            self.assertEqual(status, want.status, "%s: %s" % (kind, what))
+            self.assertEqual({k: got_headers.get(k) for k in API_HEADERS},
+                             {k: want.headers.get(k) for k in API_HEADERS}, "%s: %s" % (kind, what))
+            self.assertIn("date", got_headers)
+            if compare_body:
+                self.assertEqual(got_body, want.body, "%s: %s" % (kind, what))
+        return want
+
+    def test_every_status_alike(self):
+        tmp = self.tmp
+        self.start_pair("sqlite:" + os.path.join(tmp, "http.db"),
+                        "sqlite:" + os.path.join(tmp, "scf.db"))
+        key = {"Authorization": "Bearer " + PUSH}
+        rec = make_record(TOKEN)
+        seen = set()
+
+        def both(*a, **kw):
+            r = self.both(*a, **kw)
+            seen.add(r.status)
+            return r
+
+        self.assertEqual(both("GET", "/get-token").status, 404)                 # nothing stored
+        self.assertEqual(both("GET", "/nowhere").status, 404)
+        self.assertEqual(both("POST", "/get-token", rec).status, 401)           # no key
+        self.assertEqual(both("POST", "/get-token", rec,
+                              {"X-Api-Key": "wrong-key-123456"}).status, 403)
+        self.assertEqual(both("POST", "/get-token", "{not json", key).status, 400)
+        self.assertEqual(both("POST", "/get-token", {"access_token": TOKEN}, key).status, 400)
+        self.assertEqual(both("POST", "/get-token", "", key).status, 400)
+        self.assertEqual(both("POST", "/get-token", rec,
+                              dict(key, **{"Content-Type": "multipart/form-data"})).status, 415)
+        self.assertEqual(both("POST", "/get-token", "x" * 70000, key).status, 413)
+        self.assertEqual(both("POST", "/get-token", rec, key).status, 200)      # stored
+        self.assertEqual(both("POST", "/get-token", rec, key).status, 200)      # exact re-send
+        older = make_record("t-older00000000000000000000", generated=rec["generated_timestamp"] - 60)
+        self.assertEqual(both("POST", "/get-token", older, key).status, 409)
+        r = both("GET", "/get-token", query={"a": "1"})
+        self.assertEqual((r.status, r.json()["access_token"]), (200, TOKEN))
+        self.assertEqual(both("GET", "/release/get-token").status, 200)
+        self.assertEqual(both("GET", "/v1/tokens/default").status, 200)
+        self.assertEqual(both("GET", "/v1/tokens/defaul%74").status, 200)      # %-decoded alike
+        self.assertEqual(both("HEAD", "/get-token").status, 200)
+        self.assertEqual(both("OPTIONS", "/get-token").status, 204)
+        self.assertEqual(both("DELETE", "/get-token").status, 405)
+        self.assertEqual(both("POST", "/healthz", "{}", key).status, 405)
+        self.assertEqual(both("GET", "/healthz").status, 200)
+        self.assertEqual(both("GET", "/readyz", compare_body=False).status, 200)
+        self.assertEqual(both("GET", "/metrics", compare_body=False).status, 200)
+        # Feishu rejected the current token, but nobody here refreshes.
+        self.assertEqual(both("POST", "/v1/tokens/default/invalid", {"access_token": TOKEN}).status, 501)
+        # A base64 body (API Gateway may deliver one) is the same record.
+        newer = make_record("t-newer00000000000000000000", generated=rec["generated_timestamp"] + 1)
+        self.assertEqual(both("POST", "/v1/tokens/b64", newer, key, base64_body=True).status, 200)
+        r = both("GET", "/v1/tokens/b64")
+        self.assertEqual(r.json()["access_token"], "t-newer00000000000000000000")
+        # Repeated wrong keys from one address: 429 from every front door.
+        for _ in range(12):
+            r = both("POST", "/get-token", rec, {"Authorization": "Bearer guess-000000000"})
+        self.assertEqual(r.status, 429)
+        self.assertTrue({200, 204, 400, 401, 403, 404, 405, 409, 413, 415, 429, 501} <= seen, seen)
+
+    def test_store_errors_alike(self):
+        """503 (store down) and 500 (store refuses the write), on Redis."""
+        redis = RedisServer(self.tmp, password=REDIS_PW).start()
+        self.addCleanup(redis.stop)
+        self.start_pair(redis.url(db=0, prefix="http:"), redis.url(db=0, prefix="scf:"))
+        key = {"Authorization": "Bearer " + PUSH}
+        rec = make_record(TOKEN)
+        self.assertEqual(self.both("POST", "/get-token", rec, key).status, 200)
+
+        # Out of memory: Redis refuses the write, not for a moment.
+        redis.cmd("CONFIG", "SET", "maxmemory", "1")
+        newer = make_record(TOKEN + "2", generated=rec["generated_timestamp"] + 1)
+        self.assertEqual(self.both("POST", "/get-token", newer, key).status, 500)
+        redis.cmd("CONFIG", "SET", "maxmemory", "0")
+
+        redis.kill9()
+        r = self.both("POST", "/get-token", newer, key)
+        self.assertEqual((r.status, r.headers.get("retry-after")), (503, "5"))
+        r = self.both("GET", "/readyz", compare_body=False)
+        self.assertEqual(r.status, 503)
+        self.assertIn("degraded", r.json()["store"])
+        r = self.both("GET", "/get-token")                                      # from memory
+        self.assertEqual((r.status, r.json()["access_token"]), (200, TOKEN))
+
+
+class ScfRuntimeTest(ScfTestCase):
+    def test_bad_events_are_invocation_errors(self):
+        rt = self.runtime("sqlite:" + os.path.join(self.tmp, "scf.db"), ["--push-key", PUSH])
+        cases = [
+            ("this is not json", "not JSON"),
+            ([1, 2, 3], "not a JSON object"),
+            ({"Type": "Timer", "TriggerName": "every-5m", "Time": "2024-01-15T14:30:00Z",
+              "Message": ""}, "timer"),
+            ({"httpMethod": "GET"}, "not an HTTP request"),
+            (dict(apigw_event("POST", "/get-token"), body="%%%%", isBase64Encoded=True),
+             "not base64"),
+        ]
+        for event, says in cases:
+            with self.assertRaises(InvocationError) as cm:
+                rt.invoke(event)
+            self.assertIn(says, cm.exception.body)
+        # Still serving after them.
+        status, _, body = http_response(rt.invoke(apigw_event("GET", "/healthz")))
+        self.assertEqual((status, json.loads(body)), (200, {"status": "ok"}))
+
+    def test_integrated_response_shape(self):
+        rt = self.runtime("sqlite:" + os.path.join(self.tmp, "scf.db"), ["--push-key", PUSH])
+        result = rt.invoke(apigw_event("GET", "/get-token"))
+        self.assertEqual(set(result), {"isBase64Encoded", "statusCode", "headers", "body"})
+        self.assertIs(result["isBase64Encoded"], False)
+        self.assertEqual(result["statusCode"], 404)
+        self.assertEqual(json.loads(result["body"]), {"error": "Token not found or expired"})
+        self.assertEqual(result["headers"]["Content-Type"], "application/json; charset=utf-8")
+        # The runtime waits for events however long SCF takes (no client timeout).
+        time.sleep(3)
+        self.assertEqual(rt.invoke(apigw_event("GET", "/healthz"))["statusCode"], 200)
+        self.assertIsNone(rt.proc.poll())
+
+    def test_start_failure_is_reported_to_scf(self):
+        d = ScfRuntimeDouble().start()
+        self.addCleanup(d.stop)
+        env = dict(os.environ, **d.runtime_env())
+        p = subprocess.run([BIN, "scf-runtime", "--store", "redis://127.0.0.1:1/0"], env=env,
+                           capture_output=True, text=True, timeout=30)
+        self.outputs.append(p.stdout + p.stderr)
+        self.assertEqual(p.returncode, 1)
+        self.assertIn("cannot connect to Redis", d.init_error or "")
+        self.assertFalse(d.init_ready)
+
+    def test_outside_scf_says_so(self):
+        env = {k: v for k, v in os.environ.items() if not k.startswith("SCF_RUNTIME_API")}
+        p = subprocess.run([BIN, "scf-runtime"], env=env, capture_output=True, text=True, timeout=30)
+        self.outputs.append(p.stdout + p.stderr)
+        self.assertEqual(p.returncode, 2)
+        self.assertIn("SCF_RUNTIME_API", p.stderr)
+        self.assertIn("tokendist serve", p.stderr)
+
+    def test_runtime_api_gone_exits(self):
+        rt = self.runtime("sqlite:" + os.path.join(self.tmp, "scf.db"))
+        rt.double.stop()
+        self.assertEqual(rt.proc.wait(60), 1)
+        self.assertIn("SCF 运行时 API 不可用", rt.log())
+
+
+if __name__ == "__main__":
+    unittest.main()
