@@ -258,8 +258,11 @@ static int cycle(td_refresher *r, int forced, int64_t *next_ms, char *err, size_
     }
     if (!ok) {
         rc = TD_EUNAVAIL;
-        snprintf(why, sizeof why, "%s", err);
-        snprintf(err, errlen, "token 未能分发到任何目标 (%s)", why);
+        /* One sink: its own (the seed's) words; several: say none took it. */
+        if (failed > 1) {
+            snprintf(why, sizeof why, "%s", err);
+            snprintf(err, errlen, "token 未能分发到任何目标 (%s)", why);
+        }
         if (same) r->cur = rec, rec = NULL; /* it is still what the sinks had */
         goto fail;
     }

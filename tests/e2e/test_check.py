@@ -1,0 +1,71 @@
+"""`tokendist check`: the seed's 测试方法 report, line for line, against a
+real `tokendist serve` and the Feishu double; ❌ lines and a non-zero exit
+when a step fails."""
+import unittest
+
+import harness
+from feishu_env import PUSH_KEY, FeishuEnv
+
+HEAD = ["", "🚀 腾讯云函数Token分发功能测试", "", "1. 测试腾讯云函数API连接"]
+
+
+class Check(FeishuEnv, harness.TestCase):
+    def setUp(self):
+        super().setUp()
+        self.start_feishu()
+        self.start_endpoint()
+
+    def check(self, **env):
+        return self.cli("check", env=self.feishu_env(**env))
+
+    def test_all_pass_seed_report(self):
+        r = self.check()
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        self.assertEqual(r.stdout.split("\n"), HEAD + [
+            "✅ 腾讯云函数API连接成功", "", "2. 测试腾讯云函数token上传功能",
+            "✅ 腾讯云函数token上传测试成功", "",
+            "🎉 所有测试通过！腾讯云函数token分发功能正常", ""])
+        msgs = self.log_messages(r.stderr)
+        self.assertEqual(msgs[:2], ["腾讯云函数 Token分发功能已启用", "API地址: " + self.endpoint_url()])
+        i = msgs.index("正在上传token到腾讯云函数...")
+        self.assertEqual(msgs[i + 1], "Token已成功分发到腾讯云函数")
+        self.assertEqual(self.served()["access_token"], self.feishu.current_token())
+        self.assertEqual(self.feishu.sent, [])          # a check does not post to the group
+        # Again, now that a token is stored (200 instead of our 404).
+        self.assertEqual(self.check().returncode, 0)
+
+    def test_wrong_path_is_seed_404(self):
+        r = self.check(TENCENT_CLOUD_API_URL=self.endpoint_url("/release/nope"))
+        self.assertEqual(r.returncode, 1)
+        out = r.stdout.split("\n")
+        self.assertEqual(out[:5], HEAD + ["❌ 腾讯云函数HTTP错误: 404"])
+        self.assertIn("❌ 腾讯云函数token上传测试失败: 腾讯云函数HTTP错误: 404", out)
+        self.assertNotIn("🎉", r.stdout)
+
+    def test_wrong_key_seed_message(self):
+        r = self.check(TENCENT_CLOUD_API_KEY="wrong-key-for-check-001")
+        self.secrets.append("wrong-key-for-check-001")
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("✅ 腾讯云函数API连接成功", r.stdout)
+        self.assertIn("❌ 腾讯云函数token上传测试失败: 腾讯云函数返回错误: 权限不足: 写入密钥无效",
+                      r.stdout)
+
+    def test_unreachable_and_no_credentials(self):
+        port = harness.free_port()
+        r = self.check(TENCENT_CLOUD_API_URL="http://127.0.0.1:%d/release/get-token" % port,
+                       FEISHU_APP_ID="")
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("❌ 腾讯云函数API连接失败", r.stdout)
+        self.assertIn("❌ 未配置飞书应用凭证: 请设置 FEISHU_APP_ID 和 FEISHU_APP_SECRET", r.stdout)
+
+    def test_not_configured(self):
+        r = self.check(TENCENT_CLOUD_API_URL="")
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("TENCENT_CLOUD_API_URL", r.stdout)
+        r = self.check(TENCENT_CLOUD_ENABLED="false")
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("未启用", r.stdout)
+
+
+if __name__ == "__main__":
+    unittest.main()

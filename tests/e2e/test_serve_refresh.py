@@ -1,0 +1,107 @@
+"""`tokendist serve` with Feishu credentials: the refresher inside the
+server writes straight into its own store, renews on Feishu's schedule, and
+POST /v1/tokens/NAME/invalid makes exactly one forced refresh for many
+reports of the current token."""
+import threading
+import time
+import unittest
+
+import harness
+from feishu_env import CHAT, PUSH_KEY, FeishuEnv, assert_updated_notice
+
+
+class ServeRefresh(FeishuEnv, harness.TestCase):
+    def start_serve(self, **env):
+        s = self.server(env={"TOKENDIST_PUSH_KEYS": PUSH_KEY, **self.feishu_env(**env)})
+        return s.start()
+
+    def test_serves_own_token_and_renews(self):
+        self.start_feishu(ttl=6, renew_window=3)
+        s = self.start_serve(FEISHU_RENEW_WINDOW=3, TOKENDIST_PUBLIC_URL="https://tokens.example/get-token")
+        first = self.wait_for(lambda: self.served(s), what="first token")
+        self.assertEqual(first["access_token"], self.feishu.current_token())
+        self.assertEqual(first["platform"], "腾讯云函数")
+        second = self.wait_for(lambda: (self.served(s) or {}).get("access_token") not in
+                               (None, first["access_token"]) and self.served(s), timeout=8,
+                               what="renewed token")
+        self.assertEqual(second["access_token"], self.feishu.current_token())
+        self.assertEqual(self.feishu.tokens_minted, len(self.fetch_times()))  # never too early
+        self.assertGreaterEqual(len(self.feishu.sent), 2)
+        assert_updated_notice(self, self.feishu.sent_texts[0], "https://tokens.example/get-token")
+        log = s.log()
+        self.assertIn("飞书 token 刷新已启用", log)
+        self.assertIn("Token已写入本地存储 (default)", log)
+
+    def test_invalid_reports_force_exactly_one_refresh(self):
+        self.start_feishu()
+        s = self.start_serve()
+        rec = self.wait_for(lambda: self.served(s), what="first token")
+        self.wait_for(lambda: len(self.fetch_times()) == 1, what="first fetch")
+        results = []
+
+        def report():
+            r = s.post("/v1/tokens/default/invalid", {"access_token": rec["access_token"]})
+            results.append((r.status, r.json()))
+
+        threads = [threading.Thread(target=report) for _ in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        self.assertEqual({st for st, _ in results}, {202}, results)
+        self.assertTrue(all(b == {"success": True, "message": "refresh started"} for _, b in results))
+        self.wait_for(lambda: len(self.fetch_times()) == 2, timeout=5, what="forced fetch")
+        time.sleep(1.0)
+        # Many reports of one token -> one refresh, and rate-limited after it.
+        r = s.post("/v1/tokens/default/invalid", {"access_token": rec["access_token"]})
+        self.assertEqual(r.status, 202)
+        time.sleep(0.5)
+        self.assertEqual(len(self.fetch_times()), 2)
+        # Feishu answered with the same token (>= 30 min left): kept, said so.
+        self.assertEqual(self.served(s), rec)
+        self.assertIn("飞书返回了同一个 token", s.log())
+        self.assertIn("app_access_token 无法提前作废", s.log())
+        self.assertEqual(len(self.feishu.sent), 1)        # no news, no notice
+
+    def test_forced_refresh_inside_window_gets_new_token(self):
+        self.start_feishu()
+        s = self.start_serve()
+        rec = self.wait_for(lambda: self.served(s), what="first token")
+        self.feishu.control({"advance": 6000})           # Feishu would now renew
+        r = s.post("/v1/tokens/default/invalid", {"access_token": rec["access_token"]})
+        self.assertEqual(r.status, 202)
+        new = self.wait_for(lambda: (self.served(s) or {}).get("access_token") != rec["access_token"]
+                            and self.served(s), timeout=5, what="new token")
+        self.assertEqual(new["access_token"], self.feishu.current_token())
+        self.assertGreater(new["generated_timestamp"], rec["generated_timestamp"])
+        # A report of the old token now gets the current record back.
+        r = s.post("/v1/tokens/default/invalid", {"access_token": rec["access_token"]})
+        self.assertEqual(r.status, 200)
+        self.assertEqual(r.json()["access_token"], new["access_token"])
+
+    def test_also_pushes_to_other_sinks_and_survives_feishu_down(self):
+        self.start_feishu()
+        self.start_endpoint()
+        s = self.start_serve()
+        rec = self.wait_for(lambda: self.served(s), what="own token")
+        self.wait_for(lambda: self.served(), what="endpoint token")
+        self.assertEqual(self.served()["access_token"], rec["access_token"])
+        s.stop()
+        # A restart with Feishu refusing: the stored token is still served.
+        self.feishu.control({"fail": "503"})
+        s2 = self.start_serve()
+        time.sleep(1.5)
+        self.assertEqual(self.served(s2), rec)
+        self.assertIn("❌ token 刷新失败", s2.log())
+        self.assertEqual(len(self.feishu.sent), 1)        # restarts do not re-announce
+
+    def test_without_credentials_invalid_is_501(self):
+        self.start_feishu()
+        s = self.server(env={"TOKENDIST_PUSH_KEYS": PUSH_KEY}).start()
+        self.assertEqual(s.post("/release/get-token", harness.make_record(), key=PUSH_KEY).status, 200)
+        r = s.post("/v1/tokens/default/invalid", {"access_token": harness.make_record()["access_token"]})
+        self.assertEqual(r.status, 501)
+
+
+if __name__ == "__main__":
+    unittest.main()
