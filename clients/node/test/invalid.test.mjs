@@ -100,9 +100,10 @@ test('reportInvalid with the seed URL posts to /v1/tokens/default/invalid with t
 });
 
 test('reportInvalid → 202: the next get polls until the server has a different token', { skip: NEEDS_BIN }, async (t) => {
-  // The real server answers 202 only when it runs the Feishu refresher, which
-  // these tests do not configure; the proxy answers the one /invalid call the
-  // way the protocol describes and forwards everything else to the real server.
+  // The real 202 (server with its Feishu refresher) is covered in
+  // refresher.test.mjs. Here the proxy answers the one /invalid call with 202
+  // and the new token arrives by a push 700 ms later, to check the polling;
+  // everything else goes to the real server.
   const name = uniqueName();
   const a = makeRecord();
   await srv.push(a, name);

@@ -96,7 +96,7 @@ process.on('exit', () => {
 async function waitHealthy(url, proc, deadlineMs) {
   const end = Date.now() + deadlineMs;
   while (Date.now() < end) {
-    if (proc.exitCode !== null || proc.signalCode !== null) return false;
+    if (proc.exitCode !== null || proc.signalCode !== null || proc.pid === undefined) return false;
     try {
       const res = await fetch(`${url}/healthz`, { signal: AbortSignal.timeout(500) });
       await res.arrayBuffer();
@@ -113,7 +113,7 @@ async function waitHealthy(url, proc, deadlineMs) {
  * Start `tokendist serve` on a free port with a sqlite store in a temp dir.
  * Returns { url, pushKey, readKey, push(record, name), stop(), output() }.
  */
-export async function startServer({ readKey } = {}) {
+export async function startServer({ readKey, extraArgs = [] } = {}) {
   if (!fs.existsSync(BIN)) throw new Error(`tokendist binary not found at ${BIN}`);
   const { dir, cleanup } = tempDir();
   const pushKey = `push-${crypto.randomBytes(8).toString('hex')}`;
@@ -123,17 +123,26 @@ export async function startServer({ readKey } = {}) {
     const args = ['serve', '--listen', `127.0.0.1:${port}`, '--store', `sqlite:${path.join(dir, 't.db')}`,
       '--push-key', pushKey];
     if (readKey) args.push('--read-key', readKey);
+    args.push(...extraArgs);
     const proc = spawn(BIN, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env } });
     let out = '';
     proc.stdout.on('data', (d) => { out += d; });
     proc.stderr.on('data', (d) => { out += d; });
     live.add(proc);
-    const exited = new Promise((r) => proc.once('exit', (code, signal) => {
-      live.delete(proc);
-      r({ code, signal });
-    }));
+    let spawnError = null;
+    const exited = new Promise((r) => {
+      proc.once('exit', (code, signal) => {
+        live.delete(proc);
+        r({ code, signal });
+      });
+      proc.once('error', (e) => { // could not start (e.g. the binary is being rebuilt)
+        spawnError = e;
+        live.delete(proc);
+        r({ code: null, signal: null, error: e });
+      });
+    });
     const url = `http://127.0.0.1:${port}`;
-    if (await waitHealthy(url, proc, 10000)) {
+    if (await Promise.race([waitHealthy(url, proc, 10000), exited.then(() => false)])) {
       let stopped = null;
       const stop = async () => {
         if (!stopped) {
@@ -189,7 +198,11 @@ export async function startServer({ readKey } = {}) {
     }
     proc.kill('SIGKILL');
     await exited;
-    lastOutput = out;
+    lastOutput = spawnError ? `spawn failed: ${spawnError.code || spawnError.message}\n${out}` : out;
+    if (spawnError) {
+      await new Promise((r) => setTimeout(r, 1000)); // e.g. EACCES/ETXTBSY while it is being rebuilt
+      continue;
+    }
     if (!/in use|EADDRINUSE/i.test(out)) break;
   }
   cleanup();
@@ -308,5 +321,51 @@ export function captureLogger() {
     lines,
     logger: { debug: rec('debug'), info: rec('info'), warn: rec('warn'), error: rec('error') },
     leaks: (tokens) => lines.filter((l) => tokens.some((tk) => tk && l.includes(tk))),
+  };
+}
+
+/**
+ * A double of Feishu's token endpoint
+ *   POST /open-apis/auth/v3/app_access_token/internal  {app_id, app_secret}
+ * → {code: 0, msg: "ok", app_access_token, tenant_access_token, expire}.
+ * Every call mints a new token (as Feishu does inside its renewal window), so a
+ * forced refresh yields a different one. `issued` lists the tokens handed out.
+ */
+export async function startFeishu({ appId = 'cli_tokendist_test', appSecret = 'feishu-secret-for-tests' } = {}) {
+  const issued = [];
+  const server = http.createServer((req, res) => {
+    const chunks = [];
+    req.on('data', (c) => chunks.push(c));
+    req.on('end', () => {
+      const send = (obj) => {
+        res.writeHead(200, { 'content-type': 'application/json; charset=utf-8' });
+        res.end(JSON.stringify(obj));
+      };
+      if (req.method !== 'POST' || !/^\/open-apis\/auth\/v3\/(app|tenant)_access_token\/internal\/?$/.test(req.url)) {
+        res.writeHead(404, { 'content-type': 'application/json' });
+        return res.end('{"code":404,"msg":"404 page not found"}');
+      }
+      let body;
+      try {
+        body = JSON.parse(Buffer.concat(chunks).toString('utf8'));
+      } catch {
+        return send({ code: 9499, msg: 'Bad Request' });
+      }
+      if (body.app_id !== appId || body.app_secret !== appSecret) {
+        return send({ code: 10014, msg: 'app secret invalid' });
+      }
+      const token = newToken('t-fs');
+      issued.push(token);
+      return send({ code: 0, msg: 'ok', app_access_token: token, tenant_access_token: token, expire: 7200 });
+    });
+  });
+  const port = await listen(server);
+  return {
+    baseUrl: `http://127.0.0.1:${port}`,
+    appId,
+    appSecret,
+    issued,
+    args: ['--app-id', appId, '--app-secret', appSecret, '--feishu-base-url', `http://127.0.0.1:${port}`],
+    close: () => closeServer(server),
   };
 }
