@@ -6,7 +6,10 @@
 #include "clock.h"
 #include "cmd.h"
 #include "http.h"
+#include "lease.h"
 #include "log.h"
+#include "refresher.h"
+#include "sink.h"
 #include "store.h"
 #include "tokendist.h"
 
@@ -47,8 +50,62 @@ static int on_store_change(void *api, const char *name)
     return rc;
 }
 
+/* The refresher inside serve, when Feishu credentials are set: it writes
+ * straight into this server's store (and to any other enabled sink), and
+ * answers /v1/tokens/NAME/invalid.  Of several servers sharing a store,
+ * only the lease holder fetches; the others serve what it writes. */
+typedef struct serve_refresher {
+    td_sinks sinks;
+    td_lease *lease;
+    td_refresher *r;
+} serve_refresher;
+
+static int lease_held(void *lease)
+{
+    char err[256];
+    int rc = td_lease_hold(lease, err, sizeof err);
+
+    if (rc < 0) td_log("⚠️ 无法确认刷新租约，本轮不刷新: %s", err);
+    return rc == 1;
+}
+
+static int refresher_start(serve_refresher *s, const td_config *c, td_store *store, td_api *api)
+{
+    td_refresher_opts o;
+    char err[512], lease[160];
+
+    if (!c->feishu_app_id || !c->feishu_app_secret) {
+        td_log("未配置 FEISHU_APP_ID/FEISHU_APP_SECRET：只分发写入的 token，不自行刷新");
+        return TD_OK;
+    }
+    snprintf(lease, sizeof lease, "refresh:%s", c->name);
+    if (td_sinks_from_config(&s->sinks, c, api, err, sizeof err) != TD_OK ||
+        td_lease_new(&s->lease, store, lease, TD_LEASE_TTL_MS, err, sizeof err) != TD_OK ||
+        td_lease_keep(s->lease, err, sizeof err) != TD_OK)
+        goto fail;
+    td_refresher_opts_from_config(&o, c, &s->sinks);
+    o.may_refresh = lease_held, o.lease_ud = s->lease;
+    if (td_refresher_new(&s->r, &o, err, sizeof err) != TD_OK) goto fail;
+    td_sinks_log_enabled(&s->sinks);
+    td_api_set_invalid_hook(api, td_refresher_invalid_hook, s->r);
+    if (td_refresher_start(s->r, err, sizeof err) != TD_OK) goto fail;
+    td_log("飞书 token 刷新已启用 (应用 %s)", c->feishu_app_id);
+    return TD_OK;
+fail:
+    td_log("❌ 无法启动 token 刷新: %s", err);
+    return TD_ERR;
+}
+
+static void refresher_stop(serve_refresher *s)
+{
+    td_refresher_free(s->r);   /* joins its thread first */
+    td_lease_free(s->lease);   /* and only then gives the lease up */
+    s->r = NULL, s->lease = NULL;
+}
+
 int td_cmd_serve(int argc, char **argv)
 {
+    serve_refresher refresher = {0};
     td_config c;
     td_store *store = NULL;
     td_api *api = NULL;
@@ -87,6 +144,7 @@ int td_cmd_serve(int argc, char **argv)
         td_log("❌ 无法订阅存储的变更: %s", err);
         goto out;
     }
+    if (refresher_start(&refresher, &c, store, api) != TD_OK) goto out;
     {
         td_http_opts o = {
             .listen = c.listen, .conn_limit = (unsigned)c.conn_limit,
@@ -111,6 +169,7 @@ int td_cmd_serve(int argc, char **argv)
     ex = TD_EXIT_OK;
 out:
     td_http_stop(http);
+    refresher_stop(&refresher); /* after HTTP: the invalid hook points into it */
     if (store) td_store_watch(store, NULL, NULL, err, sizeof err); /* it calls into api */
     td_api_free(api);
     td_store_close(store);
