@@ -1,0 +1,98 @@
+"""A tiny reverse proxy for the client tests, in front of the real
+`tokendist serve`: it counts the requests that reach the server, can hold
+each one back (so concurrent clients overlap), can shift the `Date`
+header (a server whose clock is ahead or behind), and can answer in the
+server's place with an error status (a failing gateway).
+
+The proxy never logs: requests carry read keys and bodies carry tokens.
+"""
+import http.client
+import threading
+import time
+from email.utils import formatdate
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+HOP = {"connection", "keep-alive", "transfer-encoding", "date", "server", "content-length"}
+
+
+class Proxy:
+    def __init__(self, upstream_port, date_offset=0, delay=0.0):
+        self.upstream_port = upstream_port
+        self.date_offset = date_offset      # seconds added to the real time in Date
+        self.delay = delay                  # seconds each request waits before going on
+        self.fail_status = None             # answer this status instead of forwarding
+        self.lock = threading.Lock()
+        self.requests = []                  # (method, path)
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *a):
+                pass
+
+            def _any(self):
+                n = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(n) if n else None
+                with proxy.lock:
+                    proxy.requests.append((self.command, self.path))
+                if proxy.delay:
+                    time.sleep(proxy.delay)
+                if proxy.fail_status:
+                    out = b"<html><body><h1>Internal Server Error</h1></body></html>"
+                    self.send_response(proxy.fail_status)
+                    self.send_header("Content-Type", "text/html")
+                    self.send_header("Content-Length", str(len(out)))
+                    self.end_headers()
+                    self.wfile.write(out)
+                    return
+                conn = http.client.HTTPConnection("127.0.0.1", proxy.upstream_port, timeout=10)
+                try:
+                    hdrs = {k: v for k, v in self.headers.items() if k.lower() not in HOP}
+                    try:
+                        conn.request(self.command, self.path, body=body, headers=hdrs)
+                        r = conn.getresponse()
+                        out = r.read()
+                    except OSError:     # the server is down: a gateway says 502
+                        self.send_response(502)
+                        self.send_header("Content-Length", "0")
+                        self.end_headers()
+                        return
+                    self.send_response(r.status)
+                    for k, v in r.getheaders():
+                        if k.lower() not in HOP:
+                            self.send_header(k, v)
+                    self.send_header("Content-Length", str(len(out)))
+                    self.end_headers()
+                    self.wfile.write(out)
+                finally:
+                    conn.close()
+
+            do_GET = do_POST = _any
+
+        # send_response adds its own Date; ours must be the only one.
+        Handler.date_time_string = lambda self, timestamp=None: formatdate(
+            time.time() + proxy.date_offset, usegmt=True)
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+
+    def start(self):
+        self.thread.start()
+        return self
+
+    def stop(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+    @property
+    def port(self):
+        return self.httpd.server_address[1]
+
+    def url(self, path="/release/get-token"):
+        return "http://127.0.0.1:%d%s" % (self.port, path)
+
+    def count(self, method=None, prefix=""):
+        with self.lock:
+            return sum(1 for m, p in self.requests
+                       if (method is None or m == method) and p.startswith(prefix))

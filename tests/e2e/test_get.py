@@ -1,0 +1,145 @@
+"""`tokendist get` against the real server: stdout is only the token (or
+the record), failures print the seed's message and exit with a code that
+says what kind of failure it was."""
+import json
+import os
+import time
+import unittest
+
+import harness
+from proxy import Proxy
+
+PUSH_KEY = "push-key-for-get-tests-00001"
+READ_KEY = "read-key-for-get-tests-00001"
+TOKEN = "t-getcliAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"
+TENANT = "t-getcliTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTT"
+EXIT_NOTOKEN, EXIT_AUTH, EXIT_NETWORK = 3, 4, 5
+# No setting may come from the machine running the tests.
+CLEAN = {k: "" for k in ("TENCENT_CLOUD_API_URL", "TOKENDIST_URLS", "TOKENDIST_READ_KEY", "GITEE_OWNER",
+                         "GITEE_REPO", "TOKENDIST_CACHE_FILE", "TOKENDIST_ENV_FILE")}
+
+
+class GetTest(harness.TestCase):
+    def setUp(self):
+        super().setUp()
+        self.secrets += [PUSH_KEY, READ_KEY, TOKEN, TENANT]
+
+    def start(self, *args):
+        self.srv = self.server(["--push-key", PUSH_KEY, *args]).start()
+        self.url = "http://127.0.0.1:%d/release/get-token" % self.srv.port
+        return self.srv
+
+    def push(self, ttl=7200, **extra):
+        r = self.srv.post("/release/get-token", harness.make_record(TOKEN, None, ttl, **extra), key=PUSH_KEY)
+        self.assertEqual(r.status, 200, r.body)
+
+    def get(self, *args, env=None, clean=CLEAN):
+        return self.cli("get", *args, env={**clean, **(env or {})})
+
+    def test_prints_only_the_token(self):
+        self.start()
+        self.push(tenant_access_token=TENANT)
+        r = self.get("--url", self.url)
+        self.assertEqual((r.returncode, r.stdout, r.stderr), (0, TOKEN + "\n", ""))
+        r = self.get("--url", self.url, "--field", "tenant_access_token")
+        self.assertEqual(r.stdout, TENANT + "\n")
+        # Stdout is a secret here: keep it out of the scanned outputs.
+        self.outputs = [o.replace(TOKEN, "").replace(TENANT, "") for o in self.outputs]
+
+    def test_json_prints_the_record(self):
+        self.start()
+        self.push()
+        r = self.get("--url", self.url, "--json")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        rec = json.loads(r.stdout)
+        self.assertEqual(rec["access_token"], TOKEN)
+        self.assertEqual(rec["platform"], "腾讯云函数")
+        self.outputs = []
+
+    def test_seed_environment_variable(self):
+        self.start()
+        self.push()
+        # TOKENDIST_URLS, even empty, would win over the seed's name.
+        clean = {k: v for k, v in CLEAN.items() if k != "TOKENDIST_URLS"}
+        if "TOKENDIST_URLS" in os.environ:
+            self.skipTest("TOKENDIST_URLS is set in this environment")
+        r = self.get(env={"TENCENT_CLOUD_API_URL": self.url}, clean=clean)
+        self.assertEqual((r.returncode, r.stdout), (0, TOKEN + "\n"))
+        self.outputs = []
+
+    def test_not_found_seed_message(self):
+        self.start()
+        r = self.get("--url", self.url)
+        self.assertEqual(r.returncode, EXIT_NOTOKEN)
+        self.assertEqual(r.stdout, "")
+        self.assertIn("❌ 腾讯云函数 token获取失败: Token not found or expired\n", r.stderr)
+
+    def test_http_500_seed_message(self):
+        self.start()
+        proxy = Proxy(self.srv.port).start()
+        self.addCleanup(proxy.stop)
+        proxy.fail_status = 500
+        r = self.get("--url", proxy.url())
+        self.assertEqual(r.returncode, EXIT_NETWORK)
+        self.assertIn("❌ 腾讯云函数 token获取失败: HTTP 500: Internal Server Error\n", r.stderr)
+        self.assertIn("TENCENT_CLOUD_API_URL", r.stderr)   # what to check next
+
+    def test_unreachable(self):
+        r = self.get("--url", "http://127.0.0.1:%d/release/get-token" % harness.free_port())
+        self.assertEqual(r.returncode, EXIT_NETWORK)
+        self.assertIn("❌ 腾讯云函数 token获取失败: 网络错误: ", r.stderr)
+
+    def test_read_key(self):
+        self.start("--read-key", READ_KEY)
+        self.push()
+        r = self.get("--url", self.url)
+        self.assertEqual(r.returncode, EXIT_AUTH)
+        self.assertIn("❌ 腾讯云函数 token获取失败: HTTP 401", r.stderr)
+        self.assertIn("--key", r.stderr)
+        r = self.get("--url", self.url, "--key", "wrong-key-0000000000000")
+        self.assertEqual(r.returncode, EXIT_AUTH)
+        r = self.get("--url", self.url, env={"TOKENDIST_READ_KEY": READ_KEY})
+        self.assertEqual((r.returncode, r.stdout), (0, TOKEN + "\n"))
+        self.outputs = [o.replace(TOKEN, "") for o in self.outputs]
+
+    def test_min_remaining(self):
+        self.start()
+        self.push(ttl=600)
+        r = self.get("--url", self.url, "--min-remaining", "900")
+        self.assertEqual(r.returncode, EXIT_NOTOKEN)
+        self.assertRegex(r.stderr, r"❌ 腾讯云函数 token获取失败: token即将过期 \(剩余 \d+ 秒，要求至少 900 秒\)")
+        r = self.get("--url", self.url)
+        self.assertEqual(r.returncode, 0)
+        self.outputs = [o.replace(TOKEN, "") for o in self.outputs]
+
+    def test_cache_file_when_server_down(self):
+        self.start()
+        self.push()
+        cache = os.path.join(self.tmp, "cache.json")
+        self.assertEqual(self.get("--url", self.url, "--cache", cache).returncode, 0)
+        self.srv.stop()
+        r = self.get("--url", self.url, "--cache", cache)
+        self.assertEqual((r.returncode, r.stdout), (0, TOKEN + "\n"))
+        self.outputs = [o.replace(TOKEN, "") for o in self.outputs]
+
+    def test_usage_errors(self):
+        r = self.get()
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("no token source", r.stderr)
+        self.assertIn("--url", r.stderr)
+        r = self.get("--url", "http://127.0.0.1:1/x", "--field", "refresh_token")
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("--field must be access_token or tenant_access_token", r.stderr)
+        r = self.get("--url", "ftp://example.com/token")
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("must start with http:// or https://", r.stderr)
+
+    def test_help_lists_exit_codes(self):
+        r = self.get("--help")
+        self.assertEqual(r.returncode, 0)
+        self.assertIn("--min-remaining", r.stdout)
+        self.assertIn("Exit codes:", r.stdout)
+
+
+if __name__ == "__main__":
+    unittest.main()
