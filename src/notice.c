@@ -138,12 +138,12 @@ static int send_webhook(const td_notice *n, const char *text, char *err, size_t 
             /* why starts with the webhook URL, which is itself a credential. */
             const char *tail = strncmp(why, n->webhook_url, strlen(n->webhook_url))
                                    ? ": request failed" : why + strlen(n->webhook_url);
-            snprintf(err, errlen, "飞书机器人 webhook 发送失败%s", tail);
+            snprintf(err, errlen, "飞书机器人 webhook 发送失败%.400s", tail);
             goto out;
         }
     }
     if ((rc = td_feishu_result(&resp, NULL, why, sizeof why)) != TD_OK)
-        snprintf(err, errlen, "飞书机器人 webhook 发送失败: %s", why);
+        snprintf(err, errlen, "飞书机器人 webhook 发送失败: %.400s", why);
 out:
     json_decref(req);
     free(body);
