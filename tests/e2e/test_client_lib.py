@@ -253,5 +253,37 @@ class ClientLibTest(harness.TestCase):
         self.assertEqual(self.proxy.count("POST", "/v1/tokens/default/invalid"), 1)
 
 
+class ReportWithRefresherTest(harness.TestCase):
+    """Against a server that runs the refresher (Feishu double): many
+    clients report the same token, the server refreshes exactly once, and
+    the clients move to the new token."""
+
+    def test_many_reporters_one_forced_refresh(self):
+        from feishu import DEFAULT_APP_ID, DEFAULT_APP_SECRET, FeishuDouble
+        feishu = FeishuDouble().start()
+        self.addCleanup(feishu.stop)
+        feishu.control({"renew_window": 7300})      # every fetch mints a new token
+        self.secrets += [PUSH_KEY, DEFAULT_APP_SECRET]
+        srv = self.server(env={"TOKENDIST_PUSH_KEYS": PUSH_KEY, "FEISHU_APP_ID": DEFAULT_APP_ID,
+                               "FEISHU_APP_SECRET": DEFAULT_APP_SECRET, "FEISHU_BASE_URL": feishu.url,
+                               "TENCENT_CLOUD_ENABLED": "false"}).start()
+        url = "http://127.0.0.1:%d/v1/tokens/default" % srv.port
+        deadline = time.time() + 10
+        while srv.get("/release/get-token").status != 200 and time.time() < deadline:
+            time.sleep(0.1)
+        try:
+            drivers = [Driver(self, "--url", url) for _ in range(3)]
+            first = [d.cmd("get tenant") for d in drivers]
+            self.assertEqual(len({f["token_hash"] for f in first}), 1, first)
+            fetches = feishu.state()["token_fetches"]
+            reports = [d.cmd("report_burst 8") for d in drivers]
+            self.assertTrue(all(r["rc"] == 0 for rs in reports for r in rs), reports)
+            after = [d.cmd("get tenant") for d in drivers]
+            self.assertTrue(all(a["rc"] == 0 and a["token_hash"] != first[0]["token_hash"] for a in after), after)
+            self.assertEqual(feishu.state()["token_fetches"], fetches + 1)
+        finally:
+            self.secrets += [t["token"] for t in feishu.state()["tokens"]]
+
+
 if __name__ == "__main__":
     unittest.main()
