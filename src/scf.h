@@ -41,7 +41,8 @@ typedef struct td_scf_req {
 
 /* Translates an event into a request.  TD_EINVAL with err saying why when
  * the event is not an HTTP request we can read (not JSON, no httpMethod,
- * a body that is not valid base64, ...). */
+ * a body that is not valid base64, ...), TD_ETOOBIG over
+ * TD_SCF_EVENT_MAX. */
 int td_scf_parse_event(const char *json, size_t len, td_scf_req *out, char *err, size_t errlen);
 void td_scf_req_clear(td_scf_req *r);   /* NULL-safe, idempotent */
 
@@ -52,7 +53,7 @@ void td_scf_req_clear(td_scf_req *r);   /* NULL-safe, idempotent */
 char *td_scf_response(const td_api_resp *resp, int head, size_t *len);
 
 /* Answers one event: TD_OK with the integrated response in *out (caller
- * frees), or TD_EINVAL with err when the event is not a readable request. */
+ * frees), or the td_scf_parse_event failure with err. */
 int td_scf_handle(td_api *api, const char *event, size_t len, char **out, size_t *outlen,
                   char *err, size_t errlen);
 
