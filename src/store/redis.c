@@ -338,7 +338,7 @@ static void mark_down(rd_store *q, const char *why)
 {
     if (!q->down_since) {
         q->down_since = (int64_t)time(NULL);
-        snprintf(q->down_why, sizeof q->down_why, "%s", why);
+        snprintf(q->down_why, sizeof q->down_why, "%.250s", why);
         td_log("❌ Redis 连接断开 (%s): %s；GET 继续由内存中的 token 应答，POST 返回 503，正在重连",
                q->where, why);
         wake_keeper(q);
@@ -431,7 +431,7 @@ static int sub_connect(rd_store *q, redisContext **out, char *err, size_t errlen
 
     if (!c) return rc;
     if (!(r = redisCommand(c, "SUBSCRIBE %s", q->channel)) || r->type != REDIS_REPLY_ARRAY) {
-        snprintf(err, errlen, "Redis at %s: cannot subscribe: %s", q->where,
+        snprintf(err, errlen, "Redis at %s: cannot subscribe: %.150s", q->where,
                  r && r->type == REDIS_REPLY_ERROR ? r->str : c->errstr);
         if (r) freeReplyObject(r);
         redisFree(c);
@@ -514,7 +514,7 @@ static void *keeper_main(void *arg)
     rd_store *q = arg;
     redisContext *sub = NULL;
     int backoff = 0;
-    char err[256];
+    char err[512];
 
     while (!stopping(q)) {
         int lost = 0, resync, failed = 0;
@@ -571,7 +571,7 @@ static void *keeper_main(void *arg)
         backoff = backoff ? (backoff * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : backoff * 2)
                           : BACKOFF_MIN_MS;
         pthread_mutex_lock(&q->lock);
-        if (q->down_since) snprintf(q->down_why, sizeof q->down_why, "%s", err);
+        if (q->down_since) snprintf(q->down_why, sizeof q->down_why, "%.250s", err);
         pthread_mutex_unlock(&q->lock);
         wait_wake(q, backoff);
     }

@@ -8,6 +8,7 @@ import threading
 import time
 import unittest
 
+from feishu_env import PUSH_KEY as FEISHU_PUSH, FeishuEnv
 from harness import TestCase, make_record
 from redisd import RedisServer, SharedRedis
 
@@ -184,6 +185,80 @@ class RedisOutageTest(RedisTestCase):
                      cwd=self.tmp, timeout=30)
         self.assertEqual(r.returncode, 1)
         self.assertIn("refused the credentials", r.stderr)
+
+
+class OneRefresherTest(FeishuEnv, RedisTestCase):
+    """Two servers with Feishu credentials share Redis: the lease lets one
+    fetch per cycle; when it goes, the other takes over."""
+
+    def setUp(self):
+        super().setUp()
+        self.redis = SharedRedis(self.tmp)
+        self.addCleanup(self.redis.close)
+        # Tokens live 8 s and Feishu renews in the last 4: a cycle every ~4 s.
+        self.start_feishu(ttl=8, renew_window=4)
+        env = self.feishu_env(FEISHU_RENEW_WINDOW=4, TOKENDIST_PUSH_KEYS=FEISHU_PUSH)
+        self.pair = [self.server(store=self.redis.url(), env=env).start() for _ in range(2)]
+
+    def holder(self):
+        """(holder, other) once exactly one has logged that it holds the lease."""
+        held = [s for s in self.pair if "本实例持有租约 refresh:default" in s.log()]
+        if len(held) != 1:
+            return None
+        return held[0], [s for s in self.pair if s is not held[0]][0]
+
+    def served_by_both(self, token):
+        return all((self.served(s) or {}).get("access_token") == token for s in self.pair)
+
+    def assert_one_fetch_per_cycle(self, since=0):
+        times = sorted(t for t in self.fetch_times() if t >= since)
+        gaps = [b - a for a, b in zip(times, times[1:])]
+        self.assertTrue(all(g > 2 for g in gaps), "fetches too close together: %s" % gaps)
+        self.assertEqual(self.feishu.tokens_minted, len(self.fetch_times()))  # none too early
+
+    def test_one_fetches_and_the_other_takes_over_on_exit(self):
+        holder, other = self.wait_for(self.holder, what="a lease holder")
+        self.assertIn("租约 refresh:default 由其他实例持有", other.log())
+        # Three cycles: each fetched once, by the holder, served by both.
+        for _ in range(3):
+            n = len(self.fetch_times())
+            self.wait_for(lambda: len(self.fetch_times()) > n, timeout=10, what="next cycle")
+            self.wait_for(lambda: self.served_by_both(self.feishu.current_token()), timeout=5,
+                          what="both serving the new token")
+        self.assert_one_fetch_per_cycle()
+        self.assertNotIn("下次刷新", other.log())
+        self.assertIn("下次刷新", holder.log())
+
+        # A clean stop releases the lease (compare-and-delete): the other
+        # takes over without waiting for the ttl to run out.
+        stopped_at = time.time()
+        holder.stop()
+        self.wait_for(lambda: "本实例持有租约 refresh:default" in other.log(), timeout=10,
+                      what="takeover after release")
+        self.assertLess(time.time() - stopped_at, 10)
+        n = len(self.fetch_times())
+        self.wait_for(lambda: len(self.fetch_times()) > n, timeout=25, what="a fetch by the new holder")
+        self.wait_for(lambda: (self.served(other) or {}).get("access_token") ==
+                      self.feishu.current_token(), timeout=5, what="new holder serving its token")
+        self.assertIn("下次刷新", other.log())
+
+    def test_holder_killed_lease_expires_and_other_takes_over(self):
+        holder, other = self.wait_for(self.holder, what="a lease holder")
+        self.wait_for(lambda: self.served_by_both(self.feishu.current_token()), timeout=10,
+                      what="both serving the first token")
+        holder.kill9()
+        killed_at = time.time()
+        # The key outlives its holder by at most the lease ttl (30 s); the
+        # other instance asks every 3 s, its refresher every 15 s.
+        self.wait_for(lambda: "本实例持有租约 refresh:default" in other.log(), timeout=40,
+                      what="lease taken over after the ttl")
+        took = time.time() - killed_at
+        self.assertLess(took, 30 * 1.1 + 1)
+        n = len(self.fetch_times())
+        self.wait_for(lambda: len(self.fetch_times()) > n, timeout=20, what="a fetch by the new holder")
+        self.wait_for(lambda: (self.served(other) or {}).get("access_token") ==
+                      self.feishu.current_token(), timeout=5, what="new holder serving its token")
+        self.assert_one_fetch_per_cycle(since=killed_at)
 
 
 if __name__ == "__main__":
