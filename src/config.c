@@ -449,7 +449,8 @@ int td_config_load(td_config *c, unsigned cmd, int argc, char **argv, char *err,
          * seed's TENCENT_CLOUD_API_URL). */
         for (int j = 0; j < 2; j++) {
             const char *v = e->env[j] ? getenv(e->env[j]) : NULL;
-            if (!v) continue;
+            /* An empty first name does not hide a set second one. */
+            if (!v || (!*v && j == 0 && e->env[1] && getenv(e->env[1]))) continue;
             if ((rc = set_value(c, e, v, e->env[j], 0, err, errlen)) != TD_OK) return rc;
             break;
         }

@@ -65,6 +65,26 @@ static void test_precedence_and_lists(void **state)
     unsetenv("TOKENDIST_PUSH_KEYS");
 }
 
+static void test_second_env_name(void **state)
+{
+    td_config c;
+    char err[256];
+    const char *argv[] = {"get", NULL};
+    (void)state;
+    setenv("TENCENT_CLOUD_API_URL", "http://seed/release/get-token", 1);
+    setenv("TOKENDIST_URLS", "", 1); /* set but empty: the seed's name still counts */
+    assert_int_equal(td_config_load(&c, TD_CMD_GET, 1, (char **)argv, err, sizeof err), TD_OK);
+    assert_int_equal(c.urls.n, 1);
+    assert_string_equal(c.urls.v[0], "http://seed/release/get-token");
+    td_config_free(&c);
+    setenv("TOKENDIST_URLS", "http://a,http://b", 1);
+    assert_int_equal(td_config_load(&c, TD_CMD_GET, 1, (char **)argv, err, sizeof err), TD_OK);
+    assert_int_equal(c.urls.n, 2);
+    td_config_free(&c);
+    unsetenv("TOKENDIST_URLS");
+    unsetenv("TENCENT_CLOUD_API_URL");
+}
+
 static void test_bools_ints_and_errors(void **state)
 {
     td_config c;
@@ -155,6 +175,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_defaults),
         cmocka_unit_test(test_precedence_and_lists),
+        cmocka_unit_test(test_second_env_name),
         cmocka_unit_test(test_bools_ints_and_errors),
         cmocka_unit_test(test_envfile_syntax),
         cmocka_unit_test(test_envfile_below_environment),
