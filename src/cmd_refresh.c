@@ -6,6 +6,7 @@
  */
 #include "cmd.h"
 #include "log.h"
+#include "notify.h"
 #include "refresher.h"
 #include "sink.h"
 #include "tokendist.h"
@@ -55,7 +56,9 @@ int td_cmd_refresh(int argc, char **argv)
         td_log("❌ %s", err);
         goto out;
     }
-    sigwait(&sigs, &sig);
+    td_notify_ready();
+    sig = td_notify_sigwait(&sigs);
+    td_notify_stopping();
     td_log("收到信号 %s，正在停止…", sig == SIGINT ? "SIGINT" : "SIGTERM");
     td_refresher_stop(r);
     td_log("已停止");

@@ -8,6 +8,7 @@
 #include "http.h"
 #include "lease.h"
 #include "log.h"
+#include "notify.h"
 #include "refresher.h"
 #include "sink.h"
 #include "store.h"
@@ -163,8 +164,10 @@ int td_cmd_serve(int argc, char **argv)
     if (c.push_keys.n == 0)
         td_log("⚠️ 未配置写入密钥 (TOKENDIST_PUSH_KEYS)：所有 POST 都会被拒绝");
 
-    while (sigwait(&sigs, &sig) == 0 && sig == SIGHUP)
+    td_notify_ready(); /* systemd: the socket listens */
+    while ((sig = td_notify_sigwait(&sigs)) == SIGHUP)
         ; /* HUP: nothing to reload yet; keep serving */
+    td_notify_stopping();
     td_log("收到信号 %s，正在停止…", sig == SIGINT ? "SIGINT" : "SIGTERM");
     ex = TD_EXIT_OK;
 out:
