@@ -88,11 +88,48 @@ static int take_token(json_t *o, const char *key, char *dst, size_t dlen, int re
     return TD_OK;
 }
 
+int td_feishu_parse_token(const td_httpc_resp *resp, td_feishu_token *out, char *err, size_t errlen)
+{
+    json_t *root = NULL;
+    char why[512];
+    int rc;
+
+    out->app_access_token[0] = out->tenant_access_token[0] = '\0';
+    out->expire = 0;
+    out->retry_after = -1;
+    if ((rc = td_feishu_result(resp, &root, why, sizeof why)) != TD_OK) {
+        if (rc == TD_ERATELIMIT) out->retry_after = td_httpc_retry_after(resp);
+        snprintf(err, errlen, "飞书 app_access_token 获取失败: %s", why);
+        goto out;
+    }
+    if ((rc = take_token(root, "app_access_token", out->app_access_token,
+                         sizeof out->app_access_token, 1, err, errlen)) != TD_OK)
+        goto out;
+    if ((rc = take_token(root, "tenant_access_token", out->tenant_access_token,
+                         sizeof out->tenant_access_token, 0, err, errlen)) != TD_OK)
+        goto out;
+    {
+        json_t *e = json_object_get(root, "expire");
+        /* Feishu's tokens live 2 h; a day is a generous sanity ceiling. */
+        if (!json_is_integer(e) || json_integer_value(e) <= 0 || json_integer_value(e) > 86400) {
+            snprintf(err, errlen, "Feishu answered code 0 with a missing or invalid \"expire\"");
+            rc = TD_EUPSTREAM;
+            goto out;
+        }
+        out->expire = (long)json_integer_value(e);
+    }
+    rc = TD_OK;
+out:
+    if (rc != TD_OK) out->app_access_token[0] = out->tenant_access_token[0] = '\0';
+    json_decref(root);
+    return rc;
+}
+
 int td_feishu_fetch_token(const td_feishu *f, td_feishu_token *out, char *err, size_t errlen)
 {
     char url[1024], why[512];
     const char *hdrs[] = {"Content-Type: application/json; charset=utf-8", NULL};
-    json_t *req = NULL, *root = NULL;
+    json_t *req = NULL;
     char *body = NULL;
     td_httpc_resp resp = {0};
     int rc;
@@ -120,37 +157,14 @@ int td_feishu_fetch_token(const td_feishu *f, td_feishu_token *out, char *err, s
             goto out;
         }
     }
-    if ((rc = td_feishu_result(&resp, &root, why, sizeof why)) != TD_OK) {
-        if (rc == TD_ERATELIMIT) out->retry_after = td_httpc_retry_after(&resp);
-        snprintf(err, errlen, "飞书 app_access_token 获取失败: %s", why);
-        goto out;
-    }
-    if ((rc = take_token(root, "app_access_token", out->app_access_token,
-                         sizeof out->app_access_token, 1, err, errlen)) != TD_OK)
-        goto out;
-    if ((rc = take_token(root, "tenant_access_token", out->tenant_access_token,
-                         sizeof out->tenant_access_token, 0, err, errlen)) != TD_OK)
-        goto out;
-    {
-        json_t *e = json_object_get(root, "expire");
-        /* Feishu's tokens live 2 h; a day is a generous sanity ceiling. */
-        if (!json_is_integer(e) || json_integer_value(e) <= 0 || json_integer_value(e) > 86400) {
-            snprintf(err, errlen, "Feishu answered code 0 with a missing or invalid \"expire\"");
-            rc = TD_EUPSTREAM;
-            goto out;
-        }
-        out->expire = (long)json_integer_value(e);
-    }
-    rc = TD_OK;
+    rc = td_feishu_parse_token(&resp, out, err, errlen);
 out:
-    if (rc != TD_OK) out->app_access_token[0] = out->tenant_access_token[0] = '\0';
     if (body) {
         /* The request carried the app secret. */
         memset(body, 0, strlen(body));
         free(body);
     }
     json_decref(req);
-    json_decref(root);
     td_httpc_resp_clear(&resp);
     return rc;
 }

@@ -54,6 +54,12 @@ typedef struct td_feishu_token {
  * TD_EHTTP / TD_ETIMEOUT (transport), TD_ETOOBIG (token over its bound). */
 int td_feishu_fetch_token(const td_feishu *f, td_feishu_token *out, char *err, size_t errlen);
 
+/* The answer of the token request, as td_feishu_fetch_token judges it:
+ * td_feishu_result's mapping, then both tokens (bounded) and a sane
+ * "expire".  Pure (no I/O), so the fuzzer runs exactly this code; out is
+ * always reset, and on failure holds no token. */
+int td_feishu_parse_token(const td_httpc_resp *resp, td_feishu_token *out, char *err, size_t errlen);
+
 /* Sends a plain text message to chat_id with the tenant token
  * (POST /open-apis/im/v1/messages?receive_id_type=chat_id). */
 int td_feishu_send_text(const td_feishu *f, const char *tenant_token, const char *chat_id,
