@@ -134,10 +134,9 @@ static char *b64_encode(const char *in, size_t len)
     return out;
 }
 
-int td_gitee_read(const td_gitee *g, char **content, size_t *len, char sha[41], char *err, size_t errlen)
+int td_gitee_parse_contents(const td_gitee *g, long status, const char *body, size_t body_len,
+                            char **content, size_t *len, char sha[41], char *err, size_t errlen)
 {
-    char url[2048], why[512];
-    td_httpc_resp resp = {0};
     json_t *o = NULL;
     const char *b64, *s;
     char *data = NULL;
@@ -145,27 +144,9 @@ int td_gitee_read(const td_gitee *g, char **content, size_t *len, char sha[41], 
     int rc;
 
     if (content) *content = NULL;
-    if (!g->owner || !*g->owner || !g->repo || !*g->repo || !g->path || !*g->path) {
-        snprintf(err, errlen, "GITEE_OWNER, GITEE_REPO and GITEE_FILE_PATH must all be set");
-        return TD_EINVAL;
-    }
-    if (make_url(g, 1, url, sizeof url) != TD_OK) {
-        snprintf(err, errlen, "Gitee URL too long (GITEE_BASE_URL/OWNER/REPO/FILE_PATH)");
-        return TD_ETOOBIG;
-    }
-    {
-        td_httpc_req hr = {.method = "GET", .url = url, .timeout_ms = g->timeout_ms,
-                           .max_body = GITEE_ANSWER_MAX};
-        if ((rc = td_httpc_do(&hr, &resp, why, sizeof why)) != TD_OK) {
-            /* why starts with the URL, which holds the access token. */
-            const char *tail = strstr(why, url) == why ? why + strlen(url) : ": request failed";
-            snprintf(err, errlen, "Gitee 请求失败 (%s/%s:%s)%s", g->owner, g->repo, g->path, tail);
-            goto out;
-        }
-    }
-    o = json_loadb(resp.body ? resp.body : "", resp.body_len, 0, NULL);
-    if (resp.status < 200 || resp.status >= 300) {
-        rc = status_error(g, resp.status, o, err, errlen);
+    o = json_loadb(body ? body : "", body_len, 0, NULL);
+    if (status < 200 || status >= 300) {
+        rc = status_error(g, status, o, err, errlen);
         goto out;
     }
     if (json_is_array(o)) {
@@ -198,9 +179,40 @@ int td_gitee_read(const td_gitee *g, char **content, size_t *len, char sha[41], 
     if (content) *content = data, data = NULL;
     rc = TD_OK;
 out:
-    memset(url, 0, sizeof url);
     free(data);
     json_decref(o);
+    return rc;
+}
+
+int td_gitee_read(const td_gitee *g, char **content, size_t *len, char sha[41], char *err, size_t errlen)
+{
+    char url[2048], why[512];
+    td_httpc_resp resp = {0};
+    int rc;
+
+    if (content) *content = NULL;
+    if (!g->owner || !*g->owner || !g->repo || !*g->repo || !g->path || !*g->path) {
+        snprintf(err, errlen, "GITEE_OWNER, GITEE_REPO and GITEE_FILE_PATH must all be set");
+        return TD_EINVAL;
+    }
+    if (make_url(g, 1, url, sizeof url) != TD_OK) {
+        snprintf(err, errlen, "Gitee URL too long (GITEE_BASE_URL/OWNER/REPO/FILE_PATH)");
+        return TD_ETOOBIG;
+    }
+    {
+        td_httpc_req hr = {.method = "GET", .url = url, .timeout_ms = g->timeout_ms,
+                           .max_body = GITEE_ANSWER_MAX};
+        if ((rc = td_httpc_do(&hr, &resp, why, sizeof why)) != TD_OK) {
+            /* why starts with the URL, which holds the access token. */
+            const char *tail = strstr(why, url) == why ? why + strlen(url) : ": request failed";
+            snprintf(err, errlen, "Gitee 请求失败 (%s/%s:%s)%s", g->owner, g->repo, g->path, tail);
+            goto out;
+        }
+    }
+    rc = td_gitee_parse_contents(g, resp.status, resp.body, resp.body_len, content, len, sha,
+                                 err, errlen);
+out:
+    memset(url, 0, sizeof url);
     td_httpc_resp_clear(&resp);
     return rc;
 }

@@ -31,6 +31,14 @@ typedef struct td_gitee {
 int td_gitee_read(const td_gitee *g, char **content, size_t *len, char sha[41],
                   char *err, size_t errlen);
 
+/* What td_gitee_read makes of Gitee's answer (status and body), without
+ * the I/O, so the fuzzer runs exactly this code: the object's base64
+ * "content" (wrapped with newlines) decoded, its 40-character "sha", "[]"
+ * or 404 as TD_ENOTFOUND, {"message"} errors by status.  g names the file
+ * in err.  Same outputs as td_gitee_read. */
+int td_gitee_parse_contents(const td_gitee *g, long status, const char *body, size_t body_len,
+                            char **content, size_t *len, char sha[41], char *err, size_t errlen);
+
 /* Writes the file: PUT with the current sha when it exists, POST when it
  * does not; message is the commit message. */
 int td_gitee_write(const td_gitee *g, const char *content, size_t len, const char *message,
