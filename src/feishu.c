@@ -67,7 +67,10 @@ out:
     return rc;
 }
 
-/* Copies a token field into dst, refusing an absurd one. */
+/* Copies a token field into dst, refusing an absurd one.  The token goes
+ * into Authorization headers and into the record (which allows visible
+ * ASCII only), so anything else, e.g. a CR LF that would add a header of
+ * its own, is Feishu misbehaving and refused here, where it is clear. */
 static int take_token(json_t *o, const char *key, char *dst, size_t dlen, int required,
                       char *err, size_t errlen)
 {
@@ -84,6 +87,12 @@ static int take_token(json_t *o, const char *key, char *dst, size_t dlen, int re
         snprintf(err, errlen, "Feishu's %s is %zu bytes, over the %zu-byte bound", key, n, dlen - 1);
         return TD_ETOOBIG;
     }
+    for (size_t i = 0; i < n; i++)
+        if ((unsigned char)s[i] <= 0x20 || (unsigned char)s[i] >= 0x7f) {
+            snprintf(err, errlen, "Feishu's %s holds a byte 0x%02x that is not visible ASCII", key,
+                     (unsigned char)s[i]);
+            return TD_EUPSTREAM;
+        }
     memcpy(dst, s, n + 1);
     return TD_OK;
 }

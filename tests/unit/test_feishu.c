@@ -103,6 +103,58 @@ static void fetch_needs_credentials(void **state)
     assert_non_null(strstr(err, "FEISHU_APP_SECRET"));
 }
 
+static int parse_token(long status, const char *headers, const char *body, td_feishu_token *t,
+                       char *err, size_t errlen)
+{
+    td_httpc_resp r = {.status = status, .body = (char *)body, .body_len = strlen(body),
+                       .headers = (char *)headers, .headers_len = headers ? strlen(headers) : 0};
+    return td_feishu_parse_token(&r, t, err, errlen);
+}
+
+/* fuzz_feishu's first find (fuzz/corpus/feishu/crash_token_non_ascii): a
+ * token with bytes that are not visible ASCII was accepted, and would have
+ * gone into an Authorization header as it was. */
+static void parse_token_refuses_unsafe_tokens(void **state)
+{
+    static td_feishu_token t;
+    static char big[5000];
+    const char *bad[] = {
+        "{\"code\":0,\"msg\":\"ok\",\"app_access_token\":\"ezI1NiJ9.eyJhcHAiOiJjbGlfYTEifQ.c2lnbmF\xd0\xa0XJl\",\"expire\":7200}",
+        "{\"code\":0,\"app_access_token\":\"t-a\\r\\nX-Evil: 1\",\"expire\":7200}",
+        "{\"code\":0,\"app_access_token\":\"t-a\",\"tenant_access_token\":\"t b\",\"expire\":7200}",
+        "{\"code\":0,\"app_access_token\":\"t-\\u007f\",\"expire\":7200}",
+    };
+    char err[256];
+    (void)state;
+
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        assert_int_equal(parse_token(200, NULL, bad[i], &t, err, sizeof err), TD_EUPSTREAM);
+        assert_string_equal(t.app_access_token, "");
+        assert_string_equal(t.tenant_access_token, "");
+        assert_non_null(strstr(err, "not visible ASCII"));
+    }
+    snprintf(big, sizeof big, "{\"code\":0,\"app_access_token\":\"%04097d\",\"expire\":7200}", 0);
+    assert_int_equal(parse_token(200, NULL, big, &t, err, sizeof err), TD_ETOOBIG);
+    snprintf(big, sizeof big, "{\"code\":0,\"app_access_token\":\"%04096d\",\"expire\":7200}", 0);
+    assert_int_equal(parse_token(200, NULL, big, &t, err, sizeof err), TD_OK);
+    assert_int_equal(strlen(t.app_access_token), 4096);
+
+    assert_int_equal(parse_token(200, NULL, "{\"code\":0,\"msg\":\"ok\",\"app_access_token\":\"t-g1044ghJ\","
+                                            "\"tenant_access_token\":\"t-g1044ghK\",\"expire\":7140}",
+                                 &t, err, sizeof err), TD_OK);
+    assert_string_equal(t.app_access_token, "t-g1044ghJ");
+    assert_string_equal(t.tenant_access_token, "t-g1044ghK");
+    assert_int_equal(t.expire, 7140);
+    assert_int_equal(t.retry_after, -1);
+    assert_int_equal(parse_token(429, "x-ogw-ratelimit-reset: 3\r\n",
+                                 "{\"code\":99991400,\"msg\":\"request trigger frequency limit\"}",
+                                 &t, err, sizeof err), TD_ERATELIMIT);
+    assert_int_equal(t.retry_after, 3);
+    assert_int_equal(parse_token(200, NULL, "{\"code\":0,\"app_access_token\":\"t-a\",\"expire\":86401}",
+                                 &t, err, sizeof err), TD_EUPSTREAM);
+    assert_string_equal(t.app_access_token, "");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -111,6 +163,7 @@ int main(void)
         cmocka_unit_test(garbage_is_upstream_error),
         cmocka_unit_test(err_is_bounded),
         cmocka_unit_test(fetch_needs_credentials),
+        cmocka_unit_test(parse_token_refuses_unsafe_tokens),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
