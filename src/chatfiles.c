@@ -22,6 +22,7 @@
 #define DOWNLOAD_TIMEOUT_MS (3600L * 1000)  /* a stalled download must not hang cron forever */
 #define RATELIMIT_WAIT_MAX 60               /* seconds; Feishu's windows are shorter */
 #define URL_MAX 4096
+#define BAD_PAGE_TOKEN "飞书返回 has_more 但 page_token 缺失、重复或过长: stopped paging"
 
 /* One GET to Feishu.  A download streams into a sink that can start over
  * (rewind) and give back what it holds when the answer was an error. */
@@ -155,10 +156,56 @@ out:
     return rc;
 }
 
+int td_chatfiles_parse_page(const json_t *data, const char *prev, char next[TD_CHATFILES_PAGE_TOKEN_MAX],
+                            td_chatfile_cb cb, void *ud, char *err, size_t errlen)
+{
+    json_t *items, *it, *pt;
+    size_t i;
+    int rc;
+
+    next[0] = '\0';
+    items = json_object_get(data, "items");
+    json_array_foreach(items, i, it) {
+        td_chatfile f;
+        if ((rc = parse_item(it, &f, err, errlen)) == 1) continue;
+        if (rc != TD_OK) return rc;
+        if ((rc = cb(ud, &f)) != TD_OK) return rc;
+    }
+    if (!json_is_true(json_object_get(data, "has_more"))) return TD_OK;
+    /* A missing or repeated token would page forever (or from the start). */
+    pt = json_object_get(data, "page_token");
+    if (!json_is_string(pt) || !json_string_length(pt) || !strcmp(json_string_value(pt), prev) ||
+        take(next, TD_CHATFILES_PAGE_TOKEN_MAX, json_string_value(pt)) != TD_OK) {
+        next[0] = '\0';
+        snprintf(err, errlen, BAD_PAGE_TOKEN);
+        return TD_EUPSTREAM;
+    }
+    return TD_OK;
+}
+
+/* The listing's time window and name filter in front of the caller's cb. */
+typedef struct filter {
+    int64_t since, until;
+    const char *match;
+    td_chatfile_cb cb;
+    void *ud;
+} filter;
+
+static int filter_file(void *ud, const td_chatfile *f)
+{
+    const filter *w = ud;
+    if (w->since > 0 && f->create_ms < w->since * 1000) return TD_OK;
+    if (w->until > 0 && f->create_ms >= w->until * 1000) return TD_OK;
+    if (w->match && *w->match && fnmatch(w->match, f->name, 0) != 0) return TD_OK;
+    return w->cb(w->ud, f);
+}
+
 int td_chatfiles_list(const td_chatfiles *cf, const char *chat, int64_t since, int64_t until,
                       const char *match, td_chatfile_cb cb, void *ud, char *err, size_t errlen)
 {
-    char url[URL_MAX], esc_chat[512], esc_pt[1024], page_token[512] = "";
+    char url[URL_MAX], esc_chat[512], esc_pt[1024], page_token[TD_CHATFILES_PAGE_TOKEN_MAX] = "";
+    char next[TD_CHATFILES_PAGE_TOKEN_MAX];
+    filter w = {since, until, match, cb, ud};
     json_t *data = NULL;
     int rc = TD_EINVAL;
 
@@ -168,8 +215,6 @@ int td_chatfiles_list(const td_chatfiles *cf, const char *chat, int64_t since, i
     }
     for (long page = 0; page < PAGES_MAX; page++) {
         call k = {.url = url, .timeout_ms = cf->timeout_ms, .max_body = PAGE_BODY_MAX};
-        json_t *items, *it, *pt;
-        size_t i;
         int n;
 
         /* Feishu's end_time is inclusive whole seconds; `until` is exclusive. */
@@ -180,7 +225,11 @@ int td_chatfiles_list(const td_chatfiles *cf, const char *chat, int64_t since, i
         if (since > 0) n += snprintf(url + n, sizeof url - (size_t)n, "&start_time=%lld", (long long)since);
         if (until > 0) n += snprintf(url + n, sizeof url - (size_t)n, "&end_time=%lld", (long long)until - 1);
         if (page_token[0]) {
-            if (!td_httpc_escape(page_token, esc_pt, sizeof esc_pt)) goto badtoken;
+            if (!td_httpc_escape(page_token, esc_pt, sizeof esc_pt)) {
+                snprintf(err, errlen, BAD_PAGE_TOKEN);
+                rc = TD_EUPSTREAM;
+                goto out;
+            }
             n += snprintf(url + n, sizeof url - (size_t)n, "&page_token=%s", esc_pt);
         }
         if ((size_t)n >= sizeof url) {
@@ -189,33 +238,15 @@ int td_chatfiles_list(const td_chatfiles *cf, const char *chat, int64_t since, i
             goto out;
         }
         if ((rc = feishu_get(cf, &k, &data, err, errlen)) != TD_OK) goto out;
-        items = json_object_get(data, "items");
-        json_array_foreach(items, i, it) {
-            td_chatfile f;
-            if ((rc = parse_item(it, &f, err, errlen)) == 1) continue;
-            if (rc != TD_OK) goto out;
-            if (since > 0 && f.create_ms < since * 1000) continue;
-            if (until > 0 && f.create_ms >= until * 1000) continue;
-            if (match && *match && fnmatch(match, f.name, 0) != 0) continue;
-            if ((rc = cb(ud, &f)) != TD_OK) goto out;
-        }
-        if (!json_is_true(json_object_get(data, "has_more"))) {
-            rc = TD_OK;
+        if ((rc = td_chatfiles_parse_page(data, page_token, next, filter_file, &w, err, errlen)) != TD_OK ||
+            !next[0])
             goto out;
-        }
-        pt = json_object_get(data, "page_token");
-        if (!json_is_string(pt) || !json_string_length(pt) || !strcmp(json_string_value(pt), page_token) ||
-            take(page_token, sizeof page_token, json_string_value(pt)) != TD_OK)
-            goto badtoken;
+        memcpy(page_token, next, sizeof page_token);
         json_decref(data);
         data = NULL;
     }
     snprintf(err, errlen, "more than %d pages of messages: stopped", PAGES_MAX);
     rc = TD_ETOOBIG;
-    goto out;
-badtoken:
-    snprintf(err, errlen, "飞书返回 has_more 但 page_token 缺失、重复或过长: stopped paging");
-    rc = TD_EUPSTREAM;
 out:
     json_decref(data);
     return rc;

@@ -14,11 +14,13 @@
 
 #include "tokendist.h"
 
+#include <jansson.h>
 #include <stddef.h>
 #include <stdint.h>
 
 #define TD_CHATFILE_NAME_MAX 1024
 #define TD_CHATFILE_ID_MAX 256
+#define TD_CHATFILES_PAGE_TOKEN_MAX 512
 
 typedef struct td_chatfile {
     char message_id[TD_CHATFILE_ID_MAX];
@@ -43,6 +45,18 @@ typedef int (*td_chatfile_cb)(void *ud, const td_chatfile *f);
  * following has_more/page_token to the end. */
 int td_chatfiles_list(const td_chatfiles *cf, const char *chat, int64_t since, int64_t until,
                       const char *match, td_chatfile_cb cb, void *ud, char *err, size_t errlen);
+
+/* One page of the listing, without the I/O (so the fuzzer runs exactly
+ * this code): `data` is the data object of Feishu's answer (what
+ * td_feishu_result gives).  Calls cb for each live file message in it, in
+ * order; its body.content is a JSON *string* holding file_key and
+ * file_name.  next gets the page token to ask for next, "" after the last
+ * page; a has_more without a new page token (missing, too long, or equal
+ * to prev, the one this page was asked with) is TD_EUPSTREAM rather than
+ * a loop.  A malformed file message is TD_EUPSTREAM with err naming it;
+ * cb's non-zero return stops the page and is returned. */
+int td_chatfiles_parse_page(const json_t *data, const char *prev, char next[TD_CHATFILES_PAGE_TOKEN_MAX],
+                            td_chatfile_cb cb, void *ud, char *err, size_t errlen);
 
 /* Progress of a download: bytes received so far of this attempt. */
 typedef void (*td_chatfile_progress)(void *ud, const td_chatfile *f, uint64_t done);
