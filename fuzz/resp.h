@@ -15,7 +15,7 @@
 #include <string.h>
 
 /* Fills r from data; the returned buffer owns r's strings (free it). */
-static char *fuzz_resp(const uint8_t *data, size_t size, td_httpc_resp *r)
+static inline char *fuzz_resp(const uint8_t *data, size_t size, td_httpc_resp *r)
 {
     char *copy = malloc(size + 1), *parts[3] = {NULL, NULL, NULL};
     size_t start = 0;
@@ -41,7 +41,7 @@ static char *fuzz_resp(const uint8_t *data, size_t size, td_httpc_resp *r)
 
 /* A token as it may travel in an Authorization header: 1..max bytes of
  * visible ASCII (no space, no control character). */
-static int fuzz_token_ok(const char *t, size_t max)
+static inline int fuzz_token_ok(const char *t, size_t max)
 {
     size_t n = strlen(t);
     if (n < 1 || n > max) return 0;
