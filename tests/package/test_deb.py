@@ -1,0 +1,114 @@
+"""The Debian packages: `dpkg-buildpackage -us -uc -b` builds them from a
+copy of the tree (the repository is never touched), offline, with build
+dependencies from apt; each package holds what it should; and the program,
+unpacked with `dpkg -x` into an empty scratch root, runs from there.
+Slow (a full build): ctest label `package`."""
+import glob
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+import unittest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+TOOLS = ["dpkg-buildpackage", "dh", "fakeroot", "git"]
+
+
+def missing_tools():
+    return [t for t in TOOLS if not shutil.which(t)]
+
+
+def changelog_version():
+    with open(os.path.join(ROOT, "debian", "changelog"), encoding="utf-8") as f:
+        return re.match(r"tokendist \(([^)]+)\)", f.readline()).group(1)
+
+
+@unittest.skipIf(missing_tools(), "needs %s (apt-get install dpkg-dev debhelper fakeroot git)"
+                 % ", ".join(missing_tools()))
+class DebPackageTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.tmp = tempfile.mkdtemp(prefix="tokendist-deb-")
+        src = os.path.join(cls.tmp, "tokendist")
+        os.mkdir(src)
+        # The tracked files and the new ones not ignored: what a commit
+        # of this tree would hold, without build products.
+        files = subprocess.run(["git", "-C", ROOT, "ls-files", "-z", "--cached", "--others",
+                                "--exclude-standard"], capture_output=True, check=True).stdout
+        for rel in filter(None, files.decode().split("\0")):
+            if os.path.isfile(os.path.join(ROOT, rel)):
+                os.makedirs(os.path.dirname(os.path.join(src, rel)), exist_ok=True)
+                shutil.copy2(os.path.join(ROOT, rel), os.path.join(src, rel))
+        env = dict(os.environ, DEB_BUILD_OPTIONS="parallel=%d" % (os.cpu_count() or 1), LC_ALL="C.UTF-8")
+        p = subprocess.run(["dpkg-buildpackage", "-us", "-uc", "-b"], cwd=src, env=env,
+                           stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=1200)
+        cls.log = p.stdout + p.stderr
+        if p.returncode != 0:
+            shutil.rmtree(cls.tmp, ignore_errors=True)
+            raise AssertionError("dpkg-buildpackage failed:\n" + cls.log[-6000:])
+        cls.version = changelog_version()
+        cls.debs = {os.path.basename(d).split("_")[0]: d for d in glob.glob(os.path.join(cls.tmp, "*.deb"))}
+
+    @classmethod
+    def tearDownClass(cls):
+        shutil.rmtree(cls.tmp, ignore_errors=True)
+
+    def contents(self, pkg):
+        out = subprocess.run(["dpkg-deb", "-c", self.debs[pkg]], capture_output=True, text=True,
+                             check=True).stdout
+        return {line.split()[5].lstrip(".") for line in out.splitlines()}
+
+    def field(self, pkg, name):
+        return subprocess.run(["dpkg-deb", "-f", self.debs[pkg], name], capture_output=True, text=True,
+                              check=True).stdout.strip()
+
+    def test_packages_and_files(self):
+        for pkg in ("tokendist", "libtokendist0", "libtokendist-dev"):
+            self.assertIn(pkg, self.debs)
+            self.assertEqual(os.path.basename(self.debs[pkg]).split("_")[1], self.version)
+        files = self.contents("tokendist")
+        for path in ("/usr/bin/tokendist", "/lib/systemd/system/tokendist.service",
+                     "/lib/systemd/system/tokendist-refresh.service",
+                     "/usr/share/man/man1/tokendist.1.gz", "/usr/share/man/man5/tokendist.env.5.gz",
+                     "/usr/share/bash-completion/completions/tokendist",
+                     "/usr/share/doc/tokendist/examples/tokendist.env", "/etc/tokendist/"):
+            self.assertIn(path, files)
+        lib = self.contents("libtokendist0")
+        self.assertTrue(any(re.search(r"/usr/lib/[^/]+/libtokendist\.so\.0$", f) for f in lib), lib)
+        dev = self.contents("libtokendist-dev")
+        for pat in (r"/usr/include/tokendist\.h$", r"/libtokendist\.so$", r"/libtokendist\.a$",
+                    r"/pkgconfig/tokendist\.pc$"):
+            self.assertTrue(any(re.search(pat, f) for f in dev), pat)
+        # Nothing of the server in the library packages, no library in the program's.
+        self.assertFalse(any("libtokendist" in f for f in files))
+        self.assertEqual(self.field("libtokendist-dev", "Depends").split(",")[0],
+                         "libtokendist0 (= %s)" % self.version)
+        # Shared-library dependencies computed by dpkg-shlibdeps.
+        deps = self.field("tokendist", "Depends")
+        for lib in ("libmicrohttpd12", "libsqlite3-0", "libjansson4", "libcurl4", "libsystemd0"):
+            self.assertIn(lib, deps)
+
+    def test_units_not_started_on_install(self):
+        out = subprocess.run(["dpkg-deb", "-I", self.debs["tokendist"], "postinst"], capture_output=True,
+                             text=True).stdout
+        self.assertIn("tokendist.service", out)
+        self.assertNotIn("deb-systemd-invoke start", out)
+
+    def test_runs_from_scratch_root(self):
+        root = os.path.join(self.tmp, "root")
+        for pkg in ("tokendist", "libtokendist0", "libtokendist-dev"):
+            subprocess.run(["dpkg", "-x", self.debs[pkg], root], check=True)
+        libdirs = glob.glob(os.path.join(root, "usr", "lib", "*"))
+        env = dict(os.environ, LD_LIBRARY_PATH=":".join(libdirs))
+        r = subprocess.run([os.path.join(root, "usr", "bin", "tokendist"), "--version"], env=env,
+                           capture_output=True, text=True, timeout=30)
+        self.assertEqual((r.returncode, r.stdout), (0, "tokendist %s\n" % self.version), r.stderr)
+        r = subprocess.run([os.path.join(root, "usr", "bin", "tokendist"), "serve", "--print-config"],
+                           env=env, capture_output=True, text=True, timeout=30)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("TOKENDIST_LISTEN=127.0.0.1:9000\n", r.stdout)
+
+
+if __name__ == "__main__":
+    unittest.main()
