@@ -252,6 +252,58 @@ out:
     return rc;
 }
 
+/* ---- local names ---------------------------------------------------------------- */
+
+/* Appends src to out[*o] (room up to lim bytes) with '/', '\\' and control
+ * characters made '_', so nothing Feishu sends can leave the folder or
+ * hide in a terminal.  A cut never splits a UTF-8 character. */
+static void put_clean(char *out, size_t *o, size_t lim, const char *src)
+{
+    const unsigned char *p = (const unsigned char *)src;
+    size_t start = *o;
+
+    for (; *p && *o < lim; p++)
+        out[(*o)++] = (*p < 0x20 || *p == 0x7f || *p == '/' || *p == '\\') ? '_' : (char)*p;
+    if ((*p & 0xC0) == 0x80) { /* cut inside a character: drop its head */
+        while (*o > start && ((unsigned char)out[*o - 1] & 0xC0) == 0x80) (*o)--;
+        if (*o > start) (*o)--;
+    }
+    out[*o] = '\0';
+}
+
+void td_chatfile_local_name(const td_chatfile *f, int with_id, char *out, size_t len)
+{
+    size_t lim = len && len - 1 < TD_CHATFILE_LOCAL_MAX ? len - 1 : TD_CHATFILE_LOCAL_MAX, o = 0;
+    char base[TD_CHATFILE_LOCAL_MAX + 1], tail[16];
+    const char *dot, *mid = f->message_id;
+    size_t ml = strlen(mid), bl = 0, tl = 0;
+
+    if (!len) return;
+    put_clean(base, &bl, lim, f->name);
+    if (!bl || !strcmp(base, ".") || !strcmp(base, "..")) {
+        bl = 0;
+        put_clean(base, &bl, lim, "file_");
+        put_clean(base, &bl, lim, f->file_key);
+    } else if (base[0] == '.') {
+        base[0] = '_';
+    }
+    if (!with_id) {
+        memcpy(out, base, bl + 1);
+        return;
+    }
+    mid += ml > 8 ? ml - 8 : 0;
+    while (((unsigned char)*mid & 0xC0) == 0x80) mid++;   /* start on a character */
+    put_clean(tail, &tl, 8, mid);
+    dot = strrchr(base, '.');
+    if (dot && dot != base && bl + tl + 2 <= lim) {
+        put_clean(out, &o, (size_t)(dot - base), base);
+        snprintf(out + o, len - o, "_%s%s", tail, dot);
+    } else {
+        put_clean(out, &o, lim > tl + 1 ? lim - tl - 1 : 0, base);
+        snprintf(out + o, len - o, "_%s", tail);
+    }
+}
+
 /* ---- downloads ------------------------------------------------------------------ */
 
 typedef struct sink {

@@ -21,6 +21,7 @@
 #define TD_CHATFILE_NAME_MAX 1024
 #define TD_CHATFILE_ID_MAX 256
 #define TD_CHATFILES_PAGE_TOKEN_MAX 512
+#define TD_CHATFILE_LOCAL_MAX 255     /* one path component on Linux file systems */
 
 typedef struct td_chatfile {
     char message_id[TD_CHATFILE_ID_MAX];
@@ -57,6 +58,15 @@ int td_chatfiles_list(const td_chatfiles *cf, const char *chat, int64_t since, i
  * cb's non-zero return stops the page and is returned. */
 int td_chatfiles_parse_page(const json_t *data, const char *prev, char next[TD_CHATFILES_PAGE_TOKEN_MAX],
                             td_chatfile_cb cb, void *ud, char *err, size_t errlen);
+
+/* f's name on the local disk (out has len bytes, at most
+ * TD_CHATFILE_LOCAL_MAX + 1 used): Feishu's file name made one safe path
+ * component -- no '/', '\\' or control characters, not "." or "..", no
+ * leading dot (hidden files and our ".NAME.part-" temporaries), not
+ * empty ("file_KEY" then), cut on a UTF-8 character boundary.  with_id
+ * puts the end of the message id before the extension: the name of a
+ * second file with the same name. */
+void td_chatfile_local_name(const td_chatfile *f, int with_id, char *out, size_t len);
 
 /* Progress of a download: bytes received so far of this attempt. */
 typedef void (*td_chatfile_progress)(void *ud, const td_chatfile *f, uint64_t done);

@@ -23,8 +23,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define NAME_MAX_BYTES 255      /* one path component on Linux file systems */
-
 typedef struct run {
     const td_chatfiles *cf;
     const char *out;
@@ -43,25 +41,6 @@ static void usage(FILE *f)
                "  download  download them into --out (skips files already there; safe to rerun from cron)\n\n"
                "Options (flag > environment > env-file > default):\n");
     td_config_usage(TD_CMD_FILES, f);
-}
-
-/* Feishu's file name, made a safe single path component: no '/', no
- * control characters, not "." or "..", no leading dot (hidden files and
- * our own ".NAME.part-" temporaries), at most 255 bytes on a UTF-8
- * character boundary. */
-static void safe_name(const td_chatfile *f, char *out, size_t len)
-{
-    size_t o = 0, lim = len - 1 < NAME_MAX_BYTES ? len - 1 : NAME_MAX_BYTES;
-
-    for (const unsigned char *p = (const unsigned char *)f->name; *p && o < lim; p++)
-        out[o++] = (*p < 0x20 || *p == 0x7f || *p == '/' || *p == '\\') ? '_' : (char)*p;
-    while (o > 0 && ((unsigned char)out[o - 1] & 0xC0) == 0x80) o--;   /* cut inside a character */
-    if (o > 0 && ((unsigned char)out[o - 1] & 0xC0) == 0xC0) o--;
-    out[o] = '\0';
-    if (o == 0 || !strcmp(out, ".") || !strcmp(out, ".."))
-        snprintf(out, len, "file_%.200s", f->file_key);
-    else if (out[0] == '.')
-        out[0] = '_';
 }
 
 static int seen_add(run *r, const char *name)
@@ -89,21 +68,8 @@ static int seen_has(const run *r, const char *name)
  * filters) gets its message id in the name. */
 static void target_name(run *r, const td_chatfile *f, char *name, size_t len)
 {
-    char base[NAME_MAX_BYTES + 1], tail[16];
-    const char *dot;
-    size_t ml = strlen(f->message_id);
-
-    safe_name(f, base, sizeof base);
-    if (!seen_has(r, base)) {
-        snprintf(name, len, "%s", base);
-        return;
-    }
-    snprintf(tail, sizeof tail, "%s", f->message_id + (ml > 8 ? ml - 8 : 0));
-    dot = strrchr(base, '.');
-    if (dot && dot != base && strlen(base) + strlen(tail) + 2 <= NAME_MAX_BYTES)
-        snprintf(name, len, "%.*s_%s%s", (int)(dot - base), base, tail, dot);
-    else
-        snprintf(name, len, "%.*s_%s", (int)(NAME_MAX_BYTES - strlen(tail) - 1), base, tail);
+    td_chatfile_local_name(f, 0, name, len);
+    if (seen_has(r, name)) td_chatfile_local_name(f, 1, name, len);
 }
 
 static void on_progress(void *ud, const td_chatfile *f, uint64_t done)
@@ -145,7 +111,7 @@ static int stops_run(int rc)
 static int download_one(void *ud, const td_chatfile *f)
 {
     run *r = ud;
-    char name[NAME_MAX_BYTES + 1], path[4096], err[2048];
+    char name[TD_CHATFILE_LOCAL_MAX + 1], path[4096], err[2048];
     struct stat st;
     int rc;
 
