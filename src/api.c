@@ -47,6 +47,7 @@ static const char JSON_CT[] = "application/json; charset=utf-8";
 static const char TEXT_CT[] = "text/plain; version=0.0.4; charset=utf-8";
 static const char ALLOW_TOKEN[] = "GET, POST, OPTIONS";
 static const char ALLOW_READ[] = "GET, OPTIONS";
+static const char ALLOW_REPORT[] = "POST, OPTIONS";
 
 /* The seed's exact bodies. */
 static const char B_NOTFOUND[] = "{\"error\": \"Token not found or expired\"}";
@@ -452,7 +453,7 @@ static int precheck(td_api *api, const td_api_req *req, td_api_resp *r)
     write = !strcmp(m, "POST");
     if (!(is_get(m) && k != P_INVALID) && !(write && (k == P_TOKEN || k == P_INVALID))) {
         resp_static(api, r, 405, B_METHOD);
-        add_hdr(r, "Allow", k == P_TOKEN || k == P_INVALID ? ALLOW_TOKEN : ALLOW_READ);
+        add_hdr(r, "Allow", k == P_TOKEN ? ALLOW_TOKEN : k == P_INVALID ? ALLOW_REPORT : ALLOW_READ);
         return 1;
     }
     if (k == P_TOKEN || k == P_INVALID) {
