@@ -1,0 +1,276 @@
+"""docs/openapi.json against the running server: every documented
+operation is called, and each answer's status, headers, content type and
+body must be documented for that operation and match its schema; every
+documented (path, method, status) must be seen here or be named below as
+not provokable; and every path the server answers is documented.
+
+The spec is JSON rather than YAML so that this test (Python standard
+library only) reads it with json, not with a home-made YAML subset parser.
+"""
+import json
+import os
+import re
+import sqlite3
+import time
+import unittest
+
+import harness
+from feishu_env import FeishuEnv
+from harness import ROOT, TestCase, make_record, request
+
+SPEC_PATH = os.path.join(ROOT, "docs", "openapi.json")
+PUSH = "pk-openapi-7c1e2d3f4a5b6c7d8e"
+READ = "rk-openapi-0a9b8c7d6e5f"
+TOKEN = "t-g1044openapiTokenAAAAAAAAAA"
+TENANT = "t-tenantOpenapi000000000000001"
+METHODS = ("get", "post", "options")
+
+# Documented answers this test cannot provoke without breaking the store
+# under a running server; each is covered elsewhere as named.
+NOT_PROVOKED = {
+    ("/release/get-token", "post", "500"): "a store failing for good (disk, corruption)",
+    ("/get-token", "post", "500"): "a store failing for good",
+    ("/v1/tokens/{name}", "post", "500"): "a store failing for good",
+    ("/readyz", "get", "503"): "a store that does not answer: Redis down in test_redis.py",
+}
+
+
+def load_spec():
+    with open(SPEC_PATH, encoding="utf-8") as f:
+        return json.load(f)
+
+
+SPEC = load_spec()
+
+
+def resolve(node):
+    while isinstance(node, dict) and "$ref" in node:
+        assert node["$ref"].startswith("#/"), node["$ref"]
+        target = SPEC
+        for part in node["$ref"][2:].split("/"):
+            target = target[part.replace("~1", "/").replace("~0", "~")]
+        node = target
+    return node
+
+
+def schema_errors(value, schema, where="$"):
+    """The ways value breaks schema (the OpenAPI 3.0 subset the spec uses)."""
+    s = resolve(schema)
+    errs = []
+    t = s.get("type")
+    kinds = {"object": dict, "array": list, "string": str, "boolean": bool}
+    if t == "integer":
+        if not (isinstance(value, int) and not isinstance(value, bool)):
+            return ["%s: %r is not an integer" % (where, value)]
+    elif t == "number":
+        if not (isinstance(value, (int, float)) and not isinstance(value, bool)):
+            return ["%s: %r is not a number" % (where, value)]
+    elif t in kinds and not isinstance(value, kinds[t]):
+        return ["%s: %r is not a %s" % (where, value, t)]
+    if "enum" in s and value not in s["enum"]:
+        errs.append("%s: %r not one of %r" % (where, value, s["enum"]))
+    if isinstance(value, str):
+        if "pattern" in s and not re.search(s["pattern"], value):
+            errs.append("%s: %r does not match %s" % (where, value, s["pattern"]))
+        if len(value) < s.get("minLength", 0) or len(value) > s.get("maxLength", len(value)):
+            errs.append("%s: length %d out of bounds" % (where, len(value)))
+    if isinstance(value, dict):
+        props = s.get("properties", {})
+        for k in s.get("required", []):
+            if k not in value:
+                errs.append("%s: required field %r missing" % (where, k))
+        extra = s.get("additionalProperties", True)
+        for k, v in value.items():
+            if k in props:
+                errs += schema_errors(v, props[k], "%s.%s" % (where, k))
+            elif extra is False:
+                errs.append("%s: field %r is not documented" % (where, k))
+            elif isinstance(extra, dict):
+                errs += schema_errors(v, extra, "%s.%s" % (where, k))
+    if isinstance(value, list) and "items" in s:
+        for i, v in enumerate(value):
+            errs += schema_errors(v, s["items"], "%s[%d]" % (where, i))
+    return errs
+
+
+def template_of(path):
+    """The documented path template that path falls under, or None."""
+    path = path.split("?", 1)[0]
+    for tpl, item in SPEC["paths"].items():
+        params = {p["name"]: resolve(p)["schema"] for p in map(resolve, resolve(item).get("parameters", []))}
+        rx = re.sub(r"\\\{(\w+)\\\}", r"(?P<\1>[^/]+)", re.escape(tpl))
+        m = re.fullmatch(rx, path)
+        if m and all(not schema_errors(v, params[k]) and v not in (".", "..") for k, v in m.groupdict().items()):
+            return tpl
+    return None
+
+
+def operations():
+    for tpl, item in SPEC["paths"].items():
+        for method in METHODS:
+            if method in resolve(item):
+                yield tpl, method, resolve(item)[method]
+
+
+class OpenApiTest(FeishuEnv, TestCase):
+    def setUp(self):
+        super().setUp()
+        self.secrets += [PUSH, READ, TOKEN, TENANT]
+        self.seen = set()
+
+    def db(self, name):
+        return "sqlite:" + os.path.join(self.tmp, name + ".db")
+
+    def call(self, srv, method, path, body=None, key=None, headers=None, want=None):
+        """One request, checked against the spec; returns the response."""
+        h = dict(headers or {})
+        if key:
+            h["Authorization"] = "Bearer " + key
+        r = request(srv.port, method, path, body=body, headers=h)
+        tpl = template_of(path)
+        self.assertIsNotNone(tpl, "%s %s answered %d but the path is not documented" % (method, path, r.status))
+        op_method = "get" if method == "HEAD" else method.lower()
+        item = resolve(SPEC["paths"][tpl])
+        if op_method not in item:
+            self.assertEqual(r.status, 405, "%s %s" % (method, path))
+            op_method = next(m for m in METHODS if m in item and "405" in item[m]["responses"])
+        op = item[op_method]
+        status = str(r.status)
+        ctx = "%s %s -> %s" % (method, path, status)
+        self.assertTrue(status in op["responses"], "%s: status not documented (documented: %s)"
+                        % (ctx, ", ".join(op["responses"])))
+        if want is not None:
+            self.assertEqual(r.status, want, ctx + ": " + r.body.decode(errors="replace"))
+        doc = resolve(op["responses"][status])
+        for name, hspec in doc.get("headers", {}).items():
+            hspec = resolve(hspec)
+            value = r.headers.get(name.lower())
+            if hspec.get("required"):
+                self.assertIsNotNone(value, ctx + ": header %s missing" % name)
+            if value is not None:
+                self.assertEqual(schema_errors(value, hspec["schema"]), [], ctx + " header " + name)
+        content = doc.get("content")
+        if method == "HEAD":
+            self.assertEqual(r.body, b"", ctx)
+        elif content is None:
+            self.assertEqual(r.body, b"", ctx + ": body where none is documented")
+        else:
+            ct = r.headers.get("content-type")
+            self.assertIn(ct, content, ctx + ": content type")
+            body = r.body.decode("utf-8")
+            value = json.loads(body) if ct.startswith("application/json") else body
+            self.assertEqual(schema_errors(value, content[ct]["schema"]), [], ctx + ": " + body[:300])
+        self.seen.add((tpl, op_method, status))
+        return r
+
+    def test_every_documented_response(self):
+        self.assertTrue(SPEC["openapi"].startswith("3.0."))
+        a = self.server(["--push-key", PUSH], store=self.db("a")).start()
+        b = self.server(["--push-key", PUSH, "--read-key", READ], store=self.db("b")).start()
+        now = int(time.time())
+        # /get-token and /release/get-token are one token ("default"): the
+        # second gets a newer record and no first 404.
+        for i, path in enumerate(("/v1/tokens/openapi", "/release/get-token", "/get-token")):
+            rec = make_record(TOKEN, generated=now - 10 + i, tenant_access_token=TENANT)
+            if path != "/get-token":
+                self.call(a, "GET", path, want=404)
+            self.call(a, "POST", path, rec, want=401)
+            self.call(a, "POST", path, rec, key="pk-wrong", want=403)
+            self.call(a, "POST", path, "", key=PUSH, want=400)
+            self.call(a, "POST", path, "[1, 2]", key=PUSH, want=400)
+            self.call(a, "POST", path, json.dumps(rec), key=PUSH,
+                      headers={"Content-Type": "multipart/form-data; boundary=x"}, want=415)
+            self.call(a, "POST", path, "x" * 70000, key=PUSH, want=413)
+            self.call(a, "POST", path, rec, key=PUSH, want=200)
+            self.call(a, "POST", path, make_record(TOKEN + "old", generated=now - 60), key=PUSH, want=409)
+            db = sqlite3.connect(os.path.join(self.tmp, "a.db"), timeout=1, isolation_level=None)
+            db.execute("BEGIN EXCLUSIVE")   # the store is busy: 503, retry
+            try:
+                self.call(a, "POST", path, make_record(TOKEN, generated=now + 30), key=PUSH, want=503)
+            finally:
+                db.execute("ROLLBACK")
+                db.close()
+            self.call(a, "GET", path, want=200)
+            self.call(a, "HEAD", path, want=200)
+            self.call(a, "PUT", path, want=405)
+            self.call(a, "OPTIONS", path, want=204)
+            self.call(b, "GET", path, want=401)
+            self.call(b, "GET", path, key="rk-wrong", want=403)
+            self.call(b, "GET", path, key=READ, want=404)
+
+        inv = "/v1/tokens/openapi/invalid"
+        self.call(a, "POST", inv, {}, want=400)
+        self.call(a, "POST", inv, {"access_token": TOKEN}, want=501)
+        self.call(a, "POST", inv, {"access_token": "t-someOlderToken000000"}, want=200)
+        self.call(a, "POST", "/v1/tokens/nothing-here/invalid", {"access_token": TOKEN}, want=404)
+        self.call(a, "POST", inv, "x" * 70000, want=413)
+        self.call(a, "POST", inv, "{}", headers={"Content-Type": "application/octet-stream"}, want=415)
+        self.call(a, "GET", inv, want=405)
+        self.call(a, "OPTIONS", inv, want=204)
+        self.call(b, "POST", inv, {"access_token": TOKEN}, want=401)
+        self.call(b, "POST", inv, {"access_token": TOKEN}, key="rk-wrong", want=403)
+
+        for path in ("/healthz", "/readyz", "/metrics"):
+            self.call(a, "GET", path, want=200)
+            self.call(a, "HEAD", path, want=200)
+            self.call(a, "POST", path, "{}", want=405)
+            self.call(a, "OPTIONS", path, want=204)
+
+        # The failure guard: ten wrong keys from one address, then 429 on
+        # every keyed route of that server.
+        for _ in range(10):
+            request(a.port, "POST", "/get-token", body="{}", headers={"Authorization": "Bearer pk-wrong"})
+            request(b.port, "GET", "/get-token", headers={"Authorization": "Bearer rk-wrong"})
+        for path in ("/release/get-token", "/get-token", "/v1/tokens/openapi"):
+            self.call(a, "POST", path, rec, key=PUSH, want=429)
+            self.call(b, "GET", path, key=READ, want=429)
+        self.call(b, "POST", inv, {"access_token": TOKEN}, key=READ, want=429)
+
+        # 202: a server that runs the refresher takes the report.
+        self.start_feishu()
+        c = self.server(env=self.feishu_env(TENCENT_CLOUD_ENABLED="false"), store=self.db("c")).start()
+        served = self.wait_for(lambda: c.get("/v1/tokens/default").status == 200 and c.get("/v1/tokens/default"),
+                               what="the refresher's first token")
+        self.call(c, "POST", "/v1/tokens/default/invalid", {"access_token": served.json()["access_token"]},
+                  want=202)
+
+        documented = {(tpl, m, s) for tpl, m, op in operations() for s in op["responses"]}
+        self.assertEqual(sorted(set(NOT_PROVOKED) - documented), [], "NOT_PROVOKED names undocumented answers")
+        self.assertEqual(sorted(documented - self.seen - set(NOT_PROVOKED)), [],
+                         "documented answers this test never saw")
+
+    def test_every_answered_path_is_documented(self):
+        a = self.server(["--push-key", PUSH]).start()
+        self.assertEqual(a.post("/release/get-token", make_record(TOKEN), key=PUSH).status, 200)
+        probes = ["/", "/release", "/release/", "/release/get-token", "/release/get-token/",
+                  "/release/get-token/x", "/get-token", "/get-token/x", "/v1", "/v1/tokens", "/v1/tokens/",
+                  "/v1/tokens/default", "/v1/tokens/a.b_c-D9", "/v1/tokens/..", "/v1/tokens/.",
+                  "/v1/tokens/" + "x" * 64, "/v1/tokens/" + "x" * 65, "/v1/tokens/a%2Fb",
+                  "/v1/tokens/default/invalid", "/v1/tokens/default/invalid/", "/v1/tokens/default/other",
+                  "/healthz", "/healthz/", "/readyz", "/metrics", "/metrics/x", "/favicon.ico",
+                  "/index.html", "/release/get-token?x=1", "/RELEASE/GET-TOKEN"]
+        for path in probes:
+            for method in ("GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"):
+                r = request(a.port, method, path, body="{}" if method == "POST" else None,
+                            headers={"Authorization": "Bearer " + PUSH})
+                tpl = template_of(path)
+                ctx = "%s %s -> %d" % (method, path, r.status)
+                if method == "OPTIONS":
+                    self.assertEqual(r.status, 204, ctx)   # on any path, as info.description says
+                elif tpl is None:
+                    self.assertEqual(r.status, 404, ctx + ": an undocumented path answers")
+                    if method != "HEAD":
+                        self.assertEqual(r.json(), {"error": "Not found"}, ctx)
+                else:
+                    item = resolve(SPEC["paths"][tpl])
+                    op = "get" if method == "HEAD" else method.lower()
+                    if op in item:
+                        self.assertIn(str(r.status), item[op]["responses"], ctx)
+                    else:
+                        self.assertEqual(r.status, 405, ctx + ": an undocumented method answers")
+                        allowed = ", ".join(m.upper() for m in METHODS if m in item)
+                        self.assertEqual(r.headers.get("allow"), allowed, ctx)
+
+
+if __name__ == "__main__":
+    unittest.main()
