@@ -11,6 +11,7 @@
 #define _GNU_SOURCE
 #include "tokendist.h"
 #include "clock.h"
+#include "client.h"
 #include "gitee.h"
 #include "httpc.h"
 #include "record.h"
@@ -307,38 +308,48 @@ static const char *record_token(const td_record *rec, td_token_kind kind, int64_
     return t;
 }
 
-static int fresh_enough(const td_client *c, int64_t remaining)
+static int fresh_for(long min_remaining, int64_t remaining)
 {
-    return remaining > (c->min_remaining < 0 ? 0 : c->min_remaining);
+    return remaining > (min_remaining < 0 ? 0 : min_remaining);
 }
 
-/* Parses a record from one source and checks that the token of `kind`
- * is fresh enough by the server's clock.  On failure a->why says why. */
-static int judge(td_client *c, attempt *a, const char *text, size_t len, td_token_kind kind,
-                 int64_t offset, td_record **out)
+static int fresh_enough(const td_client *c, int64_t remaining)
+{
+    return fresh_for(c->min_remaining, remaining);
+}
+
+int td__client_judge(const char *text, size_t len, td_token_kind kind, long min_remaining,
+                     int64_t now, td_record **out, char *why, size_t whylen)
 {
     td_record *rec = NULL;
     char perr[256];
     int64_t exp, remaining;
-    int rc;
 
-    if ((rc = td_record_parse(text, len, 0, &rec, perr, sizeof perr)) != TD_OK) {
-        snprintf(a->why, sizeof a->why, "token数据无效 (%s)", perr);
-        return a->rc = TD_EINVAL;
+    if (td_record_parse(text, len, 0, &rec, perr, sizeof perr) != TD_OK) {
+        snprintf(why, whylen, "token数据无效 (%s)", perr);
+        return TD_EINVAL;
     }
     record_token(rec, kind, &exp);
-    remaining = exp - server_now(offset);
-    if (!fresh_enough(c, remaining)) {
+    remaining = exp - now;
+    if (!fresh_for(min_remaining, remaining)) {
         if (remaining <= 0)
-            snprintf(a->why, sizeof a->why, "token已过期 (已过期 %lld 秒)", (long long)-remaining);
+            snprintf(why, whylen, "token已过期 (已过期 %lld 秒)", (long long)-remaining);
         else
-            snprintf(a->why, sizeof a->why, "token即将过期 (剩余 %lld 秒，要求至少 %ld 秒)",
-                     (long long)remaining, c->min_remaining);
+            snprintf(why, whylen, "token即将过期 (剩余 %lld 秒，要求至少 %ld 秒)",
+                     (long long)remaining, min_remaining);
         td_record_free(rec);
-        return a->rc = TD_EEXPIRED;
+        return TD_EEXPIRED;
     }
     *out = rec;
-    return a->rc = TD_OK;
+    return TD_OK;
+}
+
+/* A record from one source, judged by the server's clock; a->why says why not. */
+static int judge(td_client *c, attempt *a, const char *text, size_t len, td_token_kind kind,
+                 int64_t offset, td_record **out)
+{
+    return a->rc = td__client_judge(text, len, kind, c->min_remaining, server_now(offset), out,
+                                    a->why, sizeof a->why);
 }
 
 /* ---- the sources -------------------------------------------------------------- */
@@ -399,6 +410,28 @@ static int64_t get_offset(td_client *c)
     return off;
 }
 
+int td__client_endpoint_answer(const td_httpc_resp *resp, td_token_kind kind, long min_remaining,
+                               int64_t now, td_record **out, char *why, size_t whylen)
+{
+    char reason[128], msg[256];
+    const char *m, *rp;
+
+    if (resp->status == 200)
+        return td__client_judge(resp->body ? resp->body : "", resp->body_len, kind, min_remaining,
+                                now, out, why, whylen);
+    m = body_error(resp, msg, sizeof msg);
+    if (resp->status == 404) {
+        snprintf(why, whylen, "%s", m ? m : "Token not found or expired");
+        return TD_ENOTFOUND;
+    }
+    rp = reason_phrase(resp, reason, sizeof reason);
+    if (m && strcmp(m, rp) != 0)
+        snprintf(why, whylen, "HTTP %ld: %s (%s)", resp->status, rp, m);
+    else
+        snprintf(why, whylen, "HTTP %ld: %s", resp->status, rp);
+    return resp->status == 401 || resp->status == 403 ? TD_EAUTH : TD_EHTTP;
+}
+
 static int from_endpoint(td_client *c, size_t i, td_token_kind kind, attempt *a, td_record **out)
 {
     const char *hdrs[] = {c->auth_header, NULL};
@@ -406,8 +439,7 @@ static int from_endpoint(td_client *c, size_t i, td_token_kind kind, attempt *a,
                         .timeout_ms = c->timeout_ms, .connect_timeout_ms = c->connect_ms,
                         .max_body = RECORD_BODY_MAX};
     td_httpc_resp resp = {0};
-    char herr[400], reason[128], msg[256];
-    const char *m;
+    char herr[400];
     int rc;
 
     a->src = TD_SOURCE_ENDPOINT;
@@ -419,24 +451,8 @@ static int from_endpoint(td_client *c, size_t i, td_token_kind kind, attempt *a,
         return a->rc = rc;
     }
     note_date(c, &resp);
-    if (resp.status == 200) {
-        rc = judge(c, a, resp.body ? resp.body : "", resp.body_len, kind, get_offset(c), out);
-        goto out;
-    }
-    m = body_error(&resp, msg, sizeof msg);
-    if (resp.status == 404) {
-        snprintf(a->why, sizeof a->why, "%s", m ? m : "Token not found or expired");
-        rc = TD_ENOTFOUND;
-    } else {
-        const char *rp = reason_phrase(&resp, reason, sizeof reason);
-        if (m && strcmp(m, rp) != 0)
-            snprintf(a->why, sizeof a->why, "HTTP %ld: %s (%s)", resp.status, rp, m);
-        else
-            snprintf(a->why, sizeof a->why, "HTTP %ld: %s", resp.status, rp);
-        rc = resp.status == 401 || resp.status == 403 ? TD_EAUTH : TD_EHTTP;
-    }
-    a->rc = rc;
-out:
+    rc = a->rc = td__client_endpoint_answer(&resp, kind, c->min_remaining, server_now(get_offset(c)),
+                                            out, a->why, sizeof a->why);
     td_httpc_resp_clear(&resp);
     return rc;
 }

@@ -1,0 +1,31 @@
+/*
+ * client -- internals of libtokendist's client (its API is in
+ * tokendist.h): how the answer of one source is judged.  Pure functions,
+ * declared so the fuzzer runs exactly what td_client_get runs on what a
+ * server, the Gitee file or the cache file hands it.
+ */
+#ifndef TD_CLIENT_H
+#define TD_CLIENT_H
+
+#include "httpc.h"
+#include "record.h"
+#include "tokendist.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* A record text (a 200 body, the Gitee file, the cache file) as a record
+ * whose token of `kind` has more than min_remaining seconds (< 0: any
+ * time at all) left at `now`, the server's clock.  TD_EINVAL (malformed
+ * record) or TD_EEXPIRED otherwise, with why saying which; *out is set
+ * only on TD_OK. */
+int td__client_judge(const char *text, size_t len, td_token_kind kind, long min_remaining,
+                     int64_t now, td_record **out, char *why, size_t whylen);
+
+/* An endpoint's answer: 200 goes to td__client_judge; 404 is
+ * TD_ENOTFOUND, 401/403 TD_EAUTH, anything else TD_EHTTP, with why
+ * holding the reason phrase and the body's "error" or "message". */
+int td__client_endpoint_answer(const td_httpc_resp *resp, td_token_kind kind, long min_remaining,
+                               int64_t now, td_record **out, char *why, size_t whylen);
+
+#endif
