@@ -2,6 +2,7 @@
  * declared; parsing, --help, --print-config and redaction all read it. */
 #include "config.h"
 #include "log.h"
+#include "store.h"
 #include "tokendist.h"
 
 #include <errno.h>
@@ -14,6 +15,7 @@
 typedef enum { T_STR, T_INT, T_BOOL, T_LIST } cfg_type;
 
 #define SENSITIVE 0x1u
+#define URL_CREDS 0x2u     /* a URL that may carry user:password@ */
 
 #define ALL (TD_CMD_SERVE | TD_CMD_REFRESH | TD_CMD_GET | TD_CMD_CHECK | TD_CMD_FILES | TD_CMD_SCF)
 #define SRV (TD_CMD_SERVE | TD_CMD_SCF)
@@ -46,7 +48,7 @@ static const cfg_entry table[] = {
 
     {"listen", {"TOKENDIST_LISTEN"}, T_STR, O(listen), "127.0.0.1:9000", 0, 0, 0, TD_CMD_SERVE,
      "HOST:PORT to serve HTTP on"},
-    {"store", {"TOKENDIST_STORE"}, T_STR, O(store), "sqlite:./var/tokendist.db", 0, 0, 0, SRV,
+    {"store", {"TOKENDIST_STORE"}, T_STR, O(store), "sqlite:./var/tokendist.db", 0, 0, URL_CREDS, SRV,
      "where tokens are kept: sqlite:PATH or redis://[:PASSWORD@]HOST:PORT/DB"},
     {"push-key", {"TOKENDIST_PUSH_KEYS"}, T_LIST, O(push_keys), NULL, 0, 0, SENSITIVE, SRV,
      "key a writer must present to POST a token (repeat, or comma-separated); none: POST refused"},
@@ -403,7 +405,12 @@ void td_config_print(const td_config *c, unsigned cmd, FILE *f)
         switch (e->type) {
         case T_STR: {
             const char *s = *(char *const *)p;
-            fputs(!s ? "" : (e->flags & SENSITIVE) ? td_log_fp(s, fp) : s, f);
+            char url[1024];
+            fputs(!s                      ? ""
+                  : (e->flags & SENSITIVE) ? td_log_fp(s, fp)
+                  : (e->flags & URL_CREDS) ? td_store_redact(s, url, sizeof url)
+                                           : s,
+                  f);
             break;
         }
         case T_INT: fprintf(f, "%ld", *(const long *)p); break;

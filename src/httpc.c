@@ -90,6 +90,7 @@ int td_httpc_do(const td_httpc_req *req, td_httpc_resp *resp, char *err, size_t 
     struct curl_slist *hl = NULL;
     xfer x = {req, resp, 0, 0, req->max_body ? req->max_body : TD_HTTPC_BODY_MAX, TD_OK};
     char cerr[CURL_ERROR_SIZE] = "";
+    const char *ca;
     CURLcode cc;
     int rc = TD_EHTTP;
 
@@ -115,6 +116,9 @@ int td_httpc_do(const td_httpc_req *req, td_httpc_resp *resp, char *err, size_t 
     curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(c, CURLOPT_ERRORBUFFER, cerr);
     curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
+    /* A self-contained deployment (the SCF zip on CentOS 7) ships its own
+     * CA bundle; libcurl itself only reads this variable in the curl tool. */
+    if ((ca = getenv("CURL_CA_BUNDLE")) && *ca) curl_easy_setopt(c, CURLOPT_CAINFO, ca);
     curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, req->connect_timeout_ms > 0 ? req->connect_timeout_ms : 5000L);
     if (req->timeout_ms >= 0)
         curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, req->timeout_ms > 0 ? req->timeout_ms : 10000L);

@@ -161,11 +161,14 @@ static void test_print_redacts_secrets(void **state)
     size_t len = 0;
     FILE *f = open_memstream(&buf, &len);
     (void)state;
-    assert_int_equal(load(&c, TD_CMD_SERVE, err, sizeof err, "--push-key", "super-secret-push-key-123", NULL), TD_OK);
+    assert_int_equal(load(&c, TD_CMD_SERVE, err, sizeof err, "--push-key", "super-secret-push-key-123",
+                          "--store", "redis://:redis-pass-xyz@127.0.0.1:6379/0", NULL), TD_OK);
     td_config_print(&c, TD_CMD_SERVE, f);
     fclose(f);
     assert_null(strstr(buf, "super-secret-push-key-123"));
     assert_non_null(strstr(buf, "TOKENDIST_PUSH_KEYS=super…23"));
+    assert_null(strstr(buf, "redis-pass-xyz"));
+    assert_non_null(strstr(buf, "TOKENDIST_STORE=redis://:***@127.0.0.1:6379/0"));
     free(buf);
     td_config_free(&c);
 }
