@@ -53,7 +53,9 @@ class InstallTest(TestCase):
                     libdir + "/pkgconfig/tokendist.pc",
                     "share/man/man1/tokendist.1", "share/man/man5/tokendist.env.5",
                     "share/bash-completion/completions/tokendist",
-                    "share/doc/tokendist/examples/tokendist.env", "share/doc/tokendist/protocol.md"]:
+                    "share/doc/tokendist/examples/tokendist.env", "share/doc/tokendist/protocol.md",
+                    "share/doc/tokendist/openapi.json", "share/doc/tokendist/architecture.md",
+                    "share/doc/tokendist/deploy.md"]:
             self.assertTrue(os.path.exists(self.path(rel)), rel)
         for unit in ("tokendist.service", "tokendist-refresh.service"):
             self.assertTrue(os.path.exists(os.path.join(self.unitdir, unit)), unit)

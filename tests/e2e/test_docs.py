@@ -1,0 +1,158 @@
+"""The man pages, the bash completion and the example env-file cannot
+drift from the code: every command and option of every `--help`, and every
+environment variable of the settings table (src/config.c), is in the
+rendered man pages; both pages render without a groff warning; the
+completion offers exactly the commands and options the binary has; the
+example env-file names only real settings and parses."""
+import os
+import re
+import shutil
+import subprocess
+import unittest
+
+import harness
+from harness import ROOT, TestCase, run_cli
+
+MAN1 = os.path.join(ROOT, "man", "tokendist.1")
+MAN5 = os.path.join(ROOT, "man", "tokendist.env.5")
+COMPLETION = os.path.join(ROOT, "completions", "tokendist.bash")
+EXAMPLE = os.path.join(ROOT, "examples", "tokendist.env")
+
+
+def commands():
+    out = run_cli("--help").stdout
+    block = out.split("Commands:\n", 1)[1].split("\n\n", 1)[0]
+    return [line.split()[0] for line in block.splitlines()]
+
+
+def options(cmd):
+    """(option, takes_value) of `tokendist CMD --help`, in order."""
+    out = run_cli(cmd, "--help").stdout
+    return [(m.group(1), bool(m.group(2)))
+            for m in re.finditer(r"(?m)^  (--[a-z][a-z-]*)( VALUE| N)? ", out)]
+
+
+def table_env_names():
+    """Every environment name in the settings table, alternates included."""
+    with open(os.path.join(ROOT, "src", "config.c"), encoding="utf-8") as f:
+        src = f.read()
+    names = []
+    for m in re.finditer(r'\{"[a-z-]+", \{("[A-Z_]+")(?:, ("[A-Z_]+"))?\}', src):
+        names += [g.strip('"') for g in m.groups() if g]
+    return names
+
+
+def render(page):
+    """The page as a reader sees it, on one very long line per paragraph (so
+    no option is split by a line break), with groff's warnings."""
+    r = subprocess.run(["groff", "-k", "-man", "-Tutf8", "-ww", "-rLL=4000n", "-P-c", page],
+                       capture_output=True, text=True)
+    text = re.sub(r".\x08", "", r.stdout).replace("\u2010", "-").replace("\u2212", "-")
+    return r.returncode, text, r.stderr
+
+
+@unittest.skipUnless(shutil.which("groff"), "groff is not installed (apt-get install groff-base)")
+class ManPages(TestCase):
+    def test_render_without_warnings(self):
+        for page in (MAN1, MAN5):
+            rc, text, warnings = render(page)
+            self.assertEqual((rc, warnings), (0, ""), page)
+            self.assertIn("NAME", text)
+            if shutil.which("man"):
+                r = subprocess.run(["man", "--warnings=w", "-l", page], capture_output=True, text=True,
+                                   env=dict(os.environ, MANWIDTH="80", MAN_KEEP_FORMATTING="0"))
+                self.assertEqual((r.returncode, r.stderr), (0, ""), page)
+
+    def test_every_command_and_option_in_tokendist_1(self):
+        _, text, _ = render(MAN1)
+        cmds = commands()
+        self.assertGreaterEqual(len(cmds), 6)
+        section = text.split("COMMANDS", 1)[1].split("OPTIONS", 1)[0]
+        missing = [c for c in cmds if not re.search(r"(?m)^\s+" + re.escape(c) + r"\b", section)]
+        self.assertEqual(missing, [], "commands not described in COMMANDS of tokendist.1")
+        missing = []
+        for cmd in cmds:
+            for opt, _ in options(cmd):
+                if not re.search(re.escape(opt) + r"(?![a-z-])", text):
+                    missing.append("%s %s" % (cmd, opt))
+        self.assertEqual(missing, [], "options of --help missing from tokendist.1")
+        for opt in ("--version", "--help"):
+            self.assertIn(opt, text)
+
+    def test_every_environment_variable_in_tokendist_env_5(self):
+        _, text, _ = render(MAN5)
+        names = set(table_env_names())
+        self.assertGreaterEqual(len(names), 45)
+        for cmd in commands():
+            out = run_cli(cmd, "--print-config").stdout
+            names |= {line.split("=", 1)[0] for line in out.splitlines()}
+        names |= {"SCF_RUNTIME_API", "SCF_RUNTIME_API_PORT", "NOTIFY_SOCKET", "WATCHDOG_USEC"}
+        missing = sorted(n for n in names if not re.search(r"\b%s\b" % n, text))
+        self.assertEqual(missing, [], "environment variables missing from tokendist.env.5")
+
+    def test_version_matches_binary(self):
+        version = run_cli("--version").stdout.split()[1]
+        for page in (MAN1, MAN5):
+            with open(page, encoding="utf-8") as f:
+                th = next(line for line in f if line.startswith(".TH "))
+            self.assertIn('"tokendist %s"' % version, th, page)
+
+
+class Completion(TestCase):
+    def complete(self, *words):
+        """COMPREPLY for the command line `words`, the last one being
+        completed, with the built binary first on PATH."""
+        script = ('source "$1"; shift; COMP_WORDS=("$@"); COMP_CWORD=$((${#COMP_WORDS[@]} - 1)); '
+                  '_tokendist; printf "%s\\n" "${COMPREPLY[@]}"')
+        env = dict(os.environ, PATH=os.path.dirname(os.path.abspath(harness.BIN)) + ":" + os.environ["PATH"])
+        r = subprocess.run(["bash", "-c", script, "bash", COMPLETION, "tokendist"] + list(words),
+                           capture_output=True, text=True, env=env)
+        self.assertEqual(r.stderr, "")
+        return [w for w in r.stdout.splitlines() if w]
+
+    def test_commands(self):
+        self.assertEqual(sorted(self.complete("")), sorted(commands() + ["--help", "--version"]))
+        self.assertEqual(self.complete("ref"), ["refresh"])
+
+    def test_options_of_every_command(self):
+        for cmd in commands():
+            words = [cmd, "list", "--"] if cmd == "files" else [cmd, "--"]
+            self.assertEqual(sorted(self.complete(*words)), sorted(o for o, _ in options(cmd)), cmd)
+
+    def test_values(self):
+        self.assertEqual(self.complete("files", ""), ["list", "download"])
+        self.assertEqual(self.complete("get", "--field", "t"), ["tenant_access_token"])
+        self.assertEqual(self.complete("serve", "--listen", ""), [])     # a value, not an option
+        self.assertEqual(self.complete("get", "--json", "--min-r"), ["--min-remaining"])
+        self.assertIn(os.path.basename(EXAMPLE),
+                      [os.path.basename(p) for p in self.complete("serve", "--env-file", EXAMPLE[:-3])])
+
+
+class ExampleEnvFile(TestCase):
+    def test_names_only_real_settings_and_parses(self):
+        with open(EXAMPLE, encoding="utf-8") as f:
+            text = f.read()
+        keys = re.findall(r"(?m)^#?([A-Z][A-Z_]+)=", text)
+        self.assertGreaterEqual(len(keys), 20)
+        self.assertEqual([k for k in keys if k not in table_env_names()], [])
+        # Every line uncommented is a valid env-file for serve and refresh.
+        path = os.path.join(self.tmp, "all.env")
+        with open(path, "w", encoding="utf-8") as f:
+            f.write(re.sub(r"(?m)^#([A-Z][A-Z_]+=)", r"\1", text))
+        for cmd in ("serve", "refresh"):
+            r = self.cli(cmd, "--env-file", path, "--print-config", env={"TOKENDIST_STORE": ""})
+            self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("GITEE_OWNER=your_username\n", r.stdout)
+
+
+class Readmes(unittest.TestCase):
+    def test_both_start_with_the_two_commands(self):
+        for name in ("README.md", "README.en.md"):
+            with open(os.path.join(ROOT, name), encoding="utf-8") as f:
+                head = f.read().split("\n```sh\n", 1)[1].split("```", 1)[0].splitlines()
+            self.assertTrue(head[0].startswith("./scripts/run "), name)
+            self.assertTrue(head[1].startswith("./scripts/test "), name)
+
+
+if __name__ == "__main__":
+    unittest.main()
