@@ -532,9 +532,14 @@ static void post_token(td_api *api, const td_api_req *req, const char *name, td_
         add_hdr(r, "Retry-After", "5");
         td_log("❌ 存储暂不可用 %s: %s", name, err);
         break;
-    default:
-        resp_static(api, r, 500, B_STOREFAIL);
+    default: {
+        /* The seed's message, then why: the writer is authenticated and an
+         * operator needs to know it is, say, a full disk. */
+        char msg[600];
+        snprintf(msg, sizeof msg, "Failed to store token: %s", err);
+        resp_msg(api, r, 500, "message", msg);
         td_log("❌ 存储失败 %s: %s", name, err);
+    }
         break;
     }
     td_record_free(rec);
