@@ -227,6 +227,31 @@ int td_api_store_record(td_api *api, const char *name, const td_record *r, char 
     return snap_install(api, s);
 }
 
+static int hexval(int c)
+{
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+}
+
+size_t td_api_unescape(char *s)
+{
+    char *w = s;
+
+    for (const char *r = s; *r;) {
+        int hi = r[0] == '%' ? hexval(r[1]) : -1, lo = hi >= 0 ? hexval(r[2]) : -1;
+        if (lo >= 0 && (hi | lo) != 0) {
+            *w++ = (char)(hi * 16 + lo);
+            r += 3;
+        } else {
+            *w++ = *r++; /* not an escape, a bad one, or %00: kept */
+        }
+    }
+    *w = '\0';
+    return (size_t)(w - s);
+}
+
 int td_api_valid_name(const char *name, size_t len)
 {
     if (len == 0 || len > 64) return 0;

@@ -105,6 +105,12 @@ int td_api_reload(td_api *api, const char *name, char *err, size_t errlen);
 /* The current snapshot of name, retained (caller releases), or NULL. */
 td_snap *td_api_snapshot(td_api *api, const char *name);
 
+/* Decodes %XX escapes of a request path in place, as both front doors
+ * must (libmicrohttpd's callback and the SCF event path), and returns the
+ * new length.  %00 stays as it is: a NUL would cut the path short and make
+ * "/v1/tokens/default%00junk" name the token "default". */
+size_t td_api_unescape(char *s);
+
 /* A token name is 1-64 characters of [A-Za-z0-9._-], not "." or "..". */
 int td_api_valid_name(const char *name, size_t len);
 

@@ -224,6 +224,12 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
     *con_cls = NULL;
 }
 
+static size_t unescape(void *cls, struct MHD_Connection *c, char *s)
+{
+    (void)cls, (void)c;
+    return td_api_unescape(s);
+}
+
 static void mhd_log(void *cls, const char *fmt, va_list ap)
 {
     char line[512];
@@ -324,6 +330,7 @@ int td_http_start(td_http **out, td_api *api, const td_http_opts *o, char *err, 
             {MHD_OPTION_EXTERNAL_LOGGER, (intptr_t)mhd_log, NULL}, /* first, or MHD warns */
             {MHD_OPTION_SOCK_ADDR, 0, &ss},
             {MHD_OPTION_NOTIFY_COMPLETED, (intptr_t)on_completed, h},
+            {MHD_OPTION_UNESCAPE_CALLBACK, (intptr_t)unescape, NULL},
             {MHD_OPTION_CONNECTION_MEMORY_LIMIT, CONN_MEMORY, NULL},
             {MHD_OPTION_CONNECTION_LIMIT, o->conn_limit ? o->conn_limit : 4096, NULL},
             {MHD_OPTION_PER_IP_CONNECTION_LIMIT, o->conn_per_ip, NULL},

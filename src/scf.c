@@ -39,31 +39,13 @@ static const char *header(const json_t *headers, const char *name)
     return NULL;
 }
 
-static int hexval(int c)
-{
-    if (c >= '0' && c <= '9') return c - '0';
-    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-    return -1;
-}
-
 /* The path as libmicrohttpd hands it to the HTTP front: query cut off,
- * %XX decoded (invalid escapes kept as they are). */
+ * escapes decoded by the same function. */
 static char *decode_path(const char *p)
 {
-    size_t len = strcspn(p, "?");
-    char *out = malloc(len + 1), *o = out;
+    char *out = strndup(p, strcspn(p, "?"));
 
-    if (!out) return NULL;
-    for (size_t i = 0; i < len; i++) {
-        if (p[i] == '%' && i + 2 < len && hexval(p[i + 1]) >= 0 && hexval(p[i + 2]) >= 0) {
-            *o++ = (char)(hexval(p[i + 1]) * 16 + hexval(p[i + 2]));
-            i += 2;
-        } else {
-            *o++ = p[i];
-        }
-    }
-    *o = '\0';
+    if (out) td_api_unescape(out);
     return out;
 }
 
