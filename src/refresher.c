@@ -1,5 +1,6 @@
 /* refresher -- see refresher.h. */
 #include "refresher.h"
+#include "lease.h"
 #include "clock.h"
 #include "log.h"
 #include "metrics.h"
@@ -15,8 +16,9 @@
 #include <unistd.h>
 
 #define FORCE_INTERVAL_MS 30000L
-/* How often a server that does not hold the lease looks again. */
-#define LEASE_RETRY_MS 15000L
+/* How often a server that does not hold the lease looks again: a tenth of
+ * the lease time, so a dead holder is replaced within the lease time. */
+#define LEASE_RETRY_MS (TD_LEASE_TTL_MS / 10)
 
 struct td_refresher {
     td_refresher_opts o;

@@ -249,7 +249,7 @@ class OneRefresherTest(FeishuEnv, RedisTestCase):
         holder.kill9()
         killed_at = time.time()
         # The key outlives its holder by at most the lease ttl (30 s); the
-        # other instance asks every 3 s, its refresher every 15 s.
+        # other instance and its refresher ask every 3 s (a tenth of it).
         self.wait_for(lambda: "本实例持有租约 refresh:default" in other.log(), timeout=40,
                       what="lease taken over after the ttl")
         took = time.time() - killed_at
