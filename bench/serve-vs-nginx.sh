@@ -6,7 +6,9 @@
 #
 #   bench/serve-vs-nginx.sh [SECONDS]        (default 10 s per run)
 #
-# Prints req/s, p50/p99 latency and peak RSS of both, and the ratio.
+# Prints req/s, p50/p99 latency and peak RSS of both, and the ratio; then
+# the same 50-connection run while 1,000 idle connections and 100 slowloris
+# clients (headers trickled a byte at a time) hold on to each server.
 # A benchmark, not a test: it does not run in CI.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -97,3 +99,35 @@ for spec in "50 conns:50:" "200 conns:200:" "pipelined 16 x 50:50:$work/pipeline
     "$(echo "$ng" | field 50%)" "$(echo "$ng" | field 99%)" "$(echo "$td_rps / $ng_rps" | bc -l)"
 done
 echo "peak RSS: tokendist $(rss $TD_PID) kB, nginx worker $(rss $NG_PID) kB (master $(rss $NG_MASTER) kB)"
+
+# Abuse: idle and slowloris connections from other loopback addresses.
+cat >"$work/abuse.py" <<'PY'
+import socket, sys, time
+port, secs = int(sys.argv[1]), float(sys.argv[2])
+conns, slow = [], []
+for i in range(1000):
+    s = socket.socket(); s.bind(("127.0.0.3", 0)); s.connect(("127.0.0.1", port)); conns.append(s)
+for i in range(100):
+    s = socket.socket(); s.bind(("127.0.0.4", 0)); s.connect(("127.0.0.1", port))
+    s.sendall(b"GET /release/get-token HTTP/1.1\r\nHost: x\r\n"); slow.append(s)
+print("ready", flush=True)
+end = time.time() + secs
+while time.time() < end:
+    for s in slow:
+        try: s.sendall(b"X")
+        except OSError: pass
+    time.sleep(0.5)
+PY
+ulimit -n "$(ulimit -Hn)"   # 1,100 sockets in one process
+abuse_run() { # port
+  python3 "$work/abuse.py" "$1" $((DUR + 5)) >"$work/abuse.out" 2>&1 &
+  local ap=$!
+  for _ in $(seq 100); do grep -q ready "$work/abuse.out" 2>/dev/null && break; sleep 0.1; done
+  run "$1" 50
+  kill $ap 2>/dev/null; wait $ap 2>/dev/null || true
+}
+td=$(abuse_run "$TD_PORT"); ng=$(abuse_run "$NG_PORT")
+printf '%-22s %14s %10s %10s %14s %10s %10s %8.2f\n' "50 + 1000 idle + 100 slow" \
+  "$(echo "$td" | field Requests/sec:)" "$(echo "$td" | field 50%)" "$(echo "$td" | field 99%)" \
+  "$(echo "$ng" | field Requests/sec:)" "$(echo "$ng" | field 50%)" "$(echo "$ng" | field 99%)" \
+  "$(echo "$(echo "$td" | field Requests/sec:) / $(echo "$ng" | field Requests/sec:)" | bc -l)"
