@@ -28,9 +28,9 @@ METHODS = ("get", "post", "options")
 # Documented answers this test cannot provoke without breaking the store
 # under a running server; each is covered elsewhere as named.
 NOT_PROVOKED = {
-    ("/release/get-token", "post", "500"): "a store failing for good (disk, corruption)",
-    ("/get-token", "post", "500"): "a store failing for good",
-    ("/v1/tokens/{name}", "post", "500"): "a store failing for good",
+    ("/release/get-token", "post", "500"): "a store failing for good: the full disk of test_limits.py",
+    ("/get-token", "post", "500"): "a store failing for good: test_limits.py",
+    ("/v1/tokens/{name}", "post", "500"): "a store failing for good: test_limits.py",
     ("/readyz", "get", "503"): "a store that does not answer: Redis down in test_redis.py",
 }
 
