@@ -30,6 +30,16 @@ void td__client_explain(int rc, FILE *f);
 int td_cmd_refresh(int argc, char **argv);
 int td_cmd_check(int argc, char **argv);
 
+/* The store and the request handler as the settings say, with a shared
+ * store's changes flowing into the served snapshots: how both front doors
+ * (serve, scf-runtime) start.  On failure err says which step failed and
+ * nothing is left open; td_cmd_close_api undoes it (NULL-safe). */
+struct td_store;
+struct td_api;
+int td_cmd_open_api(const td_config *c, struct td_store **store, struct td_api **api, char *err,
+                    size_t errlen);
+void td_cmd_close_api(struct td_store *store, struct td_api *api);
+
 /* Loads settings for cmd and handles --help and --print-config; returns -1
  * when the command should go on, else the exit code to return.  Also sets
  * the process time zone. */

@@ -21,15 +21,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-static int on_store_change(void *api, const char *name)
-{
-    char err[256];
-    int rc = td_api_reload(api, name, err, sizeof err);
-
-    if (rc != TD_OK) td_log("❌ 重新加载 token 失败: %s", err);
-    return rc;
-}
-
 int td_cmd_scf(int argc, char **argv)
 {
     td_config c;
@@ -50,24 +41,8 @@ int td_cmd_scf(int argc, char **argv)
     ex = TD_EXIT_FAIL;
     signal(SIGPIPE, SIG_IGN);
 
-    if (td_store_open(&store, c.store, (size_t)c.history, err, sizeof err) != TD_OK) {
-        td_log("❌ 无法打开存储: %s", err);
-        td_scf_init_error(base, err);
-        goto out;
-    }
-    {
-        td_api_opts o = {
-            .store = store, .push_keys = &c.push_keys, .read_keys = &c.read_keys,
-            .cors_origin = c.cors_origin, .body_limit = (size_t)c.body_limit,
-        };
-        if (td_api_new(&api, &o, err, sizeof err) != TD_OK) {
-            td_log("❌ 无法加载已存储的 token: %s", err);
-            td_scf_init_error(base, err);
-            goto out;
-        }
-    }
-    if (td_store_watch(store, on_store_change, api, err, sizeof err) != TD_OK) {
-        td_log("❌ 无法订阅存储的变更: %s", err);
+    if (td_cmd_open_api(&c, &store, &api, err, sizeof err) != TD_OK) {
+        td_log("❌ %s", err);
         td_scf_init_error(base, err);
         goto out;
     }
@@ -79,9 +54,7 @@ int td_cmd_scf(int argc, char **argv)
     td_scf_run(api, base, err, sizeof err); /* returns only when the runtime API is gone */
     td_log("❌ SCF 运行时 API 不可用，退出: %s", err);
 out:
-    if (store) td_store_watch(store, NULL, NULL, err, sizeof err);
-    td_api_free(api);
-    td_store_close(store);
+    td_cmd_close_api(store, api);
     td_config_free(&c);
     return ex;
 }

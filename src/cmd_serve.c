@@ -51,6 +51,44 @@ static int on_store_change(void *api, const char *name)
     return rc;
 }
 
+int td_cmd_open_api(const td_config *c, td_store **store, td_api **api, char *err, size_t errlen)
+{
+    td_api_opts o = {
+        .push_keys = &c->push_keys, .read_keys = &c->read_keys,
+        .cors_origin = c->cors_origin, .body_limit = (size_t)c->body_limit,
+    };
+    char sub[400];
+
+    *store = NULL, *api = NULL;
+    if (td_store_open(store, c->store, (size_t)c->history, sub, sizeof sub) != TD_OK) {
+        snprintf(err, errlen, "无法打开存储: %s", sub);
+        goto fail;
+    }
+    o.store = *store;
+    if (td_api_new(api, &o, sub, sizeof sub) != TD_OK) {
+        snprintf(err, errlen, "无法加载已存储的 token: %s", sub);
+        goto fail;
+    }
+    if (td_store_watch(*store, on_store_change, *api, sub, sizeof sub) != TD_OK) {
+        snprintf(err, errlen, "无法订阅存储的变更: %s", sub);
+        goto fail;
+    }
+    return TD_OK;
+fail:
+    td_cmd_close_api(*store, *api);
+    *store = NULL, *api = NULL;
+    return TD_ERR;
+}
+
+void td_cmd_close_api(td_store *store, td_api *api)
+{
+    char err[256];
+
+    if (store) td_store_watch(store, NULL, NULL, err, sizeof err); /* no callbacks into a freed api */
+    td_api_free(api);
+    td_store_close(store);
+}
+
 /* The refresher inside serve, when Feishu credentials are set: it writes
  * straight into this server's store (and to any other enabled sink), and
  * answers /v1/tokens/NAME/invalid.  Of several servers sharing a store,
@@ -127,22 +165,8 @@ int td_cmd_serve(int argc, char **argv)
     pthread_sigmask(SIG_BLOCK, &sigs, NULL);
     signal(SIGPIPE, SIG_IGN);
 
-    if (td_store_open(&store, c.store, (size_t)c.history, err, sizeof err) != TD_OK) {
-        td_log("❌ 无法打开存储: %s", err);
-        goto out;
-    }
-    {
-        td_api_opts o = {
-            .store = store, .push_keys = &c.push_keys, .read_keys = &c.read_keys,
-            .cors_origin = c.cors_origin, .body_limit = (size_t)c.body_limit,
-        };
-        if (td_api_new(&api, &o, err, sizeof err) != TD_OK) {
-            td_log("❌ 无法加载已存储的 token: %s", err);
-            goto out;
-        }
-    }
-    if (td_store_watch(store, on_store_change, api, err, sizeof err) != TD_OK) {
-        td_log("❌ 无法订阅存储的变更: %s", err);
+    if (td_cmd_open_api(&c, &store, &api, err, sizeof err) != TD_OK) {
+        td_log("❌ %s", err);
         goto out;
     }
     if (refresher_start(&refresher, &c, store, api) != TD_OK) goto out;
@@ -173,9 +197,7 @@ int td_cmd_serve(int argc, char **argv)
 out:
     td_http_stop(http);
     refresher_stop(&refresher); /* after HTTP: the invalid hook points into it */
-    if (store) td_store_watch(store, NULL, NULL, err, sizeof err); /* it calls into api */
-    td_api_free(api);
-    td_store_close(store);
+    td_cmd_close_api(store, api);
     if (ex == TD_EXIT_OK && sig) td_log("已停止");
     td_config_free(&c);
     return ex;
