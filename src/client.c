@@ -379,12 +379,15 @@ static const char *reason_phrase(const td_httpc_resp *r, char *buf, size_t len)
     }
 }
 
-/* The "error" or "message" text of a JSON error body, or NULL. */
+/* The "error" or "message" text of a JSON error body, or NULL.  An empty
+ * one counts as none, so the caller's stock reason is shown instead of
+ * nothing. */
 static const char *body_error(const td_httpc_resp *r, char *buf, size_t len)
 {
     json_t *o = r->body ? json_loadb(r->body, r->body_len, 0, NULL) : NULL;
     const char *s = json_string_value(json_object_get(o, "error"));
-    if (!s) s = json_string_value(json_object_get(o, "message"));
+    if (!s || !*s) s = json_string_value(json_object_get(o, "message"));
+    if (s && !*s) s = NULL;
     if (s) snprintf(buf, len, "%s", s);
     json_decref(o);
     return s ? buf : NULL;
