@@ -1,30 +1,57 @@
-/* notify -- see notify.h.  sd_notify(3) is used rather than writing to
- * NOTIFY_SOCKET by hand: it knows abstract sockets, WATCHDOG_PID and the
- * other details of the protocol. */
+/* notify -- see notify.h.
+ *
+ * The sd_notify protocol is written out here instead of linking libsystemd:
+ * systemd documents it as a stable interface meant to be reimplemented
+ * (one datagram per state to the AF_UNIX socket named by NOTIFY_SOCKET,
+ * '@' meaning the abstract namespace), and libsystemd would load six more
+ * shared libraries (libgcrypt, liblzma, liblz4, libcap, …) into every
+ * tokendist process for these few lines — measurably more memory per
+ * server. */
+#define _GNU_SOURCE
 #include "notify.h"
 
 #include <errno.h>
+#include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <time.h>
+#include <unistd.h>
 
-#ifdef TD_HAVE_SYSTEMD
-#include <systemd/sd-daemon.h>
+static void notify(const char *state)
+{
+    const char *path = getenv("NOTIFY_SOCKET");
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    size_t len;
+    int fd;
 
-static void notify(const char *state) { (void)sd_notify(0, state); }
+    if (!path || (path[0] != '/' && path[0] != '@') || (len = strlen(path)) < 2 ||
+        len >= sizeof sa.sun_path)
+        return;
+    memcpy(sa.sun_path, path, len);
+    if (sa.sun_path[0] == '@') sa.sun_path[0] = '\0';
+    if ((fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0)) < 0) return;
+    (void)sendto(fd, state, strlen(state), MSG_NOSIGNAL, (struct sockaddr *)&sa,
+                 (socklen_t)(offsetof(struct sockaddr_un, sun_path) + len));
+    close(fd);
+}
 
 long td_notify_watchdog_interval_ms(void)
 {
-    uint64_t usec = 0;
+    const char *usec_s = getenv("WATCHDOG_USEC"), *pid_s = getenv("WATCHDOG_PID");
+    unsigned long long usec;
+    char *end;
 
-    /* > 0 only when WATCHDOG_USEC is set and WATCHDOG_PID, if set, is us. */
-    if (sd_watchdog_enabled(0, &usec) <= 0 || usec == 0) return 0;
+    if (!usec_s) return 0;
+    /* WATCHDOG_PID, when set, names the process the watchdog is for. */
+    if (pid_s && (strtol(pid_s, &end, 10) != (long)getpid() || *end)) return 0;
+    errno = 0;
+    usec = strtoull(usec_s, &end, 10);
+    if (errno || *end || usec == 0) return 0;
     return usec / 2000 > 0 ? (long)(usec / 2000) : 1;
 }
-#else
-static void notify(const char *state) { (void)state; }
-
-long td_notify_watchdog_interval_ms(void) { return 0; }
-#endif
 
 void td_notify_ready(void) { notify("READY=1"); }
 void td_notify_watchdog(void) { notify("WATCHDOG=1"); }

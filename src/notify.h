@@ -4,8 +4,7 @@
  * READY=1 once the service does its job (serve: the HTTP server listens;
  * refresh: the refresher thread runs), WATCHDOG=1 at half of the
  * WatchdogSec= that systemd passes in WATCHDOG_USEC, and STOPPING=1 when a
- * signal to stop arrives.  Everything here is a no-op when tokendist was
- * built without libsystemd (TD_HAVE_SYSTEMD) or runs outside systemd (no
+ * signal to stop arrives.  Everything here is a no-op outside systemd (no
  * NOTIFY_SOCKET), so commands call it unconditionally.
  */
 #ifndef TD_NOTIFY_H

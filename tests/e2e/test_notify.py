@@ -14,13 +14,6 @@ import harness
 from feishu_env import FeishuEnv
 
 
-def linked_with_libsystemd():
-    out = subprocess.run(["ldd", harness.BIN], capture_output=True, text=True).stdout
-    return "libsystemd.so" in out
-
-
-@unittest.skipUnless(linked_with_libsystemd(),
-                     "tokendist was built without libsystemd (TD_HAVE_SYSTEMD): notify is a no-op")
 class NotifyTest(FeishuEnv, harness.TestCase):
     def setUp(self):
         super().setUp()
