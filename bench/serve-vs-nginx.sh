@@ -98,7 +98,11 @@ for spec in "50 conns:50:" "200 conns:200:" "pipelined 16 x 50:50:$work/pipeline
     "$(echo "$td" | field 50%)" "$(echo "$td" | field 99%)" "$ng_rps" \
     "$(echo "$ng" | field 50%)" "$(echo "$ng" | field 99%)" "$(echo "$td_rps / $ng_rps" | bc -l)"
 done
+# RSS counts the shared libraries' pages too (most of it for both); the
+# private memory (anonymous + private file pages) is what each adds.
+priv() { awk '/^Private_(Clean|Dirty)/ { s += $2 } END { print s }' "/proc/$1/smaps_rollup"; }
 echo "peak RSS: tokendist $(rss $TD_PID) kB, nginx worker $(rss $NG_PID) kB (master $(rss $NG_MASTER) kB)"
+echo "private now: tokendist $(priv $TD_PID) kB, nginx worker $(priv $NG_PID) kB"
 
 # Abuse: idle and slowloris connections from other loopback addresses.
 cat >"$work/abuse.py" <<'PY'
