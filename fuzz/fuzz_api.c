@@ -4,7 +4,7 @@
  * X-Api-Key, Content-Type and body, then answered by td_api_handle over a
  * real (in-memory) SQLite store with a push key and a read key set.
  */
-#include "api.h"
+#include "api_fixture.h"
 #include "clock.h"
 #include "log.h"
 #include "store.h"
@@ -14,26 +14,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-static td_api *api;
-
-static void setup(void)
-{
-    static char push[] = "fuzz-push-key", read[] = "fuzz-read-key";
-    static char *pv[] = {push}, *rv[] = {read};
-    static td_strlist pk = {pv, 1}, rk = {rv, 1};
-    td_store *store = NULL;
-    char err[256];
-    td_api_opts o = {0};
-
-    td_log_set_quiet(1);
-    td_clock_set_zone("Asia/Shanghai", err, sizeof err);
-    if (td_store_open(&store, "sqlite::memory:", 5, err, sizeof err) != TD_OK) abort();
-    o.store = store;
-    o.push_keys = &pk;
-    o.read_keys = &rk;
-    o.body_limit = 65536;
-    if (td_api_new(&api, &o, err, sizeof err) != TD_OK) abort();
-}
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -44,7 +24,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     td_api_req q = {0};
     td_api_resp r;
 
-    if (!api) setup();
+    td_api *api = fixture_api();
     memcpy(copy, data, size);
     copy[size] = '\0';
     for (size_t i = 0; i <= size && n < 6; i++)

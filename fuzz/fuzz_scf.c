@@ -8,7 +8,7 @@
  * Invariant: an event we answer gets a well-formed integrated response,
  * whose base64 body (when flagged) decodes.
  */
-#include "api.h"
+#include "api_fixture.h"
 #include "clock.h"
 #include "log.h"
 #include "scf.h"
@@ -20,26 +20,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-static td_api *api;
-
-static void setup(void)
-{
-    static char push[] = "fuzz-push-key", read[] = "fuzz-read-key";
-    static char *pv[] = {push}, *rv[] = {read};
-    static td_strlist pk = {pv, 1}, rk = {rv, 1};
-    td_store *store = NULL;
-    char err[256];
-    td_api_opts o = {0};
-
-    td_log_set_quiet(1);
-    td_clock_set_zone("Asia/Shanghai", err, sizeof err);
-    if (td_store_open(&store, "sqlite::memory:", 5, err, sizeof err) != TD_OK) abort();
-    o.store = store;
-    o.push_keys = &pk;
-    o.read_keys = &rk;
-    o.body_limit = 65536;
-    if (td_api_new(&api, &o, err, sizeof err) != TD_OK) abort();
-}
 
 static void check_response(const char *text, size_t len)
 {
@@ -67,8 +47,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     char err[512], *out = NULL;
     size_t outlen = 0;
     td_scf_req r;
+    td_api *api = fixture_api();
 
-    if (!api) setup();
     if (td_scf_parse_event((const char *)data, size, &r, err, sizeof err) == TD_OK) {
         if (!r.req.method || !*r.req.method || !r.req.path || !r.req.remote ||
             (r.req.body_len && !r.req.body))
