@@ -6,7 +6,8 @@
 #
 #   bench/serve-vs-nginx.sh [SECONDS]        (default 10 s per run)
 #
-# Prints req/s, p50/p99 latency and peak RSS of both, and the ratio; then
+# Prints req/s, p50/p99 latency and peak RSS of both, and the ratio (wrk
+# prints no p99 for a pipelined run against some servers: "0.00us"); then
 # the same 50-connection run while 1,000 idle connections and 100 slowloris
 # clients (headers trickled a byte at a time) hold on to each server.
 # A benchmark, not a test: it does not run in CI.
@@ -87,12 +88,15 @@ run() { # port conns [script]
   taskset -c 1 wrk -t1 -c"$2" -d"${DUR}s" --latency "${extra[@]}" "http://127.0.0.1:$1/release/get-token"
 }
 field() { awk -v k="$1" '$1 == k { print $2 }'; }
+# A run whose answers were not all 200 measured the wrong thing: stop.
+all_ok() { if grep -q "Non-2xx" <<<"$2"; then echo "bench: $1 answered non-2xx:" >&2; echo "$2" >&2; exit 1; fi; }
 rss() { awk '/VmHWM/ { print $2 }' "/proc/$1/status"; }
 
 printf '%-22s %14s %10s %10s %14s %10s %10s %8s\n' run "tokendist r/s" p50 p99 "nginx r/s" p50 p99 ratio
 for spec in "50 conns:50:" "200 conns:200:" "pipelined 16 x 50:50:$work/pipeline.lua"; do
   IFS=: read -r name conns script <<<"$spec"
   td=$(run "$TD_PORT" "$conns" "$script"); ng=$(run "$NG_PORT" "$conns" "$script")
+  all_ok tokendist "$td"; all_ok nginx "$ng"
   td_rps=$(echo "$td" | field Requests/sec:); ng_rps=$(echo "$ng" | field Requests/sec:)
   printf '%-22s %14s %10s %10s %14s %10s %10s %8.2f\n' "$name" "$td_rps" \
     "$(echo "$td" | field 50%)" "$(echo "$td" | field 99%)" "$ng_rps" \
@@ -131,6 +135,7 @@ abuse_run() { # port
   kill $ap 2>/dev/null; wait $ap 2>/dev/null || true
 }
 td=$(abuse_run "$TD_PORT"); ng=$(abuse_run "$NG_PORT")
+all_ok tokendist "$td"; all_ok nginx "$ng"
 printf '%-22s %14s %10s %10s %14s %10s %10s %8.2f\n' "50 + 1000 idle + 100 slow" \
   "$(echo "$td" | field Requests/sec:)" "$(echo "$td" | field 50%)" "$(echo "$td" | field 99%)" \
   "$(echo "$ng" | field Requests/sec:)" "$(echo "$ng" | field 50%)" "$(echo "$ng" | field 99%)" \
