@@ -141,8 +141,12 @@ static void fill_req(struct MHD_Connection *c, const char *url, const char *meth
         long long v = strtoll(cl, &end, 10);
         q->content_length = (*end || v < 0) ? -1 : v;
     }
-    remote_addr(c, remote, rlen); /* for logs and the auth-failure guard */
-    q->remote = remote;
+    /* The peer address matters to logs (writes) and to the auth-failure
+     * guard (requests presenting a key); a plain GET goes without it. */
+    if (!strcmp(method, "POST") || q->authorization || q->x_api_key) {
+        remote_addr(c, remote, rlen);
+        q->remote = remote;
+    }
 }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url,
