@@ -1,6 +1,9 @@
 /* api -- see api.h. */
 #include "api.h"
 #include "auth.h"
+#include "guard.h"
+#include "snap.h"
+#include "strbuf.h"
 #include "clock.h"
 #include "log.h"
 #include "tokendist.h"
@@ -12,20 +15,6 @@
 #include <string.h>
 #include <strings.h>
 
-#define MAX_NAMES 1024          /* distinct token names kept in memory */
-#define GUARD_SLOTS 256         /* addresses tracked for auth failures */
-#define GUARD_FAILS 10          /* failures within GUARD_WINDOW s ... */
-#define GUARD_WINDOW 60
-#define GUARD_BLOCK 60          /* ... block the address this long */
-
-/* Auth failures of one address.  A fixed table: an attacker cycling
- * addresses only evicts other entries, it cannot grow memory. */
-typedef struct guard_slot {
-    char addr[48];
-    int64_t window_start;
-    int64_t blocked_until;
-    unsigned fails;
-} guard_slot;
 #define METRICS_CAP 65536
 
 struct td_api {
@@ -36,11 +25,8 @@ struct td_api {
     td_api_invalid_cb invalid_cb;
     void *invalid_ud;
 
-    guard_slot guard[GUARD_SLOTS];  /* guarded by lock */
-
-    pthread_mutex_t lock;       /* guards snaps and guard; held briefly */
-    td_snap **snaps;
-    size_t nsnaps;
+    td_guard guard;
+    td_snaps snaps;
 };
 
 static const char JSON_CT[] = "application/json; charset=utf-8";
@@ -57,82 +43,7 @@ static const char B_METHOD[] = "{\"error\": \"Method not allowed\"}";
 static const char B_NOPATH[] = "{\"error\": \"Not found\"}";
 static const char B_HEALTHY[] = "{\"status\": \"ok\"}";
 
-/* --- snapshots ------------------------------------------------------- */
-
-void td_snap_retain(td_snap *s) { __atomic_fetch_add(&s->refs, 1, __ATOMIC_RELAXED); }
-
-void td_snap_release(td_snap *s)
-{
-    if (!s || __atomic_sub_fetch(&s->refs, 1, __ATOMIC_ACQ_REL) != 0) return;
-    free(s->name);
-    free(s->json);
-    free(s->token);
-    free(s);
-}
-
-static td_snap *snap_new(const char *name, const char *json, size_t len, int64_t gen,
-                         int64_t exp)
-{
-    td_snap *s = calloc(1, sizeof *s);
-    json_t *o = NULL;
-
-    if (!s) return NULL;
-    s->refs = 1;
-    s->generated_ts = gen;
-    s->expire_ts = exp;
-    s->json_len = len;
-    if (!(s->name = strdup(name)) || !(s->json = malloc(len + 1))) goto fail;
-    memcpy(s->json, json, len);
-    s->json[len] = '\0';
-    if ((o = json_loadb(json, len, 0, NULL)) && json_string_value(json_object_get(o, "access_token")))
-        s->token = strdup(json_string_value(json_object_get(o, "access_token")));
-    json_decref(o);
-    if (!s->token) goto fail;
-    return s;
-fail:
-    td_snap_release(s);
-    return NULL;
-}
-
-static td_snap **snap_slot(td_api *api, const char *name)
-{
-    for (size_t i = 0; i < api->nsnaps; i++)
-        if (!strcmp(api->snaps[i]->name, name)) return &api->snaps[i];
-    return NULL;
-}
-
-td_snap *td_api_snapshot(td_api *api, const char *name)
-{
-    td_snap **slot, *s = NULL;
-
-    pthread_mutex_lock(&api->lock);
-    if ((slot = snap_slot(api, name))) td_snap_retain(s = *slot);
-    pthread_mutex_unlock(&api->lock);
-    return s;
-}
-
-/* Installs s unless the served one is newer (two writers can finish in
- * either order); consumes the caller's reference. */
-static int snap_install(td_api *api, td_snap *s)
-{
-    td_snap **slot, *old = NULL;
-    int rc = TD_OK;
-
-    pthread_mutex_lock(&api->lock);
-    if ((slot = snap_slot(api, s->name))) {
-        if ((*slot)->generated_ts <= s->generated_ts) old = *slot, *slot = s, s = NULL;
-    } else if (api->nsnaps < MAX_NAMES) {
-        td_snap **v = realloc(api->snaps, (api->nsnaps + 1) * sizeof *v);
-        if (v) api->snaps = v, v[api->nsnaps++] = s, s = NULL;
-        else rc = TD_ENOMEM;
-    } else {
-        rc = TD_ETOOBIG;
-    }
-    pthread_mutex_unlock(&api->lock);
-    td_snap_release(old);
-    td_snap_release(s);
-    return rc;
-}
+td_snap *td_api_snapshot(td_api *api, const char *name) { return td_snaps_get(&api->snaps, name); }
 
 /* --- construction ---------------------------------------------------- */
 
@@ -143,7 +54,8 @@ int td_api_new(td_api **out, const td_api_opts *o, char *err, size_t errlen)
     int rc = TD_ENOMEM;
 
     if (!api) goto fail;
-    pthread_mutex_init(&api->lock, NULL);
+    td_guard_init(&api->guard);
+    td_snaps_init(&api->snaps);
     api->store = o->store;
     api->body_limit = o->body_limit ? o->body_limit : 65536;
     if (!(api->cors_origin = strdup(o->cors_origin ? o->cors_origin : "*"))) goto fail;
@@ -162,12 +74,11 @@ fail:
 void td_api_free(td_api *api)
 {
     if (!api) return;
-    for (size_t i = 0; i < api->nsnaps; i++) td_snap_release(api->snaps[i]);
-    free(api->snaps);
+    td_snaps_free(&api->snaps);
+    td_guard_free(&api->guard);
     td_auth_keys_free(&api->push);
     td_auth_keys_free(&api->read);
     free(api->cors_origin);
-    pthread_mutex_destroy(&api->lock);
     free(api);
 }
 
@@ -196,9 +107,9 @@ int td_api_reload(td_api *api, const char *name, char *err, size_t errlen)
         return rc;
     }
     for (size_t i = 0; i < n && rc == TD_OK; i++) {
-        td_snap *s = snap_new(v[i].name, v[i].json, v[i].json_len, v[i].generated_ts,
-                              v[i].expire_ts);
-        rc = s ? snap_install(api, s) : TD_ENOMEM;
+        td_snap *s = td_snap_new(v[i].name, v[i].json, v[i].json_len, v[i].generated_ts,
+                                 v[i].expire_ts);
+        rc = s ? td_snaps_install(&api->snaps, s) : TD_ENOMEM;
     }
     td_store_list_free(v, n);
     if (rc != TD_OK) snprintf(err, errlen, "cannot load stored tokens: %s", td_strerror(rc));
@@ -220,11 +131,11 @@ int td_api_store_record(td_api *api, const char *name, const td_record *r, char 
         if (rc != TD_ECONFLICT) td_metrics_inc(TD_M_STORE_ERRORS);
         return rc;
     }
-    if (!(s = snap_new(name, e.json, e.json_len, e.generated_ts, e.expire_ts))) {
+    if (!(s = td_snap_new(name, e.json, e.json_len, e.generated_ts, e.expire_ts))) {
         snprintf(err, errlen, "out of memory");
         return TD_ENOMEM;
     }
-    return snap_install(api, s);
+    return td_snaps_install(&api->snaps, s);
 }
 
 static int hexval(int c)
@@ -374,47 +285,6 @@ static int json_content_type(const char *ct)
            (n > 5 && !strncasecmp(ct + n - 5, "+json", 5));
 }
 
-static guard_slot *guard_find(td_api *api, const char *addr)
-{
-    uint32_t h = 2166136261u; /* FNV-1a */
-    for (const char *p = addr; *p; p++) h = (h ^ (uint8_t)*p) * 16777619u;
-    return &api->guard[h % GUARD_SLOTS];
-}
-
-/* Seconds the address must still wait, or 0. */
-static int64_t guard_blocked(td_api *api, const char *addr)
-{
-    int64_t now = td_clock_now(), left = 0;
-    guard_slot *g;
-
-    if (!addr) return 0;
-    pthread_mutex_lock(&api->lock);
-    g = guard_find(api, addr);
-    if (!strcmp(g->addr, addr) && g->blocked_until > now) left = g->blocked_until - now;
-    pthread_mutex_unlock(&api->lock);
-    return left;
-}
-
-static void guard_fail(td_api *api, const char *addr)
-{
-    int64_t now = td_clock_now();
-    guard_slot *g;
-
-    if (!addr) return;
-    pthread_mutex_lock(&api->lock);
-    g = guard_find(api, addr);
-    if (strcmp(g->addr, addr) != 0 || now - g->window_start >= GUARD_WINDOW) {
-        snprintf(g->addr, sizeof g->addr, "%s", addr);
-        g->window_start = now;
-        g->fails = 0;
-    }
-    if (++g->fails >= GUARD_FAILS && g->blocked_until <= now) {
-        g->blocked_until = now + GUARD_BLOCK;
-        td_log("⚠️ %s 认证失败 %u 次，%d 秒内拒绝其请求 (429)", addr, g->fails, GUARD_BLOCK);
-    }
-    pthread_mutex_unlock(&api->lock);
-}
-
 /* Credentials for a route: 0 when the request may go on, else resp filled.
  * An address with repeated failures gets 429 for a while, before its key
  * is even looked at, so keys cannot be guessed at line rate. */
@@ -425,7 +295,7 @@ static int check_keys(td_api *api, const td_api_req *req, td_api_resp *r, int wr
     td_auth_result a = TD_AUTH_WRONG;
 
     if (!write && keys->n == 0) return 0;
-    if (guard_blocked(api, req->remote)) {
+    if (td_guard_blocked(&api->guard, req->remote)) {
         td_metrics_inc(TD_M_AUTH_BLOCKED);
         resp_msg(api, r, 429, key, "权限不足: 认证失败次数过多，请稍后再试");
         add_hdr(r, "Retry-After", "60");
@@ -439,7 +309,7 @@ static int check_keys(td_api *api, const td_api_req *req, td_api_resp *r, int wr
     a = td_auth_check(keys, td_auth_presented(req->authorization, req->x_api_key));
     if (a == TD_AUTH_OK) return 0;
     td_metrics_inc(TD_M_AUTH_FAILURES);
-    guard_fail(api, req->remote);
+    td_guard_fail(&api->guard, req->remote);
     if (a == TD_AUTH_MISSING) {
         resp_msg(api, r, 401, key,
                  write ? "权限不足: 缺少写入密钥 (Authorization: Bearer KEY 或 X-Api-Key)"
@@ -608,21 +478,21 @@ out:
     json_decref(o);
 }
 
+static void readyz_token(void *toks, const td_snap *s)
+{
+    int64_t now = td_clock_now();
+    json_object_set_new(toks, s->name,
+                        json_pack("{s:b, s:I}", "fresh", s->expire_ts > now, "expires_in",
+                                  (json_int_t)(s->expire_ts - now)));
+}
+
 static void readyz(td_api *api, td_api_resp *r)
 {
     char err[256];
-    int64_t now = td_clock_now();
     int store_ok = td_store_ping(api->store, err, sizeof err) == TD_OK;
     json_t *o = json_object(), *toks = json_object();
 
-    pthread_mutex_lock(&api->lock);
-    for (size_t i = 0; i < api->nsnaps; i++) {
-        td_snap *s = api->snaps[i];
-        json_object_set_new(toks, s->name,
-                            json_pack("{s:b, s:I}", "fresh", s->expire_ts > now, "expires_in",
-                                      (json_int_t)(s->expire_ts - now)));
-    }
-    pthread_mutex_unlock(&api->lock);
+    td_snaps_each(&api->snaps, readyz_token, toks);
     json_object_set_new(o, "ready", json_boolean(store_ok));
     json_object_set_new(o, "store", json_string(store_ok ? "ok" : err));
     json_object_set_new(o, "tokens", toks);
@@ -632,31 +502,30 @@ static void readyz(td_api *api, td_api_resp *r)
     json_decref(o);
 }
 
+static void metrics_token(void *b, const td_snap *s)
+{
+    td_strbuf_printf(b, "tokendist_token_expiry_seconds{name=\"%s\"} %lld\n", s->name,
+                     (long long)(s->expire_ts - td_clock_now()));
+}
+
 static void metrics(td_api *api, td_api_resp *r)
 {
-    char *buf = malloc(METRICS_CAP);
-    size_t len;
-    int64_t now = td_clock_now();
+    td_strbuf b;
 
+    td_strbuf_heap(&b, METRICS_CAP);
+    td_metrics_render(&b);
+    td_strbuf_puts(&b, "# HELP tokendist_token_expiry_seconds Seconds until each token "
+                       "expires (negative: expired).\n"
+                       "# TYPE tokendist_token_expiry_seconds gauge\n");
+    td_snaps_each(&api->snaps, metrics_token, &b);
     resp_start(api, r, 200, TEXT_CT);
-    if (!buf) {
+    if (!(r->owned = td_strbuf_take(&b, &r->body_len))) {
         r->status = 500;
+        r->body = "";
+        r->body_len = 0;
         return;
     }
-    len = td_metrics_render(buf, METRICS_CAP);
-    len += (size_t)snprintf(buf + len, METRICS_CAP - len,
-                            "# HELP tokendist_token_expiry_seconds Seconds until each token "
-                            "expires (negative: expired).\n"
-                            "# TYPE tokendist_token_expiry_seconds gauge\n");
-    pthread_mutex_lock(&api->lock);
-    for (size_t i = 0; i < api->nsnaps && len < METRICS_CAP - 256; i++)
-        len += (size_t)snprintf(buf + len, METRICS_CAP - len,
-                                "tokendist_token_expiry_seconds{name=\"%s\"} %lld\n",
-                                api->snaps[i]->name, (long long)(api->snaps[i]->expire_ts - now));
-    pthread_mutex_unlock(&api->lock);
-    r->owned = buf;
-    r->body = buf;
-    r->body_len = len;
+    r->body = r->owned;
 }
 
 void td_api_handle(td_api *api, const td_api_req *req, td_api_resp *r)

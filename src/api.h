@@ -16,27 +16,13 @@
 #include "config.h"
 #include "metrics.h"
 #include "record.h"
+#include "snap.h"
 #include "store.h"
 
 #include <stddef.h>
 #include <stdint.h>
 
 typedef struct td_api td_api;
-
-/* One served record: immutable, reference-counted, shared by every
- * response that sends it. */
-typedef struct td_snap {
-    int refs;
-    char *name;
-    char *json;
-    size_t json_len;
-    int64_t generated_ts;
-    int64_t expire_ts;
-    char *token;            /* access_token, for /invalid reports */
-} td_snap;
-
-void td_snap_retain(td_snap *s);
-void td_snap_release(td_snap *s);   /* NULL-safe */
 
 typedef struct td_api_req {
     const char *method;

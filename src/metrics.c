@@ -1,5 +1,6 @@
 /* metrics -- see metrics.h. */
 #include "metrics.h"
+#include "strbuf.h"
 
 #include <stdint.h>
 #include <stdio.h>
@@ -44,40 +45,24 @@ void td_metrics_inc(td_counter c)
     if ((unsigned)c < TD_M__N) __atomic_fetch_add(&counters[c], 1, __ATOMIC_RELAXED);
 }
 
-#define EMIT(...)                                                        \
-    do {                                                                 \
-        int n_ = snprintf(buf + len, len < cap ? cap - len : 0, __VA_ARGS__); \
-        if (n_ > 0) len += (size_t)n_;                                   \
-    } while (0)
-
-size_t td_metrics_render(char *buf, size_t cap)
+void td_metrics_render(td_strbuf *b)
 {
-    size_t len = 0;
-
-    EMIT("# HELP tokendist_requests_total HTTP requests by route and status.\n"
-         "# TYPE tokendist_requests_total counter\n");
+    td_strbuf_puts(b, "# HELP tokendist_requests_total HTTP requests by route and status.\n"
+                      "# TYPE tokendist_requests_total counter\n");
     for (int r = 0; r < TD_ROUTE__N; r++)
         for (size_t s = 0; s <= NSTATUS; s++) {
             uint64_t v = __atomic_load_n(&requests[r][s], __ATOMIC_RELAXED);
             if (!v) continue;
             if (s < NSTATUS)
-                EMIT("tokendist_requests_total{route=\"%s\",status=\"%d\"} %llu\n",
-                     route_names[r], statuses[s], (unsigned long long)v);
+                td_strbuf_printf(b, "tokendist_requests_total{route=\"%s\",status=\"%d\"} %llu\n",
+                                 route_names[r], statuses[s], (unsigned long long)v);
             else
-                EMIT("tokendist_requests_total{route=\"%s\",status=\"other\"} %llu\n",
-                     route_names[r], (unsigned long long)v);
+                td_strbuf_printf(b, "tokendist_requests_total{route=\"%s\",status=\"other\"} %llu\n",
+                                 route_names[r], (unsigned long long)v);
         }
     for (int c = 0; c < TD_M__N; c++)
-        EMIT("# HELP tokendist_%s %s\n# TYPE tokendist_%s counter\ntokendist_%s %llu\n",
-             counter_info[c].name, counter_info[c].help, counter_info[c].name,
-             counter_info[c].name,
-             (unsigned long long)__atomic_load_n(&counters[c], __ATOMIC_RELAXED));
-    if (len >= cap) len = cap ? cap - 1 : 0;
-    return len;
-}
-
-void td_metrics_reset(void)
-{
-    memset(requests, 0, sizeof requests);
-    memset(counters, 0, sizeof counters);
+        td_strbuf_printf(b, "# HELP tokendist_%s %s\n# TYPE tokendist_%s counter\ntokendist_%s %llu\n",
+                         counter_info[c].name, counter_info[c].help, counter_info[c].name,
+                         counter_info[c].name,
+                         (unsigned long long)__atomic_load_n(&counters[c], __ATOMIC_RELAXED));
 }

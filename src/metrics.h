@@ -36,11 +36,8 @@ typedef enum {
 void td_metrics_request(td_route route, int status);
 void td_metrics_inc(td_counter c);
 
-/* Appends the counters to buf (at most cap bytes, NUL-terminated);
- * returns the length written. */
-size_t td_metrics_render(char *buf, size_t cap);
-
-/* For tests: all counters back to zero. */
-void td_metrics_reset(void);
+/* Appends the counters to b in Prometheus text format. */
+struct td_strbuf;
+void td_metrics_render(struct td_strbuf *b);
 
 #endif

@@ -1,0 +1,106 @@
+/* strbuf -- see strbuf.h. */
+#include "strbuf.h"
+#include "tokendist.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+void td_strbuf_fixed(td_strbuf *b, char *buf, size_t size)
+{
+    memset(b, 0, sizeof *b);
+    b->buf = buf;
+    b->cap = b->max = size;
+    b->fixed = 1;
+    if (size) buf[0] = '\0';
+    else b->error = TD_ETOOBIG;
+}
+
+void td_strbuf_heap(td_strbuf *b, size_t max)
+{
+    memset(b, 0, sizeof *b);
+    b->max = max;
+}
+
+/* Makes room for need more bytes of text plus the NUL. */
+static int reserve(td_strbuf *b, size_t need)
+{
+    size_t avail = b->cap ? b->cap - b->len - 1 : 0, want, cap;
+    char *nb;
+
+    if (b->error) return b->error;
+    if (need <= avail) return TD_OK;
+    if (b->fixed || b->max == 0 || need > b->max - b->len - 1) return b->error = TD_ETOOBIG;
+    want = b->len + need + 1;
+    cap = b->cap ? b->cap : 64;
+    while (cap < want) cap = cap > b->max / 2 ? b->max : cap * 2;
+    if (!(nb = realloc(b->buf, cap))) return b->error = TD_ENOMEM;
+    b->buf = nb;
+    b->cap = cap;
+    return TD_OK;
+}
+
+int td_strbuf_append(td_strbuf *b, const char *s, size_t n)
+{
+    if (reserve(b, n) != TD_OK) return b->error;
+    memcpy(b->buf + b->len, s, n);
+    b->len += n;
+    b->buf[b->len] = '\0';
+    return TD_OK;
+}
+
+int td_strbuf_puts(td_strbuf *b, const char *s) { return td_strbuf_append(b, s, strlen(s)); }
+
+int td_strbuf_vprintf(td_strbuf *b, const char *fmt, va_list ap)
+{
+    va_list ap2;
+    int n;
+
+    if (b->error) return b->error;
+    va_copy(ap2, ap);
+    n = vsnprintf(NULL, 0, fmt, ap2);
+    va_end(ap2);
+    if (n < 0) return b->error = TD_EINVAL;
+    if (reserve(b, (size_t)n) != TD_OK) return b->error;
+    vsnprintf(b->buf + b->len, b->cap - b->len, fmt, ap);
+    b->len += (size_t)n;
+    return TD_OK;
+}
+
+int td_strbuf_printf(td_strbuf *b, const char *fmt, ...)
+{
+    va_list ap;
+    int rc;
+
+    va_start(ap, fmt);
+    rc = td_strbuf_vprintf(b, fmt, ap);
+    va_end(ap);
+    return rc;
+}
+
+int td_strbuf_error(const td_strbuf *b) { return b->error; }
+
+const char *td_strbuf_str(const td_strbuf *b) { return b->buf && b->cap ? b->buf : ""; }
+
+char *td_strbuf_take(td_strbuf *b, size_t *len)
+{
+    char *p = NULL;
+
+    if (!b->fixed && !b->error && b->buf) {
+        p = b->buf;
+        if (len) *len = b->len;
+        b->buf = NULL;
+    }
+    if (!b->fixed) {
+        free(b->buf);
+        td_strbuf_heap(b, b->max);
+    }
+    return p;
+}
+
+void td_strbuf_free(td_strbuf *b)
+{
+    if (!b || b->fixed) return;
+    free(b->buf);
+    td_strbuf_heap(b, b->max);
+}

@@ -1,0 +1,59 @@
+/*
+ * strbuf -- a bounded string builder: the one way tokendist assembles text
+ * piece by piece (URLs, metrics, messages).
+ *
+ * A builder either writes into a caller's fixed buffer or grows on the
+ * heap up to a declared ceiling (curl's dynbuf "toobig" idea).  It never
+ * writes past its buffer and keeps the text NUL-terminated after every
+ * call.  A failure is sticky: the first append that does not fit (or
+ * cannot allocate) marks the builder, every later append is a no-op, and
+ * the caller checks once at the end -- so `n += snprintf(...)` with a
+ * length check after the fact is never needed.
+ *
+ *     td_strbuf b;
+ *     char url[512];
+ *     td_strbuf_fixed(&b, url, sizeof url);
+ *     td_strbuf_printf(&b, "%s/open-apis/im/v1/messages?container_id=%s", base, chat);
+ *     if (td_strbuf_error(&b)) ... // TD_ETOOBIG: the URL did not fit
+ */
+#ifndef TD_STRBUF_H
+#define TD_STRBUF_H
+
+#include <stdarg.h>
+#include <stddef.h>
+
+typedef struct td_strbuf {
+    char *buf;
+    size_t len;             /* bytes of text, without the NUL */
+    size_t cap;             /* bytes of buf */
+    size_t max;             /* ceiling on cap (heap builders) */
+    int fixed;              /* buf belongs to the caller */
+    int error;              /* TD_OK, or the first failure: TD_ETOOBIG / TD_ENOMEM */
+} td_strbuf;
+
+/* A builder over the caller's buf of size bytes (size >= 1). */
+void td_strbuf_fixed(td_strbuf *b, char *buf, size_t size);
+
+/* A heap builder that may grow to max bytes (text + NUL). */
+void td_strbuf_heap(td_strbuf *b, size_t max);
+
+/* Append; each returns the builder's error state after the call. */
+int td_strbuf_append(td_strbuf *b, const char *s, size_t n);
+int td_strbuf_puts(td_strbuf *b, const char *s);
+int td_strbuf_printf(td_strbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+int td_strbuf_vprintf(td_strbuf *b, const char *fmt, va_list ap);
+
+/* TD_OK, or the first failure. */
+int td_strbuf_error(const td_strbuf *b);
+
+/* The text so far ("" for an empty builder); belongs to the builder. */
+const char *td_strbuf_str(const td_strbuf *b);
+
+/* A heap builder's buffer, handed to the caller (who frees it), with
+ * *len set; the builder is reset.  NULL when empty or failed. */
+char *td_strbuf_take(td_strbuf *b, size_t *len);
+
+/* Frees a heap builder's buffer (not a fixed one's); NULL-safe. */
+void td_strbuf_free(td_strbuf *b);
+
+#endif
