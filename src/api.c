@@ -82,10 +82,12 @@ void td_api_free(td_api *api)
     free(api);
 }
 
+/* Set while the server already answers (the refresher starts after the
+ * socket is bound): ud is published before cb, and read after it. */
 void td_api_set_invalid_hook(td_api *api, td_api_invalid_cb cb, void *ud)
 {
-    api->invalid_cb = cb;
-    api->invalid_ud = ud;
+    __atomic_store_n(&api->invalid_ud, ud, __ATOMIC_RELAXED);
+    __atomic_store_n(&api->invalid_cb, cb, __ATOMIC_RELEASE);
 }
 
 int td_api_reload(td_api *api, const char *name, char *err, size_t errlen)
@@ -445,6 +447,7 @@ static void post_invalid(td_api *api, const td_api_req *req, const char *name, t
     json_t *o = json_loadb(req->body ? req->body : "", req->body_len, JSON_REJECT_DUPLICATES, NULL);
     const char *tok = json_string_value(json_object_get(o, "access_token"));
     td_snap *s = NULL;
+    td_api_invalid_cb cb;
     char fp[TD_FP_LEN];
 
     if (!tok || !*tok) {
@@ -463,7 +466,8 @@ static void post_invalid(td_api *api, const td_api_req *req, const char *name, t
         r->body_len = r->snap->json_len;
         goto out;
     }
-    if (api->invalid_cb && api->invalid_cb(api->invalid_ud, name, tok) == TD_OK) {
+    if ((cb = __atomic_load_n(&api->invalid_cb, __ATOMIC_ACQUIRE)) &&
+        cb(__atomic_load_n(&api->invalid_ud, __ATOMIC_RELAXED), name, tok) == TD_OK) {
         td_log("客户端报告 token 无效: %s %s (来自 %s)，已触发刷新", name, td_log_fp(tok, fp),
                req->remote ? req->remote : "?");
         resp_start(api, r, 202, JSON_CT);
@@ -528,24 +532,60 @@ static void metrics(td_api *api, td_api_resp *r)
     r->body = r->owned;
 }
 
-void td_api_handle(td_api *api, const td_api_req *req, td_api_resp *r)
+/* Requests whose answer needs the store or waits for another thread. */
+static int blocks(path_kind k, const char *method)
+{
+    return (k == P_TOKEN && !strcmp(method, "POST")) || k == P_INVALID || k == P_READYZ;
+}
+
+int td_api_fast(td_api *api, const td_api_req *req, td_api_resp *r)
 {
     char name[65];
     path_kind k;
 
     if (precheck(api, req, r)) goto done;
     k = route(req->path, name);
+    if (blocks(k, req->method)) return 0;
     switch (k) {
-    case P_TOKEN:
-        if (is_get(req->method)) get_token(api, name, r);
-        else post_token(api, req, name, r);
-        break;
-    case P_INVALID: post_invalid(api, req, name, r); break;
+    case P_TOKEN: get_token(api, name, r); break;
     case P_HEALTHZ: resp_static(api, r, 200, B_HEALTHY); break;
-    case P_READYZ: readyz(api, r); break;
     case P_METRICS: metrics(api, r); break;
     default: resp_static(api, r, 404, B_NOPATH); break;
     }
 done:
+    td_metrics_request(r->route, r->status);
+    return 1;
+}
+
+void td_api_slow(td_api *api, const td_api_req *req, td_api_resp *r)
+{
+    char name[65];
+    path_kind k = route(req->path, name);
+
+    memset(r, 0, sizeof *r);
+    r->route = metric_route(k, req->method);
+    switch (k) {
+    case P_TOKEN: post_token(api, req, name, r); break;
+    case P_INVALID: post_invalid(api, req, name, r); break;
+    case P_READYZ: readyz(api, r); break;
+    default: resp_static(api, r, 500, B_STOREFAIL); break; /* td_api_fast answers the rest */
+    }
+    td_metrics_request(r->route, r->status);
+}
+
+void td_api_handle(td_api *api, const td_api_req *req, td_api_resp *r)
+{
+    if (!td_api_fast(api, req, r)) td_api_slow(api, req, r);
+}
+
+void td_api_busy(td_api *api, const td_api_req *req, td_api_resp *r)
+{
+    char name[65];
+
+    memset(r, 0, sizeof *r);
+    r->route = metric_route(route(req->path ? req->path : "", name), req->method ? req->method : "");
+    resp_msg(api, r, 503, !strcmp(req->method ? req->method : "", "POST") ? "message" : "error",
+             "服务器繁忙: 待处理的请求过多，请稍后重试");
+    add_hdr(r, "Retry-After", "1");
     td_metrics_request(r->route, r->status);
 }

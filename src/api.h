@@ -68,8 +68,23 @@ void td_api_free(td_api *api);
 void td_api_set_invalid_hook(td_api *api, td_api_invalid_cb cb, void *ud);
 
 /* Answers a request.  The response holds references until
- * td_api_resp_clear.  Never fails: a failure is a 5xx response. */
+ * td_api_resp_clear.  Never fails: a failure is a 5xx response.  May
+ * block (store I/O): for front doors whose thread may wait (SCF). */
 void td_api_handle(td_api *api, const td_api_req *req, td_api_resp *resp);
+
+/* The same in two halves, for a front door whose thread must never wait
+ * (the HTTP event thread).  td_api_fast answers what needs no store and no
+ * other thread -- GETs from the snapshots, refusals, /healthz, /metrics --
+ * and returns 1; it returns 0 for a request that needs td_api_slow
+ * (which fills its own resp), which the front door runs on a thread that may block
+ * (see workq.h).  req and the strings it points to must stay valid until
+ * td_api_slow returns. */
+int td_api_fast(td_api *api, const td_api_req *req, td_api_resp *resp);
+void td_api_slow(td_api *api, const td_api_req *req, td_api_resp *resp);
+
+/* The answer to a request that td_api_fast deferred but that no thread
+ * could take (every worker busy, the queue full): 503 + Retry-After. */
+void td_api_busy(td_api *api, const td_api_req *req, td_api_resp *resp);
 
 /* Answers what can be decided from the request line and headers alone
  * (unknown path or method, credentials, a Content-Length over the limit),

@@ -5,6 +5,7 @@
  * script.
  */
 #include "cmd.h"
+#include "httpc.h"
 #include "log.h"
 #include "notify.h"
 #include "refresher.h"
@@ -60,6 +61,7 @@ int td_cmd_refresh(int argc, char **argv)
     sig = td_notify_sigwait(&sigs);
     td_notify_stopping();
     td_log("收到信号 %s，正在停止…", sig == SIGINT ? "SIGINT" : "SIGTERM");
+    td_httpc_abort_all(); /* a cycle in flight stops within a second */
     td_refresher_stop(r);
     td_log("已停止");
     ex = TD_EXIT_OK;

@@ -6,6 +6,7 @@
 #include "clock.h"
 #include "cmd.h"
 #include "http.h"
+#include "httpc.h"
 #include "lease.h"
 #include "log.h"
 #include "notify.h"
@@ -169,7 +170,9 @@ int td_cmd_serve(int argc, char **argv)
         td_log("❌ %s", err);
         goto out;
     }
-    if (refresher_start(&refresher, &c, store, api) != TD_OK) goto out;
+    /* Listen first: a process that cannot serve (the port is taken) must
+     * not fetch from Feishu or push to sinks -- under Restart=on-failure
+     * every failed start would fetch again. */
     {
         td_http_opts o = {
             .listen = c.listen, .conn_limit = (unsigned)c.conn_limit,
@@ -181,6 +184,7 @@ int td_cmd_serve(int argc, char **argv)
             goto out;
         }
     }
+    if (refresher_start(&refresher, &c, store, api) != TD_OK) goto out;
     td_log("tokendist %s 已启动: %s://%.*s:%u (存储: %s, 写入密钥 %zu 个, 读取密钥 %zu 个)",
            TD_VERSION, c.tls_cert ? "https" : "http", (int)(strrchr(c.listen, ':') - c.listen),
            c.listen, td_http_port(http), td_store_redact(c.store, shown, sizeof shown),
@@ -195,8 +199,14 @@ int td_cmd_serve(int argc, char **argv)
     td_log("收到信号 %s，正在停止…", sig == SIGINT ? "SIGINT" : "SIGTERM");
     ex = TD_EXIT_OK;
 out:
+    /* Stop in the order clients notice least: refuse new connections now
+     * (they fail over), cut outgoing requests short (a refresh cycle must
+     * not outlast systemd's TimeoutStopSec), let requests in flight finish,
+     * and only then stop the refresher that their /invalid hook calls. */
+    td_http_quiesce(http);
+    td_httpc_abort_all();
     td_http_stop(http);
-    refresher_stop(&refresher); /* after HTTP: the invalid hook points into it */
+    refresher_stop(&refresher);
     td_cmd_close_api(store, api);
     if (ex == TD_EXIT_OK && sig) td_log("已停止");
     td_config_free(&c);

@@ -19,6 +19,7 @@ const char *td_strerror(int code)
         [-TD_EEXPIRED] = "token expired or expiring too soon",
         [-TD_ETIMEOUT] = "timed out",
         [-TD_ERATELIMIT] = "rate limited by upstream",
+        [-TD_ECANCELED] = "canceled: shutting down",
     };
     if (code > 0 || code <= TD__ELAST) return "unknown error";
     return text[-code];

@@ -9,10 +9,26 @@
  * The one MHD thread runs all handlers, so the small response cache below
  * needs no lock: a 200 for a token reuses the MHD_Response built for that
  * snapshot (MHD reference-counts it) until a newer snapshot replaces it.
+ *
+ * That thread never waits: a GET is answered from memory whatever the
+ * store is doing.  A request that needs the store (td_api_fast says so) is
+ * suspended, handed to a worker pool (workq.h) that runs td_api_slow, and
+ * resumed by the worker once its answer is ready; MHD then calls the
+ * handler once more and the answer is queued from this thread.  In debug
+ * builds the store asserts that no call comes from this thread
+ * (td_store_forbid_thread).
+ *
+ * Shutdown (td_http_stop): the listening socket stops accepting at once
+ * (clients fail over to another instance), the workers finish what they
+ * hold, requests in flight get their answers within a grace period, and
+ * only then does the daemon stop.
  */
 #define _GNU_SOURCE
 #include "http.h"
 #include "log.h"
+#include "metrics.h"
+#include "store.h"
+#include "workq.h"
 #include "tokendist.h"
 
 #include <arpa/inet.h>
@@ -23,9 +39,14 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
 
 #define CACHE_SLOTS 8
 #define CONN_MEMORY (8 * 1024)   /* enough for our requests; bounds RSS per connection */
+#define WORKERS 4                /* store jobs at once: a stuck write leaves the others going */
+#define WORK_QUEUE 256           /* waiting store jobs; beyond: 503 at once */
+#define STOP_GRACE_MS 5000       /* in-flight requests get this long to finish at shutdown */
 
 typedef struct cached {
     td_snap *snap;
@@ -35,17 +56,28 @@ typedef struct cached {
 struct td_http {
     struct MHD_Daemon *d;
     td_api *api;
+    td_workq *workq;
     cached cache[CACHE_SLOTS];
     unsigned next_slot;
     char *cert, *key;
+    int listen_fd;              /* after quiesce: ours to close, after MHD_stop_daemon */
+    int active;                 /* requests between their first call and completion (atomic) */
 };
 
-/* Per-request state for requests that carry a body. */
+enum { JOB_NONE, JOB_RUNNING, JOB_DONE };
+
+/* Per-request state for requests that carry a body or wait for a worker. */
 typedef struct req_ctx {
+    td_http *h;
+    struct MHD_Connection *conn;
     char *body;
     size_t len, cap;
     int too_big;
     int answered;               /* a precheck already queued its answer */
+    int job;                    /* JOB_*: written by the worker, read after resume */
+    td_api_req q;               /* the request the worker answers */
+    char remote[64];
+    td_api_resp resp;           /* the worker's answer */
 } req_ctx;
 
 /* Marks "headers seen" for requests without a body, saving a malloc. */
@@ -149,6 +181,37 @@ static void fill_req(struct MHD_Connection *c, const char *url, const char *meth
     }
 }
 
+/* The worker's half of a suspended request: the store call, then resume;
+ * MHD calls on_request again on its own thread, which queues resp. */
+static void run_job(void *ud)
+{
+    req_ctx *x = ud;
+
+    td_api_slow(x->h->api, &x->q, &x->resp);
+    td_metrics_gauge_add(TD_G_REQUESTS_WAITING, -1);
+    __atomic_store_n(&x->job, JOB_DONE, __ATOMIC_RELEASE);
+    MHD_resume_connection(x->conn);
+}
+
+/* Hands x->q to a worker and suspends the connection until it is
+ * answered.  Suspend comes first: a worker may finish and resume before
+ * this returns.  When no worker can take it, the answer is 503 now. */
+static enum MHD_Result defer(td_http *h, struct MHD_Connection *c, req_ctx *x)
+{
+    x->h = h;
+    x->conn = c;
+    x->job = JOB_RUNNING;
+    MHD_suspend_connection(c);
+    td_metrics_gauge_add(TD_G_REQUESTS_WAITING, 1);
+    if (td_workq_submit(h->workq, run_job, x) != TD_OK) {
+        td_metrics_gauge_add(TD_G_REQUESTS_WAITING, -1);
+        td_api_busy(h->api, &x->q, &x->resp);
+        x->job = JOB_DONE;
+        MHD_resume_connection(c);
+    }
+    return MHD_YES;
+}
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url,
                                   const char *method, const char *version,
                                   const char *upload_data, size_t *upload_data_size, void **con_cls)
@@ -161,6 +224,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     (void)version;
 
     if (!x) { /* headers are in */
+        td_store_forbid_thread();
+        __atomic_fetch_add(&h->active, 1, __ATOMIC_RELAXED);
         if (strcmp(method, "POST") != 0) {
             *con_cls = &no_body_marker;
             return MHD_YES;
@@ -182,8 +247,15 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
             return MHD_YES;
         }
         fill_req(c, url, method, &q, remote, sizeof remote);
-        td_api_handle(h->api, &q, &r);
-        return queue(h, c, &r);
+        if (td_api_fast(h->api, &q, &r)) return queue(h, c, &r);
+        if (!(x = calloc(1, sizeof *x))) return MHD_NO;
+        *con_cls = x;
+        fill_req(c, url, method, &x->q, x->remote, sizeof x->remote);
+        return defer(h, c, x);
+    }
+    if (x->job != JOB_NONE) { /* resumed: the worker's answer is ready */
+        if (__atomic_load_n(&x->job, __ATOMIC_ACQUIRE) != JOB_DONE) return MHD_YES;
+        return queue(h, c, &x->resp);
     }
     if (x->answered) {
         *upload_data_size = 0;
@@ -209,19 +281,23 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         x->len += n;
         return MHD_YES;
     }
-    fill_req(c, url, method, &q, remote, sizeof remote);
-    q.body = x->body;
-    q.body_len = x->too_big ? (size_t)-1 / 2 : x->len;
-    td_api_handle(h->api, &q, &r);
-    return queue(h, c, &r);
+    fill_req(c, url, method, &x->q, x->remote, sizeof x->remote);
+    x->q.body = x->body;
+    x->q.body_len = x->too_big ? (size_t)-1 / 2 : x->len;
+    if (td_api_fast(h->api, &x->q, &r)) return queue(h, c, &r);
+    return defer(h, c, x);
 }
 
 static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
                          enum MHD_RequestTerminationCode toe)
 {
+    td_http *h = cls;
     req_ctx *x = *con_cls;
-    (void)cls, (void)c, (void)toe;
-    if (x && x != (req_ctx *)&no_body_marker) {
+    (void)c, (void)toe;
+    if (!x) return;
+    __atomic_fetch_sub(&h->active, 1, __ATOMIC_RELAXED);
+    if (x != (req_ctx *)&no_body_marker) {
+        td_api_resp_clear(&x->resp);
         free(x->body);
         free(x);
     }
@@ -306,16 +382,59 @@ static char *read_pem(const char *path, char *err, size_t errlen)
     return buf;
 }
 
+/* The listening socket, made here rather than by libmicrohttpd: the
+ * failure to bind is then known exactly (EADDRINUSE, EACCES, ...), and
+ * SO_REUSEPORT is never set -- with it a second server on the same port
+ * would start and share the traffic with the first. */
+static int listen_socket(const struct sockaddr_storage *ss, const char *listen_s, char *err,
+                         size_t errlen)
+{
+    socklen_t len = ss->ss_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);
+    unsigned port = ntohs(ss->ss_family == AF_INET6 ? ((const struct sockaddr_in6 *)ss)->sin6_port
+                                                    : ((const struct sockaddr_in *)ss)->sin_port);
+    int fd, one = 1, e;
+
+    if ((fd = socket(ss->ss_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0)) < 0) {
+        snprintf(err, errlen, "无法创建监听套接字: %s", strerror(errno));
+        return -1;
+    }
+    /* SO_REUSEADDR only lets a restart bind while old connections sit in
+     * TIME_WAIT; it never lets two listeners share a port on Linux. */
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    if (bind(fd, (const struct sockaddr *)ss, len) == 0 && listen(fd, SOMAXCONN) == 0) return fd;
+    e = errno;
+    close(fd);
+    switch (e) {
+    case EADDRINUSE:
+        snprintf(err, errlen, "地址 %s 已被占用 (address already in use)：另一个 tokendist 或其他程序正在监听端口 %u，"
+                 "先停止它，或用 --listen 换一个端口", listen_s, port);
+        break;
+    case EACCES:
+        snprintf(err, errlen, "没有权限监听 %s (permission denied)：1024 以下的端口需要 root 或 "
+                 "CAP_NET_BIND_SERVICE，或用 --listen 换一个 1024 以上的端口", listen_s);
+        break;
+    case EADDRNOTAVAIL:
+        snprintf(err, errlen, "本机没有 %s 这个地址 (address not available)：--listen 的主机部分应是本机的一个地址，"
+                 "如 127.0.0.1 或 0.0.0.0", listen_s);
+        break;
+    default:
+        snprintf(err, errlen, "无法监听 %s: %s", listen_s, strerror(e));
+    }
+    return -1;
+}
+
 int td_http_start(td_http **out, td_api *api, const td_http_opts *o, char *err, size_t errlen)
 {
     struct sockaddr_storage ss;
-    unsigned flags = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_ERROR_LOG | MHD_USE_TURBO | MHD_USE_ITC;
+    unsigned flags = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_ERROR_LOG | MHD_USE_TURBO |
+                     MHD_ALLOW_SUSPEND_RESUME;
     td_http *h = NULL;
-    int rc;
+    int rc, fd = -1;
 
     if ((rc = td_http_parse_listen(o->listen, &ss, err, errlen)) != TD_OK) return rc;
     if (!(h = calloc(1, sizeof *h))) return TD_ENOMEM;
     h->api = api;
+    h->listen_fd = -1;
     if (ss.ss_family == AF_INET6) flags |= MHD_USE_IPv6;
     if ((o->tls_cert != NULL) != (o->tls_key != NULL)) {
         snprintf(err, errlen, "--tls-cert and --tls-key go together");
@@ -329,28 +448,30 @@ int td_http_start(td_http **out, td_api *api, const td_http_opts *o, char *err, 
         }
         flags |= MHD_USE_TLS;
     }
+    if ((rc = td_workq_new(&h->workq, WORKERS, WORK_QUEUE, err, errlen)) != TD_OK) goto fail;
+    if ((fd = listen_socket(&ss, o->listen, err, errlen)) < 0) {
+        rc = TD_EIO;
+        goto fail;
+    }
     {
         struct MHD_OptionItem opts[] = {
             {MHD_OPTION_EXTERNAL_LOGGER, (intptr_t)mhd_log, NULL}, /* first, or MHD warns */
-            {MHD_OPTION_SOCK_ADDR, 0, &ss},
+            {MHD_OPTION_LISTEN_SOCKET, fd, NULL},
             {MHD_OPTION_NOTIFY_COMPLETED, (intptr_t)on_completed, h},
             {MHD_OPTION_UNESCAPE_CALLBACK, (intptr_t)unescape, NULL},
             {MHD_OPTION_CONNECTION_MEMORY_LIMIT, CONN_MEMORY, NULL},
             {MHD_OPTION_CONNECTION_LIMIT, o->conn_limit ? o->conn_limit : 4096, NULL},
             {MHD_OPTION_PER_IP_CONNECTION_LIMIT, o->conn_per_ip, NULL},
             {MHD_OPTION_CONNECTION_TIMEOUT, o->conn_timeout ? o->conn_timeout : 30, NULL},
-            {MHD_OPTION_LISTENING_ADDRESS_REUSE, 1, NULL},
             {h->cert ? MHD_OPTION_HTTPS_MEM_CERT : MHD_OPTION_END, 0, h->cert},
             {MHD_OPTION_HTTPS_MEM_KEY, 0, h->key},
             {MHD_OPTION_END, 0, NULL},
         };
-        errno = 0;
         h->d = MHD_start_daemon(flags, 0, NULL, NULL, on_request, h, MHD_OPTION_ARRAY, opts,
                                 MHD_OPTION_END);
     }
-    if (!h->d) {
-        snprintf(err, errlen, "cannot listen on %s: %s (is another process using the port?)", o->listen,
-                 errno ? strerror(errno) : "libmicrohttpd refused to start");
+    if (!h->d) { /* MHD closes the listening socket on its failure paths */
+        snprintf(err, errlen, "无法在 %s 上启动 HTTP 服务 (libmicrohttpd 拒绝启动，见上一行日志)", o->listen);
         rc = TD_EIO;
         goto fail;
     }
@@ -367,13 +488,41 @@ unsigned td_http_port(const td_http *h)
     return i ? i->port : 0;
 }
 
+static void sleep_ms(long ms)
+{
+    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+void td_http_quiesce(td_http *h)
+{
+    int fd;
+
+    if (!h || !h->d || h->listen_fd >= 0) return;
+    if ((fd = MHD_quiesce_daemon(h->d)) == MHD_INVALID_SOCKET) return;
+    /* MHD's thread may still hold the descriptor, so it is closed only after
+     * MHD_stop_daemon; shutdown() already makes the kernel refuse new
+     * connections (and reset queued ones) instead of letting them hang. */
+    shutdown(fd, SHUT_RDWR);
+    h->listen_fd = fd;
+}
+
 void td_http_stop(td_http *h)
 {
     if (!h) return;
     if (h->d) {
-        MHD_quiesce_daemon(h->d);
+        td_http_quiesce(h);
+        /* Every suspended request is resumed by its worker: MHD must not
+         * stop with suspended connections. */
+        td_workq_free(h->workq);
+        h->workq = NULL;
+        for (long waited = 0; __atomic_load_n(&h->active, __ATOMIC_RELAXED) > 0 && waited < STOP_GRACE_MS;
+             waited += 10)
+            sleep_ms(10);
         MHD_stop_daemon(h->d);
     }
+    td_workq_free(h->workq);
+    if (h->listen_fd >= 0) close(h->listen_fd);
     for (unsigned i = 0; i < CACHE_SLOTS; i++) {
         if (h->cache[i].resp) MHD_destroy_response(h->cache[i].resp);
         td_snap_release(h->cache[i].snap);

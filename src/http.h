@@ -21,7 +21,11 @@ typedef struct td_http_opts {
 int td_http_start(td_http **out, td_api *api, const td_http_opts *o, char *err, size_t errlen);
 /* The port actually bound (useful with port 0). */
 unsigned td_http_port(const td_http *h);
-/* Stops accepting, finishes what is in flight, frees. NULL-safe. */
+/* Stops accepting connections now: connects are refused at once, so
+ * clients fail over; requests already in flight go on.  Idempotent. */
+void td_http_quiesce(td_http *h);
+/* Quiesces, lets the store jobs and the requests in flight finish (a few
+ * seconds at most), stops the thread, frees.  NULL-safe. */
 void td_http_stop(td_http *h);
 
 /* Splits "HOST:PORT" into a socket address; exposed for tests. */

@@ -84,6 +84,20 @@ static size_t on_header(char *p, size_t size, size_t nmemb, void *ud)
     return n;
 }
 
+/* Set once when the process shuts down: every transfer stops. */
+static int aborting;
+
+void td_httpc_abort_all(void) { __atomic_store_n(&aborting, 1, __ATOMIC_RELEASE); }
+
+/* libcurl calls this at least once a second during a transfer, also while
+ * it waits for a slow server; non-zero aborts the transfer. */
+static int on_progress(void *ud, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal,
+                       curl_off_t ulnow)
+{
+    (void)ud, (void)dltotal, (void)dlnow, (void)ultotal, (void)ulnow;
+    return __atomic_load_n(&aborting, __ATOMIC_ACQUIRE);
+}
+
 int td_httpc_do(const td_httpc_req *req, td_httpc_resp *resp, char *err, size_t errlen)
 {
     CURL *c = NULL;
@@ -95,6 +109,10 @@ int td_httpc_do(const td_httpc_req *req, td_httpc_resp *resp, char *err, size_t 
     int rc = TD_EHTTP;
 
     memset(resp, 0, sizeof *resp);
+    if (__atomic_load_n(&aborting, __ATOMIC_ACQUIRE)) {
+        snprintf(err, errlen, "%s: not sent: shutting down", req->url);
+        return TD_ECANCELED;
+    }
     pthread_once(&global_once, global_init);
     if (!(c = curl_easy_init())) {
         rc = TD_ENOMEM;
@@ -126,6 +144,8 @@ int td_httpc_do(const td_httpc_req *req, td_httpc_resp *resp, char *err, size_t 
     curl_easy_setopt(c, CURLOPT_WRITEDATA, &x);
     curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);
     curl_easy_setopt(c, CURLOPT_HEADERDATA, &x);
+    curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, on_progress);
+    curl_easy_setopt(c, CURLOPT_NOPROGRESS, 0L);
     curl_easy_setopt(c, CURLOPT_USERAGENT, "tokendist/" TD_VERSION);
     curl_easy_setopt(c, CURLOPT_ACCEPT_ENCODING, "");
     if (req->method && strcmp(req->method, "GET") != 0) curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, req->method);
@@ -143,6 +163,9 @@ int td_httpc_do(const td_httpc_req *req, td_httpc_resp *resp, char *err, size_t 
             snprintf(err, errlen, "%s: response larger than %zu bytes", req->url, x.max);
         else
             snprintf(err, errlen, "%s: transfer stopped: %s", req->url, td_strerror(rc));
+    } else if (cc == CURLE_ABORTED_BY_CALLBACK) {
+        rc = TD_ECANCELED;
+        snprintf(err, errlen, "%s: stopped: shutting down", req->url);
     } else {
         rc = cc == CURLE_OPERATION_TIMEDOUT ? TD_ETIMEOUT : TD_EHTTP;
         snprintf(err, errlen, "%s: %s", req->url, cerr[0] ? cerr : curl_easy_strerror(cc));

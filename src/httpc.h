@@ -43,6 +43,12 @@ typedef struct td_httpc_resp {
 } td_httpc_resp;
 
 int td_httpc_do(const td_httpc_req *req, td_httpc_resp *resp, char *err, size_t errlen);
+
+/* Process shutdown: every transfer in flight stops within about a second
+ * and every later one fails at once, with TD_ECANCELED.  One way only:
+ * for a process that is about to exit (serve, refresh), never for a
+ * library user's process. */
+void td_httpc_abort_all(void);
 void td_httpc_resp_clear(td_httpc_resp *resp);
 
 /* The value of the last header `name` (case-insensitive) copied into buf,

@@ -29,7 +29,14 @@ static const struct {
     {"notice_failures_total", "Group notices that could not be sent."},
 };
 
+static const struct {
+    const char *name, *help;
+} gauge_info[TD_G__N] = {
+    {"requests_waiting", "Requests waiting for the store (or another thread) on a worker."},
+};
+
 static uint64_t requests[TD_ROUTE__N][NSTATUS + 1];
+static long gauges[TD_G__N];
 static uint64_t counters[TD_M__N];
 
 void td_metrics_request(td_route route, int status)
@@ -38,6 +45,11 @@ void td_metrics_request(td_route route, int status)
     if ((unsigned)route >= TD_ROUTE__N) route = TD_ROUTE_OTHER;
     while (i < NSTATUS && statuses[i] != status) i++;
     __atomic_fetch_add(&requests[route][i], 1, __ATOMIC_RELAXED);
+}
+
+void td_metrics_gauge_add(td_gauge g, long delta)
+{
+    if ((unsigned)g < TD_G__N) __atomic_fetch_add(&gauges[g], delta, __ATOMIC_RELAXED);
 }
 
 void td_metrics_inc(td_counter c)
@@ -65,4 +77,8 @@ void td_metrics_render(td_strbuf *b)
                          counter_info[c].name, counter_info[c].help, counter_info[c].name,
                          counter_info[c].name,
                          (unsigned long long)__atomic_load_n(&counters[c], __ATOMIC_RELAXED));
+    for (int g = 0; g < TD_G__N; g++)
+        td_strbuf_printf(b, "# HELP tokendist_%s %s\n# TYPE tokendist_%s gauge\ntokendist_%s %ld\n",
+                         gauge_info[g].name, gauge_info[g].help, gauge_info[g].name, gauge_info[g].name,
+                         __atomic_load_n(&gauges[g], __ATOMIC_RELAXED));
 }

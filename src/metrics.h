@@ -33,7 +33,14 @@ typedef enum {
     TD_M__N
 } td_counter;
 
+/* Gauges: values that go up and down. */
+typedef enum {
+    TD_G_REQUESTS_WAITING,      /* requests handed to a worker, not yet answered */
+    TD_G__N
+} td_gauge;
+
 void td_metrics_request(td_route route, int status);
+void td_metrics_gauge_add(td_gauge g, long delta);
 void td_metrics_inc(td_counter c);
 
 /* Appends the counters to b in Prometheus text format. */

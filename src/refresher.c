@@ -304,6 +304,11 @@ static int cycle(td_refresher *r, int forced, int64_t *next_ms, char *err, size_
     goto out;
 
 fail:
+    if (rc == TD_ECANCELED) { /* shutting down: not a failure of Feishu or a sink */
+        td_log("刷新已中止: 正在停止");
+        *next_ms = LEASE_RETRY_MS;
+        goto out;
+    }
     now = td_clock_now();
     r->failures++;
     td_metrics_inc(TD_M_REFRESH_FAILED);

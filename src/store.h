@@ -85,6 +85,11 @@ int td_store_ping(td_store *s, char *err, size_t errlen);
 int td_store_lease(td_store *s, const char *key, const char *owner, int64_t ttl_ms, int op,
                    char *err, size_t errlen);
 
+/* Marks the calling thread as one that must never wait for a store (the
+ * HTTP event thread): in debug builds every td_store_* call from it
+ * aborts. */
+void td_store_forbid_thread(void);
+
 /* url with any password replaced by "***", for logs; returns buf. */
 const char *td_store_redact(const char *url, char *buf, size_t len);
 

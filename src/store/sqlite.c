@@ -4,8 +4,12 @@
  * Durability: WAL mode with synchronous=FULL, so a put that returned TD_OK
  * has its commit record fsync()ed in the WAL before the caller answers 200:
  * it survives the process being killed and the machine losing power.
- * One connection, guarded by a mutex: the HTTP thread and the refresher
- * thread both write, and a put is a read-compare-write that must be whole.
+ * Two connections.  Writes go through one, guarded by a mutex: workers
+ * and the refresher both write, and a put is a read-compare-write that
+ * must be whole.  Reads (get, list, history, ping) go through the other,
+ * with a mutex of its own: in WAL mode a reader never waits for a writer,
+ * so /readyz and reloads answer at once while a put waits for a write
+ * lock that another process holds.
  */
 #include "store.h"
 #include "tokendist.h"
@@ -22,8 +26,11 @@
 #include <unistd.h>
 
 typedef struct sq_store {
-    sqlite3 *db;
+    sqlite3 *db;                /* writes */
     pthread_mutex_t lock;
+    sqlite3 *rdb;               /* reads: db itself for ":memory:" (one database per connection) */
+    pthread_mutex_t rlock;
+    pthread_mutex_t *rmu;       /* &rlock, or &lock when rdb is db */
     char *path;
 } sq_store;
 
@@ -38,16 +45,21 @@ static const char schema[] =
 
 /* Maps an SQLite failure to our codes: contention is "try again", a full
  * disk or I/O error is an I/O failure. */
-static int sq_fail(sq_store *q, int src, const char *what, char *err, size_t errlen)
+static int sq_fail_db(sq_store *q, sqlite3 *db, int src, const char *what, char *err, size_t errlen)
 {
     snprintf(err, errlen, "sqlite %s (%s): %s", what, q->path,
-             q->db ? sqlite3_errmsg(q->db) : sqlite3_errstr(src));
+             db ? sqlite3_errmsg(db) : sqlite3_errstr(src));
     switch (src & 0xff) {
     case SQLITE_BUSY:
     case SQLITE_LOCKED: return TD_EUNAVAIL;
     case SQLITE_NOMEM: return TD_ENOMEM;
     default: return TD_EIO;
     }
+}
+
+static int sq_fail(sq_store *q, int src, const char *what, char *err, size_t errlen)
+{
+    return sq_fail_db(q, q->db, src, what, err, errlen);
 }
 
 /* mkdir -p with 0700 for the folders we create; existing ones are left as
@@ -78,8 +90,10 @@ static void sq_close(td_store *s)
 {
     sq_store *q = s->impl;
     if (!q) return;
+    if (q->rdb != q->db) sqlite3_close(q->rdb);
     sqlite3_close(q->db);
     pthread_mutex_destroy(&q->lock);
+    pthread_mutex_destroy(&q->rlock);
     free(q->path);
     free(q);
     s->impl = NULL;
@@ -98,6 +112,7 @@ static int sq_open(td_store *s, const char *spec, char *err, size_t errlen)
     if (!strncmp(spec, "//", 2)) spec += 2; /* accept sqlite://PATH too */
     if (!(q = calloc(1, sizeof *q)) || !(q->path = strdup(spec))) { rc = TD_ENOMEM; goto fail; }
     pthread_mutex_init(&q->lock, NULL);
+    pthread_mutex_init(&q->rlock, NULL);
     s->impl = q;
     /* ":memory:" keeps nothing across restarts: for tests and fuzzing. */
     if (strcmp(spec, ":memory:") != 0) {
@@ -140,6 +155,17 @@ static int sq_open(td_store *s, const char *spec, char *err, size_t errlen)
         rc = sq_fail(q, src, "schema", err, errlen);
         goto fail;
     }
+    if (!strcmp(spec, ":memory:")) {
+        q->rdb = q->db;
+        q->rmu = &q->lock;
+    } else {
+        q->rmu = &q->rlock;
+        if ((src = sqlite3_open_v2(spec, &q->rdb, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX, NULL))) {
+            rc = sq_fail_db(q, q->rdb, src, "open", err, errlen);
+            goto fail;
+        }
+        sqlite3_busy_timeout(q->rdb, 5000); /* WAL recovery after a crash, only */
+    }
     return TD_OK;
 fail:
     sqlite3_finalize(st);
@@ -170,13 +196,14 @@ static int fill_entry(sqlite3_stmt *st, int col, td_store_entry *e)
 static int query_rows(sq_store *q, const char *sql, const char *bind_name, size_t limit,
                       td_store_entry **v, size_t *n, char *err, size_t errlen)
 {
+    sqlite3 *db = q->rdb;
     sqlite3_stmt *st = NULL;
     td_store_entry *arr = NULL;
     size_t cnt = 0, cap = 0;
     int src, rc = TD_OK;
 
-    if ((src = sqlite3_prepare_v2(q->db, sql, -1, &st, NULL))) {
-        rc = sq_fail(q, src, "read", err, errlen);
+    if ((src = sqlite3_prepare_v2(db, sql, -1, &st, NULL))) {
+        rc = sq_fail_db(q, db, src, "read", err, errlen);
         goto out;
     }
     if (bind_name) sqlite3_bind_text(st, 1, bind_name, -1, SQLITE_STATIC);
@@ -190,7 +217,7 @@ static int query_rows(sq_store *q, const char *sql, const char *bind_name, size_
         if ((rc = fill_entry(st, 0, &arr[cnt])) != TD_OK) goto out;
         cnt++;
     }
-    if (src != SQLITE_DONE) rc = sq_fail(q, src, "read", err, errlen);
+    if (src != SQLITE_DONE) rc = sq_fail_db(q, db, src, "read", err, errlen);
 out:
     sqlite3_finalize(st);
     if (rc != TD_OK) {
@@ -209,10 +236,10 @@ static int sq_get(td_store *s, const char *name, td_store_entry *e, char *err, s
     size_t n = 0;
     int rc;
 
-    pthread_mutex_lock(&q->lock);
+    pthread_mutex_lock(q->rmu);
     rc = query_rows(q, "SELECT name, json, generated_ts, expire_ts FROM tokens WHERE name = ?1",
                     name, 0, &v, &n, err, errlen);
-    pthread_mutex_unlock(&q->lock);
+    pthread_mutex_unlock(q->rmu);
     if (rc != TD_OK) return rc;
     if (n == 0) {
         free(v);
@@ -228,10 +255,10 @@ static int sq_list(td_store *s, td_store_entry **v, size_t *n, char *err, size_t
     sq_store *q = s->impl;
     int rc;
 
-    pthread_mutex_lock(&q->lock);
+    pthread_mutex_lock(q->rmu);
     rc = query_rows(q, "SELECT name, json, generated_ts, expire_ts FROM tokens ORDER BY name",
                     NULL, 0, v, n, err, errlen);
-    pthread_mutex_unlock(&q->lock);
+    pthread_mutex_unlock(q->rmu);
     return rc;
 }
 
@@ -241,12 +268,12 @@ static int sq_history(td_store *s, const char *name, size_t max, td_store_entry 
     sq_store *q = s->impl;
     int rc;
 
-    pthread_mutex_lock(&q->lock);
+    pthread_mutex_lock(q->rmu);
     rc = query_rows(q,
                     "SELECT name, json, generated_ts, expire_ts FROM history WHERE name = ?1 "
                     "ORDER BY id DESC LIMIT ?2",
                     name, max ? max : 1, v, n, err, errlen);
-    pthread_mutex_unlock(&q->lock);
+    pthread_mutex_unlock(q->rmu);
     return rc;
 }
 
@@ -340,10 +367,10 @@ static int sq_ping(td_store *s, char *err, size_t errlen)
     sq_store *q = s->impl;
     int src;
 
-    pthread_mutex_lock(&q->lock);
-    src = sqlite3_exec(q->db, "SELECT 1 FROM tokens LIMIT 1", 0, 0, 0);
-    pthread_mutex_unlock(&q->lock);
-    return src ? sq_fail(q, src, "ping", err, errlen) : TD_OK;
+    pthread_mutex_lock(q->rmu);
+    src = sqlite3_exec(q->rdb, "SELECT 1 FROM tokens LIMIT 1", 0, 0, 0);
+    pthread_mutex_unlock(q->rmu);
+    return src ? sq_fail_db(q, q->rdb, src, "ping", err, errlen) : TD_OK;
 }
 
 const td_store_ops td_store_sqlite_ops = {

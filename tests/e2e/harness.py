@@ -77,6 +77,8 @@ class Server:
     """A `tokendist serve` process.  Logs (stderr) are kept in a file so a
     test can read them and scan them for secrets."""
 
+    count = 0
+
     def __init__(self, workdir, args=(), env=None, port=None, store=None):
         self.workdir = workdir
         self.port = port or free_port()
@@ -84,7 +86,8 @@ class Server:
         self.args = list(args)
         self.env = dict(os.environ)
         self.env.update(env or {})
-        self.log_path = os.path.join(workdir, "serve-%d.log" % self.port)
+        Server.count += 1  # two servers may try one port: one log each
+        self.log_path = os.path.join(workdir, "serve-%d-%d.log" % (self.port, Server.count))
         self.proc = None
 
     def start(self, wait=True):

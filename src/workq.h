@@ -1,0 +1,39 @@
+/*
+ * workq -- a small pool of threads that run blocking jobs for a thread
+ * that must not block (libuv's uv_queue_work, in miniature).
+ *
+ * The HTTP front door runs on one event thread that must answer GETs
+ * whatever the store is doing, so a request that needs the store (a POST,
+ * /readyz, ...) is suspended there and handed to this pool; the job
+ * resumes the connection when its answer is ready.
+ *
+ * The queue is bounded: a full queue refuses the job (the caller answers
+ * 503 at once) instead of growing without limit behind a stuck store.
+ *
+ * Threads: td_workq_submit may be called from any thread.
+ */
+#ifndef TD_WORKQ_H
+#define TD_WORKQ_H
+
+#include <stddef.h>
+
+typedef struct td_workq td_workq;
+
+typedef void (*td_work_fn)(void *ud);
+
+/* Starts `threads` workers sharing a queue of at most `queue_max` waiting
+ * jobs. */
+int td_workq_new(td_workq **out, unsigned threads, unsigned queue_max, char *err, size_t errlen);
+
+/* Queues fn(ud).  TD_OK, or TD_EUNAVAIL when the queue is full or the pool
+ * is stopping (fn is then never called: the caller still owns ud). */
+int td_workq_submit(td_workq *q, td_work_fn fn, void *ud);
+
+/* Jobs queued or running now. */
+unsigned td_workq_pending(td_workq *q);
+
+/* Refuses new jobs, runs every job already queued, joins the workers and
+ * frees the pool.  NULL-safe. */
+void td_workq_free(td_workq *q);
+
+#endif
