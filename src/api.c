@@ -16,6 +16,14 @@
 #include <strings.h>
 
 #define METRICS_CAP 65536
+#define UNREADABLE_MAX 16       /* unreadable stored records remembered for /readyz */
+
+/* A stored record that could not be served, as /readyz reports it. */
+typedef struct unreadable {
+    char name[TD_NAME_MAX + 1];
+    char problem[200];
+    int seen;                   /* met again by the full reload under way */
+} unreadable;
 
 struct td_api {
     td_store *store;
@@ -27,6 +35,11 @@ struct td_api {
 
     td_guard guard;
     td_snaps snaps;
+
+    pthread_mutex_t bad_lock;   /* guards the fields below */
+    unreadable bad[UNREADABLE_MAX];
+    size_t nbad;                /* remembered ones */
+    size_t nbad_total;          /* all of them, from the last full reload on */
 };
 
 static const char JSON_CT[] = "application/json; charset=utf-8";
@@ -56,6 +69,7 @@ int td_api_new(td_api **out, const td_api_opts *o, char *err, size_t errlen)
     if (!api) goto fail;
     td_guard_init(&api->guard);
     td_snaps_init(&api->snaps);
+    pthread_mutex_init(&api->bad_lock, NULL);
     api->store = o->store;
     api->body_limit = o->body_limit ? o->body_limit : 65536;
     if (!(api->cors_origin = strdup(o->cors_origin ? o->cors_origin : "*"))) goto fail;
@@ -76,6 +90,7 @@ void td_api_free(td_api *api)
     if (!api) return;
     td_snaps_free(&api->snaps);
     td_guard_free(&api->guard);
+    pthread_mutex_destroy(&api->bad_lock);
     td_auth_keys_free(&api->push);
     td_auth_keys_free(&api->read);
     free(api->cors_origin);
@@ -90,32 +105,143 @@ void td_api_set_invalid_hook(td_api *api, td_api_invalid_cb cb, void *ud)
     __atomic_store_n(&api->invalid_cb, cb, __ATOMIC_RELEASE);
 }
 
+/* A stored entry as the API serves it: a valid name, a record that the
+ * one validator accepts (expiry aside: an expired record is still the
+ * newest one), and the store's index columns agreeing with the JSON (a
+ * record another tool wrote may disagree, and then neither is trusted).
+ * The JSON served is the record's normalised form. */
+static int entry_snap(const td_store_entry *e, td_snap **out, char *why, size_t whylen)
+{
+    td_record *rec = NULL;
+    const char *json;
+    size_t len;
+    char sub[300];
+    int rc;
+
+    *out = NULL;
+    if (e->problem) {
+        snprintf(why, whylen, "%s", e->problem);
+        return TD_EINVAL;
+    }
+    if (!td_record_name_valid(e->name, strlen(e->name))) {
+        snprintf(why, whylen, "名称不符合规则 (%s)", TD_NAME_RULE);
+        return TD_EINVAL;
+    }
+    if ((rc = td_record_parse(e->json, e->json_len, 0, &rec, sub, sizeof sub)) != TD_OK) {
+        if (rc == TD_ENOMEM) return rc;
+        snprintf(why, whylen, "不是有效的 token 记录: %s", sub);
+        return TD_EINVAL;
+    }
+    if (td_record_generated(rec) != e->generated_ts || td_record_expires(rec) != e->expire_ts) {
+        snprintf(why, whylen, "记录的 generated_timestamp/expire_timestamp (%lld/%lld) 与存储的索引 (%lld/%lld) 不一致",
+                 (long long)td_record_generated(rec), (long long)td_record_expires(rec),
+                 (long long)e->generated_ts, (long long)e->expire_ts);
+        td_record_free(rec);
+        return TD_EINVAL;
+    }
+    json = td_record_json(rec, &len);
+    *out = td_snap_new(e->name, json, len, e->generated_ts, e->expire_ts);
+    td_record_free(rec);
+    return *out ? TD_OK : TD_ENOMEM;
+}
+
+/* Remembers (or, with problem NULL, forgets) that name's stored record is
+ * unreadable; logs each new problem once, naming where it is stored. */
+static void note_unreadable(td_api *api, const char *name, const char *problem)
+{
+    char shown[TD_NAME_MAX + 1], where[400];
+    size_t i, n = 0;
+    int fresh = 0;
+
+    for (const char *p = name; *p && n < TD_NAME_MAX; p++) /* another tool's name: printable only */
+        shown[n++] = (*p > ' ' && *p < 0x7f) ? *p : '?';
+    shown[n] = '\0';
+    pthread_mutex_lock(&api->bad_lock);
+    for (i = 0; i < api->nbad && strcmp(api->bad[i].name, shown) != 0; i++)
+        ;
+    if (!problem) {
+        if (i < api->nbad) {
+            api->bad[i] = api->bad[--api->nbad];
+            if (api->nbad_total) api->nbad_total--;
+        }
+    } else if (i < api->nbad) {
+        fresh = strncmp(api->bad[i].problem, problem, sizeof api->bad[i].problem - 1) != 0;
+        snprintf(api->bad[i].problem, sizeof api->bad[i].problem, "%s", problem);
+        api->bad[i].seen = 1;
+    } else {
+        fresh = 1;
+        api->nbad_total++;
+        if (api->nbad < UNREADABLE_MAX) {
+            snprintf(api->bad[api->nbad].name, sizeof api->bad[0].name, "%s", shown);
+            snprintf(api->bad[api->nbad].problem, sizeof api->bad[0].problem, "%s", problem);
+            api->bad[api->nbad++].seen = 1;
+        }
+    }
+    td_metrics_gauge_set(TD_G_UNREADABLE_RECORDS, (long)api->nbad_total);
+    pthread_mutex_unlock(&api->bad_lock);
+    if (fresh)
+        td_log("❌ 存储中的记录无法读取，已跳过 (其他 token 照常分发): %s: %s",
+               td_store_where(api->store, shown, where, sizeof where), problem);
+}
+
 int td_api_reload(td_api *api, const char *name, char *err, size_t errlen)
 {
     td_store_entry *v = NULL, one;
-    size_t n = 0;
+    size_t n = 0, skipped = 0, bad = 0;
+    char why[300];
     int rc;
 
     if (name) {
-        if ((rc = td_store_get(api->store, name, &one, err, errlen)) == TD_ENOTFOUND) return TD_OK;
+        if ((rc = td_store_get(api->store, name, &one, err, errlen)) == TD_ENOTFOUND) {
+            note_unreadable(api, name, NULL);
+            return TD_OK;
+        }
         if (rc != TD_OK) return rc;
         if (!(v = malloc(sizeof *v))) {
             td_store_entry_clear(&one);
+            snprintf(err, errlen, "out of memory");
             return TD_ENOMEM;
         }
         v[0] = one;
         n = 1;
-    } else if ((rc = td_store_list(api->store, &v, &n, err, errlen)) != TD_OK) {
-        return rc;
+    } else {
+        if ((rc = td_store_list(api->store, &v, &n, err, errlen)) != TD_OK) return rc;
+        /* Mark and sweep: a problem met again is not news (no second log
+         * line); one not met again is gone. */
+        pthread_mutex_lock(&api->bad_lock);
+        for (size_t i = 0; i < api->nbad; i++) api->bad[i].seen = 0;
+        api->nbad_total = 0;
+        pthread_mutex_unlock(&api->bad_lock);
     }
-    for (size_t i = 0; i < n && rc == TD_OK; i++) {
-        td_snap *s = td_snap_new(v[i].name, v[i].json, v[i].json_len, v[i].generated_ts,
-                                 v[i].expire_ts);
-        rc = s ? td_snaps_install(&api->snaps, s) : TD_ENOMEM;
+    for (size_t i = 0; i < n; i++) {
+        td_snap *s = NULL;
+        if ((rc = entry_snap(&v[i], &s, why, sizeof why)) == TD_ENOMEM) break;
+        if (rc != TD_OK) { /* the token served from memory (if any) stays */
+            note_unreadable(api, v[i].name, why);
+            bad++;
+            continue;
+        }
+        note_unreadable(api, v[i].name, NULL);
+        if ((rc = td_snaps_install(&api->snaps, s)) == TD_ETOOBIG) skipped++;
+        else if (rc != TD_OK) break;
     }
     td_store_list_free(v, n);
-    if (rc != TD_OK) snprintf(err, errlen, "cannot load stored tokens: %s", td_strerror(rc));
-    return rc;
+    if (!name && rc != TD_ENOMEM) {
+        pthread_mutex_lock(&api->bad_lock);
+        for (size_t i = 0; i < api->nbad;)
+            if (!api->bad[i].seen) api->bad[i] = api->bad[--api->nbad];
+            else i++;
+        api->nbad_total = bad;
+        td_metrics_gauge_set(TD_G_UNREADABLE_RECORDS, (long)bad);
+        pthread_mutex_unlock(&api->bad_lock);
+    }
+    if (skipped)
+        td_log("⚠️ 存储中的 token 名称超过 %d 个：%zu 个未加载", TD_SNAP_NAMES_MAX, skipped);
+    if (rc == TD_ENOMEM) {
+        snprintf(err, errlen, "out of memory");
+        return rc;
+    }
+    return TD_OK;
 }
 
 int td_api_store_record(td_api *api, const char *name, const td_record *r, char *err,
@@ -125,6 +251,13 @@ int td_api_store_record(td_api *api, const char *name, const td_record *r, char 
     td_snap *s;
     int rc;
 
+    /* The limit is checked before anything is written: a stored record
+     * that could never be served would also be one too many at restart. */
+    if (!td_snaps_has_room(&api->snaps, name)) {
+        snprintf(err, errlen, "token 名称已达上限 (%d 个)：不能再新建名称 '%s'，请复用已有的名称",
+                 TD_SNAP_NAMES_MAX, name);
+        return TD_ETOOBIG;
+    }
     e.name = (char *)name;
     e.json = (char *)td_record_json(r, &e.json_len);
     e.generated_ts = td_record_generated(r);
@@ -133,11 +266,18 @@ int td_api_store_record(td_api *api, const char *name, const td_record *r, char 
         if (rc != TD_ECONFLICT) td_metrics_inc(TD_M_STORE_ERRORS);
         return rc;
     }
+    note_unreadable(api, name, NULL);
     if (!(s = td_snap_new(name, e.json, e.json_len, e.generated_ts, e.expire_ts))) {
         snprintf(err, errlen, "out of memory");
         return TD_ENOMEM;
     }
-    return td_snaps_install(&api->snaps, s);
+    /* Another writer may have filled the last place meanwhile: the record
+     * is stored, and served as soon as a place frees (reload). */
+    if ((rc = td_snaps_install(&api->snaps, s)) == TD_ETOOBIG)
+        snprintf(err, errlen, "token 名称已达上限 (%d 个)：'%s' 已存储但暂不分发", TD_SNAP_NAMES_MAX, name);
+    else if (rc != TD_OK)
+        snprintf(err, errlen, "%s", td_strerror(rc));
+    return rc;
 }
 
 static int hexval(int c)
@@ -163,19 +303,6 @@ size_t td_api_unescape(char *s)
     }
     *w = '\0';
     return (size_t)(w - s);
-}
-
-int td_api_valid_name(const char *name, size_t len)
-{
-    if (len == 0 || len > 64) return 0;
-    if ((len == 1 && name[0] == '.') || (len == 2 && name[0] == '.' && name[1] == '.')) return 0;
-    for (size_t i = 0; i < len; i++) {
-        char c = name[i];
-        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-              c == '.' || c == '_' || c == '-'))
-            return 0;
-    }
-    return 1;
 }
 
 /* --- responses ------------------------------------------------------- */
@@ -229,7 +356,7 @@ void td_api_resp_clear(td_api_resp *r)
 
 /* --- routing --------------------------------------------------------- */
 
-typedef enum { P_NONE, P_TOKEN, P_INVALID, P_HEALTHZ, P_READYZ, P_METRICS } path_kind;
+typedef enum { P_NONE, P_BADNAME, P_TOKEN, P_INVALID, P_HISTORY, P_HEALTHZ, P_READYZ, P_METRICS } path_kind;
 
 static path_kind route(const char *path, char name[65])
 {
@@ -248,11 +375,13 @@ static path_kind route(const char *path, char name[65])
     p = path + sizeof prefix - 1;
     slash = strchr(p, '/');
     len = slash ? (size_t)(slash - p) : strlen(p);
-    if (!td_api_valid_name(p, len)) return P_NONE;
+    if (len == 0 || (slash && strcmp(slash, "/invalid") != 0 && strcmp(slash, "/history") != 0))
+        return P_NONE;
+    if (!td_record_name_valid(p, len)) return P_BADNAME;
     memcpy(name, p, len);
     name[len] = '\0';
     if (!slash) return P_TOKEN;
-    return !strcmp(slash, "/invalid") ? P_INVALID : P_NONE;
+    return !strcmp(slash, "/invalid") ? P_INVALID : P_HISTORY;
 }
 
 static td_route metric_route(path_kind k, const char *method)
@@ -261,6 +390,7 @@ static td_route metric_route(path_kind k, const char *method)
     switch (k) {
     case P_TOKEN: return !strcmp(method, "POST") ? TD_ROUTE_TOKEN_POST : TD_ROUTE_TOKEN_GET;
     case P_INVALID: return TD_ROUTE_INVALID;
+    case P_HISTORY: return TD_ROUTE_HISTORY;
     case P_HEALTHZ: return TD_ROUTE_HEALTHZ;
     case P_READYZ: return TD_ROUTE_READYZ;
     case P_METRICS: return TD_ROUTE_METRICS;
@@ -348,13 +478,18 @@ static int precheck(td_api *api, const td_api_req *req, td_api_resp *r)
         return 1;
     }
     write = !strcmp(m, "POST");
+    if (k == P_BADNAME) {
+        resp_msg(api, r, 400, write ? "message" : "error", "token 名称无效: 应为 " TD_NAME_RULE);
+        return 1;
+    }
     if (!(is_get(m) && k != P_INVALID) && !(write && (k == P_TOKEN || k == P_INVALID))) {
         resp_static(api, r, 405, B_METHOD);
         add_hdr(r, "Allow", k == P_TOKEN ? ALLOW_TOKEN : k == P_INVALID ? ALLOW_REPORT : ALLOW_READ);
         return 1;
     }
-    if (k == P_TOKEN || k == P_INVALID) {
-        if (check_keys(api, req, r, write && k == P_TOKEN)) return 1;
+    /* The history names past tokens (as fingerprints): the writers' key. */
+    if (k == P_TOKEN || k == P_INVALID || k == P_HISTORY) {
+        if (check_keys(api, req, r, (write && k == P_TOKEN) || k == P_HISTORY)) return 1;
     }
     if (write) {
         if (req->content_length > (long long)api->body_limit || req->body_len > api->body_limit) {
@@ -424,6 +559,10 @@ static void post_token(td_api *api, const td_api_req *req, const char *name, td_
         resp_msg(api, r, 409, "message", err);
         td_log("拒绝写入 %s (来自 %s): 409 %s", name, from, err);
         break;
+    case TD_ETOOBIG: /* the name limit: a request this server can never take */
+        resp_msg(api, r, 400, "message", err);
+        td_log("拒绝写入 %s (来自 %s): 400 %s", name, from, err);
+        break;
     case TD_EUNAVAIL:
         resp_msg(api, r, 503, "message", "store temporarily unavailable, retry later");
         add_hdr(r, "Retry-After", "5");
@@ -482,6 +621,64 @@ out:
     json_decref(o);
 }
 
+/* The past records of name, newest first, with fingerprints instead of
+ * tokens: a previous token may still be valid, so even this key's holders
+ * see only enough to match log lines. */
+static void history(td_api *api, const char *name, td_api_resp *r)
+{
+    td_store_entry *v = NULL;
+    size_t n = 0;
+    char err[300], fp[TD_FP_LEN], when[TD_TIME_LEN];
+    json_t *o = NULL, *arr = NULL;
+    td_snap *cur = td_snaps_get(&api->snaps, name);
+    int rc = td_store_history(api->store, name, 0, &v, &n, err, sizeof err);
+
+    if (rc != TD_OK) {
+        resp_msg(api, r, rc == TD_EUNAVAIL ? 503 : 500, "error", err);
+        if (rc == TD_EUNAVAIL) add_hdr(r, "Retry-After", "5");
+        goto out;
+    }
+    if (!(arr = json_array()) || !(o = json_pack("{s:s}", "name", name))) goto nomem;
+    for (size_t i = 0; i < n; i++) {
+        td_record *rec = NULL;
+        json_t *h;
+        char sub[200];
+        if (td_record_parse(v[i].json, v[i].json_len, 0, &rec, sub, sizeof sub) != TD_OK) {
+            h = json_pack("{s:I, s:s}", "generated_timestamp", (json_int_t)v[i].generated_ts,
+                          "problem", sub);
+        } else {
+            const char *ten = td_record_field(rec, "tenant_access_token");
+            char fp2[TD_FP_LEN], when2[TD_TIME_LEN];
+            h = json_pack("{s:I, s:s, s:I, s:s, s:s, s:s*, s:b}",
+                          "generated_timestamp", (json_int_t)td_record_generated(rec), "generated_time",
+                          td_clock_format(td_record_generated(rec), when), "expire_timestamp",
+                          (json_int_t)td_record_expires(rec), "expire_time",
+                          td_clock_format(td_record_expires(rec), when2), "access_token_fingerprint",
+                          td_log_fp(td_record_token(rec), fp), "tenant_access_token_fingerprint",
+                          ten ? td_log_fp(ten, fp2) : NULL, "current",
+                          cur && cur->generated_ts == td_record_generated(rec) &&
+                              !strcmp(cur->token, td_record_token(rec)));
+        }
+        td_record_free(rec);
+        if (!h || json_array_append_new(arr, h)) goto nomem;
+    }
+    json_object_set(o, "history", arr);
+    resp_start(api, r, 200, JSON_CT);
+    if (!(r->owned = json_dumps(o, 0))) goto nomem;
+    r->body = r->owned;
+    r->body_len = strlen(r->owned);
+    goto out;
+nomem:
+    td_api_resp_clear(r);
+    r->route = TD_ROUTE_HISTORY;
+    resp_static(api, r, 500, "{\"error\": \"out of memory\"}");
+out:
+    json_decref(arr);
+    json_decref(o);
+    td_snap_release(cur);
+    td_store_list_free(v, n);
+}
+
 static void readyz_token(void *toks, const td_snap *s)
 {
     int64_t now = td_clock_now();
@@ -496,10 +693,19 @@ static void readyz(td_api *api, td_api_resp *r)
     int store_ok = td_store_ping(api->store, err, sizeof err) == TD_OK;
     json_t *o = json_object(), *toks = json_object();
 
+    json_t *bad = json_array();
+
     td_snaps_each(&api->snaps, readyz_token, toks);
+    pthread_mutex_lock(&api->bad_lock);
+    for (size_t i = 0; i < api->nbad; i++)
+        json_array_append_new(bad, json_pack("{s:s, s:s}", "name", api->bad[i].name, "problem",
+                                             api->bad[i].problem));
+    json_object_set_new(o, "unreadable_records", json_integer((json_int_t)api->nbad_total));
+    pthread_mutex_unlock(&api->bad_lock);
     json_object_set_new(o, "ready", json_boolean(store_ok));
     json_object_set_new(o, "store", json_string(store_ok ? "ok" : err));
     json_object_set_new(o, "tokens", toks);
+    json_object_set_new(o, "unreadable", bad);
     resp_start(api, r, store_ok ? 200 : 503, JSON_CT);
     if ((r->owned = json_dumps(o, 0))) r->body = r->owned, r->body_len = strlen(r->owned);
     else r->status = 500;
@@ -535,7 +741,8 @@ static void metrics(td_api *api, td_api_resp *r)
 /* Requests whose answer needs the store or waits for another thread. */
 static int blocks(path_kind k, const char *method)
 {
-    return (k == P_TOKEN && !strcmp(method, "POST")) || k == P_INVALID || k == P_READYZ;
+    return (k == P_TOKEN && !strcmp(method, "POST")) || k == P_INVALID || k == P_READYZ ||
+           k == P_HISTORY;
 }
 
 int td_api_fast(td_api *api, const td_api_req *req, td_api_resp *r)
@@ -567,6 +774,7 @@ void td_api_slow(td_api *api, const td_api_req *req, td_api_resp *r)
     switch (k) {
     case P_TOKEN: post_token(api, req, name, r); break;
     case P_INVALID: post_invalid(api, req, name, r); break;
+    case P_HISTORY: history(api, name, r); break;
     case P_READYZ: readyz(api, r); break;
     default: resp_static(api, r, 500, B_STOREFAIL); break; /* td_api_fast answers the rest */
     }

@@ -112,7 +112,4 @@ td_snap *td_api_snapshot(td_api *api, const char *name);
  * "/v1/tokens/default%00junk" name the token "default". */
 size_t td_api_unescape(char *s);
 
-/* A token name is 1-64 characters of [A-Za-z0-9._-], not "." or "..". */
-int td_api_valid_name(const char *name, size_t len);
-
 #endif

@@ -127,12 +127,7 @@ static int split_url(const char *url, char *base, size_t blen, char *path, size_
     return TD_OK;
 }
 
-static int valid_name(const char *s)
-{
-    size_t n = strlen(s);
-    if (n < 1 || n > 64) return 0;
-    return strspn(s, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-") == n;
-}
+static int valid_name(const char *s) { return td_record_name_valid(s, strlen(s)); }
 
 static int ends_with(const char *s, const char *suffix)
 {
@@ -223,7 +218,7 @@ int td_client_new(td_client **out, const td_client_opts *o, char *err, size_t er
     char **gs;
 
     if (!valid_name(name)) {
-        snprintf(err, errlen, "token name '%.80s' must be 1-64 characters of A-Z a-z 0-9 . _ -", name);
+        snprintf(err, errlen, "token 名称 '%.80s' 无效: 应为 " TD_NAME_RULE, name);
         return TD_EINVAL;
     }
     if (o->nurls == 0 && !(o->gitee.owner && *o->gitee.owner) && !(o->cache_file && *o->cache_file)) {

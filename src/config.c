@@ -2,6 +2,7 @@
  * declared; parsing, --help, --print-config and redaction all read it. */
 #include "config.h"
 #include "log.h"
+#include "record.h"
 #include "store.h"
 #include "tokendist.h"
 
@@ -501,6 +502,13 @@ int td_config_load(td_config *c, unsigned cmd, int argc, char **argv, char *err,
         snprintf(where, sizeof where, "--%s", e->flag);
         if ((rc = set_value(c, e, val, where, by_flag[e - table], err, errlen)) != TD_OK) return rc;
         by_flag[e - table] = 1;
+    }
+    /* A name becomes a URL segment, a store key and (per token) the stem of
+     * TOKENDIST_<NAME>_… variables: one rule everywhere. */
+    if (!c->name || !td_record_name_valid(c->name, strlen(c->name))) {
+        snprintf(err, errlen, "--name / TOKENDIST_TOKEN_NAME '%.80s' 无效: 应为 " TD_NAME_RULE,
+                 c->name ? c->name : "");
+        return TD_EINVAL;
     }
     return TD_OK;
 }

@@ -12,7 +12,7 @@ static const int statuses[] = {200, 202, 204, 400, 401, 403, 404, 405, 409, 413,
 #define NSTATUS (sizeof statuses / sizeof *statuses)
 
 static const char *const route_names[TD_ROUTE__N] = {
-    "token_get", "token_post", "invalid", "options", "healthz", "readyz", "metrics", "other",
+    "token_get", "token_post", "invalid", "history", "options", "healthz", "readyz", "metrics", "other",
 };
 
 static const struct {
@@ -33,6 +33,7 @@ static const struct {
     const char *name, *help;
 } gauge_info[TD_G__N] = {
     {"requests_waiting", "Requests waiting for the store (or another thread) on a worker."},
+    {"store_unreadable_records", "Stored records that could not be read and are not served (see /readyz)."},
 };
 
 static uint64_t requests[TD_ROUTE__N][NSTATUS + 1];
@@ -50,6 +51,11 @@ void td_metrics_request(td_route route, int status)
 void td_metrics_gauge_add(td_gauge g, long delta)
 {
     if ((unsigned)g < TD_G__N) __atomic_fetch_add(&gauges[g], delta, __ATOMIC_RELAXED);
+}
+
+void td_metrics_gauge_set(td_gauge g, long value)
+{
+    if ((unsigned)g < TD_G__N) __atomic_store_n(&gauges[g], value, __ATOMIC_RELAXED);
 }
 
 void td_metrics_inc(td_counter c)

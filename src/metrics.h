@@ -12,6 +12,7 @@ typedef enum {
     TD_ROUTE_TOKEN_GET,
     TD_ROUTE_TOKEN_POST,
     TD_ROUTE_INVALID,
+    TD_ROUTE_HISTORY,
     TD_ROUTE_OPTIONS,
     TD_ROUTE_HEALTHZ,
     TD_ROUTE_READYZ,
@@ -36,11 +37,13 @@ typedef enum {
 /* Gauges: values that go up and down. */
 typedef enum {
     TD_G_REQUESTS_WAITING,      /* requests handed to a worker, not yet answered */
+    TD_G_UNREADABLE_RECORDS,    /* stored records that could not be served */
     TD_G__N
 } td_gauge;
 
 void td_metrics_request(td_route route, int status);
 void td_metrics_gauge_add(td_gauge g, long delta);
+void td_metrics_gauge_set(td_gauge g, long value);
 void td_metrics_inc(td_counter c);
 
 /* Appends the counters to b in Prometheus text format. */

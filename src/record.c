@@ -31,6 +31,15 @@ static int is_seed_field(const char *k)
     return 0;
 }
 
+int td_record_name_valid(const char *name, size_t len)
+{
+    if (!name || len == 0 || len > TD_NAME_MAX) return 0;
+    for (size_t i = 0; i < len; i++)
+        if (!((name[i] >= 'a' && name[i] <= 'z') || (name[i] >= '0' && name[i] <= '9') || name[i] == '_'))
+            return 0;
+    return 1;
+}
+
 /* A token travels in HTTP headers: only visible ASCII, no spaces, so a
  * stored token can never smuggle a header into a client's request. */
 static int check_token(const char *name, const json_t *v, char *err, size_t errlen)

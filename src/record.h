@@ -26,6 +26,13 @@ struct td_record_fields {
     const char *source, *usage, *platform;
 };
 
+/* Token names: 1-64 lower-case letters, digits and '_' -- so that every
+ * name maps to one environment-variable stem (TOKENDIST_<NAME>_...), one
+ * URL path segment and one store key, with nothing to escape anywhere. */
+#define TD_NAME_MAX 64
+#define TD_NAME_RULE "1-64 个小写字母、数字或下划线 (a-z 0-9 _)"
+int td_record_name_valid(const char *name, size_t len);
+
 /* Parses and validates a record from JSON text.  `now` is the current Unix
  * time: a record already expired at `now` is refused (pass 0 to skip that
  * check, e.g. when loading from a store).  On failure err says what is

@@ -83,7 +83,11 @@ int td_snaps_install(td_snaps *t, td_snap *s)
 
     pthread_mutex_lock(&t->lock);
     if ((slot = slot_of(t, s->name))) {
-        if ((*slot)->generated_ts <= s->generated_ts) old = *slot, *slot = s, s = NULL;
+        /* The same record again (a reload) keeps the served snapshot, and
+         * with it the HTTP front's cached response. */
+        int same = (*slot)->generated_ts == s->generated_ts && (*slot)->json_len == s->json_len &&
+                   !memcmp((*slot)->json, s->json, s->json_len);
+        if (!same && (*slot)->generated_ts <= s->generated_ts) old = *slot, *slot = s, s = NULL;
     } else if (t->n < TD_SNAP_NAMES_MAX) {
         td_snap **v = realloc(t->v, (t->n + 1) * sizeof *v);
         if (v) t->v = v, v[t->n++] = s, s = NULL;

@@ -128,11 +128,18 @@ const char *td_store_redact(const char *url, char *buf, size_t len)
     return buf;
 }
 
+const char *td_store_where(td_store *s, const char *name, char *buf, size_t len)
+{
+    s->ops->where(s, name, buf, len);
+    return buf;
+}
+
 void td_store_entry_clear(td_store_entry *e)
 {
     if (!e) return;
     free(e->name);
     free(e->json);
+    free(e->problem);
     memset(e, 0, sizeof *e);
 }
 

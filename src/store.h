@@ -23,6 +23,7 @@ typedef struct td_store_entry {
     size_t json_len;
     int64_t generated_ts;
     int64_t expire_ts;
+    char *problem;          /* non-NULL: the stored value is unreadable (why); json may be NULL */
 } td_store_entry;
 
 /* Called (from a store thread) when a writer changed a record; only stores
@@ -39,12 +40,16 @@ typedef struct td_store_ops {
     const char *scheme;     /* "sqlite", "redis" */
     int (*open)(td_store *s, const char *spec, char *err, size_t errlen);
     /* TD_OK with *e filled (caller frees with td_store_entry_clear), or
-     * TD_ENOTFOUND. */
+     * TD_ENOTFOUND.  A value that is there but cannot be read (another
+     * tool wrote it) is TD_OK with e->problem set: one bad record never
+     * hides the others. */
     int (*get)(td_store *s, const char *name, td_store_entry *e, char *err, size_t errlen);
     /* TD_OK stored (or identical to the stored one), TD_ECONFLICT older
      * than the stored one, TD_EUNAVAIL try later, TD_EIO failed. */
     int (*put)(td_store *s, const td_store_entry *e, char *err, size_t errlen);
-    /* All current records; *v is an array of *n entries (td_store_list_free). */
+    /* All current records, at most TD_SNAP_NAMES_MAX (the first by name);
+     * *v is an array of *n entries (td_store_list_free); unreadable ones
+     * have their problem set, as with get. */
     int (*list)(td_store *s, td_store_entry **v, size_t *n, char *err, size_t errlen);
     /* Past records of name, newest first, at most max. */
     int (*history)(td_store *s, const char *name, size_t max, td_store_entry **v, size_t *n,
@@ -61,6 +66,8 @@ typedef struct td_store_ops {
      * NULL: one process owns the store, so every lease is held. */
     int (*lease)(td_store *s, const char *key, const char *owner, int64_t ttl_ms, int op,
                  char *err, size_t errlen);
+    /* Where name's record lives, for a person: "redis 127.0.0.1:6379/0 键 tokendist:token:NAME". */
+    void (*where)(td_store *s, const char *name, char *buf, size_t len);
     void (*close)(td_store *s);
 } td_store_ops;
 
@@ -84,6 +91,9 @@ int td_store_watch(td_store *s, td_store_change_cb cb, void *ud, char *err, size
 int td_store_ping(td_store *s, char *err, size_t errlen);
 int td_store_lease(td_store *s, const char *key, const char *owner, int64_t ttl_ms, int op,
                    char *err, size_t errlen);
+
+/* Where name's record lives, for messages; returns buf. */
+const char *td_store_where(td_store *s, const char *name, char *buf, size_t len);
 
 /* Marks the calling thread as one that must never wait for a store (the
  * HTTP event thread): in debug builds every td_store_* call from it

@@ -169,7 +169,7 @@ function invalidUrlFor(apiUrl) {
   u.hash = '';
   const p = u.pathname.replace(/\/+$/, '');
   let m;
-  if ((m = /^(.*\/v1\/tokens\/[A-Za-z0-9._-]{1,64})$/.exec(p))) {
+  if ((m = /^(.*\/v1\/tokens\/[a-z0-9_]{1,64})$/.exec(p))) {
     u.pathname = `${m[1]}/invalid`;
   } else if ((m = /^(.*?)\/(?:release\/)?get-token$/.exec(p))) {
     u.pathname = `${m[1]}/v1/tokens/default/invalid`;

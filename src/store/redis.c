@@ -34,6 +34,7 @@
 #include "store.h"
 #include "log.h"
 #include "metrics.h"
+#include "record.h"
 #include "tokendist.h"
 
 #include <errno.h>
@@ -54,6 +55,8 @@
 #define BACKOFF_MIN_MS 100
 #define BACKOFF_MAX_MS 5000
 #define SUB_PING_MS 5000        /* a subscription silent this long is probed */
+#define RESYNC_MS 5000          /* everything is reloaded this often: another tool's writes
+                                   are seen without a PUBLISH */
 #define JSON_MAX (1u << 20)     /* the API's largest body */
 #define NAMES_MAX 1024          /* the API keeps at most this many names */
 #define NAME_MAX_LEN 64
@@ -75,6 +78,8 @@ typedef struct rd_store {
     char down_why[256];         /* the failure that took it down */
     int64_t down_since;         /* Unix seconds; 0 while up */
     int resync;                 /* tell cb "everything" when next connected */
+    int warned_names;           /* said once that the names set is over NAMES_MAX */
+    int64_t last_sync;          /* keeper only: monotonic ms of the last full reload */
     int stopping;
 
     /* Held by the keeper while it calls cb, so that watch(NULL) returns
@@ -111,10 +116,14 @@ static const char PUT_LUA[] =
 
 /* KEYS: token hash.  ARGV: largest json.  Returns {json, gen, exp} or nil. */
 static const char GET_LUA[] =
+    "local t = redis.call('TYPE', KEYS[1])['ok']\n"
+    "if t == 'none' then return false end\n"
+    "if t ~= 'hash' then return 'WRONGTYPE' end\n"
     "local v = redis.call('HMGET', KEYS[1], 'json', 'gen', 'exp')\n"
-    "if not v[1] then return false end\n"
+    "if not v[1] and not v[2] and not v[3] then return false end\n"
+    "if not v[1] then return {false, v[2] or false, v[3] or false} end\n"
     "if string.len(v[1]) > tonumber(ARGV[1]) then\n"
-    "  return redis.error_reply('TOOBIG stored record larger than the limit')\n"
+    "  return 'TOOBIG'\n"
     "end\n"
     "return v\n";
 
@@ -490,6 +499,12 @@ static int sub_pump(rd_store *q, redisContext *sub, char *err, size_t errlen)
             if (redisBufferRead(sub) != REDIS_OK) break;
             continue;
         }
+        if (mono_ms() - q->last_sync >= RESYNC_MS) {
+            pthread_mutex_lock(&q->lock);
+            q->resync = 1;
+            pthread_mutex_unlock(&q->lock);
+            return TD_OK;
+        }
         if (ping_sent && mono_ms() - ping_sent > SUB_PING_MS) {
             snprintf(err, errlen, "no answer to PING within %d ms", SUB_PING_MS);
             return TD_EUNAVAIL;
@@ -557,6 +572,7 @@ static void *keeper_main(void *arg)
                 pthread_mutex_unlock(&q->lock);
             }
         }
+        q->last_sync = mono_ms();
         backoff = 0;
         if (sub_pump(q, sub, err, sizeof err) != TD_OK) {
             redisFree(sub);
@@ -643,25 +659,35 @@ static void key_of(const rd_store *q, const char *kind, const char *name, char k
     snprintf(key, KEY_MAX, "%s%s%s", q->prefix, kind, name);
 }
 
-static int valid_name(const char *name) { return name && *name && strlen(name) <= NAME_MAX_LEN; }
+static int valid_name(const char *name) { return name && td_record_name_valid(name, strlen(name)); }
 
-/* Fills e from a GET_LUA answer {json, gen, exp}. */
+/* Fills e from a GET_LUA answer {json, gen, exp}.  A hash that another
+ * tool wrote without the fields we need is not a failure of the store:
+ * the entry comes back with its problem said, and the others still load. */
 static int entry_from(rd_store *q, const char *name, const redisReply *r, td_store_entry *e,
                       char *err, size_t errlen)
 {
+    const char *problem = NULL;
     char *end;
 
+    (void)err, (void)errlen;
     memset(e, 0, sizeof *e);
-    if (r->type != REDIS_REPLY_ARRAY || r->elements != 3 || r->element[0]->type != REDIS_REPLY_STRING ||
-        r->element[1]->type != REDIS_REPLY_STRING || r->element[2]->type != REDIS_REPLY_STRING ||
-        r->element[0]->len > JSON_MAX)
-        return bad_reply(q, "a token read", err, errlen);
-    e->generated_ts = strtoll(r->element[1]->str, &end, 10);
-    if (*end) return bad_reply(q, "a token read", err, errlen);
-    e->expire_ts = strtoll(r->element[2]->str, &end, 10);
-    if (*end) return bad_reply(q, "a token read", err, errlen);
+    if (!(e->name = strdup(name))) return TD_ENOMEM;
+    if (r->type == REDIS_REPLY_STRING && !strcmp(r->str, "TOOBIG")) {
+        problem = "json 字段大于 1 MiB";
+    } else if (r->type != REDIS_REPLY_ARRAY || r->elements != 3) {
+        problem = "值不是 tokendist 写入的哈希 (应有 json、gen、exp 三个字段)";
+    } else if (r->element[0]->type != REDIS_REPLY_STRING) {
+        problem = "哈希缺少 json 字段";
+    } else if (r->element[1]->type != REDIS_REPLY_STRING || r->element[2]->type != REDIS_REPLY_STRING) {
+        problem = "哈希缺少 gen 或 exp 字段";
+    } else if ((e->generated_ts = strtoll(r->element[1]->str, &end, 10), *end || end == r->element[1]->str) ||
+               (e->expire_ts = strtoll(r->element[2]->str, &end, 10), *end || end == r->element[2]->str)) {
+        problem = "gen 或 exp 不是整数";
+    }
+    if (problem) return (e->problem = strdup(problem)) ? TD_OK : (td_store_entry_clear(e), TD_ENOMEM);
     e->json_len = r->element[0]->len;
-    if (!(e->name = strdup(name)) || !(e->json = malloc(e->json_len + 1))) {
+    if (!(e->json = malloc(e->json_len + 1))) {
         td_store_entry_clear(e);
         return TD_ENOMEM;
     }
@@ -736,32 +762,43 @@ static int rd_list(td_store *s, td_store_entry **v, size_t *n, char *err, size_t
     char names[KEY_MAX];
     redisReply *r = NULL;
     td_store_entry *arr = NULL;
-    size_t cnt = 0;
+    size_t cnt = 0, nel;
     int rc;
 
     key_of(q, "names", "", names);
     pthread_mutex_lock(&q->lock);
-    /* SRANDMEMBER with a count returns distinct members, at most that
-     * many: one more than we accept tells "too many" without reading all. */
-    if (!(r = rd_call(q, &rc, err, errlen, "SRANDMEMBER %s %d", names, NAMES_MAX + 1))) goto out;
+    /* The first NAMES_MAX names in order: the same ones every time, and a
+     * set that another tool filled beyond that never stops a start. */
+    if (!(r = rd_call(q, &rc, err, errlen, "SORT %s ALPHA LIMIT 0 %d", names, NAMES_MAX + 1))) goto out;
     if (r->type != REDIS_REPLY_ARRAY) {
-        rc = bad_reply(q, "SRANDMEMBER", err, errlen);
+        rc = bad_reply(q, "SORT", err, errlen);
         goto out;
     }
     if (r->elements > NAMES_MAX) {
-        snprintf(err, errlen, "Redis at %s holds more than %d token names under '%s'", q->where,
-                 NAMES_MAX, q->prefix);
-        rc = TD_ETOOBIG;
-        goto out;
+        if (!q->warned_names)
+            td_log("⚠️ Redis %s 的 %snames 中有超过 %d 个 token 名称：只加载按名称排序的前 %d 个", q->where,
+                   q->prefix, NAMES_MAX, NAMES_MAX);
+        q->warned_names = 1;
     }
-    if (r->elements && !(arr = calloc(r->elements, sizeof *arr))) {
+    nel = r->elements > NAMES_MAX ? NAMES_MAX : r->elements;
+    if (nel && !(arr = calloc(nel, sizeof *arr))) {
         rc = TD_ENOMEM;
         goto out;
     }
-    for (size_t i = 0; i < r->elements; i++) {
+    for (size_t i = 0; i < nel; i++) {
         const redisReply *m = r->element[i];
-        if (m->type != REDIS_REPLY_STRING || !valid_name(m->str) || strlen(m->str) != m->len)
+        if (m->type != REDIS_REPLY_STRING || m->len == 0 || strlen(m->str) != m->len) continue;
+        if (!valid_name(m->str)) { /* e.g. written by another tool, or by a tokendist before 0.2 */
+            memset(&arr[cnt], 0, sizeof arr[cnt]);
+            if (!(arr[cnt].name = strndup(m->str, NAME_MAX_LEN * 4)) ||
+                !(arr[cnt].problem = strdup("名称不符合规则 (" TD_NAME_RULE ")"))) {
+                td_store_entry_clear(&arr[cnt]);
+                rc = TD_ENOMEM;
+                goto out;
+            }
+            cnt++;
             continue;
+        }
         rc = get_locked(q, m->str, &arr[cnt], err, errlen);
         if (rc == TD_ENOTFOUND) continue; /* a name without its record: skip */
         if (rc != TD_OK) goto out;
@@ -905,6 +942,12 @@ static int rd_lease(td_store *s, const char *name, const char *owner, int64_t tt
     return rc;
 }
 
+static void rd_where(td_store *s, const char *name, char *buf, size_t len)
+{
+    rd_store *q = s->impl;
+    snprintf(buf, len, "redis %s 键 %stoken:%s", q->where, q->prefix, name);
+}
+
 const td_store_ops td_store_redis_ops = {
     .scheme = "redis",
     .open = rd_open,
@@ -915,5 +958,6 @@ const td_store_ops td_store_redis_ops = {
     .watch = rd_watch,
     .ping = rd_ping,
     .lease = rd_lease,
+    .where = rd_where,
     .close = rd_close,
 };

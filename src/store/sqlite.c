@@ -12,6 +12,7 @@
  * lock that another process holds.
  */
 #include "store.h"
+#include "snap.h"
 #include "tokendist.h"
 
 #include <errno.h>
@@ -32,7 +33,19 @@ typedef struct sq_store {
     pthread_mutex_t rlock;
     pthread_mutex_t *rmu;       /* &rlock, or &lock when rdb is db */
     char *path;
+
+    /* The watcher: another process (a second server on the same file, a
+     * repair with the sqlite3 tool) may change the file; PRAGMA
+     * data_version says so without reading any row. */
+    pthread_t watcher;
+    int watching, stop;
+    pthread_mutex_t wlock;
+    pthread_cond_t wcond;
+    td_store_change_cb cb;
+    void *ud;
 } sq_store;
+
+#define WATCH_MS 1000
 
 static const char schema[] =
     "CREATE TABLE IF NOT EXISTS tokens ("
@@ -86,10 +99,16 @@ static int make_parent_dirs(const char *path, char *err, size_t errlen)
     return TD_OK;
 }
 
+static int sq_watch(td_store *s, td_store_change_cb cb, void *ud, char *err, size_t errlen);
+
 static void sq_close(td_store *s)
 {
     sq_store *q = s->impl;
+    char err[64];
     if (!q) return;
+    sq_watch(s, NULL, NULL, err, sizeof err);
+    pthread_mutex_destroy(&q->wlock);
+    pthread_cond_destroy(&q->wcond);
     if (q->rdb != q->db) sqlite3_close(q->rdb);
     sqlite3_close(q->db);
     pthread_mutex_destroy(&q->lock);
@@ -113,6 +132,14 @@ static int sq_open(td_store *s, const char *spec, char *err, size_t errlen)
     if (!(q = calloc(1, sizeof *q)) || !(q->path = strdup(spec))) { rc = TD_ENOMEM; goto fail; }
     pthread_mutex_init(&q->lock, NULL);
     pthread_mutex_init(&q->rlock, NULL);
+    pthread_mutex_init(&q->wlock, NULL);
+    {
+        pthread_condattr_t ca;
+        pthread_condattr_init(&ca);
+        pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+        pthread_cond_init(&q->wcond, &ca);
+        pthread_condattr_destroy(&ca);
+    }
     s->impl = q;
     /* ":memory:" keeps nothing across restarts: for tests and fuzzing. */
     if (strcmp(spec, ":memory:") != 0) {
@@ -180,11 +207,12 @@ static int fill_entry(sqlite3_stmt *st, int col, td_store_entry *e)
 
     memset(e, 0, sizeof *e);
     e->json_len = (size_t)sqlite3_column_bytes(st, col + 1);
-    if (!(e->name = strdup(name ? name : "")) || !(e->json = malloc(e->json_len + 1))) {
+    if (!(e->name = strdup(name ? name : "")) || !(e->json = malloc(e->json_len + 1)) ||
+        (!json && !(e->problem = strdup("json 列为 NULL")))) {
         td_store_entry_clear(e);
         return TD_ENOMEM;
     }
-    memcpy(e->json, json, e->json_len);
+    if (json) memcpy(e->json, json, e->json_len);
     e->json[e->json_len] = '\0';
     e->generated_ts = sqlite3_column_int64(st, col + 2);
     e->expire_ts = sqlite3_column_int64(st, col + 3);
@@ -256,8 +284,8 @@ static int sq_list(td_store *s, td_store_entry **v, size_t *n, char *err, size_t
     int rc;
 
     pthread_mutex_lock(q->rmu);
-    rc = query_rows(q, "SELECT name, json, generated_ts, expire_ts FROM tokens ORDER BY name",
-                    NULL, 0, v, n, err, errlen);
+    rc = query_rows(q, "SELECT name, json, generated_ts, expire_ts FROM tokens ORDER BY name LIMIT ?2",
+                    NULL, TD_SNAP_NAMES_MAX + 1, v, n, err, errlen); /* one more: the API says "too many" */
     pthread_mutex_unlock(q->rmu);
     return rc;
 }
@@ -272,7 +300,7 @@ static int sq_history(td_store *s, const char *name, size_t max, td_store_entry 
     rc = query_rows(q,
                     "SELECT name, json, generated_ts, expire_ts FROM history WHERE name = ?1 "
                     "ORDER BY id DESC LIMIT ?2",
-                    name, max ? max : 1, v, n, err, errlen);
+                    name, max ? max : (s->history_max ? s->history_max : 1), v, n, err, errlen);
     pthread_mutex_unlock(q->rmu);
     return rc;
 }
@@ -373,6 +401,74 @@ static int sq_ping(td_store *s, char *err, size_t errlen)
     return src ? sq_fail_db(q, q->rdb, src, "ping", err, errlen) : TD_OK;
 }
 
+static int64_t data_version(sq_store *q)
+{
+    sqlite3_stmt *st = NULL;
+    int64_t v = -1;
+
+    pthread_mutex_lock(q->rmu);
+    if (sqlite3_prepare_v2(q->rdb, "PRAGMA data_version", -1, &st, NULL) == SQLITE_OK &&
+        sqlite3_step(st) == SQLITE_ROW)
+        v = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    pthread_mutex_unlock(q->rmu);
+    return v;
+}
+
+static void *watch_main(void *arg)
+{
+    sq_store *q = arg;
+    int64_t seen = data_version(q), now;
+    int pending = 0;
+
+    pthread_mutex_lock(&q->wlock);
+    while (!q->stop) {
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        ts.tv_sec += WATCH_MS / 1000;
+        pthread_cond_timedwait(&q->wcond, &q->wlock, &ts);
+        if (q->stop) break;
+        pthread_mutex_unlock(&q->wlock);
+        /* A changed version, or a reload that failed last time, reloads
+         * everything (the callback is told "anything may have changed"). */
+        if ((now = data_version(q)) != seen && now >= 0) seen = now, pending = 1;
+        pthread_mutex_lock(&q->wlock);
+        if (pending && q->cb && !q->stop) pending = q->cb(q->ud, NULL) != TD_OK;
+    }
+    pthread_mutex_unlock(&q->wlock);
+    return NULL;
+}
+
+/* cb NULL stops the watcher and returns once no call is running. */
+static int sq_watch(td_store *s, td_store_change_cb cb, void *ud, char *err, size_t errlen)
+{
+    sq_store *q = s->impl;
+    int e;
+
+    if (q->watching) {
+        pthread_mutex_lock(&q->wlock);
+        q->stop = 1;
+        pthread_cond_signal(&q->wcond);
+        pthread_mutex_unlock(&q->wlock);
+        pthread_join(q->watcher, NULL);
+        q->watching = 0;
+    }
+    q->cb = cb, q->ud = ud, q->stop = 0;
+    if (!cb || q->rdb == q->db) return TD_OK; /* ":memory:" is ours alone */
+    if ((e = pthread_create(&q->watcher, NULL, watch_main, q)) != 0) {
+        snprintf(err, errlen, "sqlite store: cannot start its watcher thread: %s", strerror(e));
+        return TD_ERR;
+    }
+    q->watching = 1;
+    return TD_OK;
+}
+
+static void sq_where(td_store *s, const char *name, char *buf, size_t len)
+{
+    sq_store *q = s->impl;
+    snprintf(buf, len, "sqlite:%s 表 tokens 中 name='%s' 的行", q->path, name);
+}
+
 const td_store_ops td_store_sqlite_ops = {
     .scheme = "sqlite",
     .open = sq_open,
@@ -380,7 +476,8 @@ const td_store_ops td_store_sqlite_ops = {
     .put = sq_put,
     .list = sq_list,
     .history = sq_history,
-    .watch = NULL,
+    .watch = sq_watch,
     .ping = sq_ping,
+    .where = sq_where,
     .close = sq_close,
 };

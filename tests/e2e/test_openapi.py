@@ -202,7 +202,7 @@ class OpenApiTest(FeishuEnv, TestCase):
         self.call(a, "POST", inv, {}, want=400)
         self.call(a, "POST", inv, {"access_token": TOKEN}, want=501)
         self.call(a, "POST", inv, {"access_token": "t-someOlderToken000000"}, want=200)
-        self.call(a, "POST", "/v1/tokens/nothing-here/invalid", {"access_token": TOKEN}, want=404)
+        self.call(a, "POST", "/v1/tokens/nothing_here/invalid", {"access_token": TOKEN}, want=404)
         self.call(a, "POST", inv, "x" * 70000, want=413)
         self.call(a, "POST", inv, "{}", headers={"Content-Type": "application/octet-stream"}, want=415)
         self.call(a, "GET", inv, want=405)

@@ -51,12 +51,29 @@ class ServeTest(TestCase):
             self.assertIn("date", g.headers)
 
     def test_named_tokens_are_separate(self):
-        self.assertEqual(self.store(make_record("t-aaaaaaaaaaaaaaaaaaaa"), "/v1/tokens/feishu-a").status, 200)
-        self.assertEqual(self.srv.get("/v1/tokens/feishu-a").json()["access_token"], "t-aaaaaaaaaaaaaaaaaaaa")
+        self.assertEqual(self.store(make_record("t-aaaaaaaaaaaaaaaaaaaa"), "/v1/tokens/feishu_a").status, 200)
+        self.assertEqual(self.srv.get("/v1/tokens/feishu_a").json()["access_token"], "t-aaaaaaaaaaaaaaaaaaaa")
         self.assertEqual(self.srv.get("/v1/tokens/other").status, 404)
         self.assertEqual(self.srv.get("/release/get-token").status, 404)
-        for bad in ("/v1/tokens/..", "/v1/tokens/a%2Fb", "/v1/tokens/" + "x" * 65, "/v1/tokens/a/b"):
+        for bad in ("/v1/tokens/a/b", "/v1/tokens/default/other"):
             self.assertEqual(self.srv.get(bad).status, 404, bad)
+
+    def test_token_names_are_lower_case_letters_digits_underscore(self):
+        # Names map to TOKENDIST_<NAME>_… variables, URL segments and store
+        # keys: anything else is refused with the rule, before any store.
+        for bad in ("..", "x" * 65, "Feishu", "feishu-a", "a.b", "a%20b", "default%00x"):
+            for method, want_key in (("GET", "error"), ("POST", "message")):
+                r = (self.srv.get("/v1/tokens/" + bad) if method == "GET" else
+                     self.store(make_record(TOKEN), "/v1/tokens/" + bad))
+                self.assertEqual(r.status, 400, (method, bad))
+                self.assertIn("小写字母", r.json()[want_key])
+        self.assertEqual(self.store(make_record(TOKEN), "/v1/tokens/" + "x" * 64).status, 200)
+        r = self.cli("serve", "--name", "my token", "--listen", "127.0.0.1:1")
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("小写字母", r.stderr)
+        r = self.cli("get", "--name", "Feishu-App", "--url", "http://127.0.0.1:1/release/get-token")
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("小写字母", r.stderr)
 
     def test_post_credentials(self):
         rec = make_record(TOKEN)

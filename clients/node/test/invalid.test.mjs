@@ -15,12 +15,13 @@ test('invalidUrlFor: derivation of the report URL', () => {
     ['https://h.example/get-token', 'https://h.example/v1/tokens/default/invalid'],
     ['https://h.example/prefix/release/get-token?x=1#f', 'https://h.example/prefix/v1/tokens/default/invalid'],
     ['http://127.0.0.1:8080/v1/tokens/default', 'http://127.0.0.1:8080/v1/tokens/default/invalid'],
-    ['http://127.0.0.1:8080/v1/tokens/feishu-app.2/', 'http://127.0.0.1:8080/v1/tokens/feishu-app.2/invalid'],
+    ['http://127.0.0.1:8080/v1/tokens/feishu_app_2/', 'http://127.0.0.1:8080/v1/tokens/feishu_app_2/invalid'],
     ['https://h.example/gw/v1/tokens/x', 'https://h.example/gw/v1/tokens/x/invalid'],
   ];
   for (const [from, to] of cases) assert.equal(invalidUrlFor(from), to, from);
   assert.equal(invalidUrlFor('https://h.example/something-else'), null);
   assert.equal(invalidUrlFor('https://h.example/v1/tokens/'), null);
+  assert.equal(invalidUrlFor('https://h.example/v1/tokens/Feishu-App'), null); // not a token name
   assert.equal(invalidUrlFor('not a url'), null);
 });
 
