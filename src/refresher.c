@@ -196,57 +196,59 @@ static int has_endpoint(const td_sinks *s)
     return 0;
 }
 
-/* One fetch-and-push.  Sets *next_ms (delay until the next cycle) and
- * *retry (the cycle failed or was partial).  Returns TD_OK when at least
- * one sink holds the fetched token. */
-static int cycle(td_refresher *r, int forced, int64_t *next_ms, char *err, size_t errlen)
+/* The record to deliver for Feishu's answer t: the one in service when
+ * Feishu handed back the same token (*same set), else a new one.  A new
+ * token must carry a newer generated_timestamp than the one it replaces,
+ * or put-if-newer refuses it: two tokens within one second happen (a
+ * forced refresh right after a renewal). */
+static int record_for(td_refresher *r, const td_feishu_token *t, int forced, int64_t now,
+                      td_record **out, int *same, char *err, size_t errlen)
 {
-    td_feishu_token *t = NULL;
-    td_record *rec = NULL;
-    char why[512], fp[TD_FP_LEN], text[TD_NOTICE_TEXT_MAX], e[TD_TIME_LEN];
-    int64_t now;
-    int rc, ok = 0, failed = 0, same, changed;
+    char fp[TD_FP_LEN], e[TD_TIME_LEN];
+    int64_t gen;
+    int rc;
 
-    learn_current(r);
-    if (!(t = malloc(sizeof *t))) {
-        rc = TD_ENOMEM;
-        snprintf(err, errlen, "out of memory");
-        goto fail;
-    }
-    if ((rc = td_feishu_fetch_token(&r->o.feishu, t, err, errlen)) != TD_OK) goto fail;
-    now = td_clock_now();
-
-    same = r->cur && !strcmp(td_record_token(r->cur), t->app_access_token);
-    if (same) {
+    *same = r->cur && !strcmp(td_record_token(r->cur), t->app_access_token);
+    if (*same) {
         /* The record of a token never changes: re-sending it is a no-op for
          * every sink (the server answers an exact re-send with 200, Gitee
          * skips an identical file). */
-        rec = r->cur, r->cur = NULL;
+        *out = r->cur, r->cur = NULL;
         if (forced || t->expire <= r->o.renew_window)
             td_log("⚠️ 飞书返回了同一个 token %s (剩余 %ld 分钟)%s", td_log_fp(t->app_access_token, fp),
                    (t->expire + 30) / 60,
                    forced ? "：飞书只在过期前 30 分钟内换发新 token，app_access_token 无法提前作废，继续分发该 token"
                           : "：还未进入飞书的换发窗口，稍后再试");
-    } else {
-        /* A new token must carry a newer generated_timestamp than the one
-         * it replaces, or put-if-newer refuses it: two tokens within one
-         * second happen (a forced refresh right after a renewal). */
-        int64_t gen = r->cur && td_record_generated(r->cur) >= now ? td_record_generated(r->cur) + 1 : now;
+        return TD_OK;
+    }
+    gen = r->cur && td_record_generated(r->cur) >= now ? td_record_generated(r->cur) + 1 : now;
+    {
         struct td_record_fields f = {
             .access_token = t->app_access_token,
             .tenant_access_token = t->tenant_access_token[0] ? t->tenant_access_token : NULL,
             .generated_ts = gen, .expire_ts = now + t->expire,
             .source = r->o.source, .usage = r->o.usage, .platform = r->o.platform,
         };
-        if ((rc = td_record_new(&f, &rec)) != TD_OK) {
+        if ((rc = td_record_new(&f, out)) != TD_OK) {
             snprintf(err, errlen, "飞书返回的 token 无法组成记录: %s", td_strerror(rc));
-            goto fail;
+            return rc;
         }
-        td_log("已获取新的 app_access_token %s (剩余 %ld 分钟，过期时间 %s)",
-               td_log_fp(t->app_access_token, fp), (t->expire + 30) / 60,
-               td_clock_format(td_record_expires(rec), e));
     }
+    td_log("已获取新的 app_access_token %s (剩余 %ld 分钟，过期时间 %s)",
+           td_log_fp(t->app_access_token, fp), (t->expire + 30) / 60,
+           td_clock_format(td_record_expires(*out), e));
+    return TD_OK;
+}
 
+/* Pushes rec to every sink; one failing never stops the others.  Returns
+ * how many took it; *failed counts the others, err the last failure (or,
+ * when none took it, a sentence saying so). */
+static int deliver(td_refresher *r, const td_record *rec, int *failed, char *err, size_t errlen)
+{
+    char why[512];
+    int ok = 0;
+
+    *failed = 0;
     if (has_endpoint(r->o.sinks)) td_log("开始分发token到腾讯云函数...");
     for (size_t i = 0; i < r->o.sinks->n; i++) {
         const td_sink *s = &r->o.sinks->v[i];
@@ -254,25 +256,25 @@ static int cycle(td_refresher *r, int forced, int64_t *next_ms, char *err, size_
             ok++;
             if (s->kind == TD_SINK_ENDPOINT) td_log("app_access_token已成功分发到腾讯云函数");
         } else {
-            failed++;
+            (*failed)++;
             snprintf(err, errlen, "%s", why);
         }
     }
-    if (!ok) {
-        rc = TD_EUNAVAIL;
-        /* One sink: its own (the seed's) words; several: say none took it. */
-        if (failed > 1) {
-            snprintf(why, sizeof why, "%s", err);
-            snprintf(err, errlen, "token 未能分发到任何目标 (%s)", why);
-        }
-        if (same) r->cur = rec, rec = NULL; /* it is still what the sinks had */
-        goto fail;
+    /* One sink: its own (the seed's) words; several: say none took it. */
+    if (!ok && *failed > 1) {
+        snprintf(why, sizeof why, "%s", err);
+        snprintf(err, errlen, "token 未能分发到任何目标 (%s)", why);
     }
+    return ok;
+}
 
-    /* In service now. */
-    changed = !same;
-    td_record_free(r->cur);
-    r->cur = rec, rec = NULL;
+/* A token is in service on at least one sink: tell the group what is new
+ * (a recovery, a new token) and plan the next cycle. */
+static void succeeded(td_refresher *r, const td_feishu_token *t, int changed, int failed, int64_t now,
+                      int64_t *next_ms)
+{
+    char text[TD_NOTICE_TEXT_MAX];
+
     td_metrics_inc(TD_M_REFRESH_OK);
     if (r->failures && r->alerted) {
         td_notice_recovered_text(text, sizeof text, r->failures, td_record_generated(r->cur),
@@ -300,16 +302,17 @@ static int cycle(td_refresher *r, int forced, int64_t *next_ms, char *err, size_
         td_log("⚠️ %d 个分发目标失败，%.1f 秒后重试", failed, (double)retry / 1000);
         if (retry < *next_ms) *next_ms = retry;
     }
-    rc = TD_OK;
-    goto out;
+}
 
-fail:
-    if (rc == TD_ECANCELED) { /* shutting down: not a failure of Feishu or a sink */
-        td_log("刷新已中止: 正在停止");
-        *next_ms = LEASE_RETRY_MS;
-        goto out;
-    }
-    now = td_clock_now();
+/* No token reached a sink: back off (longer when Feishu's rate limit
+ * says so), keep the previous record in service, and alert the group once
+ * when the served token is about to run out. */
+static void failed_cycle(td_refresher *r, int rc, const td_feishu_token *t, int64_t *next_ms,
+                         const char *err)
+{
+    char text[TD_NOTICE_TEXT_MAX];
+    int64_t now = td_clock_now();
+
     r->failures++;
     td_metrics_inc(TD_M_REFRESH_FAILED);
     *next_ms = backoff_ms(r, r->failures);
@@ -326,6 +329,43 @@ fail:
         if (notify(r, tenant_of(r->cur), text, "刷新失败告警") == TD_OK && td_notice_enabled(&r->o.notice))
             r->alerted = 1;
     }
+}
+
+/* One fetch-and-push.  Sets *next_ms (delay until the next cycle).
+ * Returns TD_OK when at least one sink holds the fetched token. */
+static int cycle(td_refresher *r, int forced, int64_t *next_ms, char *err, size_t errlen)
+{
+    td_feishu_token *t = NULL;
+    td_record *rec = NULL;
+    int64_t now;
+    int rc, failed = 0, same = 0;
+
+    learn_current(r);
+    if (!(t = malloc(sizeof *t))) {
+        rc = TD_ENOMEM;
+        snprintf(err, errlen, "out of memory");
+        goto fail;
+    }
+    if ((rc = td_feishu_fetch_token(&r->o.feishu, t, err, errlen)) != TD_OK) goto fail;
+    now = td_clock_now();
+    if ((rc = record_for(r, t, forced, now, &rec, &same, err, errlen)) != TD_OK) goto fail;
+    if (!deliver(r, rec, &failed, err, errlen)) {
+        rc = TD_EUNAVAIL;
+        if (same) r->cur = rec, rec = NULL; /* it is still what the sinks had */
+        goto fail;
+    }
+    td_record_free(r->cur); /* in service now */
+    r->cur = rec, rec = NULL;
+    succeeded(r, t, !same, failed, now, next_ms);
+    rc = TD_OK;
+    goto out;
+fail:
+    if (rc == TD_ECANCELED) { /* shutting down: not a failure of Feishu or a sink */
+        td_log("刷新已中止: 正在停止");
+        *next_ms = LEASE_RETRY_MS;
+        goto out;
+    }
+    failed_cycle(r, rc, t, next_ms, err);
 out:
     td_record_free(rec);
     if (t) {
