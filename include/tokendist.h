@@ -34,7 +34,8 @@ enum {
     TD_EEXPIRED = -12,    /* token expired or expiring within the minimum */
     TD_ETIMEOUT = -13,    /* timed out */
     TD_ERATELIMIT = -14,  /* upstream rate limit */
-    TD__ELAST = -15
+    TD_ECANCELED = -15,   /* stopped: the process is shutting down */
+    TD__ELAST = -16
 };
 
 /* Short, static English text for a TD_E* code; never NULL. */
