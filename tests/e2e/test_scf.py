@@ -203,6 +203,10 @@ class ScfClientAddressTest(ScfTestCase):
     X-Forwarded-For a client wrote -- unless the platform's address is a
     --trusted-proxy, the same rule as the HTTP front's."""
 
+    def setUp(self):
+        super().setUp()
+        self.n = 0
+
     def send(self, rt, event):
         status, _, _ = http_response(rt.invoke(event), function_url="requestContext" not in event)
         return status
@@ -220,10 +224,6 @@ class ScfClientAddressTest(ScfTestCase):
         else:
             del event["headers"]["x-scf-remote-addr"]
         return event
-
-    def setUp(self):
-        super().setUp()
-        self.n = 0
 
     def test_forged_forwarded_for_is_not_the_client(self):
         rt = self.runtime("sqlite:" + os.path.join(self.tmp, "scf.db"), ["--push-key", PUSH])
