@@ -117,7 +117,7 @@ for i in range(1000):
     s = socket.socket(); s.bind(("127.0.0.3", 0)); s.connect(("127.0.0.1", port)); conns.append(s)
 for i in range(100):
     s = socket.socket(); s.bind(("127.0.0.4", 0)); s.connect(("127.0.0.1", port))
-    s.sendall(b"GET /release/get-token HTTP/1.1\r\nHost: x\r\n"); slow.append(s)
+    s.sendall(b"GET /release/get-token HTTP/1.1\r\nHost: localhost\r\n"); slow.append(s)
 print("ready", flush=True)
 end = time.time() + secs
 while time.time() < end:

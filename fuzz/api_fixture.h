@@ -1,7 +1,8 @@
 /*
  * api_fixture.h -- the request handler the fuzzers drive: a real td_api
- * over an in-memory SQLite store, with one push key ("fuzz-push-key") and
- * one read key ("fuzz-read-key"), logging off.  Made once per process.
+ * over an in-memory SQLite store, with one push key ("fuzz-push-key"), one
+ * read key ("fuzz-read-key") and 10.0.0.0/8 as trusted proxy, logging
+ * off.  Made once per process.
  */
 #ifndef TD_FUZZ_API_FIXTURE_H
 #define TD_FUZZ_API_FIXTURE_H
@@ -18,7 +19,9 @@ static td_api *fixture_api(void)
 {
     static char push[] = "fuzz-push-key", read[] = "fuzz-read-key";
     static char *pv[] = {push}, *rv[] = {read};
-    static td_strlist pk = {pv, 1}, rk = {rv, 1};
+    static char proxy[] = "10.0.0.0/8";
+    static char *tv[] = {proxy};
+    static td_strlist pk = {pv, 1}, rk = {rv, 1}, tp = {tv, 1};
     static td_api *api;
     td_store *store = NULL;
     char err[256];
@@ -32,6 +35,8 @@ static td_api *fixture_api(void)
     o.push_keys = &pk;
     o.read_keys = &rk;
     o.body_limit = 65536;
+    o.trusted_proxies = &tp; /* SCF events from 10.x: their X-Forwarded-For is walked */
+    o.max_clock_skew = 300;
     if (td_api_new(&api, &o, err, sizeof err) != TD_OK) abort();
     return api;
 }

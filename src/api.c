@@ -2,6 +2,8 @@
 #include "api.h"
 #include "auth.h"
 #include "guard.h"
+#include "host.h"
+#include "peer.h"
 #include "snap.h"
 #include "strbuf.h"
 #include "clock.h"
@@ -30,6 +32,9 @@ struct td_api {
     td_auth_keys push, read;
     char *cors_origin;
     size_t body_limit;
+    int64_t max_skew;
+    td_peer_trust trust;
+    td_host_rule hosts;
     td_api_invalid_cb invalid_cb;
     void *invalid_ud;
 
@@ -64,6 +69,7 @@ int td_api_new(td_api **out, const td_api_opts *o, char *err, size_t errlen)
 {
     td_api *api = calloc(1, sizeof *api);
     static const td_strlist none = {0};
+    char sub[300];
     int rc = TD_ENOMEM;
 
     if (!api) goto fail;
@@ -72,6 +78,13 @@ int td_api_new(td_api **out, const td_api_opts *o, char *err, size_t errlen)
     pthread_mutex_init(&api->bad_lock, NULL);
     api->store = o->store;
     api->body_limit = o->body_limit ? o->body_limit : 65536;
+    api->max_skew = o->max_clock_skew;
+    if ((rc = td_peer_trust_init(&api->trust, o->trusted_proxies, sub, sizeof sub)) != TD_OK) {
+        snprintf(err, errlen, "--trusted-proxy: %s", sub);
+        goto fail;
+    }
+    rc = TD_ENOMEM;
+    if (td_host_rule_init(&api->hosts, o->allowed_hosts, o->loopback_listener) != TD_OK) goto fail;
     if (!(api->cors_origin = strdup(o->cors_origin ? o->cors_origin : "*"))) goto fail;
     if (td_auth_keys_init(&api->push, o->push_keys ? o->push_keys : &none) != TD_OK ||
         td_auth_keys_init(&api->read, o->read_keys ? o->read_keys : &none) != TD_OK)
@@ -91,6 +104,8 @@ void td_api_free(td_api *api)
     td_snaps_free(&api->snaps);
     td_guard_free(&api->guard);
     pthread_mutex_destroy(&api->bad_lock);
+    td_peer_trust_free(&api->trust);
+    td_host_rule_free(&api->hosts);
     td_auth_keys_free(&api->push);
     td_auth_keys_free(&api->read);
     free(api->cors_origin);
@@ -127,7 +142,7 @@ static int entry_snap(const td_store_entry *e, td_snap **out, char *why, size_t 
         snprintf(why, whylen, "名称不符合规则 (%s)", TD_NAME_RULE);
         return TD_EINVAL;
     }
-    if ((rc = td_record_parse(e->json, e->json_len, 0, &rec, sub, sizeof sub)) != TD_OK) {
+    if ((rc = td_record_parse(e->json, e->json_len, 0, -1, &rec, sub, sizeof sub)) != TD_OK) {
         if (rc == TD_ENOMEM) return rc;
         snprintf(why, whylen, "不是有效的 token 记录: %s", sub);
         return TD_EINVAL;
@@ -418,8 +433,9 @@ static int json_content_type(const char *ct)
 }
 
 /* Credentials for a route: 0 when the request may go on, else resp filled.
- * An address with repeated failures gets 429 for a while, before its key
- * is even looked at, so keys cannot be guessed at line rate. */
+ * The key is judged first: a valid one always passes (guard.h says why).
+ * A failure from an address the guard has blocked gets 429 instead of
+ * 401/403, and no log line of its own (the guard logged the block). */
 static int check_keys(td_api *api, const td_api_req *req, td_api_resp *r, int write)
 {
     const td_auth_keys *keys = write ? &api->push : &api->read;
@@ -427,22 +443,21 @@ static int check_keys(td_api *api, const td_api_req *req, td_api_resp *r, int wr
     td_auth_result a = TD_AUTH_WRONG;
 
     if (!write && keys->n == 0) return 0;
-    if (td_guard_blocked(&api->guard, req->remote)) {
+    if (keys->n) {
+        a = td_auth_check(keys, td_auth_presented(req->authorization, req->x_api_key));
+        if (a == TD_AUTH_OK) return 0;
+    }
+    td_metrics_inc(TD_M_AUTH_FAILURES);
+    if (td_guard_fail(&api->guard, req->remote) > 0) {
         td_metrics_inc(TD_M_AUTH_BLOCKED);
-        resp_msg(api, r, 429, key, "权限不足: 认证失败次数过多，请稍后再试");
-        add_hdr(r, "Retry-After", "60");
+        resp_msg(api, r, 429, key, "权限不足: 认证失败次数过多，请稍后再试 (正确的密钥不受影响)");
+        add_hdr(r, "Retry-After", TD_GUARD_BLOCK_TEXT);
         return 1;
     }
     if (write && keys->n == 0) {
         resp_msg(api, r, 403, key,
                  "权限不足: 服务器未配置写入密钥 (TOKENDIST_PUSH_KEYS / --push-key)，拒绝写入");
-        goto refused;
-    }
-    a = td_auth_check(keys, td_auth_presented(req->authorization, req->x_api_key));
-    if (a == TD_AUTH_OK) return 0;
-    td_metrics_inc(TD_M_AUTH_FAILURES);
-    td_guard_fail(&api->guard, req->remote);
-    if (a == TD_AUTH_MISSING) {
+    } else if (a == TD_AUTH_MISSING) {
         resp_msg(api, r, 401, key,
                  write ? "权限不足: 缺少写入密钥 (Authorization: Bearer KEY 或 X-Api-Key)"
                        : "权限不足: 缺少读取密钥 (Authorization: Bearer KEY 或 X-Api-Key)");
@@ -450,10 +465,40 @@ static int check_keys(td_api *api, const td_api_req *req, td_api_resp *r, int wr
     } else {
         resp_msg(api, r, 403, key, write ? "权限不足: 写入密钥无效" : "权限不足: 读取密钥无效");
     }
-refused:
     if (write) td_log("拒绝写入 %s (来自 %s): %d %s", req->path, req->remote ? req->remote : "?",
                       r->status, a == TD_AUTH_MISSING ? "缺少写入密钥" : "密钥无效或未配置");
     return 1;
+}
+
+/* 421 for a Host this server does not answer to (host.h).  The name is
+ * echoed so an operator sees what to allow: at most 100 bytes, anything
+ * but visible ASCII as '?' (a cut or foreign byte is not UTF-8, and the
+ * JSON body must be). */
+static void host_refused(td_api *api, const td_api_req *req, td_api_resp *r)
+{
+    char msg[400], shown[101];
+    size_t i = 0;
+
+    for (; req->host[i] && i < sizeof shown - 1; i++)
+        shown[i] = req->host[i] > ' ' && req->host[i] < 0x7f ? req->host[i] : '?';
+    shown[i] = '\0';
+    snprintf(msg, sizeof msg,
+             "拒绝请求: 本服务器不以 '%s' 这个名字提供服务 (防 DNS 重绑定)。"
+             "请用 localhost 或 127.0.0.1 访问；要通过这个域名访问，请用 --allowed-host "
+             "(TOKENDIST_ALLOWED_HOSTS) 加上它",
+             shown);
+    resp_msg(api, r, 421, "error", msg);
+}
+
+/* The request as the handler judges it: `remote` is the client, found
+ * behind trusted proxies (peer.h); the copy lives in *copy and buf. */
+static const td_api_req *with_client(td_api *api, const td_api_req *req, td_api_req *copy,
+                                     char buf[TD_PEER_ADDR_LEN])
+{
+    if (!req->remote || api->trust.n == 0) return req;
+    *copy = *req;
+    copy->remote = td_peer_client(&api->trust, req->remote, req->x_forwarded_for, req->x_real_ip, buf);
+    return copy;
 }
 
 static int precheck(td_api *api, const td_api_req *req, td_api_resp *r)
@@ -465,6 +510,12 @@ static int precheck(td_api *api, const td_api_req *req, td_api_resp *r)
 
     memset(r, 0, sizeof *r);
     r->route = metric_route(k, m);
+    /* Every path but /healthz, which says nothing and which local health
+     * checks call by whatever name they were given. */
+    if (k != P_HEALTHZ && !td_host_allowed(&api->hosts, req->host)) {
+        host_refused(api, req, r);
+        return 1;
+    }
     if (!strcmp(m, "OPTIONS")) {
         resp_start(api, r, 204, JSON_CT);
         add_hdr(r, "Access-Control-Allow-Methods", ALLOW_TOKEN);
@@ -508,7 +559,10 @@ static int precheck(td_api *api, const td_api_req *req, td_api_resp *r)
 
 int td_api_precheck(td_api *api, const td_api_req *req, td_api_resp *r)
 {
-    if (!precheck(api, req, r)) return 0;
+    td_api_req copy;
+    char client[TD_PEER_ADDR_LEN];
+
+    if (!precheck(api, with_client(api, req, &copy, client), r)) return 0;
     td_metrics_request(r->route, r->status);
     return 1;
 }
@@ -542,7 +596,8 @@ static void post_token(td_api *api, const td_api_req *req, const char *name, td_
         td_log("拒绝写入 %s (来自 %s): 400 请求体为空", name, from);
         return;
     }
-    if ((rc = td_record_parse(req->body, req->body_len, td_clock_now(), &rec, err, sizeof err))) {
+    if ((rc = td_record_parse(req->body, req->body_len, td_clock_now(), api->max_skew, &rec, err,
+                              sizeof err))) {
         resp_msg(api, r, rc == TD_ENOMEM ? 500 : 400, "message", err);
         td_log("拒绝写入 %s (来自 %s): %d %s", name, from, r->status, err);
         return;
@@ -643,7 +698,7 @@ static void history(td_api *api, const char *name, td_api_resp *r)
         td_record *rec = NULL;
         json_t *h;
         char sub[200];
-        if (td_record_parse(v[i].json, v[i].json_len, 0, &rec, sub, sizeof sub) != TD_OK) {
+        if (td_record_parse(v[i].json, v[i].json_len, 0, -1, &rec, sub, sizeof sub) != TD_OK) {
             h = json_pack("{s:I, s:s}", "generated_timestamp", (json_int_t)v[i].generated_ts,
                           "problem", sub);
         } else {
@@ -747,8 +802,11 @@ static int blocks(path_kind k, const char *method)
 
 int td_api_fast(td_api *api, const td_api_req *req, td_api_resp *r)
 {
-    char name[65];
+    td_api_req copy;
+    char name[65], client[TD_PEER_ADDR_LEN];
     path_kind k;
+
+    req = with_client(api, req, &copy, client);
 
     if (precheck(api, req, r)) goto done;
     k = route(req->path, name);
@@ -766,9 +824,11 @@ done:
 
 void td_api_slow(td_api *api, const td_api_req *req, td_api_resp *r)
 {
-    char name[65];
+    td_api_req copy;
+    char name[65], client[TD_PEER_ADDR_LEN];
     path_kind k = route(req->path, name);
 
+    req = with_client(api, req, &copy, client); /* for the log lines */
     memset(r, 0, sizeof *r);
     r->route = metric_route(k, req->method);
     switch (k) {

@@ -33,7 +33,14 @@ typedef struct td_api_req {
     const char *authorization;  /* header values, NULL when absent */
     const char *x_api_key;
     const char *content_type;
-    const char *remote;         /* peer address, for logs */
+    const char *host;           /* for the Host rule (host.h) */
+    /* The address the front door saw: the TCP peer, or the address the
+     * SCF platform reports.  The handler takes the client from it and,
+     * only when it is a trusted proxy, from these two (peer.h).  NULL
+     * when the front door did not look (a plain GET needs no address). */
+    const char *remote;
+    const char *x_forwarded_for;
+    const char *x_real_ip;
 } td_api_req;
 
 #define TD_API_MAXHDR 8
@@ -60,8 +67,13 @@ typedef struct td_api_opts {
     const td_strlist *read_keys;
     const char *cors_origin;
     size_t body_limit;
+    const td_strlist *trusted_proxies;  /* CIDRs (--trusted-proxy) */
+    const td_strlist *allowed_hosts;    /* --allowed-host */
+    int loopback_listener;      /* the HTTP front listens on the loopback: Host rule on */
+    long max_clock_skew;        /* seconds a record may be generated ahead of now */
 } td_api_opts;
 
+/* Fails with TD_EINVAL (err names the value) for a bad trusted proxy. */
 int td_api_new(td_api **out, const td_api_opts *o, char *err, size_t errlen);
 void td_api_free(td_api *api);
 

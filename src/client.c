@@ -320,7 +320,7 @@ int td__client_judge(const char *text, size_t len, td_token_kind kind, long min_
     char perr[256];
     int64_t exp, remaining;
 
-    if (td_record_parse(text, len, 0, &rec, perr, sizeof perr) != TD_OK) {
+    if (td_record_parse(text, len, 0, -1, &rec, perr, sizeof perr) != TD_OK) {
         snprintf(why, whylen, "token数据无效 (%s)", perr);
         return TD_EINVAL;
     }
@@ -799,7 +799,7 @@ static int post_invalid(td_client *c, const char *token, td_record **newer, char
             rc = TD_OK;
         } else if (resp.status == 200) {
             char perr[256];
-            rc = td_record_parse(resp.body ? resp.body : "", resp.body_len, 0, newer, perr, sizeof perr);
+            rc = td_record_parse(resp.body ? resp.body : "", resp.body_len, 0, -1, newer, perr, sizeof perr);
             if (rc != TD_OK) {
                 *newer = NULL;
                 snprintf(err, errlen, "报告token无效: 服务端回答的记录无效 (%s)", perr);

@@ -32,12 +32,14 @@ int td_cmd_check(int argc, char **argv);
 
 /* The store and the request handler as the settings say, with a shared
  * store's changes flowing into the served snapshots: how both front doors
- * (serve, scf-runtime) start.  On failure err says which step failed and
- * nothing is left open; td_cmd_close_api undoes it (NULL-safe). */
+ * (serve, scf-runtime) start.  listen is the HTTP front's address (NULL
+ * for scf-runtime, which listens nowhere): on the loopback, the handler's
+ * Host rule is on.  On failure err says which step failed and nothing is
+ * left open; td_cmd_close_api undoes it (NULL-safe). */
 struct td_store;
 struct td_api;
-int td_cmd_open_api(const td_config *c, struct td_store **store, struct td_api **api, char *err,
-                    size_t errlen);
+int td_cmd_open_api(const td_config *c, const char *listen, struct td_store **store,
+                    struct td_api **api, char *err, size_t errlen);
 void td_cmd_close_api(struct td_store *store, struct td_api *api);
 
 /* Loads settings for cmd and handles --help and --print-config; returns -1

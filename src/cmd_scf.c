@@ -41,7 +41,7 @@ int td_cmd_scf(int argc, char **argv)
     ex = TD_EXIT_FAIL;
     signal(SIGPIPE, SIG_IGN);
 
-    if (td_cmd_open_api(&c, &store, &api, err, sizeof err) != TD_OK) {
+    if (td_cmd_open_api(&c, NULL, &store, &api, err, sizeof err) != TD_OK) {
         td_log("❌ %s", err);
         td_scf_init_error(base, err);
         goto out;

@@ -52,11 +52,15 @@ static int on_store_change(void *api, const char *name)
     return rc;
 }
 
-int td_cmd_open_api(const td_config *c, td_store **store, td_api **api, char *err, size_t errlen)
+int td_cmd_open_api(const td_config *c, const char *listen, td_store **store, td_api **api,
+                    char *err, size_t errlen)
 {
     td_api_opts o = {
         .push_keys = &c->push_keys, .read_keys = &c->read_keys,
         .cors_origin = c->cors_origin, .body_limit = (size_t)c->body_limit,
+        .trusted_proxies = &c->trusted_proxies, .allowed_hosts = &c->allowed_hosts,
+        .loopback_listener = listen && td_http_listen_loopback(listen),
+        .max_clock_skew = c->max_clock_skew,
     };
     char sub[400];
 
@@ -166,7 +170,7 @@ int td_cmd_serve(int argc, char **argv)
     pthread_sigmask(SIG_BLOCK, &sigs, NULL);
     signal(SIGPIPE, SIG_IGN);
 
-    if (td_cmd_open_api(&c, &store, &api, err, sizeof err) != TD_OK) {
+    if (td_cmd_open_api(&c, c.listen, &store, &api, err, sizeof err) != TD_OK) {
         td_log("❌ %s", err);
         goto out;
     }

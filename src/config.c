@@ -1,8 +1,10 @@
 /* config -- see config.h.  The table below is the only place a setting is
  * declared; parsing, --help, --print-config and redaction all read it. */
 #include "config.h"
+#include "host.h"
 #include "log.h"
 #include "record.h"
+#include "peer.h"
 #include "store.h"
 #include "tokendist.h"
 
@@ -17,6 +19,10 @@ typedef enum { T_STR, T_INT, T_BOOL, T_LIST } cfg_type;
 
 #define SENSITIVE 0x1u
 #define URL_CREDS 0x2u     /* a URL that may carry user:password@ */
+/* Values checked at load (each item of a list), so that a bad one stops
+ * the start with a message naming it. */
+#define CIDR 0x4u          /* an IP address or CIDR (peer.h) */
+#define HOSTNAME 0x8u      /* a host name or IP address (host.h) */
 
 #define ALL (TD_CMD_SERVE | TD_CMD_REFRESH | TD_CMD_GET | TD_CMD_CHECK | TD_CMD_FILES | TD_CMD_SCF)
 #define SRV (TD_CMD_SERVE | TD_CMD_SCF)
@@ -55,6 +61,12 @@ static const cfg_entry table[] = {
      "key a writer must present to POST a token (repeat, or comma-separated); none: POST refused"},
     {"read-key", {"TOKENDIST_READ_KEYS"}, T_LIST, O(read_keys), NULL, 0, 0, SENSITIVE, SRV,
      "key a reader must present to GET a token (optional; repeat, or comma-separated)"},
+    {"trusted-proxy", {"TOKENDIST_TRUSTED_PROXIES"}, T_LIST, O(trusted_proxies), NULL, 0, 0, CIDR, SRV,
+     "reverse proxy (CIDR) whose X-Forwarded-For / X-Real-IP names the client (repeat, or comma-separated)"},
+    {"allowed-host", {"TOKENDIST_ALLOWED_HOSTS"}, T_LIST, O(allowed_hosts), NULL, 0, 0, HOSTNAME, SRV,
+     "Host name answered besides localhost and loopback IPs; others get 421 (repeat, or comma-separated)"},
+    {"max-clock-skew", {"TOKENDIST_MAX_CLOCK_SKEW"}, T_INT, O(max_clock_skew), "300", 0, 86400, 0, SRV,
+     "seconds a record's generated_timestamp may lie in the future (400 beyond)"},
     {"cors-origin", {"TOKENDIST_CORS_ORIGIN"}, T_STR, O(cors_origin), "*", 0, 0, 0, SRV,
      "value of Access-Control-Allow-Origin"},
     {"body-limit", {"TOKENDIST_BODY_LIMIT"}, T_INT, O(body_limit), "65536", 1024, 1048576, 0, SRV,
@@ -231,6 +243,15 @@ static int set_value(td_config *c, const cfg_entry *e, const char *val, const ch
             while (a < b && (*a == ' ' || *a == '\t')) a++;
             while (b > a && (b[-1] == ' ' || b[-1] == '\t')) b--;
             if (b > a && list_add(l, a, (size_t)(b - a)) != TD_OK) return TD_ENOMEM;
+            if (b > a && (e->flags & (CIDR | HOSTNAME))) {
+                char why[300];
+                const char *item = l->v[l->n - 1];
+                if (((e->flags & CIDR) ? td_peer_cidr_check(item, why, sizeof why)
+                                       : td_host_name_check(item, why, sizeof why)) != TD_OK) {
+                    snprintf(err, errlen, "%s: %s", where, why);
+                    return TD_EINVAL;
+                }
+            }
             s = end ? end + 1 : s + len;
         }
         return TD_OK;

@@ -41,6 +41,9 @@ typedef struct td_config {
     char *store;
     td_strlist push_keys;
     td_strlist read_keys;
+    td_strlist trusted_proxies; /* CIDRs whose forwarding headers are believed */
+    td_strlist allowed_hosts;   /* Host names answered besides the loopback's */
+    long max_clock_skew;        /* seconds a record may be generated ahead */
     char *cors_origin;
     long body_limit;
     long conn_limit;

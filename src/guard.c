@@ -21,7 +21,7 @@ static td_guard_slot *find(td_guard *g, const char *addr)
     return &g->slot[h % TD_GUARD_SLOTS];
 }
 
-int64_t td_guard_blocked(td_guard *g, const char *addr)
+int64_t td_guard_fail(td_guard *g, const char *addr)
 {
     int64_t now = td_clock_now(), left = 0;
     td_guard_slot *s;
@@ -29,27 +29,26 @@ int64_t td_guard_blocked(td_guard *g, const char *addr)
     if (!addr) return 0;
     pthread_mutex_lock(&g->lock);
     s = find(g, addr);
-    if (!strcmp(s->addr, addr) && s->blocked_until > now) left = s->blocked_until - now;
-    pthread_mutex_unlock(&g->lock);
-    return left;
-}
-
-void td_guard_fail(td_guard *g, const char *addr)
-{
-    int64_t now = td_clock_now();
-    td_guard_slot *s;
-
-    if (!addr) return;
-    pthread_mutex_lock(&g->lock);
-    s = find(g, addr);
-    if (strcmp(s->addr, addr) != 0 || now - s->window_start >= TD_GUARD_WINDOW) {
+    if (strcmp(s->addr, addr) != 0) {
+        if (s->blocked_until > now) goto out; /* failing elsewhere lifts no block */
+        memset(s, 0, sizeof *s);
         snprintf(s->addr, sizeof s->addr, "%s", addr);
+    }
+    if (s->blocked_until > now) {
+        left = s->blocked_until - now;
+        goto out;
+    }
+    if (now - s->window_start >= TD_GUARD_WINDOW) {
         s->window_start = now;
         s->fails = 0;
     }
-    if (++s->fails >= TD_GUARD_FAILS && s->blocked_until <= now) {
+    if (++s->fails >= TD_GUARD_FAILS) {
         s->blocked_until = now + TD_GUARD_BLOCK;
-        td_log("⚠️ %s 认证失败 %u 次，%d 秒内拒绝其请求 (429)", addr, s->fails, TD_GUARD_BLOCK);
+        td_log("⚠️ %s 认证失败 %u 次：%d 秒内它的错误或缺失的密钥一律答 429 (正确的密钥照常通过)",
+               addr, s->fails, TD_GUARD_BLOCK);
+        s->fails = 0;
     }
+out:
     pthread_mutex_unlock(&g->lock);
+    return left;
 }

@@ -29,6 +29,7 @@
 #include "metrics.h"
 #include "store.h"
 #include "workq.h"
+#include "peer.h"
 #include "tokendist.h"
 
 #include <arpa/inet.h>
@@ -38,6 +39,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -156,6 +158,22 @@ static void remote_addr(struct MHD_Connection *c, char *buf, size_t len)
         inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, buf, (socklen_t)len);
 }
 
+/* The last X-Forwarded-For and X-Real-IP lines: a proxy that adds its own
+ * line rather than appending to the client's puts it last, and the first
+ * line may be the client's forgery. */
+typedef struct fwd_headers {
+    const char *xff, *xri;
+} fwd_headers;
+
+static enum MHD_Result last_fwd(void *cls, enum MHD_ValueKind kind, const char *key, const char *value)
+{
+    fwd_headers *f = cls;
+    (void)kind;
+    if (!strcasecmp(key, "X-Forwarded-For")) f->xff = value;
+    else if (!strcasecmp(key, "X-Real-IP")) f->xri = value;
+    return MHD_YES;
+}
+
 static void fill_req(struct MHD_Connection *c, const char *url, const char *method,
                      td_api_req *q, char *remote, size_t rlen)
 {
@@ -168,16 +186,23 @@ static void fill_req(struct MHD_Connection *c, const char *url, const char *meth
     q->authorization = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
     q->x_api_key = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "X-Api-Key");
     q->content_type = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_TYPE);
+    q->host = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_HOST);
     q->content_length = -1;
     if (cl) {
         long long v = strtoll(cl, &end, 10);
         q->content_length = (*end || v < 0) ? -1 : v;
     }
-    /* The peer address matters to logs (writes) and to the auth-failure
-     * guard (requests presenting a key); a plain GET goes without it. */
-    if (!strcmp(method, "POST") || q->authorization || q->x_api_key) {
+    /* The client matters to logs (writes) and to the auth-failure guard,
+     * which counts a GET without a key as a failure too when read keys
+     * are set: every request carries it.  Both lookups read what MHD
+     * already holds (no system call). */
+    {
+        fwd_headers f = {NULL, NULL};
         remote_addr(c, remote, rlen);
         q->remote = remote;
+        MHD_get_connection_values(c, MHD_HEADER_KIND, last_fwd, &f);
+        q->x_forwarded_for = f.xff;
+        q->x_real_ip = f.xri;
     }
 }
 
@@ -359,6 +384,21 @@ bad:
     snprintf(err, errlen, "listen address '%s' is not HOST:PORT (e.g. 127.0.0.1:9000, [::1]:9000, 0.0.0.0:9000)",
              listen ? listen : "");
     return TD_EINVAL;
+}
+
+int td_http_listen_loopback(const char *listen)
+{
+    struct sockaddr_storage ss;
+    char err[256], text[TD_PEER_ADDR_LEN];
+    const void *bytes;
+    td_peer_addr a;
+
+    if (td_http_parse_listen(listen, &ss, err, sizeof err) != TD_OK) return 0;
+    bytes = ss.ss_family == AF_INET6 ? (const void *)&((const struct sockaddr_in6 *)&ss)->sin6_addr
+                                     : (const void *)&((const struct sockaddr_in *)&ss)->sin_addr;
+    /* Through text, so that [::ffff:127.0.0.1] counts as the IPv4 loopback. */
+    return inet_ntop(ss.ss_family, bytes, text, sizeof text) &&
+           td_peer_parse(text, strlen(text), &a) && td_peer_is_loopback(&a);
 }
 
 static char *read_pem(const char *path, char *err, size_t errlen)

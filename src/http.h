@@ -28,6 +28,11 @@ void td_http_quiesce(td_http *h);
  * seconds at most), stops the thread, frees.  NULL-safe. */
 void td_http_stop(td_http *h);
 
+/* Whether listen ("HOST:PORT") is on the loopback (127.0.0.0/8, ::1,
+ * localhost), where the API applies its Host rule (host.h); 0.0.0.0 and
+ * [::] are not: they listen on every interface. */
+int td_http_listen_loopback(const char *listen);
+
 /* Splits "HOST:PORT" into a socket address; exposed for tests. */
 struct sockaddr_storage;
 int td_http_parse_listen(const char *listen, struct sockaddr_storage *ss, char *err, size_t errlen);

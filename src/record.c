@@ -148,8 +148,8 @@ fail:
     return TD_ENOMEM;
 }
 
-int td_record_parse(const char *text, size_t len, int64_t now, td_record **out, char *err,
-                    size_t errlen)
+int td_record_parse(const char *text, size_t len, int64_t now, int64_t max_skew, td_record **out,
+                    char *err, size_t errlen)
 {
     json_error_t jerr;
     json_t *src = NULL, *v;
@@ -203,6 +203,15 @@ int td_record_parse(const char *text, size_t len, int64_t now, td_record **out, 
                  (long long)r->expire_ts, (long long)r->generated_ts);
         goto out;
     }
+    if (now && max_skew >= 0 && r->generated_ts - now > max_skew) {
+        char gen[TD_TIME_LEN], at[TD_TIME_LEN];
+        snprintf(err, errlen,
+                 "generated_timestamp %lld (%s) 比服务器时间 %s 超前 %lld 秒，超过允许的 %lld 秒 "
+                 "(--max-clock-skew)：写入方的时钟不对，请校准它的时间 (NTP) 后再写入",
+                 (long long)r->generated_ts, td_clock_format(r->generated_ts, gen),
+                 td_clock_format(now, at), (long long)(r->generated_ts - now), (long long)max_skew);
+        goto out;
+    }
     if (now && r->expire_ts <= now) {
         snprintf(err, errlen, "token already expired (expire_timestamp %lld is %lld s in the past)",
                  (long long)r->expire_ts, (long long)(now - r->expire_ts));
@@ -240,7 +249,7 @@ int td_record_new(const struct td_record_fields *f, td_record **out)
     /* Going through the parser means a built record obeys exactly the
      * rules a POSTed one does. */
     if ((text = json_dumps(o, 0)))
-        rc = td_record_parse(text, strlen(text), 0, out, err, sizeof err);
+        rc = td_record_parse(text, strlen(text), 0, -1, out, err, sizeof err);
     free(text);
     json_decref(o);
     return rc;

@@ -32,13 +32,17 @@ struct td_record_fields {
 #define TD_NAME_MAX 64
 #define TD_NAME_RULE "1-64 个小写字母、数字或下划线 (a-z 0-9 _)"
 int td_record_name_valid(const char *name, size_t len);
+#define TD_RECORD_MAX_SKEW 300   /* default of --max-clock-skew */
 
 /* Parses and validates a record from JSON text.  `now` is the current Unix
- * time: a record already expired at `now` is refused (pass 0 to skip that
- * check, e.g. when loading from a store).  On failure err says what is
- * wrong with which field. */
-int td_record_parse(const char *json, size_t len, int64_t now, td_record **out,
-                    char *err, size_t errlen);
+ * time: a record already expired at `now` is refused, and so is one
+ * generated more than max_skew seconds after `now` (negative max_skew: no
+ * such limit) -- a producer with a clock years ahead would otherwise
+ * store a record no correct one could replace (put-if-newer).  Pass now 0
+ * to skip both checks, e.g. when reading back what is already stored.  On
+ * failure err says what is wrong with which field. */
+int td_record_parse(const char *json, size_t len, int64_t now, int64_t max_skew,
+                    td_record **out, char *err, size_t errlen);
 
 /* Builds a record from fields (the refresher's path). */
 int td_record_new(const struct td_record_fields *f, td_record **out);

@@ -3,6 +3,7 @@
 #include "scf.h"
 #include "httpc.h"
 #include "log.h"
+#include "peer.h"
 #include "tokendist.h"
 
 #include <openssl/evp.h>
@@ -27,16 +28,18 @@ static const char *str_member(const json_t *o, const char *key)
 }
 
 /* Header lookup: API Gateway keeps the client's spelling, Function URLs
- * lower-case every name, and HTTP names are case-insensitive anyway. */
+ * lower-case every name, and HTTP names are case-insensitive anyway.  Of
+ * two spellings the last counts, as the HTTP front takes the last
+ * X-Forwarded-For line. */
 static const char *header(const json_t *headers, const char *name)
 {
-    const char *key;
+    const char *key, *found = NULL;
     json_t *v;
 
     json_object_foreach((json_t *)headers, key, v)
         if (!strcasecmp(key, name) && json_is_string(v) && strlen(json_string_value(v)) == json_string_length(v))
-            return json_string_value(v);
-    return NULL;
+            found = json_string_value(v);
+    return found;
 }
 
 /* The path as libmicrohttpd hands it to the HTTP front: query cut off,
@@ -143,14 +146,26 @@ int td_scf_parse_event(const char *json, size_t len, td_scf_req *r, char *err, s
         }
     }
 
-    /* The client: API Gateway says it in requestContext, a Function URL
-     * in a header. */
+    /* The client, only as the platform states it.  API Gateway: in
+     * requestContext.sourceIp.  A Function URL: in the header
+     * x-scf-remote-addr, which Tencent's event example marks "此字段为客户端
+     * 的请求IP" (函数 URL 概述,
+     * https://cloud.tencent.com/document/product/583/96099, 2025-08); the
+     * platform owns that prefix: "部分 Header 字段将由 API 网关自动填入，不支持
+     * 用户自定义配置" -- among them "X-SCF- 开头的自定义字段" (Web 函数,
+     * https://www.tencentcloud.com/zh/document/product/583/40678).  Never
+     * X-Forwarded-For: any client writes that; the handler reads it only
+     * when this address is a --trusted-proxy, as for the HTTP front's
+     * peer.  Neither there (or not an address): "?", one guard entry for
+     * all such clients, which refuses no valid key. */
     ctx = json_object_get(r->event, "requestContext");
     remote = str_member(ctx, "sourceIp");
     if (!remote) remote = header(headers, "x-scf-remote-addr");
-    if (!remote) remote = header(headers, "x-forwarded-for");
-    snprintf(r->remote, sizeof r->remote, "%.*s", remote ? (int)strcspn(remote, ", ") : 1,
-             remote ? remote : "?");
+    {
+        td_peer_addr a;
+        if (remote && td_peer_parse(remote, strlen(remote), &a)) td_peer_format(&a, r->remote);
+        else snprintf(r->remote, sizeof r->remote, "?");
+    }
 
     r->head = !strcmp(method, "HEAD");
     r->req.method = method;
@@ -158,6 +173,9 @@ int td_scf_parse_event(const char *json, size_t len, td_scf_req *r, char *err, s
     r->req.authorization = header(headers, "authorization");
     r->req.x_api_key = header(headers, "x-api-key");
     r->req.content_type = header(headers, "content-type");
+    r->req.host = header(headers, "host");
+    r->req.x_forwarded_for = header(headers, "x-forwarded-for");
+    r->req.x_real_ip = header(headers, "x-real-ip");
     r->req.content_length = -1;
     if ((cl = header(headers, "content-length"))) {
         char *end;

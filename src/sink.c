@@ -220,7 +220,9 @@ int td_sink_current(const td_sink *s, td_record **out, char *err, size_t errlen)
         rc = TD_EINVAL;
         goto out;
     }
-    rc = td_record_parse(json ? json : "", len, td_clock_now(), out, err, errlen);
+    /* What a sink already distributes is read back to learn it, not
+     * written: its clock is not ours to judge (no skew limit). */
+    rc = td_record_parse(json ? json : "", len, td_clock_now(), -1, out, err, errlen);
     if (rc == TD_EEXPIRED) rc = TD_ENOTFOUND;
 out:
     td_snap_release(snap);

@@ -20,7 +20,7 @@ def rec(**kw):
 
 
 def raw_post(body, headers=None, path="/release/get-token", key=PUSH):
-    h = {"Host": "x", "Authorization": "Bearer " + key, "Content-Type": "application/json"}
+    h = {"Host": "localhost", "Authorization": "Bearer " + key, "Content-Type": "application/json"}
     h.update(headers or {})
     if "Content-Length" not in h and "Transfer-Encoding" not in h:
         h["Content-Length"] = str(len(body))
@@ -69,13 +69,13 @@ HTTP_ROWS = [
     ("negative Content-Length", raw_post(b"{}", {"Content-Length": "-1"}), 400, ""),
     ("Content-Length over the limit", raw_post(b"", {"Content-Length": "100000000"}), 413, "larger than"),
     ("chunked body over the limit", raw_post(chunked(B(rec(padding="z" * 70000))), {"Transfer-Encoding": "chunked"}), 413, "larger than"),
-    ("%00 in the path", b"GET /v1/tokens/default%00x HTTP/1.1\r\nHost: x\r\n\r\n", 400, "token 名称无效"),
-    ("escaped slash in a name", b"GET /v1/tokens/de%2Ffault HTTP/1.1\r\nHost: x\r\n\r\n", 404, "Not found"),
-    (".. in the path", b"GET /v1/tokens/../release/get-token HTTP/1.1\r\nHost: x\r\n\r\n", 404, "Not found"),
-    ("bad token name", b"GET /v1/tokens/a%20b HTTP/1.1\r\nHost: x\r\n\r\n", 400, "token 名称无效"),
-    ("lower-case method", b"get /release/get-token HTTP/1.1\r\nHost: x\r\n\r\n", 405, "Method not allowed"),
-    ("URL too long", b"GET /" + b"a" * 9000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", 414, ""),
-    ("header too large", b"GET /release/get-token HTTP/1.1\r\nHost: x\r\nX-Big: " + b"b" * 9000 + b"\r\n\r\n", 431, ""),
+    ("%00 in the path", b"GET /v1/tokens/default%00x HTTP/1.1\r\nHost: localhost\r\n\r\n", 400, "token 名称无效"),
+    ("escaped slash in a name", b"GET /v1/tokens/de%2Ffault HTTP/1.1\r\nHost: localhost\r\n\r\n", 404, "Not found"),
+    (".. in the path", b"GET /v1/tokens/../release/get-token HTTP/1.1\r\nHost: localhost\r\n\r\n", 404, "Not found"),
+    ("bad token name", b"GET /v1/tokens/a%20b HTTP/1.1\r\nHost: localhost\r\n\r\n", 400, "token 名称无效"),
+    ("lower-case method", b"get /release/get-token HTTP/1.1\r\nHost: localhost\r\n\r\n", 405, "Method not allowed"),
+    ("URL too long", b"GET /" + b"a" * 9000 + b" HTTP/1.1\r\nHost: localhost\r\n\r\n", 414, ""),
+    ("header too large", b"GET /release/get-token HTTP/1.1\r\nHost: localhost\r\nX-Big: " + b"b" * 9000 + b"\r\n\r\n", 431, ""),
     ("invalid report without token", raw_post(b"{}", path="/v1/tokens/default/invalid"), 400, "access_token"),
 ]
 

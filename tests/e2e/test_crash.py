@@ -23,7 +23,9 @@ class CrashTest(TestCase):
     def test_kill9_during_pushes_loses_nothing_acknowledged(self):
         self.secrets.append(PUSH)
         rng = random.Random(int(os.environ.get("TOKENDIST_CRASH_SEED", "20261128")))
-        base = int(time.time())
+        # generated_timestamp counts up, one second a push, to now: a
+        # producer's clock may not run ahead of the server's (--max-clock-skew).
+        base = int(time.time()) - TOTAL
         seq = 0                     # next generated_timestamp offset to push
         acked = -1                  # highest offset that got a 200
         kills = 0

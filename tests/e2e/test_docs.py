@@ -122,6 +122,7 @@ class Completion(TestCase):
     def test_values(self):
         self.assertEqual(self.complete("files", ""), ["list", "download"])
         self.assertEqual(self.complete("get", "--field", "t"), ["tenant_access_token"])
+        self.assertEqual(self.complete("serve", "--trusted-proxy", "127"), ["127.0.0.1/32"])
         self.assertEqual(self.complete("serve", "--listen", ""), [])     # a value, not an option
         self.assertEqual(self.complete("get", "--json", "--min-r"), ["--min-remaining"])
         self.assertIn(os.path.basename(EXAMPLE),

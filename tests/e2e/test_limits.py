@@ -176,7 +176,7 @@ class ConnectionLimitTest(TestCase):
         slow = []
         for i in range(100):    # slowloris: a request line, then headers a byte at a time
             s = connect_from("127.0.0.4", srv.port)
-            s.sendall(b"GET /release/get-token HTTP/1.1\r\nHost: x\r\n")
+            s.sendall(b"GET /release/get-token HTTP/1.1\r\nHost: localhost\r\n")
             slow.append(s)
         self.socks += slow
         worst = 0.0

@@ -216,15 +216,29 @@ class OpenApiTest(FeishuEnv, TestCase):
             self.call(a, "POST", path, "{}", want=405)
             self.call(a, "OPTIONS", path, want=204)
 
-        # The failure guard: ten wrong keys from one address, then 429 on
-        # every keyed route of that server.
+        # The failure guard: ten wrong keys from one address, then 429 for
+        # that address's wrong keys on every keyed route of that server;
+        # its right keys still pass.
         for _ in range(10):
             request(a.port, "POST", "/get-token", body="{}", headers={"Authorization": "Bearer pk-wrong"})
             request(b.port, "GET", "/get-token", headers={"Authorization": "Bearer rk-wrong"})
         for path in ("/release/get-token", "/get-token", "/v1/tokens/openapi"):
-            self.call(a, "POST", path, rec, key=PUSH, want=429)
-            self.call(b, "GET", path, key=READ, want=429)
-        self.call(b, "POST", inv, {"access_token": TOKEN}, key=READ, want=429)
+            self.call(a, "POST", path, rec, key="pk-wrong", want=429)
+            self.assertIn(self.call(a, "POST", path, rec, key=PUSH).status, (200, 409))
+            self.call(b, "GET", path, key="rk-wrong", want=429)
+            self.call(b, "GET", path, key=READ, want=404)
+        self.call(b, "POST", inv, {"access_token": TOKEN}, key="rk-wrong", want=429)
+        self.call(b, "POST", inv, {"access_token": TOKEN}, key=READ, want=404)
+
+        # A Host that is not the loopback's (DNS rebinding): 421 on every
+        # operation but /healthz.
+        for tpl, method, _ in operations():
+            if tpl == "/healthz":
+                continue
+            path = tpl.replace("{name}", "openapi")
+            self.call(a, method.upper(), path, "{}" if method == "post" else None, key=PUSH,
+                      headers={"Host": "rebind.example:%d" % a.port}, want=421)
+        self.call(a, "GET", "/healthz", headers={"Host": "rebind.example"}, want=200)
 
         # 202: a server that runs the refresher takes the report.
         self.start_feishu()

@@ -197,6 +197,64 @@ class ScfParityTest(ScfTestCase):
         self.assertEqual((r.status, r.json()["access_token"]), (200, TOKEN))
 
 
+class ScfClientAddressTest(ScfTestCase):
+    """The client of an event is what the platform states (API Gateway's
+    requestContext.sourceIp, a Function URL's x-scf-remote-addr), never an
+    X-Forwarded-For a client wrote -- unless the platform's address is a
+    --trusted-proxy, the same rule as the HTTP front's."""
+
+    def setUp(self):
+        super().setUp()
+        self.n = 0
+
+    def send(self, rt, event):
+        status, _, _ = http_response(rt.invoke(event), function_url="requestContext" not in event)
+        return status
+
+    def event(self, kind, key, xff, remote=None):
+        rec = make_record(TOKEN, generated=int(time.time()) - 30 + self.n)
+        self.n += 1
+        headers = {"Authorization": "Bearer " + key, "X-Forwarded-For": xff}
+        if kind == "apigw":
+            return apigw_event("POST", "/get-token", headers=headers, body=json.dumps(rec).encode(),
+                               source_ip=remote or "10.0.2.14")
+        event = function_url_event("POST", "/get-token", headers=headers, body=json.dumps(rec))
+        if remote:
+            event["headers"]["x-scf-remote-addr"] = remote
+        else:
+            del event["headers"]["x-scf-remote-addr"]
+        return event
+
+    def test_forged_forwarded_for_is_not_the_client(self):
+        rt = self.runtime("sqlite:" + os.path.join(self.tmp, "scf.db"), ["--push-key", PUSH])
+        # A Function URL event without the platform's address: the forged
+        # X-Forwarded-For (a new one each time) does not make a new client.
+        for i in range(10):
+            self.assertEqual(self.send(rt, self.event("url", "pk-guess-%d" % i, "192.0.2.%d" % i)), 403)
+        self.assertEqual(self.send(rt, self.event("url", "pk-guess-x", "192.0.2.99")), 429)
+        self.assertEqual(self.send(rt, self.event("url", PUSH, "192.0.2.98")), 200)
+        # API Gateway and a Function URL that name the client: that one.
+        for i in range(10):
+            self.send(rt, self.event("apigw", "pk-guess-%d" % i, "192.0.2.%d" % (100 + i)))
+            self.send(rt, self.event("url", "pk-guess-%d" % i, "192.0.2.%d" % (150 + i), "111.206.96.145"))
+        self.assertEqual(self.send(rt, self.event("apigw", "pk-guess-y", "192.0.2.200")), 429)
+        self.assertEqual(self.send(rt, self.event("url", "pk-guess-y", "192.0.2.201", "111.206.96.145")), 429)
+        self.assertEqual(self.send(rt, self.event("apigw", "pk-guess-z", "192.0.2.200", "10.0.2.15")), 403)
+        log = rt.log()
+        self.assertIn("10.0.2.14 认证失败 10 次", log)
+        self.assertIn("111.206.96.145 认证失败 10 次", log)
+        self.assertIn("(来自 ?)", log)
+        self.assertNotIn("192.0.2.", log)
+
+    def test_trusted_proxy_applies_to_events_too(self):
+        # The platform's address is a proxy the operator trusts (say, a CDN
+        # in front of the gateway): its X-Forwarded-For names the client.
+        rt = self.runtime("sqlite:" + os.path.join(self.tmp, "scf.db"),
+                          ["--push-key", PUSH, "--trusted-proxy", "10.0.2.0/24"])
+        self.assertEqual(self.send(rt, self.event("apigw", "pk-guess-1", "192.0.2.66, 198.51.100.7")), 403)
+        self.assertIn("(来自 198.51.100.7)", rt.log())
+
+
 class ScfRuntimeTest(ScfTestCase):
     def test_bad_events_are_invocation_errors(self):
         rt = self.runtime("sqlite:" + os.path.join(self.tmp, "scf.db"), ["--push-key", PUSH])

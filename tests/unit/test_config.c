@@ -173,6 +173,36 @@ static void test_print_redacts_secrets(void **state)
     td_config_free(&c);
 }
 
+static void test_checked_lists(void **state)
+{
+    td_config c;
+    char err[256];
+    (void)state;
+    setenv("TOKENDIST_TRUSTED_PROXIES", "127.0.0.1/32, ::1", 1);
+    assert_int_equal(load(&c, TD_CMD_SERVE, err, sizeof err, "--allowed-host", "tokens.example.com", NULL),
+                     TD_OK);
+    assert_int_equal(c.trusted_proxies.n, 2);
+    assert_string_equal(c.trusted_proxies.v[1], "::1");
+    assert_int_equal(c.allowed_hosts.n, 1);
+    assert_int_equal(c.max_clock_skew, 300);
+    td_config_free(&c);
+    /* A bad value stops the load, named with where it came from. */
+    setenv("TOKENDIST_TRUSTED_PROXIES", "127.0.0.1/32,10.0.0.0/33", 1);
+    assert_int_equal(load(&c, TD_CMD_SERVE, err, sizeof err, NULL), TD_EINVAL);
+    assert_non_null(strstr(err, "TOKENDIST_TRUSTED_PROXIES: '10.0.0.0/33'"));
+    td_config_free(&c);
+    unsetenv("TOKENDIST_TRUSTED_PROXIES");
+    assert_int_equal(load(&c, TD_CMD_SERVE, err, sizeof err, "--trusted-proxy", "proxy.lan", NULL), TD_EINVAL);
+    assert_non_null(strstr(err, "--trusted-proxy: 'proxy.lan'"));
+    td_config_free(&c);
+    assert_int_equal(load(&c, TD_CMD_SERVE, err, sizeof err, "--allowed-host", "tokens.example.com:443", NULL),
+                     TD_EINVAL);
+    assert_non_null(strstr(err, "--allowed-host: 'tokens.example.com:443'"));
+    td_config_free(&c);
+    assert_int_equal(load(&c, TD_CMD_SERVE, err, sizeof err, "--max-clock-skew", "-1", NULL), TD_EINVAL);
+    td_config_free(&c);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -183,6 +213,7 @@ int main(void)
         cmocka_unit_test(test_envfile_syntax),
         cmocka_unit_test(test_envfile_below_environment),
         cmocka_unit_test(test_print_redacts_secrets),
+        cmocka_unit_test(test_checked_lists),
     };
     return cmocka_run_group_tests_name("config", tests, NULL, NULL);
 }

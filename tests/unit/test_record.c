@@ -50,7 +50,7 @@ static void test_seed_example_normalised(void **state)
     size_t len;
     (void)state;
 
-    assert_int_equal(td_record_parse(in, strlen(in), NOW, &r, err, sizeof err), TD_OK);
+    assert_int_equal(td_record_parse(in, strlen(in), NOW, TD_RECORD_MAX_SKEW, &r, err, sizeof err), TD_OK);
     assert_string_equal(td_record_json(r, &len), want);
     assert_int_equal(len, strlen(want));
     assert_string_equal(td_record_token(r), "t-g1044ghEGNOJ5OSQF5OYATETPB");
@@ -66,7 +66,7 @@ static void expect_error(const char *json, int64_t now, int code, const char *ne
 {
     char err[256] = "";
     td_record *r = NULL;
-    int rc = td_record_parse(json, strlen(json), now, &r, err, sizeof err);
+    int rc = td_record_parse(json, strlen(json), now, TD_RECORD_MAX_SKEW, &r, err, sizeof err);
     if (rc != code || !strstr(err, needle)) fail_msg("input %.80s: rc %d err '%s', want %d '%s'", json, rc, err, code, needle);
     assert_null(r);
 }
@@ -93,7 +93,7 @@ static void test_validation(void **state)
     {
         char err[64];
         td_record *r = NULL;
-        assert_int_equal(td_record_parse(s, strlen(s), NOW, &r, err, sizeof err), TD_OK);
+        assert_int_equal(td_record_parse(s, strlen(s), NOW, TD_RECORD_MAX_SKEW, &r, err, sizeof err), TD_OK);
         td_record_free(r);
     }
     free(s);
@@ -121,6 +121,42 @@ static void test_validation(void **state)
     expect_error("{\"access_token\": \"t-a\", \"expire_timestamp\": 1e400}", NOW, TD_EINVAL, "invalid JSON");
 }
 
+/* A producer whose clock runs ahead: a record generated more than the
+ * allowed skew after now is refused with both times, one within it is
+ * taken, and reading back (now 0) takes any. */
+static void test_future_generated_refused(void **state)
+{
+    char err[512] = "";
+    td_record *r = NULL;
+    char *s = seed_json("t-abc", NOW + 100LL * 365 * 86400, NOW + 100LL * 365 * 86400 + 7200, NULL);
+    (void)state;
+
+    assert_int_equal(td_record_parse(s, strlen(s), NOW, 300, &r, err, sizeof err), TD_EINVAL);
+    assert_null(r);
+    assert_non_null(strstr(err, "写入方的时钟"));
+    {
+        char gen[TD_TIME_LEN];
+        assert_non_null(strstr(err, td_clock_format(NOW + 100LL * 365 * 86400, gen))); /* theirs */
+    }
+    assert_non_null(strstr(err, "2024-01-15 14:50:00")); /* ours */
+    assert_int_equal(td_record_parse(s, strlen(s), 0, 300, &r, err, sizeof err), TD_OK);
+    td_record_free(r);
+    assert_int_equal(td_record_parse(s, strlen(s), NOW, -1, &r, err, sizeof err), TD_OK);
+    td_record_free(r);
+    free(s);
+
+    s = seed_json("t-abc", NOW + 300, NOW + 7500, NULL);  /* exactly the skew */
+    assert_int_equal(td_record_parse(s, strlen(s), NOW, 300, &r, err, sizeof err), TD_OK);
+    td_record_free(r);
+    assert_int_equal(td_record_parse(s, strlen(s), NOW, 299, &r, err, sizeof err), TD_EINVAL);
+    free(s);
+    s = seed_json("t-abc", NOW + 1, NOW + 7200, NULL);    /* skew 0: not even a second */
+    assert_int_equal(td_record_parse(s, strlen(s), NOW, 0, &r, err, sizeof err), TD_EINVAL);
+    assert_int_equal(td_record_parse(s, strlen(s), NOW + 1, 0, &r, err, sizeof err), TD_OK);
+    td_record_free(r);
+    free(s);
+}
+
 static void test_float_timestamps_accepted(void **state)
 {
     char err[256];
@@ -130,7 +166,7 @@ static void test_float_timestamps_accepted(void **state)
         "\"valid_duration_seconds\": 7200.0, \"generated_time\": \"\", \"generated_timestamp\": 1705301400.2, "
         "\"source\": \"\", \"usage\": \"\", \"platform\": \"\"}";
     (void)state;
-    assert_int_equal(td_record_parse(in, strlen(in), NOW, &r, err, sizeof err), TD_OK);
+    assert_int_equal(td_record_parse(in, strlen(in), NOW, TD_RECORD_MAX_SKEW, &r, err, sizeof err), TD_OK);
     assert_int_equal(td_record_expires(r), 1705308600);
     assert_int_equal(td_record_generated(r), 1705301400);
     td_record_free(r);
@@ -151,7 +187,7 @@ static void test_new_builds_same_as_parse(void **state)
     assert_int_equal(td_record_new(&f, &r), TD_OK);
     json = td_record_json(r, &len);
     assert_non_null(strstr(json, "\"tenant_expire_timestamp\": 1705308600"));
-    assert_int_equal(td_record_parse(json, len, NOW, &back, err, sizeof err), TD_OK);
+    assert_int_equal(td_record_parse(json, len, NOW, TD_RECORD_MAX_SKEW, &back, err, sizeof err), TD_OK);
     assert_string_equal(td_record_json(back, NULL), json);
     td_record_free(r);
     td_record_free(back);
@@ -164,6 +200,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_seed_example_normalised),
         cmocka_unit_test(test_validation),
+        cmocka_unit_test(test_future_generated_refused),
         cmocka_unit_test(test_float_timestamps_accepted),
         cmocka_unit_test(test_new_builds_same_as_parse),
     };

@@ -73,6 +73,38 @@ static void test_function_url_post(void **state)
     td_scf_req_clear(&r);
 }
 
+/* The client is only what the platform states; X-Forwarded-For is handed
+ * on as a header (for the trusted-proxy rule), never taken as the client. */
+static void test_client_address_from_platform_only(void **state)
+{
+    td_scf_req r;
+    char err[256];
+    (void)state;
+
+    assert_int_equal(parse("{\"requestContext\": {\"sourceIp\": \"10.0.2.14\"}, \"httpMethod\": \"GET\","
+                           " \"path\": \"/x\", \"headers\": {\"X-Forwarded-For\": \"6.6.6.6\","
+                           " \"X-Real-IP\": \"7.7.7.7\", \"Host\": \"svc.apigw.example\"}}", &r, err, sizeof err), TD_OK);
+    assert_string_equal(r.req.remote, "10.0.2.14");
+    assert_string_equal(r.req.x_forwarded_for, "6.6.6.6");
+    assert_string_equal(r.req.x_real_ip, "7.7.7.7");
+    assert_string_equal(r.req.host, "svc.apigw.example");
+    td_scf_req_clear(&r);
+    /* A Function URL event without the platform's header: unknown. */
+    assert_int_equal(parse("{\"httpMethod\": \"GET\", \"path\": \"/x\","
+                           " \"headers\": {\"x-forwarded-for\": \"6.6.6.6\"}}", &r, err, sizeof err), TD_OK);
+    assert_string_equal(r.req.remote, "?");
+    td_scf_req_clear(&r);
+    /* What is not an address is not one ("?"); an address is canonical. */
+    assert_int_equal(parse("{\"httpMethod\": \"GET\", \"path\": \"/x\","
+                           " \"headers\": {\"x-scf-remote-addr\": \"evil, 1.2.3.4\"}}", &r, err, sizeof err), TD_OK);
+    assert_string_equal(r.req.remote, "?");
+    td_scf_req_clear(&r);
+    assert_int_equal(parse("{\"httpMethod\": \"GET\", \"path\": \"/x\","
+                           " \"headers\": {\"x-scf-remote-addr\": \"[2001:DB8::1]:443\"}}", &r, err, sizeof err), TD_OK);
+    assert_string_equal(r.req.remote, "2001:db8::1");
+    td_scf_req_clear(&r);
+}
+
 static void test_base64_body(void **state)
 {
     td_scf_req r;
@@ -235,6 +267,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_apigw_get),
         cmocka_unit_test(test_function_url_post),
+        cmocka_unit_test(test_client_address_from_platform_only),
         cmocka_unit_test(test_base64_body),
         cmocka_unit_test(test_path),
         cmocka_unit_test(test_bad_events),
