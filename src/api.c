@@ -69,6 +69,7 @@ int td_api_new(td_api **out, const td_api_opts *o, char *err, size_t errlen)
 {
     td_api *api = calloc(1, sizeof *api);
     static const td_strlist none = {0};
+    const char *cors = "*";
     char sub[300];
     int rc = TD_ENOMEM;
 
@@ -85,7 +86,13 @@ int td_api_new(td_api **out, const td_api_opts *o, char *err, size_t errlen)
     }
     rc = TD_ENOMEM;
     if (td_host_rule_init(&api->hosts, o->allowed_hosts, o->loopback_listener) != TD_OK) goto fail;
-    if (!(api->cors_origin = strdup(o->cors_origin ? o->cors_origin : "*"))) goto fail;
+    /* The seed answers every origin, which suits a public endpoint.  On a
+     * loopback listener that nobody proxies to (no --allowed-host), any web
+     * page the operator opens could read the token that way: no CORS
+     * header there unless asked for. */
+    if (o->cors_origin && *o->cors_origin) cors = o->cors_origin;
+    else if (o->loopback_listener && (!o->allowed_hosts || o->allowed_hosts->n == 0)) cors = NULL;
+    if (cors && !(api->cors_origin = strdup(cors))) goto fail;
     if (td_auth_keys_init(&api->push, o->push_keys ? o->push_keys : &none) != TD_OK ||
         td_auth_keys_init(&api->read, o->read_keys ? o->read_keys : &none) != TD_OK)
         goto fail;
@@ -335,7 +342,7 @@ static void resp_start(td_api *api, td_api_resp *r, int status, const char *ct)
 {
     r->status = status;
     add_hdr(r, "Content-Type", ct);
-    add_hdr(r, "Access-Control-Allow-Origin", api->cors_origin);
+    if (api->cors_origin) add_hdr(r, "Access-Control-Allow-Origin", api->cors_origin);
     add_hdr(r, "Cache-Control", "no-store");
 }
 

@@ -85,7 +85,9 @@ class ScfParityTest(ScfTestCase):
 
     def start_pair(self, http_store, scf_store):
         args = ["--push-key", PUSH]
-        self.http = self.server(args, store=http_store).start()
+        # SCF is reached from elsewhere, a loopback serve is not: the latter
+        # sends no CORS header unless asked (test_serve), so ask here.
+        self.http = self.server(args + ["--cors-origin", "*"], store=http_store).start()
         self.rt = self.runtime(scf_store, args)
 
     def both(self, method, path, body=None, headers=None, base64_body=False, query=None,

@@ -8,6 +8,7 @@ import threading
 import time
 import unittest
 
+import harness
 from harness import TestCase, make_record, request, run_cli
 
 PUSH = "pk-2f1c9a7e55d04b0c8e1a3f6b"
@@ -46,7 +47,7 @@ class ServeTest(TestCase):
             self.assertEqual(body["expire_time"], want)
             self.assertEqual(body["source"], "财联社自动化系统")
             self.assertEqual(g.headers["content-type"], "application/json; charset=utf-8")
-            self.assertEqual(g.headers["access-control-allow-origin"], "*")
+            self.assertNotIn("access-control-allow-origin", g.headers)  # a bare loopback listener
             self.assertEqual(g.headers["cache-control"], "no-store")
             self.assertIn("date", g.headers)
 
@@ -208,7 +209,7 @@ class ServeTest(TestCase):
         self.assertEqual(r.headers["access-control-allow-methods"], "GET, POST, OPTIONS")
         for h in ("Authorization", "Content-Type", "X-Api-Key"):
             self.assertIn(h, r.headers["access-control-allow-headers"])
-        self.assertEqual(r.headers["access-control-allow-origin"], "*")
+        self.assertNotIn("access-control-allow-origin", r.headers)
         for m in ("PUT", "DELETE", "PATCH"):
             r = request(self.srv.port, m, "/release/get-token")
             self.assertEqual(r.status, 405, m)
@@ -222,6 +223,20 @@ class ServeTest(TestCase):
         srv = self.server(["--cors-origin", "https://app.example.cn"]).start()
         self.assertEqual(srv.get("/release/get-token").headers["access-control-allow-origin"],
                          "https://app.example.cn")
+
+    def test_no_cors_on_a_bare_loopback_listener(self):
+        # Any web page the operator opens could otherwise read the token
+        # from 127.0.0.1 (no rebinding needed): the seed's "*" only where
+        # the server is meant to be reached from elsewhere.
+        self.assertEqual(self.store(make_record(TOKEN)).status, 200)
+        self.assertNotIn("access-control-allow-origin", self.srv.get("/release/get-token").headers)
+        proxied = self.server(["--allowed-host", "token.example.cn"]).start()
+        self.assertEqual(proxied.get("/healthz").headers["access-control-allow-origin"], "*")
+        port = harness.free_port()
+        public = self.server(["--listen", "0.0.0.0:%d" % port], port=port).start()
+        self.assertEqual(public.get("/healthz").headers["access-control-allow-origin"], "*")
+        star = self.server(["--cors-origin", "*"]).start()
+        self.assertEqual(star.get("/healthz").headers["access-control-allow-origin"], "*")
 
     def test_expiry_is_checked_at_request_time(self):
         self.assertEqual(self.store(make_record(TOKEN, ttl=2)).status, 200)
