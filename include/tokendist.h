@@ -139,11 +139,15 @@ int td_client_get_record(td_client *c, td_token_kind kind, char **json, size_t *
  * The client drops the token (the next td_client_get fetches and, for up
  * to refresh_wait_ms, waits for a different token) and tells the first
  * endpoint that answers: POST …/v1/tokens/NAME/invalid.  Many reports of
- * one token send one request.  Returns TD_OK when the server started a
- * refresh (202) or already had a newer token (200, which is kept); the
- * token is dropped locally whatever the server says.  Other codes:
- * TD_EUNAVAIL (the server does not refresh: 501), TD_EAUTH, TD_EHTTP,
- * TD_ENOTFOUND (404), TD_EINVAL (no endpoint URL to report to). */
+ * one token send one request.  Returns TD_OK when the server has a token
+ * other than the reported one (200: kept, when neither of its tokens is
+ * the reported one) or started a refresh whose outcome it could not wait
+ * for (202).  TD_ECONFLICT (409): Feishu still issues the reported token,
+ * so there is nothing newer to wait for -- the next get returns it again
+ * at once, and further reports of it get the same answer without a
+ * request.  Other codes: TD_EUNAVAIL (no refresher reachable: 501/503),
+ * TD_EAUTH, TD_EHTTP (502: the forced refresh failed), TD_ENOTFOUND (404),
+ * TD_EINVAL (no endpoint URL to report to). */
 int td_client_report_invalid(td_client *c, const char *token, char *err, size_t errlen);
 
 /* "endpoint", "gitee", … for messages; never NULL. */

@@ -37,6 +37,8 @@ struct td_api {
     td_host_rule hosts;
     td_api_invalid_cb invalid_cb;
     void *invalid_ud;
+    td_api_status_cb status_cb;
+    void *status_ud;
 
     td_guard guard;
     td_snaps snaps;
@@ -125,6 +127,12 @@ void td_api_set_invalid_hook(td_api *api, td_api_invalid_cb cb, void *ud)
 {
     __atomic_store_n(&api->invalid_ud, ud, __ATOMIC_RELAXED);
     __atomic_store_n(&api->invalid_cb, cb, __ATOMIC_RELEASE);
+}
+
+void td_api_set_status_hook(td_api *api, td_api_status_cb cb, void *ud)
+{
+    __atomic_store_n(&api->status_ud, ud, __ATOMIC_RELAXED);
+    __atomic_store_n(&api->status_cb, cb, __ATOMIC_RELEASE);
 }
 
 /* A stored entry as the API serves it: a valid name, a record that the
@@ -643,13 +651,32 @@ static void post_token(td_api *api, const td_api_req *req, const char *name, td_
     td_record_free(rec);
 }
 
+static int has_token(const td_snap *s, const char *tok)
+{
+    return !strcmp(s->token, tok) || (s->tenant && !strcmp(s->tenant, tok));
+}
+
+static void answer_snap(td_api *api, td_api_resp *r, td_snap *s)
+{
+    resp_start(api, r, 200, JSON_CT);
+    r->snap = s; /* the response's reference now */
+    r->body = s->json;
+    r->body_len = s->json_len;
+}
+
+/* A client saw Feishu reject tok (either token of the record: `files`
+ * uses the tenant one).  The answer says what became of it, so a client
+ * neither loops re-reporting nor installs a rejected token as new: 200
+ * with a record that holds another token, 409 when Feishu still issues
+ * this one, 202 while the refresh is still running. */
 static void post_invalid(td_api *api, const td_api_req *req, const char *name, td_api_resp *r)
 {
     json_t *o = json_loadb(req->body ? req->body : "", req->body_len, JSON_REJECT_DUPLICATES, NULL);
     const char *tok = json_string_value(json_object_get(o, "access_token"));
     td_snap *s = NULL;
     td_api_invalid_cb cb;
-    char fp[TD_FP_LEN];
+    char why[400], msg[700];
+    int rc;
 
     if (!tok || !*tok) {
         resp_msg(api, r, 400, "message",
@@ -660,23 +687,48 @@ static void post_invalid(td_api *api, const td_api_req *req, const char *name, t
         resp_static(api, r, 404, B_NOTFOUND);
         goto out;
     }
-    if (strcmp(s->token, tok) != 0) { /* already replaced: hand out the new one */
-        resp_start(api, r, 200, JSON_CT);
-        r->snap = s, s = NULL;
-        r->body = r->snap->json;
-        r->body_len = r->snap->json_len;
+    if (!has_token(s, tok)) { /* already replaced: hand out the new one */
+        answer_snap(api, r, s), s = NULL;
         goto out;
     }
-    if ((cb = __atomic_load_n(&api->invalid_cb, __ATOMIC_ACQUIRE)) &&
-        cb(__atomic_load_n(&api->invalid_ud, __ATOMIC_RELAXED), name, tok) == TD_OK) {
-        td_log("客户端报告 token 无效: %s %s (来自 %s)，已触发刷新", name, td_log_fp(tok, fp),
-               req->remote ? req->remote : "?");
+    if (!(cb = __atomic_load_n(&api->invalid_cb, __ATOMIC_ACQUIRE))) {
+        snprintf(msg, sizeof msg, "本服务器不刷新 token '%s' (未配置飞书凭证 FEISHU_APP_ID/FEISHU_APP_SECRET)", name);
+        resp_msg(api, r, 501, "message", msg);
+        goto out;
+    }
+    rc = cb(__atomic_load_n(&api->invalid_ud, __ATOMIC_RELAXED), name, tok, TD_API_REPORT_WAIT_MS, why,
+            sizeof why);
+    switch (rc) {
+    case TD_OK:
+        td_snap_release(s);
+        if ((s = td_api_snapshot(api, name)) && !has_token(s, tok)) {
+            answer_snap(api, r, s), s = NULL;
+            break;
+        }
+        /* fall through: the new token is not here yet (a fleet's reload) */
+        __attribute__((fallthrough));
+    case TD_ETIMEOUT:
         resp_start(api, r, 202, JSON_CT);
         r->body = "{\"success\": true, \"message\": \"refresh started\"}";
         r->body_len = strlen(r->body);
-    } else {
-        resp_msg(api, r, 501, "message",
-                 "this server does not refresh tokens (no FEISHU_APP_ID/FEISHU_APP_SECRET)");
+        break;
+    case TD_ECONFLICT:
+        snprintf(msg, sizeof msg, "飞书仍在发放此 token，没有新的可换 (%s)；请检查调用失败的其他原因："
+                 "应用权限、应用凭证是否被重置、token 类型", why);
+        resp_msg(api, r, 409, "message", msg);
+        break;
+    case TD_ENOTFOUND:
+        resp_msg(api, r, 501, "message", why);
+        break;
+    case TD_EUNAVAIL:
+    case TD_ECANCELED:
+        resp_msg(api, r, 503, "message", why);
+        add_hdr(r, "Retry-After", rc == TD_ECANCELED ? "1" : "5");
+        break;
+    default:
+        snprintf(msg, sizeof msg, "强制刷新失败: %s", why);
+        resp_msg(api, r, 502, "message", msg);
+        break;
     }
 out:
     td_snap_release(s);
@@ -768,6 +820,10 @@ static void readyz(td_api *api, td_api_resp *r)
     json_object_set_new(o, "store", json_string(store_ok ? "ok" : err));
     json_object_set_new(o, "tokens", toks);
     json_object_set_new(o, "unreadable", bad);
+    {
+        td_api_status_cb cb = __atomic_load_n(&api->status_cb, __ATOMIC_ACQUIRE);
+        if (cb) cb(__atomic_load_n(&api->status_ud, __ATOMIC_RELAXED), o);
+    }
     resp_start(api, r, store_ok ? 200 : 503, JSON_CT);
     if ((r->owned = json_dumps(o, 0))) r->body = r->owned, r->body_len = strlen(r->owned);
     else r->status = 500;

@@ -12,6 +12,7 @@
 #include "tokendist.h"
 #include "clock.h"
 #include "client.h"
+#include "strbuf.h"
 #include "gitee.h"
 #include "httpc.h"
 #include "record.h"
@@ -383,7 +384,11 @@ static const char *body_error(const td_httpc_resp *r, char *buf, size_t len)
     const char *s = json_string_value(json_object_get(o, "error"));
     if (!s || !*s) s = json_string_value(json_object_get(o, "message"));
     if (s && !*s) s = NULL;
-    if (s) snprintf(buf, len, "%s", s);
+    if (s) {
+        td_strbuf b;
+        td_strbuf_fixed(&b, buf, len);
+        td_strbuf_append_cut(&b, s, 0);
+    }
     json_decref(o);
     return s ? buf : NULL;
 }
@@ -797,6 +802,11 @@ static int post_invalid(td_client *c, const char *token, td_record **newer, char
         m = body_error(&resp, msg, sizeof msg);
         if (resp.status == 202) {
             rc = TD_OK;
+        } else if (resp.status == 409) {
+            /* Feishu still issues this token: nothing newer to wait for. */
+            rc = TD_ECONFLICT;
+            snprintf(err, errlen, "报告token无效: 飞书仍在发放此token，没有新的可换%s%s%s", m ? " (" : "",
+                     m ? m : "", m ? ")" : "");
         } else if (resp.status == 200) {
             char perr[256];
             rc = td_record_parse(resp.body ? resp.body : "", resp.body_len, 0, -1, newer, perr, sizeof perr);
@@ -805,7 +815,7 @@ static int post_invalid(td_client *c, const char *token, td_record **newer, char
                 snprintf(err, errlen, "报告token无效: 服务端回答的记录无效 (%s)", perr);
             }
         } else {
-            rc = resp.status == 501 ? TD_EUNAVAIL
+            rc = resp.status == 501 || resp.status == 503 ? TD_EUNAVAIL
                  : resp.status == 404 ? TD_ENOTFOUND
                  : resp.status == 401 || resp.status == 403 ? TD_EAUTH : TD_EHTTP;
             snprintf(err, errlen, "报告token无效失败: HTTP %ld: %s%s%s%s [%s]", resp.status,
@@ -836,8 +846,10 @@ int td_client_report_invalid(td_client *c, const char *token, char *err, size_t 
         td_record_free(c->rec);
         c->rec = NULL;
     }
-    /* Many callers hit by the same bad token: one report. */
-    if (c->rejected && !strcmp(c->rejected, token) && (c->reporting || c->report_rc == TD_OK)) {
+    /* Many callers hit by the same bad token: one report (and after a
+     * 409, the same answer: no loop of reports Feishu cannot change). */
+    if (c->rejected && !strcmp(c->rejected, token) &&
+        (c->reporting || c->report_rc == TD_OK || c->report_rc == TD_ECONFLICT)) {
         while (c->reporting) pthread_cond_wait(&c->cv, &c->mu);
         rc = c->report_rc;
         snprintf(err, errlen, "%s", c->report_err);
@@ -858,14 +870,20 @@ int td_client_report_invalid(td_client *c, const char *token, char *err, size_t 
     rc = post_invalid(c, token, &newer, rerr, sizeof rerr);
     if (rc == TD_OK) rerr[0] = '\0';
     if (newer) {
+        /* Fresh only when neither of its tokens is the one reported: a
+         * record that still carries it (as app or as tenant token) is the
+         * rejected one again, whatever else changed. */
         int64_t exp;
+        const char *tenant = td_record_field(newer, "tenant_access_token");
         int fresh = strcmp(record_token(newer, TD_TOKEN_APP, &exp), token) != 0 &&
+                    (!tenant || strcmp(tenant, token) != 0) &&
                     fresh_enough(c, exp - server_now(get_offset(c)));
         if (fresh) write_cache(c, newer);
         else td_record_free(newer), newer = NULL;
     }
 
     pthread_mutex_lock(&c->mu);
+    if (rc == TD_ECONFLICT) c->rejected_until_ms = 0; /* stop waiting: it stays the token */
     if (newer && !c->fetching) install(c, newer, TD_SOURCE_ENDPOINT), newer = NULL;
     c->reporting = 0;
     c->report_rc = rc;

@@ -7,6 +7,7 @@
 #include "cmd.h"
 #include "http.h"
 #include "httpc.h"
+#include "fleet.h"
 #include "lease.h"
 #include "log.h"
 #include "notify.h"
@@ -95,56 +96,55 @@ void td_cmd_close_api(td_store *store, td_api *api)
 }
 
 /* The refresher inside serve, when Feishu credentials are set: it writes
- * straight into this server's store (and to any other enabled sink), and
- * answers /v1/tokens/NAME/invalid.  Of several servers sharing a store,
- * only the lease holder fetches; the others serve what it writes. */
+ * straight into this server's store (and to any other enabled sink).  Of
+ * several servers sharing a store, only the lease holder fetches; the
+ * others serve what it writes.  The fleet carries /invalid reports to the
+ * holder -- also from a server without credentials of its own. */
 typedef struct serve_refresher {
     td_sinks sinks;
-    td_lease *lease;
+    td_fleet *fleet;
     td_refresher *r;
 } serve_refresher;
-
-static int lease_held(void *lease)
-{
-    char err[256];
-    int rc = td_lease_hold(lease, err, sizeof err);
-
-    if (rc < 0) td_log("⚠️ 无法确认刷新租约，本轮不刷新: %s", err);
-    return rc == 1;
-}
 
 static int refresher_start(serve_refresher *s, const td_config *c, td_store *store, td_api *api)
 {
     td_refresher_opts o;
-    char err[512], lease[160];
+    td_lease *lease;
+    char err[512];
 
+    if (td_fleet_new(&s->fleet, store, err, sizeof err) != TD_OK) goto fail;
     if (!c->feishu_app_id || !c->feishu_app_secret) {
         td_log("未配置 FEISHU_APP_ID/FEISHU_APP_SECRET：只分发写入的 token，不自行刷新");
-        return TD_OK;
+    } else {
+        if (td_sinks_from_config(&s->sinks, c, api, err, sizeof err) != TD_OK ||
+            td_fleet_add(s->fleet, c->name, &lease, err, sizeof err) != TD_OK)
+            goto fail;
+        td_refresher_opts_from_config(&o, c, &s->sinks);
+        o.may_refresh = td_fleet_may_refresh, o.lease_ud = lease;
+        if (td_refresher_new(&s->r, &o, err, sizeof err) != TD_OK) goto fail;
+        td_sinks_log_enabled(&s->sinks);
+        td_fleet_attach(s->fleet, c->name, s->r);
+        if (td_refresher_start(s->r, err, sizeof err) != TD_OK) goto fail;
+        td_log("飞书 token 刷新已启用 (应用 %s)", c->feishu_app_id);
     }
-    snprintf(lease, sizeof lease, "refresh:%s", c->name);
-    if (td_sinks_from_config(&s->sinks, c, api, err, sizeof err) != TD_OK ||
-        td_lease_new(&s->lease, store, lease, TD_LEASE_TTL_MS, err, sizeof err) != TD_OK ||
-        td_lease_keep(s->lease, err, sizeof err) != TD_OK)
-        goto fail;
-    td_refresher_opts_from_config(&o, c, &s->sinks);
-    o.may_refresh = lease_held, o.lease_ud = s->lease;
-    if (td_refresher_new(&s->r, &o, err, sizeof err) != TD_OK) goto fail;
-    td_sinks_log_enabled(&s->sinks);
-    td_api_set_invalid_hook(api, td_refresher_invalid_hook, s->r);
-    if (td_refresher_start(s->r, err, sizeof err) != TD_OK) goto fail;
-    td_log("飞书 token 刷新已启用 (应用 %s)", c->feishu_app_id);
+    if (td_fleet_listen(s->fleet, err, sizeof err) != TD_OK) goto fail;
+    td_api_set_invalid_hook(api, td_fleet_report, s->fleet);
+    td_api_set_status_hook(api, td_fleet_status, s->fleet);
     return TD_OK;
 fail:
     td_log("❌ 无法启动 token 刷新: %s", err);
     return TD_ERR;
 }
 
+/* After HTTP stopped (the hooks point in here): reports under way finish,
+ * the refresher stops, and only then are the leases given up. */
 static void refresher_stop(serve_refresher *s)
 {
-    td_refresher_free(s->r);   /* joins its thread first */
-    td_lease_free(s->lease);   /* and only then gives the lease up */
-    s->r = NULL, s->lease = NULL;
+    td_fleet_stop(s->fleet);
+    td_refresher_stop(s->r);
+    td_fleet_free(s->fleet);
+    td_refresher_free(s->r);
+    s->r = NULL, s->fleet = NULL;
 }
 
 int td_cmd_serve(int argc, char **argv)

@@ -29,14 +29,32 @@ struct td_lease {
     int keeper_started;
 };
 
-int td_lease_new(td_lease **out, td_store *store, const char *name, int64_t ttl_ms, char *err,
-                 size_t errlen)
+void td_lease_new_owner(char *buf, size_t len)
 {
-    td_lease *l = NULL;
     unsigned char rnd[6];
     char host[64] = "host";
 
-    if (!store || !name || !*name || strlen(name) >= sizeof l->name || ttl_ms < 300) {
+    /* Unique per call even for two in one process: a restarted instance
+     * must not mistake its predecessor's lease for its own. */
+    if (getrandom(rnd, sizeof rnd, 0) != (ssize_t)sizeof rnd) {
+        int64_t t = td_clock_mono_ms() ^ ((int64_t)getpid() << 20) ^ (int64_t)(uintptr_t)buf;
+        memcpy(rnd, &t, sizeof rnd);
+    }
+    gethostname(host, sizeof host - 1);
+    host[sizeof host - 1] = '\0';
+    for (char *p = host; *p; p++) /* the id travels in space-separated messages */
+        if (*p <= ' ' || *p >= 0x7f) *p = '_';
+    snprintf(buf, len, "%s:%d:%02x%02x%02x%02x%02x%02x", host, (int)getpid(), rnd[0], rnd[1], rnd[2],
+             rnd[3], rnd[4], rnd[5]);
+}
+
+int td_lease_new(td_lease **out, td_store *store, const char *name, const char *owner, int64_t ttl_ms,
+                 char *err, size_t errlen)
+{
+    td_lease *l = NULL;
+
+    if (!store || !name || !*name || strlen(name) >= sizeof l->name || ttl_ms < 300 ||
+        (owner && strlen(owner) >= sizeof l->owner)) {
         snprintf(err, errlen, "lease: needs a store, a name of 1-128 characters and ttl >= 300 ms");
         return TD_EINVAL;
     }
@@ -49,16 +67,8 @@ int td_lease_new(td_lease **out, td_store *store, const char *name, int64_t ttl_
     l->always = store->ops->lease == NULL;
     l->state = 2;
     snprintf(l->name, sizeof l->name, "%s", name);
-    /* Unique per td_lease even for two in one process: a restarted
-     * instance must not mistake its predecessor's lease for its own. */
-    if (getrandom(rnd, sizeof rnd, 0) != (ssize_t)sizeof rnd) {
-        int64_t t = td_clock_mono_ms() ^ ((int64_t)getpid() << 20) ^ (int64_t)(uintptr_t)l;
-        memcpy(rnd, &t, sizeof rnd);
-    }
-    gethostname(host, sizeof host - 1);
-    host[sizeof host - 1] = '\0';
-    snprintf(l->owner, sizeof l->owner, "%s:%d:%02x%02x%02x%02x%02x%02x", host, (int)getpid(),
-             rnd[0], rnd[1], rnd[2], rnd[3], rnd[4], rnd[5]);
+    if (owner) snprintf(l->owner, sizeof l->owner, "%s", owner);
+    else td_lease_new_owner(l->owner, sizeof l->owner);
     pthread_mutex_init(&l->lock, NULL);
     {
         pthread_condattr_t ca;
@@ -156,7 +166,8 @@ int td_lease_keep(td_lease *l, char *err, size_t errlen)
     return TD_OK;
 }
 
-void td_lease_release(td_lease *l)
+/* Gives the lease up now (compare-and-delete: never someone else's). */
+static void release(td_lease *l)
 {
     char err[256];
     int held;
@@ -185,10 +196,9 @@ void td_lease_free(td_lease *l)
         pthread_mutex_unlock(&l->lock);
         pthread_join(l->keeper, NULL);
     }
-    td_lease_release(l);
+    release(l);
     pthread_cond_destroy(&l->cond);
     pthread_mutex_destroy(&l->lock);
     free(l);
 }
 
-const char *td_lease_owner(const td_lease *l) { return l->owner; }

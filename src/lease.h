@@ -16,10 +16,11 @@
  * Typical use (the refresher):
  *
  *     td_lease *l;
- *     td_lease_new(&l, store, "refresh:default", 30000, err, sizeof err);
+ *     td_lease_new(&l, store, "refresh:default", NULL, 30000, err, sizeof err);
  *     td_lease_keep(l, err, sizeof err);      // renew/acquire in the background
  *     ...
- *     if (td_lease_held(l)) refresh_now();   // before each cycle: no wait
+ *     if (td_lease_hold(l, ...) == 1) refresh_now(); // before each cycle: one round trip
+ *     if (td_lease_held(l)) ...               // the last outcome, without asking
  *     ...
  *     td_lease_free(l);                       // stops, and releases if held
  *
@@ -37,11 +38,16 @@ typedef struct td_lease td_lease;
 
 #define TD_LEASE_TTL_MS 30000   /* a sensible default ttl */
 
+/* A new owner id, "host:pid:random" (no blanks), unique per call. */
+#define TD_LEASE_OWNER_MAX 160
+void td_lease_new_owner(char *buf, size_t len);
+
 /* A lease named name (1-128 chars) in store, held for ttl_ms (>= 300) per
- * acquisition or renewal.  The owner id is "host:pid:random", unique per
- * td_lease.  Acquires nothing yet. */
-int td_lease_new(td_lease **out, td_store *store, const char *name, int64_t ttl_ms, char *err,
-                 size_t errlen);
+ * acquisition or renewal, by owner (NULL: a new id of its own; a process
+ * with several leases gives them one id, its name in the fleet).
+ * Acquires nothing yet. */
+int td_lease_new(td_lease **out, td_store *store, const char *name, const char *owner, int64_t ttl_ms,
+                 char *err, size_t errlen);
 
 /* Stops the keeper, releases the lease if held, frees.  NULL-safe. */
 void td_lease_free(td_lease *l);
@@ -64,10 +70,5 @@ int td_lease_keep(td_lease *l, char *err, size_t errlen);
  * or a caller), without asking the store; else 0. */
 int td_lease_held(td_lease *l);
 
-/* Gives the lease up now (compare-and-delete: never someone else's). */
-void td_lease_release(td_lease *l);
-
-/* This instance's owner id, as stored in the lease key. */
-const char *td_lease_owner(const td_lease *l);
 
 #endif

@@ -4,6 +4,7 @@
 #include "tokendist.h"
 
 #include <jansson.h>
+#include <openssl/sha.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -38,6 +39,17 @@ int td_record_name_valid(const char *name, size_t len)
         if (!((name[i] >= 'a' && name[i] <= 'z') || (name[i] >= '0' && name[i] <= '9') || name[i] == '_'))
             return 0;
     return 1;
+}
+
+const char *td_record_token_id(const char *token, char out[TD_TOKEN_ID_LEN])
+{
+    unsigned char md[32];
+    static const char hex[] = "0123456789abcdef";
+
+    SHA256((const unsigned char *)token, strlen(token), md);
+    for (int i = 0; i < 8; i++) out[2 * i] = hex[md[i] >> 4], out[2 * i + 1] = hex[md[i] & 15];
+    out[16] = '\0';
+    return out;
 }
 
 /* A token travels in HTTP headers: only visible ASCII, no spaces, so a

@@ -34,6 +34,12 @@ struct td_record_fields {
 int td_record_name_valid(const char *name, size_t len);
 #define TD_RECORD_MAX_SKEW 300   /* default of --max-clock-skew */
 
+/* A short id of a token for comparing tokens without passing them around
+ * (fleet messages, forced-refresh bookkeeping): the first 8 bytes of its
+ * SHA-256 in hex. */
+#define TD_TOKEN_ID_LEN 17
+const char *td_record_token_id(const char *token, char out[TD_TOKEN_ID_LEN]);
+
 /* Parses and validates a record from JSON text.  `now` is the current Unix
  * time: a record already expired at `now` is refused, and so is one
  * generated more than max_skew seconds after `now` (negative max_skew: no

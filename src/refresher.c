@@ -35,11 +35,25 @@ struct td_refresher {
     int same_in_window;         /* fetches inside our window that got the old token */
     uint64_t rng;
 
-    /* Under lock: the invalid hook reads them. */
-    int64_t last_force_ms;      /* monotonic, when the last forced cycle was asked */
+    /* Under lock: td_refresher_force and td_refresher_status read them. */
+    char cur_id[2][TD_TOKEN_ID_LEN]; /* ids of the tokens in service (app, tenant); "" none */
+    struct {
+        char id[TD_TOKEN_ID_LEN];   /* the reported token */
+        char covered[2][TD_TOKEN_ID_LEN]; /* when done: the tokens in service it judged (app, tenant) */
+        int state;                  /* FORCE_NONE, FORCE_PENDING, FORCE_DONE */
+        int rc;                     /* when done: td_refresher_force's answer */
+        char why[300];
+        int64_t asked_ms, done_ms;  /* monotonic */
+        long reports;               /* reports this one fetch answered */
+    } fz;
+    pthread_cond_t done;        /* a forced cycle finished */
     long cycles, forced;
     int failures_seen;
+    int64_t last_ok, last_fail; /* Unix seconds of the last cycles that did and did not deliver */
+    char last_err[300];
 };
+
+enum { FORCE_NONE, FORCE_PENDING, FORCE_DONE };
 
 static uint64_t rnd(td_refresher *r)
 {
@@ -119,13 +133,13 @@ int td_refresher_new(td_refresher **out, const td_refresher_opts *o, char *err, 
     if (r->o.force_interval_ms <= 0) r->o.force_interval_ms = FORCE_INTERVAL_MS;
     r->rng = (uint64_t)td_clock_now_ms() ^ ((uint64_t)getpid() << 32) ^ (uint64_t)(uintptr_t)r;
     if (!r->rng) r->rng = 1;
-    r->last_force_ms = INT64_MIN / 2;
     pthread_mutex_init(&r->lock, NULL);
     /* Timed waits on the monotonic clock: a wall-clock jump must not make
      * the refresher sleep through a renewal. */
     pthread_condattr_init(&ca);
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
     pthread_cond_init(&r->cond, &ca);
+    pthread_cond_init(&r->done, &ca);
     pthread_condattr_destroy(&ca);
     *out = r;
     return TD_OK;
@@ -137,6 +151,7 @@ void td_refresher_free(td_refresher *r)
     td_refresher_stop(r);
     td_record_free(r->cur);
     pthread_cond_destroy(&r->cond);
+    pthread_cond_destroy(&r->done);
     pthread_mutex_destroy(&r->lock);
     free(r);
 }
@@ -145,6 +160,21 @@ static const char *tenant_of(const td_record *rec)
 {
     const char *t = rec ? td_record_field(rec, "tenant_access_token") : NULL;
     return t ? t : rec ? td_record_token(rec) : NULL;
+}
+
+/* Publishes which tokens are in service, for td_refresher_force. */
+static void note_current(td_refresher *r)
+{
+    const char *app = r->cur ? td_record_token(r->cur) : NULL;
+    const char *ten = r->cur ? td_record_field(r->cur, "tenant_access_token") : NULL;
+    char a[TD_TOKEN_ID_LEN] = "", t[TD_TOKEN_ID_LEN] = "";
+
+    if (app) td_record_token_id(app, a);
+    if (ten) td_record_token_id(ten, t);
+    pthread_mutex_lock(&r->lock);
+    memcpy(r->cur_id[0], a, sizeof a);
+    memcpy(r->cur_id[1], t, sizeof t);
+    pthread_mutex_unlock(&r->lock);
 }
 
 /* Tells the group; a notice failure is logged and otherwise ignored. */
@@ -187,6 +217,7 @@ static void learn_current(td_refresher *r)
         if (!r->learned) break;
     }
     r->learned = 1;
+    note_current(r);
 }
 
 static int has_endpoint(const td_sinks *s)
@@ -209,6 +240,15 @@ static int record_for(td_refresher *r, const td_feishu_token *t, int forced, int
     int rc;
 
     *same = r->cur && !strcmp(td_record_token(r->cur), t->app_access_token);
+    /* The same token with another expiry than the record in service (one
+     * written by another producer, or a token whose life the platform
+     * extended): the record is rebuilt from what Feishu says now.  Feishu's
+     * "expire" is whole seconds, so two seconds apart is the same. */
+    if (*same && llabs((long long)(now + t->expire - td_record_expires(r->cur))) > 2) {
+        td_log("⚠️ 飞书返回的是在用的 token %s，但过期时间与分发中的记录相差 %lld 秒：按飞书的 expire 重新生成记录",
+               td_log_fp(t->app_access_token, fp), (long long)(td_record_expires(r->cur) - (now + t->expire)));
+        goto build;
+    }
     if (*same) {
         /* The record of a token never changes: re-sending it is a no-op for
          * every sink (the server answers an exact re-send with 200, Gitee
@@ -221,6 +261,7 @@ static int record_for(td_refresher *r, const td_feishu_token *t, int forced, int
                           : "：还未进入飞书的换发窗口，稍后再试");
         return TD_OK;
     }
+build:
     gen = r->cur && td_record_generated(r->cur) >= now ? td_record_generated(r->cur) + 1 : now;
     {
         struct td_record_fields f = {
@@ -234,9 +275,10 @@ static int record_for(td_refresher *r, const td_feishu_token *t, int forced, int
             return rc;
         }
     }
-    td_log("已获取新的 app_access_token %s (剩余 %ld 分钟，过期时间 %s)",
-           td_log_fp(t->app_access_token, fp), (t->expire + 30) / 60,
-           td_clock_format(td_record_expires(*out), e));
+    if (!*same)
+        td_log("已获取新的 app_access_token %s (剩余 %ld 分钟，过期时间 %s)",
+               td_log_fp(t->app_access_token, fp), (t->expire + 30) / 60,
+               td_clock_format(td_record_expires(*out), e));
     return TD_OK;
 }
 
@@ -333,7 +375,7 @@ static void failed_cycle(td_refresher *r, int rc, const td_feishu_token *t, int6
 
 /* One fetch-and-push.  Sets *next_ms (delay until the next cycle).
  * Returns TD_OK when at least one sink holds the fetched token. */
-static int cycle(td_refresher *r, int forced, int64_t *next_ms, char *err, size_t errlen)
+static int cycle(td_refresher *r, int forced, int64_t *next_ms, int *changed, char *err, size_t errlen)
 {
     td_feishu_token *t = NULL;
     td_record *rec = NULL;
@@ -356,7 +398,9 @@ static int cycle(td_refresher *r, int forced, int64_t *next_ms, char *err, size_
     }
     td_record_free(r->cur); /* in service now */
     r->cur = rec, rec = NULL;
+    note_current(r);
     succeeded(r, t, !same, failed, now, next_ms);
+    *changed = !same;
     rc = TD_OK;
     goto out;
 fail:
@@ -376,6 +420,8 @@ out:
     r->cycles++;
     r->forced += forced;
     r->failures_seen = r->failures;
+    if (rc == TD_OK) r->last_ok = td_clock_now();
+    else if (rc != TD_ECANCELED) r->last_fail = td_clock_now(), snprintf(r->last_err, sizeof r->last_err, "%s", err);
     pthread_mutex_unlock(&r->lock);
     return rc;
 }
@@ -383,7 +429,22 @@ out:
 int td_refresher_cycle(td_refresher *r, char *err, size_t errlen)
 {
     int64_t next;
-    return cycle(r, 0, &next, err, errlen);
+    int changed = 0;
+    return cycle(r, 0, &next, &changed, err, errlen);
+}
+
+/* Ends the forced refresh under way (lock held) with its answer. */
+static void force_done(td_refresher *r, int rc, const char *why)
+{
+    if (r->fz.state != FORCE_PENDING) return;
+    r->fz.state = FORCE_DONE;
+    r->fz.rc = rc;
+    memcpy(r->fz.covered, r->cur_id, sizeof r->fz.covered);
+    r->fz.done_ms = td_clock_mono_ms();
+    snprintf(r->fz.why, sizeof r->fz.why, "%s", why ? why : "");
+    if (r->fz.reports > 1)
+        td_log("这次强制刷新回答了 %ld 个无效报告 (token id %s)", r->fz.reports, r->fz.id);
+    pthread_cond_broadcast(&r->done);
 }
 
 static void *loop(void *ud)
@@ -408,12 +469,17 @@ static void *loop(void *ud)
 
         if (r->o.may_refresh && !r->o.may_refresh(r->o.lease_ud)) {
             learn_current(r); /* another instance refreshes; keep our view current */
+            pthread_mutex_lock(&r->lock);
+            if (forced) force_done(r, TD_EUNAVAIL, "本实例已不持有刷新租约，未刷新");
         } else {
-            int ok = cycle(r, forced, &next, err, sizeof err) == TD_OK;
-            td_log("%s: %.1f 秒后", ok ? "下次刷新" : "重试", (double)next / 1000);
+            int changed = 0, rc = cycle(r, forced, &next, &changed, err, sizeof err);
+            td_log("%s: %.1f 秒后", rc == TD_OK ? "下次刷新" : "重试", (double)next / 1000);
+            pthread_mutex_lock(&r->lock);
+            if (forced)
+                force_done(r, rc != TD_OK ? rc : changed ? TD_OK : TD_ECONFLICT,
+                           rc != TD_OK ? err : changed ? "已换发新 token"
+                                                       : "飞书只在过期前 30 分钟内换发新 token，无法提前作废");
         }
-
-        pthread_mutex_lock(&r->lock);
         due = td_clock_mono_ms() + next;
     }
     pthread_mutex_unlock(&r->lock);
@@ -440,6 +506,7 @@ void td_refresher_stop(td_refresher *r)
     pthread_mutex_lock(&r->lock);
     r->stop = 1;
     pthread_cond_signal(&r->cond);
+    pthread_cond_broadcast(&r->done); /* reporters waiting for a forced cycle */
     pthread_mutex_unlock(&r->lock);
     /* A cycle in flight finishes first: its HTTP calls are bounded by
      * their timeouts, so this wait is too. */
@@ -447,31 +514,74 @@ void td_refresher_stop(td_refresher *r)
     r->running = 0;
 }
 
-int td_refresher_invalid_hook(void *ud, const char *name, const char *token)
+int td_refresher_force(td_refresher *r, const char *name, const char *id, long wait_ms, char *why,
+                       size_t whylen)
 {
-    td_refresher *r = ud;
-    int64_t now = td_clock_mono_ms();
-    char fp[TD_FP_LEN];
+    int64_t now = td_clock_mono_ms(), deadline = now + wait_ms;
+    int rc;
 
-    if (!r || !name || strcmp(name, r->o.name) != 0) return TD_ENOTFOUND;
-    pthread_mutex_lock(&r->lock);
-    /* Every report of one token within the interval is the same incident:
-     * one fetch answers them all (and Feishu's rate limit stays far). */
-    if (!r->force && now - r->last_force_ms >= r->o.force_interval_ms) {
-        r->force = 1;
-        r->last_force_ms = now;
-        pthread_cond_signal(&r->cond);
-        td_log("收到 token %s 无效的报告，立即刷新一次", td_log_fp(token, fp));
+    if (!r || !name || strcmp(name, r->o.name) != 0) {
+        snprintf(why, whylen, "本实例不刷新 token '%s'", name ? name : "");
+        return TD_ENOTFOUND;
     }
+    pthread_mutex_lock(&r->lock);
+    if (r->cur_id[0][0] && strcmp(id, r->cur_id[0]) != 0 && strcmp(id, r->cur_id[1]) != 0) {
+        snprintf(why, whylen, "该 token 已被换新");
+        rc = TD_OK;
+        goto out;
+    }
+    /* One fetch answers every report of one token: while it runs, and for
+     * force_interval after it found the same token again (Feishu's rate
+     * limit stays far, and reports without a read key cannot make us
+     * hammer Feishu). */
+    if (r->fz.state == FORCE_DONE && now - r->fz.done_ms < r->o.force_interval_ms &&
+        (!strcmp(r->fz.id, id) || !strcmp(r->fz.covered[0], id) || !strcmp(r->fz.covered[1], id))) {
+        snprintf(why, whylen, "%s", r->fz.why);
+        rc = r->fz.rc;
+        goto out;
+    }
+    if (r->fz.state == FORCE_PENDING) {
+        r->fz.reports++;
+    } else {
+        snprintf(r->fz.id, sizeof r->fz.id, "%s", id);
+        r->fz.state = FORCE_PENDING;
+        r->fz.reports = 1;
+        r->fz.asked_ms = now;
+        r->force = 1;
+        pthread_cond_signal(&r->cond);
+        td_log("收到 token 无效的报告 (token id %s)，立即强制刷新一次", id);
+    }
+    while (r->fz.state == FORCE_PENDING && !r->stop && td_clock_mono_ms() < deadline) {
+        struct timespec ts = {(time_t)(deadline / 1000), (long)(deadline % 1000) * 1000000L};
+        pthread_cond_timedwait(&r->done, &r->lock, &ts);
+    }
+    if (r->stop) {
+        snprintf(why, whylen, "正在停止");
+        rc = TD_ECANCELED;
+    } else if (r->fz.state == FORCE_PENDING) {
+        snprintf(why, whylen, "强制刷新进行中");
+        rc = TD_ETIMEOUT;
+    } else if (!strcmp(r->fz.id, id)) {
+        snprintf(why, whylen, "%s", r->fz.why);
+        rc = r->fz.rc;
+    } else { /* the fetch under way was for another report: judge by what is in service now */
+        int replaced = strcmp(id, r->cur_id[0]) != 0 && strcmp(id, r->cur_id[1]) != 0;
+        snprintf(why, whylen, "%s", replaced ? "该 token 已被换新" : r->fz.why);
+        rc = replaced ? TD_OK : r->fz.rc;
+    }
+out:
     pthread_mutex_unlock(&r->lock);
-    return TD_OK;
+    return rc;
 }
 
-void td_refresher_stats(td_refresher *r, long *cycles, long *forced, int *failures)
+void td_refresher_status(td_refresher *r, td_refresher_state *st)
 {
     pthread_mutex_lock(&r->lock);
-    if (cycles) *cycles = r->cycles;
-    if (forced) *forced = r->forced;
-    if (failures) *failures = r->failures_seen;
+    st->cycles = r->cycles;
+    st->forced = r->forced;
+    st->failures = r->failures_seen;
+    st->last_ok = r->last_ok;
+    st->last_fail = r->last_fail;
+    snprintf(st->last_err, sizeof st->last_err, "%s", r->last_err);
     pthread_mutex_unlock(&r->lock);
 }

@@ -19,8 +19,8 @@
  * the same one) is announced with the seed's message.
  *
  * Forced refresh: a client that saw Feishu reject the current token reports
- * it (POST /v1/tokens/NAME/invalid).  td_refresher_invalid_hook starts one
- * fetch for all reports of that token, at most one per force_interval.
+ * it (POST /v1/tokens/NAME/invalid).  td_refresher_force starts one fetch
+ * for all reports of that token and tells each reporter its outcome.
  * Feishu has no "revoke and reissue" for app_access_token: inside its
  * 30-minute rule the fetch returns the SAME token.  The refresher then says
  * so in the log and keeps serving it -- there is nothing more honest to do;
@@ -77,11 +77,27 @@ int td_refresher_cycle(td_refresher *r, char *err, size_t errlen);
 int td_refresher_start(td_refresher *r, char *err, size_t errlen);
 void td_refresher_stop(td_refresher *r);      /* joins; idempotent */
 
-/* td_api_invalid_cb: ud is the refresher.  TD_OK when a refresh of name
- * runs now or ran within force_interval; TD_ENOTFOUND for another name. */
-int td_refresher_invalid_hook(void *ud, const char *name, const char *token);
+/* A forced refresh because a client reported that Feishu rejected the
+ * token whose id (td_record_token_id) is id; waits up to wait_ms for the
+ * outcome.  Returns TD_OK when a token other than the reported one is in
+ * service (now, or already before), TD_ECONFLICT when Feishu handed back
+ * the same token, TD_ETIMEOUT when the fetch is still running, TD_ENOTFOUND
+ * when this refresher does not serve name, TD_EUNAVAIL when it lost the
+ * fleet lease, TD_ECANCELED when stopping, or the failure of the refresh;
+ * why says it in a sentence.  Every report of one token shares one fetch;
+ * after a fetch that found the same token, reports of it get that answer
+ * for force_interval without another fetch. */
+int td_refresher_force(td_refresher *r, const char *name, const char *id, long wait_ms, char *why,
+                       size_t whylen);
 
-/* For tests and /readyz-like reports: cycles run, forced ones among them. */
-void td_refresher_stats(td_refresher *r, long *cycles, long *forced, int *failures);
+/* What the refresher has done so far, for /readyz. */
+typedef struct td_refresher_state {
+    long cycles, forced;
+    int failures;               /* failed cycles in a row */
+    int64_t last_ok, last_fail; /* Unix seconds; 0: never */
+    char last_err[300];
+} td_refresher_state;
+
+void td_refresher_status(td_refresher *r, td_refresher_state *st);
 
 #endif

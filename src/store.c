@@ -128,6 +128,33 @@ const char *td_store_redact(const char *url, char *buf, size_t len)
     return buf;
 }
 
+int td_store_send(td_store *s, const char *to, const char *msg, char *err, size_t errlen)
+{
+    MAY_BLOCK();
+    if (!s->ops->send) {
+        snprintf(err, errlen, "store '%s' carries no messages between servers", s->ops->scheme);
+        return TD_ENOTFOUND;
+    }
+    return s->ops->send(s, to, msg, err, errlen);
+}
+
+int td_store_listen(td_store *s, const char *me, td_store_msg_cb cb, void *ud, char *err, size_t errlen)
+{
+    return s->ops->listen ? s->ops->listen(s, me, cb, ud, err, errlen) : TD_OK;
+}
+
+int td_store_lease_owner(td_store *s, const char *key, char *owner, size_t len, char *err, size_t errlen)
+{
+    MAY_BLOCK();
+    if (!s->ops->lease_owner) {
+        snprintf(err, errlen, "store '%s' has no fleet lease", s->ops->scheme);
+        return TD_ENOTFOUND;
+    }
+    return s->ops->lease_owner(s, key, owner, len, err, errlen);
+}
+
+int td_store_has_messages(const td_store *s) { return s->ops->send != NULL; }
+
 const char *td_store_where(td_store *s, const char *name, char *buf, size_t len)
 {
     s->ops->where(s, name, buf, len);

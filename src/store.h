@@ -33,6 +33,12 @@ typedef struct td_store_entry {
  * TD_OK) makes the store call again later. */
 typedef int (*td_store_change_cb)(void *ud, const char *name);
 
+/* Called (from a store thread) with a message another process sent to
+ * this one (td_store_send); msg is NUL-terminated text of at most
+ * TD_STORE_MSG_MAX bytes.  Must not block: hand work to another thread. */
+typedef void (*td_store_msg_cb)(void *ud, const char *msg);
+#define TD_STORE_MSG_MAX 1024
+
 /* Lease operations (see lease.h). */
 enum { TD_LEASE_TAKE, TD_LEASE_DROP };
 
@@ -66,6 +72,14 @@ typedef struct td_store_ops {
      * NULL: one process owns the store, so every lease is held. */
     int (*lease)(td_store *s, const char *key, const char *owner, int64_t ttl_ms, int op,
                  char *err, size_t errlen);
+    /* Optional, for a store shared by processes: messages between them.
+     * send: to the process listening as `to`; TD_OK when it got it,
+     * TD_ENOTFOUND when nobody listens under that id.  listen: deliver
+     * messages for `me` to cb (cb NULL: stop, returning once no call runs).
+     * lease_owner: who holds lease key now, or TD_ENOTFOUND. */
+    int (*send)(td_store *s, const char *to, const char *msg, char *err, size_t errlen);
+    int (*listen)(td_store *s, const char *me, td_store_msg_cb cb, void *ud, char *err, size_t errlen);
+    int (*lease_owner)(td_store *s, const char *key, char *owner, size_t len, char *err, size_t errlen);
     /* Where name's record lives, for a person: "redis 127.0.0.1:6379/0 键 tokendist:token:NAME". */
     void (*where)(td_store *s, const char *name, char *buf, size_t len);
     void (*close)(td_store *s);
@@ -91,6 +105,14 @@ int td_store_watch(td_store *s, td_store_change_cb cb, void *ud, char *err, size
 int td_store_ping(td_store *s, char *err, size_t errlen);
 int td_store_lease(td_store *s, const char *key, const char *owner, int64_t ttl_ms, int op,
                    char *err, size_t errlen);
+
+/* Messages between the processes of a fleet (see the ops above); a store
+ * without them answers TD_ENOTFOUND (send, lease_owner) and TD_OK (listen:
+ * nobody can send to us anyway). */
+int td_store_send(td_store *s, const char *to, const char *msg, char *err, size_t errlen);
+int td_store_listen(td_store *s, const char *me, td_store_msg_cb cb, void *ud, char *err, size_t errlen);
+int td_store_lease_owner(td_store *s, const char *key, char *owner, size_t len, char *err, size_t errlen);
+int td_store_has_messages(const td_store *s);
 
 /* Where name's record lives, for messages; returns buf. */
 const char *td_store_where(td_store *s, const char *name, char *buf, size_t len);

@@ -43,6 +43,12 @@ int td_strbuf_puts(td_strbuf *b, const char *s);
 int td_strbuf_printf(td_strbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 int td_strbuf_vprintf(td_strbuf *b, const char *fmt, va_list ap);
 
+/* Appends as much of s as fits in the room left (at most max bytes, 0:
+ * no limit beyond the room), cut on a UTF-8 character boundary: for text
+ * from elsewhere (a server's error message) whose tail may be dropped but
+ * must never end in half a character.  Never fails for length. */
+int td_strbuf_append_cut(td_strbuf *b, const char *s, size_t max);
+
 /* TD_OK, or the first failure. */
 int td_strbuf_error(const td_strbuf *b);
 

@@ -87,16 +87,6 @@ int td_workq_submit(td_workq *q, td_work_fn fn, void *ud)
     return rc;
 }
 
-unsigned td_workq_pending(td_workq *q)
-{
-    unsigned n;
-
-    pthread_mutex_lock(&q->lock);
-    n = q->count + q->running;
-    pthread_mutex_unlock(&q->lock);
-    return n;
-}
-
 void td_workq_free(td_workq *q)
 {
     if (!q) return;

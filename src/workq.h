@@ -29,9 +29,6 @@ int td_workq_new(td_workq **out, unsigned threads, unsigned queue_max, char *err
  * is stopping (fn is then never called: the caller still owns ud). */
 int td_workq_submit(td_workq *q, td_work_fn fn, void *ud);
 
-/* Jobs queued or running now. */
-unsigned td_workq_pending(td_workq *q);
-
 /* Refuses new jobs, runs every job already queued, joins the workers and
  * frees the pool.  NULL-safe. */
 void td_workq_free(td_workq *q);

@@ -784,6 +784,18 @@ class TokendistClient {
         continue;
       }
       lastStatus = res.status;
+      if (res.status === 409) {
+        // Feishu still issues this token: there is no other to wait for.
+        // Stop waiting for a replacement (gets return it again) and say why.
+        this._rejected = null;
+        let msg = '';
+        try { msg = JSON.parse(text).message || ''; } catch { /* keep '' */ }
+        const error = new TokendistError('ESAME',
+          `❌ 腾讯云函数 无效token上报: 飞书仍在发放此token ${fingerprint(token)}，没有新的可换${msg ? ` (${msg})` : ''}`,
+          { source: 'endpoint', url: lastUrl });
+        o.log.warn(error.message);
+        return { reported: true, status: 409, refreshing: false, replaced: false, url: lastUrl, error };
+      }
       if (res.status === 202) {
         o.log.info(`已上报无效token ${fingerprint(token)}，服务端正在刷新`);
         return { reported: true, status: 202, refreshing: true, replaced: false, url: lastUrl };
@@ -795,9 +807,13 @@ class TokendistClient {
         } catch {
           record = undefined;
         }
+        // Fresh means: neither of its tokens is the one reported (files
+        // report the tenant token, others the app token).
         const err = record === undefined
           ? new TokendistError('EINVALID', '❌ 腾讯云函数 无效token上报失败: 响应不是JSON')
-          : this._judge('endpoint', record, { token }, target);
+          : (isPlainObject(record) && (record.access_token === token || record.tenant_access_token === token))
+            ? new TokendistError('EINVALID', `❌ 腾讯云函数 无效token上报: 服务端仍返回已报告无效的token ${fingerprint(token)}`)
+            : this._judge('endpoint', record, { token }, target);
         if (!err) {
           this._rejected = null;
           await this._writeCache(record);

@@ -101,7 +101,7 @@ export interface RecordInfo {
 }
 
 export interface ReportResult {
-  /** An endpoint accepted the report (200 or 202). */
+  /** An endpoint took the report (200, 202, or 409: Feishu still issues this token). */
   reported: boolean;
   status?: number;
   /** 202: the server started a refresh; the next get waits for a different token. */
@@ -114,6 +114,7 @@ export interface ReportResult {
 }
 
 export type TokendistErrorCode =
+  | 'ESAME'
   | 'ENOTFOUND_TOKEN'
   | 'EHTTP'
   | 'EAUTH'

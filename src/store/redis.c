@@ -87,6 +87,10 @@ typedef struct rd_store {
     pthread_mutex_t cb_lock;
     td_store_change_cb cb;
     void *ud;
+    td_store_msg_cb msg_cb;     /* messages to our inbox (td_store_listen) */
+    void *msg_ud;
+    char inbox[KEY_MAX + 16];   /* our inbox channel, "" none; under lock */
+    char subscribed[KEY_MAX + 16]; /* keeper only: the inbox the subscription has */
 
     pthread_t keeper;
     int keeper_started;
@@ -439,21 +443,31 @@ static int sub_connect(rd_store *q, redisContext **out, char *err, size_t errlen
     redisReply *r = NULL;
 
     if (!c) return rc;
-    if (!(r = redisCommand(c, "SUBSCRIBE %s", q->channel)) || r->type != REDIS_REPLY_ARRAY) {
-        snprintf(err, errlen, "Redis at %s: cannot subscribe: %.150s", q->where,
-                 r && r->type == REDIS_REPLY_ERROR ? r->str : c->errstr);
-        if (r) freeReplyObject(r);
-        redisFree(c);
-        return TD_EUNAVAIL;
-    }
+    pthread_mutex_lock(&q->lock);
+    snprintf(q->subscribed, sizeof q->subscribed, "%s", q->inbox);
+    pthread_mutex_unlock(&q->lock);
+    if (!(r = redisCommand(c, "SUBSCRIBE %s", q->channel)) || r->type != REDIS_REPLY_ARRAY) goto fail;
     freeReplyObject(r);
+    if (q->subscribed[0]) {
+        if (!(r = redisCommand(c, "SUBSCRIBE %s", q->subscribed)) || r->type != REDIS_REPLY_ARRAY) goto fail;
+        freeReplyObject(r);
+    }
     *out = c;
     return TD_OK;
+fail:
+    snprintf(err, errlen, "Redis at %s: cannot subscribe: %.150s", q->where,
+             r && r->type == REDIS_REPLY_ERROR ? r->str : c->errstr);
+    if (r) freeReplyObject(r);
+    redisFree(c);
+    return TD_EUNAVAIL;
 }
 
-/* Hands one pub/sub message to the callback: ["message", channel, name]. */
+/* Hands one pub/sub message to its callback: ["message", channel, text],
+ * a change (text: a token name) or a message to our inbox. */
 static void on_message(rd_store *q, redisReply *r, int *pong)
 {
+    const redisReply *ch, *text;
+
     if (r->type != REDIS_REPLY_ARRAY || r->elements < 2 || r->element[0]->type != REDIS_REPLY_STRING)
         return;
     if (!strcasecmp(r->element[0]->str, "pong")) {
@@ -461,11 +475,15 @@ static void on_message(rd_store *q, redisReply *r, int *pong)
         return;
     }
     if (strcmp(r->element[0]->str, "message") != 0 || r->elements != 3 ||
-        r->element[2]->type != REDIS_REPLY_STRING || r->element[2]->len == 0 ||
-        r->element[2]->len > NAME_MAX_LEN || memchr(r->element[2]->str, '\0', r->element[2]->len))
+        (ch = r->element[1])->type != REDIS_REPLY_STRING || (text = r->element[2])->type != REDIS_REPLY_STRING ||
+        text->len == 0 || memchr(text->str, '\0', text->len))
         return;
     pthread_mutex_lock(&q->cb_lock);
-    if (q->cb) q->cb(q->ud, r->element[2]->str);
+    if (!strcmp(ch->str, q->channel)) {
+        if (q->cb && text->len <= NAME_MAX_LEN) q->cb(q->ud, text->str);
+    } else if (!strcmp(ch->str, q->subscribed)) {
+        if (q->msg_cb && text->len <= TD_STORE_MSG_MAX) q->msg_cb(q->msg_ud, text->str);
+    }
     pthread_mutex_unlock(&q->cb_lock);
 }
 
@@ -574,6 +592,20 @@ static void *keeper_main(void *arg)
         }
         q->last_sync = mono_ms();
         backoff = 0;
+        {
+            int moved;
+            pthread_mutex_lock(&q->lock);
+            moved = strcmp(q->inbox, q->subscribed) != 0;
+            pthread_mutex_unlock(&q->lock);
+            if (moved) { /* subscribe anew, with the inbox; a reload covers the gap */
+                redisFree(sub);
+                sub = NULL;
+                pthread_mutex_lock(&q->lock);
+                q->resync = 1;
+                pthread_mutex_unlock(&q->lock);
+                continue;
+            }
+        }
         if (sub_pump(q, sub, err, sizeof err) != TD_OK) {
             redisFree(sub);
             sub = NULL;
@@ -942,6 +974,76 @@ static int rd_lease(td_store *s, const char *name, const char *owner, int64_t tt
     return rc;
 }
 
+static int rd_listen(td_store *s, const char *me, td_store_msg_cb cb, void *ud, char *err, size_t errlen)
+{
+    rd_store *q = s->impl;
+
+    if (cb && (!me || !*me || strlen(me) > 160)) {
+        snprintf(err, errlen, "redis store: bad inbox name");
+        return TD_EINVAL;
+    }
+    pthread_mutex_lock(&q->cb_lock);
+    q->msg_cb = cb;
+    q->msg_ud = ud;
+    pthread_mutex_unlock(&q->cb_lock);
+    pthread_mutex_lock(&q->lock);
+    if (cb) snprintf(q->inbox, sizeof q->inbox, "%sinbox:%s@%d", q->prefix, me, q->db);
+    else q->inbox[0] = '\0';
+    pthread_mutex_unlock(&q->lock);
+    wake_keeper(q);
+    return TD_OK;
+}
+
+static int rd_send(td_store *s, const char *to, const char *msg, char *err, size_t errlen)
+{
+    rd_store *q = s->impl;
+    char ch[KEY_MAX + 16];
+    redisReply *r;
+    int rc;
+
+    if (!to || !*to || strlen(to) > 160 || strlen(msg) > TD_STORE_MSG_MAX) {
+        snprintf(err, errlen, "redis store: bad message");
+        return TD_EINVAL;
+    }
+    snprintf(ch, sizeof ch, "%sinbox:%s@%d", q->prefix, to, q->db);
+    pthread_mutex_lock(&q->lock);
+    r = rd_call(q, &rc, err, errlen, "PUBLISH %s %s", ch, msg);
+    pthread_mutex_unlock(&q->lock);
+    if (!r) return rc;
+    if (r->type != REDIS_REPLY_INTEGER) rc = bad_reply(q, "PUBLISH", err, errlen);
+    else if (r->integer < 1) {
+        snprintf(err, errlen, "没有进程在 Redis %s 上以 %s 的身份接收消息 (它可能刚刚退出)", q->where, to);
+        rc = TD_ENOTFOUND;
+    }
+    freeReplyObject(r);
+    return rc;
+}
+
+static int rd_lease_owner(td_store *s, const char *name, char *owner, size_t len, char *err, size_t errlen)
+{
+    rd_store *q = s->impl;
+    char key[KEY_MAX];
+    redisReply *r;
+    int rc;
+
+    if (!name || strlen(name) > 128) return TD_EINVAL;
+    key_of(q, "lease:", name, key);
+    pthread_mutex_lock(&q->lock);
+    r = rd_call(q, &rc, err, errlen, "GET %s", key);
+    pthread_mutex_unlock(&q->lock);
+    if (!r) return rc;
+    if (r->type == REDIS_REPLY_NIL) {
+        snprintf(err, errlen, "Redis %s 中没有租约 %s", q->where, name);
+        rc = TD_ENOTFOUND;
+    } else if (r->type != REDIS_REPLY_STRING || r->len >= len) {
+        rc = bad_reply(q, "a lease read", err, errlen);
+    } else {
+        memcpy(owner, r->str, r->len + 1);
+    }
+    freeReplyObject(r);
+    return rc;
+}
+
 static void rd_where(td_store *s, const char *name, char *buf, size_t len)
 {
     rd_store *q = s->impl;
@@ -958,6 +1060,9 @@ const td_store_ops td_store_redis_ops = {
     .watch = rd_watch,
     .ping = rd_ping,
     .lease = rd_lease,
+    .send = rd_send,
+    .listen = rd_listen,
+    .lease_owner = rd_lease_owner,
     .where = rd_where,
     .close = rd_close,
 };

@@ -183,7 +183,7 @@ class FilesWithRefresherTest(FilesTest):
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertEqual(os.listdir(self.out), ["x.txt"])
         self.assertEqual(self.feishu.state()["token_fetches"], fetches + 1)   # exactly one forced refresh
-        self.assertIn("客户端报告 token 无效", self.srv.log())
+        self.assertIn("收到 token 无效的报告", self.srv.log())
 
     # The other tests run against the refresher-fed server as well, except
     # the one that needs a server without a refresher.

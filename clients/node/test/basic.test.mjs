@@ -11,7 +11,7 @@ import {
 let srv;
 let proxy;
 let n = 0;
-const uniqueName = () => `basic-${process.pid}-${++n}`;
+const uniqueName = () => `basic_${process.pid}_${++n}`;
 
 before(async () => {
   if (NEEDS_BIN) return;

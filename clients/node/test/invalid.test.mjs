@@ -52,7 +52,7 @@ after(async () => {
 });
 
 let n = 0;
-const uniqueName = () => `inv-${process.pid}-${++n}`;
+const uniqueName = () => `inv_${process.pid}_${++n}`;
 const postsTo = (suffix) => (r) => r.method === 'POST' && r.path.endsWith(suffix);
 
 test('reportInvalid: the server already has another token → 200 + that record, used at once', { skip: NEEDS_BIN }, async (t) => {

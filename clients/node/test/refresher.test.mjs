@@ -17,7 +17,7 @@ async function firstToken(url) {
   throw new Error('the refresher stored no token within 10 s');
 }
 
-test('real refresher: reportInvalid → 202, the next get waits for the new token', { skip: NEEDS_BIN }, async (t) => {
+test('real refresher: reportInvalid → 200 with the refreshed record, used at once', { skip: NEEDS_BIN }, async (t) => {
   const feishu = await startFeishu();
   t.after(() => feishu.close());
   const srv = await startServer({ extraArgs: feishu.args });
@@ -30,28 +30,51 @@ test('real refresher: reportInvalid → 202, the next get waits for the new toke
   const client = createClient({ ENABLED: true, API_URL: `${proxy.url}/release/get-token` });
   sameToken(assert, await client.getAccessToken(), t1);
 
+  // The server runs the forced refresh and answers with its outcome.
   const result = await client.reportInvalid(t1);
-  assert.equal(result.status, 202);
-  assert.equal(result.refreshing, true);
-  const t0 = Date.now();
+  assert.equal(result.status, 200);
+  assert.equal(result.replaced, true);
+  const gets = proxy.requests.filter((r) => r.method === 'GET').length;
   const t2 = await client.getAccessToken();
   assert.ok(t2 !== t1, 'a different token after the refresh');
   assert.ok(feishu.issued.includes(t2), `new token ${fp(t2)} came from the Feishu double`);
-  assert.ok(Date.now() - t0 < 5000);
+  assert.equal(proxy.requests.filter((r) => r.method === 'GET').length, gets, 'used from the report answer');
   const post = proxy.requests.find((r) => r.method === 'POST');
   assert.equal(post.path, '/v1/tokens/default/invalid');
 
+  // The old token reported again (another client): already replaced, 200 +
+  // the current record, and no second fetch from Feishu.
+  const fetches = feishu.issued.length;
+  const late = createClient({ ENABLED: true, API_URL: `${proxy.url}/release/get-token` });
+  const again = await late.reportInvalid(t1);
+  assert.equal(again.status, 200);
+  sameToken(assert, await late.getAccessToken(), t2);
+  assert.equal(feishu.issued.length, fetches);
+});
 
-  // A second report right after: the server answers 202 again but refreshes at
-  // most once per 30 s, so no new token comes; the client waits refreshWaitMs,
-  // then keeps serving t2 with a warning instead of failing.
-  const impatient = createClient({ ENABLED: true, API_URL: `${proxy.url}/release/get-token`, refreshWaitMs: 600 });
-  sameToken(assert, await impatient.getAccessToken(), t2);
-  const again = await impatient.reportInvalid(t2);
-  assert.equal(again.status, 202);
-  const t3 = Date.now();
-  sameToken(assert, await impatient.getAccessToken(), t2, 'no refresh within the interval');
-  assert.ok(Date.now() - t3 >= 400, 'it waited for a different token first');
+test('real refresher: Feishu still issues the reported token → 409, no waiting, no loop', { skip: NEEDS_BIN }, async (t) => {
+  const feishu = await startFeishu({ sameToken: true });
+  t.after(() => feishu.close());
+  const srv = await startServer({ extraArgs: feishu.args });
+  t.after(() => srv.stop());
+  const t1 = await firstToken(srv.url);
+  const proxy = await startProxy(srv.url);
+  t.after(() => proxy.close());
+  const client = createClient({ ENABLED: true, API_URL: `${proxy.url}/release/get-token`, refreshWaitMs: 3000 });
+  sameToken(assert, await client.getAccessToken(), t1);
+
+  const result = await client.reportInvalid(t1);
+  assert.equal(result.status, 409);
+  assert.equal(result.replaced, false);
+  assert.equal(result.error.code, 'ESAME');
+  // Nothing newer will come: the token is handed out again without waiting
+  // for refreshWaitMs.
+  const t0 = Date.now();
+  sameToken(assert, await client.getAccessToken(), t1);
+  assert.ok(Date.now() - t0 < 2500, 'it did not wait for a replacement');
+  const fetches = feishu.issued.length;
+  assert.equal((await client.reportInvalid(t1)).status, 409);
+  assert.equal(feishu.issued.length, fetches, 'the server answered from its last fetch');
 });
 
 test('real refresher: withToken recovers from a Feishu "invalid token" answer', { skip: NEEDS_BIN }, async (t) => {

@@ -331,7 +331,10 @@ export function captureLogger() {
  * Every call mints a new token (as Feishu does inside its renewal window), so a
  * forced refresh yields a different one. `issued` lists the tokens handed out.
  */
-export async function startFeishu({ appId = 'cli_tokendist_test', appSecret = 'feishu-secret-for-tests' } = {}) {
+// sameToken: answer every fetch with the first token (Feishu outside its
+// 30-minute window); otherwise every fetch mints a new one.
+export async function startFeishu({ appId = 'cli_tokendist_test', appSecret = 'feishu-secret-for-tests',
+  sameToken: keep = false } = {}) {
   const issued = [];
   const server = http.createServer((req, res) => {
     const chunks = [];
@@ -354,7 +357,7 @@ export async function startFeishu({ appId = 'cli_tokendist_test', appSecret = 'f
       if (body.app_id !== appId || body.app_secret !== appSecret) {
         return send({ code: 10014, msg: 'app secret invalid' });
       }
-      const token = newToken('t-fs');
+      const token = keep && issued.length ? issued[0] : newToken('t-fs');
       issued.push(token);
       return send({ code: 0, msg: 'ok', app_access_token: token, tenant_access_token: token, expire: 7200 });
     });

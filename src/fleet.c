@@ -1,0 +1,367 @@
+/* fleet -- see fleet.h. */
+#define _GNU_SOURCE
+#include "fleet.h"
+#include "clock.h"
+#include "log.h"
+#include "record.h"
+#include "tokendist.h"
+#include "workq.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <time.h>
+
+#define NAMES_MAX 64            /* tokens this process refreshes */
+#define WAITERS_MAX 256         /* reports forwarded and not answered yet */
+#define INBOX_THREADS 2
+#define INBOX_QUEUE 64
+#define REPLY_MARGIN_MS 1000    /* the holder answers this much before the reporter gives up */
+#define REQ_ID_LEN 17
+
+typedef struct entry {
+    char name[TD_NAME_MAX + 1];
+    char lease_key[TD_NAME_MAX + 16];
+    td_lease *lease;
+    td_refresher *r;            /* set by td_fleet_attach; NULL before */
+} entry;
+
+/* A report forwarded to the holder, waiting for its answer. */
+typedef struct waiter {
+    char req[REQ_ID_LEN];
+    int done, rc;
+    char why[300];
+} waiter;
+
+struct td_fleet {
+    td_store *store;
+    char me[TD_LEASE_OWNER_MAX];    /* our owner id: the leases' value, our inbox */
+    entry *v;
+    size_t n;
+    td_workq *inbox;            /* forced refreshes other servers asked for */
+    int listening;
+
+    pthread_mutex_t lock;       /* guards the waiters */
+    pthread_cond_t answered;
+    waiter *w[WAITERS_MAX];
+};
+
+/* A report another server forwarded to us, for an inbox worker. */
+typedef struct job {
+    td_fleet *f;
+    char req[REQ_ID_LEN], name[TD_NAME_MAX + 1], id[TD_TOKEN_ID_LEN], from[TD_LEASE_OWNER_MAX];
+    long wait_ms;
+} job;
+
+int td_fleet_new(td_fleet **out, td_store *store, char *err, size_t errlen)
+{
+    td_fleet *f = calloc(1, sizeof *f);
+    pthread_condattr_t ca;
+
+    if (!f || !(f->v = calloc(NAMES_MAX, sizeof *f->v))) {
+        free(f);
+        snprintf(err, errlen, "out of memory");
+        return TD_ENOMEM;
+    }
+    f->store = store;
+    td_lease_new_owner(f->me, sizeof f->me);
+    pthread_mutex_init(&f->lock, NULL);
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&f->answered, &ca);
+    pthread_condattr_destroy(&ca);
+    *out = f;
+    return TD_OK;
+}
+
+static entry *find(td_fleet *f, const char *name)
+{
+    for (size_t i = 0; i < f->n; i++)
+        if (!strcmp(f->v[i].name, name)) return &f->v[i];
+    return NULL;
+}
+
+int td_fleet_add(td_fleet *f, const char *name, td_lease **lease, char *err, size_t errlen)
+{
+    entry *e;
+
+    if (find(f, name) || f->n == NAMES_MAX) {
+        snprintf(err, errlen, "fleet: token '%s' twice, or more than %d tokens", name, NAMES_MAX);
+        return TD_EINVAL;
+    }
+    e = &f->v[f->n];
+    snprintf(e->name, sizeof e->name, "%s", name);
+    snprintf(e->lease_key, sizeof e->lease_key, "refresh:%s", name);
+    if (td_lease_new(&e->lease, f->store, e->lease_key, f->me, TD_LEASE_TTL_MS, err, errlen) != TD_OK)
+        return TD_ERR;
+    if (td_lease_keep(e->lease, err, errlen) != TD_OK) {
+        td_lease_free(e->lease);
+        e->lease = NULL;
+        return TD_ERR;
+    }
+    f->n++;
+    *lease = e->lease;
+    return TD_OK;
+}
+
+int td_fleet_may_refresh(void *lease)
+{
+    char err[256];
+    int rc = td_lease_hold(lease, err, sizeof err);
+
+    if (rc < 0) td_log("⚠️ 无法确认刷新租约，本轮不刷新: %s", err);
+    return rc == 1;
+}
+
+void td_fleet_attach(td_fleet *f, const char *name, td_refresher *r)
+{
+    entry *e = find(f, name);
+    if (e) __atomic_store_n(&e->r, r, __ATOMIC_RELEASE);
+}
+
+/* --- the holder's side ---------------------------------------------------- */
+
+/* Reports a forwarded report's outcome to whoever sent it. */
+static void reply(td_fleet *f, const char *to, const char *req, int rc, const char *why)
+{
+    char msg[TD_STORE_MSG_MAX], err[300];
+
+    snprintf(msg, sizeof msg, "result %s %d %.900s", req, rc, why);
+    if (td_store_send(f->store, to, msg, err, sizeof err) != TD_OK)
+        td_log("⚠️ 无法把强制刷新的结果告诉 %s: %s", to, err);
+}
+
+static void run_job(void *ud)
+{
+    job *j = ud;
+    entry *e = find(j->f, j->name);
+    td_refresher *r = e ? __atomic_load_n(&e->r, __ATOMIC_ACQUIRE) : NULL;
+    char why[300];
+    int rc;
+
+    if (!r) {
+        snprintf(why, sizeof why, "收到报告的实例不刷新 token '%s'", j->name);
+        rc = TD_ENOTFOUND;
+    } else if (!td_lease_held(e->lease)) {
+        snprintf(why, sizeof why, "本实例已不持有 %s 的刷新租约", j->name);
+        rc = TD_EUNAVAIL;
+    } else {
+        td_log("转交来的 token 无效报告 (来自 %s)", j->from);
+        rc = td_refresher_force(r, j->name, j->id, j->wait_ms, why, sizeof why);
+    }
+    reply(j->f, j->from, j->req, rc, why);
+    free(j);
+}
+
+static int field(const char **p, char *out, size_t len)
+{
+    size_t n = strcspn(*p, " ");
+    if (n == 0 || n >= len) return 0;
+    memcpy(out, *p, n);
+    out[n] = '\0';
+    *p += n;
+    if (**p == ' ') (*p)++;
+    return 1;
+}
+
+static void answered(td_fleet *f, const char *req, int rc, const char *why)
+{
+    pthread_mutex_lock(&f->lock);
+    for (size_t i = 0; i < WAITERS_MAX; i++)
+        if (f->w[i] && !strcmp(f->w[i]->req, req)) {
+            f->w[i]->done = 1;
+            f->w[i]->rc = rc;
+            snprintf(f->w[i]->why, sizeof f->w[i]->why, "%s", why);
+            pthread_cond_broadcast(&f->answered);
+        }
+    pthread_mutex_unlock(&f->lock);
+}
+
+/* td_store_msg_cb, on the store's thread: never waits. */
+static void on_message(void *ud, const char *msg)
+{
+    td_fleet *f = ud;
+    const char *p = msg;
+    char kind[16], req[REQ_ID_LEN], num[24];
+
+    if (!field(&p, kind, sizeof kind) || !field(&p, req, sizeof req)) return;
+    if (!strcmp(kind, "invalid")) {
+        job *j = calloc(1, sizeof *j);
+        if (!j) return;
+        j->f = f;
+        memcpy(j->req, req, sizeof req);
+        if (!field(&p, j->name, sizeof j->name) || !field(&p, j->id, sizeof j->id) ||
+            !field(&p, j->from, sizeof j->from) || !field(&p, num, sizeof num) ||
+            !td_record_name_valid(j->name, strlen(j->name))) {
+            free(j);
+            return;
+        }
+        j->wait_ms = strtol(num, NULL, 10);
+        if (j->wait_ms < 0 || j->wait_ms > 60000) j->wait_ms = 0;
+        if (!f->inbox || td_workq_submit(f->inbox, run_job, j) != TD_OK) {
+            reply(f, j->from, j->req, TD_EUNAVAIL, "持有租约的实例正忙，请稍后重试");
+            free(j);
+        }
+    } else if (!strcmp(kind, "result") && field(&p, num, sizeof num)) {
+        answered(f, req, (int)strtol(num, NULL, 10), p);
+    }
+}
+
+int td_fleet_listen(td_fleet *f, char *err, size_t errlen)
+{
+    if (f->listening || !td_store_has_messages(f->store)) return TD_OK;
+    if (td_workq_new(&f->inbox, INBOX_THREADS, INBOX_QUEUE, err, errlen) != TD_OK) return TD_ERR;
+    if (td_store_listen(f->store, f->me, on_message, f, err, errlen) != TD_OK) return TD_ERR;
+    f->listening = 1;
+    return TD_OK;
+}
+
+/* --- the reporter's side -------------------------------------------------- */
+
+static int add_waiter(td_fleet *f, waiter *w)
+{
+    int ok = 0;
+
+    pthread_mutex_lock(&f->lock);
+    for (size_t i = 0; i < WAITERS_MAX && !ok; i++)
+        if (!f->w[i]) f->w[i] = w, ok = 1;
+    pthread_mutex_unlock(&f->lock);
+    return ok;
+}
+
+static void drop_waiter(td_fleet *f, waiter *w)
+{
+    pthread_mutex_lock(&f->lock);
+    for (size_t i = 0; i < WAITERS_MAX; i++)
+        if (f->w[i] == w) f->w[i] = NULL;
+    pthread_mutex_unlock(&f->lock);
+}
+
+/* Sends the report to holder and waits for its answer. */
+static int forward(td_fleet *f, const char *holder, const char *name, const char *id, long wait_ms,
+                   char *why, size_t whylen)
+{
+    waiter w = {0};
+    unsigned char rnd[8];
+    char msg[TD_STORE_MSG_MAX], err[300];
+    int64_t deadline = td_clock_mono_ms() + wait_ms;
+    int rc;
+
+    if (getrandom(rnd, sizeof rnd, 0) != (ssize_t)sizeof rnd) memset(rnd, 0, sizeof rnd);
+    for (int i = 0; i < 8; i++) snprintf(w.req + 2 * i, 3, "%02x", rnd[i]);
+    if (!add_waiter(f, &w)) {
+        snprintf(why, whylen, "正在转交的报告过多，请稍后重试");
+        return TD_EUNAVAIL;
+    }
+    snprintf(msg, sizeof msg, "invalid %s %s %s %s %ld", w.req, name, id, f->me,
+             wait_ms > REPLY_MARGIN_MS ? wait_ms - REPLY_MARGIN_MS : 0);
+    if ((rc = td_store_send(f->store, holder, msg, err, sizeof err)) != TD_OK) {
+        drop_waiter(f, &w);
+        snprintf(why, whylen, "无法把报告转交给持有刷新租约的实例 %s: %s", holder, err);
+        return rc == TD_ENOTFOUND ? TD_EUNAVAIL : rc;
+    }
+    pthread_mutex_lock(&f->lock);
+    while (!w.done && td_clock_mono_ms() < deadline) {
+        struct timespec ts = {(time_t)(deadline / 1000), (long)(deadline % 1000) * 1000000L};
+        pthread_cond_timedwait(&f->answered, &f->lock, &ts);
+    }
+    pthread_mutex_unlock(&f->lock);
+    drop_waiter(f, &w);
+    if (!w.done) {
+        snprintf(why, whylen, "报告已转交给持有刷新租约的实例 %s，强制刷新进行中", holder);
+        return TD_ETIMEOUT;
+    }
+    snprintf(why, whylen, "%s", w.why);
+    return w.rc;
+}
+
+int td_fleet_report(void *fleet, const char *name, const char *token, long wait_ms, char *why,
+                    size_t whylen)
+{
+    td_fleet *f = fleet;
+    entry *e = find(f, name);
+    td_refresher *r = e ? __atomic_load_n(&e->r, __ATOMIC_ACQUIRE) : NULL;
+    char id[TD_TOKEN_ID_LEN], key[TD_NAME_MAX + 16], holder[TD_LEASE_OWNER_MAX], err[300];
+    int rc;
+
+    td_record_token_id(token, id);
+    if (r && td_lease_held(e->lease)) return td_refresher_force(r, name, id, wait_ms, why, whylen);
+    if (!td_store_has_messages(f->store)) {
+        snprintf(why, whylen, "本服务器不刷新 token '%s' (未配置飞书凭证 FEISHU_APP_ID/FEISHU_APP_SECRET)", name);
+        return TD_ENOTFOUND;
+    }
+    snprintf(key, sizeof key, "refresh:%s", name);
+    if ((rc = td_store_lease_owner(f->store, key, holder, sizeof holder, err, sizeof err)) == TD_ENOTFOUND) {
+        snprintf(why, whylen,
+                 "没有实例持有 token '%s' 的刷新租约：配置了飞书凭证的实例会在 %d 秒内接管；"
+                 "若没有实例配置凭证，就没有实例能刷新它", name, TD_LEASE_TTL_MS / 1000);
+        return TD_EUNAVAIL;
+    }
+    if (rc != TD_OK) {
+        snprintf(why, whylen, "无法查询刷新租约: %s", err);
+        return TD_EUNAVAIL;
+    }
+    if (!strcmp(holder, f->me)) { /* ours, though the keeper has not said so yet */
+        if (r) return td_refresher_force(r, name, id, wait_ms, why, whylen);
+        snprintf(why, whylen, "本实例持有租约但没有刷新器");
+        return TD_EUNAVAIL;
+    }
+    return forward(f, holder, name, id, wait_ms, why, whylen);
+}
+
+void td_fleet_status(void *fleet, json_t *readyz)
+{
+    td_fleet *f = fleet;
+    json_t *all = json_object();
+
+    for (size_t i = 0; i < f->n; i++) {
+        entry *e = &f->v[i];
+        td_refresher *r = __atomic_load_n(&e->r, __ATOMIC_ACQUIRE);
+        char holder[TD_LEASE_OWNER_MAX], err[300], t1[TD_TIME_LEN], t2[TD_TIME_LEN];
+        json_t *o = json_object();
+        int held = td_lease_held(e->lease);
+
+        json_object_set_new(o, "lease_held", json_boolean(held));
+        if (held) json_object_set_new(o, "lease_holder", json_string(f->me));
+        else if (td_store_lease_owner(f->store, e->lease_key, holder, sizeof holder, err, sizeof err) == TD_OK)
+            json_object_set_new(o, "lease_holder", json_string(holder));
+        else
+            json_object_set_new(o, "lease_holder", json_null());
+        if (r) {
+            td_refresher_state st;
+            td_refresher_status(r, &st);
+            json_object_set_new(o, "cycles", json_integer(st.cycles));
+            json_object_set_new(o, "forced", json_integer(st.forced));
+            json_object_set_new(o, "failures_in_a_row", json_integer(st.failures));
+            json_object_set_new(o, "last_success", st.last_ok ? json_string(td_clock_format(st.last_ok, t1)) : json_null());
+            json_object_set_new(o, "last_failure", st.last_fail ? json_string(td_clock_format(st.last_fail, t2)) : json_null());
+            if (st.last_fail) json_object_set_new(o, "last_error", json_string(st.last_err));
+        }
+        json_object_set_new(all, e->name, o);
+    }
+    json_object_set_new(readyz, "refresh", all);
+}
+
+void td_fleet_stop(td_fleet *f)
+{
+    char err[64];
+
+    if (!f) return;
+    if (f->listening) td_store_listen(f->store, NULL, NULL, NULL, err, sizeof err);
+    f->listening = 0;
+    td_workq_free(f->inbox); /* runs what is queued: each answers its reporter */
+    f->inbox = NULL;
+}
+
+void td_fleet_free(td_fleet *f)
+{
+    if (!f) return;
+    td_fleet_stop(f);
+    for (size_t i = 0; i < f->n; i++) td_lease_free(f->v[i].lease);
+    pthread_cond_destroy(&f->answered);
+    pthread_mutex_destroy(&f->lock);
+    free(f->v);
+    free(f);
+}

@@ -1,0 +1,76 @@
+/*
+ * fleet -- the servers that share one store, as one service.
+ *
+ * Of the servers on one shared store, each token is refreshed by the one
+ * holding its lease ("refresh:NAME", lease.h).  A client may report an
+ * invalid token (POST /v1/tokens/NAME/invalid) to any of them, though:
+ * this module carries such a report to the lease holder and its outcome
+ * back, so that every server answers a report the same way -- 200 with the
+ * new record, 409 when Feishu still issues the reported token, 202 when
+ * the holder took it but has no answer yet -- and the deduplicated forced
+ * refresh really runs, once, where the token is refreshed.
+ *
+ * Messages travel through the store (td_store_send / td_store_listen:
+ * Redis pub/sub, each server listening on an inbox named by its owner id,
+ * the id its leases carry).  A store one process owns (SQLite, memory)
+ * has no messages and no lease: the local refresher is always the holder.
+ *
+ *   reporter                                 lease holder
+ *   td_fleet_report ── "invalid R NAME ID ME WAIT" ──▶ inbox → worker:
+ *        (waits for R)                        td_refresher_force(...)
+ *                     ◀── "result R RC WHY" ──
+ *
+ * Threads: td_fleet_report runs on an API worker and may wait; inbox
+ * messages arrive on the store's thread and are handed to a small pool of
+ * the fleet's own, so the store's thread never waits for a refresh.
+ */
+#ifndef TD_FLEET_H
+#define TD_FLEET_H
+
+#include "lease.h"
+#include "refresher.h"
+#include "store.h"
+
+#include <jansson.h>
+#include <stddef.h>
+
+typedef struct td_fleet td_fleet;
+
+int td_fleet_new(td_fleet **out, td_store *store, char *err, size_t errlen);
+
+/* This process refreshes name: its lease is taken and kept in the
+ * background.  Call before td_fleet_attach; *lease is for the refresher's
+ * may_refresh (td_fleet_may_refresh). */
+int td_fleet_add(td_fleet *f, const char *name, td_lease **lease, char *err, size_t errlen);
+
+/* td_refresher_lease_cb: 1 when this process holds the lease (ud: the
+ * td_lease from td_fleet_add). */
+int td_fleet_may_refresh(void *lease);
+
+/* The refresher of name (added before); reports for name go to it while
+ * this process holds the lease. */
+void td_fleet_attach(td_fleet *f, const char *name, td_refresher *r);
+
+/* Starts taking reports from the other servers (the inbox). */
+int td_fleet_listen(td_fleet *f, char *err, size_t errlen);
+
+/* td_api_invalid_cb: a report that Feishu rejected token, handled here or
+ * by the lease holder; same answers as td_refresher_force, plus
+ * TD_EUNAVAIL when no server holds the lease or the holder cannot be
+ * reached, TD_ENOTFOUND when no server refreshes name at all. */
+int td_fleet_report(void *fleet, const char *name, const char *token, long wait_ms, char *why,
+                    size_t whylen);
+
+/* td_api_status_cb: adds {"refresh": {NAME: {...}}} to /readyz's object --
+ * this server's refresher counters, and who holds each lease. */
+void td_fleet_status(void *fleet, json_t *readyz);
+
+/* Stops taking reports and finishes the ones under way (before the
+ * refreshers stop).  Idempotent. */
+void td_fleet_stop(td_fleet *f);
+
+/* Stops, releases the leases, frees.  The refreshers must be stopped
+ * first (their may_refresh uses the leases).  NULL-safe. */
+void td_fleet_free(td_fleet *f);
+
+#endif

@@ -1,0 +1,184 @@
+"""Reports that Feishu rejected a token (POST /v1/tokens/NAME/invalid), where
+they meet the rest: a fleet whose lease holder is another server, a report
+of the record's *tenant* token (what `tokendist files` reports), and Feishu
+answering with the token already in service.  Every report's answer says
+what really happened: 200 with a record that holds neither reported token,
+409 when Feishu still issues it, 202 only when the refresh runs and has not
+finished, 503 when no refresher can be reached."""
+import os
+import time
+import unittest
+
+import harness
+from feishu_env import PUSH_KEY, FeishuEnv
+from harness import make_record
+from redisd import SharedRedis
+from test_client_lib import DRIVER, Driver, fnv
+
+TD_ECONFLICT = -5
+
+
+class Common(FeishuEnv):
+    def report(self, srv, token, name="default"):
+        return srv.post("/v1/tokens/%s/invalid" % name, {"access_token": token})
+
+    def token_fetches(self):
+        return len(self.feishu.requests_to("/open-apis/auth/v3/"))
+
+
+class TenantTokenTest(Common, harness.TestCase):
+    def start(self):
+        # Distinct app and tenant tokens, as for store apps (internal apps
+        # get one string for both).
+        self.start_feishu(same_tokens=False)
+        srv = self.server(env=self.feishu_env(TOKENDIST_PUSH_KEYS=PUSH_KEY, TENCENT_CLOUD_ENABLED="false")).start()
+        rec = self.wait_for(lambda: self.served(srv), what="first token")
+        self.assertNotEqual(rec["tenant_access_token"], rec["access_token"])
+        return srv, rec
+
+    def test_a_report_of_the_tenant_token_forces_the_refresh(self):
+        srv, rec = self.start()
+        self.feishu.control({"advance": 6000})      # inside Feishu's window: it renews
+        n = self.token_fetches()
+        r = self.report(srv, rec["tenant_access_token"])
+        self.assertEqual(r.status, 200, r.body)
+        new = r.json()
+        self.assertNotEqual(new["tenant_access_token"], rec["tenant_access_token"])
+        self.assertNotEqual(new["access_token"], rec["access_token"])
+        self.assertEqual(self.token_fetches(), n + 1)
+        # The old tenant token again: already replaced, the current record.
+        r = self.report(srv, rec["tenant_access_token"])
+        self.assertEqual((r.status, r.json()), (200, new))
+
+    def test_feishu_handing_back_the_same_token_is_said_plainly(self):
+        srv, rec = self.start()
+        n = self.token_fetches()
+        for tok in (rec["tenant_access_token"], rec["access_token"], rec["tenant_access_token"]):
+            r = self.report(srv, tok)
+            self.assertEqual(r.status, 409, r.body)
+            self.assertIn("飞书仍在发放此 token", r.json()["message"])
+        self.assertEqual(self.token_fetches(), n + 1)   # one fetch answered all three
+        self.assertEqual(self.served(srv), rec)
+
+    @unittest.skipUnless(os.path.exists(DRIVER), "client_driver not built")
+    def test_the_c_client_takes_409_as_final_and_judges_by_the_reported_token(self):
+        srv, rec = self.start()
+        d = Driver(self, "--url", "http://127.0.0.1:%d/v1/tokens/default" % srv.port)
+        got = d.cmd("get tenant")
+        self.assertEqual(got["token_hash"], fnv(rec["tenant_access_token"]))
+        n = self.token_fetches()
+        r = d.cmd("report")
+        self.assertEqual(r["rc"], TD_ECONFLICT, r)
+        self.assertIn("飞书仍在发放此token", r["err"])
+        # Nothing newer to wait for: the next get has the token at once,
+        # and reporting it again asks nobody.
+        t0 = time.monotonic()
+        self.assertEqual(d.cmd("get tenant")["token_hash"], fnv(rec["tenant_access_token"]))
+        self.assertLess(time.monotonic() - t0, 4)  # the client's refresh wait is 5 s
+        self.assertEqual(d.cmd("report")["rc"], TD_ECONFLICT)
+        self.assertEqual(self.token_fetches(), n + 1)
+        # Inside Feishu's window the report brings a record that holds
+        # neither old token, and the client uses it.  (A new server: the
+        # first one answers this token's reports from its last fetch for
+        # 30 s, so that reports cannot make it hammer Feishu.)
+        self.feishu.control({"renew_window": 7300})   # every fetch mints a new token
+        srv2 = self.server(store="sqlite:" + os.path.join(self.tmp, "second.db"),
+                           env=self.feishu_env(TOKENDIST_PUSH_KEYS=PUSH_KEY, TENCENT_CLOUD_ENABLED="false")).start()
+        self.wait_for(lambda: self.served(srv2), what="the second server's token")
+        d2 = Driver(self, "--url", "http://127.0.0.1:%d/v1/tokens/default" % srv2.port)
+        before = d2.cmd("get tenant")
+        self.assertEqual(d2.cmd("report")["rc"], 0)
+        after = d2.cmd("get tenant")
+        self.assertNotEqual(after["token_hash"], before["token_hash"])
+        self.remember_tokens()
+
+
+class SameTokenStaleExpiryTest(Common, harness.TestCase):
+    def test_the_record_is_rebuilt_from_feishus_expire(self):
+        self.start_feishu()
+        # Another producer stored the token Feishu issues now, with an
+        # expiry 20 minutes later than the real one.
+        srv = self.server(env={"TOKENDIST_PUSH_KEYS": PUSH_KEY}).start()
+        fetch = self.feishu_fetch()
+        wrong = make_record(fetch["app_access_token"], generated=int(time.time()) - 60,
+                            ttl=fetch["expire"] + 60 + 1200)
+        self.assertEqual(srv.post("/release/get-token", wrong, key=PUSH_KEY).status, 200)
+        srv.stop()
+        srv = self.server(env=self.feishu_env(TOKENDIST_PUSH_KEYS=PUSH_KEY, TENCENT_CLOUD_ENABLED="false")).start()
+        true_expiry = int(time.time()) + fetch["expire"]
+        rec = self.wait_for(lambda: (self.served(srv) or {}).get("expire_timestamp", 0) < wrong["expire_timestamp"]
+                            and self.served(srv), what="the record rebuilt from Feishu's expire")
+        self.assertEqual(rec["access_token"], fetch["app_access_token"])
+        self.assertLessEqual(abs(rec["expire_timestamp"] - true_expiry), 3)
+        self.assertEqual(len(self.feishu.sent), 0)   # the same token: no news for the group
+
+    def feishu_fetch(self):
+        """What Feishu answers now (the double counts it as a fetch)."""
+        import json
+        import urllib.request
+        req = urllib.request.Request(self.feishu.url + "/open-apis/auth/v3/app_access_token/internal",
+                                     data=json.dumps({"app_id": self.feishu_env()["FEISHU_APP_ID"],
+                                                      "app_secret": self.feishu_env()["FEISHU_APP_SECRET"]}).encode(),
+                                     headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(req, timeout=10) as r:
+            return json.loads(r.read())
+
+
+class FleetTest(Common, harness.TestCase):
+    """Two servers with Feishu credentials and one without share Redis; a
+    report to any of them reaches the lease holder."""
+
+    def setUp(self):
+        super().setUp()
+        self.redis = SharedRedis(self.tmp)
+        self.addCleanup(self.redis.close)
+        self.start_feishu()
+        env = self.feishu_env(TOKENDIST_PUSH_KEYS=PUSH_KEY, TENCENT_CLOUD_ENABLED="false")
+        self.pair = [self.server(store=self.redis.url(), env=env).start() for _ in range(2)]
+        self.plain = self.server(store=self.redis.url(), env={"TOKENDIST_PUSH_KEYS": PUSH_KEY}).start()
+        self.rec = self.wait_for(lambda: all(self.served(s) for s in self.pair + [self.plain]) and
+                                 self.served(self.plain), what="the first token everywhere")
+        self.holder, self.other = self.wait_for(self.split, what="one lease holder")
+
+    def split(self):
+        held = [s for s in self.pair if "本实例持有租约 refresh:default" in s.log()]
+        return (held[0], [s for s in self.pair if s is not held[0]][0]) if len(held) == 1 else None
+
+    def test_a_report_to_a_server_without_the_lease_reaches_the_holder(self):
+        self.feishu.control({"advance": 6000})      # Feishu would renew now
+        n = self.token_fetches()
+        r = self.report(self.other, self.rec["access_token"])
+        self.assertEqual(r.status, 200, r.body)
+        new = r.json()
+        self.assertNotEqual(new["access_token"], self.rec["access_token"])
+        self.assertEqual(self.token_fetches(), n + 1)          # once, by the holder
+        self.assertIn("转交来的 token 无效报告", self.holder.log())
+        self.assertNotIn("立即强制刷新一次", self.other.log())
+        # Every server serves it; a report of the old token anywhere: 200 + new.
+        self.wait_for(lambda: all((self.served(s) or {}).get("access_token") == new["access_token"]
+                                  for s in self.pair + [self.plain]), what="the new token everywhere")
+        for s in self.pair + [self.plain]:
+            self.assertEqual(self.report(s, self.rec["access_token"]).json()["access_token"], new["access_token"])
+
+    def test_a_server_without_credentials_forwards_too_and_409_travels_back(self):
+        n = self.token_fetches()
+        r = self.report(self.plain, self.rec["access_token"])
+        self.assertEqual(r.status, 409, r.body)
+        self.assertIn("飞书仍在发放此 token", r.json()["message"])
+        self.assertEqual(self.token_fetches(), n + 1)
+        # Reports of the same token from everywhere: no second fetch.
+        for s in (self.plain, self.other, self.holder):
+            self.assertEqual(self.report(s, self.rec["access_token"]).status, 409)
+        self.assertEqual(self.token_fetches(), n + 1)
+
+    def test_a_dead_holder_is_a_503_not_a_promise(self):
+        self.holder.kill9()
+        r = self.report(self.other, self.rec["access_token"])
+        # Its lease outlives it for up to 30 s; nobody takes the report then.
+        self.assertEqual(r.status, 503, r.body)
+        self.assertIn("retry-after", r.headers)
+        self.assertIn("无法把报告转交", r.json()["message"])
+
+
+if __name__ == "__main__":
+    unittest.main()
