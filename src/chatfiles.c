@@ -3,6 +3,7 @@
 #include "chatfiles.h"
 #include "feishu.h"
 #include "httpc.h"
+#include "strbuf.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -200,6 +201,16 @@ static int filter_file(void *ud, const td_chatfile *f)
     return w->cb(w->ud, f);
 }
 
+/* Says which setting made a Feishu URL longer than URL_MAX: the base URL
+ * is the only piece without a bound of its own (the chat id, the page
+ * token and Feishu's ids are bounded before they get here). */
+static int url_too_long(const td_chatfiles *cf, const char *what, char *err, size_t errlen)
+{
+    snprintf(err, errlen, "FEISHU_BASE_URL 太长 (%zu 字节)：%s的请求地址超过 %d 字节的上限，请检查 FEISHU_BASE_URL / --feishu-base-url",
+             strlen(base_url(cf)), what, URL_MAX);
+    return TD_ETOOBIG;
+}
+
 int td_chatfiles_list(const td_chatfiles *cf, const char *chat, int64_t since, int64_t until,
                       const char *match, td_chatfile_cb cb, void *ud, char *err, size_t errlen)
 {
@@ -215,26 +226,25 @@ int td_chatfiles_list(const td_chatfiles *cf, const char *chat, int64_t since, i
     }
     for (long page = 0; page < PAGES_MAX; page++) {
         call k = {.url = url, .timeout_ms = cf->timeout_ms, .max_body = PAGE_BODY_MAX};
-        int n;
+        td_strbuf b;
 
         /* Feishu's end_time is inclusive whole seconds; `until` is exclusive. */
-        n = snprintf(url, sizeof url,
-                     "%s/open-apis/im/v1/messages?container_id_type=chat&container_id=%s"
-                     "&sort_type=ByCreateTimeAsc&page_size=%d",
-                     base_url(cf), esc_chat, PAGE_SIZE);
-        if (since > 0) n += snprintf(url + n, sizeof url - (size_t)n, "&start_time=%lld", (long long)since);
-        if (until > 0) n += snprintf(url + n, sizeof url - (size_t)n, "&end_time=%lld", (long long)until - 1);
+        td_strbuf_fixed(&b, url, sizeof url);
+        td_strbuf_printf(&b, "%s/open-apis/im/v1/messages?container_id_type=chat&container_id=%s"
+                             "&sort_type=ByCreateTimeAsc&page_size=%d",
+                         base_url(cf), esc_chat, PAGE_SIZE);
+        if (since > 0) td_strbuf_printf(&b, "&start_time=%lld", (long long)since);
+        if (until > 0) td_strbuf_printf(&b, "&end_time=%lld", (long long)until - 1);
         if (page_token[0]) {
             if (!td_httpc_escape(page_token, esc_pt, sizeof esc_pt)) {
                 snprintf(err, errlen, BAD_PAGE_TOKEN);
                 rc = TD_EUPSTREAM;
                 goto out;
             }
-            n += snprintf(url + n, sizeof url - (size_t)n, "&page_token=%s", esc_pt);
+            td_strbuf_printf(&b, "&page_token=%s", esc_pt);
         }
-        if ((size_t)n >= sizeof url) {
-            snprintf(err, errlen, "Feishu base URL too long");
-            rc = TD_EINVAL;
+        if (td_strbuf_error(&b) != TD_OK) {
+            rc = url_too_long(cf, "消息列表", err, errlen);
             goto out;
         }
         if ((rc = feishu_get(cf, &k, &data, err, errlen)) != TD_OK) goto out;
@@ -355,16 +365,19 @@ int td_chatfiles_download(const td_chatfiles *cf, const td_chatfile *f, const ch
     char url[URL_MAX], tmp[4096], emid[TD_CHATFILE_ID_MAX * 3], ekey[TD_CHATFILE_ID_MAX * 3];
     const char *slash = strrchr(path, '/');
     sink s = {.fd = -1, .f = f, .progress = progress, .pud = ud};
+    td_strbuf b;
     call k = {.url = url, .timeout_ms = DOWNLOAD_TIMEOUT_MS, .on_data = sink_data,
               .rewind = sink_rewind, .error_body = sink_error_body, .ud = &s};
     int rc = TD_EINVAL;
 
-    if (!td_httpc_escape(f->message_id, emid, sizeof emid) || !td_httpc_escape(f->file_key, ekey, sizeof ekey) ||
-        snprintf(url, sizeof url, "%s/open-apis/im/v1/messages/%s/resources/%s?type=file", base_url(cf),
-                 emid, ekey) >= (int)sizeof url) {
-        snprintf(err, errlen, "download URL too long for %s", f->message_id);
+    if (!td_httpc_escape(f->message_id, emid, sizeof emid) || !td_httpc_escape(f->file_key, ekey, sizeof ekey)) {
+        snprintf(err, errlen, "message_id or file_key of %.64s is too long", f->message_id);
         return TD_EINVAL;
     }
+    td_strbuf_fixed(&b, url, sizeof url);
+    if (td_strbuf_printf(&b, "%s/open-apis/im/v1/messages/%s/resources/%s?type=file", base_url(cf), emid,
+                         ekey) != TD_OK)
+        return url_too_long(cf, "文件下载", err, errlen);
     /* The temporary file sits in the target folder, so the rename is atomic;
      * its leading dot keeps it out of globs like *.pdf. */
     if (snprintf(tmp, sizeof tmp, "%.*s.%s.part-XXXXXX", slash ? (int)(slash - path + 1) : 0, path,

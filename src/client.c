@@ -15,6 +15,7 @@
 #include "gitee.h"
 #include "httpc.h"
 #include "record.h"
+#include "strbuf.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -539,11 +540,14 @@ static void write_cache(const td_client *c, const td_record *rec)
 }
 
 /* The combined error of a fetch where every source failed.  With one
- * source its own message; with several, one line per source. */
+ * source its own message; with several, one line per source.  Lines that
+ * do not fit in err are left out whole, and a last line says how many. */
 static int fetch_failure(const attempt *at, size_t n, char *err, size_t errlen)
 {
+    enum { TAIL = 80 };     /* room kept for the "left out" line */
     int all_expired_or_missing = 1, any_expired = 0, rc = TD_OK;
-    size_t o = 0;
+    td_strbuf b, tail;
+    size_t shown = 0;
 
     for (size_t i = 0; i < n; i++) {
         if (at[i].rc == TD_EEXPIRED) any_expired = 1;
@@ -557,11 +561,17 @@ static int fetch_failure(const attempt *at, size_t n, char *err, size_t errlen)
         snprintf(err, errlen, "%s token获取失败: %s", source_label(at[0].src), at[0].why);
         return rc;
     }
-    o = (size_t)snprintf(err, errlen, "token获取失败: %s",
-                         rc == TD_EEXPIRED ? "所有来源的token均已过期或即将过期" : "所有来源均失败");
-    for (size_t i = 0; i < n && o < errlen; i++)
-        o += (size_t)snprintf(err + o, errlen - o, "\n  - %s token获取失败: %s [%s]",
-                              source_label(at[i].src), at[i].why, at[i].where);
+    td_strbuf_fixed(&b, err, errlen > 2 * TAIL ? errlen - TAIL : errlen);
+    td_strbuf_printf(&b, "token获取失败: %s",
+                     rc == TD_EEXPIRED ? "所有来源的token均已过期或即将过期" : "所有来源均失败");
+    for (; shown < n; shown++)
+        if (td_strbuf_printf(&b, "\n  - %s token获取失败: %s [%s]", source_label(at[shown].src),
+                             at[shown].why, at[shown].where) != TD_OK)
+            break;
+    if (shown < n && errlen > 2 * TAIL) {
+        td_strbuf_fixed(&tail, err + b.len, errlen - b.len);
+        td_strbuf_printf(&tail, "\n  - (另有 %zu 个来源的错误未显示)", n - shown);
+    }
     return rc;
 }
 

@@ -1,5 +1,6 @@
 /* httpc -- see httpc.h. */
 #include "httpc.h"
+#include "strbuf.h"
 #include "tokendist.h"
 
 #include <curl/curl.h>
@@ -206,20 +207,25 @@ long td_httpc_retry_after(const td_httpc_resp *r)
     return -1;
 }
 
-char *td_httpc_escape(const char *s, char *buf, size_t len)
+int td_httpc_escape_append(td_strbuf *b, const char *s, size_t n)
 {
     static const char hex[] = "0123456789ABCDEF";
-    size_t o = 0;
 
-    for (; *s; s++) {
-        unsigned char ch = (unsigned char)*s;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char ch = (unsigned char)s[i];
         int keep = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
                    ch == '-' || ch == '_' || ch == '.' || ch == '~';
-        if (o + (keep ? 1 : 3) >= len) return NULL;
-        if (keep) buf[o++] = (char)ch;
-        else buf[o++] = '%', buf[o++] = hex[ch >> 4], buf[o++] = hex[ch & 15];
+        char pct[3] = {'%', hex[ch >> 4], hex[ch & 15]};
+        if ((keep ? td_strbuf_append(b, (const char *)&s[i], 1) : td_strbuf_append(b, pct, 3)) != TD_OK)
+            break;
     }
-    if (o >= len) return NULL;
-    buf[o] = '\0';
-    return buf;
+    return td_strbuf_error(b);
+}
+
+char *td_httpc_escape(const char *s, char *buf, size_t len)
+{
+    td_strbuf b;
+
+    td_strbuf_fixed(&b, buf, len);
+    return td_httpc_escape_append(&b, s, strlen(s)) == TD_OK ? buf : NULL;
 }

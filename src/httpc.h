@@ -60,4 +60,9 @@ long td_httpc_retry_after(const td_httpc_resp *resp);
  * NULL when it does not fit. */
 char *td_httpc_escape(const char *s, char *buf, size_t len);
 
+/* The same encoding of the n bytes at s, appended to a URL being built;
+ * returns b's error state (sticky, see strbuf.h). */
+struct td_strbuf;
+int td_httpc_escape_append(struct td_strbuf *b, const char *s, size_t n);
+
 #endif

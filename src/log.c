@@ -1,6 +1,8 @@
 /* log -- see log.h. */
 #include "log.h"
 #include "clock.h"
+#include "strbuf.h"
+#include "tokendist.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -10,21 +12,46 @@ static int log_quiet;
 
 void td_log_set_quiet(int quiet) { log_quiet = quiet; }
 
+#define LINE_MAX_STACK 2048
+#define LINE_MAX_HEAP (64u << 10)
+
+/* Builds "[time] message\n" in b; TD_OK or b's error. */
+static int build_line(td_strbuf *b, const char *when, const char *fmt, va_list ap)
+{
+    va_list aq;
+
+    va_copy(aq, ap);
+    td_strbuf_printf(b, "[%s] ", when);
+    td_strbuf_vprintf(b, fmt, aq);
+    va_end(aq);
+    return td_strbuf_puts(b, "\n");
+}
+
+/* Most lines fit the stack buffer; a longer one (a client's error list)
+ * is built on the heap up to 64 KB; beyond that, or without memory, the
+ * line says so instead of showing a silently cut message. */
 void td_logv(const char *fmt, va_list ap)
 {
-    char line[2048];
+    char line[LINE_MAX_STACK];
     char when[TD_TIME_LEN];
-    int n, m;
+    td_strbuf b, big;
 
     if (log_quiet) return;
     td_clock_format(td_clock_now(), when);
-    n = snprintf(line, sizeof line, "[%s] ", when);
-    m = vsnprintf(line + n, sizeof line - (size_t)n - 1, fmt, ap);
-    if (m < 0) return;
-    n += m;
-    if ((size_t)n > sizeof line - 2) n = (int)sizeof line - 2; /* truncated */
-    line[n++] = '\n';
-    (void)!write(STDERR_FILENO, line, (size_t)n);
+    td_strbuf_fixed(&b, line, sizeof line);
+    if (build_line(&b, when, fmt, ap) == TD_OK) {
+        (void)!write(STDERR_FILENO, line, b.len);
+        return;
+    }
+    td_strbuf_heap(&big, LINE_MAX_HEAP);
+    if (build_line(&big, when, fmt, ap) == TD_OK) {
+        (void)!write(STDERR_FILENO, td_strbuf_str(&big), big.len);
+    } else {
+        td_strbuf_fixed(&b, line, sizeof line);
+        td_strbuf_printf(&b, "[%s] (日志行超过 %u 字节，未写出: %.200s…)\n", when, LINE_MAX_HEAP, fmt);
+        (void)!write(STDERR_FILENO, line, b.len);
+    }
+    td_strbuf_free(&big);
 }
 
 void td_log(const char *fmt, ...)

@@ -161,6 +161,26 @@ class FilesTest(harness.TestCase):
         # It told the server once, then tried once more with what it got.
         self.assertEqual(len(self.feishu.requests_to("/open-apis/im/v1/messages", "GET")), 2)
 
+    def test_overlong_feishu_base_url_is_a_clear_error(self):
+        # The listing URL used to be built with `n += snprintf(...)`: with a
+        # base URL over the 4 KB buffer and a time window, the appends wrote
+        # past the stack buffer (a crash, or ASan's report, depending on
+        # where they land: hence several lengths).
+        window = ["--since", "2024-01-01", "--until", "2024-01-02"]
+        runs = [("list", n, window) for n in (4100, 4300, 4500, 5000, 6000, 9000)]
+        runs += [("list", 6000, []), ("download", 4100, window), ("download", 6000, [])]
+        for action, n, extra in runs:
+            long_base = self.feishu.url + "/" + "x" * (n - len(self.feishu.url) - 1)
+            with self.subTest(action=action, length=n, window=bool(extra)):
+                r = self.cli("files", action, "--chat", CHAT, "--url", self.url, "--out", self.out,
+                             *extra, env={**CLEAN, "FEISHU_BASE_URL": long_base})
+                self.assertEqual(r.returncode, 1, r.stderr[-3000:])
+                self.assertIn("FEISHU_BASE_URL 太长 (%d 字节)" % n, r.stderr)
+                self.assertIn("超过 4096 字节的上限", r.stderr)
+                self.assertEqual(r.stdout, "")
+                self.assertNotIn("x" * 100, r.stderr)          # the URL itself is not echoed
+        self.assertEqual(self.feishu.requests_to("/open-apis/im/v1/messages"), [])
+
     def test_missing_chat_is_a_usage_error(self):
         r = self.cli("files", "list", "--url", self.url, env=CLEAN)
         self.assertEqual(r.returncode, 2)
