@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 
 typedef struct xfer {
     const td_httpc_req *req;
@@ -193,16 +194,38 @@ int64_t td_httpc_date(const td_httpc_resp *r)
     return t > 0 ? (int64_t)t : 0;
 }
 
+/* One header value as a wait in seconds, 0..TD_HTTPC_RETRY_AFTER_MAX, or
+ * -1 when it is neither form.  Digits are summed only while the value is
+ * within the bound, so no length of digits can overflow: beyond it the
+ * answer is the bound.  An HTTP-date (it starts with the day's name) is
+ * measured from the answer's own Date when it has one, so a skewed local
+ * clock does not stretch the wait. */
+static long parse_wait(const td_httpc_resp *r, const char *s)
+{
+    long v = 0;
+    time_t when, now;
+
+    if (*s >= '0' && *s <= '9') {
+        for (; *s >= '0' && *s <= '9'; s++)
+            if (v <= TD_HTTPC_RETRY_AFTER_MAX) v = v * 10 + (*s - '0');
+        if (*s) return -1;
+        return v > TD_HTTPC_RETRY_AFTER_MAX ? TD_HTTPC_RETRY_AFTER_MAX : v;
+    }
+    if (!((*s >= 'A' && *s <= 'Z') || (*s >= 'a' && *s <= 'z')) || (when = curl_getdate(s, NULL)) <= 0)
+        return -1;
+    if (!(now = (time_t)td_httpc_date(r))) now = time(NULL);
+    if (when <= now) return 0;
+    return when - now > TD_HTTPC_RETRY_AFTER_MAX ? TD_HTTPC_RETRY_AFTER_MAX : (long)(when - now);
+}
+
 long td_httpc_retry_after(const td_httpc_resp *r)
 {
-    char buf[64], *end;
     const char *names[] = {"x-ogw-ratelimit-reset", "Retry-After"};
+    char buf[128];
 
     for (int i = 0; i < 2; i++) {
         long v;
-        if (!td_httpc_header(r, names[i], buf, sizeof buf)) continue;
-        v = strtol(buf, &end, 10);
-        if (end != buf && !*end && v >= 0) return v;
+        if (td_httpc_header(r, names[i], buf, sizeof buf) && (v = parse_wait(r, buf)) >= 0) return v;
     }
     return -1;
 }
