@@ -4,6 +4,8 @@
 #include "strbuf.h"
 #include "tokendist.h"
 
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -62,15 +64,36 @@ void td_log(const char *fmt, ...)
     va_end(ap);
 }
 
-const char *td_log_fp(const char *secret, char buf[TD_FP_LEN])
+const char *td_log_fp(const char *token, char buf[TD_FP_LEN])
 {
-    size_t len = secret ? strlen(secret) : 0;
+    size_t len = token ? strlen(token) : 0;
 
     if (len == 0)
         snprintf(buf, TD_FP_LEN, "(none)");
     else if (len < 16)  /* too short to show any of it safely */
         snprintf(buf, TD_FP_LEN, "(%zu chars)", len);
     else
-        snprintf(buf, TD_FP_LEN, "%.5s…%s", secret, secret + len - 2);
+        snprintf(buf, TD_FP_LEN, "%.5s…%s", token, token + len - 2);
+    return buf;
+}
+
+const char *td_log_secret_fp(const char *secret, char buf[TD_FP_LEN])
+{
+    static const char hex[] = "0123456789abcdef";
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int mdlen = 0;
+
+    if (!secret || !*secret) {
+        snprintf(buf, TD_FP_LEN, "(none)");
+        return buf;
+    }
+    if (!EVP_Digest(secret, strlen(secret), md, &mdlen, EVP_sha256(), NULL) || mdlen < 4) {
+        snprintf(buf, TD_FP_LEN, "sha256:?");
+        return buf;
+    }
+    memcpy(buf, "sha256:", 7);
+    for (int i = 0; i < 4; i++) buf[7 + 2 * i] = hex[md[i] >> 4], buf[8 + 2 * i] = hex[md[i] & 15];
+    buf[15] = '\0';
+    OPENSSL_cleanse(md, sizeof md);
     return buf;
 }

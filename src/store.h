@@ -85,7 +85,9 @@ int td_store_ping(td_store *s, char *err, size_t errlen);
 int td_store_lease(td_store *s, const char *key, const char *owner, int64_t ttl_ms, int op,
                    char *err, size_t errlen);
 
-/* url with any password replaced by "***", for logs; returns buf. */
+/* url with its credentials -- all of the userinfo before the authority's
+ * last '@' -- replaced by "***": redis://u:pw@h/0 shows "***@h/0" after
+ * its scheme; for logs and --print-config.  Returns buf. */
 const char *td_store_redact(const char *url, char *buf, size_t len);
 
 void td_store_entry_clear(td_store_entry *e);
