@@ -366,6 +366,7 @@ int td_chatfiles_download(const td_chatfiles *cf, const td_chatfile *f, const ch
     const char *slash = strrchr(path, '/');
     sink s = {.fd = -1, .f = f, .progress = progress, .pud = ud};
     td_strbuf b;
+    int closed = -1;
     call k = {.url = url, .timeout_ms = DOWNLOAD_TIMEOUT_MS, .on_data = sink_data,
               .rewind = sink_rewind, .error_body = sink_error_body, .ud = &s};
     int rc = TD_EINVAL;
@@ -390,13 +391,17 @@ int td_chatfiles_download(const td_chatfiles *cf, const td_chatfile *f, const ch
         return TD_EIO;
     }
     if ((rc = feishu_get(cf, &k, NULL, err, errlen)) != TD_OK) goto out;
-    if (fchmod(s.fd, 0644) != 0 || fsync(s.fd) != 0 || close(s.fd) != 0) {
+    /* A failed fchmod or fsync leaves the descriptor to out; close()
+     * releases it even when it fails, so it is never called twice. */
+    if (fchmod(s.fd, 0644) == 0 && fsync(s.fd) == 0) {
+        closed = close(s.fd);
         s.fd = -1;
+    }
+    if (closed != 0) {
         snprintf(err, errlen, "cannot write %s: %s", tmp, strerror(errno));
         rc = TD_EIO;
         goto out;
     }
-    s.fd = -1;
     if (rename(tmp, path) != 0) {
         snprintf(err, errlen, "cannot rename the download to %s: %s", path, strerror(errno));
         rc = TD_EIO;

@@ -516,27 +516,48 @@ out:
     return rc;
 }
 
+/* Writes all of buf (a short write is retried) and syncs it; 0 or -1. */
+static int fsync_write(int fd, const char *buf, size_t len)
+{
+    while (len > 0) {
+        ssize_t w = write(fd, buf, len);
+        if (w < 0 && errno == EINTR) continue;
+        if (w <= 0) return -1;
+        buf += w, len -= (size_t)w;
+    }
+    return fsync(fd);
+}
+
 /* Keeps the record for the next process: written to a temporary file in
  * the same folder and renamed, so a reader never sees half a record; 0600
  * because it holds a token.  Best effort: a cache that cannot be written
  * must not fail a get that has a good token. */
 static void write_cache(const td_client *c, const td_record *rec)
 {
-    char tmp[4096];
     size_t len;
     const char *js = td_record_json(rec, &len);
-    int fd;
 
-    if (!c->cache_file || snprintf(tmp, sizeof tmp, "%s.tmp-XXXXXX", c->cache_file) >= (int)sizeof tmp)
-        return;
-    if ((fd = mkstemp(tmp)) < 0) return;
-    if (fchmod(fd, 0600) == 0 && write(fd, js, len) == (ssize_t)len && fsync(fd) == 0 &&
-        close(fd) == 0) {
-        if (rename(tmp, c->cache_file) != 0) unlink(tmp);
-        return;
-    }
-    close(fd);
-    unlink(tmp);
+    if (c->cache_file) (void)td__client_write_cache(c->cache_file, js, len);
+}
+
+int td__client_write_cache(const char *path, const char *json, size_t len)
+{
+    char tmp[4096];
+    int fd, rc = TD_EIO;
+
+    if (snprintf(tmp, sizeof tmp, "%s.tmp-XXXXXX", path) >= (int)sizeof tmp) return TD_ETOOBIG;
+    if ((fd = mkstemp(tmp)) < 0) return TD_EIO;
+    if (fchmod(fd, 0600) != 0 || fsync_write(fd, json, len) != 0) goto out;
+    /* Linux releases the descriptor even when close() fails (a write-back
+     * error on NFS): it is gone either way, and a second close() could
+     * hit a number another thread has opened since. */
+    rc = close(fd) == 0 ? TD_OK : TD_EIO;
+    fd = -1;
+    if (rc == TD_OK && rename(tmp, path) != 0) rc = TD_EIO;
+out:
+    if (fd >= 0) close(fd);
+    if (rc != TD_OK) unlink(tmp);
+    return rc;
 }
 
 /* The combined error of a fetch where every source failed.  With one
