@@ -229,7 +229,7 @@ static int is_stale(const char *method, long status, const json_t *o)
 }
 
 int td_gitee_write(const td_gitee *g, const char *content, size_t len, const char *message,
-                   char *err, size_t errlen)
+                   td_gitee_guard guard, void *ud, char *err, size_t errlen)
 {
     char url[2048], why[512], sha[41];
     const char *hdrs[] = {"Content-Type: application/json; charset=utf-8", NULL};
@@ -256,6 +256,10 @@ int td_gitee_write(const td_gitee *g, const char *content, size_t len, const cha
             goto out;       /* already there: an empty commit helps no one */
         if (rc != TD_OK && rc != TD_ENOTFOUND) goto out;
         method = rc == TD_OK ? "PUT" : "POST";
+        if (rc == TD_OK && guard && (rc = guard(ud, cur, curlen, err, errlen)) != TD_OK) {
+            if (rc > 0) rc = TD_OK;
+            goto out;
+        }
 
         rc = TD_ENOMEM;
         json_decref(req);
@@ -290,7 +294,7 @@ int td_gitee_write(const td_gitee *g, const char *content, size_t len, const cha
         if (is_stale(method, resp.status, o)) {
             snprintf(err, errlen, "Gitee 文件 %s/%s:%s 在写入时被他人修改 (%s)，重试后仍冲突",
                      g->owner, g->repo, g->path, gitee_message(o));
-            rc = TD_ECONFLICT;
+            rc = TD_EUNAVAIL;   /* busy, not older: worth another try later */
         }
         goto out;
     }
