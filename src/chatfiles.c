@@ -314,6 +314,54 @@ void td_chatfile_local_name(const td_chatfile *f, int with_id, char *out, size_t
     }
 }
 
+/* The length of the well-formed UTF-8 character at p (1-4), and its code
+ * point in *cp; 0 when p does not start one (a stray continuation byte,
+ * an overlong form, a surrogate, past U+10FFFF, a cut sequence). */
+static int utf8_char(const unsigned char *p, uint32_t *cp)
+{
+    int n = *p < 0x80 ? 1 : (*p & 0xE0) == 0xC0 ? 2 : (*p & 0xF0) == 0xE0 ? 3 : (*p & 0xF8) == 0xF0 ? 4 : 0;
+    uint32_t c = n == 1 ? *p : n == 2 ? *p & 0x1Fu : n == 3 ? *p & 0x0Fu : *p & 0x07u;
+    static const uint32_t min[] = {0, 0, 0x80, 0x800, 0x10000};
+
+    if (!n) return 0;
+    for (int i = 1; i < n; i++) {
+        if ((p[i] & 0xC0) != 0x80) return 0;
+        c = c << 6 | (p[i] & 0x3Fu);
+    }
+    if (c < min[n] || c > 0x10FFFF || (c >= 0xD800 && c <= 0xDFFF)) return 0;
+    *cp = c;
+    return n;
+}
+
+int td_chatfile_printable(td_strbuf *b, const char *s)
+{
+    const unsigned char *p = (const unsigned char *)s;
+
+    while (*p) {
+        uint32_t c = 0;
+        int n = utf8_char(p, &c);
+
+        if (!n) {
+            td_strbuf_printf(b, "\\x%02x", *p);
+            n = 1;
+        } else if (c == '\\') {
+            td_strbuf_puts(b, "\\\\");
+        } else if (c == '\t' || c == '\n' || c == '\r') {
+            td_strbuf_puts(b, c == '\t' ? "\\t" : c == '\n' ? "\\n" : "\\r");
+        } else if (c < 0x20 || c == 0x7f) {
+            td_strbuf_printf(b, "\\x%02x", (unsigned)c);
+        } else if ((c >= 0x80 && c <= 0x9f) || (c >= 0x202a && c <= 0x202e) || (c >= 0x2066 && c <= 0x2069)) {
+            /* C1 controls (U+009B is a CSI to many terminals) and the
+             * bidi overrides that make "evil\u202efdp.exe" read as .pdf. */
+            td_strbuf_printf(b, "\\u%04x", (unsigned)c);
+        } else {
+            td_strbuf_append(b, (const char *)p, (size_t)n);
+        }
+        p += n;
+    }
+    return td_strbuf_error(b);
+}
+
 /* ---- downloads ------------------------------------------------------------------ */
 
 typedef struct sink {

@@ -18,6 +18,7 @@ void td_log_set_quiet(int quiet) { log_quiet = quiet; }
 #define LINE_MAX_HEAP (64u << 10)
 
 /* Builds "[time] message\n" in b; TD_OK or b's error. */
+__attribute__((format(printf, 3, 0)))
 static int build_line(td_strbuf *b, const char *when, const char *fmt, va_list ap)
 {
     va_list aq;

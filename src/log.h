@@ -15,7 +15,7 @@
 /* Writes one whole line with a single write(2), so lines from several
  * threads never interleave. */
 void td_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-void td_logv(const char *fmt, va_list ap);
+void td_logv(const char *fmt, va_list ap) __attribute__((format(printf, 1, 0)));
 
 /* Silences td_log (for commands whose stdout is the result and whose
  * stderr a script may not want). */

@@ -41,7 +41,7 @@ void td_strbuf_heap(td_strbuf *b, size_t max);
 int td_strbuf_append(td_strbuf *b, const char *s, size_t n);
 int td_strbuf_puts(td_strbuf *b, const char *s);
 int td_strbuf_printf(td_strbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-int td_strbuf_vprintf(td_strbuf *b, const char *fmt, va_list ap);
+int td_strbuf_vprintf(td_strbuf *b, const char *fmt, va_list ap) __attribute__((format(printf, 2, 0)));
 
 /* TD_OK, or the first failure. */
 int td_strbuf_error(const td_strbuf *b);
