@@ -80,8 +80,7 @@ static void on_progress(void *ud, const td_chatfile *f, uint64_t done)
 static int list_one(void *ud, const td_chatfile *f)
 {
     run *r = ud;
-    static char name[PRINTABLE_MAX], mid[TD_CHATFILE_ID_MAX * 4 + 1], key[TD_CHATFILE_ID_MAX * 4 + 1];
-    char when[TD_TIME_LEN];
+    char when[TD_TIME_LEN], name[PRINTABLE_MAX], mid[TD_CHATFILE_ID_MAX * 4 + 1], key[TD_CHATFILE_ID_MAX * 4 + 1];
 
     printf("%s\t%s\t%s\t%s\n", td_clock_format(f->create_ms / 1000, when), printable(f->name, name, sizeof name),
            printable(f->message_id, mid, sizeof mid), printable(f->file_key, key, sizeof key));
