@@ -4,11 +4,13 @@
  * td_chatfiles_parse_page (items whose body.content is a JSON *string*
  * holding file_key and file_name, has_more, page_token).  Every file's
  * local name goes through td_chatfile_local_name, where Feishu's text
- * meets the file system.  Input: see resp.h.
+ * meets the file system, and through td_chatfile_printable, where it
+ * meets the terminal.  Input: see resp.h.
  */
 #include "chatfiles.h"
 #include "feishu.h"
 #include "resp.h"
+#include "strbuf.h"
 #include "tokendist.h"
 
 /* The page token this page was asked with (the double's shape). */
@@ -39,6 +41,20 @@ static void check_local(const char *name)
             __builtin_trap();
 }
 
+/* What `files list` prints: valid UTF-8 without C0, DEL or C1 controls,
+ * within the documented 4 bytes per byte. */
+static void check_printable(const char *s)
+{
+    static char out[TD_CHATFILE_NAME_MAX * 4 + 1];
+    const unsigned char *p = (const unsigned char *)out;
+    td_strbuf b;
+
+    td_strbuf_fixed(&b, out, sizeof out);
+    if (td_chatfile_printable(&b, s) != TD_OK || b.len > strlen(s) * 4 || !utf8_ok(out)) __builtin_trap();
+    for (; *p; p++)
+        if (*p < 0x20 || *p == 0x7f || (p[0] == 0xC2 && p[1] >= 0x80 && p[1] <= 0x9F)) __builtin_trap();
+}
+
 static int on_file(void *ud, const td_chatfile *f)
 {
     char name[TD_CHATFILE_LOCAL_MAX + 1];
@@ -50,6 +66,9 @@ static int on_file(void *ud, const td_chatfile *f)
     check_local(name);
     td_chatfile_local_name(f, 1, name, sizeof name);
     check_local(name);
+    check_printable(f->name);
+    check_printable(f->message_id);
+    check_printable(f->file_key);
     return *(int *)ud >= 1000 ? 1 : TD_OK;    /* a non-zero return stops the page */
 }
 

@@ -3,6 +3,7 @@
 #include "chatfiles.h"
 #include "feishu.h"
 #include "httpc.h"
+#include "strbuf.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -200,6 +201,16 @@ static int filter_file(void *ud, const td_chatfile *f)
     return w->cb(w->ud, f);
 }
 
+/* Says which setting made a Feishu URL longer than URL_MAX: the base URL
+ * is the only piece without a bound of its own (the chat id, the page
+ * token and Feishu's ids are bounded before they get here). */
+static int url_too_long(const td_chatfiles *cf, const char *what, char *err, size_t errlen)
+{
+    snprintf(err, errlen, "FEISHU_BASE_URL 太长 (%zu 字节)：%s的请求地址超过 %d 字节的上限，请检查 FEISHU_BASE_URL / --feishu-base-url",
+             strlen(base_url(cf)), what, URL_MAX);
+    return TD_ETOOBIG;
+}
+
 int td_chatfiles_list(const td_chatfiles *cf, const char *chat, int64_t since, int64_t until,
                       const char *match, td_chatfile_cb cb, void *ud, char *err, size_t errlen)
 {
@@ -215,26 +226,25 @@ int td_chatfiles_list(const td_chatfiles *cf, const char *chat, int64_t since, i
     }
     for (long page = 0; page < PAGES_MAX; page++) {
         call k = {.url = url, .timeout_ms = cf->timeout_ms, .max_body = PAGE_BODY_MAX};
-        int n;
+        td_strbuf b;
 
         /* Feishu's end_time is inclusive whole seconds; `until` is exclusive. */
-        n = snprintf(url, sizeof url,
-                     "%s/open-apis/im/v1/messages?container_id_type=chat&container_id=%s"
-                     "&sort_type=ByCreateTimeAsc&page_size=%d",
-                     base_url(cf), esc_chat, PAGE_SIZE);
-        if (since > 0) n += snprintf(url + n, sizeof url - (size_t)n, "&start_time=%lld", (long long)since);
-        if (until > 0) n += snprintf(url + n, sizeof url - (size_t)n, "&end_time=%lld", (long long)until - 1);
+        td_strbuf_fixed(&b, url, sizeof url);
+        td_strbuf_printf(&b, "%s/open-apis/im/v1/messages?container_id_type=chat&container_id=%s"
+                             "&sort_type=ByCreateTimeAsc&page_size=%d",
+                         base_url(cf), esc_chat, PAGE_SIZE);
+        if (since > 0) td_strbuf_printf(&b, "&start_time=%lld", (long long)since);
+        if (until > 0) td_strbuf_printf(&b, "&end_time=%lld", (long long)until - 1);
         if (page_token[0]) {
             if (!td_httpc_escape(page_token, esc_pt, sizeof esc_pt)) {
                 snprintf(err, errlen, BAD_PAGE_TOKEN);
                 rc = TD_EUPSTREAM;
                 goto out;
             }
-            n += snprintf(url + n, sizeof url - (size_t)n, "&page_token=%s", esc_pt);
+            td_strbuf_printf(&b, "&page_token=%s", esc_pt);
         }
-        if ((size_t)n >= sizeof url) {
-            snprintf(err, errlen, "Feishu base URL too long");
-            rc = TD_EINVAL;
+        if (td_strbuf_error(&b) != TD_OK) {
+            rc = url_too_long(cf, "消息列表", err, errlen);
             goto out;
         }
         if ((rc = feishu_get(cf, &k, &data, err, errlen)) != TD_OK) goto out;
@@ -304,6 +314,54 @@ void td_chatfile_local_name(const td_chatfile *f, int with_id, char *out, size_t
     }
 }
 
+/* The length of the well-formed UTF-8 character at p (1-4), and its code
+ * point in *cp; 0 when p does not start one (a stray continuation byte,
+ * an overlong form, a surrogate, past U+10FFFF, a cut sequence). */
+static int utf8_char(const unsigned char *p, uint32_t *cp)
+{
+    int n = *p < 0x80 ? 1 : (*p & 0xE0) == 0xC0 ? 2 : (*p & 0xF0) == 0xE0 ? 3 : (*p & 0xF8) == 0xF0 ? 4 : 0;
+    uint32_t c = n == 1 ? *p : n == 2 ? *p & 0x1Fu : n == 3 ? *p & 0x0Fu : *p & 0x07u;
+    static const uint32_t min[] = {0, 0, 0x80, 0x800, 0x10000};
+
+    if (!n) return 0;
+    for (int i = 1; i < n; i++) {
+        if ((p[i] & 0xC0) != 0x80) return 0;
+        c = c << 6 | (p[i] & 0x3Fu);
+    }
+    if (c < min[n] || c > 0x10FFFF || (c >= 0xD800 && c <= 0xDFFF)) return 0;
+    *cp = c;
+    return n;
+}
+
+int td_chatfile_printable(td_strbuf *b, const char *s)
+{
+    const unsigned char *p = (const unsigned char *)s;
+
+    while (*p) {
+        uint32_t c = 0;
+        int n = utf8_char(p, &c);
+
+        if (!n) {
+            td_strbuf_printf(b, "\\x%02x", *p);
+            n = 1;
+        } else if (c == '\\') {
+            td_strbuf_puts(b, "\\\\");
+        } else if (c == '\t' || c == '\n' || c == '\r') {
+            td_strbuf_puts(b, c == '\t' ? "\\t" : c == '\n' ? "\\n" : "\\r");
+        } else if (c < 0x20 || c == 0x7f) {
+            td_strbuf_printf(b, "\\x%02x", (unsigned)c);
+        } else if ((c >= 0x80 && c <= 0x9f) || (c >= 0x202a && c <= 0x202e) || (c >= 0x2066 && c <= 0x2069)) {
+            /* C1 controls (U+009B is a CSI to many terminals) and the
+             * bidi overrides that make "evil\u202efdp.exe" read as .pdf. */
+            td_strbuf_printf(b, "\\u%04x", (unsigned)c);
+        } else {
+            td_strbuf_append(b, (const char *)p, (size_t)n);
+        }
+        p += n;
+    }
+    return td_strbuf_error(b);
+}
+
 /* ---- downloads ------------------------------------------------------------------ */
 
 typedef struct sink {
@@ -355,16 +413,20 @@ int td_chatfiles_download(const td_chatfiles *cf, const td_chatfile *f, const ch
     char url[URL_MAX], tmp[4096], emid[TD_CHATFILE_ID_MAX * 3], ekey[TD_CHATFILE_ID_MAX * 3];
     const char *slash = strrchr(path, '/');
     sink s = {.fd = -1, .f = f, .progress = progress, .pud = ud};
+    td_strbuf b;
+    int closed = -1;
     call k = {.url = url, .timeout_ms = DOWNLOAD_TIMEOUT_MS, .on_data = sink_data,
               .rewind = sink_rewind, .error_body = sink_error_body, .ud = &s};
     int rc = TD_EINVAL;
 
-    if (!td_httpc_escape(f->message_id, emid, sizeof emid) || !td_httpc_escape(f->file_key, ekey, sizeof ekey) ||
-        snprintf(url, sizeof url, "%s/open-apis/im/v1/messages/%s/resources/%s?type=file", base_url(cf),
-                 emid, ekey) >= (int)sizeof url) {
-        snprintf(err, errlen, "download URL too long for %s", f->message_id);
+    if (!td_httpc_escape(f->message_id, emid, sizeof emid) || !td_httpc_escape(f->file_key, ekey, sizeof ekey)) {
+        snprintf(err, errlen, "message_id or file_key of %.64s is too long", f->message_id);
         return TD_EINVAL;
     }
+    td_strbuf_fixed(&b, url, sizeof url);
+    if (td_strbuf_printf(&b, "%s/open-apis/im/v1/messages/%s/resources/%s?type=file", base_url(cf), emid,
+                         ekey) != TD_OK)
+        return url_too_long(cf, "文件下载", err, errlen);
     /* The temporary file sits in the target folder, so the rename is atomic;
      * its leading dot keeps it out of globs like *.pdf. */
     if (snprintf(tmp, sizeof tmp, "%.*s.%s.part-XXXXXX", slash ? (int)(slash - path + 1) : 0, path,
@@ -377,13 +439,17 @@ int td_chatfiles_download(const td_chatfiles *cf, const td_chatfile *f, const ch
         return TD_EIO;
     }
     if ((rc = feishu_get(cf, &k, NULL, err, errlen)) != TD_OK) goto out;
-    if (fchmod(s.fd, 0644) != 0 || fsync(s.fd) != 0 || close(s.fd) != 0) {
+    /* A failed fchmod or fsync leaves the descriptor to out; close()
+     * releases it even when it fails, so it is never called twice. */
+    if (fchmod(s.fd, 0644) == 0 && fsync(s.fd) == 0) {
+        closed = close(s.fd);
         s.fd = -1;
+    }
+    if (closed != 0) {
         snprintf(err, errlen, "cannot write %s: %s", tmp, strerror(errno));
         rc = TD_EIO;
         goto out;
     }
-    s.fd = -1;
     if (rename(tmp, path) != 0) {
         snprintf(err, errlen, "cannot rename the download to %s: %s", path, strerror(errno));
         rc = TD_EIO;

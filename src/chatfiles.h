@@ -68,6 +68,16 @@ int td_chatfiles_parse_page(const json_t *data, const char *prev, char next[TD_C
  * second file with the same name. */
 void td_chatfile_local_name(const td_chatfile *f, int with_id, char *out, size_t len);
 
+/* Appends s (a file name, an id: text from Feishu) to b so that it is
+ * safe to show on a terminal and reads back unambiguously: a backslash is
+ * doubled; tab, newline and CR become \t \n \r; other C0 controls and DEL
+ * become \x1b-style hex, as do bytes that are not well-formed UTF-8; C1
+ * controls and bidi overrides become \u009b-style escapes; everything
+ * else stays as it is.  Returns b's error state (at most 4 bytes out per
+ * byte in). */
+struct td_strbuf;
+int td_chatfile_printable(struct td_strbuf *b, const char *s);
+
 /* Progress of a download: bytes received so far of this attempt. */
 typedef void (*td_chatfile_progress)(void *ud, const td_chatfile *f, uint64_t done);
 

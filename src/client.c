@@ -16,6 +16,7 @@
 #include "gitee.h"
 #include "httpc.h"
 #include "record.h"
+#include "strbuf.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -515,35 +516,59 @@ out:
     return rc;
 }
 
+/* Writes all of buf (a short write is retried) and syncs it; 0 or -1. */
+static int fsync_write(int fd, const char *buf, size_t len)
+{
+    while (len > 0) {
+        ssize_t w = write(fd, buf, len);
+        if (w < 0 && errno == EINTR) continue;
+        if (w <= 0) return -1;
+        buf += w, len -= (size_t)w;
+    }
+    return fsync(fd);
+}
+
 /* Keeps the record for the next process: written to a temporary file in
  * the same folder and renamed, so a reader never sees half a record; 0600
  * because it holds a token.  Best effort: a cache that cannot be written
  * must not fail a get that has a good token. */
 static void write_cache(const td_client *c, const td_record *rec)
 {
-    char tmp[4096];
     size_t len;
     const char *js = td_record_json(rec, &len);
-    int fd;
 
-    if (!c->cache_file || snprintf(tmp, sizeof tmp, "%s.tmp-XXXXXX", c->cache_file) >= (int)sizeof tmp)
-        return;
-    if ((fd = mkstemp(tmp)) < 0) return;
-    if (fchmod(fd, 0600) == 0 && write(fd, js, len) == (ssize_t)len && fsync(fd) == 0 &&
-        close(fd) == 0) {
-        if (rename(tmp, c->cache_file) != 0) unlink(tmp);
-        return;
-    }
-    close(fd);
-    unlink(tmp);
+    if (c->cache_file) (void)td__client_write_cache(c->cache_file, js, len);
+}
+
+int td__client_write_cache(const char *path, const char *json, size_t len)
+{
+    char tmp[4096];
+    int fd, rc = TD_EIO;
+
+    if (snprintf(tmp, sizeof tmp, "%s.tmp-XXXXXX", path) >= (int)sizeof tmp) return TD_ETOOBIG;
+    if ((fd = mkstemp(tmp)) < 0) return TD_EIO;
+    if (fchmod(fd, 0600) != 0 || fsync_write(fd, json, len) != 0) goto out;
+    /* Linux releases the descriptor even when close() fails (a write-back
+     * error on NFS): it is gone either way, and a second close() could
+     * hit a number another thread has opened since. */
+    rc = close(fd) == 0 ? TD_OK : TD_EIO;
+    fd = -1;
+    if (rc == TD_OK && rename(tmp, path) != 0) rc = TD_EIO;
+out:
+    if (fd >= 0) close(fd);
+    if (rc != TD_OK) unlink(tmp);
+    return rc;
 }
 
 /* The combined error of a fetch where every source failed.  With one
- * source its own message; with several, one line per source. */
+ * source its own message; with several, one line per source.  Lines that
+ * do not fit in err are left out whole, and a last line says how many. */
 static int fetch_failure(const attempt *at, size_t n, char *err, size_t errlen)
 {
+    enum { TAIL = 80 };     /* room kept for the "left out" line */
     int all_expired_or_missing = 1, any_expired = 0, rc = TD_OK;
-    size_t o = 0;
+    td_strbuf b, tail;
+    size_t shown = 0;
 
     for (size_t i = 0; i < n; i++) {
         if (at[i].rc == TD_EEXPIRED) any_expired = 1;
@@ -557,11 +582,17 @@ static int fetch_failure(const attempt *at, size_t n, char *err, size_t errlen)
         snprintf(err, errlen, "%s token获取失败: %s", source_label(at[0].src), at[0].why);
         return rc;
     }
-    o = (size_t)snprintf(err, errlen, "token获取失败: %s",
-                         rc == TD_EEXPIRED ? "所有来源的token均已过期或即将过期" : "所有来源均失败");
-    for (size_t i = 0; i < n && o < errlen; i++)
-        o += (size_t)snprintf(err + o, errlen - o, "\n  - %s token获取失败: %s [%s]",
-                              source_label(at[i].src), at[i].why, at[i].where);
+    td_strbuf_fixed(&b, err, errlen > 2 * TAIL ? errlen - TAIL : errlen);
+    td_strbuf_printf(&b, "token获取失败: %s",
+                     rc == TD_EEXPIRED ? "所有来源的token均已过期或即将过期" : "所有来源均失败");
+    for (; shown < n; shown++)
+        if (td_strbuf_printf(&b, "\n  - %s token获取失败: %s [%s]", source_label(at[shown].src),
+                             at[shown].why, at[shown].where) != TD_OK)
+            break;
+    if (shown < n && errlen > 2 * TAIL) {
+        td_strbuf_fixed(&tail, err + b.len, errlen - b.len);
+        td_strbuf_printf(&tail, "\n  - (另有 %zu 个来源的错误未显示)", n - shown);
+    }
     return rc;
 }
 

@@ -28,4 +28,11 @@ int td__client_judge(const char *text, size_t len, td_token_kind kind, long min_
 int td__client_endpoint_answer(const td_httpc_resp *resp, td_token_kind kind, long min_remaining,
                                int64_t now, td_record **out, char *why, size_t whylen);
 
+/* Writes the cache file: json goes to a temporary file next to path
+ * (0600), synced, closed and renamed onto path, so a reader sees the old
+ * record or the new one, never half of one.  Every descriptor is closed
+ * exactly once on every path, and a failure leaves no temporary behind.
+ * TD_OK, TD_EIO, or TD_ETOOBIG when path is too long. */
+int td__client_write_cache(const char *path, const char *json, size_t len);
+
 #endif

@@ -3,16 +3,22 @@
  * with the tenant token from the distribution endpoint (the seed's
  * clients' flow: get the token, then call Feishu).
  *
- * `download` is made for cron: a file already in --out is skipped, a new
- * one appears only complete (temporary file + rename), and a run that
- * failed half-way is finished by the next run.  stdout lists the paths of
- * the files this run added; messages go to stderr.
+ * `download` is made for cron: a file already downloaded is skipped --
+ * known by Feishu's file_key in the folder's manifest (manifest.h), not by
+ * its name, so a later file that reuses a name is still fetched, under a
+ * name of its own -- a new one appears only complete (temporary file +
+ * rename), and a run that failed half-way is finished by the next run.
+ * stdout lists the paths of the files this run added; messages go to
+ * stderr.  Every text from Feishu reaches the terminal escaped
+ * (td_chatfile_printable).
  */
 #define _GNU_SOURCE
 #include "chatfiles.h"
 #include "clock.h"
 #include "cmd.h"
 #include "log.h"
+#include "manifest.h"
+#include "strbuf.h"
 #include "tokendist.h"
 
 #include <errno.h>
@@ -28,8 +34,7 @@ typedef struct run {
     const char *out;
     int tty;
     int64_t last_progress_ms;
-    char **seen;                /* safe names used this run, for collisions */
-    size_t nseen, capseen;
+    td_manifest *manifest;      /* download: what the folder holds, by file_key */
     int downloaded, skipped, failed, listed;
     int fatal;                  /* the error that stopped the run */
 } run;
@@ -38,67 +43,77 @@ static void usage(FILE *f)
 {
     fprintf(f, "Usage: tokendist files list|download --chat oc_… [OPTIONS]\n\n"
                "  list      print the chat's file messages: time, file name, message_id, file_key\n"
-               "  download  download them into --out (skips files already there; safe to rerun from cron)\n\n"
+               "  download  download them into --out (skips files it fetched before, by file_key; safe to rerun from cron)\n\n"
                "Options (flag > environment > env-file > default):\n");
     td_config_usage(TD_CMD_FILES, f);
 }
 
-static int seen_add(run *r, const char *name)
+/* s made safe for the terminal (td_chatfile_printable) in buf; a text
+ * too long for buf (never a Feishu name: 4 bytes out per byte in) ends in
+ * "…". */
+static const char *printable(const char *s, char *buf, size_t len)
 {
-    if (r->nseen == r->capseen) {
-        size_t cap = r->capseen ? r->capseen * 2 : 64;
-        char **v = realloc(r->seen, cap * sizeof *v);
-        if (!v) return TD_ENOMEM;
-        r->seen = v, r->capseen = cap;
+    td_strbuf b;
+
+    td_strbuf_fixed(&b, buf, len);
+    if (td_chatfile_printable(&b, s) != TD_OK && len > 4) {
+        size_t o = b.len < len - 4 ? b.len : len - 4;
+        while (o > 0 && ((unsigned char)buf[o] & 0xC0) == 0x80) o--;   /* not inside a character */
+        memcpy(buf + o, "…", 4);
     }
-    if (!(r->seen[r->nseen] = strdup(name))) return TD_ENOMEM;
-    r->nseen++;
-    return TD_OK;
+    return buf;
 }
 
-static int seen_has(const run *r, const char *name)
-{
-    for (size_t i = 0; i < r->nseen; i++)
-        if (!strcmp(r->seen[i], name)) return 1;
-    return 0;
-}
-
-/* Two messages with the same file name both get kept: the later one in
- * the listing (oldest first, so the same on every run with the same
- * filters) gets its message id in the name. */
-static void target_name(run *r, const td_chatfile *f, char *name, size_t len)
-{
-    td_chatfile_local_name(f, 0, name, len);
-    if (seen_has(r, name)) td_chatfile_local_name(f, 1, name, len);
-}
+#define PRINTABLE_MAX (TD_CHATFILE_NAME_MAX * 4 + 1)
 
 static void on_progress(void *ud, const td_chatfile *f, uint64_t done)
 {
     run *r = ud;
     int64_t now = td_clock_mono_ms();
+    char name[64 * 4];
 
     if (!r->tty || now - r->last_progress_ms < 100) return;
     r->last_progress_ms = now;
-    fprintf(stderr, "\r\033[K⬇️  %.60s  %.1f KB", f->name, (double)done / 1024.0);
-}
-
-static void display(const char *s, char *out, size_t len)
-{
-    size_t o = 0;
-    for (; *s && o + 1 < len; s++) out[o++] = (*s == '\t' || *s == '\n' || *s == '\r') ? ' ' : *s;
-    out[o] = '\0';
+    fprintf(stderr, "\r\033[K⬇️  %s  %.1f KB", printable(f->name, name, sizeof name), (double)done / 1024.0);
 }
 
 static int list_one(void *ud, const td_chatfile *f)
 {
     run *r = ud;
-    char when[TD_TIME_LEN], name[TD_CHATFILE_NAME_MAX];
+    char when[TD_TIME_LEN], name[PRINTABLE_MAX], mid[TD_CHATFILE_ID_MAX * 4 + 1], key[TD_CHATFILE_ID_MAX * 4 + 1];
 
-    display(f->name, name, sizeof name);
-    printf("%s\t%s\t%s\t%s\n", td_clock_format(f->create_ms / 1000, when), name, f->message_id,
-           f->file_key);
+    printf("%s\t%s\t%s\t%s\n", td_clock_format(f->create_ms / 1000, when), printable(f->name, name, sizeof name),
+           printable(f->message_id, mid, sizeof mid), printable(f->file_key, key, sizeof key));
     r->listed++;
     return TD_OK;
+}
+
+static int on_disk(const run *r, const char *name)
+{
+    char path[4096];
+    struct stat st;
+    return snprintf(path, sizeof path, "%s/%s", r->out, name) < (int)sizeof path && lstat(path, &st) == 0;
+}
+
+/* The local name for a file the manifest does not know yet: its own name,
+ * or, when another file has that (claimed in the manifest, or something
+ * else sits there), the name with the message id's end (the same on every
+ * run).  In a folder an older tokendist filled (no manifest), a file
+ * already there under such a name is this one: *adopt says so.  "" when
+ * both names are taken. */
+static void choose_name(const run *r, const td_chatfile *f, char *name, size_t len, int *adopt)
+{
+    *adopt = 0;
+    for (int with_id = 0; with_id < 2; with_id++) {
+        td_chatfile_local_name(f, with_id, name, len);
+        if (td_manifest_claimed(r->manifest, name)) continue;
+        if (!on_disk(r, name)) return;
+        if (!td_manifest_existed(r->manifest)) {
+            *adopt = 1;
+            return;
+        }
+    }
+    name[0] = '\0';
 }
 
 /* Errors that are not about this one file: no point trying the next. */
@@ -111,25 +126,44 @@ static int stops_run(int rc)
 static int download_one(void *ud, const td_chatfile *f)
 {
     run *r = ud;
-    char name[TD_CHATFILE_LOCAL_MAX + 1], path[4096], err[2048];
+    char name[TD_CHATFILE_LOCAL_MAX + 1], path[4096], err[2048], mid[TD_CHATFILE_ID_MAX * 4 + 1];
+    const char *known = td_manifest_name_of(r->manifest, f->file_key);
     struct stat st;
-    int rc;
+    int rc, adopt = 0;
 
-    target_name(r, f, name, sizeof name);
-    if (seen_add(r, name) != TD_OK) return TD_ENOMEM;
+    printable(f->message_id, mid, sizeof mid);
+    if (known) {
+        /* Claimed by an earlier run: there, or never finished (or removed
+         * since) and fetched again under the same name. */
+        snprintf(name, sizeof name, "%s", known);
+    } else {
+        choose_name(r, f, name, sizeof name, &adopt);
+        if (!name[0]) {
+            td_chatfile_local_name(f, 1, name, sizeof name);
+            td_log("❌ 本地已有同名文件 %s，跳过 (%s)", name, mid);
+            r->failed++;
+            return TD_OK;
+        }
+        if ((rc = td_manifest_add(r->manifest, f->file_key, name, err, sizeof err)) != TD_OK) {
+            td_log("❌ %s", err);
+            r->failed++;
+            r->fatal = rc;
+            return rc;
+        }
+    }
     if (snprintf(path, sizeof path, "%s/%s", r->out, name) >= (int)sizeof path) {
         td_log("❌ 路径太长，跳过: %s", name);
         r->failed++;
         return TD_OK;
     }
-    if (lstat(path, &st) == 0) {
+    if (adopt || (known && lstat(path, &st) == 0)) {
         r->skipped++;
         return TD_OK;
     }
     rc = td_chatfiles_download(r->cf, f, path, on_progress, r, err, sizeof err);
     if (r->tty) fputs("\r\033[K", stderr);
     if (rc != TD_OK) {
-        td_log("❌ 下载失败 %s (%s): %s", name, f->message_id, err);
+        td_log("❌ 下载失败 %s (%s): %s", name, mid, err);
         r->failed++;
         if (stops_run(rc)) {
             r->fatal = rc;
@@ -203,6 +237,11 @@ int td_cmd_files(int argc, char **argv)
         fprintf(stderr, "tokendist %s: cannot create --out folder %s: %s\n", name, c.out_dir, strerror(errno));
         goto out;
     }
+    if (download && (rc = td_manifest_open(&r.manifest, c.out_dir, err, sizeof err)) != TD_OK) {
+        fprintf(stderr, "❌ %s\n", err);
+        ex = TD_EXIT_FAIL;
+        goto out;
+    }
     setlocale(LC_CTYPE, "C.UTF-8");   /* --match's ? and [] count characters, not bytes */
     cf = (td_chatfiles){.client = cl, .base_url = c.feishu_base_url, .timeout_ms = c.http_timeout * 1000};
     r.cf = &cf;
@@ -218,8 +257,7 @@ int td_cmd_files(int argc, char **argv)
         td_log("下载完成: 新文件 %d 个, 已存在 %d 个, 失败 %d 个", r.downloaded, r.skipped, r.failed);
     ex = rc != TD_OK ? td__client_exit_code(rc) : r.failed ? TD_EXIT_FAIL : TD_EXIT_OK;
 out:
-    for (size_t i = 0; i < r.nseen; i++) free(r.seen[i]);
-    free(r.seen);
+    td_manifest_close(r.manifest);
     free(nargv);
     td_client_free(cl);
     td_config_free(&c);

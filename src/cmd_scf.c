@@ -32,7 +32,8 @@ int td_cmd_scf(int argc, char **argv)
 
     if ((ex = td_cmd_config(&c, TD_CMD_SCF, argc, argv)) >= 0) goto out;
     ex = TD_EXIT_USAGE;
-    if (!host || !*host || !port || !*port || strlen(host) > 255 || strspn(port, "0123456789") != strlen(port)) {
+    if (!host || !*host || !port || !*port || strlen(host) > 255 || strlen(port) > 5 ||
+        strspn(port, "0123456789") != strlen(port)) {
         td_log("❌ SCF_RUNTIME_API / SCF_RUNTIME_API_PORT 未设置或无效：scf-runtime 只在腾讯云 SCF "
                "事件函数 (自定义运行时) 中运行；普通服务器请用 tokendist serve");
         goto out;

@@ -18,7 +18,7 @@
 typedef enum { T_STR, T_INT, T_BOOL, T_LIST } cfg_type;
 
 #define SENSITIVE 0x1u
-#define URL_CREDS 0x2u     /* a URL that may carry user:password@ */
+#define URL_CREDS 0x2u     /* a URL that may carry user:password@: shown without it */
 /* Values checked at load (each item of a list), so that a bad one stops
  * the start with a message naming it. */
 #define CIDR 0x4u          /* an IP address or CIDR (peer.h) */
@@ -88,7 +88,7 @@ static const cfg_entry table[] = {
      "Feishu app ID (cli_…); with the secret, the refresher runs"},
     {"app-secret", {"FEISHU_APP_SECRET", "APP_SECRET"}, T_STR, O(feishu_app_secret), NULL, 0, 0, SENSITIVE, FEI | TD_CMD_FILES,
      "Feishu app secret"},
-    {"feishu-base-url", {"FEISHU_BASE_URL"}, T_STR, O(feishu_base_url), "https://open.feishu.cn", 0, 0, 0, FEI | TD_CMD_FILES,
+    {"feishu-base-url", {"FEISHU_BASE_URL"}, T_STR, O(feishu_base_url), "https://open.feishu.cn", 0, 0, URL_CREDS, FEI | TD_CMD_FILES,
      "Feishu Open Platform (https://open.larksuite.com for Lark)"},
     {"chat-id", {"FEISHU_CHAT_ID"}, T_STR, O(feishu_chat_id), NULL, 0, 0, 0, FEI,
      "group (oc_…) that gets the token-updated notice, sent by the app"},
@@ -118,9 +118,9 @@ static const cfg_entry table[] = {
 
     {"tencent-cloud-enabled", {"TENCENT_CLOUD_ENABLED"}, T_BOOL, O(tencent_cloud_enabled), "true", 0, 0, 0, SNK,
      "push each new token to TENCENT_CLOUD_API_URL"},
-    {"api-url", {"TENCENT_CLOUD_API_URL"}, T_STR, O(tencent_cloud_api_url), NULL, 0, 0, 0, SNK,
+    {"api-url", {"TENCENT_CLOUD_API_URL"}, T_STR, O(tencent_cloud_api_url), NULL, 0, 0, URL_CREDS, SNK,
      "distribution endpoint (a tokendist server or Tencent SCF URL), e.g. https://…/release/get-token"},
-    {"public-url", {"TOKENDIST_PUBLIC_URL"}, T_STR, O(public_url), NULL, 0, 0, 0, FEI,
+    {"public-url", {"TOKENDIST_PUBLIC_URL"}, T_STR, O(public_url), NULL, 0, 0, URL_CREDS, FEI,
      "address clients get the token from, for the group notice (default: TENCENT_CLOUD_API_URL)"},
     {"api-key", {"TENCENT_CLOUD_API_KEY"}, T_STR, O(tencent_cloud_api_key), NULL, 0, 0, SENSITIVE, SNK,
      "push key sent to the endpoint as Authorization: Bearer"},
@@ -137,10 +137,10 @@ static const cfg_entry table[] = {
      "file in the Gitee repository that holds the record"},
     {"gitee-branch", {"GITEE_BRANCH"}, T_STR, O(gitee_branch), "master", 0, 0, 0, SNK | TD_CMD_GET | TD_CMD_FILES,
      "Gitee branch"},
-    {"gitee-base-url", {"GITEE_BASE_URL"}, T_STR, O(gitee_base_url), "https://gitee.com/api/v5", 0, 0, 0, SNK | TD_CMD_GET | TD_CMD_FILES,
+    {"gitee-base-url", {"GITEE_BASE_URL"}, T_STR, O(gitee_base_url), "https://gitee.com/api/v5", 0, 0, URL_CREDS, SNK | TD_CMD_GET | TD_CMD_FILES,
      "Gitee API base"},
 
-    {"url", {"TOKENDIST_URLS", "TENCENT_CLOUD_API_URL"}, T_LIST, O(urls), NULL, 0, 0, 0, TD_CMD_GET | TD_CMD_FILES,
+    {"url", {"TOKENDIST_URLS", "TENCENT_CLOUD_API_URL"}, T_LIST, O(urls), NULL, 0, 0, URL_CREDS, TD_CMD_GET | TD_CMD_FILES,
      "endpoint to get the token from (repeat: tried in order)"},
     {"key", {"TOKENDIST_READ_KEY"}, T_STR, O(read_key), NULL, 0, 0, SENSITIVE, TD_CMD_GET | TD_CMD_FILES,
      "read key sent as Authorization: Bearer"},
@@ -415,6 +415,15 @@ void td_config_usage(unsigned cmd, FILE *f)
     fprintf(f, "  %-26s %s\n", "--help", "show this help");
 }
 
+/* A value as --print-config shows it: a secret only as its hash, a URL
+ * without the credentials it may carry. */
+static const char *shown(const cfg_entry *e, const char *v, char fp[TD_FP_LEN], char *url, size_t urllen)
+{
+    if (e->flags & SENSITIVE) return td_log_secret_fp(v, fp);
+    if (e->flags & URL_CREDS) return td_store_redact(v, url, urllen);
+    return v;
+}
+
 void td_config_print(const td_config *c, unsigned cmd, FILE *f)
 {
     char fp[TD_FP_LEN];
@@ -428,20 +437,16 @@ void td_config_print(const td_config *c, unsigned cmd, FILE *f)
         case T_STR: {
             const char *s = *(char *const *)p;
             char url[1024];
-            fputs(!s                      ? ""
-                  : (e->flags & SENSITIVE) ? td_log_fp(s, fp)
-                  : (e->flags & URL_CREDS) ? td_store_redact(s, url, sizeof url)
-                                           : s,
-                  f);
+            fputs(s ? shown(e, s, fp, url, sizeof url) : "", f);
             break;
         }
         case T_INT: fprintf(f, "%ld", *(const long *)p); break;
         case T_BOOL: fputs(*(const int *)p ? "true" : "false", f); break;
         case T_LIST: {
             const td_strlist *l = p;
+            char url[1024];
             for (size_t j = 0; j < l->n; j++)
-                fprintf(f, "%s%s", j ? "," : "",
-                        (e->flags & SENSITIVE) ? td_log_fp(l->v[j], fp) : l->v[j]);
+                fprintf(f, "%s%s", j ? "," : "", shown(e, l->v[j], fp, url, sizeof url));
             break;
         }
         }

@@ -6,6 +6,7 @@
  * name the file as owner/repo:path instead. */
 #include "gitee.h"
 #include "httpc.h"
+#include "strbuf.h"
 #include "tokendist.h"
 
 #include <jansson.h>
@@ -21,57 +22,59 @@ static const char *base_of(const td_gitee *g)
     return g->base_url && *g->base_url ? g->base_url : TD_GITEE_DEFAULT_BASE;
 }
 
-/* Appends s percent-encoded, keeping '/' when keep_slash (file paths). */
-static int append_escaped(char *buf, size_t len, size_t *o, const char *s, int keep_slash)
+/* Appends s percent-encoded, keeping its '/' (a file path's folders). */
+static int append_path(td_strbuf *b, const char *s)
 {
-    char seg[1024];
-    while (*s) {
-        size_t n = keep_slash ? strcspn(s, "/") : strlen(s);
-        if (n >= sizeof seg) return TD_ETOOBIG;
-        memcpy(seg, s, n);
-        seg[n] = '\0';
-        if (!td_httpc_escape(seg, buf + *o, len - *o)) return TD_ETOOBIG;
-        *o += strlen(buf + *o);
-        s += n;
-        if (*s == '/') {
-            if (*o + 1 >= len) return TD_ETOOBIG;
-            buf[(*o)++] = '/', buf[*o] = '\0';
-            s++;
-        }
+    for (;;) {
+        size_t n = strcspn(s, "/");
+        td_httpc_escape_append(b, s, n);
+        if (!s[n]) break;
+        td_strbuf_puts(b, "/");
+        s += n + 1;
     }
-    return TD_OK;
+    return td_strbuf_error(b);
 }
 
-/* {base}/repos/{owner}/{repo}/contents/{path}, plus the query for reads. */
-static int make_url(const td_gitee *g, int with_query, char *buf, size_t len)
+/* {base}/repos/{owner}/{repo}/contents/{path}, plus the query for reads.
+ * A URL that does not fit is TD_ETOOBIG with err naming the setting that
+ * made it overflow; the access token is named, never shown. */
+static int make_url(const td_gitee *g, int with_query, char *buf, size_t len, char *err, size_t errlen)
 {
-    const char *base = base_of(g);
-    size_t bl = strlen(base), o;
-    int rc;
+    const char *base = base_of(g), *culprit;
+    size_t bl = strlen(base);
+    td_strbuf b;
 
     while (bl > 0 && base[bl - 1] == '/') bl--;
-    if (bl + 16 >= len) return TD_ETOOBIG;
-    o = (size_t)snprintf(buf, len, "%.*s/repos/", (int)bl, base);
-    if ((rc = append_escaped(buf, len, &o, g->owner, 0)) != TD_OK) return rc;
-    if (o + 1 >= len) return TD_ETOOBIG;
-    buf[o++] = '/', buf[o] = '\0';
-    if ((rc = append_escaped(buf, len, &o, g->repo, 0)) != TD_OK) return rc;
-    if (o + 10 >= len) return TD_ETOOBIG;
-    o += (size_t)snprintf(buf + o, len - o, "/contents/");
-    if ((rc = append_escaped(buf, len, &o, g->path[0] == '/' ? g->path + 1 : g->path, 1)) != TD_OK)
-        return rc;
+    td_strbuf_fixed(&b, buf, len);
+    culprit = "GITEE_BASE_URL";
+    td_strbuf_append(&b, base, bl);
+    td_strbuf_puts(&b, "/repos/");
+    if (td_strbuf_error(&b) != TD_OK) goto toobig;
+    culprit = "GITEE_OWNER";
+    td_httpc_escape_append(&b, g->owner, strlen(g->owner));
+    if (td_strbuf_puts(&b, "/") != TD_OK) goto toobig;
+    culprit = "GITEE_REPO";
+    td_httpc_escape_append(&b, g->repo, strlen(g->repo));
+    if (td_strbuf_puts(&b, "/contents/") != TD_OK) goto toobig;
+    culprit = "GITEE_FILE_PATH";
+    if (append_path(&b, g->path[0] == '/' ? g->path + 1 : g->path) != TD_OK) goto toobig;
     if (!with_query) return TD_OK;
     if (g->access_token && *g->access_token) {
-        if (o + 14 >= len) return TD_ETOOBIG;
-        o += (size_t)snprintf(buf + o, len - o, "?access_token=");
-        if ((rc = append_escaped(buf, len, &o, g->access_token, 0)) != TD_OK) return rc;
+        culprit = "GITEE_ACCESS_TOKEN";
+        td_strbuf_puts(&b, "?access_token=");
+        if (td_httpc_escape_append(&b, g->access_token, strlen(g->access_token)) != TD_OK) goto toobig;
     }
     if (g->branch && *g->branch) {
-        if (o + 6 >= len) return TD_ETOOBIG;
-        o += (size_t)snprintf(buf + o, len - o, "%sref=", strchr(buf, '?') ? "&" : "?");
-        if ((rc = append_escaped(buf, len, &o, g->branch, 0)) != TD_OK) return rc;
+        culprit = "GITEE_BRANCH";
+        td_strbuf_puts(&b, g->access_token && *g->access_token ? "&ref=" : "?ref=");
+        if (td_httpc_escape_append(&b, g->branch, strlen(g->branch)) != TD_OK) goto toobig;
     }
     return TD_OK;
+toobig:
+    memset(buf, 0, len);    /* it may hold part of the access token */
+    snprintf(err, errlen, "%s 太长：Gitee 请求地址超过 %zu 字节的上限 (%.80s/%.80s:%.200s)，请缩短它", culprit, len - 1,
+             g->owner, g->repo, g->path);
+    return TD_ETOOBIG;
 }
 
 /* Gitee's error bodies are {"message": "..."}. */
@@ -195,10 +198,7 @@ int td_gitee_read(const td_gitee *g, char **content, size_t *len, char sha[41], 
         snprintf(err, errlen, "GITEE_OWNER, GITEE_REPO and GITEE_FILE_PATH must all be set");
         return TD_EINVAL;
     }
-    if (make_url(g, 1, url, sizeof url) != TD_OK) {
-        snprintf(err, errlen, "Gitee URL too long (GITEE_BASE_URL/OWNER/REPO/FILE_PATH)");
-        return TD_ETOOBIG;
-    }
+    if ((rc = make_url(g, 1, url, sizeof url, err, errlen)) != TD_OK) return rc;
     {
         td_httpc_req hr = {.method = "GET", .url = url, .timeout_ms = g->timeout_ms,
                            .max_body = GITEE_ANSWER_MAX};
@@ -229,7 +229,7 @@ static int is_stale(const char *method, long status, const json_t *o)
 }
 
 int td_gitee_write(const td_gitee *g, const char *content, size_t len, const char *message,
-                   char *err, size_t errlen)
+                   td_gitee_guard guard, void *ud, char *err, size_t errlen)
 {
     char url[2048], why[512], sha[41];
     const char *hdrs[] = {"Content-Type: application/json; charset=utf-8", NULL};
@@ -243,10 +243,7 @@ int td_gitee_write(const td_gitee *g, const char *content, size_t len, const cha
         snprintf(err, errlen, "Gitee 文件内容超过 %u 字节", TD_GITEE_FILE_MAX);
         goto out;
     }
-    if (make_url(g, 0, url, sizeof url) != TD_OK) {
-        snprintf(err, errlen, "Gitee URL too long (GITEE_BASE_URL/OWNER/REPO/FILE_PATH)");
-        goto out;
-    }
+    if ((rc = make_url(g, 0, url, sizeof url, err, errlen)) != TD_OK) goto out;
     rc = TD_ENOMEM;
     if (!(b64 = b64_encode(content, len))) goto out;
 
@@ -259,6 +256,10 @@ int td_gitee_write(const td_gitee *g, const char *content, size_t len, const cha
             goto out;       /* already there: an empty commit helps no one */
         if (rc != TD_OK && rc != TD_ENOTFOUND) goto out;
         method = rc == TD_OK ? "PUT" : "POST";
+        if (rc == TD_OK && guard && (rc = guard(ud, cur, curlen, err, errlen)) != TD_OK) {
+            if (rc > 0) rc = TD_OK;
+            goto out;
+        }
 
         rc = TD_ENOMEM;
         json_decref(req);
@@ -293,7 +294,7 @@ int td_gitee_write(const td_gitee *g, const char *content, size_t len, const cha
         if (is_stale(method, resp.status, o)) {
             snprintf(err, errlen, "Gitee 文件 %s/%s:%s 在写入时被他人修改 (%s)，重试后仍冲突",
                      g->owner, g->repo, g->path, gitee_message(o));
-            rc = TD_ECONFLICT;
+            rc = TD_EUNAVAIL;   /* busy, not older: worth another try later */
         }
         goto out;
     }

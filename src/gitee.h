@@ -39,9 +39,20 @@ int td_gitee_read(const td_gitee *g, char **content, size_t *len, char sha[41],
 int td_gitee_parse_contents(const td_gitee *g, long status, const char *body, size_t body_len,
                             char **content, size_t *len, char sha[41], char *err, size_t errlen);
 
+/* Judges the file's current content before a write replaces it: TD_OK
+ * to write; > 0 when it already says what the write would (the write is
+ * then a success without a commit); a negative code refuses the write,
+ * which returns that code with err set (e.g. TD_ECONFLICT: it holds a
+ * newer record). */
+typedef int (*td_gitee_guard)(void *ud, const char *cur, size_t len, char *err, size_t errlen);
+
 /* Writes the file: PUT with the current sha when it exists, POST when it
- * does not; message is the commit message. */
+ * does not; message is the commit message.  The read before the write
+ * goes through guard (NULL: any content may be replaced); its sha makes
+ * the PUT a compare-and-swap, so when Gitee says the sha is stale the
+ * file is read and judged again (once); stale twice is TD_EUNAVAIL.  A
+ * file already byte-identical to content is left alone. */
 int td_gitee_write(const td_gitee *g, const char *content, size_t len, const char *message,
-                   char *err, size_t errlen);
+                   td_gitee_guard guard, void *ud, char *err, size_t errlen);
 
 #endif

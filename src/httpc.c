@@ -1,5 +1,6 @@
 /* httpc -- see httpc.h. */
 #include "httpc.h"
+#include "strbuf.h"
 #include "tokendist.h"
 
 #include <curl/curl.h>
@@ -8,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 
 typedef struct xfer {
     const td_httpc_req *req;
@@ -215,34 +217,61 @@ int64_t td_httpc_date(const td_httpc_resp *r)
     return t > 0 ? (int64_t)t : 0;
 }
 
+/* One header value as a wait in seconds, 0..TD_HTTPC_RETRY_AFTER_MAX, or
+ * -1 when it is neither form.  Digits are summed only while the value is
+ * within the bound, so no length of digits can overflow: beyond it the
+ * answer is the bound.  An HTTP-date (it starts with the day's name) is
+ * measured from the answer's own Date when it has one, so a skewed local
+ * clock does not stretch the wait. */
+static long parse_wait(const td_httpc_resp *r, const char *s)
+{
+    long v = 0;
+    time_t when, now;
+
+    if (*s >= '0' && *s <= '9') {
+        for (; *s >= '0' && *s <= '9'; s++)
+            if (v <= TD_HTTPC_RETRY_AFTER_MAX) v = v * 10 + (*s - '0');
+        if (*s) return -1;
+        return v > TD_HTTPC_RETRY_AFTER_MAX ? TD_HTTPC_RETRY_AFTER_MAX : v;
+    }
+    if (!((*s >= 'A' && *s <= 'Z') || (*s >= 'a' && *s <= 'z')) || (when = curl_getdate(s, NULL)) <= 0)
+        return -1;
+    if (!(now = (time_t)td_httpc_date(r))) now = time(NULL);
+    if (when <= now) return 0;
+    return when - now > TD_HTTPC_RETRY_AFTER_MAX ? TD_HTTPC_RETRY_AFTER_MAX : (long)(when - now);
+}
+
 long td_httpc_retry_after(const td_httpc_resp *r)
 {
-    char buf[64], *end;
     const char *names[] = {"x-ogw-ratelimit-reset", "Retry-After"};
+    char buf[128];
 
     for (int i = 0; i < 2; i++) {
         long v;
-        if (!td_httpc_header(r, names[i], buf, sizeof buf)) continue;
-        v = strtol(buf, &end, 10);
-        if (end != buf && !*end && v >= 0) return v;
+        if (td_httpc_header(r, names[i], buf, sizeof buf) && (v = parse_wait(r, buf)) >= 0) return v;
     }
     return -1;
 }
 
-char *td_httpc_escape(const char *s, char *buf, size_t len)
+int td_httpc_escape_append(td_strbuf *b, const char *s, size_t n)
 {
     static const char hex[] = "0123456789ABCDEF";
-    size_t o = 0;
 
-    for (; *s; s++) {
-        unsigned char ch = (unsigned char)*s;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char ch = (unsigned char)s[i];
         int keep = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
                    ch == '-' || ch == '_' || ch == '.' || ch == '~';
-        if (o + (keep ? 1 : 3) >= len) return NULL;
-        if (keep) buf[o++] = (char)ch;
-        else buf[o++] = '%', buf[o++] = hex[ch >> 4], buf[o++] = hex[ch & 15];
+        char pct[3] = {'%', hex[ch >> 4], hex[ch & 15]};
+        if ((keep ? td_strbuf_append(b, (const char *)&s[i], 1) : td_strbuf_append(b, pct, 3)) != TD_OK)
+            break;
     }
-    if (o >= len) return NULL;
-    buf[o] = '\0';
-    return buf;
+    return td_strbuf_error(b);
+}
+
+char *td_httpc_escape(const char *s, char *buf, size_t len)
+{
+    td_strbuf b;
+
+    td_strbuf_fixed(&b, buf, len);
+    return td_httpc_escape_append(&b, s, strlen(s)) == TD_OK ? buf : NULL;
 }

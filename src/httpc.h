@@ -58,12 +58,22 @@ const char *td_httpc_header(const td_httpc_resp *resp, const char *name, char *b
 /* The server's Date header as Unix seconds, or 0. */
 int64_t td_httpc_date(const td_httpc_resp *resp);
 
-/* Seconds the server asks us to wait (Retry-After, or Feishu's
- * x-ogw-ratelimit-reset), or -1. */
+/* Seconds the server asks us to wait: Feishu's x-ogw-ratelimit-reset, or
+ * else Retry-After, as delay-seconds or an HTTP-date.  Clamped to
+ * 0..TD_HTTPC_RETRY_AFTER_MAX, so a caller that waits what it is told
+ * waits at most an hour, however large (or overflowing) the number the
+ * server sent; -1 when neither header holds a valid value ("-5", "abc"),
+ * and the caller keeps its own backoff. */
+#define TD_HTTPC_RETRY_AFTER_MAX 3600L
 long td_httpc_retry_after(const td_httpc_resp *resp);
 
 /* Percent-encodes s (RFC 3986 unreserved kept) into buf; returns buf, or
  * NULL when it does not fit. */
 char *td_httpc_escape(const char *s, char *buf, size_t len);
+
+/* The same encoding of the n bytes at s, appended to a URL being built;
+ * returns b's error state (sticky, see strbuf.h). */
+struct td_strbuf;
+int td_httpc_escape_append(struct td_strbuf *b, const char *s, size_t n);
 
 #endif

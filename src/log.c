@@ -1,7 +1,11 @@
 /* log -- see log.h. */
 #include "log.h"
 #include "clock.h"
+#include "strbuf.h"
+#include "tokendist.h"
 
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -10,21 +14,47 @@ static int log_quiet;
 
 void td_log_set_quiet(int quiet) { log_quiet = quiet; }
 
+#define LINE_MAX_STACK 2048
+#define LINE_MAX_HEAP (64u << 10)
+
+/* Builds "[time] message\n" in b; TD_OK or b's error. */
+__attribute__((format(printf, 3, 0)))
+static int build_line(td_strbuf *b, const char *when, const char *fmt, va_list ap)
+{
+    va_list aq;
+
+    va_copy(aq, ap);
+    td_strbuf_printf(b, "[%s] ", when);
+    td_strbuf_vprintf(b, fmt, aq);
+    va_end(aq);
+    return td_strbuf_puts(b, "\n");
+}
+
+/* Most lines fit the stack buffer; a longer one (a client's error list)
+ * is built on the heap up to 64 KB; beyond that, or without memory, the
+ * line says so instead of showing a silently cut message. */
 void td_logv(const char *fmt, va_list ap)
 {
-    char line[2048];
+    char line[LINE_MAX_STACK];
     char when[TD_TIME_LEN];
-    int n, m;
+    td_strbuf b, big;
 
     if (log_quiet) return;
     td_clock_format(td_clock_now(), when);
-    n = snprintf(line, sizeof line, "[%s] ", when);
-    m = vsnprintf(line + n, sizeof line - (size_t)n - 1, fmt, ap);
-    if (m < 0) return;
-    n += m;
-    if ((size_t)n > sizeof line - 2) n = (int)sizeof line - 2; /* truncated */
-    line[n++] = '\n';
-    (void)!write(STDERR_FILENO, line, (size_t)n);
+    td_strbuf_fixed(&b, line, sizeof line);
+    if (build_line(&b, when, fmt, ap) == TD_OK) {
+        (void)!write(STDERR_FILENO, line, b.len);
+        return;
+    }
+    td_strbuf_heap(&big, LINE_MAX_HEAP);
+    if (build_line(&big, when, fmt, ap) == TD_OK) {
+        (void)!write(STDERR_FILENO, td_strbuf_str(&big), big.len);
+    } else {
+        td_strbuf_fixed(&b, line, sizeof line);
+        td_strbuf_printf(&b, "[%s] (日志行超过 %u 字节，未写出: %.200s…)\n", when, LINE_MAX_HEAP, fmt);
+        (void)!write(STDERR_FILENO, line, b.len);
+    }
+    td_strbuf_free(&big);
 }
 
 void td_log(const char *fmt, ...)
@@ -35,15 +65,36 @@ void td_log(const char *fmt, ...)
     va_end(ap);
 }
 
-const char *td_log_fp(const char *secret, char buf[TD_FP_LEN])
+const char *td_log_fp(const char *token, char buf[TD_FP_LEN])
 {
-    size_t len = secret ? strlen(secret) : 0;
+    size_t len = token ? strlen(token) : 0;
 
     if (len == 0)
         snprintf(buf, TD_FP_LEN, "(none)");
     else if (len < 16)  /* too short to show any of it safely */
         snprintf(buf, TD_FP_LEN, "(%zu chars)", len);
     else
-        snprintf(buf, TD_FP_LEN, "%.5s…%s", secret, secret + len - 2);
+        snprintf(buf, TD_FP_LEN, "%.5s…%s", token, token + len - 2);
+    return buf;
+}
+
+const char *td_log_secret_fp(const char *secret, char buf[TD_FP_LEN])
+{
+    static const char hex[] = "0123456789abcdef";
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int mdlen = 0;
+
+    if (!secret || !*secret) {
+        snprintf(buf, TD_FP_LEN, "(none)");
+        return buf;
+    }
+    if (!EVP_Digest(secret, strlen(secret), md, &mdlen, EVP_sha256(), NULL) || mdlen < 4) {
+        snprintf(buf, TD_FP_LEN, "sha256:?");
+        return buf;
+    }
+    memcpy(buf, "sha256:", 7);
+    for (int i = 0; i < 4; i++) buf[7 + 2 * i] = hex[md[i] >> 4], buf[8 + 2 * i] = hex[md[i] & 15];
+    buf[15] = '\0';
+    OPENSSL_cleanse(md, sizeof md);
     return buf;
 }

@@ -2,12 +2,12 @@
 #include "notice.h"
 #include "clock.h"
 #include "httpc.h"
+#include "strbuf.h"
 #include "tokendist.h"
 
 #include <jansson.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,71 +18,55 @@ static long minutes_left(int64_t expires, int64_t now)
     return s <= 0 ? 0 : (long)((s + 30) / 60);
 }
 
-/* snprintf that reports truncation as TD_ETOOBIG instead of hiding it. */
-static int put(char *buf, size_t len, size_t *o, const char *fmt, ...)
-{
-    va_list ap;
-    int n;
-
-    if (*o >= len) return TD_ETOOBIG;
-    va_start(ap, fmt);
-    n = vsnprintf(buf + *o, len - *o, fmt, ap);
-    va_end(ap);
-    if (n < 0 || (size_t)n >= len - *o) return TD_ETOOBIG;
-    *o += (size_t)n;
-    return TD_OK;
-}
-
+/* The texts are built in the caller's buffer; one that does not fit is
+ * TD_ETOOBIG (see strbuf.h), never a cut message. */
 int td_notice_updated_text(char *buf, size_t len, int64_t generated, int64_t expires, int64_t now,
                            const char *api_url)
 {
     char g[TD_TIME_LEN], e[TD_TIME_LEN];
-    size_t o = 0;
-    int rc;
+    td_strbuf b;
 
     td_clock_format(generated, g);
     td_clock_format(expires, e);
-    rc = put(buf, len, &o, "🔑 客户端 Access Token 已更新\n\n📅 生成时间: %s\n⏰ 过期时间: %s (剩余 %ld 分钟)\n",
-             g, e, minutes_left(expires, now));
-    if (rc == TD_OK && api_url && *api_url) rc = put(buf, len, &o, "🔗 腾讯云函数API: %s\n", api_url);
-    if (rc == TD_OK) rc = put(buf, len, &o, "\n请客户端使用此API地址获取最新的access_token");
-    return rc;
+    td_strbuf_fixed(&b, buf, len);
+    td_strbuf_printf(&b, "🔑 客户端 Access Token 已更新\n\n📅 生成时间: %s\n⏰ 过期时间: %s (剩余 %ld 分钟)\n",
+                     g, e, minutes_left(expires, now));
+    if (api_url && *api_url) td_strbuf_printf(&b, "🔗 腾讯云函数API: %s\n", api_url);
+    return td_strbuf_puts(&b, "\n请客户端使用此API地址获取最新的access_token");
 }
 
 int td_notice_alert_text(char *buf, size_t len, int failures, int64_t expires, int64_t now,
                          const char *last_error)
 {
     char e[TD_TIME_LEN];
-    size_t o = 0;
-    int rc;
+    td_strbuf b;
 
-    rc = put(buf, len, &o, "⚠️ 客户端 Access Token 刷新失败\n\n❌ 已连续失败 %d 次，最近一次: %s\n",
-             failures, last_error && *last_error ? last_error : "未知错误");
-    if (rc != TD_OK) return rc;
+    td_strbuf_fixed(&b, buf, len);
+    td_strbuf_printf(&b, "⚠️ 客户端 Access Token 刷新失败\n\n❌ 已连续失败 %d 次，最近一次: %s\n",
+                     failures, last_error && *last_error ? last_error : "未知错误");
     if (expires <= 0)
-        rc = put(buf, len, &o, "⏰ 目前没有可分发的 token\n");
+        td_strbuf_puts(&b, "⏰ 目前没有可分发的 token\n");
     else if (expires <= now)
-        rc = put(buf, len, &o, "⏰ 当前 token 已于 %s 过期，客户端将无法获取 token\n", td_clock_format(expires, e));
+        td_strbuf_printf(&b, "⏰ 当前 token 已于 %s 过期，客户端将无法获取 token\n", td_clock_format(expires, e));
     else
-        rc = put(buf, len, &o, "⏰ 当前 token 过期时间: %s (剩余 %ld 分钟)\n", td_clock_format(expires, e),
-                 minutes_left(expires, now));
-    if (rc == TD_OK)
-        rc = put(buf, len, &o, "\n请检查飞书应用凭证 (FEISHU_APP_ID / FEISHU_APP_SECRET) 与网络，tokendist 会继续重试");
-    return rc;
+        td_strbuf_printf(&b, "⏰ 当前 token 过期时间: %s (剩余 %ld 分钟)\n", td_clock_format(expires, e),
+                         minutes_left(expires, now));
+    return td_strbuf_puts(&b, "\n请检查飞书应用凭证 (FEISHU_APP_ID / FEISHU_APP_SECRET) 与网络，tokendist 会继续重试");
 }
 
 int td_notice_recovered_text(char *buf, size_t len, int failures, int64_t generated, int64_t expires,
                              int64_t now)
 {
     char g[TD_TIME_LEN], e[TD_TIME_LEN];
-    size_t o = 0;
+    td_strbuf b;
 
     td_clock_format(generated, g);
     td_clock_format(expires, e);
-    return put(buf, len, &o,
-               "✅ 客户端 Access Token 刷新已恢复\n\n连续失败 %d 次后已重新获取 token\n"
-               "📅 生成时间: %s\n⏰ 过期时间: %s (剩余 %ld 分钟)",
-               failures, g, e, minutes_left(expires, now));
+    td_strbuf_fixed(&b, buf, len);
+    return td_strbuf_printf(&b,
+                            "✅ 客户端 Access Token 刷新已恢复\n\n连续失败 %d 次后已重新获取 token\n"
+                            "📅 生成时间: %s\n⏰ 过期时间: %s (剩余 %ld 分钟)",
+                            failures, g, e, minutes_left(expires, now));
 }
 
 int td_notice_webhook_sign(int64_t ts, const char *secret, char *out, size_t outlen)

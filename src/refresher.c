@@ -294,11 +294,15 @@ static int deliver(td_refresher *r, const td_record *rec, int *failed, char *err
     if (has_endpoint(r->o.sinks)) td_log("开始分发token到腾讯云函数...");
     for (size_t i = 0; i < r->o.sinks->n; i++) {
         const td_sink *s = &r->o.sinks->v[i];
-        if (td_sink_push(s, rec, why, sizeof why) == TD_OK) {
+        int src = td_sink_push(s, rec, why, sizeof why);
+        if (src == TD_OK) {
             ok++;
             if (s->kind == TD_SINK_ENDPOINT) td_log("app_access_token已成功分发到腾讯云函数");
         } else {
-            (*failed)++;
+            /* A conflict (the sink holds a newer record) is no failure to
+             * retry; what the sinks serve is learned again next cycle. */
+            if (src == TD_ECONFLICT) r->learned = 0;
+            else (*failed)++;
             snprintf(err, errlen, "%s", why);
         }
     }

@@ -109,6 +109,35 @@ out:
     return rc;
 }
 
+/* Put-if-newer for the Gitee file, as the server's store does it: a file
+ * holding a valid record whose generated_timestamp is not older than the
+ * pushed one is not replaced (a stale refresher must not roll the file
+ * back); the same record, however formatted, is already there.  Anything
+ * that is not a valid record (an empty "{}", another format) is ours to
+ * replace. */
+static int gitee_guard(void *ud, const char *cur, size_t len, char *err, size_t errlen)
+{
+    const td_record *r = ud;
+    td_record *old = NULL;
+    const char *a, *b;
+    size_t alen, blen;
+    char why[256];
+    int rc = TD_OK;
+
+    if (td_record_parse(cur, len, 0, -1, &old, why, sizeof why) != TD_OK) return TD_OK;
+    a = td_record_json(old, &alen);
+    b = td_record_json(r, &blen);
+    if (alen == blen && !memcmp(a, b, alen)) {
+        rc = 1;
+    } else if (td_record_generated(old) >= td_record_generated(r)) {
+        snprintf(err, errlen, "Gitee 上已有更新的 token 记录 (generated_timestamp %lld，本次 %lld)，未覆盖",
+                 (long long)td_record_generated(old), (long long)td_record_generated(r));
+        rc = TD_ECONFLICT;
+    }
+    td_record_free(old);
+    return rc;
+}
+
 static int push_gitee(const td_sink *s, const td_record *r, char *err, size_t errlen)
 {
     char msg[128], e[TD_TIME_LEN], why[512];
@@ -118,7 +147,14 @@ static int push_gitee(const td_sink *s, const td_record *r, char *err, size_t er
 
     snprintf(msg, sizeof msg, "tokendist: 更新 token (过期时间 %s)", td_clock_format(td_record_expires(r), e));
     td_log("正在上传token到Gitee (%s/%s:%s)...", s->gitee.owner, s->gitee.repo, s->gitee.path);
-    if ((rc = td_gitee_write(&s->gitee, json, len, msg, why, sizeof why)) != TD_OK) {
+    rc = td_gitee_write(&s->gitee, json, len, msg, gitee_guard, (void *)r, why, sizeof why);
+    if (rc == TD_ECONFLICT) {
+        /* The server's 409: a conflict, not a delivery failure to retry. */
+        snprintf(err, errlen, "%s", why);
+        td_log("⚠️ %s", err);
+        return rc;
+    }
+    if (rc != TD_OK) {
         snprintf(err, errlen, "Gitee上传失败: %s", why);
         td_log("❌ %s", err);
         return rc;
@@ -159,7 +195,9 @@ int td_sink_push(const td_sink *s, const td_record *r, char *err, size_t errlen)
     case TD_SINK_LOCAL: rc = push_local(s, r, err, errlen); break;
     default: rc = TD_EINVAL; break;
     }
-    td_metrics_inc(rc == TD_OK ? TD_M_SINK_OK : TD_M_SINK_FAILED);
+    /* A conflict (the sink holds a newer record) is neither: the token
+     * did not go there, and nothing failed that a retry would mend. */
+    if (rc != TD_ECONFLICT) td_metrics_inc(rc == TD_OK ? TD_M_SINK_OK : TD_M_SINK_FAILED);
     return rc;
 }
 

@@ -51,7 +51,10 @@ void td_sinks_log_enabled(const td_sinks *s);
 
 /* Delivers r.  Logs the seed's lines for the endpoint ("正在上传token到腾讯云函数...",
  * "Token已成功分发到腾讯云函数", "❌ 腾讯云函数HTTP错误: 404", "❌ 腾讯云函数返回错误: …")
- * and one line per outcome for the others; err repeats the failure. */
+ * and one line per outcome for the others; err repeats the failure.
+ * TD_ECONFLICT means the sink holds a record at least as new as r (the
+ * server's 409, the store's put-if-newer, the Gitee file's own check):
+ * r did not go there, and retrying would not change that. */
 int td_sink_push(const td_sink *s, const td_record *r, char *err, size_t errlen);
 
 /* The record the sink serves now (a valid, unexpired one), so a restarted

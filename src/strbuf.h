@@ -41,7 +41,7 @@ void td_strbuf_heap(td_strbuf *b, size_t max);
 int td_strbuf_append(td_strbuf *b, const char *s, size_t n);
 int td_strbuf_puts(td_strbuf *b, const char *s);
 int td_strbuf_printf(td_strbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-int td_strbuf_vprintf(td_strbuf *b, const char *fmt, va_list ap);
+int td_strbuf_vprintf(td_strbuf *b, const char *fmt, va_list ap) __attribute__((format(printf, 2, 0)));
 
 /* Appends as much of s as fits in the room left (at most max bytes, 0:
  * no limit beyond the room), cut on a UTF-8 character boundary: for text

@@ -1,6 +1,7 @@
 """`tokendist files list|download` against the Feishu double, with the
 tenant token served by the real `tokendist serve`."""
 import base64
+import fcntl
 import os
 import time
 import unittest
@@ -10,6 +11,7 @@ from feishu import DEFAULT_APP_ID, DEFAULT_APP_SECRET, FeishuDouble
 
 PUSH_KEY = "push-key-for-files-tests-0001"
 CHAT = "oc_files_test_chat"
+MANIFEST = ".tokendist-files"
 CLEAN = {k: "" for k in ("TOKENDIST_URLS", "TOKENDIST_READ_KEY", "GITEE_OWNER", "GITEE_REPO",
                          "TOKENDIST_CACHE_FILE", "TOKENDIST_ENV_FILE", "FEISHU_CHAT_ID")}
 
@@ -65,6 +67,16 @@ class FilesTest(harness.TestCase):
     def lines(self, r):
         return [l.split("\t") for l in r.stdout.splitlines()]
 
+    def listing(self):
+        """The --out folder, sorted, without the download manifest (whose
+        leading dot keeps it out of globs); anything else hidden would be a
+        temporary left behind."""
+        return sorted(n for n in os.listdir(self.out) if n != MANIFEST)
+
+    def manifest(self):
+        with open(os.path.join(self.out, MANIFEST), encoding="utf-8") as f:
+            return [tuple(l.split("\t")) for l in f.read().splitlines() if "\t" in l and l[0] != "#"]
+
     def test_list_across_pages(self):
         seeded = self.seed(["电报_%03d.txt" % i for i in range(120)])
         self.feishu.control({"chat": CHAT, "texts": ["not a file", "also not"]})
@@ -97,7 +109,7 @@ class FilesTest(harness.TestCase):
         self.seed(["one.txt", "two.txt", "../escape.txt", ".hidden"])
         r = self.files("download", "--out", self.out)
         self.assertEqual(r.returncode, 0, r.stderr)
-        names = sorted(os.listdir(self.out))
+        names = self.listing()
         # "/" and a leading dot never reach the file system as such.
         self.assertEqual(names, ["_._escape.txt", "_hidden", "one.txt", "two.txt"])
         with open(os.path.join(self.out, "one.txt"), "rb") as f:
@@ -119,7 +131,111 @@ class FilesTest(harness.TestCase):
         _, b = self.seed(["report.pdf", "report.pdf"])
         r = self.files("download", "--out", self.out)
         self.assertEqual(r.returncode, 0, r.stderr)
-        self.assertEqual(sorted(os.listdir(self.out)), sorted(["report.pdf", "report_%s.pdf" % b["message_id"][-8:]]))
+        self.assertEqual(self.listing(), sorted(["report.pdf", "report_%s.pdf" % b["message_id"][-8:]]))
+
+    def test_same_name_later_out_of_the_window_is_still_fetched(self):
+        # cron runs with --since: the second run does not list the first
+        # report.pdf, and used to take the one on disk for the new file.
+        base = int(time.time()) - 3 * 86400
+        a, = self.seed(["report.pdf"], create_time=base * 1000)
+        r = self.files("download", "--out", self.out, "--since", str(base - 60))
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(self.listing(), ["report.pdf"])
+        b, = self.feishu.control({"chat": CHAT, "files": [
+            {"name": "report.pdf", "data": "the second report\n", "create_time": (base + 86400) * 1000}]})["seeded"]
+        r = self.files("download", "--out", self.out, "--since", str(base + 86400 - 60))
+        self.assertEqual(r.returncode, 0, r.stderr)
+        second = "report_%s.pdf" % b["message_id"][-8:]
+        self.assertEqual(r.stdout.strip(), os.path.join(self.out, second))
+        self.assertEqual(self.listing(), sorted(["report.pdf", second]))
+        with open(os.path.join(self.out, second)) as f:
+            self.assertEqual(f.read(), "the second report\n")
+        with open(os.path.join(self.out, "report.pdf"), "rb") as f:
+            self.assertEqual(f.read(), self.content("report.pdf"))
+        self.assertEqual(self.manifest(), [(a["file_key"], "report.pdf"), (b["file_key"], second)])
+        # Whatever the window, nothing is fetched twice.
+        downloads = dict(self.feishu.state()["downloads"])
+        for args in ([], ["--since", str(base + 86400 - 60)]):
+            again = self.files("download", "--out", self.out, *args)
+            self.assertEqual((again.returncode, again.stdout), (0, ""), again.stderr)
+        self.assertEqual(self.feishu.state()["downloads"], downloads)
+        self.assertIn("新文件 0 个, 已存在 2 个", self.files("download", "--out", self.out).stderr)
+
+    def test_a_file_of_someone_else_is_not_taken_for_the_download(self):
+        # The manifest knows what tokendist fetched: a same-named file that
+        # someone else put in the folder does not count.
+        self.assertEqual(self.files("download", "--out", self.out).returncode, 0)   # makes the manifest
+        with open(os.path.join(self.out, "notes.txt"), "w") as f:
+            f.write("mine\n")
+        n, = self.seed(["notes.txt"])
+        r = self.files("download", "--out", self.out)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        ours = "notes_%s.txt" % n["message_id"][-8:]
+        self.assertEqual(self.listing(), sorted(["notes.txt", ours]))
+        with open(os.path.join(self.out, "notes.txt")) as f:
+            self.assertEqual(f.read(), "mine\n")
+
+    def test_folder_of_an_older_version_is_adopted_by_name(self):
+        # No manifest yet: what is there under the name this version would
+        # choose was downloaded by the older one, which went by name.
+        a, b = self.seed(["a.txt", "a.txt"])
+        os.makedirs(self.out)
+        for name in ("a.txt", "a_%s.txt" % b["message_id"][-8:]):
+            with open(os.path.join(self.out, name), "w") as f:
+                f.write("old\n")
+        r = self.files("download", "--out", self.out)
+        self.assertEqual((r.returncode, r.stdout), (0, ""), r.stderr)
+        self.assertIn("新文件 0 个, 已存在 2 个", r.stderr)
+        self.assertEqual(sorted(k for k, _ in self.manifest()), sorted([a["file_key"], b["file_key"]]))
+
+    def test_removed_file_is_fetched_again_under_its_name(self):
+        self.seed(["gone.txt"])
+        self.assertEqual(self.files("download", "--out", self.out).returncode, 0)
+        os.unlink(os.path.join(self.out, "gone.txt"))
+        r = self.files("download", "--out", self.out)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(r.stdout.strip(), os.path.join(self.out, "gone.txt"))
+        self.assertEqual(len(self.manifest()), 1)
+
+    def test_torn_manifest_line_is_ignored_and_ended(self):
+        a, = self.seed(["one.txt"])
+        self.assertEqual(self.files("download", "--out", self.out).returncode, 0)
+        with open(os.path.join(self.out, MANIFEST), "a") as f:
+            f.write("file_v2_half-written-by-a-cr")        # a crash mid-append
+        self.seed(["two.txt"])
+        r = self.files("download", "--out", self.out)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(self.listing(), ["one.txt", "two.txt"])
+        self.assertEqual([n for _, n in self.manifest()], ["one.txt", "two.txt"])
+        with open(os.path.join(self.out, MANIFEST), encoding="utf-8") as f:
+            self.assertIn("\nfile_v2_half-written-by-a-cr\n", f.read())
+
+    def test_overlapping_runs_do_not_both_download(self):
+        self.seed(["x.txt"])
+        os.makedirs(self.out)
+        with open(os.path.join(self.out, MANIFEST), "a") as held:
+            fcntl.flock(held, fcntl.LOCK_EX)                  # a slow earlier run
+            r = self.files("download", "--out", self.out)
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("另一个 tokendist files download 正在使用", r.stderr)
+        self.assertEqual(self.listing(), [])
+
+    def test_list_escapes_control_characters(self):
+        names = ["\x1b]0;pwned\x07\x1b[31mred\x1b[0m.txt", "tab\there\nnewline.txt", "c1\u009b2J.txt",
+                 "back\\slash.txt", "evil\u202efdp.exe", "财联社 电报.pdf"]
+        self.seed(names)
+        r = self.files("list")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        rows = self.lines(r)
+        self.assertEqual([row[1] for row in rows], [
+            "\\x1b]0;pwned\\x07\\x1b[31mred\\x1b[0m.txt", "tab\\there\\nnewline.txt", "c1\\u009b2J.txt",
+            "back\\\\slash.txt", "evil\\u202efdp.exe", "财联社 电报.pdf"])
+        # Nothing a terminal acts on: no C0 but the separators, no DEL, no C1.
+        self.assertEqual([c for c in r.stdout if (ord(c) < 0x20 and c not in "\t\n") or 0x7f <= ord(c) <= 0x9f], [])
+        # A download of the first shows it escaped too (and names it safely).
+        r = self.files("download", "--out", self.out)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertNotIn("\x1b", r.stderr + r.stdout)
 
     def test_failure_midway_leaves_no_half_file_and_rerun_finishes(self):
         seeded = self.seed(["f1.bin", "f2.bin", "f3.bin", "f4.bin"])
@@ -129,11 +245,11 @@ class FilesTest(harness.TestCase):
         r = self.files("download", "--out", self.out)
         self.assertEqual(r.returncode, 1)
         self.assertIn("❌ 下载失败 f3.bin", r.stderr)
-        self.assertEqual(sorted(os.listdir(self.out)), ["f1.bin", "f2.bin", "f4.bin"])   # no temporaries
+        self.assertEqual(self.listing(), ["f1.bin", "f2.bin", "f4.bin"])   # no temporaries
         again = self.files("download", "--out", self.out)
         self.assertEqual(again.returncode, 0, again.stderr)
         self.assertEqual(again.stdout.strip(), os.path.join(self.out, "f3.bin"))
-        self.assertEqual(sorted(os.listdir(self.out)), ["f1.bin", "f2.bin", "f3.bin", "f4.bin"])
+        self.assertEqual(self.listing(), ["f1.bin", "f2.bin", "f3.bin", "f4.bin"])
         with open(os.path.join(self.out, "f3.bin"), "rb") as f:
             self.assertEqual(f.read(), self.content("f3.bin"))
 
@@ -161,6 +277,26 @@ class FilesTest(harness.TestCase):
         # It told the server once, then tried once more with what it got.
         self.assertEqual(len(self.feishu.requests_to("/open-apis/im/v1/messages", "GET")), 2)
 
+    def test_overlong_feishu_base_url_is_a_clear_error(self):
+        # The listing URL used to be built with `n += snprintf(...)`: with a
+        # base URL over the 4 KB buffer and a time window, the appends wrote
+        # past the stack buffer (a crash, or ASan's report, depending on
+        # where they land: hence several lengths).
+        window = ["--since", "2024-01-01", "--until", "2024-01-02"]
+        runs = [("list", n, window) for n in (4100, 4300, 4500, 5000, 6000, 9000)]
+        runs += [("list", 6000, []), ("download", 4100, window), ("download", 6000, [])]
+        for action, n, extra in runs:
+            long_base = self.feishu.url + "/" + "x" * (n - len(self.feishu.url) - 1)
+            with self.subTest(action=action, length=n, window=bool(extra)):
+                r = self.cli("files", action, "--chat", CHAT, "--url", self.url, "--out", self.out,
+                             *extra, env={**CLEAN, "FEISHU_BASE_URL": long_base})
+                self.assertEqual(r.returncode, 1, r.stderr[-3000:])
+                self.assertIn("FEISHU_BASE_URL 太长 (%d 字节)" % n, r.stderr)
+                self.assertIn("超过 4096 字节的上限", r.stderr)
+                self.assertEqual(r.stdout, "")
+                self.assertNotIn("x" * 100, r.stderr)          # the URL itself is not echoed
+        self.assertEqual(self.feishu.requests_to("/open-apis/im/v1/messages"), [])
+
     def test_missing_chat_is_a_usage_error(self):
         r = self.cli("files", "list", "--url", self.url, env=CLEAN)
         self.assertEqual(r.returncode, 2)
@@ -181,7 +317,7 @@ class FilesWithRefresherTest(FilesTest):
         self.feishu.control({"invalidate": "all", "invalid_code": 99991663})
         r = self.files("download", "--out", self.out)
         self.assertEqual(r.returncode, 0, r.stderr)
-        self.assertEqual(os.listdir(self.out), ["x.txt"])
+        self.assertEqual(self.listing(), ["x.txt"])
         self.assertEqual(self.feishu.state()["token_fetches"], fetches + 1)   # exactly one forced refresh
         self.assertIn("收到 token 无效的报告", self.srv.log())
 

@@ -3,6 +3,7 @@
 log lines and group notice, every failure mode (previous token kept,
 retries, no expired record pushed), the schedule, and no secret in any
 output."""
+import json
 import signal
 import subprocess
 import time
@@ -216,6 +217,61 @@ class RefreshGitee(FeishuEnv, harness.TestCase):
         self.assertIn("token 未能分发到任何目标", r.stderr)
         self.assertIsNone(self.served())
         self.assertIsNone(self.gitee.file_text("token.json", repo="tokendist/tokens"))
+
+    # -- put-if-newer: the Gitee file is never rolled back -------------------
+    def put_record(self, rec, indent=None):
+        text = json.dumps(rec, ensure_ascii=False, indent=indent)
+        self.gitee.put_file("token.json", text, repo="tokendist/tokens")
+        return text
+
+    def gitee_text(self):
+        return self.gitee.file_text("token.json", repo="tokendist/tokens")
+
+    def test_newer_record_on_gitee_is_not_rolled_back(self):
+        # Another refresher (later, or with its clock ahead) wrote a newer
+        # record; this one knows only what the endpoint serves (older) and
+        # pushes a token generated now.
+        self.start_endpoint()
+        now = int(time.time())
+        old = harness.make_record("t-older00000000000000000000000001", generated=now - 600)
+        self.assertEqual(self.endpoint.post("/release/get-token", old, key=PUSH_KEY).status, 200)
+        newer = self.put_record(harness.make_record("t-newer00000000000000000000000001", generated=now + 600))
+        r = self.once()
+        self.assertEqual(r.returncode, 0, r.stderr)          # the endpoint took it
+        self.assertEqual(self.served()["access_token"], self.feishu.current_token())
+        self.assertEqual(self.gitee_text(), newer)           # untouched
+        self.assertEqual(self.gitee.commits, [])
+        self.assertIn("⚠️ Gitee 上已有更新的 token 记录 (generated_timestamp %d，本次 " % (now + 600),
+                      r.stderr)
+        # A conflict, not a delivery failure that is retried.
+        self.assertNotIn("Gitee上传失败", r.stderr)
+        self.assertNotIn("个分发目标失败", r.stderr)
+
+    def test_newer_record_written_during_the_push_is_kept(self):
+        # The read finds an older record; between it and the PUT another
+        # writer stores a newer one, so Gitee calls the sha stale: the file
+        # is read again, judged again, and left alone.
+        self.start_endpoint()
+        now = int(time.time())
+        self.put_record(harness.make_record("t-older00000000000000000000000002", generated=now - 600))
+        newer = json.dumps(harness.make_record("t-newer00000000000000000000000002", generated=now + 600))
+        self.gitee.control({"stale_sha": 1, "concurrent_content": newer})
+        r = self.once()
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(self.gitee_text(), newer)
+        self.assertEqual([c["method"] for c in self.gitee.commits], ["CONCURRENT"])
+        self.assertIn("Gitee 上已有更新的 token 记录", r.stderr)
+        self.assertNotIn("个分发目标失败", r.stderr)
+
+    def test_same_record_in_another_layout_is_left_alone(self):
+        self.assertEqual(self.once().returncode, 0)
+        pretty = self.put_record(self.file_record(), indent=2)
+        commits = len(self.gitee.commits)
+        r = self.once()             # Feishu hands out the same token: the same record
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(self.gitee_text(), pretty)
+        self.assertEqual(len(self.gitee.commits), commits)
+        self.assertIn("Token已成功分发到Gitee", r.stderr)
 
 
 def harness_gitee_token():

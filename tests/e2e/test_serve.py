@@ -1,7 +1,9 @@
 """Black-box tests of `tokendist serve`: the seed-compatible endpoint, keys,
 conflicts, limits, CORS, health/metrics, durability and log hygiene."""
+import hashlib
 import json
 import os
+import re
 import socket
 import sqlite3
 import threading
@@ -410,6 +412,73 @@ class ServeCliTest(TestCase):
         r = self.cli("serve", "--env-file", envfile)
         self.assertEqual(r.returncode, 2)
         self.assertIn("line 1: expected KEY=VALUE", r.stderr)
+
+
+class PrintConfigTest(TestCase):
+    """--print-config shows secrets only as "sha256:" and 8 hex digits of
+    their SHA-256, and URLs without their credentials, whatever their form."""
+
+    SECRETS = {
+        "TOKENDIST_PUSH_KEYS": ["pushkey-AAAA-0123456789", "pushkey-BBBB-9876543210"],
+        "TOKENDIST_READ_KEYS": ["readkey-CCCC-0123456789"],
+        "FEISHU_APP_SECRET": ["appsecret-DDDD-01234567"],
+        "FEISHU_WEBHOOK_URL": ["https://open.feishu.cn/open-apis/bot/v2/hook/EEEE-0123-4567"],
+        "FEISHU_WEBHOOK_SECRET": ["hooksecret-FFFF-0123456"],
+        "TENCENT_CLOUD_API_KEY": ["apikey-GGGG-0123456789"],
+        "GITEE_ACCESS_TOKEN": ["giteetoken-HHHH-012345"],
+        "TOKENDIST_READ_KEY": ["clientkey-IIII-0123456"],
+    }
+
+    @staticmethod
+    def fp(secret):
+        return "sha256:" + hashlib.sha256(secret.encode()).hexdigest()[:8]
+
+    def test_every_secret_only_as_its_hash(self):
+        env = {k: ",".join(v) for k, v in self.SECRETS.items()}
+        for v in self.SECRETS.values():
+            self.secrets += v
+        seen = set()
+        for cmd in (["serve"], ["refresh"], ["check"], ["get"], ["files", "list"], ["scf-runtime"]):
+            r = self.cli(*cmd, "--print-config", env=env)
+            self.assertEqual(r.returncode, 0, r.stderr)
+            cfg = dict(l.split("=", 1) for l in r.stdout.splitlines())
+            for name, values in self.SECRETS.items():
+                if name in cfg:
+                    seen.add(name)
+                    self.assertEqual(cfg[name], ",".join(map(self.fp, values)), (cmd, name))
+            for values in self.SECRETS.values():
+                for v in values:
+                    # Not even a part of one: each carries a marker (AAAA…)
+                    # that no other output has.
+                    self.assertNotIn(re.search(r"[A-Z]{4}", v).group(), r.stdout, (cmd, v))
+        self.assertEqual(seen, set(self.SECRETS))
+
+    def test_empty_secret_stays_empty(self):
+        r = self.cli("serve", "--print-config", env={"TOKENDIST_PUSH_KEYS": "", "FEISHU_APP_SECRET": ""})
+        cfg = dict(l.split("=", 1) for l in r.stdout.splitlines())
+        self.assertEqual((cfg["TOKENDIST_PUSH_KEYS"], cfg["FEISHU_APP_SECRET"]), ("", ""))
+
+    def test_store_url_credentials_redacted_in_every_form(self):
+        forms = {
+            "redis://S3cret@h": "redis://***@h",
+            "redis://:S3cret@h": "redis://***@h",
+            "redis://user:S3cret@h": "redis://***@h",
+            "redis://u%40x:p%40ss@h:6380/2": "redis://***@h:6380/2",
+            "redis://a@b:S3cret@h/0?prefix=ns@x": "redis://***@h/0?prefix=ns@x",
+            "redis://h:6379/0": "redis://h:6379/0",
+            "sqlite:./var/a@b.db": "sqlite:./var/a@b.db",
+        }
+        self.secrets += ["S3cret", "p%40ss", "u%40x"]
+        for url, want in forms.items():
+            r = self.cli("serve", "--store", url, "--print-config", env={"TOKENDIST_STORE": ""})
+            self.assertEqual(r.returncode, 0, r.stderr)
+            self.assertIn("TOKENDIST_STORE=%s\n" % want, r.stdout, url)
+            self.assertNotIn("user", r.stdout)
+        # Any URL setting may carry credentials: the client's endpoints too.
+        r = self.cli("get", "--url", "http://reader:S3cret@127.0.0.1:9/v1/tokens/x", "--url",
+                     "http://127.0.0.1:9/get-token", "--print-config")
+        self.assertIn("TOKENDIST_URLS=http://***@127.0.0.1:9/v1/tokens/x,http://127.0.0.1:9/get-token\n",
+                      r.stdout)
 
 
 if __name__ == "__main__":

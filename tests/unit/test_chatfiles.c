@@ -7,6 +7,7 @@
 #include <cmocka.h>
 
 #include "chatfiles.h"
+#include "strbuf.h"
 #include "tokendist.h"
 
 #include <stdio.h>
@@ -92,10 +93,47 @@ static void pages(void **state)
     json_decref(d);
 }
 
+static const char *shown(const char *s)
+{
+    static char out[TD_CHATFILE_NAME_MAX * 4 + 1];
+    td_strbuf b;
+    td_strbuf_fixed(&b, out, sizeof out);
+    assert_int_equal(td_chatfile_printable(&b, s), TD_OK);
+    return out;
+}
+
+/* What `files list` shows of Feishu's text: nothing a terminal acts on,
+ * and every escape reads back to one input. */
+static void printable_names(void **state)
+{
+    char worst[TD_CHATFILE_NAME_MAX];
+    (void)state;
+
+    assert_string_equal(shown("财联社电报_2024-01-15.pdf"), "财联社电报_2024-01-15.pdf");
+    assert_string_equal(shown("\x1b[31mred\x1b[0m"), "\\x1b[31mred\\x1b[0m");
+    assert_string_equal(shown("a\tb\nc\rd\x7f\x01"), "a\\tb\\nc\\rd\\x7f\\x01");
+    assert_string_equal(shown("back\\slash"), "back\\\\slash");
+    assert_string_equal(shown("c1\xc2\x9b" "2J"), "c1\\u009b2J");             /* U+009B, CSI */
+    assert_string_equal(shown("evil\xe2\x80\xae" "fdp.exe"), "evil\\u202efdp.exe");
+    assert_string_equal(shown("\xc2\xa0nbsp"), "\xc2\xa0nbsp");                /* U+00A0 is text */
+    /* Not UTF-8: stray continuation, overlong, surrogate, cut at the end. */
+    assert_string_equal(shown("\x80x"), "\\x80x");
+    assert_string_equal(shown("\xc0\xaf"), "\\xc0\\xaf");
+    assert_string_equal(shown("\xed\xa0\x80"), "\\xed\\xa0\\x80");
+    assert_string_equal(shown("ok\xe6\x8a"), "ok\\xe6\\x8a");
+    assert_string_equal(shown("\xf4\x90\x80\x80"), "\\xf4\\x90\\x80\\x80");           /* > U+10FFFF */
+    assert_string_equal(shown("\xf0\x9f\x93\x84.pdf"), "\xf0\x9f\x93\x84.pdf");          /* 📄 */
+    /* The bound: 4 bytes out per byte in ("\\x01") fits the longest name. */
+    memset(worst, 1, sizeof worst - 1);
+    worst[sizeof worst - 1] = '\0';
+    assert_int_equal(strlen(shown(worst)), (sizeof worst - 1) * 4);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(local_names),
+        cmocka_unit_test(printable_names),
         cmocka_unit_test(pages),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
