@@ -35,10 +35,7 @@ struct td_api {
     int64_t max_skew;
     td_peer_trust trust;
     td_host_rule hosts;
-    td_api_invalid_cb invalid_cb;
-    void *invalid_ud;
-    td_api_status_cb status_cb;
-    void *status_ud;
+    const td_api_hooks *hooks;  /* atomic: set while serving */
 
     td_guard guard;
     td_snaps snaps;
@@ -121,19 +118,14 @@ void td_api_free(td_api *api)
     free(api);
 }
 
-/* Set while the server already answers (the refresher starts after the
- * socket is bound): ud is published before cb, and read after it. */
-void td_api_set_invalid_hook(td_api *api, td_api_invalid_cb cb, void *ud)
+/* Set while the server already answers: the refresher starts after the
+ * socket is bound. */
+void td_api_set_hooks(td_api *api, const td_api_hooks *h)
 {
-    __atomic_store_n(&api->invalid_ud, ud, __ATOMIC_RELAXED);
-    __atomic_store_n(&api->invalid_cb, cb, __ATOMIC_RELEASE);
+    __atomic_store_n(&api->hooks, h, __ATOMIC_RELEASE);
 }
 
-void td_api_set_status_hook(td_api *api, td_api_status_cb cb, void *ud)
-{
-    __atomic_store_n(&api->status_ud, ud, __ATOMIC_RELAXED);
-    __atomic_store_n(&api->status_cb, cb, __ATOMIC_RELEASE);
-}
+static const td_api_hooks *hooks_of(td_api *api) { return __atomic_load_n(&api->hooks, __ATOMIC_ACQUIRE); }
 
 /* A stored entry as the API serves it: a valid name, a record that the
  * one validator accepts (expiry aside: an expired record is still the
@@ -599,6 +591,18 @@ static void get_token(td_api *api, const char *name, td_api_resp *r)
     r->body_len = s->json_len;
 }
 
+/* The GET that td_api_fast found stale: wait (bounded) for the refresh,
+ * then answer from the snapshot -- the new token, or the old one while it
+ * is valid when the refresh failed, 404 only after its expiry. */
+static void freshen_then_get(td_api *api, const char *name, td_api_resp *r)
+{
+    const td_api_hooks *h = hooks_of(api);
+    char why[300];
+
+    if (h && h->freshen) h->freshen(h->ud, name, TD_API_FRESHEN_WAIT_MS, why, sizeof why);
+    get_token(api, name, r);
+}
+
 static void post_token(td_api *api, const td_api_req *req, const char *name, td_api_resp *r)
 {
     char err[512], fp[TD_FP_LEN], when[TD_TIME_LEN];
@@ -674,7 +678,7 @@ static void post_invalid(td_api *api, const td_api_req *req, const char *name, t
     json_t *o = json_loadb(req->body ? req->body : "", req->body_len, JSON_REJECT_DUPLICATES, NULL);
     const char *tok = json_string_value(json_object_get(o, "access_token"));
     td_snap *s = NULL;
-    td_api_invalid_cb cb;
+    const td_api_hooks *h = hooks_of(api);
     char why[400], msg[700];
     int rc;
 
@@ -691,13 +695,12 @@ static void post_invalid(td_api *api, const td_api_req *req, const char *name, t
         answer_snap(api, r, s), s = NULL;
         goto out;
     }
-    if (!(cb = __atomic_load_n(&api->invalid_cb, __ATOMIC_ACQUIRE))) {
+    if (!h || !h->invalid) {
         snprintf(msg, sizeof msg, "本服务器不刷新 token '%s' (未配置飞书凭证 FEISHU_APP_ID/FEISHU_APP_SECRET)", name);
         resp_msg(api, r, 501, "message", msg);
         goto out;
     }
-    rc = cb(__atomic_load_n(&api->invalid_ud, __ATOMIC_RELAXED), name, tok, TD_API_REPORT_WAIT_MS, why,
-            sizeof why);
+    rc = h->invalid(h->ud, name, tok, TD_API_REPORT_WAIT_MS, why, sizeof why);
     switch (rc) {
     case TD_OK:
         td_snap_release(s);
@@ -821,8 +824,8 @@ static void readyz(td_api *api, td_api_resp *r)
     json_object_set_new(o, "tokens", toks);
     json_object_set_new(o, "unreadable", bad);
     {
-        td_api_status_cb cb = __atomic_load_n(&api->status_cb, __ATOMIC_ACQUIRE);
-        if (cb) cb(__atomic_load_n(&api->status_ud, __ATOMIC_RELAXED), o);
+        const td_api_hooks *h = hooks_of(api);
+        if (h && h->status) h->status(h->ud, o);
     }
     resp_start(api, r, store_ok ? 200 : 503, JSON_CT);
     if ((r->owned = json_dumps(o, 0))) r->body = r->owned, r->body_len = strlen(r->owned);
@@ -863,6 +866,22 @@ static int blocks(path_kind k, const char *method)
            k == P_HISTORY;
 }
 
+/* Fresh on read: the served token of name is inside its renewal window
+ * and its refresh is overdue (a frozen refresher thread): the GET waits
+ * for it on a worker instead of answering with a token about to go. */
+static int stale(td_api *api, const char *name)
+{
+    const td_api_hooks *h = hooks_of(api);
+    td_snap *s;
+    int st;
+
+    if (!h || !h->stale) return 0;
+    s = td_snaps_get(&api->snaps, name);
+    st = h->stale(h->ud, name, s ? s->expire_ts : 0);
+    td_snap_release(s);
+    return st;
+}
+
 int td_api_fast(td_api *api, const td_api_req *req, td_api_resp *r)
 {
     td_api_req copy;
@@ -873,7 +892,7 @@ int td_api_fast(td_api *api, const td_api_req *req, td_api_resp *r)
 
     if (precheck(api, req, r)) goto done;
     k = route(req->path, name);
-    if (blocks(k, req->method)) return 0;
+    if (blocks(k, req->method) || (k == P_TOKEN && stale(api, name))) return 0;
     switch (k) {
     case P_TOKEN: get_token(api, name, r); break;
     case P_HEALTHZ: resp_static(api, r, 200, B_HEALTHY); break;
@@ -895,7 +914,10 @@ void td_api_slow(td_api *api, const td_api_req *req, td_api_resp *r)
     memset(r, 0, sizeof *r);
     r->route = metric_route(k, req->method);
     switch (k) {
-    case P_TOKEN: post_token(api, req, name, r); break;
+    case P_TOKEN:
+        if (is_get(req->method)) freshen_then_get(api, name, r);
+        else post_token(api, req, name, r);
+        break;
     case P_INVALID: post_invalid(api, req, name, r); break;
     case P_HISTORY: history(api, name, r); break;
     case P_READYZ: readyz(api, r); break;

@@ -56,21 +56,32 @@ typedef struct td_api_resp {
     struct { const char *name, *value; } hdr[TD_API_MAXHDR];
 } td_api_resp;
 
-/* Where POST /v1/tokens/NAME/invalid goes: the refresher (fleet.c finds
- * the right one, here or on the fleet's lease holder).  Waits up to
- * wait_ms for a forced refresh's outcome and answers like
- * td_refresher_force: TD_OK a token other than the reported one is in
- * service, TD_ECONFLICT Feishu still issues the reported one, TD_ETIMEOUT
- * the refresh is still running, TD_ENOTFOUND nobody refreshes name,
- * TD_EUNAVAIL no refresher reachable now, other codes: the refresh
- * failed; why says it in a sentence. */
-#define TD_API_REPORT_WAIT_MS 4000   /* a report waits this long for its refresh (clients time out at 5 s) */
-typedef int (*td_api_invalid_cb)(void *ud, const char *name, const char *token, long wait_ms,
-                                 char *why, size_t whylen);
-
-/* Adds what the refreshers do to /readyz's JSON object. */
+/* What the refreshers of this process (or of its fleet: fleet.c) do for
+ * the API.  Each member may be NULL.
+ *
+ * invalid: POST /v1/tokens/NAME/invalid -- a forced refresh of the
+ *   reported token, waited for up to wait_ms; answers like
+ *   td_refresher_force: TD_OK a token other than the reported one is in
+ *   service, TD_ECONFLICT Feishu still issues it, TD_ETIMEOUT still
+ *   running, TD_ENOTFOUND nobody refreshes name, TD_EUNAVAIL no refresher
+ *   reachable now, other codes: the refresh failed; why says it.
+ * stale: fresh on read -- 1 when a GET of name, whose served token expires
+ *   at expire_ts (0: none), should wait for a refresh (the refresh is
+ *   overdue: td_refresher_overdue).  Called on the HTTP thread: must not
+ *   block.
+ * freshen: that wait, up to wait_ms, on a worker.
+ * status: adds what the refreshers do to /readyz's JSON object. */
 struct json_t;
-typedef void (*td_api_status_cb)(void *ud, struct json_t *readyz);
+typedef struct td_api_hooks {
+    void *ud;
+    int (*invalid)(void *ud, const char *name, const char *token, long wait_ms, char *why, size_t whylen);
+    int (*stale)(void *ud, const char *name, int64_t expire_ts);
+    int (*freshen)(void *ud, const char *name, long wait_ms, char *why, size_t whylen);
+    void (*status)(void *ud, struct json_t *readyz);
+} td_api_hooks;
+
+#define TD_API_REPORT_WAIT_MS 4000   /* a report waits this long for its refresh (clients time out at 5 s) */
+#define TD_API_FRESHEN_WAIT_MS 4000  /* a GET waits this long for an overdue refresh */
 
 typedef struct td_api_opts {
     td_store *store;            /* not owned */
@@ -88,9 +99,9 @@ typedef struct td_api_opts {
 int td_api_new(td_api **out, const td_api_opts *o, char *err, size_t errlen);
 void td_api_free(td_api *api);
 
-/* Both hooks may be set while the server already answers. */
-void td_api_set_invalid_hook(td_api *api, td_api_invalid_cb cb, void *ud);
-void td_api_set_status_hook(td_api *api, td_api_status_cb cb, void *ud);
+/* Sets (h NULL: clears) the hooks, also while the server answers.  *h is
+ * not copied: keep it alive until cleared or td_api_free. */
+void td_api_set_hooks(td_api *api, const td_api_hooks *h);
 
 /* Answers a request.  The response holds references until
  * td_api_resp_clear.  Never fails: a failure is a 5xx response.  May

@@ -42,6 +42,23 @@ int td_cmd_open_api(const td_config *c, const char *listen, struct td_store **st
                     struct td_api **api, char *err, size_t errlen);
 void td_cmd_close_api(struct td_store *store, struct td_api *api);
 
+/* The refresher inside a front door (serve, scf-runtime), when Feishu
+ * credentials are set: it writes straight into the server's store (and to
+ * any other enabled sink).  Of several servers sharing a store, only the
+ * lease holder fetches; the others serve what it writes.  The fleet
+ * carries /invalid reports and overdue renewals to the holder -- also from
+ * a server without credentials of its own -- and the API's hooks (fresh
+ * on read, /readyz) point into it.  Stop it after the front door. */
+#include "fleet.h"
+#include "sink.h"
+typedef struct td_cmd_refresher {
+    td_sinks sinks;
+    td_fleet *fleet;
+    td_refresher *r;            /* NULL without Feishu credentials */
+} td_cmd_refresher;
+int td_cmd_refresher_start(td_cmd_refresher *s, const td_config *c, struct td_store *store, struct td_api *api);
+void td_cmd_refresher_stop(td_cmd_refresher *s);
+
 /* Loads settings for cmd and handles --help and --print-config; returns -1
  * when the command should go on, else the exit code to return.  Also sets
  * the process time zone. */

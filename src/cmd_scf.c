@@ -5,11 +5,16 @@
  * request then arrives as an event and is answered by the same handler as
  * `tokendist serve`.
  *
- * No refresher runs here: SCF freezes an event function between
- * invocations, so a background thread would not run on time.  Refresh in
- * a Web function or a `tokendist serve` elsewhere, sharing a Redis store.
+ * With Feishu credentials the refresher runs here as in serve.  SCF
+ * freezes an event function between invocations, so its thread runs only
+ * while an event is answered: two things make up for that.  A GET that
+ * finds the token inside its renewal window with the refresh overdue
+ * waits for the refresh (fresh on read, api.c), and a Timer trigger
+ * (every few minutes) runs the refresh when it is due, so that the token
+ * is renewed even when nobody asks for it.
  */
 #include "api.h"
+#include "fleet.h"
 #include "cmd.h"
 #include "log.h"
 #include "scf.h"
@@ -21,8 +26,46 @@
 #include <stdlib.h>
 #include <string.h>
 
+typedef struct timer_ctx {
+    td_cmd_refresher *rs;
+    td_api *api;
+    const char *name;
+} timer_ctx;
+
+/* A Timer event: one refresh when one is due (here, or by the fleet's
+ * lease holder), answered with what happened. */
+static int on_timer(void *ud, char **out, char *err, size_t errlen)
+{
+    timer_ctx *t = ud;
+    const td_api_hooks *h = t->rs->fleet ? td_fleet_hooks(t->rs->fleet) : NULL;
+    td_snap *s;
+    char why[300];
+    int64_t exp;
+    int rc;
+
+    if (!t->rs->r) {
+        snprintf(err, errlen, "定时触发器需要飞书凭证：本函数没有配置 FEISHU_APP_ID/FEISHU_APP_SECRET，无法刷新 token");
+        return TD_EINVAL;
+    }
+    s = td_api_snapshot(t->api, t->name);
+    exp = s ? s->expire_ts : 0;
+    td_snap_release(s);
+    if (!h->stale(h->ud, t->name, exp)) {
+        *out = strdup("{\"refreshed\": false, \"message\": \"未到刷新时间\"}");
+        return *out ? TD_OK : TD_ENOMEM;
+    }
+    if ((rc = h->freshen(h->ud, t->name, 25000, why, sizeof why)) != TD_OK) {
+        snprintf(err, errlen, "定时刷新失败: %s", why);
+        return rc;
+    }
+    *out = strdup("{\"refreshed\": true, \"message\": \"已刷新\"}");
+    return *out ? TD_OK : TD_ENOMEM;
+}
+
 int td_cmd_scf(int argc, char **argv)
 {
+    td_cmd_refresher refresher = {0};
+    timer_ctx tc;
     td_config c;
     td_store *store = NULL;
     td_api *api = NULL;
@@ -52,9 +95,16 @@ int td_cmd_scf(int argc, char **argv)
            c.read_keys.n);
     if (c.push_keys.n == 0)
         td_log("⚠️ 未配置写入密钥 (TOKENDIST_PUSH_KEYS)：所有 POST 都会被拒绝");
-    td_scf_run(api, base, err, sizeof err); /* returns only when the runtime API is gone */
+    if (td_cmd_refresher_start(&refresher, &c, store, api) != TD_OK) {
+        td_scf_init_error(base, "无法启动 token 刷新 (见日志)");
+        goto out;
+    }
+    tc = (timer_ctx){.rs = &refresher, .api = api, .name = c.name};
+    td_scf_run(api, base, on_timer, &tc, err, sizeof err); /* returns only when the runtime API is gone */
     td_log("❌ SCF 运行时 API 不可用，退出: %s", err);
 out:
+    if (api) td_api_set_hooks(api, NULL);
+    td_cmd_refresher_stop(&refresher);
     td_cmd_close_api(store, api);
     td_config_free(&c);
     return ex;

@@ -95,23 +95,13 @@ void td_cmd_close_api(td_store *store, td_api *api)
     td_store_close(store);
 }
 
-/* The refresher inside serve, when Feishu credentials are set: it writes
- * straight into this server's store (and to any other enabled sink).  Of
- * several servers sharing a store, only the lease holder fetches; the
- * others serve what it writes.  The fleet carries /invalid reports to the
- * holder -- also from a server without credentials of its own. */
-typedef struct serve_refresher {
-    td_sinks sinks;
-    td_fleet *fleet;
-    td_refresher *r;
-} serve_refresher;
-
-static int refresher_start(serve_refresher *s, const td_config *c, td_store *store, td_api *api)
+int td_cmd_refresher_start(td_cmd_refresher *s, const td_config *c, td_store *store, td_api *api)
 {
     td_refresher_opts o;
     td_lease *lease;
     char err[512];
 
+    memset(s, 0, sizeof *s);
     if (td_fleet_new(&s->fleet, store, err, sizeof err) != TD_OK) goto fail;
     if (!c->feishu_app_id || !c->feishu_app_secret) {
         td_log("未配置 FEISHU_APP_ID/FEISHU_APP_SECRET：只分发写入的 token，不自行刷新");
@@ -121,6 +111,7 @@ static int refresher_start(serve_refresher *s, const td_config *c, td_store *sto
             goto fail;
         td_refresher_opts_from_config(&o, c, &s->sinks);
         o.may_refresh = td_fleet_may_refresh, o.lease_ud = lease;
+        o.quiet_start = !strncmp(c->store, "memory:", 7);
         if (td_refresher_new(&s->r, &o, err, sizeof err) != TD_OK) goto fail;
         td_sinks_log_enabled(&s->sinks);
         td_fleet_attach(s->fleet, c->name, s->r);
@@ -128,17 +119,14 @@ static int refresher_start(serve_refresher *s, const td_config *c, td_store *sto
         td_log("飞书 token 刷新已启用 (应用 %s)", c->feishu_app_id);
     }
     if (td_fleet_listen(s->fleet, err, sizeof err) != TD_OK) goto fail;
-    td_api_set_invalid_hook(api, td_fleet_report, s->fleet);
-    td_api_set_status_hook(api, td_fleet_status, s->fleet);
+    td_api_set_hooks(api, td_fleet_hooks(s->fleet));
     return TD_OK;
 fail:
     td_log("❌ 无法启动 token 刷新: %s", err);
     return TD_ERR;
 }
 
-/* After HTTP stopped (the hooks point in here): reports under way finish,
- * the refresher stops, and only then are the leases given up. */
-static void refresher_stop(serve_refresher *s)
+void td_cmd_refresher_stop(td_cmd_refresher *s)
 {
     td_fleet_stop(s->fleet);
     td_refresher_stop(s->r);
@@ -149,7 +137,7 @@ static void refresher_stop(serve_refresher *s)
 
 int td_cmd_serve(int argc, char **argv)
 {
-    serve_refresher refresher = {0};
+    td_cmd_refresher refresher = {0};
     td_config c;
     td_store *store = NULL;
     td_api *api = NULL;
@@ -188,7 +176,7 @@ int td_cmd_serve(int argc, char **argv)
             goto out;
         }
     }
-    if (refresher_start(&refresher, &c, store, api) != TD_OK) goto out;
+    if (td_cmd_refresher_start(&refresher, &c, store, api) != TD_OK) goto out;
     td_log("tokendist %s 已启动: %s://%.*s:%u (存储: %s, 写入密钥 %zu 个, 读取密钥 %zu 个)",
            TD_VERSION, c.tls_cert ? "https" : "http", (int)(strrchr(c.listen, ':') - c.listen),
            c.listen, td_http_port(http), td_store_redact(c.store, shown, sizeof shown),
@@ -210,7 +198,7 @@ out:
     td_http_quiesce(http);
     td_httpc_abort_all();
     td_http_stop(http);
-    refresher_stop(&refresher);
+    td_cmd_refresher_stop(&refresher); /* after HTTP: the API hooks point into it */
     td_cmd_close_api(store, api);
     if (ex == TD_EXIT_OK && sig) td_log("已停止");
     td_config_free(&c);

@@ -56,7 +56,7 @@ static const cfg_entry table[] = {
     {"listen", {"TOKENDIST_LISTEN"}, T_STR, O(listen), "127.0.0.1:9000", 0, 0, 0, TD_CMD_SERVE,
      "HOST:PORT to serve HTTP on"},
     {"store", {"TOKENDIST_STORE"}, T_STR, O(store), "sqlite:./var/tokendist.db", 0, 0, URL_CREDS, SRV,
-     "where tokens are kept: sqlite:PATH or redis://[:PASSWORD@]HOST:PORT/DB"},
+     "where tokens are kept: sqlite:PATH, memory: (nothing kept across restarts) or redis://[:PASSWORD@]HOST:PORT/DB"},
     {"push-key", {"TOKENDIST_PUSH_KEYS"}, T_LIST, O(push_keys), NULL, 0, 0, SENSITIVE, SRV,
      "key a writer must present to POST a token (repeat, or comma-separated); none: POST refused"},
     {"read-key", {"TOKENDIST_READ_KEYS"}, T_LIST, O(read_keys), NULL, 0, 0, SENSITIVE, SRV,

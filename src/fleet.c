@@ -20,12 +20,15 @@
 #define INBOX_QUEUE 64
 #define REPLY_MARGIN_MS 1000    /* the holder answers this much before the reporter gives up */
 #define REQ_ID_LEN 17
+#define REMOTE_SLACK_S 60       /* a holder this late with a renewal is asked to hurry */
+#define REMOTE_ASK_MS 5000      /* and asked at most this often per token */
 
 typedef struct entry {
     char name[TD_NAME_MAX + 1];
     char lease_key[TD_NAME_MAX + 16];
     td_lease *lease;
     td_refresher *r;            /* set by td_fleet_attach; NULL before */
+    int64_t last_ask_ms;        /* atomic: monotonic ms we last asked the holder to freshen */
 } entry;
 
 /* A report forwarded to the holder, waiting for its answer. */
@@ -46,11 +49,14 @@ struct td_fleet {
     pthread_mutex_t lock;       /* guards the waiters */
     pthread_cond_t answered;
     waiter *w[WAITERS_MAX];
+    td_api_hooks hooks;         /* what the API calls (td_fleet_hooks) */
 };
 
-/* A report another server forwarded to us, for an inbox worker. */
+/* A request another server forwarded to us, for an inbox worker: an
+ * invalid report, or a reader's "your renewal is overdue". */
 typedef struct job {
     td_fleet *f;
+    int due;
     char req[REQ_ID_LEN], name[TD_NAME_MAX + 1], id[TD_TOKEN_ID_LEN], from[TD_LEASE_OWNER_MAX];
     long wait_ms;
 } job;
@@ -147,6 +153,11 @@ static void run_job(void *ud)
     } else if (!td_lease_held(e->lease)) {
         snprintf(why, sizeof why, "本实例已不持有 %s 的刷新租约", j->name);
         rc = TD_EUNAVAIL;
+    } else if (j->due) {
+        /* Only when our own schedule agrees: a reader's view is no reason
+         * to ask Feishu more often than the renewal needs. */
+        rc = td_refresher_overdue(r, -1) ? td_refresher_freshen(r, j->wait_ms, why, sizeof why) : TD_OK;
+        if (rc == TD_OK) snprintf(why, sizeof why, "已刷新");
     } else {
         td_log("转交来的 token 无效报告 (来自 %s)", j->from);
         rc = td_refresher_force(r, j->name, j->id, j->wait_ms, why, sizeof why);
@@ -187,10 +198,11 @@ static void on_message(void *ud, const char *msg)
     char kind[16], req[REQ_ID_LEN], num[24];
 
     if (!field(&p, kind, sizeof kind) || !field(&p, req, sizeof req)) return;
-    if (!strcmp(kind, "invalid")) {
+    if (!strcmp(kind, "invalid") || !strcmp(kind, "due")) {
         job *j = calloc(1, sizeof *j);
         if (!j) return;
         j->f = f;
+        j->due = kind[0] == 'd';
         memcpy(j->req, req, sizeof req);
         if (!field(&p, j->name, sizeof j->name) || !field(&p, j->id, sizeof j->id) ||
             !field(&p, j->from, sizeof j->from) || !field(&p, num, sizeof num) ||
@@ -240,8 +252,8 @@ static void drop_waiter(td_fleet *f, waiter *w)
 }
 
 /* Sends the report to holder and waits for its answer. */
-static int forward(td_fleet *f, const char *holder, const char *name, const char *id, long wait_ms,
-                   char *why, size_t whylen)
+static int forward(td_fleet *f, const char *verb, const char *holder, const char *name, const char *id,
+                   long wait_ms, char *why, size_t whylen)
 {
     waiter w = {0};
     unsigned char rnd[8];
@@ -255,7 +267,7 @@ static int forward(td_fleet *f, const char *holder, const char *name, const char
         snprintf(why, whylen, "正在转交的报告过多，请稍后重试");
         return TD_EUNAVAIL;
     }
-    snprintf(msg, sizeof msg, "invalid %s %s %s %s %ld", w.req, name, id, f->me,
+    snprintf(msg, sizeof msg, "%s %s %s %s %s %ld", verb, w.req, name, id, f->me,
              wait_ms > REPLY_MARGIN_MS ? wait_ms - REPLY_MARGIN_MS : 0);
     if ((rc = td_store_send(f->store, holder, msg, err, sizeof err)) != TD_OK) {
         drop_waiter(f, &w);
@@ -270,7 +282,7 @@ static int forward(td_fleet *f, const char *holder, const char *name, const char
     pthread_mutex_unlock(&f->lock);
     drop_waiter(f, &w);
     if (!w.done) {
-        snprintf(why, whylen, "报告已转交给持有刷新租约的实例 %s，强制刷新进行中", holder);
+        snprintf(why, whylen, "已转交给持有刷新租约的实例 %s，刷新进行中", holder);
         return TD_ETIMEOUT;
     }
     snprintf(why, whylen, "%s", w.why);
@@ -308,7 +320,60 @@ int td_fleet_report(void *fleet, const char *name, const char *token, long wait_
         snprintf(why, whylen, "本实例持有租约但没有刷新器");
         return TD_EUNAVAIL;
     }
-    return forward(f, holder, name, id, wait_ms, why, whylen);
+    return forward(f, "invalid", holder, name, id, wait_ms, why, whylen);
+}
+
+/* The holder of name's lease, or TD_EUNAVAIL with why said. */
+static int holder_of(td_fleet *f, const char *name, char holder[TD_LEASE_OWNER_MAX], char *why, size_t whylen)
+{
+    char key[TD_NAME_MAX + 16], err[300];
+    int rc;
+
+    snprintf(key, sizeof key, "refresh:%s", name);
+    if ((rc = td_store_lease_owner(f->store, key, holder, TD_LEASE_OWNER_MAX, err, sizeof err)) == TD_OK) return TD_OK;
+    snprintf(why, whylen, "%s", rc == TD_ENOTFOUND ? "没有实例持有刷新租约" : err);
+    return TD_EUNAVAIL;
+}
+
+/* td_api_hooks.stale: this process refreshes name and its refresh is
+ * overdue (the holder's own rule), or another server holds the lease and
+ * is REMOTE_SLACK_S late with the renewal (asked at most every
+ * REMOTE_ASK_MS). */
+static int stale(void *fleet, const char *name, int64_t expire_ts)
+{
+    td_fleet *f = fleet;
+    entry *e = find(f, name);
+    td_refresher *r = e ? __atomic_load_n(&e->r, __ATOMIC_ACQUIRE) : NULL;
+
+    if (!r) return 0;
+    if (td_lease_held(e->lease)) return td_refresher_overdue(r, expire_ts);
+    if (!td_store_has_messages(f->store)) return 0;
+    return expire_ts - td_clock_now() < td_refresher_window(r) - REMOTE_SLACK_S &&
+           td_clock_mono_ms() - __atomic_load_n(&e->last_ask_ms, __ATOMIC_RELAXED) >= REMOTE_ASK_MS;
+}
+
+/* td_api_hooks.freshen: run the overdue refresh here, or ask the holder. */
+static int freshen(void *fleet, const char *name, long wait_ms, char *why, size_t whylen)
+{
+    td_fleet *f = fleet;
+    entry *e = find(f, name);
+    td_refresher *r = e ? __atomic_load_n(&e->r, __ATOMIC_ACQUIRE) : NULL;
+    char holder[TD_LEASE_OWNER_MAX];
+
+    if (!r) return TD_ENOTFOUND;
+    if (td_lease_held(e->lease)) return td_refresher_freshen(r, wait_ms, why, whylen);
+    __atomic_store_n(&e->last_ask_ms, td_clock_mono_ms(), __ATOMIC_RELAXED);
+    if (holder_of(f, name, holder, why, whylen) != TD_OK) return TD_EUNAVAIL;
+    if (!strcmp(holder, f->me)) return td_refresher_freshen(r, wait_ms, why, whylen);
+    td_log("token %s 已进入换发窗口但持有租约的实例 %s 尚未换新：请它立即刷新", name, holder);
+    return forward(f, "due", holder, name, "-", wait_ms, why, whylen);
+}
+
+const td_api_hooks *td_fleet_hooks(td_fleet *f)
+{
+    f->hooks = (td_api_hooks){.ud = f, .invalid = td_fleet_report, .stale = stale, .freshen = freshen,
+                              .status = td_fleet_status};
+    return &f->hooks;
 }
 
 void td_fleet_status(void *fleet, json_t *readyz)

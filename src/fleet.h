@@ -27,6 +27,7 @@
 #ifndef TD_FLEET_H
 #define TD_FLEET_H
 
+#include "api.h"
 #include "lease.h"
 #include "refresher.h"
 #include "store.h"
@@ -54,16 +55,20 @@ void td_fleet_attach(td_fleet *f, const char *name, td_refresher *r);
 /* Starts taking reports from the other servers (the inbox). */
 int td_fleet_listen(td_fleet *f, char *err, size_t errlen);
 
-/* td_api_invalid_cb: a report that Feishu rejected token, handled here or
+/* td_api_hooks.invalid: a report that Feishu rejected token, handled here or
  * by the lease holder; same answers as td_refresher_force, plus
  * TD_EUNAVAIL when no server holds the lease or the holder cannot be
  * reached, TD_ENOTFOUND when no server refreshes name at all. */
 int td_fleet_report(void *fleet, const char *name, const char *token, long wait_ms, char *why,
                     size_t whylen);
 
-/* td_api_status_cb: adds {"refresh": {NAME: {...}}} to /readyz's object --
+/* td_api_hooks.status: adds {"refresh": {NAME: {...}}} to /readyz's object --
  * this server's refresher counters, and who holds each lease. */
 void td_fleet_status(void *fleet, json_t *readyz);
+
+/* The hooks the API calls (invalid reports, fresh on read, /readyz),
+ * valid while f is. */
+const td_api_hooks *td_fleet_hooks(td_fleet *f);
 
 /* Stops taking reports and finishes the ones under way (before the
  * refreshers stop).  Idempotent. */

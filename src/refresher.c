@@ -33,6 +33,7 @@ struct td_refresher {
     int failures;               /* failed cycles in a row */
     int alerted;                /* the group was told about them */
     int same_in_window;         /* fetches inside our window that got the old token */
+    int served;                 /* a token of ours was delivered since the start */
     uint64_t rng;
 
     /* Under lock: td_refresher_force and td_refresher_status read them. */
@@ -46,7 +47,13 @@ struct td_refresher {
         int64_t asked_ms, done_ms;  /* monotonic */
         long reports;               /* reports this one fetch answered */
     } fz;
-    pthread_cond_t done;        /* a forced cycle finished */
+    pthread_cond_t done;        /* a cycle (forced or not) finished */
+    int run_now;                /* td_refresher_freshen asks for a cycle now */
+    int cycling;                /* a cycle runs (atomic: td_refresher_overdue reads it) */
+    int64_t due_ms;             /* monotonic ms of the next cycle (atomic, likewise) */
+    int64_t cur_exp;            /* expiry of the record in service, 0 none (atomic) */
+    unsigned long gen;          /* cycles finished */
+    int last_rc;                /* of the last cycle */
     long cycles, forced;
     int failures_seen;
     int64_t last_ok, last_fail; /* Unix seconds of the last cycles that did and did not deliver */
@@ -171,6 +178,7 @@ static void note_current(td_refresher *r)
 
     if (app) td_record_token_id(app, a);
     if (ten) td_record_token_id(ten, t);
+    __atomic_store_n(&r->cur_exp, r->cur ? td_record_expires(r->cur) : 0, __ATOMIC_RELAXED);
     pthread_mutex_lock(&r->lock);
     memcpy(r->cur_id[0], a, sizeof a);
     memcpy(r->cur_id[1], t, sizeof t);
@@ -285,15 +293,17 @@ build:
 /* Pushes rec to every sink; one failing never stops the others.  Returns
  * how many took it; *failed counts the others, err the last failure (or,
  * when none took it, a sentence saying so). */
-static int deliver(td_refresher *r, const td_record *rec, int *failed, char *err, size_t errlen)
+static int deliver(td_refresher *r, const td_record *rec, int local_only, int *failed, char *err,
+                   size_t errlen)
 {
     char why[512];
     int ok = 0;
 
     *failed = 0;
-    if (has_endpoint(r->o.sinks)) td_log("开始分发token到腾讯云函数...");
+    if (has_endpoint(r->o.sinks) && !local_only) td_log("开始分发token到腾讯云函数...");
     for (size_t i = 0; i < r->o.sinks->n; i++) {
         const td_sink *s = &r->o.sinks->v[i];
+        if (local_only && s->kind != TD_SINK_LOCAL) continue;
         int src = td_sink_push(s, rec, why, sizeof why);
         if (src == TD_OK) {
             ok++;
@@ -384,9 +394,14 @@ static int cycle(td_refresher *r, int forced, int64_t *next_ms, int *changed, ch
     td_feishu_token *t = NULL;
     td_record *rec = NULL;
     int64_t now;
-    int rc, failed = 0, same = 0;
+    int rc, failed = 0, same = 0, cold;
 
     learn_current(r);
+    /* A quiet start (--store memory: every instance fetches for itself)
+     * takes the token Feishu hands out now as the one already in service:
+     * announced by whoever saw it replace another, not by every instance
+     * that scales out. */
+    cold = r->o.quiet_start && !r->served && !r->cur;
     if (!(t = malloc(sizeof *t))) {
         rc = TD_ENOMEM;
         snprintf(err, errlen, "out of memory");
@@ -395,7 +410,7 @@ static int cycle(td_refresher *r, int forced, int64_t *next_ms, int *changed, ch
     if ((rc = td_feishu_fetch_token(&r->o.feishu, t, err, errlen)) != TD_OK) goto fail;
     now = td_clock_now();
     if ((rc = record_for(r, t, forced, now, &rec, &same, err, errlen)) != TD_OK) goto fail;
-    if (!deliver(r, rec, &failed, err, errlen)) {
+    if (!deliver(r, rec, cold, &failed, err, errlen)) {
         rc = TD_EUNAVAIL;
         if (same) r->cur = rec, rec = NULL; /* it is still what the sinks had */
         goto fail;
@@ -403,7 +418,9 @@ static int cycle(td_refresher *r, int forced, int64_t *next_ms, int *changed, ch
     td_record_free(r->cur); /* in service now */
     r->cur = rec, rec = NULL;
     note_current(r);
-    succeeded(r, t, !same, failed, now, next_ms);
+    if (cold) td_log("冷启动: 飞书返回的是在用的 token，只在本实例分发 (不发群通知，不推送其他目标)");
+    succeeded(r, t, !same && !cold, failed, now, next_ms);
+    r->served = 1;
     *changed = !same;
     rc = TD_OK;
     goto out;
@@ -458,25 +475,29 @@ static void *loop(void *ud)
     char err[512];
 
     pthread_mutex_lock(&r->lock);
+    __atomic_store_n(&r->due_ms, due, __ATOMIC_RELAXED);
     for (;;) {
-        int forced;
+        int forced, rc = TD_OK;
         int64_t next = LEASE_RETRY_MS;
 
-        while (!r->stop && !r->force && td_clock_mono_ms() < due) {
+        while (!r->stop && !r->force && !r->run_now && td_clock_mono_ms() < due) {
             struct timespec ts = {(time_t)(due / 1000), (long)(due % 1000) * 1000000L};
             pthread_cond_timedwait(&r->cond, &r->lock, &ts);
         }
         if (r->stop) break;
         forced = r->force;
-        r->force = 0;
+        r->force = r->run_now = 0;
+        __atomic_store_n(&r->cycling, 1, __ATOMIC_RELEASE);
         pthread_mutex_unlock(&r->lock);
 
         if (r->o.may_refresh && !r->o.may_refresh(r->o.lease_ud)) {
             learn_current(r); /* another instance refreshes; keep our view current */
             pthread_mutex_lock(&r->lock);
             if (forced) force_done(r, TD_EUNAVAIL, "本实例已不持有刷新租约，未刷新");
+            rc = TD_EUNAVAIL;
         } else {
-            int changed = 0, rc = cycle(r, forced, &next, &changed, err, sizeof err);
+            int changed = 0;
+            rc = cycle(r, forced, &next, &changed, err, sizeof err);
             td_log("%s: %.1f 秒后", rc == TD_OK ? "下次刷新" : "重试", (double)next / 1000);
             pthread_mutex_lock(&r->lock);
             if (forced)
@@ -485,9 +506,57 @@ static void *loop(void *ud)
                                                        : "飞书只在过期前 30 分钟内换发新 token，无法提前作废");
         }
         due = td_clock_mono_ms() + next;
+        __atomic_store_n(&r->due_ms, due, __ATOMIC_RELAXED);
+        __atomic_store_n(&r->cycling, 0, __ATOMIC_RELEASE);
+        r->last_rc = rc;
+        r->gen++;
+        pthread_cond_broadcast(&r->done);
     }
     pthread_mutex_unlock(&r->lock);
     return NULL;
+}
+
+int td_refresher_overdue(td_refresher *r, int64_t expire_ts)
+{
+    if (expire_ts < 0) expire_ts = __atomic_load_n(&r->cur_exp, __ATOMIC_RELAXED);
+    if (expire_ts - td_clock_now() >= r->o.renew_window) return 0;
+    return __atomic_load_n(&r->cycling, __ATOMIC_ACQUIRE) ||
+           td_clock_mono_ms() >= __atomic_load_n(&r->due_ms, __ATOMIC_RELAXED);
+}
+
+long td_refresher_window(const td_refresher *r) { return r->o.renew_window; }
+
+int td_refresher_freshen(td_refresher *r, long wait_ms, char *why, size_t whylen)
+{
+    int64_t deadline = td_clock_mono_ms() + wait_ms;
+    unsigned long gen;
+    int rc;
+
+    pthread_mutex_lock(&r->lock);
+    if (!r->running) {
+        pthread_mutex_unlock(&r->lock);
+        snprintf(why, whylen, "刷新线程未运行");
+        return TD_EUNAVAIL;
+    }
+    /* One cycle for every waiting request: the one running, or one now. */
+    gen = r->gen;
+    if (!__atomic_load_n(&r->cycling, __ATOMIC_ACQUIRE) && !r->run_now) {
+        r->run_now = 1;
+        pthread_cond_signal(&r->cond);
+    }
+    while (r->gen == gen && !r->stop && td_clock_mono_ms() < deadline) {
+        struct timespec ts = {(time_t)(deadline / 1000), (long)(deadline % 1000) * 1000000L};
+        pthread_cond_timedwait(&r->done, &r->lock, &ts);
+    }
+    if (r->gen != gen) {
+        rc = r->last_rc;
+        snprintf(why, whylen, "%s", rc == TD_OK ? "已刷新" : r->last_err);
+    } else {
+        rc = r->stop ? TD_ECANCELED : TD_ETIMEOUT;
+        snprintf(why, whylen, "%s", r->stop ? "正在停止" : "刷新进行中");
+    }
+    pthread_mutex_unlock(&r->lock);
+    return rc;
 }
 
 int td_refresher_start(td_refresher *r, char *err, size_t errlen)

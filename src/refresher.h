@@ -58,6 +58,8 @@ typedef struct td_refresher_opts {
     long retry_min, retry_max;      /* s */
     long alert_below;               /* s; 0: never alert */
     long force_interval_ms;         /* 0: 30 s */
+    int quiet_start;                /* the first token after the start is taken as already
+                                       announced: local sink only, no notice */
     td_refresher_lease_cb may_refresh;  /* NULL: always */
     void *lease_ud;
 } td_refresher_opts;
@@ -89,6 +91,24 @@ void td_refresher_stop(td_refresher *r);      /* joins; idempotent */
  * for force_interval without another fetch. */
 int td_refresher_force(td_refresher *r, const char *name, const char *id, long wait_ms, char *why,
                        size_t whylen);
+
+/* Fresh on read: 1 when the token in service (expiring at expire_ts; 0:
+ * none) is inside the renewal window and its refresh is overdue or under
+ * way -- the background thread was frozen (SCF between invocations, a
+ * SIGSTOP) or is fetching now -- so that a reader should rather wait for
+ * td_refresher_freshen than get a token about to be replaced.  Lock-free:
+ * the HTTP thread asks it for every GET.  expire_ts < 0: the refresher's
+ * own record in service. */
+int td_refresher_overdue(td_refresher *r, int64_t expire_ts);
+
+/* Runs the due cycle now (or joins the one running) and waits up to
+ * wait_ms for it to finish: every waiting reader shares one fetch.
+ * TD_OK when it delivered a token, TD_ETIMEOUT when it still runs, else
+ * the cycle's failure (the old token is then still served while valid). */
+int td_refresher_freshen(td_refresher *r, long wait_ms, char *why, size_t whylen);
+
+/* The renewal window, in seconds. */
+long td_refresher_window(const td_refresher *r);
 
 /* What the refresher has done so far, for /readyz. */
 typedef struct td_refresher_state {

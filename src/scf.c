@@ -283,7 +283,17 @@ void td_scf_init_error(const char *base_url, const char *msg)
         td_log("❌ 无法向 SCF 报告启动失败: %s", err);
 }
 
-int td_scf_run(td_api *api, const char *base, char *err, size_t errlen)
+int td_scf_is_timer(const char *json, size_t len)
+{
+    json_t *o = len <= TD_SCF_EVENT_MAX ? json_loadb(json, len, 0, NULL) : NULL;
+    const char *type = json_string_value(json_object_get(o, "Type"));
+    int timer = type && !strcmp(type, "Timer") && !json_object_get(o, "httpMethod");
+
+    json_decref(o);
+    return timer;
+}
+
+int td_scf_run(td_api *api, const char *base, td_scf_timer_cb timer, void *ud, char *err, size_t errlen)
 {
     char url[512], herr[512];
     int failures = 0, rc;
@@ -316,7 +326,17 @@ int td_scf_run(td_api *api, const char *base, char *err, size_t errlen)
             continue;
         }
         failures = 0;
-        rc = td_scf_handle(api, r.body ? r.body : "", r.body_len, &out, &outlen, herr, sizeof herr);
+        if (td_scf_is_timer(r.body ? r.body : "", r.body_len)) {
+            if (!timer) {
+                snprintf(herr, sizeof herr, "定时触发器需要飞书凭证：本函数没有配置 FEISHU_APP_ID/FEISHU_APP_SECRET，"
+                                            "无法刷新 token");
+                rc = TD_EINVAL;
+            } else if ((rc = timer(ud, &out, herr, sizeof herr)) == TD_OK) {
+                outlen = strlen(out);
+            }
+        } else {
+            rc = td_scf_handle(api, r.body ? r.body : "", r.body_len, &out, &outlen, herr, sizeof herr);
+        }
         td_httpc_resp_clear(&r);
         if (rc == TD_OK) {
             rc = rt_post(base, "/runtime/invocation/response", out, outlen, err, errlen);

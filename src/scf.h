@@ -60,9 +60,19 @@ int td_scf_handle(td_api *api, const char *event, size_t len, char **out, size_t
 /* Reports a failed start to POST /runtime/init/error (best effort). */
 void td_scf_init_error(const char *base_url, const char *msg);
 
+/* 1 when the event text is a Timer trigger's event:
+ * {"Type": "Timer", "TriggerName": …, "Time": …, "Message": …}. */
+int td_scf_is_timer(const char *json, size_t len);
+
+/* What a Timer event does (cmd_scf.c: one refresh cycle when one is due):
+ * TD_OK with *out a JSON text for the invocation's answer (caller frees),
+ * or a failure with err saying why (an invocation error). */
+typedef int (*td_scf_timer_cb)(void *ud, char **out, char *err, size_t errlen);
+
 /* Reports ready, then answers events until the runtime API is gone (it
- * failed to answer for a while).  base_url: "http://HOST:PORT".  Returns
- * only on failure, with err saying what failed. */
-int td_scf_run(td_api *api, const char *base_url, char *err, size_t errlen);
+ * failed to answer for a while).  base_url: "http://HOST:PORT".  Timer
+ * events go to timer (NULL: an invocation error).  Returns only on
+ * failure, with err saying what failed. */
+int td_scf_run(td_api *api, const char *base_url, td_scf_timer_cb timer, void *ud, char *err, size_t errlen);
 
 #endif

@@ -19,6 +19,7 @@ void td_store_forbid_thread(void) { forbidden = 1; }
 
 static const td_store_ops *const backends[] = {
     &td_store_sqlite_ops,
+    &td_store_memory_ops,
 #ifdef TD_HAVE_REDIS
     &td_store_redis_ops,
 #endif
@@ -32,7 +33,7 @@ int td_store_open(td_store **out, const char *url, size_t history_max, char *err
     int rc = TD_EINVAL;
 
     if (!colon) {
-        snprintf(err, errlen, "store '%s' has no scheme: use sqlite:PATH or redis://HOST:PORT/DB",
+        snprintf(err, errlen, "store '%s' has no scheme: use sqlite:PATH, memory: or redis://HOST:PORT/DB",
                  url ? url : "");
         goto out;
     }
@@ -41,7 +42,7 @@ int td_store_open(td_store **out, const char *url, size_t history_max, char *err
             !strncmp(backends[i]->scheme, url, (size_t)(colon - url)))
             ops = backends[i];
     if (!ops) {
-        snprintf(err, errlen, "store '%.*s:' is not known: use sqlite:PATH or redis://HOST:PORT/DB",
+        snprintf(err, errlen, "store '%.*s:' is not known: use sqlite:PATH, memory: or redis://HOST:PORT/DB",
                  (int)(colon - url), url);
         goto out;
     }

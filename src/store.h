@@ -1,8 +1,9 @@
 /*
  * store -- where token records live, behind one small vtable.
  *
- * Implementations: store/sqlite.c (embedded, the default) and
- * store/redis.c (shared by many instances).  A store keeps the JSON text
+ * Implementations: store/sqlite.c (embedded, the default), store/memory.c
+ * (nothing kept across restarts: serverless instances that fetch their own
+ * token) and store/redis.c (shared by many instances).  A store keeps the JSON text
  * of the newest record per name plus a bounded history.  The one write,
  * put-if-newer, is atomic in each backend: an older record (smaller
  * generated_timestamp) can never replace a newer one, however writers race.
@@ -132,6 +133,7 @@ void td_store_list_free(td_store_entry *v, size_t n);
 
 /* Backends. */
 extern const td_store_ops td_store_sqlite_ops;
+extern const td_store_ops td_store_memory_ops;
 #ifdef TD_HAVE_REDIS
 extern const td_store_ops td_store_redis_ops;
 #endif

@@ -264,7 +264,7 @@ class ScfRuntimeTest(ScfTestCase):
             ("this is not json", "not JSON"),
             ([1, 2, 3], "not a JSON object"),
             ({"Type": "Timer", "TriggerName": "every-5m", "Time": "2024-01-15T14:30:00Z",
-              "Message": ""}, "timer"),
+              "Message": ""}, "定时触发器需要飞书凭证"),
             ({"httpMethod": "GET"}, "not an HTTP request"),
             (dict(apigw_event("POST", "/get-token"), body="%%%%", isBase64Encoded=True),
              "not base64"),

@@ -1,0 +1,145 @@
+"""Serverless as it really runs: a process whose refresher thread was frozen
+(SCF between invocations, here SIGSTOP) must not hand out a token inside its
+renewal window once the renewal is overdue -- the first GET after the thaw
+waits for the refresh (fresh on read).  Also `--store memory` (every
+instance its own fleet, quiet at a cold start) and the SCF Timer trigger.
+
+Tokens live 40 s here and Feishu renews in their last 20 s, so a stop of 24 s
+after the first token lands inside the window, past the refresher's due
+time (20 s + at most 2 s of jitter), and well before the expiry."""
+import json
+import os
+import signal
+import time
+import unittest
+
+import harness
+from feishu_env import CHAT, PUSH_KEY, FeishuEnv
+from scf_runtime import InvocationError, apigw_event, http_response
+from test_scf import Runtime
+
+TTL, WINDOW, FREEZE = 40, 20, 24
+
+
+class FreshOnReadTest(FeishuEnv, harness.TestCase):
+    def env(self, **extra):
+        return self.feishu_env(TOKENDIST_PUSH_KEYS=PUSH_KEY, TENCENT_CLOUD_ENABLED="false",
+                               FEISHU_RENEW_WINDOW=WINDOW, FEISHU_CHAT_ID="", **extra)
+
+    def freeze(self, proc):
+        """SIGSTOP for FREEZE seconds: the refresher sleeps through its due time."""
+        proc.send_signal(signal.SIGSTOP)
+        try:
+            time.sleep(FREEZE)
+        finally:
+            proc.send_signal(signal.SIGCONT)
+
+    def test_serve_answers_the_first_get_after_a_freeze_with_the_token_feishu_issues_now(self):
+        self.start_feishu(ttl=TTL, renew_window=WINDOW)
+        srv = self.server(store="memory:", env=self.env()).start()
+        first = self.wait_for(lambda: self.served(srv), what="first token")["access_token"]
+        self.freeze(srv.proc)
+        r = srv.get("/release/get-token", timeout=30)   # the very first request after SIGCONT
+        self.assertEqual(r.status, 200, r.body)
+        # (tokens are compared, never printed: they are secrets)
+        self.assertTrue(r.json()["access_token"] != first, "a token inside its window after the freeze")
+        self.assertTrue(r.json()["access_token"] == self.feishu.current_token(), "not the token Feishu issues now")
+
+    def test_scf_runtime_does_the_same(self):
+        self.start_feishu(ttl=TTL, renew_window=WINDOW)
+        rt = Runtime(self, "memory:", ["--push-key", PUSH_KEY], env=self.env())
+        self.addCleanup(rt.stop)
+
+        def token():
+            status, _, body = http_response(rt.invoke(apigw_event("GET", "/get-token"), timeout=30))
+            return json.loads(body)["access_token"] if status == 200 else None
+
+        first = self.wait_for(token, what="first token over SCF events")
+        self.freeze(rt.proc)
+        self.assertTrue(token() == self.feishu.current_token(), "not the token Feishu issues now")
+        self.assertTrue(self.feishu.current_token() != first, "Feishu issued no new token")
+        self.outputs.append(rt.log())
+
+    def test_a_failed_refresh_serves_the_old_token_until_it_expires(self):
+        self.start_feishu(ttl=TTL, renew_window=WINDOW)
+        srv = self.server(store="memory:", env=self.env()).start()
+        first = self.wait_for(lambda: self.served(srv), what="first token")
+        self.feishu.control({"fail": "503", "path": "/open-apis/auth/v3/"})
+        self.freeze(srv.proc)
+        r = srv.get("/release/get-token", timeout=30)
+        self.assertEqual(r.status, 200)
+        self.assertTrue(r.json()["access_token"] == first["access_token"], "not the old token")
+        self.wait_for(lambda: time.time() >= first["expire_timestamp"] + 1, timeout=TTL, what="expiry")
+        self.assertEqual(srv.get("/release/get-token", timeout=30).status, 404)
+
+
+class MemoryStoreTest(FeishuEnv, harness.TestCase):
+    def test_a_cold_start_announces_nothing_a_renewal_does(self):
+        self.start_feishu(ttl=TTL, renew_window=WINDOW)
+        env = self.feishu_env(TOKENDIST_PUSH_KEYS=PUSH_KEY, TENCENT_CLOUD_ENABLED="false",
+                              FEISHU_RENEW_WINDOW=WINDOW, FEISHU_CHAT_ID=CHAT)
+        a = self.server(store="memory:", env=env).start()
+        tok = self.wait_for(lambda: self.served(a), what="A's token")["access_token"]
+        b = self.server(store="memory:", env=env).start()
+        self.assertTrue(self.wait_for(lambda: self.served(b), what="B's token")["access_token"] == tok,
+                        "B serves another token than A")
+        self.assertEqual(self.feishu.sent_texts, [], "a cold start announced a token already in service")
+        self.assertIn("冷启动", a.log())
+        # The renewal replaces a token each served itself: that is news.
+        self.wait_for(lambda: self.feishu.sent_texts, timeout=TTL, what="a notice of the renewal")
+        self.assertIn("🔑 客户端 Access Token 已更新", self.feishu.sent_texts[0])
+        # Nothing survives a restart.
+        a.stop()
+        a2 = self.server(store="memory:", env={"TOKENDIST_PUSH_KEYS": PUSH_KEY}).start()
+        self.assertEqual(a2.get("/release/get-token").status, 404)
+
+    def test_memory_store_takes_writes_put_if_newer(self):
+        srv = self.server(["--push-key", PUSH_KEY], store="memory:").start()
+        now = int(time.time())
+        self.assertEqual(srv.post("/release/get-token", harness.make_record("t-memA0000000000000000", generated=now),
+                                  key=PUSH_KEY).status, 200)
+        self.assertEqual(srv.post("/release/get-token", harness.make_record("t-memB0000000000000000", generated=now - 5),
+                                  key=PUSH_KEY).status, 409)
+        self.assertEqual(srv.get("/release/get-token").json()["access_token"], "t-memA0000000000000000")
+        r = srv.get("/v1/tokens/default/history", headers={"Authorization": "Bearer " + PUSH_KEY})
+        self.assertEqual(len(r.json()["history"]), 1)
+        r = self.cli("serve", "--store", "memory:/tmp/x", "--listen", "127.0.0.1:1")
+        self.assertNotEqual(r.returncode, 0)
+        self.assertIn("memory:", r.stderr)
+
+
+class TimerTriggerTest(FeishuEnv, harness.TestCase):
+    TIMER = {"Type": "Timer", "TriggerName": "every-5m", "Time": "2024-01-15T14:30:00Z", "Message": ""}
+
+    def test_a_timer_refreshes_when_due_and_only_then(self):
+        self.start_feishu(ttl=TTL, renew_window=WINDOW)
+        env = self.feishu_env(TOKENDIST_PUSH_KEYS=PUSH_KEY, TENCENT_CLOUD_ENABLED="false",
+                              FEISHU_RENEW_WINDOW=WINDOW, FEISHU_CHAT_ID="")
+        rt = Runtime(self, "memory:", ["--push-key", PUSH_KEY], env=env)
+        self.addCleanup(rt.stop)
+        self.wait_for(lambda: self.feishu.requests_to("/open-apis/auth/v3/"), what="the first fetch")
+        time.sleep(1)  # the first cycle delivers; a timer now is early
+        n = len(self.feishu.requests_to("/open-apis/auth/v3/"))
+        self.assertEqual(rt.invoke(self.TIMER), {"refreshed": False, "message": "未到刷新时间"})
+        self.assertEqual(len(self.feishu.requests_to("/open-apis/auth/v3/")), n)
+        rt.proc.send_signal(signal.SIGSTOP)
+        try:
+            time.sleep(FREEZE)
+        finally:
+            rt.proc.send_signal(signal.SIGCONT)
+        self.assertEqual(rt.invoke(self.TIMER, timeout=30), {"refreshed": True, "message": "已刷新"})
+        status, _, body = http_response(rt.invoke(apigw_event("GET", "/get-token")))
+        self.assertTrue(json.loads(body)["access_token"] == self.feishu.current_token(), "not the renewed token")
+        self.outputs.append(rt.log())
+
+    def test_a_timer_without_credentials_is_an_invocation_error(self):
+        rt = Runtime(self, "memory:", ["--push-key", PUSH_KEY])
+        self.addCleanup(rt.stop)
+        with self.assertRaises(InvocationError) as cm:
+            rt.invoke(self.TIMER)
+        self.assertIn("定时触发器需要飞书凭证", cm.exception.body)
+        self.assertIn("FEISHU_APP_ID", cm.exception.body)
+
+
+if __name__ == "__main__":
+    unittest.main()
