@@ -21,6 +21,7 @@
 #define REPLY_MARGIN_MS 1000    /* the holder answers this much before the reporter gives up */
 #define REQ_ID_LEN 17
 #define REMOTE_SLACK_S 60       /* a holder this late with a renewal is asked to hurry */
+                                /* (a quarter of the window, when that is less) */
 #define REMOTE_ASK_MS 5000      /* and asked at most this often per token */
 
 typedef struct entry {
@@ -344,11 +345,13 @@ static int stale(void *fleet, const char *name, int64_t expire_ts)
     td_fleet *f = fleet;
     entry *e = find(f, name);
     td_refresher *r = e ? __atomic_load_n(&e->r, __ATOMIC_ACQUIRE) : NULL;
+    long window, slack;
 
     if (!r) return 0;
     if (td_lease_held(e->lease)) return td_refresher_overdue(r, expire_ts);
     if (!td_store_has_messages(f->store)) return 0;
-    return expire_ts - td_clock_now() < td_refresher_window(r) - REMOTE_SLACK_S &&
+    window = td_refresher_window(r), slack = window / 4 < REMOTE_SLACK_S ? window / 4 : REMOTE_SLACK_S;
+    return expire_ts - td_clock_now() < window - slack &&
            td_clock_mono_ms() - __atomic_load_n(&e->last_ask_ms, __ATOMIC_RELAXED) >= REMOTE_ASK_MS;
 }
 

@@ -73,6 +73,36 @@ class FreshOnReadTest(FeishuEnv, harness.TestCase):
         self.assertEqual(srv.get("/release/get-token", timeout=30).status, 404)
 
 
+class FleetFreshOnReadTest(FeishuEnv, harness.TestCase):
+    def test_a_server_without_the_lease_asks_the_holder_and_waits(self):
+        from redisd import SharedRedis
+        redis = SharedRedis(self.tmp)
+        self.addCleanup(redis.close)
+        self.start_feishu(ttl=TTL, renew_window=WINDOW)
+        env = self.feishu_env(TOKENDIST_PUSH_KEYS=PUSH_KEY, TENCENT_CLOUD_ENABLED="false",
+                              FEISHU_RENEW_WINDOW=WINDOW, FEISHU_CHAT_ID="")
+        pair = [self.server(store=redis.url(), env=env).start() for _ in range(2)]
+        held = self.wait_for(lambda: [s for s in pair if "本实例持有租约 refresh:default" in s.log()],
+                             what="a lease holder")
+        other = [s for s in pair if s is not held[0]][0]
+        first = self.wait_for(lambda: self.served(other), what="first token")["access_token"]
+        # Both frozen past the renewal (SCF freezes every instance between
+        # invocations); then the first GET goes to the one without the lease.
+        for s in pair:
+            s.proc.send_signal(signal.SIGSTOP)
+        try:
+            time.sleep(FREEZE + 4)  # past the holder's due time and the other's slack (a quarter window)
+        finally:
+            for s in pair:
+                s.proc.send_signal(signal.SIGCONT)
+        r = other.get("/release/get-token", timeout=30)
+        self.assertEqual(r.status, 200)
+        self.assertTrue(r.json()["access_token"] != first, "the first GET got the token from before the freeze")
+        self.assertTrue(r.json()["access_token"] == self.feishu.current_token(), "not the token Feishu issues now")
+        self.assertIn("请它立即刷新", other.log())
+        self.assertEqual(len(self.feishu.requests_to("/open-apis/auth/v3/")), 2)  # only the holder fetched
+
+
 class MemoryStoreTest(FeishuEnv, harness.TestCase):
     def test_a_cold_start_announces_nothing_a_renewal_does(self):
         self.start_feishu(ttl=TTL, renew_window=WINDOW)
