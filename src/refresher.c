@@ -478,6 +478,9 @@ static void *loop(void *ud)
         } else {
             int changed = 0, rc = cycle(r, forced, &next, &changed, err, sizeof err);
             td_log("%s: %.1f 秒后", rc == TD_OK ? "下次刷新" : "重试", (double)next / 1000);
+            /* TD_ETIMEOUT is td_refresher_force's "still running" (202): a
+             * fetch that timed out is a refresh that failed (502). */
+            if (rc == TD_ETIMEOUT) rc = TD_EHTTP;
             pthread_mutex_lock(&r->lock);
             if (forced)
                 force_done(r, rc != TD_OK ? rc : changed ? TD_OK : TD_ECONFLICT,

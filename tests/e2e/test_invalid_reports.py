@@ -93,6 +93,23 @@ class TenantTokenTest(Common, harness.TestCase):
         self.remember_tokens()
 
 
+class FailedForcedRefreshTest(Common, harness.TestCase):
+    def test_a_forced_fetch_that_timed_out_is_a_502_not_a_refresh_in_progress(self):
+        # Feishu answers the forced fetch after the refresher's HTTP timeout
+        # (1 s) but well inside the report's wait (4 s): the refresh is over
+        # and failed when the report is answered, and stays so for the
+        # reports the same fetch answers afterwards.
+        self.start_feishu()
+        srv = self.server(env=self.feishu_env(TOKENDIST_PUSH_KEYS=PUSH_KEY, TENCENT_CLOUD_ENABLED="false",
+                                              TOKENDIST_HTTP_TIMEOUT="1")).start()
+        rec = self.wait_for(lambda: self.served(srv), what="first token")
+        self.feishu.control({"fail": "slow", "delay": 3, "times": 1, "path": "/open-apis/auth/v3/"})
+        for _ in range(2):
+            r = self.report(srv, rec["access_token"])
+            self.assertEqual(r.status, 502, r.body)
+            self.assertIn("强制刷新失败", r.json()["message"])
+
+
 class SameTokenStaleExpiryTest(Common, harness.TestCase):
     def test_the_record_is_rebuilt_from_feishus_expire(self):
         self.start_feishu()
