@@ -108,6 +108,8 @@ class FailedForcedRefreshTest(Common, harness.TestCase):
             r = self.report(srv, rec["access_token"])
             self.assertEqual(r.status, 502, r.body)
             self.assertIn("强制刷新失败", r.json()["message"])
+        self.assertIn('tokendist_requests_total{route="invalid",status="502"} 2',
+                      srv.get("/metrics").body.decode())
 
 
 class SameTokenStaleExpiryTest(Common, harness.TestCase):
