@@ -538,13 +538,15 @@ int td_refresher_force(td_refresher *r, const char *name, const char *id, long w
         goto out;
     }
     /* One fetch answers every report of one token: while it runs, and for
-     * force_interval after it found the same token again (Feishu's rate
-     * limit stays far, and reports without a read key cannot make us
-     * hammer Feishu). */
+     * force_interval after it, every report of the tokens it judged
+     * (Feishu's rate limit stays far, and reports without a read key
+     * cannot make us hammer Feishu).  A token that fetch brought is one
+     * Feishu issues now: asking again would hand it back. */
     if (r->fz.state == FORCE_DONE && now - r->fz.done_ms < r->o.force_interval_ms &&
         (!strcmp(r->fz.id, id) || !strcmp(r->fz.covered[0], id) || !strcmp(r->fz.covered[1], id))) {
-        snprintf(why, whylen, "%s", r->fz.why);
-        rc = r->fz.rc;
+        int brought = r->fz.rc == TD_OK && strcmp(r->fz.id, id) != 0;
+        snprintf(why, whylen, "%s", brought ? "该 token 刚由强制刷新换发" : r->fz.why);
+        rc = brought ? TD_ECONFLICT : r->fz.rc;
         goto out;
     }
     if (r->fz.state == FORCE_PENDING) {

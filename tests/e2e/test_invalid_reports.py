@@ -49,6 +49,13 @@ class TenantTokenTest(Common, harness.TestCase):
         # The old tenant token again: already replaced, the current record.
         r = self.report(srv, rec["tenant_access_token"])
         self.assertEqual((r.status, r.json()), (200, new))
+        # A token that fetch brought, reported right after: Feishu issues it
+        # now, so 409 without asking again -- not a 202 for a refresh that
+        # never runs.
+        for tok in (new["tenant_access_token"], new["access_token"]):
+            r = self.report(srv, tok)
+            self.assertEqual(r.status, 409, r.body)
+        self.assertEqual(self.token_fetches(), n + 1)
 
     def test_feishu_handing_back_the_same_token_is_said_plainly(self):
         srv, rec = self.start()
