@@ -8,7 +8,7 @@
 
 /* Statuses the server answers with; anything else counts as "other". */
 static const int statuses[] = {200, 202, 204, 400, 401, 403, 404, 405, 409, 413,
-                               414, 415, 421, 429, 431, 500, 501, 503};
+                               414, 415, 421, 429, 431, 500, 501, 502, 503};
 #define NSTATUS (sizeof statuses / sizeof *statuses)
 
 static const char *const route_names[TD_ROUTE__N] = {

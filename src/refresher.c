@@ -499,6 +499,9 @@ static void *loop(void *ud)
             int changed = 0;
             rc = cycle(r, forced, &next, &changed, err, sizeof err);
             td_log("%s: %.1f 秒后", rc == TD_OK ? "下次刷新" : "重试", (double)next / 1000);
+            /* TD_ETIMEOUT is td_refresher_force's "still running" (202): a
+             * fetch that timed out is a refresh that failed (502). */
+            if (rc == TD_ETIMEOUT) rc = TD_EHTTP;
             pthread_mutex_lock(&r->lock);
             if (forced)
                 force_done(r, rc != TD_OK ? rc : changed ? TD_OK : TD_ECONFLICT,
@@ -604,13 +607,15 @@ int td_refresher_force(td_refresher *r, const char *name, const char *id, long w
         goto out;
     }
     /* One fetch answers every report of one token: while it runs, and for
-     * force_interval after it found the same token again (Feishu's rate
-     * limit stays far, and reports without a read key cannot make us
-     * hammer Feishu). */
+     * force_interval after it, every report of the tokens it judged
+     * (Feishu's rate limit stays far, and reports without a read key
+     * cannot make us hammer Feishu).  A token that fetch brought is one
+     * Feishu issues now: asking again would hand it back. */
     if (r->fz.state == FORCE_DONE && now - r->fz.done_ms < r->o.force_interval_ms &&
         (!strcmp(r->fz.id, id) || !strcmp(r->fz.covered[0], id) || !strcmp(r->fz.covered[1], id))) {
-        snprintf(why, whylen, "%s", r->fz.why);
-        rc = r->fz.rc;
+        int brought = r->fz.rc == TD_OK && strcmp(r->fz.id, id) != 0;
+        snprintf(why, whylen, "%s", brought ? "该 token 刚由强制刷新换发" : r->fz.why);
+        rc = brought ? TD_ECONFLICT : r->fz.rc;
         goto out;
     }
     if (r->fz.state == FORCE_PENDING) {

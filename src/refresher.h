@@ -87,8 +87,8 @@ void td_refresher_stop(td_refresher *r);      /* joins; idempotent */
  * when this refresher does not serve name, TD_EUNAVAIL when it lost the
  * fleet lease, TD_ECANCELED when stopping, or the failure of the refresh;
  * why says it in a sentence.  Every report of one token shares one fetch;
- * after a fetch that found the same token, reports of it get that answer
- * for force_interval without another fetch. */
+ * for force_interval after it, reports of the tokens it judged get its
+ * answer without another fetch (TD_ECONFLICT for a token it brought). */
 int td_refresher_force(td_refresher *r, const char *name, const char *id, long wait_ms, char *why,
                        size_t whylen);
 

@@ -51,6 +51,13 @@ class TenantTokenTest(Common, harness.TestCase):
         r = self.report(srv, rec["tenant_access_token"])
         self.assertEqual(r.status, 200)
         self.assertTrue(r.json() == new, "not the current record")
+        # A token that fetch brought, reported right after: Feishu issues it
+        # now, so 409 without asking again -- not a 202 for a refresh that
+        # never runs.
+        for tok in (new["tenant_access_token"], new["access_token"]):
+            r = self.report(srv, tok)
+            self.assertEqual(r.status, 409, r.body)
+        self.assertEqual(self.token_fetches(), n + 1)
 
     def test_feishu_handing_back_the_same_token_is_said_plainly(self):
         srv, rec = self.start()
@@ -93,6 +100,25 @@ class TenantTokenTest(Common, harness.TestCase):
         after = d2.cmd("get tenant")
         self.assertNotEqual(after["token_hash"], before["token_hash"])
         self.remember_tokens()
+
+
+class FailedForcedRefreshTest(Common, harness.TestCase):
+    def test_a_forced_fetch_that_timed_out_is_a_502_not_a_refresh_in_progress(self):
+        # Feishu answers the forced fetch after the refresher's HTTP timeout
+        # (1 s) but well inside the report's wait (4 s): the refresh is over
+        # and failed when the report is answered, and stays so for the
+        # reports the same fetch answers afterwards.
+        self.start_feishu()
+        srv = self.server(env=self.feishu_env(TOKENDIST_PUSH_KEYS=PUSH_KEY, TENCENT_CLOUD_ENABLED="false",
+                                              TOKENDIST_HTTP_TIMEOUT="1")).start()
+        rec = self.wait_for(lambda: self.served(srv), what="first token")
+        self.feishu.control({"fail": "slow", "delay": 3, "times": 1, "path": "/open-apis/auth/v3/"})
+        for _ in range(2):
+            r = self.report(srv, rec["access_token"])
+            self.assertEqual(r.status, 502, r.body)
+            self.assertIn("强制刷新失败", r.json()["message"])
+        self.assertIn('tokendist_requests_total{route="invalid",status="502"} 2',
+                      srv.get("/metrics").body.decode())
 
 
 class SameTokenStaleExpiryTest(Common, harness.TestCase):

@@ -13,10 +13,12 @@ import re
 import sqlite3
 import time
 import unittest
+from urllib.parse import unquote
 
 import harness
 from feishu_env import FeishuEnv
 from harness import ROOT, TestCase, make_record, request
+from redisd import SharedRedis
 
 SPEC_PATH = os.path.join(ROOT, "docs", "openapi.json")
 PUSH = "pk-openapi-7c1e2d3f4a5b6c7d8e"
@@ -24,6 +26,10 @@ READ = "rk-openapi-0a9b8c7d6e5f"
 TOKEN = "t-g1044openapiTokenAAAAAAAAAA"
 TENANT = "t-tenantOpenapi000000000000001"
 METHODS = ("get", "post", "options")
+# A loopback listener sends Access-Control-Allow-Origin only when asked
+# (the spec marks the header optional): the servers here ask, so that it is
+# checked; the refresher's server does not, and call() checks it sends none.
+CORS = ["--cors-origin", "*"]
 
 # Documented answers this test cannot provoke without breaking the store
 # under a running server; each is covered elsewhere as named.
@@ -32,6 +38,7 @@ NOT_PROVOKED = {
     ("/get-token", "post", "500"): "a store failing for good: test_limits.py",
     ("/v1/tokens/{name}", "post", "500"): "a store failing for good: test_limits.py",
     ("/readyz", "get", "503"): "a store that does not answer: Redis down in test_redis.py",
+    ("/v1/tokens/{name}/history", "get", "503"): "a store that does not answer: Redis down in test_redis.py",
 }
 
 
@@ -57,6 +64,11 @@ def schema_errors(value, schema, where="$"):
     """The ways value breaks schema (the OpenAPI 3.0 subset the spec uses)."""
     s = resolve(schema)
     errs = []
+    if value is None and s.get("nullable"):
+        return []
+    if "oneOf" in s:
+        fits = [sub for sub in s["oneOf"] if not schema_errors(value, sub, where)]
+        return [] if len(fits) == 1 else ["%s: %r fits %d of the oneOf schemas" % (where, value, len(fits))]
     t = s.get("type")
     kinds = {"object": dict, "array": list, "string": str, "boolean": bool}
     if t == "integer":
@@ -93,16 +105,22 @@ def schema_errors(value, schema, where="$"):
     return errs
 
 
-def template_of(path):
-    """The documented path template that path falls under, or None."""
-    path = path.split("?", 1)[0]
+def match(path):
+    """(template, parameters fit their schemas) for the documented path
+    template that path falls under as the server decodes it, or (None, None).
+    A parameter outside its schema gets 400 (info.description)."""
+    path = unquote(path.split("?", 1)[0])
     for tpl, item in SPEC["paths"].items():
         params = {p["name"]: resolve(p)["schema"] for p in map(resolve, resolve(item).get("parameters", []))}
         rx = re.sub(r"\\\{(\w+)\\\}", r"(?P<\1>[^/]+)", re.escape(tpl))
         m = re.fullmatch(rx, path)
-        if m and all(not schema_errors(v, params[k]) and v not in (".", "..") for k, v in m.groupdict().items()):
-            return tpl
-    return None
+        if m:
+            return tpl, all(not schema_errors(v, params[k]) for k, v in m.groupdict().items())
+    return None, None
+
+
+def template_of(path):
+    return match(path)[0]
 
 
 def operations():
@@ -147,6 +165,8 @@ class OpenApiTest(FeishuEnv, TestCase):
             value = r.headers.get(name.lower())
             if hspec.get("required"):
                 self.assertIsNotNone(value, ctx + ": header %s missing" % name)
+            if name == "Access-Control-Allow-Origin":   # optional: sent when asked for (CORS above)
+                self.assertEqual(value is not None, "--cors-origin" in srv.args, ctx + ": " + name)
             if value is not None:
                 self.assertEqual(schema_errors(value, hspec["schema"]), [], ctx + " header " + name)
         content = doc.get("content")
@@ -165,8 +185,8 @@ class OpenApiTest(FeishuEnv, TestCase):
 
     def test_every_documented_response(self):
         self.assertTrue(SPEC["openapi"].startswith("3.0."))
-        a = self.server(["--push-key", PUSH], store=self.db("a")).start()
-        b = self.server(["--push-key", PUSH, "--read-key", READ], store=self.db("b")).start()
+        a = self.server(["--push-key", PUSH] + CORS, store=self.db("a")).start()
+        b = self.server(["--push-key", PUSH, "--read-key", READ] + CORS, store=self.db("b")).start()
         now = int(time.time())
         # /get-token and /release/get-token are one token ("default"): the
         # second gets a newer record and no first 404.
@@ -198,9 +218,30 @@ class OpenApiTest(FeishuEnv, TestCase):
             self.call(b, "GET", path, key="rk-wrong", want=403)
             self.call(b, "GET", path, key=READ, want=404)
 
+        # A name outside [a-z0-9_]{1,64}: 400 before the method and keys.
+        for bad in ("/v1/tokens/Open.API", "/v1/tokens/" + "x" * 65, "/v1/tokens/%2e%2e"):
+            self.call(a, "GET", bad, want=400)
+            self.call(a, "HEAD", bad, want=400)
+            self.call(b, "GET", bad, want=400)
+            self.call(a, "POST", bad, rec, key=PUSH, want=400)
+            self.call(a, "GET", bad + "/history", key=PUSH, want=400)
+            self.call(a, "POST", bad + "/invalid", {"access_token": TOKEN}, want=400)
+
+        hist = "/v1/tokens/openapi/history"
+        self.call(a, "GET", hist, want=401)
+        self.call(a, "GET", hist, key="pk-wrong", want=403)
+        self.call(b, "GET", hist, key=READ, want=403)      # the push key, not the read key
+        h = self.call(a, "GET", hist, key=PUSH, want=200).json()
+        self.assertEqual([e["current"] for e in h["history"]], [True])   # the 409's record was not stored
+        self.call(a, "HEAD", hist, key=PUSH, want=200)
+        self.call(a, "GET", "/v1/tokens/never_stored/history", key=PUSH, want=200)
+        self.call(a, "POST", hist, "{}", key=PUSH, want=405)
+        self.call(a, "OPTIONS", hist, want=204)
+
         inv = "/v1/tokens/openapi/invalid"
         self.call(a, "POST", inv, {}, want=400)
         self.call(a, "POST", inv, {"access_token": TOKEN}, want=501)
+        self.call(a, "POST", inv, {"access_token": TENANT}, want=501)   # the record's tenant token counts too
         self.call(a, "POST", inv, {"access_token": "t-someOlderToken000000"}, want=200)
         self.call(a, "POST", "/v1/tokens/nothing_here/invalid", {"access_token": TOKEN}, want=404)
         self.call(a, "POST", inv, "x" * 70000, want=413)
@@ -229,6 +270,8 @@ class OpenApiTest(FeishuEnv, TestCase):
             self.call(b, "GET", path, key=READ, want=404)
         self.call(b, "POST", inv, {"access_token": TOKEN}, key="rk-wrong", want=429)
         self.call(b, "POST", inv, {"access_token": TOKEN}, key=READ, want=404)
+        self.call(a, "GET", hist, key="pk-wrong", want=429)
+        self.call(a, "GET", hist, key=PUSH, want=200)
 
         # A Host that is not the loopback's (DNS rebinding): 421 on every
         # operation but /healthz.
@@ -240,13 +283,61 @@ class OpenApiTest(FeishuEnv, TestCase):
                       headers={"Host": "rebind.example:%d" % a.port}, want=421)
         self.call(a, "GET", "/healthz", headers={"Host": "rebind.example"}, want=200)
 
-        # 202: a server that runs the refresher takes the report.
+        # What another tool left in the store: a history entry that is no
+        # record, a row that cannot be served (/readyz lists it); then a
+        # store that fails to read the history (500).
+        d = self.server(["--push-key", PUSH] + CORS, store=self.db("d")).start()
+        self.call(d, "POST", "/v1/tokens/openapi", make_record(TOKEN, generated=now), key=PUSH, want=200)
+        db = sqlite3.connect(os.path.join(self.tmp, "d.db"), timeout=10, isolation_level=None)
+        try:
+            db.execute("INSERT INTO history (name, json, generated_ts, expire_ts, stored_at) "
+                       "VALUES ('openapi', '{\"not\": \"a record\"}', ?, ?, ?)", (now + 1, now + 100, now))
+            db.execute("INSERT INTO tokens (name, json, generated_ts, expire_ts, stored_at) "
+                       "VALUES ('broken', 'not json', ?, ?, ?)", (now, now + 100, now))
+            h = self.call(d, "GET", hist, key=PUSH, want=200).json()["history"]
+            self.assertEqual(["problem" in e for e in h], [True, False], h)
+            self.wait_for(lambda: d.get("/readyz").json()["unreadable_records"] == 1, what="the unreadable row")
+            self.assertEqual([u["name"] for u in self.call(d, "GET", "/readyz", want=200).json()["unreadable"]],
+                             ["broken"])
+            db.execute("DROP TABLE history")
+            self.call(d, "GET", hist, key=PUSH, want=500)
+        finally:
+            db.close()
+
+        # A server that runs the refresher: the report's outcomes.  No
+        # --cors-origin here: a bare loopback listener sends no
+        # Access-Control-Allow-Origin (call() checks).
         self.start_feishu()
-        c = self.server(env=self.feishu_env(TENCENT_CLOUD_ENABLED="false"), store=self.db("c")).start()
-        served = self.wait_for(lambda: c.get("/v1/tokens/default").status == 200 and c.get("/v1/tokens/default"),
-                               what="the refresher's first token")
-        self.call(c, "POST", "/v1/tokens/default/invalid", {"access_token": served.json()["access_token"]},
-                  want=202)
+        env = self.feishu_env(TENCENT_CLOUD_ENABLED="false", TOKENDIST_HTTP_TIMEOUT="10")
+        report = "/v1/tokens/default/invalid"
+        c = self.server(env=env, store=self.db("c")).start()
+        tok = self.wait_for(lambda: (c.get("/v1/tokens/default").json() or {}).get("access_token"),
+                            what="the refresher's first token")
+        # Feishu answers the forced fetch after 5 s: it still runs when the
+        # report's wait (4 s) ends, 202; a second report shares that fetch
+        # and gets its outcome, Feishu's same token, 409.
+        self.feishu.control({"fail": "slow", "delay": 5, "times": 1, "path": "/open-apis/auth/v3/"})
+        self.call(c, "POST", report, {"access_token": tok}, want=202)
+        self.call(c, "POST", report, {"access_token": tok}, want=409)
+        state = self.call(c, "GET", "/readyz", want=200).json()["refresh"]["default"]
+        self.assertEqual((state["lease_held"], state["forced"]), (True, 1), state)
+        # Feishu fails the forced fetch of a second such server: 502.
+        c2 = self.server(env=env, store=self.db("c2")).start()
+        self.wait_for(lambda: c2.get("/v1/tokens/default").status == 200, what="the second refresher's token")
+        self.feishu.control({"fail": "500", "times": 1, "path": "/open-apis/auth/v3/"})
+        self.call(c2, "POST", report, {"access_token": tok}, want=502)
+        # A fleet on Redis where no server holds the refresh lease: 503.
+        redis = SharedRedis(self.tmp)
+        self.addCleanup(redis.close)
+        r = self.server(["--push-key", PUSH] + CORS, store=redis.url()).start()
+        self.call(r, "POST", "/v1/tokens/default", make_record(TOKEN), key=PUSH, want=200)
+        self.call(r, "POST", report, {"access_token": TOKEN}, want=503)
+
+        # /metrics has every series its description names.
+        text = self.call(c, "GET", "/metrics", want=200).body.decode()
+        named = set(re.findall(r"tokendist_\w+", resolve(SPEC["paths"]["/metrics"])["get"]["description"]))
+        self.assertEqual(sorted(n for n in named if not re.search(r"(?m)^%s[{ ]" % n, text)), [])
+        self.assertIn('route="history"', a.get("/metrics").body.decode())
 
         documented = {(tpl, m, s) for tpl, m, op in operations() for s in op["responses"]}
         self.assertEqual(sorted(set(NOT_PROVOKED) - documented), [], "NOT_PROVOKED names undocumented answers")
@@ -261,13 +352,15 @@ class OpenApiTest(FeishuEnv, TestCase):
                   "/v1/tokens/default", "/v1/tokens/a.b_c-D9", "/v1/tokens/..", "/v1/tokens/.",
                   "/v1/tokens/" + "x" * 64, "/v1/tokens/" + "x" * 65, "/v1/tokens/a%2Fb",
                   "/v1/tokens/default/invalid", "/v1/tokens/default/invalid/", "/v1/tokens/default/other",
+                  "/v1/tokens/default/history", "/v1/tokens/default/history/", "/v1/tokens/Default",
+                  "/v1/tokens/a.b/invalid", "/v1/tokens/a-b/history", "/v1/tokens/A/other", "/v1/tokens/%2e%2e",
                   "/healthz", "/healthz/", "/readyz", "/metrics", "/metrics/x", "/favicon.ico",
                   "/index.html", "/release/get-token?x=1", "/RELEASE/GET-TOKEN"]
         for path in probes:
             for method in ("GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"):
                 r = request(a.port, method, path, body="{}" if method == "POST" else None,
                             headers={"Authorization": "Bearer " + PUSH})
-                tpl = template_of(path)
+                tpl, params_fit = match(path)
                 ctx = "%s %s -> %d" % (method, path, r.status)
                 if method == "OPTIONS":
                     self.assertEqual(r.status, 204, ctx)   # on any path, as info.description says
@@ -275,6 +368,12 @@ class OpenApiTest(FeishuEnv, TestCase):
                     self.assertEqual(r.status, 404, ctx + ": an undocumented path answers")
                     if method != "HEAD":
                         self.assertEqual(r.json(), {"error": "Not found"}, ctx)
+                elif not params_fit:
+                    # A name outside the rule: 400 whatever the method (info.description).
+                    self.assertEqual(r.status, 400, ctx)
+                    if method != "HEAD":
+                        msg = r.json()["message" if method == "POST" else "error"]
+                        self.assertTrue(msg.startswith("token 名称无效: 应为 "), ctx)
                 else:
                     item = resolve(SPEC["paths"][tpl])
                     op = "get" if method == "HEAD" else method.lower()

@@ -152,9 +152,13 @@ class SqliteStoredDataTest(Common, TestCase):
         toks = ["t-hist%020d" % i for i in range(3)]
         for i, t in enumerate(toks):
             self.assertEqual(srv.post("/release/get-token", make_record(t, generated=now + i), key=PUSH).status, 200)
-        self.assertEqual(srv.get("/v1/tokens/default/history").status, 401)
-        self.assertEqual(srv.get("/v1/tokens/default/history",
-                                 headers={"Authorization": "Bearer " + READ}).status, 403)
+        # A GET: refusals are {"error": ...} as on every GET, though the key is the writers'.
+        r = srv.get("/v1/tokens/default/history")
+        self.assertEqual(r.status, 401)
+        self.assertEqual(list(r.json()), ["error"])
+        r = srv.get("/v1/tokens/default/history", headers={"Authorization": "Bearer " + READ})
+        self.assertEqual(r.status, 403)
+        self.assertEqual(list(r.json()), ["error"])
         r = srv.get("/v1/tokens/default/history", headers={"Authorization": "Bearer " + PUSH})
         self.assertEqual(r.status, 200, r.body)
         body = r.body.decode()
