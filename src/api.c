@@ -474,8 +474,9 @@ static int check_keys(td_api *api, const td_api_req *req, td_api_resp *r, int wr
     } else {
         resp_msg(api, r, 403, key, write ? "权限不足: 写入密钥无效" : "权限不足: 读取密钥无效");
     }
-    if (write) td_log("拒绝写入 %s (来自 %s): %d %s", req->path, req->remote ? req->remote : "?",
-                      r->status, a == TD_AUTH_MISSING ? "缺少写入密钥" : "密钥无效或未配置");
+    if (write) td_log("拒绝%s %s (来自 %s): %d %s", strcmp(req->method, "POST") ? "请求" : "写入", req->path,
+                      req->remote ? req->remote : "?", r->status,
+                      a == TD_AUTH_MISSING ? "缺少写入密钥" : "密钥无效或未配置");
     return 1;
 }
 
@@ -639,10 +640,15 @@ static void post_token(td_api *api, const td_api_req *req, const char *name, td_
         resp_msg(api, r, 400, "message", err);
         td_log("拒绝写入 %s (来自 %s): 400 %s", name, from, err);
         break;
-    case TD_EUNAVAIL:
-        resp_msg(api, r, 503, "message", "store temporarily unavailable, retry later");
+    case TD_EUNAVAIL: {
+        /* The seed's words, then why: the store may even have taken the
+         * record (a timeout after sending it), which a retry settles. */
+        char msg[700];
+        snprintf(msg, sizeof msg, "store temporarily unavailable, retry later: %s", err);
+        resp_msg(api, r, 503, "message", msg);
         add_hdr(r, "Retry-After", "5");
         td_log("❌ 存储暂不可用 %s: %s", name, err);
+    }
         break;
     default: {
         /* The seed's message, then why: the writer is authenticated and an

@@ -760,7 +760,7 @@ static int rd_put(td_store *s, const td_store_entry *e, char *err, size_t errlen
     rd_store *q = s->impl;
     char tok[KEY_MAX], hist[KEY_MAX], names[KEY_MAX];
     redisReply *r;
-    int rc;
+    int rc, sent;
 
     if (!valid_name(e->name) || e->json_len > JSON_MAX) {
         snprintf(err, errlen, "redis store: bad name or record larger than %u bytes", JSON_MAX);
@@ -770,10 +770,17 @@ static int rd_put(td_store *s, const td_store_entry *e, char *err, size_t errlen
     key_of(q, "history:", e->name, hist);
     key_of(q, "names", "", names);
     pthread_mutex_lock(&q->lock);
+    sent = q->cmd != NULL;
     r = rd_call(q, &rc, err, errlen, "EVAL %s 3 %s %s %s %b %lld %lld %llu %s %s", PUT_LUA, tok,
                 hist, names, e->json, e->json_len, (long long)e->generated_ts,
                 (long long)e->expire_ts, (unsigned long long)q->history_max, e->name, q->channel);
     pthread_mutex_unlock(&q->lock);
+    if (!r && rc == TD_EUNAVAIL && sent) {
+        /* Sent, then no answer: Redis may run it when it comes back. */
+        char why[300];
+        snprintf(why, sizeof why, "%s", err);
+        snprintf(err, errlen, "%s；Redis 没有回答这次写入，它可能稍后仍会生效，重试是安全的 (同一条记录重发得到 200)", why);
+    }
     if (!r) return rc;
     if (r->type != REDIS_REPLY_ARRAY || r->elements != 2 || r->element[0]->type != REDIS_REPLY_INTEGER) {
         rc = bad_reply(q, "a token write", err, errlen);
