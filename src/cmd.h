@@ -52,9 +52,11 @@ void td_cmd_close_api(struct td_store *store, struct td_api *api);
 #include "fleet.h"
 #include "sink.h"
 typedef struct td_cmd_refresher {
-    td_sinks sinks;
     td_fleet *fleet;
-    td_refresher *r;            /* NULL without Feishu credentials */
+    struct td_token_conf *tokens;   /* tokens.h: what c configures */
+    size_t n;
+    td_sinks *sinks;                /* one list per token */
+    td_refresher **r;               /* one per token; n == 0 without credentials */
 } td_cmd_refresher;
 int td_cmd_refresher_start(td_cmd_refresher *s, const td_config *c, struct td_store *store, struct td_api *api);
 void td_cmd_refresher_stop(td_cmd_refresher *s);

@@ -15,6 +15,7 @@
 #include "cmd.h"
 #include "log.h"
 #include "refresher.h"
+#include "tokens.h"
 #include "sink.h"
 #include "tokendist.h"
 
@@ -63,7 +64,14 @@ int td_cmd_check(int argc, char **argv)
         printf("❌ 未配置飞书应用凭证: 请设置 FEISHU_APP_ID 和 FEISHU_APP_SECRET\n");
         failed++;
     } else {
-        td_refresher_opts_from_config(&o, &c, &sinks);
+        /* The seed's token: FEISHU_APP_ID/FEISHU_APP_SECRET, whatever else
+         * TOKENDIST_TOKENS lists. */
+        td_token_conf t = {.is_default = 1, .renew_window = c.renew_window,
+                           .provider = {.ops = &td_provider_feishu, .base_url = c.feishu_base_url,
+                                        .app_id = c.feishu_app_id, .app_secret = c.feishu_app_secret,
+                                        .timeout_ms = c.http_timeout * 1000}};
+        snprintf(t.name, sizeof t.name, "%s", c.name);
+        td_refresher_opts_from_config(&o, &c, &t, &sinks);
         o.notice = (td_notice){0}; /* a check does not talk to the group */
         o.alert_below = 0;
         if (td_refresher_new(&r, &o, err, sizeof err) != TD_OK ||

@@ -14,11 +14,13 @@
 #include "refresher.h"
 #include "sink.h"
 #include "store.h"
+#include "tokens.h"
 #include "tokendist.h"
 
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 int td_cmd_config(td_config *c, unsigned cmd, int argc, char **argv)
@@ -37,6 +39,7 @@ int td_cmd_config(td_config *c, unsigned cmd, int argc, char **argv)
     }
     if (c->print_config) {
         td_config_print(c, cmd, stdout);
+        if (cmd & (TD_CMD_SERVE | TD_CMD_REFRESH | TD_CMD_SCF)) td_tokens_print(c, stdout);
         return TD_EXIT_OK;
     }
     return -1;
@@ -103,20 +106,25 @@ int td_cmd_refresher_start(td_cmd_refresher *s, const td_config *c, td_store *st
 
     memset(s, 0, sizeof *s);
     if (td_fleet_new(&s->fleet, store, err, sizeof err) != TD_OK) goto fail;
-    if (!c->feishu_app_id || !c->feishu_app_secret) {
-        td_log("未配置 FEISHU_APP_ID/FEISHU_APP_SECRET：只分发写入的 token，不自行刷新");
-    } else {
-        if (td_sinks_from_config(&s->sinks, c, api, err, sizeof err) != TD_OK ||
-            td_fleet_add(s->fleet, c->name, &lease, err, sizeof err) != TD_OK)
+    if (td_tokens_from_config(c, &s->tokens, &s->n, err, sizeof err) != TD_OK) goto fail;
+    if (!s->n) td_log("未配置 FEISHU_APP_ID/FEISHU_APP_SECRET (也没有 TOKENDIST_TOKENS)：只分发写入的 token，不自行刷新");
+    if (s->n && (!(s->sinks = calloc(s->n, sizeof *s->sinks)) || !(s->r = calloc(s->n, sizeof *s->r)))) {
+        snprintf(err, sizeof err, "out of memory");
+        goto fail;
+    }
+    for (size_t i = 0; i < s->n; i++) {
+        const td_token_conf *t = &s->tokens[i];
+        if (td_sinks_from_config(&s->sinks[i], c, t, api, err, sizeof err) != TD_OK ||
+            td_fleet_add(s->fleet, t->name, &lease, err, sizeof err) != TD_OK)
             goto fail;
-        td_refresher_opts_from_config(&o, c, &s->sinks);
+        td_refresher_opts_from_config(&o, c, t, &s->sinks[i]);
         o.may_refresh = td_fleet_may_refresh, o.lease_ud = lease;
         o.quiet_start = !strncmp(c->store, "memory:", 7);
-        if (td_refresher_new(&s->r, &o, err, sizeof err) != TD_OK) goto fail;
-        td_sinks_log_enabled(&s->sinks);
-        td_fleet_attach(s->fleet, c->name, s->r);
-        if (td_refresher_start(s->r, err, sizeof err) != TD_OK) goto fail;
-        td_log("飞书 token 刷新已启用 (应用 %s)", c->feishu_app_id);
+        if (td_refresher_new(&s->r[i], &o, err, sizeof err) != TD_OK) goto fail;
+        td_sinks_log_enabled(&s->sinks[i]);
+        td_fleet_attach(s->fleet, t->name, s->r[i]);
+        if (td_refresher_start(s->r[i], err, sizeof err) != TD_OK) goto fail;
+        td_log("%s token 刷新已启用: %s (应用 %s)", t->provider.ops->label, t->name, t->provider.app_id);
     }
     if (td_fleet_listen(s->fleet, err, sizeof err) != TD_OK) goto fail;
     td_api_set_hooks(api, td_fleet_hooks(s->fleet));
@@ -129,10 +137,13 @@ fail:
 void td_cmd_refresher_stop(td_cmd_refresher *s)
 {
     td_fleet_stop(s->fleet);
-    td_refresher_stop(s->r);
+    for (size_t i = 0; s->r && i < s->n; i++) td_refresher_stop(s->r[i]);
     td_fleet_free(s->fleet);
-    td_refresher_free(s->r);
-    s->r = NULL, s->fleet = NULL;
+    for (size_t i = 0; s->r && i < s->n; i++) td_refresher_free(s->r[i]);
+    free(s->r);
+    free(s->sinks);
+    free(s->tokens);
+    memset(s, 0, sizeof *s);
 }
 
 int td_cmd_serve(int argc, char **argv)

@@ -109,6 +109,9 @@ static const cfg_entry table[] = {
     {"once", {NULL}, T_BOOL, O(once), "false", 0, 0, 0, TD_CMD_REFRESH,
      "run one refresh cycle and exit (exit code: did any sink get the token)"},
 
+    {"tokens", {"TOKENDIST_TOKENS"}, T_LIST, O(tokens), NULL, 0, 0, 0, FEI,
+     "more tokens to keep, by name (comma-separated): each set up by TOKENDIST_<NAME>_PROVIDER, _APP_ID, _APP_SECRET, … (see tokendist.env(5))"},
+
     {"source", {"TOKEN_SOURCE"}, T_STR, O(record_source), "财联社自动化系统", 0, 0, 0, FEI,
      "the record's \"source\" field"},
     {"usage", {"TOKEN_USAGE"}, T_STR, O(record_usage), "用于客户端从飞书群获取财联社电报文件", 0, 0, 0, FEI,
@@ -363,7 +366,14 @@ static int envfile_kv(void *ud, const char *key, const char *val)
     const cfg_entry *e = find_env(key, x->cmd);
     char where[512];
 
-    if (!e) return TD_OK; /* an EnvironmentFile may carry other programs' settings */
+    if (!e) { /* an EnvironmentFile may carry other programs' settings; ours per token are kept */
+        if (!strncmp(key, "TOKENDIST_", 10)) {
+            char kv[4300];
+            snprintf(kv, sizeof kv, "%s=%s", key, val);
+            return list_add(&x->c->envfile_extra, kv, strlen(kv));
+        }
+        return TD_OK;
+    }
     snprintf(where, sizeof where, "%s (in %s)", key, x->path);
     return set_value(x->c, e, val, where, 0, x->err, x->errlen);
 }
@@ -539,8 +549,21 @@ int td_config_load(td_config *c, unsigned cmd, int argc, char **argv, char *err,
     return TD_OK;
 }
 
+const char *td_config_env(const td_config *c, const char *key)
+{
+    const char *v = getenv(key);
+    size_t n = strlen(key);
+
+    if (v && *v) return v;
+    for (size_t i = c->envfile_extra.n; i-- > 0;) /* the last line for a key wins, as in the table */
+        if (!strncmp(c->envfile_extra.v[i], key, n) && c->envfile_extra.v[i][n] == '=')
+            return c->envfile_extra.v[i][n + 1] ? c->envfile_extra.v[i] + n + 1 : NULL;
+    return NULL;
+}
+
 void td_config_free(td_config *c)
 {
+    list_clear(&c->envfile_extra);
     for (size_t i = 0; i < NTABLE; i++) {
         void *p = field_ptr(c, &table[i]);
         if (table[i].type == T_STR) {

@@ -101,7 +101,17 @@ typedef struct td_config {
     char *until;
     char *match;
     char *out_dir;
+
+    /* more tokens (tokens.h): names, and the env-file's TOKENDIST_<NAME>_…
+     * lines, which the table cannot list (see td_config_env) */
+    td_strlist tokens;
+    td_strlist envfile_extra;   /* "KEY=VALUE" */
 } td_config;
+
+/* A variable the table does not declare (TOKENDIST_<NAME>_…): the
+ * environment's value, else the env-file's, else NULL.  An empty value
+ * counts as unset. */
+const char *td_config_env(const td_config *c, const char *key);
 
 /* Fills c from defaults, env-file, environment and argv (argv[0] is the
  * command name; remaining non-flag words are refused).  On failure err

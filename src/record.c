@@ -253,6 +253,8 @@ int td_record_new(const struct td_record_fields *f, td_record **out)
     int rc = TD_ENOMEM;
 
     if (!o) return TD_EINVAL;
+    if (f->provider) json_object_set_new(o, "provider", json_string(f->provider));
+    if (f->derived_from) json_object_set_new(o, "derived_from", json_string(f->derived_from));
     if (f->tenant_access_token) {
         json_object_set_new(o, "tenant_access_token", json_string(f->tenant_access_token));
         json_object_set_new(o, "tenant_expire_timestamp",

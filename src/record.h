@@ -24,6 +24,8 @@ struct td_record_fields {
     int64_t expire_ts;
     int64_t tenant_expire_ts;           /* 0: same as expire_ts */
     const char *source, *usage, *platform;
+    const char *provider;               /* optional: "feishu", "wechat", ... */
+    const char *derived_from;           /* optional: a ticket's token name ("wx") */
 };
 
 /* Token names: 1-64 lower-case letters, digits and '_' -- so that every

@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #define FORCE_INTERVAL_MS 30000L
+#define FORCED_PER_DAY 5        /* forced fetches (revoking ones) reports may cause a day */
 /* How often a server that does not hold the lease looks again: a tenth of
  * the lease time, so a dead holder is replaced within the lease time. */
 #define LEASE_RETRY_MS (TD_LEASE_TTL_MS / 10)
@@ -34,6 +35,10 @@ struct td_refresher {
     int alerted;                /* the group was told about them */
     int same_in_window;         /* fetches inside our window that got the old token */
     int served;                 /* a token of ours was delivered since the start */
+    char checked_id[TD_TOKEN_ID_LEN]; /* the last token the platform was asked about */
+    int checked_invalid;        /* and its answer */
+    int64_t forced_at[FORCED_PER_DAY]; /* monotonic ms of the forced fetches of the last day */
+    int forced_n;
     uint64_t rng;
 
     /* Under lock: td_refresher_force and td_refresher_status read them. */
@@ -97,25 +102,36 @@ static int64_t renew_delay_ms(td_refresher *r, long expire)
 {
     int64_t spread = r->o.renew_window * 1000 / 20;
     if (spread > 30000) spread = 30000;
+    /* A platform that renews only after the expiry (WeCom): right after
+     * it, readers waiting meanwhile (fresh on read). */
+    if (r->o.provider.ops->renewal == TD_RENEW_AFTER_EXPIRY)
+        return (int64_t)expire * 1000 + 200 + rnd_range(r, 0, 800);
     return (int64_t)(expire - r->o.renew_window) * 1000 + 1000 + rnd_range(r, 0, spread);
 }
 
-void td_refresher_opts_from_config(td_refresher_opts *o, const td_config *c, const td_sinks *s)
+void td_refresher_opts_from_config(td_refresher_opts *o, const td_config *c, const td_token_conf *t,
+                                   const td_sinks *s)
 {
     long tmo = c->http_timeout * 1000;
 
     memset(o, 0, sizeof *o);
-    o->feishu = (td_feishu){.base_url = c->feishu_base_url, .app_id = c->feishu_app_id,
-                            .app_secret = c->feishu_app_secret, .timeout_ms = tmo};
+    o->provider = t->provider;
+    o->feishu = (td_feishu){.base_url = c->feishu_base_url, .timeout_ms = tmo};
     o->sinks = s;
-    /* notice.feishu points into o: fixed up by td_refresher_new. */
-    o->notice = (td_notice){.chat_id = c->feishu_chat_id, .webhook_url = c->feishu_webhook_url,
+    /* notice.feishu points into o: fixed up by td_refresher_new.  The
+     * group hears about the seed's token (the default one); another
+     * token's alerts go to the custom-bot webhook only, since a chat
+     * message needs a Feishu tenant token of its own. */
+    o->notice = (td_notice){.chat_id = t->is_default ? c->feishu_chat_id : NULL,
+                            .webhook_url = c->feishu_webhook_url,
                             .webhook_secret = c->feishu_webhook_secret, .timeout_ms = tmo};
-    o->notice_url = c->public_url ? c->public_url
-                  : c->tencent_cloud_enabled ? c->tencent_cloud_api_url : NULL;
-    o->name = c->name;
+    o->announce = t->is_default;
+    o->notice_url = t->is_default ? (c->public_url ? c->public_url
+                                     : c->tencent_cloud_enabled ? c->tencent_cloud_api_url : NULL)
+                                  : NULL;
+    o->name = t->name;
     o->source = c->record_source, o->usage = c->record_usage, o->platform = c->record_platform;
-    o->renew_window = c->renew_window;
+    o->renew_window = t->renew_window;
     o->retry_min = c->retry_min, o->retry_max = c->retry_max;
     o->alert_below = c->alert_below;
 }
@@ -126,11 +142,20 @@ int td_refresher_new(td_refresher **out, const td_refresher_opts *o, char *err, 
     pthread_condattr_t ca;
 
     if (!o->sinks || o->sinks->n == 0) {
-        snprintf(err, errlen, "没有可分发的目标: 请设置 TENCENT_CLOUD_API_URL (或 ENABLE_GITEE_TOKEN_SHARE)");
+        if (o->name && strcmp(o->name, "default") != 0 && o->notice_url == NULL && !o->announce) {
+            char up[TD_NAME_MAX + 1];
+            size_t i;
+            for (i = 0; o->name[i] && i < TD_NAME_MAX; i++) up[i] = (char)(o->name[i] >= 'a' && o->name[i] <= 'z' ? o->name[i] - 32 : o->name[i]);
+            up[i] = '\0';
+            snprintf(err, errlen, "token %s 没有可分发的目标: 请设置 TOKENDIST_%s_API_URL (或 TOKENDIST_%s_GITEE_FILE_PATH)",
+                     o->name, up, up);
+        } else {
+            snprintf(err, errlen, "没有可分发的目标: 请设置 TENCENT_CLOUD_API_URL (或 ENABLE_GITEE_TOKEN_SHARE)");
+        }
         return TD_EINVAL;
     }
-    if (!o->feishu.app_id || !o->feishu.app_secret) {
-        snprintf(err, errlen, "FEISHU_APP_ID and FEISHU_APP_SECRET must both be set");
+    if (!o->provider.ops || !o->provider.app_id || !o->provider.app_secret) {
+        snprintf(err, errlen, "token %s: 平台、应用 ID 和密钥都必须设置", o->name ? o->name : "?");
         return TD_EINVAL;
     }
     if (!(r = calloc(1, sizeof *r))) return TD_ENOMEM;
@@ -240,21 +265,22 @@ static int has_endpoint(const td_sinks *s)
  * token must carry a newer generated_timestamp than the one it replaces,
  * or put-if-newer refuses it: two tokens within one second happen (a
  * forced refresh right after a renewal). */
-static int record_for(td_refresher *r, const td_feishu_token *t, int forced, int64_t now,
+static int record_for(td_refresher *r, const td_grant *t, int forced, int64_t now,
                       td_record **out, int *same, char *err, size_t errlen)
 {
     char fp[TD_FP_LEN], e[TD_TIME_LEN];
     int64_t gen;
     int rc;
 
-    *same = r->cur && !strcmp(td_record_token(r->cur), t->app_access_token);
+    *same = r->cur && !strcmp(td_record_token(r->cur), t->token);
     /* The same token with another expiry than the record in service (one
      * written by another producer, or a token whose life the platform
      * extended): the record is rebuilt from what Feishu says now.  Feishu's
      * "expire" is whole seconds, so two seconds apart is the same. */
     if (*same && llabs((long long)(now + t->expire - td_record_expires(r->cur))) > 2) {
-        td_log("⚠️ 飞书返回的是在用的 token %s，但过期时间与分发中的记录相差 %lld 秒：按飞书的 expire 重新生成记录",
-               td_log_fp(t->app_access_token, fp), (long long)(td_record_expires(r->cur) - (now + t->expire)));
+        td_log("⚠️ %s返回的是在用的 token %s，但过期时间与分发中的记录相差 %lld 秒：按平台给的剩余时间重新生成记录",
+               r->o.provider.ops->label, td_log_fp(t->token, fp),
+               (long long)(td_record_expires(r->cur) - (now + t->expire)));
         goto build;
     }
     if (*same) {
@@ -263,20 +289,21 @@ static int record_for(td_refresher *r, const td_feishu_token *t, int forced, int
          * skips an identical file). */
         *out = r->cur, r->cur = NULL;
         if (forced || t->expire <= r->o.renew_window)
-            td_log("⚠️ 飞书返回了同一个 token %s (剩余 %ld 分钟)%s", td_log_fp(t->app_access_token, fp),
+            td_log("⚠️ %s返回了同一个 token %s (剩余 %ld 分钟)%s", r->o.provider.ops->label, td_log_fp(t->token, fp),
                    (t->expire + 30) / 60,
-                   forced ? "：飞书只在过期前 30 分钟内换发新 token，app_access_token 无法提前作废，继续分发该 token"
-                          : "：还未进入飞书的换发窗口，稍后再试");
+                   forced ? "：平台还不换发新 token (飞书只在过期前 30 分钟内换发，app_access_token 无法提前作废)，继续分发该 token"
+                          : "：还未进入平台的换发窗口，稍后再试");
         return TD_OK;
     }
 build:
     gen = r->cur && td_record_generated(r->cur) >= now ? td_record_generated(r->cur) + 1 : now;
     {
         struct td_record_fields f = {
-            .access_token = t->app_access_token,
-            .tenant_access_token = t->tenant_access_token[0] ? t->tenant_access_token : NULL,
+            .access_token = t->token,
+            .tenant_access_token = t->tenant[0] ? t->tenant : NULL,
             .generated_ts = gen, .expire_ts = now + t->expire,
             .source = r->o.source, .usage = r->o.usage, .platform = r->o.platform,
+            .provider = r->o.provider.ops->kind,
         };
         if ((rc = td_record_new(&f, out)) != TD_OK) {
             snprintf(err, errlen, "飞书返回的 token 无法组成记录: %s", td_strerror(rc));
@@ -284,9 +311,10 @@ build:
         }
     }
     if (!*same)
-        td_log("已获取新的 app_access_token %s (剩余 %ld 分钟，过期时间 %s)",
-               td_log_fp(t->app_access_token, fp), (t->expire + 30) / 60,
-               td_clock_format(td_record_expires(*out), e));
+        td_log("已获取新的 %s %s (剩余 %ld 分钟，过期时间 %s)",
+               r->o.provider.ops->renewal == TD_RENEW_IN_WINDOW && !strcmp(r->o.provider.ops->kind, "feishu")
+                   ? "app_access_token" : r->o.name,
+               td_log_fp(t->token, fp), (t->expire + 30) / 60, td_clock_format(td_record_expires(*out), e));
     return TD_OK;
 }
 
@@ -326,7 +354,7 @@ static int deliver(td_refresher *r, const td_record *rec, int local_only, int *f
 
 /* A token is in service on at least one sink: tell the group what is new
  * (a recovery, a new token) and plan the next cycle. */
-static void succeeded(td_refresher *r, const td_feishu_token *t, int changed, int failed, int64_t now,
+static void succeeded(td_refresher *r, const td_grant *t, int changed, int failed, int64_t now,
                       int64_t *next_ms)
 {
     char text[TD_NOTICE_TEXT_MAX];
@@ -339,7 +367,7 @@ static void succeeded(td_refresher *r, const td_feishu_token *t, int changed, in
     }
     if (r->failures) td_log("✅ token 刷新已恢复 (此前连续失败 %d 次)", r->failures);
     r->failures = 0, r->alerted = 0;
-    if (changed) {
+    if (changed && r->o.announce) {
         td_notice_updated_text(text, sizeof text, td_record_generated(r->cur), td_record_expires(r->cur),
                                now, r->o.notice_url);
         notify(r, tenant_of(r->cur), text, "Access Token 已更新");
@@ -363,7 +391,7 @@ static void succeeded(td_refresher *r, const td_feishu_token *t, int changed, in
 /* No token reached a sink: back off (longer when Feishu's rate limit
  * says so), keep the previous record in service, and alert the group once
  * when the served token is about to run out. */
-static void failed_cycle(td_refresher *r, int rc, const td_feishu_token *t, int64_t *next_ms,
+static void failed_cycle(td_refresher *r, int rc, const td_grant *t, int64_t *next_ms,
                          const char *err)
 {
     char text[TD_NOTICE_TEXT_MAX];
@@ -387,11 +415,50 @@ static void failed_cycle(td_refresher *r, int rc, const td_feishu_token *t, int6
     }
 }
 
+/* The platform's answer for this cycle.  A forced cycle on a platform
+ * whose forced mode revokes the token in service (WeChat) first asks the
+ * platform whether the reported token is really invalid -- once per
+ * token -- and spends a forced fetch only then, within a ration: WeChat
+ * allows a few a day, and reports may come from anyone without a read
+ * key, so they may spend at most FORCED_PER_DAY of them, 30 s apart. */
+static int fetch(td_refresher *r, int forced, td_grant *t, char *err, size_t errlen)
+{
+    const td_provider *p = &r->o.provider;
+    char why[300], fp[TD_FP_LEN];
+    int64_t now = td_clock_mono_ms();
+    int hard = 0;
+
+    if (forced && p->ops->check && r->cur) {
+        char id[TD_TOKEN_ID_LEN];
+        const char *tok = td_record_token(r->cur);
+        td_record_token_id(tok, id);
+        if (strcmp(id, r->checked_id) != 0) {
+            int rc = p->ops->check(p, tok, why, sizeof why);
+            snprintf(r->checked_id, sizeof r->checked_id, "%s", id);
+            r->checked_invalid = rc == TD_EAUTH;
+            td_log("%s确认 token %s %s", p->ops->label, td_log_fp(tok, fp),
+                   rc == TD_OK ? "仍然有效：不强制换发" : rc == TD_EAUTH ? "确已失效：强制换发" : "无法确认，按普通方式获取");
+        }
+        if (r->checked_invalid) {
+            while (r->forced_n && now - r->forced_at[0] > 86400000) /* a day's window */
+                memmove(r->forced_at, r->forced_at + 1, --r->forced_n * sizeof *r->forced_at);
+            if (r->forced_n < FORCED_PER_DAY && (!r->forced_n || now - r->forced_at[r->forced_n - 1] >= 30000)) {
+                r->forced_at[r->forced_n++] = now;
+                hard = 1;
+            } else {
+                td_log("⚠️ 今天由报告触发的强制换发已用 %d 次 (上限 %d，间隔 30 秒)：按普通方式获取", r->forced_n,
+                       FORCED_PER_DAY);
+            }
+        }
+    }
+    return p->ops->fetch(p, hard, t, err, errlen);
+}
+
 /* One fetch-and-push.  Sets *next_ms (delay until the next cycle).
  * Returns TD_OK when at least one sink holds the fetched token. */
 static int cycle(td_refresher *r, int forced, int64_t *next_ms, int *changed, char *err, size_t errlen)
 {
-    td_feishu_token *t = NULL;
+    td_grant *t = NULL;
     td_record *rec = NULL;
     int64_t now;
     int rc, failed = 0, same = 0, cold;
@@ -407,7 +474,7 @@ static int cycle(td_refresher *r, int forced, int64_t *next_ms, int *changed, ch
         snprintf(err, errlen, "out of memory");
         goto fail;
     }
-    if ((rc = td_feishu_fetch_token(&r->o.feishu, t, err, errlen)) != TD_OK) goto fail;
+    if ((rc = fetch(r, forced, t, err, errlen)) != TD_OK) goto fail;
     now = td_clock_now();
     if ((rc = record_for(r, t, forced, now, &rec, &same, err, errlen)) != TD_OK) goto fail;
     if (!deliver(r, rec, cold, &failed, err, errlen)) {

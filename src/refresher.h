@@ -37,7 +37,9 @@
 #include "feishu.h"
 #include "notice.h"
 #include "config.h"
+#include "provider.h"
 #include "sink.h"
+#include "tokens.h"
 
 #include <stddef.h>
 
@@ -48,9 +50,11 @@ typedef struct td_refresher td_refresher;
 typedef int (*td_refresher_lease_cb)(void *ud);
 
 typedef struct td_refresher_opts {
-    td_feishu feishu;
+    td_provider provider;           /* where the token comes from */
+    td_feishu feishu;               /* the notices' Feishu (base URL, timeout) */
     const td_sinks *sinks;          /* not owned; at least one */
     td_notice notice;               /* may enable nothing */
+    int announce;                   /* tell the group about new tokens (alerts go anyway) */
     const char *notice_url;         /* the 🔗 line; NULL: left out */
     const char *name;               /* the token name served */
     const char *source, *usage, *platform;
@@ -64,9 +68,10 @@ typedef struct td_refresher_opts {
     void *lease_ud;
 } td_refresher_opts;
 
-/* Fills o from the settings (Feishu app, notice, record fields, timing)
- * for the sinks s.  o borrows c's strings. */
-void td_refresher_opts_from_config(td_refresher_opts *o, const td_config *c, const td_sinks *s);
+/* Fills o from the settings (the token t's platform and app, notice,
+ * record fields, timing) for the sinks s.  o borrows c's and t's strings. */
+void td_refresher_opts_from_config(td_refresher_opts *o, const td_config *c, const td_token_conf *t,
+                                   const td_sinks *s);
 
 /* The strings in o are borrowed: keep them alive. */
 int td_refresher_new(td_refresher **out, const td_refresher_opts *o, char *err, size_t errlen);

@@ -1,5 +1,6 @@
 /* sink -- see sink.h. */
 #include "sink.h"
+#include "tokens.h"
 #include "clock.h"
 #include "httpc.h"
 #include "log.h"
@@ -14,30 +15,31 @@
 /* The seed's POST answer and our own are small JSON objects. */
 #define ENDPOINT_ANSWER_MAX (64u << 10)
 
-int td_sinks_from_config(td_sinks *s, const td_config *c, td_api *api, char *err, size_t errlen)
+int td_sinks_from_config(td_sinks *s, const td_config *c, const td_token_conf *t, td_api *api, char *err,
+                         size_t errlen)
 {
     long tmo = c->http_timeout * 1000;
 
     memset(s, 0, sizeof *s);
     if (api) {
         td_sink *k = &s->v[s->n++];
-        k->kind = TD_SINK_LOCAL, k->label = "本地存储", k->api = api, k->name = c->name;
+        k->kind = TD_SINK_LOCAL, k->label = "本地存储", k->api = api, k->name = t->name;
     }
-    if (c->tencent_cloud_enabled && c->tencent_cloud_api_url) {
+    if (t->api_url) {
         td_sink *k = &s->v[s->n++];
-        k->kind = TD_SINK_ENDPOINT, k->label = "腾讯云函数", k->url = c->tencent_cloud_api_url;
-        k->key = c->tencent_cloud_api_key, k->timeout_ms = tmo;
+        k->kind = TD_SINK_ENDPOINT, k->label = "腾讯云函数", k->url = t->api_url;
+        k->key = t->api_key, k->timeout_ms = tmo;
     }
-    if (c->gitee_enabled) {
+    if (t->gitee_path) {
         td_sink *k = &s->v[s->n++];
-        if (!c->gitee_owner || !c->gitee_repo || !c->gitee_file_path || !c->gitee_access_token) {
+        if (!c->gitee_owner || !c->gitee_repo || !c->gitee_access_token) {
             snprintf(err, errlen, "ENABLE_GITEE_TOKEN_SHARE is on but GITEE_ACCESS_TOKEN, GITEE_OWNER, "
                                   "GITEE_REPO or GITEE_FILE_PATH is not set");
             return TD_EINVAL;
         }
         k->kind = TD_SINK_GITEE, k->label = "Gitee", k->timeout_ms = tmo;
         k->gitee = (td_gitee){.base_url = c->gitee_base_url, .owner = c->gitee_owner,
-                              .repo = c->gitee_repo, .path = c->gitee_file_path,
+                              .repo = c->gitee_repo, .path = t->gitee_path,
                               .branch = c->gitee_branch, .access_token = c->gitee_access_token,
                               .timeout_ms = tmo};
     }

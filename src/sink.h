@@ -39,11 +39,14 @@ typedef struct td_sinks {
     size_t n;
 } td_sinks;
 
-/* Lists the sinks c enables; api (may be NULL) adds the local one first.
- * The sinks borrow c's strings: keep c alive while they are used.
- * Returns TD_OK, or TD_EINVAL with err naming the missing setting (e.g.
- * Gitee enabled without GITEE_OWNER). */
-int td_sinks_from_config(td_sinks *s, const td_config *c, td_api *api, char *err, size_t errlen);
+/* Lists the sinks of token t (tokens.h: its endpoint, its Gitee file); api
+ * (may be NULL) adds the local one first.  The sinks borrow c's and t's
+ * strings: keep them alive while they are used.  Returns TD_OK, or
+ * TD_EINVAL with err naming the missing setting (e.g. Gitee enabled
+ * without GITEE_OWNER). */
+struct td_token_conf;
+int td_sinks_from_config(td_sinks *s, const td_config *c, const struct td_token_conf *t, td_api *api, char *err,
+                         size_t errlen);
 
 /* Logs which sinks are on, the seed's way ("腾讯云函数 Token分发功能已启用",
  * "API地址: …"). */

@@ -1,0 +1,154 @@
+/* tokens -- see tokens.h. */
+#include "tokens.h"
+#include "log.h"
+#include "tokendist.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+/* TOKENDIST_<NAME>_<what> for name, into buf. */
+static const char *var(const char *name, const char *what, char *buf, size_t len)
+{
+    size_t o = (size_t)snprintf(buf, len, "TOKENDIST_");
+    for (const char *p = name; *p && o + 1 < len; p++) buf[o++] = (char)toupper((unsigned char)*p);
+    snprintf(buf + o, len > o ? len - o : 0, "_%s", what);
+    return buf;
+}
+
+static int parse_bool(const char *v, int *out)
+{
+    if (!v) return *out = 0, TD_OK;
+    if (!strcasecmp(v, "true") || !strcmp(v, "1") || !strcasecmp(v, "yes") || !strcasecmp(v, "on"))
+        return *out = 1, TD_OK;
+    if (!strcasecmp(v, "false") || !strcmp(v, "0") || !strcasecmp(v, "no") || !strcasecmp(v, "off"))
+        return *out = 0, TD_OK;
+    return TD_EINVAL;
+}
+
+static int named(const td_config *c, const char *name, td_token_conf *t, char *err, size_t errlen)
+{
+    char k[128];
+    const char *kind, *v;
+    char *end;
+
+    snprintf(t->name, sizeof t->name, "%s", name);
+    if (!(kind = td_config_env(c, var(name, "PROVIDER", k, sizeof k)))) {
+        snprintf(err, errlen, "TOKENDIST_TOKENS 列出了 %s，但没有设置 %s (可选: %s)", name, k, td_provider_kinds());
+        return TD_EINVAL;
+    }
+    if (!(t->provider.ops = td_provider_find(kind))) {
+        snprintf(err, errlen, "%s=%s 不是已知的平台 (可选: %s)", k, kind, td_provider_kinds());
+        return TD_EINVAL;
+    }
+    if (!(t->provider.app_id = td_config_env(c, var(name, "APP_ID", k, sizeof k)))) {
+        snprintf(err, errlen, "token %s (%s) 缺少 %s：%s的 %s", name, kind, k, t->provider.ops->label,
+                 t->provider.ops->id_name);
+        return TD_EINVAL;
+    }
+    if (!(t->provider.app_secret = td_config_env(c, var(name, "APP_SECRET", k, sizeof k)))) {
+        snprintf(err, errlen, "token %s (%s) 缺少 %s", name, kind, k);
+        return TD_EINVAL;
+    }
+    t->provider.base_url = td_config_env(c, var(name, "BASE_URL", k, sizeof k));
+    if (parse_bool(td_config_env(c, var(name, "JSAPI_TICKET", k, sizeof k)), &t->jsapi_ticket) != TD_OK) {
+        snprintf(err, errlen, "%s 应为 true 或 false", k);
+        return TD_EINVAL;
+    }
+    if (t->jsapi_ticket && !t->provider.ops->ticket) {
+        snprintf(err, errlen, "%s=true: %s没有 jsapi_ticket (只有 wechat 和 wecom 有)", k, t->provider.ops->label);
+        return TD_EINVAL;
+    }
+    t->renew_window = t->provider.ops->renew_window;
+    if ((v = td_config_env(c, var(name, "RENEW_WINDOW", k, sizeof k)))) {
+        errno = 0;
+        t->renew_window = strtol(v, &end, 10);
+        if (errno || *end || end == v || t->renew_window < 0 || t->renew_window > 86400) {
+            snprintf(err, errlen, "%s=%s: 应为 0 到 86400 的整数 (秒)", k, v);
+            return TD_EINVAL;
+        }
+    }
+    t->api_url = td_config_env(c, var(name, "API_URL", k, sizeof k));
+    t->api_key = td_config_env(c, var(name, "API_KEY", k, sizeof k));
+    if (!t->api_key) t->api_key = c->tencent_cloud_api_key;
+    t->gitee_path = td_config_env(c, var(name, "GITEE_FILE_PATH", k, sizeof k));
+    if (t->gitee_path && !c->gitee_enabled) {
+        snprintf(err, errlen, "设置了 %s，但 ENABLE_GITEE_TOKEN_SHARE 没有开启", k);
+        return TD_EINVAL;
+    }
+    t->provider.timeout_ms = c->http_timeout * 1000;
+    return TD_OK;
+}
+
+int td_tokens_from_config(const td_config *c, td_token_conf **out, size_t *nout, char *err, size_t errlen)
+{
+    td_token_conf *v = calloc(c->tokens.n + 1, sizeof *v);
+    size_t n = 0;
+    int have_id = c->feishu_app_id && *c->feishu_app_id, have_secret = c->feishu_app_secret && *c->feishu_app_secret;
+
+    *out = NULL, *nout = 0;
+    if (!v) {
+        snprintf(err, errlen, "out of memory");
+        return TD_ENOMEM;
+    }
+    if (have_id != have_secret) {
+        snprintf(err, errlen, "飞书凭证只配置了一半：设置了 %s，缺少 %s", have_id ? "FEISHU_APP_ID" : "FEISHU_APP_SECRET",
+                 have_id ? "FEISHU_APP_SECRET" : "FEISHU_APP_ID");
+        goto bad;
+    }
+    if (have_id) {
+        td_token_conf *t = &v[n++];
+        snprintf(t->name, sizeof t->name, "%s", c->name);
+        t->is_default = 1;
+        t->provider = (td_provider){.ops = &td_provider_feishu, .base_url = c->feishu_base_url,
+                                    .app_id = c->feishu_app_id, .app_secret = c->feishu_app_secret,
+                                    .timeout_ms = c->http_timeout * 1000};
+        if (c->feishu_base_url && strstr(c->feishu_base_url, "larksuite")) t->provider.ops = &td_provider_lark;
+        t->renew_window = c->renew_window;
+        t->api_url = c->tencent_cloud_enabled ? c->tencent_cloud_api_url : NULL;
+        t->api_key = c->tencent_cloud_api_key;
+        t->gitee_path = c->gitee_enabled ? c->gitee_file_path : NULL;
+    }
+    for (size_t i = 0; i < c->tokens.n; i++) {
+        const char *name = c->tokens.v[i];
+        if (!td_record_name_valid(name, strlen(name))) {
+            snprintf(err, errlen, "TOKENDIST_TOKENS 中的名称 '%.64s' 无效: 应为 " TD_NAME_RULE, name);
+            goto bad;
+        }
+        for (size_t j = 0; j < n; j++)
+            if (!strcmp(v[j].name, name)) {
+                snprintf(err, errlen, "TOKENDIST_TOKENS 中的 %s 重复了%s", name,
+                         v[j].is_default ? " (它是默认 token 的名称，由 FEISHU_APP_ID/FEISHU_APP_SECRET 配置)" : "");
+                goto bad;
+            }
+        if (n == TD_TOKENS_MAX) {
+            snprintf(err, errlen, "TOKENDIST_TOKENS 最多 %d 个名称", TD_TOKENS_MAX);
+            goto bad;
+        }
+        if (named(c, name, &v[n], err, errlen) != TD_OK) goto bad;
+        n++;
+    }
+    *out = v, *nout = n;
+    return TD_OK;
+bad:
+    free(v);
+    return TD_EINVAL;
+}
+
+void td_tokens_print(const td_config *c, FILE *f)
+{
+    static const char *const what[] = {"PROVIDER", "APP_ID", "APP_SECRET", "BASE_URL", "JSAPI_TICKET",
+                                       "RENEW_WINDOW", "API_URL", "API_KEY", "GITEE_FILE_PATH"};
+    char k[128], fp[TD_FP_LEN];
+
+    for (size_t i = 0; i < c->tokens.n; i++)
+        for (size_t j = 0; j < sizeof what / sizeof *what; j++) {
+            const char *v = td_config_env(c, var(c->tokens.v[i], what[j], k, sizeof k));
+            int secret = !strcmp(what[j], "APP_SECRET") || !strcmp(what[j], "API_KEY");
+            if (!v) continue;
+            fprintf(f, "%s=%s\n", k, secret ? td_log_secret_fp(v, fp) : v);
+        }
+}
