@@ -11,7 +11,7 @@ import tempfile
 import time
 import unittest
 
-from harness import ROOT, TestCase, free_port, make_record, request
+from harness import DEADLINE, ROOT, TestCase, free_port, make_record, request
 from scf_runtime import ScfRuntimeDouble, apigw_event, http_response
 
 PUSH = "pk-package-9a8b7c6d5e4f3a2b"
@@ -57,7 +57,7 @@ class ScfPackageTest(TestCase):
         return p
 
     def wait_healthy(self, port, proc):
-        deadline = time.time() + 15
+        deadline = time.time() + DEADLINE
         while time.time() < deadline:
             self.assertIsNone(proc.poll(), "exited: " + "".join(self.log_of(proc)))
             try:
@@ -93,6 +93,9 @@ class ScfPackageTest(TestCase):
             self.assertIn("serve --listen 0.0.0.0:9000", f.read())
         with open(os.path.join(self.root, "bootstrap")) as f:
             self.assertIn("scf-runtime", f.read())
+        # A release build: the test clock (src/clock.h) is not compiled in.
+        with open(os.path.join(self.root, "bin", "tokendist"), "rb") as f:
+            self.assertNotIn(b"TOKENDIST_TEST_CLOCK_FILE", f.read())
 
     def test_chroot_with_nothing_else_answers(self):
         """The proof of self-containment: no /usr, /lib, /etc of the host,
