@@ -4,7 +4,6 @@ test_serve_refresh): a Feishu double, optionally a Gitee double, a real
 points `tokendist refresh|check|serve` at them.  Every secret used here is
 registered in the TestCase's `secrets`, so tearDown proves none leaked."""
 import re
-import time
 
 import harness
 from feishu import DEFAULT_APP_ID, DEFAULT_APP_SECRET, FeishuDouble
@@ -84,15 +83,6 @@ class FeishuEnv:
     def log_messages(text):
         """The messages of the [time]-prefixed log lines, in order."""
         return [m.group(1) for m in map(LOG_LINE.match, text.splitlines()) if m]
-
-    def wait_for(self, pred, timeout=15, what="condition"):
-        deadline = time.time() + timeout
-        while time.time() < deadline:
-            v = pred()
-            if v:
-                return v
-            time.sleep(0.05)
-        self.fail("timed out waiting for " + what)
 
 
 def notice_lines(text):
