@@ -136,10 +136,10 @@ class ScfPackageTest(TestCase):
         env.update(TOKENDIST_STORE="sqlite:" + os.path.join(self.tmp, "e.db"),
                    TOKENDIST_PUSH_KEYS=PUSH)
         self.spawn([os.path.join(self.root, "bootstrap")], env=env)
-        self.assertTrue(d.wait_ready(15), "bootstrap never reported ready")
+        self.assertTrue(d.wait_ready(DEADLINE), "bootstrap never reported ready")
         ev = apigw_event("POST", "/get-token", headers={"X-Api-Key": PUSH}, body=make_record(TOKEN))
-        self.assertEqual(http_response(d.invoke(ev))[0], 200)
-        status, _, body = http_response(d.invoke(apigw_event("GET", "/get-token")))
+        self.assertEqual(http_response(d.invoke(ev, DEADLINE))[0], 200)
+        status, _, body = http_response(d.invoke(apigw_event("GET", "/get-token"), DEADLINE))
         self.assertEqual((status, json.loads(body)["access_token"]), (200, TOKEN))
 
     def test_web_function_bootstrap_listens_on_9000(self):
@@ -151,7 +151,7 @@ subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
 p = subprocess.Popen([sys.argv[1]], stdout=open(sys.argv[2], "ab"), stderr=subprocess.STDOUT)
 res = {"status": None}
 try:
-    for _ in range(300):
+    for _ in range(1200):    # 60 s or more: a busy machine starts it late
         try:
             with urllib.request.urlopen("http://127.0.0.1:9000/healthz", timeout=1) as r:
                 res = {"status": r.status, "body": json.loads(r.read())}
