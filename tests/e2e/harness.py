@@ -145,7 +145,7 @@ class Response:
         return json.loads(self.body)
 
 
-def request(port, method, path, body=None, headers=None, host="127.0.0.1", timeout=10):
+def request(port, method, path, body=None, headers=None, host="127.0.0.1", timeout=DEADLINE):
     """One HTTP request on its own connection; body may be bytes, str or a
     JSON-able object."""
     conn = http.client.HTTPConnection(host, port, timeout=timeout)

@@ -8,7 +8,7 @@ import threading
 import time
 import unittest
 
-from harness import TestCase, make_record, request, run_cli
+from harness import DEADLINE, TestCase, make_record, request, run_cli
 
 PUSH = "pk-2f1c9a7e55d04b0c8e1a3f6b"
 PUSH2 = "pk-second-key-77aa01bb"
@@ -138,7 +138,7 @@ class ServeTest(TestCase):
     def test_body_limit_decided_from_content_length(self):
         # Announce a large body but send none: the 413 must come from the
         # header alone, before any body is read.
-        s = socket.create_connection(("127.0.0.1", self.srv.port), timeout=5)
+        s = socket.create_connection(("127.0.0.1", self.srv.port), timeout=DEADLINE)
         s.sendall(("POST /release/get-token HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n"
                    "Content-Type: application/json\r\nContent-Length: 10000000\r\n\r\n" % PUSH).encode())
         head = s.recv(4096).decode()
