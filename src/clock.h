@@ -23,10 +23,13 @@
  * a client) and the Feishu double reads the same file (tests/doubles/
  * common.py, "clock_file"); a signal would need a handler in every process
  * and could not carry the amount.  The writer replaces the file with
- * rename(2), and a reader stat(2)s the path on each call and re-reads only
- * when its inode or mtime changed: the offset is in force from the first
- * reading after the rename, with no polling interval a test would have to
- * sleep through, for one stat per reading (only with the variable set).
+ * rename(2); a reader stat(2)s the path at most once a millisecond (a stat
+ * costs microseconds on a VM; a reading between stats, a vDSO clock read
+ * and an uncontended lock) and re-reads it when its inode or mtime
+ * changed.  So the new offset is in force in every process from its first
+ * reading 1 ms or more after the rename, however busy the machine: the
+ * writer waits a few ms before relying on it (tests/e2e/harness.py,
+ * TestClock.advance).  Without the variable a reading costs one branch.
  *
  * A sleeper must notice a jump: td_clock_mono_deadline turns a deadline on
  * td_clock_mono_ms into the CLOCK_MONOTONIC time a pthread_cond_timedwait

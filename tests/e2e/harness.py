@@ -89,6 +89,9 @@ class TestClock:
     def advance(self, seconds):
         self.offset_ms += int(round(seconds * 1000))
         self._write()
+        # A process looks at the file at most once a millisecond (src/clock.h):
+        # from here on, its every reading has the new offset.
+        time.sleep(0.005)
 
     def now(self):
         """The moved time, Unix seconds."""

@@ -40,6 +40,7 @@ static void put(const char *text)
     fputs(text, f);
     assert_int_equal(fclose(f), 0);
     assert_int_equal(rename(tmp, file), 0);
+    usleep(5000); /* the file is looked at once a millisecond at most */
 }
 
 /* td_clock_mono_ms() and td_clock_now_ms() minus the real clocks. */
@@ -57,7 +58,6 @@ static void assert_offset(int64_t want_ms)
 static void test_offset_moves_wall_and_monotonic(void **state)
 {
     (void)state;
-    unlink(file);
     assert_offset(0);                   /* no file yet */
     put("7200000\n");
     assert_offset(7200000);             /* the very next reading */
@@ -78,10 +78,12 @@ static void test_a_torn_file_keeps_the_offset(void **state)
     assert_non_null(f = fopen(file, "w"));
     fputs("12x", f);
     fclose(f);
+    usleep(5000);
     assert_offset(3600000);
     put("60000\n");
     assert_offset(60000);
     unlink(file);
+    usleep(5000);
     assert_offset(0);
 }
 
