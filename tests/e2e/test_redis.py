@@ -217,12 +217,19 @@ class OneRefresherTest(FeishuEnv, RedisTestCase):
     def served_by_both(self, token):
         return all((self.served(s) or {}).get("access_token") == token for s in self.pair)
 
-    def assert_one_fetch_per_cycle(self):
-        # The double mints a token only inside its renewal window: a second
-        # fetch in the same cycle (by the other instance, or too early) would
-        # get the same token back.  Judged by the double, not by the gaps
-        # between fetches, which a busy machine stretches and shrinks.
-        self.assertEqual(self.feishu.tokens_minted, len(self.fetch_times()))
+    CYCLE_LINES = ("下次刷新", "重试:")     # every refresh cycle ends with one of these
+
+    def assert_refreshed_only_as_holder(self, server):
+        """server ran no refresh cycle before it logged holding the lease.
+        Judged from the log, not from gaps between fetches (a busy machine
+        stretches and shrinks them) nor from tokens minted per fetch (a push
+        that times out on a busy machine is retried, and the retry gets the
+        same token back)."""
+        log = server.log()
+        held = log.find("本实例持有租约 refresh:default")
+        before = log if held < 0 else log[:held]
+        for line in self.CYCLE_LINES:
+            self.assertNotIn(line, before)
 
     def test_one_fetches_and_the_other_takes_over_on_exit(self):
         holder, other = self.wait_for(self.holder, what="a lease holder")
@@ -233,8 +240,8 @@ class OneRefresherTest(FeishuEnv, RedisTestCase):
             self.wait_for(lambda: len(self.fetch_times()) > n, what="next cycle")
             self.wait_for(lambda: self.served_by_both(self.feishu.current_token()),
                           what="both serving the new token")
-        self.assert_one_fetch_per_cycle()
-        self.assertNotIn("下次刷新", other.log())
+        self.assert_refreshed_only_as_holder(other)
+        self.assertNotIn("本实例持有租约 refresh:default", other.log())
         self.assertIn("下次刷新", holder.log())
 
         # A clean stop releases the lease (compare-and-delete): the key is
@@ -251,6 +258,7 @@ class OneRefresherTest(FeishuEnv, RedisTestCase):
                       self.feishu.current_token(), what="new holder serving its token")
         # The schedule line comes after every sink was pushed: wait for it.
         self.wait_log(other, "下次刷新")
+        self.assert_refreshed_only_as_holder(other)
 
     def test_holder_killed_lease_expires_and_other_takes_over(self):
         holder, other = self.wait_for(self.holder, what="a lease holder")
@@ -270,7 +278,7 @@ class OneRefresherTest(FeishuEnv, RedisTestCase):
         self.wait_for(lambda: len(self.fetch_times()) > n, what="a fetch by the new holder")
         self.wait_for(lambda: (self.served(other) or {}).get("access_token") ==
                       self.feishu.current_token(), what="new holder serving its token")
-        self.assert_one_fetch_per_cycle()
+        self.assert_refreshed_only_as_holder(other)
 
 
 if __name__ == "__main__":
