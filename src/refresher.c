@@ -548,7 +548,8 @@ static void *loop(void *ud)
         int64_t next = LEASE_RETRY_MS;
 
         while (!r->stop && !r->force && !r->run_now && td_clock_mono_ms() < due) {
-            struct timespec ts = {(time_t)(due / 1000), (long)(due % 1000) * 1000000L};
+            struct timespec ts;
+            td_clock_mono_deadline(due, &ts);
             pthread_cond_timedwait(&r->cond, &r->lock, &ts);
         }
         if (r->stop) break;

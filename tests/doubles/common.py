@@ -12,7 +12,7 @@ file holds only what is specific to its service:
 * a control API: ``double.control({...})`` / ``POST /_control`` and a state view
   ``double.state()`` / ``GET /_state``;
 * fault injection common to all doubles, each optionally for ``times`` requests;
-* a clock tests can shift (``clock_offset``, ``advance``);
+* a clock tests can shift (``clock_offset``, ``advance``, ``clock_file``);
 * a command line, so shell and node tests can run a double as a process:
   ``python3 DOUBLE.py --port 0 --port-file F [--config JSON|@FILE]``.
 
@@ -31,6 +31,12 @@ test fail loudly instead of silently testing nothing):
 ``{"faults": [{...}, ...]}``   queue several faults in order.
 ``{"clear_faults": true}``, ``{"clear_requests": true}``, ``{"reset": true}``
 ``{"clock_offset": S}`` (absolute) / ``{"advance": S}`` (relative), in seconds.
+``{"clock_file": PATH}``   also add the offset in milliseconds that PATH holds
+    (read on every use; no file: 0): the file a test hands tokendist in
+    ``TOKENDIST_TEST_CLOCK_FILE`` (src/clock.h), so that one write moves the
+    tokendist processes and the double together (tests/e2e/harness.py,
+    ``TestClock``).  ``null`` detaches.  Each logged request carries ``now``,
+    the double's clock when it arrived, besides the real ``time``.
 
 The doubles never print requests, bodies, tokens or secrets: the default
 request logging is silenced and handler crashes print only a traceback without
@@ -263,14 +269,26 @@ class DoubleServer:
         self.requests = []
         self.faults = []
         self.clock_offset = 0.0
+        self.clock_file = None
 
     def now(self):
         """The double's notion of the current Unix time (tests may shift it)."""
-        return time.time() + self.clock_offset
+        return time.time() + self.clock_offset + self._file_offset()
+
+    def _file_offset(self):
+        """Seconds from ``clock_file``; the writer replaces the file by rename."""
+        if not self.clock_file:
+            return 0.0
+        try:
+            with open(self.clock_file, encoding="ascii") as f:
+                return int(f.read().strip() or 0) / 1000.0
+        except FileNotFoundError:
+            return 0.0
 
     def state(self):
         """What ``GET /_state`` shows; subclasses add their counters."""
-        return {"clock_offset": self.clock_offset, "faults": list(self.faults),
+        return {"clock_offset": self.clock_offset, "clock_file": self.clock_file,
+                "now": self.now(), "faults": list(self.faults),
                 "requests": len(self.requests)}
 
     def requests_to(self, path_prefix="", method=None):
@@ -295,6 +313,8 @@ class DoubleServer:
                 self.clock_offset = float(cfg.pop("clock_offset"))
             if "advance" in cfg:
                 self.clock_offset += float(cfg.pop("advance"))
+            if "clock_file" in cfg:
+                self.clock_file = cfg.pop("clock_file") or None
             for spec in cfg.pop("faults", []):
                 self._add_fault(dict(spec))
             if "fail" in cfg:
@@ -353,6 +373,7 @@ class DoubleServer:
         if req.path.startswith("/_"):
             return self._serve_internal(req)
         rec = req.record()
+        rec["now"] = self.now()
         with self.lock:
             self.requests.append(rec)
         fault = self._take_fault(req)

@@ -28,6 +28,15 @@ Control keys, besides the common ones (see common.py):
 Extra fault modes: "429" (``reset_after`` seconds, default 1) and "code"
 (HTTP ``status``, default 200, with ``code``/``msg``).
 
+Time: tokens expire and renew on the double's clock, ``now()`` (common.py).
+A test that moves tokendist's clock (``TOKENDIST_TEST_CLOCK_FILE``, src/clock.h)
+hands the double the same file, ``{"clock_file": PATH}``, so that both agree
+on which token is current and when it expires: with ``ttl`` 7200 and
+``renew_window`` 1800 as on Feishu, moving time 5,431 s ahead puts the next
+fetch inside the window without sleeping (tests/e2e/test_refresh.py).
+``advance``/``clock_offset`` still move the double alone (Feishu's clock
+running ahead of ours).
+
 Where the real protocol was unclear, this double assumes (and tests rely on):
 missing Authorization -> 400 code 99991661; an unknown or foreign message or
 file_key on download -> 400 code 234003; page_token is omitted when has_more is

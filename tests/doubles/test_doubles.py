@@ -84,6 +84,21 @@ class FeishuTest(unittest.TestCase):
         self.assertEqual((status, json.loads(raw)["code"]), (400, 99991663))
         self.assertEqual((self.d.token_fetches, self.d.tokens_minted), (3, 2))
 
+    def test_clock_file_moves_the_double_with_tokendist(self):
+        path = os.path.join(tempfile.mkdtemp(prefix="clock-"), "clock")
+        self.addCleanup(lambda: os.path.exists(path) and os.unlink(path))
+        self.d.control({"ttl": 100, "renew_window": 30, "clock_file": path})
+        _, first = self.fetch()                     # no file yet: offset 0
+        with open(path + ".tmp", "w") as f:
+            f.write("75000\n")                      # 75 s, in ms: 25 s left
+        os.replace(path + ".tmp", path)
+        _, new = self.fetch()
+        self.assertNotEqual(new["tenant_access_token"], first["tenant_access_token"])
+        logged = self.d.requests_to(self.TOKEN)
+        self.assertAlmostEqual(logged[1]["now"] - logged[1]["time"], 75, delta=1)
+        self.d.control({"clock_file": None})
+        self.assertLess(abs(self.d.now() - time.time()), 1)
+
     def test_token_errors(self):
         self.assertEqual(self.fetch("wrong")[1], {"code": 10014, "msg": "app secret invalid"})
         self.assertEqual(jcall("POST", self.d.url + self.TOKEN, {"app_id": DEFAULT_APP_ID})[1],

@@ -4,7 +4,6 @@ test_serve_refresh): a Feishu double, optionally a Gitee double, a real
 points `tokendist refresh|check|serve` at them.  Every secret used here is
 registered in the TestCase's `secrets`, so tearDown proves none leaked."""
 import re
-import time
 
 import harness
 from feishu import DEFAULT_APP_ID, DEFAULT_APP_SECRET, FeishuDouble
@@ -46,7 +45,10 @@ class FeishuEnv:
         env = {
             "FEISHU_APP_ID": DEFAULT_APP_ID, "FEISHU_APP_SECRET": DEFAULT_APP_SECRET,
             "FEISHU_BASE_URL": self.feishu.url, "FEISHU_CHAT_ID": CHAT,
-            "TOKENDIST_RETRY_MIN": "1", "TOKENDIST_RETRY_MAX": "2", "TOKENDIST_HTTP_TIMEOUT": "5",
+            "TOKENDIST_RETRY_MIN": "1", "TOKENDIST_RETRY_MAX": "2",
+            # A double that answers late on a busy machine is slow, not down: a
+            # timed-out fetch or push would add a retry the test did not plan.
+            "TOKENDIST_HTTP_TIMEOUT": "%d" % harness.DEADLINE,
         }
         if getattr(self, "endpoint", None):
             env.update(TENCENT_CLOUD_API_URL=self.endpoint_url(), TENCENT_CLOUD_API_KEY=PUSH_KEY)
@@ -84,15 +86,6 @@ class FeishuEnv:
     def log_messages(text):
         """The messages of the [time]-prefixed log lines, in order."""
         return [m.group(1) for m in map(LOG_LINE.match, text.splitlines()) if m]
-
-    def wait_for(self, pred, timeout=15, what="condition"):
-        deadline = time.time() + timeout
-        while time.time() < deadline:
-            v = pred()
-            if v:
-                return v
-            time.sleep(0.05)
-        self.fail("timed out waiting for " + what)
 
 
 def notice_lines(text):

@@ -12,6 +12,8 @@ import time
 from email.utils import formatdate
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+from harness import DEADLINE
+
 HOP = {"connection", "keep-alive", "transfer-encoding", "date", "server", "content-length"}
 
 
@@ -46,7 +48,7 @@ class Proxy:
                     self.end_headers()
                     self.wfile.write(out)
                     return
-                conn = http.client.HTTPConnection("127.0.0.1", proxy.upstream_port, timeout=10)
+                conn = http.client.HTTPConnection("127.0.0.1", proxy.upstream_port, timeout=DEADLINE)
                 try:
                     hdrs = {k: v for k, v in self.headers.items() if k.lower() not in HOP}
                     try:

@@ -8,10 +8,10 @@ import socket
 import subprocess
 import time
 
-from harness import free_port
+from harness import DEADLINE, free_port
 
 
-def _resp(port, *args, password=None, db=0, timeout=2):
+def _resp(port, *args, password=None, db=0, timeout=DEADLINE):
     """One command over RESP (after AUTH and SELECT when asked); returns the
     decoded reply (enough for PING, HGET, LRANGE, KEYS, DEL, CONFIG SET)."""
     def enc(*a):
@@ -66,7 +66,7 @@ class RedisServer:
         self.appendfsync = appendfsync
         self.proc = None
 
-    def start(self, timeout=10):
+    def start(self, timeout=DEADLINE):
         cmd = ["redis-server", "--bind", "127.0.0.1", "--port", str(self.port), "--dir", self.dir,
                "--save", "", "--appendonly", "yes", "--appendfsync", self.appendfsync,
                "--daemonize", "no", "--logfile", os.path.join(self.dir, "log")]

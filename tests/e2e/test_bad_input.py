@@ -8,7 +8,7 @@ import socket
 import time
 import unittest
 
-from harness import TestCase, make_record
+from harness import DEADLINE, TestCase, make_record
 
 PUSH = "pk-bad-input-5e2a61c07d"
 TOKEN = "t-badinput0000000000000001"
@@ -89,7 +89,7 @@ class BadInputHttpTest(TestCase):
         self.stored = self.srv.get("/release/get-token").body
 
     def send(self, raw):
-        s = socket.create_connection(("127.0.0.1", self.srv.port), timeout=5)
+        s = socket.create_connection(("127.0.0.1", self.srv.port), timeout=DEADLINE)
         try:
             s.sendall(raw)
             data = b""

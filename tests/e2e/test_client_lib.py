@@ -33,7 +33,8 @@ class Driver:
 
     def __init__(self, test, *args):
         self.test = test
-        self.proc = subprocess.Popen([DRIVER] + list(args), stdin=subprocess.PIPE,
+        env = dict(os.environ, **test.test_clock.env()) if test.test_clock else None
+        self.proc = subprocess.Popen([DRIVER] + list(args), stdin=subprocess.PIPE, env=env,
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         test.addCleanup(self.close)
 
@@ -103,12 +104,16 @@ class ClientLibTest(harness.TestCase):
         self.assertEqual((a["token_hash"], a["source"]), (fnv(TOKEN_A), "memory"))
 
     def test_near_expiry_refetches(self):
-        self.push(TOKEN_A, ttl=303)             # 3 s more than the 300 s minimum
+        # The client's clock moves (the server keeps real time): no 3-second
+        # margin that a busy machine could eat before the first get.
+        clock = self.clock()
+        self.push(TOKEN_A, ttl=900)
         d = Driver(self, "--url", self.proxy.url())
         self.assertEqual(d.cmd("get app")["token_hash"], fnv(TOKEN_A))
         self.push(TOKEN_B, generated=int(time.time()) + 1)
+        clock.advance(540)                      # 360 s left: more than the 300 s minimum
         self.assertEqual(d.cmd("get app")["source"], "memory")
-        time.sleep(4)
+        clock.advance(120)                      # 240 s left
         again = d.cmd("get app")
         self.assertEqual((again["rc"], again["source"], again["token_hash"]), (0, "endpoint", fnv(TOKEN_B)))
         self.assertEqual(self.proxy.count("GET"), 2)
@@ -218,16 +223,19 @@ class ClientLibTest(harness.TestCase):
         self.push(TOKEN_A)
         d = Driver(self, "--url", self.proxy.url(), "--refresh-wait-ms", "600")
         self.assertEqual(d.cmd("get app")["rc"], 0)
+        # The wait runs from the report; timed from before it, a busy
+        # machine can only make it look longer.
+        t0 = time.monotonic()
         r = d.cmd("report")
         self.assertEqual(r["rc"], -6, r)                  # TD_EUNAVAIL
         self.assertIn("HTTP 501", r["err"])
         self.assertEqual(self.proxy.count("POST", "/v1/tokens/default/invalid"), 1)
         # Dropped: the next get fetches; only the reported token exists, so it
-        # waits (refresh_wait_ms) for another, then uses it after all.
-        t0 = time.time()
+        # waits (refresh_wait_ms, less the last 250 ms poll) for another, then
+        # uses it after all.
         again = d.cmd("get app")
         self.assertEqual((again["rc"], again["source"], again["token_hash"]), (0, "endpoint", fnv(TOKEN_A)))
-        self.assertGreaterEqual(time.time() - t0, 0.3)
+        self.assertGreaterEqual(time.monotonic() - t0, 0.3)
         self.assertGreaterEqual(self.proxy.count("GET"), 2)
 
     def test_report_when_server_has_newer(self):
@@ -268,11 +276,11 @@ class ReportWithRefresherTest(harness.TestCase):
                                "FEISHU_APP_SECRET": DEFAULT_APP_SECRET, "FEISHU_BASE_URL": feishu.url,
                                "TENCENT_CLOUD_ENABLED": "false"}).start()
         url = "http://127.0.0.1:%d/v1/tokens/default" % srv.port
-        deadline = time.time() + 10
-        while srv.get("/release/get-token").status != 200 and time.time() < deadline:
-            time.sleep(0.1)
         try:
-            drivers = [Driver(self, "--url", url) for _ in range(3)]
+            self.wait_for(lambda: srv.get("/release/get-token").status == 200, what="the first token")
+            # However long the forced refresh takes here, the clients wait for it.
+            drivers = [Driver(self, "--url", url, "--refresh-wait-ms", "%d" % (harness.DEADLINE * 1000))
+                       for _ in range(3)]
             first = [d.cmd("get tenant") for d in drivers]
             self.assertEqual(len({f["token_hash"] for f in first}), 1, first)
             fetches = feishu.state()["token_fetches"]

@@ -71,7 +71,7 @@ class CrashTest(TestCase):
             t.start()
             killer = threading.Timer(rng.uniform(0.05, 1.0), srv.kill9)
             killer.start()
-            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
             try:
                 while seq < TOTAL:
                     rec = make_record("t-crash%015d" % seq, generated=base + seq, ttl=86400)
@@ -85,6 +85,8 @@ class CrashTest(TestCase):
                     except (OSError, http.client.HTTPException):
                         break       # killed mid-request: not acknowledged
                     self.assertEqual(status, 200)
+                    # One connection per run: many pushes between kills.
+                    self.assertFalse(resp.will_close, "the server closed a keep-alive connection")
                     with ack_lock:
                         state["acked"] = seq
                     seq += 1
@@ -104,8 +106,9 @@ class CrashTest(TestCase):
         db = sqlite3.connect(os.path.join(self.tmp, "var", "tokendist.db"))
         self.assertEqual(db.execute("PRAGMA integrity_check").fetchone()[0], "ok")
         db.close()
+        # How many pushes fit between kills is the machine's speed (a busy
+        # one manages few); that the connection is reused is checked above.
         self.assertGreater(kills, 1)
-        self.assertLess(kills, TOTAL // 10, "pushes per run too few: is the connection reused?")
         print("crash test: %d acknowledged pushes, %d kill -9s, nothing lost" % (TOTAL, kills))
 
 

@@ -34,9 +34,8 @@ class FilesTest(harness.TestCase):
                 "FEISHU_APP_SECRET": DEFAULT_APP_SECRET, "FEISHU_BASE_URL": self.feishu.url,
                 "TOKENDIST_RETRY_MIN": "1", "TOKENDIST_RETRY_MAX": "2", "TENCENT_CLOUD_ENABLED": "false",
             }).start()
-            deadline = time.time() + 10
-            while self.srv.get("/release/get-token").status != 200 and time.time() < deadline:
-                time.sleep(0.1)
+            self.wait_for(lambda: self.srv.get("/release/get-token").status == 200,
+                          what="the refresher's first token")
         else:
             self.srv = self.server(env={"TOKENDIST_PUSH_KEYS": PUSH_KEY}).start()
             r = harness.request(self.feishu.port, "POST", "/open-apis/auth/v3/tenant_access_token/internal",

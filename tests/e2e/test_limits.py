@@ -11,13 +11,13 @@ import subprocess
 import time
 import unittest
 
-from harness import TestCase, make_record, request
+from harness import DEADLINE, TestCase, make_record, request
 
 PUSH = "pk-limits-4b7e0d2c91"
 TOKEN = "t-limits000000000000000001"
 
 
-def connect_from(src_ip, port, timeout=5):
+def connect_from(src_ip, port, timeout=DEADLINE):
     """A TCP connection to the server from a chosen loopback address, so
     'attackers' and a well-behaved client have different source IPs."""
     s = socket.socket()
@@ -93,7 +93,7 @@ class TlsTest(TestCase):
         ctx = ssl.create_default_context(cafile=cert)
 
         def call(method, path, body=None, headers=None):
-            c = http.client.HTTPSConnection("127.0.0.1", srv.port, context=ctx, timeout=5)
+            c = http.client.HTTPSConnection("127.0.0.1", srv.port, context=ctx, timeout=30)
             try:
                 c.request(method, path, body=body, headers=headers or {})
                 r = c.getresponse()
@@ -101,7 +101,7 @@ class TlsTest(TestCase):
             finally:
                 c.close()
 
-        deadline = time.time() + 10
+        deadline = time.time() + DEADLINE
         while True:
             try:
                 status, _ = call("GET", "/healthz")
@@ -155,20 +155,21 @@ class ConnectionLimitTest(TestCase):
             self.socks.append(connect_from("127.0.0.2", srv.port))
         extra = connect_from("127.0.0.2", srv.port)
         self.socks.append(extra)
-        self.assertTrue(closed_by_peer(extra, 3), "a sixth connection from one address was kept")
+        self.assertTrue(closed_by_peer(extra, DEADLINE), "a sixth connection from one address was kept")
         # Other addresses are not affected.
         self.assertEqual(srv.get("/healthz").status, 200)
 
     def test_idle_connections_time_out(self):
+        # Closed after about 1 s; waited for up to 20 s, which a busy machine
+        # never needs and the default (30 s) would not meet.
         srv = self.server(["--conn-timeout", "1"]).start()
         s = connect_from("127.0.0.1", srv.port)
         self.socks.append(s)
-        t0 = time.time()
-        self.assertTrue(closed_by_peer(s, 5))
-        self.assertLess(time.time() - t0, 4)
+        self.assertTrue(closed_by_peer(s, 20))
 
     def test_idle_and_slowloris_clients_do_not_starve_others(self):
-        srv = self.server(["--push-key", PUSH, "--conn-per-ip", "0", "--conn-timeout", "5"]).start()
+        timeout = 10
+        srv = self.server(["--push-key", PUSH, "--conn-per-ip", "0", "--conn-timeout", str(timeout)]).start()
         self.secrets += [PUSH, TOKEN]
         self.assertEqual(srv.post("/release/get-token", make_record(TOKEN), key=PUSH).status, 200)
         for i in range(1000):   # idle: connected, never a byte
@@ -187,13 +188,13 @@ class ConnectionLimitTest(TestCase):
                 except OSError:
                     pass
             t0 = time.time()
-            r = request(srv.port, "GET", "/release/get-token", timeout=5)
+            r = request(srv.port, "GET", "/release/get-token", timeout=DEADLINE)
             worst = max(worst, time.time() - t0)
             self.assertEqual(r.status, 200)
-        self.assertLess(worst, 1.0, "a normal client waited %.3f s behind idle/slow clients" % worst)
+        # A server stuck behind them would answer only as they time out.
+        self.assertLess(worst, timeout / 2, "a normal client waited %.3f s behind idle/slow clients" % worst)
         # The idle ones are dropped after --conn-timeout.
-        time.sleep(6)
-        self.assertTrue(closed_by_peer(self.socks[0], 2))
+        self.assertTrue(closed_by_peer(self.socks[0], timeout + DEADLINE))
 
 
 if __name__ == "__main__":

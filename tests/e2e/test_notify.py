@@ -42,7 +42,22 @@ class NotifyTest(FeishuEnv, harness.TestCase):
             except socket.timeout:
                 return got
 
-    def first(self, want, timeout=10):
+    def pings(self, n, since):
+        """Waits for the next n WATCHDOG=1; checks their pace against
+        WATCHDOG_USEC (self.usec) without timing a window: never more than
+        one per half of it since `since` (before the process started), which
+        a busy machine cannot break, and a median spacing under WATCHDOG_USEC
+        itself, systemd's deadline."""
+        times = []
+        while len(times) < n:
+            self.first("WATCHDOG=1")
+            times.append(time.monotonic())
+        half = self.usec / 2e6
+        self.assertLessEqual(n, (times[-1] - since) / half + 1, "pinged faster than every %.2f s" % half)
+        gaps = sorted(b - a for a, b in zip(times, times[1:]))
+        self.assertLess(gaps[len(gaps) // 2], self.usec / 1e6, "gaps between pings: %s" % gaps)
+
+    def first(self, want, timeout=harness.DEADLINE):
         deadline = time.time() + timeout
         while time.time() < deadline:
             self.sock.settimeout(max(0.01, deadline - time.time()))
@@ -55,14 +70,13 @@ class NotifyTest(FeishuEnv, harness.TestCase):
         self.fail("no %s on NOTIFY_SOCKET within %d s" % (want, timeout))
 
     def test_serve_ready_after_listening_watchdog_and_stopping(self):
-        srv = self.server(env=self.notify_env(watchdog_usec=400000)).start(wait=False)
+        self.usec = 1000000
+        since = time.monotonic()
+        srv = self.server(env=self.notify_env(watchdog_usec=self.usec)).start(wait=False)
         self.first("READY=1")
         # READY means the socket listens: no retry needed.
         self.assertEqual(srv.get("/healthz").status, 200)
-        pings = [m for m in self.messages(1.1) if m == "WATCHDOG=1"]
-        # Every 200 ms (half of 400 ms): about 5 in 1.1 s.
-        self.assertGreaterEqual(len(pings), 4, pings)
-        self.assertLessEqual(len(pings), 7, pings)
+        self.pings(5, since)                # every 0.5 s, half of WATCHDOG_USEC
         srv.proc.send_signal(signal.SIGTERM)
         self.first("STOPPING=1")
         self.assertEqual(srv.stop(), 0)
@@ -83,21 +97,23 @@ class NotifyTest(FeishuEnv, harness.TestCase):
         blocker.listen()
         self.addCleanup(blocker.close)
         srv = self.server(env=self.notify_env(), port=blocker.getsockname()[1]).start(wait=False)
-        self.assertNotEqual(srv.proc.wait(10), 0)
+        self.assertNotEqual(srv.proc.wait(harness.DEADLINE), 0)
         self.assertEqual(self.messages(0.2), [])
 
     def test_refresh_daemon(self):
         self.start_feishu()
         self.start_endpoint()
-        env = dict(os.environ, **self.feishu_env(), **self.notify_env(watchdog_usec=300000))
+        self.usec = 1000000
+        since = time.monotonic()
+        env = dict(os.environ, **self.feishu_env(), **self.notify_env(watchdog_usec=self.usec))
         log = open(os.path.join(self.tmp, "refresh.log"), "w")
         p = subprocess.Popen([harness.BIN, "refresh"], env=env, stdout=log, stderr=log)
         try:
             self.first("READY=1")
-            self.assertGreaterEqual(self.messages(0.7).count("WATCHDOG=1"), 3)
+            self.pings(3, since)
             p.send_signal(signal.SIGTERM)
             self.first("STOPPING=1")
-            self.assertEqual(p.wait(10), 0)
+            self.assertEqual(p.wait(harness.DEADLINE), 0)
         finally:
             if p.poll() is None:
                 p.kill()

@@ -9,7 +9,7 @@ import time
 import unittest
 
 from feishu_env import PUSH_KEY as FEISHU_PUSH, FeishuEnv
-from harness import TestCase, make_record
+from harness import DEADLINE, TestCase, make_record
 from redisd import RedisServer, SharedRedis
 
 PUSH = "pk-redis-3b4c5d6e7f8091a2b3"
@@ -29,13 +29,13 @@ class RedisTestCase(TestCase):
         return [self.server(["--push-key", PUSH] + list(args), store=store, env=env).start()
                 for _ in range(n)]
 
-    def wait_token(self, servers, token, timeout, path="/get-token"):
+    def wait_token(self, servers, token, timeout=DEADLINE, path="/get-token"):
         """Polls until every server serves token; returns the seconds taken."""
         t0 = time.monotonic()
         pending = list(servers)
         while pending:
             s = pending[0]
-            r = s.get(path, timeout=2)
+            r = s.get(path)
             if r.status == 200 and r.json()["access_token"] == token:
                 pending.pop(0)
                 continue
@@ -52,15 +52,26 @@ class SharedStoreTest(RedisTestCase):
         self.redis = SharedRedis(self.tmp)
         self.addCleanup(self.redis.close)
 
-    def test_post_to_one_is_served_by_all_within_100ms(self):
+    def test_post_to_one_is_served_by_all_via_the_publish(self):
+        """A POST to one instance reaches the others through the publish:
+        nothing else would bring it (they reload everything only after a
+        reconnect, and there is none).  How fast is a figure for
+        docs/performance.md (about 1 ms), not a bound a busy machine must
+        meet; the median only has to stay far below the 5 s after which a
+        silent subscription is probed."""
         servers = self.fleet(self.redis.url())
         base = int(time.time())
+        took = []
         for i, tok in enumerate(tokens(6)):
             writer = servers[i % 3]
             r = writer.post("/get-token", make_record(tok, generated=base + i), key=PUSH)
             self.assertEqual(r.status, 200, r.body)
-            took = self.wait_token(servers, tok, timeout=2)
-            self.assertLess(took, 0.1, "round %d: the others took %.0f ms" % (i, took * 1000))
+            took.append(self.wait_token(servers, tok))
+        for s in servers:
+            self.assertNotIn("Redis 连接断开", s.log())
+            self.assertRegex(s.get("/metrics").body.decode(), r"tokendist_store_reconnects_total 0\b")
+        took.sort()
+        self.assertLess(took[len(took) // 2], 1.0, "propagation times: %s" % took)
 
     def test_a_new_instance_loads_what_is_stored(self):
         first, = self.fleet(self.redis.url(), n=1)
@@ -97,7 +108,7 @@ class SharedStoreTest(RedisTestCase):
         self.assertEqual(len(answers), len(gens))
         self.assertEqual({s for _, s in answers} - {200, 409}, set(), answers)
         newest = "t-gen%d%s" % (max(gens), "y" * 20)
-        self.wait_token(servers, newest, timeout=2)
+        self.wait_token(servers, newest)
         self.assertEqual(self.redis.cmd("HGET", self.redis.prefix + "token:default", "gen"),
                          str(max(gens)))
         hist = [int(e.split(" ", 1)[0])
@@ -121,10 +132,9 @@ class RedisOutageTest(RedisTestCase):
         tok, tok2, tok3 = tokens(3)
         rec = make_record(tok)
         self.assertEqual(servers[0].post("/get-token", rec, key=PUSH).status, 200)
-        self.wait_token(servers, tok, timeout=2)
+        self.wait_token(servers, tok)
 
         self.redis.kill9()
-        time.sleep(0.2)
         for s in servers:
             g = s.get("/get-token")
             self.assertEqual((g.status, g.json()["access_token"]), (200, tok))
@@ -144,14 +154,11 @@ class RedisOutageTest(RedisTestCase):
         # fsync'ed (appendfsync always) and is there again.
         self.redis.start()
         self.assertEqual(self.redis.cmd("SELECT", 2), "OK")
-        deadline = time.time() + 15
         for s in servers:
-            while s.get("/readyz").status != 200:
-                self.assertLess(time.time(), deadline, "no recovery:\n" + s.log())
-                time.sleep(0.05)
+            self.wait_for(lambda: s.get("/readyz").status == 200, what="recovery of %d" % s.port)
         rec3 = make_record(tok3, generated=rec["generated_timestamp"] + 2)
         self.assertEqual(servers[2].post("/get-token", rec3, key=PUSH).status, 200)
-        self.wait_token(servers, tok3, timeout=1)
+        self.wait_token(servers, tok3)
         for s in servers:
             m = s.get("/metrics").body.decode()
             self.assertRegex(m, r"tokendist_store_reconnects_total [1-9]")
@@ -169,7 +176,7 @@ class RedisOutageTest(RedisTestCase):
         tok, tok2 = tokens(2)
         rec = make_record(tok)
         self.assertEqual(a.post("/get-token", rec, key=PUSH).status, 200)
-        self.wait_token([a, b], tok, timeout=2)
+        self.wait_token([a, b], tok)
         # Written behind the servers' backs: no PUBLISH, so no one reloads.
         newer = make_record(tok2, generated=rec["generated_timestamp"] + 1)
         newer["expire_time"], newer["generated_time"] = "x", "y"
@@ -179,7 +186,7 @@ class RedisOutageTest(RedisTestCase):
         for s in (a, b):
             self.assertEqual(s.get("/get-token").json()["access_token"], tok)
         self.assertGreaterEqual(self.redis.cmd("CLIENT", "KILL", "TYPE", "pubsub"), 2)
-        self.wait_token([a, b], tok2, timeout=5)
+        self.wait_token([a, b], tok2)
 
     def test_wrong_password_stops_the_start(self):
         bad = self.redis.url().replace(REDIS_PW, "not-the-password")
@@ -213,11 +220,19 @@ class OneRefresherTest(FeishuEnv, RedisTestCase):
     def served_by_both(self, token):
         return all((self.served(s) or {}).get("access_token") == token for s in self.pair)
 
-    def assert_one_fetch_per_cycle(self, since=0):
-        times = sorted(t for t in self.fetch_times() if t >= since)
-        gaps = [b - a for a, b in zip(times, times[1:])]
-        self.assertTrue(all(g > 2 for g in gaps), "fetches too close together: %s" % gaps)
-        self.assertEqual(self.feishu.tokens_minted, len(self.fetch_times()))  # none too early
+    CYCLE_LINES = ("下次刷新", "重试:")     # every refresh cycle ends with one of these
+
+    def assert_refreshed_only_as_holder(self, server):
+        """server ran no refresh cycle before it logged holding the lease.
+        Judged from the log, not from gaps between fetches (a busy machine
+        stretches and shrinks them) nor from tokens minted per fetch (a push
+        that times out on a busy machine is retried, and the retry gets the
+        same token back)."""
+        log = server.log()
+        held = log.find("本实例持有租约 refresh:default")
+        before = log if held < 0 else log[:held]
+        for line in self.CYCLE_LINES:
+            self.assertNotIn(line, before)
 
     def test_one_fetches_and_the_other_takes_over_on_exit(self):
         holder, other = self.wait_for(self.holder, what="a lease holder")
@@ -225,44 +240,48 @@ class OneRefresherTest(FeishuEnv, RedisTestCase):
         # Three cycles: each fetched once, by the holder, served by both.
         for _ in range(3):
             n = len(self.fetch_times())
-            self.wait_for(lambda: len(self.fetch_times()) > n, timeout=10, what="next cycle")
-            self.wait_for(lambda: self.served_by_both(self.feishu.current_token()), timeout=5,
+            self.wait_for(lambda: len(self.fetch_times()) > n, what="next cycle")
+            self.wait_for(lambda: self.served_by_both(self.feishu.current_token()),
                           what="both serving the new token")
-        self.assert_one_fetch_per_cycle()
-        self.assertNotIn("下次刷新", other.log())
+        self.assert_refreshed_only_as_holder(other)
+        self.assertNotIn("本实例持有租约 refresh:default", other.log())
         self.assertIn("下次刷新", holder.log())
 
-        # A clean stop releases the lease (compare-and-delete): the other
-        # takes over without waiting for the ttl to run out.
-        stopped_at = time.time()
-        holder.stop()
-        self.wait_for(lambda: "本实例持有租约 refresh:default" in other.log(), timeout=10,
-                      what="takeover after release")
-        self.assertLess(time.time() - stopped_at, 10)
+        # A clean stop releases the lease (compare-and-delete): the key is
+        # gone, or already the other's, the moment the holder has exited --
+        # so the other takes over without waiting for the ttl to run out.
+        lease = self.redis.prefix + "lease:refresh:default"
+        self.assertIn(":%d:" % holder.proc.pid, self.redis.cmd("GET", lease) or "")
+        self.assertEqual(holder.stop(), 0)
+        self.assertNotIn(":%d:" % holder.proc.pid, self.redis.cmd("GET", lease) or "")
+        self.wait_log(other, "本实例持有租约 refresh:default")
         n = len(self.fetch_times())
-        self.wait_for(lambda: len(self.fetch_times()) > n, timeout=25, what="a fetch by the new holder")
+        self.wait_for(lambda: len(self.fetch_times()) > n, what="a fetch by the new holder")
         self.wait_for(lambda: (self.served(other) or {}).get("access_token") ==
-                      self.feishu.current_token(), timeout=5, what="new holder serving its token")
+                      self.feishu.current_token(), what="new holder serving its token")
         # The schedule line comes after every sink was pushed: wait for it.
-        self.wait_for(lambda: "下次刷新" in other.log(), timeout=10, what="the new holder scheduling")
+        self.wait_log(other, "下次刷新")
+        self.assert_refreshed_only_as_holder(other)
 
     def test_holder_killed_lease_expires_and_other_takes_over(self):
         holder, other = self.wait_for(self.holder, what="a lease holder")
-        self.wait_for(lambda: self.served_by_both(self.feishu.current_token()), timeout=10,
+        self.wait_for(lambda: self.served_by_both(self.feishu.current_token()),
                       what="both serving the first token")
         holder.kill9()
-        killed_at = time.time()
-        # The key outlives its holder by at most the lease ttl (30 s); the
-        # other instance and its refresher ask every 3 s (a tenth of it).
-        self.wait_for(lambda: "本实例持有租约 refresh:default" in other.log(), timeout=40,
-                      what="lease taken over after the ttl")
-        took = time.time() - killed_at
-        self.assertLess(took, 30 * 1.1 + 1)
+        # The key outlives its holder by at most the lease ttl (30 s, in
+        # Redis's own time); then the other instance, asking every 3 s,
+        # takes it over.  Waited for, not timed: a busy machine delays the
+        # takeover, but no bug makes the key live longer than its ttl.
+        lease = self.redis.prefix + "lease:refresh:default"
+        left = self.redis.cmd("PTTL", lease)
+        self.assertTrue(0 < left <= 30000, left)
+        self.assertIn(":%d:" % holder.proc.pid, self.redis.cmd("GET", lease))
+        self.wait_log(other, "本实例持有租约 refresh:default", timeout=30 + DEADLINE)
         n = len(self.fetch_times())
-        self.wait_for(lambda: len(self.fetch_times()) > n, timeout=20, what="a fetch by the new holder")
+        self.wait_for(lambda: len(self.fetch_times()) > n, what="a fetch by the new holder")
         self.wait_for(lambda: (self.served(other) or {}).get("access_token") ==
-                      self.feishu.current_token(), timeout=5, what="new holder serving its token")
-        self.assert_one_fetch_per_cycle(since=killed_at)
+                      self.feishu.current_token(), what="new holder serving its token")
+        self.assert_refreshed_only_as_holder(other)
 
 
 if __name__ == "__main__":

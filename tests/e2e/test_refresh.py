@@ -7,6 +7,7 @@ import json
 import signal
 import subprocess
 import time
+import re
 import unittest
 
 import harness
@@ -280,94 +281,114 @@ def harness_gitee_token():
 
 
 class RefreshDaemon(FeishuEnv, harness.TestCase):
-    """The schedule with short tokens: ttl 6 s, renew window 3 s."""
+    """The schedule on Feishu's own numbers (2-hour tokens, renewed in the
+    last 30 minutes), with time moved instead of waited for: the daemon,
+    the endpoint it pushes to and the Feishu double share one TestClock, so
+    each step waits for an event (a log line, a fetch at the double), never
+    for a window of wall time."""
+
+    TTL, WINDOW = 7200, 1800
 
     def setUp(self):
         super().setUp()
-        self.start_feishu(ttl=6, renew_window=3)
+        self.clk = self.clock()
+        self.start_feishu()
+        self.clk.attach(self.feishu)
         self.start_endpoint()
-        self.procs = []
 
     def daemon(self, **env):
-        e = dict(harness.os.environ)
-        e.update(self.feishu_env(FEISHU_RENEW_WINDOW=3, **env))
-        log = open(harness.os.path.join(self.tmp, "refresh-%d.log" % len(self.procs)), "w+")
-        p = subprocess.Popen([harness.BIN, "refresh"], env=e, stdout=log, stderr=log, text=True)
-        self.procs.append((p, log))
-        return p
+        return self.process("refresh", env=self.feishu_env(**env), name="refresh")
 
-    def stop_daemon(self, p):
-        p.send_signal(signal.SIGTERM)
-        rc = p.wait(5)
-        for q, log in self.procs:
-            if q is p:
-                log.seek(0)
-                self.outputs.append(log.read())
-                return rc, self.outputs[-1]
+    @staticmethod
+    def planned(p, what):
+        """The delays (s) the daemon logged after each cycle: what is
+        "下次刷新" (after a success) or "重试" (after a failure)."""
+        return [float(d) for d in re.findall(r"\] %s: ([\d.]+) 秒后" % what, p.log())]
 
-    def tearDown(self):
-        for p, log in self.procs:
-            if p.poll() is None:
-                p.kill()
-                p.wait()
-            log.close()
-        super().tearDown()
+    def fetch_nows(self):
+        """When each token request reached the double, on the shared clock."""
+        return [r["now"] for r in self.feishu.requests_to("/open-apis/auth/v3/")]
 
     def test_fetches_only_inside_window(self):
         p = self.daemon()
-        time.sleep(9.0)
-        rc, out = self.stop_daemon(p)
-        self.assertEqual(rc, 0)
-        self.assertIn("收到信号 SIGTERM", out)
-        times = self.fetch_times()
-        # First fetch at once, then one per token: every later fetch lands
-        # inside the window (gets a new token), none before it.
-        self.assertGreaterEqual(len(times), 3, out)
-        self.assertEqual(self.feishu.tokens_minted, len(times))
-        for a, b in zip(times, times[1:]):
-            self.assertGreaterEqual(b - a, 3.0)      # expire(6) - window(3)
-            self.assertLess(b - a, 5.0)              # plus 1 s and a small jitter
+        for n in range(1, 4):
+            self.wait_log(p, "下次刷新", n)
+            delay = self.planned(p, "下次刷新")[-1]
+            # Just inside Feishu's window: expire - window + 1 s, plus a
+            # jitter of at most a 20th of the window (30 s).
+            self.assertGreaterEqual(delay, self.TTL - self.WINDOW + 1)
+            self.assertLessEqual(delay, self.TTL - self.WINDOW + 1 + 30)
+            self.clk.advance(delay + 0.1)
+            self.wait_for(lambda: len(self.fetch_times()) > n, what="fetch %d" % (n + 1))
+        self.wait_log(p, "下次刷新", 4)         # logged after the push and the notice
+        self.assertEqual(p.stop(), 0)
+        self.assertIn("收到信号 SIGTERM", p.log())
+        # Every fetch landed inside the window (the double minted a new
+        # token for each), none before it.
+        nows = self.fetch_nows()
+        self.assertEqual(len(nows), 4)
+        self.assertEqual(self.feishu.tokens_minted, 4)
+        for a, b in zip(nows, nows[1:]):
+            self.assertGreaterEqual(b - a, self.TTL - self.WINDOW)
         self.assertEqual(self.served()["access_token"], self.feishu.current_token())
-        self.assertEqual(len(self.feishu.sent), self.feishu.tokens_minted)
+        self.assertEqual(len(self.feishu.sent), 4)
 
     def test_retries_keep_previous_and_alert(self):
-        p = self.daemon(TOKENDIST_ALERT_BELOW=5)
-        self.wait_for(lambda: self.served(), what="first token")
+        p = self.daemon(TOKENDIST_RETRY_MIN=60, TOKENDIST_RETRY_MAX=600, TOKENDIST_ALERT_BELOW=600)
+        self.wait_log(p, "下次刷新")
         first = self.served()
-        # Feishu fails from now on: retries with backoff, previous token stays.
-        self.feishu.control({"fail": "500", "path": "/open-apis/auth/"})
         posts = self.token_posts()
-        n0 = len(self.fetch_times())
-        self.wait_for(lambda: any("刷新失败" in t for t in self.feishu.sent_texts), timeout=10,
-                      what="alert notice")
-        served = self.served()
-        if served:      # until it expires, the previous one is still served
-            self.assertEqual(served["access_token"], first["access_token"])
-        time.sleep(first["expire_timestamp"] - time.time() + 1.5)
-        self.assertIsNone(self.served())             # expired: nothing (never an expired push)
-        self.assertEqual(self.token_posts(), posts)  # no push at all while failing
-        self.assertGreaterEqual(len(self.fetch_times()) - n0, 3)   # retries happened
-        alert = [t for t in self.feishu.sent_texts if "刷新失败" in t]
-        self.assertEqual(len(alert), 1)              # once per incident
+        # Feishu fails from now on; into the window, the first fetch fails.
+        self.feishu.control({"fail": "500", "path": "/open-apis/auth/"})
+        self.clk.advance(self.planned(p, "下次刷新")[-1] + 0.1)
+        alerts = lambda: [t for t in self.feishu.sent_texts if "刷新失败" in t]
+        n = 0
+        while True:
+            n += 1
+            self.wait_log(p, "重试:", n)
+            delay = self.planned(p, "重试")[-1]
+            # Backoff: retry_min doubling up to retry_max, half of it jitter.
+            base = min(60 * 2 ** (n - 1), 600)
+            self.assertTrue(base / 2 <= delay <= base, "retry %d after %.1f s" % (n, delay))
+            self.assertIn("❌ token 刷新失败 (连续第 %d 次)" % n, p.log())
+            left = first["expire_timestamp"] - self.clk.now()
+            if left > self.WINDOW // 3:
+                self.assertEqual(alerts(), [], "alerted with %d s left" % left)
+            # Clear of the expiry (the GET reads the clock a moment later):
+            if left > 10:       # until it expires, the previous one is still served
+                self.assertEqual(self.served()["access_token"], first["access_token"])
+            elif left < -10:    # expired: nothing (never an expired push)
+                self.assertIsNone(self.served())
+                break
+            self.clk.advance(delay + 0.1)
+        self.assertGreaterEqual(n, 3)
+        self.assertEqual(self.token_posts(), posts)     # no push at all while failing
+        alert = alerts()
+        self.assertEqual(len(alert), 1)                 # once per incident
         self.assertTrue(alert[0].startswith("⚠️ 客户端 Access Token 刷新失败\n\n❌ 已连续失败 "))
         self.assertIn("code 1500: internal error", alert[0])
         # Recovery: a new token, the recovered note, the seed's notice.
         self.feishu.control({"clear_faults": True})
-        self.wait_for(lambda: any("刷新已恢复" in t for t in self.feishu.sent_texts), timeout=6,
-                      what="recovery notice")
+        self.clk.advance(delay + 0.1)
+        self.wait_log(p, "✅ token 刷新已恢复")
+        self.wait_log(p, "下次刷新", 2)
+        self.assertTrue(any("刷新已恢复" in t for t in self.feishu.sent_texts), self.feishu.sent_texts)
         self.assertNotEqual(self.served()["access_token"], first["access_token"])
-        rc, out = self.stop_daemon(p)
-        self.assertEqual(rc, 0)
-        self.assertIn("✅ token 刷新已恢复", out)
+        self.assertEqual(p.stop(), 0)
 
     def test_rate_limit_waits_reset(self):
-        self.feishu.control({"fail": "429", "reset_after": 3, "times": 1})
+        self.feishu.control({"fail": "429", "reset_after": 300, "times": 1})
         p = self.daemon(TOKENDIST_RETRY_MIN=1)
-        self.wait_for(lambda: self.served(), timeout=10, what="token after 429")
-        times = self.fetch_times()
-        self.assertGreaterEqual(times[1] - times[0], 3.0)    # x-ogw-ratelimit-reset honoured
-        rc, out = self.stop_daemon(p)
-        self.assertIn("code 99991400", out)
+        self.wait_log(p, "重试:")
+        self.assertIn("code 99991400", p.log())
+        delay = self.planned(p, "重试")[0]
+        self.assertGreaterEqual(delay, 300)             # x-ogw-ratelimit-reset honoured,
+        self.assertLessEqual(delay, 301)                # not the 1 s backoff
+        self.clk.advance(delay + 0.1)
+        self.wait_log(p, "下次刷新")
+        nows = self.fetch_nows()
+        self.assertGreaterEqual(nows[1] - nows[0], 300)
+        self.assertEqual(self.served()["access_token"], self.feishu.current_token())
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ import subprocess
 import time
 import unittest
 
-from harness import BIN, TestCase, make_record, request
+from harness import BIN, DEADLINE, TestCase, make_record, request
 from redisd import RedisServer
 from scf_runtime import InvocationError, ScfRuntimeDouble, apigw_event, function_url_event, http_response
 
@@ -39,10 +39,10 @@ class Runtime:
         self.logf = open(self.log_path, "ab")
         self.proc = subprocess.Popen([BIN, "scf-runtime", "--store", store] + list(args),
                                      cwd=test.tmp, env=e, stdout=self.logf, stderr=self.logf)
-        if not self.double.wait_ready(10):
+        if not self.double.wait_ready(DEADLINE):
             raise AssertionError("scf-runtime never posted /runtime/init/ready:\n" + self.log())
 
-    def invoke(self, event, timeout=10):
+    def invoke(self, event, timeout=DEADLINE):
         return self.double.invoke(event, timeout)
 
     def stop(self):

@@ -2,8 +2,8 @@
 server writes straight into its own store, renews on Feishu's schedule, and
 POST /v1/tokens/NAME/invalid makes exactly one forced refresh for many
 reports of the current token."""
+import re
 import threading
-import time
 import unittest
 
 import harness
@@ -16,27 +16,36 @@ class ServeRefresh(FeishuEnv, harness.TestCase):
         return s.start()
 
     def test_serves_own_token_and_renews(self):
-        self.start_feishu(ttl=6, renew_window=3)
-        s = self.start_serve(FEISHU_RENEW_WINDOW=3, TOKENDIST_PUBLIC_URL="https://tokens.example/get-token")
-        first = self.wait_for(lambda: self.served(s), what="first token")
+        clock = self.clock()
+        clock.attach(self.start_feishu())
+        s = self.start_serve(TOKENDIST_PUBLIC_URL="https://tokens.example/get-token")
+        self.wait_log(s, "下次刷新")
+        first = self.served(s)
         self.assertEqual(first["access_token"], self.feishu.current_token())
         self.assertEqual(first["platform"], "腾讯云函数")
-        second = self.wait_for(lambda: (self.served(s) or {}).get("access_token") not in
-                               (None, first["access_token"]) and self.served(s), timeout=8,
-                               what="renewed token")
+        # Into Feishu's renewal window (2-hour tokens, the last 30 minutes):
+        # moved, not waited for.
+        delay = float(re.findall(r"下次刷新: ([\d.]+) 秒后", s.log())[0])
+        self.assertTrue(7200 - 1800 < delay <= 7200 - 1800 + 31, delay)
+        clock.advance(delay + 0.1)
+        self.wait_log(s, "下次刷新", 2)          # logged after the store and the notice
+        second = self.served(s)
+        self.assertNotEqual(second["access_token"], first["access_token"])
         self.assertEqual(second["access_token"], self.feishu.current_token())
         self.assertEqual(self.feishu.tokens_minted, len(self.fetch_times()))  # never too early
-        self.assertGreaterEqual(len(self.feishu.sent), 2)
+        self.assertEqual(len(self.feishu.sent), 2)
         assert_updated_notice(self, self.feishu.sent_texts[0], "https://tokens.example/get-token")
         log = s.log()
         self.assertIn("飞书 token 刷新已启用", log)
         self.assertIn("Token已写入本地存储 (default)", log)
 
     def test_invalid_reports_force_exactly_one_refresh(self):
-        self.start_feishu()
+        clock = self.clock()
+        clock.attach(self.start_feishu())
         s = self.start_serve()
-        rec = self.wait_for(lambda: self.served(s), what="first token")
-        self.wait_for(lambda: len(self.fetch_times()) == 1, what="first fetch")
+        self.wait_log(s, "下次刷新")
+        rec = self.served(s)
+        self.assertEqual(len(self.fetch_times()), 1)
         results = []
 
         def report():
@@ -64,6 +73,12 @@ class ServeRefresh(FeishuEnv, harness.TestCase):
         self.assertIn("飞书返回了同一个 token", s.log())
         self.assertIn("app_access_token 无法提前作废", s.log())
         self.assertEqual(len(self.feishu.sent), 1)        # no news, no notice
+        # Once the interval (30 s) has passed, a report forces one again.
+        clock.advance(30)
+        r = s.post("/v1/tokens/default/invalid", {"access_token": rec["access_token"]})
+        self.assertEqual(r.status, 409)
+        self.assertEqual(s.log().count("立即强制刷新一次"), 2)
+        self.assertEqual(len(self.fetch_times()), 3)
 
     def test_forced_refresh_inside_window_gets_new_token(self):
         self.start_feishu()
@@ -92,9 +107,8 @@ class ServeRefresh(FeishuEnv, harness.TestCase):
         # A restart with Feishu refusing: the stored token is still served.
         self.feishu.control({"fail": "503"})
         s2 = self.start_serve()
-        time.sleep(1.5)
+        self.wait_log(s2, "❌ token 刷新失败")
         self.assertEqual(self.served(s2), rec)
-        self.assertIn("❌ token 刷新失败", s2.log())
         self.assertEqual(len(self.feishu.sent), 1)        # restarts do not re-announce
 
     def test_without_credentials_invalid_is_501(self):

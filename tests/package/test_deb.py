@@ -114,6 +114,12 @@ class DebPackageTest(unittest.TestCase):
                            env=env, capture_output=True, text=True, timeout=30)
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertIn("TOKENDIST_LISTEN=127.0.0.1:9000\n", r.stdout)
+        # A release build: the test clock (src/clock.h) is compiled into
+        # neither the program nor the library.
+        for path in [os.path.join(root, "usr", "bin", "tokendist")] + \
+                glob.glob(os.path.join(root, "usr", "lib", "*", "libtokendist.so.0*")):
+            with open(path, "rb") as f:
+                self.assertNotIn(b"TOKENDIST_TEST_CLOCK_FILE", f.read(), path)
 
 
 if __name__ == "__main__":

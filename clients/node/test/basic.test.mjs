@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 
 import { createClient, TokendistError } from '../index.mjs';
 import {
-  NEEDS_BIN, startServer, startProxy, makeRecord, newToken, sameToken, captureLogger, deadUrl,
+  NEEDS_BIN, startServer, startProxy, makeRecord, newToken, sameToken, captureLogger, deadUrl, movableClock,
 } from '../testlib/harness.mjs';
 
 let srv;
@@ -79,23 +79,23 @@ test('a memory hit makes no request; getRecord returns a copy', { skip: NEEDS_BI
   assert.equal(proxy.count(gets(p)), 1);
 });
 
-test('refetches when the token gets within minRemainingSeconds of expiry', { skip: NEEDS_BIN }, async () => {
+test('refetches when the token gets within minRemainingSeconds of expiry', { skip: NEEDS_BIN }, async (t) => {
   const name = uniqueName();
   const p = `/v1/tokens/${name}`;
   const min = 300;
-  // 5 s more than the minimum: accepted now (even on a loaded machine),
-  // too close once those seconds have passed
-  const first = makeRecord({ expireIn: min + 5 });
+  const first = makeRecord({ expireIn: 900 });
   await srv.push(first, name);
+  const second = makeRecord({ expireIn: 7200 });
+  // the client's clock is moved, not slept through (the server keeps real time)
+  const clock = movableClock(t);
   const client = createClient({ apiUrl: `${proxy.url}${p}`, minRemainingSeconds: min });
   sameToken(assert, await client.getAccessToken(), first.access_token);
-  const second = makeRecord({ expireIn: 7200 });
   await srv.push(second, name);
+  clock.advance(540); // 360 s left
   sameToken(assert, await client.getAccessToken(), first.access_token, 'still fresh enough');
   assert.equal(proxy.count(gets(p)), 1);
 
-  const crossMs = (first.expire_timestamp - min + 1.2) * 1000 - Date.now();
-  await new Promise((r) => setTimeout(r, Math.max(0, crossMs)));
+  clock.advance(120); // 240 s left
   sameToken(assert, await client.getAccessToken(), second.access_token, 'after crossing the minimum');
   assert.equal(proxy.count(gets(p)), 2);
 });

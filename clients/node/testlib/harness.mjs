@@ -29,6 +29,27 @@ export const NEEDS_BIN = fs.existsSync(BIN) || process.env.CI === 'true' || proc
   ? false
   : `tokendist binary not found at ${BIN} (build it: cmake -B build && cmake --build build, or set TOKENDIST_BIN)`;
 
+/**
+ * How long a test waits for something that must happen (ms): ample for a busy
+ * machine; it only ends a test that has already failed. Tests wait for events
+ * with it instead of timing fixed windows.
+ */
+export const DEADLINE_MS = Number(process.env.TOKENDIST_TEST_DEADLINE || 60) * 1000;
+
+/**
+ * Moves this process's clock -- Date.now, which the client reads -- instead of
+ * sleeping when time is what a test is about (a token nearing its expiry). The
+ * server keeps real time. Restored when the test ends.
+ * Returns { advance(seconds) }.
+ */
+export function movableClock(t) {
+  const real = Date.now;
+  let offsetMs = 0;
+  Date.now = () => real() + offsetMs;
+  t.after(() => { Date.now = real; });
+  return { advance: (seconds) => { offsetMs += seconds * 1000; } };
+}
+
 export function fp(token) {
   if (typeof token !== 'string') return String(token);
   return token.length < 12 ? `…(${token.length})` : `${token.slice(0, 6)}…${token.slice(-2)}`;
@@ -98,7 +119,7 @@ async function waitHealthy(url, proc, deadlineMs) {
   while (Date.now() < end) {
     if (proc.exitCode !== null || proc.signalCode !== null || proc.pid === undefined) return false;
     try {
-      const res = await fetch(`${url}/healthz`, { signal: AbortSignal.timeout(500) });
+      const res = await fetch(`${url}/healthz`, { signal: AbortSignal.timeout(5000) });
       await res.arrayBuffer();
       if (res.status === 200) return true;
     } catch {
@@ -142,7 +163,7 @@ export async function startServer({ readKey, extraArgs = [] } = {}) {
       });
     });
     const url = `http://127.0.0.1:${port}`;
-    if (await Promise.race([waitHealthy(url, proc, 10000), exited.then(() => false)])) {
+    if (await Promise.race([waitHealthy(url, proc, DEADLINE_MS), exited.then(() => false)])) {
       let stopped = null;
       const stop = async () => {
         if (!stopped) {
