@@ -145,7 +145,7 @@ static int entry_snap(const td_store_entry *e, td_snap **out, char *why, size_t 
         snprintf(why, whylen, "%s", e->problem);
         return TD_EINVAL;
     }
-    if (!td_record_name_valid(e->name, strlen(e->name))) {
+    if (!td_record_key_valid(e->name, strlen(e->name))) {
         snprintf(why, whylen, "名称不符合规则 (%s)", TD_NAME_RULE);
         return TD_EINVAL;
     }
@@ -378,7 +378,7 @@ void td_api_resp_clear(td_api_resp *r)
 
 /* --- routing --------------------------------------------------------- */
 
-typedef enum { P_NONE, P_BADNAME, P_TOKEN, P_INVALID, P_HISTORY, P_HEALTHZ, P_READYZ, P_METRICS } path_kind;
+typedef enum { P_NONE, P_BADNAME, P_TOKEN, P_INVALID, P_HISTORY, P_TICKET, P_HEALTHZ, P_READYZ, P_METRICS } path_kind;
 
 static path_kind route(const char *path, char name[65])
 {
@@ -397,12 +397,14 @@ static path_kind route(const char *path, char name[65])
     p = path + sizeof prefix - 1;
     slash = strchr(p, '/');
     len = slash ? (size_t)(slash - p) : strlen(p);
-    if (len == 0 || (slash && strcmp(slash, "/invalid") != 0 && strcmp(slash, "/history") != 0))
+    if (len == 0 || (slash && strcmp(slash, "/invalid") != 0 && strcmp(slash, "/history") != 0 &&
+                     strcmp(slash, "/jsapi_ticket") != 0))
         return P_NONE;
     if (!td_record_name_valid(p, len)) return P_BADNAME;
     memcpy(name, p, len);
     name[len] = '\0';
     if (!slash) return P_TOKEN;
+    if (!strcmp(slash, "/jsapi_ticket")) return P_TICKET;
     return !strcmp(slash, "/invalid") ? P_INVALID : P_HISTORY;
 }
 
@@ -411,6 +413,7 @@ static td_route metric_route(path_kind k, const char *method)
     if (!strcmp(method, "OPTIONS")) return TD_ROUTE_OPTIONS;
     switch (k) {
     case P_TOKEN: return !strcmp(method, "POST") ? TD_ROUTE_TOKEN_POST : TD_ROUTE_TOKEN_GET;
+    case P_TICKET: return TD_ROUTE_TOKEN_GET;
     case P_INVALID: return TD_ROUTE_INVALID;
     case P_HISTORY: return TD_ROUTE_HISTORY;
     case P_HEALTHZ: return TD_ROUTE_HEALTHZ;
@@ -549,7 +552,7 @@ static int precheck(td_api *api, const td_api_req *req, td_api_resp *r)
         return 1;
     }
     /* The history names past tokens (as fingerprints): the writers' key. */
-    if (k == P_TOKEN || k == P_INVALID || k == P_HISTORY) {
+    if (k == P_TOKEN || k == P_TICKET || k == P_INVALID || k == P_HISTORY) {
         if (check_keys(api, req, r, (write && k == P_TOKEN) || k == P_HISTORY)) return 1;
     }
     if (write) {
@@ -903,6 +906,12 @@ int td_api_fast(td_api *api, const td_api_req *req, td_api_resp *r)
     if (blocks(k, req->method) || (k == P_TOKEN && stale(api, name))) return 0;
     switch (k) {
     case P_TOKEN: get_token(api, name, r); break;
+    case P_TICKET: {
+        char key[TD_NAME_MAX + sizeof TD_TICKET_SUFFIX];
+        snprintf(key, sizeof key, "%s%s", name, TD_TICKET_SUFFIX);
+        get_token(api, key, r);
+    }
+        break;
     case P_HEALTHZ: resp_static(api, r, 200, B_HEALTHY); break;
     case P_METRICS: metrics(api, r); break;
     default: resp_static(api, r, 404, B_NOPATH); break;

@@ -52,6 +52,13 @@ const char *td_record_token_id(const char *token, char out[TD_TOKEN_ID_LEN])
     return out;
 }
 
+int td_record_key_valid(const char *key, size_t len)
+{
+    size_t sl = sizeof TD_TICKET_SUFFIX - 1;
+    if (len > sl && !memcmp(key + len - sl, TD_TICKET_SUFFIX, sl)) len -= sl;
+    return td_record_name_valid(key, len);
+}
+
 /* A token travels in HTTP headers: only visible ASCII, no spaces, so a
  * stored token can never smuggle a header into a client's request. */
 static int check_token(const char *name, const json_t *v, char *err, size_t errlen)

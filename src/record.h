@@ -34,6 +34,11 @@ struct td_record_fields {
 #define TD_NAME_MAX 64
 #define TD_NAME_RULE "1-64 个小写字母、数字或下划线 (a-z 0-9 _)"
 int td_record_name_valid(const char *name, size_t len);
+
+/* A store key: a token name, or the name of a ticket derived from a
+ * token, "NAME.jsapi_ticket" (served at /v1/tokens/NAME/jsapi_ticket). */
+#define TD_TICKET_SUFFIX ".jsapi_ticket"
+int td_record_key_valid(const char *key, size_t len);
 #define TD_RECORD_MAX_SKEW 300   /* default of --max-clock-skew */
 
 /* A short id of a token for comparing tokens without passing them around

@@ -1,5 +1,6 @@
 /* refresher -- see refresher.h. */
 #include "refresher.h"
+#include "api.h"
 #include "lease.h"
 #include "clock.h"
 #include "log.h"
@@ -17,6 +18,7 @@
 
 #define FORCE_INTERVAL_MS 30000L
 #define FORCED_PER_DAY 5        /* forced fetches (revoking ones) reports may cause a day */
+#define TICKET_WINDOW 300       /* a jsapi_ticket is renewed this long before its expiry */
 /* How often a server that does not hold the lease looks again: a tenth of
  * the lease time, so a dead holder is replaced within the lease time. */
 #define LEASE_RETRY_MS (TD_LEASE_TTL_MS / 10)
@@ -39,6 +41,8 @@ struct td_refresher {
     int checked_invalid;        /* and its answer */
     int64_t forced_at[FORCED_PER_DAY]; /* monotonic ms of the forced fetches of the last day */
     int forced_n;
+    int64_t ticket_exp;         /* expiry of the jsapi_ticket in service; 0 unknown */
+    int64_t ticket_gen;
     uint64_t rng;
 
     /* Under lock: td_refresher_force and td_refresher_status read them. */
@@ -130,6 +134,7 @@ void td_refresher_opts_from_config(td_refresher_opts *o, const td_config *c, con
                                      : c->tencent_cloud_enabled ? c->tencent_cloud_api_url : NULL)
                                   : NULL;
     o->name = t->name;
+    o->ticket = t->jsapi_ticket;
     o->source = c->record_source, o->usage = c->record_usage, o->platform = c->record_platform;
     o->renew_window = t->renew_window;
     o->retry_min = c->retry_min, o->retry_max = c->retry_max;
@@ -454,6 +459,56 @@ static int fetch(td_refresher *r, int forced, td_grant *t, char *err, size_t err
     return p->ops->fetch(p, hard, t, err, errlen);
 }
 
+/* The jsapi_ticket derived from the token in service, kept beside it
+ * under NAME.jsapi_ticket (served at /v1/tokens/NAME/jsapi_ticket): fetched
+ * right after each new token and again before the ticket's own expiry,
+ * only by the refresher that holds the token's lease, so never by two
+ * instances.  Only in serve (the local store holds it). */
+static void ticket_step(td_refresher *r, int changed, int64_t *next_ms)
+{
+    const td_provider *p = &r->o.provider;
+    const td_sink *local = NULL;
+    char key[TD_NAME_MAX + sizeof TD_TICKET_SUFFIX], err[512], fp[TD_FP_LEN], e[TD_TIME_LEN];
+    td_grant g;
+    td_record *rec = NULL;
+    int64_t now = td_clock_now(), gen, wait;
+    int rc;
+
+    if (!r->o.ticket || !p->ops->ticket || !r->cur) return;
+    for (size_t i = 0; i < r->o.sinks->n; i++)
+        if (r->o.sinks->v[i].kind == TD_SINK_LOCAL) local = &r->o.sinks->v[i];
+    if (!local) return;
+    snprintf(key, sizeof key, "%s%s", r->o.name, TD_TICKET_SUFFIX);
+    if (!r->ticket_exp) { /* after a start: what is served already */
+        td_snap *s = td_api_snapshot(local->api, key);
+        if (s) r->ticket_exp = s->expire_ts, r->ticket_gen = s->generated_ts;
+        td_snap_release(s);
+    }
+    if (changed || r->ticket_exp - now < TICKET_WINDOW) {
+        if ((rc = p->ops->ticket(p, td_record_token(r->cur), &g, err, sizeof err)) == TD_OK) {
+            struct td_record_fields f = {.access_token = g.token, .expire_ts = now + g.expire,
+                                         .source = r->o.source, .usage = r->o.usage, .platform = r->o.platform,
+                                         .provider = p->ops->kind, .derived_from = r->o.name};
+            f.generated_ts = gen = r->ticket_gen >= now ? r->ticket_gen + 1 : now;
+            if ((rc = td_record_new(&f, &rec)) == TD_OK &&
+                (rc = td_api_store_record(local->api, key, rec, err, sizeof err)) == TD_OK) {
+                r->ticket_exp = f.expire_ts, r->ticket_gen = gen;
+                td_log("已获取新的 jsapi_ticket %s (%s，过期时间 %s)", td_log_fp(g.token, fp), r->o.name,
+                       td_clock_format(f.expire_ts, e));
+            }
+            td_record_free(rec);
+        }
+        memset(&g, 0, sizeof g);
+        if (rc != TD_OK) {
+            td_log("❌ jsapi_ticket 获取失败 (%s): %s；%.1f 秒后重试", r->o.name, err, (double)backoff_ms(r, 1) / 1000);
+            if (backoff_ms(r, 1) < *next_ms) *next_ms = backoff_ms(r, 1);
+            return;
+        }
+    }
+    wait = (r->ticket_exp - TICKET_WINDOW - now) * 1000 + 1000;
+    if (wait > 0 && wait < *next_ms) *next_ms = wait;
+}
+
 /* One fetch-and-push.  Sets *next_ms (delay until the next cycle).
  * Returns TD_OK when at least one sink holds the fetched token. */
 static int cycle(td_refresher *r, int forced, int64_t *next_ms, int *changed, char *err, size_t errlen)
@@ -487,6 +542,7 @@ static int cycle(td_refresher *r, int forced, int64_t *next_ms, int *changed, ch
     note_current(r);
     if (cold) td_log("冷启动: 飞书返回的是在用的 token，只在本实例分发 (不发群通知，不推送其他目标)");
     succeeded(r, t, !same && !cold, failed, now, next_ms);
+    ticket_step(r, !same, next_ms);
     r->served = 1;
     *changed = !same;
     rc = TD_OK;

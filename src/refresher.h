@@ -55,6 +55,7 @@ typedef struct td_refresher_opts {
     const td_sinks *sinks;          /* not owned; at least one */
     td_notice notice;               /* may enable nothing */
     int announce;                   /* tell the group about new tokens (alerts go anyway) */
+    int ticket;                     /* also keep the jsapi_ticket (NAME.jsapi_ticket) */
     const char *notice_url;         /* the 🔗 line; NULL: left out */
     const char *name;               /* the token name served */
     const char *source, *usage, *platform;

@@ -59,7 +59,7 @@
                                    are seen without a PUBLISH */
 #define JSON_MAX (1u << 20)     /* the API's largest body */
 #define NAMES_MAX 1024          /* the API keeps at most this many names */
-#define NAME_MAX_LEN 64
+#define NAME_MAX_LEN 80        /* a token name (64) or NAME.jsapi_ticket */
 #define PREFIX_MAX 64
 #define KEY_MAX (PREFIX_MAX + 16 + 128)
 
@@ -691,7 +691,7 @@ static void key_of(const rd_store *q, const char *kind, const char *name, char k
     snprintf(key, KEY_MAX, "%s%s%s", q->prefix, kind, name);
 }
 
-static int valid_name(const char *name) { return name && td_record_name_valid(name, strlen(name)); }
+static int valid_name(const char *name) { return name && td_record_key_valid(name, strlen(name)); }
 
 /* Fills e from a GET_LUA answer {json, gen, exp}.  A hash that another
  * tool wrote without the fields we need is not a failure of the store:
