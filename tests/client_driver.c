@@ -7,7 +7,8 @@
  *   burst N app|tenant         N threads call td_client_get at the same moment
  *   report                     td_client_report_invalid(the last token got)
  *   report_burst N             N threads report the last token at once
- *   record app|tenant          td_client_get_record: the record's length and hash
+ *   record app|tenant          td_client_get_record: the record's length, whether it
+ *                              holds the token, and the token's hash
  *   version                    td_version() and TD_VERSION
  *
  * Options map to TD_OPT_* one to one (--url repeatable); a setter's
@@ -178,8 +179,9 @@ int main(int argc, char **argv)
             td_token_kind kind = strstr(line, "tenant") ? TD_TOKEN_TENANT : TD_TOKEN_APP;
             int rc = td_client_get_record(client, kind, &json, &len, &t, err, sizeof err);
             if (rc == 0) {
-                printf("{\"rc\": 0, \"json_len\": %zu, \"strlen\": %zu, \"json_hash\": \"%016llx\", "
-                       "\"token_hash\": \"%016llx\"}\n", len, strlen(json), fnv(json), fnv(t->token));
+                printf("{\"rc\": 0, \"json_len\": %zu, \"strlen\": %zu, \"json_has_token\": %s, "
+                       "\"json_starts\": \"%.1s\", \"token_hash\": \"%016llx\"}\n", len, strlen(json),
+                       strstr(json, t->token) ? "true" : "false", json, fnv(t->token));
             } else {
                 print_result(rc, NULL, err);
             }
