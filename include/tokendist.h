@@ -122,8 +122,8 @@ TD_API void td_free(void *p);
  *
  * Connections: each client keeps its connections open between requests
  * (HTTP keep-alive, TLS session reuse), so a fetch after the first costs a
- * round trip, not a handshake.  Idle connections are closed after about
- * two minutes; td_client_free closes them all.
+ * round trip, not a handshake.  A connection idle for about two minutes
+ * is not reused but replaced; td_client_free closes them all.
  *
  * Gitee: the Gitee API is asked at most once a minute per client; within
  * the minute the client uses what Gitee answered last (Gitee publishes no
@@ -194,8 +194,8 @@ typedef enum td_option {
  * for are created.  A td_client_opts is used by one thread at a time. */
 TD_API td_client_opts *td_client_opts_new(void);
 
-/* Frees the options (NULL is fine); clients created from them are not
- * affected. */
+/* Frees the options (NULL is fine), wiping the secrets in them; clients
+ * created from them are not affected. */
 TD_API void td_client_opts_free(td_client_opts *o);
 
 /* Set one option.  TD_OK; TD_EINVAL when the value is not valid for the
@@ -203,7 +203,8 @@ TD_API void td_client_opts_free(td_client_opts *o);
  * does not know the option; TD_ENOMEM.  A failed setter leaves the option
  * as it was and is remembered: td_client_new then fails with the first
  * such failure's code and sentence, so nothing is dropped silently and a
- * program may check the setters' codes or only td_client_new's. */
+ * program may check the setters' codes or only td_client_new's.  Not
+ * thread-safe for one td_client_opts (different ones: any threads). */
 TD_API int td_client_opts_set_str(td_client_opts *o, td_option opt, const char *value);
 TD_API int td_client_opts_set_long(td_client_opts *o, td_option opt, long value);
 
@@ -239,13 +240,14 @@ TD_API void td_client_free(td_client *c);
  * failed and why (one line per source when several were tried); codes:
  * TD_ENOTFOUND (no source has a token), TD_EEXPIRED (only tokens expired
  * or expiring within the minimum), TD_EAUTH, TD_EHTTP, TD_ETIMEOUT,
- * TD_EINVAL (a source sent a malformed record), TD_ENOMEM. */
+ * TD_EINVAL (a source sent a malformed record), TD_ENOMEM.  Any thread,
+ * any number at once. */
 TD_API int td_client_get(td_client *c, td_token_kind kind, td_token **out, char *err, size_t errlen);
 
 /* Like td_client_get, and gives the whole record as JSON text: *json is a
  * NUL-terminated copy, *len (may be NULL) its length; release it with
  * td_free.  out may be NULL when only the record is wanted.  Nothing is
- * set unless TD_OK. */
+ * set unless TD_OK.  Any thread, any number at once. */
 TD_API int td_client_get_record(td_client *c, td_token_kind kind, char **json, size_t *len,
                                 td_token **out, char *err, size_t errlen);
 
@@ -263,7 +265,8 @@ TD_API int td_client_get_record(td_client *c, td_token_kind kind, char **json, s
  * further reports of it get the same answer without a request.  Other
  * codes: TD_EUNAVAIL (no refresher reachable: 501/503), TD_EAUTH,
  * TD_EHTTP (502: the forced refresh failed), TD_ENOTFOUND (404),
- * TD_EINVAL (no endpoint URL to report to). */
+ * TD_EINVAL (no endpoint URL to report to).  Any thread, any number at
+ * once, alongside td_client_get. */
 TD_API int td_client_report_invalid(td_client *c, const char *token, char *err, size_t errlen);
 
 /* "endpoint", "gitee", "cache", "memory", "none": fixed ASCII names for
