@@ -58,9 +58,9 @@ typedef struct opt_spec {
     int secret;                 /* OPT_STR: wiped when replaced or freed */
 } opt_spec;
 
-#define OPT_N (TD_OPT_REFRESH_WAIT_MS + 1)
-
-static const opt_spec opt_table[OPT_N] = {
+/* A new option is a new TD_OPT_* number in tokendist.h and a row here (a
+ * string option also a use in td_client_new); nothing else changes. */
+static const opt_spec opt_table[] = {
     [TD_OPT_URL] = {"TD_OPT_URL", OPT_STR, 0, 0, 0, 0},
     [TD_OPT_READ_KEY] = {"TD_OPT_READ_KEY", OPT_STR, 0, 0, 0, 1},
     [TD_OPT_NAME] = {"TD_OPT_NAME", OPT_STR, 0, 0, 0, 0},
@@ -76,6 +76,8 @@ static const opt_spec opt_table[OPT_N] = {
     [TD_OPT_CONNECT_TIMEOUT_MS] = {"TD_OPT_CONNECT_TIMEOUT_MS", OPT_LONG, 1, 600000, DEFAULT_CONNECT_MS, 0},
     [TD_OPT_REFRESH_WAIT_MS] = {"TD_OPT_REFRESH_WAIT_MS", OPT_LONG, 0, 600000, DEFAULT_REFRESH_WAIT_MS, 0},
 };
+
+#define OPT_N ((int)(sizeof opt_table / sizeof *opt_table))
 
 struct td_client_opts {
     char *urls[OPTS_URLS_MAX];  /* TD_OPT_URL, in the order added */
@@ -151,7 +153,7 @@ static int http_url(const char *s)
 
 int td_client_opts_set_str(td_client_opts *o, td_option opt, const char *v)
 {
-    const opt_spec *sp;
+    const opt_spec *sp = NULL;
     char *copy = NULL;
     int rc;
 
@@ -185,7 +187,7 @@ int td_client_opts_set_str(td_client_opts *o, td_option opt, const char *v)
 
 int td_client_opts_set_long(td_client_opts *o, td_option opt, long v)
 {
-    const opt_spec *sp;
+    const opt_spec *sp = NULL;
     int rc;
 
     if (!o) return TD_ENOMEM;
