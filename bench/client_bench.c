@@ -1,8 +1,17 @@
 /*
  * client_bench -- what a td_client_get costs: from memory (the common
- * case; target ≤ 1 µs) and when it has to fetch over HTTP.
+ * case; target ≤ 1 µs) and when it has to fetch over HTTP, on the
+ * client's kept connection and on a new connection each time.
  *
  *   build/client_bench [--bin build/tokendist] [--url URL] [-n CACHED_CALLS] [-m FETCHES]
+ *
+ * The fetch figures force a fetch on every call: a client whose minimum
+ * remaining time (TD_OPT_MIN_REMAINING 86400) is more than any record
+ * has never keeps one in memory, so each td_client_get sends the GET,
+ * parses and judges the record, and refuses it (TD_EEXPIRED) -- the whole
+ * fetch path but the copy into memory.  "kept connection" makes all of
+ * them on one client; "new connection" makes a new client (and so a new
+ * TCP connection) for each, in the same run against the same server.
  *
  * Without --url it starts `tokendist serve` on a free loopback port with a
  * temporary store, stores a record, benchmarks against it and stops it.
@@ -107,11 +116,63 @@ typedef struct worker {
 static void *hammer(void *ud)
 {
     worker *w = ud;
-    td_token tok;
+    td_token *tok;
     char err[256];
-    for (long i = 0; i < w->n; i++)
+    for (long i = 0; i < w->n; i++) {
         if (td_client_get(w->c, TD_TOKEN_APP, &tok, err, sizeof err) != TD_OK) w->failures++;
+        else td_free(tok);
+    }
     return NULL;
+}
+
+/* A client of url with the given minimum remaining time (-1: default). */
+static int new_client(td_client **c, const char *url, long min_remaining, char *err, size_t errlen)
+{
+    td_client_opts *o = td_client_opts_new();
+    int rc;
+
+    td_client_opts_set_str(o, TD_OPT_URL, url);
+    if (min_remaining >= 0) td_client_opts_set_long(o, TD_OPT_MIN_REMAINING, min_remaining);
+    rc = td_client_new(c, o, err, errlen);
+    td_client_opts_free(o);
+    return rc;
+}
+
+/* Sorts the m latencies (µs) and prints mean, p50 and p99. */
+static void report(const char *what, double *lat, long m)
+{
+    double sum = 0;
+    for (long i = 0; i < m; i++) sum += lat[i];
+    qsort(lat, (size_t)m, sizeof *lat, cmp_double);
+    printf("%s: %ld fetches, mean %.0f us, p50 %.0f us, p99 %.0f us\n", what, m, sum / (double)m, lat[m / 2],
+           lat[m * 99 / 100]);
+}
+
+/* m forced fetches (see the top of the file): on one client when reuse,
+ * else on a new client each; latencies in lat (µs). */
+static int forced_fetches(const char *url, long m, int reuse, double *lat)
+{
+    td_client *c = NULL;
+    td_token *tok = NULL;
+    char err[2048];
+    int rc = -1;
+
+    if (reuse && new_client(&c, url, 86400, err, sizeof err) != TD_OK) goto fail;
+    for (long i = 0; i < m; i++) {
+        double t0 = now_ns();
+        if (!reuse && new_client(&c, url, 86400, err, sizeof err) != TD_OK) goto fail;
+        if (td_client_get(c, TD_TOKEN_APP, &tok, err, sizeof err) != TD_EEXPIRED) goto fail;
+        if (!reuse) td_client_free(c), c = NULL;
+        lat[i] = (now_ns() - t0) / 1000.0;
+    }
+    rc = 0;
+    goto out;
+fail:
+    fprintf(stderr, "forced fetch failed: %s\n", err);
+out:
+    td_free(tok);
+    td_client_free(c);
+    return rc;
 }
 
 int main(int argc, char **argv)
@@ -121,7 +182,7 @@ int main(int argc, char **argv)
     char dir[] = "/tmp/tdbench-XXXXXX", urlbuf[128], body[1024], err[2048];
     pid_t pid = -1;
     td_client *c = NULL;
-    td_token tok;
+    td_token *tok = NULL;
     int rc = 1;
 
     for (int i = 1; i < argc; i++) {
@@ -155,20 +216,23 @@ int main(int argc, char **argv)
         }
     }
 
+    printf("libtokendist %s\n", td_version());
     {
-        td_client_opts o = {.urls = &url, .nurls = 1};
         double t0, t1;
-        if (td_client_new(&c, &o, err, sizeof err) != TD_OK ||
+        if (new_client(&c, url, -1, err, sizeof err) != TD_OK ||
             td_client_get(c, TD_TOKEN_APP, &tok, err, sizeof err) != TD_OK) {
             fprintf(stderr, "first get failed: %s\n", err);
             goto out;
         }
+        td_free(tok), tok = NULL;
         t0 = now_ns();
-        for (long i = 0; i < n; i++)
-            if (td_client_get(c, TD_TOKEN_APP, &tok, err, sizeof err) != TD_OK || tok.source != TD_SOURCE_MEMORY) {
+        for (long i = 0; i < n; i++) {
+            if (td_client_get(c, TD_TOKEN_APP, &tok, err, sizeof err) != TD_OK || tok->source != TD_SOURCE_MEMORY) {
                 fprintf(stderr, "cached get failed at call %ld: %s\n", i, err);
                 goto out;
             }
+            td_free(tok), tok = NULL;
+        }
         t1 = now_ns();
         printf("cached td_client_get, 1 thread:   %ld calls, %.1f ns/call (target <= 1000 ns)\n", n,
                (t1 - t0) / (double)n);
@@ -193,29 +257,40 @@ int main(int argc, char **argv)
     }
 
     {
-        double *lat = calloc((size_t)m, sizeof *lat), sum = 0;
+        double *lat = calloc((size_t)m, sizeof *lat);
         if (!lat) goto out;
+        /* Interleaved rounds, so both see the same server and machine load. */
+        for (int round = 0; round < 2; round++) {
+            if (forced_fetches(url, m, 1, lat) != 0) {
+                free(lat);
+                goto out;
+            }
+            if (round) report("fetch path, kept connection (1 client, GET + parse + judge)", lat, m);
+            if (forced_fetches(url, m, 0, lat) != 0) {
+                free(lat);
+                goto out;
+            }
+            if (round) report("fetch path, new connection  (new client each, GET + parse + judge)", lat, m);
+        }
         for (long i = 0; i < m; i++) {
-            td_client_opts o = {.urls = &url, .nurls = 1};
             double t0 = now_ns();
-            if (td_client_new(&c, &o, err, sizeof err) != TD_OK ||
-                td_client_get(c, TD_TOKEN_APP, &tok, err, sizeof err) != TD_OK || tok.source != TD_SOURCE_ENDPOINT) {
+            if (new_client(&c, url, -1, err, sizeof err) != TD_OK ||
+                td_client_get(c, TD_TOKEN_APP, &tok, err, sizeof err) != TD_OK || tok->source != TD_SOURCE_ENDPOINT) {
                 fprintf(stderr, "fetch %ld failed: %s\n", i, err);
                 free(lat);
                 goto out;
             }
+            td_free(tok), tok = NULL;
             td_client_free(c);
             c = NULL;
             lat[i] = (now_ns() - t0) / 1000.0;
-            sum += lat[i];
         }
-        qsort(lat, (size_t)m, sizeof *lat, cmp_double);
-        printf("fetch path (new client + HTTP GET on loopback + parse): %ld fetches, mean %.0f us, p50 %.0f us, p99 %.0f us\n",
-               m, sum / (double)m, lat[m / 2], lat[m * 99 / 100]);
+        report("first get of a new client (new client + GET + parse + copy to memory)", lat, m);
         free(lat);
     }
     rc = 0;
 out:
+    td_free(tok);
     td_client_free(c);
     if (pid > 0) {
         char cmd[64];

@@ -15,22 +15,25 @@
 
 int main(int argc, char **argv)
 {
+    td_client_opts *opts;
     td_client *client = NULL;
-    td_token tok;               /* owned by us; holds a copy of the token */
-    char err[2048];
+    td_token *tok = NULL;       /* ours once td_client_get returns; td_free it */
+    char err[4096];
     int rc;
 
     if (argc < 2) {
         fprintf(stderr, "usage: %s URL [READ_KEY]\n", argv[0]);
         return 2;
     }
-    const char *urls[] = {argv[1]};
-    td_client_opts opts = {
-        .urls = urls, .nurls = 1,
-        .read_key = argc > 2 ? argv[2] : NULL,
-        .min_remaining = 300,   /* refuse a token with 5 minutes or less left */
-    };
-    if ((rc = td_client_new(&client, &opts, err, sizeof err)) != TD_OK) {
+    /* Options are set one by one; a failed setter is reported by
+     * td_client_new, so checking there is enough. */
+    opts = td_client_opts_new();
+    td_client_opts_set_str(opts, TD_OPT_URL, argv[1]);
+    if (argc > 2) td_client_opts_set_str(opts, TD_OPT_READ_KEY, argv[2]);
+    td_client_opts_set_long(opts, TD_OPT_MIN_REMAINING, 300);  /* refuse a token with 5 minutes or less left */
+    rc = td_client_new(&client, opts, err, sizeof err);
+    td_client_opts_free(opts);
+    if (rc != TD_OK) {
         fprintf(stderr, "tokendist: %s\n", err);
         return 2;
     }
@@ -39,15 +42,16 @@ int main(int argc, char **argv)
         td_client_free(client);
         return 1;
     }
-    printf("got a tenant token from %s: %lld seconds left\n", td_source_name(tok.origin),
-           (long long)tok.remaining);
+    printf("got a tenant token from %s: %lld seconds left (libtokendist %s)\n", td_source_name(tok->origin),
+           (long long)tok->remaining, td_version());
 
-    /* ... call Feishu with "Authorization: Bearer <tok.token>" ...
+    /* ... call Feishu with "Authorization: Bearer <tok->token>" ...
      * If Feishu answers code 99991663, 99991664 or 99991671, the token is
      * no good: report it, and the next td_client_get fetches a new one. */
-    if (argc > 3 && (rc = td_client_report_invalid(client, tok.token, err, sizeof err)) != TD_OK)
+    if (argc > 3 && (rc = td_client_report_invalid(client, tok->token, err, sizeof err)) != TD_OK)
         fprintf(stderr, "report: %s\n", err);
 
+    td_free(tok);
     td_client_free(client);
     return 0;
 }

@@ -6,7 +6,7 @@
  * or Gitee file would.  Input: see resp.h.  The local clock is fixed so a
  * run is reproducible.
  *
- * Invariant: an accepted record's tokens fit td_token and can go into an
+ * Invariant: an accepted record's tokens are within the validator's bound and can go into an
  * Authorization header, and the token asked for is not expired.
  */
 #include "client.h"
@@ -26,8 +26,8 @@ static void check(int rc, td_record *rec, td_token_kind kind, long min, int64_t 
         return;
     }
     tenant = td_record_field(rec, "tenant_access_token");
-    if (!rec || !fuzz_token_ok(td_record_token(rec), TD_CLIENT_TOKEN_MAX) ||
-        (tenant && !fuzz_token_ok(tenant, TD_CLIENT_TOKEN_MAX)) ||
+    if (!rec || !fuzz_token_ok(td_record_token(rec), TD_TOKEN_MAX) ||
+        (tenant && !fuzz_token_ok(tenant, TD_TOKEN_MAX)) ||
         (kind == TD_TOKEN_APP && td_record_expires(rec) - now <= (min < 0 ? 0 : min)))
         __builtin_trap();
     td_record_free(rec);
@@ -49,8 +49,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         check(rc, rec, (td_token_kind)k, 300, now, why);
     }
     rec = NULL, why[0] = '\0';
-    rc = td__client_judge(r.body, r.body_len, TD_TOKEN_TENANT, -1, NOW, &rec, why, sizeof why);
-    check(rc, rec, TD_TOKEN_TENANT, -1, NOW, why);
+    rc = td__client_judge(r.body, r.body_len, TD_TOKEN_TENANT, 0, NOW, &rec, why, sizeof why);
+    check(rc, rec, TD_TOKEN_TENANT, 0, NOW, why);
     free(buf);
     return 0;
 }

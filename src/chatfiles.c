@@ -51,7 +51,7 @@ static void sleep_s(long s)
  * a streamed call's TD_OK means the whole body went to the sink. */
 static int feishu_get(const td_chatfiles *cf, const call *k, json_t **data, char *err, size_t errlen)
 {
-    char auth[TD_CLIENT_TOKEN_MAX + 32], why[1024], herr[512];
+    char *auth = NULL, why[1024], herr[512];
     int reauthed = 0, waits = 0, max_waits = cf->max_ratelimit_waits > 0 ? cf->max_ratelimit_waits : 5;
     int rc;
 
@@ -60,19 +60,30 @@ static int feishu_get(const td_chatfiles *cf, const call *k, json_t **data, char
         td_httpc_req req = {.url = k->url, .headers = hdrs, .timeout_ms = k->timeout_ms,
                             .max_body = k->max_body, .on_data = k->on_data, .ud = k->ud};
         td_httpc_resp resp = {0};
-        td_token tok;
+        td_token *tok = NULL;
+        td_strbuf ab;
 
         if ((rc = td_client_get(cf->client, TD_TOKEN_TENANT, &tok, why, sizeof why)) != TD_OK) {
             snprintf(err, errlen, "%s", why);
             return rc;
         }
-        snprintf(auth, sizeof auth, "Authorization: Bearer %s", tok.token);
+        /* Sized by the token, which has no fixed limit in the client's API. */
+        td_strbuf_heap(&ab, tok->token_len + sizeof "Authorization: Bearer ");
+        td_strbuf_printf(&ab, "Authorization: Bearer %s", tok->token);
+        if (!(auth = td_strbuf_take(&ab, NULL))) {
+            snprintf(err, errlen, "内存不足");
+            rc = TD_ENOMEM;
+            goto done;
+        }
+        hdrs[0] = auth;
         if (k->rewind && (rc = k->rewind(k->ud)) != TD_OK) {
             snprintf(err, errlen, "cannot reset the temporary file: %s", strerror(errno));
             goto done;
         }
         rc = td_httpc_do(&req, &resp, herr, sizeof herr);
-        explicit_bzero(auth, sizeof auth);
+        explicit_bzero(auth, strlen(auth));
+        free(auth);
+        auth = NULL;
         if (rc != TD_OK) {
             snprintf(err, errlen, "飞书请求失败: %s", herr);
             goto done;
@@ -91,6 +102,7 @@ static int feishu_get(const td_chatfiles *cf, const call *k, json_t **data, char
             long s = td_httpc_retry_after(&resp);
             s = s < 1 ? 1 : s > RATELIMIT_WAIT_MAX ? RATELIMIT_WAIT_MAX : s;
             td_httpc_resp_clear(&resp);
+            td_free(tok);
             waits++;
             sleep_s(s);
             continue;
@@ -101,13 +113,15 @@ static int feishu_get(const td_chatfiles *cf, const call *k, json_t **data, char
             reauthed = 1;
             /* Whatever the server says, the client has dropped the token;
              * the next get fetches (and waits briefly for a new one). */
-            (void)td_client_report_invalid(cf->client, tok.token, rerr, sizeof rerr);
-            explicit_bzero(&tok, sizeof tok);
+            (void)td_client_report_invalid(cf->client, tok->token, rerr, sizeof rerr);
+            td_free(tok);
             continue;
         }
         if (rc != TD_OK) snprintf(err, errlen, "飞书返回错误: %s", why);
     done:
-        explicit_bzero(&tok, sizeof tok);
+        if (auth) explicit_bzero(auth, strlen(auth));
+        free(auth);
+        td_free(tok);
         td_httpc_resp_clear(&resp);
         return rc;
     }

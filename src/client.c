@@ -6,13 +6,13 @@
  *
  * Locking: one mutex guards the memory record, the clock offset and the
  * single-flight state; no lock is held during network or file I/O.  The
- * fast path (a fresh token in memory) is a lock, a clock read and a copy.
+ * fast path (a fresh token in memory) is a lock, a clock read and a copy
+ * into one allocation handed to the caller.
  */
 #define _GNU_SOURCE
 #include "tokendist.h"
 #include "clock.h"
 #include "client.h"
-#include "strbuf.h"
 #include "gitee.h"
 #include "httpc.h"
 #include "record.h"
@@ -22,6 +22,7 @@
 #include <fcntl.h>
 #include <jansson.h>
 #include <pthread.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,12 +34,171 @@
 #define DEFAULT_TIMEOUT_MS 10000
 #define DEFAULT_CONNECT_MS 5000
 #define DEFAULT_REFRESH_WAIT_MS 5000
-#define STALE_POLL_MS 250
+#define WAIT_FIRST_MS 250               /* first pause while waiting for a refresh */
+#define WAIT_MAX_MS 2000                /* pauses double up to this */
+#define GITEE_INTERVAL_MS 60000         /* Gitee is asked at most this often */
 #define CACHE_FILE_MAX (64u << 10)      /* a record is a few KB at most */
 #define RECORD_BODY_MAX (64u << 10)     /* the server refuses larger records too */
 #define SKEW_IGNORE_S 2                 /* Date has 1 s precision, plus latency */
 #define WHY_LEN 512
 #define URL_MAX 2048
+#define OPTS_URLS_MAX 64
+
+/* ---- options ------------------------------------------------------------- */
+
+/* Every option, in one table: what type it takes and its bounds.  The
+ * numbers of tokendist.h index the table, so a number this library does
+ * not know (a program built against a later header) finds no row. */
+typedef enum opt_type { OPT_NONE = 0, OPT_STR, OPT_LONG } opt_type;
+
+typedef struct opt_spec {
+    const char *name;
+    opt_type type;
+    long min, max, def;         /* OPT_LONG */
+    int secret;                 /* OPT_STR: wiped when replaced or freed */
+} opt_spec;
+
+/* A new option is a new TD_OPT_* number in tokendist.h and a row here (a
+ * string option also a use in td_client_new); nothing else changes. */
+static const opt_spec opt_table[] = {
+    [TD_OPT_URL] = {"TD_OPT_URL", OPT_STR, 0, 0, 0, 0},
+    [TD_OPT_READ_KEY] = {"TD_OPT_READ_KEY", OPT_STR, 0, 0, 0, 1},
+    [TD_OPT_NAME] = {"TD_OPT_NAME", OPT_STR, 0, 0, 0, 0},
+    [TD_OPT_GITEE_BASE_URL] = {"TD_OPT_GITEE_BASE_URL", OPT_STR, 0, 0, 0, 0},
+    [TD_OPT_GITEE_OWNER] = {"TD_OPT_GITEE_OWNER", OPT_STR, 0, 0, 0, 0},
+    [TD_OPT_GITEE_REPO] = {"TD_OPT_GITEE_REPO", OPT_STR, 0, 0, 0, 0},
+    [TD_OPT_GITEE_PATH] = {"TD_OPT_GITEE_PATH", OPT_STR, 0, 0, 0, 0},
+    [TD_OPT_GITEE_BRANCH] = {"TD_OPT_GITEE_BRANCH", OPT_STR, 0, 0, 0, 0},
+    [TD_OPT_GITEE_ACCESS_TOKEN] = {"TD_OPT_GITEE_ACCESS_TOKEN", OPT_STR, 0, 0, 0, 1},
+    [TD_OPT_CACHE_FILE] = {"TD_OPT_CACHE_FILE", OPT_STR, 0, 0, 0, 0},
+    [TD_OPT_MIN_REMAINING] = {"TD_OPT_MIN_REMAINING", OPT_LONG, 0, 86400, DEFAULT_MIN_REMAINING, 0},
+    [TD_OPT_TIMEOUT_MS] = {"TD_OPT_TIMEOUT_MS", OPT_LONG, 1, 600000, DEFAULT_TIMEOUT_MS, 0},
+    [TD_OPT_CONNECT_TIMEOUT_MS] = {"TD_OPT_CONNECT_TIMEOUT_MS", OPT_LONG, 1, 600000, DEFAULT_CONNECT_MS, 0},
+    [TD_OPT_REFRESH_WAIT_MS] = {"TD_OPT_REFRESH_WAIT_MS", OPT_LONG, 0, 600000, DEFAULT_REFRESH_WAIT_MS, 0},
+};
+
+#define OPT_N ((int)(sizeof opt_table / sizeof *opt_table))
+
+struct td_client_opts {
+    char *urls[OPTS_URLS_MAX];  /* TD_OPT_URL, in the order added */
+    size_t nurls;
+    char *str[OPT_N];           /* the other string options (NULL: unset) */
+    long num[OPT_N];
+    int rc;                     /* the first failed setter's code, else TD_OK */
+    char err[512];              /* and its sentence */
+};
+
+static void wipe_free(char *s)
+{
+    if (s) explicit_bzero(s, strlen(s));
+    free(s);
+}
+
+td_client_opts *td_client_opts_new(void)
+{
+    td_client_opts *o = calloc(1, sizeof *o);
+
+    if (!o) return NULL;
+    for (int i = 0; i < OPT_N; i++)
+        if (opt_table[i].type == OPT_LONG) o->num[i] = opt_table[i].def;
+    return o;
+}
+
+void td_client_opts_free(td_client_opts *o)
+{
+    if (!o) return;
+    for (size_t i = 0; i < o->nurls; i++) free(o->urls[i]);
+    for (int i = 0; i < OPT_N; i++) wipe_free(o->str[i]);
+    free(o);
+}
+
+/* Remembers the first failure for td_client_new; returns rc. */
+static int opt_fail(td_client_opts *o, int rc, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static int opt_fail(td_client_opts *o, int rc, const char *fmt, ...)
+{
+    va_list ap;
+
+    if (o->rc != TD_OK) return rc;
+    o->rc = rc;
+    va_start(ap, fmt);
+    vsnprintf(o->err, sizeof o->err, fmt, ap);
+    va_end(ap);
+    return rc;
+}
+
+/* The row of opt in *out; TD_ENOTSUP when this library does not know
+ * the option, TD_EINVAL when it takes the other type (noted for
+ * td_client_new either way). */
+static int opt_row(td_client_opts *o, td_option opt, opt_type type, const opt_spec **out)
+{
+    const opt_spec *sp = (int)opt > 0 && (int)opt < OPT_N && opt_table[opt].type != OPT_NONE
+                         ? &opt_table[opt] : NULL;
+    if (!sp)
+        return opt_fail(o, TD_ENOTSUP, "选项 %d 未知: 此 libtokendist (%s) 比程序编译时用的 tokendist.h 旧，"
+                                       "请升级 libtokendist", (int)opt, TD_VERSION);
+    if (sp->type != type)
+        return opt_fail(o, TD_EINVAL, "选项 %s 的值应为%s，请用 %s", sp->name,
+                        sp->type == OPT_STR ? "字符串" : "整数",
+                        sp->type == OPT_STR ? "td_client_opts_set_str" : "td_client_opts_set_long");
+    *out = sp;
+    return TD_OK;
+}
+
+static int valid_name(const char *s) { return td_record_name_valid(s, strlen(s)); }
+
+static int http_url(const char *s)
+{
+    return !strncmp(s, "http://", 7) || !strncmp(s, "https://", 8);
+}
+
+int td_client_opts_set_str(td_client_opts *o, td_option opt, const char *v)
+{
+    const opt_spec *sp = NULL;
+    char *copy = NULL;
+    int rc;
+
+    if (!o) return TD_ENOMEM;
+    if ((rc = opt_row(o, opt, OPT_STR, &sp)) != TD_OK) return rc;
+    if (v && !*v) v = NULL;
+    if (v && strpbrk(v, "\r\n"))
+        return opt_fail(o, TD_EINVAL, "选项 %s 含有换行符", sp->name);
+    if (v && opt == TD_OPT_NAME && !valid_name(v))
+        return opt_fail(o, TD_EINVAL, "token 名称 '%.80s' 无效: 应为 " TD_NAME_RULE, v);
+    if (v && opt == TD_OPT_URL && !http_url(v))
+        return opt_fail(o, TD_EINVAL, "端点地址 '%.200s' 无效: 应以 http:// 或 https:// 开头", v);
+    if (v && opt == TD_OPT_URL && strlen(v) >= URL_MAX)
+        return opt_fail(o, TD_EINVAL, "端点地址 '%.200s…' 太长 (上限 %d 字节)", v, URL_MAX - 1);
+    if (v && opt == TD_OPT_URL && o->nurls == OPTS_URLS_MAX)
+        return opt_fail(o, TD_EINVAL, "端点地址太多 (上限 %d 个)", OPTS_URLS_MAX);
+    if (v && !(copy = strdup(v))) return opt_fail(o, TD_ENOMEM, "内存不足: 无法保存选项 %s", sp->name);
+    if (opt == TD_OPT_URL) {
+        if (copy) {
+            o->urls[o->nurls++] = copy;
+        } else {
+            for (size_t i = 0; i < o->nurls; i++) free(o->urls[i]);
+            o->nurls = 0;
+        }
+        return TD_OK;
+    }
+    sp->secret ? wipe_free(o->str[opt]) : free(o->str[opt]);
+    o->str[opt] = copy;
+    return TD_OK;
+}
+
+int td_client_opts_set_long(td_client_opts *o, td_option opt, long v)
+{
+    const opt_spec *sp = NULL;
+    int rc;
+
+    if (!o) return TD_ENOMEM;
+    if ((rc = opt_row(o, opt, OPT_LONG, &sp)) != TD_OK) return rc;
+    if (v < sp->min || v > sp->max)
+        return opt_fail(o, TD_EINVAL, "选项 %s 的值 %ld 不在 %ld..%ld 之间", sp->name, v, sp->min, sp->max);
+    o->num[opt] = v;
+    return TD_OK;
+}
+
+/* ---- the client ------------------------------------------------------------ */
 
 struct td_client {
     char **urls;                /* GET URLs, in order */
@@ -48,8 +208,9 @@ struct td_client {
     td_gitee gitee;             /* gitee.owner == NULL: no Gitee fallback */
     char *gitee_strings[6];     /* owned copies behind the gitee fields */
     char *cache_file;
-    long min_remaining;         /* < 0: only "not expired" */
+    long min_remaining;         /* >= 0; 0: only "not expired" */
     long timeout_ms, connect_ms, refresh_wait_ms;
+    td_httpc_pool *pool;        /* this client's kept connections */
 
     pthread_mutex_t mu;
     pthread_cond_t cv;
@@ -74,6 +235,16 @@ struct td_client {
     int reporting;
     int report_rc;
     char report_err[1024];
+
+    /* What Gitee answered last: the file's text or why not.  Used again
+     * for GITEE_INTERVAL_MS.  Only the fetch that holds the single flight
+     * touches it, so it needs no lock of its own. */
+    int gitee_asked;
+    int64_t gitee_at_ms;        /* monotonic */
+    int gitee_rc;
+    char *gitee_text;
+    size_t gitee_len;
+    char gitee_why[WHY_LEN];
 };
 
 /* What one source gave: a usable record or the reason it is not. */
@@ -83,6 +254,8 @@ typedef struct attempt {
     int rc;
     char why[WHY_LEN];
 } attempt;
+
+const char *td_version(void) { return TD_VERSION; }
 
 const char *td_source_name(td_source s)
 {
@@ -106,6 +279,34 @@ static const char *source_label(td_source s)
     }
 }
 
+/* ---- memory handed to the caller -------------------------------------------- */
+
+/* Everything the library hands out carries its size in front, so that
+ * td_free can wipe it (it holds a token) without the caller saying how
+ * big it is.  The union keeps what follows aligned for any type. */
+typedef union handout {
+    size_t size;
+    max_align_t align;
+} handout;
+
+static void *handout_alloc(size_t n)
+{
+    handout *h = calloc(1, sizeof *h + n);
+    if (!h) return NULL;
+    h->size = n;
+    return h + 1;
+}
+
+void td_free(void *p)
+{
+    handout *h;
+
+    if (!p) return;
+    h = (handout *)p - 1;
+    explicit_bzero(h, sizeof *h + h->size);
+    free(h);
+}
+
 /* ---- URLs ---------------------------------------------------------------- */
 
 /* Splits url into the part before its path and its path (query and
@@ -115,7 +316,7 @@ static int split_url(const char *url, char *base, size_t blen, char *path, size_
     const char *s = strstr(url, "://"), *p, *q;
     size_t n;
 
-    if (!s || (strncmp(url, "http://", 7) && strncmp(url, "https://", 8))) return TD_EINVAL;
+    if (!s || !http_url(url)) return TD_EINVAL;
     p = s + 3 + strcspn(s + 3, "/?#");
     if ((size_t)(p - url) >= blen) return TD_ETOOBIG;
     memcpy(base, url, (size_t)(p - url));
@@ -129,8 +330,6 @@ static int split_url(const char *url, char *base, size_t blen, char *path, size_
     return TD_OK;
 }
 
-static int valid_name(const char *s) { return td_record_name_valid(s, strlen(s)); }
-
 static int ends_with(const char *s, const char *suffix)
 {
     size_t n = strlen(s), m = strlen(suffix);
@@ -141,7 +340,7 @@ static int ends_with(const char *s, const char *suffix)
  * rules as the Node client's invalidUrlFor):
  *   …/v1/tokens/NAME          → GET as is, report …/v1/tokens/NAME/invalid
  *   …/release/get-token, …/get-token → report …/v1/tokens/default/invalid
- *   http(s)://host[:port]     → GET …/v1/tokens/NAME (opts.name)
+ *   http(s)://host[:port]     → GET …/v1/tokens/NAME (TD_OPT_NAME)
  * Other paths are fetched as given and cannot be reported to (NULL). */
 static int endpoint_urls(const char *url, const char *name, char **get, char **report,
                          char *err, size_t errlen)
@@ -152,8 +351,8 @@ static int endpoint_urls(const char *url, const char *name, char **get, char **r
 
     *get = *report = NULL;
     if (rc != TD_OK) {
-        snprintf(err, errlen, "endpoint URL '%.200s' %s", url,
-                 rc == TD_ETOOBIG ? "is too long" : "must start with http:// or https://");
+        snprintf(err, errlen, "端点地址 '%.200s' %s", url,
+                 rc == TD_ETOOBIG ? "太长" : "无效: 应以 http:// 或 https:// 开头");
         return TD_EINVAL;
     }
     if (!path[0]) {
@@ -187,17 +386,15 @@ void td_client_free(td_client *c)
     }
     free(c->urls);
     free(c->invalid_urls);
-    if (c->auth_header) {
-        explicit_bzero(c->auth_header, strlen(c->auth_header));
-        free(c->auth_header);
-    }
-    for (size_t i = 0; i < sizeof c->gitee_strings / sizeof *c->gitee_strings; i++) {
-        if (c->gitee_strings[i]) explicit_bzero(c->gitee_strings[i], strlen(c->gitee_strings[i]));
-        free(c->gitee_strings[i]);
-    }
+    wipe_free(c->auth_header);
+    for (size_t i = 0; i < sizeof c->gitee_strings / sizeof *c->gitee_strings; i++)
+        wipe_free(c->gitee_strings[i]);
     free(c->cache_file);
-    free(c->rejected);
+    wipe_free(c->rejected);
+    if (c->gitee_text) explicit_bzero(c->gitee_text, c->gitee_len);
+    free(c->gitee_text);
     td_record_free(c->rec);
+    td_httpc_pool_free(c->pool);
     pthread_cond_destroy(&c->cv);
     pthread_mutex_destroy(&c->mu);
     free(c);
@@ -215,69 +412,74 @@ static char *dup_opt(const char *s, int *ok)
 int td_client_new(td_client **out, const td_client_opts *o, char *err, size_t errlen)
 {
     td_client *c = NULL;
-    const char *name = o->name && *o->name ? o->name : "default";
+    const char *name, *const *s;
     int rc = TD_ENOMEM, ok = 1;
     char **gs;
 
-    if (!valid_name(name)) {
-        snprintf(err, errlen, "token 名称 '%.80s' 无效: 应为 " TD_NAME_RULE, name);
+    if (!out) {
+        snprintf(err, errlen, "td_client_new: out 不能为 NULL");
         return TD_EINVAL;
     }
-    if (o->nurls == 0 && !(o->gitee.owner && *o->gitee.owner) && !(o->cache_file && *o->cache_file)) {
-        snprintf(err, errlen, "no token source: give an endpoint URL (--url or TENCENT_CLOUD_API_URL), "
-                              "a Gitee repository (GITEE_OWNER/GITEE_REPO) or a cache file");
+    if (!o) {
+        snprintf(err, errlen, "内存不足: 无法创建客户端选项 (td_client_opts_new 返回了 NULL)");
+        return TD_ENOMEM;
+    }
+    if (o->rc != TD_OK) {
+        snprintf(err, errlen, "%s", o->err);
+        return o->rc;
+    }
+    s = (const char *const *)o->str;
+    name = s[TD_OPT_NAME] ? s[TD_OPT_NAME] : "default";
+    if (o->nurls == 0 && !s[TD_OPT_GITEE_OWNER] && !s[TD_OPT_CACHE_FILE]) {
+        snprintf(err, errlen, "没有 token 来源: 请给出端点地址 (--url 或 TENCENT_CLOUD_API_URL)、"
+                              "Gitee 仓库 (GITEE_OWNER/GITEE_REPO) 或缓存文件");
         return TD_EINVAL;
     }
-    if (o->gitee.owner && *o->gitee.owner && !(o->gitee.repo && *o->gitee.repo)) {
-        snprintf(err, errlen, "Gitee fallback: GITEE_OWNER is set but GITEE_REPO is not");
+    if (s[TD_OPT_GITEE_OWNER] && !s[TD_OPT_GITEE_REPO]) {
+        snprintf(err, errlen, "Gitee 回退: 设置了 GITEE_OWNER 却没有设置 GITEE_REPO");
         return TD_EINVAL;
     }
     if (!(c = calloc(1, sizeof *c))) goto fail;
     pthread_mutex_init(&c->mu, NULL);
     pthread_cond_init(&c->cv, NULL);
+    if (td_httpc_pool_new(&c->pool) != TD_OK) goto fail;
     if (o->nurls) {
         if (!(c->urls = calloc(o->nurls, sizeof *c->urls)) ||
             !(c->invalid_urls = calloc(o->nurls, sizeof *c->invalid_urls)))
             goto fail;
     }
     for (size_t i = 0; i < o->nurls; i++) {
-        if ((rc = endpoint_urls(o->urls[i], name, &c->urls[i], &c->invalid_urls[i], err, errlen)) != TD_OK) {
-            c->nurls = i + 1;
-            goto fail;
-        }
+        rc = endpoint_urls(o->urls[i], name, &c->urls[i], &c->invalid_urls[i], err, errlen);
         c->nurls = i + 1;
+        if (rc != TD_OK) goto fail;
     }
     rc = TD_ENOMEM;
-    if (o->read_key && *o->read_key) {
-        size_t n = strlen(o->read_key) + sizeof "Authorization: Bearer ";
-        if (strpbrk(o->read_key, "\r\n")) {
-            snprintf(err, errlen, "the read key contains a line break");
-            rc = TD_EINVAL;
-            goto fail;
-        }
+    if (s[TD_OPT_READ_KEY]) {
+        size_t n = strlen(s[TD_OPT_READ_KEY]) + sizeof "Authorization: Bearer ";
         if (!(c->auth_header = malloc(n))) goto fail;
-        snprintf(c->auth_header, n, "Authorization: Bearer %s", o->read_key);
+        snprintf(c->auth_header, n, "Authorization: Bearer %s", s[TD_OPT_READ_KEY]);
     }
-    if (o->gitee.owner && *o->gitee.owner) {
+    if (s[TD_OPT_GITEE_OWNER]) {
         gs = c->gitee_strings;
-        c->gitee.base_url = gs[0] = dup_opt(o->gitee.base_url, &ok);
-        c->gitee.owner = gs[1] = dup_opt(o->gitee.owner, &ok);
-        c->gitee.repo = gs[2] = dup_opt(o->gitee.repo, &ok);
-        c->gitee.path = gs[3] = dup_opt(o->gitee.path ? o->gitee.path : "token.json", &ok);
-        c->gitee.branch = gs[4] = dup_opt(o->gitee.branch, &ok);
-        c->gitee.access_token = gs[5] = dup_opt(o->gitee.access_token, &ok);
+        c->gitee.base_url = gs[0] = dup_opt(s[TD_OPT_GITEE_BASE_URL], &ok);
+        c->gitee.owner = gs[1] = dup_opt(s[TD_OPT_GITEE_OWNER], &ok);
+        c->gitee.repo = gs[2] = dup_opt(s[TD_OPT_GITEE_REPO], &ok);
+        c->gitee.path = gs[3] = dup_opt(s[TD_OPT_GITEE_PATH] ? s[TD_OPT_GITEE_PATH] : "token.json", &ok);
+        c->gitee.branch = gs[4] = dup_opt(s[TD_OPT_GITEE_BRANCH], &ok);
+        c->gitee.access_token = gs[5] = dup_opt(s[TD_OPT_GITEE_ACCESS_TOKEN], &ok);
     }
-    c->cache_file = dup_opt(o->cache_file, &ok);
+    c->cache_file = dup_opt(s[TD_OPT_CACHE_FILE], &ok);
     if (!ok) goto fail;
-    c->min_remaining = o->min_remaining == 0 ? DEFAULT_MIN_REMAINING : o->min_remaining < 0 ? -1 : o->min_remaining;
-    c->timeout_ms = o->timeout_ms > 0 ? o->timeout_ms : DEFAULT_TIMEOUT_MS;
-    c->connect_ms = o->connect_timeout_ms > 0 ? o->connect_timeout_ms : DEFAULT_CONNECT_MS;
-    c->refresh_wait_ms = o->refresh_wait_ms > 0 ? o->refresh_wait_ms : DEFAULT_REFRESH_WAIT_MS;
+    c->min_remaining = o->num[TD_OPT_MIN_REMAINING];
+    c->timeout_ms = o->num[TD_OPT_TIMEOUT_MS];
+    c->connect_ms = o->num[TD_OPT_CONNECT_TIMEOUT_MS];
+    c->refresh_wait_ms = o->num[TD_OPT_REFRESH_WAIT_MS];
     c->gitee.timeout_ms = c->timeout_ms;
+    c->gitee.pool = c->pool;
     *out = c;
     return TD_OK;
 fail:
-    if (rc == TD_ENOMEM) snprintf(err, errlen, "out of memory creating the client");
+    if (rc == TD_ENOMEM) snprintf(err, errlen, "内存不足: 无法创建客户端");
     td_client_free(c);
     return rc;
 }
@@ -305,6 +507,7 @@ static const char *record_token(const td_record *rec, td_token_kind kind, int64_
     return t;
 }
 
+/* min_remaining < 0 (the fuzzer's "any") counts as 0: not expired. */
 static int fresh_for(long min_remaining, int64_t remaining)
 {
     return remaining > (min_remaining < 0 ? 0 : min_remaining);
@@ -441,7 +644,7 @@ static int from_endpoint(td_client *c, size_t i, td_token_kind kind, attempt *a,
     const char *hdrs[] = {c->auth_header, NULL};
     td_httpc_req req = {.url = c->urls[i], .headers = c->auth_header ? hdrs : NULL,
                         .timeout_ms = c->timeout_ms, .connect_timeout_ms = c->connect_ms,
-                        .max_body = RECORD_BODY_MAX};
+                        .max_body = RECORD_BODY_MAX, .pool = c->pool};
     td_httpc_resp resp = {0};
     char herr[400];
     int rc;
@@ -461,25 +664,35 @@ static int from_endpoint(td_client *c, size_t i, td_token_kind kind, attempt *a,
     return rc;
 }
 
+/* Asks Gitee unless it was asked less than GITEE_INTERVAL_MS ago; then
+ * its last answer is judged again (by the clock of now).  A failure
+ * counts as an answer too: a client that keeps failing must not turn
+ * into a stream of Gitee requests. */
 static int from_gitee(td_client *c, td_token_kind kind, attempt *a, char *where, size_t wlen,
                       td_record **out)
 {
-    char *text = NULL, gerr[512];
-    size_t len = 0;
-    int rc;
+    int64_t now = td_clock_mono_ms();
+    char gerr[512];
 
     snprintf(where, wlen, "%s/%s/%s@%s", c->gitee.owner, c->gitee.repo, c->gitee.path,
              c->gitee.branch ? c->gitee.branch : "默认分支");
     a->src = TD_SOURCE_GITEE;
     a->where = where;
-    if ((rc = td_gitee_read(&c->gitee, &text, &len, NULL, gerr, sizeof gerr)) != TD_OK) {
-        if (rc == TD_ENOTFOUND) snprintf(a->why, sizeof a->why, "文件不存在");
-        else snprintf(a->why, sizeof a->why, "%s", gerr);
-        return a->rc = rc;
+    if (!c->gitee_asked || now - c->gitee_at_ms >= GITEE_INTERVAL_MS) {
+        if (c->gitee_text) explicit_bzero(c->gitee_text, c->gitee_len);
+        free(c->gitee_text);
+        c->gitee_text = NULL, c->gitee_len = 0;
+        c->gitee_asked = 1;
+        c->gitee_at_ms = now;
+        c->gitee_rc = td_gitee_read(&c->gitee, &c->gitee_text, &c->gitee_len, NULL, gerr, sizeof gerr);
+        if (c->gitee_rc == TD_ENOTFOUND) snprintf(c->gitee_why, sizeof c->gitee_why, "文件不存在");
+        else if (c->gitee_rc != TD_OK) snprintf(c->gitee_why, sizeof c->gitee_why, "%s", gerr);
     }
-    rc = judge(c, a, text, len, kind, get_offset(c), out);
-    free(text);
-    return rc;
+    if (c->gitee_rc != TD_OK) {
+        snprintf(a->why, sizeof a->why, "%s", c->gitee_why);
+        return a->rc = c->gitee_rc;
+    }
+    return judge(c, a, c->gitee_text, c->gitee_len, kind, get_offset(c), out);
 }
 
 static int from_cache(td_client *c, td_token_kind kind, attempt *a, td_record **out)
@@ -499,7 +712,7 @@ static int from_cache(td_client *c, td_token_kind kind, attempt *a, td_record **
     }
     if (!(buf = malloc(CACHE_FILE_MAX + 1))) {
         rc = a->rc = TD_ENOMEM;
-        snprintf(a->why, sizeof a->why, "out of memory");
+        snprintf(a->why, sizeof a->why, "内存不足");
         goto out;
     }
     n = fread(buf, 1, CACHE_FILE_MAX + 1, f);
@@ -615,7 +828,7 @@ static int fetch_chain(td_client *c, td_token_kind kind, const char *rejected, t
     int rc = TD_ERR;
 
     if (!at) {
-        snprintf(err, errlen, "out of memory");
+        snprintf(err, errlen, "内存不足");
         return TD_ENOMEM;
     }
     for (size_t i = 0; i < n; i++) {
@@ -642,24 +855,36 @@ static int fetch_chain(td_client *c, td_token_kind kind, const char *rejected, t
     return rc;
 }
 
-/* Fills out from the memory record; called with the lock held. */
-static int fill(td_client *c, td_token_kind kind, td_source source, td_token *out, char **json,
+/* Hands out the memory record: a td_token of kind in *out and the
+ * record's JSON in *json (each when asked for), both or neither.  Called
+ * with the lock held: one allocation and a copy, no I/O. */
+static int fill(td_client *c, td_token_kind kind, td_source source, td_token **out, char **json,
                 size_t *jlen)
 {
-    size_t n = c->tok_len[kind];
-    if (json) {
-        size_t len;
-        const char *js = td_record_json(c->rec, &len);
-        if (!(*json = malloc(len + 1))) return TD_ENOMEM;
-        memcpy(*json, js, len + 1);
+    size_t n = c->tok_len[kind], len = 0;
+    const char *js = json ? td_record_json(c->rec, &len) : NULL;
+    td_token *t = NULL;
+    char *j = NULL;
+
+    if ((json && !(j = handout_alloc(len + 1))) || (out && !(t = handout_alloc(sizeof *t + n + 1)))) {
+        td_free(j);
+        return TD_ENOMEM;
+    }
+    if (j) {
+        memcpy(j, js, len + 1);
+        *json = j;
         if (jlen) *jlen = len;
     }
-    if (out) {
-        memcpy(out->token, c->tok[kind], n + 1);
-        out->expires = c->exp[kind];
-        out->remaining = c->exp[kind] - server_now(c->offset);
-        out->source = source;
-        out->origin = c->origin;
+    if (t) {
+        char *text = (char *)(t + 1);
+        memcpy(text, c->tok[kind], n + 1);
+        t->token = text;
+        t->token_len = n;
+        t->expires = c->exp[kind];
+        t->remaining = c->exp[kind] - server_now(c->offset);
+        t->source = source;
+        t->origin = c->origin;
+        *out = t;
     }
     return TD_OK;
 }
@@ -681,20 +906,24 @@ static int memory_usable(const td_client *c, td_token_kind kind)
     return c->rec && fresh_enough(c, c->exp[kind] - server_now(c->offset));
 }
 
-static void sleep_ms(long ms)
+static void sleep_ms(int64_t ms)
 {
-    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+    struct timespec ts = {(time_t)(ms / 1000), (long)(ms % 1000) * 1000000L};
     while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
         ;
 }
 
 /* The fetch of one single flight.  Returns with the lock held and, on
  * success, the new record installed.  While a reported token's wait runs,
- * a source that still hands it out is polled again, up to the deadline;
- * after that the reported token is used (the server may be unable to
- * refresh, and a token Feishu may accept again beats no token). */
+ * the sources are asked again after pauses that double from
+ * WAIT_FIRST_MS up to WAIT_MAX_MS, the last one ending at the deadline
+ * (Gitee only once a minute: from_gitee); if they still hand out the
+ * reported token then, it is used (the server may be unable to refresh,
+ * and a token Feishu may accept again beats no token). */
 static int fetch_locked(td_client *c, td_token_kind kind, char *err, size_t errlen)
 {
+    int64_t pause = WAIT_FIRST_MS;
+
     for (;;) {
         td_record *rec = NULL, *stale = NULL;
         td_source origin = TD_SOURCE_NONE, stale_origin = TD_SOURCE_NONE;
@@ -703,13 +932,13 @@ static int fetch_locked(td_client *c, td_token_kind kind, char *err, size_t errl
         int rc, took_stale = 0;
 
         if (c->rejected && td_clock_mono_ms() < until && !(rejected = strdup(c->rejected))) {
-            snprintf(err, errlen, "out of memory");
+            snprintf(err, errlen, "内存不足");
             return TD_ENOMEM;
         }
         pthread_mutex_unlock(&c->mu);
         rc = fetch_chain(c, kind, rejected, &rec, &origin, &stale, &stale_origin, err, errlen);
-        free(rejected);
-        if (rc != TD_OK && stale && td_clock_mono_ms() + STALE_POLL_MS >= until) {
+        wipe_free(rejected);
+        if (rc != TD_OK && stale && td_clock_mono_ms() >= until) {
             rec = stale, origin = stale_origin, stale = NULL, rc = TD_OK, took_stale = 1;
         }
         if (rc == TD_OK && origin != TD_SOURCE_CACHE) write_cache(c, rec);
@@ -727,19 +956,23 @@ static int fetch_locked(td_client *c, td_token_kind kind, char *err, size_t errl
         }
         td_record_free(stale);
         pthread_mutex_unlock(&c->mu);
-        sleep_ms(STALE_POLL_MS);
+        {
+            int64_t left = until - td_clock_mono_ms();
+            sleep_ms(left < pause ? (left > 0 ? left : 0) : pause);
+        }
+        pause = pause * 2 > WAIT_MAX_MS ? WAIT_MAX_MS : pause * 2;
         pthread_mutex_lock(&c->mu);
     }
 }
 
-static int client_get(td_client *c, td_token_kind kind, td_token *out, char **json, size_t *jlen,
+static int client_get(td_client *c, td_token_kind kind, td_token **out, char **json, size_t *jlen,
                       char *err, size_t errlen)
 {
     char ferr[sizeof c->last_err];
     int rc;
 
     if (!c || (kind != TD_TOKEN_APP && kind != TD_TOKEN_TENANT)) {
-        snprintf(err, errlen, "td_client_get: bad arguments");
+        snprintf(err, errlen, "td_client_get: 参数无效 (客户端为 NULL 或 token 种类未知)");
         return TD_EINVAL;
     }
     pthread_mutex_lock(&c->mu);
@@ -776,23 +1009,26 @@ static int client_get(td_client *c, td_token_kind kind, td_token *out, char **js
         break;
     }
     pthread_mutex_unlock(&c->mu);
-    if (rc == TD_ENOMEM) snprintf(err, errlen, "out of memory");
+    if (rc == TD_ENOMEM) snprintf(err, errlen, "内存不足");
     return rc;
 }
 
-int td_client_get(td_client *c, td_token_kind kind, td_token *out, char *err, size_t errlen)
+int td_client_get(td_client *c, td_token_kind kind, td_token **out, char *err, size_t errlen)
 {
+    if (!out) {
+        snprintf(err, errlen, "td_client_get: out 不能为 NULL");
+        return TD_EINVAL;
+    }
     return client_get(c, kind, out, NULL, NULL, err, errlen);
 }
 
-int td_client_get_record(td_client *c, td_token_kind kind, char **json, size_t *len, td_token *out,
+int td_client_get_record(td_client *c, td_token_kind kind, char **json, size_t *len, td_token **out,
                          char *err, size_t errlen)
 {
     if (!json) {
-        snprintf(err, errlen, "td_client_get_record: json must not be NULL");
+        snprintf(err, errlen, "td_client_get_record: json 不能为 NULL");
         return TD_EINVAL;
     }
-    *json = NULL;
     return client_get(c, kind, out, json, len, err, errlen);
 }
 
@@ -810,16 +1046,15 @@ static int post_invalid(td_client *c, const char *token, td_record **newer, char
 
     json_decref(o);
     if (!body) {
-        snprintf(err, errlen, "out of memory");
+        snprintf(err, errlen, "内存不足");
         return TD_ENOMEM;
     }
-    snprintf(err, errlen, "no endpoint URL to report the invalid token to "
-                          "(report needs …/get-token or …/v1/tokens/NAME)");
+    snprintf(err, errlen, "没有可报告无效 token 的端点地址 (需要 …/get-token 或 …/v1/tokens/NAME 形式的地址)");
     for (size_t i = 0; i < c->nurls; i++) {
         td_httpc_req req = {.method = "POST", .url = c->invalid_urls[i], .body = body,
                             .body_len = strlen(body), .headers = hdrs,
                             .timeout_ms = c->timeout_ms, .connect_timeout_ms = c->connect_ms,
-                            .max_body = RECORD_BODY_MAX};
+                            .max_body = RECORD_BODY_MAX, .pool = c->pool};
         td_httpc_resp resp = {0};
         const char *m;
 
@@ -858,7 +1093,7 @@ static int post_invalid(td_client *c, const char *token, td_record **newer, char
         if (rc == TD_OK || (rc != TD_EHTTP && rc != TD_ETIMEOUT)) break;
     }
     if (!tried) rc = TD_EINVAL;
-    free(body);
+    wipe_free(body);
     return rc;
 }
 
@@ -868,8 +1103,13 @@ int td_client_report_invalid(td_client *c, const char *token, char *err, size_t 
     char rerr[sizeof c->report_err] = "";
     int rc;
 
-    if (!c || !token || !*token || strlen(token) > TD_CLIENT_TOKEN_MAX) {
-        snprintf(err, errlen, "td_client_report_invalid: no token given");
+    if (!c || !token || !*token) {
+        snprintf(err, errlen, "td_client_report_invalid: 没有给出 token");
+        return TD_EINVAL;
+    }
+    if (strnlen(token, TD_TOKEN_MAX + 1) > TD_TOKEN_MAX) {
+        snprintf(err, errlen, "td_client_report_invalid: token 超过 %d 字节，不是 tokendist 给出的 token",
+                 TD_TOKEN_MAX);
         return TD_EINVAL;
     }
     pthread_mutex_lock(&c->mu);
@@ -887,10 +1127,10 @@ int td_client_report_invalid(td_client *c, const char *token, char *err, size_t 
         pthread_mutex_unlock(&c->mu);
         return rc;
     }
-    free(c->rejected);
+    wipe_free(c->rejected);
     if (!(c->rejected = strdup(token))) {
         pthread_mutex_unlock(&c->mu);
-        snprintf(err, errlen, "out of memory");
+        snprintf(err, errlen, "内存不足");
         return TD_ENOMEM;
     }
     c->rejected_until_ms = td_clock_mono_ms() + c->refresh_wait_ms;

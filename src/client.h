@@ -15,7 +15,7 @@
 #include <stdint.h>
 
 /* A record text (a 200 body, the Gitee file, the cache file) as a record
- * whose token of `kind` has more than min_remaining seconds (< 0: any
+ * whose token of `kind` has more than min_remaining seconds (0 or less: any
  * time at all) left at `now`, the server's clock.  TD_EINVAL (malformed
  * record) or TD_EEXPIRED otherwise, with why saying which; *out is set
  * only on TD_OK. */

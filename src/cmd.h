@@ -20,11 +20,11 @@ int td_cmd_scf(int argc, char **argv);
 int td_cmd_get(int argc, char **argv);
 int td_cmd_files(int argc, char **argv);
 
-/* Shared by get and files (cmd_get.c): client options from the settings
- * (strings stay owned by c), the exit code of a client error, and the
- * seed's one-line advice for it. */
-struct td_client_opts;
-int td__client_opts_from_config(const td_config *c, struct td_client_opts *o);
+/* Shared by get and files (cmd_get.c): a client made from the settings
+ * (err says which setting is wrong), the exit code of a client error,
+ * and the seed's one-line advice for it. */
+struct td_client;
+int td__client_from_config(const td_config *c, struct td_client **out, char *err, size_t errlen);
 int td__client_exit_code(int rc);
 void td__client_explain(int rc, FILE *f);
 int td_cmd_refresh(int argc, char **argv);

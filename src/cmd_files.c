@@ -192,7 +192,6 @@ static int parse_time(const char *flag, const char *s, int64_t *out)
 int td_cmd_files(int argc, char **argv)
 {
     td_config c;
-    td_client_opts o;
     td_client *cl = NULL;
     td_chatfiles cf;
     run r = {0};
@@ -228,8 +227,7 @@ int td_cmd_files(int argc, char **argv)
         fprintf(stderr, "tokendist %s: --until must be later than --since\n", name);
         goto out;
     }
-    td__client_opts_from_config(&c, &o);
-    if ((rc = td_client_new(&cl, &o, err, sizeof err)) != TD_OK) {
+    if ((rc = td__client_from_config(&c, &cl, err, sizeof err)) != TD_OK) {
         fprintf(stderr, "tokendist %s: %s\n", name, err);
         goto out;
     }

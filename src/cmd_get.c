@@ -22,28 +22,31 @@ enum {
     GET_EXIT_NETWORK = 5,   /* a source could not be reached or answered an error */
 };
 
-/* Fills client options from the settings; the strings stay owned by c. */
-int td__client_opts_from_config(const td_config *c, td_client_opts *o)
+int td__client_from_config(const td_config *c, td_client **out, char *err, size_t errlen)
 {
-    memset(o, 0, sizeof *o);
-    o->urls = (const char *const *)c->urls.v;
-    o->nurls = c->urls.n;
-    o->read_key = c->read_key;
-    o->name = c->name;
+    td_client_opts *o = td_client_opts_new();
+    int rc;
+
+    for (size_t i = 0; i < c->urls.n; i++) td_client_opts_set_str(o, TD_OPT_URL, c->urls.v[i]);
+    td_client_opts_set_str(o, TD_OPT_READ_KEY, c->read_key);
+    td_client_opts_set_str(o, TD_OPT_NAME, c->name);
     /* The Gitee fallback is on when a repository is named: the seed's
      * ENABLE_GITEE_TOKEN_SHARE switches the refresher's upload, not reads. */
     if (c->gitee_owner && *c->gitee_owner && c->gitee_repo && *c->gitee_repo) {
-        o->gitee.base_url = c->gitee_base_url;
-        o->gitee.owner = c->gitee_owner;
-        o->gitee.repo = c->gitee_repo;
-        o->gitee.path = c->gitee_file_path;
-        o->gitee.branch = c->gitee_branch;
-        o->gitee.access_token = c->gitee_access_token;
+        td_client_opts_set_str(o, TD_OPT_GITEE_BASE_URL, c->gitee_base_url);
+        td_client_opts_set_str(o, TD_OPT_GITEE_OWNER, c->gitee_owner);
+        td_client_opts_set_str(o, TD_OPT_GITEE_REPO, c->gitee_repo);
+        td_client_opts_set_str(o, TD_OPT_GITEE_PATH, c->gitee_file_path);
+        td_client_opts_set_str(o, TD_OPT_GITEE_BRANCH, c->gitee_branch);
+        td_client_opts_set_str(o, TD_OPT_GITEE_ACCESS_TOKEN, c->gitee_access_token);
     }
-    o->cache_file = c->cache_file;
-    o->min_remaining = c->min_remaining > 0 ? c->min_remaining : -1;
-    o->timeout_ms = c->http_timeout * 1000;
-    return TD_OK;
+    td_client_opts_set_str(o, TD_OPT_CACHE_FILE, c->cache_file);
+    td_client_opts_set_long(o, TD_OPT_MIN_REMAINING, c->min_remaining);
+    td_client_opts_set_long(o, TD_OPT_TIMEOUT_MS, c->http_timeout * 1000);
+    /* The setters' failures are remembered: td_client_new reports the first. */
+    rc = td_client_new(out, o, err, errlen);
+    td_client_opts_free(o);
+    return rc;
 }
 
 int td__client_exit_code(int rc)
@@ -91,9 +94,8 @@ static int wants_help(int argc, char **argv)
 int td_cmd_get(int argc, char **argv)
 {
     td_config c;
-    td_client_opts o;
     td_client *cl = NULL;
-    td_token tok;
+    td_token *tok = NULL;
     td_token_kind kind;
     char err[4096], *json = NULL;
     int ex, rc;
@@ -115,8 +117,7 @@ int td_cmd_get(int argc, char **argv)
                 c.field);
         goto out;
     }
-    td__client_opts_from_config(&c, &o);
-    if ((rc = td_client_new(&cl, &o, err, sizeof err)) != TD_OK) {
+    if ((rc = td__client_from_config(&c, &cl, err, sizeof err)) != TD_OK) {
         fprintf(stderr, "tokendist get: %s\n", err);
         goto out;
     }
@@ -129,10 +130,11 @@ int td_cmd_get(int argc, char **argv)
         goto out;
     }
     if (c.json) printf("%s\n", json);
-    else printf("%s\n", tok.token);
+    else printf("%s\n", tok->token);
     ex = fflush(stdout) == 0 ? TD_EXIT_OK : TD_EXIT_FAIL;
 out:
-    free(json);
+    td_free(json);
+    td_free(tok);
     td_client_free(cl);
     td_config_free(&c);
     return ex;

@@ -201,7 +201,7 @@ int td_gitee_read(const td_gitee *g, char **content, size_t *len, char sha[41], 
     if ((rc = make_url(g, 1, url, sizeof url, err, errlen)) != TD_OK) return rc;
     {
         td_httpc_req hr = {.method = "GET", .url = url, .timeout_ms = g->timeout_ms,
-                           .max_body = GITEE_ANSWER_MAX};
+                           .max_body = GITEE_ANSWER_MAX, .pool = g->pool};
         if ((rc = td_httpc_do(&hr, &resp, why, sizeof why)) != TD_OK) {
             /* why starts with the URL, which holds the access token. */
             const char *tail = strstr(why, url) == why ? why + strlen(url) : ": request failed";
@@ -277,7 +277,7 @@ int td_gitee_write(const td_gitee *g, const char *content, size_t len, const cha
         {
             td_httpc_req hr = {.method = method, .url = url, .body = body, .body_len = strlen(body),
                                .headers = hdrs, .timeout_ms = g->timeout_ms,
-                               .max_body = 256u << 10};
+                               .max_body = 256u << 10, .pool = g->pool};
             if ((rc = td_httpc_do(&hr, &resp, why, sizeof why)) != TD_OK) {
                 snprintf(err, errlen, "Gitee 写入失败 (%s/%s:%s): %s", g->owner, g->repo, g->path, why);
                 goto out;

@@ -21,6 +21,7 @@ typedef struct td_gitee {
     const char *branch;         /* NULL or "": the repository's default */
     const char *access_token;   /* NULL: anonymous (public repository reads) */
     long timeout_ms;            /* 0: 10 s */
+    struct td_httpc_pool *pool; /* NULL: a new connection per request */
 } td_gitee;
 
 /* Reads the file: *content is malloc'd, decoded and NUL-terminated (the

@@ -21,6 +21,95 @@ typedef struct xfer {
 static pthread_once_t global_once = PTHREAD_ONCE_INIT;
 static void global_init(void) { curl_global_init(CURL_GLOBAL_DEFAULT); }
 
+void td_httpc_global_init(void) { pthread_once(&global_once, global_init); }
+
+/* ---- pools of kept connections ------------------------------------------ */
+
+#define POOL_IDLE_MAX 4     /* handles kept; more only while that many run at once */
+
+struct td_httpc_pool {
+    pthread_mutex_t mu;                 /* guards idle, nidle */
+    CURL *idle[POOL_IDLE_MAX];          /* most recently used last: its connection is warmest */
+    int nidle;
+    CURLSH *share;                      /* TLS sessions and DNS answers */
+    pthread_mutex_t share_mu[CURL_LOCK_DATA_LAST];
+};
+
+static void share_lock(CURL *h, curl_lock_data d, curl_lock_access a, void *ud)
+{
+    td_httpc_pool *p = ud;
+    (void)h, (void)a;
+    pthread_mutex_lock(&p->share_mu[d]);
+}
+
+static void share_unlock(CURL *h, curl_lock_data d, void *ud)
+{
+    td_httpc_pool *p = ud;
+    (void)h;
+    pthread_mutex_unlock(&p->share_mu[d]);
+}
+
+int td_httpc_pool_new(td_httpc_pool **out)
+{
+    td_httpc_pool *p;
+
+    td_httpc_global_init();
+    if (!(p = calloc(1, sizeof *p))) return TD_ENOMEM;
+    pthread_mutex_init(&p->mu, NULL);
+    for (int i = 0; i < CURL_LOCK_DATA_LAST; i++) pthread_mutex_init(&p->share_mu[i], NULL);
+    if (!(p->share = curl_share_init())) {
+        td_httpc_pool_free(p);
+        return TD_ENOMEM;
+    }
+    curl_share_setopt(p->share, CURLSHOPT_LOCKFUNC, share_lock);
+    curl_share_setopt(p->share, CURLSHOPT_UNLOCKFUNC, share_unlock);
+    curl_share_setopt(p->share, CURLSHOPT_USERDATA, p);
+    curl_share_setopt(p->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_SSL_SESSION);
+    curl_share_setopt(p->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_DNS);
+    *out = p;
+    return TD_OK;
+}
+
+void td_httpc_pool_free(td_httpc_pool *p)
+{
+    if (!p) return;
+    /* Handles first: a share still in use by a handle cannot be freed. */
+    for (int i = 0; i < p->nidle; i++) curl_easy_cleanup(p->idle[i]);
+    if (p->share) curl_share_cleanup(p->share);
+    for (int i = 0; i < CURL_LOCK_DATA_LAST; i++) pthread_mutex_destroy(&p->share_mu[i]);
+    pthread_mutex_destroy(&p->mu);
+    free(p);
+}
+
+/* A handle for one request: the pool's most recently used idle one (its
+ * connection is the likeliest to be still open), or a new one. */
+static CURL *handle_take(td_httpc_pool *p)
+{
+    CURL *h = NULL;
+
+    if (!p) return curl_easy_init();
+    pthread_mutex_lock(&p->mu);
+    if (p->nidle > 0) h = p->idle[--p->nidle];
+    pthread_mutex_unlock(&p->mu);
+    if (!h && (h = curl_easy_init())) curl_easy_setopt(h, CURLOPT_SHARE, p->share);
+    return h;
+}
+
+/* Gives the handle back with its connections open.  The reset drops every
+ * option (they point into the finished request's stack) but keeps live
+ * connections, TLS sessions and the share. */
+static void handle_give(td_httpc_pool *p, CURL *h)
+{
+    if (!h) return;
+    if (p) {
+        curl_easy_reset(h);
+        pthread_mutex_lock(&p->mu);
+        if (p->nidle < POOL_IDLE_MAX) p->idle[p->nidle++] = h, h = NULL;
+        pthread_mutex_unlock(&p->mu);
+    }
+    if (h) curl_easy_cleanup(h);
+}
+
 static size_t on_body(char *p, size_t size, size_t nmemb, void *ud)
 {
     xfer *x = ud;
@@ -115,8 +204,8 @@ int td_httpc_do(const td_httpc_req *req, td_httpc_resp *resp, char *err, size_t 
         snprintf(err, errlen, "%s: not sent: shutting down", req->url);
         return TD_ECANCELED;
     }
-    pthread_once(&global_once, global_init);
-    if (!(c = curl_easy_init())) {
+    td_httpc_global_init();
+    if (!(c = handle_take(req->pool))) {
         rc = TD_ENOMEM;
         goto out;
     }
@@ -173,8 +262,8 @@ int td_httpc_do(const td_httpc_req *req, td_httpc_resp *resp, char *err, size_t 
         snprintf(err, errlen, "%s: %s", req->url, cerr[0] ? cerr : curl_easy_strerror(cc));
     }
 out:
+    handle_give(req->pool, c);
     curl_slist_free_all(hl);
-    if (c) curl_easy_cleanup(c);
     if (rc != TD_OK) td_httpc_resp_clear(resp);
     return rc;
 }

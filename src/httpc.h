@@ -17,6 +17,28 @@
 #define TD_HTTPC_BODY_MAX (1u << 20)     /* default response ceiling */
 #define TD_HTTPC_HEADERS_MAX (16u << 10)
 
+/* The connections of one owner (a td_client), kept between its
+ * requests: HTTP keep-alive and TLS session reuse.  A pool holds easy
+ * handles that are not in use (a handle keeps its own connections; a
+ * libcurl share object lets all of them resume each other's TLS sessions
+ * and DNS answers).  A request takes a handle, or makes one when all are
+ * busy, and puts it back when done, so requests of one pool may run in
+ * many threads at once.  Connections are not shared between threads
+ * through the share object: libcurl documents that as unsafe. */
+typedef struct td_httpc_pool td_httpc_pool;
+
+/* TD_OK or TD_ENOMEM.  Calls td_httpc_global_init. */
+int td_httpc_pool_new(td_httpc_pool **out);
+
+/* Closes the pool's connections; no request of it may be running.  NULL
+ * is fine. */
+void td_httpc_pool_free(td_httpc_pool *p);
+
+/* curl_global_init, once per process (pthread_once).  td_httpc_do calls
+ * it too; the client calls it from td_client_new so that it runs at a
+ * point its header can name. */
+void td_httpc_global_init(void);
+
 /* Streams the body instead of buffering it (downloads); return TD_OK to
  * go on, anything else aborts the transfer with that code. */
 typedef int (*td_httpc_data_cb)(void *ud, const char *p, size_t n);
@@ -32,6 +54,7 @@ typedef struct td_httpc_req {
     size_t max_body;                /* 0: TD_HTTPC_BODY_MAX */
     td_httpc_data_cb on_data;       /* optional streaming sink */
     void *ud;
+    td_httpc_pool *pool;            /* NULL: a connection of its own, closed after */
 } td_httpc_req;
 
 typedef struct td_httpc_resp {

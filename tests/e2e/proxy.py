@@ -1,8 +1,9 @@
 """A tiny reverse proxy for the client tests, in front of the real
 `tokendist serve`: it counts the requests that reach the server, can hold
 each one back (so concurrent clients overlap), can shift the `Date`
-header (a server whose clock is ahead or behind), and can answer in the
-server's place with an error status (a failing gateway).
+header (a server whose clock is ahead or behind), can answer in the
+server's place with an error status (a failing gateway), and counts the
+TCP connections clients open to it (keep-alive).
 
 The proxy never logs: requests carry read keys and bodies carry tokens.
 """
@@ -25,6 +26,7 @@ class Proxy:
         self.fail_status = None             # answer this status instead of forwarding
         self.lock = threading.Lock()
         self.requests = []                  # (method, path)
+        self.connections = 0                # TCP connections accepted
         proxy = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -32,6 +34,11 @@ class Proxy:
 
             def log_message(self, *a):
                 pass
+
+            def setup(self):
+                super().setup()
+                with proxy.lock:
+                    proxy.connections += 1
 
             def _any(self):
                 n = int(self.headers.get("Content-Length") or 0)

@@ -18,7 +18,7 @@ TOKEN_A = "t-clientlibAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"
 TOKEN_B = "t-clientlibBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBB"
 TOKEN_G = "t-clientlibGGGGGGGGGGGGGGGGGGGGGGGGGGGGGGGG"
 TOKEN_C = "t-clientlibCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCC"
-TD_ENOTFOUND, TD_EHTTP, TD_EEXPIRED = -4, -9, -12
+TD_EINVAL, TD_ENOTFOUND, TD_EHTTP, TD_EEXPIRED, TD_ENOTSUP = -3, -4, -9, -12, -16
 
 
 def fnv(s):
@@ -259,6 +259,129 @@ class ClientLibTest(harness.TestCase):
         results = d.cmd("report_burst 16")
         self.assertTrue(all(r["rc"] == 0 for r in results), results)
         self.assertEqual(self.proxy.count("POST", "/v1/tokens/default/invalid"), 1)
+
+
+    # ---- the ABI of release 1: options, tokens, versions ----
+
+    def test_min_remaining_zero_takes_any_unexpired_token(self):
+        """0 is a value, not "default": a token with 100 s left is refused by
+        the default minimum (300 s) and taken with TD_OPT_MIN_REMAINING 0."""
+        self.push(TOKEN_A, ttl=100)
+        r = Driver(self, "--url", self.proxy.url()).cmd("get app")
+        self.assertEqual(r["rc"], TD_EEXPIRED, r)
+        r = Driver(self, "--url", self.proxy.url(), "--min-remaining", "0").cmd("get app")
+        self.assertEqual((r["rc"], r["token_hash"]), (0, fnv(TOKEN_A)), r)
+        self.assertTrue(0 < r["remaining"] <= 100, r)
+
+    def test_token_as_long_as_the_server_takes(self):
+        """A 4096-byte token (the record validator's limit, a JWT's size)
+        comes back whole; its length is in the td_token."""
+        jwt = "eyJ" + "x" * 4093
+        self.secrets.append(jwt)
+        self.push(jwt)
+        r = Driver(self, "--url", self.proxy.url()).cmd("get app")
+        self.assertEqual((r["rc"], r["token_len"], r["token_hash"]), (0, 4096, fnv(jwt)), r)
+
+    def test_record_json_and_version(self):
+        self.push(TOKEN_A, tenant_access_token=TOKEN_B)
+        d = Driver(self, "--url", self.proxy.url())
+        r = d.cmd("record tenant")
+        self.assertEqual((r["rc"], r["token_hash"]), (0, fnv(TOKEN_B)), r)
+        self.assertEqual((r["json_len"], r["json_has_token"], r["json_starts"]), (r["strlen"], True, "{"))
+        v = d.cmd("version")
+        self.assertRegex(v["runtime"], r"^\d+\.\d+\.\d+$")
+        self.assertEqual(v["runtime"], v["header"])
+
+    def test_bad_option_named_by_td_client_new(self):
+        r = Driver(self, "--url", self.proxy.url(), "--timeout-ms", "0").cmd("get app")
+        self.assertEqual(r["rc"], TD_EINVAL, r)
+        self.assertEqual(r["err"], "选项 TD_OPT_TIMEOUT_MS 的值 0 不在 1..600000 之间")
+        r = Driver(self, "--url", "ftp://example.com/token").cmd("get app")
+        self.assertEqual(r["rc"], TD_EINVAL, r)
+        self.assertIn("应以 http:// 或 https:// 开头", r["err"])
+        r = Driver(self).cmd("get app")
+        self.assertEqual(r["rc"], TD_EINVAL, r)
+        self.assertIn("没有 token 来源", r["err"])
+
+    def test_unknown_option_is_enotsup(self):
+        """A program built against a later header sets an option this library
+        does not know: TD_ENOTSUP, in Chinese, from td_client_new."""
+        r = Driver(self, "--url", self.proxy.url(), "--raw-long", "99", "5").cmd("get app")
+        self.assertEqual(r["rc"], TD_ENOTSUP, r)
+        self.assertIn("选项 99 未知", r["err"])
+        self.assertIn("请升级 libtokendist", r["err"])
+
+    # ---- connections ----
+
+    def test_keep_alive_one_connection_for_many_requests(self):
+        """Every request of a client (fetches, the report, the fetch after
+        it) goes over one kept TCP connection."""
+        self.push(TOKEN_A)
+        d = Driver(self, "--url", self.proxy.url(), "--refresh-wait-ms", "0")
+        self.assertEqual(d.cmd("get app")["rc"], 0)
+        self.assertEqual(d.cmd("report")["rc"], -6)         # 501: no refresher
+        self.assertEqual(d.cmd("get app")["source"], "endpoint")
+        # A client that refuses every record (minimum above its lifetime)
+        # fetches on every call: five fetches, still one connection.
+        d2 = Driver(self, "--url", self.proxy.url(), "--min-remaining", "86400")
+        for _ in range(5):
+            self.assertEqual(d2.cmd("get app")["rc"], TD_EEXPIRED)
+        self.assertEqual((self.proxy.count("GET"), self.proxy.count("POST")), (7, 1))
+        self.assertEqual(self.proxy.connections, 2)
+
+    def test_server_restart_between_requests(self):
+        """A kept connection the server closed (it restarted) is noticed and
+        replaced: the next fetch is answered, not a transport error."""
+        self.push(TOKEN_A)
+        direct = "http://127.0.0.1:%d/release/get-token" % self.srv.port
+        d = Driver(self, "--url", direct, "--min-remaining", "86400")
+        self.assertEqual(d.cmd("get app")["rc"], TD_EEXPIRED)
+        self.srv.stop()
+        self.srv.start()
+        r = d.cmd("get app")
+        self.assertEqual(r["rc"], TD_EEXPIRED, r)
+        self.srv.stop()
+        r = d.cmd("get app")
+        self.assertEqual(r["rc"], TD_EHTTP, r)              # down: a clear failure
+        self.assertIn("网络错误", r["err"])
+
+    # ---- waiting for a refresh ----
+
+    def test_wait_backs_off_and_asks_gitee_once(self):
+        """After a report that the server cannot act on (501), the next get
+        waits for another token: it asks the endpoint again with growing
+        pauses, not every 250 ms, and Gitee (which has the reported token
+        too) once, not on every round."""
+        self.push(TOKEN_A)
+        g = self.gitee(harness.make_record(TOKEN_A))
+        d = Driver(self, "--url", self.proxy.url(), "--refresh-wait-ms", "3000", *self.gitee_args(g))
+        self.assertEqual(d.cmd("get app")["source"], "endpoint")
+        self.assertEqual(d.cmd("report")["rc"], -6)
+        gets = self.proxy.count("GET")
+        t0 = time.time()
+        r = d.cmd("get app")
+        waited = time.time() - t0
+        # Nothing newer came: after the wait the reported token is used.
+        self.assertEqual((r["rc"], r["token_hash"]), (0, fnv(TOKEN_A)), r)
+        self.assertGreaterEqual(waited, 2.9)
+        polls = self.proxy.count("GET") - gets
+        # Pauses of 0.25, 0.5, 1 and the 1.25 s left: 5 asks; every 250 ms
+        # would be 12 or 13.
+        self.assertTrue(2 <= polls <= 6, polls)
+        self.assertEqual(len(g.requests_to("/api/v5/repos/tokendist/tokens/contents")), 1)
+
+    def test_gitee_asked_at_most_once_a_minute(self):
+        """With the server down, each get falls back to Gitee; within a minute
+        a client uses Gitee's last answer instead of asking again."""
+        g = self.gitee(harness.make_record(TOKEN_G))
+        direct = "http://127.0.0.1:%d/release/get-token" % self.srv.port
+        self.srv.stop()
+        d = Driver(self, "--url", direct, "--min-remaining", "86400", *self.gitee_args(g))
+        for _ in range(4):
+            r = d.cmd("get app")
+            self.assertEqual(r["rc"], TD_EHTTP, r)
+            self.assertRegex(r["err"], r"Gitee token获取失败: token即将过期 \(剩余 \d+ 秒")
+        self.assertEqual(len(g.requests_to("/api/v5/repos/tokendist/tokens/contents")), 1)
 
 
 class ReportWithRefresherTest(harness.TestCase):

@@ -125,14 +125,14 @@ class GetTest(harness.TestCase):
     def test_usage_errors(self):
         r = self.get()
         self.assertEqual(r.returncode, 2)
-        self.assertIn("no token source", r.stderr)
+        self.assertIn("没有 token 来源", r.stderr)
         self.assertIn("--url", r.stderr)
         r = self.get("--url", "http://127.0.0.1:1/x", "--field", "refresh_token")
         self.assertEqual(r.returncode, 2)
         self.assertIn("--field must be access_token or tenant_access_token", r.stderr)
         r = self.get("--url", "ftp://example.com/token")
         self.assertEqual(r.returncode, 2)
-        self.assertIn("must start with http:// or https://", r.stderr)
+        self.assertIn("应以 http:// 或 https:// 开头", r.stderr)
 
     def test_help_lists_exit_codes(self):
         r = self.get("--help")

@@ -49,7 +49,7 @@ class InstallTest(TestCase):
     def test_files(self):
         libdir = cache_value("CMAKE_INSTALL_LIBDIR") or "lib"
         for rel in ["bin/tokendist", "include/tokendist.h",
-                    libdir + "/libtokendist.so", libdir + "/libtokendist.so.0", libdir + "/libtokendist.a",
+                    libdir + "/libtokendist.so", libdir + "/libtokendist.so.1", libdir + "/libtokendist.a",
                     libdir + "/pkgconfig/tokendist.pc",
                     "share/man/man1/tokendist.1", "share/man/man5/tokendist.env.5",
                     "share/bash-completion/completions/tokendist",
@@ -59,7 +59,7 @@ class InstallTest(TestCase):
             self.assertTrue(os.path.exists(self.path(rel)), rel)
         for unit in ("tokendist.service", "tokendist-refresh.service"):
             self.assertTrue(os.path.exists(os.path.join(self.unitdir, unit)), unit)
-        self.assertEqual(os.readlink(self.path(libdir + "/libtokendist.so.0")), "libtokendist.so.0.1.0")
+        self.assertEqual(os.readlink(self.path(libdir + "/libtokendist.so.1")), "libtokendist.so.1.0.0")
 
     def test_installed_binary_runs(self):
         r = subprocess.run([self.path("bin/tokendist"), "--version"], capture_output=True, text=True)
@@ -83,7 +83,7 @@ class InstallTest(TestCase):
         self.assertEqual(cc.returncode, 0, cc.stderr)
         ldd = subprocess.run(["ldd", exe], env=dict(os.environ, LD_LIBRARY_PATH=libdir),
                              capture_output=True, text=True).stdout
-        self.assertIn(os.path.join(libdir, "libtokendist.so.0"), ldd)
+        self.assertIn(os.path.join(libdir, "libtokendist.so.1"), ldd)
 
         self.secrets += [PUSH, TENANT]
         srv = self.server(["--push-key", PUSH]).start()

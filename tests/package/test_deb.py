@@ -70,7 +70,7 @@ class DebPackageTest(unittest.TestCase):
                               check=True).stdout.strip()
 
     def test_packages_and_files(self):
-        for pkg in ("tokendist", "libtokendist0", "libtokendist-dev"):
+        for pkg in ("tokendist", "libtokendist1", "libtokendist-dev"):
             self.assertIn(pkg, self.debs)
             self.assertEqual(os.path.basename(self.debs[pkg]).split("_")[1], self.version)
         files = self.contents("tokendist")
@@ -80,8 +80,8 @@ class DebPackageTest(unittest.TestCase):
                      "/usr/share/bash-completion/completions/tokendist",
                      "/usr/share/doc/tokendist/examples/tokendist.env", "/etc/tokendist/"):
             self.assertIn(path, files)
-        lib = self.contents("libtokendist0")
-        self.assertTrue(any(re.search(r"/usr/lib/[^/]+/libtokendist\.so\.0$", f) for f in lib), lib)
+        lib = self.contents("libtokendist1")
+        self.assertTrue(any(re.search(r"/usr/lib/[^/]+/libtokendist\.so\.1$", f) for f in lib), lib)
         dev = self.contents("libtokendist-dev")
         for pat in (r"/usr/include/tokendist\.h$", r"/libtokendist\.so$", r"/libtokendist\.a$",
                     r"/pkgconfig/tokendist\.pc$"):
@@ -89,7 +89,7 @@ class DebPackageTest(unittest.TestCase):
         # Nothing of the server in the library packages, no library in the program's.
         self.assertFalse(any("libtokendist" in f for f in files))
         self.assertEqual(self.field("libtokendist-dev", "Depends").split(",")[0],
-                         "libtokendist0 (= %s)" % self.version)
+                         "libtokendist1 (= %s)" % self.version)
         # Shared-library dependencies computed by dpkg-shlibdeps.
         deps = self.field("tokendist", "Depends")
         for lib in ("libmicrohttpd12", "libsqlite3-0", "libjansson4", "libcurl4"):
@@ -103,7 +103,7 @@ class DebPackageTest(unittest.TestCase):
 
     def test_runs_from_scratch_root(self):
         root = os.path.join(self.tmp, "root")
-        for pkg in ("tokendist", "libtokendist0", "libtokendist-dev"):
+        for pkg in ("tokendist", "libtokendist1", "libtokendist-dev"):
             subprocess.run(["dpkg", "-x", self.debs[pkg], root], check=True)
         libdirs = glob.glob(os.path.join(root, "usr", "lib", "*"))
         env = dict(os.environ, LD_LIBRARY_PATH=":".join(libdirs))
