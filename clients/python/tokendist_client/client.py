@@ -111,19 +111,26 @@ class TokendistClient:
     # -- the public face ---------------------------------------------------
     def get_access_token(self) -> str:
         """The token of ``field`` (``access_token`` unless told otherwise)."""
-        token: str = self.get_record_info().record[self._o.field]
+        token: str = self._current()[0].record[self._o.field]
         return token
 
     def get_record(self) -> dict[str, Any]:
         """A copy of the whole record (the seed's nine fields and any extras)."""
-        return self.get_record_info().record
+        return copy.deepcopy(self._current()[0].record)
 
     def get_record_info(self) -> RecordInfo:
         """The record, where it came from and how long it has left."""
+        mem, source = self._current()
+        return RecordInfo(copy.deepcopy(mem.record), source, mem.origin,
+                          mem.url and redact_url(mem.url), int(self._remaining(mem.record) // 1))
+
+    def _current(self) -> tuple[_Memory, RecordSource]:
+        """The record to serve and where this call got it: from memory while it is
+        fresh enough, else from the one fetch running for all threads."""
         with self._lock:
             mem = self._memory
             if mem is not None and self._remaining(mem.record) > self._o.min_remaining_seconds:
-                return self._info(mem, "memory")
+                return mem, "memory"
             flight = self._flight
             lead = flight is None
             if flight is None:
@@ -138,8 +145,7 @@ class TokendistClient:
                     if self._flight is flight:
                         self._flight = None
         got = flight.result()
-        with self._lock:
-            return self._info(got, got.origin)
+        return got, got.origin
 
     def clear(self) -> None:
         """Forget the record in memory: the next call fetches."""
@@ -203,10 +209,6 @@ class TokendistClient:
         """Seconds left for ``record`` by the server's clock (as last seen)."""
         return expiry_of(record, self._o.field) - (time.time() + self._offset)
 
-    def _info(self, mem: _Memory, source: RecordSource) -> RecordInfo:
-        return RecordInfo(copy.deepcopy(mem.record), source, mem.origin,
-                          mem.url and redact_url(mem.url), int(self._remaining(mem.record) // 1))
-
     def _seen(self, answer: Answer) -> None:
         """Learn the server's clock from an answer's Date header."""
         if answer.server_time is None:
@@ -214,9 +216,10 @@ class TokendistClient:
         off = answer.server_time - time.time()
         nxt = 0.0 if abs(off) < SKEW_IGNORE_SECONDS else off
         with self._lock:
-            if nxt != self._offset and (nxt != 0 or self._offset != 0):
-                self._o.logger.debug(f"服务器时钟偏差: {round(nxt)} 秒")
+            changed = nxt != self._offset and (nxt != 0 or self._offset != 0)
             self._offset = nxt
+        if changed:
+            self._o.logger.debug(f"服务器时钟偏差: {round(nxt)} 秒")
 
     # -- fetching ------------------------------------------------------------
     def _refresh(self) -> _Memory:
@@ -258,7 +261,7 @@ class TokendistClient:
                 self._memory = mem
                 if epoch == self._epoch:
                     self._rejected = None
-            left = int(self._remaining(got.record) // 1)
+        left = int(self._remaining(got.record) // 1)
         self._o.logger.info(f"✅ 从{LABEL[got.source]}获取token成功 {fingerprint(tok)} (剩余 {left} 秒)")
         return mem
 
@@ -321,8 +324,7 @@ class TokendistClient:
         if problem is not None:
             return TokendistError("EINVALID", f"❌ {label} token获取失败: token数据无效 ({problem})",
                                   source=source, url=shown)
-        with self._lock:
-            remaining = int(self._remaining(record) // 1)
+        remaining = int(self._remaining(record) // 1)
         if remaining <= o.min_remaining_seconds:
             why = (f"token已过期 (已过期 {-remaining} 秒)" if remaining <= 0 else
                    f"token即将过期 (剩余 {remaining} 秒，要求至少 {o.min_remaining_seconds:g} 秒)")
@@ -355,8 +357,7 @@ class TokendistClient:
     def _report(self, token: str) -> ReportResult:
         o = self._o
         with self._lock:
-            if self._memory is not None and (holds_token(self._memory.record, token)
-                                             or self._memory.record.get(o.field) == token):
+            if self._memory is not None and holds_token(self._memory.record, token):
                 self._memory = None
             self._epoch += 1
             self._rejected = _Rejected(token, time.monotonic() + o.refresh_wait)
