@@ -210,6 +210,16 @@ function invalidUrlFor(apiUrl) {
   }
 }
 
+/**
+ * The record inside the Gitee file's bytes.  Today the file holds the record
+ * as plain JSON, the seed's format.  This is the one place a sealed copy (an
+ * envelope opened with the share key) will be recognised and opened, so that
+ * everything after it sees a plain record whichever form the file had.
+ */
+function openGiteeFile(bytes) {
+  return JSON.parse(bytes.toString('utf8').replace(/^\uFEFF/, ''));
+}
+
 /* ------------------------------------------------------------------ */
 /* Feishu helpers                                                     */
 /* ------------------------------------------------------------------ */
@@ -708,10 +718,8 @@ class TokendistClient {
     if (!isPlainObject(body) || typeof body.content !== 'string') {
       throw new TokendistError('EINVALID', '❌ Gitee token获取失败: 响应中没有文件内容 (content)', extra);
     }
-    let decoded;
     try {
-      decoded = Buffer.from(body.content.replace(/\s+/g, ''), 'base64').toString('utf8').replace(/^\uFEFF/, '');
-      return { record: JSON.parse(decoded) };
+      return { record: openGiteeFile(Buffer.from(body.content.replace(/\s+/g, ''), 'base64')) };
     } catch {
       throw new TokendistError('EINVALID', '❌ Gitee token获取失败: 文件内容不是JSON', extra);
     }
