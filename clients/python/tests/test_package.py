@@ -5,6 +5,7 @@ only, and builds reproducible archives."""
 from __future__ import annotations
 
 import ast
+import atexit
 import importlib.util
 import os
 import shutil
@@ -22,7 +23,10 @@ SOURCES = os.path.join(PACKAGE_DIR, "tokendist_client")
 MYPY = shutil.which("mypy")
 # One cache for every mypy run (kept under build/ by scripts/test): the standard
 # library's stubs are analysed once instead of for each run.
-MYPY_CACHE = os.environ.get("TOKENDIST_MYPY_CACHE") or tempfile.mkdtemp(prefix="tokendist-mypy-")
+MYPY_CACHE = os.environ.get("TOKENDIST_MYPY_CACHE") or ""
+if not MYPY_CACHE:
+    MYPY_CACHE = tempfile.mkdtemp(prefix="tokendist-mypy-")
+    atexit.register(shutil.rmtree, MYPY_CACHE, True)
 # scripts/test sets TOKENDIST_REQUIRE_MYPY=1: there a missing mypy fails instead of skipping.
 needs_mypy = unittest.skipIf(MYPY is None and os.environ.get("TOKENDIST_REQUIRE_MYPY") != "1",
                              "mypy not installed (Debian: apt-get install mypy)")
