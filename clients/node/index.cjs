@@ -150,33 +150,74 @@ function expiryOf(record, field) {
   return record.expire_timestamp;
 }
 
+const NAME_RE = /^[a-z0-9_]{1,64}$/;
+const NAME_RULE = '1-64 个小写字母、数字或下划线 (a-z 0-9 _)';
+const DEFAULT_NAME = 'default';
+
 /**
- * Where to report an invalid token, derived from a GET URL:
- *  - `…/v1/tokens/NAME`              → `…/v1/tokens/NAME/invalid`
- *  - `…/release/get-token` (seed)    → `…/v1/tokens/default/invalid`
- *  - `…/get-token`                   → `…/v1/tokens/default/invalid`
- * Query string and fragment are dropped. Returns null when the path has none
- * of these shapes.
+ * Where to read and where to report, for one configured URL and token name
+ * (the rules of the Python and C clients):
+ *  - `http(s)://host[:port]`           → GET `…/v1/tokens/NAME`, report `…/v1/tokens/NAME/invalid`
+ *  - `…/v1/tokens/X`                   → GET as given, report `…/v1/tokens/X/invalid`
+ *  - `…/release/get-token`, `…/get-token` → as given for `default` (report
+ *    `…/v1/tokens/default/invalid`); for another NAME the server's
+ *    `…/v1/tokens/NAME` beside it, since the seed's path only knows `default`
+ *  - any other path                    → GET as given, no report URL; `default` only
+ * A name the URL contradicts or cannot express throws ECONFIG: serving the
+ * `default` token to a client that asked for another would be silently wrong.
  */
-function invalidUrlFor(apiUrl) {
+function endpointUrls(apiUrl, name = DEFAULT_NAME, nameGiven = false) {
   let u;
   try {
     u = new URL(apiUrl);
   } catch {
-    return null;
+    throw configError(`apiUrl 不是合法URL: ${redactUrl(apiUrl)}`);
   }
-  u.search = '';
-  u.hash = '';
+  if (u.protocol !== 'http:' && u.protocol !== 'https:') {
+    throw configError(`apiUrl 只支持 http/https: ${redactUrl(apiUrl)}`);
+  }
+  const base = `${u.protocol}//${u.host}`;
   const p = u.pathname.replace(/\/+$/, '');
+  const named = (n) => ({ url: `${base}${n}`, reportUrl: `${base}${n}/invalid` });
+  if (p === '') return named(`/v1/tokens/${name}`);
   let m;
-  if ((m = /^(.*\/v1\/tokens\/[a-z0-9_]{1,64})$/.exec(p))) {
-    u.pathname = `${m[1]}/invalid`;
-  } else if ((m = /^(.*?)\/(?:release\/)?get-token$/.exec(p))) {
-    u.pathname = `${m[1]}/v1/tokens/default/invalid`;
-  } else {
+  if ((m = /^(.*)\/v1\/tokens\/([^/]*)$/.exec(p)) && NAME_RE.test(m[2])) {
+    if (nameGiven && m[2] !== name) {
+      throw configError(`apiUrl 指向名称 '${m[2]}'，与 name='${name}' 不一致: ${redactUrl(apiUrl)}`);
+    }
+    return { url: String(apiUrl), reportUrl: `${base}${p}/invalid` };
+  }
+  if ((m = /^(.*?)\/(?:release\/)?get-token$/.exec(p))) {
+    if (name === DEFAULT_NAME) return { url: String(apiUrl), reportUrl: `${base}${m[1]}/v1/tokens/default/invalid` };
+    return named(`${m[1]}/v1/tokens/${name}`);
+  }
+  if (name !== DEFAULT_NAME) {
+    throw configError(`无法从 apiUrl 推导名称 '${name}' 的地址 (应以 /release/get-token、/get-token 或 `
+      + `/v1/tokens/名称 结尾，或只写到端口): ${redactUrl(apiUrl)}`);
+  }
+  return { url: String(apiUrl), reportUrl: null };
+}
+
+/**
+ * The report URL derived from a GET URL for the `default` name (see
+ * endpointUrls), without query string or fragment; null when there is none.
+ */
+function invalidUrlFor(apiUrl) {
+  try {
+    return endpointUrls(apiUrl).reportUrl;
+  } catch {
     return null;
   }
-  return u.toString();
+}
+
+/**
+ * The record inside the Gitee file's bytes.  Today the file holds the record
+ * as plain JSON, the seed's format.  This is the one place a sealed copy (an
+ * envelope opened with the share key) will be recognised and opened, so that
+ * everything after it sees a plain record whichever form the file had.
+ */
+function openGiteeFile(bytes) {
+  return JSON.parse(bytes.toString('utf8').replace(/^\uFEFF/, ''));
 }
 
 /* ------------------------------------------------------------------ */
@@ -292,23 +333,19 @@ function normalizeOptions(raw) {
   if (!isPlainObject(raw)) throw configError('createClient(options) 需要一个对象');
   const o = { ...raw };
 
+  const nameGiven = o.name !== undefined && o.name !== null;
+  const name = nameGiven ? o.name : DEFAULT_NAME;
+  if (typeof name !== 'string' || !NAME_RE.test(name)) {
+    throw configError(`token 名称 '${String(name).slice(0, 80)}' 无效: 应为 ${NAME_RULE}`);
+  }
+
   // The seed's news.js object: { ENABLED, API_URL }.
   const enabled = o.ENABLED !== false && o.enabled !== false;
   let urls = o.apiUrl !== undefined ? o.apiUrl : o.API_URL;
   if (urls === undefined || urls === null || urls === '') urls = [];
   if (!Array.isArray(urls)) urls = [urls];
-  for (const u of urls) {
-    let parsed;
-    try {
-      parsed = new URL(u);
-    } catch {
-      throw configError(`apiUrl 不是合法URL: ${redactUrl(u)}`);
-    }
-    if (parsed.protocol !== 'http:' && parsed.protocol !== 'https:') {
-      throw configError(`apiUrl 只支持 http/https: ${redactUrl(u)}`);
-    }
-  }
-  const endpoints = enabled ? urls.map(String) : [];
+  const all = urls.map((u) => endpointUrls(u, name, nameGiven));
+  const endpoints = enabled ? all : [];
 
   const readKey = o.readKey !== undefined ? o.readKey : o.READ_KEY;
   if (readKey !== undefined && readKey !== null && typeof readKey !== 'string') {
@@ -369,6 +406,7 @@ function normalizeOptions(raw) {
 
   return {
     endpoints,
+    name,
     readKey: readKey || undefined,
     minRemainingSeconds,
     timeoutMs,
@@ -528,7 +566,7 @@ class TokendistClient {
       return candidate;
     };
 
-    for (const url of o.endpoints) {
+    for (const { url } of o.endpoints) {
       const r = await consider('endpoint', redactUrl(url), url, () => this._fromEndpoint(url));
       if (r) return r;
     }
@@ -680,10 +718,8 @@ class TokendistClient {
     if (!isPlainObject(body) || typeof body.content !== 'string') {
       throw new TokendistError('EINVALID', '❌ Gitee token获取失败: 响应中没有文件内容 (content)', extra);
     }
-    let decoded;
     try {
-      decoded = Buffer.from(body.content.replace(/\s+/g, ''), 'base64').toString('utf8').replace(/^\uFEFF/, '');
-      return { record: JSON.parse(decoded) };
+      return { record: openGiteeFile(Buffer.from(body.content.replace(/\s+/g, ''), 'base64')) };
     } catch {
       throw new TokendistError('EINVALID', '❌ Gitee token获取失败: 文件内容不是JSON', extra);
     }
@@ -760,8 +796,7 @@ class TokendistClient {
     let lastError;
     let lastStatus;
     let lastUrl;
-    for (const url of o.endpoints) {
-      const target = invalidUrlFor(url);
+    for (const { url, reportUrl: target } of o.endpoints) {
       if (!target) {
         lastError = new TokendistError('ECONFIG',
           `❌ 腾讯云函数 无效token上报失败: 无法从 ${redactUrl(url)} 推导上报地址`, { source: 'endpoint', url: redactUrl(url) });

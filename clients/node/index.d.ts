@@ -52,8 +52,14 @@ export type FetchLike = (input: string, init?: {
 }) => Promise<Response>;
 
 export interface ClientOptions {
-  /** tokendist URL(s), tried in order: `https://host/release/get-token` or `https://host/v1/tokens/NAME`. */
+  /** tokendist URL(s), tried in order: `https://host/release/get-token`, `https://host/v1/tokens/NAME` or `https://host:port`. */
   apiUrl?: string | string[];
+  /**
+   * Token name, `[a-z0-9_]{1,64}`; default `default`. With a `…/release/get-token`
+   * URL another name is read from `…/v1/tokens/NAME` beside it; a URL naming
+   * another token, or one the name cannot be derived for, throws ECONFIG.
+   */
+  name?: string;
   /** Sent as `Authorization: Bearer <readKey>` to the endpoints (not to Gitee). */
   readKey?: string;
   /** A token with this many seconds left or fewer is not served. Default 300. */
@@ -172,7 +178,7 @@ export function withToken<T>(
 /** Recognises Feishu's invalid-token codes in a body (object or text) or an error carrying one. */
 export function isFeishuInvalidTokenError(body: unknown): boolean;
 
-/** The `/invalid` report URL derived from a GET URL, or null. */
+/** The `/invalid` report URL derived from a GET URL (the `default` name), or null. */
 export function invalidUrlFor(apiUrl: string): string | null;
 
 /** null when valid, else a description of the first problem. */

@@ -1,0 +1,183 @@
+"""The three places a record comes from, and the cache file it goes to.
+
+* the endpoints: ``GET`` the server (``/release/get-token`` or
+  ``/v1/tokens/NAME``), with the read key;
+* Gitee: ``GET`` the contents API for the file the refresher keeps there;
+  base64 ``content``, ``[]`` or 404 for a missing file (both happen);
+* the cache file this client wrote after its last good fetch.
+
+Each loader returns the parsed JSON as it found it; judging it (fields,
+freshness, the reported token) is the client's business, so that every
+source is judged by the same rules.  Failures are TokendistError in the
+seed's words.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import os
+import secrets
+from typing import Any, Callable
+from urllib.parse import quote, urlencode
+
+from .errors import LABEL, ErrorCode, SourceName, TokendistError
+from .options import Gitee, Options
+from .transport import Answer, exchange, redact_url
+
+Seen = Callable[[Answer], None]
+
+
+def http_error(source: SourceName, url: str, answer: Answer, *,
+               doing: str = "token获取失败") -> TokendistError:
+    """The error for a non-200 answer: ``❌ 腾讯云函数 token获取失败: HTTP 500: Internal
+    Server Error``, with the server's own ``error``/``message`` appended when it
+    says more than the status line; the server's "Token not found or expired"
+    on its own, as the seed printed it."""
+    try:
+        body = json.loads(answer.text)
+    except ValueError:
+        body = None
+    detail = ""
+    if isinstance(body, dict):
+        for k in ("error", "message"):
+            if isinstance(body.get(k), str) and body[k]:
+                detail = body[k]
+                break
+    label, shown = LABEL[source], redact_url(url)
+    if source == "endpoint" and answer.status == 404 and detail == "Token not found or expired":
+        return TokendistError("ENOTFOUND_TOKEN", f"❌ {label} {doing}: {detail}",
+                              source=source, url=shown, status=404)
+    msg = f"HTTP {answer.status}: {answer.reason}"
+    if detail and detail != answer.reason:
+        msg += f" ({detail[:200]})"
+    code: ErrorCode = "EAUTH" if answer.status in (401, 403) else "EHTTP"
+    return TokendistError(code, f"❌ {label} {doing}: {msg}", source=source, url=shown,
+                          status=answer.status)
+
+
+def parse_json(source: SourceName, url: str | None, text: str) -> Any:
+    try:
+        return json.loads(text)
+    except ValueError:
+        raise TokendistError("EINVALID", f"❌ {LABEL[source]} token获取失败: 响应不是JSON",
+                             source=source, url=url and redact_url(url)) from None
+
+
+def endpoint_headers(opts: Options, extra: dict[str, str] | None = None) -> dict[str, str]:
+    h = {"Accept": "application/json", "User-Agent": "tokendist-client-python"}
+    if extra:
+        h.update(extra)
+    if opts.read_key:
+        h["Authorization"] = f"Bearer {opts.read_key}"
+    return h
+
+
+def from_endpoint(opts: Options, url: str, seen: Seen) -> Any:
+    answer = exchange("endpoint", "GET", url, headers=endpoint_headers(opts), timeout=opts.timeout)
+    seen(answer)
+    if answer.status != 200:
+        raise http_error("endpoint", url, answer)
+    return parse_json("endpoint", url, answer.text)
+
+
+def gitee_url(g: Gitee) -> str:
+    query = {}
+    if g.branch:
+        query["ref"] = g.branch
+    if g.access_token:
+        query["access_token"] = g.access_token
+    path = "/".join(quote(p, safe="") for p in (g.owner, g.repo)) + "/contents/" + \
+        "/".join(quote(p, safe="") for p in g.path.split("/"))
+    return f"{g.base_url}/repos/{path}" + (f"?{urlencode(query)}" if query else "")
+
+
+def open_file(data: bytes) -> Any:
+    """The record inside the Gitee file's bytes.
+
+    Today the file holds the record as plain JSON, the seed's format.  This
+    is the one place a sealed copy (an envelope opened with the share key)
+    will be recognised and opened, so that everything after it sees a plain
+    record whichever form the file had.
+    """
+    return json.loads(data.decode("utf-8-sig"))
+
+
+def from_gitee(opts: Options, seen: Seen) -> Any:
+    g = opts.gitee
+    assert g is not None
+    url = gitee_url(g)
+    answer = exchange("gitee", "GET", url, headers={"Accept": "application/json"},
+                      timeout=opts.timeout)
+    seen(answer)
+    shown = redact_url(url)
+    missing = TokendistError("ENOTFOUND_TOKEN", f"❌ Gitee token获取失败: 文件不存在 ({g.path})",
+                             source="gitee", url=shown, status=answer.status)
+    if answer.status == 404:
+        raise missing
+    if answer.status != 200:
+        raise http_error("gitee", url, answer)
+    body = parse_json("gitee", url, answer.text)
+    if isinstance(body, list):      # Gitee answers [] for a missing file (a listing for a folder)
+        raise missing
+    if not isinstance(body, dict) or not isinstance(body.get("content"), str):
+        raise TokendistError("EINVALID", "❌ Gitee token获取失败: 响应中没有文件内容 (content)",
+                             source="gitee", url=shown, status=answer.status)
+    try:
+        data = base64.b64decode("".join(body["content"].split()), validate=True)
+        return open_file(data)
+    except (binascii.Error, ValueError):
+        raise TokendistError("EINVALID", "❌ Gitee token获取失败: 文件内容不是JSON",
+                             source="gitee", url=shown, status=answer.status) from None
+
+
+def from_cache(opts: Options) -> Any:
+    path = opts.cache_file
+    assert path is not None
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read(1024 * 1024 + 1)
+    except FileNotFoundError:
+        raise TokendistError("ENOTFOUND_TOKEN", "❌ 本地缓存 token获取失败: 缓存文件不存在",
+                             source="cache") from None
+    except (OSError, UnicodeDecodeError) as e:
+        why = getattr(e, "strerror", None) or type(e).__name__
+        raise TokendistError("ENOTFOUND_TOKEN", f"❌ 本地缓存 token获取失败: 无法读取缓存文件 ({why})",
+                             source="cache") from None
+    try:
+        return json.loads(text)
+    except ValueError:
+        raise TokendistError("EINVALID", "❌ 本地缓存 token获取失败: 缓存文件不是JSON",
+                             source="cache") from None
+
+
+def write_cache(path: str, record: dict[str, Any]) -> None:
+    """Replace the cache file atomically: a temp file (mode 0600) in the same
+    folder (created 0700), written, flushed to disk, renamed over the old one.
+    A reader never sees half a record, and nobody else can read the token."""
+    folder = os.path.dirname(path)
+    os.makedirs(folder, mode=0o700, exist_ok=True)
+    tmp = f"{path}.{os.getpid()}.{secrets.token_hex(6)}.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(record, f, ensure_ascii=False, indent=2)
+            f.write("\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    try:                            # the rename itself survives a power loss
+        dfd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
+    except OSError:
+        pass

@@ -1,0 +1,164 @@
+"""One HTTP exchange with a deadline, a size limit and the server's clock.
+
+The client talks HTTP through :func:`exchange` only, so the limits hold
+for every source: the answer is read within ``timeout`` seconds (each wait
+for data is bounded by it and the whole exchange is abandoned once it has
+passed), a body larger than 1 MiB is refused before it is buffered, and
+the ``Date`` header is handed back so the client can judge expiry by the
+server's clock instead of its own.
+
+urllib is used (not http.client) because it brings what Python programs
+expect of an HTTP client: proxies from ``https_proxy``/``no_proxy``, the
+system's CA certificates, and redirects.  Redirects are followed for GET
+only, and the ``Authorization`` header (the read key) never follows one to
+another origin.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import errno
+import http.client
+import socket
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from email.message import Message
+from http import HTTPStatus
+from typing import IO, Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+from .errors import LABEL, SourceName, TokendistError
+
+MAX_BODY_BYTES = 1024 * 1024
+_CHUNK = 64 * 1024
+_SECRET_PARAM = ("token", "key", "secret", "sign", "sig", "auth", "password")
+
+
+def redact_url(url: str) -> str:
+    """``url`` with credentials hidden: query parameters whose names look
+    like secrets (``access_token``, ``key`` …) and a userinfo password become
+    ``***``.  Safe to put into messages and logs."""
+    try:
+        parts = urlsplit(url)
+        query = [(k, "***" if any(s in k.lower() for s in _SECRET_PARAM) else v)
+                 for k, v in parse_qsl(parts.query, keep_blank_values=True)]
+        netloc = parts.netloc
+        if parts.password is not None:
+            user, _, host = netloc.rpartition("@")
+            netloc = f"{user.split(':', 1)[0]}:***@{host}"
+        return urlunsplit((parts.scheme, netloc, parts.path,
+                           urlencode(query, safe="*"), parts.fragment))
+    except ValueError:
+        return "(无法解析的URL)"
+
+
+@dataclass(frozen=True)
+class Answer:
+    status: int
+    reason: str
+    text: str
+    server_time: float | None   # Unix seconds from the Date header, when it has one
+
+
+class _Redirects(urllib.request.HTTPRedirectHandler):
+    """Follow redirects of GET requests only; keep the read key on its origin."""
+
+    def redirect_request(self, req: urllib.request.Request, fp: IO[bytes], code: int,
+                         msg: str, headers: http.client.HTTPMessage, newurl: str) -> urllib.request.Request | None:
+        if req.get_method() != "GET":
+            return None     # a report is never re-sent elsewhere (or turned into a GET)
+        new = super().redirect_request(req, fp, code, msg, headers, newurl)
+        if new is not None:
+            old, nxt = urlsplit(req.full_url), urlsplit(new.full_url)
+            if (old.scheme, old.hostname, old.port) != (nxt.scheme, nxt.hostname, nxt.port):
+                new.remove_header("Authorization")
+        return new
+
+
+_opener = urllib.request.build_opener(_Redirects())
+
+
+def _network_detail(exc: BaseException) -> str:
+    """The errno name Node would print (``ECONNREFUSED``), else the reason."""
+    if isinstance(exc, socket.gaierror):
+        return f"ENOTFOUND ({exc.strerror})" if exc.strerror else "ENOTFOUND"
+    if isinstance(exc, OSError) and exc.errno in errno.errorcode:
+        return errno.errorcode[exc.errno]
+    if isinstance(exc, http.client.RemoteDisconnected):
+        return "ECONNRESET (对方未应答即关闭连接)"
+    if isinstance(exc, http.client.IncompleteRead):
+        return "ECONNRESET (响应不完整)"
+    return str(exc) or type(exc).__name__
+
+
+def _server_time(headers: Message) -> float | None:
+    value = headers.get("Date")
+    if not isinstance(value, str):
+        return None
+    parsed = email.utils.parsedate_tz(value)
+    return None if parsed is None else float(email.utils.mktime_tz(parsed))
+
+
+def exchange(source: SourceName, method: str, url: str, *, headers: dict[str, str],
+             body: bytes | None = None, timeout: float) -> Answer:
+    """Send one request and read the whole answer (any status).
+
+    Raises TokendistError ``ETIMEOUT``, ``ENETWORK`` or ``EINVALID`` (body
+    too large); an HTTP error status is an :class:`Answer` like any other.
+    """
+    label = LABEL[source]
+    shown = redact_url(url)
+
+    def fail(code: Any, what: str) -> TokendistError:
+        return TokendistError(code, f"❌ {label} token获取失败: {what}", source=source, url=shown)
+
+    timed_out = fail("ETIMEOUT", f"请求超时 ({timeout:g} 秒)")
+    deadline = time.monotonic() + timeout
+    req = urllib.request.Request(url, data=body, headers=headers, method=method)
+    resp: Any
+    try:
+        resp = _opener.open(req, timeout=timeout)
+    except urllib.error.HTTPError as e:
+        resp = e                            # an error status: still an answer
+    except urllib.error.URLError as e:
+        if isinstance(e.reason, (TimeoutError, socket.timeout)):
+            raise timed_out from None
+        reason = e.reason if isinstance(e.reason, BaseException) else e
+        raise fail("ENETWORK", f"网络错误: {_network_detail(reason)}") from None
+    except (TimeoutError, socket.timeout):
+        raise timed_out from None
+    except (OSError, http.client.HTTPException, ValueError) as e:
+        raise fail("ENETWORK", f"网络错误: {_network_detail(e)}") from None
+    try:
+        status = int(resp.status if resp.status is not None else resp.code)
+        length = resp.headers.get("Content-Length")
+        if length and length.isdigit() and int(length) > MAX_BODY_BYTES:
+            raise fail("EINVALID", f"响应过大 ({length} 字节)")
+        chunks: list[bytes] = []
+        total = 0
+        while True:
+            if time.monotonic() > deadline:
+                raise timed_out
+            chunk = resp.read(_CHUNK) if resp.fp is not None else b""
+            if not chunk:
+                break
+            total += len(chunk)
+            if total > MAX_BODY_BYTES:
+                raise fail("EINVALID", f"响应过大 (超过 {MAX_BODY_BYTES} 字节)")
+            chunks.append(chunk)
+    except (TimeoutError, socket.timeout):
+        raise timed_out from None
+    except (OSError, http.client.HTTPException) as e:
+        raise fail("ENETWORK", f"网络错误: {_network_detail(e)}") from None
+    finally:
+        resp.close()
+    phrase = resp.reason if isinstance(resp.reason, str) else ""
+    if not phrase:
+        try:
+            phrase = HTTPStatus(status).phrase
+        except ValueError:
+            phrase = ""
+    return Answer(status, phrase, b"".join(chunks).decode("utf-8-sig", "replace"),
+                  _server_time(resp.headers))
