@@ -1,9 +1,10 @@
-"""Shared machinery for tokendist's local doubles of Feishu, Gitee and the SCF runtime.
+"""Shared machinery for tokendist's local doubles of Feishu, WeChat, WeCom, DingTalk,
+Gitee and the SCF runtime.
 
 The black-box tests run the real ``tokendist`` binary against doubles that speak
 the services' real HTTP protocols on 127.0.0.1, because the test machines cannot
 reach the real services and because faults (timeouts, 5xx, cut downloads) must be
-reproducible.  Everything the three doubles share lives here, so that each double
+reproducible.  Everything the doubles share lives here, so that each double
 file holds only what is specific to its service:
 
 * an HTTP/1.1 server (keep-alive, Content-Length, chunked request bodies) on an
@@ -31,6 +32,9 @@ test fail loudly instead of silently testing nothing):
 ``{"faults": [{...}, ...]}``   queue several faults in order.
 ``{"clear_faults": true}``, ``{"clear_requests": true}``, ``{"reset": true}``
 ``{"clock_offset": S}`` (absolute) / ``{"advance": S}`` (relative), in seconds.
+``{"freeze": true}`` stops the double's clock where it is (``advance`` still
+    moves it), so that a test can assert exact seconds left; ``false`` lets it
+    run on from the real time.
 
 The doubles never print requests, bodies, tokens or secrets: the default
 request logging is silenced and handler crashes print only a traceback without
@@ -263,14 +267,16 @@ class DoubleServer:
         self.requests = []
         self.faults = []
         self.clock_offset = 0.0
+        self.frozen = None         # the real time the clock stopped at, or None
 
     def now(self):
         """The double's notion of the current Unix time (tests may shift it)."""
-        return time.time() + self.clock_offset
+        return (time.time() if self.frozen is None else self.frozen) + self.clock_offset
 
     def state(self):
         """What ``GET /_state`` shows; subclasses add their counters."""
-        return {"clock_offset": self.clock_offset, "faults": list(self.faults),
+        return {"clock_offset": self.clock_offset, "frozen": self.frozen is not None,
+                "faults": list(self.faults),
                 "requests": len(self.requests)}
 
     def requests_to(self, path_prefix="", method=None):
@@ -295,6 +301,8 @@ class DoubleServer:
                 self.clock_offset = float(cfg.pop("clock_offset"))
             if "advance" in cfg:
                 self.clock_offset += float(cfg.pop("advance"))
+            if "freeze" in cfg:
+                self.frozen = time.time() if cfg.pop("freeze") else None
             for spec in cfg.pop("faults", []):
                 self._add_fault(dict(spec))
             if "fail" in cfg:
