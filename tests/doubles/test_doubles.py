@@ -15,16 +15,19 @@ import threading
 import time
 import unittest
 import urllib.error
+import urllib.parse
 import urllib.request
 
 import feishu
 import gitee
 import scf_runtime
 import wechat
+import wecom
 from feishu import DEFAULT_APP_ID, DEFAULT_APP_SECRET, FeishuDouble
 from gitee import DEFAULT_TOKEN, GiteeDouble
 from scf_runtime import InvocationError, ScfRuntimeDouble
 from wechat import WeChatDouble
+from wecom import WeComDouble
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -427,6 +430,89 @@ class WeChatTest(unittest.TestCase):
         self.assertEqual(self.d.ticket_fetches, {wechat.DEFAULT_APPID: 4})
 
 
+class WeComTest(unittest.TestCase):
+    def setUp(self):
+        self.d = WeComDouble().start()
+        self.addCleanup(self.d.stop)
+        self.d.control({"freeze": True})   # exact seconds left in the assertions
+
+    def fetch(self, corpid=wecom.DEFAULT_CORPID, secret=wecom.DEFAULT_SECRET):
+        q = urllib.parse.urlencode({"corpid": corpid, "corpsecret": secret})
+        status, body = jcall("GET", f"{self.d.url}/cgi-bin/gettoken?{q}")
+        self.assertEqual(status, 200)
+        return body
+
+    def get(self, path, token):
+        return jcall("GET", f"{self.d.url}{path}?access_token={token}")[1]
+
+    def test_same_token_until_expiry(self):
+        first = self.fetch()
+        self.assertEqual((first["errcode"], first["errmsg"], first["expires_in"]), (0, "ok", 7200))
+        self.d.control({"advance": 7199})
+        same = self.fetch()
+        self.assertEqual((same["access_token"], same["expires_in"]), (first["access_token"], 1))
+        self.d.control({"advance": 1})
+        new = self.fetch()
+        self.assertNotEqual(new["access_token"], first["access_token"])
+        expired = self.get("/cgi-bin/get_api_domain_ip", first["access_token"])
+        self.assertEqual(expired["errcode"], 42001)
+        self.assertIn("more info at https://open.work.weixin.qq.com/devtool/query?e=42001",
+                      expired["errmsg"])
+        self.assertEqual(self.get("/cgi-bin/get_api_domain_ip", new["access_token"])["errcode"], 0)
+        self.d.control({"expires_in_mode": "fixed", "advance": 100})
+        self.assertEqual(self.fetch()["expires_in"], 7200)
+        self.assertEqual((self.d.fetches(), self.d.tokens_minted), (4, 2))
+
+    def test_one_token_per_app_secret(self):
+        self.d.control({"apps": {wecom.DEFAULT_CORPID: [wecom.DEFAULT_SECRET, "other-app-secret"]}})
+        a, b = self.fetch()["access_token"], self.fetch(secret="other-app-secret")["access_token"]
+        self.assertNotEqual(a, b)
+        self.assertEqual((self.d.fetches(), self.d.fetches(secret="other-app-secret")), (1, 1))
+        self.assertNotIn("other-app-secret", json.dumps(self.d.state()))
+
+    def test_early_invalidation(self):
+        token = self.fetch()["access_token"]
+        self.d.control({"invalidate": "all"})
+        self.assertEqual(self.get("/cgi-bin/get_api_domain_ip", token)["errcode"], 40014)
+        fresh = self.fetch()["access_token"]
+        self.assertNotEqual(fresh, token)
+        self.assertTrue(self.d.token_valid(fresh))
+
+    def test_errors(self):
+        self.assertEqual(self.fetch(secret="wrong")["errcode"], 40001)
+        self.assertEqual(self.fetch(corpid="ww_unknown")["errcode"], 40013)
+        self.assertEqual(jcall("GET", self.d.url + "/cgi-bin/gettoken?corpid=x")[1]["errcode"], 41004)
+        self.assertEqual(jcall("GET", self.d.url + "/cgi-bin/gettoken")[1]["errcode"], 41002)
+        self.assertEqual(self.get("/cgi-bin/get_api_domain_ip", "")["errcode"], 41001)
+        token = self.fetch()["access_token"]
+        self.d.control({"ip_denied": "api"})
+        self.assertEqual(self.get("/cgi-bin/get_jsapi_ticket", token)["errcode"], 60020)
+        self.assertEqual(self.fetch()["access_token"], token)
+        self.d.control({"ip_denied": "all"})
+        self.assertEqual(self.fetch()["errcode"], 60020)
+        self.d.control({"ip_denied": False, "fail": "errcode", "times": 1, "code": 45009,
+                        "msg": "api freq out of limit"})
+        self.assertEqual(self.fetch()["errcode"], 45009)
+        self.assertEqual(self.d.tokens_minted, 1)
+
+    def test_tickets(self):
+        # Start 100 s into a clock hour, so that the hourly ticket limit below
+        # counts all four fetches in one hour whatever the wall clock says.
+        self.d.control({"advance": 100 - self.d.now() % 3600})
+        token = self.fetch()["access_token"]
+        corp = self.get("/cgi-bin/get_jsapi_ticket", token)
+        self.assertEqual((corp["errcode"], corp["expires_in"]), (0, 7200))
+        self.d.control({"advance": 60})
+        again = self.get("/cgi-bin/get_jsapi_ticket", token)
+        self.assertEqual((again["ticket"], again["expires_in"]), (corp["ticket"], 7140))
+        agent = jcall("GET", f"{self.d.url}/cgi-bin/ticket/get?access_token={token}"
+                             "&type=agent_config")[1]
+        self.assertEqual(agent["errcode"], 0)
+        self.assertNotEqual(agent["ticket"], corp["ticket"])
+        self.d.control({"ticket_hourly_app": 3})
+        self.assertEqual(self.get("/cgi-bin/get_jsapi_ticket", token)["errcode"], 45009)
+
+
 class FakeRuntime(threading.Thread):
     """A minimal Custom Runtime bootstrap speaking to the double, for the self-test."""
 
@@ -563,6 +649,9 @@ class ProcessModeTest(unittest.TestCase):
         cases = [("wechat.py", {"apps": {"wxproc": "wx-proc-secret"}}, "POST",
                   "/cgi-bin/stable_token", {"grant_type": "client_credential",
                                             "appid": "wxproc", "secret": "wx-proc-secret"},
+                  "access_token"),
+                 ("wecom.py", {"apps": {"wwproc": ["wc-proc-secret"]}}, "GET",
+                  "/cgi-bin/gettoken?corpid=wwproc&corpsecret=wc-proc-secret", None,
                   "access_token")]
         for script, config, method, path, body, field in cases:
             with self.subTest(script=script):
