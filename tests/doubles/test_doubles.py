@@ -18,11 +18,13 @@ import urllib.error
 import urllib.parse
 import urllib.request
 
+import dingtalk
 import feishu
 import gitee
 import scf_runtime
 import wechat
 import wecom
+from dingtalk import DingTalkDouble
 from feishu import DEFAULT_APP_ID, DEFAULT_APP_SECRET, FeishuDouble
 from gitee import DEFAULT_TOKEN, GiteeDouble
 from scf_runtime import InvocationError, ScfRuntimeDouble
@@ -513,6 +515,63 @@ class WeComTest(unittest.TestCase):
         self.assertEqual(self.get("/cgi-bin/get_jsapi_ticket", token)["errcode"], 45009)
 
 
+class DingTalkTest(unittest.TestCase):
+    TOKEN = "/v1.0/oauth2/accessToken"
+
+    def setUp(self):
+        self.d = DingTalkDouble().start()
+        self.addCleanup(self.d.stop)
+        self.d.control({"freeze": True})   # exact seconds left in the assertions
+
+    def fetch(self, secret=dingtalk.DEFAULT_APP_SECRET):
+        return jcall("POST", self.d.url + self.TOKEN,
+                     {"appKey": dingtalk.DEFAULT_APP_KEY, "appSecret": secret})
+
+    def judge(self, token):
+        return jcall("GET", self.d.url + "/v1.0/microApp/allInnerApps",
+                     headers={"x-acs-dingtalk-access-token": token})
+
+    def test_fetch_inside_lifetime_extends_it(self):
+        status, first = self.fetch()
+        self.assertEqual((status, set(first), first["expireIn"]),
+                         (200, {"accessToken", "expireIn"}, 7200))
+        self.d.control({"advance": 7000})
+        status, same = self.fetch()
+        self.assertEqual((same["accessToken"], same["expireIn"]), (first["accessToken"], 7200))
+        self.d.control({"advance": 7000})             # alive thanks to the extension
+        self.assertEqual(self.judge(first["accessToken"]), (200, {"appList": []}))
+        self.d.control({"extend": False, "advance": 100})
+        self.assertEqual(self.fetch()[1]["expireIn"], 100)
+        self.d.control({"advance": 100})
+        status, body = self.judge(first["accessToken"])
+        self.assertEqual((status, body["code"], body["message"]),
+                         (400, "InvalidAuthentication", "不合法的access_token"))
+        self.assertNotEqual(self.fetch()[1]["accessToken"], first["accessToken"])
+        self.assertEqual((self.d.fetches(), self.d.tokens_minted), (4, 2))
+
+    def test_errors(self):
+        status, body = self.fetch("wrong")
+        self.assertEqual((status, body["code"], body["message"]),
+                         (400, "invalidClientIdOrSecret", "无效的clientId或者clientSecret"))
+        self.assertRegex(body["requestid"], r"^[0-9A-F-]{36}$")
+        self.assertEqual(jcall("POST", self.d.url + self.TOKEN, b"appKey=x")[1]["code"],
+                         "Missingbody")
+        self.assertEqual(jcall("POST", self.d.url + self.TOKEN, {"appKey": "x"})[1]["code"],
+                         "MissingappSecret")
+        self.d.control({"fail": "code", "times": 1, "status": 403,
+                        "code": "Forbidden.AccessDenied.QpsLimitForAppkeyAndApi"})
+        status, body = self.fetch()
+        self.assertEqual((status, body["code"]),
+                         (403, "Forbidden.AccessDenied.QpsLimitForAppkeyAndApi"))
+        self.d.control({"fail": "503", "times": 1})
+        self.assertEqual(self.fetch()[1]["code"], "ServiceUnavailable")
+        token = self.fetch()[1]["accessToken"]
+        self.d.control({"invalidate": [token]})
+        self.assertEqual(self.judge(token)[0], 400)
+        self.assertNotEqual(self.fetch()[1]["accessToken"], token)
+        self.assertEqual(self.d.fetches(), 3)
+
+
 class FakeRuntime(threading.Thread):
     """A minimal Custom Runtime bootstrap speaking to the double, for the self-test."""
 
@@ -652,7 +711,10 @@ class ProcessModeTest(unittest.TestCase):
                   "access_token"),
                  ("wecom.py", {"apps": {"wwproc": ["wc-proc-secret"]}}, "GET",
                   "/cgi-bin/gettoken?corpid=wwproc&corpsecret=wc-proc-secret", None,
-                  "access_token")]
+                  "access_token"),
+                 ("dingtalk.py", {"apps": {"dingproc": "dd-proc-secret"}}, "POST",
+                  "/v1.0/oauth2/accessToken", {"appKey": "dingproc", "appSecret": "dd-proc-secret"},
+                  "accessToken")]
         for script, config, method, path, body, field in cases:
             with self.subTest(script=script):
                 proc, url = self.run_double(script, config)
