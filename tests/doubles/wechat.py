@@ -17,8 +17,8 @@ none of them states):
 [S2] access_token 使用说明, https://developers.weixin.qq.com/doc/oplatform/developers/dev/AccessToken.html
 [S3] getApiDomainIp / getCallbackIp,
      https://developers.weixin.qq.com/doc/service/api/base/api_getapidomainip and .../api_getcallbackip
-[S4] getTicket, https://developers.weixin.qq.com/doc/service/api/webdev/jssdk/api_getticket
-     (Chinese twin: .../doc/service/api/invoice/auth/api_getticket.html) and the
+[S4] getTicket, https://developers.weixin.qq.com/doc/service/api/invoice/auth/api_getticket.html
+     (English: .../doc/service/en/api/webdev/jssdk/api_getticket.html) and the
      JS-SDK 附录1 https://developers.weixin.qq.com/doc/offiaccount/OA_Web_Apps/JS-SDK.html
 [S5] WxJava (binarywang/WxJava): weixin-java-common/.../api/WxConsts.java
      ACCESS_TOKEN_ERROR_CODES = 40001, 40014, 42001; .../error/WxMpErrorMsgEnum.java;
