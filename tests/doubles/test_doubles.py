@@ -1,5 +1,6 @@
 """Self-tests of the local doubles, so that a broken double is caught before it
-misleads a black-box test of tokendist.  Run with:
+misleads a black-box test of tokendist.  ctest runs them as
+``doubles.test_doubles``; by hand:
 
     python3 -m unittest discover -s tests/doubles
 """
