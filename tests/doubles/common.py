@@ -1,9 +1,10 @@
-"""Shared machinery for tokendist's local doubles of Feishu, Gitee and the SCF runtime.
+"""Shared machinery for tokendist's local doubles of Feishu, WeChat, WeCom, DingTalk,
+Gitee and the SCF runtime.
 
 The black-box tests run the real ``tokendist`` binary against doubles that speak
 the services' real HTTP protocols on 127.0.0.1, because the test machines cannot
 reach the real services and because faults (timeouts, 5xx, cut downloads) must be
-reproducible.  Everything the three doubles share lives here, so that each double
+reproducible.  Everything the doubles share lives here, so that each double
 file holds only what is specific to its service:
 
 * an HTTP/1.1 server (keep-alive, Content-Length, chunked request bodies) on an
@@ -37,6 +38,9 @@ test fail loudly instead of silently testing nothing):
     tokendist processes and the double together (tests/e2e/harness.py,
     ``TestClock``).  ``null`` detaches.  Each logged request carries ``now``,
     the double's clock when it arrived, besides the real ``time``.
+``{"freeze": true}`` stops the double's clock where it is (``advance`` still
+    moves it), so that a test can assert exact seconds left; ``false`` lets it
+    run on from the real time.
 
 The doubles never print requests, bodies, tokens or secrets: the default
 request logging is silenced and handler crashes print only a traceback without
@@ -270,10 +274,11 @@ class DoubleServer:
         self.faults = []
         self.clock_offset = 0.0
         self.clock_file = None
+        self.frozen = None         # the real time the clock stopped at, or None
 
     def now(self):
         """The double's notion of the current Unix time (tests may shift it)."""
-        return time.time() + self.clock_offset + self._file_offset()
+        return (time.time() if self.frozen is None else self.frozen) + self.clock_offset + self._file_offset()
 
     def _file_offset(self):
         """Seconds from ``clock_file``; the writer replaces the file by rename."""
@@ -287,7 +292,7 @@ class DoubleServer:
 
     def state(self):
         """What ``GET /_state`` shows; subclasses add their counters."""
-        return {"clock_offset": self.clock_offset, "clock_file": self.clock_file,
+        return {"clock_offset": self.clock_offset, "clock_file": self.clock_file, "frozen": self.frozen is not None,
                 "now": self.now(), "faults": list(self.faults),
                 "requests": len(self.requests)}
 
@@ -315,6 +320,8 @@ class DoubleServer:
                 self.clock_offset += float(cfg.pop("advance"))
             if "clock_file" in cfg:
                 self.clock_file = cfg.pop("clock_file") or None
+            if "freeze" in cfg:
+                self.frozen = time.time() if cfg.pop("freeze") else None
             for spec in cfg.pop("faults", []):
                 self._add_fault(dict(spec))
             if "fail" in cfg:

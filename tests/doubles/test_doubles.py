@@ -1,5 +1,6 @@
 """Self-tests of the local doubles, so that a broken double is caught before it
-misleads a black-box test of tokendist.  Run with:
+misleads a black-box test of tokendist.  ctest runs them as
+``doubles.test_doubles``; by hand:
 
     python3 -m unittest discover -s tests/doubles
 """
@@ -15,14 +16,21 @@ import threading
 import time
 import unittest
 import urllib.error
+import urllib.parse
 import urllib.request
 
+import dingtalk
 import feishu
 import gitee
 import scf_runtime
+import wechat
+import wecom
+from dingtalk import DingTalkDouble
 from feishu import DEFAULT_APP_ID, DEFAULT_APP_SECRET, FeishuDouble
 from gitee import DEFAULT_TOKEN, GiteeDouble
 from scf_runtime import InvocationError, ScfRuntimeDouble
+from wechat import WeChatDouble
+from wecom import WeComDouble
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -306,6 +314,280 @@ class GiteeTest(unittest.TestCase):
         self.assertEqual(self.write("PUT", b"v2", sha=gitee.blob_sha(b"v1"))[0], 200)
 
 
+class WeChatTest(unittest.TestCase):
+    TOKEN = "/cgi-bin/stable_token"
+
+    def setUp(self):
+        self.d = WeChatDouble().start()
+        self.addCleanup(self.d.stop)
+        self.d.control({"freeze": True})   # exact seconds left in the assertions
+
+    def fetch(self, force=None, secret=wechat.DEFAULT_SECRET, appid=wechat.DEFAULT_APPID):
+        body = {"grant_type": "client_credential", "appid": appid, "secret": secret}
+        if force is not None:
+            body["force_refresh"] = force
+        status, headers, raw = call("POST", self.d.url + self.TOKEN, body)
+        self.assertEqual((status, headers["Content-Type"]), (200, wechat.WX_JSON))
+        return json.loads(raw)
+
+    def check(self, token, path="/cgi-bin/get_api_domain_ip"):
+        return jcall("GET", f"{self.d.url}{path}?access_token={token}")[1]
+
+    def test_normal_mode_same_token_then_new_in_last_five_minutes(self):
+        first = self.fetch()
+        self.assertEqual(set(first), {"access_token", "expires_in"})   # no errcode on success
+        self.assertEqual(first["expires_in"], 7200)
+        self.assertRegex(first["access_token"], r"^\d+_[A-Za-z0-9_-]{136}$")
+        self.d.control({"advance": 6899})                               # 301 s left
+        same = self.fetch(False)
+        self.assertEqual((same["access_token"], same["expires_in"]), (first["access_token"], 301))
+        self.d.control({"advance": 2})                                  # 299 s left: renewal
+        new = self.fetch()
+        self.assertNotEqual(new["access_token"], first["access_token"])
+        self.assertEqual(new["expires_in"], 7200)
+        self.assertEqual(self.check(first["access_token"]), {"ip_list": wechat.IP_LIST})
+        self.d.control({"advance": 299})                                # the old one expired
+        self.assertEqual(self.check(first["access_token"])["errcode"], 42001)
+        self.assertIn("ip_list", self.check(new["access_token"], "/cgi-bin/getcallbackip"))
+        self.assertEqual((self.d.fetches(), self.d.tokens_minted), (3, 2))
+
+    def test_forced_mode_invalidates_at_once_and_is_limited(self):
+        # Start 100 s into a Beijing day, so the daily limit counts every call below.
+        self.d.control({"advance": 100 - (self.d.now() + 8 * 3600) % 86400})
+        old = self.fetch()["access_token"]
+        forced = self.fetch(True)
+        self.assertEqual(forced["expires_in"], 7200)
+        self.assertNotEqual(forced["access_token"], old)
+        problem = self.check(old)
+        self.assertEqual(problem["errcode"], 40001)
+        self.assertIn("not latest rid: ", problem["errmsg"])
+        again = self.fetch(True)                      # 30 s have not passed: 不会刷新
+        self.assertEqual(again["access_token"], forced["access_token"])
+        self.assertLess(again["expires_in"], 7201)
+        self.d.control({"advance": 30})
+        third = self.fetch(True)["access_token"]
+        self.assertNotIn(third, (old, forced["access_token"]))
+        self.assertFalse(self.d.token_valid(forced["access_token"]))
+        for _ in range(17):                           # 20 forced calls a day in all
+            self.d.control({"advance": 30})
+            self.assertIn("access_token", self.fetch(True))
+        self.assertEqual(self.fetch(True)["errcode"], 45009)
+        self.assertEqual(self.fetch(False)["access_token"], self.d.current_token())
+        self.assertEqual((self.d.forced_fetches(), self.d.fetches()), (21, 23))
+        self.d.control({"advance": 86400})            # a new day
+        self.assertIn("access_token", self.fetch(True))
+
+    def test_forced_grace_keeps_the_old_token_a_while(self):
+        self.d.control({"forced_grace": 300})
+        old = self.fetch()["access_token"]
+        self.fetch(True)
+        self.assertIn("ip_list", self.check(old))
+        self.d.control({"advance": 300})
+        self.assertEqual(self.check(old)["errcode"], 40001)
+
+    def test_invalidated_token_is_still_handed_out_until_forced(self):
+        token = self.fetch()["access_token"]
+        self.d.control({"invalidate": [token], "invalid_code": 42001})
+        self.assertEqual(self.check(token)["errcode"], 42001)
+        self.assertEqual(self.fetch()["access_token"], token)
+        self.assertTrue(self.d.token_valid(self.fetch(True)["access_token"]))
+
+    def test_external_force_replaces_the_current_token(self):
+        token = self.fetch()["access_token"]
+        self.d.control({"external_force": wechat.DEFAULT_APPID})
+        self.assertEqual(self.check(token)["errcode"], 40001)
+        self.assertNotEqual(self.fetch()["access_token"], token)
+        self.assertEqual((self.d.fetches(), self.d.forced_fetches()), (2, 0))
+
+    def test_errors(self):
+        url = self.d.url + self.TOKEN
+        self.assertEqual(self.fetch(secret="wrong")["errcode"], 40125)
+        self.assertEqual(self.fetch(appid="wx0000000000000000")["errcode"], 40013)
+        self.assertEqual(jcall("POST", url, {"grant_type": "password"})[1]["errcode"], 40002)
+        self.assertEqual(jcall("POST", url, {"grant_type": "client_credential"})[1]["errcode"],
+                         41002)
+        self.assertEqual(jcall("GET", url)[1]["errcode"], 43002)
+        self.assertEqual(jcall("POST", url, b"appid=x")[1]["errcode"], 47001)
+        self.d.control({"ip_denied": True})
+        denied = self.fetch()
+        self.assertEqual(denied["errcode"], 40164)
+        self.assertIn("not in whitelist", denied["errmsg"])
+        self.d.control({"ip_denied": False, "daily_quota": 1})
+        self.assertIn("access_token", self.fetch())
+        self.assertEqual(self.fetch()["errcode"], 45009)
+        self.assertEqual(self.check("")["errcode"], 41001)
+        self.assertEqual(self.check("61_nope")["errcode"], 40001)
+        self.assertEqual(self.d.tokens_minted, 1)
+
+    def test_errcode_faults(self):
+        self.d.control({"faults": [{"fail": "errcode", "times": 1, "code": -1, "msg": "system error"},
+                                   {"fail": "502", "times": 1, "body": "html"}]})
+        self.assertEqual(self.fetch()["errcode"], -1)
+        self.assertEqual(call("POST", self.d.url + self.TOKEN, {})[0], 502)
+        self.assertIn("access_token", self.fetch())
+        self.assertEqual(self.d.fetches(), 1)         # faults never reach the token logic
+
+    def test_getticket_modes(self):
+        token = self.fetch()["access_token"]
+        url = f"{self.d.url}/cgi-bin/ticket/getticket?access_token={token}&type=jsapi"
+        status, first = jcall("GET", url)
+        self.assertEqual((status, first["errcode"], first["errmsg"], first["expires_in"]),
+                         (200, 0, "ok", 7200))
+        self.d.control({"advance": 100})
+        second = jcall("GET", url)[1]                 # "new": another ticket, both valid
+        self.assertNotEqual(second["ticket"], first["ticket"])
+        self.assertTrue(self.d.ticket_valid(first["ticket"]))
+        self.d.control({"ticket_mode": "same", "advance": 100})
+        same = jcall("GET", url)[1]
+        self.assertEqual((same["ticket"], same["expires_in"]), (second["ticket"], 7100))
+        self.d.control({"ticket_mode": "same_fixed"})
+        self.assertEqual(jcall("GET", url)[1]["expires_in"], 7200)
+        self.assertEqual(jcall("GET", url.replace("jsapi", "nope"))[1]["errcode"], 40097)
+        self.d.control({"advance": 7100})             # the token expired
+        self.assertEqual(jcall("GET", url)[1]["errcode"], 42001)
+        self.assertEqual(self.d.ticket_fetches, {wechat.DEFAULT_APPID: 4})
+
+
+class WeComTest(unittest.TestCase):
+    def setUp(self):
+        self.d = WeComDouble().start()
+        self.addCleanup(self.d.stop)
+        self.d.control({"freeze": True})   # exact seconds left in the assertions
+
+    def fetch(self, corpid=wecom.DEFAULT_CORPID, secret=wecom.DEFAULT_SECRET):
+        q = urllib.parse.urlencode({"corpid": corpid, "corpsecret": secret})
+        status, body = jcall("GET", f"{self.d.url}/cgi-bin/gettoken?{q}")
+        self.assertEqual(status, 200)
+        return body
+
+    def get(self, path, token):
+        return jcall("GET", f"{self.d.url}{path}?access_token={token}")[1]
+
+    def test_same_token_until_expiry(self):
+        first = self.fetch()
+        self.assertEqual((first["errcode"], first["errmsg"], first["expires_in"]), (0, "ok", 7200))
+        self.d.control({"advance": 7199})
+        same = self.fetch()
+        self.assertEqual((same["access_token"], same["expires_in"]), (first["access_token"], 1))
+        self.d.control({"advance": 1})
+        new = self.fetch()
+        self.assertNotEqual(new["access_token"], first["access_token"])
+        expired = self.get("/cgi-bin/get_api_domain_ip", first["access_token"])
+        self.assertEqual(expired["errcode"], 42001)
+        self.assertIn("more info at https://open.work.weixin.qq.com/devtool/query?e=42001",
+                      expired["errmsg"])
+        self.assertEqual(self.get("/cgi-bin/get_api_domain_ip", new["access_token"])["errcode"], 0)
+        self.d.control({"expires_in_mode": "fixed", "advance": 100})
+        self.assertEqual(self.fetch()["expires_in"], 7200)
+        self.assertEqual((self.d.fetches(), self.d.tokens_minted), (4, 2))
+
+    def test_one_token_per_app_secret(self):
+        self.d.control({"apps": {wecom.DEFAULT_CORPID: [wecom.DEFAULT_SECRET, "other-app-secret"]}})
+        a, b = self.fetch()["access_token"], self.fetch(secret="other-app-secret")["access_token"]
+        self.assertNotEqual(a, b)
+        self.assertEqual((self.d.fetches(), self.d.fetches(secret="other-app-secret")), (1, 1))
+        self.assertNotIn("other-app-secret", json.dumps(self.d.state()))
+
+    def test_early_invalidation(self):
+        token = self.fetch()["access_token"]
+        self.d.control({"invalidate": "all"})
+        self.assertEqual(self.get("/cgi-bin/get_api_domain_ip", token)["errcode"], 40014)
+        fresh = self.fetch()["access_token"]
+        self.assertNotEqual(fresh, token)
+        self.assertTrue(self.d.token_valid(fresh))
+
+    def test_errors(self):
+        self.assertEqual(self.fetch(secret="wrong")["errcode"], 40001)
+        self.assertEqual(self.fetch(corpid="ww_unknown")["errcode"], 40013)
+        self.assertEqual(jcall("GET", self.d.url + "/cgi-bin/gettoken?corpid=x")[1]["errcode"], 41004)
+        self.assertEqual(jcall("GET", self.d.url + "/cgi-bin/gettoken")[1]["errcode"], 41002)
+        self.assertEqual(self.get("/cgi-bin/get_api_domain_ip", "")["errcode"], 41001)
+        token = self.fetch()["access_token"]
+        self.d.control({"ip_denied": "api"})
+        self.assertEqual(self.get("/cgi-bin/get_jsapi_ticket", token)["errcode"], 60020)
+        self.assertEqual(self.fetch()["access_token"], token)
+        self.d.control({"ip_denied": "all"})
+        self.assertEqual(self.fetch()["errcode"], 60020)
+        self.d.control({"ip_denied": False, "fail": "errcode", "times": 1, "code": 45009,
+                        "msg": "api freq out of limit"})
+        self.assertEqual(self.fetch()["errcode"], 45009)
+        self.assertEqual(self.d.tokens_minted, 1)
+
+    def test_tickets(self):
+        # Start 100 s into a clock hour, so that the hourly ticket limit below
+        # counts all four fetches in one hour whatever the wall clock says.
+        self.d.control({"advance": 100 - self.d.now() % 3600})
+        token = self.fetch()["access_token"]
+        corp = self.get("/cgi-bin/get_jsapi_ticket", token)
+        self.assertEqual((corp["errcode"], corp["expires_in"]), (0, 7200))
+        self.d.control({"advance": 60})
+        again = self.get("/cgi-bin/get_jsapi_ticket", token)
+        self.assertEqual((again["ticket"], again["expires_in"]), (corp["ticket"], 7140))
+        agent = jcall("GET", f"{self.d.url}/cgi-bin/ticket/get?access_token={token}"
+                             "&type=agent_config")[1]
+        self.assertEqual(agent["errcode"], 0)
+        self.assertNotEqual(agent["ticket"], corp["ticket"])
+        self.d.control({"ticket_hourly_app": 3})
+        self.assertEqual(self.get("/cgi-bin/get_jsapi_ticket", token)["errcode"], 45009)
+
+
+class DingTalkTest(unittest.TestCase):
+    TOKEN = "/v1.0/oauth2/accessToken"
+
+    def setUp(self):
+        self.d = DingTalkDouble().start()
+        self.addCleanup(self.d.stop)
+        self.d.control({"freeze": True})   # exact seconds left in the assertions
+
+    def fetch(self, secret=dingtalk.DEFAULT_APP_SECRET):
+        return jcall("POST", self.d.url + self.TOKEN,
+                     {"appKey": dingtalk.DEFAULT_APP_KEY, "appSecret": secret})
+
+    def judge(self, token):
+        return jcall("GET", self.d.url + "/v1.0/microApp/allInnerApps",
+                     headers={"x-acs-dingtalk-access-token": token})
+
+    def test_fetch_inside_lifetime_extends_it(self):
+        status, first = self.fetch()
+        self.assertEqual((status, set(first), first["expireIn"]),
+                         (200, {"accessToken", "expireIn"}, 7200))
+        self.d.control({"advance": 7000})
+        status, same = self.fetch()
+        self.assertEqual((same["accessToken"], same["expireIn"]), (first["accessToken"], 7200))
+        self.d.control({"advance": 7000})             # alive thanks to the extension
+        self.assertEqual(self.judge(first["accessToken"]), (200, {"appList": []}))
+        self.d.control({"extend": False, "advance": 100})
+        self.assertEqual(self.fetch()[1]["expireIn"], 100)
+        self.d.control({"advance": 100})
+        status, body = self.judge(first["accessToken"])
+        self.assertEqual((status, body["code"], body["message"]),
+                         (400, "InvalidAuthentication", "不合法的access_token"))
+        self.assertNotEqual(self.fetch()[1]["accessToken"], first["accessToken"])
+        self.assertEqual((self.d.fetches(), self.d.tokens_minted), (4, 2))
+
+    def test_errors(self):
+        status, body = self.fetch("wrong")
+        self.assertEqual((status, body["code"], body["message"]),
+                         (400, "invalidClientIdOrSecret", "无效的clientId或者clientSecret"))
+        self.assertRegex(body["requestid"], r"^[0-9A-F-]{36}$")
+        self.assertEqual(jcall("POST", self.d.url + self.TOKEN, b"appKey=x")[1]["code"],
+                         "Missingbody")
+        self.assertEqual(jcall("POST", self.d.url + self.TOKEN, {"appKey": "x"})[1]["code"],
+                         "MissingappSecret")
+        self.d.control({"fail": "code", "times": 1, "status": 403,
+                        "code": "Forbidden.AccessDenied.QpsLimitForAppkeyAndApi"})
+        status, body = self.fetch()
+        self.assertEqual((status, body["code"]),
+                         (403, "Forbidden.AccessDenied.QpsLimitForAppkeyAndApi"))
+        self.d.control({"fail": "503", "times": 1})
+        self.assertEqual(self.fetch()[1]["code"], "ServiceUnavailable")
+        token = self.fetch()[1]["accessToken"]
+        self.d.control({"invalidate": [token]})
+        self.assertEqual(self.judge(token)[0], 400)
+        self.assertNotEqual(self.fetch()[1]["accessToken"], token)
+        self.assertEqual(self.d.fetches(), 3)
+
+
 class FakeRuntime(threading.Thread):
     """A minimal Custom Runtime bootstrap speaking to the double, for the self-test."""
 
@@ -436,6 +718,27 @@ class ProcessModeTest(unittest.TestCase):
         self.assertEqual((status, body["response"]["statusCode"]), (200, 200))
         self.assertTrue(jcall("GET", url + "/_state")[1]["init_ready"])
         self.stop(proc)
+
+    def test_provider_processes(self):
+        """The platform doubles run as processes and keep secrets off stderr."""
+        cases = [("wechat.py", {"apps": {"wxproc": "wx-proc-secret"}}, "POST",
+                  "/cgi-bin/stable_token", {"grant_type": "client_credential",
+                                            "appid": "wxproc", "secret": "wx-proc-secret"},
+                  "access_token"),
+                 ("wecom.py", {"apps": {"wwproc": ["wc-proc-secret"]}}, "GET",
+                  "/cgi-bin/gettoken?corpid=wwproc&corpsecret=wc-proc-secret", None,
+                  "access_token"),
+                 ("dingtalk.py", {"apps": {"dingproc": "dd-proc-secret"}}, "POST",
+                  "/v1.0/oauth2/accessToken", {"appKey": "dingproc", "appSecret": "dd-proc-secret"},
+                  "accessToken")]
+        for script, config, method, path, body, field in cases:
+            with self.subTest(script=script):
+                proc, url = self.run_double(script, config)
+                status, answer = jcall(method, url + path, body)
+                self.assertEqual(status, 200)
+                output = self.stop(proc)
+                self.assertNotIn("proc-secret", output)
+                self.assertNotIn(answer[field], output)
 
 
 if __name__ == "__main__":
