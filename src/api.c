@@ -597,15 +597,23 @@ static void get_token(td_api *api, const char *name, td_api_resp *r)
     r->body_len = s->json_len;
 }
 
+static int stale(td_api *api, const char *name);
+
 /* The GET that td_api_fast found stale: wait (bounded) for the refresh,
  * then answer from the snapshot -- the new token, or the old one while it
  * is valid when the refresh failed, 404 only after its expiry. */
 static void freshen_then_get(td_api *api, const char *name, td_api_resp *r)
 {
     const td_api_hooks *h = hooks_of(api);
+    int64_t deadline = td_clock_mono_ms() + TD_API_FRESHEN_WAIT_MS, left;
     char why[300];
 
-    if (h && h->freshen) h->freshen(h->ud, name, TD_API_FRESHEN_WAIT_MS, why, sizeof why);
+    /* A cycle may end without the renewal (the platform handed back the
+     * same token a moment early): wait for the next, within the bound. */
+    while (h && h->freshen && (left = deadline - td_clock_mono_ms()) > 0) {
+        int rc = h->freshen(h->ud, name, (long)left, why, sizeof why);
+        if (rc == TD_ETIMEOUT || rc == TD_ECANCELED || rc == TD_ENOTFOUND || !stale(api, name)) break;
+    }
     get_token(api, name, r);
 }
 

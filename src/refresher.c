@@ -282,7 +282,11 @@ static int record_for(td_refresher *r, const td_grant *t, int forced, int64_t no
      * written by another producer, or a token whose life the platform
      * extended): the record is rebuilt from what Feishu says now.  Feishu's
      * "expire" is whole seconds, so two seconds apart is the same. */
-    if (*same && llabs((long long)(now + t->expire - td_record_expires(r->cur))) > 2) {
+    /* A platform that renews only after the expiry (WeCom) may answer a
+     * full lifetime again for a token that runs out sooner: there, only an
+     * earlier expiry is believed. */
+    if (*same && llabs((long long)(now + t->expire - td_record_expires(r->cur))) > 2 &&
+        (r->o.provider.ops->renewal != TD_RENEW_AFTER_EXPIRY || now + t->expire < td_record_expires(r->cur))) {
         td_log("⚠️ %s返回的是在用的 token %s，但过期时间与分发中的记录相差 %lld 秒：按平台给的剩余时间重新生成记录",
                r->o.provider.ops->label, td_log_fp(t->token, fp),
                (long long)(td_record_expires(r->cur) - (now + t->expire)));
@@ -445,6 +449,10 @@ static int fetch(td_refresher *r, int forced, td_grant *t, char *err, size_t err
                    rc == TD_OK ? "仍然有效：不强制换发" : rc == TD_EAUTH ? "确已失效：强制换发" : "无法确认，按普通方式获取");
         }
         if (r->checked_invalid) {
+            /* A normal fetch first: when someone else already forced a new
+             * token, it brings that one, and no forced fetch is spent. */
+            int rc = p->ops->fetch(p, 0, t, err, errlen);
+            if (rc != TD_OK || strcmp(t->token, tok) != 0) return rc;
             while (r->forced_n && now - r->forced_at[0] > 86400000) /* a day's window */
                 memmove(r->forced_at, r->forced_at + 1, --r->forced_n * sizeof *r->forced_at);
             if (r->forced_n < FORCED_PER_DAY && (!r->forced_n || now - r->forced_at[r->forced_n - 1] >= 30000)) {
@@ -453,6 +461,7 @@ static int fetch(td_refresher *r, int forced, td_grant *t, char *err, size_t err
             } else {
                 td_log("⚠️ 今天由报告触发的强制换发已用 %d 次 (上限 %d，间隔 30 秒)：按普通方式获取", r->forced_n,
                        FORCED_PER_DAY);
+                return rc;
             }
         }
     }
@@ -645,10 +654,18 @@ static void *loop(void *ud)
 
 int td_refresher_overdue(td_refresher *r, int64_t expire_ts)
 {
+    int64_t due = __atomic_load_n(&r->due_ms, __ATOMIC_RELAXED), now = td_clock_mono_ms();
+
     if (expire_ts < 0) expire_ts = __atomic_load_n(&r->cur_exp, __ATOMIC_RELAXED);
-    if (expire_ts - td_clock_now() >= r->o.renew_window) return 0;
-    return __atomic_load_n(&r->cycling, __ATOMIC_ACQUIRE) ||
-           td_clock_mono_ms() >= __atomic_load_n(&r->due_ms, __ATOMIC_RELAXED);
+    /* Inside the window, or expired (what GET judges as expired: a window
+     * of 0 must not leave the last second out). */
+    if (expire_ts - td_clock_now() >= r->o.renew_window && expire_ts > td_clock_now()) return 0;
+    if (__atomic_load_n(&r->cycling, __ATOMIC_ACQUIRE) || now >= due) return 1;
+    /* A platform that renews only after the expiry (WeCom): the renewal is
+     * due a moment after it, so a reader of the expired token waits those
+     * few seconds for the new one instead of getting nothing. */
+    return r->o.provider.ops->renewal == TD_RENEW_AFTER_EXPIRY && expire_ts <= td_clock_now() &&
+           due - now <= 3000;
 }
 
 long td_refresher_window(const td_refresher *r) { return r->o.renew_window; }
@@ -667,7 +684,8 @@ int td_refresher_freshen(td_refresher *r, long wait_ms, char *why, size_t whylen
     }
     /* One cycle for every waiting request: the one running, or one now. */
     gen = r->gen;
-    if (!__atomic_load_n(&r->cycling, __ATOMIC_ACQUIRE) && !r->run_now) {
+    if (!__atomic_load_n(&r->cycling, __ATOMIC_ACQUIRE) && !r->run_now &&
+        td_clock_mono_ms() >= __atomic_load_n(&r->due_ms, __ATOMIC_RELAXED)) {
         r->run_now = 1;
         pthread_cond_signal(&r->cond);
     }

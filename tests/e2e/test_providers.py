@@ -1,0 +1,203 @@
+"""tokendist as the access-token 中控 of several platforms: one server (or a
+fleet on Redis) keeps a Feishu, a WeChat (with its jsapi_ticket), a WeCom and
+a DingTalk token at once, each by its platform's rules, against local
+doubles of the four platforms (tests/doubles/, sources in docs/providers.md).
+Tokens are compared, never printed: they are secrets."""
+import os
+import time
+import unittest
+
+import harness
+from dingtalk import DEFAULT_APP_KEY, DEFAULT_APP_SECRET as DT_SECRET, DingTalkDouble
+from feishu_env import PUSH_KEY, FeishuEnv
+from redisd import SharedRedis
+from wechat import DEFAULT_APPID, DEFAULT_SECRET as WX_SECRET, WeChatDouble
+from wecom import DEFAULT_CORPID, DEFAULT_SECRET as WW_SECRET, WeComDouble
+
+TTL = 40
+
+
+class Platforms(FeishuEnv):
+    def start_platforms(self, ttl=TTL, wechat_window=10):
+        self.start_feishu(ttl=7200)
+        self.wx = WeChatDouble().start()
+        self.ww = WeComDouble().start()
+        self.dt = DingTalkDouble().start()
+        for d in (self.wx, self.ww, self.dt):
+            self.addCleanup(d.stop)
+        self.wx.control({"ttl": ttl, "renew_window": wechat_window})
+        self.ww.control({"ttl": ttl})
+        self.dt.control({"ttl": ttl})
+        self.secrets += [WX_SECRET, WW_SECRET, DT_SECRET]
+
+    def env(self, **extra):
+        e = self.feishu_env(TOKENDIST_PUSH_KEYS=PUSH_KEY, TENCENT_CLOUD_ENABLED="false", FEISHU_CHAT_ID="",
+                            TOKENDIST_TOKENS="wx,corp,ding",
+                            TOKENDIST_WX_PROVIDER="wechat", TOKENDIST_WX_APP_ID=DEFAULT_APPID,
+                            TOKENDIST_WX_APP_SECRET=WX_SECRET, TOKENDIST_WX_BASE_URL=self.wx.url,
+                            TOKENDIST_WX_JSAPI_TICKET="true", TOKENDIST_WX_RENEW_WINDOW=10,
+                            TOKENDIST_CORP_PROVIDER="wecom", TOKENDIST_CORP_APP_ID=DEFAULT_CORPID,
+                            TOKENDIST_CORP_APP_SECRET=WW_SECRET, TOKENDIST_CORP_BASE_URL=self.ww.url,
+                            TOKENDIST_DING_PROVIDER="dingtalk", TOKENDIST_DING_APP_ID=DEFAULT_APP_KEY,
+                            TOKENDIST_DING_APP_SECRET=DT_SECRET, TOKENDIST_DING_BASE_URL=self.dt.url,
+                            TOKENDIST_DING_RENEW_WINDOW=10)
+        e.update({k: str(v) for k, v in extra.items()})
+        return e
+
+    def token(self, srv, path):
+        r = srv.get(path)
+        return r.json() if r.status == 200 else None
+
+    def remember(self):
+        for d in (self.wx, self.ww, self.dt):
+            for t in getattr(d, "tokens", {}) or {}:
+                self.secrets.append(t)
+
+    def tearDown(self):
+        if getattr(self, "wx", None):
+            self.remember()
+        super().tearDown()
+
+
+class OneServerTest(Platforms, harness.TestCase):
+    def test_one_server_keeps_four_tokens_and_a_ticket(self):
+        self.start_platforms()
+        srv = self.server(env=self.env()).start()
+        rec = {}
+        for name in ("default", "wx", "corp", "ding"):
+            rec[name] = self.wait_for(lambda n=name: self.token(srv, "/v1/tokens/" + n), what=name)
+        self.assertEqual({n: r.get("provider") for n, r in rec.items()},
+                         {"default": "feishu", "wx": "wechat", "corp": "wecom", "ding": "dingtalk"})
+        self.assertTrue(rec["wx"]["access_token"] == self.wx.current_token(), "not WeChat's token")
+        self.assertTrue(rec["corp"]["access_token"] == self.ww.current_token(), "not WeCom's token")
+        self.assertTrue(rec["ding"]["access_token"] == self.dt.current_token(), "not DingTalk's token")
+        ticket = self.wait_for(lambda: self.token(srv, "/v1/tokens/wx/jsapi_ticket"), what="the jsapi_ticket")
+        self.assertEqual(ticket["derived_from"], "wx")
+        self.assertEqual(ticket["provider"], "wechat")
+        self.assertTrue(ticket["access_token"] != rec["wx"]["access_token"], "the ticket is the token")
+        self.assertEqual(srv.get("/v1/tokens/corp/jsapi_ticket").status, 404)  # not asked for
+        self.assertEqual(srv.post("/v1/tokens/wx/jsapi_ticket", {}, key=PUSH_KEY).status, 405)
+        # The seed's URL still serves the Feishu token, and only it.
+        self.assertEqual(srv.get("/release/get-token").json()["provider"], "feishu")
+        ready = srv.get("/readyz").json()
+        self.assertEqual(set(ready["refresh"]), {"default", "wx", "corp", "ding"})
+
+    def test_each_platform_renews_by_its_own_rule(self):
+        self.start_platforms()
+        srv = self.server(env=self.env()).start()
+        first = {n: self.wait_for(lambda n=n: self.token(srv, "/v1/tokens/" + n), what=n)
+                 for n in ("wx", "corp", "ding")}
+        # WeChat renews in its last 10 s (a new token), WeCom only after the
+        # expiry (a new token), DingTalk extends the same token.
+        self.wait_for(lambda: (self.token(srv, "/v1/tokens/wx") or {}).get("access_token") !=
+                      first["wx"]["access_token"], timeout=TTL + 20, what="WeChat's renewal")
+        # WeCom's renewal: read it all the way through; no GET may come back
+        # empty (fresh on read waits the moment between expiry and renewal).
+        seen_gap = []
+
+        def corp_renewed():
+            t = self.token(srv, "/v1/tokens/corp")
+            if t is None:
+                seen_gap.append(time.time())
+                return False
+            return t["access_token"] != first["corp"]["access_token"]
+
+        self.wait_for(corp_renewed, timeout=TTL + 20, what="WeCom's renewal")
+        self.assertEqual(seen_gap, [], "a GET found no WeCom token at its renewal")
+        ding = self.wait_for(lambda: (self.token(srv, "/v1/tokens/ding") or {}).get("expire_timestamp", 0) >
+                             first["ding"]["expire_timestamp"] and self.token(srv, "/v1/tokens/ding"),
+                             timeout=TTL + 20, what="DingTalk's extension")
+        self.assertTrue(ding["access_token"] == first["ding"]["access_token"], "DingTalk's token changed")
+        # Reads never failed at the boundary: every GET of WeCom's token
+        # during its renewal gets a token (fresh on read bridges the gap).
+        self.assertEqual(self.ww.fetches(), 2)
+
+    def test_a_report_of_the_wechat_token_forces_exactly_one_refresh(self):
+        self.start_platforms(ttl=7200, wechat_window=300)
+        srv = self.server(env=self.env(TOKENDIST_WX_RENEW_WINDOW=300)).start()
+        wx = self.wait_for(lambda: self.token(srv, "/v1/tokens/wx"), what="WeChat's token")
+        # A valid token reported: WeChat says it is fine -- no forced fetch.
+        r = srv.post("/v1/tokens/wx/invalid", {"access_token": wx["access_token"]})
+        self.assertEqual(r.status, 409, r.body)
+        self.assertEqual(self.wx.forced_fetches(), 0)
+        self.assertIn("仍然有效", srv.log())
+        # Now the token really is invalid (WeChat still hands it out in
+        # normal mode): one confirmed, forced fetch, the new token at once.
+        self.wx.control({"invalidate": "all"})
+        time.sleep(0)  # (the 30 s dedup applies to the last answer of this token: a new server)
+        srv2 = self.server(store="sqlite:" + os.path.join(self.tmp, "two.db"), env=self.env(
+            TOKENDIST_WX_RENEW_WINDOW=300)).start()
+        wx2 = self.wait_for(lambda: self.token(srv2, "/v1/tokens/wx"), what="WeChat's token at the second server")
+        reports = [srv2.post("/v1/tokens/wx/invalid", {"access_token": wx2["access_token"]}) for _ in range(5)]
+        self.assertEqual(reports[0].status, 200, reports[0].body)
+        self.assertTrue(all(r.status == 200 for r in reports), [r.status for r in reports])
+        self.assertTrue(reports[0].json()["access_token"] != wx2["access_token"], "the same token again")
+        self.assertEqual(self.wx.forced_fetches(), 1)
+
+
+class FleetTest(Platforms, harness.TestCase):
+    def test_three_servers_fetch_each_token_once_per_renewal(self):
+        redis = SharedRedis(self.tmp)
+        self.addCleanup(redis.close)
+        self.start_platforms()
+        fleet = [self.server(store=redis.url(), env=self.env()).start() for _ in range(3)]
+        for name in ("wx", "corp", "ding"):
+            for s in fleet:
+                self.wait_for(lambda s=s, n=name: self.token(s, "/v1/tokens/" + n), what=name)
+        self.assertEqual((self.wx.fetches(), self.ww.fetches(), self.dt.fetches()), (1, 1, 1))
+        # Through a renewal of each: still one fetch per renewal (WeChat:
+        # a second fetcher is an outage for everybody else).
+        first_wx = self.token(fleet[0], "/v1/tokens/wx")["access_token"]
+        self.wait_for(lambda: all((self.token(s, "/v1/tokens/wx") or {}).get("access_token") != first_wx
+                                  for s in fleet), timeout=TTL + 20, what="WeChat renewed everywhere")
+        self.assertEqual(self.wx.fetches(), 2)
+
+
+class OneDownTest(Platforms, harness.TestCase):
+    def test_one_platform_down_leaves_the_others_fresh(self):
+        self.start_platforms()
+        self.dt.control({"fail": "500"})
+        srv = self.server(env=self.env()).start()
+        first = {n: self.wait_for(lambda n=n: self.token(srv, "/v1/tokens/" + n), what=n) for n in ("wx", "corp")}
+        # A whole lifetime of the others passes while DingTalk stays down.
+        self.wait_for(lambda: (self.token(srv, "/v1/tokens/corp") or {}).get("access_token") !=
+                      first["corp"]["access_token"], timeout=TTL + 20, what="WeCom renewed")
+        self.assertTrue(self.token(srv, "/v1/tokens/wx")["access_token"] != first["wx"]["access_token"],
+                        "WeChat not renewed")
+        self.assertIsNone(self.token(srv, "/v1/tokens/ding"))
+        self.assertIn("钉钉", srv.log())
+        ready = srv.get("/readyz").json()["refresh"]
+        self.assertGreater(ready["ding"]["failures_in_a_row"], 0)
+        self.assertEqual(ready["wx"]["failures_in_a_row"], 0)
+
+
+class SettingsTest(harness.TestCase):
+    def test_a_mistake_in_one_token_is_a_start_up_error_naming_the_variable(self):
+        base = {"TOKENDIST_TOKENS": "wx", "TOKENDIST_WX_PROVIDER": "wechat", "TOKENDIST_WX_APP_ID": "wx1",
+                "TOKENDIST_WX_APP_SECRET": "s3cret-wx-0001"}
+        self.secrets.append("s3cret-wx-0001")
+        cases = [({"TOKENDIST_WX_PROVIDER": ""}, "TOKENDIST_WX_PROVIDER"),
+                 ({"TOKENDIST_WX_PROVIDER": "weixin"}, "TOKENDIST_WX_PROVIDER=weixin"),
+                 ({"TOKENDIST_WX_APP_SECRET": ""}, "TOKENDIST_WX_APP_SECRET"),
+                 ({"TOKENDIST_WX_PROVIDER": "dingtalk", "TOKENDIST_WX_JSAPI_TICKET": "true"},
+                  "TOKENDIST_WX_JSAPI_TICKET"),
+                 ({"TOKENDIST_WX_RENEW_WINDOW": "soon"}, "TOKENDIST_WX_RENEW_WINDOW"),
+                 ({"TOKENDIST_TOKENS": "Wx"}, "TOKENDIST_TOKENS"),
+                 ({"FEISHU_APP_ID": "cli_x", "FEISHU_APP_SECRET": ""}, "FEISHU_APP_SECRET")]
+        for change, names in cases:
+            env = dict(base, **change)
+            r = self.cli("refresh", "--once", env=env)
+            self.assertEqual(r.returncode, 2, (change, r.stderr))
+            self.assertIn(names, r.stderr, change)
+        # The per-token settings come from the env-file too, secrets shown as fingerprints.
+        path = os.path.join(self.tmp, "t.env")
+        with open(path, "w") as f:
+            f.write("".join("%s=%s\n" % kv for kv in base.items()))
+        r = self.cli("serve", "--env-file", path, "--print-config")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("TOKENDIST_WX_APP_ID=wx1", r.stdout)
+        self.assertIn("TOKENDIST_WX_APP_SECRET=sha256:", r.stdout)
+
+
+if __name__ == "__main__":
+    unittest.main()
