@@ -176,8 +176,11 @@ typedef enum td_option {
     TD_OPT_GITEE_BRANCH = 8,        /* str; default: the repository's default branch */
     TD_OPT_GITEE_ACCESS_TOKEN = 9,  /* str; unset: anonymous (public repositories) */
     TD_OPT_CACHE_FILE = 10,         /* str: local cache file; unset: none */
-    /* long, seconds a token must still have, 0..86400; default 300.  0
-     * takes any token that has not expired. */
+    /* long, seconds a token must still have, 0..86400.  0 takes any
+     * token that has not expired.  Unset: the platform's own need, from
+     * the record's "provider" -- 300 for Feishu/Lark/DingTalk (and records
+     * without one), 60 for WeChat (its token is renewed in its last 5
+     * minutes), 0 for WeCom (renewed only after its expiry). */
     TD_OPT_MIN_REMAINING = 11,
     TD_OPT_TIMEOUT_MS = 12,         /* long, each HTTP request, 1..600000; default 10000 */
     TD_OPT_CONNECT_TIMEOUT_MS = 13, /* long, 1..600000; default 5000 */
@@ -185,6 +188,9 @@ typedef enum td_option {
      * long a fetch waits for a token other than the reported one (0: does
      * not wait). */
     TD_OPT_REFRESH_WAIT_MS = 14,
+    /* str: "jsapi_ticket" gets the ticket derived from token NAME
+     * (…/v1/tokens/NAME/jsapi_ticket; the Gitee copy holds no tickets). */
+    TD_OPT_TICKET = 15,
 } td_option;
 
 /* A new set of options, all at their defaults; NULL when out of memory

@@ -30,7 +30,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#define DEFAULT_MIN_REMAINING 300
+#define DEFAULT_MIN_REMAINING 300   /* Feishu's, and a record's without "provider" */
 #define DEFAULT_TIMEOUT_MS 10000
 #define DEFAULT_CONNECT_MS 5000
 #define DEFAULT_REFRESH_WAIT_MS 5000
@@ -71,10 +71,11 @@ static const opt_spec opt_table[] = {
     [TD_OPT_GITEE_BRANCH] = {"TD_OPT_GITEE_BRANCH", OPT_STR, 0, 0, 0, 0},
     [TD_OPT_GITEE_ACCESS_TOKEN] = {"TD_OPT_GITEE_ACCESS_TOKEN", OPT_STR, 0, 0, 0, 1},
     [TD_OPT_CACHE_FILE] = {"TD_OPT_CACHE_FILE", OPT_STR, 0, 0, 0, 0},
-    [TD_OPT_MIN_REMAINING] = {"TD_OPT_MIN_REMAINING", OPT_LONG, 0, 86400, DEFAULT_MIN_REMAINING, 0},
+    [TD_OPT_MIN_REMAINING] = {"TD_OPT_MIN_REMAINING", OPT_LONG, 0, 86400, TD__MIN_BY_PROVIDER, 0},
     [TD_OPT_TIMEOUT_MS] = {"TD_OPT_TIMEOUT_MS", OPT_LONG, 1, 600000, DEFAULT_TIMEOUT_MS, 0},
     [TD_OPT_CONNECT_TIMEOUT_MS] = {"TD_OPT_CONNECT_TIMEOUT_MS", OPT_LONG, 1, 600000, DEFAULT_CONNECT_MS, 0},
     [TD_OPT_REFRESH_WAIT_MS] = {"TD_OPT_REFRESH_WAIT_MS", OPT_LONG, 0, 600000, DEFAULT_REFRESH_WAIT_MS, 0},
+    [TD_OPT_TICKET] = {"TD_OPT_TICKET", OPT_STR, 0, 0, 0, 0},
 };
 
 #define OPT_N ((int)(sizeof opt_table / sizeof *opt_table))
@@ -342,12 +343,21 @@ static int ends_with(const char *s, const char *suffix)
  *   …/release/get-token, …/get-token → report …/v1/tokens/default/invalid
  *   http(s)://host[:port]     → GET …/v1/tokens/NAME (TD_OPT_NAME)
  * Other paths are fetched as given and cannot be reported to (NULL). */
-static int endpoint_urls(const char *url, const char *name, char **get, char **report,
+/* The GET URL and the report URL of one configured endpoint for token
+ * `name` (and, with ticket, its derived ticket: GET only, nothing to
+ * report), by the same rules as the Node and Python clients:
+ *   http(s)://host[:port]             → /v1/tokens/NAME
+ *   …/release/get-token, …/get-token  → the seed's token ("default"); for
+ *                                        another name /v1/tokens/NAME beside it
+ *   …/v1/tokens/NAME                  → as is; another name is an error
+ * Other paths are fetched as given (only for "default") and cannot be
+ * reported to (NULL).  Never the default token for another name. */
+static int endpoint_urls(const char *url, const char *name, const char *ticket, char **get, char **report,
                          char *err, size_t errlen)
 {
-    char base[URL_MAX], path[URL_MAX], buf[URL_MAX * 2 + 64];
+    char base[URL_MAX], path[URL_MAX], token[URL_MAX * 2 + 64], buf[URL_MAX * 2 + 128];
     const char *slash;
-    int rc = split_url(url, base, sizeof base, path, sizeof path);
+    int rc = split_url(url, base, sizeof base, path, sizeof path), deflt = !strcmp(name, "default");
 
     *get = *report = NULL;
     if (rc != TD_OK) {
@@ -355,23 +365,38 @@ static int endpoint_urls(const char *url, const char *name, char **get, char **r
                  rc == TD_ETOOBIG ? "太长" : "无效: 应以 http:// 或 https:// 开头");
         return TD_EINVAL;
     }
+    slash = strrchr(path, '/');
     if (!path[0]) {
-        snprintf(buf, sizeof buf, "%s/v1/tokens/%s", base, name);
-        if (!(*get = strdup(buf))) return TD_ENOMEM;
-        snprintf(buf, sizeof buf, "%s/v1/tokens/%s/invalid", base, name);
-    } else {
-        if (!(*get = strdup(url))) return TD_ENOMEM;
-        slash = strrchr(path, '/');
-        if (ends_with(path, "/release/get-token") || ends_with(path, "/get-token")) {
-            size_t keep = strlen(path) - (ends_with(path, "/release/get-token") ? 18 : 10);
-            snprintf(buf, sizeof buf, "%s%.*s/v1/tokens/default/invalid", base, (int)keep, path);
-        } else if (slash && valid_name(slash + 1) && slash - path >= 10 &&
-                   !strncmp(slash - 10, "/v1/tokens", 10)) {
-            snprintf(buf, sizeof buf, "%s%s/invalid", base, path);
-        } else {
-            return TD_OK;
+        snprintf(token, sizeof token, "%s/v1/tokens/%s", base, name);
+    } else if (ends_with(path, "/release/get-token") || ends_with(path, "/get-token")) {
+        size_t keep = strlen(path) - (ends_with(path, "/release/get-token") ? 18 : 10);
+        snprintf(token, sizeof token, "%s%.*s/v1/tokens/%s", base, (int)keep, path, name);
+        if (deflt && !ticket) { /* the seed's URL, fetched as it is */
+            if (!(*get = strdup(url))) return TD_ENOMEM;
+            snprintf(buf, sizeof buf, "%s/invalid", token);
+            return (*report = strdup(buf)) ? TD_OK : TD_ENOMEM;
         }
+    } else if (slash && slash - path >= 10 && !strncmp(slash - 10, "/v1/tokens", 10) && valid_name(slash + 1)) {
+        if (strcmp(slash + 1, name) != 0 && !deflt) {
+            snprintf(err, errlen, "端点地址 '%.200s' 指向 token '%s'，但要取的是 '%s': 请去掉地址里的名称或改用同一个名称",
+                     url, slash + 1, name);
+            return TD_EINVAL;
+        }
+        snprintf(token, sizeof token, "%s%s", base, path);
+    } else {
+        if (!deflt || ticket) {
+            snprintf(err, errlen, "端点地址 '%.200s' 不是 tokendist 的地址 (…/release/get-token 或 …/v1/tokens/NAME)，"
+                                  "无法从中找到 token '%s'%s", url, name, ticket ? " 的 jsapi_ticket" : "");
+            return TD_EINVAL;
+        }
+        return (*get = strdup(url)) ? TD_OK : TD_ENOMEM; /* fetched as given, nothing to report to */
     }
+    if (ticket) {
+        snprintf(buf, sizeof buf, "%s/%s", token, ticket);
+        return (*get = strdup(buf)) ? TD_OK : TD_ENOMEM;
+    }
+    if (!(*get = strdup(token))) return TD_ENOMEM;
+    snprintf(buf, sizeof buf, "%s/invalid", token);
     return (*report = strdup(buf)) ? TD_OK : TD_ENOMEM;
 }
 
@@ -435,6 +460,10 @@ int td_client_new(td_client **out, const td_client_opts *o, char *err, size_t er
                               "Gitee 仓库 (GITEE_OWNER/GITEE_REPO) 或缓存文件");
         return TD_EINVAL;
     }
+    if (s[TD_OPT_TICKET] && strcmp(s[TD_OPT_TICKET], "jsapi_ticket") != 0) {
+        snprintf(err, errlen, "TD_OPT_TICKET '%.40s' 无效: 只有 jsapi_ticket", s[TD_OPT_TICKET]);
+        return TD_EINVAL;
+    }
     if (s[TD_OPT_GITEE_OWNER] && !s[TD_OPT_GITEE_REPO]) {
         snprintf(err, errlen, "Gitee 回退: 设置了 GITEE_OWNER 却没有设置 GITEE_REPO");
         return TD_EINVAL;
@@ -449,7 +478,7 @@ int td_client_new(td_client **out, const td_client_opts *o, char *err, size_t er
             goto fail;
     }
     for (size_t i = 0; i < o->nurls; i++) {
-        rc = endpoint_urls(o->urls[i], name, &c->urls[i], &c->invalid_urls[i], err, errlen);
+        rc = endpoint_urls(o->urls[i], name, s[TD_OPT_TICKET], &c->urls[i], &c->invalid_urls[i], err, errlen);
         c->nurls = i + 1;
         if (rc != TD_OK) goto fail;
     }
@@ -459,7 +488,7 @@ int td_client_new(td_client **out, const td_client_opts *o, char *err, size_t er
         if (!(c->auth_header = malloc(n))) goto fail;
         snprintf(c->auth_header, n, "Authorization: Bearer %s", s[TD_OPT_READ_KEY]);
     }
-    if (s[TD_OPT_GITEE_OWNER]) {
+    if (s[TD_OPT_GITEE_OWNER] && !s[TD_OPT_TICKET]) { /* the Gitee copy holds tokens, not tickets */
         gs = c->gitee_strings;
         c->gitee.base_url = gs[0] = dup_opt(s[TD_OPT_GITEE_BASE_URL], &ok);
         c->gitee.owner = gs[1] = dup_opt(s[TD_OPT_GITEE_OWNER], &ok);
@@ -507,15 +536,28 @@ static const char *record_token(const td_record *rec, td_token_kind kind, int64_
     return t;
 }
 
-/* min_remaining < 0 (the fuzzer's "any") counts as 0: not expired. */
-static int fresh_for(long min_remaining, int64_t remaining)
+/* The minimum a token of rec's platform should still have (docs/providers.md):
+ * what the platform's renewal rule leaves a reader of a token in service. */
+static long provider_min(const td_record *rec)
 {
+    const char *p = rec ? td_record_field(rec, "provider") : NULL;
+
+    if (p && !strcmp(p, "wechat")) return 60;  /* renewed in its last 5 minutes */
+    if (p && !strcmp(p, "wecom")) return 0;    /* renewed only after its expiry */
+    return DEFAULT_MIN_REMAINING;
+}
+
+/* min_remaining TD__MIN_BY_PROVIDER: rec's platform's; other negatives
+ * (the fuzzer's "any") count as 0: not expired. */
+static int fresh_for(long min_remaining, const td_record *rec, int64_t remaining)
+{
+    if (min_remaining == TD__MIN_BY_PROVIDER) min_remaining = provider_min(rec);
     return remaining > (min_remaining < 0 ? 0 : min_remaining);
 }
 
-static int fresh_enough(const td_client *c, int64_t remaining)
+static int fresh_enough(const td_client *c, const td_record *rec, int64_t remaining)
 {
-    return fresh_for(c->min_remaining, remaining);
+    return fresh_for(c->min_remaining, rec, remaining);
 }
 
 int td__client_judge(const char *text, size_t len, td_token_kind kind, long min_remaining,
@@ -531,7 +573,8 @@ int td__client_judge(const char *text, size_t len, td_token_kind kind, long min_
     }
     record_token(rec, kind, &exp);
     remaining = exp - now;
-    if (!fresh_for(min_remaining, remaining)) {
+    if (!fresh_for(min_remaining, rec, remaining)) {
+        if (min_remaining == TD__MIN_BY_PROVIDER) min_remaining = provider_min(rec);
         if (remaining <= 0)
             snprintf(why, whylen, "token已过期 (已过期 %lld 秒)", (long long)-remaining);
         else
@@ -903,7 +946,7 @@ static void install(td_client *c, td_record *rec, td_source origin)
 
 static int memory_usable(const td_client *c, td_token_kind kind)
 {
-    return c->rec && fresh_enough(c, c->exp[kind] - server_now(c->offset));
+    return c->rec && fresh_enough(c, c->rec, c->exp[kind] - server_now(c->offset));
 }
 
 static void sleep_ms(int64_t ms)
@@ -1148,7 +1191,7 @@ int td_client_report_invalid(td_client *c, const char *token, char *err, size_t 
         const char *tenant = td_record_field(newer, "tenant_access_token");
         int fresh = strcmp(record_token(newer, TD_TOKEN_APP, &exp), token) != 0 &&
                     (!tenant || strcmp(tenant, token) != 0) &&
-                    fresh_enough(c, exp - server_now(get_offset(c)));
+                    fresh_enough(c, newer, exp - server_now(get_offset(c)));
         if (fresh) write_cache(c, newer);
         else td_record_free(newer), newer = NULL;
     }

@@ -14,6 +14,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* min_remaining meaning "what the record's platform needs" (the default). */
+#define TD__MIN_BY_PROVIDER (-2)
+
 /* A record text (a 200 body, the Gitee file, the cache file) as a record
  * whose token of `kind` has more than min_remaining seconds (0 or less: any
  * time at all) left at `now`, the server's clock.  TD_EINVAL (malformed

@@ -30,6 +30,7 @@ int td__client_from_config(const td_config *c, td_client **out, char *err, size_
     for (size_t i = 0; i < c->urls.n; i++) td_client_opts_set_str(o, TD_OPT_URL, c->urls.v[i]);
     td_client_opts_set_str(o, TD_OPT_READ_KEY, c->read_key);
     td_client_opts_set_str(o, TD_OPT_NAME, c->name);
+    td_client_opts_set_str(o, TD_OPT_TICKET, c->ticket);
     /* The Gitee fallback is on when a repository is named: the seed's
      * ENABLE_GITEE_TOKEN_SHARE switches the refresher's upload, not reads. */
     if (c->gitee_owner && *c->gitee_owner && c->gitee_repo && *c->gitee_repo) {
@@ -41,7 +42,7 @@ int td__client_from_config(const td_config *c, td_client **out, char *err, size_
         td_client_opts_set_str(o, TD_OPT_GITEE_ACCESS_TOKEN, c->gitee_access_token);
     }
     td_client_opts_set_str(o, TD_OPT_CACHE_FILE, c->cache_file);
-    td_client_opts_set_long(o, TD_OPT_MIN_REMAINING, c->min_remaining);
+    if (c->min_remaining >= 0) td_client_opts_set_long(o, TD_OPT_MIN_REMAINING, c->min_remaining);
     td_client_opts_set_long(o, TD_OPT_TIMEOUT_MS, c->http_timeout * 1000);
     /* The setters' failures are remembered: td_client_new reports the first. */
     rc = td_client_new(out, o, err, errlen);

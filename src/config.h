@@ -91,6 +91,7 @@ typedef struct td_config {
     td_strlist urls;
     char *read_key;
     char *field;
+    char *ticket;
     int json;
     long min_remaining;
     char *cache_file;

@@ -135,6 +135,44 @@ class OneServerTest(Platforms, harness.TestCase):
         self.assertEqual(self.wx.forced_fetches(), 1)
 
 
+class ClientsTest(Platforms, harness.TestCase):
+    def get(self, *args):
+        """`tokendist get ARGS`: its stdout is the token by design, so only
+        its stderr joins the outputs scanned for secrets."""
+        r = harness.run_cli("get", *args)
+        self.outputs.append(r.stderr)
+        return r
+
+    def test_get_by_name_ticket_and_the_platforms_minimum(self):
+        self.start_platforms(ttl=7200, wechat_window=300)
+        srv = self.server(env=self.env(TOKENDIST_WX_RENEW_WINDOW=300)).start()
+        wx = self.wait_for(lambda: self.token(srv, "/v1/tokens/wx"), what="WeChat's token")
+        ticket = self.wait_for(lambda: self.token(srv, "/v1/tokens/wx/jsapi_ticket"), what="the ticket")
+        seed_url = "http://127.0.0.1:%d/release/get-token" % srv.port
+        # The seed's URL with another name: that token, from beside it --
+        # never the default token.
+        r = self.get("--url", seed_url, "--name", "wx")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertTrue(r.stdout.strip() == wx["access_token"], "not WeChat's token")
+        r = self.get("--url", seed_url, "--name", "wx", "--ticket", "jsapi_ticket")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertTrue(r.stdout.strip() == ticket["access_token"], "not the ticket")
+        r = self.get("--url", "http://127.0.0.1:%d/v1/tokens/corp" % srv.port, "--name", "wx")
+        self.assertEqual(r.returncode, 2, r.stderr)
+        self.assertIn("corp", r.stderr)
+        # A WeChat token with 4 minutes left is its platform's normal case:
+        # taken by default; a Feishu one that close to its end is not.
+        now = int(time.time())
+        for name, provider, want in (("wx_late", "wechat", 0), ("fs_late", "feishu", 3)):
+            rec = harness.make_record("t-late%020d" % len(name), generated=now - 7200 + 240, ttl=7200,
+                                      provider=provider)
+            self.assertEqual(srv.post("/v1/tokens/" + name, rec, key=PUSH_KEY).status, 200)
+            r = self.get("--url", "http://127.0.0.1:%d" % srv.port, "--name", name)
+            self.assertEqual(r.returncode, want, (name, r.stderr))
+        r = self.get("--url", "http://127.0.0.1:%d" % srv.port, "--name", "wx_late", "--min-remaining", "300")
+        self.assertEqual(r.returncode, 3, r.stderr)
+
+
 class FleetTest(Platforms, harness.TestCase):
     def test_three_servers_fetch_each_token_once_per_renewal(self):
         redis = SharedRedis(self.tmp)
