@@ -258,6 +258,15 @@ class ScfClientAddressTest(ScfTestCase):
 
 
 class ScfRuntimeTest(ScfTestCase):
+    def test_ready_has_a_body(self):
+        """POST /runtime/init/ready carries " " as Tencent's sample bootstrap
+        does: an empty one may never mark the instance ready (the double,
+        like SCF, then never hands out an event)."""
+        rt = self.runtime("memory:")
+        ready = rt.double.requests_to("/runtime/init/ready")
+        self.assertEqual([(r["method"], r["body"]) for r in ready], [("POST", " ")])
+        self.assertEqual(rt.double.state()["empty_ready"], 0)
+
     def test_bad_events_are_invocation_errors(self):
         rt = self.runtime("sqlite:" + os.path.join(self.tmp, "scf.db"), ["--push-key", PUSH])
         cases = [
