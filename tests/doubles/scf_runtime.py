@@ -177,7 +177,7 @@ class ScfRuntimeDouble(DoubleServer):
                 inv.error = text
             self.in_flight = None
             self.invocations.append({"request_id": inv.request_id,
-                                     "event": _maybe_json(inv.event_bytes.decode("utf-8")),
+                                     "event": _maybe_json(inv.event_bytes.decode("utf-8", "replace")),
                                      ("response" if inv.error is None else "error"): text})
             inv.done.set()
             self.cond.notify_all()
