@@ -135,7 +135,7 @@ int td_client_get(td_client *c, td_token_kind kind, td_token *out, char *err, si
 int td_client_get_record(td_client *c, td_token_kind kind, char **json, size_t *len,
                          td_token *out, char *err, size_t errlen);
 
-/* Reports that Feishu answered 99991663/99991664/99991671 for `token`.
+/* Reports that Feishu answered 99991663/99991664/99991668/99991671 for `token`.
  * The client drops the token (the next td_client_get fetches and, for up
  * to refresh_wait_ms, waits for a different token) and tells the first
  * endpoint that answers: POST …/v1/tokens/NAME/invalid.  Many reports of

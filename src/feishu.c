@@ -57,9 +57,10 @@ int td_feishu_result(const td_httpc_resp *r, json_t **data_or_root, char *err, s
     }
     if (c == 0) /* code 0 with an error status: trust the status */
         c = r->status;
-    if (r->status == 429 || c == TD_FEISHU_CODE_RATELIMIT) rc = TD_ERATELIMIT;
+    if (r->status == 429 || c == TD_FEISHU_CODE_RATELIMIT || c == TD_FEISHU_CODE_BOT_RATELIMIT)
+        rc = TD_ERATELIMIT;
     else if (c == TD_FEISHU_CODE_TOKEN_INVALID || c == TD_FEISHU_CODE_TOKEN_EXPIRED ||
-             c == TD_FEISHU_CODE_TOKEN_MISSING)
+             c == TD_FEISHU_CODE_TOKEN_REJECTED || c == TD_FEISHU_CODE_TOKEN_MISSING)
         rc = TD_EAUTH;
     snprintf(err, errlen, "code %lld: %s", (long long)c, msg);
 out:
