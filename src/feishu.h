@@ -61,6 +61,7 @@ typedef struct td_feishu_token {
     char tenant_access_token[4096 + 1];     /* "" when Feishu sent none */
     long expire;                /* seconds remaining, as Feishu reports them */
     long retry_after;           /* on TD_ERATELIMIT: seconds to wait, else -1 */
+    int quota_spent;            /* Feishu answered TD_FEISHU_CODE_QUOTA */
 } td_feishu_token;
 
 /* Fetches the app (and tenant) access token.  Returns TD_OK, or TD_EAUTH /

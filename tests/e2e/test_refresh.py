@@ -376,6 +376,35 @@ class RefreshDaemon(FeishuEnv, harness.TestCase):
         self.assertNotEqual(self.served()["access_token"], first["access_token"])
         self.assertEqual(p.stop(), 0)
 
+    def test_monthly_quota_alerts_once_and_retries_seldom(self):
+        """99991403, the free plan's monthly quota of API calls: no backoff
+        short of the month's turn helps, so the daemon alerts at once
+        (long before the token runs low) and only once, and retries only
+        every TOKENDIST_RETRY_MAX instead of hammering Feishu."""
+        p = self.daemon(TOKENDIST_RETRY_MIN=60, TOKENDIST_RETRY_MAX=700, TOKENDIST_ALERT_BELOW=600)
+        self.wait_log(p, "下次刷新")
+        first = self.served()
+        self.feishu.control({"fail": "code", "code": 99991403, "path": "/open-apis/auth/",
+                             "msg": "request trigger monthly api call limit"})
+        self.clk.advance(self.planned(p, "下次刷新")[-1] + 0.1)
+        alerts = lambda: [t for t in self.feishu.sent_texts if "刷新失败" in t]
+        for n in (1, 2):
+            self.wait_log(p, "重试:", n)
+            delay = self.planned(p, "重试")[-1]
+            self.assertTrue(700 <= delay <= 701, "retry %d after %.1f s" % (n, delay))
+            self.assertEqual(len(alerts()), 1, "retry %d" % n)
+            self.clk.advance(delay + 0.1)
+        self.wait_log(p, "重试:", 3)
+        alert = alerts()
+        self.assertEqual(len(alert), 1)
+        self.assertIn("code 99991403", alert[0])
+        self.assertIn("本月的 API 调用额度已用完", alert[0])
+        # The first alert came with the token's whole window still left.
+        left = re.search(r"剩余 (\d+) 分钟", alert[0])
+        self.assertGreaterEqual(int(left.group(1)), 25, alert[0])
+        self.assertEqual(len(self.fetch_nows()), 4)           # 1 + 3, no more
+        self.assertEqual(self.served()["access_token"], first["access_token"])
+
     def test_rate_limit_waits_reset(self):
         self.feishu.control({"fail": "429", "reset_after": 300, "times": 1})
         p = self.daemon(TOKENDIST_RETRY_MIN=1)
