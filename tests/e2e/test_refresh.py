@@ -126,6 +126,33 @@ class RefreshOnce(FeishuEnv, harness.TestCase):
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertIn("19021", r.stderr)
 
+    def test_webhook_rate_limit_is_retried_after_the_limit(self):
+        """A custom bot answers 11232 over its 5-a-second / 100-a-minute limit
+        (and at busy times): the notice is posted again after the limit."""
+        self.feishu.control({"hooks": {"hook-2": None}})
+        url = self.feishu.url + "/open-apis/bot/v2/hook/hook-2"
+        self.secrets.append("hook-2")
+        hook = "/open-apis/bot/v2/hook/"
+        limited = {"fail": "code", "code": 11232, "path": hook,
+                   "msg": "frequency limited psm[lark.oapi.app_platform_runtime]appID[1]"}
+        self.feishu.control(dict(limited, times=1))
+        r = self.once(FEISHU_CHAT_ID="", FEISHU_WEBHOOK_URL=url)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(len(self.feishu.hook_texts), 1, r.stderr)
+        assert_updated_notice(self, self.feishu.hook_texts[0], self.endpoint_url())
+        self.assertNotIn("发送失败", r.stderr)
+        posts = [q["now"] for q in self.feishu.requests_to(hook)]
+        self.assertEqual(len(posts), 2)
+        self.assertGreaterEqual(posts[1] - posts[0], 1)        # after the per-second window
+        # Limited for good: three posts, then the notice is given up (logged).
+        self.feishu.control({"clear_requests": True, **limited})
+        self.feishu.control({"advance": 6000})                 # into the window: a new token
+        r = self.once(FEISHU_CHAT_ID="", FEISHU_WEBHOOK_URL=url)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(len(self.feishu.requests_to(hook)), 3)
+        self.assertIn("群通知 (Access Token 已更新) 发送失败", r.stderr)
+        self.assertIn("code 11232", r.stderr)
+
     def test_no_sink_configured_is_usage_error(self):
         r = self.once(TENCENT_CLOUD_API_URL="")
         self.assertEqual(r.returncode, 2)
