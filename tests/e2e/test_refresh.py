@@ -173,6 +173,23 @@ class RefreshGitee(FeishuEnv, harness.TestCase):
         text = self.gitee.file_text("token.json", repo="tokendist/tokens")
         return text and json.loads(text)
 
+    def test_every_request_says_who_sends_it(self):
+        """Every outgoing request carries User-Agent: tokendist/VERSION, so
+        the people behind Feishu, Gitee or a proxy can tell what calls."""
+        version = harness.run_cli("--version").stdout.split()[1]
+        self.feishu.control({"hooks": {"hook-3": None}})
+        self.secrets.append("hook-3")
+        r = self.once(FEISHU_WEBHOOK_URL=self.feishu.url + "/open-apis/bot/v2/hook/hook-3")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        seen = {}
+        for double in (self.feishu, self.gitee):
+            for q in double.requests_to("/"):
+                if not q["path"].startswith("/_"):
+                    seen.setdefault(q["path"].rsplit("/", 1)[0], set()).add(q["headers"].get("user-agent"))
+        # The token, the chat message, the webhook, Gitee's read and write.
+        self.assertGreaterEqual(len(seen), 4, seen)
+        self.assertEqual({ua for uas in seen.values() for ua in uas}, {"tokendist/" + version}, seen)
+
     def test_create_then_update(self):
         for mode in ("empty_list", "404"):
             with self.subTest(missing=mode):
