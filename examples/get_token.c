@@ -46,7 +46,7 @@ int main(int argc, char **argv)
            (long long)tok->remaining, td_version());
 
     /* ... call Feishu with "Authorization: Bearer <tok->token>" ...
-     * If Feishu answers code 99991663, 99991664 or 99991671, the token is
+     * If Feishu answers code 99991663, 99991664, 99991668 or 99991671, the token is
      * no good: report it, and the next td_client_get fetches a new one. */
     if (argc > 3 && (rc = td_client_report_invalid(client, tok->token, err, sizeof err)) != TD_OK)
         fprintf(stderr, "report: %s\n", err);

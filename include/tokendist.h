@@ -257,7 +257,7 @@ TD_API int td_client_get(td_client *c, td_token_kind kind, td_token **out, char 
 TD_API int td_client_get_record(td_client *c, td_token_kind kind, char **json, size_t *len,
                                 td_token **out, char *err, size_t errlen);
 
-/* Reports that Feishu answered 99991663/99991664/99991671 for `token`
+/* Reports that Feishu answered 99991663/99991664/99991668/99991671 for `token`
  * (the caller's string, read during the call only).  The client drops
  * the token (the next td_client_get fetches and, for up to
  * TD_OPT_REFRESH_WAIT_MS, waits for a different token, asking again with

@@ -5,7 +5,7 @@
  *
  * Every call takes the tenant token from a td_client.  Feishu's answers
  * are handled in one place: 429 waits for the reset header and retries;
- * an invalid-token answer (99991663/4/71) reports the token, fetches a
+ * an invalid-token answer (99991663/4/8/71) reports the token, fetches a
  * new one and retries once; any other {code, msg} reaches the caller's
  * err as "code N: msg".
  */

@@ -57,9 +57,10 @@ int td_feishu_result(const td_httpc_resp *r, json_t **data_or_root, char *err, s
     }
     if (c == 0) /* code 0 with an error status: trust the status */
         c = r->status;
-    if (r->status == 429 || c == TD_FEISHU_CODE_RATELIMIT) rc = TD_ERATELIMIT;
+    if (r->status == 429 || c == TD_FEISHU_CODE_RATELIMIT || c == TD_FEISHU_CODE_BOT_RATELIMIT)
+        rc = TD_ERATELIMIT;
     else if (c == TD_FEISHU_CODE_TOKEN_INVALID || c == TD_FEISHU_CODE_TOKEN_EXPIRED ||
-             c == TD_FEISHU_CODE_TOKEN_MISSING)
+             c == TD_FEISHU_CODE_TOKEN_REJECTED || c == TD_FEISHU_CODE_TOKEN_MISSING)
         rc = TD_EAUTH;
     snprintf(err, errlen, "code %lld: %s", (long long)c, msg);
 out:
@@ -97,6 +98,16 @@ static int take_token(json_t *o, const char *key, char *dst, size_t dlen, int re
     return TD_OK;
 }
 
+/* The code of a Feishu answer that is a {code, ...} object, else 0. */
+static json_int_t answer_code(const td_httpc_resp *r)
+{
+    json_t *root = r->body && r->body_len ? json_loadb(r->body, r->body_len, 0, NULL) : NULL;
+    json_int_t c = json_integer_value(json_object_get(root, "code"));
+
+    json_decref(root);
+    return c;
+}
+
 int td_feishu_parse_token(const td_httpc_resp *resp, td_feishu_token *out, char *err, size_t errlen)
 {
     json_t *root = NULL;
@@ -106,8 +117,15 @@ int td_feishu_parse_token(const td_httpc_resp *resp, td_feishu_token *out, char 
     out->app_access_token[0] = out->tenant_access_token[0] = '\0';
     out->expire = 0;
     out->retry_after = -1;
+    out->quota_spent = 0;
     if ((rc = td_feishu_result(resp, &root, why, sizeof why)) != TD_OK) {
         if (rc == TD_ERATELIMIT) out->retry_after = td_httpc_retry_after(resp);
+        if (rc == TD_EUPSTREAM && answer_code(resp) == TD_FEISHU_CODE_QUOTA) {
+            out->quota_spent = 1;
+            snprintf(err, errlen, "飞书 app_access_token 获取失败: %s (飞书免费版本月的 API 调用额度已用完："
+                                  "下月 1 日恢复，或升级飞书版本)", why);
+            goto out;
+        }
         snprintf(err, errlen, "飞书 app_access_token 获取失败: %s", why);
         goto out;
     }
@@ -146,6 +164,7 @@ int td_feishu_fetch_token(const td_feishu *f, td_feishu_token *out, char *err, s
     out->app_access_token[0] = out->tenant_access_token[0] = '\0';
     out->expire = 0;
     out->retry_after = -1;
+    out->quota_spent = 0;
     if (!f->app_id || !*f->app_id || !f->app_secret || !*f->app_secret) {
         snprintf(err, errlen, "FEISHU_APP_ID and FEISHU_APP_SECRET must both be set");
         return TD_EINVAL;

@@ -17,16 +17,30 @@
 
 #define TD_FEISHU_DEFAULT_BASE "https://open.feishu.cn"
 
-/* Feishu codes with a meaning of their own. */
+/* Feishu codes with a meaning of their own (服务端错误码说明,
+ * https://open.feishu.cn/document/server-docs/api-call-guide/generic-error-code). */
 #define TD_FEISHU_CODE_RATELIMIT 99991400L
 #define TD_FEISHU_CODE_TOKEN_INVALID 99991663L   /* invalid access token */
 #define TD_FEISHU_CODE_TOKEN_EXPIRED 99991664L   /* invalid (e.g. expired) app access token */
+#define TD_FEISHU_CODE_TOKEN_REJECTED 99991668L  /* "Invalid access token for authorization":
+                                                   * the gateway's answer for a token it cannot
+                                                   * use, seen for JWT-shaped tokens */
 #define TD_FEISHU_CODE_TOKEN_MISSING 99991671L   /* invalid token format */
+/* The Basic (free) plan's monthly quota of API calls for custom apps is
+ * spent ("Custom app API call limit",
+ * https://open.feishu.cn/document/platform-notices/platform-updates-/custom-app-api-call-limit):
+ * nothing helps before the month turns or the tenant upgrades, so this is
+ * no rate limit to wait out but a failure to report and retry seldom. */
+#define TD_FEISHU_CODE_QUOTA 99991403L
+/* A custom bot's rate limit (5 a second, 100 a minute per bot, 自定义机器人
+ * 使用指南, https://open.feishu.cn/document/client-docs/bot-v3/add-custom-bot). */
+#define TD_FEISHU_CODE_BOT_RATELIMIT 11232L
 
 /* Maps a Feishu Open API answer onto the tokendist return convention:
  *   code 0                                  -> TD_OK
- *   code 99991663 / 99991664 / 99991671     -> TD_EAUTH
- *   HTTP 429 or code 99991400               -> TD_ERATELIMIT
+ *   code 99991663 / 99991664 / 99991668 / 99991671
+ *                                           -> TD_EAUTH
+ *   HTTP 429 or code 99991400 or 11232      -> TD_ERATELIMIT
  *   anything else (incl. a body that is not a Feishu JSON object)
  *                                           -> TD_EUPSTREAM, err "code N: msg"
  * On TD_OK, *data_or_root (when not NULL) receives a new reference to the
@@ -47,6 +61,7 @@ typedef struct td_feishu_token {
     char tenant_access_token[4096 + 1];     /* "" when Feishu sent none */
     long expire;                /* seconds remaining, as Feishu reports them */
     long retry_after;           /* on TD_ERATELIMIT: seconds to wait, else -1 */
+    int quota_spent;            /* Feishu answered TD_FEISHU_CODE_QUOTA */
 } td_feishu_token;
 
 /* Fetches the app (and tenant) access token.  Returns TD_OK, or TD_EAUTH /

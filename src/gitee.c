@@ -94,7 +94,19 @@ static int status_error(const td_gitee *g, long status, const json_t *o, char *e
         snprintf(err, errlen, "Gitee 访问令牌无效 (401: %s)，请检查 GITEE_ACCESS_TOKEN", m);
         return TD_EAUTH;
     case 403:
-        snprintf(err, errlen, "Gitee 拒绝访问 %s/%s (403: %s)，请检查令牌权限和仓库设置", g->owner, g->repo, m);
+        /* Gitee answers some refusals with a web page instead of the
+         * API's {"message"}: as far as the project knows, when the token
+         * lacks the projects scope or the repository has online editing
+         * (仓库在线编辑) switched off, which the contents API needs to
+         * write.  A bare "403" would leave the user guessing. */
+        if (!json_is_object(o))
+            snprintf(err, errlen, "Gitee 拒绝访问 %s/%s (403，回答是网页而不是 API 的 JSON)：常见原因是私人令牌"
+                                  "缺少 projects 权限 (GITEE_ACCESS_TOKEN)，或仓库关闭了「仓库在线编辑」"
+                                  "(仓库 → 管理 → 功能设置)；请检查这两项",
+                     g->owner, g->repo);
+        else
+            snprintf(err, errlen, "Gitee 拒绝访问 %s/%s (403: %s)，请检查令牌权限 (需要 projects) 和仓库设置",
+                     g->owner, g->repo, m);
         return TD_EAUTH;
     case 404:
         snprintf(err, errlen, "Gitee 上找不到 %s/%s:%s (404: %s)，请检查 GITEE_OWNER、GITEE_REPO、GITEE_BRANCH 和 GITEE_FILE_PATH",

@@ -4,6 +4,7 @@
 #include "tokendist.h"
 
 #include <curl/curl.h>
+#include <errno.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -179,6 +180,20 @@ static size_t on_header(char *p, size_t size, size_t nmemb, void *ud)
 static int aborting;
 
 void td_httpc_abort_all(void) { __atomic_store_n(&aborting, 1, __ATOMIC_RELEASE); }
+
+int td_httpc_pause(long ms)
+{
+    /* In slices of 100 ms: shutting down is noticed that soon. */
+    for (;;) {
+        long slice = ms < 100 ? ms : 100;
+        struct timespec ts = {0, slice * 1000000L};
+        if (__atomic_load_n(&aborting, __ATOMIC_ACQUIRE)) return TD_ECANCELED;
+        if (ms <= 0) return TD_OK;
+        while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+            ;
+        ms -= slice;
+    }
+}
 
 /* libcurl calls this at least once a second during a transfer, also while
  * it waits for a slow server; non-zero aborts the transfer. */

@@ -72,6 +72,12 @@ int td_httpc_do(const td_httpc_req *req, td_httpc_resp *resp, char *err, size_t 
  * for a process that is about to exit (serve, refresh), never for a
  * library user's process. */
 void td_httpc_abort_all(void);
+
+/* Waits ms before a request is tried again: TD_OK after the wait, or
+ * TD_ECANCELED at once when td_httpc_abort_all was called (also during
+ * the wait), since the retry would fail anyway. */
+int td_httpc_pause(long ms);
+
 void td_httpc_resp_clear(td_httpc_resp *resp);
 
 /* The value of the last header `name` (case-insensitive) copied into buf,

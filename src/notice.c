@@ -92,7 +92,9 @@ int td_notice_enabled(const td_notice *n)
     return (n->chat_id && *n->chat_id) || (n->webhook_url && *n->webhook_url);
 }
 
-static int send_webhook(const td_notice *n, const char *text, char *err, size_t errlen)
+/* One post of text to the custom bot; on TD_ERATELIMIT, *wait_s is the
+ * server's Retry-After (-1 when it sent none). */
+static int post_webhook(const td_notice *n, const char *text, long *wait_s, char *err, size_t errlen)
 {
     const char *hdrs[] = {"Content-Type: application/json; charset=utf-8", NULL};
     char why[512], sign[64], ts[24];
@@ -128,10 +130,38 @@ static int send_webhook(const td_notice *n, const char *text, char *err, size_t 
     }
     if ((rc = td_feishu_result(&resp, NULL, why, sizeof why)) != TD_OK)
         snprintf(err, errlen, "飞书机器人 webhook 发送失败: %.400s", why);
+    if (rc == TD_ERATELIMIT) *wait_s = td_httpc_retry_after(&resp);
 out:
     json_decref(req);
     free(body);
     td_httpc_resp_clear(&resp);
+    return rc;
+}
+
+/* A custom bot allows 5 messages a second and 100 a minute, and answers
+ * 11232 over that -- also, Feishu warns, at busy times such as the full
+ * and half hour (自定义机器人使用指南,
+ * https://open.feishu.cn/document/client-docs/bot-v3/add-custom-bot).
+ * So a rate-limited post is tried again after the limit: what the server
+ * asks (at most WEBHOOK_WAIT_MAX s), else 1 s (the per-second window) and
+ * then 5 s.  The waits are short because the refresher thread sends
+ * notices, and stop when the process shuts down. */
+#define WEBHOOK_TRIES 3
+#define WEBHOOK_WAIT_MAX 10L
+
+static int send_webhook(const td_notice *n, const char *text, char *err, size_t errlen)
+{
+    static const long backoff_s[WEBHOOK_TRIES - 1] = {1, 5};
+    int rc = TD_ERR;
+
+    for (int i = 0; i < WEBHOOK_TRIES; i++) {
+        long wait_s = -1;
+        if ((rc = post_webhook(n, text, &wait_s, err, errlen)) != TD_ERATELIMIT || i == WEBHOOK_TRIES - 1)
+            break;
+        if (wait_s < 0) wait_s = backoff_s[i];
+        if (wait_s > WEBHOOK_WAIT_MAX) wait_s = WEBHOOK_WAIT_MAX;
+        if (td_httpc_pause(wait_s * 1000) != TD_OK) break;  /* shutting down: err says why it failed */
+    }
     return rc;
 }
 

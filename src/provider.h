@@ -36,6 +36,9 @@ typedef struct td_grant {
     char tenant[TD_TOKEN_MAX + 1];  /* Feishu's tenant_access_token; "" elsewhere */
     long expire;                    /* seconds left, as the platform says */
     long retry_after;               /* on TD_ERATELIMIT: seconds to wait, else -1 */
+    int quota_spent;                /* on failure: the platform's monthly quota of calls is
+                                     * used up (Feishu 99991403) -- no wait short of the
+                                     * month's turn helps, so retry seldom */
 } td_grant;
 
 typedef enum { TD_RENEW_IN_WINDOW, TD_RENEW_AFTER_EXPIRY, TD_RENEW_EXTENDS } td_renewal;

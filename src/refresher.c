@@ -399,27 +399,38 @@ static void succeeded(td_refresher *r, const td_grant *t, int changed, int faile
 
 /* No token reached a sink: back off (longer when Feishu's rate limit
  * says so), keep the previous record in service, and alert the group once
- * when the served token is about to run out. */
+ * when the served token is about to run out.
+ *
+ * A spent monthly quota (t->quota_spent: Feishu's free plan, 99991403) is
+ * different: no backoff short of the month's turn helps, and every retry
+ * spends a call the tenant no longer has.  So retry only every retry_max,
+ * and alert at once -- the tenant must act (upgrade, or do without until
+ * the 1st) -- and only once: the alert is not repeated even when it did
+ * not arrive, since a chat message spends the same quota (a custom-bot
+ * webhook still gets through). */
 static void failed_cycle(td_refresher *r, int rc, const td_grant *t, int64_t *next_ms,
                          const char *err)
 {
     char text[TD_NOTICE_TEXT_MAX];
     int64_t now = td_clock_now();
+    int quota = t && t->quota_spent;
 
     r->failures++;
     td_metrics_inc(TD_M_REFRESH_FAILED);
     *next_ms = backoff_ms(r, r->failures);
     if (rc == TD_ERATELIMIT && t && t->retry_after >= 0 && t->retry_after * 1000 > *next_ms)
         *next_ms = t->retry_after * 1000 + rnd_range(r, 0, 1000);
+    if (quota) *next_ms = r->o.retry_max * 1000 + rnd_range(r, 0, 1000);
     if (r->cur && td_record_expires(r->cur) > now)
         td_log("❌ token 刷新失败 (连续第 %d 次): %s；继续分发当前 token (剩余 %lld 秒)",
                r->failures, err, (long long)(td_record_expires(r->cur) - now));
     else
         td_log("❌ token 刷新失败 (连续第 %d 次): %s；目前没有可用的 token", r->failures, err);
     if (!r->alerted && r->o.alert_below > 0 &&
-        (!r->cur || td_record_expires(r->cur) - now < r->o.alert_below)) {
+        (quota || !r->cur || td_record_expires(r->cur) - now < r->o.alert_below)) {
         td_notice_alert_text(text, sizeof text, r->failures, r->cur ? td_record_expires(r->cur) : 0, now, err);
-        if (notify(r, tenant_of(r->cur), text, "刷新失败告警") == TD_OK && td_notice_enabled(&r->o.notice))
+        if ((notify(r, tenant_of(r->cur), text, "刷新失败告警") == TD_OK || quota) &&
+            td_notice_enabled(&r->o.notice))
             r->alerted = 1;
     }
 }

@@ -298,7 +298,16 @@ int td_scf_run(td_api *api, const char *base, td_scf_timer_cb timer, void *ud, c
     char url[512], herr[512];
     int failures = 0, rc;
 
-    if ((rc = rt_post(base, "/runtime/init/ready", "", 0, err, errlen)) != TD_OK) return rc;
+    /* Ready with a body of one space, as Tencent's own sample does
+     * (`curl -d " " -X POST .../runtime/init/ready` in "Custom Runtime 创建
+     * Bash 示例函数", https://www.tencentcloud.com/zh/document/product/583/38130;
+     * the API itself: https://cloud.tencent.com/document/product/583/47274)
+     * and as the tencent_scf crate learnt the hard way ("A space must be
+     * sent, otherwise the upstream cloud rejects the request", notify_ready
+     * in https://docs.rs/tencent_scf/latest/src/tencent_scf/lib.rs.html):
+     * an empty POST may never mark the instance ready, and SCF then fails
+     * the cold start at the initialisation timeout. */
+    if ((rc = rt_post(base, "/runtime/init/ready", " ", 1, err, errlen)) != TD_OK) return rc;
     snprintf(url, sizeof url, "%s/runtime/invocation/next", base);
     for (;;) {
         /* A long poll: SCF answers when an event comes, however late. */

@@ -12,7 +12,8 @@
  * HTTP server too, so both front doors answer every request identically.
  *
  * The runtime API (http://$SCF_RUNTIME_API:$SCF_RUNTIME_API_PORT):
- *   POST /runtime/init/ready            once, when ready for events
+ *   POST /runtime/init/ready            once, when ready for events (body
+ *                                       " ": an empty one may go unheard)
  *   GET  /runtime/invocation/next       long poll: the next event
  *   POST /runtime/invocation/response   the integrated response
  *   POST /runtime/invocation/error      an event we cannot handle

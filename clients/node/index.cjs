@@ -19,7 +19,9 @@ const { STATUS_CODES } = require('node:http');
 /* ------------------------------------------------------------------ */
 
 /** Feishu answers meaning "this access token is invalid / expired". */
-const FEISHU_INVALID_TOKEN_CODES = Object.freeze([99991663, 99991664, 99991671]);
+// 99991668: the gateway's "Invalid access token for authorization" for a token it
+// cannot use (seen for JWT-shaped tokens); the others: Feishu's generic error codes.
+const FEISHU_INVALID_TOKEN_CODES = Object.freeze([99991663, 99991664, 99991668, 99991671]);
 
 /** The seed's nine fields and their JSON types. */
 const RECORD_FIELDS = Object.freeze({
@@ -245,7 +247,7 @@ function isFeishuInvalidTokenError(body, depth = 0) {
         /* fall through to the text search */
       }
     }
-    return /(?:^|[^0-9])(?:99991663|99991664|99991671)(?![0-9])/.test(s);
+    return /(?:^|[^0-9])(?:99991663|99991664|99991668|99991671)(?![0-9])/.test(s);
   }
   if (typeof body === 'number') return codeIsInvalid(body);
   if (typeof body !== 'object') return false;
@@ -257,7 +259,7 @@ function isFeishuInvalidTokenError(body, depth = 0) {
     }
   }
   if (body instanceof Error && typeof body.message === 'string') {
-    return /(?:^|[^0-9])(?:99991663|99991664|99991671)(?![0-9])/.test(body.message);
+    return /(?:^|[^0-9])(?:99991663|99991664|99991668|99991671)(?![0-9])/.test(body.message);
   }
   return false;
 }

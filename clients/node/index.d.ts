@@ -158,7 +158,7 @@ export class TokendistClient {
   getRecord(): Promise<TokenRecord>;
   /** The token of `field`. */
   getAccessToken(): Promise<string>;
-  /** Feishu rejected `token` (99991663/99991664/99991671). Never rejects for network/HTTP failures. */
+  /** Feishu rejected `token` (99991663/99991664/99991668/99991671). Never rejects for network/HTTP failures. */
   reportInvalid(token: string): Promise<ReportResult>;
   /** Forget the in-memory record. */
   clear(): void;

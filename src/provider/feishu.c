@@ -28,6 +28,7 @@ static int fetch(const td_provider *p, int forced, td_grant *out, char *err, siz
         out->expire = t->expire;
     }
     out->retry_after = t->retry_after;
+    out->quota_spent = t->quota_spent;
     memset(t, 0, sizeof *t); /* tokens are secrets */
     free(t);
     return rc;

@@ -18,7 +18,7 @@ mints distinct ones and then only tenant tokens open the other endpoints.
 Control keys, besides the common ones (see common.py):
   {"apps": {"cli_x": "secret"}}  replace the known apps (default: DEFAULT_APP_ID)
   {"ttl": S, "renew_window": S, "same_tokens": bool}
-  {"invalidate": "all" | [tokens], "invalid_code": 99991663|99991664|99991671}
+  {"invalidate": "all" | [tokens], "invalid_code": 99991663|99991664|99991668|99991671}
   {"chat": "oc_x", "files": [{"name", "data_b64"|"data", "create_time": ms}],
    "texts": ["hi" | {"text", "create_time"}], "sender": "user"|"app"}
         -> answers {"seeded": [{"message_id", "file_key", "name", "create_time"}]}
@@ -65,6 +65,9 @@ AUTH_ERRORS = {
     99991661: "Missing access token for authorization. Please make a request with token attached.",
     99991663: "Invalid access token for authorization. Please make a request with token attached.",
     99991664: "Invalid app access token. Please make a request with app_access_token attached.",
+    # What the gateway answers (HTTP 400) for a token it cannot use at all,
+    # observed for JWT-shaped ("eyJ...") tokens; the same words as 99991663.
+    99991668: "Invalid access token for authorization. Please make a request with token attached.",
     99991671: "Invalid token format. Please check the access token.",
 }
 RESOURCE_RE = re.compile(r"/open-apis/im/v1/messages/([^/]+)/resources/([^/]+)")

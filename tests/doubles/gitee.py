@@ -22,6 +22,11 @@ Control keys, besides the common ones (see common.py):
    "remove": [path, ...]}          create a repository and preset or delete files
   {"missing_file": "empty_list" | "404"}   how a missing file is answered
   {"forbidden": bool}              every call answers 403 {"message": "Forbidden"}
+  {"forbidden": "writes_html"}     reads work, writes (POST/PUT) answer 403 with an
+                                   HTML page instead of the API's JSON -- what
+                                   Gitee is reported to answer when the token
+                                   lacks the ``projects`` scope or the repository
+                                   has 仓库在线编辑 (online editing) switched off
   {"stale_sha": N, "concurrent_content": text}   the next N PUTs first suffer a
                                    concurrent writer (the file changes, its sha
                                    moves), so the PUT's sha is stale
@@ -49,12 +54,15 @@ import uuid
 from datetime import datetime, timedelta, timezone
 from urllib.parse import quote
 
-from common import ControlError, DoubleServer, json_response, main
+from common import ControlError, DoubleServer, Response, json_response, main
 
 DEFAULT_TOKEN = "0123456789abcdef0123456789abcdef"
 DEFAULT_REPO = "tokendist/tokens"
 CONTENTS_RE = re.compile(r"/api/v5/repos/([^/]+)/([^/]+)/contents(?:/(.*))?")
 AUTHOR = {"name": "tokendist", "email": "tokendist@example.invalid"}
+FORBIDDEN_PAGE = ("<!DOCTYPE html>\n<html lang=\"zh-CN\">\n<head><meta charset=\"utf-8\">"
+                  "<title>403 - Gitee.com</title></head>\n<body><div class=\"error-page\">"
+                  "<h1>403</h1><p>禁止访问</p></div></body>\n</html>\n")
 
 
 def blob_sha(data):
@@ -130,6 +138,8 @@ class GiteeDouble(DoubleServer):
     def apply_control(self, cfg):
         if "tokens" in cfg:
             self.tokens = set(cfg.pop("tokens"))
+        if cfg.get("forbidden") == "writes_html":
+            self.forbidden = cfg.pop("forbidden")
         for key in ("forbidden", "header_auth"):
             if key in cfg:
                 setattr(self, key, bool(cfg.pop(key)))
@@ -172,7 +182,10 @@ class GiteeDouble(DoubleServer):
                 return message("401 Unauthorized: Access token does not exist", 401)
             if token is None and not (req.method == "GET" and repo and repo["public"]):
                 return message("401 Unauthorized: Access token does not exist", 401)
-            if self.forbidden:
+            if self.forbidden == "writes_html":
+                if req.method != "GET":
+                    return Response(403, FORBIDDEN_PAGE, "text/html; charset=utf-8")
+            elif self.forbidden:
                 return message("Forbidden", 403)
             if repo is None:
                 return message("Not Found Project", 404)

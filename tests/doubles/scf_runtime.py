@@ -22,6 +22,16 @@ the path; they complete the invocation in flight.  What SCF answers to the
 runtime's POSTs is not documented; the double answers 200 with an empty body,
 or 400 when no invocation is in flight.
 
+``/runtime/init/ready`` must carry a body: Tencent's sample bootstrap sends
+one space (``curl -d " " -X POST .../runtime/init/ready``, "Custom Runtime
+创建 Bash 示例函数", https://www.tencentcloud.com/zh/document/product/583/38130),
+its .NET and Deno samples send a short text, and the tencent_scf crate notes
+"A space must be sent, otherwise the upstream cloud rejects the request"
+(notify_ready, https://docs.rs/tencent_scf/latest/src/tencent_scf/lib.rs.html).
+So the double refuses an empty ready (400) and does not mark the runtime
+ready: a runtime that sends one waits for its first event forever, as it may
+on SCF.  ``empty_ready`` counts such refused POSTs.
+
 Process mode: ``POST /_invoke?timeout=S`` with the event as body blocks until
 the runtime answers and returns ``{"request_id", "response"}`` or
 ``{"request_id", "error"}`` (504 on timeout).  Control keys, besides the
@@ -74,6 +84,7 @@ class ScfRuntimeDouble(DoubleServer):
         self.cond = threading.Condition(self.lock)
         self.ready = threading.Event()
         self.init_error = None       # body of POST /runtime/init/error
+        self.empty_ready = 0         # POST /runtime/init/ready without a body: refused
         self.pending = collections.deque()
         self.in_flight = None
         self.invocations = []        # finished: {"request_id", "event", "response"|"error"}
@@ -124,6 +135,7 @@ class ScfRuntimeDouble(DoubleServer):
 
     def state(self):
         return {**super().state(), "init_ready": self.ready.is_set(),
+                "empty_ready": self.empty_ready,
                 "init_error": self.init_error, "pending": len(self.pending),
                 "in_flight": self.in_flight.request_id if self.in_flight else None,
                 "invocations": self.invocations}
@@ -144,6 +156,10 @@ class ScfRuntimeDouble(DoubleServer):
             return json_response({"error": "method not allowed"}, 405)
         text = req.body.decode("utf-8", "replace")
         if req.path == "/runtime/init/ready":
+            if not req.body:
+                with self.lock:
+                    self.empty_ready += 1
+                return json_response({"error": "empty body: send a non-empty body, e.g. \" \""}, 400)
             self.ready.set()
             return Response(200, b"", content_type=None)
         if req.path == "/runtime/init/error":
@@ -161,7 +177,7 @@ class ScfRuntimeDouble(DoubleServer):
                 inv.error = text
             self.in_flight = None
             self.invocations.append({"request_id": inv.request_id,
-                                     "event": _maybe_json(inv.event_bytes.decode("utf-8")),
+                                     "event": _maybe_json(inv.event_bytes.decode("utf-8", "replace")),
                                      ("response" if inv.error is None else "error"): text})
             inv.done.set()
             self.cond.notify_all()

@@ -649,6 +649,14 @@ class ScfRuntimeTest(unittest.TestCase):
         self.assertEqual(results, ["ok"])
         self.assertEqual(call("POST", self.d.url + "/runtime/invocation/response", b"x")[0], 400)
 
+    def test_empty_ready_is_not_ready(self):
+        """SCF may ignore an empty ready: the double refuses it (see its docstring)."""
+        self.assertEqual(call("POST", self.d.url + "/runtime/init/ready", b"")[0], 400)
+        self.assertFalse(self.d.wait_ready(0.2))
+        self.assertEqual(self.d.state()["empty_ready"], 1)
+        self.assertEqual(call("POST", self.d.url + "/runtime/init/ready", b" ")[0], 200)
+        self.assertTrue(self.d.wait_ready(1))
+
     def test_invoke_timeout(self):
         with self.assertRaises(TimeoutError):
             self.d.invoke({"k": 1}, timeout=0.2)

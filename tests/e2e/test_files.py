@@ -320,6 +320,19 @@ class FilesWithRefresherTest(FilesTest):
         self.assertEqual(self.feishu.state()["token_fetches"], fetches + 1)   # exactly one forced refresh
         self.assertIn("收到 token 无效的报告", self.srv.log())
 
+    def test_99991668_is_an_invalid_token_too(self):
+        """Feishu's gateway answers 99991668 ("Invalid access token for
+        authorization") for a token it cannot use: files reports it and
+        retries with the new one, as for 99991663/4/71."""
+        self.seed(["x.txt"])
+        fetches = self.feishu.state()["token_fetches"]
+        self.feishu.control({"invalidate": "all", "invalid_code": 99991668})
+        r = self.files("list")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(len(self.lines(r)), 1)
+        self.assertEqual(self.feishu.state()["token_fetches"], fetches + 1)
+        self.assertIn("收到 token 无效的报告", self.srv.log())
+
     # The other tests run against the refresher-fed server as well, except
     # the one that needs a server without a refresher.
     test_invalid_token_without_refresher_fails_clearly = None

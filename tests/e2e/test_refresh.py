@@ -126,6 +126,33 @@ class RefreshOnce(FeishuEnv, harness.TestCase):
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertIn("19021", r.stderr)
 
+    def test_webhook_rate_limit_is_retried_after_the_limit(self):
+        """A custom bot answers 11232 over its 5-a-second / 100-a-minute limit
+        (and at busy times): the notice is posted again after the limit."""
+        self.feishu.control({"hooks": {"hook-2": None}})
+        url = self.feishu.url + "/open-apis/bot/v2/hook/hook-2"
+        self.secrets.append("hook-2")
+        hook = "/open-apis/bot/v2/hook/"
+        limited = {"fail": "code", "code": 11232, "path": hook,
+                   "msg": "frequency limited psm[lark.oapi.app_platform_runtime]appID[1]"}
+        self.feishu.control(dict(limited, times=1))
+        r = self.once(FEISHU_CHAT_ID="", FEISHU_WEBHOOK_URL=url)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(len(self.feishu.hook_texts), 1, r.stderr)
+        assert_updated_notice(self, self.feishu.hook_texts[0], self.endpoint_url())
+        self.assertNotIn("发送失败", r.stderr)
+        posts = [q["now"] for q in self.feishu.requests_to(hook)]
+        self.assertEqual(len(posts), 2)
+        self.assertGreaterEqual(posts[1] - posts[0], 1)        # after the per-second window
+        # Limited for good: three posts, then the notice is given up (logged).
+        self.feishu.control({"clear_requests": True, **limited})
+        self.feishu.control({"advance": 6000})                 # into the window: a new token
+        r = self.once(FEISHU_CHAT_ID="", FEISHU_WEBHOOK_URL=url)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(len(self.feishu.requests_to(hook)), 3)
+        self.assertIn("群通知 (Access Token 已更新) 发送失败", r.stderr)
+        self.assertIn("code 11232", r.stderr)
+
     def test_no_sink_configured_is_usage_error(self):
         r = self.once(TENCENT_CLOUD_API_URL="")
         self.assertEqual(r.returncode, 2)
@@ -145,6 +172,23 @@ class RefreshGitee(FeishuEnv, harness.TestCase):
         import json
         text = self.gitee.file_text("token.json", repo="tokendist/tokens")
         return text and json.loads(text)
+
+    def test_every_request_says_who_sends_it(self):
+        """Every outgoing request carries User-Agent: tokendist/VERSION, so
+        the people behind Feishu, Gitee or a proxy can tell what calls."""
+        version = harness.run_cli("--version").stdout.split()[1]
+        self.feishu.control({"hooks": {"hook-3": None}})
+        self.secrets.append("hook-3")
+        r = self.once(FEISHU_WEBHOOK_URL=self.feishu.url + "/open-apis/bot/v2/hook/hook-3")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        seen = {}
+        for double in (self.feishu, self.gitee):
+            for q in double.requests_to("/"):
+                if not q["path"].startswith("/_"):
+                    seen.setdefault(q["path"].rsplit("/", 1)[0], set()).add(q["headers"].get("user-agent"))
+        # The token, the chat message, the webhook, Gitee's read and write.
+        self.assertGreaterEqual(len(seen), 4, seen)
+        self.assertEqual({ua for uas in seen.values() for ua in uas}, {"tokendist/" + version}, seen)
 
     def test_create_then_update(self):
         for mode in ("empty_list", "404"):
@@ -191,9 +235,18 @@ class RefreshGitee(FeishuEnv, harness.TestCase):
         self.gitee.control({"tokens": [harness_gitee_token()], "forbidden": True})
         r = self.once()
         self.assertEqual(r.returncode, 1)
-        self.assertIn("Gitee 拒绝访问 tokendist/tokens (403: Forbidden)", r.stderr)
+        self.assertIn("Gitee 拒绝访问 tokendist/tokens (403: Forbidden)，请检查令牌权限 (需要 projects)", r.stderr)
         r = self.once(GITEE_REPO="nope")
         self.assertEqual(r.returncode, 1)
+        # A write refused with Gitee's web page instead of the API's JSON:
+        # the error names the likely causes instead of a bare 403.
+        self.gitee.control({"forbidden": "writes_html"})
+        r = self.once()
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("Gitee 拒绝访问 tokendist/tokens (403，回答是网页而不是 API 的 JSON)", r.stderr)
+        self.assertIn("projects 权限", r.stderr)
+        self.assertIn("仓库在线编辑", r.stderr)
+        self.assertNotIn("<html", r.stderr)
         self.gitee.control({"forbidden": False})
         r = self.once(GITEE_REPO="nope")
         self.assertIn("Gitee 上找不到 tokendist/nope:token.json (404", r.stderr)
@@ -375,6 +428,35 @@ class RefreshDaemon(FeishuEnv, harness.TestCase):
         self.assertTrue(any("刷新已恢复" in t for t in self.feishu.sent_texts), self.feishu.sent_texts)
         self.assertNotEqual(self.served()["access_token"], first["access_token"])
         self.assertEqual(p.stop(), 0)
+
+    def test_monthly_quota_alerts_once_and_retries_seldom(self):
+        """99991403, the free plan's monthly quota of API calls: no backoff
+        short of the month's turn helps, so the daemon alerts at once
+        (long before the token runs low) and only once, and retries only
+        every TOKENDIST_RETRY_MAX instead of hammering Feishu."""
+        p = self.daemon(TOKENDIST_RETRY_MIN=60, TOKENDIST_RETRY_MAX=700, TOKENDIST_ALERT_BELOW=600)
+        self.wait_log(p, "下次刷新")
+        first = self.served()
+        self.feishu.control({"fail": "code", "code": 99991403, "path": "/open-apis/auth/",
+                             "msg": "request trigger monthly api call limit"})
+        self.clk.advance(self.planned(p, "下次刷新")[-1] + 0.1)
+        alerts = lambda: [t for t in self.feishu.sent_texts if "刷新失败" in t]
+        for n in (1, 2):
+            self.wait_log(p, "重试:", n)
+            delay = self.planned(p, "重试")[-1]
+            self.assertTrue(700 <= delay <= 701, "retry %d after %.1f s" % (n, delay))
+            self.assertEqual(len(alerts()), 1, "retry %d" % n)
+            self.clk.advance(delay + 0.1)
+        self.wait_log(p, "重试:", 3)
+        alert = alerts()
+        self.assertEqual(len(alert), 1)
+        self.assertIn("code 99991403", alert[0])
+        self.assertIn("本月的 API 调用额度已用完", alert[0])
+        # The first alert came with the token's whole window still left.
+        left = re.search(r"剩余 (\d+) 分钟", alert[0])
+        self.assertGreaterEqual(int(left.group(1)), 25, alert[0])
+        self.assertEqual(len(self.fetch_nows()), 4)           # 1 + 3, no more
+        self.assertEqual(self.served()["access_token"], first["access_token"])
 
     def test_rate_limit_waits_reset(self):
         self.feishu.control({"fail": "429", "reset_after": 300, "times": 1})

@@ -12,6 +12,7 @@ import subprocess
 import time
 import unittest
 
+from feishu_env import FeishuEnv
 from harness import BIN, DEADLINE, TestCase, make_record, request
 from redisd import RedisServer
 from scf_runtime import InvocationError, ScfRuntimeDouble, apigw_event, function_url_event, http_response
@@ -258,6 +259,15 @@ class ScfClientAddressTest(ScfTestCase):
 
 
 class ScfRuntimeTest(ScfTestCase):
+    def test_ready_has_a_body(self):
+        """POST /runtime/init/ready carries " " as Tencent's sample bootstrap
+        does: an empty one may never mark the instance ready (the double,
+        like SCF, then never hands out an event)."""
+        rt = self.runtime("memory:")
+        ready = rt.double.requests_to("/runtime/init/ready")
+        self.assertEqual([(r["method"], r["body"]) for r in ready], [("POST", " ")])
+        self.assertEqual(rt.double.state()["empty_ready"], 0)
+
     def test_bad_events_are_invocation_errors(self):
         rt = self.runtime("sqlite:" + os.path.join(self.tmp, "scf.db"), ["--push-key", PUSH])
         cases = [
@@ -314,6 +324,54 @@ class ScfRuntimeTest(ScfTestCase):
         rt.double.stop()
         self.assertEqual(rt.proc.wait(60), 1)
         self.assertIn("SCF 运行时 API 不可用", rt.log())
+
+
+class ScfEventShapesTest(FeishuEnv, ScfTestCase):
+    """Every event shape SCF delivers to a function that holds the Feishu
+    secret itself (the simplest deployment, --store memory:): API Gateway
+    with and without the stage in `path`, a Function URL, a Timer trigger,
+    and what is none of them.  Every answer is an integrated response whose
+    text body travels as text (isBase64Encoded false): the handler's bodies
+    are UTF-8 JSON; a body that is not UTF-8 would go base64 (unit test
+    test_scf.c, test_response)."""
+
+    def answer(self, rt, event, function_url=False):
+        result = rt.invoke(event)
+        self.assertIsInstance(result, dict)
+        self.assertIs(result["isBase64Encoded"], False)
+        status, headers, body = http_response(result, function_url=function_url)
+        return status, json.loads(body)
+
+    def test_each_shape(self):
+        self.start_feishu()
+        env = self.feishu_env(FEISHU_CHAT_ID="")
+        rt = self.runtime("memory:", env=env)
+        # A cold start fetches its own token; wait until it is served.
+        self.wait_for(lambda: self.answer(rt, apigw_event("GET", "/get-token"))[0] == 200,
+                      what="the first token")
+        token = self.feishu.current_token()
+        # API Gateway: the docs' example strips the stage ("/get-token"),
+        # a gateway path mapped without that keeps it ("/release/get-token").
+        for path in ("/release/get-token", "/get-token"):
+            status, body = self.answer(rt, apigw_event("GET", path, stage="release"))
+            self.assertEqual((status, body["access_token"]), (200, token), path)
+        # A Function URL: lower-case headers, no requestContext.
+        status, body = self.answer(rt, function_url_event("GET", "/get-token"), function_url=True)
+        self.assertEqual((status, body["access_token"]), (200, token))
+        # A Timer trigger right after the cold start's fetch: nothing due.
+        timer = {"Type": "Timer", "TriggerName": "every-5m", "Time": "2024-01-15T14:30:00Z",
+                 "Message": ""}
+        self.assertEqual(rt.invoke(timer), {"refreshed": False, "message": "未到刷新时间"})
+        # Garbage: an invocation error each, and the runtime goes on.
+        for event, says in ((b"\xff\xfe\x00garbage", "not JSON"), (b"", "not JSON"),
+                            ("null", "not JSON"), ("[]", "not a JSON object"), ({}, "not an HTTP request"),
+                            ({"Type": "COS", "Records": []}, "not an HTTP request")):
+            with self.assertRaises(InvocationError, msg=repr(event)) as cm:
+                rt.invoke(event)
+            self.assertIn(says, cm.exception.body, repr(event))
+        status, body = self.answer(rt, apigw_event("GET", "/get-token"))
+        self.assertEqual((status, body["access_token"]), (200, token))
+        self.assertEqual(len(self.feishu.requests_to("/open-apis/auth/v3/")), 1)
 
 
 if __name__ == "__main__":

@@ -93,6 +93,13 @@ class ScfPackageTest(TestCase):
             self.assertIn("serve --listen 0.0.0.0:9000", f.read())
         with open(os.path.join(self.root, "bootstrap")) as f:
             self.assertIn("scf-runtime", f.read())
+        # SCF's rule for entry scripts (启动文件说明, cloud.tencent.com/document/
+        # product/583/56126): "#!/bin/bash" on the first line, LF line ends.
+        for f in ("bootstrap", "scf_bootstrap", "tokendist"):
+            with open(os.path.join(self.root, f), "rb") as fh:
+                text = fh.read()
+            self.assertEqual(text.split(b"\n", 1)[0], b"#!/bin/bash", f)
+            self.assertNotIn(b"\r", text, f)
         # A release build: the test clock (src/clock.h) is not compiled in.
         with open(os.path.join(self.root, "bin", "tokendist"), "rb") as f:
             self.assertNotIn(b"TOKENDIST_TEST_CLOCK_FILE", f.read())
@@ -163,7 +170,8 @@ finally:
     res["exit"] = p.wait(10)
 print(json.dumps(res))
 """
-        env = dict(os.environ, TOKENDIST_STORE="sqlite:" + os.path.join(self.tmp, "w.db"))
+        # No TOKENDIST_STORE: the Web function's default, memory:.
+        env = {k: v for k, v in os.environ.items() if k != "TOKENDIST_STORE"}
         logpath = os.path.join(self.tmp, "scf_bootstrap.log")
         r = subprocess.run(["unshare", "--net", sys.executable, "-c", probe,
                             os.path.join(self.root, "scf_bootstrap"), logpath],
@@ -175,7 +183,7 @@ print(json.dumps(res))
         res = json.loads(r.stdout)
         self.assertEqual((res["status"], res["body"]), (200, {"status": "ok"}), log)
         self.assertEqual(res["exit"], 0, log)
-        self.assertIn("http://0.0.0.0:9000", log)
+        self.assertIn("http://0.0.0.0:9000 (存储: memory:,", log)
 
 
 if __name__ == "__main__":

@@ -44,8 +44,8 @@ static void codes_map(void **state)
     assert_string_equal(err, "code 10014: app secret invalid");
     assert_int_equal(result(200, "{\"code\":10003,\"msg\":\"invalid param\"}", NULL, err, sizeof err), TD_EUPSTREAM);
     assert_string_equal(err, "code 10003: invalid param");
-    long auth[] = {99991663, 99991664, 99991671};
-    for (int i = 0; i < 3; i++) {
+    long auth[] = {99991663, 99991664, 99991668, 99991671};
+    for (int i = 0; i < 4; i++) {
         char body[128];
         snprintf(body, sizeof body, "{\"code\":%ld,\"msg\":\"Invalid access token\"}", auth[i]);
         assert_int_equal(result(400, body, NULL, err, sizeof err), TD_EAUTH);
@@ -56,6 +56,12 @@ static void codes_map(void **state)
     assert_string_equal(err, "code 99991400: request trigger frequency limit");
     assert_int_equal(result(200, "{\"code\":99991400,\"msg\":\"limit\"}", NULL, err, sizeof err), TD_ERATELIMIT);
     assert_int_equal(result(429, "<html>Too Many Requests</html>", NULL, err, sizeof err), TD_ERATELIMIT);
+    /* A custom bot's rate limit. */
+    assert_int_equal(result(200, "{\"code\":11232,\"msg\":\"frequency limited\"}", NULL, err, sizeof err),
+                     TD_ERATELIMIT);
+    /* The free plan's monthly quota is spent: no limit to wait out. */
+    assert_int_equal(result(200, "{\"code\":99991403,\"msg\":\"quota exceeded\"}", NULL, err, sizeof err),
+                     TD_EUPSTREAM);
     /* code 0 with an error status is not success. */
     assert_int_equal(result(500, "{\"code\":0,\"msg\":\"ok\"}", NULL, err, sizeof err), TD_EUPSTREAM);
     assert_string_equal(err, "code 500: ok");

@@ -4,6 +4,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <cmocka.h>
+#include <openssl/evp.h>
 
 #include "api.h"
 #include "scf.h"
@@ -221,6 +222,47 @@ static void test_response(void **state)
     assert_string_equal(json_string_value(json_object_get(o, "body")), "//4=");
     json_decref(o);
     free(text);
+
+    /* What decides is whether the bytes are UTF-8, not whether they are
+     * printable: a NUL stays text (JSON escapes it), while a lone
+     * surrogate half (CESU-8), a cut sequence, an overlong '/' and a
+     * byte above 0xF4 go base64 -- and come back byte for byte. */
+    {
+        static const struct { const char *b; size_t n; int b64; } cases[] = {
+            {"a\0b", 3, 0},
+            {"\xe4\xb8\xad\xe6\x96\x87", 6, 0},        /* 中文 */
+            {"\xed\xa0\x80", 3, 1},
+            {"abc\xe4\xb8", 5, 1},
+            {"\xc0\xaf", 2, 1},
+            {"\xf5\x80\x80\x80", 4, 1},
+        };
+        unsigned char bin[256], back[400];
+        for (size_t i = 0; i < sizeof bin; i++) bin[i] = (unsigned char)i;
+        for (size_t i = 0; i <= sizeof cases / sizeof cases[0]; i++) {
+            const char *b = i < sizeof cases / sizeof cases[0] ? cases[i].b : (const char *)bin;
+            size_t n = i < sizeof cases / sizeof cases[0] ? cases[i].n : sizeof bin;
+            int want_b64 = i < sizeof cases / sizeof cases[0] ? cases[i].b64 : 1;
+            const json_t *body;
+            resp.body = b;
+            resp.body_len = n;
+            assert_non_null(text = td_scf_response(&resp, 0, NULL));
+            assert_non_null(o = json_loads(text, JSON_ALLOW_NUL, NULL)); /* "\u0000" */
+            body = json_object_get(o, "body");
+            if (json_is_true(json_object_get(o, "isBase64Encoded")) != want_b64)
+                fail_msg("case %zu: isBase64Encoded should be %d", i, want_b64);
+            if (want_b64) {
+                int m = EVP_DecodeBlock(back, (const unsigned char *)json_string_value(body),
+                                        (int)json_string_length(body));
+                assert_true(m >= (int)n);     /* EVP_DecodeBlock counts padding as bytes */
+                assert_memory_equal(back, b, n);
+            } else {
+                assert_int_equal(json_string_length(body), n);
+                assert_memory_equal(json_string_value(body), b, n);
+            }
+            json_decref(o);
+            free(text);
+        }
+    }
 }
 
 /* The whole path through the shared handler, on an in-memory store. */

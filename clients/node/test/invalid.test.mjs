@@ -25,8 +25,8 @@ test('invalidUrlFor: derivation of the report URL', () => {
   assert.equal(invalidUrlFor('not a url'), null);
 });
 
-test('isFeishuInvalidTokenError recognises 99991663/99991664/99991671 only', () => {
-  assert.deepEqual([...FEISHU_INVALID_TOKEN_CODES], [99991663, 99991664, 99991671]);
+test('isFeishuInvalidTokenError recognises 99991663/99991664/99991668/99991671 only', () => {
+  assert.deepEqual([...FEISHU_INVALID_TOKEN_CODES], [99991663, 99991664, 99991668, 99991671]);
   for (const code of FEISHU_INVALID_TOKEN_CODES) {
     assert.equal(isFeishuInvalidTokenError({ code, msg: 'Invalid access token for authorization.' }), true, String(code));
     assert.equal(isFeishuInvalidTokenError(JSON.stringify({ code, msg: 'x' })), true);
@@ -37,6 +37,8 @@ test('isFeishuInvalidTokenError recognises 99991663/99991664/99991671 only', () 
   });
   assert.equal(isFeishuInvalidTokenError(axiosLike), true);
   assert.equal(isFeishuInvalidTokenError(new Error('feishu error 99991671: token expired')), true);
+  assert.equal(isFeishuInvalidTokenError('{"code":99991668,"msg":"Invalid access token for authorization."}'), true);
+  assert.equal(isFeishuInvalidTokenError(new Error('feishu error 99991668')), true);
   for (const no of [{ code: 0, msg: 'success' }, { code: 99991400 }, { code: 999916630 }, '{"code":0}', null, undefined,
     42, 'ok', new Error('ECONNRESET'), { data: { code: 1254302 } }]) {
     assert.equal(isFeishuInvalidTokenError(no), false, JSON.stringify(no));
