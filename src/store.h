@@ -1,8 +1,9 @@
 /*
  * store -- where token records live, behind one small vtable.
  *
- * Implementations: store/sqlite.c (embedded, the default) and
- * store/redis.c (shared by many instances).  A store keeps the JSON text
+ * Implementations: store/sqlite.c (embedded, the default),
+ * store/redis.c (shared by many instances) and store/s3.c (shared through
+ * an S3-compatible object store such as Tencent COS).  A store keeps the JSON text
  * of the newest record per name plus a bounded history.  The one write,
  * put-if-newer, is atomic in each backend: an older record (smaller
  * generated_timestamp) can never replace a newer one, however writers race.
@@ -91,7 +92,7 @@ struct td_store {
     size_t history_max;
 };
 
-/* Opens the store named by url ("sqlite:PATH", "redis://…").  history_max
+/* Opens the store named by url ("sqlite:PATH", "redis://…", "s3://…").  history_max
  * bounds the kept past records per name. */
 int td_store_open(td_store **out, const char *url, size_t history_max, char *err, size_t errlen);
 void td_store_close(td_store *s); /* NULL-safe */
@@ -135,5 +136,6 @@ extern const td_store_ops td_store_sqlite_ops;
 #ifdef TD_HAVE_REDIS
 extern const td_store_ops td_store_redis_ops;
 #endif
+extern const td_store_ops td_store_s3_ops;
 
 #endif
