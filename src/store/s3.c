@@ -97,6 +97,8 @@
 /* One record as last read, with the ETag it had. */
 typedef struct cached {
     char etag[TAG_MAX];
+    char told[TAG_MAX];         /* the ETag of what the API last got from us: a put's
+                                   read may cache a newer one the API must still be told of */
     td_store_entry e;           /* e.name is the key */
     int64_t checked_ms;         /* monotonic: when the service last confirmed it */
 } cached;
@@ -662,6 +664,7 @@ static int cache_put(s3_store *q, const td_store_entry *e, const char *etag)
 
     if (entry_copy(&fresh.e, e) != TD_OK) return TD_ENOMEM;
     snprintf(fresh.etag, sizeof fresh.etag, "%s", etag);
+    snprintf(fresh.told, sizeof fresh.told, "%s", c ? c->told : "");
     fresh.checked_ms = td_clock_mono_ms();
     if (!c) {
         if (q->n == q->cap) {
@@ -692,9 +695,11 @@ static void cache_drop(s3_store *q, const char *name)
 
 /* name's record: from the cache when the service confirmed it within
  * max_age_ms, else by a GET conditional on the cached ETag (304: the
- * cached one stands).  *changed tells whether it differs from the cached
- * one (a record gone counts).  etag (optional) receives its ETag. */
-static int read_record(s3_store *q, const char *name, int64_t max_age_ms, td_store_entry *out,
+ * cached one stands).  etag (optional) receives its ETag.  tell: the
+ * record goes to the API (get, list), which is remembered; *changed
+ * (optional) says whether the record differs from what the API last got
+ * (a record gone counts). */
+static int read_record(s3_store *q, const char *name, int64_t max_age_ms, int tell, td_store_entry *out,
                        char etag[TAG_MAX], int *changed, char *err, size_t errlen)
 {
     char rel[TD_NAME_MAX + 16], prev[TAG_MAX] = "", inm[TAG_MAX + 20];
@@ -710,7 +715,7 @@ static int read_record(s3_store *q, const char *name, int64_t max_age_ms, td_sto
         snprintf(prev, sizeof prev, "%s", c->etag);
         if (max_age_ms > 0 && td_clock_mono_ms() - c->checked_ms < max_age_ms) {
             if (etag) snprintf(etag, TAG_MAX, "%s", c->etag);
-            rc = entry_copy(out, &c->e);
+            if ((rc = entry_copy(out, &c->e)) == TD_OK && tell) snprintf(c->told, sizeof c->told, "%s", c->etag);
             pthread_mutex_unlock(&q->lock);
             return rc;
         }
@@ -736,7 +741,6 @@ static int read_record(s3_store *q, const char *name, int64_t max_age_ms, td_sto
             prev[0] = '\0', again = 1;
         } else if (r.status == 200) {
             if ((rc = entry_from(name, r.body ? r.body : "", r.len, &fresh)) == TD_OK) {
-                if (changed) *changed = strcmp(prev, r.etag) != 0;
                 if (etag) snprintf(etag, TAG_MAX, "%s", r.etag);
                 if ((rc = cache_put(q, &fresh, r.etag)) == TD_OK) *out = fresh;
                 else td_store_entry_clear(&fresh);
@@ -748,6 +752,10 @@ static int read_record(s3_store *q, const char *name, int64_t max_age_ms, td_sto
         } else {
             snprintf(err, errlen, "S3 存储 %s 对 GET %s 的应答是 HTTP %ld", q->base, rel, r.status);
             rc = TD_EIO;
+        }
+        if (rc == TD_OK && (c = cache_find(q, name))) {
+            if (tell) snprintf(c->told, sizeof c->told, "%s", c->etag);
+            if (changed) *changed = strcmp(c->told, c->etag) != 0;
         }
         pthread_mutex_unlock(&q->lock);
         resp_clear(&r);
@@ -1066,7 +1074,7 @@ static int s3_get(td_store *s, const char *name, td_store_entry *e, char *err, s
 
     if (!valid_name(name)) return TD_ENOTFOUND;
     /* A reload right after the watcher saw the change finds it cached. */
-    return read_record(q, name, q->revalidate_ms, e, NULL, NULL, err, errlen);
+    return read_record(q, name, q->revalidate_ms, 1, e, NULL, NULL, err, errlen);
 }
 
 /* Adds e to name's history object (best effort: the record is stored). */
@@ -1144,7 +1152,7 @@ static int s3_put(td_store *s, const td_store_entry *e, char *err, size_t errlen
             rc = TD_EUNAVAIL;
             goto out;
         }
-        rc = read_record(q, e->name, 0, &cur, etag, NULL, err, errlen);
+        rc = read_record(q, e->name, 0, 0, &cur, etag, NULL, err, errlen);
         if (rc != TD_OK && rc != TD_ENOTFOUND) goto out;
         if (rc == TD_OK && !cur.problem) {
             int same = cur.generated_ts == e->generated_ts && cur.json_len == e->json_len &&
@@ -1165,8 +1173,13 @@ static int s3_put(td_store *s, const td_store_entry *e, char *err, size_t errlen
         if ((rc = s3_call(q, "PUT", rel, e->json, e->json_len, cond, 4096, &r, err, errlen)) != TD_OK) goto out;
         if (!lost_race(&r)) {
             pthread_mutex_lock(&q->lock);
-            /* Not an error if it fails: the next read fetches it. */
-            if (!*r.etag || cache_put(q, e, r.etag) != TD_OK) cache_drop(q, e->name);
+            /* The API serves e now.  Not an error if caching fails: the
+             * next read fetches it. */
+            cached *c;
+            if (*r.etag && cache_put(q, e, r.etag) == TD_OK && (c = cache_find(q, e->name)))
+                snprintf(c->told, sizeof c->told, "%s", c->etag);
+            else
+                cache_drop(q, e->name);
             pthread_mutex_unlock(&q->lock);
             resp_clear(&r);
             break;
@@ -1206,7 +1219,7 @@ static int s3_list(td_store *s, td_store_entry **v, size_t *n, char *err, size_t
             cnt++;
             continue;
         }
-        rc = read_record(q, names[i], 0, &arr[cnt], NULL, NULL, err, errlen);
+        rc = read_record(q, names[i], 0, 1, &arr[cnt], NULL, NULL, err, errlen);
         if (rc == TD_OK) cnt++;
         else if (rc == TD_ENOTFOUND) rc = TD_OK; /* a name whose record was never written */
     }
@@ -1293,7 +1306,7 @@ static int revalidate(s3_store *q, char ***out, size_t *nout, char *err, size_t 
         td_store_entry e;
         int changed = 0;
         if (!valid_name(names[i])) continue;
-        rc = read_record(q, names[i], 0, &e, NULL, &changed, err, errlen);
+        rc = read_record(q, names[i], 0, 0, &e, NULL, &changed, err, errlen);
         if (rc == TD_OK) td_store_entry_clear(&e);
         if (rc == TD_ENOTFOUND) rc = TD_OK;
         if (rc == TD_OK && changed) (*out)[(*nout)++] = names[i], names[i] = NULL;

@@ -139,8 +139,8 @@ async function verify(req, res, body) {
   return null;
 }
 
-/* One PUT at a time per key: the check of the precondition and the write
- * are one step, as in S3. */
+/* One request at a time per key: the check of a precondition and the
+ * write are one step, and no read sees half a write, as in S3. */
 const keyLocks = new Map();
 async function withKeyLock(key, fn) {
   const prev = keyLocks.get(key) || Promise.resolve();
@@ -212,7 +212,7 @@ async function main() {
           const r = { method: req.method, url: req.url.slice('/__s3d/raw'.length), headers: req.headers };
           const h = upstreamHeaders(r, body);
           h['x-amz-content-sha256'] = 'UNSIGNED-PAYLOAD';
-          status = await sendBack(res, await forward(upPort, r, body, h));
+          status = await withKeyLock(r.url.split('?')[0], async () => sendBack(res, await forward(upPort, r, body, h)));
         } else if ((status = await verify(req, res, body)) === null) {
           status = await handle(req, res, body, upPort);
         }
@@ -228,9 +228,13 @@ async function main() {
 
   async function handle(req, res, body, port) {
     const send = (r) => sendBack(res, r);
-    if (req.method !== 'PUT') return send(await forward(port, req, body, upstreamHeaders(req, body)));
-    if (opts.putDelayMs) await new Promise((r) => setTimeout(r, opts.putDelayMs));
     const key = req.url.split('?')[0];
+    /* s3rver writes an object's content and metadata one after the other:
+     * a read in between would see neither or half.  S3 is atomic per
+     * object, so the proxy makes s3rver so. */
+    if (req.method !== 'PUT')
+      return withKeyLock(key, async () => send(await forward(port, req, body, upstreamHeaders(req, body))));
+    if (opts.putDelayMs) await new Promise((r) => setTimeout(r, opts.putDelayMs));
     return withKeyLock(key, async () => {
       if (opts.conditional) {
         const ifMatch = req.headers['if-match'];
