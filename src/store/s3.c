@@ -615,8 +615,8 @@ static int entry_from(const char *name, const char *body, size_t len, td_store_e
     else if (!(o = json_loadb(body, len, JSON_REJECT_DUPLICATES, &je)))
         snprintf(problem, sizeof problem, "不是 JSON (第 %d 行: %.200s)", je.line, je.text);
     else if (!json_is_object(o)) snprintf(problem, sizeof problem, "不是 JSON 对象");
-    else if (!json_is_integer(g = json_object_get(o, "generated_timestamp")) ||
-             !json_is_integer(x = json_object_get(o, "expire_timestamp")))
+    else if (g = json_object_get(o, "generated_timestamp"), x = json_object_get(o, "expire_timestamp"),
+             !json_is_integer(g) || !json_is_integer(x))
         snprintf(problem, sizeof problem, "缺少整数字段 generated_timestamp 或 expire_timestamp");
     else {
         e->generated_ts = (int64_t)json_integer_value(g);
@@ -1250,7 +1250,8 @@ static int s3_history(td_store *s, const char *name, size_t max, td_store_entry 
     rel_of(rel, sizeof rel, "history", name);
     if ((rc = s3_call(q, "GET", rel, NULL, 0, NULL, HISTORY_BYTES_MAX + 4096, &r, err, errlen)) != TD_OK) return rc;
     if (r.status == 404) goto done;
-    if (r.status != 200 || !json_is_array(a = json_loadb(r.body ? r.body : "", r.len, 0, NULL))) {
+    if (r.status == 200) a = json_loadb(r.body ? r.body : "", r.len, 0, NULL); /* not inside json_is_array(): a macro */
+    if (!json_is_array(a)) {
         snprintf(err, errlen, "S3 存储 %s 中的历史 %s 不是 tokendist 写入的 JSON 数组 (下一次写入会重建它)", q->base, rel);
         rc = TD_EIO;
         goto done;

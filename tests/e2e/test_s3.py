@@ -339,7 +339,8 @@ class LeaseTest(FeishuEnv, S3TestCase):
         holder, other = self.wait_for(self.holder, what="a lease holder")
         self.wait_for(lambda: self.served_by_both(self.feishu.current_token()), timeout=15,
                       what="both serving the first token")
-        self.assertIn("租约 refresh:default 由其他实例持有", other.log())
+        self.wait_for(lambda: "租约 refresh:default 由其他实例持有" in other.log(), timeout=10,
+                      what="the other instance standing by:\n" + other.log())
         info = other.get("/readyz").json()["refresh"]["default"]
         self.assertFalse(info["lease_held"])
         self.assertIsNotNone(info["lease_holder"])

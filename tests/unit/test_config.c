@@ -232,6 +232,7 @@ static void test_s3_settings_in_store_url(void **state)
     assert_string_equal(c.store, "sqlite:/tmp/x.db");
     td_config_free(&c);
     assert_int_equal(load(&c, TD_CMD_SERVE, err, sizeof err, "--s3-revalidate", "0", NULL), TD_EINVAL);
+    td_config_free(&c);
     unsetenv("TOKENDIST_STORE");
     unsetenv("TOKENDIST_S3_ENDPOINT");
     unsetenv("TOKENDIST_S3_REGION");
