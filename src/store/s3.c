@@ -763,7 +763,7 @@ static int read_record(s3_store *q, const char *name, int64_t max_age_ms, int te
     return rc;
 }
 
-static void names_free(char **v, size_t n)
+void td__s3_names_free(char **v, size_t n)
 {
     for (size_t i = 0; i < n; i++) free(v[i]);
     free(v);
@@ -771,9 +771,7 @@ static void names_free(char **v, size_t n)
 
 static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
 
-/* The names in an index body; an index another tool spoiled reads as
- * empty (bad set: the next write rebuilds it). */
-static int index_parse(const char *body, size_t len, char ***out, size_t *n, int *bad)
+int td__s3_index_parse(const char *body, size_t len, char ***out, size_t *n, int *bad)
 {
     json_t *o = json_loadb(body, len, JSON_REJECT_DUPLICATES, NULL), *arr = json_object_get(o, "names");
     char **v = NULL;
@@ -789,7 +787,7 @@ static int index_parse(const char *body, size_t len, char ***out, size_t *n, int
         const char *s = json_string_value(it);
         if (!s || !*s || json_string_length(it) != strlen(s)) continue;
         if (!(v[cnt] = strndup(s, TD_NAME_MAX * 4))) {
-            names_free(v, cnt);
+            td__s3_names_free(v, cnt);
             json_decref(o);
             return TD_ENOMEM;
         }
@@ -825,7 +823,7 @@ static int index_refresh(s3_store *q, int *changed, char *err, size_t errlen)
         resp_clear(&r);
         return TD_OK;
     }
-    if (r.status == 200 && (rc = index_parse(r.body ? r.body : "", r.len, &v, &n, &bad)) != TD_OK) {
+    if (r.status == 200 && (rc = td__s3_index_parse(r.body ? r.body : "", r.len, &v, &n, &bad)) != TD_OK) {
         resp_clear(&r);
         return rc;
     }
@@ -843,7 +841,7 @@ static int index_refresh(s3_store *q, int *changed, char *err, size_t errlen)
         *changed = n != q->nnames;
         for (size_t i = 0; i < n && !*changed; i++) *changed = strcmp(v[i], q->names[i]) != 0;
     }
-    names_free(q->names, q->nnames);
+    td__s3_names_free(q->names, q->nnames);
     q->names = v, q->nnames = n;
     snprintf(q->index_etag, sizeof q->index_etag, "%s", r.status == 200 ? r.etag : "");
     pthread_mutex_unlock(&q->lock);
@@ -903,7 +901,7 @@ static int index_add(s3_store *q, const char *name, char *err, size_t errlen)
         json_decref(o);
         json_decref(arr);
         if (!body) {
-            names_free(v, n);
+            td__s3_names_free(v, n);
             snprintf(err, errlen, "out of memory");
             return TD_ENOMEM;
         }
@@ -911,18 +909,18 @@ static int index_add(s3_store *q, const char *name, char *err, size_t errlen)
         rc = s3_call(q, "PUT", "index.json", body, strlen(body), cond, 4096, &r, err, errlen);
         free(body);
         if (rc != TD_OK) {
-            names_free(v, n);
+            td__s3_names_free(v, n);
             return rc;
         }
         lost = lost_race(&r);
         if (!lost) { /* ours now: what we wrote, under the ETag it got */
             pthread_mutex_lock(&q->lock);
-            names_free(q->names, q->nnames);
+            td__s3_names_free(q->names, q->nnames);
             q->names = v, q->nnames = n, v = NULL, n = 0;
             snprintf(q->index_etag, sizeof q->index_etag, "%s", r.etag);
             pthread_mutex_unlock(&q->lock);
         }
-        names_free(v, n);
+        td__s3_names_free(v, n);
         resp_clear(&r);
         if (!lost) return TD_OK;
     }
@@ -943,7 +941,7 @@ static void s3_close(td_store *s)
     s3_watch(s, NULL, NULL, err, sizeof err);
     for (size_t i = 0; i < q->n; i++) td_store_entry_clear(&q->v[i].e);
     free(q->v);
-    names_free(q->names, q->nnames);
+    td__s3_names_free(q->names, q->nnames);
     if (q->secret) explicit_bzero(q->secret, strlen(q->secret));
     if (q->token_hdr) explicit_bzero(q->token_hdr, strlen(q->token_hdr));
     free(q->secret);
@@ -1223,7 +1221,7 @@ static int s3_list(td_store *s, td_store_entry **v, size_t *n, char *err, size_t
         if (rc == TD_OK) cnt++;
         else if (rc == TD_ENOTFOUND) rc = TD_OK; /* a name whose record was never written */
     }
-    names_free(names, nn);
+    td__s3_names_free(names, nn);
     if (rc != TD_OK) {
         if (rc == TD_ENOMEM) snprintf(err, errlen, "out of memory");
         td_store_list_free(arr, cnt);
@@ -1312,9 +1310,9 @@ static int revalidate(s3_store *q, char ***out, size_t *nout, char *err, size_t 
         if (rc == TD_ENOTFOUND) rc = TD_OK;
         if (rc == TD_OK && changed) (*out)[(*nout)++] = names[i], names[i] = NULL;
     }
-    names_free(names, nn);
+    td__s3_names_free(names, nn);
     if (rc != TD_OK) {
-        names_free(*out, *nout);
+        td__s3_names_free(*out, *nout);
         *out = NULL, *nout = 0;
     }
     return rc;
@@ -1349,7 +1347,7 @@ static void *watch_main(void *arg)
                 for (size_t i = 0; i < n; i++) q->cb(q->ud, changed[i]);
             pthread_mutex_unlock(&q->cb_lock);
         }
-        names_free(changed, n);
+        td__s3_names_free(changed, n);
         pthread_mutex_lock(&q->lock);
     }
     pthread_mutex_unlock(&q->lock);

@@ -49,4 +49,12 @@ void td__s3_error_of(const char *body, size_t len, char *code, size_t codelen, c
  * TD_EINVAL for anything else (another tool's object: treated as free). */
 int td__s3_lease_parse(const char *body, size_t len, char *owner, size_t ownerlen, int64_t *expires_ms);
 
+/* The names in an index object's body, {"names": [...]}, sorted; strings
+ * only (whether each is a valid token name is the caller's question).
+ * Anything else reads as no names with *bad set (another tool spoiled it:
+ * the next write rebuilds it).  TD_OK or TD_ENOMEM; free with
+ * td__s3_names_free. */
+int td__s3_index_parse(const char *body, size_t len, char ***out, size_t *n, int *bad);
+void td__s3_names_free(char **v, size_t n);
+
 #endif
