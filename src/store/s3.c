@@ -988,17 +988,20 @@ static int credentials(s3_store *q, char *err, size_t errlen)
     return TD_EINVAL;
 }
 
-/* Whether the service honours If-Match and If-None-Match on PUT: probe.json
- * is written plainly, then with a wrong If-Match and with If-None-Match: *.
- * Honoured: 412 (409 on COS).  Ignored: 200 (then the lost races that the
- * conditions exist for cannot be seen, and we say so).  Refused as not
- * implemented (400/501): the header is not sent again. */
+/* Whether the service honours the conditions of our writes: probe.json is
+ * written plainly, then with a wrong If-Match, then as a create
+ * (If-None-Match: * and COS's x-cos-forbid-overwrite, as every create is
+ * sent).  Honoured: 412 (409 on COS).  Ignored: 200 -- then the lost races
+ * that the conditions exist for cannot be seen, and we say so.  Refused
+ * as not implemented (400/501): If-Match / If-None-Match is not sent
+ * again. */
 static void probe_conditions(s3_store *q)
 {
     static const char *const wrong_match[] = {"If-Match: \"tokendist-probe-never-an-etag\"", NULL};
-    static const char *const none_match[] = {"If-None-Match: *", NULL};
-    const char *const *conds[2] = {wrong_match, none_match};
+    static const char *const create[] = {"If-None-Match: *", "x-cos-forbid-overwrite: true", NULL};
+    const char *const *conds[2] = {wrong_match, create};
     int *flags[2] = {&q->if_match, &q->if_none_match};
+    const char *said[2];
     char body[128], err[512];
     s3_resp r;
 
@@ -1014,12 +1017,12 @@ static void probe_conditions(s3_store *q)
         if (rc == TD_OK) *flags[i] = lost_race(&r) ? 1 : 0;
         else if (rc == TD_EIO) *flags[i] = -1; /* 400/501 NotImplemented */
         resp_clear(&r);
+        said[i] = *flags[i] == 1 ? "遵守" : *flags[i] == 0 ? "被忽略" : *flags[i] < 0 ? "被拒绝" : "未知";
     }
     if (q->if_match != 1 || q->if_none_match != 1)
-        td_log("⚠️ S3 存储 %s 不遵守条件写入 (If-Match %s, If-None-Match %s)：两个写入者同时写入时，较旧的记录"
-               "可能覆盖较新的，租约也可能同时被两个实例持有；请只让一个实例写入 (一个刷新者，见 docs/deploy-scf.md)",
-               q->base, q->if_match == 1 ? "遵守" : q->if_match == 0 ? "被忽略" : q->if_match < 0 ? "被拒绝" : "未知",
-               q->if_none_match == 1 ? "遵守" : q->if_none_match == 0 ? "被忽略" : q->if_none_match < 0 ? "被拒绝" : "未知");
+        td_log("⚠️ S3 存储 %s 不遵守条件写入 (更新的 If-Match %s，创建的 If-None-Match/x-cos-forbid-overwrite %s)："
+               "两个写入者同时写入时，较旧的记录可能覆盖较新的，租约也可能同时被两个实例持有；"
+               "请只让一个实例写入 (一个刷新者，见 docs/deploy-scf.md)", q->base, said[0], said[1]);
 }
 
 static int s3_open(td_store *s, const char *spec, char *err, size_t errlen)
