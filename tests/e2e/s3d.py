@@ -62,6 +62,8 @@ class S3Service:
     objects (the folder stays) and the port."""
 
     def __init__(self, workdir, token=None, conditional=True, put_delay_ms=0):
+        """conditional: True (as S3), False (ignored, as s3rver alone) or
+        "cos" (only x-cos-forbid-overwrite, as COS documents)."""
         self.dir = os.path.join(workdir, "s3-%s" % secrets.token_hex(3))
         self.secret = "s3secret-" + secrets.token_hex(16)
         self.token = token
@@ -79,7 +81,9 @@ class S3Service:
                "--secret", self.secret, "--region", REGION, "--port", str(self.port), "--log", self.log_path]
         if self.token:
             cmd += ["--token", self.token]
-        if not self.conditional:
+        if self.conditional == "cos":
+            cmd.append("--cos-conditional")
+        elif not self.conditional:
             cmd.append("--no-conditional")
         if self.put_delay_ms:
             cmd += ["--put-delay-ms", str(self.put_delay_ms)]

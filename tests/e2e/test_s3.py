@@ -310,8 +310,22 @@ class ConditionalWritesIgnoredTest(S3TestCase):
 
     def test_a_service_ignoring_conditional_writes_is_found_out_and_said(self):
         srv = self.serve()
-        self.assertIn("不遵守条件写入", srv.log())
+        self.assertIn("不遵守条件写入 (更新的 If-Match 被忽略，创建的 If-None-Match/x-cos-forbid-overwrite 被忽略)",
+                      srv.log())
         self.assertIn("docs/deploy-scf.md", srv.log())
+        # Still put-if-newer for one writer.
+        self.secrets += [tok(20), tok(21)]
+        base = int(time.time())
+        self.assertEqual(srv.post("/release/get-token", make_record(tok(21), generated=base), key=PUSH).status, 200)
+        self.assertEqual(srv.post("/release/get-token", make_record(tok(20), generated=base - 1), key=PUSH).status, 409)
+
+    def test_cos_honouring_only_its_forbid_overwrite_header(self):
+        s3 = self.start_s3(conditional="cos")
+        srv = self.serve(s3=s3)
+        self.assertIn("更新的 If-Match 被忽略，创建的 If-None-Match/x-cos-forbid-overwrite 遵守", srv.log())
+        s3.stop()
+        strict = self.serve(s3=self.start_s3())  # as S3: no warning
+        self.assertNotIn("不遵守条件写入", strict.log())
 
 
 class LeaseTest(FeishuEnv, S3TestCase):

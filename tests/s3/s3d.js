@@ -16,13 +16,15 @@
  *   - PUT honours If-Match / If-None-Match: * (412 PreconditionFailed) and
  *     COS's x-cos-forbid-overwrite: true (409 FileAlreadyExists), atomically
  *     per key (s3rver alone ignores them).  --no-conditional turns that off,
- *     to play a service that ignores conditional writes.
+ *     to play a service that ignores conditional writes; --cos-conditional
+ *     honours only x-cos-forbid-overwrite, the one COS's PUT Object
+ *     documents.
  *
  * /__s3d/raw/BUCKET/KEY is a back door for the tests: GET, PUT or DELETE the
  * object without signature or conditions ("another tool wrote this").
  *
  * Usage: node s3d.js --dir DIR --bucket B --key ID --secret S [--token T]
- *          [--region R] [--port P] [--no-conditional] [--put-delay-ms N]
+ *          [--region R] [--port P] [--no-conditional|--cos-conditional] [--put-delay-ms N]
  *          [--log FILE]
  * Prints one JSON line {"port": P} on stdout once it listens; SIGTERM stops
  * it.  The objects stay in DIR, so a restart on the same DIR finds them.
@@ -51,6 +53,7 @@ function parseArgs(argv) {
     else if (a === '--region') o.region = next();
     else if (a === '--port') o.port = Number(next());
     else if (a === '--no-conditional') o.conditional = false;
+    else if (a === '--cos-conditional') o.conditional = 'cos';
     else if (a === '--put-delay-ms') o.putDelayMs = Number(next());
     else if (a === '--log') o.log = next();
     else throw new Error('unknown argument ' + a);
@@ -237,8 +240,9 @@ async function main() {
     if (opts.putDelayMs) await new Promise((r) => setTimeout(r, opts.putDelayMs));
     return withKeyLock(key, async () => {
       if (opts.conditional) {
-        const ifMatch = req.headers['if-match'];
-        const ifNoneMatch = req.headers['if-none-match'];
+        const cosOnly = opts.conditional === 'cos';
+        const ifMatch = cosOnly ? undefined : req.headers['if-match'];
+        const ifNoneMatch = cosOnly ? undefined : req.headers['if-none-match'];
         const forbid = String(req.headers['x-cos-forbid-overwrite'] || '').toLowerCase() === 'true';
         if (ifMatch || ifNoneMatch || forbid) {
           const head = await forward(port, { method: 'HEAD', url: key, headers: {} }, Buffer.alloc(0),
