@@ -29,14 +29,18 @@
  * so both are signed.  See
  * https://docs.aws.amazon.com/AmazonS3/latest/API/sig-v4-header-based-auth.html
  * ("You also specify the same value as the x-amz-content-sha256 header
- * value") and Tencent's "Accessing COS with AWS S3 SDK"; COS buckets made
- * after 2024-01-01 answer virtual-hosted names only
+ * value") and Tencent's "Accessing COS with AWS S3 SDK"
+ * (https://cloud.tencent.com/document/practice/436/37421: the AWS SDKs,
+ * which send both headers, work against cos.REGION.myqcloud.com with
+ * temporary keys too).  COS buckets made after 2024-01-01 answer
+ * virtual-hosted names only
  * (https://www.tencentcloud.com/document/product/436/57456), hence
  * path_style off by default.
  *
  * Put-if-newer is a compare-and-swap on the object's ETag: read the
  * record, compare generated_timestamp, write with `If-Match: ETAG` (or
- * `If-None-Match: *` plus COS's `x-cos-forbid-overwrite: true` when there
+ * `If-None-Match: *` plus COS's `x-cos-forbid-overwrite: true`, PUT Object
+ * at https://www.tencentcloud.com/document/product/436/7749, when there
  * is none yet); a 412 (409 on COS) means another writer came between, so
  * read and compare again.  S3 has honoured both headers on PutObject
  * since 2024 (https://docs.aws.amazon.com/AmazonS3/latest/userguide/conditional-writes.html).
