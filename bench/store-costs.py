@@ -129,6 +129,8 @@ def main():
         rows.append(("s3", lat, prop, "%.1f requests/s for two idle servers, %d%% of them 304, %.1f ms each at the service"
                      % (len(idle) / 10, 100 * sum(q["status"] == 304 for q in idle) / max(1, len(idle)),
                         statistics.mean(q["ms"] for q in idle) if idle else 0)))
+        all_reqs = s3.requests()
+        conns = len({q.get("conn") for q in all_reqs})
         print("POST latency (%d sequential POSTs, one keep-alive connection):" % N)
         for name, lat, _, _ in rows:
             print("  %-7s %s" % (name, summary(lat)))
@@ -141,6 +143,7 @@ def main():
         print("s3: %d record PUTs for %d POSTs + 20 propagation rounds; requests per POST: 4 "
               "(GET record, PUT record, GET history, PUT history), %.1f ms of each POST spent at the service"
               % (len(per_post), N, service_ms))
+        print("s3: %d requests in all on %d connections" % (len(all_reqs), conns))
         s3.stop()
         redis.stop()
     finally:

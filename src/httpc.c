@@ -86,6 +86,19 @@ static size_t on_header(char *p, size_t size, size_t nmemb, void *ud)
     return n;
 }
 
+struct td_httpc_handle {
+    CURL *c;                /* made by the first request */
+};
+
+td_httpc_handle *td_httpc_handle_new(void) { return calloc(1, sizeof(td_httpc_handle)); }
+
+void td_httpc_handle_free(td_httpc_handle *h)
+{
+    if (!h) return;
+    if (h->c) curl_easy_cleanup(h->c);
+    free(h);
+}
+
 /* Set once when the process shuts down: every transfer stops. */
 static int aborting;
 
@@ -116,7 +129,15 @@ int td_httpc_do(const td_httpc_req *req, td_httpc_resp *resp, char *err, size_t 
         return TD_ECANCELED;
     }
     pthread_once(&global_once, global_init);
-    if (!(c = curl_easy_init())) {
+    if (req->handle) {
+        /* reset forgets the options, not the connection cache */
+        if (!req->handle->c && !(req->handle->c = curl_easy_init())) {
+            rc = TD_ENOMEM;
+            goto out;
+        }
+        c = req->handle->c;
+        curl_easy_reset(c);
+    } else if (!(c = curl_easy_init())) {
         rc = TD_ENOMEM;
         goto out;
     }
@@ -182,7 +203,7 @@ int td_httpc_do(const td_httpc_req *req, td_httpc_resp *resp, char *err, size_t 
     }
 out:
     curl_slist_free_all(hl);
-    if (c) curl_easy_cleanup(c);
+    if (c && !req->handle) curl_easy_cleanup(c);
     if (rc != TD_OK) td_httpc_resp_clear(resp);
     return rc;
 }

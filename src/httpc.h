@@ -39,7 +39,16 @@ typedef struct td_httpc_req {
      * does (store/s3.c). */
     const char *aws_sigv4;
     const char *username, *password;
+    struct td_httpc_handle *handle; /* optional: reuse its connection (td_httpc_handle_new) */
 } td_httpc_req;
+
+/* A libcurl handle kept between requests, so that they share a connection
+ * (keep-alive, TLS session) instead of opening one each: for a caller that
+ * talks to one service often (store/s3.c).  One request at a time per
+ * handle; a connection the service closed meanwhile is opened again. */
+typedef struct td_httpc_handle td_httpc_handle;
+td_httpc_handle *td_httpc_handle_new(void);
+void td_httpc_handle_free(td_httpc_handle *h); /* NULL-safe */
 
 typedef struct td_httpc_resp {
     long status;

@@ -97,6 +97,7 @@
 #define TAG_MAX 160             /* an ETag, quotes included */
 #define URL_MAX 1024
 #define NAMES_MAX TD_SNAP_NAMES_MAX
+#define HANDLES_KEPT 4          /* workers, watcher, lease keeper, refresher: most run at once */
 
 /* One record as last read, with the ETag it had. */
 typedef struct cached {
@@ -120,6 +121,12 @@ typedef struct s3_store {
     int opened;                 /* open succeeded: failures are news from now on */
 
     pthread_mutex_t wlock;      /* one put at a time in this process */
+
+    /* Connections kept between requests (one per thread at a time): a
+     * request to COS then costs a round trip, not a TLS handshake too. */
+    pthread_mutex_t hlock;
+    td_httpc_handle *idle[HANDLES_KEPT];
+    size_t nidle;
 
     pthread_mutex_t lock;       /* guards everything below */
     cached *v;
@@ -458,6 +465,24 @@ static void note_health(s3_store *q, int rc, const char *why)
     pthread_mutex_unlock(&q->lock);
 }
 
+static td_httpc_handle *handle_take(s3_store *q)
+{
+    td_httpc_handle *h = NULL;
+
+    pthread_mutex_lock(&q->hlock);
+    if (q->nidle) h = q->idle[--q->nidle];
+    pthread_mutex_unlock(&q->hlock);
+    return h ? h : td_httpc_handle_new(); /* NULL: a request of its own */
+}
+
+static void handle_give(s3_store *q, td_httpc_handle *h)
+{
+    pthread_mutex_lock(&q->hlock);
+    if (h && q->nidle < HANDLES_KEPT) q->idle[q->nidle++] = h, h = NULL;
+    pthread_mutex_unlock(&q->hlock);
+    td_httpc_handle_free(h);
+}
+
 /* What a refusal means, and which setting to fix. */
 static int auth_error(s3_store *q, long status, const char *code, const char *msg, char *err, size_t errlen)
 {
@@ -526,7 +551,10 @@ static int s3_call(s3_store *q, const char *method, const char *rel, const char 
     req.aws_sigv4 = q->sigv4;
     req.username = q->key_id;
     req.password = q->secret;
-    if ((rc = td_httpc_do(&req, &resp, sub, sizeof sub)) != TD_OK) {
+    req.handle = handle_take(q);
+    rc = td_httpc_do(&req, &resp, sub, sizeof sub);
+    handle_give(q, req.handle);
+    if (rc != TD_OK) {
         if (rc == TD_ETOOBIG) {
             snprintf(err, errlen, "S3 对象 %s/%s 大于 %zu 字节 (不是 tokendist 写入的?)", q->u.bucket, rel, max_body);
             return TD_EIO;
@@ -946,12 +974,14 @@ static void s3_close(td_store *s)
     for (size_t i = 0; i < q->n; i++) td_store_entry_clear(&q->v[i].e);
     free(q->v);
     td__s3_names_free(q->names, q->nnames);
+    while (q->nidle) td_httpc_handle_free(q->idle[--q->nidle]);
     if (q->secret) explicit_bzero(q->secret, strlen(q->secret));
     if (q->token_hdr) explicit_bzero(q->token_hdr, strlen(q->token_hdr));
     free(q->secret);
     free(q->token_hdr);
     free(q->key_id);
     pthread_mutex_destroy(&q->wlock);
+    pthread_mutex_destroy(&q->hlock);
     pthread_mutex_destroy(&q->lock);
     pthread_mutex_destroy(&q->cb_lock);
     pthread_cond_destroy(&q->wcond);
@@ -1038,6 +1068,7 @@ static int s3_open(td_store *s, const char *spec, char *err, size_t errlen)
 
     if (!q) goto fail;
     pthread_mutex_init(&q->wlock, NULL);
+    pthread_mutex_init(&q->hlock, NULL);
     pthread_mutex_init(&q->lock, NULL);
     pthread_mutex_init(&q->cb_lock, NULL);
     pthread_condattr_init(&ca);

@@ -82,9 +82,12 @@ class SharedBucketTest(S3TestCase):
             self.wait_for(lambda: self.serves(reader, tok(i)), timeout=15, what="the other instance")
             print("s3: served by the other instance after %.2f s" % (time.monotonic() - t0))
         self.assertEqual(self.stored()["access_token"], tok(2))
-        # Readers revalidate with conditional GETs: unchanged objects cost a 304.
+        # Readers revalidate with conditional GETs: unchanged objects cost a
+        # 304; and requests share kept connections instead of one each.
         reqs = self.s3.requests()
         self.assertTrue(any(q["method"] == "GET" and q["status"] == 304 and q["if_none_match"] for q in reqs))
+        conns = len({q["conn"] for q in reqs})
+        self.assertLess(conns * 3, len(reqs), "%d requests on %d connections" % (len(reqs), conns))
         # The history holds every record, newest first, as fingerprints.
         h = a.get("/v1/tokens/default/history", headers={"Authorization": "Bearer " + PUSH}).json()
         self.assertEqual([e["generated_timestamp"] for e in h["history"]], [base + 2, base + 1, base])

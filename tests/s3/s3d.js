@@ -203,6 +203,7 @@ async function main() {
   });
   const { port: upPort } = await s3rver.run();
 
+  let sockets = 0;
   const server = http.createServer((req, res) => {
     const chunks = [];
     const t0 = Date.now();
@@ -225,6 +226,7 @@ async function main() {
       }
       if (logStream)
         logStream.write(JSON.stringify({ method: req.method, path: req.url, status, ms: Date.now() - t0,
+          conn: req.socket.s3dId,
           if_none_match: req.headers['if-none-match'] || null, if_match: req.headers['if-match'] || null }) + '\n');
     });
   });
@@ -265,6 +267,7 @@ async function main() {
     });
   }
 
+  server.on('connection', (sock) => { sock.s3dId = ++sockets; });
   server.keepAliveTimeout = 5000;
   server.listen(opts.port, '127.0.0.1', () => {
     process.stdout.write(JSON.stringify({ port: server.address().port }) + '\n');
