@@ -43,6 +43,7 @@ _tokendist()
             --field) COMPREPLY=($(compgen -W "access_token tenant_access_token" -- "$cur")) ;;
             --trusted-proxy) COMPREPLY=($(compgen -W "127.0.0.1/32 ::1/128 10.0.0.0/8 172.16.0.0/12 192.168.0.0/16" -- "$cur")) ;;
             --allowed-host) COMPREPLY=($(compgen -A hostname -- "$cur")) ;;
+            --s3-region) COMPREPLY=($(compgen -W "ap-guangzhou ap-shanghai ap-beijing ap-nanjing ap-chengdu ap-chongqing ap-hongkong ap-singapore" -- "$cur")) ;;
             esac
             return
         done < <(_tokendist_options "$bin" "$cmd")

@@ -6,6 +6,7 @@
 #include "record.h"
 #include "peer.h"
 #include "store.h"
+#include "strbuf.h"
 #include "tokendist.h"
 
 #include <errno.h>
@@ -56,7 +57,15 @@ static const cfg_entry table[] = {
     {"listen", {"TOKENDIST_LISTEN"}, T_STR, O(listen), "127.0.0.1:9000", 0, 0, 0, TD_CMD_SERVE,
      "HOST:PORT to serve HTTP on"},
     {"store", {"TOKENDIST_STORE"}, T_STR, O(store), "sqlite:./var/tokendist.db", 0, 0, URL_CREDS, SRV,
-     "where tokens are kept: sqlite:PATH, memory: (nothing kept across restarts) or redis://[:PASSWORD@]HOST:PORT/DB"},
+     "where tokens are kept: sqlite:PATH, memory: (nothing kept across restarts), redis://[:PASSWORD@]HOST:PORT/DB or s3://BUCKET/PREFIX (Tencent COS or any S3-compatible store)"},
+    {"s3-endpoint", {"TOKENDIST_S3_ENDPOINT"}, T_STR, O(s3_endpoint), NULL, 0, 0, 0, SRV,
+     "S3 store: the service's address, e.g. https://cos.ap-guangzhou.myqcloud.com (the URL's ?endpoint= wins)"},
+    {"s3-region", {"TOKENDIST_S3_REGION"}, T_STR, O(s3_region), NULL, 0, 0, 0, SRV,
+     "S3 store: the region signed for, e.g. ap-guangzhou (default: from the endpoint's name; ?region= wins)"},
+    {"s3-path-style", {"TOKENDIST_S3_PATH_STYLE"}, T_BOOL, O(s3_path_style), "false", 0, 0, 0, SRV,
+     "S3 store: address the bucket as ENDPOINT/BUCKET instead of BUCKET.ENDPOINT (?path_style=1 wins)"},
+    {"s3-revalidate", {"TOKENDIST_S3_REVALIDATE"}, T_INT, O(s3_revalidate), "1", 1, 3600, 0, SRV,
+     "S3 store: seconds between checks for records other servers wrote (?revalidate= wins)"},
     {"push-key", {"TOKENDIST_PUSH_KEYS"}, T_LIST, O(push_keys), NULL, 0, 0, SENSITIVE, SRV,
      "key a writer must present to POST a token (repeat, or comma-separated); none: POST refused"},
     {"read-key", {"TOKENDIST_READ_KEYS"}, T_LIST, O(read_keys), NULL, 0, 0, SENSITIVE, SRV,
@@ -466,6 +475,56 @@ void td_config_print(const td_config *c, unsigned cmd, FILE *f)
     }
 }
 
+/* Whether the query of url (after '?') has parameter key. */
+static int url_has_param(const char *url, const char *key)
+{
+    const char *q = strchr(url, '?');
+    size_t kl = strlen(key);
+
+    for (const char *p = q; p && *p; p = strchr(p + 1, '&'))
+        if (!strncmp(p + 1, key, kl) && (p[1 + kl] == '=' || p[1 + kl] == '&' || !p[1 + kl])) return 1;
+    return 0;
+}
+
+/* The S3 settings reach the store as parameters of its URL (the store
+ * knows nothing but its URL): each one the URL does not carry itself is
+ * appended, so the URL's own parameters win.  Defaults are left out, so
+ * the URL shown in logs stays what was typed unless a setting changed
+ * something. */
+static int fold_s3_settings(td_config *c, char *err, size_t errlen)
+{
+    char rv[24];
+    const struct { const char *key, *val; } v[] = {
+        {"endpoint", c->s3_endpoint},
+        {"region", c->s3_region},
+        {"path_style", c->s3_path_style ? "1" : NULL},
+        {"revalidate", c->s3_revalidate != 1 ? (snprintf(rv, sizeof rv, "%ld", c->s3_revalidate), rv) : NULL},
+    };
+    td_strbuf b;
+    char *url;
+
+    if (!c->store || strncmp(c->store, "s3://", 5) != 0) return TD_OK;
+    td_strbuf_heap(&b, 8192);
+    td_strbuf_puts(&b, c->store);
+    for (size_t i = 0; i < sizeof v / sizeof *v; i++) {
+        if (!v[i].val || url_has_param(c->store, v[i].key)) continue;
+        td_strbuf_printf(&b, "%c%s=", strchr(td_strbuf_str(&b), '?') ? '&' : '?', v[i].key);
+        /* ':' and '/' may stand in a query (RFC 3986 3.4), so an endpoint
+         * stays readable in the log line; what would end or confuse the
+         * value is escaped. */
+        for (const unsigned char *p = (const unsigned char *)v[i].val; *p; p++)
+            if (*p <= ' ' || *p >= 0x7f || strchr("&=#%+?", *p)) td_strbuf_printf(&b, "%%%02X", *p);
+            else td_strbuf_append(&b, (const char *)p, 1);
+    }
+    if (!(url = td_strbuf_take(&b, NULL))) {
+        snprintf(err, errlen, "TOKENDIST_STORE with the TOKENDIST_S3_* settings is longer than 8 KB");
+        return TD_EINVAL;
+    }
+    free(c->store);
+    c->store = url;
+    return TD_OK;
+}
+
 int td_config_load(td_config *c, unsigned cmd, int argc, char **argv, char *err, size_t errlen)
 {
     char where[160];
@@ -548,7 +607,7 @@ int td_config_load(td_config *c, unsigned cmd, int argc, char **argv, char *err,
                  c->name ? c->name : "");
         return TD_EINVAL;
     }
-    return TD_OK;
+    return fold_s3_settings(c, err, errlen);
 }
 
 const char *td_config_env(const td_config *c, const char *key)

@@ -38,7 +38,11 @@ typedef struct td_config {
 
     /* serve */
     char *listen;
-    char *store;
+    char *store;                /* s3:// URLs carry the s3_* settings below as query parameters */
+    char *s3_endpoint;
+    char *s3_region;
+    int s3_path_style;
+    long s3_revalidate;         /* seconds between a reader's checks for changes */
     td_strlist push_keys;
     td_strlist read_keys;
     td_strlist trusted_proxies; /* CIDRs whose forwarding headers are believed */

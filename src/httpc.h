@@ -55,6 +55,13 @@ typedef struct td_httpc_req {
     td_httpc_data_cb on_data;       /* optional streaming sink */
     void *ud;
     td_httpc_pool *pool;            /* NULL: a connection of its own, closed after */
+    /* AWS Signature V4 by libcurl (CURLOPT_AWS_SIGV4), e.g.
+     * "aws:amz:ap-guangzhou:s3", with the key id and secret.  libcurl signs
+     * every header in `headers` (so nothing unsigned is added to them) but
+     * adds no x-amz-content-sha256 or x-amz-security-token: the caller
+     * does (store/s3.c). */
+    const char *aws_sigv4;
+    const char *username, *password;
 } td_httpc_req;
 
 typedef struct td_httpc_resp {

@@ -23,6 +23,7 @@ static const td_store_ops *const backends[] = {
 #ifdef TD_HAVE_REDIS
     &td_store_redis_ops,
 #endif
+    &td_store_s3_ops,
 };
 
 int td_store_open(td_store **out, const char *url, size_t history_max, char *err, size_t errlen)
@@ -33,7 +34,7 @@ int td_store_open(td_store **out, const char *url, size_t history_max, char *err
     int rc = TD_EINVAL;
 
     if (!colon) {
-        snprintf(err, errlen, "store '%s' has no scheme: use sqlite:PATH, memory: or redis://HOST:PORT/DB",
+        snprintf(err, errlen, "store '%s' has no scheme: use sqlite:PATH, memory:, redis://HOST:PORT/DB or s3://BUCKET/PREFIX",
                  url ? url : "");
         goto out;
     }
@@ -42,7 +43,7 @@ int td_store_open(td_store **out, const char *url, size_t history_max, char *err
             !strncmp(backends[i]->scheme, url, (size_t)(colon - url)))
             ops = backends[i];
     if (!ops) {
-        snprintf(err, errlen, "store '%.*s:' is not known: use sqlite:PATH, memory: or redis://HOST:PORT/DB",
+        snprintf(err, errlen, "store '%.*s:' is not known: use sqlite:PATH, memory:, redis://HOST:PORT/DB or s3://BUCKET/PREFIX",
                  (int)(colon - url), url);
         goto out;
     }

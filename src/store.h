@@ -3,7 +3,8 @@
  *
  * Implementations: store/sqlite.c (embedded, the default), store/memory.c
  * (nothing kept across restarts: serverless instances that fetch their own
- * token) and store/redis.c (shared by many instances).  A store keeps the JSON text
+ * token), store/redis.c (shared by many instances) and store/s3.c (shared
+ * through an S3-compatible object store such as Tencent COS).  A store keeps the JSON text
  * of the newest record per name plus a bounded history.  The one write,
  * put-if-newer, is atomic in each backend: an older record (smaller
  * generated_timestamp) can never replace a newer one, however writers race.
@@ -92,7 +93,7 @@ struct td_store {
     size_t history_max;
 };
 
-/* Opens the store named by url ("sqlite:PATH", "redis://…").  history_max
+/* Opens the store named by url ("sqlite:PATH", "redis://…", "s3://…").  history_max
  * bounds the kept past records per name. */
 int td_store_open(td_store **out, const char *url, size_t history_max, char *err, size_t errlen);
 void td_store_close(td_store *s); /* NULL-safe */
@@ -137,5 +138,6 @@ extern const td_store_ops td_store_memory_ops;
 #ifdef TD_HAVE_REDIS
 extern const td_store_ops td_store_redis_ops;
 #endif
+extern const td_store_ops td_store_s3_ops;
 
 #endif

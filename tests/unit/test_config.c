@@ -205,6 +205,39 @@ static void test_checked_lists(void **state)
     td_config_free(&c);
 }
 
+/* The S3 settings reach the store as parameters of its URL; the URL's own
+ * win, defaults add nothing, other stores are left alone. */
+static void test_s3_settings_in_store_url(void **state)
+{
+    td_config c;
+    char err[256];
+    (void)state;
+    setenv("TOKENDIST_STORE", "s3://tokens-1250000000/prod", 1);
+    setenv("TOKENDIST_S3_ENDPOINT", "https://cos.ap-guangzhou.myqcloud.com", 1);
+    setenv("TOKENDIST_S3_REGION", "ap-guangzhou", 1);
+    assert_int_equal(load(&c, TD_CMD_SERVE, err, sizeof err, NULL), TD_OK);
+    assert_string_equal(c.store, "s3://tokens-1250000000/prod?endpoint=https://cos.ap-guangzhou.myqcloud.com"
+                                 "&region=ap-guangzhou");
+    td_config_free(&c);
+    assert_int_equal(load(&c, TD_CMD_SERVE, err, sizeof err, "--s3-path-style", "--s3-revalidate", "5",
+                          "--store", "s3://b-1/p?region=eu-west-1", NULL), TD_OK);
+    assert_string_equal(c.store, "s3://b-1/p?region=eu-west-1&endpoint=https://cos.ap-guangzhou.myqcloud.com"
+                                 "&path_style=1&revalidate=5");
+    td_config_free(&c);
+    setenv("TOKENDIST_S3_ENDPOINT", "http://h:1/?&#", 1); /* escaped, not a new parameter */
+    assert_int_equal(load(&c, TD_CMD_SERVE, err, sizeof err, "--store", "s3://b-1", NULL), TD_OK);
+    assert_string_equal(c.store, "s3://b-1?endpoint=http://h:1/%3F%26%23&region=ap-guangzhou");
+    td_config_free(&c);
+    assert_int_equal(load(&c, TD_CMD_SERVE, err, sizeof err, "--store", "sqlite:/tmp/x.db", NULL), TD_OK);
+    assert_string_equal(c.store, "sqlite:/tmp/x.db");
+    td_config_free(&c);
+    assert_int_equal(load(&c, TD_CMD_SERVE, err, sizeof err, "--s3-revalidate", "0", NULL), TD_EINVAL);
+    td_config_free(&c);
+    unsetenv("TOKENDIST_STORE");
+    unsetenv("TOKENDIST_S3_ENDPOINT");
+    unsetenv("TOKENDIST_S3_REGION");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -216,6 +249,7 @@ int main(void)
         cmocka_unit_test(test_envfile_below_environment),
         cmocka_unit_test(test_print_redacts_secrets),
         cmocka_unit_test(test_checked_lists),
+        cmocka_unit_test(test_s3_settings_in_store_url),
     };
     return cmocka_run_group_tests_name("config", tests, NULL, NULL);
 }

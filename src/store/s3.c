@@ -1,0 +1,1533 @@
+/*
+ * store/s3 -- records in an S3-compatible object store: Tencent COS, AWS
+ * S3, or anything else that speaks the S3 API with Signature V4.  For
+ * serverless instances without a VPC: every SCF instance on one bucket
+ * serves what any of them stored.
+ *
+ * URL: s3://BUCKET[/PREFIX][?endpoint=URL&region=R&path_style=1&revalidate=S]
+ * (the TOKENDIST_S3_* settings arrive as these parameters, config.c).
+ * Credentials come from the environment, as every S3 client takes them:
+ * AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY / AWS_SESSION_TOKEN, else the
+ * TENCENTCLOUD_SECRETID / _SECRETKEY / _SESSIONTOKEN that SCF injects into
+ * a function that has a role -- one family whole, never mixed.
+ *
+ * Objects under PREFIX/:
+ *     index.json          {"names": [...]}: every name with a record, sorted
+ *     tokens/NAME.json    the newest record, exactly as the API stored it
+ *     history/NAME.json   [record, ...]: the last --history records, newest first
+ *     leases/KEY.json     {"owner": ID, "expires": UNIX_MS}: a fleet lease
+ *     probe.json          rewritten at each start to learn whether the service
+ *                         honours conditional writes
+ * Only single-object requests without a query string: libcurl 7.88's
+ * CURLOPT_AWS_SIGV4 signs the query as it is, unsorted and unencoded
+ * (fixed in 8.3), so a listing is our own index object, not ListObjects.
+ *
+ * Signing is libcurl's CURLOPT_AWS_SIGV4 ("aws:amz:REGION:s3").  It signs
+ * every header we hand it and adds x-amz-date, but neither the
+ * x-amz-content-sha256 that S3 and COS require of every SigV4 request nor
+ * the x-amz-security-token of temporary credentials: both are added here,
+ * so both are signed.  See
+ * https://docs.aws.amazon.com/AmazonS3/latest/API/sig-v4-header-based-auth.html
+ * ("You also specify the same value as the x-amz-content-sha256 header
+ * value") and Tencent's "Accessing COS with AWS S3 SDK"
+ * (https://cloud.tencent.com/document/practice/436/37421: the AWS SDKs,
+ * which send both headers, work against cos.REGION.myqcloud.com with
+ * temporary keys too).  COS buckets made after 2024-01-01 answer
+ * virtual-hosted names only
+ * (https://www.tencentcloud.com/document/product/436/57456), hence
+ * path_style off by default.
+ *
+ * Put-if-newer is a compare-and-swap on the object's ETag: read the
+ * record, compare generated_timestamp, write with `If-Match: ETAG` (or
+ * `If-None-Match: *` plus COS's `x-cos-forbid-overwrite: true`, PUT Object
+ * at https://www.tencentcloud.com/document/product/436/7749, when there
+ * is none yet); a 412 (409 on COS) means another writer came between, so
+ * read and compare again.  S3 has honoured both headers on PutObject
+ * since 2024 (https://docs.aws.amazon.com/AmazonS3/latest/userguide/conditional-writes.html).
+ * A service that ignores them is found out at open (a write to probe.json
+ * with a wrong If-Match that succeeds), logged, and shown by /readyz: there
+ * two writers racing may let the older record win, so docs/deploy-scf.md
+ * says to run one writer.  Within this process, puts are serialised.
+ *
+ * Durability: a put returns TD_OK only after the service acknowledged the
+ * PUT of the record (and the index already names it), so it survives
+ * this process being killed; what it survives beyond is the service's.
+ * The history is written after that, best effort.
+ *
+ * Readers serve from the API's memory.  A watcher thread revalidates every
+ * `revalidate` seconds with conditional GETs (If-None-Match: ETAG, 304 when
+ * nothing changed): the index, then each record, and tells the API what
+ * changed -- the data_version poll of store/sqlite.c, over HTTP.  While the
+ * service cannot be reached, GETs go on from memory, puts fail with
+ * TD_EUNAVAIL (503 + Retry-After), and the first success reloads all.
+ *
+ * No messages between servers (send/listen): an /invalid report is
+ * answered by the local refresher when this server holds the lease.
+ */
+#define _GNU_SOURCE
+#include "store.h"
+#include "store/s3.h"
+#include "clock.h"
+#include "httpc.h"
+#include "lease.h"
+#include "log.h"
+#include "metrics.h"
+#include "record.h"
+#include "snap.h"
+#include "strbuf.h"
+#include "tokendist.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <jansson.h>
+#include <openssl/evp.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define CONNECT_MS 2000
+#define REQUEST_MS 5000
+#define TRIES 5                 /* compare-and-swap rounds before "contended, try later" */
+#define JSON_MAX (1u << 20)     /* a record: the API's largest body */
+#define INDEX_MAX (256u << 10)
+#define HISTORY_BYTES_MAX (1u << 20)
+#define LEASE_MAX 4096
+#define TAG_MAX 160             /* an ETag, quotes included */
+#define URL_MAX 1024
+#define NAMES_MAX TD_SNAP_NAMES_MAX
+
+/* One record as last read, with the ETag it had. */
+typedef struct cached {
+    char etag[TAG_MAX];
+    char told[TAG_MAX];         /* the ETag of what the API last got from us: a put's
+                                   read may cache a newer one the API must still be told of */
+    td_store_entry e;           /* e.name is the key */
+    int64_t checked_ms;         /* monotonic: when the service last confirmed it */
+} cached;
+
+typedef struct s3_store {
+    td__s3_url u;
+    char base[URL_MAX];         /* for messages: "s3 BUCKET (ENDPOINT)" */
+    char sigv4[96];             /* "aws:amz:REGION:s3" */
+    char *key_id, *secret;      /* from the environment; never logged */
+    char *token_hdr;            /* "x-amz-security-token: …", or NULL */
+    const char *cred_vars[3];   /* the variables they came from, for messages */
+    size_t history_max;
+    int64_t revalidate_ms;
+    int if_match, if_none_match; /* 1 honoured, 0 ignored, -1 refused (not sent), 2 unknown */
+    int opened;                 /* open succeeded: failures are news from now on */
+
+    pthread_mutex_t wlock;      /* one put at a time in this process */
+
+    /* Connections kept between requests (httpc's pool: one handle per
+     * request in flight): a request to COS then costs a round trip, not a
+     * TLS handshake too. */
+    td_httpc_pool *pool;
+
+    pthread_mutex_t lock;       /* guards everything below */
+    cached *v;
+    size_t n, cap;
+    char **names;               /* the index as last read, sorted */
+    size_t nnames;
+    char index_etag[TAG_MAX];   /* "" when there is no index object */
+    int index_bad_logged;
+    int fail_rc;                /* TD_OK, or the last request's TD_EUNAVAIL / TD_EAUTH */
+    char fail_why[400];
+    int64_t fail_since;         /* Unix seconds */
+    int64_t last_ok_ms;         /* monotonic, of the last answer from the service */
+
+    /* The watcher (stop and wcond under lock). */
+    pthread_t watcher;
+    int watching, stop;
+    pthread_cond_t wcond;
+    pthread_mutex_t cb_lock;    /* held while cb runs: watch(NULL) waits for it */
+    td_store_change_cb cb;
+    void *ud;
+} s3_store;
+
+/* --- the URL ------------------------------------------------------------- */
+
+static int hexval(int c)
+{
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+}
+
+/* Percent-decodes [s, s+n) into out (size len); 0 when it does not fit
+ * or decodes to a NUL. */
+static int decode(const char *s, size_t n, char *out, size_t len)
+{
+    size_t o = 0;
+
+    for (size_t i = 0; i < n; i++) {
+        int c = (unsigned char)s[i];
+        if (c == '%' && i + 2 < n && hexval(s[i + 1]) >= 0 && hexval(s[i + 2]) >= 0) {
+            c = hexval(s[i + 1]) * 16 + hexval(s[i + 2]);
+            i += 2;
+        } else if (c == '+') {
+            c = ' ';
+        }
+        if (c == 0 || o + 1 >= len) return 0;
+        out[o++] = (char)c;
+    }
+    out[o] = '\0';
+    return 1;
+}
+
+static int key_char(int c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
+           c == '_' || c == '-';
+}
+
+/* "https://HOST[:PORT][/]" into u. */
+static int parse_endpoint(const char *ep, td__s3_url *u, char *err, size_t errlen)
+{
+    const char *h, *end, *colon;
+    size_t hl;
+
+    if (!strncmp(ep, "https://", 8)) snprintf(u->scheme, sizeof u->scheme, "https"), h = ep + 8;
+    else if (!strncmp(ep, "http://", 7)) snprintf(u->scheme, sizeof u->scheme, "http"), h = ep + 7;
+    else goto bad;
+    end = h + strcspn(h, "/");
+    if (*end && strcmp(end, "/") != 0) goto bad; /* no path, query or fragment */
+    if (*h == '[') {
+        const char *rb = memchr(h, ']', (size_t)(end - h));
+        if (!rb) goto bad;
+        colon = rb[1] == ':' ? rb + 1 : NULL;
+        if (!colon && rb + 1 != end) goto bad;
+    } else {
+        colon = memchr(h, ':', (size_t)(end - h));
+    }
+    hl = (size_t)((colon ? colon : end) - h);
+    if (hl == 0 || hl >= sizeof u->host || memchr(h, '@', (size_t)(end - h))) goto bad;
+    for (size_t i = 0; i < hl; i++)
+        if (!key_char((unsigned char)h[i]) && !strchr("[]:", h[i])) goto bad;
+    memcpy(u->host, h, hl);
+    u->host[hl] = '\0';
+    if (colon) {
+        char *e;
+        long port;
+        errno = 0;
+        port = strtol(colon + 1, &e, 10);
+        if (errno || e != end || port < 1 || port > 65535) goto bad;
+        u->port = (int)port;
+    }
+    return TD_OK;
+bad:
+    snprintf(err, errlen,
+             "S3 存储的 endpoint '%.200s' 无效：应为 https://HOST[:PORT]，例如 "
+             "https://cos.ap-guangzhou.myqcloud.com (TOKENDIST_S3_ENDPOINT 或 ?endpoint=)", ep);
+    return TD_EINVAL;
+}
+
+/* The region in a COS or AWS endpoint's name, "" when there is none. */
+static void region_of_host(const char *host, char *out, size_t len)
+{
+    static const struct { const char *pre, *post; } known[] = {
+        {"cos.", ".myqcloud.com"}, {"s3.", ".amazonaws.com"}, {"s3-", ".amazonaws.com"},
+    };
+    size_t hl = strlen(host);
+
+    out[0] = '\0';
+    if (!strcmp(host, "s3.amazonaws.com")) {
+        snprintf(out, len, "us-east-1");
+        return;
+    }
+    for (size_t i = 0; i < sizeof known / sizeof *known; i++) {
+        size_t pl = strlen(known[i].pre), sl = strlen(known[i].post);
+        if (hl > pl + sl && !strncmp(host, known[i].pre, pl) && !strcmp(host + hl - sl, known[i].post) &&
+            hl - pl - sl < len && !memchr(host + pl, '.', hl - pl - sl)) {
+            memcpy(out, host + pl, hl - pl - sl);
+            out[hl - pl - sl] = '\0';
+            return;
+        }
+    }
+}
+
+int td__s3_parse_url(const char *spec, td__s3_url *u, char *err, size_t errlen)
+{
+    const char *p, *end, *query;
+    char endpoint[512] = "";
+    size_t bl, pl;
+
+    memset(u, 0, sizeof *u);
+    u->revalidate_s = 1;
+    if (strncmp(spec, "//", 2) != 0) goto bad;
+    p = spec + 2;
+    query = strchr(p, '?');
+    end = p + strcspn(p, "/?");
+    bl = (size_t)(end - p);
+    if (bl < 3 || bl > TD_S3_BUCKET_MAX) goto badbucket;
+    for (size_t i = 0; i < bl; i++)
+        if (!((p[i] >= 'a' && p[i] <= 'z') || (p[i] >= '0' && p[i] <= '9') || p[i] == '-' || p[i] == '.'))
+            goto badbucket;
+    memcpy(u->bucket, p, bl);
+    if (*end == '/') {
+        const char *ps = end + 1, *pe = query ? query : ps + strlen(ps);
+        while (pe > ps && pe[-1] == '/') pe--;
+        pl = (size_t)(pe - ps);
+        if (pl > TD_S3_PREFIX_MAX) goto badprefix;
+        /* Segments of key characters, none empty, "." or "..": every
+         * writer must name the same object, and no path may be rewritten
+         * on its way. */
+        for (const char *seg = ps; seg < pe;) {
+            const char *se = memchr(seg, '/', (size_t)(pe - seg));
+            size_t sl = (size_t)((se ? se : pe) - seg);
+            if (sl == 0 || (sl == 1 && seg[0] == '.') || (sl == 2 && !strncmp(seg, "..", 2))) goto badprefix;
+            for (size_t i = 0; i < sl; i++)
+                if (!key_char((unsigned char)seg[i])) goto badprefix;
+            seg += sl + 1;
+        }
+        memcpy(u->prefix, ps, pl);
+    }
+    for (const char *q = query; q && *q;) {
+        const char *k = q + 1, *amp = k + strcspn(k, "&"), *eq = memchr(k, '=', (size_t)(amp - k));
+        char val[512];
+        size_t kl = (size_t)((eq ? eq : amp) - k);
+        if (!eq || !decode(eq + 1, (size_t)(amp - eq - 1), val, sizeof val)) {
+            snprintf(err, errlen, "S3 存储 URL 的参数 '%.*s' 无效 (应为 KEY=VALUE，值最长 511 字节)",
+                     (int)((amp - k) > 80 ? 80 : (amp - k)), k);
+            return TD_EINVAL;
+        }
+        if (kl == 8 && !strncmp(k, "endpoint", 8)) {
+            snprintf(endpoint, sizeof endpoint, "%s", val);
+        } else if (kl == 6 && !strncmp(k, "region", 6)) {
+            if (!*val || strlen(val) > TD_S3_REGION_MAX || strspn(val, "abcdefghijklmnopqrstuvwxyz0123456789-") != strlen(val)) {
+                snprintf(err, errlen, "S3 存储的 region '%.80s' 无效：应为小写字母、数字和 '-'，例如 ap-guangzhou", val);
+                return TD_EINVAL;
+            }
+            memcpy(u->region, val, strlen(val) + 1);
+        } else if (kl == 10 && !strncmp(k, "path_style", 10)) {
+            if (!strcmp(val, "1") || !strcmp(val, "true")) u->path_style = 1;
+            else if (!strcmp(val, "0") || !strcmp(val, "false")) u->path_style = 0;
+            else {
+                snprintf(err, errlen, "S3 存储的 path_style '%.20s' 无效：应为 1 或 0", val);
+                return TD_EINVAL;
+            }
+        } else if (kl == 10 && !strncmp(k, "revalidate", 10)) {
+            char *e;
+            errno = 0;
+            u->revalidate_s = strtol(val, &e, 10);
+            if (errno || e == val || *e || u->revalidate_s < 1 || u->revalidate_s > 3600) {
+                snprintf(err, errlen, "S3 存储的 revalidate '%.20s' 无效：应为 1 到 3600 秒", val);
+                return TD_EINVAL;
+            }
+        } else {
+            snprintf(err, errlen, "S3 存储 URL 的参数 '%.*s' 未知：可用 endpoint、region、path_style、revalidate",
+                     (int)(kl > 40 ? 40 : kl), k);
+            return TD_EINVAL;
+        }
+        q = amp;
+    }
+    if (!*endpoint) {
+        snprintf(err, errlen, "S3 存储需要 endpoint：设置 TOKENDIST_S3_ENDPOINT (或 URL 的 ?endpoint=)，"
+                              "例如 https://cos.ap-guangzhou.myqcloud.com");
+        return TD_EINVAL;
+    }
+    if (parse_endpoint(endpoint, u, err, errlen) != TD_OK) return TD_EINVAL;
+    if (!*u->region) region_of_host(u->host, u->region, sizeof u->region);
+    if (!*u->region) {
+        snprintf(err, errlen, "S3 存储需要签名用的地域：设置 TOKENDIST_S3_REGION (或 URL 的 ?region=)，例如 ap-guangzhou");
+        return TD_EINVAL;
+    }
+    /* A bucket name with dots is not a valid TLS host label under a
+     * wildcard certificate: such buckets need path style over https. */
+    return TD_OK;
+bad:
+    snprintf(err, errlen, "S3 存储 URL 应为 s3://BUCKET[/PREFIX][?endpoint=URL&region=R&path_style=1]");
+    return TD_EINVAL;
+badbucket:
+    snprintf(err, errlen, "S3 存储桶名 '%.*s' 无效：应为 3-63 个小写字母、数字、'-' 或 '.' (COS 的桶名形如 name-1250000000)",
+             (int)(bl > 70 ? 70 : bl), p);
+    return TD_EINVAL;
+badprefix:
+    snprintf(err, errlen, "S3 存储的前缀无效：只能由字母、数字、'.'、'_'、'-' 和 '/' 组成 (不含空段、'.' 或 '..' 段)，最长 %d 字节",
+             TD_S3_PREFIX_MAX);
+    return TD_EINVAL;
+}
+
+int td__s3_object_url(const td__s3_url *u, const char *rel, char *buf, size_t len)
+{
+    td_strbuf b;
+    char port[16] = "";
+
+    if (u->port) snprintf(port, sizeof port, ":%d", u->port);
+    td_strbuf_fixed(&b, buf, len);
+    if (u->path_style) td_strbuf_printf(&b, "%s://%s%s/%s/", u->scheme, u->host, port, u->bucket);
+    else td_strbuf_printf(&b, "%s://%s.%s%s/", u->scheme, u->bucket, u->host, port);
+    if (*u->prefix) td_strbuf_printf(&b, "%s/", u->prefix);
+    td_strbuf_puts(&b, rel);
+    return td_strbuf_error(&b);
+}
+
+void td__s3_sha256_hex(const void *p, size_t n, char out[65])
+{
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int mdlen = 0;
+    static const char hex[] = "0123456789abcdef";
+
+    EVP_Digest(p ? p : "", n, md, &mdlen, EVP_sha256(), NULL);
+    for (unsigned i = 0; i < 32; i++) {
+        out[2 * i] = hex[md[i] >> 4];
+        out[2 * i + 1] = hex[md[i] & 15];
+    }
+    out[64] = '\0';
+}
+
+/* The text between <tag> and </tag>, printable ASCII only. */
+static void xml_field(const char *body, size_t len, const char *tag, char *out, size_t outlen)
+{
+    char open[32], close[32];
+    const char *s, *e;
+    size_t o = 0;
+
+    out[0] = '\0';
+    if (!body || !outlen) return;
+    snprintf(open, sizeof open, "<%s>", tag);
+    snprintf(close, sizeof close, "</%s>", tag);
+    if (!(s = memmem(body, len, open, strlen(open)))) return;
+    s += strlen(open);
+    if (!(e = memmem(s, len - (size_t)(s - body), close, strlen(close)))) return;
+    for (; s < e && o + 1 < outlen; s++)
+        if (*s >= ' ' && *s < 0x7f) out[o++] = *s;
+    out[o] = '\0';
+}
+
+void td__s3_error_of(const char *body, size_t len, char *code, size_t codelen, char *msg, size_t msglen)
+{
+    xml_field(body, len, "Code", code, codelen);
+    xml_field(body, len, "Message", msg, msglen);
+}
+
+int td__s3_lease_parse(const char *body, size_t len, char *owner, size_t ownerlen, int64_t *expires_ms)
+{
+    json_t *o = json_loadb(body ? body : "", len, JSON_REJECT_DUPLICATES, NULL);
+    const char *ow = json_string_value(json_object_get(o, "owner"));
+    json_t *ex = json_object_get(o, "expires");
+    int rc = TD_EINVAL;
+
+    if (ow && *ow && strlen(ow) < ownerlen && json_is_integer(ex)) {
+        memcpy(owner, ow, strlen(ow) + 1);
+        *expires_ms = (int64_t)json_integer_value(ex);
+        rc = TD_OK;
+    }
+    json_decref(o);
+    return rc;
+}
+
+/* --- requests -------------------------------------------------------------- */
+
+/* An answer, as the callers need it. */
+typedef struct s3_resp {
+    long status;
+    char *body;                 /* NUL-terminated; owned */
+    size_t len;
+    char etag[TAG_MAX];
+    int64_t date_ms;            /* the service's Date, else our clock */
+    char code[64];              /* S3 error code, "" */
+} s3_resp;
+
+static void resp_clear(s3_resp *r)
+{
+    free(r->body);
+    memset(r, 0, sizeof *r);
+}
+
+/* Records how the last request went; logs when that changes, so an outage
+ * is one line and its end another. */
+static void note_health(s3_store *q, int rc, const char *why)
+{
+    if (!q->opened) return; /* a failing open says why itself */
+    pthread_mutex_lock(&q->lock);
+    if (rc == TD_OK) {
+        q->last_ok_ms = td_clock_mono_ms();
+        if (q->fail_rc != TD_OK) {
+            td_log("✅ S3 存储 %s 已恢复，中断 %" PRId64 " 秒", q->base, td_clock_now() - q->fail_since);
+            if (q->fail_rc == TD_EUNAVAIL) td_metrics_inc(TD_M_STORE_RECONNECTS);
+        }
+        q->fail_rc = TD_OK;
+    } else if (rc == TD_EUNAVAIL || rc == TD_EAUTH) {
+        if (q->fail_rc != rc) {
+            td_log("❌ S3 存储 %s %s: %s；GET 继续由内存中的 token 应答，POST 返回 %s", q->base,
+                   rc == TD_EAUTH ? "拒绝了请求" : "暂不可用", why, rc == TD_EAUTH ? "500" : "503");
+            q->fail_since = td_clock_now();
+        }
+        q->fail_rc = rc;
+        snprintf(q->fail_why, sizeof q->fail_why, "%s", why);
+    }
+    pthread_mutex_unlock(&q->lock);
+}
+
+/* What a refusal means, and which setting to fix. */
+static int auth_error(s3_store *q, long status, const char *code, const char *msg, char *err, size_t errlen)
+{
+    const char *id = q->cred_vars[0], *key = q->cred_vars[1], *tok = q->cred_vars[2];
+
+    if (!strcmp(code, "SignatureDoesNotMatch"))
+        snprintf(err, errlen, "S3 存储 %s 拒绝了签名 (SignatureDoesNotMatch)：%s 与 %s 不是一对，"
+                 "请检查 %s；若密钥无误，检查签名用的地域 TOKENDIST_S3_REGION (现为 %s)",
+                 q->base, key, id, key, q->u.region);
+    else if (!strcmp(code, "InvalidAccessKeyId"))
+        snprintf(err, errlen, "S3 存储 %s 不认识访问密钥 (InvalidAccessKeyId)：请检查 %s", q->base, id);
+    else if (!strcmp(code, "ExpiredToken") || !strcmp(code, "InvalidToken") ||
+             !strcmp(code, "TokenRefreshRequired"))
+        snprintf(err, errlen, "S3 存储 %s 拒绝了临时密钥 (%s)：%s 已过期或无效 (SCF 在实例启动时注入新的临时密钥)",
+                 q->base, code, tok);
+    else if (!strcmp(code, "RequestTimeTooSkewed"))
+        snprintf(err, errlen, "S3 存储 %s 拒绝了请求 (RequestTimeTooSkewed)：本机时钟与服务相差过大，请校准时间 (NTP)",
+                 q->base);
+    else if (!strcmp(code, "AuthorizationHeaderMalformed") || !strcmp(code, "AuthorizationQueryParametersError"))
+        snprintf(err, errlen, "S3 存储 %s 拒绝了签名 (%s: %.120s)：检查签名用的地域 TOKENDIST_S3_REGION (现为 %s)",
+                 q->base, code, msg, q->u.region);
+    else if (!strcmp(code, "AccessDenied"))
+        snprintf(err, errlen, "S3 存储 %s 拒绝访问 (AccessDenied)：%s 的用户或角色没有这个存储桶的 "
+                 "GetObject/PutObject 权限，请检查存储桶策略或角色的权限", q->base, id);
+    else
+        snprintf(err, errlen, "S3 存储 %s 拒绝了请求 (HTTP %ld %s)：检查 %s/%s 与存储桶策略", q->base, status,
+                 *code ? code : "", id, key);
+    return TD_EAUTH;
+}
+
+/* One signed request on object rel.  extra: more header lines (NULL
+ * ended).  Answers a caller handles itself -- 2xx, 304, 404 NoSuchKey,
+ * 409 and 412 -- are TD_OK with r filled; anything else is an error with
+ * err saying what happened and, where it can, what to fix:
+ * TD_EUNAVAIL (unreachable, 5xx, throttled), TD_EAUTH (refused), TD_EIO. */
+static int s3_call(s3_store *q, const char *method, const char *rel, const char *body, size_t len,
+                   const char *const *extra, size_t max_body, s3_resp *r, char *err, size_t errlen)
+{
+    char url[URL_MAX], sha[65], sha_hdr[100], sub[512], msg[200];
+    const char *hdrs[12];
+    size_t nh = 0;
+    td_httpc_req req = {0};
+    td_httpc_resp resp;
+    int rc;
+
+    memset(r, 0, sizeof *r);
+    if (td__s3_object_url(&q->u, rel, url, sizeof url) != TD_OK) {
+        snprintf(err, errlen, "S3 对象 URL 过长");
+        return TD_EINVAL;
+    }
+    td__s3_sha256_hex(body, body ? len : 0, sha);
+    snprintf(sha_hdr, sizeof sha_hdr, "x-amz-content-sha256: %s", sha);
+    hdrs[nh++] = sha_hdr;
+    if (q->token_hdr) hdrs[nh++] = q->token_hdr;
+    if (body) hdrs[nh++] = "Content-Type: application/json";
+    for (const char *const *h = extra; h && *h && nh + 1 < sizeof hdrs / sizeof *hdrs; h++) hdrs[nh++] = *h;
+    hdrs[nh] = NULL;
+    req.method = method;
+    req.url = url;
+    req.body = body;
+    req.body_len = len;
+    req.headers = hdrs;
+    req.timeout_ms = REQUEST_MS;
+    req.connect_timeout_ms = CONNECT_MS;
+    req.max_body = max_body;
+    req.aws_sigv4 = q->sigv4;
+    req.username = q->key_id;
+    req.password = q->secret;
+    req.pool = q->pool;
+    rc = td_httpc_do(&req, &resp, sub, sizeof sub);
+    if (rc != TD_OK) {
+        if (rc == TD_ETOOBIG) {
+            snprintf(err, errlen, "S3 对象 %s/%s 大于 %zu 字节 (不是 tokendist 写入的?)", q->u.bucket, rel, max_body);
+            return TD_EIO;
+        }
+        /* The URL names only the bucket and key: no secret in it. */
+        snprintf(err, errlen, "S3 存储 %s 无法访问: %s", q->base, sub);
+        note_health(q, TD_EUNAVAIL, err);
+        return TD_EUNAVAIL;
+    }
+    r->status = resp.status;
+    r->body = resp.body, resp.body = NULL;
+    r->len = resp.body_len;
+    if (!td_httpc_header(&resp, "ETag", r->etag, sizeof r->etag)) r->etag[0] = '\0';
+    r->date_ms = td_httpc_date(&resp) * 1000;
+    if (!r->date_ms) r->date_ms = td_clock_now_ms();
+    td__s3_error_of(r->body, r->len, r->code, sizeof r->code, msg, sizeof msg);
+    td_httpc_resp_clear(&resp);
+
+    if ((r->status >= 200 && r->status < 300) || r->status == 304 || r->status == 409 || r->status == 412 ||
+        (r->status == 404 && strcmp(r->code, "NoSuchBucket") != 0)) {
+        note_health(q, TD_OK, NULL);
+        return TD_OK;
+    }
+    if (r->status >= 500 || r->status == 429 || !strcmp(r->code, "SlowDown")) {
+        snprintf(err, errlen, "S3 存储 %s 暂时无法处理请求 (HTTP %ld %s)", q->base, r->status, r->code);
+        rc = TD_EUNAVAIL;
+    } else if (r->status == 401 || r->status == 403 ||
+               (r->status == 400 && (!strcmp(r->code, "AuthorizationHeaderMalformed") ||
+                                     !strcmp(r->code, "InvalidToken") || !strcmp(r->code, "ExpiredToken") ||
+                                     !strcmp(r->code, "RequestTimeTooSkewed")))) {
+        rc = auth_error(q, r->status, r->code, msg, err, errlen);
+    } else if (r->status == 404) {
+        snprintf(err, errlen, "S3 存储桶 %s 不存在 (NoSuchBucket)：请先创建它，或检查存储 URL 与 TOKENDIST_S3_ENDPOINT",
+                 q->u.bucket);
+        rc = TD_EIO;
+    } else {
+        snprintf(err, errlen, "S3 存储 %s 对 %s %s 的应答是 HTTP %ld %s%s%.150s", q->base, method, rel, r->status,
+                 r->code, *msg ? ": " : "", msg);
+        rc = TD_EIO;
+    }
+    note_health(q, rc, err);
+    resp_clear(r);
+    return rc;
+}
+
+/* Whether a conditional write lost: another writer came between our read
+ * and our write (412; 409 on COS for x-cos-forbid-overwrite and on S3 for
+ * two conditional writes at once; 404 when If-Match met a deleted object). */
+static int lost_race(const s3_resp *r) { return r->status == 412 || r->status == 409 || r->status == 404; }
+
+/* The header lines that make a write conditional on what was read: the
+ * ETag it had, or that there was none.  Headers the service refused are
+ * left out (then the write is last-writer-wins, as logged at open). */
+static void cond_headers(const s3_store *q, const char *etag, char buf[TAG_MAX + 16], const char *out[3])
+{
+    size_t n = 0;
+
+    if (etag && *etag) {
+        if (q->if_match >= 0) {
+            snprintf(buf, TAG_MAX + 16, "If-Match: %s", etag);
+            out[n++] = buf;
+        }
+    } else {
+        if (q->if_none_match >= 0) out[n++] = "If-None-Match: *";
+        out[n++] = "x-cos-forbid-overwrite: true";
+    }
+    out[n] = NULL;
+}
+
+/* --- records, index and cache ------------------------------------------- */
+
+static int valid_name(const char *name) { return name && td_record_name_valid(name, strlen(name)); }
+
+static void rel_of(char *buf, size_t len, const char *dir, const char *name)
+{
+    snprintf(buf, len, "%s/%s.json", dir, name);
+}
+
+/* An entry from a record object's body.  What another tool wrote there is
+ * not a failure of the store: the entry comes back with its problem said. */
+static int entry_from(const char *name, const char *body, size_t len, td_store_entry *e)
+{
+    json_error_t je;
+    json_t *o = NULL, *g, *x;
+    char problem[300] = "";
+
+    memset(e, 0, sizeof *e);
+    if (!(e->name = strdup(name))) return TD_ENOMEM;
+    if (memchr(body, '\0', len)) snprintf(problem, sizeof problem, "对象中有 NUL 字节");
+    else if (!(o = json_loadb(body, len, JSON_REJECT_DUPLICATES, &je)))
+        snprintf(problem, sizeof problem, "不是 JSON (第 %d 行: %.200s)", je.line, je.text);
+    else if (!json_is_object(o)) snprintf(problem, sizeof problem, "不是 JSON 对象");
+    else if (g = json_object_get(o, "generated_timestamp"), x = json_object_get(o, "expire_timestamp"),
+             !json_is_integer(g) || !json_is_integer(x))
+        snprintf(problem, sizeof problem, "缺少整数字段 generated_timestamp 或 expire_timestamp");
+    else {
+        e->generated_ts = (int64_t)json_integer_value(g);
+        e->expire_ts = (int64_t)json_integer_value(x);
+    }
+    json_decref(o);
+    if (*problem) return (e->problem = strdup(problem)) ? TD_OK : (td_store_entry_clear(e), TD_ENOMEM);
+    if (!(e->json = malloc(len + 1))) {
+        td_store_entry_clear(e);
+        return TD_ENOMEM;
+    }
+    memcpy(e->json, body, len);
+    e->json[len] = '\0';
+    e->json_len = len;
+    return TD_OK;
+}
+
+static int entry_copy(td_store_entry *dst, const td_store_entry *src)
+{
+    memset(dst, 0, sizeof *dst);
+    dst->generated_ts = src->generated_ts;
+    dst->expire_ts = src->expire_ts;
+    dst->json_len = src->json_len;
+    if (!(dst->name = strdup(src->name)) || (src->problem && !(dst->problem = strdup(src->problem))) ||
+        (src->json && !(dst->json = malloc(src->json_len + 1)))) {
+        td_store_entry_clear(dst);
+        return TD_ENOMEM;
+    }
+    if (src->json) memcpy(dst->json, src->json, src->json_len + 1);
+    return TD_OK;
+}
+
+/* lock held */
+static cached *cache_find(s3_store *q, const char *name)
+{
+    for (size_t i = 0; i < q->n; i++)
+        if (!strcmp(q->v[i].e.name, name)) return &q->v[i];
+    return NULL;
+}
+
+/* Replaces name's cached record with a copy of e (lock held). */
+static int cache_put(s3_store *q, const td_store_entry *e, const char *etag)
+{
+    cached *c = cache_find(q, e->name), fresh;
+
+    if (entry_copy(&fresh.e, e) != TD_OK) return TD_ENOMEM;
+    snprintf(fresh.etag, sizeof fresh.etag, "%s", etag);
+    snprintf(fresh.told, sizeof fresh.told, "%s", c ? c->told : "");
+    fresh.checked_ms = td_clock_mono_ms();
+    if (!c) {
+        if (q->n == q->cap) {
+            size_t cap = q->cap ? q->cap * 2 : 8;
+            cached *nv = realloc(q->v, cap * sizeof *nv);
+            if (!nv) {
+                td_store_entry_clear(&fresh.e);
+                return TD_ENOMEM;
+            }
+            q->v = nv, q->cap = cap;
+        }
+        c = &q->v[q->n++];
+    } else {
+        td_store_entry_clear(&c->e);
+    }
+    *c = fresh;
+    return TD_OK;
+}
+
+/* lock held */
+static void cache_drop(s3_store *q, const char *name)
+{
+    cached *c = cache_find(q, name);
+    if (!c) return;
+    td_store_entry_clear(&c->e);
+    *c = q->v[--q->n];
+}
+
+/* name's record: from the cache when the service confirmed it within
+ * max_age_ms, else by a GET conditional on the cached ETag (304: the
+ * cached one stands).  etag (optional) receives its ETag.  tell: the
+ * record goes to the API (get, list), which is remembered; *changed
+ * (optional) says whether the record differs from what the API last got
+ * (a record gone counts). */
+static int read_record(s3_store *q, const char *name, int64_t max_age_ms, int tell, td_store_entry *out,
+                       char etag[TAG_MAX], int *changed, char *err, size_t errlen)
+{
+    char rel[TD_NAME_MAX + 16], prev[TAG_MAX] = "", inm[TAG_MAX + 20];
+    const char *hdr[2] = {NULL, NULL};
+    cached *c;
+    s3_resp r;
+    td_store_entry fresh;
+    int rc = TD_OK, had;
+
+    if (changed) *changed = 0;
+    pthread_mutex_lock(&q->lock);
+    if ((c = cache_find(q, name))) {
+        snprintf(prev, sizeof prev, "%s", c->etag);
+        if (max_age_ms > 0 && td_clock_mono_ms() - c->checked_ms < max_age_ms) {
+            if (etag) snprintf(etag, TAG_MAX, "%s", c->etag);
+            if ((rc = entry_copy(out, &c->e)) == TD_OK && tell) snprintf(c->told, sizeof c->told, "%s", c->etag);
+            pthread_mutex_unlock(&q->lock);
+            return rc;
+        }
+    }
+    had = c != NULL;
+    pthread_mutex_unlock(&q->lock);
+
+    rel_of(rel, sizeof rel, "tokens", name);
+    for (int pass = 0, again = 1; again && pass < 2; pass++) {
+        again = 0;
+        hdr[0] = NULL;
+        if (*prev) {
+            snprintf(inm, sizeof inm, "If-None-Match: %s", prev);
+            hdr[0] = inm;
+        }
+        if ((rc = s3_call(q, "GET", rel, NULL, 0, hdr, JSON_MAX, &r, err, errlen)) != TD_OK) return rc;
+        pthread_mutex_lock(&q->lock);
+        if (r.status == 304 && (c = cache_find(q, name))) {
+            c->checked_ms = td_clock_mono_ms();
+            if (etag) snprintf(etag, TAG_MAX, "%s", c->etag);
+            rc = entry_copy(out, &c->e);
+        } else if (r.status == 304 && pass == 0) { /* a put dropped it from the cache meanwhile */
+            prev[0] = '\0', again = 1;
+        } else if (r.status == 200) {
+            if ((rc = entry_from(name, r.body ? r.body : "", r.len, &fresh)) == TD_OK) {
+                if (etag) snprintf(etag, TAG_MAX, "%s", r.etag);
+                if ((rc = cache_put(q, &fresh, r.etag)) == TD_OK) *out = fresh;
+                else td_store_entry_clear(&fresh);
+            }
+        } else if (r.status == 404) {
+            cache_drop(q, name);
+            if (changed) *changed = had;
+            rc = TD_ENOTFOUND;
+        } else {
+            snprintf(err, errlen, "S3 存储 %s 对 GET %s 的应答是 HTTP %ld", q->base, rel, r.status);
+            rc = TD_EIO;
+        }
+        if (rc == TD_OK && (c = cache_find(q, name))) {
+            if (tell) snprintf(c->told, sizeof c->told, "%s", c->etag);
+            if (changed) *changed = strcmp(c->told, c->etag) != 0;
+        }
+        pthread_mutex_unlock(&q->lock);
+        resp_clear(&r);
+    }
+    return rc;
+}
+
+void td__s3_names_free(char **v, size_t n)
+{
+    for (size_t i = 0; i < n; i++) free(v[i]);
+    free(v);
+}
+
+static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
+
+int td__s3_index_parse(const char *body, size_t len, char ***out, size_t *n, int *bad)
+{
+    json_t *o = json_loadb(body, len, JSON_REJECT_DUPLICATES, NULL), *arr = json_object_get(o, "names");
+    char **v = NULL;
+    size_t cnt = 0, i;
+    json_t *it;
+
+    *out = NULL, *n = 0, *bad = !json_is_array(arr);
+    if (!*bad && json_array_size(arr) && !(v = calloc(json_array_size(arr), sizeof *v))) {
+        json_decref(o);
+        return TD_ENOMEM;
+    }
+    json_array_foreach(arr, i, it) {
+        const char *s = json_string_value(it);
+        if (!s || !*s || json_string_length(it) != strlen(s)) continue;
+        if (!(v[cnt] = strndup(s, TD_NAME_MAX * 4))) {
+            td__s3_names_free(v, cnt);
+            json_decref(o);
+            return TD_ENOMEM;
+        }
+        cnt++;
+    }
+    json_decref(o);
+    if (cnt) qsort(v, cnt, sizeof *v, cmp_str);
+    *out = v, *n = cnt;
+    return TD_OK;
+}
+
+/* Reads the index again (conditional on its ETag) into the cache.
+ * *changed: its names differ from before. */
+static int index_refresh(s3_store *q, int *changed, char *err, size_t errlen)
+{
+    char prev[TAG_MAX], inm[TAG_MAX + 20];
+    const char *hdr[2] = {NULL, NULL};
+    char **v = NULL;
+    size_t n = 0;
+    s3_resp r;
+    int rc, bad = 0;
+
+    if (changed) *changed = 0;
+    pthread_mutex_lock(&q->lock);
+    snprintf(prev, sizeof prev, "%s", q->index_etag);
+    pthread_mutex_unlock(&q->lock);
+    if (*prev) {
+        snprintf(inm, sizeof inm, "If-None-Match: %s", prev);
+        hdr[0] = inm;
+    }
+    if ((rc = s3_call(q, "GET", "index.json", NULL, 0, hdr, INDEX_MAX, &r, err, errlen)) != TD_OK) return rc;
+    if (r.status == 304) {
+        resp_clear(&r);
+        return TD_OK;
+    }
+    if (r.status == 200 && (rc = td__s3_index_parse(r.body ? r.body : "", r.len, &v, &n, &bad)) != TD_OK) {
+        resp_clear(&r);
+        return rc;
+    }
+    if (r.status != 200 && r.status != 404) {
+        snprintf(err, errlen, "S3 存储 %s 对 GET index.json 的应答是 HTTP %ld", q->base, r.status);
+        resp_clear(&r);
+        return TD_EIO;
+    }
+    pthread_mutex_lock(&q->lock);
+    if (bad && !q->index_bad_logged)
+        td_log("❌ S3 存储桶 %s 中的索引 %s%sindex.json 不是 tokendist 写入的 {\"names\": [...]}：当作空索引，下一次写入会重建它",
+               q->u.bucket, q->u.prefix, *q->u.prefix ? "/" : "");
+    q->index_bad_logged = bad;
+    if (changed) {
+        *changed = n != q->nnames;
+        for (size_t i = 0; i < n && !*changed; i++) *changed = strcmp(v[i], q->names[i]) != 0;
+    }
+    td__s3_names_free(q->names, q->nnames);
+    q->names = v, q->nnames = n;
+    snprintf(q->index_etag, sizeof q->index_etag, "%s", r.status == 200 ? r.etag : "");
+    pthread_mutex_unlock(&q->lock);
+    resp_clear(&r);
+    return TD_OK;
+}
+
+/* lock held */
+static int index_has(const s3_store *q, const char *name)
+{
+    return q->names && bsearch(&name, q->names, q->nnames, sizeof *q->names, cmp_str) != NULL;
+}
+
+/* Makes sure the index names name: a compare-and-swap like a record's. */
+static int index_add(s3_store *q, const char *name, char *err, size_t errlen)
+{
+    int rc, has;
+
+    pthread_mutex_lock(&q->lock);
+    has = index_has(q, name); /* names are never removed: a cached yes stands */
+    pthread_mutex_unlock(&q->lock);
+    if (has) return TD_OK;
+    for (int t = 0; t < TRIES; t++) {
+        char etag[TAG_MAX], cbuf[TAG_MAX + 16], *body = NULL, **v = NULL;
+        const char *cond[3];
+        size_t n = 0;
+        json_t *o = NULL, *arr = json_array();
+        s3_resp r;
+        int lost;
+
+        if ((rc = index_refresh(q, NULL, err, errlen)) != TD_OK) {
+            json_decref(arr);
+            return rc;
+        }
+        /* The names read, with name in its sorted place. */
+        pthread_mutex_lock(&q->lock);
+        if ((has = index_has(q, name)) || q->nnames >= NAMES_MAX) {
+            rc = has ? TD_OK : TD_ETOOBIG;
+            pthread_mutex_unlock(&q->lock);
+            if (rc != TD_OK) snprintf(err, errlen, "S3 存储的索引已有 %d 个名称", NAMES_MAX);
+            json_decref(arr);
+            return rc;
+        }
+        snprintf(etag, sizeof etag, "%s", q->index_etag);
+        if ((v = calloc(q->nnames + 1, sizeof *v))) {
+            for (size_t i = 0; i <= q->nnames; i++) {
+                int here = n == i && (i == q->nnames || strcmp(name, q->names[i]) < 0);
+                if (here && !(v[n++] = strdup(name))) break;
+                if (i < q->nnames && !(v[n++] = strdup(q->names[i]))) break;
+            }
+        }
+        pthread_mutex_unlock(&q->lock);
+        if (v && n == q->nnames + 1) {
+            for (size_t i = 0; i < n; i++) json_array_append_new(arr, json_string(v[i]));
+            if ((o = json_pack("{s:O}", "names", arr))) body = json_dumps(o, JSON_COMPACT);
+        }
+        json_decref(o);
+        json_decref(arr);
+        if (!body) {
+            td__s3_names_free(v, n);
+            snprintf(err, errlen, "out of memory");
+            return TD_ENOMEM;
+        }
+        cond_headers(q, etag, cbuf, cond);
+        rc = s3_call(q, "PUT", "index.json", body, strlen(body), cond, 4096, &r, err, errlen);
+        free(body);
+        if (rc != TD_OK) {
+            td__s3_names_free(v, n);
+            return rc;
+        }
+        lost = lost_race(&r);
+        if (!lost) { /* ours now: what we wrote, under the ETag it got */
+            pthread_mutex_lock(&q->lock);
+            td__s3_names_free(q->names, q->nnames);
+            q->names = v, q->nnames = n, v = NULL, n = 0;
+            snprintf(q->index_etag, sizeof q->index_etag, "%s", r.etag);
+            pthread_mutex_unlock(&q->lock);
+        }
+        td__s3_names_free(v, n);
+        resp_clear(&r);
+        if (!lost) return TD_OK;
+    }
+    snprintf(err, errlen, "S3 存储 %s 的索引被其他写入者反复改动，请稍后重试", q->base);
+    return TD_EUNAVAIL;
+}
+
+/* --- the store ------------------------------------------------------------- */
+
+static int s3_watch(td_store *s, td_store_change_cb cb, void *ud, char *err, size_t errlen);
+
+static void s3_close(td_store *s)
+{
+    s3_store *q = s->impl;
+    char err[64];
+
+    if (!q) return;
+    s3_watch(s, NULL, NULL, err, sizeof err);
+    for (size_t i = 0; i < q->n; i++) td_store_entry_clear(&q->v[i].e);
+    free(q->v);
+    td__s3_names_free(q->names, q->nnames);
+    td_httpc_pool_free(q->pool);
+    if (q->secret) explicit_bzero(q->secret, strlen(q->secret));
+    if (q->token_hdr) explicit_bzero(q->token_hdr, strlen(q->token_hdr));
+    free(q->secret);
+    free(q->token_hdr);
+    free(q->key_id);
+    pthread_mutex_destroy(&q->wlock);
+    pthread_mutex_destroy(&q->lock);
+    pthread_mutex_destroy(&q->cb_lock);
+    pthread_cond_destroy(&q->wcond);
+    free(q);
+    s->impl = NULL;
+}
+
+/* The credentials, one family whole: a key id of one with the session
+ * token of the other (SCF injects TENCENTCLOUD_* for its role even when
+ * the operator set AWS_* for a key of their own) is always refused. */
+static int credentials(s3_store *q, char *err, size_t errlen)
+{
+    static const char *const fam[2][3] = {
+        {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"},
+        {"TENCENTCLOUD_SECRETID", "TENCENTCLOUD_SECRETKEY", "TENCENTCLOUD_SESSIONTOKEN"},
+    };
+    const char *id, *key, *tok;
+
+    for (int f = 0; f < 2; f++) {
+        if (!(id = getenv(fam[f][0])) || !*id) continue;
+        if (!(key = getenv(fam[f][1])) || !*key) {
+            snprintf(err, errlen, "S3 存储：设置了 %s 却没有 %s", fam[f][0], fam[f][1]);
+            return TD_EINVAL;
+        }
+        tok = getenv(fam[f][2]);
+        memcpy(q->cred_vars, fam[f], sizeof q->cred_vars);
+        if (!(q->key_id = strdup(id)) || !(q->secret = strdup(key))) return TD_ENOMEM;
+        if (tok && *tok) {
+            size_t n = strlen(tok) + 32;
+            if (!(q->token_hdr = malloc(n))) return TD_ENOMEM;
+            snprintf(q->token_hdr, n, "x-amz-security-token: %s", tok);
+        }
+        return TD_OK;
+    }
+    snprintf(err, errlen, "S3 存储需要凭证：在环境变量中设置 AWS_ACCESS_KEY_ID 和 AWS_SECRET_ACCESS_KEY "
+                          "(临时密钥另加 AWS_SESSION_TOKEN)；在腾讯云 SCF 中为函数绑定有 COS 权限的角色即可 "
+                          "(SCF 注入 TENCENTCLOUD_SECRETID/SECRETKEY/SESSIONTOKEN)");
+    return TD_EINVAL;
+}
+
+/* Whether the service honours the conditions of our writes: probe.json is
+ * written plainly, then with a wrong If-Match, then as a create
+ * (If-None-Match: * and COS's x-cos-forbid-overwrite, as every create is
+ * sent).  Honoured: 412 (409 on COS).  Ignored: 200 -- then the lost races
+ * that the conditions exist for cannot be seen, and we say so.  Refused
+ * as not implemented (400/501): If-Match / If-None-Match is not sent
+ * again. */
+static void probe_conditions(s3_store *q)
+{
+    static const char *const wrong_match[] = {"If-Match: \"tokendist-probe-never-an-etag\"", NULL};
+    static const char *const create[] = {"If-None-Match: *", "x-cos-forbid-overwrite: true", NULL};
+    const char *const *conds[2] = {wrong_match, create};
+    int *flags[2] = {&q->if_match, &q->if_none_match};
+    const char *said[2];
+    char body[128], err[512];
+    s3_resp r;
+
+    snprintf(body, sizeof body, "{\"probe\": \"tokendist\", \"time\": %" PRId64 "}", td_clock_now());
+    q->if_match = q->if_none_match = 2;
+    if (s3_call(q, "PUT", "probe.json", body, strlen(body), NULL, 4096, &r, err, sizeof err) != TD_OK) {
+        td_log("⚠️ S3 存储 %s 不接受写入 (%s)：POST 与刷新租约都会失败，只能读取", q->base, err);
+        return;
+    }
+    resp_clear(&r);
+    for (int i = 0; i < 2; i++) {
+        int rc = s3_call(q, "PUT", "probe.json", body, strlen(body), conds[i], 4096, &r, err, sizeof err);
+        if (rc == TD_OK) *flags[i] = lost_race(&r) ? 1 : 0;
+        else if (rc == TD_EIO) *flags[i] = -1; /* 400/501 NotImplemented */
+        resp_clear(&r);
+        said[i] = *flags[i] == 1 ? "遵守" : *flags[i] == 0 ? "被忽略" : *flags[i] < 0 ? "被拒绝" : "未知";
+    }
+    if (q->if_match != 1 || q->if_none_match != 1)
+        td_log("⚠️ S3 存储 %s 不遵守条件写入 (更新的 If-Match %s，创建的 If-None-Match/x-cos-forbid-overwrite %s)："
+               "两个写入者同时写入时，较旧的记录可能覆盖较新的，租约也可能同时被两个实例持有；"
+               "请只让一个实例写入 (一个刷新者，见 docs/deploy-scf.md)", q->base, said[0], said[1]);
+}
+
+static int s3_open(td_store *s, const char *spec, char *err, size_t errlen)
+{
+    s3_store *q = calloc(1, sizeof *q);
+    char fp[TD_FP_LEN], sub[600];
+    pthread_condattr_t ca;
+    int rc = TD_ENOMEM;
+
+    if (!q) goto fail;
+    pthread_mutex_init(&q->wlock, NULL);
+    pthread_mutex_init(&q->lock, NULL);
+    pthread_mutex_init(&q->cb_lock, NULL);
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&q->wcond, &ca);
+    pthread_condattr_destroy(&ca);
+    s->impl = q;
+    q->history_max = s->history_max ? s->history_max : 1;
+    if (td_httpc_pool_new(&q->pool) != TD_OK) goto fail; /* rc: TD_ENOMEM */
+    if ((rc = td__s3_parse_url(spec, &q->u, err, errlen)) != TD_OK) goto fail;
+    q->revalidate_ms = q->u.revalidate_s * 1000;
+    snprintf(q->sigv4, sizeof q->sigv4, "aws:amz:%s:s3", q->u.region);
+    {
+        char port[16] = "";
+        if (q->u.port) snprintf(port, sizeof port, ":%d", q->u.port);
+        snprintf(q->base, sizeof q->base, "%s (%s://%s%s)", q->u.bucket, q->u.scheme, q->u.host, port);
+    }
+    if ((rc = credentials(q, err, errlen)) != TD_OK) goto fail;
+    /* The first request decides the start: a wrong secret, region or
+     * bucket stops it here with the setting to fix, not as 500s later. */
+    if ((rc = index_refresh(q, NULL, sub, sizeof sub)) != TD_OK) {
+        snprintf(err, errlen, "%s", sub);
+        goto fail;
+    }
+    probe_conditions(q);
+    q->opened = 1;
+    td_log("S3 存储: 存储桶 %s，前缀 '%s'，地域 %s，%s寻址，每 %ld 秒检查其他实例的写入；凭证 %s (%s)%s",
+           q->base, q->u.prefix, q->u.region, q->u.path_style ? "路径式" : "虚拟主机式", q->u.revalidate_s,
+           q->cred_vars[0], td_log_secret_fp(q->key_id, fp), q->token_hdr ? "，带临时会话令牌" : "");
+    return TD_OK;
+fail:
+    if (rc == TD_ENOMEM) snprintf(err, errlen, "out of memory");
+    s3_close(s);
+    return rc;
+}
+
+static int s3_get(td_store *s, const char *name, td_store_entry *e, char *err, size_t errlen)
+{
+    s3_store *q = s->impl;
+
+    if (!valid_name(name)) return TD_ENOTFOUND;
+    /* A reload right after the watcher saw the change finds it cached. */
+    return read_record(q, name, q->revalidate_ms, 1, e, NULL, NULL, err, errlen);
+}
+
+/* Adds e to name's history object (best effort: the record is stored). */
+static void history_add(s3_store *q, const td_store_entry *e)
+{
+    char rel[TD_NAME_MAX + 16], err[512], cbuf[TAG_MAX + 16];
+    int rc = TD_OK;
+
+    rel_of(rel, sizeof rel, "history", e->name);
+    for (int t = 0; t < TRIES; t++) {
+        json_t *arr = NULL, *rec = json_loadb(e->json, e->json_len, 0, NULL);
+        const char *cond[3];
+        char *body = NULL;
+        s3_resp r;
+        int lost;
+
+        if ((rc = s3_call(q, "GET", rel, NULL, 0, NULL, HISTORY_BYTES_MAX + 4096, &r, err, sizeof err)) != TD_OK) {
+            json_decref(rec);
+            break;
+        }
+        if (r.status == 200) arr = json_loadb(r.body ? r.body : "", r.len, 0, NULL);
+        if (!json_is_array(arr)) { /* none yet, or another tool's: start again */
+            json_decref(arr);
+            arr = json_array();
+        }
+        if (rec) json_array_insert_new(arr, 0, rec);
+        while (json_array_size(arr) > q->history_max) json_array_remove(arr, json_array_size(arr) - 1);
+        while ((body = json_dumps(arr, JSON_COMPACT)) && strlen(body) > HISTORY_BYTES_MAX &&
+               json_array_size(arr) > 1) {
+            free(body);
+            json_array_remove(arr, json_array_size(arr) - 1);
+        }
+        json_decref(arr);
+        cond_headers(q, r.status == 200 ? r.etag : NULL, cbuf, cond);
+        resp_clear(&r);
+        if (!body) {
+            rc = TD_ENOMEM;
+            break;
+        }
+        rc = s3_call(q, "PUT", rel, body, strlen(body), cond, 4096, &r, err, sizeof err);
+        free(body);
+        if (rc != TD_OK) break;
+        lost = lost_race(&r);
+        resp_clear(&r);
+        if (!lost) return;
+        rc = TD_EUNAVAIL;
+        snprintf(err, sizeof err, "被其他写入者反复改动");
+    }
+    td_log("⚠️ S3 存储 %s: %s 的记录已存储，但历史 %s 未能更新: %s", q->base, e->name, rel, err);
+}
+
+static int s3_put(td_store *s, const td_store_entry *e, char *err, size_t errlen)
+{
+    s3_store *q = s->impl;
+    char rel[TD_NAME_MAX + 16];
+    int rc;
+
+    if (!valid_name(e->name) || !e->json || e->json_len > JSON_MAX) {
+        snprintf(err, errlen, "S3 存储: 名称无效或记录大于 %u 字节", JSON_MAX);
+        return TD_EINVAL;
+    }
+    rel_of(rel, sizeof rel, "tokens", e->name);
+    pthread_mutex_lock(&q->wlock);
+    /* The index first: a name without its record is skipped by readers, a
+     * record without its name would never be seen. */
+    if ((rc = index_add(q, e->name, err, errlen)) != TD_OK) goto out;
+    for (int t = 0;; t++) {
+        td_store_entry cur = {0};
+        char etag[TAG_MAX] = "", cbuf[TAG_MAX + 16];
+        const char *cond[3];
+        s3_resp r;
+
+        if (t == TRIES) {
+            snprintf(err, errlen, "S3 存储 %s 中 %s 被其他写入者反复改动，请稍后重试", q->base, rel);
+            rc = TD_EUNAVAIL;
+            goto out;
+        }
+        rc = read_record(q, e->name, 0, 0, &cur, etag, NULL, err, errlen);
+        if (rc != TD_OK && rc != TD_ENOTFOUND) goto out;
+        if (rc == TD_OK && !cur.problem) {
+            int same = cur.generated_ts == e->generated_ts && cur.json_len == e->json_len &&
+                       !memcmp(cur.json, e->json, e->json_len);
+            int64_t stored = cur.generated_ts;
+            td_store_entry_clear(&cur);
+            if (same) { rc = TD_OK; goto out; } /* an exact re-send: already stored */
+            if (e->generated_ts <= stored) {
+                snprintf(err, errlen, "record is not newer than the stored token (generated_timestamp %lld, stored %lld)",
+                         (long long)e->generated_ts, (long long)stored);
+                rc = TD_ECONFLICT;
+                goto out;
+            }
+        }
+        /* An unreadable object (another tool's) is replaced, like a missing one. */
+        td_store_entry_clear(&cur);
+        cond_headers(q, rc == TD_OK ? etag : NULL, cbuf, cond);
+        if ((rc = s3_call(q, "PUT", rel, e->json, e->json_len, cond, 4096, &r, err, errlen)) != TD_OK) goto out;
+        if (!lost_race(&r)) {
+            pthread_mutex_lock(&q->lock);
+            /* The API serves e now.  Not an error if caching fails: the
+             * next read fetches it. */
+            cached *c;
+            if (*r.etag && cache_put(q, e, r.etag) == TD_OK && (c = cache_find(q, e->name)))
+                snprintf(c->told, sizeof c->told, "%s", c->etag);
+            else
+                cache_drop(q, e->name);
+            pthread_mutex_unlock(&q->lock);
+            resp_clear(&r);
+            break;
+        }
+        resp_clear(&r);
+    }
+    history_add(q, e);
+    rc = TD_OK;
+out:
+    pthread_mutex_unlock(&q->wlock);
+    return rc;
+}
+
+static int s3_list(td_store *s, td_store_entry **v, size_t *n, char *err, size_t errlen)
+{
+    s3_store *q = s->impl;
+    char **names = NULL;
+    size_t nn = 0, cnt = 0;
+    td_store_entry *arr = NULL;
+    int rc;
+
+    *v = NULL, *n = 0;
+    if ((rc = index_refresh(q, NULL, err, errlen)) != TD_OK) return rc;
+    pthread_mutex_lock(&q->lock);
+    /* One more than the API keeps: it says "too many". */
+    nn = q->nnames > NAMES_MAX + 1 ? NAMES_MAX + 1 : q->nnames;
+    if (nn && !(names = calloc(nn, sizeof *names))) rc = TD_ENOMEM;
+    for (size_t i = 0; i < nn && rc == TD_OK; i++)
+        if (!(names[i] = strdup(q->names[i]))) rc = TD_ENOMEM;
+    pthread_mutex_unlock(&q->lock);
+    if (rc == TD_OK && nn && !(arr = calloc(nn, sizeof *arr))) rc = TD_ENOMEM;
+    for (size_t i = 0; i < nn && rc == TD_OK; i++) {
+        if (!valid_name(names[i])) { /* another tool's name */
+            if (!(arr[cnt].name = strdup(names[i])) ||
+                !(arr[cnt].problem = strdup("名称不符合规则 (" TD_NAME_RULE ")")))
+                rc = TD_ENOMEM;
+            cnt++;
+            continue;
+        }
+        rc = read_record(q, names[i], 0, 1, &arr[cnt], NULL, NULL, err, errlen);
+        if (rc == TD_OK) cnt++;
+        else if (rc == TD_ENOTFOUND) rc = TD_OK; /* a name whose record was never written */
+    }
+    td__s3_names_free(names, nn);
+    if (rc != TD_OK) {
+        if (rc == TD_ENOMEM) snprintf(err, errlen, "out of memory");
+        td_store_list_free(arr, cnt);
+        return rc;
+    }
+    *v = arr, *n = cnt;
+    return TD_OK;
+}
+
+static int s3_history(td_store *s, const char *name, size_t max, td_store_entry **v, size_t *n,
+                      char *err, size_t errlen)
+{
+    s3_store *q = s->impl;
+    char rel[TD_NAME_MAX + 16];
+    td_store_entry *arr = NULL;
+    size_t cnt = 0, i;
+    json_t *a = NULL, *it;
+    s3_resp r;
+    int rc;
+
+    *v = NULL, *n = 0;
+    if (!valid_name(name)) return TD_OK;
+    if (!max || max > q->history_max) max = q->history_max;
+    rel_of(rel, sizeof rel, "history", name);
+    if ((rc = s3_call(q, "GET", rel, NULL, 0, NULL, HISTORY_BYTES_MAX + 4096, &r, err, errlen)) != TD_OK) return rc;
+    if (r.status == 404) goto done;
+    if (r.status == 200) a = json_loadb(r.body ? r.body : "", r.len, 0, NULL); /* not inside json_is_array(): a macro */
+    if (!json_is_array(a)) {
+        snprintf(err, errlen, "S3 存储 %s 中的历史 %s 不是 tokendist 写入的 JSON 数组 (下一次写入会重建它)", q->base, rel);
+        rc = TD_EIO;
+        goto done;
+    }
+    if (json_array_size(a) && !(arr = calloc(json_array_size(a) < max ? json_array_size(a) : max, sizeof *arr))) {
+        rc = TD_ENOMEM;
+        goto done;
+    }
+    json_array_foreach(a, i, it) {
+        char *text;
+        if (cnt == max) break;
+        if (!json_is_object(it)) continue;
+        if (!(text = json_dumps(it, JSON_COMPACT))) {
+            rc = TD_ENOMEM;
+            goto done;
+        }
+        rc = entry_from(name, text, strlen(text), &arr[cnt]);
+        free(text);
+        if (rc != TD_OK) goto done;
+        if (arr[cnt].problem) td_store_entry_clear(&arr[cnt]); /* not a record: left out */
+        else cnt++;
+    }
+done:
+    json_decref(a);
+    resp_clear(&r);
+    if (rc != TD_OK) {
+        td_store_list_free(arr, cnt);
+        return rc;
+    }
+    *v = arr, *n = cnt;
+    return TD_OK;
+}
+
+/* --- the watcher ---------------------------------------------------------- */
+
+/* One round of revalidation; names that changed are appended to *out. */
+static int revalidate(s3_store *q, char ***out, size_t *nout, char *err, size_t errlen)
+{
+    char **names = NULL;
+    size_t nn = 0;
+    int rc;
+
+    *out = NULL, *nout = 0;
+    if ((rc = index_refresh(q, NULL, err, errlen)) != TD_OK) return rc;
+    pthread_mutex_lock(&q->lock);
+    nn = q->nnames > NAMES_MAX ? NAMES_MAX : q->nnames;
+    if (nn && !(names = calloc(nn, sizeof *names))) rc = TD_ENOMEM;
+    for (size_t i = 0; i < nn && rc == TD_OK; i++)
+        if (!(names[i] = strdup(q->names[i]))) rc = TD_ENOMEM;
+    pthread_mutex_unlock(&q->lock);
+    if (rc == TD_OK && nn && !(*out = calloc(nn, sizeof **out))) rc = TD_ENOMEM;
+    for (size_t i = 0; i < nn && rc == TD_OK; i++) {
+        td_store_entry e;
+        int changed = 0;
+        if (!valid_name(names[i])) continue;
+        rc = read_record(q, names[i], 0, 0, &e, NULL, &changed, err, errlen);
+        if (rc == TD_OK) td_store_entry_clear(&e);
+        if (rc == TD_ENOTFOUND) rc = TD_OK;
+        if (rc == TD_OK && changed) (*out)[(*nout)++] = names[i], names[i] = NULL;
+    }
+    td__s3_names_free(names, nn);
+    if (rc != TD_OK) {
+        td__s3_names_free(*out, *nout);
+        *out = NULL, *nout = 0;
+    }
+    return rc;
+}
+
+static void *watch_main(void *arg)
+{
+    s3_store *q = arg;
+    int pending_all = 0;
+    char err[512];
+
+    pthread_mutex_lock(&q->lock);
+    while (!q->stop) {
+        struct timespec ts;
+        char **changed = NULL;
+        size_t n = 0;
+
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        ts.tv_sec += (time_t)(q->revalidate_ms / 1000);
+        while (!q->stop && pthread_cond_timedwait(&q->wcond, &q->lock, &ts) == 0)
+            ;
+        if (q->stop) break;
+        pthread_mutex_unlock(&q->lock);
+        /* After a failure nothing that happened meanwhile is known: the
+         * first round that works tells the API "everything". */
+        if (revalidate(q, &changed, &n, err, sizeof err) != TD_OK) {
+            pending_all = 1;
+        } else {
+            pthread_mutex_lock(&q->cb_lock);
+            if (q->cb && pending_all) pending_all = q->cb(q->ud, NULL) != TD_OK;
+            else if (q->cb)
+                for (size_t i = 0; i < n; i++) q->cb(q->ud, changed[i]);
+            pthread_mutex_unlock(&q->cb_lock);
+        }
+        td__s3_names_free(changed, n);
+        pthread_mutex_lock(&q->lock);
+    }
+    pthread_mutex_unlock(&q->lock);
+    return NULL;
+}
+
+/* cb NULL stops the watcher and returns once no call is running. */
+static int s3_watch(td_store *s, td_store_change_cb cb, void *ud, char *err, size_t errlen)
+{
+    s3_store *q = s->impl;
+    int e;
+
+    if (q->watching) {
+        pthread_mutex_lock(&q->lock);
+        q->stop = 1;
+        pthread_cond_signal(&q->wcond);
+        pthread_mutex_unlock(&q->lock);
+        pthread_join(q->watcher, NULL);
+        q->watching = 0;
+    }
+    pthread_mutex_lock(&q->cb_lock);
+    q->cb = cb, q->ud = ud;
+    pthread_mutex_unlock(&q->cb_lock);
+    q->stop = 0;
+    if (!cb) return TD_OK;
+    if ((e = pthread_create(&q->watcher, NULL, watch_main, q)) != 0) {
+        snprintf(err, errlen, "S3 存储: 无法启动检查线程: %s", strerror(e));
+        return TD_ERR;
+    }
+    q->watching = 1;
+    return TD_OK;
+}
+
+/* Degraded while the last request failed; otherwise the watcher's last
+ * answer stands when it is recent, so /readyz costs no request. */
+static int s3_ping(td_store *s, char *err, size_t errlen)
+{
+    s3_store *q = s->impl;
+    int rc = TD_OK, fresh;
+
+    pthread_mutex_lock(&q->lock);
+    if (q->fail_rc != TD_OK) {
+        snprintf(err, errlen, "degraded: S3 存储 %s 已 %" PRId64 " 秒%s (%s)；内存中的 token 照常分发直到过期，写入被拒绝",
+                 q->base, td_clock_now() - q->fail_since, q->fail_rc == TD_EAUTH ? "拒绝请求" : "不可用", q->fail_why);
+        rc = q->fail_rc == TD_EAUTH ? TD_EAUTH : TD_EUNAVAIL;
+    }
+    fresh = q->watching && q->last_ok_ms && td_clock_mono_ms() - q->last_ok_ms < 3 * q->revalidate_ms;
+    pthread_mutex_unlock(&q->lock);
+    if (rc != TD_OK || fresh) return rc;
+    return index_refresh(q, NULL, err, errlen);
+}
+
+/* --- leases ---------------------------------------------------------------- */
+
+/* leases/KEY.json, the key's characters outside [A-Za-z0-9._-] as '-'
+ * (a lease is "refresh:NAME"; ':' would need percent-encoding in the
+ * signed path). */
+static void lease_rel(const char *name, char *buf, size_t len)
+{
+    size_t o = (size_t)snprintf(buf, len, "leases/");
+    for (const char *p = name; *p && o + 6 < len; p++) buf[o++] = key_char((unsigned char)*p) ? *p : '-';
+    snprintf(buf + o, len - o, ".json");
+}
+
+/* The lease's holder and expiry as stored (owner "" when none or
+ * unreadable), with the ETag to write against and the service's clock. */
+static int lease_read(s3_store *q, const char *rel, char *owner, size_t ownerlen, int64_t *expires,
+                      char etag[TAG_MAX], int64_t *now_ms, char *err, size_t errlen)
+{
+    s3_resp r;
+    int rc;
+
+    owner[0] = '\0', etag[0] = '\0', *expires = 0;
+    if ((rc = s3_call(q, "GET", rel, NULL, 0, NULL, LEASE_MAX, &r, err, errlen)) != TD_OK) return rc;
+    *now_ms = r.date_ms;
+    if (r.status == 200) {
+        snprintf(etag, TAG_MAX, "%s", r.etag);
+        if (td__s3_lease_parse(r.body, r.len, owner, ownerlen, expires) != TD_OK) owner[0] = '\0', *expires = 0;
+    } else if (r.status != 404) {
+        snprintf(err, errlen, "S3 存储 %s 对 GET %s 的应答是 HTTP %ld", q->base, rel, r.status);
+        rc = TD_EIO;
+    }
+    resp_clear(&r);
+    return rc;
+}
+
+/* Expiry is judged by the service's clock (the Date of its answers), so
+ * the instances' own clocks need not agree: the holder writes "expires" as
+ * the Date it read plus ttl, a rival compares it with the Date it reads.
+ * Date has whole seconds, which only makes a lease look held longer, and
+ * lease.c counts a hold for 0.9 ttl from before the request. */
+static int s3_lease(td_store *s, const char *name, const char *owner, int64_t ttl_ms, int op, char *err,
+                    size_t errlen)
+{
+    s3_store *q = s->impl;
+    char rel[200], cur[TD_LEASE_OWNER_MAX], etag[TAG_MAX], cbuf[TAG_MAX + 16], *body;
+    const char *cond[3];
+    int64_t expires, now;
+    int rc;
+
+    if (!name || strlen(name) > 128 || !owner || strlen(owner) >= sizeof cur || ttl_ms <= 0) return TD_EINVAL;
+    lease_rel(name, rel, sizeof rel);
+    for (int t = 0; t < TRIES; t++) {
+        json_t *o;
+        s3_resp r;
+        int lost;
+
+        if ((rc = lease_read(q, rel, cur, sizeof cur, &expires, etag, &now, err, errlen)) != TD_OK) return rc;
+        if (op == TD_LEASE_DROP && strcmp(cur, owner) != 0) return TD_OK; /* never someone else's */
+        if (op == TD_LEASE_TAKE && *cur && strcmp(cur, owner) != 0 && expires > now) return TD_ECONFLICT;
+        /* Dropping writes an expired lease rather than deleting: a delete
+         * cannot be made conditional everywhere, a write can. */
+        o = json_pack("{s:s, s:I}", "owner", owner, "expires", (json_int_t)(op == TD_LEASE_DROP ? 0 : now + ttl_ms));
+        body = o ? json_dumps(o, JSON_COMPACT) : NULL;
+        json_decref(o);
+        if (!body) return TD_ENOMEM;
+        cond_headers(q, etag, cbuf, cond);
+        rc = s3_call(q, "PUT", rel, body, strlen(body), cond, 4096, &r, err, errlen);
+        free(body);
+        if (rc != TD_OK) return rc;
+        lost = lost_race(&r);
+        resp_clear(&r);
+        if (!lost) return TD_OK;
+        /* someone wrote between: read again (a rival holds it now, mostly) */
+    }
+    return op == TD_LEASE_DROP ? TD_OK : TD_ECONFLICT;
+}
+
+static int s3_lease_owner(td_store *s, const char *name, char *owner, size_t len, char *err, size_t errlen)
+{
+    s3_store *q = s->impl;
+    char rel[200], cur[TD_LEASE_OWNER_MAX], etag[TAG_MAX];
+    int64_t expires, now;
+    int rc;
+
+    if (!name || strlen(name) > 128) return TD_EINVAL;
+    lease_rel(name, rel, sizeof rel);
+    if ((rc = lease_read(q, rel, cur, sizeof cur, &expires, etag, &now, err, errlen)) != TD_OK) return rc;
+    if (!*cur || expires <= now) {
+        snprintf(err, errlen, "S3 存储 %s 中没有有效的租约 %s", q->base, name);
+        return TD_ENOTFOUND;
+    }
+    if (strlen(cur) >= len) return TD_EINVAL;
+    memcpy(owner, cur, strlen(cur) + 1);
+    return TD_OK;
+}
+
+static void s3_where(td_store *s, const char *name, char *buf, size_t len)
+{
+    s3_store *q = s->impl;
+    snprintf(buf, len, "s3 存储桶 %s 对象 %s%stokens/%s.json", q->u.bucket, q->u.prefix, *q->u.prefix ? "/" : "", name);
+}
+
+const td_store_ops td_store_s3_ops = {
+    .scheme = "s3",
+    .open = s3_open,
+    .get = s3_get,
+    .put = s3_put,
+    .list = s3_list,
+    .history = s3_history,
+    .watch = s3_watch,
+    .ping = s3_ping,
+    .lease = s3_lease,
+    .lease_owner = s3_lease_owner,
+    .where = s3_where,
+    .close = s3_close,
+};

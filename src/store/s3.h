@@ -1,0 +1,60 @@
+/*
+ * store/s3 -- the pieces of the S3 store that are pure functions of their
+ * input, for store/s3.c and its unit test (tests/unit/test_s3.c).  The
+ * store itself is reached through store.h like every backend.
+ */
+#ifndef TD_STORE_S3_H
+#define TD_STORE_S3_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define TD_S3_BUCKET_MAX 63
+#define TD_S3_PREFIX_MAX 200
+#define TD_S3_REGION_MAX 64     /* libcurl's bound on each part of CURLOPT_AWS_SIGV4 */
+
+/* What an s3:// URL says. */
+typedef struct td__s3_url {
+    char bucket[TD_S3_BUCKET_MAX + 1];
+    char prefix[TD_S3_PREFIX_MAX + 1];  /* "" or "a/b", no slash at either end */
+    char scheme[6];                     /* "http" or "https" */
+    char host[256];                     /* the endpoint's, without the bucket */
+    int port;                           /* 0: the scheme's */
+    char region[TD_S3_REGION_MAX + 1];
+    int path_style;
+    long revalidate_s;
+} td__s3_url;
+
+/* Parses the part of an s3 store URL after "s3:", i.e.
+ * "//BUCKET[/PREFIX][?endpoint=URL&region=R&path_style=1&revalidate=S]".
+ * The region defaults to the one in a COS or AWS endpoint's name
+ * (cos.REGION.myqcloud.com, s3.REGION.amazonaws.com).  Returns TD_OK or
+ * TD_EINVAL with err saying which part to fix. */
+int td__s3_parse_url(const char *spec, td__s3_url *u, char *err, size_t errlen);
+
+/* The URL of object PREFIX/rel: virtual-hosted (https://BUCKET.HOST/KEY)
+ * or path style (https://HOST/BUCKET/KEY).  Keys are built only from
+ * [A-Za-z0-9._/-], which need no percent-encoding: the path libcurl 7.88
+ * signs as it is is then the canonical one.  TD_OK or TD_ETOOBIG. */
+int td__s3_object_url(const td__s3_url *u, const char *rel, char *buf, size_t len);
+
+/* Lowercase hex SHA-256 of n bytes (x-amz-content-sha256). */
+void td__s3_sha256_hex(const void *p, size_t n, char out[65]);
+
+/* The <Code> and <Message> of an S3 error document, printable ASCII
+ * only, "" when absent. */
+void td__s3_error_of(const char *body, size_t len, char *code, size_t codelen, char *msg, size_t msglen);
+
+/* A lease object's body, {"owner": ID, "expires": UNIX_MS}: TD_OK, or
+ * TD_EINVAL for anything else (another tool's object: treated as free). */
+int td__s3_lease_parse(const char *body, size_t len, char *owner, size_t ownerlen, int64_t *expires_ms);
+
+/* The names in an index object's body, {"names": [...]}, sorted; strings
+ * only (whether each is a valid token name is the caller's question).
+ * Anything else reads as no names with *bad set (another tool spoiled it:
+ * the next write rebuilds it).  TD_OK or TD_ENOMEM; free with
+ * td__s3_names_free. */
+int td__s3_index_parse(const char *body, size_t len, char ***out, size_t *n, int *bad);
+void td__s3_names_free(char **v, size_t n);
+
+#endif

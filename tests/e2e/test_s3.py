@@ -1,0 +1,397 @@
+"""Black-box tests of the S3 store (Tencent COS or any S3-compatible service)
+against a third-party S3 implementation: s3rver behind tests/s3/s3d.js, which
+verifies every request's SigV4 signature with AWS's own signer and enforces
+If-Match / If-None-Match / x-cos-forbid-overwrite on PUT as S3 and COS do.
+
+Two `serve` instances on one bucket serve what either stored; a wrong secret,
+key id or region stops the start with the setting to fix; racing writers
+never let an older record win; kill -9 loses nothing acknowledged; the store
+going away keeps GETs served and makes POSTs 503 + Retry-After; one of two
+instances with Feishu credentials fetches (the lease), and the other takes
+over when the holder dies; a record another tool wrote is reported, not
+fatal; /invalid on S3 is answered by the lease holder's refresher, and
+elsewhere with a 503 that says why."""
+import json
+import threading
+import time
+import unittest
+
+from feishu_env import PUSH_KEY as FEISHU_PUSH, FeishuEnv
+from harness import TestCase, make_record, run_cli
+from s3d import BUCKET, KEY_ID, S3Service
+
+PUSH = "pk-s3-7d1e2f3a4b5c6d7e8f"
+PREFIX = "tokendist"
+
+
+def tok(i, tag="s3"):
+    return "t-%s%04d%s" % (tag, i, "z" * 22)
+
+
+class S3TestCase(TestCase):
+    def setUp(self):
+        super().setUp()
+        self.s3 = self.start_s3()
+
+    def start_s3(self, **kw):
+        s3 = S3Service(self.tmp, **kw).start()
+        self.addCleanup(s3.stop)
+        self.secrets.append(s3.secret)
+        if s3.token:
+            self.secrets.append(s3.token)
+        return s3
+
+    def serve(self, args=(), env=None, s3=None, start=True, prefix=PREFIX, port=None):
+        s3 = s3 or self.s3
+        e = s3.env()
+        e.update(env or {})
+        srv = self.server(["--push-key", PUSH] + list(args), store=s3.url(prefix), env=e, port=port)
+        return srv.start() if start else srv
+
+    def wait_for(self, pred, timeout=20, what="condition"):
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            v = pred()
+            if v:
+                return v
+            time.sleep(0.05)
+        self.fail("timed out waiting for " + what)
+
+    def serves(self, srv, token):
+        r = srv.get("/release/get-token", timeout=5)
+        return r.status == 200 and r.json()["access_token"] == token
+
+    def stored(self, name="default"):
+        """The record in the bucket, read past tokendist."""
+        status, body = self.s3.raw("GET", "%s/tokens/%s.json" % (PREFIX, name))
+        return json.loads(body) if status == 200 else None
+
+
+class SharedBucketTest(S3TestCase):
+    def test_a_post_to_one_is_served_by_the_other_within_the_revalidation_interval(self):
+        self.secrets += [tok(i) for i in range(3)]
+        a, b = self.serve(), self.serve()
+        base = int(time.time())
+        for i, writer, reader in ((0, a, b), (1, b, a), (2, a, b)):
+            r = writer.post("/release/get-token", make_record(tok(i), generated=base + i), key=PUSH)
+            self.assertEqual(r.status, 200, r.body)
+            self.assertTrue(self.serves(writer, tok(i)))
+            t0 = time.monotonic()
+            # TOKENDIST_S3_REVALIDATE is 1 s: one interval and a request or
+            # two; the deadline is generous for a loaded machine.
+            self.wait_for(lambda: self.serves(reader, tok(i)), timeout=15, what="the other instance")
+            print("s3: served by the other instance after %.2f s" % (time.monotonic() - t0))
+        self.assertEqual(self.stored()["access_token"], tok(2))
+        # Readers revalidate with conditional GETs: unchanged objects cost a
+        # 304; and requests share kept connections instead of one each.
+        reqs = self.s3.requests()
+        self.assertTrue(any(q["method"] == "GET" and q["status"] == 304 and q["if_none_match"] for q in reqs))
+        conns = len({q["conn"] for q in reqs})
+        self.assertLess(conns * 3, len(reqs), "%d requests on %d connections" % (len(reqs), conns))
+        # The history holds every record, newest first, as fingerprints.
+        h = a.get("/v1/tokens/default/history", headers={"Authorization": "Bearer " + PUSH}).json()
+        self.assertEqual([e["generated_timestamp"] for e in h["history"]], [base + 2, base + 1, base])
+        self.assertTrue(h["history"][0]["current"])
+
+    def test_a_new_instance_loads_what_is_stored_and_prefixes_are_apart(self):
+        self.secrets += [tok(7), tok(8)]
+        a = self.serve()
+        self.assertEqual(a.post("/release/get-token", make_record(tok(7)), key=PUSH).status, 200)
+        other = self.serve(prefix="elsewhere/x")
+        self.assertEqual(other.post("/release/get-token", make_record(tok(8)), key=PUSH).status, 200)
+        b = self.serve()
+        self.assertTrue(self.serves(b, tok(7)))
+        self.assertTrue(self.serves(a, tok(7)))
+        self.assertEqual(self.s3.raw("GET", "elsewhere/x/tokens/default.json")[0], 200)
+
+    def test_racing_writers_never_let_an_older_record_win(self):
+        """Rounds of two records, each POSTed to another instance at once:
+        whichever request lands first, the newer record is what the bucket
+        keeps, the older one is 409, and both instances end up serving the
+        newer.  The service delays PUTs, so reads and writes interleave."""
+        s3 = self.start_s3(put_delay_ms=30)
+        a, b = self.serve(s3=s3), self.serve(s3=s3)
+        base = int(time.time()) - 100
+        for rnd in range(12):
+            old, new = base + 2 * rnd, base + 2 * rnd + 1
+            self.secrets += [tok(old % 10000, "r"), tok(new % 10000, "r")]
+            first, second = (a, b) if rnd % 2 else (b, a)
+            out = {}
+
+            def post(srv, gen):
+                r = srv.post("/release/get-token", make_record(tok(gen % 10000, "r"), generated=gen),
+                             key=PUSH, timeout=30)
+                out[gen] = r.status
+                out["body%d" % gen] = r.body
+
+            ts = [threading.Thread(target=post, args=(second, old)), threading.Thread(target=post, args=(first, new))]
+            for t in ts:
+                t.start()
+            for t in ts:
+                t.join(60)
+            self.assertEqual(out[new], 200, out)
+            self.assertIn(out[old], (200, 409), out)
+            status, body = s3.raw("GET", "%s/tokens/default.json" % PREFIX)
+            self.assertEqual(json.loads(body)["generated_timestamp"], new, "an older record won round %d" % rnd)
+        for srv in (a, b):
+            self.wait_for(lambda: self.serves(srv, tok((base + 23) % 10000, "r")), timeout=15, what="newest everywhere")
+
+    def test_kill9_loses_nothing_acknowledged(self):
+        base = int(time.time()) - 1000
+        acked, seq, port, kills = -1, 0, None, 0
+        while seq < 60:
+            srv = self.serve(port=port)
+            port = srv.port
+            if acked >= 0:
+                self.assertGreaterEqual(srv.get("/release/get-token").json()["generated_timestamp"], base + acked,
+                                        "an acknowledged record was lost")
+            killer = threading.Timer(0.3, srv.kill9)
+            killer.start()
+            try:
+                while seq < 60:
+                    rec = make_record(tok(seq, "k"), generated=base + seq, ttl=86400)
+                    self.secrets.append(tok(seq, "k"))
+                    try:
+                        status = srv.post("/release/get-token", rec, key=PUSH, timeout=5).status
+                    except OSError:
+                        break  # killed mid-request: not acknowledged
+                    self.assertEqual(status, 200)
+                    acked = seq
+                    seq += 1
+            finally:
+                killer.cancel()
+                srv.kill9()
+            kills += 1
+            if acked >= 0:  # a write under way when killed may be stored too, never less
+                self.assertGreaterEqual(self.stored()["generated_timestamp"], base + acked)
+            seq = acked + 1
+        self.assertGreater(kills, 1)
+        self.assertEqual(self.stored()["generated_timestamp"], base + 59)
+
+
+class OutageTest(S3TestCase):
+    def test_store_unreachable_keeps_serving_and_refuses_writes_with_503(self):
+        self.secrets += [tok(1), tok(2), tok(3)]
+        a = self.serve()
+        base = int(time.time())
+        self.assertEqual(a.post("/release/get-token", make_record(tok(1), generated=base), key=PUSH).status, 200)
+        self.s3.stop()
+        self.assertTrue(self.serves(a, tok(1)))           # GET from memory
+        r = a.post("/release/get-token", make_record(tok(2), generated=base + 1), key=PUSH)
+        self.assertEqual(r.status, 503, r.body)
+        self.assertEqual(r.headers.get("retry-after"), "5")
+        self.wait_for(lambda: a.get("/readyz").status == 503, timeout=10, what="/readyz degraded")
+        self.assertIn("degraded", a.get("/readyz").json()["store"])
+        self.assertTrue(self.serves(a, tok(1)))
+        self.s3.start()                                    # same port, same objects
+        self.wait_for(lambda: a.post("/release/get-token", make_record(tok(3), generated=base + 2),
+                                     key=PUSH).status == 200, timeout=15, what="writes after the store is back")
+        self.assertTrue(self.serves(a, tok(3)))
+        self.wait_for(lambda: a.get("/readyz").status == 200, timeout=10, what="/readyz ready again")
+        self.assertIn("S3 存储", a.log())
+        self.assertIn("已恢复", a.log())
+
+    def test_changes_made_while_unreachable_are_loaded_when_back(self):
+        self.secrets += [tok(4), tok(5)]
+        a, b = self.serve(), self.serve()
+        base = int(time.time())
+        self.assertEqual(a.post("/release/get-token", make_record(tok(4), generated=base), key=PUSH).status, 200)
+        self.wait_for(lambda: self.serves(b, tok(4)), timeout=15, what="b serving")
+        b.proc.send_signal(19)  # SIGSTOP: b misses the change entirely
+        try:
+            self.assertEqual(a.post("/release/get-token", make_record(tok(5), generated=base + 1),
+                                    key=PUSH).status, 200)
+        finally:
+            b.proc.send_signal(18)
+        self.wait_for(lambda: self.serves(b, tok(5)), timeout=15, what="b catching up")
+
+
+class CredentialsTest(S3TestCase):
+    def start_fails(self, env, *needles, store=None):
+        e = self.s3.env()
+        e.update(env)
+        r = self.cli("serve", "--listen", "127.0.0.1:0", "--store", store or self.s3.url(), "--push-key", PUSH,
+                     env=e, cwd=self.tmp, timeout=30)
+        self.assertEqual(r.returncode, 1, r.stderr)
+        for n in needles:
+            self.assertIn(n, r.stderr)
+        return r.stderr
+
+    def test_a_wrong_secret_stops_the_start_naming_the_setting(self):
+        wrong = "wrong-secret-" + "9" * 20
+        self.secrets.append(wrong)
+        self.start_fails({"AWS_SECRET_ACCESS_KEY": wrong}, "SignatureDoesNotMatch", "AWS_SECRET_ACCESS_KEY",
+                         "无法打开存储")
+
+    def test_a_wrong_key_id_or_region_or_no_credentials(self):
+        self.start_fails({"AWS_ACCESS_KEY_ID": "AKIDnotthere"}, "InvalidAccessKeyId", "AWS_ACCESS_KEY_ID")
+        self.start_fails({"TOKENDIST_S3_REGION": "ap-beijing"}, "TOKENDIST_S3_REGION", "ap-beijing")
+        self.start_fails({"AWS_ACCESS_KEY_ID": "", "AWS_SECRET_ACCESS_KEY": ""}, "AWS_ACCESS_KEY_ID",
+                         "TENCENTCLOUD_SECRETID")
+        self.start_fails({}, "TOKENDIST_S3_ENDPOINT", store="s3://%s/x" % BUCKET)
+        self.start_fails({}, "NoSuchBucket", store=self.s3.url().replace(BUCKET, "no-such-bucket-1"))
+
+    def test_region_setting_and_url_parameter_the_url_wins(self):
+        e = self.s3.env()
+        del e["TOKENDIST_S3_REGION"]
+        r = run_cli("serve", "--print-config", "--store", self.s3.url(), env=dict(e, TOKENDIST_S3_REGION="eu-west-1"))
+        self.assertIn("region=eu-west-1", r.stdout)
+        self.assertNotIn(self.s3.secret, r.stdout + r.stderr)
+        # ?region= in the URL wins over the setting: the start succeeds.
+        srv = self.server(["--push-key", PUSH], store=self.s3.url() + "&region=ap-guangzhou",
+                          env=dict(e, TOKENDIST_S3_REGION="eu-west-1"))
+        srv.start()
+
+
+class SessionTokenTest(S3TestCase):
+    def setUp(self):
+        TestCase.setUp(self)
+        self.s3 = self.start_s3(token="sess-" + "t0k" * 30)
+
+    def test_temporary_credentials_signed_and_checked(self):
+        self.secrets.append(tok(9))
+        srv = self.serve()
+        self.assertEqual(srv.post("/release/get-token", make_record(tok(9)), key=PUSH).status, 200)
+        self.assertIn("临时会话令牌", srv.log())
+        wrong = "sess-wrong-" + "x" * 30
+        self.secrets.append(wrong)
+        r = self.cli("serve", "--listen", "127.0.0.1:0", "--store", self.s3.url(), "--push-key", PUSH,
+                     env=dict(self.s3.env(), AWS_SESSION_TOKEN=wrong), cwd=self.tmp, timeout=30)
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("AWS_SESSION_TOKEN", r.stderr)
+
+    def test_scf_role_credentials(self):
+        """What SCF injects for a function with a role: TENCENTCLOUD_*."""
+        self.secrets.append(tok(10))
+        env = {"AWS_ACCESS_KEY_ID": "", "AWS_SECRET_ACCESS_KEY": "", "AWS_SESSION_TOKEN": "",
+               "TENCENTCLOUD_SECRETID": KEY_ID, "TENCENTCLOUD_SECRETKEY": self.s3.secret,
+               "TENCENTCLOUD_SESSIONTOKEN": self.s3.token}
+        srv = self.serve(env=env)
+        self.assertEqual(srv.post("/release/get-token", make_record(tok(10)), key=PUSH).status, 200)
+        self.assertIn("TENCENTCLOUD_SECRETID", srv.log())
+
+
+class ForeignDataTest(S3TestCase):
+    def test_a_record_another_tool_wrote_is_reported_not_fatal(self):
+        self.secrets.append(tok(11))
+        self.s3.raw("PUT", PREFIX + "/index.json", b'{"names": ["default", "other", "Bad Name"]}')
+        self.s3.raw("PUT", PREFIX + "/tokens/other.json", b"{not json")
+        self.s3.raw("PUT", PREFIX + "/tokens/default.json", json.dumps(make_record(tok(11))).encode())
+        srv = self.serve()
+        self.assertTrue(self.serves(srv, tok(11)))
+        ready = srv.get("/readyz").json()
+        self.assertEqual(ready["unreadable_records"], 2, ready)
+        problems = {u["name"]: u["problem"] for u in ready["unreadable"]}
+        self.assertIn("不是 JSON", problems["other"])
+        self.assertIn("存储桶 %s 对象 %s/tokens/other.json" % (BUCKET, PREFIX), srv.log())
+        # Written while running: seen by the revalidation, reported, the
+        # token in memory stays served.
+        self.s3.raw("PUT", PREFIX + "/tokens/default.json", b'{"access_token": 5}')
+        self.wait_for(lambda: srv.get("/readyz").json()["unreadable_records"] == 3, timeout=15,
+                      what="the spoiled record reported")
+        self.assertTrue(self.serves(srv, tok(11)))
+        # A POST replaces the spoiled object.
+        rec = make_record(tok(12))
+        self.secrets.append(tok(12))
+        self.assertEqual(srv.post("/release/get-token", rec, key=PUSH).status, 200)
+        self.assertEqual(self.stored()["access_token"], tok(12))
+
+    def test_a_spoiled_index_is_rebuilt_by_the_next_write(self):
+        self.secrets.append(tok(13))
+        self.s3.raw("PUT", PREFIX + "/index.json", b"[1, 2")
+        srv = self.serve()
+        self.assertIn("索引", srv.log())
+        self.assertEqual(srv.post("/release/get-token", make_record(tok(13)), key=PUSH).status, 200)
+        self.assertEqual(json.loads(self.s3.raw("GET", PREFIX + "/index.json")[1]), {"names": ["default"]})
+        self.assertTrue(self.serves(self.serve(), tok(13)))
+
+
+class ConditionalWritesIgnoredTest(S3TestCase):
+    def setUp(self):
+        TestCase.setUp(self)
+        self.s3 = self.start_s3(conditional=False)
+
+    def test_a_service_ignoring_conditional_writes_is_found_out_and_said(self):
+        srv = self.serve()
+        self.assertIn("不遵守条件写入 (更新的 If-Match 被忽略，创建的 If-None-Match/x-cos-forbid-overwrite 被忽略)",
+                      srv.log())
+        self.assertIn("docs/deploy-scf.md", srv.log())
+        # Still put-if-newer for one writer.
+        self.secrets += [tok(20), tok(21)]
+        base = int(time.time())
+        self.assertEqual(srv.post("/release/get-token", make_record(tok(21), generated=base), key=PUSH).status, 200)
+        self.assertEqual(srv.post("/release/get-token", make_record(tok(20), generated=base - 1), key=PUSH).status, 409)
+
+    def test_cos_honouring_only_its_forbid_overwrite_header(self):
+        s3 = self.start_s3(conditional="cos")
+        srv = self.serve(s3=s3)
+        self.assertIn("更新的 If-Match 被忽略，创建的 If-None-Match/x-cos-forbid-overwrite 遵守", srv.log())
+        s3.stop()
+        strict = self.serve(s3=self.start_s3())  # as S3: no warning
+        self.assertNotIn("不遵守条件写入", strict.log())
+
+
+class LeaseTest(FeishuEnv, S3TestCase):
+    """Two servers with Feishu credentials on one bucket: the lease object
+    lets one fetch; /invalid is answered by the holder's refresher, and by
+    the other with a 503 that says why; when the holder dies, the other
+    takes over once the lease has expired."""
+
+    def setUp(self):
+        super().setUp()
+        self.start_feishu(ttl=8, renew_window=4)
+        env = dict(self.feishu_env(FEISHU_RENEW_WINDOW=4), **self.s3.env())
+        self.pair = [self.server(store=self.s3.url(), env=env).start() for _ in range(2)]
+
+    def holder(self):
+        held = [s for s in self.pair if "本实例持有租约 refresh:default" in s.log()]
+        if len(held) != 1:
+            return None
+        return held[0], [s for s in self.pair if s is not held[0]][0]
+
+    def served_by_both(self, token):
+        return all((self.served(s) or {}).get("access_token") == token for s in self.pair)
+
+    def test_one_fetches_and_the_other_takes_over_when_it_dies(self):
+        holder, other = self.wait_for(self.holder, what="a lease holder")
+        self.wait_for(lambda: self.served_by_both(self.feishu.current_token()), timeout=15,
+                      what="both serving the first token")
+        self.wait_for(lambda: "租约 refresh:default 由其他实例持有" in other.log(), timeout=10,
+                      what="the other instance standing by:\n" + other.log())
+        info = other.get("/readyz").json()["refresh"]["default"]
+        self.assertFalse(info["lease_held"])
+        self.assertIsNotNone(info["lease_holder"])
+        self.assertTrue(holder.get("/readyz").json()["refresh"]["default"]["lease_held"])
+        n = len(self.fetch_times())
+        self.wait_for(lambda: len(self.fetch_times()) > n, timeout=15, what="the next cycle")
+        self.assertNotIn("下次刷新", other.log())
+
+        # /invalid: the holder refreshes; the other cannot hand the report on
+        # (S3 carries no messages between servers) and says so with a 503.
+        def report(srv):
+            cur = self.feishu.current_token()
+            if (self.served(srv) or {}).get("access_token") != cur:
+                return None  # a token already replaced is answered with the new record
+            r = srv.post("/v1/tokens/default/invalid", {"access_token": cur})
+            return r if (self.served(srv) or {}).get("access_token") == cur or r.status != 200 else None
+        r = self.wait_for(lambda: report(other), timeout=20, what="a report of the token served")
+        self.assertEqual(r.status, 503, r.body)
+        self.assertIn("租约", r.json()["message"])
+        self.assertEqual(r.headers.get("retry-after"), "5")
+        r = self.wait_for(lambda: report(holder), timeout=20, what="a report to the holder")
+        self.assertIn(r.status, (200, 202, 409), r.body)
+        self.assertIn("收到 token 无效的报告", holder.log())
+
+        holder.kill9()
+        killed_at = time.time()
+        self.wait_for(lambda: "本实例持有租约 refresh:default" in other.log(), timeout=60,
+                      what="lease taken over after it expired")
+        self.assertLess(time.time() - killed_at, 30 * 1.1 + 5)
+        n = len(self.fetch_times())
+        self.wait_for(lambda: len(self.fetch_times()) > n, timeout=20, what="a fetch by the new holder")
+        self.wait_for(lambda: (self.served(other) or {}).get("access_token") == self.feishu.current_token(),
+                      timeout=10, what="the new holder serving its token")
+
+
+if __name__ == "__main__":
+    unittest.main()
