@@ -92,7 +92,10 @@ enum {
     TD_ECANCELED = -15,   /* stopped: the process is shutting down */
     TD_ENOTSUP = -16,     /* this library does not know the option (it is
                            * older than the header the program was built with) */
-    TD__ELAST = -17       /* not a code: one past the last (may move) */
+    TD_ESHAREKEY = -17,   /* the Gitee copy is sealed and no share key set
+                           * opens it (none, or none with its kid); or it is
+                           * plaintext while a share key is set */
+    TD__ELAST = -18       /* not a code: one past the last (may move) */
 };
 
 /* A short, static Chinese text for a TD_E* code ("未知错误" for a code this
@@ -185,6 +188,15 @@ typedef enum td_option {
      * long a fetch waits for a token other than the reported one (0: does
      * not wait). */
     TD_OPT_REFRESH_WAIT_MS = 14,
+    /* str, secret: the share key(s) of a sealed Gitee copy, as
+     * TOKENDIST_SHARE_KEY takes them: 32 random bytes in standard base64
+     * (`tokendist keygen`), several comma-separated (every one opens; the
+     * refresher seals with the first).  Set: the Gitee file must be sealed
+     * (AES-256-GCM, docs/protocol.md) with one of them for this client's
+     * TD_OPT_NAME, else that source fails with TD_ESHAREKEY or TD_EINVAL and
+     * the next one is tried.  Unset: the seed's plaintext file is read, a
+     * sealed one fails with TD_ESHAREKEY. */
+    TD_OPT_SHARE_KEY = 15,
 } td_option;
 
 /* A new set of options, all at their defaults; NULL when out of memory
