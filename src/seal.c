@@ -105,6 +105,17 @@ int td_seal_key_check(const char *b64, char *err, size_t errlen)
     return rc;
 }
 
+int td_seal_keys_add(td_seal_keys *k, const char *b64, char *err, size_t errlen)
+{
+    if (k->n == TD_SEAL_KEYS_MAX) {
+        snprintf(err, errlen, "共享密钥超过 %d 个", TD_SEAL_KEYS_MAX);
+        return TD_EINVAL;
+    }
+    if (key_parse(&k->v[k->n], b64, strlen(b64), err, errlen) != TD_OK) return TD_EINVAL;
+    k->n++;
+    return TD_OK;
+}
+
 int td_seal_keys_parse(td_seal_keys *k, const char *list, char *err, size_t errlen)
 {
     const char *s = list ? list : "";

@@ -48,6 +48,10 @@ typedef struct td_seal_keys {
  * or TD_EINVAL with err saying what is wrong (never showing the text). */
 int td_seal_key_check(const char *b64, char *err, size_t errlen);
 
+/* Adds the key b64 to *k (TD_EINVAL with err, never showing the text,
+ * when it is malformed or k is full). */
+int td_seal_keys_add(td_seal_keys *k, const char *b64, char *err, size_t errlen);
+
 /* Parses a comma-separated list of keys (blanks around each ignored; NULL
  * or "" gives none) into *k.  TD_EINVAL with err naming the key by its
  * position when one is malformed or there are more than TD_SEAL_KEYS_MAX;
