@@ -252,8 +252,10 @@ TD_API void td_client_free(td_client *c);
  * failed and why (one line per source when several were tried); codes:
  * TD_ENOTFOUND (no source has a token), TD_EEXPIRED (only tokens expired
  * or expiring within the minimum), TD_EAUTH, TD_EHTTP, TD_ETIMEOUT,
- * TD_EINVAL (a source sent a malformed record), TD_ENOMEM.  Any thread,
- * any number at once. */
+ * TD_EINVAL (a source sent a malformed record, or a sealed Gitee copy that
+ * does not authenticate), TD_ESHAREKEY (the Gitee copy is sealed and no
+ * TD_OPT_SHARE_KEY opens it, or plaintext while one is set), TD_ENOMEM.
+ * Any thread, any number at once. */
 TD_API int td_client_get(td_client *c, td_token_kind kind, td_token **out, char *err, size_t errlen);
 
 /* Like td_client_get, and gives the whole record as JSON text: *json is a
