@@ -119,7 +119,9 @@ function makeLogger(logger) {
 /**
  * Check a record: the seed's nine fields with the right JSON types, a non-empty
  * token in `field`, timestamps that make sense. Returns null when valid, else a
- * Chinese description of the first problem (never containing a token).
+ * Chinese description of the first problem (never containing a token).  A
+ * record without `tenant_access_token` is valid for that field too: its
+ * `access_token` stands in (see tokenOf).
  */
 function validateRecord(record, field = 'access_token') {
   if (!isPlainObject(record)) return '数据不是JSON对象';
@@ -131,8 +133,8 @@ function validateRecord(record, field = 'access_token') {
     }
   }
   if (record.access_token.length === 0) return '字段 access_token 为空';
-  if (field !== 'access_token') {
-    if (typeof record[field] !== 'string') return `缺少字段 ${field}`;
+  if (field !== 'access_token' && field in record) {
+    if (typeof record[field] !== 'string') return `字段 ${field} 类型错误 (应为 string)`;
     if (record[field].length === 0) return `字段 ${field} 为空`;
   }
   if (record.expire_timestamp <= record.generated_timestamp) {
@@ -141,10 +143,21 @@ function validateRecord(record, field = 'access_token') {
   return null;
 }
 
-/** The expiry (Unix seconds) that applies to `field`. */
+/**
+ * The token of `field` in a valid record.  A record without
+ * `tenant_access_token` (the seed's own producer writes none) gives its
+ * `access_token` for it: for Feishu's internal apps both are the same string.
+ * The C and Python clients do the same.
+ */
+function tokenOf(record, field) {
+  return field !== 'access_token' && typeof record[field] === 'string' ? record[field] : record.access_token;
+}
+
+/** The expiry (Unix seconds) that applies to `field`'s token. */
 function expiryOf(record, field) {
-  if (field === 'tenant_access_token' && typeof record.tenant_expire_timestamp === 'number'
-      && Number.isFinite(record.tenant_expire_timestamp)) {
+  if (field === 'tenant_access_token' && typeof record[field] === 'string'
+      && typeof record.tenant_expire_timestamp === 'number'
+      && Number.isFinite(record.tenant_expire_timestamp) && record.tenant_expire_timestamp > 0) {
     return record.tenant_expire_timestamp;
   }
   return record.expire_timestamp;
@@ -477,7 +490,7 @@ class TokendistClient {
 
   /** The token string of `field`. */
   async getAccessToken() {
-    return (await this.getRecordInfo()).record[this._o.field];
+    return tokenOf((await this.getRecordInfo()).record, this._o.field);
   }
 
   /** Drops the in-memory record (the next call fetches). */
@@ -504,7 +517,7 @@ class TokendistClient {
           continue;
         }
         // Waited long enough: the sources still hand out the reported token.
-        log.warn(`⚠️ 等待 ${this._o.refreshWaitMs}ms 后仍只拿到已报告无效的token ${fingerprint(stale.record[this._o.field])}，暂时继续使用`);
+        log.warn(`⚠️ 等待 ${this._o.refreshWaitMs}ms 后仍只拿到已报告无效的token ${fingerprint(tokenOf(stale.record, this._o.field))}，暂时继续使用`);
         return this._accept(stale, epoch, true);
       }
       throw this._failure(failures);
@@ -513,7 +526,7 @@ class TokendistClient {
 
   _accept(got, epoch, staleOk = false) {
     const mem = { record: got.record, origin: got.from, url: got.url, offsetMs: this._offsetMs };
-    const tok = got.record[this._o.field];
+    const tok = tokenOf(got.record, this._o.field);
     // A report of this very token arrived while we were fetching: hand it to the
     // callers that were already waiting, but do not keep it.
     const reportedMeanwhile = !staleOk && epoch !== this._epoch
@@ -598,7 +611,7 @@ class TokendistClient {
         : `token即将过期 (剩余 ${remaining} 秒，要求至少 ${o.minRemainingSeconds} 秒)`;
       return new TokendistError('EEXPIRED', `❌ ${label} token获取失败: ${why}`, { ...extra, remainingSeconds: remaining });
     }
-    if (rejected && record[o.field] === rejected.token) {
+    if (rejected && tokenOf(record, o.field) === rejected.token) {
       return new TokendistError('ESTALE',
         `❌ ${label} token获取失败: 仍是已报告无效的token ${fingerprint(rejected.token)}，等待服务端刷新`, extra);
     }
@@ -745,7 +758,7 @@ class TokendistClient {
   async _writeCache(record) {
     const file = this._o.cacheFile;
     if (!file) return;
-    const key = `${record[this._o.field]}\u0000${record.generated_timestamp}`;
+    const key = `${tokenOf(record, this._o.field)}\u0000${record.generated_timestamp}`;
     if (this._lastCacheWrite === key) return;
     const tmp = `${file}.${process.pid}.${crypto.randomBytes(6).toString('hex')}.tmp`;
     let fh;
@@ -786,7 +799,7 @@ class TokendistClient {
     const o = this._o;
     const mem = this._memory;
     if (mem && (mem.record.access_token === token || mem.record.tenant_access_token === token
-        || mem.record[o.field] === token)) {
+        || tokenOf(mem.record, o.field) === token)) {
       this._memory = null;
     }
     this._epoch += 1;
@@ -853,7 +866,7 @@ class TokendistClient {
           this._rejected = null;
           await this._writeCache(record);
           this._memory = { record, origin: 'endpoint', url, offsetMs: this._offsetMs };
-          o.log.info(`已上报无效token ${fingerprint(token)}，服务端返回新token ${fingerprint(record[o.field])}`);
+          o.log.info(`已上报无效token ${fingerprint(token)}，服务端返回新token ${fingerprint(tokenOf(record, o.field))}`);
           return { reported: true, status: 200, refreshing: false, replaced: true, url: lastUrl };
         }
         o.log.warn(`已上报无效token，但服务端返回的记录不可用: ${err.message}`);

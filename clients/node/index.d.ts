@@ -66,7 +66,10 @@ export interface ClientOptions {
   minRemainingSeconds?: number;
   /** Per-request timeout. Default 5000. */
   timeoutMs?: number;
-  /** Which token `getAccessToken()` returns. Default `access_token`. */
+  /**
+   * Which token `getAccessToken()` returns. Default `access_token`. A record without
+   * `tenant_access_token` (the seed's producer writes none) gives its `access_token` for it.
+   */
   field?: TokenField;
   /** Fallback after the endpoints: a JSON file in a Gitee repository. */
   gitee?: GiteeOptions;
