@@ -193,7 +193,8 @@ static int gitee_guard(void *ud, const char *cur, size_t len, char *err, size_t 
         a = td_record_json(f.rec, &alen);
         b = td_record_json(p->r, &blen);
         if (alen == blen && !memcmp(a, b, alen)) {
-            rc = f.sealed == (p->sink->seal.n > 0) && (!f.sealed || f.ours) ? 1 : TD_OK;
+            int same_form = f.sealed == (p->sink->seal.n > 0) && (!f.sealed || f.ours);
+            rc = same_form ? 1 : TD_OK;
             goto out;
         }
     }
