@@ -92,7 +92,10 @@ enum {
     TD_ECANCELED = -15,   /* stopped: the process is shutting down */
     TD_ENOTSUP = -16,     /* this library does not know the option (it is
                            * older than the header the program was built with) */
-    TD__ELAST = -17       /* not a code: one past the last (may move) */
+    TD_ESHAREKEY = -17,   /* the Gitee copy is sealed and no share key set
+                           * opens it (none, or none with its kid); or it is
+                           * plaintext while a share key is set */
+    TD__ELAST = -18       /* not a code: one past the last (may move) */
 };
 
 /* A short, static Chinese text for a TD_E* code ("未知错误" for a code this
@@ -188,9 +191,18 @@ typedef enum td_option {
      * long a fetch waits for a token other than the reported one (0: does
      * not wait). */
     TD_OPT_REFRESH_WAIT_MS = 14,
+    /* str, secret: the share key(s) of a sealed Gitee copy, as
+     * TOKENDIST_SHARE_KEY takes them: 32 random bytes in standard base64
+     * (`tokendist keygen`), several comma-separated (every one opens; the
+     * refresher seals with the first).  Set: the Gitee file must be sealed
+     * (AES-256-GCM, docs/protocol.md) with one of them for this client's
+     * TD_OPT_NAME, else that source fails with TD_ESHAREKEY or TD_EINVAL and
+     * the next one is tried.  Unset: the seed's plaintext file is read, a
+     * sealed one fails with TD_ESHAREKEY. */
+    TD_OPT_SHARE_KEY = 15,
     /* str: "jsapi_ticket" gets the ticket derived from token NAME
      * (…/v1/tokens/NAME/jsapi_ticket; the Gitee copy holds no tickets). */
-    TD_OPT_TICKET = 15,
+    TD_OPT_TICKET = 16,
 } td_option;
 
 /* A new set of options, all at their defaults; NULL when out of memory
@@ -246,8 +258,10 @@ TD_API void td_client_free(td_client *c);
  * failed and why (one line per source when several were tried); codes:
  * TD_ENOTFOUND (no source has a token), TD_EEXPIRED (only tokens expired
  * or expiring within the minimum), TD_EAUTH, TD_EHTTP, TD_ETIMEOUT,
- * TD_EINVAL (a source sent a malformed record), TD_ENOMEM.  Any thread,
- * any number at once. */
+ * TD_EINVAL (a source sent a malformed record, or a sealed Gitee copy that
+ * does not authenticate), TD_ESHAREKEY (the Gitee copy is sealed and no
+ * TD_OPT_SHARE_KEY opens it, or plaintext while one is set), TD_ENOMEM.
+ * Any thread, any number at once. */
 TD_API int td_client_get(td_client *c, td_token_kind kind, td_token **out, char *err, size_t errlen);
 
 /* Like td_client_get, and gives the whole record as JSON text: *json is a

@@ -16,6 +16,7 @@
 #include "gitee.h"
 #include "httpc.h"
 #include "record.h"
+#include "seal.h"
 #include "strbuf.h"
 
 #include <errno.h>
@@ -75,6 +76,7 @@ static const opt_spec opt_table[] = {
     [TD_OPT_TIMEOUT_MS] = {"TD_OPT_TIMEOUT_MS", OPT_LONG, 1, 600000, DEFAULT_TIMEOUT_MS, 0},
     [TD_OPT_CONNECT_TIMEOUT_MS] = {"TD_OPT_CONNECT_TIMEOUT_MS", OPT_LONG, 1, 600000, DEFAULT_CONNECT_MS, 0},
     [TD_OPT_REFRESH_WAIT_MS] = {"TD_OPT_REFRESH_WAIT_MS", OPT_LONG, 0, 600000, DEFAULT_REFRESH_WAIT_MS, 0},
+    [TD_OPT_SHARE_KEY] = {"TD_OPT_SHARE_KEY", OPT_STR, 0, 0, 0, 1},
     [TD_OPT_TICKET] = {"TD_OPT_TICKET", OPT_STR, 0, 0, 0, 0},
 };
 
@@ -171,6 +173,13 @@ int td_client_opts_set_str(td_client_opts *o, td_option opt, const char *v)
         return opt_fail(o, TD_EINVAL, "端点地址 '%.200s…' 太长 (上限 %d 字节)", v, URL_MAX - 1);
     if (v && opt == TD_OPT_URL && o->nurls == OPTS_URLS_MAX)
         return opt_fail(o, TD_EINVAL, "端点地址太多 (上限 %d 个)", OPTS_URLS_MAX);
+    if (v && opt == TD_OPT_SHARE_KEY) {
+        td_seal_keys k;
+        char why[256];
+        rc = td_seal_keys_parse(&k, v, why, sizeof why);
+        td_seal_keys_wipe(&k);
+        if (rc != TD_OK) return opt_fail(o, TD_EINVAL, "选项 TD_OPT_SHARE_KEY: %s", why);
+    }
     if (v && !(copy = strdup(v))) return opt_fail(o, TD_ENOMEM, "内存不足: 无法保存选项 %s", sp->name);
     if (opt == TD_OPT_URL) {
         if (copy) {
@@ -208,6 +217,8 @@ struct td_client {
     char *auth_header;          /* "Authorization: Bearer KEY" or NULL */
     td_gitee gitee;             /* gitee.owner == NULL: no Gitee fallback */
     char *gitee_strings[6];     /* owned copies behind the gitee fields */
+    td_seal_keys seal;          /* share keys of a sealed Gitee copy (n == 0: plaintext) */
+    char name[TD_NAME_MAX + 1]; /* the token name a sealed copy must carry */
     char *cache_file;
     long min_remaining;         /* >= 0; 0: only "not expired" */
     long timeout_ms, connect_ms, refresh_wait_ms;
@@ -416,6 +427,7 @@ void td_client_free(td_client *c)
         wipe_free(c->gitee_strings[i]);
     free(c->cache_file);
     wipe_free(c->rejected);
+    td_seal_keys_wipe(&c->seal);
     if (c->gitee_text) explicit_bzero(c->gitee_text, c->gitee_len);
     free(c->gitee_text);
     td_record_free(c->rec);
@@ -499,6 +511,9 @@ int td_client_new(td_client **out, const td_client_opts *o, char *err, size_t er
     }
     c->cache_file = dup_opt(s[TD_OPT_CACHE_FILE], &ok);
     if (!ok) goto fail;
+    snprintf(c->name, sizeof c->name, "%s", name);
+    /* Checked by the setter already: it parses here. */
+    if ((rc = td_seal_keys_parse(&c->seal, s[TD_OPT_SHARE_KEY], err, errlen)) != TD_OK) goto fail;
     c->min_remaining = o->num[TD_OPT_MIN_REMAINING];
     c->timeout_ms = o->num[TD_OPT_TIMEOUT_MS];
     c->connect_ms = o->num[TD_OPT_CONNECT_TIMEOUT_MS];
@@ -735,7 +750,19 @@ static int from_gitee(td_client *c, td_token_kind kind, attempt *a, char *where,
         snprintf(a->why, sizeof a->why, "%s", c->gitee_why);
         return a->rc = c->gitee_rc;
     }
-    return judge(c, a, c->gitee_text, c->gitee_len, kind, get_offset(c), out);
+    {
+        /* Sealed or plaintext, by the one rule of seal.h: a file this
+         * client's keys do not open fails here, and the next source is
+         * tried. */
+        char *plain = NULL;
+        size_t plen = 0;
+        int rc = td_seal_unwrap(&c->seal, c->name, c->gitee_text, c->gitee_len, &plain, &plen, a->why,
+                                sizeof a->why);
+        if (rc == TD_OK) rc = judge(c, a, plain, plen, kind, get_offset(c), out);
+        if (plain) explicit_bzero(plain, plen);
+        free(plain);
+        return a->rc = rc;
+    }
 }
 
 static int from_cache(td_client *c, td_token_kind kind, attempt *a, td_record **out)

@@ -29,6 +29,7 @@ int td__client_exit_code(int rc);
 void td__client_explain(int rc, FILE *f);
 int td_cmd_refresh(int argc, char **argv);
 int td_cmd_check(int argc, char **argv);
+int td_cmd_keygen(int argc, char **argv);
 
 /* The store and the request handler as the settings say, with a shared
  * store's changes flowing into the served snapshots: how both front doors

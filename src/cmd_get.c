@@ -8,6 +8,7 @@
  * to stderr in the seed's words ("❌ 腾讯云函数 token获取失败: …").
  */
 #include "cmd.h"
+#include "strbuf.h"
 #include "tokendist.h"
 
 #include <stdio.h>
@@ -18,13 +19,16 @@
  * token from a wrong key from a server that is down. */
 enum {
     GET_EXIT_NOTOKEN = 3,   /* no source has a token that is valid long enough */
-    GET_EXIT_AUTH = 4,      /* the read key (or Gitee token) was refused */
+    GET_EXIT_AUTH = 4,      /* the read key (or Gitee token) was refused; the share key does not open the Gitee copy */
     GET_EXIT_NETWORK = 5,   /* a source could not be reached or answered an error */
 };
 
 int td__client_from_config(const td_config *c, td_client **out, char *err, size_t errlen)
 {
     td_client_opts *o = td_client_opts_new();
+    td_strbuf keys;
+    char *list;
+    size_t len = 0;
     int rc;
 
     for (size_t i = 0; i < c->urls.n; i++) td_client_opts_set_str(o, TD_OPT_URL, c->urls.v[i]);
@@ -41,6 +45,15 @@ int td__client_from_config(const td_config *c, td_client **out, char *err, size_
         td_client_opts_set_str(o, TD_OPT_GITEE_BRANCH, c->gitee_branch);
         td_client_opts_set_str(o, TD_OPT_GITEE_ACCESS_TOKEN, c->gitee_access_token);
     }
+    /* The share keys as TOKENDIST_SHARE_KEY has them: comma-separated. */
+    td_strbuf_heap(&keys, 8192);
+    for (size_t i = 0; i < c->share_keys.n; i++) td_strbuf_printf(&keys, "%s%s", i ? "," : "", c->share_keys.v[i]);
+    if ((list = td_strbuf_take(&keys, &len))) {
+        td_client_opts_set_str(o, TD_OPT_SHARE_KEY, list);
+        explicit_bzero(list, len);
+        free(list);
+    }
+    td_strbuf_free(&keys);
     td_client_opts_set_str(o, TD_OPT_CACHE_FILE, c->cache_file);
     if (c->min_remaining >= 0) td_client_opts_set_long(o, TD_OPT_MIN_REMAINING, c->min_remaining);
     td_client_opts_set_long(o, TD_OPT_TIMEOUT_MS, c->http_timeout * 1000);
@@ -56,7 +69,8 @@ int td__client_exit_code(int rc)
     case TD_OK: return TD_EXIT_OK;
     case TD_ENOTFOUND:
     case TD_EEXPIRED: return GET_EXIT_NOTOKEN;
-    case TD_EAUTH: return GET_EXIT_AUTH;
+    case TD_EAUTH:
+    case TD_ESHAREKEY: return GET_EXIT_AUTH;
     case TD_EHTTP:
     case TD_ETIMEOUT:
     case TD_EUNAVAIL: return GET_EXIT_NETWORK;
@@ -75,6 +89,9 @@ void td__client_explain(int rc, FILE *f)
         break;
     case TD_EAUTH:
         fputs("💡 检查读取密钥 (--key / TOKENDIST_READ_KEY) 或 GITEE_ACCESS_TOKEN\n", f);
+        break;
+    case TD_ESHAREKEY:
+        fputs("💡 检查共享密钥 (--share-key / TOKENDIST_SHARE_KEY): 应与刷新器的相同\n", f);
         break;
     case TD_EHTTP:
     case TD_ETIMEOUT:

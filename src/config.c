@@ -5,6 +5,7 @@
 #include "log.h"
 #include "record.h"
 #include "peer.h"
+#include "seal.h"
 #include "store.h"
 #include "strbuf.h"
 #include "tokendist.h"
@@ -24,6 +25,7 @@ typedef enum { T_STR, T_INT, T_BOOL, T_LIST } cfg_type;
  * the start with a message naming it. */
 #define CIDR 0x4u          /* an IP address or CIDR (peer.h) */
 #define HOSTNAME 0x8u      /* a host name or IP address (host.h) */
+#define SHAREKEY 0x10u     /* a share key (seal.h); at most TD_SEAL_KEYS_MAX */
 
 #define ALL (TD_CMD_SERVE | TD_CMD_REFRESH | TD_CMD_GET | TD_CMD_CHECK | TD_CMD_FILES | TD_CMD_SCF)
 #define SRV (TD_CMD_SERVE | TD_CMD_SCF)
@@ -151,6 +153,8 @@ static const cfg_entry table[] = {
      "Gitee branch"},
     {"gitee-base-url", {"GITEE_BASE_URL"}, T_STR, O(gitee_base_url), "https://gitee.com/api/v5", 0, 0, URL_CREDS, SNK | TD_CMD_GET | TD_CMD_FILES,
      "Gitee API base"},
+    {"share-key", {"TOKENDIST_SHARE_KEY"}, T_LIST, O(share_keys), NULL, 0, 0, SENSITIVE | SHAREKEY, SNK | TD_CMD_GET | TD_CMD_FILES,
+     "key sealing the Gitee copy with AES-256-GCM (tokendist keygen prints one; the same on the refresher and its clients); comma-separated: the first seals, each opens"},
 
     {"url", {"TOKENDIST_URLS", "TENCENT_CLOUD_API_URL"}, T_LIST, O(urls), NULL, 0, 0, URL_CREDS, TD_CMD_GET | TD_CMD_FILES,
      "endpoint to get the token from (repeat: tried in order)"},
@@ -257,12 +261,19 @@ static int set_value(td_config *c, const cfg_entry *e, const char *val, const ch
             while (a < b && (*a == ' ' || *a == '\t')) a++;
             while (b > a && (b[-1] == ' ' || b[-1] == '\t')) b--;
             if (b > a && list_add(l, a, (size_t)(b - a)) != TD_OK) return TD_ENOMEM;
-            if (b > a && (e->flags & (CIDR | HOSTNAME))) {
+            if (b > a && (e->flags & (CIDR | HOSTNAME | SHAREKEY))) {
                 char why[300];
                 const char *item = l->v[l->n - 1];
-                if (((e->flags & CIDR) ? td_peer_cidr_check(item, why, sizeof why)
-                                       : td_host_name_check(item, why, sizeof why)) != TD_OK) {
-                    snprintf(err, errlen, "%s: %s", where, why);
+                int rc = (e->flags & CIDR)     ? td_peer_cidr_check(item, why, sizeof why)
+                         : (e->flags & HOSTNAME) ? td_host_name_check(item, why, sizeof why)
+                                                 : td_seal_key_check(item, why, sizeof why);
+                if (rc != TD_OK) { /* a key is named by its place, never shown */
+                    if (e->flags & SHAREKEY) snprintf(err, errlen, "%s 的第 %zu 个密钥无效: %s", where, l->n, why);
+                    else snprintf(err, errlen, "%s: %s", where, why);
+                    return TD_EINVAL;
+                }
+                if ((e->flags & SHAREKEY) && l->n > TD_SEAL_KEYS_MAX) {
+                    snprintf(err, errlen, "%s: 最多 %d 个密钥", where, TD_SEAL_KEYS_MAX);
                     return TD_EINVAL;
                 }
             }

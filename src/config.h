@@ -90,6 +90,7 @@ typedef struct td_config {
     char *gitee_file_path;
     char *gitee_branch;
     char *gitee_base_url;
+    td_strlist share_keys;      /* seal the Gitee copy (seal.h); the first seals */
 
     /* get (client) */
     td_strlist urls;

@@ -23,6 +23,7 @@ const char *td_strerror(int code)
         [-TD_ERATELIMIT] = "被上游限流",
         [-TD_ECANCELED] = "已取消: 进程正在退出",
         [-TD_ENOTSUP] = "此版本的 libtokendist 不支持",
+        [-TD_ESHAREKEY] = "共享密钥缺失或不符: 无法打开加密的 Gitee 记录",
     };
     _Static_assert(sizeof text / sizeof *text == -TD__ELAST, "every TD_E* code has a text");
     if (code > 0 || code <= TD__ELAST) return "未知错误";

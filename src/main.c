@@ -20,6 +20,7 @@ static const command commands[] = {
     {"refresh", td_cmd_refresh, "fetch the Feishu token and push it to every sink (--once: one cycle)"},
     {"scf-runtime", td_cmd_scf, "serve events as a Tencent SCF event function (custom runtime bootstrap)"},
     {"check", td_cmd_check, "test the distribution endpoint the seed's way (connection, upload)"},
+    {"keygen", td_cmd_keygen, "print a new share key (TOKENDIST_SHARE_KEY) that seals the Gitee copy"},
 };
 
 static void usage(FILE *f)

@@ -37,11 +37,19 @@ int td_sinks_from_config(td_sinks *s, const td_config *c, const td_token_conf *t
                                   "GITEE_REPO or GITEE_FILE_PATH is not set");
             return TD_EINVAL;
         }
-        k->kind = TD_SINK_GITEE, k->label = "Gitee", k->timeout_ms = tmo;
+        k->kind = TD_SINK_GITEE, k->label = "Gitee", k->timeout_ms = tmo, k->name = t->name;
         k->gitee = (td_gitee){.base_url = c->gitee_base_url, .owner = c->gitee_owner,
                               .repo = c->gitee_repo, .path = t->gitee_path,
                               .branch = c->gitee_branch, .access_token = c->gitee_access_token,
                               .timeout_ms = tmo};
+        for (size_t i = 0; i < c->share_keys.n; i++) {
+            char why[256];
+            if (td_seal_keys_add(&k->seal, c->share_keys.v[i], why, sizeof why) != TD_OK) {
+                snprintf(err, errlen, "TOKENDIST_SHARE_KEY 的第 %zu 个密钥无效: %s", i + 1, why);
+                td_seal_keys_wipe(&k->seal);
+                return TD_EINVAL;
+            }
+        }
     }
     return TD_OK;
 }
@@ -55,6 +63,12 @@ void td_sinks_log_enabled(const td_sinks *s)
             td_log("API地址: %s", k->url);
         } else if (k->kind == TD_SINK_GITEE) {
             td_log("Gitee Token共享功能已启用: %s/%s:%s", k->gitee.owner, k->gitee.repo, k->gitee.path);
+            if (k->seal.n)
+                td_log("Gitee 上的 token 记录以共享密钥加密 (AES-256-GCM，kid %s%s)", k->seal.v[0].kid,
+                       k->seal.n > 1 ? "；其余密钥只用于读取" : "");
+            else
+                td_log("⚠️ Gitee 上的 token 记录未加密: 能读取仓库 %s/%s 的人 (包括它的提交历史) 都能拿到 token；"
+                       "设置 TOKENDIST_SHARE_KEY (tokendist keygen 生成) 以加密", k->gitee.owner, k->gitee.repo);
         }
     }
 }
@@ -111,32 +125,86 @@ out:
     return rc;
 }
 
+/* A Gitee write: the sink and the record it delivers. */
+typedef struct gitee_push {
+    const td_sink *sink;
+    const td_record *r;
+} gitee_push;
+
+/* What the Gitee file holds now, as the guard of a write sees it. */
+typedef struct gitee_file {
+    int sealed;                 /* an envelope (else plaintext, or not a record) */
+    int64_t generated;          /* the record's, or the envelope's clear one */
+    int known;                  /* generated is known: a valid record, or a well-formed envelope */
+    int ours;                   /* sealed with our first key (the form we write) */
+    td_record *rec;             /* the record, when we can read it (plaintext, or opened) */
+} gitee_file;
+
+/* Reads the file's content without trusting more than it proves: an
+ * envelope's clear generated_timestamp counts only when its kid is not
+ * one of ours or it opens (one of ours that does not open was forged or
+ * corrupted, and is replaced). */
+static void gitee_file_read(const td_sink *s, const char *cur, size_t len, gitee_file *f)
+{
+    char why[512], kid[TD_SEAL_KID_LEN], *plain = NULL;
+    size_t plen = 0;
+    int ours = 0, rc;
+
+    memset(f, 0, sizeof *f);
+    if (td_seal_peek(cur, len, &f->generated, kid, why, sizeof why) != TD_OK) {
+        if (td_record_parse(cur, len, 0, -1, &f->rec, why, sizeof why) == TD_OK)
+            f->known = 1, f->generated = td_record_generated(f->rec);
+        return;
+    }
+    f->sealed = 1;
+    for (size_t i = 0; i < s->seal.n; i++)
+        if (!strcmp(s->seal.v[i].kid, kid)) ours = 1;
+    rc = td_seal_unwrap(&s->seal, s->name, cur, len, &plain, &plen, why, sizeof why);
+    if (rc == TD_OK && td_record_parse(plain, plen, 0, -1, &f->rec, why, sizeof why) == TD_OK) {
+        f->known = 1;
+        f->ours = !strcmp(s->seal.v[0].kid, kid);
+    } else if (!ours) {
+        f->known = 1;   /* another key's (or no key of ours): its clear time is all we have */
+    } else {
+        td_log("⚠️ Gitee 上的加密记录打不开 (%s)，将被替换", why);
+    }
+    if (plain) explicit_bzero(plain, plen);
+    free(plain);
+}
+
 /* Put-if-newer for the Gitee file, as the server's store does it: a file
- * holding a valid record whose generated_timestamp is not older than the
- * pushed one is not replaced (a stale refresher must not roll the file
- * back); the same record, however formatted, is already there.  Anything
- * that is not a valid record (an empty "{}", another format) is ours to
- * replace. */
+ * holding a record whose generated_timestamp is not older than the pushed
+ * one is not replaced (a stale refresher must not roll the file back); a
+ * sealed file is judged by its clear generated_timestamp, so no key is
+ * needed for that.  The same record in the form we write (plaintext, or
+ * sealed with our first key) is already there, however formatted; in the
+ * other form (sealing just turned on, a key rotated) it is rewritten.
+ * Anything else (an empty "{}", another format) is ours to replace. */
 static int gitee_guard(void *ud, const char *cur, size_t len, char *err, size_t errlen)
 {
-    const td_record *r = ud;
-    td_record *old = NULL;
-    const char *a, *b;
-    size_t alen, blen;
-    char why[256];
+    const gitee_push *p = ud;
+    gitee_file f;
     int rc = TD_OK;
 
-    if (td_record_parse(cur, len, 0, -1, &old, why, sizeof why) != TD_OK) return TD_OK;
-    a = td_record_json(old, &alen);
-    b = td_record_json(r, &blen);
-    if (alen == blen && !memcmp(a, b, alen)) {
-        rc = 1;
-    } else if (td_record_generated(old) >= td_record_generated(r)) {
+    gitee_file_read(p->sink, cur, len, &f);
+    if (f.rec) {
+        const char *a, *b;
+        size_t alen, blen;
+        a = td_record_json(f.rec, &alen);
+        b = td_record_json(p->r, &blen);
+        if (alen == blen && !memcmp(a, b, alen)) {
+            int same_form = f.sealed == (p->sink->seal.n > 0) && (!f.sealed || f.ours);
+            rc = same_form ? 1 : TD_OK;
+            goto out;
+        }
+    }
+    if (f.known && f.generated >= td_record_generated(p->r)) {
         snprintf(err, errlen, "Gitee 上已有更新的 token 记录 (generated_timestamp %lld，本次 %lld)，未覆盖",
-                 (long long)td_record_generated(old), (long long)td_record_generated(r));
+                 (long long)f.generated, (long long)td_record_generated(p->r));
         rc = TD_ECONFLICT;
     }
-    td_record_free(old);
+out:
+    td_record_free(f.rec);
     return rc;
 }
 
@@ -145,11 +213,23 @@ static int push_gitee(const td_sink *s, const td_record *r, char *err, size_t er
     char msg[128], e[TD_TIME_LEN], why[512];
     size_t len;
     const char *json = td_record_json(r, &len);
+    char *sealed = NULL;
+    gitee_push p = {s, r};
     int rc;
 
     snprintf(msg, sizeof msg, "tokendist: 更新 token (过期时间 %s)", td_clock_format(td_record_expires(r), e));
     td_log("正在上传token到Gitee (%s/%s:%s)...", s->gitee.owner, s->gitee.repo, s->gitee.path);
-    rc = td_gitee_write(&s->gitee, json, len, msg, gitee_guard, (void *)r, why, sizeof why);
+    if (s->seal.n) {
+        if ((rc = td_seal_wrap(&s->seal, s->name, td_record_generated(r), json, len, &sealed, &len, why,
+                               sizeof why)) != TD_OK) {
+            snprintf(err, errlen, "Gitee上传失败: %s", why);
+            td_log("❌ %s", err);
+            return rc;
+        }
+        json = sealed;
+    }
+    rc = td_gitee_write(&s->gitee, json, len, msg, gitee_guard, &p, why, sizeof why);
+    free(sealed);
     if (rc == TD_ECONFLICT) {
         /* The server's 409: a conflict, not a delivery failure to retry. */
         snprintf(err, errlen, "%s", why);
@@ -161,7 +241,7 @@ static int push_gitee(const td_sink *s, const td_record *r, char *err, size_t er
         td_log("❌ %s", err);
         return rc;
     }
-    td_log("Token已成功分发到Gitee");
+    td_log("Token已成功分发到Gitee%s", s->seal.n ? " (已加密)" : "");
     return TD_OK;
 }
 
@@ -244,10 +324,21 @@ int td_sink_current(const td_sink *s, td_record **out, char *err, size_t errlen)
         }
         json = resp.body, len = resp.body_len;
         break;
-    case TD_SINK_GITEE:
-        if ((rc = td_gitee_read(&s->gitee, &text, &len, NULL, err, errlen)) != TD_OK) goto out;
+    case TD_SINK_GITEE: {
+        char *raw = NULL, why[512];
+        size_t rawlen = 0;
+        if ((rc = td_gitee_read(&s->gitee, &raw, &rawlen, NULL, err, errlen)) != TD_OK) goto out;
+        /* Sealed or not, by the clients' own rule (seal.h). */
+        rc = td_seal_unwrap(&s->seal, s->name, raw, rawlen, &text, &len, why, sizeof why);
+        if (raw) explicit_bzero(raw, rawlen);
+        free(raw);
+        if (rc != TD_OK) {
+            snprintf(err, errlen, "Gitee 文件 %s/%s:%s: %s", s->gitee.owner, s->gitee.repo, s->gitee.path, why);
+            goto out;
+        }
         json = text;
         break;
+    }
     case TD_SINK_LOCAL:
         if (!(snap = td_api_snapshot(s->api, s->name))) {
             snprintf(err, errlen, "本地存储中没有 %s", s->name);
@@ -266,6 +357,7 @@ int td_sink_current(const td_sink *s, td_record **out, char *err, size_t errlen)
     if (rc == TD_EEXPIRED) rc = TD_ENOTFOUND;
 out:
     td_snap_release(snap);
+    if (text) explicit_bzero(text, len);
     free(text);
     td_httpc_resp_clear(&resp);
     return rc;

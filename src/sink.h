@@ -4,7 +4,8 @@
  *   endpoint  POST to TENCENT_CLOUD_API_URL with the seed's semantics (our
  *             own `tokendist serve`, or a Tencent SCF function), the push
  *             key as Authorization: Bearer;
- *   gitee     the record as a file in a Gitee repository;
+ *   gitee     the record as a file in a Gitee repository: plaintext (the
+ *             seed's format), or sealed with the share key (seal.h);
  *   local     the api store of the `tokendist serve` we run inside.
  *
  * Every enabled sink gets every new token; one failing sink never stops the
@@ -17,6 +18,7 @@
 #include "config.h"
 #include "gitee.h"
 #include "record.h"
+#include "seal.h"
 
 #include <stddef.h>
 
@@ -27,8 +29,9 @@ typedef struct td_sink {
     const char *label;          /* for log lines: "腾讯云函数", "Gitee", "本地存储" */
     const char *url, *key;      /* endpoint; key may be NULL */
     td_gitee gitee;             /* gitee */
+    td_seal_keys seal;          /* gitee: share keys (n == 0: plaintext); the first seals */
     td_api *api;                /* local */
-    const char *name;           /* local: token name */
+    const char *name;           /* local, gitee: token name */
     long timeout_ms;
 } td_sink;
 
@@ -49,7 +52,8 @@ int td_sinks_from_config(td_sinks *s, const td_config *c, const struct td_token_
                          size_t errlen);
 
 /* Logs which sinks are on, the seed's way ("腾讯云函数 Token分发功能已启用",
- * "API地址: …"). */
+ * "API地址: …"); for the Gitee file whether it is sealed (the key's kid),
+ * or a warning that anyone who can read the repository can read the token. */
 void td_sinks_log_enabled(const td_sinks *s);
 
 /* Delivers r.  Logs the seed's lines for the endpoint ("正在上传token到腾讯云函数...",

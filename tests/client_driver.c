@@ -135,6 +135,7 @@ int main(int argc, char **argv)
             {"--gitee-base", TD_OPT_GITEE_BASE_URL, 0}, {"--gitee-owner", TD_OPT_GITEE_OWNER, 0},
             {"--gitee-repo", TD_OPT_GITEE_REPO, 0}, {"--gitee-path", TD_OPT_GITEE_PATH, 0},
             {"--gitee-branch", TD_OPT_GITEE_BRANCH, 0}, {"--gitee-token", TD_OPT_GITEE_ACCESS_TOKEN, 0},
+            {"--share-key", TD_OPT_SHARE_KEY, 0},
         };
         const char *k = argv[i], *v = argv[i + 1];
         size_t m = 0;

@@ -55,7 +55,7 @@ const MAX_BODY_BYTES = 1024 * 1024;
 class TokendistError extends Error {
   /**
    * @param {string} code  ENOTFOUND_TOKEN | EHTTP | EAUTH | ENETWORK | ETIMEOUT |
-   *                       EEXPIRED | EINVALID | ESTALE | EALLFAILED | ECONFIG
+   *                       EEXPIRED | EINVALID | ESTALE | EALLFAILED | ECONFIG | ESHAREKEY
    * @param {string} message
    * @param {object} [extra] source, url, status, errors, cause
    */
@@ -121,7 +121,9 @@ function makeLogger(logger) {
 /**
  * Check a record: the seed's nine fields with the right JSON types, a non-empty
  * token in `field`, timestamps that make sense. Returns null when valid, else a
- * Chinese description of the first problem (never containing a token).
+ * Chinese description of the first problem (never containing a token).  A
+ * record without `tenant_access_token` is valid for that field too: its
+ * `access_token` stands in (see tokenOf).
  */
 function validateRecord(record, field = 'access_token') {
   if (!isPlainObject(record)) return '数据不是JSON对象';
@@ -133,8 +135,8 @@ function validateRecord(record, field = 'access_token') {
     }
   }
   if (record.access_token.length === 0) return '字段 access_token 为空';
-  if (field !== 'access_token') {
-    if (typeof record[field] !== 'string') return `缺少字段 ${field}`;
+  if (field !== 'access_token' && field in record) {
+    if (typeof record[field] !== 'string') return `字段 ${field} 类型错误 (应为 string)`;
     if (record[field].length === 0) return `字段 ${field} 为空`;
   }
   if (record.expire_timestamp <= record.generated_timestamp) {
@@ -143,10 +145,21 @@ function validateRecord(record, field = 'access_token') {
   return null;
 }
 
-/** The expiry (Unix seconds) that applies to `field`. */
+/**
+ * The token of `field` in a valid record.  A record without
+ * `tenant_access_token` (the seed's own producer writes none) gives its
+ * `access_token` for it: for Feishu's internal apps both are the same string.
+ * The C and Python clients do the same.
+ */
+function tokenOf(record, field) {
+  return field !== 'access_token' && typeof record[field] === 'string' ? record[field] : record.access_token;
+}
+
+/** The expiry (Unix seconds) that applies to `field`'s token. */
 function expiryOf(record, field) {
-  if (field === 'tenant_access_token' && typeof record.tenant_expire_timestamp === 'number'
-      && Number.isFinite(record.tenant_expire_timestamp)) {
+  if (field === 'tenant_access_token' && typeof record[field] === 'string'
+      && typeof record.tenant_expire_timestamp === 'number'
+      && Number.isFinite(record.tenant_expire_timestamp) && record.tenant_expire_timestamp > 0) {
     return record.tenant_expire_timestamp;
   }
   return record.expire_timestamp;
@@ -212,14 +225,140 @@ function invalidUrlFor(apiUrl) {
   }
 }
 
-/**
- * The record inside the Gitee file's bytes.  Today the file holds the record
- * as plain JSON, the seed's format.  This is the one place a sealed copy (an
- * envelope opened with the share key) will be recognised and opened, so that
- * everything after it sees a plain record whichever form the file had.
+/* ------------------------------------------------------------------ */
+/* the sealed Gitee copy                                              */
+/* ------------------------------------------------------------------ */
+
+/*
+ * With a share key the refresher writes the Gitee file sealed: the record
+ * encrypted and authenticated with AES-256-GCM in a versioned envelope
+ *   {"v":1,"alg":"A256GCM","kid":…,"name":…,"generated_timestamp":…,"nonce":…,"ct":…}
+ * The rules are docs/protocol.md's ("The sealed Gitee copy"), pinned down by
+ * tests/vectors/sealed-v1.json; the C library and the Python client follow
+ * the same ones, with the same Chinese messages.
  */
-function openGiteeFile(bytes) {
-  return JSON.parse(bytes.toString('utf8').replace(/^\uFEFF/, ''));
+
+const SHARE_KEYS_MAX = 8;
+const SHARE_KEY_RULE = '应为 32 字节随机数的 base64 (44 个字符，标准字母表，以 = 结尾)，请用 tokendist keygen 生成';
+const SEALED_PLAIN_MAX = 64 * 1024;
+
+/** Why a Gitee file was refused: `code` and a phrase for "❌ Gitee token获取失败: <phrase>". */
+class SealError extends Error {
+  constructor(code, phrase) {
+    super(phrase);
+    this.code = code;
+  }
+}
+
+/**
+ * Standard base64 with padding, in its one spelling: the text must be exactly
+ * what encoding the bytes gives (no blanks, URL-safe letters, missing padding
+ * or stray low bits). Null when it is not.
+ */
+function b64Strict(text) {
+  if (typeof text !== 'string' || text.length % 4 !== 0 || !/^[A-Za-z0-9+/]*={0,2}$/.test(text)) return null;
+  const raw = Buffer.from(text, 'base64');
+  return raw.toString('base64') === text ? raw : null;
+}
+
+/** The key's id: the first 8 bytes of SHA-256 of the raw key, in hex. */
+function kidOf(key) {
+  return crypto.createHash('sha256').update(key).digest('hex').slice(0, 16);
+}
+
+/** The keys of shareKey / TOKENDIST_SHARE_KEY (a comma-separated string or a list); a bad one never shown. */
+function parseShareKeys(value) {
+  const items = Array.isArray(value) ? value : [value];
+  if (!items.every((i) => typeof i === 'string')) throw configError('shareKey 必须是字符串或字符串数组');
+  const keys = [];
+  for (const text of items.flatMap((i) => i.split(',')).map((t) => t.replace(/^[ \t]+|[ \t]+$/g, ''))) {
+    if (!text) continue;
+    const raw = b64Strict(text);
+    if (!raw || raw.length !== 32) {
+      throw configError(`shareKey / TOKENDIST_SHARE_KEY 的第 ${keys.length + 1} 个密钥无效: ${SHARE_KEY_RULE}`);
+    }
+    if (keys.length === SHARE_KEYS_MAX) throw configError(`shareKey / TOKENDIST_SHARE_KEY 最多 ${SHARE_KEYS_MAX} 个密钥`);
+    keys.push(Object.freeze({ kid: kidOf(raw), key: raw }));
+  }
+  return keys;
+}
+
+/** The associated data: every clear field, one per line. */
+function sealedAad(kid, name, generated) {
+  return Buffer.from(`tokendist-sealed\n1\nA256GCM\n${kid}\n${name}\n${generated}`, 'ascii');
+}
+
+function openEnvelope(keys, name, env) {
+  const { v, alg, kid, generated_timestamp: gen, nonce: nonce64, ct: ct64 } = env;
+  if (v !== 1) {
+    throw new SealError('EINVALID', Number.isInteger(v)
+      ? `加密记录的格式版本 v=${v} 不受支持 (此版本只认识 v=1)，请升级客户端` : '加密记录的字段 v 无效 (应为 1)');
+  }
+  if (alg !== 'A256GCM') {
+    throw new SealError('EINVALID', `加密记录的算法 ${typeof alg === 'string' ? alg.slice(0, 40) : '(无)'} 不受支持 (只支持 A256GCM)`);
+  }
+  const bad = !(typeof kid === 'string' && /^[0-9a-f]{16}$/.test(kid)) ? 'kid'
+    : !(typeof env.name === 'string' && NAME_RE.test(env.name)) ? 'name'
+      : !(Number.isSafeInteger(gen) && gen >= 0) ? 'generated_timestamp'
+        : !(typeof nonce64 === 'string' && nonce64.length === 16) ? 'nonce'
+          : !(typeof ct64 === 'string' && ct64.length <= Math.floor((SEALED_PLAIN_MAX + 16 + 2) / 3) * 4) ? 'ct'
+            : null;
+  if (bad) throw new SealError('EINVALID', `加密记录的字段 ${bad} 无效`);
+  if (env.name !== name) throw new SealError('EINVALID', `加密记录属于 token '${env.name}'，不是 '${name}'`);
+  if (keys.length === 0) {
+    throw new SealError('ESHAREKEY', `记录已加密 (kid ${kid})，但没有设置共享密钥: 请设置 TOKENDIST_SHARE_KEY (与刷新器的相同)`);
+  }
+  const key = keys.find((k) => k.kid === kid);
+  if (!key) {
+    throw new SealError('ESHAREKEY', `记录是用另一把共享密钥加密的 (kid ${kid})，已设置的密钥是 kid `
+      + `${keys.map((k) => k.kid).join(', ')}: 请检查 TOKENDIST_SHARE_KEY`);
+  }
+  const nonce = b64Strict(nonce64);
+  if (!nonce || nonce.length !== 12) throw new SealError('EINVALID', '加密记录的字段 nonce 无效 (应为 12 字节的 base64)');
+  const ct = b64Strict(ct64);
+  if (!ct || ct.length < 16) throw new SealError('EINVALID', '加密记录的字段 ct 无效 (应为密文和 16 字节标签的 base64)');
+  let plain;
+  try {
+    const d = crypto.createDecipheriv('aes-256-gcm', key.key, nonce, { authTagLength: 16 });
+    d.setAAD(sealedAad(kid, env.name, gen));
+    d.setAuthTag(ct.subarray(ct.length - 16));
+    plain = Buffer.concat([d.update(ct.subarray(0, ct.length - 16)), d.final()]);
+  } catch {
+    throw new SealError('EINVALID', `加密记录未通过校验 (kid ${kid}): 内容被改动过或已损坏`);
+  }
+  let record;
+  try {
+    record = JSON.parse(plain.toString('utf8'));
+  } catch {
+    record = undefined;
+  } finally {
+    plain.fill(0);
+  }
+  if (!isPlainObject(record) || record.generated_timestamp !== gen) {
+    throw new SealError('EINVALID', '加密记录的 generated_timestamp 与其中的记录不一致');
+  }
+  return record;
+}
+
+/**
+ * The record inside the Gitee file's bytes, by the rule every client
+ * follows: an envelope is opened with the key its kid names, for this token
+ * name; a plaintext record (the seed's format) is taken as is without a
+ * share key and refused with one (anyone with write access to the
+ * repository could have put it there). Throws SealError.
+ */
+function openGiteeFile(bytes, keys = [], name = DEFAULT_NAME) {
+  let doc;
+  try {
+    doc = JSON.parse(bytes.toString('utf8').replace(/^\uFEFF/, ''));
+  } catch {
+    throw new SealError('EINVALID', '文件内容不是JSON');
+  }
+  if (isPlainObject(doc) && 'v' in doc && !('access_token' in doc)) return openEnvelope(keys, name, doc);
+  if (keys.length) {
+    throw new SealError('ESHAREKEY', '记录未加密，但设置了共享密钥 (TOKENDIST_SHARE_KEY): 不接受未加密的记录 (刷新器也要设置同一密钥)');
+  }
+  return doc;
 }
 
 /* ------------------------------------------------------------------ */
@@ -397,6 +536,9 @@ function normalizeOptions(raw) {
 
   const cacheFile = o.cacheFile ? path.resolve(String(o.cacheFile)) : undefined;
 
+  const shareKey = o.shareKey !== undefined ? o.shareKey : o.TOKENDIST_SHARE_KEY;
+  const shareKeys = shareKey === undefined || shareKey === null || shareKey === '' ? [] : parseShareKeys(shareKey);
+
   const fetchImpl = o.fetch || globalThis.fetch;
   if (typeof fetchImpl !== 'function') {
     throw configError('没有可用的 fetch (需要 Node.js >= 18，或传入 options.fetch)');
@@ -418,6 +560,7 @@ function normalizeOptions(raw) {
     fetch: fetchImpl,
     log: makeLogger(o.logger),
     refreshWaitMs,
+    shareKeys,
   };
 }
 
@@ -479,7 +622,7 @@ class TokendistClient {
 
   /** The token string of `field`. */
   async getAccessToken() {
-    return (await this.getRecordInfo()).record[this._o.field];
+    return tokenOf((await this.getRecordInfo()).record, this._o.field);
   }
 
   /** Drops the in-memory record (the next call fetches). */
@@ -506,7 +649,7 @@ class TokendistClient {
           continue;
         }
         // Waited long enough: the sources still hand out the reported token.
-        log.warn(`⚠️ 等待 ${this._o.refreshWaitMs}ms 后仍只拿到已报告无效的token ${fingerprint(stale.record[this._o.field])}，暂时继续使用`);
+        log.warn(`⚠️ 等待 ${this._o.refreshWaitMs}ms 后仍只拿到已报告无效的token ${fingerprint(tokenOf(stale.record, this._o.field))}，暂时继续使用`);
         return this._accept(stale, epoch, true);
       }
       throw this._failure(failures);
@@ -515,7 +658,7 @@ class TokendistClient {
 
   _accept(got, epoch, staleOk = false) {
     const mem = { record: got.record, origin: got.from, url: got.url, offsetMs: this._offsetMs };
-    const tok = got.record[this._o.field];
+    const tok = tokenOf(got.record, this._o.field);
     // A report of this very token arrived while we were fetching: hand it to the
     // callers that were already waiting, but do not keep it.
     const reportedMeanwhile = !staleOk && epoch !== this._epoch
@@ -600,7 +743,7 @@ class TokendistClient {
         : `token即将过期 (剩余 ${remaining} 秒，要求至少 ${o.minRemainingSeconds} 秒)`;
       return new TokendistError('EEXPIRED', `❌ ${label} token获取失败: ${why}`, { ...extra, remainingSeconds: remaining });
     }
-    if (rejected && record[o.field] === rejected.token) {
+    if (rejected && tokenOf(record, o.field) === rejected.token) {
       return new TokendistError('ESTALE',
         `❌ ${label} token获取失败: 仍是已报告无效的token ${fingerprint(rejected.token)}，等待服务端刷新`, extra);
     }
@@ -720,10 +863,12 @@ class TokendistClient {
     if (!isPlainObject(body) || typeof body.content !== 'string') {
       throw new TokendistError('EINVALID', '❌ Gitee token获取失败: 响应中没有文件内容 (content)', extra);
     }
+    // Sealed or plaintext, by the rule every client follows (openGiteeFile).
     try {
-      return { record: openGiteeFile(Buffer.from(body.content.replace(/\s+/g, ''), 'base64')) };
-    } catch {
-      throw new TokendistError('EINVALID', '❌ Gitee token获取失败: 文件内容不是JSON', extra);
+      return { record: openGiteeFile(Buffer.from(body.content.replace(/\s+/g, ''), 'base64'), this._o.shareKeys, this._o.name) };
+    } catch (err) {
+      if (!(err instanceof SealError)) throw err;
+      throw new TokendistError(err.code, `❌ Gitee token获取失败: ${err.message}`, extra);
     }
   }
 
@@ -747,7 +892,7 @@ class TokendistClient {
   async _writeCache(record) {
     const file = this._o.cacheFile;
     if (!file) return;
-    const key = `${record[this._o.field]}\u0000${record.generated_timestamp}`;
+    const key = `${tokenOf(record, this._o.field)}\u0000${record.generated_timestamp}`;
     if (this._lastCacheWrite === key) return;
     const tmp = `${file}.${process.pid}.${crypto.randomBytes(6).toString('hex')}.tmp`;
     let fh;
@@ -788,7 +933,7 @@ class TokendistClient {
     const o = this._o;
     const mem = this._memory;
     if (mem && (mem.record.access_token === token || mem.record.tenant_access_token === token
-        || mem.record[o.field] === token)) {
+        || tokenOf(mem.record, o.field) === token)) {
       this._memory = null;
     }
     this._epoch += 1;
@@ -855,7 +1000,7 @@ class TokendistClient {
           this._rejected = null;
           await this._writeCache(record);
           this._memory = { record, origin: 'endpoint', url, offsetMs: this._offsetMs };
-          o.log.info(`已上报无效token ${fingerprint(token)}，服务端返回新token ${fingerprint(record[o.field])}`);
+          o.log.info(`已上报无效token ${fingerprint(token)}，服务端返回新token ${fingerprint(tokenOf(record, o.field))}`);
           return { reported: true, status: 200, refreshing: false, replaced: true, url: lastUrl };
         }
         o.log.warn(`已上报无效token，但服务端返回的记录不可用: ${err.message}`);

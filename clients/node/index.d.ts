@@ -66,7 +66,10 @@ export interface ClientOptions {
   minRemainingSeconds?: number;
   /** Per-request timeout. Default 5000. */
   timeoutMs?: number;
-  /** Which token `getAccessToken()` returns. Default `access_token`. */
+  /**
+   * Which token `getAccessToken()` returns. Default `access_token`. A record without
+   * `tenant_access_token` (the seed's producer writes none) gives its `access_token` for it.
+   */
   field?: TokenField;
   /** Fallback after the endpoints: a JSON file in a Gitee repository. */
   gitee?: GiteeOptions;
@@ -78,6 +81,14 @@ export interface ClientOptions {
   logger?: Logger | Console;
   /** After reportInvalid(), how long the next fetch waits for a token other than the reported one. Default 5000. */
   refreshWaitMs?: number;
+  /**
+   * Share key(s) of a sealed Gitee copy (`tokendist keygen`: 32 random bytes in base64), the
+   * same as the refresher's `TOKENDIST_SHARE_KEY`; several comma-separated or as an array, any
+   * of them opens (rotation). Set: the Gitee file must be sealed with one of them for this
+   * `name`, a plaintext file is refused (ESHAREKEY). Unset: the seed's plaintext file is read,
+   * a sealed one refused (ESHAREKEY). Either way the next source (the cache file) is tried.
+   */
+  shareKey?: string | string[];
 
   /** The seed's TENCENT_CLOUD_CONFIG: `ENABLED: false` skips the endpoint. */
   ENABLED?: boolean;
@@ -91,6 +102,8 @@ export interface ClientOptions {
   GITEE_REPO?: string;
   GITEE_FILE_PATH?: string;
   GITEE_BRANCH?: string;
+  /** Same as shareKey (the environment's name). */
+  TOKENDIST_SHARE_KEY?: string;
 }
 
 export interface RecordInfo {
@@ -130,7 +143,9 @@ export type TokendistErrorCode =
   | 'EINVALID'
   | 'ESTALE'
   | 'EALLFAILED'
-  | 'ECONFIG';
+  | 'ECONFIG'
+  /** The Gitee copy is sealed and no shareKey opens it (none set, none with its kid), or it is plaintext while one is set. */
+  | 'ESHAREKEY';
 
 export class TokendistError extends Error {
   name: 'TokendistError';

@@ -13,7 +13,8 @@ file holds only what is specific to its service:
 * a control API: ``double.control({...})`` / ``POST /_control`` and a state view
   ``double.state()`` / ``GET /_state``;
 * fault injection common to all doubles, each optionally for ``times`` requests;
-* a clock tests can shift (``clock_offset``, ``advance``, ``clock_file``);
+* a clock tests can shift (``clock_offset``, ``advance``, ``clock_file``), which the
+  ``Date`` header of every answer follows;
 * a command line, so shell and node tests can run a double as a process:
   ``python3 DOUBLE.py --port 0 --port-file F [--config JSON|@FILE]``.
 
@@ -48,6 +49,7 @@ the exception's message.
 """
 
 import argparse
+import email.utils
 import json
 import os
 import signal
@@ -128,6 +130,12 @@ class _Handler(BaseHTTPRequestHandler):
 
     def log_message(self, fmt, *args):
         pass  # quiet: request lines can carry tokens (Gitee's access_token query)
+
+    def date_time_string(self, timestamp=None):
+        """The Date header by the double's clock, so a shifted clock shows in
+        what clients read of it (they judge expiry by the server's Date)."""
+        return email.utils.formatdate(self.server.double.now() if timestamp is None else timestamp,
+                                      usegmt=True)
 
     def setup(self):
         super().setup()

@@ -95,7 +95,7 @@ class GiteeDouble(DoubleServer):
         self.concurrent_content = None
         self.sha_conflict_status = 400
         self.header_auth = False
-        self.commits = []          # {"sha", "repo", "branch", "path", "method", "message", "size"}
+        self.commits = []          # {"sha", "repo", "branch", "path", "method", "message", "size", "text"}
         self.add_repo(DEFAULT_REPO)
 
     # -- Python-side conveniences for tests --------------------------------
@@ -272,8 +272,10 @@ class GiteeDouble(DoubleServer):
         parent = self.commits[-1]["sha"] if self.commits else None
         tree[path] = data
         sha = hashlib.sha1(uuid.uuid4().bytes).hexdigest()
+        # "text": what the commit wrote, so a test can search the whole history
         self.commits.append({"sha": sha, "repo": full, "branch": branch, "path": path,
-                             "method": method, "message": text, "size": len(data)})
+                             "method": method, "message": text, "size": len(data),
+                             "text": data.decode("utf-8", "replace")})
         stamp = {**AUTHOR, "date": _iso8601(self.now())}
         api = f"{self.url}/api/v5/repos/{full}"
         return json_response({

@@ -2,10 +2,13 @@
 // wording — against the real tokendist binary.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import path from 'node:path';
 
 import { createClient, TokendistError } from '../index.mjs';
 import {
   NEEDS_BIN, startServer, startProxy, makeRecord, newToken, sameToken, captureLogger, deadUrl, movableClock,
+  tempDir,
 } from '../testlib/harness.mjs';
 
 let srv;
@@ -124,14 +127,35 @@ test('field: tenant_access_token', { skip: NEEDS_BIN }, async () => {
   const client = createClient({ apiUrl: `${srv.url}/v1/tokens/${name}`, field: 'tenant_access_token' });
   sameToken(assert, await client.getAccessToken(), rec.tenant_access_token);
 
-  const name2 = uniqueName();
-  await srv.push(makeRecord(), name2);
-  const noTenant = createClient({ apiUrl: `${srv.url}/v1/tokens/${name2}`, field: 'tenant_access_token' });
-  await assert.rejects(noTenant.getAccessToken(), (err) => {
-    assert.equal(err.code, 'EINVALID');
-    assert.match(err.message, /缺少字段 tenant_access_token/);
-    return true;
-  });
+});
+
+test('field: tenant_access_token of a record without one falls back to access_token', { skip: NEEDS_BIN }, async () => {
+  // The seed's own producer writes no tenant_access_token; for Feishu's
+  // internal apps both are the same string, and the C client falls back too.
+  const name = uniqueName();
+  const rec = makeRecord({ expireIn: 3600 });
+  await srv.push(rec, name);
+  const noTenant = createClient({ apiUrl: `${srv.url}/v1/tokens/${name}`, field: 'tenant_access_token' });
+  sameToken(assert, await noTenant.getAccessToken(), rec.access_token);
+  const info = await noTenant.getRecordInfo();
+  assert.ok(info.remainingSeconds > 3500 && info.remainingSeconds <= 3600, `${info.remainingSeconds}`);
+  assert.equal('tenant_access_token' in info.record, false);
+
+  // a tenant token that is there but empty is still a broken record (the
+  // server refuses to store one; a cache file may hold anything)
+  const { dir, cleanup } = tempDir();
+  try {
+    const cacheFile = path.join(dir, 'cache.json');
+    fs.writeFileSync(cacheFile, JSON.stringify(makeRecord({ extra: { tenant_access_token: '' } })));
+    const broken = createClient({ cacheFile, field: 'tenant_access_token' });
+    await assert.rejects(broken.getAccessToken(), (err) => {
+      assert.equal(err.code, 'EINVALID');
+      assert.match(err.message, /字段 tenant_access_token 为空/);
+      return true;
+    });
+  } finally {
+    cleanup();
+  }
 });
 
 test('no stored token → ENOTFOUND_TOKEN with the server\'s words', { skip: NEEDS_BIN }, async () => {

@@ -289,12 +289,14 @@ export async function startProxy(target, { skewSeconds = 0, intercept } = {}) {
  * missing file → 404 {"message":"Not Found"} or [] (mode 'empty-array').
  */
 export async function startGitee({ owner = 'alice', repo = 'tokens', file = 'token.json', branch, accessToken } = {}) {
-  const state = { record: undefined, missing: '404', status: 200, raw: undefined };
+  // state.date: a Date header to send instead of the real time (a Gitee whose clock says another time)
+  const state = { record: undefined, missing: '404', status: 200, raw: undefined, date: undefined };
   const requests = [];
   const server = http.createServer((req, res) => {
     const u = new URL(req.url, 'http://x');
     requests.push({ path: u.pathname, query: Object.fromEntries(u.searchParams) });
     const send = (status, obj) => {
+      if (state.date) res.setHeader('Date', state.date);
       res.writeHead(status, { 'content-type': 'application/json; charset=utf-8' });
       res.end(JSON.stringify(obj));
     };
@@ -331,6 +333,45 @@ export async function startGitee({ owner = 'alice', repo = 'tokens', file = 'tok
     state,
     requests,
     close: () => closeServer(server),
+  };
+}
+
+/**
+ * The project's own Gitee double (tests/doubles/gitee.py, the one the C tests
+ * use, with POST/PUT) as a process, for the real refresher to write to.
+ * Returns { url, baseUrl, accessToken, state(), control(cfg), stop() }.
+ */
+export async function startProjectGitee() {
+  const { dir, cleanup } = tempDir();
+  const portFile = path.join(dir, 'port');
+  const script = path.resolve(CLIENT_DIR, '../../tests/doubles/gitee.py');
+  const proc = spawn('python3', [script, '--port', '0', '--port-file', portFile],
+    { stdio: ['ignore', 'ignore', 'pipe'] });
+  let err = '';
+  proc.stderr.on('data', (d) => { err += d; });
+  live.add(proc);
+  const exited = new Promise((r) => proc.once('exit', () => { live.delete(proc); r(); }));
+  const end = Date.now() + DEADLINE_MS;
+  while (!fs.existsSync(portFile)) {
+    if (Date.now() > end || proc.exitCode !== null) {
+      proc.kill('SIGKILL');
+      cleanup();
+      throw new Error(`the Gitee double did not start: ${err.slice(-500)}`);
+    }
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  const url = `http://127.0.0.1:${fs.readFileSync(portFile, 'utf8').trim()}`;
+  return {
+    url,
+    baseUrl: `${url}/api/v5`,
+    accessToken: '0123456789abcdef0123456789abcdef',   // gitee.py's DEFAULT_TOKEN
+    state: async () => (await fetch(`${url}/_state`)).json(),
+    control: async (cfg) => (await fetch(`${url}/_control`, { method: 'POST', body: JSON.stringify(cfg) })).json(),
+    stop: async () => {
+      proc.kill('SIGTERM');
+      await exited;
+      cleanup();
+    },
   };
 }
 

@@ -4,6 +4,7 @@ wording: against the real tokendist binary."""
 from __future__ import annotations
 
 import itertools
+import json
 import os
 import time
 
@@ -107,10 +108,25 @@ class Basic(TestCase):
         self.srv.push(rec, name)
         client = create_client(api_url=f"{self.srv.url}/v1/tokens/{name}", field="tenant_access_token")
         same_token(self, client.get_access_token(), rec["tenant_access_token"])
-        name2 = unique()
-        self.srv.push(make_record(), name2)
-        no_tenant = create_client(api_url=f"{self.srv.url}/v1/tokens/{name2}", field="tenant_access_token")
-        self.assertError(no_tenant.get_access_token, "EINVALID", "缺少字段 tenant_access_token")
+
+    def test_tenant_field_falls_back_to_access_token(self) -> None:
+        """A record without tenant_access_token (the seed's own producer writes
+        none): the tenant field gives access_token, as the C client does (for
+        Feishu's internal apps both are the same string), with its expiry."""
+        name = unique()
+        rec = make_record(expire_in=3600)
+        self.srv.push(rec, name)
+        no_tenant = create_client(api_url=f"{self.srv.url}/v1/tokens/{name}", field="tenant_access_token")
+        same_token(self, no_tenant.get_access_token(), rec["access_token"])
+        self.assertTrue(3500 < no_tenant.get_record_info().remaining_seconds <= 3600)
+        self.assertNotIn("tenant_access_token", no_tenant.get_record())
+        # a tenant token that is there but empty is still a broken record (the
+        # server refuses to store one; a cache file may hold anything)
+        cache = os.path.join(self.tempdir(), "cache.json")
+        with open(cache, "w", encoding="utf-8") as f:
+            json.dump(make_record(tenant_access_token=""), f)
+        broken = create_client(cache_file=cache, field="tenant_access_token")
+        self.assertError(broken.get_access_token, "EINVALID", "字段 tenant_access_token 为空")
 
     def test_no_stored_token_is_enotfound_with_server_words(self) -> None:
         err = self.assertError(create_client(api_url=f"{self.srv.url}/v1/tokens/{unique()}").get_access_token,

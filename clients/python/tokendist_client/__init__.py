@@ -46,7 +46,8 @@ def create_client(config: Mapping[str, Any] | None = None, *,
                   field: TokenField | None = None,
                   timeout: float | None = None,
                   refresh_wait: float | None = None,
-                  logger: Logger | None = None) -> TokendistClient:
+                  logger: Logger | None = None,
+                  share_key: str | Sequence[str] | None = None) -> TokendistClient:
     """A client; raises TokendistError ``ECONFIG`` when the configuration is wrong.
 
     ``config`` is the seed's ``CONFIG`` dict (or ``os.environ``); keywords win:
@@ -69,8 +70,12 @@ def create_client(config: Mapping[str, Any] | None = None, *,
       waits for a token other than the reported one (default 5)
     * ``logger`` – default ``logging.getLogger("tokendist_client")``; tokens are
       only ever logged as fingerprints
+    * ``share_key`` – the key(s) of a sealed Gitee copy, as ``tokendist keygen``
+      prints them (comma-separated, or a list; ``TOKENDIST_SHARE_KEY``): the
+      file must then be sealed with one of them, and a plaintext one is
+      refused.  Needs the ``cryptography`` package (``tokendist-client[sealed]``)
     """
     return TokendistClient(build_options(
         config, api_url=api_url, read_key=read_key, min_remaining_seconds=min_remaining_seconds,
         gitee=gitee, cache_file=cache_file, name=name, field=field, timeout=timeout,
-        refresh_wait=refresh_wait, logger=logger))
+        refresh_wait=refresh_wait, logger=logger, share_key=share_key))

@@ -33,7 +33,7 @@ from . import sources
 from .errors import LABEL, SourceName, TokendistError
 from .feishu import is_feishu_invalid_token_error
 from .options import Options
-from .record import expiry_of, fingerprint, holds_token, validate_record
+from .record import expiry_of, fingerprint, holds_token, token_of, validate_record
 from .transport import Answer, exchange, redact_url
 
 T = TypeVar("T")
@@ -111,8 +111,7 @@ class TokendistClient:
     # -- the public face ---------------------------------------------------
     def get_access_token(self) -> str:
         """The token of ``field`` (``access_token`` unless told otherwise)."""
-        token: str = self._current()[0].record[self._o.field]
-        return token
+        return token_of(self._current()[0].record, self._o.field)
 
     def get_record(self) -> dict[str, Any]:
         """A copy of the whole record (the seed's nine fields and any extras)."""
@@ -242,7 +241,7 @@ class TokendistClient:
             if left <= 0:
                 self._o.logger.warning(
                     f"⚠️ 等待 {self._o.refresh_wait:g} 秒后仍只拿到已报告无效的token "
-                    f"{fingerprint(stale.record[self._o.field])}，暂时继续使用")
+                    f"{fingerprint(token_of(stale.record, self._o.field))}，暂时继续使用")
                 return self._accept(stale, epoch, stale_ok=True)
             time.sleep(min(pause, left))
             pause = min(pause * 2, WAIT_MAX)
@@ -251,7 +250,7 @@ class TokendistClient:
 
     def _accept(self, got: _Got, epoch: int, stale_ok: bool = False) -> _Memory:
         mem = _Memory(got.record, got.source, got.url)
-        tok = got.record[self._o.field]
+        tok = token_of(got.record, self._o.field)
         with self._lock:
             # A report of this very token arrived while we were fetching: hand it
             # to the callers already waiting, but do not keep it.
@@ -330,7 +329,7 @@ class TokendistClient:
                    f"token即将过期 (剩余 {remaining} 秒，要求至少 {o.min_remaining_seconds:g} 秒)")
             return TokendistError("EEXPIRED", f"❌ {label} token获取失败: {why}", source=source,
                                   url=shown, remaining_seconds=remaining)
-        if rejected is not None and record[o.field] == rejected.token:
+        if rejected is not None and token_of(record, o.field) == rejected.token:
             return TokendistError(
                 "ESTALE", f"❌ {label} token获取失败: 仍是已报告无效的token "
                 f"{fingerprint(rejected.token)}，等待服务端刷新", source=source, url=shown)
@@ -341,7 +340,7 @@ class TokendistClient:
         path = self._o.cache_file
         if path is None:
             return
-        key = (record[self._o.field], record.get("generated_timestamp"))
+        key = (token_of(record, self._o.field), record.get("generated_timestamp"))
         with self._lock:
             if self._cache_key == key:
                 return
@@ -430,7 +429,7 @@ class TokendistClient:
         with self._lock:
             self._rejected = None
             self._memory = _Memory(record, "endpoint", url)
-        o.logger.info(f"已上报无效token {fingerprint(token)}，服务端返回新token {fingerprint(record[o.field])}")
+        o.logger.info(f"已上报无效token {fingerprint(token)}，服务端返回新token {fingerprint(token_of(record, o.field))}")
         return ReportResult(True, 200, False, True, shown)
 
 

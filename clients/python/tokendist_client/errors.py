@@ -20,7 +20,10 @@ ErrorCode = Literal[
     "ENETWORK",         # could not connect, connection reset, …
     "ETIMEOUT",         # no answer within the timeout
     "EEXPIRED",         # the token is expired or has min_remaining_seconds or less left
-    "EINVALID",         # the record is malformed, or the answer is not JSON
+    "EINVALID",         # the record is malformed, or the answer is not JSON; a sealed
+                        # Gitee copy that does not open (changed, another token's)
+    "ESHAREKEY",        # the Gitee copy is sealed and no share_key opens it (none set,
+                        # none with its kid), or it is plaintext while one is set
     "ESTALE",           # still the token reported invalid; waiting for the server
     "EALLFAILED",       # several sources, all failed (errors lists each)
     "ECONFIG",          # the configuration is wrong

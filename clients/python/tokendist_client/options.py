@@ -25,6 +25,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from .errors import TokendistError, config_error
 from .record import FIELDS, NAME_RE, NAME_RULE, TokenField
+from .sealed import ShareKey, parse_keys
 from .transport import redact_url
 
 DEFAULT_NAME = "default"
@@ -76,6 +77,7 @@ class Gitee:
 class Options:
     endpoints: tuple[Endpoint, ...]
     read_key: str | None = field(repr=False)
+    share_keys: tuple[ShareKey, ...] = field(repr=False)    # sealed Gitee copy; () for plaintext
     name: str
     field: TokenField
     min_remaining_seconds: float
@@ -215,7 +217,8 @@ def build_options(config: Mapping[str, Any] | None, *, api_url: str | Sequence[s
                   read_key: str | None, min_remaining_seconds: float | None,
                   gitee: GiteeOptions | None, cache_file: str | os.PathLike[str] | None,
                   name: str | None, field: str | None, timeout: float | None,
-                  refresh_wait: float | None, logger: Logger | None) -> Options:
+                  refresh_wait: float | None, logger: Logger | None,
+                  share_key: str | Sequence[str] | None = None) -> Options:
     if config is None:
         config = {}
     if not isinstance(config, Mapping):
@@ -264,6 +267,9 @@ def build_options(config: Mapping[str, Any] | None, *, api_url: str | Sequence[s
                         "access_token": _pick(config, "GITEE_ACCESS_TOKEN"),
                         "base_url": _pick(config, "GITEE_BASE_URL")})
 
+    sk = share_key if share_key is not None else _pick(config, "TOKENDIST_SHARE_KEY")
+    keys = parse_keys(sk) if sk is not None else ()
+
     cache = cache_file if cache_file is not None else _pick(config, "TOKENDIST_CACHE_FILE")
     if cache is not None:
         cache = os.path.abspath(os.path.expanduser(os.fspath(cache)))
@@ -285,4 +291,5 @@ def build_options(config: Mapping[str, Any] | None, *, api_url: str | Sequence[s
         gitee=g,
         cache_file=cache,
         logger=logger if logger is not None else logging.getLogger("tokendist_client"),
+        share_keys=keys,
     )

@@ -44,7 +44,10 @@ def is_number(v: object) -> bool:
 
 def validate_record(record: object, field: TokenField = "access_token") -> str | None:
     """``None`` when ``record`` is a usable record, else the first problem in
-    Chinese (the Node client's words).  The description never contains a token."""
+    Chinese (the Node client's words).  The description never contains a token.
+
+    A record without ``tenant_access_token`` is usable for that field too: its
+    ``access_token`` stands in (see :func:`token_of`)."""
     if not isinstance(record, dict):
         return "数据不是JSON对象"
     for name, kind in RECORD_FIELDS.items():
@@ -58,9 +61,9 @@ def validate_record(record: object, field: TokenField = "access_token") -> str |
             return f"字段 {name} 类型错误 (应为 string)"
     if record["access_token"] == "":
         return "字段 access_token 为空"
-    if field != "access_token":
-        if not isinstance(record.get(field), str):
-            return f"缺少字段 {field}"
+    if field != "access_token" and field in record:
+        if not isinstance(record[field], str):
+            return f"字段 {field} 类型错误 (应为 string)"
         if record[field] == "":
             return f"字段 {field} 为空"
     if record["expire_timestamp"] <= record["generated_timestamp"]:
@@ -68,10 +71,21 @@ def validate_record(record: object, field: TokenField = "access_token") -> str |
     return None
 
 
+def token_of(record: Mapping[str, Any], field: TokenField) -> str:
+    """The token of ``field`` in a valid record.  A record without
+    ``tenant_access_token`` (the seed's own producer writes none) gives its
+    ``access_token`` for it: for Feishu's internal apps both are the same
+    string.  The C and Node clients do the same."""
+    token = record.get(field) if field != "access_token" else None
+    return str(token) if isinstance(token, str) else str(record["access_token"])
+
+
 def expiry_of(record: Mapping[str, Any], field: TokenField) -> float:
     """The expiry (Unix seconds) that applies to the token of ``field``: the
-    tenant token may carry its own (``tenant_expire_timestamp``)."""
-    if field == "tenant_access_token" and is_number(record.get("tenant_expire_timestamp")):
+    tenant token may carry its own (``tenant_expire_timestamp``); a record
+    without a tenant token gives the access token's."""
+    if field == "tenant_access_token" and isinstance(record.get(field), str) \
+            and is_number(record.get("tenant_expire_timestamp")) and record["tenant_expire_timestamp"] > 0:
         return float(record["tenant_expire_timestamp"])
     return float(record["expire_timestamp"])
 

@@ -24,6 +24,7 @@ from urllib.parse import quote, urlencode
 
 from .errors import LABEL, ErrorCode, SourceName, TokendistError
 from .options import Gitee, Options
+from .sealed import SealError, open_file
 from .transport import Answer, exchange, redact_url
 
 Seen = Callable[[Answer], None]
@@ -93,17 +94,6 @@ def gitee_url(g: Gitee) -> str:
     return f"{g.base_url}/repos/{path}" + (f"?{urlencode(query)}" if query else "")
 
 
-def open_file(data: bytes) -> Any:
-    """The record inside the Gitee file's bytes.
-
-    Today the file holds the record as plain JSON, the seed's format.  This
-    is the one place a sealed copy (an envelope opened with the share key)
-    will be recognised and opened, so that everything after it sees a plain
-    record whichever form the file had.
-    """
-    return json.loads(data.decode("utf-8-sig"))
-
-
 def from_gitee(opts: Options, seen: Seen) -> Any:
     g = opts.gitee
     assert g is not None
@@ -126,9 +116,14 @@ def from_gitee(opts: Options, seen: Seen) -> Any:
                              source="gitee", url=shown, status=answer.status)
     try:
         data = base64.b64decode("".join(body["content"].split()), validate=True)
-        return open_file(data)
     except (binascii.Error, ValueError):
-        raise TokendistError("EINVALID", "❌ Gitee token获取失败: 文件内容不是JSON",
+        raise TokendistError("EINVALID", "❌ Gitee token获取失败: 文件内容不是有效的 base64",
+                             source="gitee", url=shown, status=answer.status) from None
+    # Sealed or plaintext, by the rule every client follows (sealed.py).
+    try:
+        return open_file(data, opts.share_keys, opts.name)
+    except SealError as e:
+        raise TokendistError(e.code, f"❌ Gitee token获取失败: {e.phrase}",
                              source="gitee", url=shown, status=answer.status) from None
 
 
