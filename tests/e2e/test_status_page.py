@@ -1,0 +1,214 @@
+"""GET /status in a real browser (Debian's headless Chromium, browser.py):
+a real `tokendist serve` refreshing from the Feishu double, the page read
+as a person reads it -- with JavaScript on (the script redraws from
+/status.json) and off (what the server drew) -- while Feishu is down from
+the start, once the first token is in, during an outage that brings the
+token near its expiry, and after the recovery; a server with a read key
+(the form, the key in sessionStorage and a header, never in the URL); a
+sink that fails.  Never a token on the page, only fingerprints.
+
+Screenshots go to build/status-screenshots/ (TOKENDIST_SCREENSHOTS to
+choose), never into the source tree; scripts/status-screenshots copies
+them to docs/.
+
+Label `browser` (tests/CMakeLists.txt): left out of the sanitizer pass,
+which would run the same C code again behind a slow browser.
+"""
+import json
+import os
+import re
+import unittest
+
+import browser
+import harness
+from feishu_env import PUSH_KEY, FeishuEnv
+from harness import BIN, TestCase, make_record
+
+SHOTS = os.environ.get("TOKENDIST_SCREENSHOTS") or os.path.join(os.path.dirname(os.path.abspath(BIN)),
+                                                                 "status-screenshots")
+READ = "rk-status-page-5e6f7a8b9c0d1e2f"
+TOKEN_PATH = "/open-apis/auth/v3/"
+
+
+def fingerprint(token):
+    """What src/log.c shows of a token: its first five and last two characters."""
+    return "%s…%s" % (token[:5], token[-2:]) if len(token) >= 16 else "(%d chars)" % len(token)
+
+
+class StatusPageTest(FeishuEnv, TestCase):
+    def setUp(self):
+        super().setUp()
+        if not os.path.exists(browser.CHROMIUM):
+            self.fail("chromium is not installed: scripts/bootstrap --test installs it")
+        self.browsers = []
+        self.secrets.append(READ)
+
+    def tearDown(self):
+        for b in self.browsers:
+            b.close()
+        super().tearDown()
+
+    def browser(self, scripts=True):
+        b = browser.Browser(self.tmp, scripts=scripts)
+        self.browsers.append(b)
+        return b
+
+    def shot(self, b, name):
+        return b.screenshot(os.path.join(SHOTS, "status-%s.png" % name))
+
+    def assert_no_tokens(self, *texts):
+        """Neither the page nor its JSON ever holds a token the double minted."""
+        self.remember_tokens()
+        for t in self.feishu.state()["tokens"]:
+            for text in texts:
+                self.assertNotIn(t["token"], text)
+
+    def url(self, server, path="/status"):
+        return "http://127.0.0.1:%d%s" % (server.port, path)
+
+    def test_outage_and_recovery(self):
+        clock = self.clock()
+        clock.attach(self.start_feishu())
+        self.feishu.control({"fail": "503", "path": TOKEN_PATH})
+        self.start_endpoint()
+        s = self.server(env={"TOKENDIST_PUSH_KEYS": PUSH_KEY, **self.feishu_env()}).start()
+        on, off = self.browser(), self.browser(scripts=False)
+
+        # Feishu down from the start: no token yet, the failures counted.
+        self.wait_log(s, "❌ token 刷新失败 (连续第 2 次)")
+        on.open(self.url(s))
+        text = on.wait_text("🔑 default", "⏳ 尚无 token", "还没有可分发的 token", "❌ 失败", "飞书 app_access_token",
+                            "本实例持有", "🟢 实时更新")
+        self.assertRegex(text, r"连续 \d+ 次")
+        off.open(self.url(s))
+        off.wait_text("⏳ 尚无 token", "❌ 失败", "未启用 JavaScript")
+
+        # Feishu back: the first token, delivered to both sinks.
+        self.feishu.control({"clear_faults": True})
+        self.wait_log(s, "下次刷新")
+        self.wait_log(self.endpoint, "Token已存储")
+        tok = self.served(s)["access_token"]
+        # A token of another platform, pushed by its producer: drawn with
+        # its own renewal window (WeChat's stable token: 5 minutes).
+        now = int(clock.now())
+        self.assertEqual(s.post("/v1/tokens/wx", make_record("wx-token-status-page-0123456789", generated=now,
+                                                             provider="wechat"), key=PUSH_KEY).status, 200)
+        text = on.wait_text("✅ 正常", fingerprint(tok), "换发窗口 30 分钟", "本地存储: ✅ 已送达",
+                            "腾讯云函数: ✅ 已送达", "刷新已恢复 (此前连续失败", "🔑 wx", "微信", "换发窗口 5 分钟",
+                            "由生产者推送", "最近 1 条记录", "⏭️ 下次刷新", absent=("⏳ 尚无 token",))
+        self.assertRegex(text, r"剩余 1 小时 5\d 分 / 寿命 2 小时")
+        self.assertRegex(text, r"下次刷新 \d\d:\d\d:\d\d \(1 小时 [23]\d 分后\)")
+        self.shot(on, "fresh")
+        off.open(self.url(s))
+        off.wait_text("✅ 正常", fingerprint(tok), "本地存储: ✅ 已送达", "🔑 wx", "未启用 JavaScript")
+        self.assertTrue(off.has('meta[http-equiv="refresh"]'), "without JavaScript the page reloads itself")
+        self.assertFalse(on.has('meta[http-equiv="refresh"]'), "with JavaScript the script redraws instead")
+        self.shot(off, "no-javascript")
+
+        # An outage inside the renewal window: 500 s left, under the alert
+        # threshold (600 s); the group is alerted once, the token served on.
+        failed = s.log().count("❌ token 刷新失败")
+        self.feishu.control({"fail": "503", "path": TOKEN_PATH})
+        clock.advance(7200 - 500)
+        self.wait_log(s, "已发送群通知: 刷新失败告警")
+        self.wait_log(s, "❌ token 刷新失败", failed + 3)
+        text = on.wait_text("⏰ 即将过期", fingerprint(tok), "🚨 失败与告警", "已发送群通知「刷新失败告警」",
+                            "❌ 失败", "失败后退避重试")
+        self.assertRegex(text, r"剩余 [5-8] 分")
+        self.assertRegex(text, r"❌ \d\d:\d\d:\d\d–\d\d:\d\d:\d\d .*×\d+ 飞书 app_access_token")
+        self.shot(on, "outage")
+        off.open(self.url(s))
+        off.wait_text("⏰ 即将过期", "已发送群通知「刷新失败告警」", "❌ 失败")
+
+        # Recovery: a new token beside the old one (the timeline shows both).
+        self.feishu.control({"clear_faults": True})
+        self.wait_log(s, "✅ token 刷新已恢复")
+        self.wait_log(s, "下次刷新", 2)
+        new = self.served(s)["access_token"]
+        self.assertNotEqual(new, tok)
+        text = on.wait_text("✅ 正常", fingerprint(new), "刷新已恢复 (此前连续失败", "已发送群通知「刷新已恢复」",
+                            "最近 2 条记录", "● 分发中", "仍有效", absent=("⏰ 即将过期",))
+        self.assertRegex(text, r"✅ \d\d:\d\d:\d\d \([^)]*\) 刷新已恢复 \(此前连续失败 \d+ 次\)")
+        self.shot(on, "recovered")
+        off.open(self.url(s))
+        off.wait_text("✅ 正常", fingerprint(new), "刷新已恢复 (此前连续失败", "最近 2 条记录")
+
+        # The same facts as JSON, and never a token anywhere.
+        facts = s.get("/status.json").json()
+        default = facts["tokens"][0]
+        self.assertEqual((default["name"], default["provider"], default["renew_window"]), ("default", "feishu", 1800))
+        self.assertEqual(default["record"]["access_token_fingerprint"], fingerprint(new))
+        self.assertEqual([h["current"] for h in default["history"]], [True, False])
+        self.assertEqual([k["sink"] for k in default["refresh"]["sinks"]], ["local", "endpoint"])
+        self.assertEqual(facts["tokens"][1]["renew_window"], 300)
+        self.assert_no_tokens(on.dom(), off.dom(), json.dumps(facts, ensure_ascii=False),
+                              s.get("/status").body.decode())
+
+    def test_page_reloads_itself_without_javascript(self):
+        s = self.server(["--push-key", PUSH_KEY]).start()
+        self.assertEqual(s.post("/v1/tokens/default", make_record(), key=PUSH_KEY).status, 200)
+        off = self.browser(scripts=False)
+        off.open(self.url(s))
+        off.wait_text("本服务器不刷新此 token")
+        # The meta refresh (30 s) brings the page again: a second load.
+        off.wait_event("Page.loadEventFired", timeout=harness.DEADLINE + 30)
+        self.assertGreaterEqual(self.status_requests(s), 2)
+
+    def status_requests(self, s):
+        text = s.get("/metrics").body.decode()
+        return sum(int(n) for n in re.findall(r'route="status",status="200"\} (\d+)', text))
+
+    def test_read_key(self):
+        s = self.server(["--push-key", PUSH_KEY, "--read-key", READ]).start()
+        rec = make_record("t-g1044statusPageReadKeyTokenPB")
+        self.secrets.append(rec["access_token"])
+        self.assertEqual(s.post("/v1/tokens/default", rec, key=PUSH_KEY).status, 200)
+        fp = fingerprint(rec["access_token"])
+        # The page itself holds no facts; /status.json needs the key.
+        page = s.get("/status")
+        self.assertEqual(page.status, 200)
+        self.assertNotIn(fp, page.body.decode())
+        self.assertEqual(s.get("/status.json").status, 401)
+        self.assertEqual(s.get("/status.json", headers={"Authorization": "Bearer rk-wrong"}).status, 403)
+        self.assertIn(fp, s.get("/status.json", headers={"Authorization": "Bearer " + READ}).json()["html"])
+
+        off = self.browser(scripts=False)
+        off.open(self.url(s))
+        off.wait_text("本服务器设置了读取密钥", "需要启用 JavaScript")
+        self.assertNotIn(fp, off.dom())
+
+        on = self.browser()
+        on.open(self.url(s))
+        on.wait_text("🔐 请输入读取密钥", "sessionStorage", absent=(fp,))
+        self.shot(on, "read-key")
+        enter = ("document.getElementById('key').value=%s;"
+                 "document.getElementById('keyform').requestSubmit();")
+        on.run(enter % json.dumps("rk-wrong"))
+        on.wait_text("❌ 读取密钥无效，请重新输入", absent=(fp,))
+        on.run(enter % json.dumps(READ))
+        on.wait_text(fp, "🔑 default", "🔒 清除读取密钥", absent=("请输入读取密钥",))
+        # The key stays in this tab's sessionStorage and out of the URL and the DOM.
+        self.assertEqual(on.run("sessionStorage.getItem('tokendist.read_key')"), READ)
+        self.assertEqual(on.run("location.href"), self.url(s))
+        self.assertNotIn(READ, on.dom())
+        # A reload in the same tab asks no more; "清除" forgets the key.
+        on.open(self.url(s))
+        on.wait_text(fp, "🟢 实时更新")
+        on.run("document.getElementById('forget').click()")
+        on.wait_text("🔐 请输入读取密钥", "已清除", absent=(fp,))
+        self.assertIsNone(on.run("sessionStorage.getItem('tokendist.read_key')"))
+
+    def test_failing_sink(self):
+        self.start_feishu()
+        down = "http://127.0.0.1:%d/release/get-token" % harness.free_port()
+        s = self.server(env={"TOKENDIST_PUSH_KEYS": PUSH_KEY,
+                             **self.feishu_env(TENCENT_CLOUD_API_URL=down, TENCENT_CLOUD_API_KEY=PUSH_KEY)}).start()
+        self.wait_log(s, "腾讯云函数连接失败", 2)
+        on = self.browser()
+        on.open(self.url(s))
+        text = on.wait_text("本地存储: ✅ 已送达", "腾讯云函数: ❌ 连续失败", "腾讯云函数连接失败", "⚠️ 分发失败")
+        self.assertRegex(text, r"腾讯云函数: ❌ 连续失败 \d+ 次")
+
+
+if __name__ == "__main__":
+    unittest.main()
