@@ -4,11 +4,13 @@
 on the browser's fd 3, answers and events on its fd 4), so a test needs
 nothing beyond the standard library and the browser itself.
 
-A test loads a page, waits (with a deadline, never a fixed sleep) until the
-page's text says what it should, reads the DOM as ``--dump-dom`` would,
-runs a line of script to fill a form, and takes a full-page screenshot.
-``Browser(scripts=False)`` starts the browser with JavaScript off
-(``--blink-settings=scriptEnabled=false``): the page is then what the server
+A browser takes seconds to start, so a test class starts one per
+setting and each test opens its own tab (``Browser.tab()``: a new page with
+its own sessionStorage).  A tab loads a page, waits (with a deadline, never
+a fixed sleep) until the page's text says what it should, reads the DOM as
+``--dump-dom`` would, runs a line of script to fill a form, and takes a
+full-page screenshot.  ``Browser(scripts=False)`` runs with JavaScript off
+(``--blink-settings=scriptEnabled=false``): a page is then what the server
 drew, as a reader without JavaScript sees it.
 """
 import base64
@@ -89,15 +91,11 @@ class Browser:
         os.close(from_child_w)
         self._next = 0
         self._answers = {}
-        self._events = queue.Queue()
+        self._sinks = {}        # session id -> that tab's event queue
         self._cond = threading.Condition()
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
-        target = self.call("Target.createTarget", url="about:blank")["targetId"]
-        self.session = self.call("Target.attachToTarget", targetId=target, flatten=True)["sessionId"]
-        self.call("Page.enable", session=True)
-        self.call("Emulation.setDeviceMetricsOverride", session=True, width=width, height=900,
-                  deviceScaleFactor=1, mobile=False)
+        self.call("Target.getTargets")     # answers once the browser is up
 
     # -- the protocol -------------------------------------------------------
 
@@ -115,18 +113,19 @@ class Browser:
                     with self._cond:
                         self._answers[msg["id"]] = msg
                         self._cond.notify_all()
-                else:
-                    self._events.put(msg)
+                elif msg.get("sessionId") in self._sinks:
+                    self._sinks[msg["sessionId"]].put(msg)
         with self._cond:
             self._answers[None] = {"error": {"message": "the browser went away"}}
             self._cond.notify_all()
 
-    def call(self, method, session=False, timeout=harness.DEADLINE, **params):
-        self._next += 1
-        n = self._next
+    def call(self, method, session=None, timeout=harness.DEADLINE, **params):
+        with self._cond:
+            self._next += 1
+            n = self._next
         msg = {"id": n, "method": method, "params": params}
         if session:
-            msg["sessionId"] = self.session
+            msg["sessionId"] = session
         os.write(self._to_child, json.dumps(msg).encode() + b"\0")
         deadline = time.monotonic() + timeout
         with self._cond:
@@ -147,71 +146,10 @@ class Browser:
         except FileNotFoundError:
             return ""
 
-    # -- what a test does ---------------------------------------------------
-
-    def open(self, url):
-        """Loads url and waits for its load event."""
-        while not self._events.empty():
-            self._events.get_nowait()
-        self.call("Page.navigate", session=True, url=url)
-        self.wait_event("Page.loadEventFired")
-
-    def wait_event(self, method, timeout=harness.DEADLINE):
-        deadline = time.monotonic() + timeout
-        while True:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise AssertionError("no %s from the browser within %.0f s" % (method, timeout))
-            try:
-                ev = self._events.get(timeout=left)
-            except queue.Empty:
-                continue
-            if ev.get("method") == method and ev.get("sessionId") == self.session:
-                return ev
-
-    def dom(self):
-        """The document as it is now (what --dump-dom prints)."""
-        root = self.call("DOM.getDocument", session=True, depth=-1)["root"]
-        return self.call("DOM.getOuterHTML", session=True, nodeId=root["nodeId"])["outerHTML"]
-
-    def text(self):
-        return visible_text(self.dom(), self.scripts)
-
-    def has(self, selector):
-        root = self.call("DOM.getDocument", session=True, depth=0)["root"]
-        return self.call("DOM.querySelector", session=True, nodeId=root["nodeId"], selector=selector)["nodeId"] != 0
-
-    def wait_text(self, *needles, timeout=harness.DEADLINE, absent=()):
-        """Waits until the page's visible text holds every needle and none
-        of `absent`; returns the text."""
-        last = [""]
-
-        def ready():
-            last[0] = self.text()
-            return all(n in last[0] for n in needles) and not any(a in last[0] for a in absent)
-        try:
-            harness.wait_for(ready, timeout, "the page to show %r" % (needles,))
-        except AssertionError as e:
-            raise AssertionError("%s; the page says:\n%s" % (e, last[0][:3000])) from None
-        return last[0]
-
-    def run(self, script):
-        """Evaluates script in the page (the test's hand: filling a form)."""
-        r = self.call("Runtime.evaluate", session=True, expression=script, returnByValue=True, awaitPromise=True)
-        if "exceptionDetails" in r:
-            raise AssertionError("script failed: %s" % r["exceptionDetails"])
-        return r.get("result", {}).get("value")
-
-    def screenshot(self, path):
-        """A PNG of the whole page (not only the window) at path."""
-        m = self.call("Page.getLayoutMetrics", session=True)
-        size = m.get("cssContentSize") or m["contentSize"]
-        shot = self.call("Page.captureScreenshot", session=True, format="png", captureBeyondViewport=True,
-                         clip={"x": 0, "y": 0, "width": self.width, "height": size["height"], "scale": 1})
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        with open(path, "wb") as f:
-            f.write(base64.b64decode(shot["data"]))
-        return path
+    def tab(self):
+        """A new page, in a browsing context of its own (its own
+        sessionStorage); close it with Tab.close()."""
+        return Tab(self)
 
     def close(self):
         try:
@@ -229,3 +167,98 @@ class Browser:
             except OSError:
                 pass
         shutil.rmtree(self.profile, ignore_errors=True)
+
+
+class Tab:
+    """One page of a Browser: what a test does with it."""
+
+    def __init__(self, browser):
+        self.b = browser
+        self.scripts, self.width = browser.scripts, browser.width
+        self.context = browser.call("Target.createBrowserContext")["browserContextId"]
+        self.target = browser.call("Target.createTarget", url="about:blank",
+                                   browserContextId=self.context)["targetId"]
+        self.session = browser.call("Target.attachToTarget", targetId=self.target, flatten=True)["sessionId"]
+        self._events = queue.Queue()
+        browser._sinks[self.session] = self._events
+        self.call("Page.enable")
+        self.call("Emulation.setDeviceMetricsOverride", width=self.width, height=900, deviceScaleFactor=1,
+                  mobile=False)
+
+    def call(self, method, timeout=harness.DEADLINE, **params):
+        return self.b.call(method, session=self.session, timeout=timeout, **params)
+
+    def log(self):
+        return self.b.log()
+
+    def open(self, url):
+        """Loads url and waits for its load event."""
+        while not self._events.empty():
+            self._events.get_nowait()
+        self.call("Page.navigate", url=url)
+        self.wait_event("Page.loadEventFired")
+
+    def wait_event(self, method, timeout=harness.DEADLINE):
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise AssertionError("no %s from the browser within %.0f s" % (method, timeout))
+            try:
+                ev = self._events.get(timeout=left)
+            except queue.Empty:
+                continue
+            if ev.get("method") == method:
+                return ev
+
+    def dom(self):
+        """The document as it is now (what --dump-dom prints)."""
+        root = self.call("DOM.getDocument", depth=-1)["root"]
+        return self.call("DOM.getOuterHTML", nodeId=root["nodeId"])["outerHTML"]
+
+    def text(self):
+        return visible_text(self.dom(), self.scripts)
+
+    def has(self, selector):
+        root = self.call("DOM.getDocument", depth=0)["root"]
+        return self.call("DOM.querySelector", nodeId=root["nodeId"], selector=selector)["nodeId"] != 0
+
+    def wait_text(self, *needles, timeout=harness.DEADLINE, absent=()):
+        """Waits until the page's visible text holds every needle and none
+        of `absent`; returns the text."""
+        last = [""]
+
+        def ready():
+            last[0] = self.text()
+            return all(n in last[0] for n in needles) and not any(a in last[0] for a in absent)
+        try:
+            harness.wait_for(ready, timeout, "the page to show %r" % (needles,))
+        except AssertionError as e:
+            raise AssertionError("%s; the page says:\n%s" % (e, last[0][:3000])) from None
+        return last[0]
+
+    def run(self, script):
+        """Evaluates script in the page (the test's hand: filling a form)."""
+        r = self.call("Runtime.evaluate", expression=script, returnByValue=True, awaitPromise=True)
+        if "exceptionDetails" in r:
+            raise AssertionError("script failed: %s" % r["exceptionDetails"])
+        return r.get("result", {}).get("value")
+
+    def screenshot(self, path):
+        """A PNG of the whole page (not only the window) at path."""
+        m = self.call("Page.getLayoutMetrics")
+        size = m.get("cssContentSize") or m["contentSize"]
+        shot = self.call("Page.captureScreenshot", format="png", captureBeyondViewport=True,
+                         clip={"x": 0, "y": 0, "width": self.width, "height": size["height"], "scale": 1})
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "wb") as f:
+            f.write(base64.b64decode(shot["data"]))
+        return path
+
+    def close(self):
+        self.b._sinks.pop(self.session, None)
+        try:
+            self.b.call("Target.closeTarget", targetId=self.target, timeout=10)
+            self.b.call("Target.disposeBrowserContext", browserContextId=self.context, timeout=10)
+        except AssertionError:
+            pass
