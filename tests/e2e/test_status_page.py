@@ -26,6 +26,7 @@ import browser
 import harness
 from feishu_env import PUSH_KEY, FeishuEnv
 from harness import BIN, TestCase, make_record
+from redisd import SharedRedis
 
 SHOTS = os.environ.get("TOKENDIST_SCREENSHOTS") or os.path.join(os.path.dirname(os.path.abspath(BIN)),
                                                                  "status-screenshots")
@@ -252,6 +253,26 @@ class StatusPageTest(FeishuEnv, TestCase):
                          [("default", "token", 1800), ("wx", "token", 300), ("wx.jsapi_ticket", "jsapi_ticket", 300),
                           ("zz", "token", 1800)])
         self.assertEqual(facts[2]["derived_from"], "wx")
+
+    def test_fleet_names_the_lease_holder(self):
+        """Two servers on Redis: the one holding the lease says so and shows
+        its schedule; the other names the holder and stands by."""
+        redis = SharedRedis(self.tmp)
+        self.addCleanup(redis.close)
+        self.start_feishu()
+        env = {"TOKENDIST_PUSH_KEYS": PUSH_KEY, **self.feishu_env()}
+        pair = [self.server(store=redis.url(), env=env).start() for _ in range(2)]
+        holder = self.wait_for(lambda: [p for p in pair if "本实例持有租约 refresh:default" in p.log()],
+                               what="a lease holder")[0]
+        other = pair[1] if holder is pair[0] else pair[0]
+        self.wait_for(lambda: self.served(other), what="the token on the other server")
+        owner = holder.get("/readyz").json()["refresh"]["default"]["lease_holder"]
+        off = self.browser(scripts=False)
+        off.open(self.url(holder))
+        off.wait_text("本实例持有", owner, "⏭️ 下次刷新", "本地存储: ✅ 已送达")
+        off.open(self.url(other))
+        text = off.wait_text("由 %s 持有并刷新；本实例待命" % owner, "✅ 正常")
+        self.assertNotIn("⏭️ 下次刷新", text)     # the holder's schedule is its own
 
     def test_failing_sink(self):
         self.start_feishu()
