@@ -236,7 +236,7 @@ static void lifetime_bar(td_strbuf *b, const json_t *rec, const json_t *tok, lon
  * platform's renewal (the old token valid beside the new one). */
 static void timeline(td_strbuf *b, const json_t *hist, long long now)
 {
-    size_t n = json_array_size(hist), rows = 0, i;
+    size_t rows = 0, i;
     long long t0 = 0, t1 = now;
     const json_t *h;
     char a[TD_TIME_LEN], c[TD_TIME_LEN];
@@ -267,7 +267,6 @@ static void timeline(td_strbuf *b, const json_t *hist, long long now)
                      x_of(now, t0, t1) > BAR_W - 2 ? BAR_W - 2 : x_of(now, t0, t1), rows * 14);
     td_clock_format((int64_t)t0, a);
     td_clock_format((int64_t)t1, c);
-    (void)n;
     td_strbuf_printf(b, "<text x=\"0\" y=\"%zu\">%s</text><text x=\"%d\" y=\"%zu\" text-anchor=\"end\">%s</text>",
                      rows * 14 + 16, a + 5, BAR_W, rows * 14 + 16, c + 5);
     td_strbuf_puts(b, "</svg>");
@@ -490,11 +489,11 @@ static void card(td_strbuf *b, const json_t *tok, long long now)
     }
     td_strbuf_puts(b, "<dl>");
     if (json_is_object(rec)) {
-        const char *ten = jstr(rec, "tenant_access_token_fingerprint");
+        const char *fp = jstr(rec, "access_token_fingerprint"), *ten = jstr(rec, "tenant_access_token_fingerprint");
         td_strbuf_puts(b, "<dt>🔏 指纹</dt><dd><code>");
-        esc(b, jstr(rec, "access_token_fingerprint"));
+        esc(b, fp);
         td_strbuf_puts(b, "</code>");
-        if (ten && strcmp(ten, jstr(rec, "access_token_fingerprint") ? jstr(rec, "access_token_fingerprint") : "")) {
+        if (ten && (!fp || strcmp(ten, fp))) { /* Feishu's internal apps: the same token twice */
             td_strbuf_puts(b, " · tenant <code>");
             esc(b, ten);
             td_strbuf_puts(b, "</code>");
