@@ -4,7 +4,9 @@
 #include "guard.h"
 #include "host.h"
 #include "peer.h"
+#include "provider.h"
 #include "snap.h"
+#include "status.h"
 #include "strbuf.h"
 #include "clock.h"
 #include "log.h"
@@ -19,6 +21,8 @@
 
 #define METRICS_CAP 65536
 #define UNREADABLE_MAX 16       /* unreadable stored records remembered for /readyz */
+#define STATUS_TOKENS_MAX 64    /* tokens the status page shows */
+#define STATUS_HISTORY 10       /* records per token it shows */
 
 /* A stored record that could not be served, as /readyz reports it. */
 typedef struct unreadable {
@@ -48,6 +52,7 @@ struct td_api {
 
 static const char JSON_CT[] = "application/json; charset=utf-8";
 static const char TEXT_CT[] = "text/plain; version=0.0.4; charset=utf-8";
+static const char HTML_CT[] = "text/html; charset=utf-8";
 static const char ALLOW_TOKEN[] = "GET, POST, OPTIONS";
 static const char ALLOW_READ[] = "GET, OPTIONS";
 static const char ALLOW_REPORT[] = "POST, OPTIONS";
@@ -378,7 +383,10 @@ void td_api_resp_clear(td_api_resp *r)
 
 /* --- routing --------------------------------------------------------- */
 
-typedef enum { P_NONE, P_BADNAME, P_TOKEN, P_INVALID, P_HISTORY, P_TICKET, P_HEALTHZ, P_READYZ, P_METRICS } path_kind;
+typedef enum {
+    P_NONE, P_BADNAME, P_TOKEN, P_INVALID, P_HISTORY, P_TICKET, P_HEALTHZ, P_READYZ, P_METRICS, P_STATUS,
+    P_STATUS_JSON
+} path_kind;
 
 static path_kind route(const char *path, char name[65])
 {
@@ -393,6 +401,8 @@ static path_kind route(const char *path, char name[65])
     if (!strcmp(path, "/healthz")) return P_HEALTHZ;
     if (!strcmp(path, "/readyz")) return P_READYZ;
     if (!strcmp(path, "/metrics")) return P_METRICS;
+    if (!strcmp(path, "/status")) return P_STATUS;
+    if (!strcmp(path, "/status.json")) return P_STATUS_JSON;
     if (strncmp(path, prefix, sizeof prefix - 1) != 0) return P_NONE;
     p = path + sizeof prefix - 1;
     slash = strchr(p, '/');
@@ -419,6 +429,8 @@ static td_route metric_route(path_kind k, const char *method)
     case P_HEALTHZ: return TD_ROUTE_HEALTHZ;
     case P_READYZ: return TD_ROUTE_READYZ;
     case P_METRICS: return TD_ROUTE_METRICS;
+    case P_STATUS:
+    case P_STATUS_JSON: return TD_ROUTE_STATUS;
     default: return TD_ROUTE_OTHER;
     }
 }
@@ -551,8 +563,10 @@ static int precheck(td_api *api, const td_api_req *req, td_api_resp *r)
         add_hdr(r, "Allow", k == P_TOKEN ? ALLOW_TOKEN : k == P_INVALID ? ALLOW_REPORT : ALLOW_READ);
         return 1;
     }
-    /* The history names past tokens (as fingerprints): the writers' key. */
-    if (k == P_TOKEN || k == P_TICKET || k == P_INVALID || k == P_HISTORY) {
+    /* The history names past tokens (as fingerprints): the writers' key.
+     * The status page's facts are read like a token; the page itself
+     * holds no facts when a read key is set (its script asks for one). */
+    if (k == P_TOKEN || k == P_TICKET || k == P_INVALID || k == P_HISTORY || k == P_STATUS_JSON) {
         if (check_keys(api, req, r, (write && k == P_TOKEN) || k == P_HISTORY)) return 1;
     }
     if (write) {
@@ -757,6 +771,30 @@ out:
     json_decref(o);
 }
 
+/* One stored record of name's history as /history shows it: times and
+ * fingerprints; `current` when it is the record served now (cur). */
+static json_t *history_entry(const td_store_entry *e, const td_snap *cur)
+{
+    td_record *rec = NULL;
+    json_t *h;
+    char sub[200], fp[TD_FP_LEN], fp2[TD_FP_LEN], when[TD_TIME_LEN], when2[TD_TIME_LEN];
+    const char *ten;
+
+    if (td_record_parse(e->json, e->json_len, 0, -1, &rec, sub, sizeof sub) != TD_OK)
+        return json_pack("{s:I, s:s}", "generated_timestamp", (json_int_t)e->generated_ts, "problem", sub);
+    ten = td_record_field(rec, "tenant_access_token");
+    h = json_pack("{s:I, s:s, s:I, s:s, s:s, s:s*, s:b}",
+                  "generated_timestamp", (json_int_t)td_record_generated(rec), "generated_time",
+                  td_clock_format(td_record_generated(rec), when), "expire_timestamp",
+                  (json_int_t)td_record_expires(rec), "expire_time",
+                  td_clock_format(td_record_expires(rec), when2), "access_token_fingerprint",
+                  td_log_fp(td_record_token(rec), fp), "tenant_access_token_fingerprint",
+                  ten ? td_log_fp(ten, fp2) : NULL, "current",
+                  cur && cur->generated_ts == td_record_generated(rec) && !strcmp(cur->token, td_record_token(rec)));
+    td_record_free(rec);
+    return h;
+}
+
 /* The past records of name, newest first, with fingerprints instead of
  * tokens: a previous token may still be valid, so even this key's holders
  * see only enough to match log lines. */
@@ -764,7 +802,7 @@ static void history(td_api *api, const char *name, td_api_resp *r)
 {
     td_store_entry *v = NULL;
     size_t n = 0;
-    char err[300], fp[TD_FP_LEN], when[TD_TIME_LEN];
+    char err[300];
     json_t *o = NULL, *arr = NULL;
     td_snap *cur = td_snaps_get(&api->snaps, name);
     int rc = td_store_history(api->store, name, 0, &v, &n, err, sizeof err);
@@ -775,29 +813,8 @@ static void history(td_api *api, const char *name, td_api_resp *r)
         goto out;
     }
     if (!(arr = json_array()) || !(o = json_pack("{s:s}", "name", name))) goto nomem;
-    for (size_t i = 0; i < n; i++) {
-        td_record *rec = NULL;
-        json_t *h;
-        char sub[200];
-        if (td_record_parse(v[i].json, v[i].json_len, 0, -1, &rec, sub, sizeof sub) != TD_OK) {
-            h = json_pack("{s:I, s:s}", "generated_timestamp", (json_int_t)v[i].generated_ts,
-                          "problem", sub);
-        } else {
-            const char *ten = td_record_field(rec, "tenant_access_token");
-            char fp2[TD_FP_LEN], when2[TD_TIME_LEN];
-            h = json_pack("{s:I, s:s, s:I, s:s, s:s, s:s*, s:b}",
-                          "generated_timestamp", (json_int_t)td_record_generated(rec), "generated_time",
-                          td_clock_format(td_record_generated(rec), when), "expire_timestamp",
-                          (json_int_t)td_record_expires(rec), "expire_time",
-                          td_clock_format(td_record_expires(rec), when2), "access_token_fingerprint",
-                          td_log_fp(td_record_token(rec), fp), "tenant_access_token_fingerprint",
-                          ten ? td_log_fp(ten, fp2) : NULL, "current",
-                          cur && cur->generated_ts == td_record_generated(rec) &&
-                              !strcmp(cur->token, td_record_token(rec)));
-        }
-        td_record_free(rec);
-        if (!h || json_array_append_new(arr, h)) goto nomem;
-    }
+    for (size_t i = 0; i < n; i++)
+        if (json_array_append_new(arr, history_entry(&v[i], cur))) goto nomem;
     json_object_set(o, "history", arr);
     resp_start(api, r, 200, JSON_CT);
     if (!(r->owned = json_dumps(o, 0))) goto nomem;
@@ -844,7 +861,7 @@ static void readyz(td_api *api, td_api_resp *r)
     json_object_set_new(o, "unreadable", bad);
     {
         const td_api_hooks *h = hooks_of(api);
-        if (h && h->status) h->status(h->ud, o);
+        if (h && h->status) h->status(h->ud, o, 0);
     }
     resp_start(api, r, store_ok ? 200 : 503, JSON_CT);
     if ((r->owned = json_dumps(o, 0))) r->body = r->owned, r->body_len = strlen(r->owned);
@@ -852,10 +869,203 @@ static void readyz(td_api *api, td_api_resp *r)
     json_decref(o);
 }
 
+/* --- the status page (status.h draws it) ------------------------------ */
+
+typedef struct name_list {
+    char (*v)[TD_NAME_MAX + sizeof TD_TICKET_SUFFIX];
+    size_t n, cap;
+} name_list;
+
+static void add_name(name_list *l, const char *name)
+{
+    for (size_t i = 0; i < l->n; i++)
+        if (!strcmp(l->v[i], name)) return;
+    if (l->n == l->cap) {
+        size_t cap = l->cap ? l->cap * 2 : 16;
+        void *v = cap <= TD_SNAP_NAMES_MAX * 2 ? realloc(l->v, cap * sizeof *l->v) : NULL;
+        if (!v) return; /* the page shows fewer names */
+        l->v = v, l->cap = cap;
+    }
+    snprintf(l->v[l->n++], sizeof *l->v, "%s", name);
+}
+
+static void add_snap_name(void *l, const td_snap *s) { add_name(l, s->name); }
+
+/* The page's order: "default" first, then by name, a ticket right after
+ * its token. */
+static int name_order(const void *a, const void *b)
+{
+    const char *x = a, *y = b;
+    size_t bx = strcspn(x, "."), by = strcspn(y, ".");
+    int dx = bx == 7 && !strncmp(x, "default", 7), dy = by == 7 && !strncmp(y, "default", 7);
+    int c;
+
+    if (dx != dy) return dy - dx;
+    if ((c = strncmp(x, y, bx < by ? bx : by)) != 0) return c;
+    if (bx != by) return bx < by ? -1 : 1;
+    return strcmp(x, y);
+}
+
+static const char *renewal_name(td_renewal r)
+{
+    return r == TD_RENEW_AFTER_EXPIRY ? "after_expiry" : r == TD_RENEW_EXTENDS ? "extends" : "in_window";
+}
+
+/* What the page shows of one name: platform and renewal rule, the record
+ * in service (times and fingerprints), its refresher (rf, or NULL) and
+ * the recent records. */
+static json_t *status_token(td_api *api, const char *name, const json_t *rf)
+{
+    const td_api_hooks *h = hooks_of(api);
+    td_snap *s = td_snaps_get(&api->snaps, name);
+    size_t nl = strlen(name), sl = sizeof TD_TICKET_SUFFIX - 1;
+    int ticket = nl > sl && !strcmp(name + nl - sl, TD_TICKET_SUFFIX);
+    const char *prov = json_string_value(json_object_get(rf, "provider"));
+    const td_provider_ops *ops;
+    td_store_entry *v = NULL;
+    size_t n = 0;
+    long win = -1;
+    char err[300], fp[TD_FP_LEN], fp2[TD_FP_LEN], t1[TD_TIME_LEN], t2[TD_TIME_LEN];
+    json_t *o = json_pack("{s:s, s:s}", "name", name, "kind", ticket ? "jsapi_ticket" : "token"), *hist;
+
+    if (!o) goto out;
+    /* A record without "provider" is the seed's: a Feishu token. */
+    if (!prov) prov = s && s->provider ? s->provider : ticket ? NULL : "feishu";
+    ops = prov ? td_provider_find(prov) : NULL;
+    if (ticket) win = TD_TICKET_RENEW_WINDOW;
+    else if (h && h->window) win = h->window(h->ud, name);
+    if (win < 0 && ops) win = ops->renew_window;
+    json_object_set_new(o, "provider", prov ? json_string(prov) : json_null());
+    json_object_set_new(o, "provider_label", ops ? json_string(ops->label) : json_null());
+    json_object_set_new(o, "renewal", ops ? json_string(ticket ? "in_window" : renewal_name(ops->renewal)) : json_null());
+    json_object_set_new(o, "renew_window", win >= 0 ? json_integer(win) : json_null());
+    if (ticket) json_object_set_new(o, "derived_from", json_stringn(name, nl - sl));
+    if (s)
+        json_object_set_new(o, "record",
+                            json_pack("{s:I, s:s, s:I, s:s, s:I, s:s, s:s*}", "generated_timestamp",
+                                      (json_int_t)s->generated_ts, "generated_time",
+                                      td_clock_format(s->generated_ts, t1), "expire_timestamp",
+                                      (json_int_t)s->expire_ts, "expire_time", td_clock_format(s->expire_ts, t2),
+                                      "expires_in", (json_int_t)(s->expire_ts - td_clock_now()),
+                                      "access_token_fingerprint", td_log_fp(s->token, fp),
+                                      "tenant_access_token_fingerprint", s->tenant ? td_log_fp(s->tenant, fp2) : NULL));
+    else
+        json_object_set_new(o, "record", json_null());
+    json_object_set_new(o, "refresh", rf ? json_deep_copy(rf) : json_null());
+    if (td_store_history(api->store, name, STATUS_HISTORY, &v, &n, err, sizeof err) != TD_OK) {
+        json_object_set_new(o, "history_error", json_string(err));
+        n = 0;
+    }
+    json_object_set_new(o, "history", hist = json_array());
+    for (size_t i = 0; i < n; i++) json_array_append_new(hist, history_entry(&v[i], s));
+out:
+    td_store_list_free(v, n);
+    td_snap_release(s);
+    return o;
+}
+
+/* The facts of GET /status.json (and of the page): every name served or
+ * refreshed here, at most STATUS_TOKENS_MAX.  On a worker: asks the store. */
+static json_t *status_facts(td_api *api)
+{
+    const td_api_hooks *h = hooks_of(api);
+    name_list names = {0};
+    json_t *o = json_object(), *toks = json_array(), *bad = json_array(), *rs = json_object(), *refresh;
+    const char *key;
+    json_t *val;
+    char err[256], now_s[TD_TIME_LEN];
+    int64_t now = td_clock_now();
+    int store_ok = td_store_ping(api->store, err, sizeof err) == TD_OK;
+
+    if (h && h->status) h->status(h->ud, rs, 1);
+    refresh = json_object_get(rs, "refresh");
+    td_snaps_each(&api->snaps, add_snap_name, &names);
+    json_object_foreach(refresh, key, val) add_name(&names, key);
+    if (names.n) qsort(names.v, names.n, sizeof *names.v, name_order);
+    for (size_t i = 0; i < names.n && i < STATUS_TOKENS_MAX; i++)
+        json_array_append_new(toks, status_token(api, names.v[i], json_object_get(refresh, names.v[i])));
+    pthread_mutex_lock(&api->bad_lock);
+    for (size_t i = 0; i < api->nbad; i++)
+        json_array_append_new(bad, json_pack("{s:s, s:s}", "name", api->bad[i].name, "problem", api->bad[i].problem));
+    json_object_set_new(o, "unreadable_records", json_integer((json_int_t)api->nbad_total));
+    pthread_mutex_unlock(&api->bad_lock);
+    json_object_set_new(o, "now", json_integer((json_int_t)now));
+    json_object_set_new(o, "time", json_string(td_clock_format(now, now_s)));
+    json_object_set_new(o, "version", json_string(TD_VERSION));
+    json_object_set_new(o, "store", json_string(store_ok ? "ok" : err));
+    json_object_set_new(o, "tokens", toks);
+    json_object_set_new(o, "tokens_not_shown",
+                        json_integer(names.n > STATUS_TOKENS_MAX ? (json_int_t)(names.n - STATUS_TOKENS_MAX) : 0));
+    json_object_set_new(o, "unreadable", bad);
+    json_decref(rs);
+    free(names.v);
+    return o;
+}
+
+/* The headers of the page: its own script and style only, no framing,
+ * and no Referer to wherever a link leads. */
+static void page_headers(td_api_resp *r)
+{
+    add_hdr(r, "Content-Security-Policy", td_status_csp());
+    add_hdr(r, "Referrer-Policy", "no-referrer");
+    add_hdr(r, "X-Content-Type-Options", "nosniff");
+}
+
+/* GET /status: with read keys, the page without facts (its script asks
+ * for the key and fetches /status.json with it); else drawn with them. */
+static void status_page(td_api *api, td_api_resp *r)
+{
+    int keyed = api->read.n > 0;
+    json_t *facts = keyed ? NULL : status_facts(api);
+
+    resp_start(api, r, 200, HTML_CT);
+    page_headers(r);
+    if ((r->owned = td_status_page(facts, keyed, &r->body_len))) r->body = r->owned;
+    else r->status = 500, r->body = "", r->body_len = 0;
+    json_decref(facts);
+}
+
+/* GET /status.json: the facts, and the part of the page drawn from them
+ * ("html"), which the page's script swaps in. */
+static void status_json(td_api *api, td_api_resp *r)
+{
+    json_t *facts = status_facts(api);
+    size_t len;
+    char *html = td_status_fragment(facts, &len);
+
+    if (html) json_object_set_new(facts, "html", json_stringn(html, len));
+    free(html);
+    resp_start(api, r, html ? 200 : 500, JSON_CT);
+    if (html && (r->owned = json_dumps(facts, JSON_COMPACT))) r->body = r->owned, r->body_len = strlen(r->owned);
+    else r->status = 500, r->body = "{\"error\": \"out of memory\"}", r->body_len = strlen(r->body);
+    json_decref(facts);
+}
+
 static void metrics_token(void *b, const td_snap *s)
 {
     td_strbuf_printf(b, "tokendist_token_expiry_seconds{name=\"%s\"} %lld\n", s->name,
                      (long long)(s->expire_ts - td_clock_now()));
+}
+
+typedef struct window_ctx {
+    td_strbuf *b;
+    const td_api_hooks *h;
+} window_ctx;
+
+/* The renewal window of each served token: what this server's refresher
+ * uses, else the rule of the record's platform (a ticket's own); so an
+ * alert can tell a token about to be renewed from one whose renewal is
+ * late.  No series for a platform this build does not know. */
+static void metrics_window(void *ud, const td_snap *s)
+{
+    window_ctx *c = ud;
+    size_t nl = strlen(s->name), sl = sizeof TD_TICKET_SUFFIX - 1;
+    const td_provider_ops *ops = td_provider_find(s->provider ? s->provider : "feishu");
+    long win = nl > sl && !strcmp(s->name + nl - sl, TD_TICKET_SUFFIX) ? TD_TICKET_RENEW_WINDOW
+             : c->h && c->h->window ? c->h->window(c->h->ud, s->name) : -1;
+
+    if (win < 0 && ops) win = ops->renew_window;
+    if (win >= 0) td_strbuf_printf(c->b, "tokendist_token_renew_window_seconds{name=\"%s\"} %ld\n", s->name, win);
 }
 
 static void metrics(td_api *api, td_api_resp *r)
@@ -868,6 +1078,14 @@ static void metrics(td_api *api, td_api_resp *r)
                        "expires (negative: expired).\n"
                        "# TYPE tokendist_token_expiry_seconds gauge\n");
     td_snaps_each(&api->snaps, metrics_token, &b);
+    {
+        window_ctx c = {&b, hooks_of(api)};
+        td_strbuf_puts(&b, "# HELP tokendist_token_renew_window_seconds Seconds before its expiry at which "
+                           "each token is renewed (0: after it).\n"
+                           "# TYPE tokendist_token_renew_window_seconds gauge\n");
+        td_snaps_each(&api->snaps, metrics_window, &c);
+        if (c.h && c.h->metrics) c.h->metrics(c.h->ud, &b);
+    }
     resp_start(api, r, 200, TEXT_CT);
     if (!(r->owned = td_strbuf_take(&b, &r->body_len))) {
         r->status = 500;
@@ -882,7 +1100,7 @@ static void metrics(td_api *api, td_api_resp *r)
 static int blocks(path_kind k, const char *method)
 {
     return (k == P_TOKEN && !strcmp(method, "POST")) || k == P_INVALID || k == P_READYZ ||
-           k == P_HISTORY;
+           k == P_HISTORY || k == P_STATUS || k == P_STATUS_JSON;
 }
 
 /* Fresh on read: the served token of name is inside its renewal window
@@ -946,6 +1164,8 @@ void td_api_slow(td_api *api, const td_api_req *req, td_api_resp *r)
     case P_INVALID: post_invalid(api, req, name, r); break;
     case P_HISTORY: history(api, name, r); break;
     case P_READYZ: readyz(api, r); break;
+    case P_STATUS: status_page(api, r); break;
+    case P_STATUS_JSON: status_json(api, r); break;
     default: resp_static(api, r, 500, B_STOREFAIL); break; /* td_api_fast answers the rest */
     }
     td_metrics_request(r->route, r->status);

@@ -70,14 +70,25 @@ typedef struct td_api_resp {
  *   overdue: td_refresher_overdue).  Called on the HTTP thread: must not
  *   block.
  * freshen: that wait, up to wait_ms, on a worker.
- * status: adds what the refreshers do to /readyz's JSON object. */
+ * status: adds what the refreshers do to a JSON object, as "refresh":
+ *   {NAME: {...}} -- for /readyz (detail 0), and with the details of the
+ *   status page (detail 1: next refresh, each sink's last delivery, recent
+ *   failures and alerts).  On a worker: may block (the lease holder is
+ *   asked of the store).
+ * window: the renewal window (s) by which this server schedules name, or
+ *   -1 when it does not refresh name.  Must not block (/metrics).
+ * metrics: appends the refreshers' series by name (and sink) to /metrics.
+ *   Must not block. */
 struct json_t;
+struct td_strbuf;
 typedef struct td_api_hooks {
     void *ud;
     int (*invalid)(void *ud, const char *name, const char *token, long wait_ms, char *why, size_t whylen);
     int (*stale)(void *ud, const char *name, int64_t expire_ts);
     int (*freshen)(void *ud, const char *name, long wait_ms, char *why, size_t whylen);
-    void (*status)(void *ud, struct json_t *readyz);
+    void (*status)(void *ud, struct json_t *out, int detail);
+    long (*window)(void *ud, const char *name);
+    void (*metrics)(void *ud, struct td_strbuf *b);
 } td_api_hooks;
 
 #define TD_API_REPORT_WAIT_MS 4000   /* a report waits this long for its refresh (clients time out at 5 s) */

@@ -4,6 +4,7 @@
 #include "clock.h"
 #include "log.h"
 #include "record.h"
+#include "strbuf.h"
 #include "tokendist.h"
 #include "workq.h"
 
@@ -384,14 +385,113 @@ static int freshen(void *fleet, const char *name, long wait_ms, char *why, size_
     return forward(f, "due", holder, name, "-", wait_ms, why, whylen);
 }
 
+/* td_api_hooks.window: the window this server's refresher of name uses. */
+static long window(void *fleet, const char *name)
+{
+    entry *e = find(fleet, name);
+    td_refresher *r = e ? __atomic_load_n(&e->r, __ATOMIC_ACQUIRE) : NULL;
+
+    return r ? td_refresher_window(r) : -1;
+}
+
+static json_t *ts_or_null(int64_t ts) { return ts ? json_integer((json_int_t)ts) : json_null(); }
+
+static const char *event_kind(td_event_kind k)
+{
+    switch (k) {
+    case TD_EVENT_FAILURE: return "failure";
+    case TD_EVENT_RECOVERED: return "recovered";
+    case TD_EVENT_ALERT: return "alert";
+    case TD_EVENT_NOTICE: return "notice";
+    }
+    return "?";
+}
+
+/* The status page's part of a refresher's state (td_fleet_status). */
+static void status_detail(json_t *o, const td_refresher_state *st, long win, int held)
+{
+    json_t *sinks = json_array(), *events = json_array();
+
+    json_object_set_new(o, "provider", json_string(st->provider));
+    json_object_set_new(o, "renew_window", json_integer(win));
+    json_object_set_new(o, "refreshing", json_boolean(st->cycling));
+    /* Another server's schedule is not ours to know: ours is only when
+     * we look at the lease again. */
+    json_object_set_new(o, "next_refresh_timestamp", held ? ts_or_null(st->next_due) : json_null());
+    json_object_set_new(o, "last_success_timestamp", ts_or_null(st->last_ok));
+    json_object_set_new(o, "last_failure_timestamp", ts_or_null(st->last_fail));
+    for (size_t i = 0; i < st->nsinks; i++) {
+        const td_refresher_sink_state *k = &st->sinks[i];
+        json_t *so = json_pack("{s:s, s:s, s:i, s:o, s:o}", "sink", k->kind, "label", k->label,
+                               "failures_in_a_row", k->failures, "last_success_timestamp",
+                               ts_or_null(k->last_ok), "last_failure_timestamp", ts_or_null(k->last_fail));
+        if (so && k->last_fail) json_object_set_new(so, "last_error", json_string(k->last_err));
+        json_array_append_new(sinks, so);
+    }
+    for (size_t i = 0; i < st->nevents; i++) {
+        const td_refresher_event *e = &st->events[i];
+        json_array_append_new(events, json_pack("{s:s, s:I, s:I, s:I, s:s}", "kind", event_kind(e->kind),
+                                                "first_timestamp", (json_int_t)e->first, "timestamp",
+                                                (json_int_t)e->last, "count", (json_int_t)e->count, "text",
+                                                e->text));
+    }
+    json_object_set_new(o, "sinks", sinks);
+    json_object_set_new(o, "events", events);
+}
+
+/* td_api_hooks.metrics: the series an alert needs by name (and sink), from
+ * what this server's refreshers saw.  Counters under their lock only: the
+ * HTTP thread renders /metrics. */
+static void metrics(void *fleet, td_strbuf *b)
+{
+    td_fleet *f = fleet;
+    static const struct { const char *name, *help; } m[] = {
+        {"refresh_lease_held", "1 when this server holds the token's refresh lease (it fetches), else 0."},
+        {"refresh_failures_in_a_row", "Failed refresh cycles in a row, by token (this server's)."},
+        {"refresh_last_success_timestamp_seconds", "When a refresh cycle last put the token in service (Unix seconds; 0: never)."},
+        {"sink_failures_in_a_row", "Failed deliveries in a row, by token and sink."},
+        {"sink_last_success_timestamp_seconds", "When a record last reached the sink (Unix seconds; 0: never)."},
+    };
+    td_refresher_state *st = calloc(f->n ? f->n : 1, sizeof *st);
+    int *held = calloc(f->n ? f->n : 1, sizeof *held);
+
+    if (!st || !held) goto out;
+    for (size_t i = 0; i < f->n; i++) {
+        td_refresher *r = __atomic_load_n(&f->v[i].r, __ATOMIC_ACQUIRE);
+        if (r) td_refresher_status(r, &st[i]);
+        held[i] = td_lease_held(f->v[i].lease);
+    }
+    for (size_t k = 0; k < sizeof m / sizeof *m; k++) {
+        td_strbuf_printf(b, "# HELP tokendist_%s %s\n# TYPE tokendist_%s gauge\n", m[k].name, m[k].help, m[k].name);
+        for (size_t i = 0; i < f->n; i++) {
+            const char *name = f->v[i].name;
+            const td_refresher_state *s = &st[i];
+            switch (k) {
+            case 0: td_strbuf_printf(b, "tokendist_%s{name=\"%s\"} %d\n", m[k].name, name, held[i]); break;
+            case 1: td_strbuf_printf(b, "tokendist_%s{name=\"%s\"} %d\n", m[k].name, name, s->failures); break;
+            case 2: td_strbuf_printf(b, "tokendist_%s{name=\"%s\"} %lld\n", m[k].name, name, (long long)s->last_ok); break;
+            default:
+                for (size_t j = 0; j < s->nsinks; j++)
+                    td_strbuf_printf(b, "tokendist_%s{name=\"%s\",sink=\"%s\"} %lld\n", m[k].name, name,
+                                     s->sinks[j].kind,
+                                     k == 3 ? (long long)s->sinks[j].failures : (long long)s->sinks[j].last_ok);
+                break;
+            }
+        }
+    }
+out:
+    free(st);
+    free(held);
+}
+
 const td_api_hooks *td_fleet_hooks(td_fleet *f)
 {
     f->hooks = (td_api_hooks){.ud = f, .invalid = td_fleet_report, .stale = stale, .freshen = freshen,
-                              .status = td_fleet_status};
+                              .status = td_fleet_status, .window = window, .metrics = metrics};
     return &f->hooks;
 }
 
-void td_fleet_status(void *fleet, json_t *readyz)
+void td_fleet_status(void *fleet, json_t *out, int detail)
 {
     td_fleet *f = fleet;
     json_t *all = json_object();
@@ -418,10 +518,11 @@ void td_fleet_status(void *fleet, json_t *readyz)
             json_object_set_new(o, "last_success", st.last_ok ? json_string(td_clock_format(st.last_ok, t1)) : json_null());
             json_object_set_new(o, "last_failure", st.last_fail ? json_string(td_clock_format(st.last_fail, t2)) : json_null());
             if (st.last_fail) json_object_set_new(o, "last_error", json_string(st.last_err));
+            if (detail) status_detail(o, &st, td_refresher_window(r), held);
         }
         json_object_set_new(all, e->name, o);
     }
-    json_object_set_new(readyz, "refresh", all);
+    json_object_set_new(out, "refresh", all);
 }
 
 void td_fleet_stop(td_fleet *f)

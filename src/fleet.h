@@ -64,9 +64,11 @@ int td_fleet_listen(td_fleet *f, char *err, size_t errlen);
 int td_fleet_report(void *fleet, const char *name, const char *token, long wait_ms, char *why,
                     size_t whylen);
 
-/* td_api_hooks.status: adds {"refresh": {NAME: {...}}} to /readyz's object --
- * this server's refresher counters, and who holds each lease. */
-void td_fleet_status(void *fleet, json_t *readyz);
+/* td_api_hooks.status: adds {"refresh": {NAME: {...}}} to out -- this
+ * server's refresher counters, and who holds each lease; with detail, also
+ * the renewal window, the next refresh, each sink's last delivery and the
+ * recent events (the status page). */
+void td_fleet_status(void *fleet, json_t *out, int detail);
 
 /* The hooks the API calls (invalid reports, fresh on read, /readyz),
  * valid while f is. */

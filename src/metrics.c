@@ -12,7 +12,7 @@ static const int statuses[] = {200, 202, 204, 400, 401, 403, 404, 405, 409, 413,
 #define NSTATUS (sizeof statuses / sizeof *statuses)
 
 static const char *const route_names[TD_ROUTE__N] = {
-    "token_get", "token_post", "invalid", "history", "options", "healthz", "readyz", "metrics", "other",
+    "token_get", "token_post", "invalid", "history", "options", "healthz", "readyz", "metrics", "status", "other",
 };
 
 static const struct {

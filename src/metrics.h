@@ -17,6 +17,7 @@ typedef enum {
     TD_ROUTE_HEALTHZ,
     TD_ROUTE_READYZ,
     TD_ROUTE_METRICS,
+    TD_ROUTE_STATUS,
     TD_ROUTE_OTHER,
     TD_ROUTE__N
 } td_route;

@@ -64,9 +64,13 @@ typedef struct td_provider_ops {
      * still valid: TD_OK valid, TD_EAUTH invalid, else could not tell. */
     int (*check)(const td_provider *p, const char *token, char *err, size_t errlen);
 
-    /* Optional: the jsapi_ticket derived from token, in out->token. */
+    /* Optional: the jsapi_ticket derived from token, in out->token.  The
+     * refresher renews a ticket TD_TICKET_RENEW_WINDOW seconds before its
+     * expiry (and after every new token). */
     int (*ticket)(const td_provider *p, const char *token, td_grant *out, char *err, size_t errlen);
 } td_provider_ops;
+
+#define TD_TICKET_RENEW_WINDOW 300
 
 struct td_provider {
     const td_provider_ops *ops;

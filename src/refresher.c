@@ -10,6 +10,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,7 +19,7 @@
 
 #define FORCE_INTERVAL_MS 30000L
 #define FORCED_PER_DAY 5        /* forced fetches (revoking ones) reports may cause a day */
-#define TICKET_WINDOW 300       /* a jsapi_ticket is renewed this long before its expiry */
+#define TICKET_WINDOW TD_TICKET_RENEW_WINDOW
 /* How often a server that does not hold the lease looks again: a tenth of
  * the lease time, so a dead holder is replaced within the lease time. */
 #define LEASE_RETRY_MS (TD_LEASE_TTL_MS / 10)
@@ -67,6 +68,9 @@ struct td_refresher {
     int failures_seen;
     int64_t last_ok, last_fail; /* Unix seconds of the last cycles that did and did not deliver */
     char last_err[300];
+    td_refresher_sink_state sink_st[TD_SINKS_MAX]; /* by the index of o.sinks */
+    td_refresher_event events[TD_REFRESHER_EVENTS]; /* newest first */
+    size_t nevents;
 };
 
 enum { FORCE_NONE, FORCE_PENDING, FORCE_DONE };
@@ -168,6 +172,10 @@ int td_refresher_new(td_refresher **out, const td_refresher_opts *o, char *err, 
     r->o.notice.feishu = &r->o.feishu;
     if (r->o.retry_max < r->o.retry_min) r->o.retry_max = r->o.retry_min;
     if (r->o.force_interval_ms <= 0) r->o.force_interval_ms = FORCE_INTERVAL_MS;
+    for (size_t i = 0; i < o->sinks->n && i < TD_SINKS_MAX; i++) {
+        r->sink_st[i].kind = td_sink_kind_name(o->sinks->v[i].kind);
+        r->sink_st[i].label = o->sinks->v[i].label;
+    }
     r->rng = (uint64_t)td_clock_now_ms() ^ ((uint64_t)getpid() << 32) ^ (uint64_t)(uintptr_t)r;
     if (!r->rng) r->rng = 1;
     pthread_mutex_init(&r->lock, NULL);
@@ -215,8 +223,61 @@ static void note_current(td_refresher *r)
     pthread_mutex_unlock(&r->lock);
 }
 
-/* Tells the group; a notice failure is logged and otherwise ignored. */
-static int notify(td_refresher *r, const char *tenant, const char *text, const char *what)
+/* Remembers an event for the status page (td_refresher_status).  An event
+ * already seen since the last recovery (a failure repeated by every retry
+ * of an outage, an alert that cannot be sent) counts up and moves to the
+ * front instead of taking another place: an outage does not push what it
+ * caused out of the list, and each incident keeps its own lines. */
+static void note_event(td_refresher *r, td_event_kind kind, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void note_event(td_refresher *r, td_event_kind kind, const char *fmt, ...)
+{
+    td_refresher_event e = {.kind = kind, .count = 1};
+    va_list ap;
+    size_t i;
+
+    va_start(ap, fmt);
+    vsnprintf(e.text, sizeof e.text, fmt, ap);
+    va_end(ap);
+    e.first = e.last = td_clock_now();
+    pthread_mutex_lock(&r->lock);
+    for (i = 0; i < r->nevents && r->events[i].kind != TD_EVENT_RECOVERED; i++)
+        if (r->events[i].kind == kind && !strcmp(r->events[i].text, e.text)) break;
+    if (i < r->nevents && r->events[i].kind == kind && !strcmp(r->events[i].text, e.text)) {
+        e.first = r->events[i].first;
+        e.count = r->events[i].count + 1;
+    } else if ((i = r->nevents) < TD_REFRESHER_EVENTS) {
+        r->nevents++;
+    } else {
+        i = TD_REFRESHER_EVENTS - 1; /* the oldest goes */
+    }
+    memmove(r->events + 1, r->events, i * sizeof *r->events);
+    r->events[0] = e;
+    pthread_mutex_unlock(&r->lock);
+}
+
+/* Remembers what a delivery to sink i did (a conflict is neither). */
+static void note_sink(td_refresher *r, size_t i, int rc, const char *err)
+{
+    td_refresher_sink_state *k = &r->sink_st[i];
+
+    if (rc == TD_ECONFLICT || i >= TD_SINKS_MAX) return;
+    pthread_mutex_lock(&r->lock);
+    if (rc == TD_OK) {
+        k->last_ok = td_clock_now();
+        k->failures = 0;
+    } else {
+        k->last_fail = td_clock_now();
+        k->failures++;
+        snprintf(k->last_err, sizeof k->last_err, "%s", err);
+    }
+    pthread_mutex_unlock(&r->lock);
+}
+
+/* Tells the group; a notice failure is logged and otherwise ignored.
+ * Either way the status page hears of it as an event of that kind. */
+static int notify(td_refresher *r, const char *tenant, const char *text, const char *what,
+                  td_event_kind kind)
 {
     char err[512];
     int rc;
@@ -225,8 +286,10 @@ static int notify(td_refresher *r, const char *tenant, const char *text, const c
     if ((rc = td_notice_send(&r->o.notice, tenant, text, err, sizeof err)) != TD_OK) {
         td_metrics_inc(TD_M_NOTICE_FAILED);
         td_log("⚠️ 群通知 (%s) 发送失败: %s", what, err);
+        note_event(r, kind, "群通知「%s」发送失败: %s", what, err);
     } else {
         td_log("已发送群通知: %s", what);
+        note_event(r, kind, "已发送群通知「%s」", what);
     }
     return rc;
 }
@@ -342,6 +405,7 @@ static int deliver(td_refresher *r, const td_record *rec, int local_only, int *f
         const td_sink *s = &r->o.sinks->v[i];
         if (local_only && s->kind != TD_SINK_LOCAL) continue;
         int src = td_sink_push(s, rec, why, sizeof why);
+        note_sink(r, i, src, why);
         if (src == TD_OK) {
             ok++;
             if (s->kind == TD_SINK_ENDPOINT) td_log("app_access_token已成功分发到腾讯云函数");
@@ -369,17 +433,18 @@ static void succeeded(td_refresher *r, const td_grant *t, int changed, int faile
     char text[TD_NOTICE_TEXT_MAX];
 
     td_metrics_inc(TD_M_REFRESH_OK);
+    if (r->failures) note_event(r, TD_EVENT_RECOVERED, "刷新已恢复 (此前连续失败 %d 次)", r->failures);
     if (r->failures && r->alerted) {
         td_notice_recovered_text(text, sizeof text, r->failures, td_record_generated(r->cur),
                                  td_record_expires(r->cur), now);
-        notify(r, tenant_of(r->cur), text, "刷新已恢复");
+        notify(r, tenant_of(r->cur), text, "刷新已恢复", TD_EVENT_NOTICE);
     }
     if (r->failures) td_log("✅ token 刷新已恢复 (此前连续失败 %d 次)", r->failures);
     r->failures = 0, r->alerted = 0;
     if (changed && r->o.announce) {
         td_notice_updated_text(text, sizeof text, td_record_generated(r->cur), td_record_expires(r->cur),
                                now, r->o.notice_url);
-        notify(r, tenant_of(r->cur), text, "Access Token 已更新");
+        notify(r, tenant_of(r->cur), text, "Access Token 已更新", TD_EVENT_NOTICE);
     }
 
     if (t->expire > r->o.renew_window) {
@@ -426,10 +491,11 @@ static void failed_cycle(td_refresher *r, int rc, const td_grant *t, int64_t *ne
                r->failures, err, (long long)(td_record_expires(r->cur) - now));
     else
         td_log("❌ token 刷新失败 (连续第 %d 次): %s；目前没有可用的 token", r->failures, err);
+    note_event(r, TD_EVENT_FAILURE, "%s", err);
     if (!r->alerted && r->o.alert_below > 0 &&
         (quota || !r->cur || td_record_expires(r->cur) - now < r->o.alert_below)) {
         td_notice_alert_text(text, sizeof text, r->failures, r->cur ? td_record_expires(r->cur) : 0, now, err);
-        if ((notify(r, tenant_of(r->cur), text, "刷新失败告警") == TD_OK || quota) &&
+        if ((notify(r, tenant_of(r->cur), text, "刷新失败告警", TD_EVENT_ALERT) == TD_OK || quota) &&
             td_notice_enabled(&r->o.notice))
             r->alerted = 1;
     }
@@ -814,5 +880,16 @@ void td_refresher_status(td_refresher *r, td_refresher_state *st)
     st->last_ok = r->last_ok;
     st->last_fail = r->last_fail;
     snprintf(st->last_err, sizeof st->last_err, "%s", r->last_err);
+    st->provider = r->o.provider.ops->kind;
+    st->cycling = __atomic_load_n(&r->cycling, __ATOMIC_ACQUIRE);
+    st->next_due = 0;
+    if (r->running && !r->stop) { /* the thread's monotonic due time, as wall time */
+        int64_t in_ms = __atomic_load_n(&r->due_ms, __ATOMIC_RELAXED) - td_clock_mono_ms();
+        st->next_due = td_clock_now() + (in_ms > 0 ? (in_ms + 999) / 1000 : 0);
+    }
+    st->nsinks = r->o.sinks->n < TD_SINKS_MAX ? r->o.sinks->n : TD_SINKS_MAX;
+    memcpy(st->sinks, r->sink_st, sizeof st->sinks);
+    st->nevents = r->nevents;
+    memcpy(st->events, r->events, sizeof st->events);
     pthread_mutex_unlock(&r->lock);
 }

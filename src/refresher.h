@@ -116,12 +116,43 @@ int td_refresher_freshen(td_refresher *r, long wait_ms, char *why, size_t whylen
 /* The renewal window, in seconds. */
 long td_refresher_window(const td_refresher *r);
 
-/* What the refresher has done so far, for /readyz. */
+/* What the last deliveries to one sink did. */
+typedef struct td_refresher_sink_state {
+    const char *kind;           /* "local", "endpoint", "gitee" (static) */
+    const char *label;          /* the sink's label for people (static) */
+    int64_t last_ok, last_fail; /* Unix seconds; 0: never */
+    int failures;               /* failed deliveries in a row */
+    char last_err[200];
+} td_refresher_sink_state;
+
+/* Something an operator should see afterwards: a failed cycle, the alert
+ * told to the group (or not: the text says), a recovery, another notice
+ * (a new token, the recovery) told to the group.  Repeats of the newest
+ * event (the same failure at every retry) are counted, not added. */
+typedef enum { TD_EVENT_FAILURE, TD_EVENT_ALERT, TD_EVENT_RECOVERED, TD_EVENT_NOTICE } td_event_kind;
+
+typedef struct td_refresher_event {
+    td_event_kind kind;
+    int64_t first, last;        /* Unix seconds of the first and the last repeat */
+    long count;                 /* repeats, >= 1 */
+    char text[240];
+} td_refresher_event;
+
+#define TD_REFRESHER_EVENTS 8       /* kept, newest first */
+
+/* What the refresher has done so far, for /readyz, /metrics and /status. */
 typedef struct td_refresher_state {
     long cycles, forced;
     int failures;               /* failed cycles in a row */
     int64_t last_ok, last_fail; /* Unix seconds; 0: never */
     char last_err[300];
+    const char *provider;       /* the platform's kind ("feishu"; static) */
+    int64_t next_due;           /* Unix seconds of the next cycle; 0: no thread runs */
+    int cycling;                /* a cycle runs now */
+    size_t nsinks;
+    td_refresher_sink_state sinks[TD_SINKS_MAX];
+    size_t nevents;
+    td_refresher_event events[TD_REFRESHER_EVENTS]; /* newest first */
 } td_refresher_state;
 
 void td_refresher_status(td_refresher *r, td_refresher_state *st);

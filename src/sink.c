@@ -15,6 +15,16 @@
 /* The seed's POST answer and our own are small JSON objects. */
 #define ENDPOINT_ANSWER_MAX (64u << 10)
 
+const char *td_sink_kind_name(td_sink_kind kind)
+{
+    switch (kind) {
+    case TD_SINK_ENDPOINT: return "endpoint";
+    case TD_SINK_GITEE: return "gitee";
+    case TD_SINK_LOCAL: return "local";
+    }
+    return "?";
+}
+
 int td_sinks_from_config(td_sinks *s, const td_config *c, const td_token_conf *t, td_api *api, char *err,
                          size_t errlen)
 {

@@ -37,6 +37,9 @@ typedef struct td_sink {
 
 #define TD_SINKS_MAX 3
 
+/* "endpoint", "gitee", "local": the kind as /metrics and /status name it. */
+const char *td_sink_kind_name(td_sink_kind kind);
+
 typedef struct td_sinks {
     td_sink v[TD_SINKS_MAX];
     size_t n;

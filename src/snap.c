@@ -15,6 +15,8 @@ void td_snap_release(td_snap *s)
     free(s->json);
     free(s->token);
     free(s->tenant);
+    free(s->provider);
+    free(s->derived_from);
     free(s);
 }
 
@@ -22,7 +24,7 @@ td_snap *td_snap_new(const char *name, const char *json, size_t len, int64_t gen
 {
     td_snap *s = calloc(1, sizeof *s);
     json_t *o = NULL;
-    const char *tok, *ten;
+    const char *tok, *ten, *prov, *from;
 
     if (!s) return NULL;
     s->refs = 1;
@@ -36,6 +38,10 @@ td_snap *td_snap_new(const char *name, const char *json, size_t len, int64_t gen
     if (!(tok = json_string_value(json_object_get(o, "access_token"))) || !(s->token = strdup(tok)))
         goto fail;
     if ((ten = json_string_value(json_object_get(o, "tenant_access_token"))) && !(s->tenant = strdup(ten)))
+        goto fail;
+    if ((prov = json_string_value(json_object_get(o, "provider"))) && !(s->provider = strdup(prov)))
+        goto fail;
+    if ((from = json_string_value(json_object_get(o, "derived_from"))) && !(s->derived_from = strdup(from)))
         goto fail;
     json_decref(o);
     return s;

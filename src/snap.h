@@ -27,6 +27,8 @@ typedef struct td_snap {
     int64_t expire_ts;
     char *token;            /* access_token, for /invalid reports */
     char *tenant;           /* tenant_access_token, or NULL */
+    char *provider;         /* the record's "provider" ("wechat"), or NULL (the seed's: Feishu) */
+    char *derived_from;     /* a ticket's token name, or NULL */
 } td_snap;
 
 /* A snapshot of a validated record's JSON text, refs 1; NULL when out of

@@ -39,6 +39,8 @@ NOT_PROVOKED = {
     ("/v1/tokens/{name}", "post", "500"): "a store failing for good: test_limits.py",
     ("/readyz", "get", "503"): "a store that does not answer: Redis down in test_redis.py",
     ("/v1/tokens/{name}/history", "get", "503"): "a store that does not answer: Redis down in test_redis.py",
+    ("/status", "get", "503"): "every store worker busy (256 requests waiting): td_api_busy, as for /readyz",
+    ("/status.json", "get", "503"): "every store worker busy (256 requests waiting): td_api_busy, as for /readyz",
 }
 
 
@@ -251,11 +253,18 @@ class OpenApiTest(FeishuEnv, TestCase):
         self.call(b, "POST", inv, {"access_token": TOKEN}, want=401)
         self.call(b, "POST", inv, {"access_token": TOKEN}, key="rk-wrong", want=403)
 
-        for path in ("/healthz", "/readyz", "/metrics"):
+        for path in ("/healthz", "/readyz", "/metrics", "/status", "/status.json"):
             self.call(a, "GET", path, want=200)
             self.call(a, "HEAD", path, want=200)
             self.call(a, "POST", path, "{}", want=405)
             self.call(a, "OPTIONS", path, want=204)
+        # With a read key the page comes without facts; its JSON needs the
+        # key (a server of its own: b's failures feed the guard below).
+        k = self.server(["--read-key", READ] + CORS, store=self.db("k")).start()
+        self.assertNotIn("class=\"card\"", self.call(k, "GET", "/status", want=200).body.decode())
+        self.call(k, "GET", "/status.json", want=401)
+        self.call(k, "GET", "/status.json", key="rk-wrong", want=403)
+        self.call(k, "GET", "/status.json", key=READ, want=200)
 
         # The failure guard: ten wrong keys from one address, then 429 for
         # that address's wrong keys on every keyed route of that server;
@@ -269,6 +278,8 @@ class OpenApiTest(FeishuEnv, TestCase):
             self.call(b, "GET", path, key="rk-wrong", want=429)
             self.call(b, "GET", path, key=READ, want=404)
         self.call(b, "POST", inv, {"access_token": TOKEN}, key="rk-wrong", want=429)
+        self.call(b, "GET", "/status.json", key="rk-wrong", want=429)
+        self.call(b, "GET", "/status.json", key=READ, want=200)
         self.call(b, "POST", inv, {"access_token": TOKEN}, key=READ, want=404)
         self.call(a, "GET", hist, key="pk-wrong", want=429)
         self.call(a, "GET", hist, key=PUSH, want=200)
@@ -333,6 +344,10 @@ class OpenApiTest(FeishuEnv, TestCase):
         self.call(r, "POST", "/v1/tokens/default", make_record(TOKEN), key=PUSH, want=200)
         self.call(r, "POST", report, {"access_token": TOKEN}, want=503)
 
+        # The facts of a server that refreshes: its refresher's part as
+        # documented (StatusRefresh: sinks, events, next refresh).
+        facts = self.call(c, "GET", "/status.json", want=200).json()
+        self.assertEqual([k["sink"] for k in facts["tokens"][0]["refresh"]["sinks"]], ["local"])
         # /metrics has every series its description names.
         text = self.call(c, "GET", "/metrics", want=200).body.decode()
         named = set(re.findall(r"tokendist_\w+", resolve(SPEC["paths"]["/metrics"])["get"]["description"]))
@@ -355,6 +370,7 @@ class OpenApiTest(FeishuEnv, TestCase):
                   "/v1/tokens/default/history", "/v1/tokens/default/history/", "/v1/tokens/Default",
                   "/v1/tokens/a.b/invalid", "/v1/tokens/a-b/history", "/v1/tokens/A/other", "/v1/tokens/%2e%2e",
                   "/healthz", "/healthz/", "/readyz", "/metrics", "/metrics/x", "/favicon.ico",
+                  "/status", "/status/", "/status.json", "/status.html", "/status.json/x", "/STATUS",
                   "/index.html", "/release/get-token?x=1", "/RELEASE/GET-TOKEN"]
         for path in probes:
             for method in ("GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"):
