@@ -768,10 +768,13 @@ static void post_invalid(td_api *api, const td_api_req *req, const char *name, t
         r->body = "{\"success\": true, \"message\": \"refresh started\"}";
         r->body_len = strlen(r->body);
         break;
-    case TD_ECONFLICT:
-        snprintf(msg, sizeof msg, "飞书仍在发放此 token，没有新的可换 (%s)；请检查调用失败的其他原因："
-                 "应用权限、应用凭证是否被重置、token 类型", why);
+    case TD_ECONFLICT: { /* in the words of the token's own platform */
+        const td_provider_ops *ops = td_provider_find(s->provider ? s->provider : "feishu");
+        if (!ops) ops = &td_provider_feishu;
+        snprintf(msg, sizeof msg, "%s仍在发放此 token，没有新的可换 (%s)；请检查调用失败的其他原因：%s", ops->label,
+                 why, ops->report_hint);
         resp_msg(api, r, 409, "message", msg);
+    }
         break;
     case TD_ENOTFOUND:
         resp_msg(api, r, 501, "message", why);

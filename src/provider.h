@@ -19,7 +19,10 @@
  *                  one to its last second (min_remaining near 0);
  *   EXTENDS        a fetch during the lifetime extends it (DingTalk) --
  *                  fetch when renew_window seconds are left, the record
- *                  is rebuilt with the new expiry.
+ *                  is rebuilt with the new expiry; a fetch that does not
+ *                  move the expiry turns the refresher to AFTER_EXPIRY for
+ *                  that token (docs/providers.md: the extension is read
+ *                  into DingTalk's documentation, not stated).
  */
 #ifndef TD_PROVIDER_H
 #define TD_PROVIDER_H
@@ -51,6 +54,12 @@ typedef struct td_provider_ops {
     long renew_window;              /* s, see above (0 for AFTER_EXPIRY) */
     long min_remaining;             /* the least a client should accept by default, s */
     const char *id_name;            /* how the platform calls the app id ("App ID", "corpid", ...) */
+    /* What a reporter is told when the platform still issues the token it
+     * reported (409, and the log): why no new token comes -- the
+     * platform's own renewal rule, as one clause without a full stop --
+     * and what else to check, since the call failed for another reason. */
+    const char *reissue_rule;       /* "飞书只在过期前 30 分钟内换发新 token，…" */
+    const char *report_hint;        /* "应用权限、应用凭证是否被重置、token 类型" */
 
     /* Fetches the token.  forced: a client confirmed the token invalid --
      * platforms with a forced mode use it (WeChat), the others fetch as

@@ -19,6 +19,13 @@
 
 #define FORCE_INTERVAL_MS 30000L
 #define FORCED_PER_DAY 5        /* forced fetches (revoking ones) reports may cause a day */
+#define CHECK_INTERVAL_MS 30000L /* the platform judges one token at most this often */
+#define CHECKS_PER_DAY 48       /* judgements (check calls) reports may cause a day */
+#define DAY_MS 86400000LL
+/* A fetch this long after the record it renews was made must have moved
+ * an extending platform's expiry visibly (DingTalk: to a full lifetime
+ * from the fetch); a sooner one (a retry) cannot tell. */
+#define EXTEND_SEEN_S 10
 #define TICKET_WINDOW TD_TICKET_RENEW_WINDOW
 /* How often a server that does not hold the lease looks again: a tenth of
  * the lease time, so a dead holder is replaced within the lease time. */
@@ -39,10 +46,14 @@ struct td_refresher {
     int alerted;                /* the group was told about them */
     int same_in_window;         /* fetches inside our window that got the old token */
     int served;                 /* a token of ours was delivered since the start */
-    char checked_id[TD_TOKEN_ID_LEN]; /* the last token the platform was asked about */
-    int checked_invalid;        /* and its answer */
+    char checked_id[TD_TOKEN_ID_LEN]; /* the last token the platform judged */
+    int checked_invalid;        /* its verdict */
+    int64_t checked_ms;         /* and when (monotonic ms) */
+    int64_t check_at[CHECKS_PER_DAY]; /* monotonic ms of the judgements of the last day */
+    int check_n;
     int64_t forced_at[FORCED_PER_DAY]; /* monotonic ms of the forced fetches of the last day */
     int forced_n;
+    char same_why[300];         /* a forced cycle: why the platform may hand back the same token */
     int64_t ticket_exp;         /* expiry of the jsapi_ticket in service; 0 unknown */
     int64_t ticket_gen;
     uint64_t rng;
@@ -57,11 +68,15 @@ struct td_refresher {
         char why[300];
         int64_t asked_ms, done_ms;  /* monotonic */
         long reports;               /* reports this one fetch answered */
+        long repeats;               /* reports answered after it from its outcome */
     } fz;
     pthread_cond_t done;        /* a cycle (forced or not) finished */
     int run_now;                /* td_refresher_freshen asks for a cycle now */
     int cycling;                /* a cycle runs (atomic: td_refresher_overdue reads it) */
     int64_t due_ms;             /* monotonic ms of the next cycle (atomic, likewise) */
+    int rule;                   /* the renewal rule in effect, a td_renewal (atomic): the
+                                 * provider's, until an extending one did not extend */
+    long window;                /* the renewal window in effect, s (atomic, likewise) */
     int64_t cur_exp;            /* expiry of the record in service, 0 none (atomic) */
     int failing;                /* the last cycle failed: backing off (atomic) */
     int late;                   /* the running cycle started late or for a reader (atomic) */
@@ -92,6 +107,21 @@ static int64_t rnd_range(td_refresher *r, int64_t lo, int64_t hi)
     return hi <= lo ? lo : lo + (int64_t)(rnd(r) % (uint64_t)(hi - lo + 1));
 }
 
+/* The renewal rule and window in effect: the provider's and the
+ * settings', unless an extending platform did not extend (fall_back). */
+static td_renewal rule_of(const td_refresher *r) { return (td_renewal)__atomic_load_n(&r->rule, __ATOMIC_RELAXED); }
+static long window_of(const td_refresher *r) { return __atomic_load_n(&r->window, __ATOMIC_RELAXED); }
+
+/* A ration over the last day (forced fetches, checks): drops what is older
+ * than a day from at[0..*n) and returns how many are left. */
+static int ration_left(int64_t *at, int *n, int64_t now)
+{
+    int k = 0;
+    while (k < *n && now - at[k] > DAY_MS) k++;
+    memmove(at, at + k, (size_t)(*n - k) * sizeof *at);
+    return *n -= k;
+}
+
 /* The n-th retry delay in ms: retry_min doubling up to retry_max, with
  * "equal jitter" (half fixed, half random) so a fleet does not retry in
  * step, yet never much sooner than planned. */
@@ -111,13 +141,13 @@ static int64_t backoff_ms(td_refresher *r, int n)
  * at most 30 s. */
 static int64_t renew_delay_ms(td_refresher *r, long expire)
 {
-    int64_t spread = r->o.renew_window * 1000 / 20;
+    int64_t spread = window_of(r) * 1000 / 20;
     if (spread > 30000) spread = 30000;
     /* A platform that renews only after the expiry (WeCom): right after
      * it, readers waiting meanwhile (fresh on read). */
-    if (r->o.provider.ops->renewal == TD_RENEW_AFTER_EXPIRY)
+    if (rule_of(r) == TD_RENEW_AFTER_EXPIRY)
         return (int64_t)expire * 1000 + 200 + rnd_range(r, 0, 800);
-    return (int64_t)(expire - r->o.renew_window) * 1000 + 1000 + rnd_range(r, 0, spread);
+    return (int64_t)(expire - window_of(r)) * 1000 + 1000 + rnd_range(r, 0, spread);
 }
 
 void td_refresher_opts_from_config(td_refresher_opts *o, const td_config *c, const td_token_conf *t,
@@ -175,6 +205,8 @@ int td_refresher_new(td_refresher **out, const td_refresher_opts *o, char *err, 
     r->o.notice.feishu = &r->o.feishu;
     if (r->o.retry_max < r->o.retry_min) r->o.retry_max = r->o.retry_min;
     if (r->o.force_interval_ms <= 0) r->o.force_interval_ms = FORCE_INTERVAL_MS;
+    r->rule = (int)o->provider.ops->renewal;
+    r->window = o->renew_window;
     for (size_t i = 0; i < o->sinks->n && i < TD_SINKS_MAX; i++) {
         r->sink_st[i].kind = td_sink_kind_name(o->sinks->v[i].kind);
         r->sink_st[i].label = o->sinks->v[i].label;
@@ -331,31 +363,52 @@ static int has_endpoint(const td_sinks *s)
     return 0;
 }
 
-/* The record to deliver for Feishu's answer t: the one in service when
- * Feishu handed back the same token (*same set), else a new one.  A new
- * token must carry a newer generated_timestamp than the one it replaces,
- * or put-if-newer refuses it: two tokens within one second happen (a
- * forced refresh right after a renewal). */
+/* An extending platform (DingTalk) handed back the token in service
+ * without moving its expiry: the extension docs/providers.md reads into
+ * its documentation does not happen.  From now on the token is renewed
+ * by the rule that fits -- right after its expiry, readers bridged by
+ * fresh on read, as WeCom's -- instead of retrying in a window that never
+ * brings anything.  Said once: it is the platform's behaviour, not an
+ * incident. */
+static void fall_back(td_refresher *r, const char *token)
+{
+    char fp[TD_FP_LEN], e[TD_TIME_LEN];
+
+    __atomic_store_n(&r->window, 0L, __ATOMIC_RELAXED);
+    __atomic_store_n(&r->rule, (int)TD_RENEW_AFTER_EXPIRY, __ATOMIC_RELAXED);
+    td_log("⚠️ %s返回了同一个 token %s，但没有延长它的有效期 (仍在 %s 过期)：%s 改为过期后立即换新 "
+           "(同企业微信的规则)，过期那一刻的读取等待新 token",
+           r->o.provider.ops->label, td_log_fp(token, fp), td_clock_format(td_record_expires(r->cur), e), r->o.name);
+}
+
+/* The record to deliver for the platform's answer t: the one in service
+ * when the platform handed back the same token (*same set), else a new
+ * one.  A new token must carry a newer generated_timestamp than the one
+ * it replaces, or put-if-newer refuses it: two tokens within one second
+ * happen (a forced refresh right after a renewal). */
 static int record_for(td_refresher *r, const td_grant *t, int forced, int64_t now,
                       td_record **out, int *same, char *err, size_t errlen)
 {
+    const td_provider_ops *ops = r->o.provider.ops;
     char fp[TD_FP_LEN], e[TD_TIME_LEN];
     int64_t gen;
     int rc;
 
     *same = r->cur && !strcmp(td_record_token(r->cur), t->token);
+    if (*same && rule_of(r) == TD_RENEW_EXTENDS && now - td_record_generated(r->cur) > EXTEND_SEEN_S &&
+        now + t->expire <= td_record_expires(r->cur) + 2)
+        fall_back(r, t->token);
     /* The same token with another expiry than the record in service (one
      * written by another producer, or a token whose life the platform
-     * extended): the record is rebuilt from what Feishu says now.  Feishu's
+     * extended): the record is rebuilt from what the platform says now.
      * "expire" is whole seconds, so two seconds apart is the same. */
     /* A platform that renews only after the expiry (WeCom) may answer a
      * full lifetime again for a token that runs out sooner: there, only an
      * earlier expiry is believed. */
     if (*same && llabs((long long)(now + t->expire - td_record_expires(r->cur))) > 2 &&
-        (r->o.provider.ops->renewal != TD_RENEW_AFTER_EXPIRY || now + t->expire < td_record_expires(r->cur))) {
+        (rule_of(r) != TD_RENEW_AFTER_EXPIRY || now + t->expire < td_record_expires(r->cur))) {
         td_log("⚠️ %s返回的是在用的 token %s，但过期时间与分发中的记录相差 %lld 秒：按平台给的剩余时间重新生成记录",
-               r->o.provider.ops->label, td_log_fp(t->token, fp),
-               (long long)(td_record_expires(r->cur) - (now + t->expire)));
+               ops->label, td_log_fp(t->token, fp), (long long)(td_record_expires(r->cur) - (now + t->expire)));
         goto build;
     }
     if (*same) {
@@ -363,11 +416,12 @@ static int record_for(td_refresher *r, const td_grant *t, int forced, int64_t no
          * every sink (the server answers an exact re-send with 200, Gitee
          * skips an identical file). */
         *out = r->cur, r->cur = NULL;
-        if (forced || t->expire <= r->o.renew_window)
-            td_log("⚠️ %s返回了同一个 token %s (剩余 %ld 分钟)%s", r->o.provider.ops->label, td_log_fp(t->token, fp),
-                   (t->expire + 30) / 60,
-                   forced ? "：平台还不换发新 token (飞书只在过期前 30 分钟内换发，app_access_token 无法提前作废)，继续分发该 token"
-                          : "：还未进入平台的换发窗口，稍后再试");
+        if (forced)
+            td_log("⚠️ %s返回了同一个 token %s (剩余 %ld 分钟)：%s；继续分发该 token", ops->label,
+                   td_log_fp(t->token, fp), (t->expire + 30) / 60, r->same_why[0] ? r->same_why : ops->reissue_rule);
+        else if (t->expire <= window_of(r))
+            td_log("⚠️ %s返回了同一个 token %s (剩余 %ld 分钟)：还未进入平台的换发窗口，稍后再试", ops->label,
+                   td_log_fp(t->token, fp), (t->expire + 30) / 60);
         return TD_OK;
     }
 build:
@@ -378,17 +432,16 @@ build:
             .tenant_access_token = t->tenant[0] ? t->tenant : NULL,
             .generated_ts = gen, .expire_ts = now + t->expire,
             .source = r->o.source, .usage = r->o.usage, .platform = r->o.platform,
-            .provider = r->o.provider.ops->kind,
+            .provider = ops->kind,
         };
         if ((rc = td_record_new(&f, out)) != TD_OK) {
-            snprintf(err, errlen, "飞书返回的 token 无法组成记录: %s", td_strerror(rc));
+            snprintf(err, errlen, "%s返回的 token 无法组成记录: %s", ops->label, td_strerror(rc));
             return rc;
         }
     }
     if (!*same)
         td_log("已获取新的 %s %s (剩余 %ld 分钟，过期时间 %s)",
-               r->o.provider.ops->renewal == TD_RENEW_IN_WINDOW && !strcmp(r->o.provider.ops->kind, "feishu")
-                   ? "app_access_token" : r->o.name,
+               ops->renewal == TD_RENEW_IN_WINDOW && !strcmp(ops->kind, "feishu") ? "app_access_token" : r->o.name,
                td_log_fp(t->token, fp), (t->expire + 30) / 60, td_clock_format(td_record_expires(*out), e));
     return TD_OK;
 }
@@ -434,6 +487,7 @@ static void succeeded(td_refresher *r, const td_grant *t, int changed, int faile
                       int64_t *next_ms)
 {
     char text[TD_NOTICE_TEXT_MAX];
+    long left;
 
     td_metrics_inc(TD_M_REFRESH_OK);
     if (r->failures) note_event(r, TD_EVENT_RECOVERED, "刷新已恢复 (此前连续失败 %d 次)", r->failures);
@@ -451,9 +505,15 @@ static void succeeded(td_refresher *r, const td_grant *t, int changed, int faile
         notify(r, tenant_of(r->cur), text, "Access Token 已更新", TD_EVENT_NOTICE);
     }
 
-    if (t->expire > r->o.renew_window) {
+    /* The seconds left are the platform's -- but for a token renewed only
+     * after its expiry the record's when that is sooner: a repeated fetch
+     * may report a full lifetime again (record_for keeps the earlier). */
+    left = t->expire;
+    if (rule_of(r) == TD_RENEW_AFTER_EXPIRY && td_record_expires(r->cur) - now < left)
+        left = (long)(td_record_expires(r->cur) - now);
+    if (left > window_of(r)) {
         r->same_in_window = 0;
-        *next_ms = renew_delay_ms(r, t->expire);
+        *next_ms = renew_delay_ms(r, left);
     } else {
         /* Our window is wider than Feishu's (or the clocks disagree): ask
          * again soon, but back off instead of hammering Feishu. */
@@ -506,43 +566,84 @@ static void failed_cycle(td_refresher *r, int rc, const td_grant *t, int64_t *ne
     }
 }
 
+/* The platform's verdict on the token in service for a forced cycle, on
+ * a platform that can judge one (check): 1 invalid, 0 valid, -1 not
+ * known.  A verdict stands for CHECK_INTERVAL_MS -- a report after that
+ * asks again, since a token the platform found valid may be rejected
+ * later (a forced fetch elsewhere, an early invalidation) -- and reports
+ * may cause at most CHECKS_PER_DAY judgements a day, as anyone may report
+ * when no read key is set.  An answer that decides nothing (busy, the
+ * network) costs nothing.  The log says why a check was not made. */
+static int judge(td_refresher *r, const char *tok, int64_t now)
+{
+    const td_provider *p = &r->o.provider;
+    char id[TD_TOKEN_ID_LEN], why[300], fp[TD_FP_LEN];
+    int rc;
+
+    td_record_token_id(tok, id);
+    td_log_fp(tok, fp);
+    if (!strcmp(id, r->checked_id) && now - r->checked_ms < CHECK_INTERVAL_MS) {
+        td_log("%s在 %lld 秒前刚确认过 token %s %s：%ld 秒内不再确认", p->ops->label,
+               (long long)(now - r->checked_ms) / 1000, fp, r->checked_invalid ? "已失效" : "仍然有效",
+               CHECK_INTERVAL_MS / 1000);
+        return r->checked_invalid;
+    }
+    if (ration_left(r->check_at, &r->check_n, now) >= CHECKS_PER_DAY) {
+        td_log("⚠️ 今天由报告触发的 token 有效性确认已用 %d 次 (上限 %d)：不再向%s确认 token %s，按普通方式获取",
+               r->check_n, CHECKS_PER_DAY, p->ops->label, fp);
+        return -1;
+    }
+    rc = p->ops->check(p, tok, why, sizeof why);
+    if (rc != TD_OK && rc != TD_EAUTH) {
+        td_log("⚠️ %s无法确认 token %s 是否有效 (%s)：不计入确认次数，按普通方式获取", p->ops->label, fp, why);
+        return -1;
+    }
+    memcpy(r->checked_id, id, sizeof id);
+    r->checked_invalid = rc == TD_EAUTH;
+    r->checked_ms = now;
+    r->check_at[r->check_n++] = now;
+    td_log("%s确认 token %s %s", p->ops->label, fp,
+           rc == TD_OK ? "仍然有效：不强制换发" : "确已失效：先按普通方式获取，仍是它才强制换发");
+    return r->checked_invalid;
+}
+
 /* The platform's answer for this cycle.  A forced cycle on a platform
- * whose forced mode revokes the token in service (WeChat) first asks the
- * platform whether the reported token is really invalid -- once per
- * token -- and spends a forced fetch only then, within a ration: WeChat
- * allows a few a day, and reports may come from anyone without a read
- * key, so they may spend at most FORCED_PER_DAY of them, 30 s apart. */
+ * whose forced mode revokes the token in service (WeChat) first has the
+ * platform judge the token (judge) and spends a forced fetch only on one
+ * it found invalid, within a ration: WeChat allows a few a day, and
+ * reports may come from anyone without a read key, so they may spend at
+ * most FORCED_PER_DAY of them, 30 s apart.  r->same_why says why a forced
+ * cycle may get the same token back. */
 static int fetch(td_refresher *r, int forced, td_grant *t, char *err, size_t errlen)
 {
     const td_provider *p = &r->o.provider;
-    char why[300], fp[TD_FP_LEN];
     int64_t now = td_clock_mono_ms();
-    int hard = 0;
+    int hard = 0, verdict;
 
+    r->same_why[0] = '\0';
     if (forced && p->ops->check && r->cur) {
-        char id[TD_TOKEN_ID_LEN];
         const char *tok = td_record_token(r->cur);
-        td_record_token_id(tok, id);
-        if (strcmp(id, r->checked_id) != 0) {
-            int rc = p->ops->check(p, tok, why, sizeof why);
-            snprintf(r->checked_id, sizeof r->checked_id, "%s", id);
-            r->checked_invalid = rc == TD_EAUTH;
-            td_log("%s确认 token %s %s", p->ops->label, td_log_fp(tok, fp),
-                   rc == TD_OK ? "仍然有效：不强制换发" : rc == TD_EAUTH ? "确已失效：强制换发" : "无法确认，按普通方式获取");
-        }
-        if (r->checked_invalid) {
+        if ((verdict = judge(r, tok, now)) == 0)
+            snprintf(r->same_why, sizeof r->same_why, "%s确认此 token 仍然有效；%s", p->ops->label,
+                     p->ops->reissue_rule);
+        else if (verdict < 0)
+            snprintf(r->same_why, sizeof r->same_why, "%s无法确认此 token 是否有效，没有强制换发；%s", p->ops->label,
+                     p->ops->reissue_rule);
+        if (verdict == 1) {
             /* A normal fetch first: when someone else already forced a new
              * token, it brings that one, and no forced fetch is spent. */
             int rc = p->ops->fetch(p, 0, t, err, errlen);
             if (rc != TD_OK || strcmp(t->token, tok) != 0) return rc;
-            while (r->forced_n && now - r->forced_at[0] > 86400000) /* a day's window */
-                memmove(r->forced_at, r->forced_at + 1, --r->forced_n * sizeof *r->forced_at);
-            if (r->forced_n < FORCED_PER_DAY && (!r->forced_n || now - r->forced_at[r->forced_n - 1] >= 30000)) {
+            if (ration_left(r->forced_at, &r->forced_n, now) < FORCED_PER_DAY &&
+                (!r->forced_n || now - r->forced_at[r->forced_n - 1] >= 30000)) {
                 r->forced_at[r->forced_n++] = now;
                 hard = 1;
             } else {
                 td_log("⚠️ 今天由报告触发的强制换发已用 %d 次 (上限 %d，间隔 30 秒)：按普通方式获取", r->forced_n,
                        FORCED_PER_DAY);
+                snprintf(r->same_why, sizeof r->same_why,
+                         "%s确认此 token 已失效，但由报告触发的强制换发已用 %d 次 (每天上限 %d 次，间隔 30 秒)，稍后再报告",
+                         p->ops->label, r->forced_n, FORCED_PER_DAY);
                 return rc;
             }
         }
@@ -631,7 +732,9 @@ static int cycle(td_refresher *r, int forced, int64_t *next_ms, int *changed, ch
     td_record_free(r->cur); /* in service now */
     r->cur = rec, rec = NULL;
     note_current(r);
-    if (cold) td_log("冷启动: 飞书返回的是在用的 token，只在本实例分发 (不发群通知，不推送其他目标)");
+    if (cold)
+        td_log("冷启动: %s返回的是在用的 token，只在本实例分发 (不发群通知，不推送其他目标)",
+               r->o.provider.ops->label);
     succeeded(r, t, !same && !cold, failed, now, next_ms);
     ticket_step(r, !same, next_ms);
     r->served = 1;
@@ -721,8 +824,10 @@ static void *loop(void *ud)
             pthread_mutex_lock(&r->lock);
             if (forced)
                 force_done(r, rc != TD_OK ? rc : changed ? TD_OK : TD_ECONFLICT,
-                           rc != TD_OK ? err : changed ? "已换发新 token"
-                                                       : "飞书只在过期前 30 分钟内换发新 token，无法提前作废");
+                           rc != TD_OK ? err
+                           : changed   ? "已换发新 token"
+                           : r->same_why[0] ? r->same_why
+                                            : r->o.provider.ops->reissue_rule);
         }
         due = td_clock_mono_ms() + next;
         __atomic_store_n(&r->due_ms, due, __ATOMIC_RELAXED);
@@ -742,7 +847,7 @@ int td_refresher_overdue(td_refresher *r, int64_t expire_ts)
     if (expire_ts < 0) expire_ts = __atomic_load_n(&r->cur_exp, __ATOMIC_RELAXED);
     /* Inside the window, or expired (what GET judges as expired: a window
      * of 0 must not leave the last second out). */
-    if (expire_ts - td_clock_now() >= r->o.renew_window && expire_ts > td_clock_now()) return 0;
+    if (expire_ts - td_clock_now() >= window_of(r) && expire_ts > td_clock_now()) return 0;
     /* Backing off after a failure, the schedule is the retry's: readers
      * get the old token while it is valid rather than wait, and are no
      * reason to ask the platform sooner. */
@@ -751,18 +856,21 @@ int td_refresher_overdue(td_refresher *r, int64_t expire_ts)
      * token in service still has most of the window, and readers get it
      * at once however slow the platform is.  One that started late (the
      * thread was frozen: SCF) or for a reader is what readers wait for,
-     * as they do when less than half the window is left anyway. */
+     * as they do when less than half the window is left anyway, or the
+     * token has run out (a window of 0: WeCom's renewal at its expiry). */
     if (__atomic_load_n(&r->cycling, __ATOMIC_ACQUIRE))
-        return __atomic_load_n(&r->late, __ATOMIC_RELAXED) || expire_ts - td_clock_now() < r->o.renew_window / 2;
+        return __atomic_load_n(&r->late, __ATOMIC_RELAXED) || expire_ts - td_clock_now() < window_of(r) / 2 ||
+               expire_ts <= td_clock_now();
     if (now >= due) return 1;
     /* A platform that renews only after the expiry (WeCom): the renewal is
      * due a moment after it, so a reader of the expired token waits those
      * few seconds for the new one instead of getting nothing. */
-    return r->o.provider.ops->renewal == TD_RENEW_AFTER_EXPIRY && expire_ts <= td_clock_now() &&
-           due - now <= 3000;
+    return rule_of(r) == TD_RENEW_AFTER_EXPIRY && expire_ts <= td_clock_now() && due - now <= 3000;
 }
 
-long td_refresher_window(const td_refresher *r) { return r->o.renew_window; }
+long td_refresher_window(const td_refresher *r) { return window_of(r); }
+
+const char *td_refresher_provider(const td_refresher *r) { return r->o.provider.ops->kind; }
 
 void td_refresher_kick(td_refresher *r)
 {
@@ -863,6 +971,11 @@ int td_refresher_force(td_refresher *r, const char *name, const char *id, long w
         int brought = r->fz.rc == TD_OK && strcmp(r->fz.id, id) != 0;
         snprintf(why, whylen, "%s", brought ? "该 token 刚由强制刷新换发" : r->fz.why);
         rc = brought ? TD_ECONFLICT : r->fz.rc;
+        /* Said once per outcome: a flood of reports is one line. */
+        if (!r->fz.repeats++)
+            td_log("收到 token 无效的报告 (token id %s)：%lld 秒前刚处理过它，%ld 秒内不再向平台确认或刷新，"
+                   "按那次的结果回答 (%s)", id, (long long)(now - r->fz.done_ms) / 1000,
+                   r->o.force_interval_ms / 1000, why);
         goto out;
     }
     if (r->fz.state == FORCE_PENDING) {
@@ -871,6 +984,7 @@ int td_refresher_force(td_refresher *r, const char *name, const char *id, long w
         snprintf(r->fz.id, sizeof r->fz.id, "%s", id);
         r->fz.state = FORCE_PENDING;
         r->fz.reports = 1;
+        r->fz.repeats = 0;
         r->fz.asked_ms = now;
         r->force = 1;
         pthread_cond_signal(&r->cond);

@@ -18,14 +18,23 @@
  * once, and again when refreshing recovers.  A new token (not a re-fetch of
  * the same one) is announced with the seed's message.
  *
- * Forced refresh: a client that saw Feishu reject the current token reports
- * it (POST /v1/tokens/NAME/invalid).  td_refresher_force starts one fetch
- * for all reports of that token and tells each reporter its outcome.
- * Feishu has no "revoke and reissue" for app_access_token: inside its
- * 30-minute rule the fetch returns the SAME token.  The refresher then says
- * so in the log and keeps serving it -- there is nothing more honest to do;
- * the client's failure had another cause (wrong app, missing scope, a token
- * revoked by an app secret reset, which Feishu answers with a new token).
+ * Other platforms renew by their own rule (provider.h): WeCom's token is
+ * renewed right after its expiry; DingTalk's is fetched inside the window
+ * to extend it, and renewed like WeCom's once a fetch did not move its
+ * expiry (the extension docs/providers.md reads into DingTalk's docs).
+ *
+ * Forced refresh: a client that saw the platform reject the current token
+ * reports it (POST /v1/tokens/NAME/invalid).  td_refresher_force starts
+ * one fetch for all reports of that token and tells each reporter its
+ * outcome.  Feishu has no "revoke and reissue" for app_access_token: inside
+ * its 30-minute rule the fetch returns the SAME token.  The refresher then
+ * says so in the log, in the platform's own words (provider.h
+ * reissue_rule), and keeps serving it -- there is nothing more honest to
+ * do; the client's failure had another cause (wrong app, missing scope, a
+ * token revoked by an app secret reset, which Feishu answers with a new
+ * token).  WeChat first judges the reported token (a check call, at most
+ * once per token per 30 s) and spends a forced fetch, which revokes the
+ * token for everyone, only on one it found invalid.
  *
  * Threads: td_refresher_start runs the loop on its own thread (inside
  * serve, or for `tokendist refresh`); td_refresher_cycle runs one cycle on
@@ -118,8 +127,12 @@ int td_refresher_freshen(td_refresher *r, long wait_ms, char *why, size_t whylen
  * Never blocks beyond a short lock. */
 void td_refresher_kick(td_refresher *r);
 
-/* The renewal window, in seconds. */
+/* The renewal window in effect, in seconds: the settings', or 0 once an
+ * extending platform did not extend (renewed after the expiry then). */
 long td_refresher_window(const td_refresher *r);
+
+/* The platform the token comes from: its provider kind ("wechat"; static). */
+const char *td_refresher_provider(const td_refresher *r);
 
 /* What the last deliveries to one sink did. */
 typedef struct td_refresher_sink_state {

@@ -87,5 +87,7 @@ out:
 const td_provider_ops td_provider_dingtalk = {
     .kind = "dingtalk", .label = "钉钉", .default_base = "https://api.dingtalk.com",
     .renewal = TD_RENEW_EXTENDS, .renew_window = 1800, .min_remaining = 300, .id_name = "AppKey",
+    .reissue_rule = "钉钉在有效期内重复获取只会给同一个 token 续期，过期后才换发新的，没有强制换发",
+    .report_hint = "应用的接口权限、token 是否放在 x-acs-dingtalk-access-token 请求头里",
     .fetch = fetch,
 };

@@ -37,11 +37,15 @@ static int fetch(const td_provider *p, int forced, td_grant *out, char *err, siz
 const td_provider_ops td_provider_feishu = {
     .kind = "feishu", .label = "飞书", .default_base = TD_FEISHU_DEFAULT_BASE,
     .renewal = TD_RENEW_IN_WINDOW, .renew_window = 1800, .min_remaining = 300, .id_name = "App ID",
+    .reissue_rule = "飞书只在过期前 30 分钟内换发新 token，app_access_token 无法提前作废",
+    .report_hint = "应用权限、应用凭证是否被重置、token 类型",
     .fetch = fetch,
 };
 
 const td_provider_ops td_provider_lark = {
     .kind = "lark", .label = "Lark", .default_base = "https://open.larksuite.com",
     .renewal = TD_RENEW_IN_WINDOW, .renew_window = 1800, .min_remaining = 300, .id_name = "App ID",
+    .reissue_rule = "Lark 只在过期前 30 分钟内换发新 token，app_access_token 无法提前作废",
+    .report_hint = "应用权限、应用凭证是否被重置、token 类型",
     .fetch = fetch,
 };

@@ -171,5 +171,7 @@ static int ticket(const td_provider *p, const char *token, td_grant *out, char *
 const td_provider_ops td_provider_wechat = {
     .kind = "wechat", .label = "微信", .default_base = "https://api.weixin.qq.com",
     .renewal = TD_RENEW_IN_WINDOW, .renew_window = 300, .min_remaining = 60, .id_name = "appid",
+    .reissue_rule = "微信只在过期前 5 分钟内换发新 token；强制换发会立即作废在用的 token，只用于微信确认已失效的 token",
+    .report_hint = "接口权限、调用方 IP 是否在 IP 白名单里 (40164)、token 是否属于这个 appid",
     .fetch = fetch, .check = td__wx_check, .ticket = ticket,
 };

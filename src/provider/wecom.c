@@ -65,5 +65,7 @@ static int ticket(const td_provider *p, const char *token, td_grant *out, char *
 const td_provider_ops td_provider_wecom = {
     .kind = "wecom", .label = "企业微信", .default_base = "https://qyapi.weixin.qq.com",
     .renewal = TD_RENEW_AFTER_EXPIRY, .renew_window = 0, .min_remaining = 5, .id_name = "corpid",
+    .reissue_rule = "企业微信只在过期后换发新 token，没有强制换发",
+    .report_hint = "应用的接口权限、企业可信 IP (60020)、token 是否属于这个应用 (corpid 和 corpsecret)",
     .fetch = fetch, .check = td__wx_check, .ticket = ticket,
 };

@@ -135,6 +135,93 @@ class OneServerTest(Platforms, harness.TestCase):
         self.assertEqual(self.wx.forced_fetches(), 1)
 
 
+class DingTalkFallbackTest(Platforms, harness.TestCase):
+    def test_a_dingtalk_fetch_that_does_not_extend_falls_back_to_renewal_at_expiry(self):
+        """docs/providers.md reads "a fetch extends the token" into DingTalk's
+        documentation and promises the WeCom rule when a fetch does not move
+        the expiry: no gap at the expiry, a few fetches, said once."""
+        clock = self.clock()
+        self.start_platforms(ttl=7200)
+        clock.attach(self.dt)
+        self.dt.control({"extend": False})
+        env = self.env(TOKENDIST_TOKENS="ding", TOKENDIST_RETRY_MIN="2", TOKENDIST_RETRY_MAX="300")
+        env.pop("TOKENDIST_DING_RENEW_WINDOW")  # DingTalk's own: 1800 s
+        srv = self.server(env=env).start()
+        first = self.wait_for(lambda: self.token(srv, "/v1/tokens/ding"), what="DingTalk's token")
+        exp = first["expire_timestamp"]
+        self.wait_log(srv, "下次刷新")
+        clock.advance(7200 - 1800 + 40)  # into the window: the fetch that should extend
+        self.wait_for(lambda: self.dt.fetches() >= 2, what="the fetch inside the window")
+        self.wait_log(srv, "下次刷新", count=2)
+        clock.advance(exp - 5 - clock.now())
+        gaps = []
+        while clock.now() < exp + 20:  # across the expiry, a read each second
+            r = srv.get("/v1/tokens/ding")
+            if r.status != 200 or r.json()["expire_timestamp"] <= clock.now():
+                gaps.append((round(clock.now() - exp, 1), r.status))
+            clock.advance(1)
+        self.assertEqual(gaps, [], "reads failed at DingTalk's expiry")
+        renewed = self.token(srv, "/v1/tokens/ding")
+        self.assertTrue(renewed["access_token"] != first["access_token"], "not renewed")
+        self.assertLessEqual(self.dt.fetches(), 3)
+        self.assertEqual(srv.log().count("没有延长它的有效期"), 1)
+
+
+class ReportsTest(Platforms, harness.TestCase):
+    """What POST /v1/tokens/NAME/invalid does and says for each platform."""
+
+    def report(self, srv, name, token):
+        r = srv.post("/v1/tokens/%s/invalid" % name, {"access_token": token})
+        return r.status, (r.json().get("message", "") if r.status != 200 else "")
+
+    def test_a_409_speaks_for_the_token_s_own_platform(self):
+        self.start_platforms(ttl=7200, wechat_window=300)
+        srv = self.server(env=self.env(TOKENDIST_WX_RENEW_WINDOW=300, TOKENDIST_DING_RENEW_WINDOW=1800)).start()
+        words = {"wx": ("微信", "微信确认此 token 仍然有效"),
+                 "corp": ("企业微信", "企业微信只在过期后换发"),
+                 "ding": ("钉钉", "钉钉在有效期内重复获取只会给同一个 token 续期")}
+        for name, (label, rule) in words.items():
+            rec = self.wait_for(lambda n=name: self.token(srv, "/v1/tokens/" + n), what=name)
+            status, msg = self.report(srv, name, rec["access_token"])
+            self.assertEqual(status, 409, (name, msg))
+            self.assertTrue(msg.startswith(label + "仍在发放此 token"), (name, msg))
+            self.assertIn(rule, msg, name)
+            self.assertNotIn("飞书", msg, name)
+        # Nor does the log blame Feishu for another platform's token.
+        self.assertNotIn("飞书只在", srv.log())
+        self.assertIn("企业微信返回了同一个 token", srv.log())
+
+    def test_a_wechat_token_is_judged_again_after_the_report_window(self):
+        clock = self.clock()
+        self.start_platforms(ttl=7200, wechat_window=300)
+        clock.attach(self.wx)
+        srv = self.server(env=self.env(TOKENDIST_TOKENS="wx", TOKENDIST_WX_RENEW_WINDOW=300)).start()
+        wx = self.wait_for(lambda: self.token(srv, "/v1/tokens/wx"), what="WeChat's token")["access_token"]
+        # 1. Reported while valid: WeChat says so, no forced fetch.
+        status, msg = self.report(srv, "wx", wx)
+        self.assertEqual(status, 409, msg)
+        self.assertIn("微信确认此 token 仍然有效", msg)
+        # 2. Again at once: the same answer, and the log says why WeChat was not asked.
+        self.assertEqual(self.report(srv, "wx", wx)[0], 409)
+        self.wait_log(srv, "刚处理过它")
+        # 3. WeChat now rejects the token (normal mode still hands it out),
+        # but the one check cannot tell (-1 busy): that costs no check.
+        self.wx.control({"invalidate": "all"})
+        self.wx.control({"fail": "errcode", "code": -1, "path": "/cgi-bin/get_api_domain_ip", "times": 1})
+        clock.advance(40)
+        status, msg = self.report(srv, "wx", wx)
+        self.assertEqual(status, 409, msg)
+        self.assertIn("微信无法确认此 token 是否有效", msg)
+        self.assertIn("不计入确认次数", srv.log())
+        # 4. The next report window: judged again, invalid, one forced fetch.
+        clock.advance(40)
+        r = srv.post("/v1/tokens/wx/invalid", {"access_token": wx})
+        self.assertEqual(r.status, 200, r.body)
+        self.assertTrue(r.json()["access_token"] != wx, "the rejected token again")
+        self.assertEqual(self.wx.forced_fetches(), 1)
+        self.assertEqual(srv.log().count("微信确认 token"), 2, "judged once per report window")
+
+
 class ClientsTest(Platforms, harness.TestCase):
     def get(self, *args):
         """`tokendist get ARGS`: its stdout is the token by design, so only
