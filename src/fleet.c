@@ -24,6 +24,9 @@
 #define REMOTE_SLACK_S 60       /* a holder this late with a renewal is asked to hurry */
                                 /* (a quarter of the window, when that is less) */
 #define REMOTE_ASK_MS 5000      /* and asked at most this often per token */
+#define BRIDGE_S 10             /* a token expired this recently is being renewed: readers wait */
+#define HOLDER_GRACE_S 3        /* for the holder's own renewal right after the expiry (WeCom's
+                                   rule: expiry + up to 2 s), before it is asked to hurry */
 
 typedef struct entry {
     char name[TD_NAME_MAX + 1];
@@ -32,6 +35,7 @@ typedef struct entry {
     td_refresher *r;            /* set by td_fleet_attach; NULL before */
     int64_t last_ask_ms;        /* atomic: monotonic ms we last asked the holder to freshen */
     int asking;                 /* atomic: an ask of the holder is under way (kick) */
+    int64_t seen_exp;           /* atomic: the expiry the last stale() judged, for kick */
 } entry;
 
 /* A report forwarded to the holder, waiting for its answer. */
@@ -352,20 +356,28 @@ static int holder_of(td_fleet *f, const char *name, char holder[TD_LEASE_OWNER_M
 
 /* td_api_hooks.stale: this process refreshes name and its refresh is
  * overdue (the holder's own rule), or another server holds the lease and
- * is REMOTE_SLACK_S late with the renewal (asked at most every
- * REMOTE_ASK_MS). */
+ * its renewal is due: the token ran out within the last BRIDGE_S seconds
+ * (WeCom renews only after the expiry, so every server's readers meet that
+ * moment: they wait for the holder's new record, which reaches this server
+ * over the store's change channel and ends the wait -- a park, bounded by
+ * TD_API_FRESHEN_WAIT_MS), or the holder is REMOTE_SLACK_S late with a
+ * renewal inside the window (asked at most every REMOTE_ASK_MS). */
 static int stale(void *fleet, const char *name, int64_t expire_ts)
 {
     td_fleet *f = fleet;
     entry *e = find(f, name);
     td_refresher *r = e ? __atomic_load_n(&e->r, __ATOMIC_ACQUIRE) : NULL;
+    int64_t now = td_clock_now();
     long window, slack;
 
     if (!r) return 0;
     if (td_lease_held(e->lease)) return td_refresher_overdue(r, expire_ts);
+    if (!f->store->ops->lease) return 0;
+    __atomic_store_n(&e->seen_exp, expire_ts, __ATOMIC_RELAXED);
+    if (expire_ts > 0 && expire_ts <= now && now - expire_ts < BRIDGE_S) return 1;
     if (!td_store_has_messages(f->store)) return 0;
     window = td_refresher_window(r), slack = window / 4 < REMOTE_SLACK_S ? window / 4 : REMOTE_SLACK_S;
-    if (expire_ts - td_clock_now() >= window - slack) return 0;
+    if (expire_ts - now >= window - slack && expire_ts > now) return 0;
     /* While an ask is under way, readers wait for its answer (the new
      * record comes first, over the store); after it, for REMOTE_ASK_MS,
      * they get what is served. */
@@ -400,11 +412,20 @@ static void kick(void *fleet, const char *name)
     entry *e = find(f, name);
     td_refresher *r = e ? __atomic_load_n(&e->r, __ATOMIC_ACQUIRE) : NULL;
     ask_job *j;
+    int64_t exp;
 
     if (!r) return;
     if (td_lease_held(e->lease)) {
         td_refresher_kick(r);
         return;
+    }
+    /* Right after the expiry the holder renews on its own schedule:
+     * asking it then would only say it is late when it is not. */
+    exp = __atomic_load_n(&e->seen_exp, __ATOMIC_RELAXED);
+    if (exp > 0 && exp <= td_clock_now()) {
+        if (td_clock_now() - exp < HOLDER_GRACE_S) return;
+        /* Readers wait all through the bridge (stale): ask as seldom as ever. */
+        if (td_clock_mono_ms() - __atomic_load_n(&e->last_ask_ms, __ATOMIC_RELAXED) < REMOTE_ASK_MS) return;
     }
     if (!f->inbox || __atomic_exchange_n(&e->asking, 1, __ATOMIC_ACQ_REL)) return;
     __atomic_store_n(&e->last_ask_ms, td_clock_mono_ms(), __ATOMIC_RELAXED);

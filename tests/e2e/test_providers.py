@@ -4,6 +4,7 @@ a DingTalk token at once, each by its platform's rules, against local
 doubles of the four platforms (tests/doubles/, sources in docs/providers.md).
 Tokens are compared, never printed: they are secrets."""
 import os
+import threading
 import time
 import unittest
 
@@ -276,6 +277,39 @@ class FleetTest(Platforms, harness.TestCase):
         self.wait_for(lambda: all((self.token(s, "/v1/tokens/wx") or {}).get("access_token") != first_wx
                                   for s in fleet), timeout=TTL + 20, what="WeChat renewed everywhere")
         self.assertEqual(self.wx.fetches(), 2)
+
+
+    def test_no_server_of_the_fleet_has_a_gap_at_wecom_s_renewal(self):
+        """WeCom renews only after the expiry: the lease holder fetches then,
+        and readers of every server -- not only the holder's -- wait that
+        moment for the new record instead of getting 404."""
+        redis = SharedRedis(self.tmp)
+        self.addCleanup(redis.close)
+        self.start_platforms(ttl=20)
+        env = self.env(TOKENDIST_TOKENS="corp")
+        fleet = [self.server(store=redis.url(), env=env).start() for _ in range(3)]
+        first = [self.wait_for(lambda s=s: self.token(s, "/v1/tokens/corp"), what="corp") for s in fleet][0]
+        stop, bad = threading.Event(), []
+
+        def reader(i, s):
+            while not stop.is_set():
+                r = s.get("/v1/tokens/corp")
+                if r.status != 200:
+                    bad.append((i, r.status, round(time.time() - first["expire_timestamp"], 1)))
+                time.sleep(0.05)
+        readers = [threading.Thread(target=reader, args=(i, s)) for i, s in enumerate(fleet)]
+        for t in readers:
+            t.start()
+        try:
+            self.wait_for(lambda: all((self.token(s, "/v1/tokens/corp") or {}).get("access_token") !=
+                                      first["access_token"] for s in fleet), timeout=60, what="WeCom renewed")
+        finally:
+            stop.set()
+            for t in readers:
+                t.join()
+        self.assertEqual(bad, [], "(server, status, seconds after the expiry)")
+        self.assertEqual(self.ww.fetches(), 2)
+        self.assertFalse(any("尚未换新" in s.log() for s in fleet), "a server asked the holder to hurry")
 
 
 class OneDownTest(Platforms, harness.TestCase):
