@@ -651,6 +651,39 @@ static void freshen_then_get(td_api *api, const char *name, td_api_resp *r)
     get_token(api, name, r);
 }
 
+/* Feishu and Lark are one platform in two regions, and a record without
+ * "provider" is the seed's: a Feishu one. */
+static const char *platform_family(const char *kind)
+{
+    return !kind || !strcmp(kind, "lark") ? "feishu" : kind;
+}
+
+/* A record POSTed under a name this server refreshes must come from that
+ * name's platform: one that says another is a pusher's mix-up (two names
+ * sharing one endpoint URL), and taking it would hand readers of name a
+ * token of another platform until the next renewal.  0 when it may be
+ * stored, else resp filled (409: retrying does not help). */
+static int wrong_platform(td_api *api, const char *name, const td_record *rec, td_api_resp *r, char *msg,
+                          size_t msglen)
+{
+    const td_api_hooks *h = hooks_of(api);
+    const char *want = h && h->provider ? h->provider(h->ud, name) : NULL;
+    const char *got = td_record_field(rec, "provider");
+    const td_provider_ops *w, *g;
+
+    if (!want || !strcmp(platform_family(want), platform_family(got))) return 0;
+    w = td_provider_find(want), g = got ? td_provider_find(got) : NULL;
+    /* The record's value is the writer's: echoed only when it is a known
+     * platform. */
+    snprintf(msg, msglen,
+             "记录的平台 (%s) 与本服务器为 token '%s' 配置的平台 (%s) 不符：拒绝写入，"
+             "一个 token 的记录不能落到另一个 token 的名称下；请检查推送方的接收地址 "
+             "(TENCENT_CLOUD_API_URL 或 TOKENDIST_<NAME>_API_URL) 是否指向了别的 token",
+             g ? g->label : got ? "未知的平台" : "未写明 provider，即飞书", name, w ? w->label : want);
+    resp_msg(api, r, 409, "message", msg);
+    return 1;
+}
+
 static void post_token(td_api *api, const td_api_req *req, const char *name, td_api_resp *r)
 {
     char err[512], fp[TD_FP_LEN], when[TD_TIME_LEN];
@@ -667,6 +700,11 @@ static void post_token(td_api *api, const td_api_req *req, const char *name, td_
                               sizeof err))) {
         resp_msg(api, r, rc == TD_ENOMEM ? 500 : 400, "message", err);
         td_log("拒绝写入 %s (来自 %s): %d %s", name, from, r->status, err);
+        return;
+    }
+    if (wrong_platform(api, name, rec, r, err, sizeof err)) {
+        td_log("拒绝写入 %s (来自 %s): 409 %s", name, from, err);
+        td_record_free(rec);
         return;
     }
     rc = td_api_store_record(api, name, rec, err, sizeof err);

@@ -80,6 +80,9 @@ typedef struct td_api_resp {
  *   asked of the store).
  * window: the renewal window (s) by which this server schedules name, or
  *   -1 when it does not refresh name.  Must not block (/metrics).
+ * provider: the platform this server refreshes name from (its provider
+ *   kind, "wechat"), or NULL when it does not refresh name: a record
+ *   POSTed under name must not say another platform.  Must not block.
  * metrics: appends the refreshers' series by name (and sink) to /metrics.
  *   Must not block. */
 struct json_t;
@@ -92,6 +95,7 @@ typedef struct td_api_hooks {
     void (*kick)(void *ud, const char *name);
     void (*status)(void *ud, struct json_t *out, int detail);
     long (*window)(void *ud, const char *name);
+    const char *(*provider)(void *ud, const char *name);
     void (*metrics)(void *ud, struct td_strbuf *b);
 } td_api_hooks;
 

@@ -59,6 +59,10 @@ typedef struct td_cmd_refresher {
     td_sinks *sinks;                /* one list per token */
     td_refresher **r;               /* one per token; n == 0 without credentials */
 } td_cmd_refresher;
+/* The settings part of starting, before anything listens: the tokens c
+ * configures, into s.  TD_EINVAL with err naming the variable to fix.
+ * td_cmd_refresher_start does it itself when it was not done. */
+int td_cmd_refresher_config(td_cmd_refresher *s, const td_config *c, char *err, size_t errlen);
 int td_cmd_refresher_start(td_cmd_refresher *s, const td_config *c, struct td_store *store, struct td_api *api);
 void td_cmd_refresher_stop(td_cmd_refresher *s);
 

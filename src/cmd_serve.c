@@ -98,15 +98,20 @@ void td_cmd_close_api(td_store *store, td_api *api)
     td_store_close(store);
 }
 
+int td_cmd_refresher_config(td_cmd_refresher *s, const td_config *c, char *err, size_t errlen)
+{
+    memset(s, 0, sizeof *s);
+    return td_tokens_from_config(c, &s->tokens, &s->n, err, errlen);
+}
+
 int td_cmd_refresher_start(td_cmd_refresher *s, const td_config *c, td_store *store, td_api *api)
 {
     td_refresher_opts o;
     td_lease *lease;
     char err[512];
 
-    memset(s, 0, sizeof *s);
+    if (!s->tokens && td_cmd_refresher_config(s, c, err, sizeof err) != TD_OK) goto fail;
     if (td_fleet_new(&s->fleet, store, err, sizeof err) != TD_OK) goto fail;
-    if (td_tokens_from_config(c, &s->tokens, &s->n, err, sizeof err) != TD_OK) goto fail;
     if (!s->n) td_log("未配置 FEISHU_APP_ID/FEISHU_APP_SECRET (也没有 TOKENDIST_TOKENS)：只分发写入的 token，不自行刷新");
     if (s->n && (!(s->sinks = calloc(s->n, sizeof *s->sinks)) || !(s->r = calloc(s->n, sizeof *s->r)))) {
         snprintf(err, sizeof err, "out of memory");
@@ -158,6 +163,13 @@ int td_cmd_serve(int argc, char **argv)
     int sig = 0, ex;
 
     if ((ex = td_cmd_config(&c, TD_CMD_SERVE, argc, argv)) >= 0) goto out;
+    /* A mistake in one token's settings is one in the settings (exit 2),
+     * found before anything listens or fetches. */
+    if (td_cmd_refresher_config(&refresher, &c, err, sizeof err) != TD_OK) {
+        fprintf(stderr, "tokendist serve: %s\n", err);
+        ex = TD_EXIT_USAGE;
+        goto out;
+    }
     ex = TD_EXIT_FAIL;
 
     /* Every thread started below inherits this mask; only the main thread

@@ -452,6 +452,16 @@ static int freshen(void *fleet, const char *name, long wait_ms, char *why, size_
     return forward(f, "due", holder, name, "-", wait_ms, why, whylen);
 }
 
+/* td_api_hooks.provider: the platform this server's refresher of name
+ * fetches from, whether or not it holds the lease now. */
+static const char *provider(void *fleet, const char *name)
+{
+    entry *e = find(fleet, name);
+    td_refresher *r = e ? __atomic_load_n(&e->r, __ATOMIC_ACQUIRE) : NULL;
+
+    return r ? td_refresher_provider(r) : NULL;
+}
+
 /* td_api_hooks.window: the window this server's refresher of name uses. */
 static long window(void *fleet, const char *name)
 {
@@ -554,7 +564,8 @@ out:
 const td_api_hooks *td_fleet_hooks(td_fleet *f)
 {
     f->hooks = (td_api_hooks){.ud = f, .invalid = td_fleet_report, .stale = stale, .freshen = freshen, .kick = kick,
-                              .status = td_fleet_status, .window = window, .metrics = metrics};
+                              .status = td_fleet_status, .window = window, .metrics = metrics,
+                              .provider = provider};
     return &f->hooks;
 }
 

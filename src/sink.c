@@ -7,6 +7,8 @@
 #include "metrics.h"
 #include "tokendist.h"
 
+#include <ctype.h>
+#include <curl/curl.h>
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -62,6 +64,35 @@ int td_sinks_from_config(td_sinks *s, const td_config *c, const td_token_conf *t
         }
     }
     return TD_OK;
+}
+
+int td_sink_endpoint_key(const char *url, char *buf, size_t len)
+{
+    CURLU *u = curl_url();
+    char *scheme = NULL, *host = NULL, *port = NULL, *path = NULL, *query = NULL;
+    size_t n;
+    int rc = TD_EINVAL;
+
+    snprintf(buf, len, "%s", url);
+    if (!u || curl_url_set(u, CURLUPART_URL, url, CURLU_NON_SUPPORT_SCHEME) != CURLUE_OK ||
+        curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) != CURLUE_OK ||
+        curl_url_get(u, CURLUPART_HOST, &host, 0) != CURLUE_OK ||
+        curl_url_get(u, CURLUPART_PORT, &port, CURLU_DEFAULT_PORT) != CURLUE_OK ||
+        curl_url_get(u, CURLUPART_PATH, &path, CURLU_URLDECODE) != CURLUE_OK)
+        goto out;
+    if (curl_url_get(u, CURLUPART_QUERY, &query, 0) != CURLUE_OK) query = NULL;
+    for (char *p = scheme; *p; p++) *p = (char)tolower((unsigned char)*p);
+    for (char *p = host; *p; p++) *p = (char)tolower((unsigned char)*p);
+    n = strlen(path);
+    while (n > 1 && path[n - 1] == '/') path[--n] = '\0';
+    snprintf(buf, len, "%s://%s:%s%s%s%s", scheme, host, port,
+             !strcmp(path, "/release/get-token") || !strcmp(path, "/get-token") ? "/v1/tokens/default" : path,
+             query ? "?" : "", query ? query : "");
+    rc = TD_OK;
+out:
+    curl_free(scheme), curl_free(host), curl_free(port), curl_free(path), curl_free(query);
+    curl_url_cleanup(u);
+    return rc;
 }
 
 void td_sinks_log_enabled(const td_sinks *s)

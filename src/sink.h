@@ -54,6 +54,15 @@ struct td_token_conf;
 int td_sinks_from_config(td_sinks *s, const td_config *c, const struct td_token_conf *t, td_api *api, char *err,
                          size_t errlen);
 
+/* Where a record POSTed to the endpoint url lands, as one string that is
+ * equal for two URLs exactly when they name the same record of the same
+ * server: scheme and host in lower case, the port spelled out, no user
+ * info, the path decoded without a trailing '/', and the seed's paths
+ * (/release/get-token, /get-token) as the default name's, /v1/tokens/default
+ * -- where a tokendist server stores them.  TD_OK, or TD_EINVAL for a URL
+ * libcurl cannot parse (buf then holds url itself). */
+int td_sink_endpoint_key(const char *url, char *buf, size_t len);
+
 /* Logs which sinks are on, the seed's way ("腾讯云函数 Token分发功能已启用",
  * "API地址: …"); for the Gitee file whether it is sealed (the key's kid),
  * or a warning that anyone who can read the repository can read the token. */

@@ -1,6 +1,7 @@
 /* tokens -- see tokens.h. */
 #include "tokens.h"
 #include "log.h"
+#include "sink.h"
 #include "tokendist.h"
 
 #include <ctype.h>
@@ -83,6 +84,64 @@ static int named(const td_config *c, const char *name, td_token_conf *t, char *e
     return TD_OK;
 }
 
+/* The variable that set t's endpoint or Gitee file, into buf. */
+static const char *sink_var(const td_token_conf *t, int gitee, char *buf, size_t len)
+{
+    if (t->is_default) return gitee ? "GITEE_FILE_PATH" : "TENCENT_CLOUD_API_URL";
+    return var(t->name, gitee ? "GITEE_FILE_PATH" : "API_URL", buf, len);
+}
+
+/* A Gitee file path as the repository sees it: no leading '/', no empty
+ * folder ("a//b" is "a/b"). */
+static void gitee_key(const char *path, char *buf, size_t len)
+{
+    size_t o = 0;
+
+    while (*path == '/') path++;
+    for (; *path && o + 1 < len; path++)
+        if (*path != '/' || path[1] != '/') buf[o++] = *path;
+    buf[o] = '\0';
+}
+
+/* Sinks are per name (tokens.h): two names whose endpoint URLs land in one
+ * record, or whose Gitee files are one file of the one GITEE_* repository,
+ * would overwrite each other's token there -- put-if-newer lets the newer
+ * record win, whichever platform's it is.  So that is a settings error,
+ * naming both variables. */
+static int shared_sink(const td_token_conf *v, size_t n, char *err, size_t errlen)
+{
+    char a[1200], b[1200], ka[128], kb[128];
+
+    for (size_t i = 0; i < n; i++)
+        for (size_t j = i + 1; j < n; j++) {
+            if (v[i].api_url && v[j].api_url) {
+                td_sink_endpoint_key(v[i].api_url, a, sizeof a);
+                td_sink_endpoint_key(v[j].api_url, b, sizeof b);
+                if (!strcmp(a, b)) {
+                    snprintf(err, errlen,
+                             "%s 和 %s 指向同一个接收地址：token %s 和 %s 的记录会互相覆盖；"
+                             "每个 token 需要自己的地址 (如 …/v1/tokens/%s)，或不设置 %s",
+                             sink_var(&v[i], 0, ka, sizeof ka), sink_var(&v[j], 0, kb, sizeof kb), v[i].name,
+                             v[j].name, v[j].name, kb);
+                    return TD_EINVAL;
+                }
+            }
+            if (v[i].gitee_path && v[j].gitee_path) {
+                gitee_key(v[i].gitee_path, a, sizeof a);
+                gitee_key(v[j].gitee_path, b, sizeof b);
+                if (!strcmp(a, b)) {
+                    snprintf(err, errlen,
+                             "%s 和 %s 是 Gitee 仓库里的同一个文件 (%s)：token %s 和 %s 的记录会互相覆盖；"
+                             "每个 token 需要自己的文件，或不设置 %s",
+                             sink_var(&v[i], 1, ka, sizeof ka), sink_var(&v[j], 1, kb, sizeof kb), a, v[i].name,
+                             v[j].name, kb);
+                    return TD_EINVAL;
+                }
+            }
+        }
+    return TD_OK;
+}
+
 int td_tokens_from_config(const td_config *c, td_token_conf **out, size_t *nout, char *err, size_t errlen)
 {
     td_token_conf *v = calloc(c->tokens.n + 1, sizeof *v);
@@ -131,6 +190,7 @@ int td_tokens_from_config(const td_config *c, td_token_conf **out, size_t *nout,
         if (named(c, name, &v[n], err, errlen) != TD_OK) goto bad;
         n++;
     }
+    if (shared_sink(v, n, err, errlen) != TD_OK) goto bad;
     *out = v, *nout = n;
     return TD_OK;
 bad:

@@ -20,7 +20,9 @@
  *
  * Sinks are per name: a WeChat record never lands in the Feishu token's
  * endpoint or Gitee file -- a name without its own API_URL / GITEE_FILE_PATH
- * has none.  Names follow the one rule (lower-case letters, digits, '_'),
+ * has none, and two names whose endpoint URLs land in one record
+ * (td_sink_endpoint_key) or that name one Gitee file are a settings error.
+ * Names follow the one rule (lower-case letters, digits, '_'),
  * so TOKENDIST_<NAME>_… is unambiguous.  These variables are read from the
  * environment and the env-file alike (td_config_env).
  */
@@ -46,8 +48,9 @@ typedef struct td_token_conf {
 
 /* The tokens c configures: the default one when FEISHU_APP_ID and
  * FEISHU_APP_SECRET are set, then those TOKENDIST_TOKENS names.  *v is an
- * array of *n (free()).  TD_EINVAL with err naming the variable to fix.
- * Half-configured Feishu (one of the two set) is an error too. */
+ * array of *n (free()).  TD_EINVAL with err naming the variable to fix
+ * (both, for two names sharing a sink).  Half-configured Feishu (one of
+ * the two set) is an error too. */
 int td_tokens_from_config(const td_config *c, td_token_conf **v, size_t *n, char *err, size_t errlen);
 
 /* Prints the per-token settings (secrets as fingerprints), for

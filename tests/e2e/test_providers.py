@@ -83,6 +83,30 @@ class OneServerTest(Platforms, harness.TestCase):
         ready = srv.get("/readyz").json()
         self.assertEqual(set(ready["refresh"]), {"default", "wx", "corp", "ding"})
 
+    def test_a_record_of_another_platform_is_refused_under_a_name_it_refreshes(self):
+        """A pusher whose endpoint URL points at another name's record (two
+        names sharing one endpoint) must not hand that name's readers a token
+        of another platform: a server that refreshes the name refuses it."""
+        self.start_platforms(ttl=7200, wechat_window=300)
+        srv = self.server(env=self.env(TOKENDIST_WX_RENEW_WINDOW=300)).start()
+        for n in ("default", "wx"):
+            self.wait_for(lambda n=n: self.token(srv, "/v1/tokens/" + n), what=n)
+        gen = int(time.time()) + 5  # newer than what the refreshers stored
+        refused = [("/release/get-token", "wechat", "微信"), ("/v1/tokens/wx", "feishu", "飞书"),
+                   ("/v1/tokens/wx", None, "飞书"), ("/v1/tokens/corp", "dingtalk", "钉钉")]
+        for path, provider, label in refused:
+            extra = {"provider": provider} if provider else {}
+            r = srv.post(path, harness.make_record("t-mixup%020d" % gen, generated=gen, **extra), key=PUSH_KEY)
+            self.assertEqual(r.status, 409, (path, provider, r.body))
+            self.assertRegex(r.json()["message"], r"^记录的平台 \([^)]*%s\)" % label)
+        self.assertTrue(self.token(srv, "/v1/tokens/wx")["access_token"] == self.wx.current_token())
+        # The same platform (Feishu and Lark are one), and a name nobody here refreshes, take any.
+        for path, provider in (("/release/get-token", "lark"), ("/v1/tokens/wx", "wechat"),
+                               ("/v1/tokens/other", "wechat")):
+            r = srv.post(path, harness.make_record("t-fine%020d" % gen, generated=gen, provider=provider),
+                         key=PUSH_KEY)
+            self.assertEqual(r.status, 200, (path, provider, r.body))
+
     def test_each_platform_renews_by_its_own_rule(self):
         self.start_platforms()
         srv = self.server(env=self.env()).start()
@@ -348,6 +372,27 @@ class SettingsTest(harness.TestCase):
             r = self.cli("refresh", "--once", env=env)
             self.assertEqual(r.returncode, 2, (change, r.stderr))
             self.assertIn(names, r.stderr, change)
+        # Two names sharing one sink: the same record of the same endpoint
+        # (the seed's path is the default name's), or the same Gitee file.
+        feishu = {"FEISHU_APP_ID": "cli_x", "FEISHU_APP_SECRET": "s3cret-fs-0001"}
+        self.secrets.append("s3cret-fs-0001")
+        shared = [({"TENCENT_CLOUD_API_URL": "http://127.0.0.1:9/release/get-token",
+                    "TOKENDIST_WX_API_URL": "http://user:pw@127.0.0.1:9/v1/tokens/default/"},
+                   ("TENCENT_CLOUD_API_URL", "TOKENDIST_WX_API_URL")),
+                  ({"TENCENT_CLOUD_ENABLED": "false", "ENABLE_GITEE_TOKEN_SHARE": "true",
+                    "GITEE_FILE_PATH": "tokens/token.json", "TOKENDIST_WX_GITEE_FILE_PATH": "/tokens//token.json"},
+                   ("GITEE_FILE_PATH", "TOKENDIST_WX_GITEE_FILE_PATH"))]
+        for change, names in shared:
+            for cmd in (("serve", "--listen", "127.0.0.1:0", "--store", "memory:"), ("refresh", "--once")):
+                r = self.cli(*cmd, env=dict(base, **feishu, **change))
+                self.assertEqual(r.returncode, 2, (cmd, change, r.stderr))
+                for n in names:
+                    self.assertIn(n, r.stderr, change)
+                self.assertNotIn("pw@", r.stderr)
+        # Names with sinks of their own start.
+        srv = self.server(env=dict(base, **feishu, TENCENT_CLOUD_API_URL="http://127.0.0.1:9/release/get-token",
+                                   TOKENDIST_WX_API_URL="http://127.0.0.1:9/v1/tokens/wx")).start()
+        self.assertIsNone(srv.proc.poll())
         # The per-token settings come from the env-file too, secrets shown as fingerprints.
         path = os.path.join(self.tmp, "t.env")
         with open(path, "w") as f:
