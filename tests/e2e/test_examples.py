@@ -34,18 +34,20 @@ What it talks to (all on 127.0.0.1):
     `cli_xxx` with secret `…`, and the group `oc_xxx` holding one file;
   * the Gitee double (GITEE_BASE_URL) knowing the seed's placeholders:
     token `your_gitee_token`, repository `your_username/your_repo_name`;
+  * the WeChat double;
   * a tokendist server on PORT.  A block that starts one itself (it names
     `scripts/run` or `tokendist serve`) gets TOKENDIST_LISTEN=127.0.0.1:PORT
     and nothing else; for every other block the test starts `tokendist
     serve` on PORT, with the docs' placeholder push key `PUSH_KEY`, holding
-    a token the Feishu double minted (generated a minute ago).
+    a token the Feishu double minted as `default` (generated a minute ago)
+    and one the WeChat double minted as `wx`.
 
 The only changes made to a block's text (SUBSTITUTIONS): the server's
 address in the forms the docs use (`127.0.0.1:9000`, `https://host`,
-`https://…`, the seed's `https://your-api-gateway-url.tencentcloudapi.com`,
-SCF's `https://xxxx.ap-guangzhou.tencentscf.com`) becomes
-http://127.0.0.1:PORT, and Feishu's and Gitee's API addresses become their
-doubles'.
+`https://…`, `https://tokendist.example.com`, the seed's
+`https://your-api-gateway-url.tencentcloudapi.com`, SCF's
+`https://xxxx.ap-guangzhou.tencentscf.com`) becomes http://127.0.0.1:PORT,
+and Feishu's, Gitee's and WeChat's API addresses become their doubles'.
 """
 import glob
 import json
@@ -62,6 +64,7 @@ import harness
 from harness import DEADLINE, ROOT
 from feishu import DEFAULT_APP_ID, DEFAULT_APP_SECRET, FeishuDouble
 from gitee import GiteeDouble
+from wechat import DEFAULT_APPID as WX_APPID, DEFAULT_SECRET as WX_SECRET, WeChatDouble
 
 DOCS = ["README.md", "README.en.md"] + sorted(
     os.path.relpath(p, ROOT) for p in glob.glob(os.path.join(ROOT, "docs", "*.md"))) + sorted(
@@ -80,16 +83,18 @@ GITEE_TOKEN, GITEE_REPO = "your_gitee_token", "your_username/your_repo_name"
 NOT_IN_CLONE = {".git", "var", "tokendist.env", "tokendist-scf.zip", "node_modules"}
 
 
-def substitutions(port, feishu, gitee):
+def substitutions(port, feishu, gitee, wechat):
     server = "http://127.0.0.1:%d" % port
     return [
         (re.compile(r"https://your-api-gateway-url\.tencentcloudapi\.com"), server),
+        (re.compile(r"https://tokendist\.example\.com"), server),
         (re.compile(r"https://xxxx\.ap-guangzhou\.tencentscf\.com"), server),
         (re.compile(r"https://host(?=[/'\"])"), server),
         (re.compile(r"https://…(?=/)"), server),
         (re.compile(r"\b127\.0\.0\.1:9000\b"), "127.0.0.1:%d" % port),
         (re.compile(r"https://open\.feishu\.cn"), feishu),
         (re.compile(r"https://gitee\.com/api/v5"), gitee + "/api/v5"),
+        (re.compile(r"https://api\.weixin\.qq\.com"), wechat),
     ]
 
 
@@ -165,12 +170,12 @@ class Examples(harness.TestCase):
         feishu.control({"chat": CHAT, "files": [{"name": "财联社电报.txt", "data": "示例文件\n"}]})
         gitee = GiteeDouble().start()
         gitee.control({"tokens": [GITEE_TOKEN], "repo": GITEE_REPO})
-        return feishu, gitee
+        return feishu, gitee, WeChatDouble().start()
 
-    def start_server(self, workdir, port, feishu):
+    def start_server(self, workdir, port, feishu, wechat):
         """`tokendist serve` on port taking PUSH_KEY, holding a token the
         Feishu double minted a minute ago (so a producer's record made now
-        is newer)."""
+        is newer) and, as `wx`, one of the WeChat double."""
         s = harness.Server(workdir, env={"TOKENDIST_PUSH_KEYS": PUSH_KEY}, port=port,
                            store="sqlite:" + os.path.join(workdir, "server.db"))
         self.servers.append(s)
@@ -182,28 +187,33 @@ class Examples(harness.TestCase):
                                   tenant_access_token=got["tenant_access_token"])
         r = s.post("/release/get-token", rec, key=PUSH_KEY)
         self.assertEqual(r.status, 200, r.body)
+        got = post_json(wechat.url + "/cgi-bin/stable_token", {"grant_type": "client_credential", "appid": WX_APPID,
+                                                               "secret": WX_SECRET, "force_refresh": False})
+        rec = harness.make_record(got["access_token"], generated=now, ttl=got["expires_in"] + 60, provider="wechat")
+        r = s.post("/v1/tokens/wx", rec, key=PUSH_KEY)
+        self.assertEqual(r.status, 200, r.body)
         return s
 
     def run_block(self, b):
         """Runs b in a fresh clone with fresh doubles and server; returns
         (exit code or None on timeout, the script as run, its output)."""
-        feishu, gitee = self.start_doubles()
+        doubles = self.start_doubles()
         try:
-            return self._run_block(b, feishu, gitee)
+            return self._run_block(b, *doubles)
         finally:
             for s in self.servers:
                 s.stop()
-            feishu.stop()
-            gitee.stop()
+            for d in doubles:
+                d.stop()
 
-    def _run_block(self, b, feishu, gitee):
+    def _run_block(self, b, feishu, gitee, wechat):
         work = tempfile.mkdtemp(prefix="example-", dir=self.tmp)
         clone, home = os.path.join(work, "tokendist"), os.path.join(work, "home")
         fresh_clone(clone, self.build_dir)
         os.makedirs(home)
         port = harness.free_port()
         script = b.script()
-        for pat, repl in substitutions(port, feishu.url, gitee.url):
+        for pat, repl in substitutions(port, feishu.url, gitee.url, wechat.url):
             script = pat.sub(repl, script)
         env = {"PATH": self.build_dir + ":" + os.environ.get("PATH", "/usr/bin:/bin"),
                "HOME": home, "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8", "TMPDIR": work,
@@ -212,7 +222,7 @@ class Examples(harness.TestCase):
         if STARTS_SERVER.search(script):
             env["TOKENDIST_LISTEN"] = "127.0.0.1:%d" % port
         else:
-            self.start_server(work, port, feishu)
+            self.start_server(work, port, feishu, wechat)
         name = {"sh": "example.sh", "js": "example.js", "python": "example.py"}[b.lang]
         with open(os.path.join(clone, name), "w", encoding="utf-8") as f:
             f.write(script)
