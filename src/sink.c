@@ -5,6 +5,7 @@
 #include "httpc.h"
 #include "log.h"
 #include "metrics.h"
+#include "store.h"
 #include "tokendist.h"
 
 #include <ctype.h>
@@ -101,7 +102,8 @@ void td_sinks_log_enabled(const td_sinks *s)
         const td_sink *k = &s->v[i];
         if (k->kind == TD_SINK_ENDPOINT) {
             td_log("腾讯云函数 Token分发功能已启用");
-            td_log("API地址: %s", k->url);
+            char shown[1200];
+            td_log("API地址: %s", td_store_redact(k->url, shown, sizeof shown)); /* no user:password */
         } else if (k->kind == TD_SINK_GITEE) {
             td_log("Gitee Token共享功能已启用: %s/%s:%s", k->gitee.owner, k->gitee.repo, k->gitee.path);
             if (k->seal.n)

@@ -2,6 +2,7 @@
 #include "tokens.h"
 #include "log.h"
 #include "sink.h"
+#include "store.h"
 #include "tokendist.h"
 
 #include <ctype.h>
@@ -202,13 +203,16 @@ void td_tokens_print(const td_config *c, FILE *f)
 {
     static const char *const what[] = {"PROVIDER", "APP_ID", "APP_SECRET", "BASE_URL", "JSAPI_TICKET",
                                        "RENEW_WINDOW", "API_URL", "API_KEY", "GITEE_FILE_PATH"};
-    char k[128], fp[TD_FP_LEN];
+    char k[128], fp[TD_FP_LEN], url[1200];
 
+    /* As td_config_print shows the seed's: secrets as fingerprints, URLs
+     * without the user:password they may carry. */
     for (size_t i = 0; i < c->tokens.n; i++)
         for (size_t j = 0; j < sizeof what / sizeof *what; j++) {
             const char *v = td_config_env(c, var(c->tokens.v[i], what[j], k, sizeof k));
-            int secret = !strcmp(what[j], "APP_SECRET") || !strcmp(what[j], "API_KEY");
             if (!v) continue;
-            fprintf(f, "%s=%s\n", k, secret ? td_log_secret_fp(v, fp) : v);
+            if (!strcmp(what[j], "APP_SECRET") || !strcmp(what[j], "API_KEY")) v = td_log_secret_fp(v, fp);
+            else if (!strcmp(what[j], "BASE_URL") || !strcmp(what[j], "API_URL")) v = td_store_redact(v, url, sizeof url);
+            fprintf(f, "%s=%s\n", k, v);
         }
 }

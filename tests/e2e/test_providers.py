@@ -389,18 +389,26 @@ class SettingsTest(harness.TestCase):
                 for n in names:
                     self.assertIn(n, r.stderr, change)
                 self.assertNotIn("pw@", r.stderr)
-        # Names with sinks of their own start.
+        # Names with sinks of their own start; a password in a URL is never
+        # logged ("API地址: …"; tearDown looks for it in every output).
+        self.secrets.append("pw-wx-api-0001")
         srv = self.server(env=dict(base, **feishu, TENCENT_CLOUD_API_URL="http://127.0.0.1:9/release/get-token",
-                                   TOKENDIST_WX_API_URL="http://127.0.0.1:9/v1/tokens/wx")).start()
-        self.assertIsNone(srv.proc.poll())
+                                   TOKENDIST_WX_API_URL="http://u:pw-wx-api-0001@127.0.0.1:9/v1/tokens/wx")).start()
+        self.wait_log(srv, "API地址: http://***@127.0.0.1:9/v1/tokens/wx")
         # The per-token settings come from the env-file too, secrets shown as fingerprints.
+        # URLs without the user:password they may carry.
         path = os.path.join(self.tmp, "t.env")
+        self.secrets += ["pw-wx-base-0001", "pw-wx-api-0002"]
         with open(path, "w") as f:
             f.write("".join("%s=%s\n" % kv for kv in base.items()))
+            f.write("TOKENDIST_WX_BASE_URL=https://u:pw-wx-base-0001@proxy.example/\n"
+                    "TOKENDIST_WX_API_URL=https://u:pw-wx-api-0002@ep.example/v1/tokens/wx\n")
         r = self.cli("serve", "--env-file", path, "--print-config")
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertIn("TOKENDIST_WX_APP_ID=wx1", r.stdout)
         self.assertIn("TOKENDIST_WX_APP_SECRET=sha256:", r.stdout)
+        self.assertIn("TOKENDIST_WX_BASE_URL=https://***@proxy.example/", r.stdout)
+        self.assertIn("TOKENDIST_WX_API_URL=https://***@ep.example/v1/tokens/wx", r.stdout)
 
 
 if __name__ == "__main__":
