@@ -36,6 +36,7 @@ typedef struct entry {
     int64_t last_ask_ms;        /* atomic: monotonic ms we last asked the holder to freshen */
     int asking;                 /* atomic: an ask of the holder is under way (kick) */
     int64_t seen_exp;           /* atomic: the expiry the last stale() judged, for kick */
+    int64_t renewed_exp;        /* atomic: the stored expiry after the last ask of the holder */
 } entry;
 
 /* A report forwarded to the holder, waiting for its answer. */
@@ -378,11 +379,13 @@ static int stale(void *fleet, const char *name, int64_t expire_ts)
     if (!td_store_has_messages(f->store)) return 0;
     window = td_refresher_window(r), slack = window / 4 < REMOTE_SLACK_S ? window / 4 : REMOTE_SLACK_S;
     if (expire_ts - now >= window - slack && expire_ts > now) return 0;
-    /* While an ask is under way, readers wait for its answer (the new
-     * record comes first, over the store); after it, for REMOTE_ASK_MS,
-     * they get what is served. */
-    return __atomic_load_n(&e->asking, __ATOMIC_ACQUIRE) ||
-           td_clock_mono_ms() - __atomic_load_n(&e->last_ask_ms, __ATOMIC_RELAXED) >= REMOTE_ASK_MS;
+    /* While an ask is under way, readers wait for its answer; after it,
+     * for REMOTE_ASK_MS, for the record it brought, if it brought one
+     * this server does not serve yet (the reload follows the answer), and
+     * else they get what is served. */
+    if (__atomic_load_n(&e->asking, __ATOMIC_ACQUIRE)) return 1;
+    if (td_clock_mono_ms() - __atomic_load_n(&e->last_ask_ms, __ATOMIC_RELAXED) >= REMOTE_ASK_MS) return 1;
+    return expire_ts < __atomic_load_n(&e->renewed_exp, __ATOMIC_RELAXED);
 }
 
 /* An inbox worker's ask of the holder on behalf of parked readers. */
@@ -398,7 +401,16 @@ static void run_ask(void *ud)
 
     if (holder_of(j->f, j->e->name, holder, why, sizeof why) == TD_OK && strcmp(holder, j->f->me) != 0) {
         td_log("token %s 已进入换发窗口但持有租约的实例 %s 尚未换新：请它立即刷新", j->e->name, holder);
-        forward(j->f, "due", holder, j->e->name, "-", TD_API_FRESHEN_WAIT_MS, why, sizeof why);
+        /* The holder's answer may overtake its record, which comes over
+         * the change channel and a reload: what it stored now tells the
+         * parked readers what to wait for (stale). */
+        if (forward(j->f, "due", holder, j->e->name, "-", TD_API_FRESHEN_WAIT_MS, why, sizeof why) == TD_OK) {
+            td_store_entry se;
+            if (td_store_get(j->f->store, j->e->name, &se, why, sizeof why) == TD_OK) {
+                __atomic_store_n(&j->e->renewed_exp, se.expire_ts, __ATOMIC_RELAXED);
+                td_store_entry_clear(&se);
+            }
+        }
     }
     __atomic_store_n(&j->e->asking, 0, __ATOMIC_RELEASE);
     free(j);
