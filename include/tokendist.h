@@ -166,7 +166,8 @@ typedef enum td_option {
     /* str, repeatable: one more endpoint URL, tried in the order added
      * (NULL forgets all added so far):  …/release/get-token, …/get-token,
      * …/v1/tokens/NAME, or a bare http(s)://host[:port] (then
-     * /v1/tokens/NAME with TD_OPT_NAME). */
+     * /release/get-token for the token "default", /v1/tokens/NAME for
+     * another TD_OPT_NAME -- the same rule `tokendist refresh` pushes by). */
     TD_OPT_URL = 1,
     TD_OPT_READ_KEY = 2,            /* str: sent to the endpoints as Authorization: Bearer */
     TD_OPT_NAME = 3,                /* str: token name for bare URLs; default "default" */

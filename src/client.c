@@ -13,6 +13,7 @@
 #include "tokendist.h"
 #include "clock.h"
 #include "client.h"
+#include "endpoint.h"
 #include "gitee.h"
 #include "httpc.h"
 #include "record.h"
@@ -321,94 +322,48 @@ void td_free(void *p)
 
 /* ---- URLs ---------------------------------------------------------------- */
 
-/* Splits url into the part before its path and its path (query and
- * fragment dropped, trailing slashes removed). */
-static int split_url(const char *url, char *base, size_t blen, char *path, size_t plen)
-{
-    const char *s = strstr(url, "://"), *p, *q;
-    size_t n;
-
-    if (!s || !http_url(url)) return TD_EINVAL;
-    p = s + 3 + strcspn(s + 3, "/?#");
-    if ((size_t)(p - url) >= blen) return TD_ETOOBIG;
-    memcpy(base, url, (size_t)(p - url));
-    base[p - url] = '\0';
-    q = p + strcspn(p, "?#");
-    n = (size_t)(q - p);
-    while (n > 0 && p[n - 1] == '/') n--;
-    if (n >= plen) return TD_ETOOBIG;
-    memcpy(path, p, n);
-    path[n] = '\0';
-    return TD_OK;
-}
-
-static int ends_with(const char *s, const char *suffix)
-{
-    size_t n = strlen(s), m = strlen(suffix);
-    return n >= m && !strcmp(s + n - m, suffix);
-}
-
-/* The GET URL and the report URL of one configured endpoint (the same
- * rules as the Node client's invalidUrlFor):
- *   …/v1/tokens/NAME          → GET as is, report …/v1/tokens/NAME/invalid
- *   …/release/get-token, …/get-token → report …/v1/tokens/default/invalid
- *   http(s)://host[:port]     → GET …/v1/tokens/NAME (TD_OPT_NAME)
- * Other paths are fetched as given and cannot be reported to (NULL). */
 /* The GET URL and the report URL of one configured endpoint for token
  * `name` (and, with ticket, its derived ticket: GET only, nothing to
- * report), by the same rules as the Node and Python clients:
- *   http(s)://host[:port]             → /v1/tokens/NAME
- *   …/release/get-token, …/get-token  → the seed's token ("default"); for
- *                                        another name /v1/tokens/NAME beside it
- *   …/v1/tokens/NAME                  → as is; another name is an error
- * Other paths are fetched as given (only for "default") and cannot be
+ * report), by the one rule of endpoint.h that the sinks, the Node and the
+ * Python clients follow too.  A path that is not tokendist's is fetched as
+ * given (only for "default", and never for a ticket) and cannot be
  * reported to (NULL).  Never the default token for another name. */
 static int endpoint_urls(const char *url, const char *name, const char *ticket, char **get, char **report,
                          char *err, size_t errlen)
 {
-    char base[URL_MAX], path[URL_MAX], token[URL_MAX * 2 + 64], buf[URL_MAX * 2 + 128];
-    const char *slash;
-    int rc = split_url(url, base, sizeof base, path, sizeof path), deflt = !strcmp(name, "default");
+    td_endpoint *e = malloc(sizeof *e);
+    td_strbuf b;
+    int rc;
 
     *get = *report = NULL;
-    if (rc != TD_OK) {
-        snprintf(err, errlen, "端点地址 '%.200s' %s", url,
-                 rc == TD_ETOOBIG ? "太长" : "无效: 应以 http:// 或 https:// 开头");
-        return TD_EINVAL;
+    if (!e) return TD_ENOMEM;
+    if ((rc = td_endpoint_resolve(e, url, name, err, errlen)) != TD_OK) goto out;
+    rc = TD_EINVAL;
+    if (!e->named[0] && (strcmp(name, "default") != 0 || ticket)) {
+        snprintf(err, errlen, "端点地址 '%.200s' 不是 tokendist 的地址 (…/release/get-token 或 …/v1/tokens/NAME)，"
+                              "无法从中找到 token '%s'%s", url, name, ticket ? " 的 jsapi_ticket" : "");
+        goto out;
     }
-    slash = strrchr(path, '/');
-    if (!path[0]) {
-        snprintf(token, sizeof token, "%s/v1/tokens/%s", base, name);
-    } else if (ends_with(path, "/release/get-token") || ends_with(path, "/get-token")) {
-        size_t keep = strlen(path) - (ends_with(path, "/release/get-token") ? 18 : 10);
-        snprintf(token, sizeof token, "%s%.*s/v1/tokens/%s", base, (int)keep, path, name);
-        if (deflt && !ticket) { /* the seed's URL, fetched as it is */
-            if (!(*get = strdup(url))) return TD_ENOMEM;
-            snprintf(buf, sizeof buf, "%s/invalid", token);
-            return (*report = strdup(buf)) ? TD_OK : TD_ENOMEM;
-        }
-    } else if (slash && slash - path >= 10 && !strncmp(slash - 10, "/v1/tokens", 10) && valid_name(slash + 1)) {
-        if (strcmp(slash + 1, name) != 0 && !deflt) {
-            snprintf(err, errlen, "端点地址 '%.200s' 指向 token '%s'，但要取的是 '%s': 请去掉地址里的名称或改用同一个名称",
-                     url, slash + 1, name);
-            return TD_EINVAL;
-        }
-        snprintf(token, sizeof token, "%s%s", base, path);
-    } else {
-        if (!deflt || ticket) {
-            snprintf(err, errlen, "端点地址 '%.200s' 不是 tokendist 的地址 (…/release/get-token 或 …/v1/tokens/NAME)，"
-                                  "无法从中找到 token '%s'%s", url, name, ticket ? " 的 jsapi_ticket" : "");
-            return TD_EINVAL;
-        }
-        return (*get = strdup(url)) ? TD_OK : TD_ENOMEM; /* fetched as given, nothing to report to */
-    }
+    rc = TD_ENOMEM;
     if (ticket) {
-        snprintf(buf, sizeof buf, "%s/%s", token, ticket);
-        return (*get = strdup(buf)) ? TD_OK : TD_ENOMEM;
+        /* The resolved URLs are bounded: the builder only adds a suffix. */
+        td_strbuf_heap(&b, TD_ENDPOINT_URL_MAX + 64);
+        td_strbuf_printf(&b, "%s/%s", e->named, ticket);
+        if ((*get = td_strbuf_take(&b, NULL))) rc = TD_OK;
+        td_strbuf_free(&b);
+        goto out;
     }
-    if (!(*get = strdup(token))) return TD_ENOMEM;
-    snprintf(buf, sizeof buf, "%s/invalid", token);
-    return (*report = strdup(buf)) ? TD_OK : TD_ENOMEM;
+    if (!(*get = strdup(e->token))) goto out;
+    rc = TD_OK;
+    if (e->named[0]) {
+        td_strbuf_heap(&b, TD_ENDPOINT_URL_MAX + 64);
+        td_strbuf_printf(&b, "%s/invalid", e->named);
+        if (!(*report = td_strbuf_take(&b, NULL))) rc = TD_ENOMEM;
+        td_strbuf_free(&b);
+    }
+out:
+    free(e);
+    return rc;
 }
 
 /* ---- creating and freeing -------------------------------------------------- */
@@ -675,8 +630,8 @@ static int64_t get_offset(td_client *c)
     return off;
 }
 
-int td__client_endpoint_answer(const td_httpc_resp *resp, td_token_kind kind, long min_remaining,
-                               int64_t now, td_record **out, char *why, size_t whylen)
+int td__client_endpoint_answer(const td_httpc_resp *resp, const char *url, td_token_kind kind,
+                               long min_remaining, int64_t now, td_record **out, char *why, size_t whylen)
 {
     char reason[128], msg[256];
     const char *m, *rp;
@@ -684,6 +639,13 @@ int td__client_endpoint_answer(const td_httpc_resp *resp, td_token_kind kind, lo
     if (resp->status == 200)
         return td__client_judge(resp->body ? resp->body : "", resp->body_len, kind, min_remaining,
                                 now, out, why, whylen);
+    /* Our server's "no such path" is a wrong URL, not a missing token:
+     * telling the user to wait for the refresher would send them the
+     * wrong way. */
+    if (td_endpoint_wrong_path(resp->status, resp->body, resp->body_len)) {
+        td_endpoint_wrong_path_why(url, why, whylen);
+        return TD_EHTTP;
+    }
     m = body_error(resp, msg, sizeof msg);
     if (resp->status == 404) {
         snprintf(why, whylen, "%s", m ? m : "Token not found or expired");
@@ -716,7 +678,7 @@ static int from_endpoint(td_client *c, size_t i, td_token_kind kind, attempt *a,
         return a->rc = rc;
     }
     note_date(c, &resp);
-    rc = a->rc = td__client_endpoint_answer(&resp, kind, c->min_remaining, server_now(get_offset(c)),
+    rc = a->rc = td__client_endpoint_answer(&resp, req.url, kind, c->min_remaining, server_now(get_offset(c)),
                                             out, a->why, sizeof a->why);
     td_httpc_resp_clear(&resp);
     return rc;

@@ -25,11 +25,13 @@
 int td__client_judge(const char *text, size_t len, td_token_kind kind, long min_remaining,
                      int64_t now, td_record **out, char *why, size_t whylen);
 
-/* An endpoint's answer: 200 goes to td__client_judge; 404 is
- * TD_ENOTFOUND, 401/403 TD_EAUTH, anything else TD_EHTTP, with why
- * holding the reason phrase and the body's "error" or "message". */
-int td__client_endpoint_answer(const td_httpc_resp *resp, td_token_kind kind, long min_remaining,
-                               int64_t now, td_record **out, char *why, size_t whylen);
+/* An endpoint's answer to a GET of url: 200 goes to td__client_judge;
+ * our server's 404 "Not found" is a wrong path (TD_EHTTP, why saying so:
+ * endpoint.h), any other 404 TD_ENOTFOUND, 401/403 TD_EAUTH, anything else
+ * TD_EHTTP, with why holding the reason phrase and the body's "error" or
+ * "message".  url (may be NULL) only names the path in why. */
+int td__client_endpoint_answer(const td_httpc_resp *resp, const char *url, td_token_kind kind,
+                               long min_remaining, int64_t now, td_record **out, char *why, size_t whylen);
 
 /* Writes the cache file: json goes to a temporary file next to path
  * (0600), synced, closed and renamed onto path, so a reader sees the old
