@@ -179,7 +179,7 @@ typedef enum td_option {
     TD_OPT_GITEE_PATH = 7,          /* str; default token.json */
     TD_OPT_GITEE_BRANCH = 8,        /* str; default: the repository's default branch */
     TD_OPT_GITEE_ACCESS_TOKEN = 9,  /* str; unset: anonymous (public repositories) */
-    TD_OPT_CACHE_FILE = 10,         /* str: local cache file; unset: none */
+    TD_OPT_CACHE_FILE = 10,         /* str: local cache file (0600; missing folders made 0700); unset: none */
     /* long, seconds a token must still have, 0..86400.  0 takes any
      * token that has not expired.  Unset: the platform's own need, from
      * the record's "provider" -- 300 for Feishu/Lark/DingTalk (and records

@@ -35,9 +35,18 @@ int td__client_endpoint_answer(const td_httpc_resp *resp, const char *url, td_to
 
 /* Writes the cache file: json goes to a temporary file next to path
  * (0600), synced, closed and renamed onto path, so a reader sees the old
- * record or the new one, never half of one.  Every descriptor is closed
- * exactly once on every path, and a failure leaves no temporary behind.
- * TD_OK, TD_EIO, or TD_ETOOBIG when path is too long. */
-int td__client_write_cache(const char *path, const char *json, size_t len);
+ * record or the new one, never half of one.  Missing folders of path are
+ * created 0700.  Every descriptor is closed exactly once on every path,
+ * and a failure leaves no temporary behind.  TD_OK, TD_EIO, or
+ * TD_ETOOBIG when path is too long, with why saying what failed where. */
+int td__client_write_cache(const char *path, const char *json, size_t len, char *why, size_t whylen);
+
+/* What a command tells its user about the record c holds, besides the
+ * token (Chinese, one line each, "" when there is nothing to say; never
+ * a token): in fallback, which source served it when it was not the
+ * first one asked and why the ones before failed; in cache, why the cache
+ * file could not be written.  Not part of the public API: the tokendist
+ * binary's commands print these. */
+void td__client_notes(td_client *c, char *fallback, size_t flen, char *cache, size_t clen);
 
 #endif

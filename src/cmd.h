@@ -22,11 +22,14 @@ int td_cmd_files(int argc, char **argv);
 
 /* Shared by get and files (cmd_get.c): a client made from the settings
  * (err says which setting is wrong), the exit code of a client error,
- * and the seed's one-line advice for it. */
+ * the seed's one-line advice for it, and what the user should know about
+ * a token that was found (a later source served it; the cache file was
+ * not written). */
 struct td_client;
 int td__client_from_config(const td_config *c, struct td_client **out, char *err, size_t errlen);
 int td__client_exit_code(int rc);
 void td__client_explain(int rc, FILE *f);
+void td__client_tell(struct td_client *cl, FILE *f);
 int td_cmd_refresh(int argc, char **argv);
 int td_cmd_check(int argc, char **argv);
 int td_cmd_keygen(int argc, char **argv);

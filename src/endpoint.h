@@ -19,7 +19,9 @@
  *   any other path                      → as given: an API gateway may map
  *                                          the seed's function anywhere
  *
- * The Node and Python clients follow the same table.
+ * The Node and Python clients read by the same table, except that they
+ * complete a base URL with …/v1/tokens/NAME for "default" too: the same
+ * token on a tokendist server (it serves /release/get-token as "default").
  */
 #ifndef TD_ENDPOINT_H
 #define TD_ENDPOINT_H
