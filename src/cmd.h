@@ -62,7 +62,13 @@ typedef struct td_cmd_refresher {
     td_sinks *sinks;                /* one list per token */
     td_refresher **r;               /* one per token; n == 0 without credentials */
 } td_cmd_refresher;
-int td_cmd_refresher_start(td_cmd_refresher *s, const td_config *c, struct td_store *store, struct td_api *api);
+/* me: where this server listens (NULL for scf-runtime, which does not
+ * know its address): a sink that is this server itself is dropped
+ * (td_sinks_drop_self), and the notice shows where to get the token even
+ * without TOKENDIST_PUBLIC_URL and TENCENT_CLOUD_API_URL
+ * (td_endpoint_own_url). */
+int td_cmd_refresher_start(td_cmd_refresher *s, const td_config *c, struct td_store *store, struct td_api *api,
+                           const td_endpoint_self *me);
 void td_cmd_refresher_stop(td_cmd_refresher *s);
 
 /* Loads settings for cmd and handles --help and --print-config; returns -1
