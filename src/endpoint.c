@@ -87,8 +87,12 @@ int td_endpoint_resolve(td_endpoint *e, const char *url, const char *name, char 
     } else {
         td_strbuf_puts(&t, url);   /* an API gateway's own path: nothing to derive */
     }
-    /* Bounded above: the URL left 128 bytes for a path and a name. */
-    return td_strbuf_error(&t) == TD_OK && td_strbuf_error(&nb) == TD_OK ? TD_OK : TD_ETOOBIG;
+    /* The length check above leaves room for a path and a name. */
+    if (td_strbuf_error(&t) != TD_OK || td_strbuf_error(&nb) != TD_OK) {
+        snprintf(err, errlen, "端点地址 '%.200s…' 加上 token 名称 '%.64s' 后太长", url, name);
+        return TD_ETOOBIG;
+    }
+    return TD_OK;
 }
 
 int td_endpoint_wrong_path(long status, const char *body, size_t len)
