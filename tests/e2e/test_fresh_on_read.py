@@ -4,11 +4,17 @@ renewal window once the renewal is overdue -- the first GET after the thaw
 waits for the refresh (fresh on read).  Also `--store memory` (every
 instance its own fleet, quiet at a cold start) and the SCF Timer trigger.
 
-Tokens live 40 s here and Feishu renews in their last 20 s, so a stop of 24 s
-after the first token lands inside the window, past the refresher's due
-time (20 s + at most 2 s of jitter), and well before the expiry."""
+Tokens live as on Feishu (2 h, renewed in their last 30 min), on the test
+clock (harness.TestClock) that the processes and the Feishu double share: a
+freeze stops the process, moves time OVERDUE seconds ahead -- past the
+refresher's due time (1 h 30 min and at most 31 s of jitter), inside the
+window, well before the expiry -- and lets it go on.  So the refresher thread
+did not run at its due time, exactly as after a long freeze, without the
+test sleeping through one; and real time passing under load does not move
+any token toward its window.  After the thaw the refresher thread and the
+request race, as they do on SCF: the tests wait for events (a log line, a
+request at a double) and assert what must hold whichever runs the renewal."""
 import json
-import os
 import signal
 import time
 import unittest
@@ -18,69 +24,114 @@ from feishu_env import CHAT, PUSH_KEY, FeishuEnv
 from scf_runtime import InvocationError, apigw_event, http_response
 from test_scf import Runtime
 
-TTL, WINDOW, FREEZE = 40, 20, 24
+TTL, WINDOW = 7200, 1800
+OVERDUE = TTL - WINDOW + 60
+FEISHU_TOKEN = "/open-apis/auth/v3/"
 
 
-class FreshOnReadTest(FeishuEnv, harness.TestCase):
+class ClockTest(FeishuEnv, harness.TestCase):
+    """Processes and the Feishu double on one test clock."""
+
+    def setUp(self):
+        super().setUp()
+        self.clk = self.clock()
+        self.runtimes = []
+
+    def tearDown(self):
+        for rt in self.runtimes:      # their logs, too, must hold no secret
+            rt.stop()
+            self.outputs.append(rt.log())
+        super().tearDown()
+
+    def start_feishu(self, **control):
+        return self.clk.attach(super().start_feishu(ttl=TTL, renew_window=WINDOW, **control))
+
     def env(self, **extra):
-        return self.feishu_env(TOKENDIST_PUSH_KEYS=PUSH_KEY, TENCENT_CLOUD_ENABLED="false",
-                               FEISHU_RENEW_WINDOW=WINDOW, FEISHU_CHAT_ID="", **extra)
+        return self.feishu_env(**{"TOKENDIST_PUSH_KEYS": PUSH_KEY, "TENCENT_CLOUD_ENABLED": "false",
+                                  "FEISHU_RENEW_WINDOW": WINDOW, "FEISHU_CHAT_ID": "", **extra})
+
+    def serve(self, env):
+        srv = self.server(store="memory:", env=env).start()
+        harness.require_test_clock(srv)
+        return srv
+
+    def runtime(self, env=None, args=()):
+        rt = Runtime(self, "memory:", ["--push-key", PUSH_KEY] + list(args), env={**(env or {}), **self.clk.env()})
+        self.runtimes.append(rt)
+        harness.require_test_clock(rt)
+        return rt
 
     def freeze(self, proc):
-        """SIGSTOP for FREEZE seconds: the refresher sleeps through its due time."""
+        """A refresher thread that did not run at its due time: the process
+        is stopped while its due time passes, as SCF leaves it between
+        invocations."""
         proc.send_signal(signal.SIGSTOP)
         try:
-            time.sleep(FREEZE)
+            self.clk.advance(OVERDUE)
         finally:
             proc.send_signal(signal.SIGCONT)
 
+    def fetches(self):
+        return len(self.feishu.requests_to(FEISHU_TOKEN))
+
+
+class FreshOnReadTest(ClockTest):
     def test_serve_answers_the_first_get_after_a_freeze_with_the_token_feishu_issues_now(self):
-        self.start_feishu(ttl=TTL, renew_window=WINDOW)
-        srv = self.server(store="memory:", env=self.env()).start()
+        self.start_feishu()
+        srv = self.serve(self.env())
         first = self.wait_for(lambda: self.served(srv), what="first token")["access_token"]
         self.freeze(srv.proc)
-        r = srv.get("/release/get-token", timeout=30)   # the very first request after SIGCONT
+        r = srv.get("/release/get-token")   # the very first request after SIGCONT
         self.assertEqual(r.status, 200, r.body)
         # (tokens are compared, never printed: they are secrets)
         self.assertTrue(r.json()["access_token"] != first, "a token inside its window after the freeze")
         self.assertTrue(r.json()["access_token"] == self.feishu.current_token(), "not the token Feishu issues now")
+        self.assertEqual(self.fetches(), 2)     # one renewal, whoever ran it
 
     def test_scf_runtime_does_the_same(self):
-        self.start_feishu(ttl=TTL, renew_window=WINDOW)
-        rt = Runtime(self, "memory:", ["--push-key", PUSH_KEY], env=self.env())
-        self.addCleanup(rt.stop)
+        self.start_feishu()
+        rt = self.runtime(self.env())
 
         def token():
-            status, _, body = http_response(rt.invoke(apigw_event("GET", "/get-token"), timeout=30))
+            status, _, body = http_response(rt.invoke(apigw_event("GET", "/get-token")))
             return json.loads(body)["access_token"] if status == 200 else None
 
         first = self.wait_for(token, what="first token over SCF events")
         self.freeze(rt.proc)
         self.assertTrue(token() == self.feishu.current_token(), "not the token Feishu issues now")
         self.assertTrue(self.feishu.current_token() != first, "Feishu issued no new token")
-        self.outputs.append(rt.log())
+        self.assertEqual(self.fetches(), 2)
 
     def test_a_failed_refresh_serves_the_old_token_until_it_expires(self):
-        self.start_feishu(ttl=TTL, renew_window=WINDOW)
-        srv = self.server(store="memory:", env=self.env()).start()
+        self.start_feishu()
+        srv = self.serve(self.env())
         first = self.wait_for(lambda: self.served(srv), what="first token")
-        self.feishu.control({"fail": "503", "path": "/open-apis/auth/v3/"})
+        self.feishu.control({"fail": "503", "path": FEISHU_TOKEN})
         self.freeze(srv.proc)
-        r = srv.get("/release/get-token", timeout=30)
+        r = srv.get("/release/get-token")
         self.assertEqual(r.status, 200)
         self.assertTrue(r.json()["access_token"] == first["access_token"], "not the old token")
-        self.wait_for(lambda: time.time() >= first["expire_timestamp"] + 1, timeout=TTL, what="expiry")
-        self.assertEqual(srv.get("/release/get-token", timeout=30).status, 404)
+        self.assertGreater(self.fetches(), 1)   # the renewal was tried, and failed
+        # Past the expiry, on the shared clock: nothing to serve.
+        self.clk.advance(first["expire_timestamp"] + 1 - self.clk.now())
+        self.assertEqual(srv.get("/release/get-token").status, 404)
 
 
 class FleetFreshOnReadTest(FeishuEnv, harness.TestCase):
+    """On real time: the lease lives in Redis, whose key expiry the test
+    clock does not move (src/clock.h), so after a jump the holder's own
+    lease would look lapsed.  Tokens live 40 s and are renewed in their last
+    20; a freeze of 28 s passes the holder's due time and the other's slack
+    (a quarter window) within the lease's 30 s."""
+    TTL, WINDOW, FREEZE = 40, 20, 28
+
     def test_a_server_without_the_lease_asks_the_holder_and_waits(self):
         from redisd import SharedRedis
         redis = SharedRedis(self.tmp)
         self.addCleanup(redis.close)
-        self.start_feishu(ttl=TTL, renew_window=WINDOW)
+        self.start_feishu(ttl=self.TTL, renew_window=self.WINDOW)
         env = self.feishu_env(TOKENDIST_PUSH_KEYS=PUSH_KEY, TENCENT_CLOUD_ENABLED="false",
-                              FEISHU_RENEW_WINDOW=WINDOW, FEISHU_CHAT_ID="")
+                              FEISHU_RENEW_WINDOW=self.WINDOW, FEISHU_CHAT_ID="")
         pair = [self.server(store=redis.url(), env=env).start() for _ in range(2)]
         held = self.wait_for(lambda: [s for s in pair if "本实例持有租约 refresh:default" in s.log()],
                              what="a lease holder")
@@ -91,7 +142,7 @@ class FleetFreshOnReadTest(FeishuEnv, harness.TestCase):
         for s in pair:
             s.proc.send_signal(signal.SIGSTOP)
         try:
-            time.sleep(FREEZE + 4)  # past the holder's due time and the other's slack (a quarter window)
+            time.sleep(self.FREEZE)
         finally:
             for s in pair:
                 s.proc.send_signal(signal.SIGCONT)
@@ -103,20 +154,23 @@ class FleetFreshOnReadTest(FeishuEnv, harness.TestCase):
         self.assertEqual(len(self.feishu.requests_to("/open-apis/auth/v3/")), 2)  # only the holder fetched
 
 
-class MemoryStoreTest(FeishuEnv, harness.TestCase):
+class MemoryStoreTest(ClockTest):
     def test_a_cold_start_announces_nothing_a_renewal_does(self):
-        self.start_feishu(ttl=TTL, renew_window=WINDOW)
-        env = self.feishu_env(TOKENDIST_PUSH_KEYS=PUSH_KEY, TENCENT_CLOUD_ENABLED="false",
-                              FEISHU_RENEW_WINDOW=WINDOW, FEISHU_CHAT_ID=CHAT)
-        a = self.server(store="memory:", env=env).start()
+        self.start_feishu()
+        env = self.env(FEISHU_CHAT_ID=CHAT)
+        a = self.serve(env)
         tok = self.wait_for(lambda: self.served(a), what="A's token")["access_token"]
-        b = self.server(store="memory:", env=env).start()
+        b = self.serve(env)
         self.assertTrue(self.wait_for(lambda: self.served(b), what="B's token")["access_token"] == tok,
                         "B serves another token than A")
+        # Both cycles ended (a notice goes out before the next one is planned).
+        for p in (a, b):
+            self.wait_log(p, "下次刷新")
         self.assertEqual(self.feishu.sent_texts, [], "a cold start announced a token already in service")
         self.assertIn("冷启动", a.log())
         # The renewal replaces a token each served itself: that is news.
-        self.wait_for(lambda: self.feishu.sent_texts, timeout=TTL, what="a notice of the renewal")
+        self.clk.advance(OVERDUE)
+        self.wait_for(lambda: self.feishu.sent_texts, what="a notice of the renewal")
         self.assertIn("🔑 客户端 Access Token 已更新", self.feishu.sent_texts[0])
         # Nothing survives a restart.
         a.stop()
@@ -138,33 +192,38 @@ class MemoryStoreTest(FeishuEnv, harness.TestCase):
         self.assertIn("memory:", r.stderr)
 
 
-class TimerTriggerTest(FeishuEnv, harness.TestCase):
+class TimerTriggerTest(ClockTest):
     TIMER = {"Type": "Timer", "TriggerName": "every-5m", "Time": "2024-01-15T14:30:00Z", "Message": ""}
+    EARLY = {"refreshed": False, "message": "未到刷新时间"}
 
     def test_a_timer_refreshes_when_due_and_only_then(self):
-        self.start_feishu(ttl=TTL, renew_window=WINDOW)
-        env = self.feishu_env(TOKENDIST_PUSH_KEYS=PUSH_KEY, TENCENT_CLOUD_ENABLED="false",
-                              FEISHU_RENEW_WINDOW=WINDOW, FEISHU_CHAT_ID="")
-        rt = Runtime(self, "memory:", ["--push-key", PUSH_KEY], env=env)
-        self.addCleanup(rt.stop)
-        self.wait_for(lambda: self.feishu.requests_to("/open-apis/auth/v3/"), what="the first fetch")
-        time.sleep(1)  # the first cycle delivers; a timer now is early
-        n = len(self.feishu.requests_to("/open-apis/auth/v3/"))
-        self.assertEqual(rt.invoke(self.TIMER), {"refreshed": False, "message": "未到刷新时间"})
-        self.assertEqual(len(self.feishu.requests_to("/open-apis/auth/v3/")), n)
-        rt.proc.send_signal(signal.SIGSTOP)
-        try:
-            time.sleep(FREEZE)
-        finally:
-            rt.proc.send_signal(signal.SIGCONT)
-        self.assertEqual(rt.invoke(self.TIMER, timeout=30), {"refreshed": True, "message": "已刷新"})
+        self.start_feishu()
+        rt = self.runtime(self.env())
+        # The first cycle ended, its token is served: a timer now is early,
+        # whatever the refresher thread does (the token is outside its
+        # window), and fetches nothing.
+        self.wait_log(rt, "下次刷新")
+        status, _, _ = http_response(rt.invoke(apigw_event("GET", "/get-token")))
+        self.assertEqual((status, self.fetches()), (200, 1))
+        self.assertEqual(rt.invoke(self.TIMER), self.EARLY)
+        self.assertEqual(self.fetches(), 1)
+        # Due: SCF thaws the instance for the event, and its refresher thread
+        # wakes with it.  The renewal runs once, by the timer or by that
+        # thread; the timer answers "已刷新" when it ran or awaited it, "未到刷
+        # 新时间" when the thread had already put the new token in service.
+        # Either way the renewal has ended when the answer comes.
+        self.freeze(rt.proc)
+        answer = rt.invoke(self.TIMER)
+        self.assertIn(answer, ({"refreshed": True, "message": "已刷新"}, self.EARLY))
+        self.assertEqual((self.fetches(), rt.log().count("下次刷新")), (2, 2), answer)
         status, _, body = http_response(rt.invoke(apigw_event("GET", "/get-token")))
         self.assertTrue(json.loads(body)["access_token"] == self.feishu.current_token(), "not the renewed token")
-        self.outputs.append(rt.log())
+        # ... and only then: right after it, early again.
+        self.assertEqual(rt.invoke(self.TIMER), self.EARLY)
+        self.assertEqual(self.fetches(), 2)
 
     def test_a_timer_without_credentials_is_an_invocation_error(self):
-        rt = Runtime(self, "memory:", ["--push-key", PUSH_KEY])
-        self.addCleanup(rt.stop)
+        rt = self.runtime()
         with self.assertRaises(InvocationError) as cm:
             rt.invoke(self.TIMER)
         self.assertIn("定时触发器需要飞书凭证", cm.exception.body)
