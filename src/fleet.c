@@ -278,7 +278,8 @@ static int forward(td_fleet *f, const char *verb, const char *holder, const char
     }
     pthread_mutex_lock(&f->lock);
     while (!w.done && td_clock_mono_ms() < deadline) {
-        struct timespec ts = {(time_t)(deadline / 1000), (long)(deadline % 1000) * 1000000L};
+        struct timespec ts;
+        td_clock_mono_deadline(deadline, &ts);
         pthread_cond_timedwait(&f->answered, &f->lock, &ts);
     }
     pthread_mutex_unlock(&f->lock);
