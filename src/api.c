@@ -21,8 +21,11 @@
 
 #define METRICS_CAP 65536
 #define UNREADABLE_MAX 16       /* unreadable stored records remembered for /readyz */
+#define REPORTS_MAX 16          /* names with a report running, tracked at once (4 report workers: ample) */
 #define STATUS_TOKENS_MAX 64    /* tokens the status page shows */
 #define STATUS_HISTORY 10       /* records per token it shows */
+#define STR_(x) #x
+#define STR(x) STR_(x)
 
 /* A stored record that could not be served, as /readyz reports it. */
 typedef struct unreadable {
@@ -48,6 +51,14 @@ struct td_api {
     unreadable bad[UNREADABLE_MAX];
     size_t nbad;                /* remembered ones */
     size_t nbad_total;          /* all of them, from the last full reload on */
+    int64_t write_failing_since; /* unix s of the first of the failing writes in a row, 0: ok */
+    char write_err[256];        /* the last failed write's reason */
+
+    /* Names with a report running on a worker: a second report of the
+     * same name parks until it ends, so one slow platform's reports hold
+     * one worker of the report lane, not all of them. */
+    pthread_mutex_t rep_lock;
+    struct { char name[TD_NAME_MAX + 1]; int n; } rep[REPORTS_MAX];
 };
 
 static const char JSON_CT[] = "application/json; charset=utf-8";
@@ -81,6 +92,7 @@ int td_api_new(td_api **out, const td_api_opts *o, char *err, size_t errlen)
     td_guard_init(&api->guard);
     td_snaps_init(&api->snaps);
     pthread_mutex_init(&api->bad_lock, NULL);
+    pthread_mutex_init(&api->rep_lock, NULL);
     api->store = o->store;
     api->body_limit = o->body_limit ? o->body_limit : 65536;
     api->max_skew = o->max_clock_skew;
@@ -115,6 +127,7 @@ void td_api_free(td_api *api)
     td_snaps_free(&api->snaps);
     td_guard_free(&api->guard);
     pthread_mutex_destroy(&api->bad_lock);
+    pthread_mutex_destroy(&api->rep_lock);
     td_peer_trust_free(&api->trust);
     td_host_rule_free(&api->hosts);
     td_auth_keys_free(&api->push);
@@ -271,6 +284,20 @@ int td_api_reload(td_api *api, const char *name, char *err, size_t errlen)
     return TD_OK;
 }
 
+/* Writes can fail while reads still work (another process holds the
+ * SQLite write lock, a full disk): /readyz says so beside the ping. */
+static void note_write(td_api *api, int rc, const char *err)
+{
+    pthread_mutex_lock(&api->bad_lock);
+    if (rc == TD_OK) {
+        api->write_failing_since = 0;
+    } else {
+        if (!api->write_failing_since) api->write_failing_since = td_clock_now();
+        snprintf(api->write_err, sizeof api->write_err, "%s", err);
+    }
+    pthread_mutex_unlock(&api->bad_lock);
+}
+
 int td_api_store_record(td_api *api, const char *name, const td_record *r, char *err,
                         size_t errlen)
 {
@@ -289,7 +316,9 @@ int td_api_store_record(td_api *api, const char *name, const td_record *r, char 
     e.json = (char *)td_record_json(r, &e.json_len);
     e.generated_ts = td_record_generated(r);
     e.expire_ts = td_record_expires(r);
-    if ((rc = td_store_put(api->store, &e, err, errlen)) != TD_OK) {
+    rc = td_store_put(api->store, &e, err, errlen);
+    note_write(api, rc == TD_ECONFLICT ? TD_OK : rc, err);
+    if (rc != TD_OK) {
         if (rc != TD_ECONFLICT) td_metrics_inc(TD_M_STORE_ERRORS);
         return rc;
     }
@@ -712,6 +741,47 @@ static void answer_snap(td_api *api, td_api_resp *r, td_snap *s)
  * neither loops re-reporting nor installs a rejected token as new: 200
  * with a record that holds another token, 409 when Feishu still issues
  * this one, 202 while the refresh is still running. */
+/* --- reports running, by name ----------------------------------------- */
+
+/* Marks a report of name running, from td_api_fast's handing it to a
+ * worker to post_invalid's end (or td_api_busy's answer when no worker
+ * ran it).  A full table leaves it unmarked: the reports after it only
+ * lose their parking. */
+static void report_begin(td_api *api, const char *name)
+{
+    int slot = -1;
+
+    pthread_mutex_lock(&api->rep_lock);
+    for (int i = 0; i < REPORTS_MAX; i++) {
+        if (api->rep[i].n && !strcmp(api->rep[i].name, name)) { slot = i; break; }
+        if (!api->rep[i].n && slot < 0) slot = i;
+    }
+    if (slot >= 0) {
+        if (!api->rep[slot].n) snprintf(api->rep[slot].name, sizeof api->rep[slot].name, "%s", name);
+        api->rep[slot].n++;
+    }
+    pthread_mutex_unlock(&api->rep_lock);
+}
+
+static void report_end(td_api *api, const char *name)
+{
+    pthread_mutex_lock(&api->rep_lock);
+    for (int i = 0; i < REPORTS_MAX; i++)
+        if (api->rep[i].n && !strcmp(api->rep[i].name, name)) { api->rep[i].n--; break; }
+    pthread_mutex_unlock(&api->rep_lock);
+}
+
+static int report_running(td_api *api, const char *name)
+{
+    int running = 0;
+
+    pthread_mutex_lock(&api->rep_lock);
+    for (int i = 0; i < REPORTS_MAX && !running; i++)
+        running = api->rep[i].n && !strcmp(api->rep[i].name, name);
+    pthread_mutex_unlock(&api->rep_lock);
+    return running;
+}
+
 static void post_invalid(td_api *api, const td_api_req *req, const char *name, td_api_resp *r)
 {
     json_t *o = json_loadb(req->body ? req->body : "", req->body_len, JSON_REJECT_DUPLICATES, NULL);
@@ -739,7 +809,10 @@ static void post_invalid(td_api *api, const td_api_req *req, const char *name, t
         resp_msg(api, r, 501, "message", msg);
         goto out;
     }
-    rc = h->invalid(h->ud, name, tok, TD_API_REPORT_WAIT_MS, why, sizeof why);
+    /* A report that parked behind another of its name comes back when
+     * that one ended: the forced refresh it asked for has run or still
+     * runs, so this one does not wait for it again on a worker. */
+    rc = h->invalid(h->ud, name, tok, req->settled ? 0 : TD_API_REPORT_WAIT_MS, why, sizeof why);
     switch (rc) {
     case TD_OK:
         td_snap_release(s);
@@ -773,6 +846,7 @@ static void post_invalid(td_api *api, const td_api_req *req, const char *name, t
         break;
     }
 out:
+    report_end(api, name); /* td_api_fast marked it */
     td_snap_release(s);
     json_decref(o);
 }
@@ -860,6 +934,12 @@ static void readyz(td_api *api, td_api_resp *r)
         json_array_append_new(bad, json_pack("{s:s, s:s}", "name", api->bad[i].name, "problem",
                                              api->bad[i].problem));
     json_object_set_new(o, "unreadable_records", json_integer((json_int_t)api->nbad_total));
+    if (api->write_failing_since) {
+        json_object_set_new(o, "store_writes", json_string(api->write_err));
+        json_object_set_new(o, "store_writes_failing_since", json_integer((json_int_t)api->write_failing_since));
+    } else {
+        json_object_set_new(o, "store_writes", json_string("ok"));
+    }
     pthread_mutex_unlock(&api->bad_lock);
     json_object_set_new(o, "ready", json_boolean(store_ok));
     json_object_set_new(o, "store", json_string(store_ok ? "ok" : err));
@@ -1103,10 +1183,13 @@ static void metrics(td_api *api, td_api_resp *r)
 }
 
 /* Requests whose answer needs the store or waits for another thread. */
-static int blocks(path_kind k, const char *method)
+/* The worker lane of a request that needs the store, TD_API_DONE for one
+ * that does not. */
+static int lane(path_kind k, const char *method)
 {
-    return (k == P_TOKEN && !strcmp(method, "POST")) || k == P_INVALID || k == P_READYZ ||
-           k == P_HISTORY || k == P_STATUS || k == P_STATUS_JSON;
+    if (k == P_TOKEN) return strcmp(method, "POST") ? TD_API_DONE : TD_API_WRITE;
+    if (k == P_INVALID) return TD_API_REPORT;
+    return k == P_READYZ || k == P_HISTORY || k == P_STATUS || k == P_STATUS_JSON ? TD_API_READ : TD_API_DONE;
 }
 
 /* Fresh on read: the served token of name is inside its renewal window
@@ -1130,12 +1213,22 @@ int td_api_fast(td_api *api, const td_api_req *req, td_api_resp *r)
     td_api_req copy;
     char name[65], client[TD_PEER_ADDR_LEN];
     path_kind k;
+    int l;
 
     req = with_client(api, req, &copy, client);
 
     if (precheck(api, req, r)) goto done;
     k = route(req->path, name);
-    if (blocks(k, req->method) || (k == P_TOKEN && stale(api, name))) return 0;
+    if ((l = lane(k, req->method)) == TD_API_REPORT) {
+        if (!req->settled && report_running(api, name)) return TD_API_PARK;
+        report_begin(api, name);
+    }
+    if (l != TD_API_DONE) return l;
+    if (k == P_TOKEN && !req->settled && stale(api, name)) {
+        const td_api_hooks *h = hooks_of(api);
+        if (h->kick) h->kick(h->ud, name);
+        return TD_API_PARK;
+    }
     switch (k) {
     case P_TOKEN: get_token(api, name, r); break;
     case P_TICKET: {
@@ -1150,7 +1243,7 @@ int td_api_fast(td_api *api, const td_api_req *req, td_api_resp *r)
     }
 done:
     td_metrics_request(r->route, r->status);
-    return 1;
+    return TD_API_DONE;
 }
 
 void td_api_slow(td_api *api, const td_api_req *req, td_api_resp *r)
@@ -1177,19 +1270,43 @@ void td_api_slow(td_api *api, const td_api_req *req, td_api_resp *r)
     td_metrics_request(r->route, r->status);
 }
 
-void td_api_handle(td_api *api, const td_api_req *req, td_api_resp *r)
-{
-    if (!td_api_fast(api, req, r)) td_api_slow(api, req, r);
-}
-
-void td_api_busy(td_api *api, const td_api_req *req, td_api_resp *r)
+int td_api_parked_ready(td_api *api, const td_api_req *req)
 {
     char name[65];
+    path_kind k = route(req->path, name);
+
+    if (k == P_INVALID) return !report_running(api, name);
+    return k != P_TOKEN || !stale(api, name);
+}
+
+void td_api_handle(td_api *api, const td_api_req *req, td_api_resp *r)
+{
+    /* This front door may block: a parked GET waits in td_api_slow, a
+     * parked report runs at once (marked, as td_api_fast marks the rest). */
+    char name[65];
+    int l = td_api_fast(api, req, r);
+
+    if (l == TD_API_DONE) return;
+    if (l == TD_API_PARK && route(req->path, name) == P_INVALID) report_begin(api, name);
+    td_api_slow(api, req, r);
+}
+
+void td_api_busy(td_api *api, const td_api_req *req, int why, td_api_resp *r)
+{
+    static const char *const text[] = {
+        [TD_API_BUSY_FULL] = "服务器繁忙: 待处理的请求过多，请稍后重试",
+        [TD_API_BUSY_WAITED] = "存储繁忙: 请求排队等待存储超过 " STR(TD_API_QUEUE_WAIT_S) " 秒，未执行，请稍后重试",
+        [TD_API_BUSY_STOPPING] = "服务器正在停止: 请求未执行，请稍后重试或改用其他实例",
+    };
+    char name[65];
+    path_kind k;
 
     memset(r, 0, sizeof *r);
-    r->route = metric_route(route(req->path ? req->path : "", name), req->method ? req->method : "");
-    resp_msg(api, r, 503, !strcmp(req->method ? req->method : "", "POST") ? "message" : "error",
-             "服务器繁忙: 待处理的请求过多，请稍后重试");
+    k = route(req->path ? req->path : "", name);
+    if (k == P_INVALID) report_end(api, name); /* td_api_fast marked it; no worker ran it */
+    r->route = metric_route(k, req->method ? req->method : "");
+    resp_msg(api, r, 503, !strcmp(req->method ? req->method : "", "POST") ? "message" : "error", text[why]);
+    if (why == TD_API_BUSY_WAITED && r->route == TD_ROUTE_TOKEN_POST) note_write(api, TD_EUNAVAIL, text[why]);
     add_hdr(r, "Retry-After", "1");
     td_metrics_request(r->route, r->status);
 }

@@ -16,6 +16,7 @@ request race, as they do on SCF: the tests wait for events (a log line, a
 request at a double) and assert what must hold whichever runs the renewal."""
 import json
 import signal
+import threading
 import time
 import unittest
 
@@ -117,6 +118,82 @@ class FreshOnReadTest(ClockTest):
         self.assertEqual(srv.get("/release/get-token").status, 404)
 
 
+class SlowRenewalTest(ClockTest):
+    """A renewal whose fetch is slow: readers of the token in service are
+    not the refresh's hostages, and parked readers take no worker."""
+
+    def env(self, **extra):
+        return super().env(TOKENDIST_HTTP_TIMEOUT="30", **extra)
+
+    def gets(self, srv, n, timeout):
+        answers = []
+
+        def get():
+            try:
+                r = srv.get("/release/get-token", timeout=timeout)
+                answers.append((r.status, r.json().get("access_token")))
+            except Exception as e:  # noqa: BLE001 -- counted below
+                answers.append((type(e).__name__, None))
+
+        threads = [threading.Thread(target=get) for _ in range(n)]
+        for t in threads:
+            t.start()
+        return threads, answers
+
+    def test_a_renewal_on_schedule_keeps_serving_the_token_in_service_at_once(self):
+        self.start_feishu()
+        srv = self.serve(self.env())
+        first = self.wait_for(lambda: self.served(srv), what="first token")["access_token"]
+        self.wait_log(srv, "下次刷新")
+        due = self.next_refresh(srv)    # whole seconds, rounded up: the due time is within the second before
+        self.feishu.control({"fail": "slow", "delay": 10, "path": FEISHU_TOKEN})
+        # Up to 3 s before the due time: the refresher starts its renewal
+        # itself, on schedule (a cycle 2 s late would count as held up),
+        # and it now hangs at Feishu.
+        self.clk.advance(due - 3 - self.clk.now())
+        self.wait_for(lambda: self.fetches() >= 2, what="the scheduled renewal's fetch")
+        threads, answers = self.gets(srv, 50, timeout=3)  # before: each waited 4 s for the renewal
+        for t in threads:
+            t.join(30)
+        self.assertEqual({a[0] for a in answers}, {200}, answers[:3])
+        self.assertTrue(all(a[1] == first for a in answers), "not the token in service")
+        self.assertEqual(self.fetches(), 2, "readers caused fetches")
+
+    def test_readers_parked_for_a_late_renewal_leave_the_workers_to_writes(self):
+        self.start_feishu()
+        srv = self.serve(self.env())
+        self.wait_for(lambda: self.served(srv), what="first token")
+        self.feishu.control({"fail": "slow", "delay": 6, "path": FEISHU_TOKEN})
+        self.freeze(srv.proc)   # the renewal is now late: readers wait for it
+        threads, answers = self.gets(srv, 200, timeout=30)  # (256 connections per address)
+        self.wait_for(lambda: self.metric(srv, "tokendist_requests_waiting") >= 200, timeout=20,
+                      what="200 readers parked")
+        # More than the 4 workers' worth of readers wait, yet a write and
+        # /readyz are answered at once (before: queued behind the readers).
+        w = srv.post("/v1/tokens/other", harness.make_record("t-other00000000000000000", generated=int(self.clk.now())),
+                     key=PUSH_KEY, timeout=3)
+        self.assertEqual(w.status, 200, w.body)
+        self.assertEqual(srv.get("/readyz", timeout=3).status, 200)
+        for t in threads:
+            t.join(60)
+        self.assertEqual({a[0] for a in answers}, {200}, [a[0] for a in answers if a[0] != 200][:3])
+        self.assertLessEqual(self.fetches(), 3, "readers caused a fetch each")
+
+    @staticmethod
+    def metric(srv, name):
+        for line in srv.get("/metrics").body.decode().splitlines():
+            if line.startswith(name + " "):
+                return float(line.split()[1])
+        raise AssertionError("no %s in /metrics" % name)
+
+    @staticmethod
+    def next_refresh(srv):
+        for t in srv.get("/status.json").json()["tokens"]:
+            if t["name"] == "default":
+                return t["refresh"]["next_refresh_timestamp"]
+        raise AssertionError("no token default in /status.json")
+
+
 class FleetFreshOnReadTest(FeishuEnv, harness.TestCase):
     """On real time: the lease lives in Redis, whose key expiry the test
     clock does not move (src/clock.h), so after a jump the holder's own
@@ -138,19 +215,26 @@ class FleetFreshOnReadTest(FeishuEnv, harness.TestCase):
         other = [s for s in pair if s is not held[0]][0]
         first = self.wait_for(lambda: self.served(other), what="first token")["access_token"]
         # Both frozen past the renewal (SCF freezes every instance between
-        # invocations); then the first GET goes to the one without the lease.
+        # invocations); then the first GET goes to the one without the lease,
+        # thawed first so that it must ask the holder (thawed on the ask).
         for s in pair:
             s.proc.send_signal(signal.SIGSTOP)
         try:
             time.sleep(self.FREEZE)
         finally:
-            for s in pair:
-                s.proc.send_signal(signal.SIGCONT)
-        r = other.get("/release/get-token", timeout=30)
+            other.proc.send_signal(signal.SIGCONT)
+        try:
+            get = threading.Thread(target=lambda: answers.append(other.get("/release/get-token", timeout=30)))
+            answers = []
+            get.start()
+            self.wait_for(lambda: "请它立即刷新" in other.log(), what="the ask of the holder")
+        finally:
+            held[0].proc.send_signal(signal.SIGCONT)
+        get.join(30)
+        r = answers[0]
         self.assertEqual(r.status, 200)
         self.assertTrue(r.json()["access_token"] != first, "the first GET got the token from before the freeze")
         self.assertTrue(r.json()["access_token"] == self.feishu.current_token(), "not the token Feishu issues now")
-        self.assertIn("请它立即刷新", other.log())
         self.assertEqual(len(self.feishu.requests_to("/open-apis/auth/v3/")), 2)  # only the holder fetched
 
 
