@@ -10,7 +10,12 @@
  * rename), and a run that failed half-way is finished by the next run.
  * stdout lists the paths of the files this run added; messages go to
  * stderr.  Every text from Feishu reaches the terminal escaped
- * (td_chatfile_printable).
+ * (td_chatfile_printable), in messages always, on stdout when it is a
+ * terminal (a script reading it gets the paths as they are).
+ *
+ * A file message that cannot be read is named (by message id) and
+ * skipped, counted as failed: one bad message does not hide the files
+ * after it, and the exit status says that something was left out.
  */
 #define _GNU_SOURCE
 #include "chatfiles.h"
@@ -37,6 +42,8 @@ typedef struct run {
     int64_t last_progress_ms;
     td_manifest *manifest;      /* download: what the folder holds, by file_key */
     int downloaded, skipped, failed, listed;
+    int unreadable;             /* file messages that could not be read (counted in failed too) */
+    int stdout_tty;
     int fatal;                  /* the error that stopped the run */
 } run;
 
@@ -78,11 +85,24 @@ static void on_progress(void *ud, const td_chatfile *f, uint64_t done)
     fprintf(stderr, "\r\033[K⬇️  %s  %.1f KB", printable(f->name, name, sizeof name), (double)done / 1024.0);
 }
 
+/* A file message that could not be read: named, counted, skipped. */
+static int unreadable(run *r, const td_chatfile *f)
+{
+    char mid[TD_CHATFILE_ID_MAX * 4 + 1];
+
+    td_log("⚠️ 跳过无法读取的文件消息 %s: %s", f->message_id[0] ? printable(f->message_id, mid, sizeof mid) : "?",
+           f->problem);
+    r->unreadable++;
+    r->failed++;
+    return TD_OK;
+}
+
 static int list_one(void *ud, const td_chatfile *f)
 {
     run *r = ud;
     char when[TD_TIME_LEN], name[PRINTABLE_MAX], mid[TD_CHATFILE_ID_MAX * 4 + 1], key[TD_CHATFILE_ID_MAX * 4 + 1];
 
+    if (f->problem[0]) return unreadable(r, f);
     printf("%s\t%s\t%s\t%s\n", td_clock_format(f->create_ms / 1000, when), printable(f->name, name, sizeof name),
            printable(f->message_id, mid, sizeof mid), printable(f->file_key, key, sizeof key));
     r->listed++;
@@ -128,10 +148,13 @@ static int download_one(void *ud, const td_chatfile *f)
 {
     run *r = ud;
     char name[TD_CHATFILE_LOCAL_MAX + 1], path[4096], err[2048], mid[TD_CHATFILE_ID_MAX * 4 + 1];
-    const char *known = td_manifest_name_of(r->manifest, f->file_key);
+    char shown[PRINTABLE_MAX], eshown[sizeof err * 4];
+    const char *known;
     struct stat st;
     int rc, adopt = 0;
 
+    if (f->problem[0]) return unreadable(r, f);
+    known = td_manifest_name_of(r->manifest, f->file_key);
     printable(f->message_id, mid, sizeof mid);
     if (known) {
         /* Claimed by an earlier run: there, or never finished (or removed
@@ -141,19 +164,19 @@ static int download_one(void *ud, const td_chatfile *f)
         choose_name(r, f, name, sizeof name, &adopt);
         if (!name[0]) {
             td_chatfile_local_name(f, 1, name, sizeof name);
-            td_log("❌ 本地已有同名文件 %s，跳过 (%s)", name, mid);
+            td_log("❌ 本地已有同名文件 %s，跳过 (%s)", printable(name, shown, sizeof shown), mid);
             r->failed++;
             return TD_OK;
         }
         if ((rc = td_manifest_add(r->manifest, f->file_key, name, err, sizeof err)) != TD_OK) {
-            td_log("❌ %s", err);
+            td_log("❌ %s", printable(err, eshown, sizeof eshown));
             r->failed++;
             r->fatal = rc;
             return rc;
         }
     }
     if (snprintf(path, sizeof path, "%s/%s", r->out, name) >= (int)sizeof path) {
-        td_log("❌ 路径太长，跳过: %s", name);
+        td_log("❌ 路径太长，跳过: %s", printable(name, shown, sizeof shown));
         r->failed++;
         return TD_OK;
     }
@@ -164,7 +187,9 @@ static int download_one(void *ud, const td_chatfile *f)
     rc = td_chatfiles_download(r->cf, f, path, on_progress, r, err, sizeof err);
     if (r->tty) fputs("\r\033[K", stderr);
     if (rc != TD_OK) {
-        td_log("❌ 下载失败 %s (%s): %s", name, mid, err);
+        /* err may quote the path and Feishu's message: escaped as a whole. */
+        td_log("❌ 下载失败 %s (%s): %s", printable(name, shown, sizeof shown), mid,
+               printable(err, eshown, sizeof eshown));
         r->failed++;
         if (stops_run(rc)) {
             r->fatal = rc;
@@ -172,8 +197,9 @@ static int download_one(void *ud, const td_chatfile *f)
         }
         return TD_OK;
     }
-    if (stat(path, &st) == 0) td_log("✅ 已下载 %s (%lld 字节)", name, (long long)st.st_size);
-    printf("%s\n", path);
+    if (stat(path, &st) == 0)
+        td_log("✅ 已下载 %s (%lld 字节)", printable(name, shown, sizeof shown), (long long)st.st_size);
+    printf("%s\n", r->stdout_tty ? printable(path, eshown, sizeof eshown) : path);
     fflush(stdout);
     r->downloaded++;
     return TD_OK;
@@ -229,7 +255,7 @@ int td_cmd_files(int argc, char **argv)
     td_client *cl = NULL;
     td_chatfiles cf;
     run r = {0};
-    char **nargv = NULL, name[32], err[4096];
+    char **nargv = NULL, name[32], err[4096], shown[sizeof err * 4];
     int64_t since = 0, until = 0;
     int ex = TD_EXIT_USAGE, rc, download;
 
@@ -279,14 +305,21 @@ int td_cmd_files(int argc, char **argv)
     r.cf = &cf;
     r.out = c.out_dir;
     r.tty = isatty(STDERR_FILENO);
+    r.stdout_tty = isatty(STDOUT_FILENO);
     rc = td_chatfiles_list(&cf, c.chat, since, until, c.match, download ? download_one : list_one, &r,
                            err, sizeof err);
     /* A fatal download error was logged where it happened. */
-    if (rc != TD_OK && !r.fatal) fprintf(stderr, "❌ %s\n", err);
+    if (rc != TD_OK && !r.fatal)
+        fprintf(stderr, "❌ %s\n", printable(err, shown, sizeof shown));   /* may quote Feishu's msg */
     if (rc != TD_OK) explain(&cf, rc, stderr);
     td__client_tell(cl, stderr);
-    if (download)
-        td_log("下载完成: 新文件 %d 个, 已存在 %d 个, 失败 %d 个", r.downloaded, r.skipped, r.failed);
+    if (download) {
+        char more[64] = "";
+        if (r.unreadable) snprintf(more, sizeof more, " (其中无法读取的文件消息 %d 个)", r.unreadable);
+        td_log("下载完成: 新文件 %d 个, 已存在 %d 个, 失败 %d 个%s", r.downloaded, r.skipped, r.failed, more);
+    } else if (r.unreadable) {
+        td_log("❌ %d 个文件消息无法读取，已跳过 (列出 %d 个文件)", r.unreadable, r.listed);
+    }
     ex = rc != TD_OK ? td__client_exit_code(rc) : r.failed ? TD_EXIT_FAIL : TD_EXIT_OK;
 out:
     td_manifest_close(r.manifest);

@@ -179,6 +179,15 @@ static void remote_addr(struct MHD_Connection *c, char *buf, size_t len)
         inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, buf, (socklen_t)len);
 }
 
+/* The number of Host lines: the Host check (host.h) refuses two rather
+ * than judge the one MHD_lookup_connection_value gives (the first). */
+static enum MHD_Result count_host(void *cls, enum MHD_ValueKind kind, const char *key, const char *value)
+{
+    (void)kind, (void)value;
+    if (!strcasecmp(key, MHD_HTTP_HEADER_HOST)) (*(unsigned *)cls)++;
+    return MHD_YES;
+}
+
 /* The last X-Forwarded-For and X-Real-IP lines: a proxy that adds its own
  * line rather than appending to the client's puts it last, and the first
  * line may be the client's forgery. */
@@ -225,6 +234,7 @@ static void fill_req(struct MHD_Connection *c, const char *url, const char *meth
         q->x_forwarded_for = f.xff;
         q->x_real_ip = f.xri;
     }
+    MHD_get_connection_values(c, MHD_HEADER_KIND, count_host, &q->host_count);
 }
 
 /* The worker's half of a suspended request: the store call, then resume;
