@@ -105,7 +105,8 @@ static void gitee_key(const char *path, char *buf, size_t len)
 }
 
 /* Sinks are per name (tokens.h): two names whose endpoint URLs land in one
- * record, or whose Gitee files are one file of the one GITEE_* repository,
+ * record (one base URL for several names does not: each gets its name's
+ * path), or whose Gitee files are one file of the one GITEE_* repository,
  * would overwrite each other's token there -- put-if-newer lets the newer
  * record win, whichever platform's it is.  So that is a settings error,
  * naming both variables. */
@@ -116,8 +117,8 @@ static int shared_sink(const td_token_conf *v, size_t n, char *err, size_t errle
     for (size_t i = 0; i < n; i++)
         for (size_t j = i + 1; j < n; j++) {
             if (v[i].api_url && v[j].api_url) {
-                td_sink_endpoint_key(v[i].api_url, a, sizeof a);
-                td_sink_endpoint_key(v[j].api_url, b, sizeof b);
+                td_sink_endpoint_key(v[i].api_url, v[i].name, a, sizeof a);
+                td_sink_endpoint_key(v[j].api_url, v[j].name, b, sizeof b);
                 if (!strcmp(a, b)) {
                     snprintf(err, errlen,
                              "%s 和 %s 指向同一个接收地址：token %s 和 %s 的记录会互相覆盖；"

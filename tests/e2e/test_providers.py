@@ -376,8 +376,8 @@ class SettingsTest(harness.TestCase):
         # (the seed's path is the default name's), or the same Gitee file.
         feishu = {"FEISHU_APP_ID": "cli_x", "FEISHU_APP_SECRET": "s3cret-fs-0001"}
         self.secrets.append("s3cret-fs-0001")
-        shared = [({"TENCENT_CLOUD_API_URL": "http://127.0.0.1:9/release/get-token",
-                    "TOKENDIST_WX_API_URL": "http://user:pw@127.0.0.1:9/v1/tokens/default/"},
+        shared = [({"TENCENT_CLOUD_API_URL": "https://gw.example/prod/token",  # an API gateway's own path
+                    "TOKENDIST_WX_API_URL": "https://user:pw@GW.example:443/prod/token/"},
                    ("TENCENT_CLOUD_API_URL", "TOKENDIST_WX_API_URL")),
                   ({"TENCENT_CLOUD_ENABLED": "false", "ENABLE_GITEE_TOKEN_SHARE": "true",
                     "GITEE_FILE_PATH": "tokens/token.json", "TOKENDIST_WX_GITEE_FILE_PATH": "/tokens//token.json"},
@@ -389,12 +389,14 @@ class SettingsTest(harness.TestCase):
                 for n in names:
                     self.assertIn(n, r.stderr, change)
                 self.assertNotIn("pw@", r.stderr)
-        # Names with sinks of their own start; a password in a URL is never
-        # logged ("API地址: …"; tearDown looks for it in every output).
+        # One base URL for two names is two records (each gets its name's
+        # path): it starts; a password in a URL is never logged ("API地址:
+        # …"; tearDown looks for it in every output).
         self.secrets.append("pw-wx-api-0001")
-        srv = self.server(env=dict(base, **feishu, TENCENT_CLOUD_API_URL="http://127.0.0.1:9/release/get-token",
-                                   TOKENDIST_WX_API_URL="http://u:pw-wx-api-0001@127.0.0.1:9/v1/tokens/wx")).start()
+        srv = self.server(env=dict(base, **feishu, TENCENT_CLOUD_API_URL="http://127.0.0.1:9",
+                                   TOKENDIST_WX_API_URL="http://u:pw-wx-api-0001@127.0.0.1:9")).start()
         self.wait_log(srv, "API地址: http://***@127.0.0.1:9/v1/tokens/wx")
+        self.wait_log(srv, "API地址: http://127.0.0.1:9/release/get-token")
         # The per-token settings come from the env-file too, secrets shown as fingerprints.
         # URLs without the user:password they may carry.
         path = os.path.join(self.tmp, "t.env")
