@@ -99,7 +99,7 @@ int td_sink_endpoint(td_sink *k, const char *url, const char *key, const char *n
 
 int td_sinks_drop_self(td_sinks *s, const td_endpoint_self *me)
 {
-    char why[512];
+    char why[512], shown[TD_ENDPOINT_URL_MAX];
     size_t kept = 0;
     int dropped = 0;
 
@@ -107,7 +107,8 @@ int td_sinks_drop_self(td_sinks *s, const td_endpoint_self *me)
         td_sink *k = &s->v[i];
         if (k->kind == TD_SINK_ENDPOINT && td_endpoint_is_self(k->url, me, why, sizeof why)) {
             td_log("⚠️ TENCENT_CLOUD_API_URL (%s) 指向本服务自己 (%s)：不通过 HTTP 推送给自己，"
-                   "token 直接写入本地存储；要分发到别处，请把它设为另一个服务的地址", k->url, why);
+                   "token 直接写入本地存储；要分发到别处，请把它设为另一个服务的地址",
+                   td_store_redact(k->url, shown, sizeof shown), why);
             dropped++;
             continue;
         }
