@@ -214,6 +214,10 @@ class FleetFreshOnReadTest(ClockTest):
         other = [s for s in pair if s is not held][0]
         first = self.wait_for(lambda: self.served(other), what="first token")["access_token"]
         self.wait_log(held, "下次刷新")
+        # The other serves from the store before its start is over: frozen
+        # before its fleet hooks are set, it would answer the GET after the
+        # thaw without judging it (seen under load).
+        self.wait_log(other, "已启动")
         # Both frozen past the renewal and the other's slack (a minute:
         # src/fleet.c) -- SCF freezes every instance between invocations;
         # then the first GET goes to the one without the lease, thawed
