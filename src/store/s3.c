@@ -1207,7 +1207,8 @@ out:
     return rc;
 }
 
-static int s3_list(td_store *s, td_store_entry **v, size_t *n, char *err, size_t errlen)
+static int s3_list(td_store *s, size_t from, size_t max, td_store_entry **v, size_t *n, int *more,
+                   char *err, size_t errlen)
 {
     s3_store *q = s->impl;
     char **names = NULL;
@@ -1218,11 +1219,15 @@ static int s3_list(td_store *s, td_store_entry **v, size_t *n, char *err, size_t
     *v = NULL, *n = 0;
     if ((rc = index_refresh(q, NULL, err, errlen)) != TD_OK) return rc;
     pthread_mutex_lock(&q->lock);
-    /* One more than the API keeps: it says "too many". */
-    nn = q->nnames > NAMES_MAX + 1 ? NAMES_MAX + 1 : q->nnames;
+    /* The index is sorted: a page of it (another tool may have written
+     * more names than tokendist adds). */
+    if (from < q->nnames) {
+        nn = q->nnames - from > max ? max : q->nnames - from;
+        *more = from + nn < q->nnames;
+    }
     if (nn && !(names = calloc(nn, sizeof *names))) rc = TD_ENOMEM;
     for (size_t i = 0; i < nn && rc == TD_OK; i++)
-        if (!(names[i] = strdup(q->names[i]))) rc = TD_ENOMEM;
+        if (!(names[i] = strdup(q->names[from + i]))) rc = TD_ENOMEM;
     pthread_mutex_unlock(&q->lock);
     if (rc == TD_OK && nn && !(arr = calloc(nn, sizeof *arr))) rc = TD_ENOMEM;
     for (size_t i = 0; i < nn && rc == TD_OK; i++) {
