@@ -5,9 +5,11 @@
 #include "host.h"
 #include "peer.h"
 #include "provider.h"
+#include "sink.h"
 #include "snap.h"
 #include "status.h"
 #include "strbuf.h"
+#include "tokens.h"
 #include "clock.h"
 #include "log.h"
 #include "tokendist.h"
@@ -19,7 +21,17 @@
 #include <string.h>
 #include <strings.h>
 
-#define METRICS_CAP 65536
+/* /metrics is bounded, and sized for the name limit: no series line is
+ * longer than METRICS_LINE_MAX (the longest series name, 48 bytes, a name
+ * label of 77 -- a ticket's key --, a sink label and a 20-digit value,
+ * with margin).  Each served name has two series (expiry, renewal
+ * window); each name refreshed here (a token and its ticket, at most
+ * 2 * TD_TOKENS_MAX) three plus two per sink; what does not depend on
+ * names (requests by route and status, counters, help text) fits in
+ * 64 KiB.  About 690 KiB. */
+#define METRICS_LINE_MAX 200
+#define METRICS_CAP \
+    (65536 + (2 * TD_SNAP_NAMES_MAX + 2 * TD_TOKENS_MAX * (3 + 2 * TD_SINKS_MAX)) * METRICS_LINE_MAX)
 #define UNREADABLE_MAX 16       /* unreadable stored records remembered for /readyz */
 #define STATUS_TOKENS_MAX 64    /* tokens the status page shows */
 #define STATUS_HISTORY 10       /* records per token it shows */
