@@ -336,6 +336,23 @@ static redisContext *rd_connect(rd_store *q, int select_db, int *rc, char *err, 
         }
         freeReplyObject(r);
     }
+    /* A connect that succeeded says only that the kernel took it: a
+     * stopped (SIGSTOP) or wedged Redis accepts connections it never
+     * answers.  Connected means Redis answered, within the command
+     * timeout; until then it stays down, and POSTs get their 503 at once. */
+    r = redisCommand(c, "PING");
+    if (!r || r->type == REDIS_REPLY_ERROR) {
+        if (r && !strncmp(r->str, "NOAUTH", 6)) {
+            snprintf(err, errlen, "Redis at %s requires a password: put it in the store URL "
+                                  "(redis://:PASSWORD@HOST:PORT/DB)", q->where);
+            *rc = TD_EAUTH;
+        } else {
+            snprintf(err, errlen, "Redis at %s accepts connections but does not answer: %s", q->where,
+                     r ? r->str : c->errstr);
+        }
+        goto fail;
+    }
+    freeReplyObject(r);
     return c;
 fail:
     if (r) freeReplyObject(r);
@@ -502,6 +519,7 @@ static int sub_pump(rd_store *q, redisContext *sub, char *err, size_t errlen)
         struct pollfd p[2] = {{sub->fd, POLLIN, 0}, {q->wake[0], POLLIN, 0}};
         void *reply = NULL;
         int n, pong = 0, done = 0;
+        int64_t due;
 
         while (redisGetReplyFromReader(sub, &reply) == REDIS_OK && reply) {
             on_message(q, reply, &pong);
@@ -511,7 +529,15 @@ static int sub_pump(rd_store *q, redisContext *sub, char *err, size_t errlen)
             if (pong) ping_sent = 0;
         }
         if (sub->err) break;
-        n = poll(p, 2, 1000);
+        /* The full reload is due however busy the channel is: checked
+         * before every wait, not only when a wait timed out. */
+        if ((due = RESYNC_MS - (mono_ms() - q->last_sync)) <= 0) {
+            pthread_mutex_lock(&q->lock);
+            q->resync = 1;
+            pthread_mutex_unlock(&q->lock);
+            return TD_OK;
+        }
+        n = poll(p, 2, due < 1000 ? (int)due : 1000);
         if (n < 0 && errno != EINTR) break;
         if (p[1].revents & POLLIN) {
             wait_wake(q, 0);
@@ -520,12 +546,6 @@ static int sub_pump(rd_store *q, redisContext *sub, char *err, size_t errlen)
         if (p[0].revents & (POLLIN | POLLHUP | POLLERR)) {
             if (redisBufferRead(sub) != REDIS_OK) break;
             continue;
-        }
-        if (mono_ms() - q->last_sync >= RESYNC_MS) {
-            pthread_mutex_lock(&q->lock);
-            q->resync = 1;
-            pthread_mutex_unlock(&q->lock);
-            return TD_OK;
         }
         if (ping_sent && mono_ms() - ping_sent > SUB_PING_MS) {
             snprintf(err, errlen, "no answer to PING within %d ms", SUB_PING_MS);
@@ -593,8 +613,13 @@ static void *keeper_main(void *arg)
                 q->resync = 0;
                 pthread_mutex_unlock(&q->lock);
             }
+            /* The next one is due RESYNC_MS after this one (or after a
+             * pass without a watcher, which has nothing to reload) --
+             * not after a wake-up that reloaded nothing. */
+            q->last_sync = mono_ms();
+        } else if (!q->last_sync) {
+            q->last_sync = mono_ms();
         }
-        q->last_sync = mono_ms();
         backoff = 0;
         {
             int moved;
