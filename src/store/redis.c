@@ -27,8 +27,9 @@
  * Retry-After) while GETs go on from the in-memory snapshots.
  *
  * Everything read from Redis is bounded: counts by the commands
- * themselves (SRANDMEMBER n, LRANGE 0 n-1) and record sizes by the Lua
- * scripts, which refuse a value over JSON_MAX before it is sent.
+ * themselves (SORT … LIMIT for a page of names, LRANGE 0 n-1) and record
+ * sizes by the Lua scripts, which refuse a value over JSON_MAX before it
+ * is sent.
  */
 #define _GNU_SOURCE
 #include "store.h"
