@@ -121,9 +121,6 @@ static void test_validation(void **state)
     expect_error("{\"access_token\": \"t-a\", \"expire_timestamp\": 1e400}", NOW, TD_EINVAL, "invalid JSON");
 }
 
-/* A producer whose clock runs ahead: a record generated more than the
- * allowed skew after now is refused with both times, one within it is
- * taken, and reading back (now 0) takes any. */
 /* A parse error says what is wrong and where, and never quotes the text:
  * jansson's own message ends in "near '<the input so far>'", which for a
  * damaged record is the start of its token (issue 10, adversary finding 8). */
@@ -154,6 +151,9 @@ static void test_parse_errors_quote_no_input(void **state)
     }
 }
 
+/* A producer whose clock runs ahead: a record generated more than the
+ * allowed skew after now is refused with both times, one within it is
+ * taken, and reading back (now 0) takes any. */
 static void test_future_generated_refused(void **state)
 {
     char err[512] = "";
