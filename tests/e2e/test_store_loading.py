@@ -281,6 +281,8 @@ class RedisLoadingTest(DedupCommon, TestCase):
         self.assert_refused_for_the_limit(r)
         self.assertEqual(self.redis.cmd("SCARD", self.p + "names"), LIMIT)
         self.assertEqual(self.redis.cmd("EXISTS", self.p + "token:this_server"), 0)
+        # A refusal is the store at work, not a failing write.
+        self.assertEqual(self.ready(srv)["store_writes"], "ok")
         self.assertEqual(srv.post("/v1/tokens/n0000", make_record(TOKEN, generated=now + 1), key=PUSH).status, 200)
 
     def test_a_busy_change_channel_does_not_starve_the_full_reload(self):
