@@ -618,13 +618,13 @@ static int entry_from(const char *name, const char *body, size_t len, td_store_e
 {
     json_error_t je;
     json_t *o = NULL, *g, *x;
-    char problem[300] = "";
+    char problem[300] = "", why[200];
 
     memset(e, 0, sizeof *e);
     if (!(e->name = strdup(name))) return TD_ENOMEM;
     if (memchr(body, '\0', len)) snprintf(problem, sizeof problem, "对象中有 NUL 字节");
     else if (!(o = json_loadb(body, len, JSON_REJECT_DUPLICATES, &je)))
-        td_record_json_error(&je, problem, sizeof problem);
+        snprintf(problem, sizeof problem, "不是 JSON (%s)", td_record_json_error(&je, why, sizeof why));
     else if (!json_is_object(o)) snprintf(problem, sizeof problem, "不是 JSON 对象");
     else if (g = json_object_get(o, "generated_timestamp"), x = json_object_get(o, "expire_timestamp"),
              !json_is_integer(g) || !json_is_integer(x))
