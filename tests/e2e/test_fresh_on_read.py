@@ -227,6 +227,11 @@ class TimerTriggerTest(FeishuEnv, harness.TestCase):
         n = len(self.feishu.requests_to("/open-apis/auth/v3/"))
         self.assertEqual(rt.invoke(self.TIMER), {"refreshed": False, "message": "未到刷新时间"})
         self.assertEqual(len(self.feishu.requests_to("/open-apis/auth/v3/")), n)
+        # Frozen once it waits for the next event: frozen while the POST of
+        # its answer is in flight, its HTTP client times that POST out at the
+        # thaw, and the next event comes after the refresher's own cycle.
+        self.wait_for(lambda: len(rt.double.requests_to("/runtime/invocation/next")) > len(rt.double.invocations),
+                      what="the runtime waiting for the next event")
         rt.proc.send_signal(signal.SIGSTOP)
         try:
             time.sleep(FREEZE)
