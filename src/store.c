@@ -79,10 +79,12 @@ int td_store_put(td_store *s, const td_store_entry *e, char *err, size_t errlen)
     return s->ops->put(s, e, err, errlen);
 }
 
-int td_store_list(td_store *s, td_store_entry **v, size_t *n, char *err, size_t errlen)
+int td_store_list(td_store *s, size_t from, size_t max, td_store_entry **v, size_t *n, int *more,
+                  char *err, size_t errlen)
 {
     MAY_BLOCK();
-    return s->ops->list(s, v, n, err, errlen);
+    *v = NULL, *n = 0, *more = 0;
+    return s->ops->list(s, from, max, v, n, more, err, errlen);
 }
 
 int td_store_history(td_store *s, const char *name, size_t max, td_store_entry **v, size_t *n,

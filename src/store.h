@@ -53,12 +53,19 @@ typedef struct td_store_ops {
      * hides the others. */
     int (*get)(td_store *s, const char *name, td_store_entry *e, char *err, size_t errlen);
     /* TD_OK stored (or identical to the stored one), TD_ECONFLICT older
-     * than the stored one, TD_EUNAVAIL try later, TD_EIO failed. */
+     * than the stored one, TD_ETOOBIG a new name while the store holds
+     * TD_SNAP_NAMES_MAX names already (decided in the same atomic step as
+     * the write, so the processes sharing a store never go past it
+     * together), TD_EUNAVAIL try later, TD_EIO failed. */
     int (*put)(td_store *s, const td_store_entry *e, char *err, size_t errlen);
-    /* All current records, at most TD_SNAP_NAMES_MAX (the first by name);
-     * *v is an array of *n entries (td_store_list_free); unreadable ones
-     * have their problem set, as with get. */
-    int (*list)(td_store *s, td_store_entry **v, size_t *n, char *err, size_t errlen);
+    /* The current records of the names in name order from the from-th
+     * on, at most max names: one page of a walk through the store, which
+     * may hold more names than the API serves (other writers).  *v is an
+     * array of *n entries (td_store_list_free); a name without a record is
+     * left out; unreadable ones have their problem set, as with get.
+     * *more is 1 when names follow the page. */
+    int (*list)(td_store *s, size_t from, size_t max, td_store_entry **v, size_t *n, int *more,
+                char *err, size_t errlen);
     /* Past records of name, newest first, at most max. */
     int (*history)(td_store *s, const char *name, size_t max, td_store_entry **v, size_t *n,
                    char *err, size_t errlen);
@@ -100,7 +107,8 @@ void td_store_close(td_store *s); /* NULL-safe */
 
 int td_store_get(td_store *s, const char *name, td_store_entry *e, char *err, size_t errlen);
 int td_store_put(td_store *s, const td_store_entry *e, char *err, size_t errlen);
-int td_store_list(td_store *s, td_store_entry **v, size_t *n, char *err, size_t errlen);
+int td_store_list(td_store *s, size_t from, size_t max, td_store_entry **v, size_t *n, int *more,
+                  char *err, size_t errlen);
 int td_store_history(td_store *s, const char *name, size_t max, td_store_entry **v, size_t *n,
                      char *err, size_t errlen);
 int td_store_watch(td_store *s, td_store_change_cb cb, void *ud, char *err, size_t errlen);

@@ -283,6 +283,7 @@ class ForeignDataTest(S3TestCase):
         self.assertEqual(ready["unreadable_records"], 2, ready)
         problems = {u["name"]: u["problem"] for u in ready["unreadable"]}
         self.assertIn("不是 JSON", problems["other"])
+        self.assertNotIn("near", problems["other"])   # what and where, never the object's text
         self.assertIn("存储桶 %s 对象 %s/tokens/other.json" % (BUCKET, PREFIX), srv.log())
         # Written while running: seen by the revalidation, reported, the
         # token in memory stays served.
