@@ -653,6 +653,20 @@ static void rd_close(td_store *s)
     s->impl = NULL;
 }
 
+static int rd_check(const char *spec, char *err, size_t errlen)
+{
+    rd_store *q = calloc(1, sizeof *q);
+    int rc = q ? parse_url(q, spec, err, errlen) : TD_ENOMEM;
+
+    if (q) {
+        if (q->password) explicit_bzero(q->password, strlen(q->password));
+        free(q->user);
+        free(q->password);
+        free(q);
+    }
+    return rc;
+}
+
 static int rd_open(td_store *s, const char *spec, char *err, size_t errlen)
 {
     rd_store *q = calloc(1, sizeof *q);
@@ -1059,6 +1073,7 @@ static void rd_where(td_store *s, const char *name, char *buf, size_t len)
 
 const td_store_ops td_store_redis_ops = {
     .scheme = "redis",
+    .check = rd_check,
     .open = rd_open,
     .get = rd_get,
     .put = rd_put,
