@@ -302,7 +302,7 @@ class FilesTest(harness.TestCase):
         self.assertIn("--chat is required", r.stderr)
         r = self.cli("files", "upload", env=CLEAN)
         self.assertEqual(r.returncode, 2)
-        self.assertIn("use list or download", r.stderr)
+        self.assertIn("应为 list 或 download", r.stderr)
 
 
 class FilesWithRefresherTest(FilesTest):
