@@ -209,13 +209,13 @@ int td_cmd_files(int argc, char **argv)
     if ((ex = td_cmd_config(&c, TD_CMD_FILES, argc - 1, nargv)) >= 0) goto out;
     ex = TD_EXIT_USAGE;
     if (!c.chat || !*c.chat) {
-        fprintf(stderr, "tokendist %s: --chat is required (the group's oc_… id, or FEISHU_CHAT_ID)\n", name);
+        fprintf(stderr, "tokendist %s: 缺少 --chat: 写上群的 oc_… ID (或设置 FEISHU_CHAT_ID)\n", name);
         goto out;
     }
     if (parse_time("--since", c.since, &since) != TD_OK || parse_time("--until", c.until, &until) != TD_OK)
         goto out;
     if (since && until && until <= since) {
-        fprintf(stderr, "tokendist %s: --until must be later than --since\n", name);
+        fprintf(stderr, "tokendist %s: --until 应晚于 --since\n", name);
         goto out;
     }
     if ((rc = td__client_from_config(&c, &cl, err, sizeof err)) != TD_OK) {

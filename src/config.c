@@ -2,6 +2,7 @@
  * declared; parsing, --help, --print-config, redaction, the checks of
  * values and the hints for misspelt names all read it. */
 #include "config.h"
+#include "clock.h"
 #include "host.h"
 #include "http.h"
 #include "log.h"
@@ -58,6 +59,7 @@ static int check_listen(const char *v, char *why, size_t whylen);
 static int check_store(const char *v, char *why, size_t whylen);
 static int check_name(const char *v, char *why, size_t whylen);
 static int check_field(const char *v, char *why, size_t whylen);
+static int check_time(const char *v, char *why, size_t whylen);
 
 #define O(f) offsetof(td_config, f)
 
@@ -192,9 +194,9 @@ static const cfg_entry table[] = {
     {"chat", {"FEISHU_CHAT_ID"}, T_STR, O(chat), NULL, 0, 0, 0, TD_CMD_FILES,
      "要列出或下载文件的群 (oc_…)", NULL},
     {"since", {NULL}, T_STR, O(since), NULL, 0, 0, 0, TD_CMD_FILES,
-     "只看这个时间之后的消息 (YYYY-MM-DD[ HH:MM:SS] 或 Unix 秒)", NULL},
+     "只看这个时间之后的消息 (YYYY-MM-DD[ HH:MM:SS] 或 Unix 秒)", check_time},
     {"until", {NULL}, T_STR, O(until), NULL, 0, 0, 0, TD_CMD_FILES,
-     "只看这个时间之前的消息", NULL},
+     "只看这个时间之前的消息", check_time},
     {"match", {NULL}, T_STR, O(match), NULL, 0, 0, 0, TD_CMD_FILES,
      "只要文件名匹配这个通配符的文件", NULL},
     {"out", {NULL}, T_STR, O(out_dir), ".", 0, 0, 0, TD_CMD_FILES,
@@ -273,6 +275,15 @@ static int check_field(const char *v, char *why, size_t whylen)
 {
     if (!strcmp(v, "access_token") || !strcmp(v, "tenant_access_token")) return TD_OK;
     snprintf(why, whylen, "'%.80s' 不是 access_token 或 tenant_access_token", v);
+    return TD_EINVAL;
+}
+
+static int check_time(const char *v, char *why, size_t whylen)
+{
+    int64_t t;
+
+    if (td_clock_parse(v, &t) == TD_OK && t > 0) return TD_OK;
+    snprintf(why, whylen, "'%.80s' 不是时间: 应写成 YYYY-MM-DD、\"YYYY-MM-DD HH:MM:SS\" (按 --tz 的时区) 或 Unix 秒", v);
     return TD_EINVAL;
 }
 

@@ -123,6 +123,19 @@ class BadSettingsExit2(CliTestCase):
                                      "GITEE_REPO": "", "GITEE_ACCESS_TOKEN": ""},
                             needles=["ENABLE_GITEE_TOKEN_SHARE", "GITEE_OWNER"])
 
+    def test_files_times_and_chat(self):
+        r = self.run_tokendist("files", "list", "--chat", "oc_x", "--url", "http://127.0.0.1:1/x", "--since", "yesterday")
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("选项 --since 的值无效: 'yesterday' 不是时间", r.stderr)
+        r = self.run_tokendist("files", "list", "--url", "http://127.0.0.1:1/x", env={"FEISHU_CHAT_ID": ""})
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("缺少 --chat", r.stderr)
+
+    def test_redis_url_message_is_chinese(self):
+        r = self.run_tokendist("serve", "--store", "redis://h:6379/0?db=1", "--print-config")
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("选项 --store 的值无效: Redis 存储 URL 只有一个参数: ?prefix=NAMESPACE", r.stderr)
+
     def test_get_field(self):
         r = self.run_tokendist("get", "--url", "http://127.0.0.1:1/release/get-token", "--field", "refresh_token")
         self.assertEqual(r.returncode, 2)
