@@ -126,7 +126,7 @@ int td_cmd_refresher_start(td_cmd_refresher *s, const td_config *c, td_store *st
     if (td_fleet_new(&s->fleet, store, err, sizeof err) != TD_OK) goto fail;
     if (td_tokens_from_config(c, &s->tokens, &s->n, err, sizeof err) != TD_OK) goto fail;
     if (s->n && (!(s->sinks = calloc(s->n, sizeof *s->sinks)) || !(s->r = calloc(s->n, sizeof *s->r)))) {
-        snprintf(err, sizeof err, "out of memory");
+        snprintf(err, sizeof err, "内存不足");
         goto fail;
     }
     for (size_t i = 0; i < s->n; i++) {

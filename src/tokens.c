@@ -91,7 +91,7 @@ int td_tokens_from_config(const td_config *c, td_token_conf **out, size_t *nout,
 
     *out = NULL, *nout = 0;
     if (!v) {
-        snprintf(err, errlen, "out of memory");
+        snprintf(err, errlen, "内存不足");
         return TD_ENOMEM;
     }
     if (have_id != have_secret) {
