@@ -603,7 +603,6 @@ static int each_known(const td_config *c, int (*fn)(void *, const char *, size_t
     for (size_t i = 0; i < NTABLE; i++)
         for (int j = 0; j < 2; j++)
             if (table[i].env[j] && fn(ud, table[i].env[j], strlen(table[i].env[j]))) return 1;
-    if (fn(ud, "TOKENDIST_TEST_CLOCK_FILE", 25)) return 1;  /* clock.h */
     for (size_t t = 0; t < c->tokens.n; t++)
         for (size_t k = 0; td_config_token_vars[k]; k++) {
             size_t n = (size_t)snprintf(name, sizeof name, "TOKENDIST_%s_%s", c->tokens.v[t], td_config_token_vars[k]);
