@@ -23,7 +23,7 @@
 #define DOWNLOAD_TIMEOUT_MS (3600L * 1000)  /* a stalled download must not hang cron forever */
 #define RATELIMIT_WAIT_MAX 60               /* seconds; Feishu's windows are shorter */
 #define URL_MAX 4096
-#define BAD_PAGE_TOKEN "飞书返回 has_more 但 page_token 缺失、重复或过长: stopped paging"
+#define BAD_PAGE_TOKEN "飞书返回 has_more 但 page_token 缺失、重复或过长: 已停止翻页"
 
 /* One GET to Feishu.  A download streams into a sink that can start over
  * (rewind) and give back what it holds when the answer was an error. */
@@ -49,7 +49,7 @@ static void sleep_s(long s)
  * reports the token, takes a new one and tries once more.  On TD_OK a
  * buffered call gives the answer's data object in *data (json_decref it);
  * a streamed call's TD_OK means the whole body went to the sink. */
-static int feishu_get(const td_chatfiles *cf, const call *k, json_t **data, char *err, size_t errlen)
+static int feishu_get(td_chatfiles *cf, const call *k, json_t **data, char *err, size_t errlen)
 {
     char *auth = NULL, why[1024], herr[512];
     int reauthed = 0, waits = 0, max_waits = cf->max_ratelimit_waits > 0 ? cf->max_ratelimit_waits : 5;
@@ -65,6 +65,7 @@ static int feishu_get(const td_chatfiles *cf, const call *k, json_t **data, char
 
         if ((rc = td_client_get(cf->client, TD_TOKEN_TENANT, &tok, why, sizeof why)) != TD_OK) {
             snprintf(err, errlen, "%s", why);
+            cf->failed_at = TD_CHATFILES_TOKEN;
             return rc;
         }
         /* Sized by the token, which has no fixed limit in the client's API. */
@@ -77,25 +78,28 @@ static int feishu_get(const td_chatfiles *cf, const call *k, json_t **data, char
         }
         hdrs[0] = auth;
         if (k->rewind && (rc = k->rewind(k->ud)) != TD_OK) {
-            snprintf(err, errlen, "cannot reset the temporary file: %s", strerror(errno));
+            snprintf(err, errlen, "无法清空临时文件: %s", strerror(errno));
+            cf->failed_at = TD_CHATFILES_LOCAL;
             goto done;
         }
         rc = td_httpc_do(&req, &resp, herr, sizeof herr);
         explicit_bzero(auth, strlen(auth));
         free(auth);
         auth = NULL;
+        cf->failed_at = TD_CHATFILES_FEISHU;    /* from here on, any failure is Feishu's answer */
         if (rc != TD_OK) {
-            snprintf(err, errlen, "飞书请求失败: %s", herr);
+            snprintf(err, errlen, "飞书开放平台请求失败: %s", herr);
+            if (rc == TD_EIO) cf->failed_at = TD_CHATFILES_LOCAL;     /* the download's disk, not Feishu */
             goto done;
         }
         if (k->on_data && resp.status == 200) goto done;
         if (k->on_data && (rc = k->error_body(k->ud, &resp)) != TD_OK) {
-            snprintf(err, errlen, "飞书请求失败: HTTP %ld, and its answer could not be read back", resp.status);
+            snprintf(err, errlen, "飞书请求失败: HTTP %ld，且无法读回它的回答", resp.status);
             goto done;
         }
         rc = td_feishu_result(&resp, k->on_data ? NULL : data, why, sizeof why);
         if (rc == TD_OK && k->on_data) { /* code 0 with a non-200 status: not a file */
-            snprintf(why, sizeof why, "HTTP %ld without a file", resp.status);
+            snprintf(why, sizeof why, "HTTP %ld，回答里没有文件", resp.status);
             rc = TD_EUPSTREAM;
         }
         if (rc == TD_ERATELIMIT && waits < max_waits) {
@@ -160,8 +164,8 @@ static int parse_item(json_t *it, td_chatfile *f, char *err, size_t errlen)
     if ((rc = take(f->message_id, sizeof f->message_id, mid)) != TD_OK ||
         (rc = take(f->file_key, sizeof f->file_key, json_string_value(json_object_get(c, "file_key")))) != TD_OK ||
         (rc = take(f->name, sizeof f->name, json_string_value(json_object_get(c, "file_name")))) != TD_OK) {
-        snprintf(err, errlen, "文件消息 %.64s: message_id, file_key or file_name %s", mid,
-                 rc == TD_ETOOBIG ? "is too long" : "is missing");
+        snprintf(err, errlen, "文件消息 %.64s 的 message_id、file_key 或 file_name %s", mid,
+                 rc == TD_ETOOBIG ? "太长" : "缺失");
         goto out;
     }
     f->create_ms = strtoll(ctime, NULL, 10);
@@ -200,19 +204,26 @@ int td_chatfiles_parse_page(const json_t *data, const char *prev, char next[TD_C
 
 /* The listing's time window and name filter in front of the caller's cb. */
 typedef struct filter {
+    td_chatfiles *cf;
     int64_t since, until;
     const char *match;
     td_chatfile_cb cb;
     void *ud;
+    int cb_failed;              /* the page stopped on cb's failure, not Feishu's data */
 } filter;
 
 static int filter_file(void *ud, const td_chatfile *f)
 {
-    const filter *w = ud;
+    filter *w = ud;
+    int rc;
+
     if (w->since > 0 && f->create_ms < w->since * 1000) return TD_OK;
     if (w->until > 0 && f->create_ms >= w->until * 1000) return TD_OK;
     if (w->match && *w->match && fnmatch(w->match, f->name, 0) != 0) return TD_OK;
-    return w->cb(w->ud, f);
+    /* Whatever the callback does with cf (a download) sets its own side. */
+    w->cf->failed_at = TD_CHATFILES_NONE;
+    if ((rc = w->cb(w->ud, f)) != TD_OK) w->cb_failed = 1;
+    return rc;
 }
 
 /* Says which setting made a Feishu URL longer than URL_MAX: the base URL
@@ -225,17 +236,18 @@ static int url_too_long(const td_chatfiles *cf, const char *what, char *err, siz
     return TD_ETOOBIG;
 }
 
-int td_chatfiles_list(const td_chatfiles *cf, const char *chat, int64_t since, int64_t until,
+int td_chatfiles_list(td_chatfiles *cf, const char *chat, int64_t since, int64_t until,
                       const char *match, td_chatfile_cb cb, void *ud, char *err, size_t errlen)
 {
     char url[URL_MAX], esc_chat[512], esc_pt[1024], page_token[TD_CHATFILES_PAGE_TOKEN_MAX] = "";
     char next[TD_CHATFILES_PAGE_TOKEN_MAX];
-    filter w = {since, until, match, cb, ud};
+    filter w = {cf, since, until, match, cb, ud, 0};
     json_t *data = NULL;
     int rc = TD_EINVAL;
 
+    cf->failed_at = TD_CHATFILES_NONE;
     if (!chat || !*chat || !td_httpc_escape(chat, esc_chat, sizeof esc_chat)) {
-        snprintf(err, errlen, "chat id missing or too long (--chat oc_…)");
+        snprintf(err, errlen, "群 ID 缺失或太长 (--chat oc_…)");
         return TD_EINVAL;
     }
     for (long page = 0; page < PAGES_MAX; page++) {
@@ -262,14 +274,15 @@ int td_chatfiles_list(const td_chatfiles *cf, const char *chat, int64_t since, i
             goto out;
         }
         if ((rc = feishu_get(cf, &k, &data, err, errlen)) != TD_OK) goto out;
-        if ((rc = td_chatfiles_parse_page(data, page_token, next, filter_file, &w, err, errlen)) != TD_OK ||
-            !next[0])
-            goto out;
+        rc = td_chatfiles_parse_page(data, page_token, next, filter_file, &w, err, errlen);
+        if (rc != TD_OK && !w.cb_failed) cf->failed_at = TD_CHATFILES_FEISHU;   /* a page we cannot read */
+        if (rc != TD_OK || !next[0]) goto out;
         memcpy(page_token, next, sizeof page_token);
         json_decref(data);
         data = NULL;
     }
-    snprintf(err, errlen, "more than %d pages of messages: stopped", PAGES_MAX);
+    snprintf(err, errlen, "消息超过 %d 页: 已停止翻页", PAGES_MAX);
+    cf->failed_at = TD_CHATFILES_FEISHU;
     rc = TD_ETOOBIG;
 out:
     json_decref(data);
@@ -421,7 +434,7 @@ static int sink_error_body(void *ud, td_httpc_resp *resp)
     return TD_OK;
 }
 
-int td_chatfiles_download(const td_chatfiles *cf, const td_chatfile *f, const char *path,
+int td_chatfiles_download(td_chatfiles *cf, const td_chatfile *f, const char *path,
                           td_chatfile_progress progress, void *ud, char *err, size_t errlen)
 {
     char url[URL_MAX], tmp[4096], emid[TD_CHATFILE_ID_MAX * 3], ekey[TD_CHATFILE_ID_MAX * 3];
@@ -433,8 +446,9 @@ int td_chatfiles_download(const td_chatfiles *cf, const td_chatfile *f, const ch
               .rewind = sink_rewind, .error_body = sink_error_body, .ud = &s};
     int rc = TD_EINVAL;
 
+    cf->failed_at = TD_CHATFILES_NONE;
     if (!td_httpc_escape(f->message_id, emid, sizeof emid) || !td_httpc_escape(f->file_key, ekey, sizeof ekey)) {
-        snprintf(err, errlen, "message_id or file_key of %.64s is too long", f->message_id);
+        snprintf(err, errlen, "文件消息 %.64s 的 message_id 或 file_key 太长", f->message_id);
         return TD_EINVAL;
     }
     td_strbuf_fixed(&b, url, sizeof url);
@@ -445,14 +459,16 @@ int td_chatfiles_download(const td_chatfiles *cf, const td_chatfile *f, const ch
      * its leading dot keeps it out of globs like *.pdf. */
     if (snprintf(tmp, sizeof tmp, "%.*s.%s.part-XXXXXX", slash ? (int)(slash - path + 1) : 0, path,
                  slash ? slash + 1 : path) >= (int)sizeof tmp) {
-        snprintf(err, errlen, "path too long: %s", path);
+        snprintf(err, errlen, "路径太长: %s", path);
         return TD_EINVAL;
     }
     if ((s.fd = mkstemp(tmp)) < 0) {
-        snprintf(err, errlen, "cannot create a temporary file next to %s: %s", path, strerror(errno));
+        snprintf(err, errlen, "无法在 %s 旁创建临时文件: %s", path, strerror(errno));
+        cf->failed_at = TD_CHATFILES_LOCAL;
         return TD_EIO;
     }
     if ((rc = feishu_get(cf, &k, NULL, err, errlen)) != TD_OK) goto out;
+    cf->failed_at = TD_CHATFILES_LOCAL;     /* what can fail from here is this machine's disk */
     /* A failed fchmod or fsync leaves the descriptor to out; close()
      * releases it even when it fails, so it is never called twice. */
     if (fchmod(s.fd, 0644) == 0 && fsync(s.fd) == 0) {
@@ -460,12 +476,12 @@ int td_chatfiles_download(const td_chatfiles *cf, const td_chatfile *f, const ch
         s.fd = -1;
     }
     if (closed != 0) {
-        snprintf(err, errlen, "cannot write %s: %s", tmp, strerror(errno));
+        snprintf(err, errlen, "无法写入 %s: %s", tmp, strerror(errno));
         rc = TD_EIO;
         goto out;
     }
     if (rename(tmp, path) != 0) {
-        snprintf(err, errlen, "cannot rename the download to %s: %s", path, strerror(errno));
+        snprintf(err, errlen, "无法把下载的文件改名为 %s: %s", path, strerror(errno));
         rc = TD_EIO;
         goto out;
     }

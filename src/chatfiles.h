@@ -30,11 +30,23 @@ typedef struct td_chatfile {
     int64_t create_ms;                  /* Unix milliseconds */
 } td_chatfile;
 
+/* Which side a failed call failed on: getting the tenant token (the
+ * td_client's sources: the distribution endpoint, Gitee, the cache) or
+ * Feishu's open platform itself -- two different things to fix, so a
+ * command's hint must not blame one for the other. */
+typedef enum td_chatfiles_side {
+    TD_CHATFILES_NONE = 0,
+    TD_CHATFILES_TOKEN,         /* td_client_get failed */
+    TD_CHATFILES_FEISHU,        /* Feishu could not be reached, or said no */
+    TD_CHATFILES_LOCAL,         /* this machine: a file could not be written */
+} td_chatfiles_side;
+
 typedef struct td_chatfiles {
     td_client *client;          /* gives the tenant token; not owned */
     const char *base_url;       /* NULL: https://open.feishu.cn */
     long timeout_ms;            /* list requests; 0: 10 s (downloads: no total limit) */
     int max_ratelimit_waits;    /* 429s in a row before giving up; 0: 5 */
+    td_chatfiles_side failed_at;    /* out: set by a call that fails */
 } td_chatfiles;
 
 /* Called once per file message, oldest first; a non-zero return stops the
@@ -43,8 +55,9 @@ typedef int (*td_chatfile_cb)(void *ud, const td_chatfile *f);
 
 /* Lists the file messages of chat with since <= time < until (Unix
  * seconds; 0: unbounded) whose name matches the glob `match` (NULL: all),
- * following has_more/page_token to the end. */
-int td_chatfiles_list(const td_chatfiles *cf, const char *chat, int64_t since, int64_t until,
+ * following has_more/page_token to the end.  On failure cf->failed_at
+ * says which side failed (a failure of cb's: none). */
+int td_chatfiles_list(td_chatfiles *cf, const char *chat, int64_t since, int64_t until,
                       const char *match, td_chatfile_cb cb, void *ud, char *err, size_t errlen);
 
 /* One page of the listing, without the I/O (so the fuzzer runs exactly
@@ -84,8 +97,8 @@ typedef void (*td_chatfile_progress)(void *ud, const td_chatfile *f, uint64_t do
 /* Downloads f to `path`.  The bytes go to a temporary file next to it,
  * which is synced and renamed onto path only when the whole body arrived:
  * path either does not exist or is complete.  A failed download leaves
- * nothing behind. */
-int td_chatfiles_download(const td_chatfiles *cf, const td_chatfile *f, const char *path,
+ * nothing behind, and cf->failed_at says which side failed. */
+int td_chatfiles_download(td_chatfiles *cf, const td_chatfile *f, const char *path,
                           td_chatfile_progress progress, void *ud, char *err, size_t errlen);
 
 #endif

@@ -16,6 +16,7 @@
 #include "chatfiles.h"
 #include "clock.h"
 #include "cmd.h"
+#include "feishu.h"
 #include "log.h"
 #include "manifest.h"
 #include "strbuf.h"
@@ -30,7 +31,7 @@
 #include <unistd.h>
 
 typedef struct run {
-    const td_chatfiles *cf;
+    td_chatfiles *cf;
     const char *out;
     int tty;
     int64_t last_progress_ms;
@@ -169,6 +170,39 @@ static int download_one(void *ud, const td_chatfile *f)
     return TD_OK;
 }
 
+/* The hint for a failed run, naming the side that failed: the token's
+ * sources get the seed's advice (td__client_explain), Feishu's open
+ * platform and this machine their own -- "检查API地址" for a Feishu that
+ * cannot be reached would send the user to the one part that works. */
+static void explain(const td_chatfiles *cf, int rc, FILE *f)
+{
+    const char *feishu = cf->base_url && *cf->base_url ? cf->base_url : TD_FEISHU_DEFAULT_BASE;
+
+    switch (cf->failed_at) {
+    case TD_CHATFILES_TOKEN:
+        td__client_explain(rc, f);
+        break;
+    case TD_CHATFILES_FEISHU:
+        if (rc == TD_EHTTP || rc == TD_ETIMEOUT)
+            fprintf(f, "💡 连不上飞书开放平台 %s: token 已取到，问题不在API地址；检查本机网络、代理 (HTTPS_PROXY) "
+                       "或 --feishu-base-url / FEISHU_BASE_URL\n", feishu);
+        else if (rc == TD_EAUTH)
+            fprintf(f, "💡 飞书开放平台 %s 拒绝了取到的 tenant_access_token (已报告并换新，仍被拒绝): 检查服务端的刷新是否在运行、"
+                       "它用的飞书应用 (FEISHU_APP_ID) 是否就是群里的机器人\n", feishu);
+        else if (rc == TD_ERATELIMIT)
+            fprintf(f, "💡 飞书开放平台 %s 限流 (请求过于频繁): 稍后再试\n", feishu);
+        else
+            fprintf(f, "💡 飞书开放平台 %s 返回了错误: 检查机器人是否在群里 (--chat)、应用是否开通了 im:message 和 "
+                       "im:resource 权限\n", feishu);
+        break;
+    case TD_CHATFILES_LOCAL:
+        fputs("💡 检查 --out 文件夹是否可写、磁盘是否已满\n", f);
+        break;
+    default:
+        break;
+    }
+}
+
 static int parse_time(const char *flag, const char *s, int64_t *out)
 {
     if (!s || !*s) return *out = 0, TD_OK;
@@ -238,10 +272,10 @@ int td_cmd_files(int argc, char **argv)
     r.tty = isatty(STDERR_FILENO);
     rc = td_chatfiles_list(&cf, c.chat, since, until, c.match, download ? download_one : list_one, &r,
                            err, sizeof err);
-    if (rc != TD_OK && !r.fatal) {
-        fprintf(stderr, "❌ %s\n", err);
-        td__client_explain(rc, stderr);
-    }
+    /* A fatal download error was logged where it happened. */
+    if (rc != TD_OK && !r.fatal) fprintf(stderr, "❌ %s\n", err);
+    if (rc != TD_OK) explain(&cf, rc, stderr);
+    td__client_tell(cl, stderr);
     if (download)
         td_log("下载完成: 新文件 %d 个, 已存在 %d 个, 失败 %d 个", r.downloaded, r.skipped, r.failed);
     ex = rc != TD_OK ? td__client_exit_code(rc) : r.failed ? TD_EXIT_FAIL : TD_EXIT_OK;

@@ -154,7 +154,7 @@ static const cfg_entry table[] = {
     {"api-url", {"TENCENT_CLOUD_API_URL"}, T_STR, O(tencent_cloud_api_url), NULL, 0, 0, URL_CREDS, FEI,
      "分发地址 (一个 tokendist 服务或腾讯云函数的地址)，例如 https://…/release/get-token", NULL},
     {"public-url", {"TOKENDIST_PUBLIC_URL"}, T_STR, O(public_url), NULL, 0, 0, URL_CREDS, RUN,
-     "群通知中告诉客户端的取 token 地址 (默认: TENCENT_CLOUD_API_URL)", NULL},
+     "客户端取 token 的地址，显示在群通知里 (默认: TENCENT_CLOUD_API_URL；再没有则是 serve 的监听地址)", NULL},
     {"api-key", {"TENCENT_CLOUD_API_KEY"}, T_STR, O(tencent_cloud_api_key), NULL, 0, 0, SENSITIVE, FEI,
      "推送时以 Authorization: Bearer 发给分发地址的写入密钥", NULL},
 

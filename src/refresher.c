@@ -74,6 +74,7 @@ struct td_refresher {
     td_refresher_sink_state sink_st[TD_SINKS_MAX]; /* by the index of o.sinks */
     td_refresher_event events[TD_REFRESHER_EVENTS]; /* newest first */
     size_t nevents;
+    char notice_url[TD_ENDPOINT_URL_MAX]; /* o.notice_url points here: a copy, the caller's may be gone */
 };
 
 enum { FORCE_NONE, FORCE_PENDING, FORCE_DONE };
@@ -173,6 +174,10 @@ int td_refresher_new(td_refresher **out, const td_refresher_opts *o, char *err, 
     if (!(r = calloc(1, sizeof *r))) return TD_ENOMEM;
     r->o = *o;
     r->o.notice.feishu = &r->o.feishu;
+    if (o->notice_url) {
+        snprintf(r->notice_url, sizeof r->notice_url, "%s", o->notice_url);
+        r->o.notice_url = r->notice_url;
+    }
     if (r->o.retry_max < r->o.retry_min) r->o.retry_max = r->o.retry_min;
     if (r->o.force_interval_ms <= 0) r->o.force_interval_ms = FORCE_INTERVAL_MS;
     for (size_t i = 0; i < o->sinks->n && i < TD_SINKS_MAX; i++) {

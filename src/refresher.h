@@ -56,7 +56,7 @@ typedef struct td_refresher_opts {
     td_notice notice;               /* may enable nothing */
     int announce;                   /* tell the group about new tokens (alerts go anyway) */
     int ticket;                     /* also keep the jsapi_ticket (NAME.jsapi_ticket) */
-    const char *notice_url;         /* the 🔗 line; NULL: left out */
+    const char *notice_url;         /* the 🔗 line; NULL: left out (copied by td_refresher_new) */
     const char *name;               /* the token name served */
     const char *source, *usage, *platform;
     long renew_window;              /* s */

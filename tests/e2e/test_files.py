@@ -266,6 +266,27 @@ class FilesTest(harness.TestCase):
                      "--feishu-base-url", self.feishu.url, env=CLEAN)
         self.assertNotEqual(r.returncode, 0)
         self.assertIn("❌ 飞书返回错误: code 230002: Bot/User can NOT be out of the chat.", r.stderr)
+        self.assertIn("💡 飞书开放平台 %s 返回了错误: 检查机器人是否在群里" % self.feishu.url, r.stderr)
+
+    def test_feishu_unreachable_blames_feishu_not_the_token_endpoint(self):
+        """The token came; Feishu's open platform did not answer: the hint
+        names Feishu's address, not the token endpoint that worked."""
+        down = "http://127.0.0.1:%d" % harness.free_port()
+        r = self.cli("files", "list", "--chat", CHAT, "--url", self.url, "--feishu-base-url", down, env=CLEAN)
+        self.assertEqual(r.returncode, 5, r.stderr)
+        self.assertIn("❌ 飞书开放平台请求失败: ", r.stderr)
+        self.assertIn("💡 连不上飞书开放平台 %s: token 已取到" % down, r.stderr)
+        self.assertNotIn("检查API地址", r.stderr)
+
+    def test_token_endpoint_unreachable_blames_the_endpoint(self):
+        down = "http://127.0.0.1:%d/release/get-token" % harness.free_port()
+        r = self.cli("files", "list", "--chat", CHAT, "--url", down, "--feishu-base-url", self.feishu.url,
+                     env=CLEAN)
+        self.assertEqual(r.returncode, 5, r.stderr)
+        self.assertIn("❌ 腾讯云函数 token获取失败: 网络错误", r.stderr)
+        self.assertIn("💡 检查API地址 (--url / TENCENT_CLOUD_API_URL)", r.stderr)
+        self.assertNotIn("飞书开放平台", r.stderr)
+        self.assertEqual(self.feishu.requests_to("/open-apis/im/v1/messages"), [])
 
     def test_invalid_token_without_refresher_fails_clearly(self):
         self.seed(["x.txt"])
@@ -273,6 +294,9 @@ class FilesTest(harness.TestCase):
         r = self.files("list")
         self.assertNotEqual(r.returncode, 0)
         self.assertIn("code 99991663", r.stderr)
+        # Feishu refused the token: no advice about read keys, which worked.
+        self.assertIn("💡 飞书开放平台 %s 拒绝了取到的 tenant_access_token" % self.feishu.url, r.stderr)
+        self.assertNotIn("读取密钥", r.stderr)
         # It told the server once, then tried once more with what it got.
         self.assertEqual(len(self.feishu.requests_to("/open-apis/im/v1/messages", "GET")), 2)
 
