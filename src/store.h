@@ -46,6 +46,10 @@ enum { TD_LEASE_TAKE, TD_LEASE_DROP };
 
 typedef struct td_store_ops {
     const char *scheme;     /* "sqlite", "redis" */
+    /* Optional: whether spec (the URL after "scheme:") is well-formed,
+     * touching nothing -- so a bad URL stops a start before anything is
+     * opened.  err never repeats a password the URL may hold. */
+    int (*check)(const char *spec, char *err, size_t errlen);
     int (*open)(td_store *s, const char *spec, char *err, size_t errlen);
     /* TD_OK with *e filled (caller frees with td_store_entry_clear), or
      * TD_ENOTFOUND.  A value that is there but cannot be read (another
@@ -104,6 +108,11 @@ struct td_store {
  * bounds the kept past records per name. */
 int td_store_open(td_store **out, const char *url, size_t history_max, char *err, size_t errlen);
 void td_store_close(td_store *s); /* NULL-safe */
+
+/* Whether url names a known backend and is well-formed for it, without
+ * opening anything (for checking settings before a start).  TD_EINVAL
+ * with err saying what to write instead; err never holds a password. */
+int td_store_check_url(const char *url, char *err, size_t errlen);
 
 int td_store_get(td_store *s, const char *name, td_store_entry *e, char *err, size_t errlen);
 int td_store_put(td_store *s, const td_store_entry *e, char *err, size_t errlen);

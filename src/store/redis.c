@@ -209,8 +209,8 @@ static int parse_url(rd_store *q, const char *spec, char *err, size_t errlen)
     if (at) {
         const char *colon = memchr(p, ':', (size_t)(at - p));
         if (!colon) {
-            snprintf(err, errlen, "redis store URL: credentials must be ':PASSWORD@' or "
-                                  "'USER:PASSWORD@' (a bare name before '@' is not accepted)");
+            snprintf(err, errlen, "Redis 存储 URL 的凭证应写成 ':PASSWORD@' 或 'USER:PASSWORD@' "
+                                  "('@' 前只有一个名字是不行的)");
             return TD_EINVAL;
         }
         if (colon > p && !(q->user = pct_decode(p, (size_t)(colon - p)))) return TD_ENOMEM;
@@ -251,18 +251,18 @@ static int parse_url(rd_store *q, const char *spec, char *err, size_t errlen)
         const char *val = query + 1;
         size_t vl = strlen(val);
         if (strncmp(val, key, sizeof key - 1) != 0 || strchr(val, '&')) {
-            snprintf(err, errlen, "redis store URL: the only option is ?prefix=NAMESPACE");
+            snprintf(err, errlen, "Redis 存储 URL 只有一个参数: ?prefix=NAMESPACE");
             return TD_EINVAL;
         }
         val += sizeof key - 1;
         vl -= sizeof key - 1;
         if (vl == 0 || vl > PREFIX_MAX) {
-            snprintf(err, errlen, "redis store URL: prefix must be 1-%d characters", PREFIX_MAX);
+            snprintf(err, errlen, "Redis 存储 URL 的 prefix 应为 1 到 %d 个字符", PREFIX_MAX);
             return TD_EINVAL;
         }
         for (size_t i = 0; i < vl; i++)
             if ((unsigned char)val[i] <= ' ' || val[i] == 0x7f) {
-                snprintf(err, errlen, "redis store URL: prefix must not contain blanks");
+                snprintf(err, errlen, "Redis 存储 URL 的 prefix 不能含空白字符");
                 return TD_EINVAL;
             }
         memcpy(q->prefix, val, vl);
@@ -273,8 +273,8 @@ static int parse_url(rd_store *q, const char *spec, char *err, size_t errlen)
     snprintf(q->channel, sizeof q->channel, "%schanged@%d", q->prefix, q->db);
     return TD_OK;
 bad:
-    snprintf(err, errlen, "redis store URL is not redis://[:PASSWORD@]HOST[:PORT][/DB][?prefix=NS] "
-                          "(e.g. redis://127.0.0.1:6379/0)");
+    snprintf(err, errlen, "Redis 存储 URL 应写成 redis://[:PASSWORD@]HOST[:PORT][/DB][?prefix=NS]，"
+                          "例如 redis://127.0.0.1:6379/0");
     return TD_EINVAL;
 }
 
@@ -681,6 +681,20 @@ static void rd_close(td_store *s)
     free(q->user);
     free(q);
     s->impl = NULL;
+}
+
+static int rd_check(const char *spec, char *err, size_t errlen)
+{
+    rd_store *q = calloc(1, sizeof *q);
+    int rc = q ? parse_url(q, spec, err, errlen) : TD_ENOMEM;
+
+    if (q) {
+        if (q->password) explicit_bzero(q->password, strlen(q->password));
+        free(q->user);
+        free(q->password);
+        free(q);
+    }
+    return rc;
 }
 
 static int rd_open(td_store *s, const char *spec, char *err, size_t errlen)
@@ -1092,6 +1106,7 @@ static void rd_where(td_store *s, const char *name, char *buf, size_t len)
 
 const td_store_ops td_store_redis_ops = {
     .scheme = "redis",
+    .check = rd_check,
     .open = rd_open,
     .get = rd_get,
     .put = rd_put,

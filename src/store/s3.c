@@ -1037,6 +1037,12 @@ static void probe_conditions(s3_store *q)
                "请只让一个实例写入 (一个刷新者，见 docs/deploy-scf.md)", q->base, said[0], said[1]);
 }
 
+static int s3_check(const char *spec, char *err, size_t errlen)
+{
+    td__s3_url u;
+    return td__s3_parse_url(spec, &u, err, errlen);
+}
+
 static int s3_open(td_store *s, const char *spec, char *err, size_t errlen)
 {
     s3_store *q = calloc(1, sizeof *q);
@@ -1524,6 +1530,7 @@ static void s3_where(td_store *s, const char *name, char *buf, size_t len)
 
 const td_store_ops td_store_s3_ops = {
     .scheme = "s3",
+    .check = s3_check,
     .open = s3_open,
     .get = s3_get,
     .put = s3_put,

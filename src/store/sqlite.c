@@ -120,16 +120,22 @@ static void sq_close(td_store *s)
     s->impl = NULL;
 }
 
+static int sq_check(const char *spec, char *err, size_t errlen)
+{
+    if (!spec || !*spec || !strcmp(spec, "//")) {
+        snprintf(err, errlen, "sqlite: 后面要写数据库文件的路径，例如 sqlite:./var/tokendist.db");
+        return TD_EINVAL;
+    }
+    return TD_OK;
+}
+
 static int sq_open(td_store *s, const char *spec, char *err, size_t errlen)
 {
     sq_store *q = NULL;
     sqlite3_stmt *st = NULL;
     int fd, src, rc = TD_EINVAL;
 
-    if (!spec || !*spec) {
-        snprintf(err, errlen, "sqlite store needs a path: sqlite:./var/tokendist.db");
-        return TD_EINVAL;
-    }
+    if ((rc = sq_check(spec, err, errlen)) != TD_OK) return rc;
     if (!strncmp(spec, "//", 2)) spec += 2; /* accept sqlite://PATH too */
     if (!(q = calloc(1, sizeof *q)) || !(q->path = strdup(spec))) { rc = TD_ENOMEM; goto fail; }
     pthread_mutex_init(&q->lock, NULL);
@@ -517,6 +523,7 @@ static void sq_where(td_store *s, const char *name, char *buf, size_t len)
 
 const td_store_ops td_store_sqlite_ops = {
     .scheme = "sqlite",
+    .check = sq_check,
     .open = sq_open,
     .get = sq_get,
     .put = sq_put,
