@@ -748,10 +748,13 @@ int td_refresher_overdue(td_refresher *r, int64_t expire_ts)
     /* Inside the window, or expired (what GET judges as expired: a window
      * of 0 must not leave the last second out). */
     if (expire_ts - td_clock_now() >= r->o.renew_window && expire_ts > td_clock_now()) return 0;
-    /* Backing off after a failure, the schedule is the retry's: readers
-     * get the old token while it is valid rather than wait, and are no
-     * reason to ask the platform sooner. */
-    if (__atomic_load_n(&r->failing, __ATOMIC_RELAXED)) return 0;
+    /* Backing off after a failure, the schedule is the retry's: until the
+     * retry is due, readers get the old token while it is valid rather
+     * than wait, and are no reason to ask the platform sooner.  Once it is
+     * due and has not run (the thread was frozen: SCF), it is overdue like
+     * any cycle -- else one failure before a freeze would turn fresh on
+     * read, and the SCF timer, off until a cycle succeeds. */
+    if (__atomic_load_n(&r->failing, __ATOMIC_RELAXED) && now < due) return 0;
     /* A cycle that started on schedule is the normal path at work: the
      * token in service still has most of the window, and readers get it
      * at once however slow the platform is.  One that started late (the
