@@ -263,6 +263,7 @@ struct td_client {
 typedef struct attempt {
     td_source src;
     const char *where;          /* URL, owner/repo/path@branch or file path */
+    char shown[512];            /* an endpoint's URL without its credentials (where) */
     int rc;
     char why[WHY_LEN];
 } attempt;
@@ -372,7 +373,8 @@ static int endpoint_urls(const char *url, const char *name, const char *ticket, 
 
     *get = *report = NULL;
     if (rc != TD_OK) {
-        snprintf(err, errlen, "端点地址 '%.200s' %s", url,
+        char shown[256];
+        snprintf(err, errlen, "端点地址 '%s' %s", td_httpc_redact_url(url, TD_HTTPC_HIDE_QUERY, shown, sizeof shown),
                  rc == TD_ETOOBIG ? "太长" : "无效: 应以 http:// 或 https:// 开头");
         return TD_EINVAL;
     }
@@ -708,10 +710,10 @@ static int from_endpoint(td_client *c, size_t i, td_token_kind kind, attempt *a,
     int rc;
 
     a->src = TD_SOURCE_ENDPOINT;
-    a->where = c->urls[i];
+    a->where = td_httpc_redact_url(c->urls[i], TD_HTTPC_HIDE_QUERY, a->shown, sizeof a->shown);
     if ((rc = td_httpc_do(&req, &resp, herr, sizeof herr)) != TD_OK) {
-        size_t ul = strlen(req.url);
-        const char *h = !strncmp(herr, req.url, ul) && !strncmp(herr + ul, ": ", 2) ? herr + ul + 2 : herr;
+        const char *h = td_httpc_err_detail(herr, req.url); /* the URL is named in a->where */
+        if (!h) h = herr;
         snprintf(a->why, sizeof a->why, "%s: %s", rc == TD_ETIMEOUT ? "请求超时" : "网络错误", h);
         return a->rc = rc;
     }
@@ -1111,7 +1113,7 @@ static int post_invalid(td_client *c, const char *token, td_record **newer, char
     const char *hdrs[] = {"Content-Type: application/json", c->auth_header, NULL};
     json_t *o = json_pack("{s:s}", "access_token", token);
     char *body = o ? json_dumps(o, JSON_COMPACT) : NULL;
-    char herr[400], reason[128], msg[256];
+    char herr[400], reason[128], msg[256], shown[512];
     int rc = TD_EINVAL, tried = 0;
 
     json_decref(o);
@@ -1156,7 +1158,7 @@ static int post_invalid(td_client *c, const char *token, td_record **newer, char
                  : resp.status == 401 || resp.status == 403 ? TD_EAUTH : TD_EHTTP;
             snprintf(err, errlen, "报告token无效失败: HTTP %ld: %s%s%s%s [%s]", resp.status,
                      reason_phrase(&resp, reason, sizeof reason), m ? " (" : "", m ? m : "",
-                     m ? ")" : "", req.url);
+                     m ? ")" : "", td_httpc_redact_url(req.url, TD_HTTPC_HIDE_QUERY, shown, sizeof shown));
         }
         td_httpc_resp_clear(&resp);
         /* Only a transport failure or a 5xx other than 501 tries the next endpoint. */

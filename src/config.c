@@ -60,7 +60,7 @@ static const cfg_entry table[] = {
      "HOST:PORT to serve HTTP on"},
     {"store", {"TOKENDIST_STORE"}, T_STR, O(store), "sqlite:./var/tokendist.db", 0, 0, URL_CREDS, SRV,
      "where tokens are kept: sqlite:PATH, memory: (nothing kept across restarts), redis://[:PASSWORD@]HOST:PORT/DB or s3://BUCKET/PREFIX (Tencent COS or any S3-compatible store)"},
-    {"s3-endpoint", {"TOKENDIST_S3_ENDPOINT"}, T_STR, O(s3_endpoint), NULL, 0, 0, 0, SRV,
+    {"s3-endpoint", {"TOKENDIST_S3_ENDPOINT"}, T_STR, O(s3_endpoint), NULL, 0, 0, URL_CREDS, SRV,
      "S3 store: the service's address, e.g. https://cos.ap-guangzhou.myqcloud.com (the URL's ?endpoint= wins)"},
     {"s3-region", {"TOKENDIST_S3_REGION"}, T_STR, O(s3_region), NULL, 0, 0, 0, SRV,
      "S3 store: the region signed for, e.g. ap-guangzhou (default: from the endpoint's name; ?region= wins)"},
