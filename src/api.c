@@ -84,7 +84,7 @@ int td_api_new(td_api **out, const td_api_opts *o, char *err, size_t errlen)
     api->store = o->store;
     api->body_limit = o->body_limit ? o->body_limit : 65536;
     api->max_skew = o->max_clock_skew;
-    if ((rc = td_peer_trust_init(&api->trust, o->trusted_proxies, sub, sizeof sub)) != TD_OK) {
+    if ((rc = td_peer_trust_init(&api->trust, o->trusted_proxies, o->real_ip_header, sub, sizeof sub)) != TD_OK) {
         snprintf(err, errlen, "--trusted-proxy: %s", sub);
         goto fail;
     }

@@ -101,6 +101,7 @@ typedef struct td_api_opts {
     const char *cors_origin;
     size_t body_limit;
     const td_strlist *trusted_proxies;  /* CIDRs (--trusted-proxy) */
+    const char *real_ip_header;         /* the header they name the client in (NULL: X-Forwarded-For) */
     const td_strlist *allowed_hosts;    /* --allowed-host */
     int loopback_listener;      /* the HTTP front listens on the loopback: Host rule on */
     long max_clock_skew;        /* seconds a record may be generated ahead of now */

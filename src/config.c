@@ -26,6 +26,8 @@ typedef enum { T_STR, T_INT, T_BOOL, T_LIST } cfg_type;
 #define CIDR 0x4u          /* an IP address or CIDR (peer.h) */
 #define HOSTNAME 0x8u      /* a host name or IP address (host.h) */
 #define SHAREKEY 0x10u     /* a share key (seal.h); at most TD_SEAL_KEYS_MAX */
+#define REALIP 0x20u       /* a client-address header a proxy sets (peer.h) */
+#define CHECKED (CIDR | HOSTNAME | SHAREKEY | REALIP)
 
 #define ALL (TD_CMD_SERVE | TD_CMD_REFRESH | TD_CMD_GET | TD_CMD_CHECK | TD_CMD_FILES | TD_CMD_SCF)
 #define SRV (TD_CMD_SERVE | TD_CMD_SCF)
@@ -73,7 +75,9 @@ static const cfg_entry table[] = {
     {"read-key", {"TOKENDIST_READ_KEYS"}, T_LIST, O(read_keys), NULL, 0, 0, SENSITIVE, SRV,
      "key a reader must present to GET a token (optional; repeat, or comma-separated)"},
     {"trusted-proxy", {"TOKENDIST_TRUSTED_PROXIES"}, T_LIST, O(trusted_proxies), NULL, 0, 0, CIDR, SRV,
-     "reverse proxy (CIDR) whose X-Forwarded-For / X-Real-IP names the client (repeat, or comma-separated)"},
+     "reverse proxy (CIDR) whose --real-ip-header names the client (repeat, or comma-separated)"},
+    {"real-ip-header", {"TOKENDIST_REAL_IP_HEADER"}, T_STR, O(real_ip_header), "X-Forwarded-For", 0, 0, REALIP, SRV,
+     "the header a trusted proxy names the client in: X-Forwarded-For (its right-most address that is not a trusted proxy) or X-Real-IP (nginx's proxy_set_header X-Real-IP $remote_addr; X-Forwarded-For is then ignored)"},
     {"allowed-host", {"TOKENDIST_ALLOWED_HOSTS"}, T_LIST, O(allowed_hosts), NULL, 0, 0, HOSTNAME, SRV,
      "Host name answered besides localhost and loopback IPs; others get 421 (repeat, or comma-separated)"},
     {"max-clock-skew", {"TOKENDIST_MAX_CLOCK_SKEW"}, T_INT, O(max_clock_skew), "300", 0, 86400, 0, SRV,
@@ -215,6 +219,15 @@ static int parse_bool(const char *v, int *out)
     return TD_EINVAL;
 }
 
+/* The check a CHECKED setting's value (each item of a list) passes. */
+static int check_item(const cfg_entry *e, const char *v, char *why, size_t whylen)
+{
+    if (e->flags & CIDR) return td_peer_cidr_check(v, why, whylen);
+    if (e->flags & HOSTNAME) return td_host_name_check(v, why, whylen);
+    if (e->flags & REALIP) return td_peer_header_check(v, why, whylen);
+    return td_seal_key_check(v, why, whylen);
+}
+
 /* Stores one value into c.  `where` names the source for the message
  * ("--body-limit", "TOKENDIST_BODY_LIMIT", "env-file x:3").  `append`
  * adds to a list instead of replacing it (repeated flags). */
@@ -225,7 +238,11 @@ static int set_value(td_config *c, const cfg_entry *e, const char *val, const ch
 
     switch (e->type) {
     case T_STR: {
-        char **s = p, *dup = NULL;
+        char **s = p, *dup = NULL, why[300];
+        if (*val && (e->flags & CHECKED) && check_item(e, val, why, sizeof why) != TD_OK) {
+            snprintf(err, errlen, "%s: %s", where, why);
+            return TD_EINVAL;
+        }
         if (*val && !(dup = strdup(val))) return TD_ENOMEM;
         free(*s);
         *s = dup;
@@ -261,12 +278,9 @@ static int set_value(td_config *c, const cfg_entry *e, const char *val, const ch
             while (a < b && (*a == ' ' || *a == '\t')) a++;
             while (b > a && (b[-1] == ' ' || b[-1] == '\t')) b--;
             if (b > a && list_add(l, a, (size_t)(b - a)) != TD_OK) return TD_ENOMEM;
-            if (b > a && (e->flags & (CIDR | HOSTNAME | SHAREKEY))) {
+            if (b > a && (e->flags & CHECKED)) {
                 char why[300];
-                const char *item = l->v[l->n - 1];
-                int rc = (e->flags & CIDR)     ? td_peer_cidr_check(item, why, sizeof why)
-                         : (e->flags & HOSTNAME) ? td_host_name_check(item, why, sizeof why)
-                                                 : td_seal_key_check(item, why, sizeof why);
+                int rc = check_item(e, l->v[l->n - 1], why, sizeof why);
                 if (rc != TD_OK) { /* a key is named by its place, never shown */
                     if (e->flags & SHAREKEY) snprintf(err, errlen, "%s 的第 %zu 个密钥无效: %s", where, l->n, why);
                     else snprintf(err, errlen, "%s: %s", where, why);

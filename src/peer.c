@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 static const unsigned char V4_MAPPED[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
 
@@ -123,10 +124,25 @@ int td_peer_cidr_check(const char *s, char *err, size_t errlen)
     return td_peer_cidr_parse(s, &c, err, errlen);
 }
 
-int td_peer_trust_init(td_peer_trust *t, const td_strlist *cidrs, char *err, size_t errlen)
+int td_peer_header_check(const char *s, char *err, size_t errlen)
+{
+    if (!strcasecmp(s, "X-Forwarded-For") || !strcasecmp(s, "X-Real-IP")) return TD_OK;
+    snprintf(err, errlen, "'%.64s' 不是可用的客户端地址头: 应为 X-Forwarded-For (代理追加，取最右边不属于可信代理的地址) "
+                          "或 X-Real-IP (代理设置，例如 nginx 的 proxy_set_header X-Real-IP $remote_addr)", s);
+    return TD_EINVAL;
+}
+
+int td_peer_trust_init(td_peer_trust *t, const td_strlist *cidrs, const char *header, char *err,
+                       size_t errlen)
 {
     t->v = NULL;
     t->n = 0;
+    t->real_ip = 0;
+    if (header && *header) {
+        int rc = td_peer_header_check(header, err, errlen);
+        if (rc != TD_OK) return rc;
+        t->real_ip = !strcasecmp(header, "X-Real-IP");
+    }
     if (!cidrs || cidrs->n == 0) return TD_OK;
     if (!(t->v = calloc(cidrs->n, sizeof *t->v))) {
         snprintf(err, errlen, "out of memory");
@@ -182,6 +198,8 @@ const char *td_peer_client(const td_peer_trust *t, const char *peer, const char 
 
     if (!peer || !t || t->n == 0) return peer;
     if (!td_peer_parse(peer, strlen(peer), &hop) || !td_peer_trusted(t, &hop)) return peer;
+    /* Only the header the proxy sets: the other one is the client's. */
+    if (t->real_ip) return xri && td_peer_parse(xri, strlen(xri), &a) ? td_peer_format(&a, out) : peer;
     if (xff && *xff) {
         /* From the proxy nearest us outwards; stop at the first hop that
          * is not a trusted proxy (the client), or at anything that is not
@@ -194,6 +212,5 @@ const char *td_peer_client(const td_peer_trust *t, const char *peer, const char 
         }
         return td_peer_format(&hop, out);
     }
-    if (xri && td_peer_parse(xri, strlen(xri), &a)) return td_peer_format(&a, out);
     return peer;
 }

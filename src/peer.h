@@ -5,14 +5,17 @@
  *
  * X-Forwarded-For and X-Real-IP are written by whoever sends the request,
  * so they are believed only when the TCP peer is inside a trusted CIDR,
- * and then only the part trusted proxies wrote: X-Forwarded-For is read
- * from the right, skipping addresses that are themselves trusted proxies,
- * and the first one that is not is the client.  Whatever lies to its left
- * came from the client and is never looked at.  X-Real-IP (nginx's
- * `proxy_set_header X-Real-IP $remote_addr`) is read only when there is
- * no X-Forwarded-For: a proxy that sets X-Forwarded-For (Caddy, nginx's
- * $proxy_add_x_forwarded_for, HAProxy, Traefik) does not touch a
- * client's X-Real-IP.
+ * and then only the one header the proxy sets (--real-ip-header, like
+ * nginx's real_ip_header): a proxy rewrites its own header and passes
+ * the other one through as the client wrote it, so the other is never
+ * looked at.
+ *  - X-Forwarded-For (the default: Caddy, nginx's
+ *    $proxy_add_x_forwarded_for, HAProxy, Traefik append to it) is read
+ *    from the right, skipping addresses that are themselves trusted
+ *    proxies, and the first one that is not is the client.  Whatever lies
+ *    to its left came from the client and is never looked at.
+ *  - X-Real-IP (nginx's `proxy_set_header X-Real-IP $remote_addr`, which
+ *    replaces what the client sent) is the client.
  *
  * Addresses are compared as bytes; an IPv4-mapped IPv6 address
  * (::ffff:192.0.2.1, a dual-stack listener's view of an IPv4 client) is
@@ -37,10 +40,12 @@ typedef struct td_peer_cidr {
     unsigned bits;
 } td_peer_cidr;
 
-/* The trusted proxies: parsed once at start. */
+/* The trusted proxies and the header they name the client in: parsed
+ * once at start. */
 typedef struct td_peer_trust {
     td_peer_cidr *v;
     size_t n;
+    int real_ip;                /* 1: X-Real-IP; 0: X-Forwarded-For */
 } td_peer_trust;
 
 /* Parses the len bytes at s as an address the way headers and platforms
@@ -63,7 +68,13 @@ int td_peer_cidr_parse(const char *s, td_peer_cidr *c, char *err, size_t errlen)
 /* A setting check in the form config.c's table takes. */
 int td_peer_cidr_check(const char *s, char *err, size_t errlen);
 
-int td_peer_trust_init(td_peer_trust *t, const td_strlist *cidrs, char *err, size_t errlen);
+/* "X-Forwarded-For" or "X-Real-IP" (any case): TD_OK, else TD_EINVAL
+ * with err naming both (config.c's check of --real-ip-header). */
+int td_peer_header_check(const char *s, char *err, size_t errlen);
+
+/* header: the --real-ip-header value (NULL: X-Forwarded-For). */
+int td_peer_trust_init(td_peer_trust *t, const td_strlist *cidrs, const char *header, char *err,
+                       size_t errlen);
 void td_peer_trust_free(td_peer_trust *t);
 
 /* Whether a lies in one of the trusted CIDRs. */
@@ -73,8 +84,9 @@ int td_peer_trusted(const td_peer_trust *t, const td_peer_addr *a);
  * door saw it; NULL: unknown) and whose X-Forwarded-For / X-Real-IP
  * values are xff / xri (NULL when absent).  Returns peer itself when it
  * is not a trusted proxy (or none are configured), else the forwarded
- * client's canonical text in out.  Never fails: a header that says
- * nothing usable leaves the last trusted hop as the client. */
+ * client's canonical text in out, from t's header only.  Never fails: a
+ * header that is missing or says nothing usable leaves the last trusted
+ * hop as the client. */
 const char *td_peer_client(const td_peer_trust *t, const char *peer, const char *xff,
                            const char *xri, char out[TD_PEER_ADDR_LEN]);
 
