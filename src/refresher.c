@@ -18,6 +18,9 @@
 #include <unistd.h>
 
 #define FORCE_INTERVAL_MS 30000L
+/* A retry after a failure is due this long before the token in service
+ * expires at the latest: time for a fetch and the pushes. */
+#define EXPIRY_MARGIN_S 60
 #define FORCED_PER_DAY 5        /* forced fetches (revoking ones) reports may cause a day */
 #define TICKET_WINDOW TD_TICKET_RENEW_WINDOW
 /* How often a server that does not hold the lease looks again: a tenth of
@@ -462,6 +465,36 @@ static void succeeded(td_refresher *r, const td_grant *t, int changed, int faile
     }
 }
 
+/* The wait before the retry of a failed cycle: the backoff, or longer
+ * when the platform's rate limit says so (Retry-After,
+ * x-ogw-ratelimit-reset) -- but never longer than retry_max, the
+ * operator's "longest retry delay", whatever the platform asks; and,
+ * while a token is in service, never past its expiry less
+ * EXPIRY_MARGIN_S, since a retry then still finds readers served (a
+ * platform's reset may be wrong or long, the token's end is not).  Each
+ * cut is logged. */
+static int64_t retry_delay_ms(td_refresher *r, int rc, const td_grant *t, int64_t now)
+{
+    int64_t wait = backoff_ms(r, r->failures), cap = r->o.retry_max * 1000, last;
+
+    if (rc == TD_ERATELIMIT && t && t->retry_after >= 0 && t->retry_after * 1000 > wait) {
+        wait = t->retry_after * 1000 + rnd_range(r, 0, 1000);
+        if (wait > cap + 1000) {
+            td_log("⚠️ %s要求 %ld 秒后再试 (限流)，超过最长重试间隔 %ld 秒 (--retry-max)：按 %ld 秒",
+                   r->o.provider.ops->label, t->retry_after, r->o.retry_max, r->o.retry_max);
+            wait = cap + rnd_range(r, 0, 1000);
+        }
+    }
+    if (t && t->quota_spent) wait = cap + rnd_range(r, 0, 1000);
+    if (r->cur && (last = (td_record_expires(r->cur) - EXPIRY_MARGIN_S - now) * 1000) > 0 && wait > last) {
+        td_log("⚠️ 在用的 token 还剩 %lld 秒：重试提前到它过期前 %d 秒 (%.1f 秒后，而非 %.1f 秒后)",
+               (long long)(td_record_expires(r->cur) - now), EXPIRY_MARGIN_S, (double)last / 1000,
+               (double)wait / 1000);
+        wait = last;
+    }
+    return wait;
+}
+
 /* No token reached a sink: back off (longer when Feishu's rate limit
  * says so), keep the previous record in service, and alert the group once
  * when the served token is about to run out.
@@ -482,10 +515,7 @@ static void failed_cycle(td_refresher *r, int rc, const td_grant *t, int64_t *ne
 
     r->failures++;
     td_metrics_inc(TD_M_REFRESH_FAILED);
-    *next_ms = backoff_ms(r, r->failures);
-    if (rc == TD_ERATELIMIT && t && t->retry_after >= 0 && t->retry_after * 1000 > *next_ms)
-        *next_ms = t->retry_after * 1000 + rnd_range(r, 0, 1000);
-    if (quota) *next_ms = r->o.retry_max * 1000 + rnd_range(r, 0, 1000);
+    *next_ms = retry_delay_ms(r, rc, t, now);
     if (r->cur && td_record_expires(r->cur) > now)
         td_log("❌ token 刷新失败 (连续第 %d 次): %s；继续分发当前 token (剩余 %lld 秒)",
                r->failures, err, (long long)(td_record_expires(r->cur) - now));

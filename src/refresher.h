@@ -12,7 +12,9 @@
  *
  * On failure (Feishu said no, or no sink took the token) the refresher
  * retries with exponential backoff and jitter between retry_min and
- * retry_max seconds (longer when Feishu's rate limit says so), keeps the
+ * retry_max seconds (longer when the platform's rate limit says so, but
+ * never beyond retry_max, nor, while a token is in service, later than a
+ * minute before its expiry), keeps the
  * previous record in service and never pushes an expired one.  When the
  * served token has less than alert_below seconds left the group is told
  * once, and again when refreshing recovers.  A new token (not a re-fetch of
