@@ -39,10 +39,10 @@
  * it.  Moving time back is allowed too but is no wake-up: a sleeper then
  * sleeps longer, as it would on the real clock.
  *
- * Not moved: libmicrohttpd's and libcurl's timeouts, nor Redis's key
- * expiry (so a lease held in Redis, judged on td_clock_mono_ms, looks
- * lapsed after a jump until its keeper renews it: move time only in tests
- * whose lease is the SQLite store's, always held).
+ * Not moved: libmicrohttpd's and libcurl's timeouts, nor leases (lease.c
+ * judges them on the real monotonic clock, the SQLite store on the real
+ * wall clock, S3 on the service's Date, Redis on its own): a lease's
+ * holder stays the holder across a jump.
  */
 #ifndef TD_CLOCK_H
 #define TD_CLOCK_H

@@ -302,24 +302,36 @@ int td_fleet_report(void *fleet, const char *name, const char *token, long wait_
 
     td_record_token_id(token, id);
     if (r && td_lease_held(e->lease)) return td_refresher_force(r, name, id, wait_ms, why, whylen);
+    /* A store one process owns (memory:) has no lease: nobody else refreshes. */
+    if (!f->store->ops->lease) {
+        snprintf(why, whylen, "本服务器不刷新 token '%s' (未配置飞书凭证 FEISHU_APP_ID/FEISHU_APP_SECRET)", name);
+        return TD_ENOTFOUND;
+    }
     snprintf(key, sizeof key, "refresh:%s", name);
+    rc = td_store_lease_owner(f->store, key, holder, sizeof holder, err, sizeof err);
+    if (rc == TD_OK && !strcmp(holder, f->me)) { /* ours, though the keeper has not said so yet */
+        if (r) return td_refresher_force(r, name, id, wait_ms, why, whylen);
+        snprintf(why, whylen, "本实例持有租约但没有刷新器");
+        return TD_EUNAVAIL;
+    }
     if (!td_store_has_messages(f->store)) {
-        /* A store one process owns has no lease: nobody else refreshes. */
-        if (!f->store->ops->lease) {
-            snprintf(why, whylen, "本服务器不刷新 token '%s' (未配置飞书凭证 FEISHU_APP_ID/FEISHU_APP_SECRET)", name);
+        /* A shared store without messages (SQLite, S3): the holder
+         * refreshes on its schedule, but the report cannot reach it from
+         * here.  Nobody holding the lease and no refresher here: as on a
+         * store of one's own, nobody refreshes. */
+        if (rc == TD_ENOTFOUND && !r) {
+            snprintf(why, whylen, "本服务器不刷新 token '%s' (未配置飞书凭证 FEISHU_APP_ID/FEISHU_APP_SECRET)，"
+                                  "也没有其他实例持有它的刷新租约", name);
             return TD_ENOTFOUND;
         }
-        /* A shared store without messages (S3): the holder refreshes on
-         * its schedule, but the report cannot reach it from here. */
-        if (td_store_lease_owner(f->store, key, holder, sizeof holder, err, sizeof err) != TD_OK)
-            snprintf(holder, sizeof holder, "(暂无)");
+        if (rc != TD_OK) snprintf(holder, sizeof holder, "(暂无)");
         snprintf(why, whylen,
                  "本实例%s不持有 token '%s' 的刷新租约 (持有者: %s)，而存储 %s 不能在服务器之间转交报告："
                  "请稍后重试，或向持有租约的实例报告", r ? "" : "不刷新 token 也", name, holder,
                  f->store->ops->scheme);
         return TD_EUNAVAIL;
     }
-    if ((rc = td_store_lease_owner(f->store, key, holder, sizeof holder, err, sizeof err)) == TD_ENOTFOUND) {
+    if (rc == TD_ENOTFOUND) {
         snprintf(why, whylen,
                  "没有实例持有 token '%s' 的刷新租约：配置了飞书凭证的实例会在 %d 秒内接管；"
                  "若没有实例配置凭证，就没有实例能刷新它", name, TD_LEASE_TTL_MS / 1000);
@@ -327,11 +339,6 @@ int td_fleet_report(void *fleet, const char *name, const char *token, long wait_
     }
     if (rc != TD_OK) {
         snprintf(why, whylen, "无法查询刷新租约: %s", err);
-        return TD_EUNAVAIL;
-    }
-    if (!strcmp(holder, f->me)) { /* ours, though the keeper has not said so yet */
-        if (r) return td_refresher_force(r, name, id, wait_ms, why, whylen);
-        snprintf(why, whylen, "本实例持有租约但没有刷新器");
         return TD_EUNAVAIL;
     }
     return forward(f, "invalid", holder, name, id, wait_ms, why, whylen);

@@ -12,10 +12,11 @@
  *
  * Messages travel through the store (td_store_send / td_store_listen:
  * Redis pub/sub, each server listening on an inbox named by its owner id,
- * the id its leases carry).  A store one process owns (SQLite, memory)
- * has no messages and no lease: the local refresher is always the holder.
- * A shared store without messages (S3) has leases only: a report to the
- * holder is answered by its refresher, one to any other server is 503.
+ * the id its leases carry).  A store one process owns (memory:) has no
+ * messages and no lease: the local refresher is always the holder.  A
+ * shared store without messages (an SQLite file several servers open,
+ * S3) has leases only: a report to the holder is answered by its
+ * refresher, one to any other server is 503.
  *
  *   reporter                                 lease holder
  *   td_fleet_report ── "invalid R NAME ID ME WAIT" ──▶ inbox → worker:
