@@ -16,7 +16,8 @@
 #include <time.h>
 
 #define NAMES_MAX 64            /* tokens this process refreshes */
-#define WAITERS_MAX 256         /* reports forwarded and not answered yet */
+#define FLIGHTS_MAX 64          /* forwards under way or remembered at once (few tokens x 2 ids) */
+#define ACK_WAIT_MS 2000        /* a holder confirms a forward within this, or did not take it */
 #define INBOX_THREADS 2
 #define INBOX_QUEUE 64
 #define REPLY_MARGIN_MS 1000    /* the holder answers this much before the reporter gives up */
@@ -33,12 +34,23 @@ typedef struct entry {
     int64_t last_ask_ms;        /* atomic: monotonic ms we last asked the holder to freshen */
 } entry;
 
-/* A report forwarded to the holder, waiting for its answer. */
-typedef struct waiter {
-    char req[REQ_ID_LEN];
-    int done, rc;
-    char why[300];
-} waiter;
+/* One request forwarded to the holder ("invalid" or "due", for a token
+ * id of a name), shared by every caller that asks the same while it is
+ * under way (single flight: a flood of reports is one message), and for
+ * an invalid report its final answer is kept as long as the holder keeps
+ * its own (TD_REFRESHER_FORCE_INTERVAL_MS), so the holder hears of a token
+ * once, not once per report.  Guarded by td_fleet.lock. */
+typedef struct flight {
+    int used;
+    char verb[8], name[TD_NAME_MAX + 1], id[TD_TOKEN_ID_LEN];
+    char holder[TD_LEASE_OWNER_MAX];
+    char req[REQ_ID_LEN];       /* the message's id, to match "ack" and "result" */
+    int users;                  /* callers waiting on it */
+    int acked, done, rc;
+    int64_t ack_by_ms;          /* monotonic: no "ack" by then, the holder did not take it */
+    int64_t keep_until_ms;      /* done: its answer stands for later callers until then */
+    char why[600];
+} flight;
 
 struct td_fleet {
     td_store *store;
@@ -48,9 +60,9 @@ struct td_fleet {
     td_workq *inbox;            /* forced refreshes other servers asked for */
     int listening;
 
-    pthread_mutex_t lock;       /* guards the waiters */
-    pthread_cond_t answered;
-    waiter *w[WAITERS_MAX];
+    pthread_mutex_t lock;       /* guards the flights */
+    pthread_cond_t answered;    /* a flight was acknowledged or answered */
+    flight fl[FLIGHTS_MAX];
     td_api_hooks hooks;         /* what the API calls (td_fleet_hooks) */
 };
 
@@ -141,6 +153,17 @@ static void reply(td_fleet *f, const char *to, const char *req, int rc, const ch
         td_log("⚠️ 无法把强制刷新的结果告诉 %s: %s", to, err);
 }
 
+/* Tells the reporter its request was taken (queued here): from then on a
+ * silence is a refresh under way, not a lost report. */
+static void acknowledge(td_fleet *f, const char *to, const char *req)
+{
+    char msg[64 + REQ_ID_LEN], err[300];
+
+    snprintf(msg, sizeof msg, "ack %s", req);
+    if (td_store_send(f->store, to, msg, err, sizeof err) != TD_OK)
+        td_log("⚠️ 无法告诉 %s 已收到它转交的报告: %s", to, err);
+}
+
 static void run_job(void *ud)
 {
     job *j = ud;
@@ -179,25 +202,45 @@ static int field(const char **p, char *out, size_t len)
     return 1;
 }
 
-static void answered(td_fleet *f, const char *req, int rc, const char *why)
+/* Whether an answer settles its token for a while (kept for later
+ * callers): not one that says "try again" -- not taken, still running,
+ * the holder stopping -- and never a "due" (the asker paces those). */
+static int final_answer(const flight *fl)
+{
+    return !strcmp(fl->verb, "invalid") && fl->rc != TD_ETIMEOUT && fl->rc != TD_EUNAVAIL &&
+           fl->rc != TD_ECANCELED && fl->rc != TD_ENOMEM;
+}
+
+/* Ends a flight with its answer (lock held). */
+static void land(td_fleet *f, flight *fl, int rc, const char *why)
+{
+    fl->done = fl->acked = 1;
+    fl->rc = rc;
+    snprintf(fl->why, sizeof fl->why, "%s", why);
+    fl->keep_until_ms = final_answer(fl) ? td_clock_mono_ms() + TD_REFRESHER_FORCE_INTERVAL_MS : 0;
+    pthread_cond_broadcast(&f->answered);
+}
+
+/* The holder's "ack" (took the request) or "result" for message req. */
+static void answered(td_fleet *f, const char *req, int ack, int rc, const char *why)
 {
     pthread_mutex_lock(&f->lock);
-    for (size_t i = 0; i < WAITERS_MAX; i++)
-        if (f->w[i] && !strcmp(f->w[i]->req, req)) {
-            f->w[i]->done = 1;
-            f->w[i]->rc = rc;
-            snprintf(f->w[i]->why, sizeof f->w[i]->why, "%s", why);
-            pthread_cond_broadcast(&f->answered);
-        }
+    for (size_t i = 0; i < FLIGHTS_MAX; i++) {
+        flight *fl = &f->fl[i];
+        if (!fl->used || fl->done || strcmp(fl->req, req) != 0) continue;
+        if (ack) fl->acked = 1, pthread_cond_broadcast(&f->answered);
+        else land(f, fl, rc, why);
+    }
     pthread_mutex_unlock(&f->lock);
 }
 
-/* td_store_msg_cb, on the store's thread: never waits. */
+/* td_store_msg_cb, on the store's thread: never waits for a refresh (at
+ * most one PUBLISH: an acknowledgement or a refusal). */
 static void on_message(void *ud, const char *msg)
 {
     td_fleet *f = ud;
     const char *p = msg;
-    char kind[16], req[REQ_ID_LEN], num[24];
+    char kind[16], req[REQ_ID_LEN], num[24], from[TD_LEASE_OWNER_MAX];
 
     if (!field(&p, kind, sizeof kind) || !field(&p, req, sizeof req)) return;
     if (!strcmp(kind, "invalid") || !strcmp(kind, "due")) {
@@ -214,12 +257,20 @@ static void on_message(void *ud, const char *msg)
         }
         j->wait_ms = strtol(num, NULL, 10);
         if (j->wait_ms < 0 || j->wait_ms > 60000) j->wait_ms = 0;
+        memcpy(from, j->from, sizeof from); /* j is the worker's once submitted */
         if (!f->inbox || td_workq_submit(f->inbox, run_job, j) != TD_OK) {
             reply(f, j->from, j->req, TD_EUNAVAIL, "持有租约的实例正忙，请稍后重试");
             free(j);
+            return;
         }
+        /* Taken: the reporter may now say "refresh started".  Said from
+         * here, not by the worker, so a report queued behind a slow one
+         * is not taken for lost; one PUBLISH, like the refusal above. */
+        acknowledge(f, from, req);
     } else if (!strcmp(kind, "result") && field(&p, num, sizeof num)) {
-        answered(f, req, (int)strtol(num, NULL, 10), p);
+        answered(f, req, 0, (int)strtol(num, NULL, 10), p);
+    } else if (!strcmp(kind, "ack")) {
+        answered(f, req, 1, 0, "");
     }
 }
 
@@ -234,61 +285,106 @@ int td_fleet_listen(td_fleet *f, char *err, size_t errlen)
 
 /* --- the reporter's side -------------------------------------------------- */
 
-static int add_waiter(td_fleet *f, waiter *w)
+/* The flight for verb, name and id (lock held): a kept answer or one
+ * under way to holder (*lead 0), or a new one this caller sends (*lead
+ * 1).  NULL when every slot is taken. */
+static flight *flight_for(td_fleet *f, const char *verb, const char *holder, const char *name,
+                          const char *id, int64_t now, long wait_ms, int *lead)
 {
-    int ok = 0;
+    flight *fl = NULL;
+    unsigned char rnd[8];
 
-    pthread_mutex_lock(&f->lock);
-    for (size_t i = 0; i < WAITERS_MAX && !ok; i++)
-        if (!f->w[i]) f->w[i] = w, ok = 1;
-    pthread_mutex_unlock(&f->lock);
-    return ok;
+    *lead = 0;
+    for (size_t i = 0; i < FLIGHTS_MAX; i++) {
+        flight *x = &f->fl[i];
+        if (x->used && x->done && x->users == 0 && now >= x->keep_until_ms) x->used = 0; /* stale */
+        if (!x->used) {
+            if (!fl) fl = x;
+            continue;
+        }
+        if (strcmp(x->verb, verb) != 0 || strcmp(x->name, name) != 0 || strcmp(x->id, id) != 0) continue;
+        /* A kept answer stands whoever holds the lease now; one under way
+         * is joined only while it goes to the holder we would ask. */
+        if (x->done ? now < x->keep_until_ms : !strcmp(x->holder, holder)) return x;
+    }
+    if (!fl) return NULL;
+    memset(fl, 0, sizeof *fl);
+    fl->used = 1;
+    snprintf(fl->verb, sizeof fl->verb, "%s", verb);
+    snprintf(fl->name, sizeof fl->name, "%s", name);
+    snprintf(fl->id, sizeof fl->id, "%s", id);
+    snprintf(fl->holder, sizeof fl->holder, "%s", holder);
+    if (getrandom(rnd, sizeof rnd, 0) != (ssize_t)sizeof rnd) { /* unique enough: never reused */
+        int64_t t = td_clock_mono_ms() ^ (int64_t)(uintptr_t)fl;
+        memcpy(rnd, &t, sizeof rnd);
+    }
+    for (int i = 0; i < 8; i++) snprintf(fl->req + 2 * i, 3, "%02x", rnd[i]);
+    fl->ack_by_ms = now + (wait_ms < ACK_WAIT_MS ? wait_ms : ACK_WAIT_MS);
+    *lead = 1;
+    return fl;
 }
 
-static void drop_waiter(td_fleet *f, waiter *w)
-{
-    pthread_mutex_lock(&f->lock);
-    for (size_t i = 0; i < WAITERS_MAX; i++)
-        if (f->w[i] == w) f->w[i] = NULL;
-    pthread_mutex_unlock(&f->lock);
-}
-
-/* Sends the report to holder and waits for its answer. */
+/* Asks holder to do verb ("invalid": a forced refresh for token id;
+ * "due": the overdue renewal) for name, and waits up to wait_ms for its
+ * answer.  Callers asking the same at once share one message and its
+ * answer; an invalid report's final answer also serves later ones (see
+ * flight).  The holder acknowledges a request as soon as it has queued
+ * it: without that acknowledgement within ACK_WAIT_MS the request was
+ * not taken (the holder is frozen, gone or full) and nothing runs --
+ * TD_EUNAVAIL; taken and not answered in time, TD_ETIMEOUT: the refresh
+ * runs there. */
 static int forward(td_fleet *f, const char *verb, const char *holder, const char *name, const char *id,
                    long wait_ms, char *why, size_t whylen)
 {
-    waiter w = {0};
-    unsigned char rnd[8];
+    int64_t now = td_clock_mono_ms(), deadline = now + wait_ms;
     char msg[TD_STORE_MSG_MAX], err[300];
-    int64_t deadline = td_clock_mono_ms() + wait_ms;
-    int rc;
+    flight *fl;
+    int lead, rc;
 
-    if (getrandom(rnd, sizeof rnd, 0) != (ssize_t)sizeof rnd) memset(rnd, 0, sizeof rnd);
-    for (int i = 0; i < 8; i++) snprintf(w.req + 2 * i, 3, "%02x", rnd[i]);
-    if (!add_waiter(f, &w)) {
+    pthread_mutex_lock(&f->lock);
+    if (!(fl = flight_for(f, verb, holder, name, id, now, wait_ms, &lead))) {
+        pthread_mutex_unlock(&f->lock);
         snprintf(why, whylen, "正在转交的报告过多，请稍后重试");
         return TD_EUNAVAIL;
     }
-    snprintf(msg, sizeof msg, "%s %s %s %s %s %ld", verb, w.req, name, id, f->me,
-             wait_ms > REPLY_MARGIN_MS ? wait_ms - REPLY_MARGIN_MS : 0);
-    if ((rc = td_store_send(f->store, holder, msg, err, sizeof err)) != TD_OK) {
-        drop_waiter(f, &w);
-        snprintf(why, whylen, "无法把报告转交给持有刷新租约的实例 %s: %s", holder, err);
-        return rc == TD_ENOTFOUND ? TD_EUNAVAIL : rc;
+    fl->users++;
+    if (lead)
+        snprintf(msg, sizeof msg, "%s %s %s %s %s %ld", verb, fl->req, name, id, f->me,
+                 wait_ms > REPLY_MARGIN_MS ? wait_ms - REPLY_MARGIN_MS : 0);
+    pthread_mutex_unlock(&f->lock);
+    if (lead && td_store_send(f->store, holder, msg, err, sizeof err) != TD_OK) {
+        char w[sizeof err + TD_LEASE_OWNER_MAX + 64];
+        snprintf(w, sizeof w, "无法把报告转交给持有刷新租约的实例 %s: %s", holder, err);
+        pthread_mutex_lock(&f->lock);
+        land(f, fl, TD_EUNAVAIL, w);
+        pthread_mutex_unlock(&f->lock);
     }
     pthread_mutex_lock(&f->lock);
-    while (!w.done && td_clock_mono_ms() < deadline) {
-        struct timespec ts = {(time_t)(deadline / 1000), (long)(deadline % 1000) * 1000000L};
+    for (;;) {
+        int64_t until = fl->acked || fl->ack_by_ms > deadline ? deadline : fl->ack_by_ms;
+        struct timespec ts;
+        if (fl->done || td_clock_mono_ms() >= until) break;
+        td_clock_mono_deadline(until, &ts);
         pthread_cond_timedwait(&f->answered, &f->lock, &ts);
     }
-    pthread_mutex_unlock(&f->lock);
-    drop_waiter(f, &w);
-    if (!w.done) {
+    if (fl->done) {
+        rc = fl->rc;
+        snprintf(why, whylen, "%s", fl->why);
+    } else if (fl->acked) {
+        rc = TD_ETIMEOUT;
         snprintf(why, whylen, "已转交给持有刷新租约的实例 %s，刷新进行中", holder);
-        return TD_ETIMEOUT;
+    } else {
+        rc = TD_EUNAVAIL;
+        snprintf(why, whylen,
+                 "持有刷新租约的实例 %s 没有在 %d 秒内确认收到转交的报告 (它可能已停止响应或刚刚退出)："
+                 "报告没有被处理，请稍后重试", holder, ACK_WAIT_MS / 1000);
     }
-    snprintf(why, whylen, "%s", w.why);
-    return w.rc;
+    /* The last caller out frees a flight without an answer to keep: a
+     * later one asks afresh (the holder's answer, if it comes, is then
+     * matched to nobody). */
+    if (--fl->users == 0 && !(fl->done && td_clock_mono_ms() < fl->keep_until_ms)) fl->used = 0;
+    pthread_mutex_unlock(&f->lock);
+    return rc;
 }
 
 int td_fleet_report(void *fleet, const char *name, const char *token, long wait_ms, char *why,

@@ -19,9 +19,18 @@
  * refresher, one to any other server is 503.
  *
  *   reporter                                 lease holder
- *   td_fleet_report ── "invalid R NAME ID ME WAIT" ──▶ inbox → worker:
- *        (waits for R)                        td_refresher_force(...)
- *                     ◀── "result R RC WHY" ──
+ *   td_fleet_report ── "invalid R NAME ID ME WAIT" ──▶ inbox: queued
+ *        (waits for R)  ◀── "ack R" ──              → worker:
+ *                                              td_refresher_force(...)
+ *                       ◀── "result R RC WHY" ──
+ *
+ * The "ack" is what makes a 202 honest: without it within ACK_WAIT_MS
+ * (2 s) the report was not taken -- the holder is frozen or exiting --
+ * and the reporter answers 503.  Reports of one token id arriving at
+ * once share one message (a single flight per name, id and verb), and an
+ * invalid report's final answer is kept for TD_REFRESHER_FORCE_INTERVAL_MS
+ * as the holder keeps it, so a flood is one forward, one line in the
+ * holder's log.
  *
  * Threads: td_fleet_report runs on an API worker and may wait; inbox
  * messages arrive on the store's thread and are handed to a small pool of
@@ -60,8 +69,9 @@ int td_fleet_listen(td_fleet *f, char *err, size_t errlen);
 
 /* td_api_hooks.invalid: a report that Feishu rejected token, handled here or
  * by the lease holder; same answers as td_refresher_force, plus
- * TD_EUNAVAIL when no server holds the lease or the holder cannot be
- * reached, TD_ENOTFOUND when no server refreshes name at all. */
+ * TD_EUNAVAIL when no server holds the lease, the holder cannot be
+ * reached or did not acknowledge the report (it was not taken), and
+ * TD_ENOTFOUND when no server refreshes name at all. */
 int td_fleet_report(void *fleet, const char *name, const char *token, long wait_ms, char *why,
                     size_t whylen);
 

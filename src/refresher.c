@@ -17,7 +17,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#define FORCE_INTERVAL_MS 30000L
 /* A retry after a failure is due this long before the token in service
  * expires at the latest: time for a fetch and the pushes. */
 #define EXPIRY_MARGIN_S 60
@@ -174,7 +173,7 @@ int td_refresher_new(td_refresher **out, const td_refresher_opts *o, char *err, 
     r->o = *o;
     r->o.notice.feishu = &r->o.feishu;
     if (r->o.retry_max < r->o.retry_min) r->o.retry_max = r->o.retry_min;
-    if (r->o.force_interval_ms <= 0) r->o.force_interval_ms = FORCE_INTERVAL_MS;
+    if (r->o.force_interval_ms <= 0) r->o.force_interval_ms = TD_REFRESHER_FORCE_INTERVAL_MS;
     for (size_t i = 0; i < o->sinks->n && i < TD_SINKS_MAX; i++) {
         r->sink_st[i].kind = td_sink_kind_name(o->sinks->v[i].kind);
         r->sink_st[i].label = o->sinks->v[i].label;

@@ -51,6 +51,10 @@ typedef struct td_refresher td_refresher;
  * this process may refresh now (it holds the lease), 0 when another does. */
 typedef int (*td_refresher_lease_cb)(void *ud);
 
+/* How long one forced fetch answers every report of the tokens it judged
+ * (td_refresher_force); a fleet's reporters keep its answer as long. */
+#define TD_REFRESHER_FORCE_INTERVAL_MS 30000L
+
 typedef struct td_refresher_opts {
     td_provider provider;           /* where the token comes from */
     td_feishu feishu;               /* the notices' Feishu (base URL, timeout) */
@@ -64,7 +68,7 @@ typedef struct td_refresher_opts {
     long renew_window;              /* s */
     long retry_min, retry_max;      /* s */
     long alert_below;               /* s; 0: never alert */
-    long force_interval_ms;         /* 0: 30 s */
+    long force_interval_ms;         /* 0: TD_REFRESHER_FORCE_INTERVAL_MS */
     int quiet_start;                /* the first token after the start is taken as already
                                        announced: local sink only, no notice */
     td_refresher_lease_cb may_refresh;  /* NULL: always */

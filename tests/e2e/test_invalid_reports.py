@@ -6,6 +6,8 @@ what really happened: 200 with a record that holds neither reported token,
 409 when Feishu still issues it, 202 only when the refresh runs and has not
 finished, 503 when no refresher can be reached."""
 import os
+import signal
+import threading
 import time
 import unittest
 
@@ -199,6 +201,46 @@ class FleetTest(Common, harness.TestCase):
         for s in (self.plain, self.other, self.holder):
             self.assertEqual(self.report(s, self.rec["access_token"]).status, 409)
         self.assertEqual(self.token_fetches(), n + 1)
+
+    def test_a_frozen_holder_is_a_503_not_a_promise(self):
+        """The holder still listens on Redis but runs nothing (SIGSTOP): the
+        report reaches its inbox and nobody takes it.  Without the holder's
+        acknowledgement the answer is 503 + Retry-After -- not 202 "refresh
+        started" for a refresh that never runs."""
+        n = self.token_fetches()
+        self.holder.proc.send_signal(signal.SIGSTOP)
+        self.addCleanup(self.holder.proc.send_signal, signal.SIGCONT)
+        t0 = time.monotonic()
+        r = self.report(self.other, self.rec["access_token"])
+        self.assertEqual(r.status, 503, r.body)
+        self.assertIn("retry-after", r.headers)
+        self.assertIn("没有在 2 秒内确认收到", r.json()["message"])
+        self.assertLess(time.monotonic() - t0, 4)      # said after the ack wait, not the whole one
+        self.assertEqual(self.token_fetches(), n)
+
+    def test_a_flood_of_reports_to_another_server_is_one_forward(self):
+        """100 reports of the token in service at once, all to a server
+        without the lease: one message to the holder (single flight), one
+        forced fetch, every report the same 409, one line in the holder's
+        log -- and later reports answered from that answer."""
+        n = self.token_fetches()
+        results = []
+
+        def report():
+            r = self.report(self.other, self.rec["access_token"])
+            results.append((r.status, r.json().get("message", "")[:20]))
+
+        threads = [threading.Thread(target=report) for _ in range(100)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        self.assertEqual({s for s, _ in results}, {409}, results[:3])
+        self.assertEqual(len(set(results)), 1, set(results))
+        self.assertEqual(self.token_fetches(), n + 1)
+        self.assertEqual(self.holder.log().count("转交来的 token 无效报告"), 1)
+        self.assertEqual(self.report(self.other, self.rec["access_token"]).status, 409)
+        self.assertEqual(self.holder.log().count("转交来的 token 无效报告"), 1)
 
     def test_a_dead_holder_is_a_503_not_a_promise(self):
         self.holder.kill9()
