@@ -246,6 +246,7 @@ struct td_client {
     int64_t rejected_until_ms;  /* monotonic: fetches avoid it until then */
     int reporting;
     int report_rc;
+    int64_t report_until_ms;    /* monotonic: later reports of it get report_rc until then */
     char report_err[1024];
 
     /* What Gitee answered last: the file's text or why not.  Used again
@@ -1173,6 +1174,7 @@ int td_client_report_invalid(td_client *c, const char *token, char *err, size_t 
 {
     td_record *newer = NULL;
     char rerr[sizeof c->report_err] = "";
+    int64_t until;
     int rc;
 
     if (!c || !token || !*token) {
@@ -1192,7 +1194,8 @@ int td_client_report_invalid(td_client *c, const char *token, char *err, size_t 
     /* Many callers hit by the same bad token: one report (and after a
      * 409, the same answer: no loop of reports Feishu cannot change). */
     if (c->rejected && !strcmp(c->rejected, token) &&
-        (c->reporting || c->report_rc == TD_OK || c->report_rc == TD_ECONFLICT)) {
+        (c->reporting || ((c->report_rc == TD_OK || c->report_rc == TD_ECONFLICT) &&
+                          td_clock_mono_ms() < c->report_until_ms))) {
         while (c->reporting) pthread_cond_wait(&c->cv, &c->mu);
         rc = c->report_rc;
         snprintf(err, errlen, "%s", c->report_err);
@@ -1211,6 +1214,11 @@ int td_client_report_invalid(td_client *c, const char *token, char *err, size_t 
 
     /* Written to a local buffer: another token's report may run meanwhile. */
     rc = post_invalid(c, token, &newer, rerr, sizeof rerr);
+    /* A 202 (TD_OK without a record) is a refresh the server took, not its
+     * outcome: it answers this token's reports only while that refresh may
+     * still bring another token (the fetch's wait), so a refresh that then
+     * failed or never ran is reported again.  200 and 409 are final. */
+    until = rc == TD_OK && !newer ? td_clock_mono_ms() + c->refresh_wait_ms : INT64_MAX;
     if (rc == TD_OK) rerr[0] = '\0';
     if (newer) {
         /* Fresh only when neither of its tokens is the one reported: a
@@ -1230,6 +1238,7 @@ int td_client_report_invalid(td_client *c, const char *token, char *err, size_t 
     if (newer && !c->fetching) install(c, newer, TD_SOURCE_ENDPOINT), newer = NULL;
     c->reporting = 0;
     c->report_rc = rc;
+    c->report_until_ms = until;
     snprintf(c->report_err, sizeof c->report_err, "%s", rerr);
     snprintf(err, errlen, "%s", rerr);
     pthread_cond_broadcast(&c->cv);

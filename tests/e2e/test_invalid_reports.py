@@ -123,6 +123,33 @@ class FailedForcedRefreshTest(Common, harness.TestCase):
                       srv.get("/metrics").body.decode())
 
 
+    @unittest.skipUnless(os.path.exists(DRIVER), "client_driver not built")
+    def test_the_c_client_reports_again_once_the_wait_after_a_202_is_over(self):
+        """A 202 is a refresh the server took, not its outcome.  The client
+        answers further reports of the token from it only during its
+        refresh wait; after it, with the token still the one reported, a
+        report goes out again and gets what became of the refresh (here
+        409: Feishu handed back the same token) -- not the old 202 from the
+        client's memory for ever."""
+        self.start_feishu()
+        srv = self.server(env=self.feishu_env(TOKENDIST_PUSH_KEYS=PUSH_KEY, TENCENT_CLOUD_ENABLED="false")).start()
+        rec = self.wait_for(lambda: self.served(srv), what="first token")
+        self.wait_log(srv, "下次刷新")
+        d = Driver(self, "--url", "http://127.0.0.1:%d/v1/tokens/default" % srv.port, "--refresh-wait-ms", "300")
+        self.assertEqual(d.cmd("get app")["token_hash"], fnv(rec["access_token"]))
+        # The forced fetch outlasts the report's 4 s wait, inside the
+        # refresher's 10 s HTTP timeout.
+        self.feishu.control({"fail": "slow", "delay": 6, "times": 1, "path": "/open-apis/auth/v3/"})
+        self.assertEqual(d.cmd("report")["rc"], 0)                      # 202
+        self.assertEqual(d.cmd("report")["rc"], 0)                      # the same, from memory
+        self.wait_log(srv, "下次刷新", 2)                                # the forced fetch is over
+        r = d.cmd("report")
+        self.assertEqual(r["rc"], TD_ECONFLICT, r)
+        metrics = srv.get("/metrics").body.decode()
+        self.assertIn('tokendist_requests_total{route="invalid",status="202"} 1', metrics)
+        self.assertIn('tokendist_requests_total{route="invalid",status="409"} 1', metrics)
+
+
 class SameTokenStaleExpiryTest(Common, harness.TestCase):
     def test_the_record_is_rebuilt_from_feishus_expire(self):
         self.start_feishu()
