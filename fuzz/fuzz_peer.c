@@ -34,8 +34,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             start = i + 1;
         }
     cidr_v[0] = (char *)field[0];
-    /* Both --real-ip-header modes, chosen by the data. */
-    header = size && (data[size - 1] & 1) ? "X-Real-IP" : "X-Forwarded-For";
+    /* Every --real-ip-header mode (unset too), chosen by the data. */
+    header = !size ? NULL : data[size - 1] % 3 == 0 ? "X-Real-IP" : data[size - 1] % 3 == 1 ? "X-Forwarded-For" : NULL;
     if (td_peer_trust_init(&t, &cidrs, header, err, sizeof err) != TD_OK) {
         if (!err[0]) __builtin_trap();          /* a refusal says why */
         cidrs.n = 0;

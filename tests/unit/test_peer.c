@@ -138,12 +138,43 @@ static void test_client_behind_proxies(void **state)
     assert_string_equal(client("10.0.0.0/8", "10.0.0.1", "<script>, 10.0.0.5", NULL), "10.0.0.5");
     assert_string_equal(client("10.0.0.0/8", "10.0.0.1", "unknown", NULL), "10.0.0.1");
     assert_string_equal(client("10.0.0.0/8", "10.0.0.1", " , ,", NULL), "10.0.0.1");
-    /* X-Forwarded-For (the default) is the only header read: a proxy that
-     * appends to it passes a client's X-Real-IP through untouched. */
-    assert_string_equal(client("127.0.0.1", "127.0.0.1", NULL, "198.51.100.9"), "127.0.0.1");
-    assert_string_equal(client("127.0.0.1", "127.0.0.1", "198.51.100.7", "198.51.100.9"), "198.51.100.7");
+    /* Without --real-ip-header one header alone names the client; two
+     * that differ -- one the client's forgery, passed through by a proxy
+     * that sets the other -- name nobody: the proxy is the client. */
+    assert_string_equal(client("127.0.0.1", "127.0.0.1", NULL, "198.51.100.9"), "198.51.100.9");
+    assert_string_equal(client("127.0.0.1", "127.0.0.1", "198.51.100.7", "198.51.100.9"), "127.0.0.1");
+    assert_string_equal(client("127.0.0.1", "127.0.0.1", "6.6.6.6, 198.51.100.9", "198.51.100.9"), "198.51.100.9");
+    assert_string_equal(client("127.0.0.1", "127.0.0.1", "198.51.100.9", "[::ffff:198.51.100.9]:80"),
+                        "198.51.100.9");
+    assert_string_equal(client("127.0.0.1", "127.0.0.1", "198.51.100.7", "bogus"), "198.51.100.7");
     assert_string_equal(client("127.0.0.1", "127.0.0.1", "", "bogus"), "127.0.0.1");
     assert_string_equal(client("127.0.0.1", "127.0.0.1", NULL, NULL), "127.0.0.1");
+    /* An X-Real-IP naming a trusted proxy, or an X-Forwarded-For of
+     * trusted hops only, says nothing about the client next to the other. */
+    assert_string_equal(client("127.0.0.1,10.0.0.0/8", "127.0.0.1", "198.51.100.7", "10.0.0.5"), "198.51.100.7");
+    assert_string_equal(client("127.0.0.1,10.0.0.0/8", "127.0.0.1", "10.0.0.5", "198.51.100.9"), "198.51.100.9");
+    /* The forgeries of the two kinds of proxy, each alike whatever the
+     * client writes: behind an appending one (its entry right-most) ... */
+    assert_string_equal(client("127.0.0.1", "127.0.0.1", "6.6.6.6, 198.51.100.7", "7.7.7.7"), "127.0.0.1");
+    assert_string_equal(client("127.0.0.1", "127.0.0.1", "6.6.6.6, 198.51.100.7", "198.51.100.7"),
+                        "198.51.100.7");
+    /* ... and behind one that sets X-Real-IP and passes X-Forwarded-For on. */
+    assert_string_equal(client("127.0.0.1", "127.0.0.1", "192.0.2.222", "198.51.100.9"), "127.0.0.1");
+    assert_string_equal(client("127.0.0.1", "127.0.0.1", "198.51.100.9", "198.51.100.9"), "198.51.100.9");
+}
+
+/* --real-ip-header X-Forwarded-For: the only header read (a proxy that
+ * appends to it passes a client's X-Real-IP through untouched). */
+static void test_client_behind_appending_proxy(void **state)
+{
+    (void)state;
+    assert_string_equal(client_via("X-Forwarded-For", "127.0.0.1", "127.0.0.1", NULL, "198.51.100.9"),
+                        "127.0.0.1");
+    assert_string_equal(client_via("X-Forwarded-For", "127.0.0.1", "127.0.0.1", "198.51.100.7", "198.51.100.9"),
+                        "198.51.100.7");
+    assert_string_equal(client_via("X-Forwarded-For", "127.0.0.1", "127.0.0.1", "", "bogus"), "127.0.0.1");
+    assert_string_equal(client_via("X-Forwarded-For", "10.0.0.0/8", "10.0.0.1", "10.0.0.9, 10.0.0.5",
+                                   "198.51.100.9"), "10.0.0.9");
 }
 
 /* Behind nginx with `proxy_set_header X-Real-IP $remote_addr` (and no
@@ -183,6 +214,7 @@ int main(void)
         cmocka_unit_test(test_loopback),
         cmocka_unit_test(test_cidrs),
         cmocka_unit_test(test_client_behind_proxies),
+        cmocka_unit_test(test_client_behind_appending_proxy),
         cmocka_unit_test(test_client_behind_real_ip_proxy),
         cmocka_unit_test(test_header_setting),
     };
