@@ -23,6 +23,8 @@
 #define UNREADABLE_MAX 16       /* unreadable stored records remembered for /readyz */
 #define STATUS_TOKENS_MAX 64    /* tokens the status page shows */
 #define STATUS_HISTORY 10       /* records per token it shows */
+#define STR_(x) #x
+#define STR(x) STR_(x)
 
 /* A stored record that could not be served, as /readyz reports it. */
 typedef struct unreadable {
@@ -48,6 +50,8 @@ struct td_api {
     unreadable bad[UNREADABLE_MAX];
     size_t nbad;                /* remembered ones */
     size_t nbad_total;          /* all of them, from the last full reload on */
+    int64_t write_failing_since; /* unix s of the first of the failing writes in a row, 0: ok */
+    char write_err[256];        /* the last failed write's reason */
 };
 
 static const char JSON_CT[] = "application/json; charset=utf-8";
@@ -271,6 +275,20 @@ int td_api_reload(td_api *api, const char *name, char *err, size_t errlen)
     return TD_OK;
 }
 
+/* Writes can fail while reads still work (another process holds the
+ * SQLite write lock, a full disk): /readyz says so beside the ping. */
+static void note_write(td_api *api, int rc, const char *err)
+{
+    pthread_mutex_lock(&api->bad_lock);
+    if (rc == TD_OK) {
+        api->write_failing_since = 0;
+    } else {
+        if (!api->write_failing_since) api->write_failing_since = td_clock_now();
+        snprintf(api->write_err, sizeof api->write_err, "%s", err);
+    }
+    pthread_mutex_unlock(&api->bad_lock);
+}
+
 int td_api_store_record(td_api *api, const char *name, const td_record *r, char *err,
                         size_t errlen)
 {
@@ -289,7 +307,9 @@ int td_api_store_record(td_api *api, const char *name, const td_record *r, char 
     e.json = (char *)td_record_json(r, &e.json_len);
     e.generated_ts = td_record_generated(r);
     e.expire_ts = td_record_expires(r);
-    if ((rc = td_store_put(api->store, &e, err, errlen)) != TD_OK) {
+    rc = td_store_put(api->store, &e, err, errlen);
+    note_write(api, rc == TD_ECONFLICT ? TD_OK : rc, err);
+    if (rc != TD_OK) {
         if (rc != TD_ECONFLICT) td_metrics_inc(TD_M_STORE_ERRORS);
         return rc;
     }
@@ -854,6 +874,12 @@ static void readyz(td_api *api, td_api_resp *r)
         json_array_append_new(bad, json_pack("{s:s, s:s}", "name", api->bad[i].name, "problem",
                                              api->bad[i].problem));
     json_object_set_new(o, "unreadable_records", json_integer((json_int_t)api->nbad_total));
+    if (api->write_failing_since) {
+        json_object_set_new(o, "store_writes", json_string(api->write_err));
+        json_object_set_new(o, "store_writes_failing_since", json_integer((json_int_t)api->write_failing_since));
+    } else {
+        json_object_set_new(o, "store_writes", json_string("ok"));
+    }
     pthread_mutex_unlock(&api->bad_lock);
     json_object_set_new(o, "ready", json_boolean(store_ok));
     json_object_set_new(o, "store", json_string(store_ok ? "ok" : err));
@@ -1097,10 +1123,13 @@ static void metrics(td_api *api, td_api_resp *r)
 }
 
 /* Requests whose answer needs the store or waits for another thread. */
-static int blocks(path_kind k, const char *method)
+/* The worker lane of a request that needs the store, TD_API_DONE for one
+ * that does not. */
+static int lane(path_kind k, const char *method)
 {
-    return (k == P_TOKEN && !strcmp(method, "POST")) || k == P_INVALID || k == P_READYZ ||
-           k == P_HISTORY || k == P_STATUS || k == P_STATUS_JSON;
+    if (k == P_TOKEN) return strcmp(method, "POST") ? TD_API_DONE : TD_API_WRITE;
+    if (k == P_INVALID) return TD_API_REPORT;
+    return k == P_READYZ || k == P_HISTORY || k == P_STATUS || k == P_STATUS_JSON ? TD_API_READ : TD_API_DONE;
 }
 
 /* Fresh on read: the served token of name is inside its renewal window
@@ -1124,12 +1153,18 @@ int td_api_fast(td_api *api, const td_api_req *req, td_api_resp *r)
     td_api_req copy;
     char name[65], client[TD_PEER_ADDR_LEN];
     path_kind k;
+    int l;
 
     req = with_client(api, req, &copy, client);
 
     if (precheck(api, req, r)) goto done;
     k = route(req->path, name);
-    if (blocks(k, req->method) || (k == P_TOKEN && stale(api, name))) return 0;
+    if ((l = lane(k, req->method)) != TD_API_DONE) return l;
+    if (k == P_TOKEN && !req->settled && stale(api, name)) {
+        const td_api_hooks *h = hooks_of(api);
+        if (h->kick) h->kick(h->ud, name);
+        return TD_API_PARK;
+    }
     switch (k) {
     case P_TOKEN: get_token(api, name, r); break;
     case P_TICKET: {
@@ -1144,7 +1179,7 @@ int td_api_fast(td_api *api, const td_api_req *req, td_api_resp *r)
     }
 done:
     td_metrics_request(r->route, r->status);
-    return 1;
+    return TD_API_DONE;
 }
 
 void td_api_slow(td_api *api, const td_api_req *req, td_api_resp *r)
@@ -1171,19 +1206,31 @@ void td_api_slow(td_api *api, const td_api_req *req, td_api_resp *r)
     td_metrics_request(r->route, r->status);
 }
 
-void td_api_handle(td_api *api, const td_api_req *req, td_api_resp *r)
+int td_api_parked_ready(td_api *api, const td_api_req *req)
 {
-    if (!td_api_fast(api, req, r)) td_api_slow(api, req, r);
+    char name[65];
+    return route(req->path, name) != P_TOKEN || !stale(api, name);
 }
 
-void td_api_busy(td_api *api, const td_api_req *req, td_api_resp *r)
+void td_api_handle(td_api *api, const td_api_req *req, td_api_resp *r)
 {
+    /* This front door may block: a parked GET waits in td_api_slow. */
+    if (td_api_fast(api, req, r) != TD_API_DONE) td_api_slow(api, req, r);
+}
+
+void td_api_busy(td_api *api, const td_api_req *req, int why, td_api_resp *r)
+{
+    static const char *const text[] = {
+        [TD_API_BUSY_FULL] = "服务器繁忙: 待处理的请求过多，请稍后重试",
+        [TD_API_BUSY_WAITED] = "存储繁忙: 请求排队等待存储超过 " STR(TD_API_QUEUE_WAIT_S) " 秒，未执行，请稍后重试",
+        [TD_API_BUSY_STOPPING] = "服务器正在停止: 请求未执行，请稍后重试或改用其他实例",
+    };
     char name[65];
 
     memset(r, 0, sizeof *r);
     r->route = metric_route(route(req->path ? req->path : "", name), req->method ? req->method : "");
-    resp_msg(api, r, 503, !strcmp(req->method ? req->method : "", "POST") ? "message" : "error",
-             "服务器繁忙: 待处理的请求过多，请稍后重试");
+    resp_msg(api, r, 503, !strcmp(req->method ? req->method : "", "POST") ? "message" : "error", text[why]);
+    if (why == TD_API_BUSY_WAITED && r->route == TD_ROUTE_TOKEN_POST) note_write(api, TD_EUNAVAIL, text[why]);
     add_hdr(r, "Retry-After", "1");
     td_metrics_request(r->route, r->status);
 }

@@ -41,6 +41,7 @@ typedef struct td_api_req {
     const char *remote;
     const char *x_forwarded_for;
     const char *x_real_ip;
+    int settled;                /* a parked request back: answer from what is served now */
 } td_api_req;
 
 #define TD_API_MAXHDR 8
@@ -69,7 +70,9 @@ typedef struct td_api_resp {
  *   at expire_ts (0: none), should wait for a refresh (the refresh is
  *   overdue: td_refresher_overdue).  Called on the HTTP thread: must not
  *   block.
- * freshen: that wait, up to wait_ms, on a worker.
+ * freshen: that wait, up to wait_ms, for a front door that may block (SCF).
+ * kick: start that refresh without waiting (HTTP thread: must not block);
+ *   the HTTP front parks the request until stale says no more.
  * status: adds what the refreshers do to a JSON object, as "refresh":
  *   {NAME: {...}} -- for /readyz (detail 0), and with the details of the
  *   status page (detail 1: next refresh, each sink's last delivery, recent
@@ -86,6 +89,7 @@ typedef struct td_api_hooks {
     int (*invalid)(void *ud, const char *name, const char *token, long wait_ms, char *why, size_t whylen);
     int (*stale)(void *ud, const char *name, int64_t expire_ts);
     int (*freshen)(void *ud, const char *name, long wait_ms, char *why, size_t whylen);
+    void (*kick)(void *ud, const char *name);
     void (*status)(void *ud, struct json_t *out, int detail);
     long (*window)(void *ud, const char *name);
     void (*metrics)(void *ud, struct td_strbuf *b);
@@ -120,19 +124,35 @@ void td_api_set_hooks(td_api *api, const td_api_hooks *h);
  * block (store I/O): for front doors whose thread may wait (SCF). */
 void td_api_handle(td_api *api, const td_api_req *req, td_api_resp *resp);
 
-/* The same in two halves, for a front door whose thread must never wait
- * (the HTTP event thread).  td_api_fast answers what needs no store and no
+/* The same in parts, for a front door whose thread must never wait (the
+ * HTTP event thread).  td_api_fast answers what needs no store and no
  * other thread -- GETs from the snapshots, refusals, /healthz, /metrics --
- * and returns 1; it returns 0 for a request that needs td_api_slow
- * (which fills its own resp), which the front door runs on a thread that may block
- * (see workq.h).  req and the strings it points to must stay valid until
- * td_api_slow returns. */
+ * and returns TD_API_DONE.  TD_API_READ, _WRITE, _REPORT: the request
+ * needs td_api_slow (which fills its own resp), which the front door runs
+ * on a thread that may block (see workq.h), one lane per kind so that a
+ * stuck write never holds up /readyz, nor a report waiting for its
+ * refresh a write; req and the strings it points to must stay valid until
+ * td_api_slow returns.  TD_API_PARK: a GET whose token's refresh is
+ * overdue (fresh on read; the refresh has been kicked): the front door
+ * holds the request, without a thread, until td_api_parked_ready says so
+ * or TD_API_FRESHEN_WAIT_MS passes, then calls td_api_fast again with
+ * req->settled set. */
+enum { TD_API_DONE, TD_API_PARK, TD_API_READ, TD_API_WRITE, TD_API_REPORT };
 int td_api_fast(td_api *api, const td_api_req *req, td_api_resp *resp);
+
+/* 1 when a parked GET may be answered now (its refresh is done, failed,
+ * or no longer due).  Non-blocking; any thread. */
+int td_api_parked_ready(td_api *api, const td_api_req *req);
 void td_api_slow(td_api *api, const td_api_req *req, td_api_resp *resp);
 
-/* The answer to a request that td_api_fast deferred but that no thread
- * could take (every worker busy, the queue full): 503 + Retry-After. */
-void td_api_busy(td_api *api, const td_api_req *req, td_api_resp *resp);
+/* The answer to a request that td_api_fast deferred but that no worker
+ * ran: 503 + Retry-After, saying why -- the queue was full, the request
+ * waited longer than TD_API_QUEUE_WAIT_S for a worker (the store is
+ * stuck: better a prompt 503 the client retries than an answer after the
+ * client gave up), or the server is stopping. */
+enum { TD_API_BUSY_FULL, TD_API_BUSY_WAITED, TD_API_BUSY_STOPPING };
+#define TD_API_QUEUE_WAIT_S 2
+void td_api_busy(td_api *api, const td_api_req *req, int why, td_api_resp *resp);
 
 /* Answers what can be decided from the request line and headers alone
  * (unknown path or method, credentials, a Content-Length over the limit),

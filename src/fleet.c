@@ -32,6 +32,7 @@ typedef struct entry {
     td_lease *lease;
     td_refresher *r;            /* set by td_fleet_attach; NULL before */
     int64_t last_ask_ms;        /* atomic: monotonic ms we last asked the holder to freshen */
+    int asking;                 /* atomic: an ask of the holder is under way (kick) */
 } entry;
 
 /* One request forwarded to the holder ("invalid" or "due", for a token
@@ -467,8 +468,53 @@ static int stale(void *fleet, const char *name, int64_t expire_ts)
     if (td_lease_held(e->lease)) return td_refresher_overdue(r, expire_ts);
     if (!td_store_has_messages(f->store)) return 0;
     window = td_refresher_window(r), slack = window / 4 < REMOTE_SLACK_S ? window / 4 : REMOTE_SLACK_S;
-    return expire_ts - td_clock_now() < window - slack &&
+    if (expire_ts - td_clock_now() >= window - slack) return 0;
+    /* While an ask is under way, readers wait for its answer (the new
+     * record comes first, over the store); after it, for REMOTE_ASK_MS,
+     * they get what is served. */
+    return __atomic_load_n(&e->asking, __ATOMIC_ACQUIRE) ||
            td_clock_mono_ms() - __atomic_load_n(&e->last_ask_ms, __ATOMIC_RELAXED) >= REMOTE_ASK_MS;
+}
+
+/* An inbox worker's ask of the holder on behalf of parked readers. */
+typedef struct ask_job {
+    td_fleet *f;
+    entry *e;
+} ask_job;
+
+static void run_ask(void *ud)
+{
+    ask_job *j = ud;
+    char why[300], holder[TD_LEASE_OWNER_MAX];
+
+    if (holder_of(j->f, j->e->name, holder, why, sizeof why) == TD_OK && strcmp(holder, j->f->me) != 0) {
+        td_log("token %s 已进入换发窗口但持有租约的实例 %s 尚未换新：请它立即刷新", j->e->name, holder);
+        forward(j->f, "due", holder, j->e->name, "-", TD_API_FRESHEN_WAIT_MS, why, sizeof why);
+    }
+    __atomic_store_n(&j->e->asking, 0, __ATOMIC_RELEASE);
+    free(j);
+}
+
+/* td_api_hooks.kick: start the overdue refresh, never waiting -- here, or
+ * by asking the holder from one of the fleet's own threads. */
+static void kick(void *fleet, const char *name)
+{
+    td_fleet *f = fleet;
+    entry *e = find(f, name);
+    td_refresher *r = e ? __atomic_load_n(&e->r, __ATOMIC_ACQUIRE) : NULL;
+    ask_job *j;
+
+    if (!r) return;
+    if (td_lease_held(e->lease)) {
+        td_refresher_kick(r);
+        return;
+    }
+    if (!f->inbox || __atomic_exchange_n(&e->asking, 1, __ATOMIC_ACQ_REL)) return;
+    __atomic_store_n(&e->last_ask_ms, td_clock_mono_ms(), __ATOMIC_RELAXED);
+    if (!(j = malloc(sizeof *j)) || (j->f = f, j->e = e, td_workq_submit(f->inbox, run_ask, j) != TD_OK)) {
+        free(j);
+        __atomic_store_n(&e->asking, 0, __ATOMIC_RELEASE);
+    }
 }
 
 /* td_api_hooks.freshen: run the overdue refresh here, or ask the holder. */
@@ -589,7 +635,7 @@ out:
 
 const td_api_hooks *td_fleet_hooks(td_fleet *f)
 {
-    f->hooks = (td_api_hooks){.ud = f, .invalid = td_fleet_report, .stale = stale, .freshen = freshen,
+    f->hooks = (td_api_hooks){.ud = f, .invalid = td_fleet_report, .stale = stale, .freshen = freshen, .kick = kick,
                               .status = td_fleet_status, .window = window, .metrics = metrics};
     return &f->hooks;
 }

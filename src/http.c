@@ -18,10 +18,22 @@
  * builds the store asserts that no call comes from this thread
  * (td_store_forbid_thread).
  *
+ * Three pools, one per lane -- token writes, invalid-token reports (which
+ * wait for their refresh), reads such as /readyz -- so that one stuck
+ * write holds up neither /readyz nor a report.  A job that waited longer
+ * than TD_API_QUEUE_WAIT_S for a worker is answered 503 without running:
+ * behind a stuck store a prompt 503 that the client retries beats an
+ * answer after the client gave up.
+ *
+ * A GET that must wait for an overdue refresh (fresh on read) is parked
+ * (park.h): suspended without a thread, resumed when the refresh is done
+ * or after TD_API_FRESHEN_WAIT_MS, then answered from what is served.
+ *
  * Shutdown (td_http_stop): the listening socket stops accepting at once
- * (clients fail over to another instance), the workers finish what they
- * hold, requests in flight get their answers within a grace period, and
- * only then does the daemon stop.
+ * (clients fail over to another instance), parked GETs are answered, the
+ * workers finish the store calls they are in while queued jobs get 503
+ * "正在停止" instead of a store call each, requests in flight get their
+ * answers within a grace period, and only then does the daemon stop.
  */
 #define _GNU_SOURCE
 #include "http.h"
@@ -29,6 +41,8 @@
 #include "metrics.h"
 #include "store.h"
 #include "workq.h"
+#include "park.h"
+#include "clock.h"
 #include "peer.h"
 #include "tokendist.h"
 
@@ -46,8 +60,10 @@
 
 #define CACHE_SLOTS 8
 #define CONN_MEMORY (8 * 1024)   /* enough for our requests; bounds RSS per connection */
-#define WORKERS 4                /* store jobs at once: a stuck write leaves the others going */
-#define WORK_QUEUE 256           /* waiting store jobs; beyond: 503 at once */
+#define WORKERS 4                /* store jobs at once per lane: a stuck write leaves the others going */
+#define READ_WORKERS 2           /* /readyz, /status, history */
+#define WORK_QUEUE 256           /* waiting store jobs per lane; beyond: 503 at once */
+#define PARK_TICK_MS 10          /* how often parked GETs look at their refresh */
 #define STOP_GRACE_MS 5000       /* in-flight requests get this long to finish at shutdown */
 
 typedef struct cached {
@@ -58,7 +74,9 @@ typedef struct cached {
 struct td_http {
     struct MHD_Daemon *d;
     td_api *api;
-    td_workq *workq;
+    td_workq *lane[3];          /* LANE_*: writes, reports, reads */
+    td_park *park;
+    int stopping;               /* atomic: queued jobs are answered 503 */
     cached cache[CACHE_SLOTS];
     unsigned next_slot;
     char *cert, *key;
@@ -66,7 +84,8 @@ struct td_http {
     int active;                 /* requests between their first call and completion (atomic) */
 };
 
-enum { JOB_NONE, JOB_RUNNING, JOB_DONE };
+enum { JOB_NONE, JOB_RUNNING, JOB_DONE, JOB_PARKED, JOB_UNPARKED };
+enum { LANE_WRITE, LANE_REPORT, LANE_READ };
 
 /* Per-request state for requests that carry a body or wait for a worker. */
 typedef struct req_ctx {
@@ -77,6 +96,8 @@ typedef struct req_ctx {
     int too_big;
     int answered;               /* a precheck already queued its answer */
     int job;                    /* JOB_*: written by the worker, read after resume */
+    int64_t queued_ms;          /* when the job was handed to its lane */
+    td_park_item park;          /* while JOB_PARKED */
     td_api_req q;               /* the request the worker answers */
     char remote[64];
     td_api_resp resp;           /* the worker's answer */
@@ -212,28 +233,90 @@ static void run_job(void *ud)
 {
     req_ctx *x = ud;
 
-    td_api_slow(x->h->api, &x->q, &x->resp);
+    if (__atomic_load_n(&x->h->stopping, __ATOMIC_ACQUIRE))
+        td_api_busy(x->h->api, &x->q, TD_API_BUSY_STOPPING, &x->resp);
+    else if (td_clock_mono_ms() - x->queued_ms > TD_API_QUEUE_WAIT_S * 1000L)
+        td_api_busy(x->h->api, &x->q, TD_API_BUSY_WAITED, &x->resp);
+    else
+        td_api_slow(x->h->api, &x->q, &x->resp);
     td_metrics_gauge_add(TD_G_REQUESTS_WAITING, -1);
     __atomic_store_n(&x->job, JOB_DONE, __ATOMIC_RELEASE);
     MHD_resume_connection(x->conn);
 }
 
-/* Hands x->q to a worker and suspends the connection until it is
- * answered.  Suspend comes first: a worker may finish and resume before
- * this returns.  When no worker can take it, the answer is 503 now. */
-static enum MHD_Result defer(td_http *h, struct MHD_Connection *c, req_ctx *x)
+/* A job still queued at shutdown: answered without its store call. */
+static void cancel_job(void *ud)
 {
+    req_ctx *x = ud;
+
+    td_api_busy(x->h->api, &x->q, TD_API_BUSY_STOPPING, &x->resp);
+    td_metrics_gauge_add(TD_G_REQUESTS_WAITING, -1);
+    __atomic_store_n(&x->job, JOB_DONE, __ATOMIC_RELEASE);
+    MHD_resume_connection(x->conn);
+}
+
+/* Hands x->q to the worker lane td_api_fast named and suspends the
+ * connection until it is answered.  Suspend comes first: a worker may
+ * finish and resume before this returns.  When no worker can take it, the
+ * answer is 503 now. */
+static enum MHD_Result defer(td_http *h, struct MHD_Connection *c, req_ctx *x, int kind)
+{
+    td_workq *q = h->lane[kind == TD_API_WRITE ? LANE_WRITE : kind == TD_API_REPORT ? LANE_REPORT : LANE_READ];
+
     x->h = h;
     x->conn = c;
     x->job = JOB_RUNNING;
+    x->queued_ms = td_clock_mono_ms();
     MHD_suspend_connection(c);
     td_metrics_gauge_add(TD_G_REQUESTS_WAITING, 1);
-    if (td_workq_submit(h->workq, run_job, x) != TD_OK) {
+    if (td_workq_submit(q, run_job, x) != TD_OK) {
         td_metrics_gauge_add(TD_G_REQUESTS_WAITING, -1);
-        td_api_busy(h->api, &x->q, &x->resp);
+        td_api_busy(h->api, &x->q,
+                    __atomic_load_n(&h->stopping, __ATOMIC_ACQUIRE) ? TD_API_BUSY_STOPPING : TD_API_BUSY_FULL,
+                    &x->resp);
         x->job = JOB_DONE;
         MHD_resume_connection(c);
     }
+    return MHD_YES;
+}
+
+static int parked_ready(void *ud)
+{
+    req_ctx *x = ud;
+    return td_api_parked_ready(x->h->api, &x->q);
+}
+
+static void parked_wake(void *ud, int why)
+{
+    req_ctx *x = ud;
+    (void)why; /* whatever the reason, the answer is what is served now */
+    td_metrics_gauge_add(TD_G_REQUESTS_WAITING, -1);
+    __atomic_store_n(&x->job, JOB_UNPARKED, __ATOMIC_RELEASE);
+    MHD_resume_connection(x->conn);
+}
+
+/* Answers a request that td_api_fast did not: queues the answer, hands
+ * it to a lane, or parks it. */
+static enum MHD_Result dispatch(td_http *h, struct MHD_Connection *c, req_ctx *x, int kind)
+{
+    if (kind != TD_API_PARK) return defer(h, c, x, kind);
+    x->h = h;
+    x->conn = c;
+    x->job = JOB_PARKED;
+    x->park = (td_park_item){.deadline_ms = td_clock_mono_ms() + TD_API_FRESHEN_WAIT_MS,
+                             .ready = parked_ready, .wake = parked_wake, .ud = x};
+    MHD_suspend_connection(c);
+    td_metrics_gauge_add(TD_G_REQUESTS_WAITING, 1);
+    if (td_park_add(h->park, &x->park) == TD_OK) return MHD_YES;
+    /* Stopping: answer with what is served, as a worker would. */
+    td_metrics_gauge_add(TD_G_REQUESTS_WAITING, -1);
+    x->q.settled = 1;
+    if (td_api_fast(h->api, &x->q, &x->resp) != TD_API_DONE) {
+        td_api_resp_clear(&x->resp);
+        td_api_busy(h->api, &x->q, TD_API_BUSY_STOPPING, &x->resp);
+    }
+    x->job = JOB_DONE;
+    MHD_resume_connection(c);
     return MHD_YES;
 }
 
@@ -246,6 +329,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     td_api_req q;
     td_api_resp r;
     char remote[64] = "?";
+    int kind;
     (void)version;
 
     if (!x) { /* headers are in */
@@ -272,15 +356,22 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
             return MHD_YES;
         }
         fill_req(c, url, method, &q, remote, sizeof remote);
-        if (td_api_fast(h->api, &q, &r)) return queue(h, c, &r);
+        if ((kind = td_api_fast(h->api, &q, &r)) == TD_API_DONE) return queue(h, c, &r);
         if (!(x = calloc(1, sizeof *x))) return MHD_NO;
         *con_cls = x;
         fill_req(c, url, method, &x->q, x->remote, sizeof x->remote);
-        return defer(h, c, x);
+        return dispatch(h, c, x, kind);
     }
-    if (x->job != JOB_NONE) { /* resumed: the worker's answer is ready */
-        if (__atomic_load_n(&x->job, __ATOMIC_ACQUIRE) != JOB_DONE) return MHD_YES;
-        return queue(h, c, &x->resp);
+    if (x->job != JOB_NONE) { /* resumed: the worker's answer is ready, or the parked GET's time */
+        switch (__atomic_load_n(&x->job, __ATOMIC_ACQUIRE)) {
+        case JOB_DONE: return queue(h, c, &x->resp);
+        case JOB_UNPARKED:
+            x->job = JOB_NONE;
+            x->q.settled = 1;
+            if ((kind = td_api_fast(h->api, &x->q, &r)) == TD_API_DONE) return queue(h, c, &r);
+            return defer(h, c, x, kind);
+        default: return MHD_YES;
+        }
     }
     if (x->answered) {
         *upload_data_size = 0;
@@ -309,8 +400,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     fill_req(c, url, method, &x->q, x->remote, sizeof x->remote);
     x->q.body = x->body;
     x->q.body_len = x->too_big ? (size_t)-1 / 2 : x->len;
-    if (td_api_fast(h->api, &x->q, &r)) return queue(h, c, &r);
-    return defer(h, c, x);
+    if ((kind = td_api_fast(h->api, &x->q, &r)) == TD_API_DONE) return queue(h, c, &r);
+    return dispatch(h, c, x, kind);
 }
 
 static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
@@ -488,7 +579,11 @@ int td_http_start(td_http **out, td_api *api, const td_http_opts *o, char *err, 
         }
         flags |= MHD_USE_TLS;
     }
-    if ((rc = td_workq_new(&h->workq, WORKERS, WORK_QUEUE, err, errlen)) != TD_OK) goto fail;
+    if ((rc = td_workq_new(&h->lane[LANE_WRITE], WORKERS, WORK_QUEUE, err, errlen)) != TD_OK ||
+        (rc = td_workq_new(&h->lane[LANE_REPORT], WORKERS, WORK_QUEUE, err, errlen)) != TD_OK ||
+        (rc = td_workq_new(&h->lane[LANE_READ], READ_WORKERS, WORK_QUEUE, err, errlen)) != TD_OK ||
+        (rc = td_park_new(&h->park, PARK_TICK_MS, err, errlen)) != TD_OK)
+        goto fail;
     if ((fd = listen_socket(&ss, o->listen, err, errlen)) < 0) {
         rc = TD_EIO;
         goto fail;
@@ -552,16 +647,21 @@ void td_http_stop(td_http *h)
     if (!h) return;
     if (h->d) {
         td_http_quiesce(h);
-        /* Every suspended request is resumed by its worker: MHD must not
-         * stop with suspended connections. */
-        td_workq_free(h->workq);
-        h->workq = NULL;
+        /* Every suspended request is resumed -- parked GETs by the park,
+         * the others by their worker -- before MHD stops: MHD must not
+         * stop with suspended connections.  Pools and park only refuse
+         * after stopping, so the MHD thread may still call them. */
+        __atomic_store_n(&h->stopping, 1, __ATOMIC_RELEASE);
+        td_park_stop(h->park);
+        for (int i = 0; i < 3; i++) td_workq_stop(h->lane[i], cancel_job);
+        for (int i = 0; i < 3; i++) td_workq_join(h->lane[i]);
         for (long waited = 0; __atomic_load_n(&h->active, __ATOMIC_RELAXED) > 0 && waited < STOP_GRACE_MS;
              waited += 10)
             sleep_ms(10);
         MHD_stop_daemon(h->d);
     }
-    td_workq_free(h->workq);
+    td_park_free(h->park);
+    for (int i = 0; i < 3; i++) td_workq_free(h->lane[i]);
     if (h->listen_fd >= 0) close(h->listen_fd);
     for (unsigned i = 0; i < CACHE_SLOTS; i++) {
         if (h->cache[i].resp) MHD_destroy_response(h->cache[i].resp);

@@ -25,6 +25,7 @@
 /* How often a server that does not hold the lease looks again: a tenth of
  * the lease time, so a dead holder is replaced within the lease time. */
 #define LEASE_RETRY_MS (TD_LEASE_TTL_MS / 10)
+#define ON_TIME_MS 2000L        /* a cycle that starts this late was held up (frozen thread) */
 
 struct td_refresher {
     td_refresher_opts o;
@@ -64,6 +65,8 @@ struct td_refresher {
     int cycling;                /* a cycle runs (atomic: td_refresher_overdue reads it) */
     int64_t due_ms;             /* monotonic ms of the next cycle (atomic, likewise) */
     int64_t cur_exp;            /* expiry of the record in service, 0 none (atomic) */
+    int failing;                /* the last cycle failed: backing off (atomic) */
+    int late;                   /* the running cycle started late or for a reader (atomic) */
     unsigned long gen;          /* cycles finished */
     int last_rc;                /* of the last cycle */
     long cycles, forced;
@@ -443,6 +446,7 @@ static void succeeded(td_refresher *r, const td_grant *t, int changed, int faile
     }
     if (r->failures) td_log("✅ token 刷新已恢复 (此前连续失败 %d 次)", r->failures);
     r->failures = 0, r->alerted = 0;
+    __atomic_store_n(&r->failing, 0, __ATOMIC_RELAXED);
     if (changed && r->o.announce) {
         td_notice_updated_text(text, sizeof text, td_record_generated(r->cur), td_record_expires(r->cur),
                                now, r->o.notice_url);
@@ -513,6 +517,7 @@ static void failed_cycle(td_refresher *r, int rc, const td_grant *t, int64_t *ne
     int quota = t && t->quota_spent;
 
     r->failures++;
+    __atomic_store_n(&r->failing, 1, __ATOMIC_RELAXED);
     td_metrics_inc(TD_M_REFRESH_FAILED);
     *next_ms = retry_delay_ms(r, rc, t, now);
     if (r->cur && td_record_expires(r->cur) > now)
@@ -725,6 +730,7 @@ static void *loop(void *ud)
         }
         if (r->stop) break;
         forced = r->force;
+        __atomic_store_n(&r->late, r->run_now || td_clock_mono_ms() - due > ON_TIME_MS, __ATOMIC_RELAXED);
         r->force = r->run_now = 0;
         __atomic_store_n(&r->cycling, 1, __ATOMIC_RELEASE);
         pthread_mutex_unlock(&r->lock);
@@ -766,7 +772,18 @@ int td_refresher_overdue(td_refresher *r, int64_t expire_ts)
     /* Inside the window, or expired (what GET judges as expired: a window
      * of 0 must not leave the last second out). */
     if (expire_ts - td_clock_now() >= r->o.renew_window && expire_ts > td_clock_now()) return 0;
-    if (__atomic_load_n(&r->cycling, __ATOMIC_ACQUIRE) || now >= due) return 1;
+    /* Backing off after a failure, the schedule is the retry's: readers
+     * get the old token while it is valid rather than wait, and are no
+     * reason to ask the platform sooner. */
+    if (__atomic_load_n(&r->failing, __ATOMIC_RELAXED)) return 0;
+    /* A cycle that started on schedule is the normal path at work: the
+     * token in service still has most of the window, and readers get it
+     * at once however slow the platform is.  One that started late (the
+     * thread was frozen: SCF) or for a reader is what readers wait for,
+     * as they do when less than half the window is left anyway. */
+    if (__atomic_load_n(&r->cycling, __ATOMIC_ACQUIRE))
+        return __atomic_load_n(&r->late, __ATOMIC_RELAXED) || expire_ts - td_clock_now() < r->o.renew_window / 2;
+    if (now >= due) return 1;
     /* A platform that renews only after the expiry (WeCom): the renewal is
      * due a moment after it, so a reader of the expired token waits those
      * few seconds for the new one instead of getting nothing. */
@@ -775,6 +792,17 @@ int td_refresher_overdue(td_refresher *r, int64_t expire_ts)
 }
 
 long td_refresher_window(const td_refresher *r) { return r->o.renew_window; }
+
+void td_refresher_kick(td_refresher *r)
+{
+    pthread_mutex_lock(&r->lock);
+    if (r->running && !__atomic_load_n(&r->cycling, __ATOMIC_ACQUIRE) && !r->run_now &&
+        td_clock_mono_ms() >= __atomic_load_n(&r->due_ms, __ATOMIC_RELAXED)) {
+        r->run_now = 1;
+        pthread_cond_signal(&r->cond);
+    }
+    pthread_mutex_unlock(&r->lock);
+}
 
 int td_refresher_freshen(td_refresher *r, long wait_ms, char *why, size_t whylen)
 {

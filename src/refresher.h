@@ -119,6 +119,11 @@ int td_refresher_overdue(td_refresher *r, int64_t expire_ts);
  * the cycle's failure (the old token is then still served while valid). */
 int td_refresher_freshen(td_refresher *r, long wait_ms, char *why, size_t whylen);
 
+/* The overdue cycle now, without waiting for it (a no-op when a cycle
+ * runs or none is due): for a reader parked until the refresh is done.
+ * Never blocks beyond a short lock. */
+void td_refresher_kick(td_refresher *r);
+
 /* The renewal window, in seconds. */
 long td_refresher_window(const td_refresher *r);
 

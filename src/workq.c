@@ -87,14 +87,35 @@ int td_workq_submit(td_workq *q, td_work_fn fn, void *ud)
     return rc;
 }
 
-void td_workq_free(td_workq *q)
+void td_workq_stop(td_workq *q, td_work_fn cancel)
 {
     if (!q) return;
     pthread_mutex_lock(&q->lock);
     q->stopping = 1;
+    while (cancel && q->count) {
+        job j = q->ring[q->head];
+        q->head = (q->head + 1) % q->cap;
+        q->count--;
+        pthread_mutex_unlock(&q->lock);
+        cancel(j.ud);
+        pthread_mutex_lock(&q->lock);
+    }
     pthread_cond_broadcast(&q->more);
     pthread_mutex_unlock(&q->lock);
+}
+
+void td_workq_join(td_workq *q)
+{
+    if (!q) return;
     for (unsigned i = 0; i < q->nthreads; i++) pthread_join(q->threads[i], NULL);
+    q->nthreads = 0;
+}
+
+void td_workq_free(td_workq *q)
+{
+    if (!q) return;
+    td_workq_stop(q, NULL);
+    td_workq_join(q);
     pthread_cond_destroy(&q->more);
     pthread_mutex_destroy(&q->lock);
     free(q->threads);

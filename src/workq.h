@@ -29,8 +29,17 @@ int td_workq_new(td_workq **out, unsigned threads, unsigned queue_max, char *err
  * is stopping (fn is then never called: the caller still owns ud). */
 int td_workq_submit(td_workq *q, td_work_fn fn, void *ud);
 
-/* Refuses new jobs, runs every job already queued, joins the workers and
- * frees the pool.  NULL-safe. */
+/* Refuses new jobs and hands every job still queued to cancel(ud) on
+ * this thread (NULL: the workers run them as usual); does not wait for
+ * running jobs.  td_workq_submit stays safe to call (and refuses).
+ * NULL-safe. */
+void td_workq_stop(td_workq *q, td_work_fn cancel);
+
+/* Waits for the workers to finish what they run (and, after a stop
+ * without cancel, what is queued).  Only after td_workq_stop.  NULL-safe. */
+void td_workq_join(td_workq *q);
+
+/* Stops (running what is queued), joins and frees the pool.  NULL-safe. */
 void td_workq_free(td_workq *q);
 
 #endif

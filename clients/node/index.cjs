@@ -418,6 +418,40 @@ function isFeishuInvalidTokenError(body, depth = 0) {
   return false;
 }
 
+// "This token is invalid" on the other platforms (docs/providers.md):
+// WeChat errcode 40001/40014/42001, WeCom 40014/42001, DingTalk's new API
+// HTTP 400 {"code": "InvalidAuthentication"}.  Matched in JSON only: a
+// bare 40001 in some text is too common to mean it.
+const PLATFORM_INVALID_ERRCODES = [40001, 40014, 42001];
+
+function platformInvalid(body, depth) {
+  if (body == null || depth > 4) return false;
+  if (typeof body === 'string') {
+    const s = body.trim();
+    if (!s.startsWith('{')) return false;
+    try {
+      return platformInvalid(JSON.parse(s), depth + 1);
+    } catch {
+      return false;
+    }
+  }
+  if (typeof body !== 'object') return false;
+  if (typeof body.errcode === 'number' && PLATFORM_INVALID_ERRCODES.includes(body.errcode)) return true;
+  if (body.code === 'InvalidAuthentication') return true;
+  for (const k of ['body', 'data', 'response', 'error', 'cause']) {
+    const v = body[k];
+    if (v != null && v !== body && (typeof v === 'object' || typeof v === 'string')) {
+      if (platformInvalid(v, depth + 1)) return true;
+    }
+  }
+  return false;
+}
+
+/** Feishu's invalid-token answer, or WeChat's, WeCom's or DingTalk's. */
+function isInvalidTokenError(body) {
+  return isFeishuInvalidTokenError(body) || platformInvalid(body, 0);
+}
+
 function isResponseLike(v) {
   return v != null && typeof v === 'object' && typeof v.clone === 'function'
     && v.headers != null && typeof v.status === 'number';
@@ -426,17 +460,17 @@ function isResponseLike(v) {
 async function outcomeIsInvalid(outcome) {
   const v = outcome.ok ? outcome.value : outcome.error;
   if (isResponseLike(v)) {
-    // Only JSON answers can carry Feishu's code; never buffer a file download.
+    // Only JSON answers can carry the platform's code; never buffer a file download.
     const type = typeof v.headers.get === 'function' ? v.headers.get('content-type') || '' : '';
     if (!/json/i.test(type) || v.bodyUsed) return false;
     try {
       const text = await v.clone().text();
-      return isFeishuInvalidTokenError(text);
+      return isInvalidTokenError(text);
     } catch {
       return false;
     }
   }
-  return isFeishuInvalidTokenError(v);
+  return isInvalidTokenError(v);
 }
 
 async function settle(fn, token, attempt) {
@@ -485,6 +519,21 @@ function configError(msg) {
   return new TokendistError('ECONFIG', `❌ tokendist 配置错误: ${msg}`);
 }
 
+
+// What a reader of each platform's token in service should still have
+// (docs/providers.md; the C client's provider_min): WeChat renews in its
+// last 5 minutes, WeCom only after expiry, the rest in their last 30 minutes.
+const PROVIDER_MIN = { wechat: 60, wecom: 0 };
+const DEFAULT_MIN = 300;
+
+/** Seconds a record must still have: the option, or its platform's need. */
+function needOf(minRemaining, record) {
+  if (minRemaining !== null) return minRemaining;
+  const p = record && typeof record === 'object' ? record.provider : undefined;
+  return typeof p === 'string' && Object.prototype.hasOwnProperty.call(PROVIDER_MIN, p)
+    ? PROVIDER_MIN[p] : DEFAULT_MIN;
+}
+
 function normalizeOptions(raw) {
   if (!isPlainObject(raw)) throw configError('createClient(options) 需要一个对象');
   const o = { ...raw };
@@ -508,9 +557,11 @@ function normalizeOptions(raw) {
     throw configError('readKey 必须是字符串');
   }
 
-  const minRemainingSeconds = o.minRemainingSeconds === undefined ? 300 : o.minRemainingSeconds;
-  if (typeof minRemainingSeconds !== 'number' || !(minRemainingSeconds >= 0)) {
-    throw configError('minRemainingSeconds 必须是非负数');
+  // undefined or -1 (as TOKENDIST_MIN_REMAINING=-1 for the CLI): the record's platform's need.
+  const minRemainingSeconds = o.minRemainingSeconds === undefined || o.minRemainingSeconds === -1
+    ? null : o.minRemainingSeconds;
+  if (minRemainingSeconds !== null && (typeof minRemainingSeconds !== 'number' || !(minRemainingSeconds >= 0))) {
+    throw configError('minRemainingSeconds 必须是非负数 (-1 或不设: 按平台)');
   }
   const timeoutMs = o.timeoutMs === undefined ? 5000 : o.timeoutMs;
   if (typeof timeoutMs !== 'number' || !(timeoutMs > 0)) throw configError('timeoutMs 必须是正数');
@@ -615,7 +666,7 @@ class TokendistClient {
   /** `{record, from, origin, url, remainingSeconds}` */
   async getRecordInfo() {
     const mem = this._memory;
-    if (mem && this._remaining(mem.record) > this._o.minRemainingSeconds) {
+    if (mem && this._remaining(mem.record) > needOf(this._o.minRemainingSeconds, mem.record)) {
       return this._info(mem, 'memory');
     }
     if (!this._inflight) {
@@ -752,10 +803,11 @@ class TokendistClient {
       return new TokendistError('EINVALID', `❌ ${label} token获取失败: token数据无效 (${problem})`, extra);
     }
     const remaining = Math.floor(this._remaining(record));
-    if (remaining <= o.minRemainingSeconds) {
+    const need = needOf(o.minRemainingSeconds, record);
+    if (remaining <= need) {
       const why = remaining <= 0
         ? `token已过期 (已过期 ${-remaining} 秒)`
-        : `token即将过期 (剩余 ${remaining} 秒，要求至少 ${o.minRemainingSeconds} 秒)`;
+        : `token即将过期 (剩余 ${remaining} 秒，要求至少 ${need} 秒)`;
       return new TokendistError('EEXPIRED', `❌ ${label} token获取失败: ${why}`, { ...extra, remainingSeconds: remaining });
     }
     if (rejected && tokenOf(record, o.field) === rejected.token) {
@@ -1042,6 +1094,7 @@ module.exports = {
   TokendistError,
   withToken,
   isFeishuInvalidTokenError,
+  isInvalidTokenError,
   invalidUrlFor,
   validateRecord,
   fingerprint,

@@ -62,7 +62,10 @@ export interface ClientOptions {
   name?: string;
   /** Sent as `Authorization: Bearer <readKey>` to the endpoints (not to Gitee). */
   readKey?: string;
-  /** A token with this many seconds left or fewer is not served. Default 300. */
+  /**
+   * A token with this many seconds left or fewer is not served. Default (or -1): the
+   * record's platform's need -- 300 for Feishu/Lark/DingTalk, 60 for WeChat, 0 for WeCom.
+   */
   minRemainingSeconds?: number;
   /** Per-request timeout. Default 5000. */
   timeoutMs?: number;
@@ -193,6 +196,12 @@ export function withToken<T>(
 /** Recognises Feishu's invalid-token codes in a body (object or text) or an error carrying one. */
 export function isFeishuInvalidTokenError(body: unknown): boolean;
 
+/**
+ * Feishu's invalid-token answer, or WeChat's / WeCom's (`errcode` 40001, 40014, 42001)
+ * or DingTalk's (`code: "InvalidAuthentication"`), in JSON. `withToken` uses this.
+ */
+export function isInvalidTokenError(body: unknown): boolean;
+
 /** The `/invalid` report URL derived from a GET URL (the `default` name), or null. */
 export function invalidUrlFor(apiUrl: string): string | null;
 
@@ -210,6 +219,7 @@ declare const _default: {
   TokendistError: typeof TokendistError;
   withToken: typeof withToken;
   isFeishuInvalidTokenError: typeof isFeishuInvalidTokenError;
+  isInvalidTokenError: typeof isInvalidTokenError;
   invalidUrlFor: typeof invalidUrlFor;
   validateRecord: typeof validateRecord;
   fingerprint: typeof fingerprint;

@@ -9,6 +9,7 @@ export const {
   TokendistError,
   withToken,
   isFeishuInvalidTokenError,
+  isInvalidTokenError,
   invalidUrlFor,
   validateRecord,
   fingerprint,

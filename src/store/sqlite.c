@@ -35,6 +35,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#define BUSY_MS 5000            /* a write waits this long for another writer, in all */
+
 typedef struct sq_store {
     sqlite3 *db;                /* writes */
     pthread_mutex_t lock;
@@ -179,7 +181,7 @@ static int sq_open(td_store *s, const char *spec, char *err, size_t errlen)
         rc = sq_fail(q, src, "open", err, errlen);
         goto fail;
     }
-    sqlite3_busy_timeout(q->db, 5000);
+    sqlite3_busy_timeout(q->db, BUSY_MS);
     if ((src = sqlite3_exec(q->db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;", 0, 0, 0)) ||
         (src = sqlite3_prepare_v2(q->db, "PRAGMA quick_check", -1, &st, NULL)) ||
         (src = sqlite3_step(st)) != SQLITE_ROW) {
@@ -350,6 +352,28 @@ static int exec_bound(sq_store *q, const char *sql, const td_store_entry *e, int
     return src;
 }
 
+/* Takes the write connection within the put's whole budget (BUSY_MS) and
+ * gives SQLite what is left of it: writers queued on the mutex behind one
+ * that waits for another process's lock would otherwise each wait
+ * BUSY_MS in turn (a fourth POST answered after 20 s). */
+static int write_begin(sq_store *q, char *err, size_t errlen)
+{
+    struct timespec dl, now;
+    long left;
+
+    clock_gettime(CLOCK_REALTIME, &dl);
+    dl.tv_sec += BUSY_MS / 1000;
+    if (pthread_mutex_timedlock(&q->lock, &dl) != 0) {
+        snprintf(err, errlen, "sqlite (%s): 数据库正被占用，写入排队 %d 秒后放弃 (database is locked)", q->path,
+                 BUSY_MS / 1000);
+        return TD_EUNAVAIL;
+    }
+    clock_gettime(CLOCK_REALTIME, &now);
+    left = (long)(dl.tv_sec - now.tv_sec) * 1000 + (dl.tv_nsec - now.tv_nsec) / 1000000;
+    sqlite3_busy_timeout(q->db, left > 1 ? (int)left : 1);
+    return TD_OK;
+}
+
 static int sq_put(td_store *s, const td_store_entry *e, char *err, size_t errlen)
 {
     sq_store *q = s->impl;
@@ -357,7 +381,7 @@ static int sq_put(td_store *s, const td_store_entry *e, char *err, size_t errlen
     int src, rc = TD_OK, in_tx = 0;
     int64_t now = (int64_t)time(NULL);
 
-    pthread_mutex_lock(&q->lock);
+    if ((rc = write_begin(q, err, errlen)) != TD_OK) return rc;
     /* IMMEDIATE takes the write lock now, so the compare below and the
      * write after it are one atomic step even against another process. */
     if ((src = sqlite3_exec(q->db, "BEGIN IMMEDIATE", 0, 0, 0))) {
@@ -513,16 +537,20 @@ static int sq_lease(td_store *s, const char *key, const char *owner, int64_t ttl
 {
     sq_store *q = s->impl;
     sqlite3_stmt *st = NULL;
-    int src, rc = TD_OK, in_tx = 0;
-    int64_t now = wall_ms();
+    int src, rc, in_tx = 0;
+    int64_t now;
 
     if (!key || strlen(key) > 128 || !owner || ttl_ms <= 0) return TD_EINVAL;
-    pthread_mutex_lock(&q->lock);
+    /* The writes' one lock budget (write_begin): a renewal stuck behind
+     * another process's lock gives up like a put, and the keeper's hold
+     * counts until its ttl runs out. */
+    if ((rc = write_begin(q, err, errlen)) != TD_OK) return rc;
     if ((src = sqlite3_exec(q->db, "BEGIN IMMEDIATE", 0, 0, 0))) {
         rc = sq_fail(q, src, "lease", err, errlen);
         goto out;
     }
     in_tx = 1;
+    now = wall_ms(); /* the lock is ours: the expiry counts from now */
     /* The write when the row is free, expired or ours (a plain statement
      * each, no UPSERT: the transaction makes the pair atomic). */
     src = sqlite3_prepare_v2(q->db,

@@ -10,6 +10,7 @@ time (20 s + at most 2 s of jitter), and well before the expiry."""
 import json
 import os
 import signal
+import threading
 import time
 import unittest
 
@@ -73,6 +74,73 @@ class FreshOnReadTest(FeishuEnv, harness.TestCase):
         self.assertEqual(srv.get("/release/get-token", timeout=30).status, 404)
 
 
+class SlowRenewalTest(FeishuEnv, harness.TestCase):
+    """A renewal whose fetch is slow: readers of the token in service are
+    not the refresh's hostages, and parked readers take no worker."""
+
+    def env(self):
+        return self.feishu_env(TOKENDIST_PUSH_KEYS=PUSH_KEY, TENCENT_CLOUD_ENABLED="false",
+                               FEISHU_RENEW_WINDOW=WINDOW, FEISHU_CHAT_ID="", TOKENDIST_HTTP_TIMEOUT="30")
+
+    def gets(self, srv, n, timeout):
+        answers = []
+
+        def get():
+            try:
+                r = srv.get("/release/get-token", timeout=timeout)
+                answers.append((r.status, r.json().get("access_token")))
+            except Exception as e:  # noqa: BLE001 -- counted below
+                answers.append((type(e).__name__, None))
+
+        threads = [threading.Thread(target=get) for _ in range(n)]
+        for t in threads:
+            t.start()
+        return threads, answers
+
+    def test_a_renewal_on_schedule_keeps_serving_the_token_in_service_at_once(self):
+        self.start_feishu(ttl=TTL, renew_window=WINDOW)
+        srv = self.server(store="memory:", env=self.env()).start()
+        first = self.wait_for(lambda: self.served(srv), what="first token")["access_token"]
+        self.feishu.control({"fail": "slow", "delay": 10, "path": "/open-apis/auth/v3/"})
+        # The refresher's own renewal, on its schedule, now hangs at Feishu.
+        self.wait_for(lambda: len(self.feishu.requests_to("/open-apis/auth/v3/")) >= 2, timeout=TTL,
+                      what="the scheduled renewal's fetch")
+        threads, answers = self.gets(srv, 50, timeout=3)  # before: each waited 4 s for the renewal
+        for t in threads:
+            t.join(30)
+        self.assertEqual({a[0] for a in answers}, {200}, answers[:3])
+        self.assertTrue(all(a[1] == first for a in answers), "not the token in service")
+        self.assertEqual(len(self.feishu.requests_to("/open-apis/auth/v3/")), 2, "readers caused fetches")
+
+    def test_readers_parked_for_a_late_renewal_leave_the_workers_to_writes(self):
+        self.start_feishu(ttl=TTL, renew_window=WINDOW)
+        srv = self.server(store="memory:", env=self.env()).start()
+        self.wait_for(lambda: self.served(srv), what="first token")
+        self.feishu.control({"fail": "slow", "delay": 6, "path": "/open-apis/auth/v3/"})
+        FreshOnReadTest.freeze(self, srv.proc)   # the renewal is now late: readers wait for it
+        threads, answers = self.gets(srv, 200, timeout=30)  # (256 connections per address)
+        self.wait_for(lambda: self.metric(srv, "tokendist_requests_waiting") >= 200, timeout=20,
+                      what="200 readers parked")
+        # More than the 4 workers' worth of readers wait, yet a write and
+        # /readyz are answered at once (before: queued behind the readers).
+        w = srv.post("/v1/tokens/other", harness.make_record("t-other00000000000000000"), key=PUSH_KEY,
+                     timeout=3)
+        self.assertEqual(w.status, 200, w.body)
+        self.assertEqual(srv.get("/readyz", timeout=3).status, 200)
+        for t in threads:
+            t.join(60)
+        self.assertEqual({a[0] for a in answers}, {200}, [a[0] for a in answers if a[0] != 200][:3])
+        self.assertLessEqual(len(self.feishu.requests_to("/open-apis/auth/v3/")), 3,
+                             "readers caused a fetch each")
+
+    @staticmethod
+    def metric(srv, name):
+        for line in srv.get("/metrics").body.decode().splitlines():
+            if line.startswith(name + " "):
+                return float(line.split()[1])
+        raise AssertionError("no %s in /metrics" % name)
+
+
 class FleetFreshOnReadTest(FeishuEnv, harness.TestCase):
     def test_a_server_without_the_lease_asks_the_holder_and_waits(self):
         from redisd import SharedRedis
@@ -87,19 +155,26 @@ class FleetFreshOnReadTest(FeishuEnv, harness.TestCase):
         other = [s for s in pair if s is not held[0]][0]
         first = self.wait_for(lambda: self.served(other), what="first token")["access_token"]
         # Both frozen past the renewal (SCF freezes every instance between
-        # invocations); then the first GET goes to the one without the lease.
+        # invocations); then the first GET goes to the one without the lease,
+        # thawed first so that it must ask the holder (thawed on the ask).
         for s in pair:
             s.proc.send_signal(signal.SIGSTOP)
         try:
             time.sleep(FREEZE + 4)  # past the holder's due time and the other's slack (a quarter window)
         finally:
-            for s in pair:
-                s.proc.send_signal(signal.SIGCONT)
-        r = other.get("/release/get-token", timeout=30)
+            other.proc.send_signal(signal.SIGCONT)
+        try:
+            get = threading.Thread(target=lambda: answers.append(other.get("/release/get-token", timeout=30)))
+            answers = []
+            get.start()
+            self.wait_for(lambda: "请它立即刷新" in other.log(), what="the ask of the holder")
+        finally:
+            held[0].proc.send_signal(signal.SIGCONT)
+        get.join(30)
+        r = answers[0]
         self.assertEqual(r.status, 200)
         self.assertTrue(r.json()["access_token"] != first, "the first GET got the token from before the freeze")
         self.assertTrue(r.json()["access_token"] == self.feishu.current_token(), "not the token Feishu issues now")
-        self.assertIn("请它立即刷新", other.log())
         self.assertEqual(len(self.feishu.requests_to("/open-apis/auth/v3/")), 2)  # only the holder fetched
 
 

@@ -119,6 +119,30 @@ class ShutdownTest(FeishuEnv, TestCase):
         self.assertEqual(srv.proc.wait(20), 0)
         self.assertIn("已停止", srv.log())
 
+    def test_sigterm_with_a_stuck_store_answers_queued_writes_at_once_and_exits_promptly(self):
+        srv = self.server(env={"TOKENDIST_PUSH_KEYS": PUSH_KEY}).start()
+        lock = StoreLock(os.path.join(self.tmp, "var", "tokendist.db"))
+        try:
+            posts = [Background(lambda i=i: srv.post("/v1/tokens/n%d" % i, make_record("t-n%020d" % i),
+                                                     key=PUSH_KEY, timeout=60)) for i in range(12)]
+            self.wait_for(lambda: waiting(srv) == 12, what="12 POSTs waiting for the store")
+            t0 = time.monotonic()
+            srv.proc.send_signal(signal.SIGTERM)
+            try:
+                rc = srv.proc.wait(15)  # before: ~60 s, each queued POST waited 5 s for the lock in turn
+            except subprocess.TimeoutExpired:
+                self.fail("serve did not stop within 15 s while the store stayed locked")
+            took = time.monotonic() - t0
+            answers = [p.value() for p in posts]
+        finally:
+            lock.release()
+        self.assertEqual(rc, 0)
+        self.assertLess(took, 15)
+        self.assertEqual({r.status for r in answers}, {503}, [r.body for r in answers][:2])
+        self.assertTrue(all("retry-after" in r.headers for r in answers))
+        # The ones no worker had started were not run at all: they say why.
+        self.assertTrue(any("正在停止" in r.json()["message"] for r in answers), [r.body for r in answers][:2])
+
     def test_sigterm_cuts_a_refresh_cycle_short(self):
         self.start_feishu()
         # Feishu answers the token request only after a minute: the cycle hangs in it.
@@ -183,6 +207,33 @@ class StoreOffTheEventThreadTest(FeishuEnv, TestCase):
         else:
             self.assertEqual(r.status, 200, r.body)
             self.assertEqual(srv.get("/release/get-token").json()["access_token"], "t-newer000000000000000000")
+
+    def test_readyz_and_writes_do_not_queue_behind_writes_stuck_on_the_sqlite_lock(self):
+        srv = self.server(env={"TOKENDIST_PUSH_KEYS": PUSH_KEY}).start()
+        self.assertEqual(srv.post("/release/get-token", make_record(TOKEN), key=PUSH_KEY).status, 200)
+        lock = StoreLock(os.path.join(self.tmp, "var", "tokendist.db"))
+        try:
+            posts = [Background(lambda i=i: srv.post("/v1/tokens/n%d" % i, make_record("t-n%020d" % i),
+                                                     key=PUSH_KEY, timeout=60)) for i in range(20)]
+            self.wait_for(lambda: waiting(srv) == 20, what="20 POSTs waiting for the store")
+            # /readyz has a lane of its own (before: it queued behind the
+            # 20 writes, 5 s each, and answered after ~85 s).
+            ready = srv.get("/readyz", timeout=5)
+            self.assertEqual(ready.status, 200, ready.body)
+            # Every write is answered within its budget: the ones a worker
+            # ran after the 5 s busy timeout, the others at once when a
+            # worker reached them after waiting longer than 2 s in the queue.
+            answers = [p.value(timeout=60) for p in posts]
+            self.assertEqual({r.status for r in answers}, {503}, [r.body for r in answers][:2])
+            self.assertTrue(all("retry-after" in r.headers for r in answers))
+            self.assertTrue(any("排队" in r.json()["message"] for r in answers), [r.body for r in answers][:2])
+            ready = srv.get("/readyz", timeout=5).json()
+            self.assertNotEqual(ready["store_writes"], "ok")
+            self.assertIn("store_writes_failing_since", ready)
+        finally:
+            lock.release()
+        self.assertEqual(srv.post("/v1/tokens/n0", make_record("t-n%020d" % 0), key=PUSH_KEY).status, 200)
+        self.assertEqual(srv.get("/readyz").json()["store_writes"], "ok")
 
     def test_gets_are_answered_while_redis_hangs(self):
         redis = RedisServer(self.tmp).start()

@@ -231,3 +231,30 @@ test('logs carry fingerprints only, never the token', { skip: NEEDS_BIN }, async
     'the fingerprint is logged');
   assert.deepEqual(cap.leaks([rec.access_token]), [], 'no log line contains the token');
 });
+
+test('by default the minimum is the platform\'s: WeChat 60 s, WeCom 0, others 300 (the C client\'s rule)', { skip: NEEDS_BIN }, async () => {
+  const cases = [
+    { provider: 'wechat', expireIn: 100, served: true },
+    { provider: 'wechat', expireIn: 50, served: false, need: 60 },
+    { provider: 'wecom', expireIn: 30, served: true },
+    { provider: 'dingtalk', expireIn: 100, served: false, need: 300 },
+  ];
+  for (const c of cases) {
+    const name = uniqueName();
+    const rec = makeRecord({ expireIn: c.expireIn, extra: { provider: c.provider } });
+    await srv.push(rec, name);
+    for (const minRemainingSeconds of [undefined, -1]) {
+      const client = createClient({ apiUrl: `${srv.url}/v1/tokens/${name}`, minRemainingSeconds });
+      if (c.served) {
+        sameToken(assert, await client.getAccessToken(), rec.access_token, `${c.provider} ${c.expireIn} s`);
+      } else {
+        await assert.rejects(client.getAccessToken(), (err) => {
+          assert.equal(err.code, 'EEXPIRED');
+          assert.match(err.message, new RegExp(`要求至少 ${c.need} 秒`));
+          return true;
+        });
+      }
+    }
+  }
+  assert.throws(() => createClient({ apiUrl: `${srv.url}/v1/tokens/x`, minRemainingSeconds: -2 }), /minRemainingSeconds/);
+});

@@ -302,3 +302,33 @@ test('withToken: other errors pass through untouched and nothing is reported', a
   assert.deepEqual(r, { code: 99991663 });
   assert.equal(calls, 1);
 });
+
+test('isInvalidTokenError: WeChat/WeCom errcodes and DingTalk InvalidAuthentication in JSON; not a bare number in text', async () => {
+  const { isInvalidTokenError } = await import('../index.mjs');
+  for (const yes of [{ errcode: 40001, errmsg: 'invalid credential' }, '{"errcode":42001,"errmsg":"access_token expired"}',
+    { errcode: 40014 }, { response: { data: { errcode: 40001 } } }, { code: 'InvalidAuthentication', message: '不合法的access_token' },
+    { code: 99991663 }]) {
+    assert.equal(isInvalidTokenError(yes), true, JSON.stringify(yes));
+  }
+  for (const no of [{ errcode: 0, errmsg: 'ok' }, { errcode: 45009 }, 'error 40001 somewhere', { code: 'Forbidden' }, null]) {
+    assert.equal(isInvalidTokenError(no), false, JSON.stringify(no));
+  }
+});
+
+test('withToken: a WeChat errcode 40001 answer → report, fresh token, one more call', { skip: NEEDS_BIN }, async () => {
+  const name = uniqueName();
+  const a = makeRecord({ extra: { provider: 'wechat' } });
+  await srv.push(a, name);
+  const client = createClient({ apiUrl: `${srv.url}/v1/tokens/${name}` });
+  await client.getAccessToken(); // a is in memory now
+  const b = makeRecord({ extra: { provider: 'wechat' } });
+  await srv.push(b, name); // …and the server already has b
+  const seen = [];
+  const out = await withToken(client, async (token) => {
+    seen.push(token);
+    return token === b.access_token ? { errcode: 0, errmsg: 'ok' } : { errcode: 40001, errmsg: 'invalid credential' };
+  });
+  assert.equal(out.errcode, 0);
+  assert.equal(seen.length, 2);
+  sameToken(assert, seen[1], b.access_token, 'second call');
+});

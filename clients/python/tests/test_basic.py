@@ -116,6 +116,21 @@ class Basic(TestCase):
         lenient = create_client(api_url=f"{self.srv.url}/v1/tokens/{name}", min_remaining_seconds=10)
         self.assertTrue(90 < lenient.get_record_info().remaining_seconds <= 100)
 
+    def test_default_minimum_is_the_platforms(self) -> None:
+        """WeChat 60 s, WeCom 0, the others 300 -- the C client's rule; -1 says the same."""
+        cases = [("wechat", 100, None), ("wechat", 50, 60), ("wecom", 30, None), ("dingtalk", 100, 300)]
+        for provider, expire_in, need in cases:
+            name = unique()
+            rec = make_record(expire_in=expire_in, provider=provider)
+            self.srv.push(rec, name)
+            for mins in (None, -1):
+                client = create_client(api_url=f"{self.srv.url}/v1/tokens/{name}",
+                                       min_remaining_seconds=mins)
+                if need is None:
+                    same_token(self, client.get_access_token(), rec["access_token"])
+                else:
+                    self.assertError(client.get_access_token, "EEXPIRED", rf"要求至少 {need} 秒")
+
     def test_field_tenant_access_token(self) -> None:
         name = unique()
         rec = make_record(tenant_access_token=new_token("t-tenant"))

@@ -247,6 +247,34 @@ class Reports(TestCase):
         same_token(self, seen[0], a["access_token"], "first call")
         same_token(self, seen[1], b["access_token"], "second call")
 
+    def test_with_token_wechat_errcode_report_fresh_token_one_more_call(self) -> None:
+        name = unique()
+        a = make_record(provider="wechat")
+        self.srv.push(a, name)
+        client = create_client(api_url=f"{self.srv.url}/v1/tokens/{name}")
+        client.get_access_token()
+        b = make_record(provider="wechat")
+        self.srv.push(b, name)
+        seen: list[str] = []
+
+        def call_wechat(token: str) -> dict[str, Any]:
+            seen.append(token)
+            return {"errcode": 0, "errmsg": "ok"} if token == b["access_token"] else \
+                {"errcode": 40001, "errmsg": "invalid credential"}
+
+        self.assertEqual(client.with_token(call_wechat)["errcode"], 0)
+        self.assertEqual(len(seen), 2)
+        same_token(self, seen[1], b["access_token"], "second call")
+
+    def test_is_invalid_token_error_other_platforms_in_json_only(self) -> None:
+        from tokendist_client import is_invalid_token_error
+        for yes in ({"errcode": 40001}, '{"errcode": 42001, "errmsg": "access_token expired"}', {"errcode": 40014},
+                    {"response": {"errcode": 40001}}, {"code": "InvalidAuthentication"}, {"code": 99991663}):
+            self.assertTrue(is_invalid_token_error(yes), yes)
+        for no in ({"errcode": 0}, {"errcode": 45009}, "error 40001 somewhere", {"code": "Forbidden"}, None,
+                   {"errcode": True}):
+            self.assertFalse(is_invalid_token_error(no), no)
+
     def test_with_token_recognises_raised_errors_and_responses(self) -> None:
         for style in ("raise", "response", "sdk"):
             name = unique()

@@ -82,7 +82,7 @@ class SeedConfig(TestCase):
         bad("只支持 http/https", api_url="ftp://x/get-token")
         bad("field 只能是", api_url="https://x/get-token", field="app_token")
         bad("timeout 必须是正数", api_url="https://x/get-token", timeout=0)
-        bad("min_remaining_seconds 必须是非负数", api_url="https://x/get-token", min_remaining_seconds=-1)
+        bad("min_remaining_seconds", api_url="https://x/get-token", min_remaining_seconds=-2)
         bad(r"gitee\['path'\]", api_url="https://x/get-token", gitee={"owner": "a", "repo": "b"})
         bad("GITEE_REPO|gitee\\['repo'\\]", {"GITEE_OWNER": "a"})
         bad("config 必须是 dict", ["https://x/get-token"])

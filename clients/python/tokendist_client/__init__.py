@@ -19,7 +19,7 @@ from typing import Any, Mapping, Sequence
 
 from .client import RecordInfo, RecordSource, ReportResult, TokendistClient
 from .errors import ErrorCode, SourceName, TokendistError
-from .feishu import FEISHU_INVALID_TOKEN_CODES, is_feishu_invalid_token_error
+from .feishu import FEISHU_INVALID_TOKEN_CODES, is_feishu_invalid_token_error, is_invalid_token_error
 from .options import GiteeOptions, Logger, build_options, invalid_url_for
 from .record import TokenField, fingerprint, validate_record
 
@@ -28,7 +28,7 @@ __version__ = "0.1.0"
 __all__ = [
     "create_client", "TokendistClient", "TokendistError", "RecordInfo", "ReportResult",
     "GiteeOptions", "Logger", "ErrorCode", "RecordSource", "SourceName", "TokenField",
-    "is_feishu_invalid_token_error", "invalid_url_for", "validate_record", "fingerprint",
+    "is_feishu_invalid_token_error", "is_invalid_token_error", "invalid_url_for", "validate_record", "fingerprint",
     "FEISHU_INVALID_TOKEN_CODES", "__version__",
 ]
 
@@ -58,7 +58,8 @@ def create_client(config: Mapping[str, Any] | None = None, *,
       ``TENCENT_CLOUD_ENABLED`` is False)
     * ``read_key`` – sent as ``Authorization: Bearer`` to the endpoints (``TOKENDIST_READ_KEY``)
     * ``min_remaining_seconds`` – a token with this many seconds left or fewer is
-      not served (default 300; ``TOKENDIST_MIN_REMAINING``)
+      not served (default: the record's platform's need -- 300 for Feishu/Lark/DingTalk,
+      60 for WeChat, 0 for WeCom; ``-1`` says the same; ``TOKENDIST_MIN_REMAINING``)
     * ``gitee`` – the fallback file: ``{"owner", "repo", "path", "branch",
       "access_token", "base_url"}`` (``GITEE_*``, unless ``ENABLE_GITEE_TOKEN_SHARE`` is False)
     * ``cache_file`` – the last good record is kept here (0600) and read last

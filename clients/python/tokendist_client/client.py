@@ -31,8 +31,8 @@ from typing import Any, Callable, Literal, TypeVar
 
 from . import sources
 from .errors import LABEL, SourceName, TokendistError
-from .feishu import is_feishu_invalid_token_error
-from .options import Options
+from .feishu import is_invalid_token_error
+from .options import Options, need_of
 from .record import expiry_of, fingerprint, holds_token, token_of, validate_record
 from .transport import Answer, exchange, redact_url
 
@@ -128,7 +128,7 @@ class TokendistClient:
         fresh enough, else from the one fetch running for all threads."""
         with self._lock:
             mem = self._memory
-            if mem is not None and self._remaining(mem.record) > self._o.min_remaining_seconds:
+            if mem is not None and self._remaining(mem.record) > need_of(self._o.min_remaining_seconds, mem.record):
                 return mem, "memory"
             flight = self._flight
             lead = flight is None
@@ -173,19 +173,19 @@ class TokendistClient:
         return flight.result()
 
     def with_token(self, fn: Callable[[str], T]) -> T:
-        """``fn(token)``; when its result or the exception it raises is Feishu's
-        invalid-token answer, report the token, get a fresh one and call ``fn``
+        """``fn(token)``; when its result or the exception it raises is an
+        invalid-token answer (Feishu's, WeChat's, WeCom's or DingTalk's), report the token, get a fresh one and call ``fn``
         once more.  Without a different token the first outcome stands."""
         token = self.get_access_token()
         failed: Exception | None = None
         try:
             result = fn(token)
         except Exception as e:
-            if not is_feishu_invalid_token_error(e):
+            if not is_invalid_token_error(e):
                 raise
             failed = e
         else:
-            if not is_feishu_invalid_token_error(result):
+            if not is_invalid_token_error(result):
                 return result
         fresh = self._renewed(token)
         if fresh is not None:
@@ -324,9 +324,10 @@ class TokendistClient:
             return TokendistError("EINVALID", f"❌ {label} token获取失败: token数据无效 ({problem})",
                                   source=source, url=shown)
         remaining = int(self._remaining(record) // 1)
-        if remaining <= o.min_remaining_seconds:
+        need = need_of(o.min_remaining_seconds, record)
+        if remaining <= need:
             why = (f"token已过期 (已过期 {-remaining} 秒)" if remaining <= 0 else
-                   f"token即将过期 (剩余 {remaining} 秒，要求至少 {o.min_remaining_seconds:g} 秒)")
+                   f"token即将过期 (剩余 {remaining} 秒，要求至少 {need:g} 秒)")
             return TokendistError("EEXPIRED", f"❌ {label} token获取失败: {why}", source=source,
                                   url=shown, remaining_seconds=remaining)
         if rejected is not None and token_of(record, o.field) == rejected.token:

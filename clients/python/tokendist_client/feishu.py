@@ -88,3 +88,52 @@ def is_feishu_invalid_token_error(value: object, _depth: int = 0) -> bool:
             return True
         return bool(_IN_TEXT.search(str(value)))
     return False
+
+
+# "This token is invalid" on the other platforms (docs/providers.md): WeChat
+# errcode 40001/40014/42001, WeCom 40014/42001, DingTalk's new API HTTP 400
+# {"code": "InvalidAuthentication"}.  Matched in JSON only: a bare 40001 in
+# some text is too common to mean it.
+PLATFORM_INVALID_ERRCODES = (40001, 40014, 42001)
+
+
+def _platform_invalid(value: object, depth: int) -> bool:
+    if value is None or depth > _MAX_DEPTH:
+        return False
+    if isinstance(value, (bytes, bytearray)):
+        value = bytes(value).decode("utf-8", "replace")
+    if isinstance(value, str):
+        s = value.strip()
+        if not s.startswith("{"):
+            return False
+        try:
+            return _platform_invalid(json.loads(s), depth + 1)
+        except ValueError:
+            return False
+    if isinstance(value, Mapping):
+        e = value.get("errcode")
+        if isinstance(e, int) and not isinstance(e, bool) and e in PLATFORM_INVALID_ERRCODES:
+            return True
+        if value.get("code") == "InvalidAuthentication":
+            return True
+        return any(_platform_invalid(value.get(k), depth + 1)
+                   for k in _NESTED if isinstance(value.get(k), (Mapping, str, bytes)))
+    if isinstance(value, (list, tuple, set, int, float)):
+        return False
+    body = _json_of_response(value)
+    if body is not None and _platform_invalid(body, depth + 1):
+        return True
+    for k in ("body", "data", "response", "error"):
+        nested = getattr(value, k, None)
+        if nested is not None and nested is not value and not callable(nested) \
+                and _platform_invalid(nested, depth + 1):
+            return True
+    if isinstance(value, BaseException):
+        cause = value.__cause__
+        return cause is not None and cause is not value and _platform_invalid(cause, depth + 1)
+    return False
+
+
+def is_invalid_token_error(value: object) -> bool:
+    """Feishu's invalid-token answer, or WeChat's, WeCom's or DingTalk's."""
+    return is_feishu_invalid_token_error(value) or _platform_invalid(value, 0)

@@ -80,7 +80,7 @@ class Options:
     share_keys: tuple[ShareKey, ...] = field(repr=False)    # sealed Gitee copy; () for plaintext
     name: str
     field: TokenField
-    min_remaining_seconds: float
+    min_remaining_seconds: float | None    # None: the record's platform's need (need_of)
     timeout: float
     refresh_wait: float
     gitee: Gitee | None
@@ -178,6 +178,31 @@ def _as_number(value: Any, what: str, *, positive: bool) -> float:
             or value < 0 or (positive and value == 0) or value == float("inf"):
         raise config_error(f"{what} 必须是{'正数' if positive else '非负数'}")
     return float(value)
+
+
+# What a reader of each platform's token in service should still have
+# (docs/providers.md; the C client's provider_min): WeChat renews in its last
+# 5 minutes, WeCom only after expiry, the rest in their last 30 minutes.
+PROVIDER_MIN = {"wechat": 60.0, "wecom": 0.0}
+DEFAULT_MIN = 300.0
+
+
+def need_of(min_remaining: float | None, record: Any) -> float:
+    """Seconds a record must still have: the option, or its platform's need."""
+    if min_remaining is not None:
+        return min_remaining
+    p = record.get("provider") if isinstance(record, dict) else None
+    return PROVIDER_MIN.get(p, DEFAULT_MIN) if isinstance(p, str) else DEFAULT_MIN
+
+
+def _min_remaining(value: Any) -> float | None:
+    """None or -1 (as TOKENDIST_MIN_REMAINING=-1 for the CLI): the platform's need."""
+    if value is None:
+        return None
+    if isinstance(value, str) and value.strip() == "-1" or \
+            not isinstance(value, bool) and isinstance(value, (int, float)) and value == -1:
+        return None
+    return _as_number(value, "min_remaining_seconds (-1: 按平台)", positive=False)
 
 
 def _as_str(value: Any, what: str) -> str:
@@ -283,8 +308,7 @@ def build_options(config: Mapping[str, Any] | None, *, api_url: str | Sequence[s
         read_key=key or None,
         name=name_,
         field=fld,
-        min_remaining_seconds=300.0 if mins is None else _as_number(
-            mins, "min_remaining_seconds", positive=False),
+        min_remaining_seconds=_min_remaining(mins),
         timeout=5.0 if tmo is None else _as_number(tmo, "timeout", positive=True),
         refresh_wait=5.0 if refresh_wait is None else _as_number(
             refresh_wait, "refresh_wait", positive=False),
