@@ -17,7 +17,6 @@
 
 #define NAMES_MAX 64            /* tokens this process refreshes */
 #define FLIGHTS_MAX 64          /* forwards under way or remembered at once (few tokens x 2 ids) */
-#define ACK_WAIT_MS 2000        /* a holder confirms a forward within this, or did not take it */
 #define INBOX_THREADS 2
 #define INBOX_QUEUE 64
 #define REPLY_MARGIN_MS 1000    /* the holder answers this much before the reporter gives up */
@@ -47,8 +46,7 @@ typedef struct flight {
     char holder[TD_LEASE_OWNER_MAX];
     char req[REQ_ID_LEN];       /* the message's id, to match "ack" and "result" */
     int users;                  /* callers waiting on it */
-    int acked, done, rc;
-    int64_t ack_by_ms;          /* monotonic: no "ack" by then, the holder did not take it */
+    int acked, done, rc;        /* acked: the holder took it ("ack", or its "result") */
     int64_t keep_until_ms;      /* done: its answer stands for later callers until then */
     char why[600];
 } flight;
@@ -176,7 +174,11 @@ static void run_job(void *ud)
     if (!r) {
         snprintf(why, sizeof why, "收到报告的实例不刷新 token '%s'", j->name);
         rc = TD_ENOTFOUND;
-    } else if (!td_lease_held(e->lease)) {
+    } else if (!td_lease_held(e->lease) && td_lease_hold(e->lease, why, sizeof why) != 1) {
+        /* Asked the store, not only our last view: a holder thawed after
+         * a freeze longer than the lease finds its hold lapsed, though
+         * nobody else took the lease meanwhile -- it takes it again here
+         * rather than turn away the request that thawed it. */
         snprintf(why, sizeof why, "本实例已不持有 %s 的刷新租约", j->name);
         rc = TD_EUNAVAIL;
     } else if (j->due) {
@@ -290,7 +292,7 @@ int td_fleet_listen(td_fleet *f, char *err, size_t errlen)
  * under way to holder (*lead 0), or a new one this caller sends (*lead
  * 1).  NULL when every slot is taken. */
 static flight *flight_for(td_fleet *f, const char *verb, const char *holder, const char *name,
-                          const char *id, int64_t now, long wait_ms, int *lead)
+                          const char *id, int64_t now, int *lead)
 {
     flight *fl = NULL;
     unsigned char rnd[8];
@@ -320,7 +322,6 @@ static flight *flight_for(td_fleet *f, const char *verb, const char *holder, con
         memcpy(rnd, &t, sizeof rnd);
     }
     for (int i = 0; i < 8; i++) snprintf(fl->req + 2 * i, 3, "%02x", rnd[i]);
-    fl->ack_by_ms = now + (wait_ms < ACK_WAIT_MS ? wait_ms : ACK_WAIT_MS);
     *lead = 1;
     return fl;
 }
@@ -330,10 +331,10 @@ static flight *flight_for(td_fleet *f, const char *verb, const char *holder, con
  * answer.  Callers asking the same at once share one message and its
  * answer; an invalid report's final answer also serves later ones (see
  * flight).  The holder acknowledges a request as soon as it has queued
- * it: without that acknowledgement within ACK_WAIT_MS the request was
- * not taken (the holder is frozen, gone or full) and nothing runs --
- * TD_EUNAVAIL; taken and not answered in time, TD_ETIMEOUT: the refresh
- * runs there. */
+ * it, so a wait that ends without an answer says which it was: not even
+ * acknowledged, the request was not taken (the holder is frozen, gone or
+ * full) and nothing runs -- TD_EUNAVAIL; taken, TD_ETIMEOUT: the refresh
+ * runs there.  A holder thawed within the wait still answers in time. */
 static int forward(td_fleet *f, const char *verb, const char *holder, const char *name, const char *id,
                    long wait_ms, char *why, size_t whylen)
 {
@@ -343,7 +344,7 @@ static int forward(td_fleet *f, const char *verb, const char *holder, const char
     int lead, rc;
 
     pthread_mutex_lock(&f->lock);
-    if (!(fl = flight_for(f, verb, holder, name, id, now, wait_ms, &lead))) {
+    if (!(fl = flight_for(f, verb, holder, name, id, now, &lead))) {
         pthread_mutex_unlock(&f->lock);
         snprintf(why, whylen, "正在转交的报告过多，请稍后重试");
         return TD_EUNAVAIL;
@@ -361,11 +362,9 @@ static int forward(td_fleet *f, const char *verb, const char *holder, const char
         pthread_mutex_unlock(&f->lock);
     }
     pthread_mutex_lock(&f->lock);
-    for (;;) {
-        int64_t until = fl->acked || fl->ack_by_ms > deadline ? deadline : fl->ack_by_ms;
+    while (!fl->done && td_clock_mono_ms() < deadline) {
         struct timespec ts;
-        if (fl->done || td_clock_mono_ms() >= until) break;
-        td_clock_mono_deadline(until, &ts);
+        td_clock_mono_deadline(deadline, &ts);
         pthread_cond_timedwait(&f->answered, &f->lock, &ts);
     }
     if (fl->done) {
@@ -377,8 +376,8 @@ static int forward(td_fleet *f, const char *verb, const char *holder, const char
     } else {
         rc = TD_EUNAVAIL;
         snprintf(why, whylen,
-                 "持有刷新租约的实例 %s 没有在 %d 秒内确认收到转交的报告 (它可能已停止响应或刚刚退出)："
-                 "报告没有被处理，请稍后重试", holder, ACK_WAIT_MS / 1000);
+                 "持有刷新租约的实例 %s 没有在 %.0f 秒内确认收到转交的报告 (它可能已停止响应或刚刚退出)："
+                 "报告没有被处理，请稍后重试", holder, (double)wait_ms / 1000);
     }
     /* The last caller out frees a flight without an answer to keep: a
      * later one asks afresh (the holder's answer, if it comes, is then

@@ -24,9 +24,9 @@
  *                                              td_refresher_force(...)
  *                       ◀── "result R RC WHY" ──
  *
- * The "ack" is what makes a 202 honest: without it within ACK_WAIT_MS
- * (2 s) the report was not taken -- the holder is frozen or exiting --
- * and the reporter answers 503.  Reports of one token id arriving at
+ * The "ack" is what makes a 202 honest: a wait that ends without an
+ * answer and without it means the report was not taken -- the holder is
+ * frozen or exiting -- and the reporter answers 503, not 202.  Reports of one token id arriving at
  * once share one message (a single flight per name, id and verb), and an
  * invalid report's final answer is kept for TD_REFRESHER_FORCE_INTERVAL_MS
  * as the holder keeps it, so a flood is one forward, one line in the

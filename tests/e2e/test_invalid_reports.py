@@ -241,8 +241,8 @@ class FleetTest(Common, harness.TestCase):
         r = self.report(self.other, self.rec["access_token"])
         self.assertEqual(r.status, 503, r.body)
         self.assertIn("retry-after", r.headers)
-        self.assertIn("没有在 2 秒内确认收到", r.json()["message"])
-        self.assertLess(time.monotonic() - t0, 4)      # said after the ack wait, not the whole one
+        self.assertIn("没有在 4 秒内确认收到", r.json()["message"])
+        self.assertLess(time.monotonic() - t0, 10)
         self.assertEqual(self.token_fetches(), n)
 
     def test_a_flood_of_reports_to_another_server_is_one_forward(self):
