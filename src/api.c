@@ -721,6 +721,9 @@ static void answer_snap(td_api *api, td_api_resp *r, td_snap *s)
     r->body_len = s->json_len;
 }
 
+static void answer_report(td_api *api, td_api_resp *r, const char *name, const char *tok, int rc,
+                          const char *why);
+
 /* A client saw Feishu reject tok (either token of the record: `files`
  * uses the tenant one).  The answer says what became of it, so a client
  * neither loops re-reporting nor installs a rejected token as new: 200
@@ -753,14 +756,31 @@ static void post_invalid(td_api *api, const td_api_req *req, const char *name, t
         resp_msg(api, r, 501, "message", msg);
         goto out;
     }
-    rc = h->invalid(h->ud, name, tok, TD_API_REPORT_WAIT_MS, why, sizeof why);
+    /* Parked until the refresh it waited for ended (or for as long as a
+     * report may wait): the answer is that refresh's, or "still running". */
+    rc = h->invalid(h->ud, name, tok, req->settled ? TD_API_SETTLED_REPORT_WAIT_MS : TD_API_REPORT_WAIT_MS, why,
+                    sizeof why);
+    answer_report(api, r, name, tok, rc, why);
+out:
+    td_snap_release(s);
+    json_decref(o);
+}
+
+/* A report's answer from its refresh's outcome rc (td_refresher_force's
+ * codes); never blocks (the HTTP thread answers known outcomes too). */
+static void answer_report(td_api *api, td_api_resp *r, const char *name, const char *tok, int rc,
+                          const char *why)
+{
+    td_snap *s;
+    char msg[700];
+
     switch (rc) {
     case TD_OK:
-        td_snap_release(s);
         if ((s = td_api_snapshot(api, name)) && !has_token(s, tok)) {
-            answer_snap(api, r, s), s = NULL;
+            answer_snap(api, r, s);
             break;
         }
+        td_snap_release(s);
         /* fall through: the new token is not here yet (a fleet's reload) */
         __attribute__((fallthrough));
     case TD_ETIMEOUT:
@@ -786,9 +806,6 @@ static void post_invalid(td_api *api, const td_api_req *req, const char *name, t
         resp_msg(api, r, 502, "message", msg);
         break;
     }
-out:
-    td_snap_release(s);
-    json_decref(o);
 }
 
 /* One stored record of name's history as /history shows it: times and
@@ -1148,6 +1165,48 @@ static int stale(td_api *api, const char *name)
     return st;
 }
 
+/* A forced refresh for a report of name runs (the hooks' reporting). */
+static int reporting(td_api *api, const char *name)
+{
+    const td_api_hooks *h = hooks_of(api);
+    return h && h->reporting && h->reporting(h->ud, name);
+}
+
+/* A report of the token in service, on the HTTP thread: answered here
+ * when its outcome is known (TD_API_DONE), parked while its forced
+ * refresh runs -- started here (report_kick) when none does yet -- or
+ * left to a report worker (TD_API_REPORT: a bad body, another token, no
+ * hooks, nothing to answer from after the park).  Waiting on workers, a
+ * flood of reports under a slow Feishu took every one of them and queued
+ * the rest into 503s. */
+static int report_fast(td_api *api, const td_api_req *req, const char *name, td_api_resp *r)
+{
+    const td_api_hooks *h = hooks_of(api);
+    json_t *o;
+    td_snap *s = NULL;
+    const char *tok;
+    char why[400];
+    int rc = TD_API_REPORT_UNKNOWN, pending = 0, kind = TD_API_REPORT;
+
+    if (!h || !h->report_now || !h->report_kick || !req->body || req->body_len > 4 * TD_TOKEN_MAX)
+        return TD_API_REPORT;
+    o = json_loadb(req->body, req->body_len, JSON_REJECT_DUPLICATES, NULL);
+    tok = json_string_value(json_object_get(o, "access_token"));
+    if (!tok || !*tok || !(s = td_api_snapshot(api, name)) || s->expire_ts <= td_clock_now() || !has_token(s, tok))
+        goto out;
+    rc = h->report_now(h->ud, name, tok, &pending, why, sizeof why);
+    if (rc != TD_API_REPORT_UNKNOWN && (!pending || req->settled)) {
+        answer_report(api, r, name, tok, rc, why);
+        kind = TD_API_DONE;
+    } else if (!req->settled && (pending || h->report_kick(h->ud, name, tok) == TD_OK)) {
+        kind = TD_API_PARK;
+    }
+out:
+    td_snap_release(s);
+    json_decref(o);
+    return kind;
+}
+
 int td_api_fast(td_api *api, const td_api_req *req, td_api_resp *r)
 {
     td_api_req copy;
@@ -1159,6 +1218,10 @@ int td_api_fast(td_api *api, const td_api_req *req, td_api_resp *r)
 
     if (precheck(api, req, r)) goto done;
     k = route(req->path, name);
+    if (k == P_INVALID && (l = report_fast(api, req, name, r)) != TD_API_REPORT) {
+        if (l == TD_API_DONE) goto done;
+        return l;
+    }
     if ((l = lane(k, req->method)) != TD_API_DONE) return l;
     if (k == P_TOKEN && !req->settled && stale(api, name)) {
         const td_api_hooks *h = hooks_of(api);
@@ -1209,7 +1272,10 @@ void td_api_slow(td_api *api, const td_api_req *req, td_api_resp *r)
 int td_api_parked_ready(td_api *api, const td_api_req *req)
 {
     char name[65];
-    return route(req->path, name) != P_TOKEN || !stale(api, name);
+    path_kind k = route(req->path, name);
+
+    if (k == P_INVALID) return !reporting(api, name);
+    return k != P_TOKEN || !stale(api, name);
 }
 
 void td_api_handle(td_api *api, const td_api_req *req, td_api_resp *r)

@@ -60,6 +60,7 @@ struct td_refresher {
         int64_t asked_ms, done_ms;  /* monotonic */
         long reports;               /* reports this one fetch answered */
     } fz;
+    int forcing;                /* atomic mirror of fz.state == FORCE_PENDING (td_refresher_forcing) */
     pthread_cond_t done;        /* a cycle (forced or not) finished */
     int run_now;                /* td_refresher_freshen asks for a cycle now */
     int cycling;                /* a cycle runs (atomic: td_refresher_overdue reads it) */
@@ -702,6 +703,7 @@ static void force_done(td_refresher *r, int rc, const char *why)
 {
     if (r->fz.state != FORCE_PENDING) return;
     r->fz.state = FORCE_DONE;
+    __atomic_store_n(&r->forcing, 0, __ATOMIC_RELEASE);
     r->fz.rc = rc;
     memcpy(r->fz.covered, r->cur_id, sizeof r->fz.covered);
     r->fz.done_ms = td_clock_mono_ms();
@@ -793,6 +795,8 @@ int td_refresher_overdue(td_refresher *r, int64_t expire_ts)
 
 long td_refresher_window(const td_refresher *r) { return r->o.renew_window; }
 
+int td_refresher_forcing(td_refresher *r) { return __atomic_load_n(&r->forcing, __ATOMIC_ACQUIRE); }
+
 void td_refresher_kick(td_refresher *r)
 {
     pthread_mutex_lock(&r->lock);
@@ -866,6 +870,70 @@ void td_refresher_stop(td_refresher *r)
     r->running = 0;
 }
 
+/* A report of id, under r->lock: answered without a fetch (1, *rc and
+ * why set), or left to the forced fetch under way (0; with start, one is
+ * started when none runs), or -1: none runs and start is 0. */
+static int force_join(td_refresher *r, const char *id, int64_t now, int start, int *rc, char *why,
+                      size_t whylen)
+{
+    if (r->cur_id[0][0] && strcmp(id, r->cur_id[0]) != 0 && strcmp(id, r->cur_id[1]) != 0) {
+        snprintf(why, whylen, "该 token 已被换新");
+        *rc = TD_OK;
+        return 1;
+    }
+    /* One fetch answers every report of one token: while it runs, and for
+     * force_interval after it, every report of the tokens it judged
+     * (Feishu's rate limit stays far, and reports without a read key
+     * cannot make us hammer Feishu).  A token that fetch brought is one
+     * Feishu issues now: asking again would hand it back. */
+    if (r->fz.state == FORCE_DONE && now - r->fz.done_ms < r->o.force_interval_ms &&
+        (!strcmp(r->fz.id, id) || !strcmp(r->fz.covered[0], id) || !strcmp(r->fz.covered[1], id))) {
+        int brought = r->fz.rc == TD_OK && strcmp(r->fz.id, id) != 0;
+        snprintf(why, whylen, "%s", brought ? "该 token 刚由强制刷新换发" : r->fz.why);
+        *rc = brought ? TD_ECONFLICT : r->fz.rc;
+        return 1;
+    }
+    if (!start) return r->fz.state == FORCE_PENDING ? 0 : -1;
+    if (r->fz.state == FORCE_PENDING) {
+        r->fz.reports++;
+    } else {
+        snprintf(r->fz.id, sizeof r->fz.id, "%s", id);
+        r->fz.state = FORCE_PENDING;
+        __atomic_store_n(&r->forcing, 1, __ATOMIC_RELEASE);
+        r->fz.reports = 1;
+        r->fz.asked_ms = now;
+        r->force = 1;
+        pthread_cond_signal(&r->cond);
+        td_log("收到 token 无效的报告 (token id %s)，立即强制刷新一次", id);
+    }
+    return 0;
+}
+
+int td_refresher_force_now(td_refresher *r, const char *name, const char *id, int start, int *pending,
+                           char *why, size_t whylen)
+{
+    int rc = TD_OK, j;
+
+    *pending = 0;
+    if (!r || !name || strcmp(name, r->o.name) != 0) {
+        snprintf(why, whylen, "本实例不刷新 token '%s'", name ? name : "");
+        return TD_ENOTFOUND;
+    }
+    pthread_mutex_lock(&r->lock);
+    if (r->stop) {
+        snprintf(why, whylen, "正在停止");
+        rc = TD_ECANCELED;
+    } else if ((j = force_join(r, id, td_clock_mono_ms(), start, &rc, why, whylen)) == 0) {
+        snprintf(why, whylen, "强制刷新进行中");
+        rc = TD_ETIMEOUT;
+        *pending = 1;
+    } else if (j < 0) {
+        rc = TD_REFRESHER_UNKNOWN;
+    }
+    pthread_mutex_unlock(&r->lock);
+    return rc;
+}
+
 int td_refresher_force(td_refresher *r, const char *name, const char *id, long wait_ms, char *why,
                        size_t whylen)
 {
@@ -877,36 +945,10 @@ int td_refresher_force(td_refresher *r, const char *name, const char *id, long w
         return TD_ENOTFOUND;
     }
     pthread_mutex_lock(&r->lock);
-    if (r->cur_id[0][0] && strcmp(id, r->cur_id[0]) != 0 && strcmp(id, r->cur_id[1]) != 0) {
-        snprintf(why, whylen, "该 token 已被换新");
-        rc = TD_OK;
-        goto out;
-    }
-    /* One fetch answers every report of one token: while it runs, and for
-     * force_interval after it, every report of the tokens it judged
-     * (Feishu's rate limit stays far, and reports without a read key
-     * cannot make us hammer Feishu).  A token that fetch brought is one
-     * Feishu issues now: asking again would hand it back. */
-    if (r->fz.state == FORCE_DONE && now - r->fz.done_ms < r->o.force_interval_ms &&
-        (!strcmp(r->fz.id, id) || !strcmp(r->fz.covered[0], id) || !strcmp(r->fz.covered[1], id))) {
-        int brought = r->fz.rc == TD_OK && strcmp(r->fz.id, id) != 0;
-        snprintf(why, whylen, "%s", brought ? "该 token 刚由强制刷新换发" : r->fz.why);
-        rc = brought ? TD_ECONFLICT : r->fz.rc;
-        goto out;
-    }
-    if (r->fz.state == FORCE_PENDING) {
-        r->fz.reports++;
-    } else {
-        snprintf(r->fz.id, sizeof r->fz.id, "%s", id);
-        r->fz.state = FORCE_PENDING;
-        r->fz.reports = 1;
-        r->fz.asked_ms = now;
-        r->force = 1;
-        pthread_cond_signal(&r->cond);
-        td_log("收到 token 无效的报告 (token id %s)，立即强制刷新一次", id);
-    }
+    if (force_join(r, id, now, 1, &rc, why, whylen) == 1) goto out;
     while (r->fz.state == FORCE_PENDING && !r->stop && td_clock_mono_ms() < deadline) {
-        struct timespec ts = {(time_t)(deadline / 1000), (long)(deadline % 1000) * 1000000L};
+        struct timespec ts;
+        td_clock_mono_deadline(deadline, &ts);
         pthread_cond_timedwait(&r->done, &r->lock, &ts);
     }
     if (r->stop) {

@@ -104,6 +104,16 @@ void td_refresher_stop(td_refresher *r);      /* joins; idempotent */
 int td_refresher_force(td_refresher *r, const char *name, const char *id, long wait_ms, char *why,
                        size_t whylen);
 
+/* The same without waiting, for a thread that must not (the HTTP event
+ * thread: a short lock only).  The answer td_refresher_force would give
+ * now: a token already replaced, the last forced fetch's judgement, or,
+ * while a forced fetch runs, TD_ETIMEOUT with *pending 1.  With nothing to
+ * answer from, TD_REFRESHER_UNKNOWN -- or, with start, the forced fetch
+ * starts here (TD_ETIMEOUT, *pending 1). */
+#define TD_REFRESHER_UNKNOWN 1
+int td_refresher_force_now(td_refresher *r, const char *name, const char *id, int start, int *pending,
+                           char *why, size_t whylen);
+
 /* Fresh on read: 1 when the token in service (expiring at expire_ts; 0:
  * none) is inside the renewal window and its refresh is overdue or under
  * way -- the background thread was frozen (SCF between invocations, a
@@ -123,6 +133,10 @@ int td_refresher_freshen(td_refresher *r, long wait_ms, char *why, size_t whylen
  * runs or none is due): for a reader parked until the refresh is done.
  * Never blocks beyond a short lock. */
 void td_refresher_kick(td_refresher *r);
+
+/* 1 while a forced refresh runs (td_refresher_force): a report now would
+ * wait for it.  Never blocks. */
+int td_refresher_forcing(td_refresher *r);
 
 /* The renewal window, in seconds. */
 long td_refresher_window(const td_refresher *r);

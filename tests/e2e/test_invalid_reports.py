@@ -269,6 +269,34 @@ class FleetTest(Common, harness.TestCase):
         self.assertEqual(self.report(self.other, self.rec["access_token"]).status, 409)
         self.assertEqual(self.holder.log().count("转交来的 token 无效报告"), 1)
 
+    def test_a_flood_under_a_slow_feishu_waits_parked_and_is_answered_alike(self):
+        """Feishu takes 2.5 s to answer the forced fetch.  200 reports to the
+        server without the lease and 50 to the holder, at once: the first
+        on each starts the refresh (here, or forwarded to the holder), the
+        others wait for it parked -- not on a report worker each, which
+        left 4 working and the rest queued past the queue's 2 s into 503
+        "存储繁忙" -- and all get the same 409, from one fetch.  (Fewer than
+        --conn-per-ip's 256 connections from one address.)"""
+        n = self.token_fetches()
+        self.feishu.control({"fail": "slow", "delay": 2.5, "times": 1, "path": "/open-apis/auth/v3/"})
+        results = []
+
+        def report(srv):
+            try:
+                r = self.report(srv, self.rec["access_token"])
+                results.append((r.status, r.json().get("message", "")[:20]))
+            except Exception as e:  # noqa: BLE001 -- a refused connection counts as an answer
+                results.append((type(e).__name__, ""))
+
+        threads = [threading.Thread(target=report, args=(s,)) for s in [self.other] * 200 + [self.holder] * 50]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        self.assertEqual(len(results), 250)
+        self.assertEqual(set(results), {(409, "飞书仍在发放此 token，没有新的可换")}, {r: results.count(r) for r in set(results)})
+        self.assertEqual(self.token_fetches(), n + 1)
+
     def test_a_dead_holder_is_a_503_not_a_promise(self):
         self.holder.kill9()
         r = self.report(self.other, self.rec["access_token"])
