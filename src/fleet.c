@@ -374,8 +374,8 @@ static int fly(td_fleet *f, flight *fl, int lead, const char *holder, int64_t de
             snprintf(w, sizeof w, "已转交给持有刷新租约的实例 %s，刷新进行中", holder);
         else
             snprintf(w, sizeof w,
-                     "持有刷新租约的实例 %s 没有在 %g 秒内确认收到转交的报告 (它可能已停止响应或刚刚退出)："
-                     "报告没有被处理，请稍后重试", holder, (double)wait_ms / 1000);
+                     "持有刷新租约的实例 %s 没有在 %.*f 秒内确认收到转交的报告 (它可能已停止响应或刚刚退出)："
+                     "报告没有被处理，请稍后重试", holder, wait_ms < 1000 ? 1 : 0, (double)wait_ms / 1000);
         /* The first caller's wait is the flight's: the others, and the
          * reports parked for it, get the same answer. */
         if (lead) land(f, fl, fl->acked ? TD_ETIMEOUT : TD_EUNAVAIL, w);
