@@ -21,6 +21,7 @@
 
 #define METRICS_CAP 65536
 #define UNREADABLE_MAX 16       /* unreadable stored records remembered for /readyz */
+#define REPORTS_MAX 16          /* names with a report running, tracked at once (4 report workers: ample) */
 #define STATUS_TOKENS_MAX 64    /* tokens the status page shows */
 #define STATUS_HISTORY 10       /* records per token it shows */
 #define STR_(x) #x
@@ -52,6 +53,12 @@ struct td_api {
     size_t nbad_total;          /* all of them, from the last full reload on */
     int64_t write_failing_since; /* unix s of the first of the failing writes in a row, 0: ok */
     char write_err[256];        /* the last failed write's reason */
+
+    /* Names with a report running on a worker: a second report of the
+     * same name parks until it ends, so one slow platform's reports hold
+     * one worker of the report lane, not all of them. */
+    pthread_mutex_t rep_lock;
+    struct { char name[TD_NAME_MAX + 1]; int n; } rep[REPORTS_MAX];
 };
 
 static const char JSON_CT[] = "application/json; charset=utf-8";
@@ -85,6 +92,7 @@ int td_api_new(td_api **out, const td_api_opts *o, char *err, size_t errlen)
     td_guard_init(&api->guard);
     td_snaps_init(&api->snaps);
     pthread_mutex_init(&api->bad_lock, NULL);
+    pthread_mutex_init(&api->rep_lock, NULL);
     api->store = o->store;
     api->body_limit = o->body_limit ? o->body_limit : 65536;
     api->max_skew = o->max_clock_skew;
@@ -119,6 +127,7 @@ void td_api_free(td_api *api)
     td_snaps_free(&api->snaps);
     td_guard_free(&api->guard);
     pthread_mutex_destroy(&api->bad_lock);
+    pthread_mutex_destroy(&api->rep_lock);
     td_peer_trust_free(&api->trust);
     td_host_rule_free(&api->hosts);
     td_auth_keys_free(&api->push);
@@ -548,13 +557,19 @@ static const td_api_req *with_client(td_api *api, const td_api_req *req, td_api_
 
 static int precheck(td_api *api, const td_api_req *req, td_api_resp *r)
 {
-    char name[65];
+    char name[65], why[128];
     path_kind k = route(req->path ? req->path : "", name);
     const char *m = req->method ? req->method : "";
     int write;
 
     memset(r, 0, sizeof *r);
     r->route = metric_route(k, m);
+    /* A malformed Host (two lines, a control byte) on every path: the
+     * Host rule below must not judge the one line a front door took. */
+    if (td_host_header_check(req->host, req->host_count, why, sizeof why) != TD_OK) {
+        resp_msg(api, r, 400, !strcmp(m, "POST") ? "message" : "error", why);
+        return 1;
+    }
     /* Every path but /healthz, which says nothing and which local health
      * checks call by whatever name they were given. */
     if (k != P_HEALTHZ && !td_host_allowed(&api->hosts, req->host)) {
@@ -724,6 +739,47 @@ static void answer_snap(td_api *api, td_api_resp *r, td_snap *s)
 static void answer_report(td_api *api, td_api_resp *r, const char *name, const char *tok, int rc,
                           const char *why);
 
+/* --- reports running, by name ----------------------------------------- */
+
+/* Marks a report of name running, from td_api_fast's handing it to a
+ * worker to post_invalid's end (or td_api_busy's answer when no worker
+ * ran it).  A full table leaves it unmarked: the reports after it only
+ * lose their parking. */
+static void report_begin(td_api *api, const char *name)
+{
+    int slot = -1;
+
+    pthread_mutex_lock(&api->rep_lock);
+    for (int i = 0; i < REPORTS_MAX; i++) {
+        if (api->rep[i].n && !strcmp(api->rep[i].name, name)) { slot = i; break; }
+        if (!api->rep[i].n && slot < 0) slot = i;
+    }
+    if (slot >= 0) {
+        if (!api->rep[slot].n) snprintf(api->rep[slot].name, sizeof api->rep[slot].name, "%s", name);
+        api->rep[slot].n++;
+    }
+    pthread_mutex_unlock(&api->rep_lock);
+}
+
+static void report_end(td_api *api, const char *name)
+{
+    pthread_mutex_lock(&api->rep_lock);
+    for (int i = 0; i < REPORTS_MAX; i++)
+        if (api->rep[i].n && !strcmp(api->rep[i].name, name)) { api->rep[i].n--; break; }
+    pthread_mutex_unlock(&api->rep_lock);
+}
+
+static int report_running(td_api *api, const char *name)
+{
+    int running = 0;
+
+    pthread_mutex_lock(&api->rep_lock);
+    for (int i = 0; i < REPORTS_MAX && !running; i++)
+        running = api->rep[i].n && !strcmp(api->rep[i].name, name);
+    pthread_mutex_unlock(&api->rep_lock);
+    return running;
+}
+
 /* A client saw Feishu reject tok (either token of the record: `files`
  * uses the tenant one).  The answer says what became of it, so a client
  * neither loops re-reporting nor installs a rejected token as new: 200
@@ -756,12 +812,15 @@ static void post_invalid(td_api *api, const td_api_req *req, const char *name, t
         resp_msg(api, r, 501, "message", msg);
         goto out;
     }
-    /* Parked until the refresh it waited for ended (or for as long as a
-     * report may wait): the answer is that refresh's, or "still running". */
+    /* A report that parked while the refresh it waited for ran comes
+     * back when that one ended, and is mostly answered on the HTTP thread
+     * from its outcome; one that is not (nothing to answer from) waits a
+     * moment here, not the whole wait again on a worker. */
     rc = h->invalid(h->ud, name, tok, req->settled ? TD_API_SETTLED_REPORT_WAIT_MS : TD_API_REPORT_WAIT_MS, why,
                     sizeof why);
     answer_report(api, r, name, tok, rc, why);
 out:
+    report_end(api, name); /* td_api_fast marked it */
     td_snap_release(s);
     json_decref(o);
 }
@@ -1218,11 +1277,19 @@ int td_api_fast(td_api *api, const td_api_req *req, td_api_resp *r)
 
     if (precheck(api, req, r)) goto done;
     k = route(req->path, name);
+    /* A report of the token in service: answered here from its refresh's
+     * outcome, or parked while that refresh runs (report_fast).  The rest
+     * go to a report worker, one per name at a time: a second report of
+     * a name whose report runs parks until it ends. */
     if (k == P_INVALID && (l = report_fast(api, req, name, r)) != TD_API_REPORT) {
         if (l == TD_API_DONE) goto done;
         return l;
     }
-    if ((l = lane(k, req->method)) != TD_API_DONE) return l;
+    if ((l = lane(k, req->method)) == TD_API_REPORT) {
+        if (!req->settled && report_running(api, name)) return TD_API_PARK;
+        report_begin(api, name);
+    }
+    if (l != TD_API_DONE) return l;
     if (k == P_TOKEN && !req->settled && stale(api, name)) {
         const td_api_hooks *h = hooks_of(api);
         if (h->kick) h->kick(h->ud, name);
@@ -1274,14 +1341,20 @@ int td_api_parked_ready(td_api *api, const td_api_req *req)
     char name[65];
     path_kind k = route(req->path, name);
 
-    if (k == P_INVALID) return !reporting(api, name);
+    if (k == P_INVALID) return !reporting(api, name) && !report_running(api, name);
     return k != P_TOKEN || !stale(api, name);
 }
 
 void td_api_handle(td_api *api, const td_api_req *req, td_api_resp *r)
 {
-    /* This front door may block: a parked GET waits in td_api_slow. */
-    if (td_api_fast(api, req, r) != TD_API_DONE) td_api_slow(api, req, r);
+    /* This front door may block: a parked GET waits in td_api_slow, a
+     * parked report runs at once (marked, as td_api_fast marks the rest). */
+    char name[65];
+    int l = td_api_fast(api, req, r);
+
+    if (l == TD_API_DONE) return;
+    if (l == TD_API_PARK && route(req->path, name) == P_INVALID) report_begin(api, name);
+    td_api_slow(api, req, r);
 }
 
 void td_api_busy(td_api *api, const td_api_req *req, int why, td_api_resp *r)
@@ -1292,9 +1365,12 @@ void td_api_busy(td_api *api, const td_api_req *req, int why, td_api_resp *r)
         [TD_API_BUSY_STOPPING] = "服务器正在停止: 请求未执行，请稍后重试或改用其他实例",
     };
     char name[65];
+    path_kind k;
 
     memset(r, 0, sizeof *r);
-    r->route = metric_route(route(req->path ? req->path : "", name), req->method ? req->method : "");
+    k = route(req->path ? req->path : "", name);
+    if (k == P_INVALID) report_end(api, name); /* td_api_fast marked it; no worker ran it */
+    r->route = metric_route(k, req->method ? req->method : "");
     resp_msg(api, r, 503, !strcmp(req->method ? req->method : "", "POST") ? "message" : "error", text[why]);
     if (why == TD_API_BUSY_WAITED && r->route == TD_ROUTE_TOKEN_POST) note_write(api, TD_EUNAVAIL, text[why]);
     add_hdr(r, "Retry-After", "1");

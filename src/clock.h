@@ -41,8 +41,10 @@
  *
  * Not moved: libmicrohttpd's and libcurl's timeouts, nor leases (lease.c
  * judges them on the real monotonic clock, the SQLite store on the real
- * wall clock, S3 on the service's Date, Redis on its own): a lease's
- * holder stays the holder across a jump.
+ * wall clock, S3 on the service's Date, Redis on its own key expiry): a
+ * jump takes no real time, so a lease's holder stays the holder across
+ * it.  So a test may move time over a fleet on any store, as long as it
+ * does not rely on a lease expiring.
  */
 #ifndef TD_CLOCK_H
 #define TD_CLOCK_H
