@@ -159,7 +159,7 @@ static int http_url(const char *s)
 int td_client_opts_set_str(td_client_opts *o, td_option opt, const char *v)
 {
     const opt_spec *sp = NULL;
-    char *copy = NULL;
+    char *copy = NULL, shown[204]; /* a URL in a message: its password never */
     int rc;
 
     if (!o) return TD_ENOMEM;
@@ -170,9 +170,11 @@ int td_client_opts_set_str(td_client_opts *o, td_option opt, const char *v)
     if (v && opt == TD_OPT_NAME && !valid_name(v))
         return opt_fail(o, TD_EINVAL, "token 名称 '%.80s' 无效: 应为 " TD_NAME_RULE, v);
     if (v && opt == TD_OPT_URL && !http_url(v))
-        return opt_fail(o, TD_EINVAL, "端点地址 '%.200s' 无效: 应以 http:// 或 https:// 开头", v);
+        return opt_fail(o, TD_EINVAL, "端点地址 '%s' 无效: 应以 http:// 或 https:// 开头",
+                        td_httpc_redact_url(v, 0, shown, sizeof shown));
     if (v && opt == TD_OPT_URL && strlen(v) >= URL_MAX)
-        return opt_fail(o, TD_EINVAL, "端点地址 '%.200s…' 太长 (上限 %d 字节)", v, URL_MAX - 1);
+        return opt_fail(o, TD_EINVAL, "端点地址 '%s…' 太长 (上限 %d 字节)", td_httpc_redact_url(v, 0, shown, sizeof shown),
+                        URL_MAX - 1);
     if (v && opt == TD_OPT_URL && o->nurls == OPTS_URLS_MAX)
         return opt_fail(o, TD_EINVAL, "端点地址太多 (上限 %d 个)", OPTS_URLS_MAX);
     if (v && opt == TD_OPT_SHARE_KEY) {
@@ -345,8 +347,10 @@ static int endpoint_urls(const char *url, const char *name, const char *ticket, 
     if ((rc = td_endpoint_resolve(e, url, name, err, errlen)) != TD_OK) goto out;
     rc = TD_EINVAL;
     if (!e->named[0] && (strcmp(name, "default") != 0 || ticket)) {
-        snprintf(err, errlen, "端点地址 '%.200s' 不是 tokendist 的地址 (…/release/get-token 或 …/v1/tokens/NAME)，"
-                              "无法从中找到 token '%s'%s", url, name, ticket ? " 的 jsapi_ticket" : "");
+        char shown[204];
+        snprintf(err, errlen, "端点地址 '%s' 不是 tokendist 的地址 (…/release/get-token 或 …/v1/tokens/NAME)，"
+                              "无法从中找到 token '%s'%s", td_httpc_redact_url(url, 0, shown, sizeof shown), name,
+                 ticket ? " 的 jsapi_ticket" : "");
         goto out;
     }
     rc = TD_ENOMEM;
