@@ -41,6 +41,7 @@ _tokendist()
             --env-file|--tls-cert|--tls-key|--cache) COMPREPLY=($(compgen -f -- "$cur")) ;;
             --out) COMPREPLY=($(compgen -d -- "$cur")) ;;
             --field) COMPREPLY=($(compgen -W "access_token tenant_access_token" -- "$cur")) ;;
+            --real-ip-header) COMPREPLY=($(compgen -W "X-Forwarded-For X-Real-IP" -- "$cur")) ;;
             --trusted-proxy) COMPREPLY=($(compgen -W "127.0.0.1/32 ::1/128 10.0.0.0/8 172.16.0.0/12 192.168.0.0/16" -- "$cur")) ;;
             --allowed-host) COMPREPLY=($(compgen -A hostname -- "$cur")) ;;
             --s3-region) COMPREPLY=($(compgen -W "ap-guangzhou ap-shanghai ap-beijing ap-nanjing ap-chengdu ap-chongqing ap-hongkong ap-singapore" -- "$cur")) ;;

@@ -280,7 +280,10 @@ TD_API int td_client_get_record(td_client *c, td_token_kind kind, char **json, s
  * …/v1/tokens/NAME/invalid.  Many reports of one token send one request.
  * Returns TD_OK when the server has a token other than the reported one
  * (200: kept, when neither of its tokens is the reported one) or started
- * a refresh whose outcome it could not wait for (202).  TD_ECONFLICT
+ * a refresh whose outcome it could not wait for (202: the server took
+ * the report; later reports of the token get this answer without a
+ * request only for TD_OPT_REFRESH_WAIT_MS, then ask again, so a refresh
+ * that failed after the 202 is not taken for done).  TD_ECONFLICT
  * (409): Feishu still issues the reported token, so there is nothing
  * newer to wait for -- the next get returns it again at once, and
  * further reports of it get the same answer without a request.  Other

@@ -129,7 +129,7 @@ int td_api_new(td_api **out, const td_api_opts *o, char *err, size_t errlen)
     api->store = o->store;
     api->body_limit = o->body_limit ? o->body_limit : 65536;
     api->max_skew = o->max_clock_skew;
-    if ((rc = td_peer_trust_init(&api->trust, o->trusted_proxies, sub, sizeof sub)) != TD_OK) {
+    if ((rc = td_peer_trust_init(&api->trust, o->trusted_proxies, o->real_ip_header, sub, sizeof sub)) != TD_OK) {
         snprintf(err, errlen, "--trusted-proxy: %s", sub);
         goto fail;
     }
@@ -859,11 +859,9 @@ static void answer_snap(td_api *api, td_api_resp *r, td_snap *s)
     r->body_len = s->json_len;
 }
 
-/* A client saw Feishu reject tok (either token of the record: `files`
- * uses the tenant one).  The answer says what became of it, so a client
- * neither loops re-reporting nor installs a rejected token as new: 200
- * with a record that holds another token, 409 when Feishu still issues
- * this one, 202 while the refresh is still running. */
+static void answer_report(td_api *api, td_api_resp *r, const char *name, const char *tok, int rc,
+                          const char *why);
+
 /* --- reports running, by name ----------------------------------------- */
 
 /* Marks a report of name running, from td_api_fast's handing it to a
@@ -905,6 +903,11 @@ static int report_running(td_api *api, const char *name)
     return running;
 }
 
+/* A client saw Feishu reject tok (either token of the record: `files`
+ * uses the tenant one).  The answer says what became of it, so a client
+ * neither loops re-reporting nor installs a rejected token as new: 200
+ * with a record that holds another token, 409 when Feishu still issues
+ * this one, 202 while the refresh is still running. */
 static void post_invalid(td_api *api, const td_api_req *req, const char *name, td_api_resp *r)
 {
     json_t *o = json_loadb(req->body ? req->body : "", req->body_len, JSON_REJECT_DUPLICATES, NULL);
@@ -932,17 +935,34 @@ static void post_invalid(td_api *api, const td_api_req *req, const char *name, t
         resp_msg(api, r, 501, "message", msg);
         goto out;
     }
-    /* A report that parked behind another of its name comes back when
-     * that one ended: the forced refresh it asked for has run or still
-     * runs, so this one does not wait for it again on a worker. */
-    rc = h->invalid(h->ud, name, tok, req->settled ? 0 : TD_API_REPORT_WAIT_MS, why, sizeof why);
+    /* A report that parked while the refresh it waited for ran comes
+     * back when that one ended, and is mostly answered on the HTTP thread
+     * from its outcome; one that is not (nothing to answer from) waits a
+     * moment here, not the whole wait again on a worker. */
+    rc = h->invalid(h->ud, name, tok, req->settled ? TD_API_SETTLED_REPORT_WAIT_MS : TD_API_REPORT_WAIT_MS, why,
+                    sizeof why);
+    answer_report(api, r, name, tok, rc, why);
+out:
+    report_end(api, name); /* td_api_fast marked it */
+    td_snap_release(s);
+    json_decref(o);
+}
+
+/* A report's answer from its refresh's outcome rc (td_refresher_force's
+ * codes); never blocks (the HTTP thread answers known outcomes too). */
+static void answer_report(td_api *api, td_api_resp *r, const char *name, const char *tok, int rc,
+                          const char *why)
+{
+    td_snap *s;
+    char msg[700];
+
     switch (rc) {
     case TD_OK:
-        td_snap_release(s);
         if ((s = td_api_snapshot(api, name)) && !has_token(s, tok)) {
-            answer_snap(api, r, s), s = NULL;
+            answer_snap(api, r, s);
             break;
         }
+        td_snap_release(s);
         /* fall through: the new token is not here yet (a fleet's reload) */
         __attribute__((fallthrough));
     case TD_ETIMEOUT:
@@ -968,10 +988,6 @@ static void post_invalid(td_api *api, const td_api_req *req, const char *name, t
         resp_msg(api, r, 502, "message", msg);
         break;
     }
-out:
-    report_end(api, name); /* td_api_fast marked it */
-    td_snap_release(s);
-    json_decref(o);
 }
 
 /* One stored record of name's history as /history shows it: times and
@@ -1331,6 +1347,48 @@ static int stale(td_api *api, const char *name)
     return st;
 }
 
+/* A forced refresh for a report of name runs (the hooks' reporting). */
+static int reporting(td_api *api, const char *name)
+{
+    const td_api_hooks *h = hooks_of(api);
+    return h && h->reporting && h->reporting(h->ud, name);
+}
+
+/* A report of the token in service, on the HTTP thread: answered here
+ * when its outcome is known (TD_API_DONE), parked while its forced
+ * refresh runs -- started here (report_kick) when none does yet -- or
+ * left to a report worker (TD_API_REPORT: a bad body, another token, no
+ * hooks, nothing to answer from after the park).  Waiting on workers, a
+ * flood of reports under a slow Feishu took every one of them and queued
+ * the rest into 503s. */
+static int report_fast(td_api *api, const td_api_req *req, const char *name, td_api_resp *r)
+{
+    const td_api_hooks *h = hooks_of(api);
+    json_t *o;
+    td_snap *s = NULL;
+    const char *tok;
+    char why[400];
+    int rc = TD_API_REPORT_UNKNOWN, pending = 0, kind = TD_API_REPORT;
+
+    if (!h || !h->report_now || !h->report_kick || !req->body || req->body_len > 4 * TD_TOKEN_MAX)
+        return TD_API_REPORT;
+    o = json_loadb(req->body, req->body_len, JSON_REJECT_DUPLICATES, NULL);
+    tok = json_string_value(json_object_get(o, "access_token"));
+    if (!tok || !*tok || !(s = td_api_snapshot(api, name)) || s->expire_ts <= td_clock_now() || !has_token(s, tok))
+        goto out;
+    rc = h->report_now(h->ud, name, tok, &pending, why, sizeof why);
+    if (rc != TD_API_REPORT_UNKNOWN && (!pending || req->settled)) {
+        answer_report(api, r, name, tok, rc, why);
+        kind = TD_API_DONE;
+    } else if (!req->settled && (pending || h->report_kick(h->ud, name, tok) == TD_OK)) {
+        kind = TD_API_PARK;
+    }
+out:
+    td_snap_release(s);
+    json_decref(o);
+    return kind;
+}
+
 int td_api_fast(td_api *api, const td_api_req *req, td_api_resp *r)
 {
     td_api_req copy;
@@ -1342,6 +1400,14 @@ int td_api_fast(td_api *api, const td_api_req *req, td_api_resp *r)
 
     if (precheck(api, req, r)) goto done;
     k = route(req->path, name);
+    /* A report of the token in service: answered here from its refresh's
+     * outcome, or parked while that refresh runs (report_fast).  The rest
+     * go to a report worker, one per name at a time: a second report of
+     * a name whose report runs parks until it ends. */
+    if (k == P_INVALID && (l = report_fast(api, req, name, r)) != TD_API_REPORT) {
+        if (l == TD_API_DONE) goto done;
+        return l;
+    }
     if ((l = lane(k, req->method)) == TD_API_REPORT) {
         if (!req->settled && report_running(api, name)) return TD_API_PARK;
         report_begin(api, name);
@@ -1398,7 +1464,7 @@ int td_api_parked_ready(td_api *api, const td_api_req *req)
     char name[65];
     path_kind k = route(req->path, name);
 
-    if (k == P_INVALID) return !report_running(api, name);
+    if (k == P_INVALID) return !reporting(api, name) && !report_running(api, name);
     return k != P_TOKEN || !stale(api, name);
 }
 

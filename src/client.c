@@ -159,7 +159,7 @@ static int http_url(const char *s)
 int td_client_opts_set_str(td_client_opts *o, td_option opt, const char *v)
 {
     const opt_spec *sp = NULL;
-    char *copy = NULL;
+    char *copy = NULL, shown[204]; /* a URL in a message: its password never */
     int rc;
 
     if (!o) return TD_ENOMEM;
@@ -170,9 +170,11 @@ int td_client_opts_set_str(td_client_opts *o, td_option opt, const char *v)
     if (v && opt == TD_OPT_NAME && !valid_name(v))
         return opt_fail(o, TD_EINVAL, "token 名称 '%.80s' 无效: 应为 " TD_NAME_RULE, v);
     if (v && opt == TD_OPT_URL && !http_url(v))
-        return opt_fail(o, TD_EINVAL, "端点地址 '%.200s' 无效: 应以 http:// 或 https:// 开头", v);
+        return opt_fail(o, TD_EINVAL, "端点地址 '%s' 无效: 应以 http:// 或 https:// 开头",
+                        td_httpc_redact_url(v, 0, shown, sizeof shown));
     if (v && opt == TD_OPT_URL && strlen(v) >= URL_MAX)
-        return opt_fail(o, TD_EINVAL, "端点地址 '%.200s…' 太长 (上限 %d 字节)", v, URL_MAX - 1);
+        return opt_fail(o, TD_EINVAL, "端点地址 '%s…' 太长 (上限 %d 字节)", td_httpc_redact_url(v, 0, shown, sizeof shown),
+                        URL_MAX - 1);
     if (v && opt == TD_OPT_URL && o->nurls == OPTS_URLS_MAX)
         return opt_fail(o, TD_EINVAL, "端点地址太多 (上限 %d 个)", OPTS_URLS_MAX);
     if (v && opt == TD_OPT_SHARE_KEY) {
@@ -250,6 +252,7 @@ struct td_client {
     int64_t rejected_until_ms;  /* monotonic: fetches avoid it until then */
     int reporting;
     int report_rc;
+    int64_t report_until_ms;    /* monotonic: later reports of it get report_rc until then */
     char report_err[1024];
 
     /* What Gitee answered last: the file's text or why not.  Used again
@@ -267,6 +270,7 @@ struct td_client {
 typedef struct attempt {
     td_source src;
     const char *where;          /* URL, owner/repo/path@branch or file path */
+    char shown[512];            /* an endpoint's URL without its credentials (where) */
     int rc;
     char why[WHY_LEN];
 } attempt;
@@ -343,8 +347,10 @@ static int endpoint_urls(const char *url, const char *name, const char *ticket, 
     if ((rc = td_endpoint_resolve(e, url, name, err, errlen)) != TD_OK) goto out;
     rc = TD_EINVAL;
     if (!e->named[0] && (strcmp(name, "default") != 0 || ticket)) {
-        snprintf(err, errlen, "端点地址 '%.200s' 不是 tokendist 的地址 (…/release/get-token 或 …/v1/tokens/NAME)，"
-                              "无法从中找到 token '%s'%s", url, name, ticket ? " 的 jsapi_ticket" : "");
+        char shown[204];
+        snprintf(err, errlen, "端点地址 '%s' 不是 tokendist 的地址 (…/release/get-token 或 …/v1/tokens/NAME)，"
+                              "无法从中找到 token '%s'%s", td_httpc_redact_url(url, 0, shown, sizeof shown), name,
+                 ticket ? " 的 jsapi_ticket" : "");
         goto out;
     }
     rc = TD_ENOMEM;
@@ -673,10 +679,10 @@ static int from_endpoint(td_client *c, size_t i, td_token_kind kind, attempt *a,
     int rc;
 
     a->src = TD_SOURCE_ENDPOINT;
-    a->where = c->urls[i];
+    a->where = td_httpc_redact_url(c->urls[i], TD_HTTPC_HIDE_QUERY, a->shown, sizeof a->shown);
     if ((rc = td_httpc_do(&req, &resp, herr, sizeof herr)) != TD_OK) {
-        size_t ul = strlen(req.url);
-        const char *h = !strncmp(herr, req.url, ul) && !strncmp(herr + ul, ": ", 2) ? herr + ul + 2 : herr;
+        const char *h = td_httpc_err_detail(herr, req.url); /* the URL is named in a->where */
+        if (!h) h = herr;
         snprintf(a->why, sizeof a->why, "%s: %s", rc == TD_ETIMEOUT ? "请求超时" : "网络错误", h);
         return a->rc = rc;
     }
@@ -1175,7 +1181,7 @@ static int post_invalid(td_client *c, const char *token, td_record **newer, char
     const char *hdrs[] = {"Content-Type: application/json", c->auth_header, NULL};
     json_t *o = json_pack("{s:s}", "access_token", token);
     char *body = o ? json_dumps(o, JSON_COMPACT) : NULL;
-    char herr[400], reason[128], msg[256];
+    char herr[400], reason[128], msg[256], shown[512];
     int rc = TD_EINVAL, tried = 0;
 
     json_decref(o);
@@ -1220,7 +1226,7 @@ static int post_invalid(td_client *c, const char *token, td_record **newer, char
                  : resp.status == 401 || resp.status == 403 ? TD_EAUTH : TD_EHTTP;
             snprintf(err, errlen, "报告token无效失败: HTTP %ld: %s%s%s%s [%s]", resp.status,
                      reason_phrase(&resp, reason, sizeof reason), m ? " (" : "", m ? m : "",
-                     m ? ")" : "", req.url);
+                     m ? ")" : "", td_httpc_redact_url(req.url, TD_HTTPC_HIDE_QUERY, shown, sizeof shown));
         }
         td_httpc_resp_clear(&resp);
         /* Only a transport failure or a 5xx other than 501 tries the next endpoint. */
@@ -1235,6 +1241,7 @@ int td_client_report_invalid(td_client *c, const char *token, char *err, size_t 
 {
     td_record *newer = NULL;
     char rerr[sizeof c->report_err] = "";
+    int64_t until;
     int rc;
 
     if (!c || !token || !*token) {
@@ -1254,7 +1261,8 @@ int td_client_report_invalid(td_client *c, const char *token, char *err, size_t 
     /* Many callers hit by the same bad token: one report (and after a
      * 409, the same answer: no loop of reports Feishu cannot change). */
     if (c->rejected && !strcmp(c->rejected, token) &&
-        (c->reporting || c->report_rc == TD_OK || c->report_rc == TD_ECONFLICT)) {
+        (c->reporting || ((c->report_rc == TD_OK || c->report_rc == TD_ECONFLICT) &&
+                          td_clock_mono_ms() < c->report_until_ms))) {
         while (c->reporting) pthread_cond_wait(&c->cv, &c->mu);
         rc = c->report_rc;
         snprintf(err, errlen, "%s", c->report_err);
@@ -1273,6 +1281,11 @@ int td_client_report_invalid(td_client *c, const char *token, char *err, size_t 
 
     /* Written to a local buffer: another token's report may run meanwhile. */
     rc = post_invalid(c, token, &newer, rerr, sizeof rerr);
+    /* A 202 (TD_OK without a record) is a refresh the server took, not its
+     * outcome: it answers this token's reports only while that refresh may
+     * still bring another token (the fetch's wait), so a refresh that then
+     * failed or never ran is reported again.  200 and 409 are final. */
+    until = rc == TD_OK && !newer ? td_clock_mono_ms() + c->refresh_wait_ms : INT64_MAX;
     if (rc == TD_OK) rerr[0] = '\0';
     if (newer) {
         /* Fresh only when neither of its tokens is the one reported: a
@@ -1292,6 +1305,7 @@ int td_client_report_invalid(td_client *c, const char *token, char *err, size_t 
     if (newer && !c->fetching) install(c, newer, TD_SOURCE_ENDPOINT, NULL), newer = NULL;
     c->reporting = 0;
     c->report_rc = rc;
+    c->report_until_ms = until;
     snprintf(c->report_err, sizeof c->report_err, "%s", rerr);
     snprintf(err, errlen, "%s", rerr);
     pthread_cond_broadcast(&c->cv);

@@ -80,7 +80,8 @@ int td_cmd_open_api(const td_config *c, const char *listen, td_store **store, td
     td_api_opts o = {
         .push_keys = &c->push_keys, .read_keys = &c->read_keys,
         .cors_origin = c->cors_origin, .body_limit = (size_t)c->body_limit,
-        .trusted_proxies = &c->trusted_proxies, .allowed_hosts = &c->allowed_hosts,
+        .trusted_proxies = &c->trusted_proxies, .real_ip_header = c->real_ip_header,
+        .allowed_hosts = &c->allowed_hosts,
         .loopback_listener = listen && td_http_listen_loopback(listen),
         .max_clock_skew = c->max_clock_skew,
     };

@@ -46,7 +46,8 @@ typedef struct td_config {
     long s3_revalidate;         /* seconds between a reader's checks for changes */
     td_strlist push_keys;
     td_strlist read_keys;
-    td_strlist trusted_proxies; /* CIDRs whose forwarding headers are believed */
+    td_strlist trusted_proxies; /* CIDRs whose forwarding header is believed */
+    char *real_ip_header;       /* which: "X-Forwarded-For" or "X-Real-IP" (any case); NULL: both must agree */
     td_strlist allowed_hosts;   /* Host names answered besides the loopback's */
     long max_clock_skew;        /* seconds a record may be generated ahead */
     char *cors_origin;

@@ -123,7 +123,8 @@ void td_sinks_log_enabled(const td_sinks *s)
         const td_sink *k = &s->v[i];
         if (k->kind == TD_SINK_ENDPOINT) {
             td_log("腾讯云函数 Token分发功能已启用");
-            td_log("API地址: %s", k->url);
+            char shown[512];
+            td_log("API地址: %s", td_httpc_redact_url(k->url, TD_HTTPC_HIDE_QUERY, shown, sizeof shown));
         } else if (k->kind == TD_SINK_GITEE) {
             td_log("Gitee Token共享功能已启用: %s/%s:%s", k->gitee.owner, k->gitee.repo, k->gitee.path);
             if (k->seal.n)

@@ -1,5 +1,6 @@
 /* store -- dispatch to a backend by URL scheme.  See store.h. */
 #include "store.h"
+#include "httpc.h"
 #include "tokendist.h"
 
 #include <assert.h>
@@ -138,20 +139,7 @@ int td_store_lease(td_store *s, const char *key, const char *owner, int64_t ttl_
 
 const char *td_store_redact(const char *url, char *buf, size_t len)
 {
-    const char *auth = url ? strstr(url, "://") : NULL, *at = NULL;
-
-    /* The userinfo is everything up to the authority's last '@' (RFC 3986:
-     * the authority ends at the first '/', '?' or '#'); it goes whole,
-     * whatever its form -- ":pw", "user:pw", a bare "pw" or
-     * percent-encoded -- so no reading of it can leave part behind. */
-    if (auth) {
-        auth += 3;
-        for (const char *c = auth; *c && *c != '/' && *c != '?' && *c != '#'; c++)
-            if (*c == '@') at = c;
-    }
-    if (!at) snprintf(buf, len, "%s", url ? url : "");
-    else snprintf(buf, len, "%.*s***%s", (int)(auth - url), url, at);
-    return buf;
+    return td_httpc_redact_url(url, 0, buf, len);
 }
 
 int td_store_send(td_store *s, const char *to, const char *msg, char *err, size_t errlen)

@@ -141,9 +141,9 @@ const char *td_store_where(td_store *s, const char *name, char *buf, size_t len)
  * aborts. */
 void td_store_forbid_thread(void);
 
-/* url with its credentials -- all of the userinfo before the authority's
- * last '@' -- replaced by "***": redis://u:pw@h/0 shows "***@h/0" after
- * its scheme; for logs and --print-config.  Returns buf. */
+/* A store URL with its userinfo (user and password, found as
+ * td_httpc_redact_url finds it: a password may hold '/') replaced by
+ * "***", for logs and --print-config.  Returns buf. */
 const char *td_store_redact(const char *url, char *buf, size_t len);
 
 void td_store_entry_clear(td_store_entry *e);

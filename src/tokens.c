@@ -1,5 +1,6 @@
 /* tokens -- see tokens.h. */
 #include "tokens.h"
+#include "httpc.h"
 #include "log.h"
 #include "tokendist.h"
 
@@ -141,13 +142,17 @@ bad:
 void td_tokens_print(const td_config *c, FILE *f)
 {
     const char *const *what = td_config_token_vars;
-    char k[128], fp[TD_FP_LEN];
+    char k[128], fp[TD_FP_LEN], url[1024];
 
+    /* As td_config_print shows the default token's settings: a secret as
+     * its hash, a URL without the credentials it may carry. */
     for (size_t i = 0; i < c->tokens.n; i++)
         for (size_t j = 0; what[j]; j++) {
             const char *v = td_config_env(c, var(c->tokens.v[i], what[j], k, sizeof k));
             int secret = !strcmp(what[j], "APP_SECRET") || !strcmp(what[j], "API_KEY");
+            int is_url = !strcmp(what[j], "BASE_URL") || !strcmp(what[j], "API_URL");
             if (!v) continue;
-            fprintf(f, "%s=%s\n", k, secret ? td_log_secret_fp(v, fp) : v);
+            fprintf(f, "%s=%s\n", k, secret ? td_log_secret_fp(v, fp)
+                                      : is_url ? td_httpc_redact_url(v, 0, url, sizeof url) : v);
         }
 }

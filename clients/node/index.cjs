@@ -78,17 +78,32 @@ function fingerprint(token) {
   return `${token.slice(0, 6)}…${token.slice(-2)}`;
 }
 
-/** Hide credentials that may sit in a URL's query string. */
+/**
+ * Hide the credentials a URL may carry: the whole userinfo becomes `***`
+ * (by the server's rule, src/httpc.h: from `://` to the last `@` before the
+ * first `/`, `?` or `#` after the first `@` -- a password may hold `/`,
+ * which a URL parser takes for the end of the host), and query parameters
+ * whose names look like secrets. Works on text, so a URL no parser accepts
+ * is hidden too.
+ */
 function redactUrl(url) {
+  let s = String(url);
+  const i = s.indexOf('://');
+  const first = i < 0 ? -1 : s.indexOf('@', i + 3);
+  if (first >= 0) {
+    const m = s.slice(first).search(/[/?#]/);
+    const at = s.lastIndexOf('@', m < 0 ? s.length : first + m);
+    s = `${s.slice(0, i + 3)}***${s.slice(at)}`;
+  }
   try {
-    const u = new URL(url);
+    const u = new URL(s);
+    let hidden = false;
     for (const k of [...u.searchParams.keys()]) {
-      if (/token|key|secret|sign|sig|auth|password/i.test(k)) u.searchParams.set(k, '***');
+      if (/token|key|secret|sign|sig|auth|password/i.test(k)) u.searchParams.set(k, '***'), hidden = true;
     }
-    if (u.password) u.password = '***';
-    return u.toString();
+    return hidden ? u.toString() : s;
   } catch {
-    return String(url);
+    return s;
   }
 }
 

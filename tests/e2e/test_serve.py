@@ -470,8 +470,12 @@ class PrintConfigTest(TestCase):
             "redis://a@b:S3cret@h/0?prefix=ns@x": "redis://***@h/0?prefix=ns@x",
             "redis://h:6379/0": "redis://h:6379/0",
             "sqlite:./var/a@b.db": "sqlite:./var/a@b.db",
+            # a password from openssl rand -base64 holds '/': the authority
+            # does not end there
+            "redis://:Ab/cD+eF=@10.0.0.5:6379/0": "redis://***@10.0.0.5:6379/0",
+            "redis://u:p?w#x@h/1": "redis://***@h/1",
         }
-        self.secrets += ["S3cret", "p%40ss", "u%40x"]
+        self.secrets += ["S3cret", "p%40ss", "u%40x", "Ab/cD", "p?w#x"]
         for url, want in forms.items():
             r = self.cli("serve", "--store", url, "--print-config", env={"TOKENDIST_STORE": ""})
             self.assertEqual(r.returncode, 0, r.stderr)
@@ -486,6 +490,42 @@ class PrintConfigTest(TestCase):
                      "http://127.0.0.1:9/get-token", "--print-config")
         self.assertIn("TOKENDIST_URLS=http://***@127.0.0.1:9/v1/tokens/x,http://127.0.0.1:9/get-token\n",
                       r.stdout)
+
+    def test_per_token_urls_redacted(self):
+        env = {"TOKENDIST_TOKENS": "wx", "TOKENDIST_WX_PROVIDER": "wechat", "TOKENDIST_WX_APP_ID": "wx1",
+               "TOKENDIST_WX_APP_SECRET": "wx-secret-JJJJ-0123",
+               "TOKENDIST_WX_API_URL": "https://u:WxApiPw8@h/x",
+               "TOKENDIST_WX_BASE_URL": "https://u:Wx/BasePw9@api.weixin.qq.com"}
+        self.secrets += ["wx-secret-JJJJ-0123", "WxApiPw8", "Wx/BasePw9"]
+        r = self.cli("serve", "--print-config", env=env)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("TOKENDIST_WX_API_URL=https://***@h/x\n", r.stdout)
+        self.assertIn("TOKENDIST_WX_BASE_URL=https://***@api.weixin.qq.com\n", r.stdout)
+
+
+class UrlCredentialsInLogsTest(TestCase):
+    """A URL's userinfo, and a request's query (WeCom's corpsecret), never
+    reach a log: not the sink's "API地址" line, not a failed fetch's or
+    push's error (tearDown scans the log for every secret)."""
+
+    def test_failed_fetch_and_push_name_urls_without_credentials(self):
+        dead = harness.free_port()
+        env = {"FEISHU_APP_ID": "cli_a1b2c3d4e5f6a7b8", "FEISHU_APP_SECRET": "app-secret-KKKK-0123",
+               "FEISHU_BASE_URL": "http://u:FeishuPw1@127.0.0.1:%d" % dead,
+               "TENCENT_CLOUD_API_URL": "http://u:ApiPw2@127.0.0.1:%d/release/get-token" % dead,
+               "TENCENT_CLOUD_API_KEY": "api-key-LLLL-0123",
+               "TOKENDIST_TOKENS": "corp", "TOKENDIST_CORP_PROVIDER": "wecom",
+               "TOKENDIST_CORP_APP_ID": "ww0123", "TOKENDIST_CORP_APP_SECRET": "corp-secret-MMMM-0123",
+               "TOKENDIST_CORP_BASE_URL": "http://127.0.0.1:%d" % dead,
+               "TOKENDIST_CORP_API_URL": "http://u:CorpPw3@127.0.0.1:%d/v1/tokens/corp" % dead,
+               "TOKENDIST_RETRY_MIN": "1", "TOKENDIST_RETRY_MAX": "2"}
+        self.secrets += ["FeishuPw1", "ApiPw2", "CorpPw3", "app-secret-KKKK-0123", "api-key-LLLL-0123",
+                         "corp-secret-MMMM-0123"]
+        s = self.server(env=env, store="memory:").start()
+        self.wait_log(s, "刷新失败", count=2)     # both tokens failed at least once
+        log = s.log()
+        self.assertIn("API地址: http://***@127.0.0.1:%d/release/get-token" % dead, log)
+        self.assertIn("http://***@127.0.0.1:%d/open-apis/auth/v3/" % dead, log)
 
 
 if __name__ == "__main__":

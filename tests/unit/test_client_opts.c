@@ -50,6 +50,13 @@ static void bounds_and_types(void **state)
     assert_int_equal(td_client_opts_set_str(o, TD_OPT_READ_KEY, "a\r\nb"), TD_EINVAL);
     assert_int_equal(new_client(o, &c, err, sizeof err), TD_EINVAL);
     assert_non_null(strstr(err, "token 名称 'Bad-Name' 无效"));
+
+    /* A refused URL is named without its password. */
+    o = td_client_opts_new();
+    assert_int_equal(td_client_opts_set_str(o, TD_OPT_URL, "ftp://u:s3cr/et@h/release/get-token"), TD_EINVAL);
+    assert_int_equal(new_client(o, &c, err, sizeof err), TD_EINVAL);
+    assert_non_null(strstr(err, "'ftp://***@h/release/get-token' 无效"));
+    assert_null(strstr(err, "s3cr"));
 }
 
 static void unknown_option(void **state)
