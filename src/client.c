@@ -244,6 +244,7 @@ struct td_client {
     /* The token last reported invalid, and that report's outcome. */
     char *rejected;
     int64_t rejected_until_ms;  /* monotonic: fetches avoid it until then */
+    int64_t report_until_ms;    /* monotonic: its answer stands for reports until then */
     int reporting;
     int report_rc;
     char report_err[1024];
@@ -1187,10 +1188,15 @@ int td_client_report_invalid(td_client *c, const char *token, char *err, size_t 
         td_record_free(c->rec);
         c->rec = NULL;
     }
-    /* Many callers hit by the same bad token: one report (and after a
-     * 409, the same answer: no loop of reports Feishu cannot change). */
+    /* Many callers hit by the same bad token at once: one report, whose
+     * answer (202, 200 or 409) also stands for reports of that token until
+     * its refresh wait ends.  After that a report is sent again: a token
+     * still handed out then was not replaced (the 202's refresh failed, or
+     * the 409's token is being rejected again), and the server, which
+     * merges repeated reports itself, must hear of it. */
     if (c->rejected && !strcmp(c->rejected, token) &&
-        (c->reporting || c->report_rc == TD_OK || c->report_rc == TD_ECONFLICT)) {
+        (c->reporting || ((c->report_rc == TD_OK || c->report_rc == TD_ECONFLICT) &&
+                          td_clock_mono_ms() < c->report_until_ms))) {
         while (c->reporting) pthread_cond_wait(&c->cv, &c->mu);
         rc = c->report_rc;
         snprintf(err, errlen, "%s", c->report_err);
@@ -1203,7 +1209,7 @@ int td_client_report_invalid(td_client *c, const char *token, char *err, size_t 
         snprintf(err, errlen, "内存不足");
         return TD_ENOMEM;
     }
-    c->rejected_until_ms = td_clock_mono_ms() + c->refresh_wait_ms;
+    c->rejected_until_ms = c->report_until_ms = td_clock_mono_ms() + c->refresh_wait_ms;
     c->reporting = 1;
     pthread_mutex_unlock(&c->mu);
 

@@ -286,17 +286,19 @@ TD_API int td_client_get_record(td_client *c, td_token_kind kind, char **json, s
  * the token (the next td_client_get fetches and, for up to
  * TD_OPT_REFRESH_WAIT_MS, waits for a different token, asking again with
  * growing pauses) and tells the first endpoint that answers: POST
- * …/v1/tokens/NAME/invalid.  Many reports of one token send one request.
- * Returns TD_OK when the server has a token other than the reported one
- * (200: kept, when neither of its tokens is the reported one) or started
- * a refresh whose outcome it could not wait for (202).  TD_ECONFLICT
- * (409): Feishu still issues the reported token, so there is nothing
- * newer to wait for -- the next get returns it again at once, and
- * further reports of it get the same answer without a request.  Other
- * codes: TD_EUNAVAIL (no refresher reachable: 501/503), TD_EAUTH,
- * TD_EHTTP (502: the forced refresh failed), TD_ENOTFOUND (404),
- * TD_EINVAL (no endpoint URL to report to).  Any thread, any number at
- * once, alongside td_client_get. */
+ * …/v1/tokens/NAME/invalid.  Reports of one token made while its report
+ * runs, or within TD_OPT_REFRESH_WAIT_MS of its start, share that
+ * report's request and answer; a later report of it (the token is still
+ * handed out, so it was not replaced) is sent again.  Returns TD_OK when
+ * the server has a token other than the reported one (200: kept, when
+ * neither of its tokens is the reported one) or started a refresh whose
+ * outcome it could not wait for (202).  TD_ECONFLICT (409): Feishu still
+ * issues the reported token, so there is nothing newer to wait for --
+ * the next get returns it again at once, and reports of it within the
+ * wait get the same answer without a request.  Other codes: TD_EUNAVAIL
+ * (no refresher reachable: 501/503), TD_EAUTH, TD_EHTTP (502: the forced
+ * refresh failed), TD_ENOTFOUND (404), TD_EINVAL (no endpoint URL to
+ * report to).  Any thread, any number at once, alongside td_client_get. */
 TD_API int td_client_report_invalid(td_client *c, const char *token, char *err, size_t errlen);
 
 /* "endpoint", "gitee", "cache", "memory", "none": fixed ASCII names for
