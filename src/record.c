@@ -167,6 +167,11 @@ fail:
     return TD_ENOMEM;
 }
 
+void td_record_skip_bom(const char **text, size_t *len)
+{
+    if (*text && *len >= 3 && !memcmp(*text, "\xef\xbb\xbf", 3)) *text += 3, *len -= 3;
+}
+
 int td_record_parse(const char *text, size_t len, int64_t now, int64_t max_skew, td_record **out,
                     char *err, size_t errlen)
 {
@@ -175,6 +180,7 @@ int td_record_parse(const char *text, size_t len, int64_t now, int64_t max_skew,
     td_record *r = NULL;
     int rc = TD_EINVAL;
 
+    td_record_skip_bom(&text, &len);
     if (!(src = json_loadb(text, len, JSON_REJECT_DUPLICATES, &jerr))) {
         snprintf(err, errlen, "invalid JSON: %s (line %d, column %d)", jerr.text, jerr.line,
                  jerr.column);

@@ -47,7 +47,14 @@ int td_record_key_valid(const char *key, size_t len);
 #define TD_TOKEN_ID_LEN 17
 const char *td_record_token_id(const char *token, char out[TD_TOKEN_ID_LEN]);
 
-/* Parses and validates a record from JSON text.  `now` is the current Unix
+/* Skips a UTF-8 byte order mark at the start of *text.  Gitee's web editor
+ * and Windows tools put one in front of a file they save; the Node and
+ * Python clients read such a file, so every parser of a record file (this
+ * module's, seal.c's envelope reader) skips it by this one rule. */
+void td_record_skip_bom(const char **text, size_t *len);
+
+/* Parses and validates a record from JSON text (a leading UTF-8 BOM is
+ * skipped: td_record_skip_bom).  `now` is the current Unix
  * time: a record already expired at `now` is refused, and so is one
  * generated more than max_skew seconds after `now` (negative max_skew: no
  * such limit) -- a producer with a clock years ahead would otherwise
