@@ -218,7 +218,8 @@ struct td_client {
     td_gitee gitee;             /* gitee.owner == NULL: no Gitee fallback */
     char *gitee_strings[6];     /* owned copies behind the gitee fields */
     td_seal_keys seal;          /* share keys of a sealed Gitee copy (n == 0: plaintext) */
-    char name[TD_NAME_MAX + 1]; /* the token name a sealed copy must carry */
+    char name[TD_NAME_MAX + 1]; /* the token name a sealed copy (and the cache file) must carry */
+    const char *kind;           /* TD_CACHE_KIND_TOKEN or _TICKET: what the cache file must hold */
     char *cache_file;
     long min_remaining;         /* >= 0; 0: only "not expired" */
     long timeout_ms, connect_ms, refresh_wait_ms;
@@ -513,6 +514,7 @@ int td_client_new(td_client **out, const td_client_opts *o, char *err, size_t er
     c->cache_file = dup_opt(s[TD_OPT_CACHE_FILE], &ok);
     if (!ok) goto fail;
     snprintf(c->name, sizeof c->name, "%s", name);
+    c->kind = s[TD_OPT_TICKET] ? TD_CACHE_KIND_TICKET : TD_CACHE_KIND_TOKEN;
     /* Checked by the setter already: it parses here. */
     if ((rc = td_seal_keys_parse(&c->seal, s[TD_OPT_SHARE_KEY], err, errlen)) != TD_OK) goto fail;
     c->min_remaining = o->num[TD_OPT_MIN_REMAINING];
@@ -793,10 +795,81 @@ static int from_cache(td_client *c, td_token_kind kind, attempt *a, td_record **
         rc = a->rc = ferror(f) ? TD_EIO : TD_ETOOBIG;
         goto out;
     }
-    rc = judge(c, a, buf, n, kind, get_offset(c), out);
+    {
+        char *plain = NULL;
+        size_t plen = 0;
+        if ((rc = a->rc = td__client_cache_open(buf, n, c->name, c->kind, &plain, &plen, a->why,
+                                                sizeof a->why)) == TD_OK)
+            rc = judge(c, a, plain, plen, kind, get_offset(c), out);
+        if (plain) explicit_bzero(plain, plen);
+        free(plain);
+    }
 out:
+    if (buf) explicit_bzero(buf, CACHE_FILE_MAX + 1);
     free(buf);
     if (f) fclose(f);
+    return rc;
+}
+
+/* The words of the two kinds in a message. */
+static const char *kind_label(const char *kind)
+{
+    return !strcmp(kind, TD_CACHE_KIND_TICKET) ? "jsapi_ticket" : "access token";
+}
+
+int td__client_cache_open(const char *text, size_t len, const char *name, const char *kind, char **record,
+                          size_t *rlen, char *why, size_t whylen)
+{
+    json_t *o, *n, *k;
+    const char *wn, *wk;
+    char *dump = NULL;
+    int rc = TD_EINVAL;
+
+    *record = NULL;
+    td_record_skip_bom(&text, &len);
+    if (!(o = json_loadb(text, len, JSON_REJECT_DUPLICATES, NULL)) || !json_is_object(o)) {
+        snprintf(why, whylen, "缓存文件不是JSON对象");
+        goto out;
+    }
+    n = json_object_get(o, TD_CACHE_NAME_FIELD);
+    k = json_object_get(o, TD_CACHE_KIND_FIELD);
+    if ((n && (!json_is_string(n) || !valid_name(json_string_value(n)))) ||
+        (k && (!json_is_string(k) || (strcmp(json_string_value(k), TD_CACHE_KIND_TOKEN) != 0 &&
+                                      strcmp(json_string_value(k), TD_CACHE_KIND_TICKET) != 0)))) {
+        snprintf(why, whylen, "缓存文件的 %s 或 %s 无效", TD_CACHE_NAME_FIELD, TD_CACHE_KIND_FIELD);
+        goto out;
+    }
+    /* A file from before the two fields was written by a client of the
+     * seed's token (the only one then): it counts as that, and nothing else. */
+    wn = n ? json_string_value(n) : "default";
+    wk = k ? json_string_value(k) : TD_CACHE_KIND_TOKEN;
+    rc = TD_ENOTFOUND;
+    if (!n && !k && (strcmp(wn, name) != 0 || strcmp(wk, kind) != 0)) {
+        snprintf(why, whylen, "缓存文件没有标明属于哪个 token (旧格式)，只当作 token 'default' 的 access token，"
+                              "不是 '%s' 的 %s: 请换一个缓存文件", name, kind_label(kind));
+        goto out;
+    }
+    if (strcmp(wn, name) != 0) {
+        snprintf(why, whylen, "缓存文件属于 token '%s'，不是 '%s': 每个 token 名称请用自己的缓存文件", wn, name);
+        goto out;
+    }
+    if (strcmp(wk, kind) != 0) {
+        snprintf(why, whylen, "缓存文件存的是 token '%s' 的 %s，不是 %s: access token 和 jsapi_ticket 请用不同的缓存文件",
+                 wn, kind_label(wk), kind_label(kind));
+        goto out;
+    }
+    json_object_del(o, TD_CACHE_NAME_FIELD);
+    json_object_del(o, TD_CACHE_KIND_FIELD);
+    rc = TD_ENOMEM;
+    if (!(dump = json_dumps(o, 0))) {
+        snprintf(why, whylen, "内存不足");
+        goto out;
+    }
+    *rlen = strlen(dump);
+    *record = dump, dump = NULL;
+    rc = TD_OK;
+out:
+    json_decref(o);
     return rc;
 }
 
@@ -814,14 +887,26 @@ static int fsync_write(int fd, const char *buf, size_t len)
 
 /* Keeps the record for the next process: written to a temporary file in
  * the same folder and renamed, so a reader never sees half a record; 0600
- * because it holds a token.  Best effort: a cache that cannot be written
- * must not fail a get that has a good token. */
+ * because it holds a token.  The file names the token it holds
+ * (td__client_cache_open), so a client of another name or kind sharing
+ * the path does not take it for its own.  Best effort: a cache that
+ * cannot be written must not fail a get that has a good token. */
 static void write_cache(const td_client *c, const td_record *rec)
 {
     size_t len;
     const char *js = td_record_json(rec, &len);
+    json_t *o;
+    char *text = NULL;
 
-    if (c->cache_file) (void)td__client_write_cache(c->cache_file, js, len);
+    if (!c->cache_file) return;
+    o = json_loadb(js, len, 0, NULL);
+    if (o && !json_object_set_new(o, TD_CACHE_NAME_FIELD, json_string(c->name)) &&
+        !json_object_set_new(o, TD_CACHE_KIND_FIELD, json_string(c->kind)) && (text = json_dumps(o, 0))) {
+        (void)td__client_write_cache(c->cache_file, text, strlen(text));
+        explicit_bzero(text, strlen(text));
+    }
+    free(text);
+    json_decref(o);
 }
 
 int td__client_write_cache(const char *path, const char *json, size_t len)

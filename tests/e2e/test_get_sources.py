@@ -55,6 +55,58 @@ class GetSourcesTest(harness.TestCase):
         r = self.get("--cache", cache)
         self.assertEqual((r.returncode, r.stdout.strip()), (0, TOKEN), r.stderr)
 
+    # ---- the cache file knows what it holds ----
+
+    def start(self):
+        self.srv = self.server(["--push-key", PUSH_KEY]).start()
+        r = self.srv.post("/release/get-token", harness.make_record(TOKEN), key=PUSH_KEY)
+        self.assertEqual(r.status, 200, r.body)
+        return "http://127.0.0.1:%d" % self.srv.port
+
+    def test_cache_file_names_its_token_and_kind(self):
+        base = self.start()
+        cache = os.path.join(self.tmp, "token.json")
+        r = self.get("--url", base + "/release/get-token", "--cache", cache)
+        self.assertEqual((r.returncode, r.stdout.strip()), (0, TOKEN), r.stderr)
+        with open(cache) as f:
+            written = json.load(f)
+        self.assertEqual((written["tokendist_name"], written["tokendist_kind"]), ("default", "token"))
+        # Read back (server down), the record comes without the two members.
+        self.srv.stop()
+        r = self.get("--url", base + "/release/get-token", "--cache", cache, "--json")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        rec = json.loads(r.stdout)
+        self.assertEqual(rec["access_token"], TOKEN)
+        self.assertNotIn("tokendist_name", rec)
+        self.assertNotIn("tokendist_kind", rec)
+
+    def test_cache_file_of_another_name_or_kind_is_refused(self):
+        """Two scripts share one TOKENDIST_CACHE_FILE (set once in a profile):
+        the one asking for 'wechat', or for the jsapi_ticket, must not be
+        handed the default token from it."""
+        base = self.start()
+        cache = os.path.join(self.tmp, "token.json")
+        self.assertEqual(self.get("--url", base, "--cache", cache).returncode, 0)
+        r = self.get("--url", base, "--name", "wechat", "--cache", cache)
+        self.assertEqual((r.returncode, r.stdout), (3, ""), r.stderr)
+        self.assertIn("本地缓存 token获取失败: 缓存文件属于 token 'default'，不是 'wechat'", r.stderr)
+        r = self.get("--url", base, "--ticket", "jsapi_ticket", "--cache", cache)
+        self.assertEqual((r.returncode, r.stdout), (3, ""), r.stderr)
+        self.assertIn("缓存文件存的是 token 'default' 的 access token，不是 jsapi_ticket", r.stderr)
+
+    def test_cache_file_without_the_members_is_the_default_token_only(self):
+        """A cache file written before the two members existed: the seed's
+        token, and nothing else."""
+        cache = os.path.join(self.tmp, "token.json")
+        with open(cache, "w") as f:
+            json.dump(harness.make_record(TOKEN), f)
+        r = self.get("--cache", cache)
+        self.assertEqual((r.returncode, r.stdout.strip()), (0, TOKEN), r.stderr)
+        r = self.get("--cache", cache, "--name", "wechat")
+        self.assertEqual((r.returncode, r.stdout), (3, ""), r.stderr)
+        self.assertIn("缓存文件没有标明属于哪个 token (旧格式)，只当作 token 'default' 的 access token", r.stderr)
+        self.assertEqual(self.get("--cache", cache, "--ticket", "jsapi_ticket").returncode, 3)
+
 
 if __name__ == "__main__":
     unittest.main()
