@@ -179,7 +179,11 @@ typedef enum td_option {
     TD_OPT_GITEE_PATH = 7,          /* str; default token.json */
     TD_OPT_GITEE_BRANCH = 8,        /* str; default: the repository's default branch */
     TD_OPT_GITEE_ACCESS_TOKEN = 9,  /* str; unset: anonymous (public repositories) */
-    TD_OPT_CACHE_FILE = 10,         /* str: local cache file; unset: none */
+    /* str: local cache file; unset: none.  It names the token it holds
+     * (TD_OPT_NAME, token or TD_OPT_TICKET's ticket): a file written for
+     * another name or kind fails that source with TD_ENOTFOUND
+     * (docs/protocol.md, "The client cache file"). */
+    TD_OPT_CACHE_FILE = 10,
     /* long, seconds a token must still have, 0..86400.  0 takes any
      * token that has not expired.  Unset: the platform's own need, from
      * the record's "provider" -- 300 for Feishu/Lark/DingTalk (and records

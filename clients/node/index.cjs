@@ -226,6 +226,60 @@ function invalidUrlFor(apiUrl) {
 }
 
 /* ------------------------------------------------------------------ */
+/* the cache file                                                     */
+/* ------------------------------------------------------------------ */
+
+/*
+ * The cache file is the record plus two members naming what it holds, so
+ * that a client of another name (or `tokendist get --ticket`) sharing the
+ * path does not take it for its own: the rule of the C and Python clients
+ * (docs/protocol.md, "The client cache file").
+ */
+const CACHE_NAME = 'tokendist_name';
+const CACHE_KIND = 'tokendist_kind';
+const KIND_TOKEN = 'token';
+const KIND_LABEL = Object.freeze({ token: 'access token', jsapi_ticket: 'jsapi_ticket' });
+
+function cacheRefused(code, why) {
+  return new TokendistError(code, `❌ 本地缓存 token获取失败: ${why}`, { source: 'cache' });
+}
+
+/**
+ * The record in a parsed cache file, for a client of token `name` and `kind`
+ * (this client only knows 'token'), without the two members. A file written
+ * for another name or kind holds no token for this client (ENOTFOUND_TOKEN);
+ * one without the members, from before them, counts as `default`'s token.
+ */
+function openCache(doc, name, kind = KIND_TOKEN) {
+  if (!isPlainObject(doc)) throw cacheRefused('EINVALID', '缓存文件不是JSON对象');
+  const hasN = Object.prototype.hasOwnProperty.call(doc, CACHE_NAME);
+  const hasK = Object.prototype.hasOwnProperty.call(doc, CACHE_KIND);
+  const n = doc[CACHE_NAME];
+  const k = doc[CACHE_KIND];
+  if ((hasN && !(typeof n === 'string' && NAME_RE.test(n)))
+      || (hasK && !(typeof k === 'string' && Object.prototype.hasOwnProperty.call(KIND_LABEL, k)))) {
+    throw cacheRefused('EINVALID', `缓存文件的 ${CACHE_NAME} 或 ${CACHE_KIND} 无效`);
+  }
+  const writtenName = hasN ? n : DEFAULT_NAME;
+  const writtenKind = hasK ? k : KIND_TOKEN;
+  if (!hasN && !hasK && (writtenName !== name || writtenKind !== kind)) {
+    throw cacheRefused('ENOTFOUND_TOKEN', '缓存文件没有标明属于哪个 token (旧格式)，只当作 token \'default\' 的 access token，'
+      + `不是 '${name}' 的 ${KIND_LABEL[kind]}: 请换一个缓存文件`);
+  }
+  if (writtenName !== name) {
+    throw cacheRefused('ENOTFOUND_TOKEN', `缓存文件属于 token '${writtenName}'，不是 '${name}': 每个 token 名称请用自己的缓存文件`);
+  }
+  if (writtenKind !== kind) {
+    throw cacheRefused('ENOTFOUND_TOKEN', `缓存文件存的是 token '${writtenName}' 的 ${KIND_LABEL[writtenKind]}，`
+      + `不是 ${KIND_LABEL[kind]}: access token 和 jsapi_ticket 请用不同的缓存文件`);
+  }
+  const record = { ...doc };
+  delete record[CACHE_NAME];
+  delete record[CACHE_KIND];
+  return record;
+}
+
+/* ------------------------------------------------------------------ */
 /* the sealed Gitee copy                                              */
 /* ------------------------------------------------------------------ */
 
@@ -933,14 +987,20 @@ class TokendistClient {
       const why = err && err.code === 'ENOENT' ? '缓存文件不存在' : `无法读取缓存文件 (${err && err.code})`;
       throw new TokendistError('ENOTFOUND_TOKEN', `❌ 本地缓存 token获取失败: ${why}`, { source: 'cache', cause: err });
     }
+    let doc;
     try {
-      return { record: JSON.parse(text) };
+      // A file an editor saved with a BOM reads as the same record.
+      doc = JSON.parse(text.replace(/^\uFEFF/, ''));
     } catch {
       throw new TokendistError('EINVALID', '❌ 本地缓存 token获取失败: 缓存文件不是JSON', { source: 'cache' });
     }
+    return { record: openCache(doc, this._o.name) };
   }
 
-  /** Atomic write: temp file (mode 0600) in the same directory, fsync, rename. Never throws. */
+  /**
+   * Atomic write: temp file (mode 0600) in the same directory, fsync, rename. Never throws.
+   * The file names the token it holds (openCache).
+   */
   async _writeCache(record) {
     const file = this._o.cacheFile;
     if (!file) return;
@@ -951,7 +1011,8 @@ class TokendistClient {
     try {
       await fs.promises.mkdir(path.dirname(file), { recursive: true, mode: 0o700 });
       fh = await fs.promises.open(tmp, 'wx', 0o600);
-      await fh.writeFile(`${JSON.stringify(record, null, 2)}\n`, 'utf8');
+      const doc = { ...record, [CACHE_NAME]: this._o.name, [CACHE_KIND]: KIND_TOKEN };
+      await fh.writeFile(`${JSON.stringify(doc, null, 2)}\n`, 'utf8');
       await fh.sync();
       await fh.close();
       fh = undefined;

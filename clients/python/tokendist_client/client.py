@@ -346,7 +346,7 @@ class TokendistClient:
             if self._cache_key == key:
                 return
         try:
-            sources.write_cache(path, record)
+            sources.write_cache(path, record, self._o.name)
         except OSError as e:
             self._o.logger.warning(f"⚠️ 写入本地缓存失败: {e.strerror or type(e).__name__}")
             return
