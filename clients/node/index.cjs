@@ -46,6 +46,15 @@ const LABEL = Object.freeze({
 
 /** |Date header − local clock| below this is within the header's 1 s precision plus latency: ignored. */
 const SKEW_IGNORE_MS = 2000;
+/** The first pause while waiting for a token other than the reported one; it doubles up to 2 s. */
+const WAIT_FIRST_MS = 250;
+const WAIT_MAX_MS = 2000;
+/**
+ * Gitee is asked at most this often per client (it publishes no rate limit, and
+ * one token repository serves many clients); meanwhile its last answer stands.
+ * The C library's and the Python client's rule.
+ */
+const GITEE_INTERVAL_MS = 60000;
 const MAX_BODY_BYTES = 1024 * 1024;
 
 /* ------------------------------------------------------------------ */
@@ -684,6 +693,8 @@ class TokendistClient {
     this._epoch = 0;
     this._reports = new Map(); // token → promise (single-flight per token)
     this._lastCacheWrite = null;
+    this._giteeAt = null; // performance.now() of the last Gitee request
+    this._giteeAnswer = null; // { record } or { err }: what it answered
   }
 
   /** Seconds left for `record` by the server's clock (as last seen). */
@@ -741,23 +752,26 @@ class TokendistClient {
     const epoch = this._epoch;
     const { log } = this._o;
     let stale = null; // a usable record that only repeats the reported token
+    let pause = WAIT_FIRST_MS;
+    // An old report whose wait is over does not count.
+    let rejected = this._rejected && Date.now() < this._rejected.until ? this._rejected : null;
     for (;;) {
-      const rejected = this._rejected && Date.now() < this._rejected.until ? this._rejected : null;
       const failures = [];
       const got = await this._chain(rejected, failures);
       if (got) return this._accept(got, epoch);
       const staleFailure = failures.find((f) => f.err.code === 'ESTALE');
       if (staleFailure && !stale) stale = staleFailure.candidate;
-      if (rejected && stale) {
-        if (Date.now() + 250 < rejected.until) {
-          await sleep(250);
-          continue;
-        }
+      if (!rejected || !stale) throw this._failure(failures);
+      const left = rejected.until - Date.now();
+      if (left <= 0) {
         // Waited long enough: the sources still hand out the reported token.
         log.warn(`⚠️ 等待 ${this._o.refreshWaitMs}ms 后仍只拿到已报告无效的token ${fingerprint(tokenOf(stale.record, this._o.field))}，暂时继续使用`);
         return this._accept(stale, epoch, true);
       }
-      throw this._failure(failures);
+      // Ask again after pauses that double, the last one ending at the deadline.
+      await sleep(Math.min(pause, left));
+      pause = Math.min(pause * 2, WAIT_MAX_MS);
+      rejected = this._rejected; // a 409 meanwhile ends the wait (null)
     }
   }
 
@@ -947,7 +961,28 @@ class TokendistClient {
     return { record: this._parseRecord('endpoint', url, text) };
   }
 
+  /**
+   * Gitee's record, asked for unless it was asked less than GITEE_INTERVAL_MS
+   * ago; then its last answer stands. A failure counts as an answer too: a client
+   * that keeps failing must not turn into a stream of Gitee requests. Only the
+   * one fetch in flight (_inflight) calls this.
+   */
   async _fromGitee() {
+    const now = performance.now(); // monotonic: a clock set back does not stretch the minute
+    if (this._giteeAt === null || now - this._giteeAt >= GITEE_INTERVAL_MS) {
+      this._giteeAt = now;
+      try {
+        this._giteeAnswer = { record: (await this._askGitee()).record };
+      } catch (err) {
+        if (!(err instanceof TokendistError)) throw err;
+        this._giteeAnswer = { err };
+      }
+    }
+    if (this._giteeAnswer.err) throw this._giteeAnswer.err;
+    return { record: this._giteeAnswer.record };
+  }
+
+  async _askGitee() {
     const g = this._o.gitee;
     const enc = (s) => s.split('/').map(encodeURIComponent).join('/');
     const qs = new URLSearchParams();

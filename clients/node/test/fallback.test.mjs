@@ -164,6 +164,35 @@ test('a cache file of a jsapi_ticket, or from before the members (with a BOM)', 
   });
 });
 
+test('Gitee is asked at most once a minute per client, waiting after a report included', async (t) => {
+  // The C library's rule: Gitee publishes no limit and one repository serves many
+  // clients, so within a minute a client uses Gitee's last answer (record or failure).
+  const gitee = await startGitee();
+  t.after(() => gitee.close());
+  gitee.state.record = makeRecord({ expireIn: 200 }); // below the 300 s minimum: every get falls through
+  const client = createClient({ apiUrl: await deadUrl(), gitee: gitee.options, timeoutMs: 2000 });
+  for (let i = 0; i < 20; i += 1) {
+    await assert.rejects(client.getAccessToken(), (err) => err.code === 'EALLFAILED' && err.errors[1].code === 'EEXPIRED');
+  }
+  assert.equal(gitee.requests.length, 1);
+
+  const rec = makeRecord();
+  gitee.state.record = rec;
+  const waiting = createClient({ apiUrl: await deadUrl(), gitee: gitee.options, timeoutMs: 2000, refreshWaitMs: 3000 });
+  const token = await waiting.getAccessToken();
+  await waiting.reportInvalid(token);
+  // Nothing else turns up during the wait: the reported token again, Gitee asked once for both gets.
+  sameToken(assert, await waiting.getAccessToken(), token);
+  assert.equal(gitee.requests.length, 2);
+
+  gitee.state.status = 500;
+  const failing = createClient({ apiUrl: await deadUrl(), gitee: gitee.options, timeoutMs: 2000 });
+  for (let i = 0; i < 3; i += 1) {
+    await assert.rejects(failing.getAccessToken(), (err) => /Gitee token获取失败: HTTP 500/.test(err.message));
+  }
+  assert.equal(gitee.requests.length, 3);
+});
+
 test('only the cache file configured, and it is missing → clear error', async (t) => {
   const { dir } = tempDir(t);
   const client = createClient({ ENABLED: false, API_URL: 'https://example.invalid/release/get-token', cacheFile: path.join(dir, 'none.json') });

@@ -158,6 +158,36 @@ class Fallback(TestCase):
         self.assertError(create_client(only, cache_file=cache).get_access_token, "EINVALID",
                          "缓存文件的 tokendist_name 或 tokendist_kind 无效")
 
+    def test_gitee_asked_at_most_once_a_minute(self) -> None:
+        """With the endpoint down every get falls back to Gitee; within a minute
+        a client uses Gitee's last answer (a record or a failure) instead of
+        asking again, as the C library does, and waiting after a report asks it
+        no more (Gitee publishes no limit; one repository serves many clients)."""
+        gitee = self.gitee()
+        gitee.set_record(make_record(expire_in=200))   # below the 300 s minimum: every get falls through
+        client = create_client(api_url=dead_url(), gitee=gitee.options, timeout=2)
+        for _ in range(20):
+            err = self.assertError(client.get_access_token, "EALLFAILED")
+            self.assertEqual(err.errors[-1].code, "EEXPIRED")
+        self.assertEqual(len(gitee.gets()), 1)
+
+        gitee.set_record(make_record())
+        n = len(gitee.gets())
+        waiting = create_client(api_url=dead_url(), gitee=gitee.options, timeout=2, refresh_wait=3)
+        token = waiting.get_access_token()
+        waiting.report_invalid(token)
+        # Nothing else turns up during the wait: the reported token again, and
+        # Gitee was asked once for both gets.
+        same_token(self, waiting.get_access_token(), token)
+        self.assertEqual(len(gitee.gets()), n + 1)
+
+        gitee.double.control({"fail": "500"})
+        failing = create_client(api_url=dead_url(), gitee=gitee.options, timeout=2)
+        n = len(gitee.gets())
+        for _ in range(3):
+            self.assertError(failing.get_access_token, "EALLFAILED", "Gitee token获取失败: HTTP 500")
+        self.assertEqual(len(gitee.gets()), n + 1)
+
     def test_only_the_cache_file_and_it_is_missing(self) -> None:
         client = create_client({"TENCENT_CLOUD_ENABLED": False, "TENCENT_CLOUD_API_URL": NOWHERE},
                                cache_file=os.path.join(self.tempdir(), "none.json"))
