@@ -37,7 +37,7 @@ typedef struct cfg_entry {
     const char *env[2];     /* environment / env-file names, first is canonical */
     cfg_type type;
     size_t off;
-    const char *def;        /* default, as text */
+    const char *def;        /* default, as text; a T_BOOL without one is -1 until set */
     long min, max;          /* bounds for T_INT */
     unsigned flags;
     unsigned cmds;
@@ -139,8 +139,13 @@ static const cfg_entry table[] = {
     {"api-key", {"TENCENT_CLOUD_API_KEY"}, T_STR, O(tencent_cloud_api_key), NULL, 0, 0, SENSITIVE, SNK,
      "push key sent to the endpoint as Authorization: Bearer"},
 
-    {"gitee", {"ENABLE_GITEE_TOKEN_SHARE"}, T_BOOL, O(gitee_enabled), "false", 0, 0, 0, SNK | TD_CMD_GET | TD_CMD_FILES,
+    {"gitee", {"ENABLE_GITEE_TOKEN_SHARE"}, T_BOOL, O(gitee_enabled), "false", 0, 0, 0, SNK,
      "also share the token through a file in a Gitee repository"},
+    /* The readers' side of the same switch, with no default: unset, a
+     * named repository is read; false (the producer does not share there),
+     * it is not, unless --gitee asks for it. */
+    {"gitee", {"ENABLE_GITEE_TOKEN_SHARE"}, T_BOOL, O(gitee_read), NULL, 0, 0, 0, TD_CMD_GET | TD_CMD_FILES,
+     "fall back to the Gitee file (default: when GITEE_OWNER/GITEE_REPO are set, unless ENABLE_GITEE_TOKEN_SHARE=false)"},
     {"gitee-access-token", {"GITEE_ACCESS_TOKEN"}, T_STR, O(gitee_access_token), NULL, 0, 0, SENSITIVE, SNK | TD_CMD_GET | TD_CMD_FILES,
      "Gitee personal access token"},
     {"gitee-owner", {"GITEE_OWNER"}, T_STR, O(gitee_owner), NULL, 0, 0, 0, SNK | TD_CMD_GET | TD_CMD_FILES,
@@ -473,7 +478,11 @@ void td_config_print(const td_config *c, unsigned cmd, FILE *f)
             break;
         }
         case T_INT: fprintf(f, "%ld", *(const long *)p); break;
-        case T_BOOL: fputs(*(const int *)p ? "true" : "false", f); break;
+        case T_BOOL: { /* -1: a switch without default that is not set */
+            int v = *(const int *)p;
+            fputs(v < 0 ? "" : v ? "true" : "false", f);
+            break;
+        }
         case T_LIST: {
             const td_strlist *l = p;
             char url[1024];
@@ -545,9 +554,11 @@ int td_config_load(td_config *c, unsigned cmd, int argc, char **argv, char *err,
 
     memset(c, 0, sizeof *c);
     memset(by_flag, 0, sizeof by_flag);
-    for (size_t i = 0; i < NTABLE; i++)
+    for (size_t i = 0; i < NTABLE; i++) {
         if (table[i].def && (rc = set_value(c, &table[i], table[i].def, table[i].flag, 0, err, errlen)))
             return rc;
+        if (!table[i].def && table[i].type == T_BOOL) *(int *)field_ptr(c, &table[i]) = -1;  /* unset */
+    }
 
     /* The env-file is found first (flag, then environment), since it sits
      * below both in precedence. */

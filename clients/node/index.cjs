@@ -568,6 +568,16 @@ function configError(msg) {
 }
 
 
+/** true/false, 1/0, or their words in text ("false", "0", "no", "off"), as Python's client reads them. */
+function asBool(value, what) {
+  if (typeof value === 'boolean') return value;
+  if (value === 0 || value === 1) return value === 1;
+  const v = typeof value === 'string' ? value.trim().toLowerCase() : undefined;
+  if (['1', 'true', 'yes', 'on'].includes(v)) return true;
+  if (['0', 'false', 'no', 'off'].includes(v)) return false;
+  throw configError(`${what} 应为 true 或 false: ${JSON.stringify(value)}`);
+}
+
 // What a reader of each platform's token in service should still have
 // (docs/providers.md; the C client's provider_min): WeChat renews in its
 // last 5 minutes, WeCom only after expiry, the rest in their last 30 minutes.
@@ -620,15 +630,20 @@ function normalizeOptions(raw) {
     throw configError('refreshWaitMs 必须是非负数');
   }
 
-  // Gitee: { gitee: {...} } or the seed's Python-style keys.
+  // Gitee: { gitee: {...} } or the seed's Python-style keys, unless the seed's
+  // switch says false (the producer does not share there): the rule of the
+  // Python client and `tokendist get`, whose environment says "false" in text.
   let gitee = o.gitee;
-  if (gitee === undefined && o.GITEE_OWNER && o.ENABLE_GITEE_TOKEN_SHARE !== false) {
+  const share = o.ENABLE_GITEE_TOKEN_SHARE;
+  if (gitee === undefined && o.GITEE_OWNER
+      && (share === undefined || share === null || share === '' || asBool(share, 'ENABLE_GITEE_TOKEN_SHARE'))) {
     gitee = {
       owner: o.GITEE_OWNER,
       repo: o.GITEE_REPO,
       path: o.GITEE_FILE_PATH,
       branch: o.GITEE_BRANCH,
       accessToken: o.GITEE_ACCESS_TOKEN,
+      baseUrl: o.GITEE_BASE_URL,
     };
   }
   if (gitee) {

@@ -29,6 +29,15 @@ class GetSourcesTest(harness.TestCase):
         self.outputs = [o.replace(TOKEN, "").replace(TOKEN_G, "") for o in self.outputs]
         return r
 
+    def assertPrints(self, r, token):
+        """r exited 0 and printed token (compared, never shown in a failure)."""
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertTrue(r.stdout.strip() == token, "printed another token than expected")
+
+    def assertRefused(self, r, code):
+        self.assertEqual(r.returncode, code, r.stderr)
+        self.assertTrue(r.stdout == "", "printed a token")
+
     def gitee(self, content):
         g = GiteeDouble().start()
         self.addCleanup(g.stop)
@@ -46,14 +55,14 @@ class GetSourcesTest(harness.TestCase):
         with a BOM: the Node and Python clients read it, and so does C."""
         g = self.gitee(BOM + json.dumps(harness.make_record(TOKEN_G)).encode())
         r = self.get(env=self.gitee_env(g))
-        self.assertEqual((r.returncode, r.stdout.strip()), (0, TOKEN_G), r.stderr)
+        self.assertPrints(r, TOKEN_G)
 
     def test_cache_file_with_a_bom_is_read(self):
         cache = os.path.join(self.tmp, "token.json")
         with open(cache, "wb") as f:
             f.write(BOM + json.dumps(harness.make_record(TOKEN)).encode())
         r = self.get("--cache", cache)
-        self.assertEqual((r.returncode, r.stdout.strip()), (0, TOKEN), r.stderr)
+        self.assertPrints(r, TOKEN)
 
     # ---- the cache file knows what it holds ----
 
@@ -67,7 +76,7 @@ class GetSourcesTest(harness.TestCase):
         base = self.start()
         cache = os.path.join(self.tmp, "token.json")
         r = self.get("--url", base + "/release/get-token", "--cache", cache)
-        self.assertEqual((r.returncode, r.stdout.strip()), (0, TOKEN), r.stderr)
+        self.assertPrints(r, TOKEN)
         with open(cache) as f:
             written = json.load(f)
         self.assertEqual((written["tokendist_name"], written["tokendist_kind"]), ("default", "token"))
@@ -88,10 +97,10 @@ class GetSourcesTest(harness.TestCase):
         cache = os.path.join(self.tmp, "token.json")
         self.assertEqual(self.get("--url", base, "--cache", cache).returncode, 0)
         r = self.get("--url", base, "--name", "wechat", "--cache", cache)
-        self.assertEqual((r.returncode, r.stdout), (3, ""), r.stderr)
+        self.assertRefused(r, 3)
         self.assertIn("本地缓存 token获取失败: 缓存文件属于 token 'default'，不是 'wechat'", r.stderr)
         r = self.get("--url", base, "--ticket", "jsapi_ticket", "--cache", cache)
-        self.assertEqual((r.returncode, r.stdout), (3, ""), r.stderr)
+        self.assertRefused(r, 3)
         self.assertIn("缓存文件存的是 token 'default' 的 access token，不是 jsapi_ticket", r.stderr)
 
     def test_cache_file_without_the_members_is_the_default_token_only(self):
@@ -101,11 +110,33 @@ class GetSourcesTest(harness.TestCase):
         with open(cache, "w") as f:
             json.dump(harness.make_record(TOKEN), f)
         r = self.get("--cache", cache)
-        self.assertEqual((r.returncode, r.stdout.strip()), (0, TOKEN), r.stderr)
+        self.assertPrints(r, TOKEN)
         r = self.get("--cache", cache, "--name", "wechat")
-        self.assertEqual((r.returncode, r.stdout), (3, ""), r.stderr)
+        self.assertRefused(r, 3)
         self.assertIn("缓存文件没有标明属于哪个 token (旧格式)，只当作 token 'default' 的 access token", r.stderr)
         self.assertEqual(self.get("--cache", cache, "--ticket", "jsapi_ticket").returncode, 3)
+
+    # ---- the seed's Gitee switch ----
+
+    def test_gitee_switch_false_means_no_gitee_unless_asked(self):
+        """ENABLE_GITEE_TOKEN_SHARE=false: the producer of this environment
+        does not share through Gitee, so `get` does not read it there either
+        (as the Node and Python clients read the same settings) -- unless
+        --gitee asks for it.  Unset, a named repository is read."""
+        g = self.gitee(json.dumps(harness.make_record(TOKEN_G)))
+        dead = "http://127.0.0.1:%d/release/get-token" % harness.free_port()
+        asked = lambda: len(g.requests_to("/api/v5/repos/", "GET"))  # noqa: E731
+        r = self.get("--url", dead, env=self.gitee_env(g, ENABLE_GITEE_TOKEN_SHARE="false"))
+        self.assertRefused(r, 5)
+        self.assertNotIn("Gitee", r.stderr)
+        self.assertEqual(asked(), 0)
+        r = self.get("--url", dead, "--gitee", env=self.gitee_env(g, ENABLE_GITEE_TOKEN_SHARE="false"))
+        self.assertPrints(r, TOKEN_G)
+        r = self.get("--url", dead, env=self.gitee_env(g))
+        self.assertPrints(r, TOKEN_G)
+        r = self.get("--url", dead, env=self.gitee_env(g, ENABLE_GITEE_TOKEN_SHARE="true"))
+        self.assertPrints(r, TOKEN_G)
+        self.assertEqual(asked(), 3)
 
 
 if __name__ == "__main__":
