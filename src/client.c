@@ -822,13 +822,12 @@ int td__client_cache_open(const char *text, size_t len, const char *name, const 
 {
     json_t *o, *n, *k;
     const char *wn, *wk;
-    char *dump = NULL;
     int rc = TD_EINVAL;
 
     *record = NULL;
     td_record_skip_bom(&text, &len);
     if (!(o = json_loadb(text, len, JSON_REJECT_DUPLICATES, NULL)) || !json_is_object(o)) {
-        snprintf(why, whylen, "缓存文件不是JSON对象");
+        snprintf(why, whylen, o ? "缓存文件不是JSON对象" : "缓存文件不是JSON");
         goto out;
     }
     n = json_object_get(o, TD_CACHE_NAME_FIELD);
@@ -860,13 +859,12 @@ int td__client_cache_open(const char *text, size_t len, const char *name, const 
     }
     json_object_del(o, TD_CACHE_NAME_FIELD);
     json_object_del(o, TD_CACHE_KIND_FIELD);
-    rc = TD_ENOMEM;
-    if (!(dump = json_dumps(o, 0))) {
+    if (!(*record = json_dumps(o, 0))) {
         snprintf(why, whylen, "内存不足");
+        rc = TD_ENOMEM;
         goto out;
     }
-    *rlen = strlen(dump);
-    *record = dump, dump = NULL;
+    *rlen = strlen(*record);
     rc = TD_OK;
 out:
     json_decref(o);
