@@ -21,6 +21,7 @@
 
 #define METRICS_CAP 65536
 #define UNREADABLE_MAX 16       /* unreadable stored records remembered for /readyz */
+#define REPORTS_MAX 16          /* names with a report running, tracked at once (4 report workers: ample) */
 #define STATUS_TOKENS_MAX 64    /* tokens the status page shows */
 #define STATUS_HISTORY 10       /* records per token it shows */
 #define STR_(x) #x
@@ -52,6 +53,12 @@ struct td_api {
     size_t nbad_total;          /* all of them, from the last full reload on */
     int64_t write_failing_since; /* unix s of the first of the failing writes in a row, 0: ok */
     char write_err[256];        /* the last failed write's reason */
+
+    /* Names with a report running on a worker: a second report of the
+     * same name parks until it ends, so one slow platform's reports hold
+     * one worker of the report lane, not all of them. */
+    pthread_mutex_t rep_lock;
+    struct { char name[TD_NAME_MAX + 1]; int n; } rep[REPORTS_MAX];
 };
 
 static const char JSON_CT[] = "application/json; charset=utf-8";
@@ -85,6 +92,7 @@ int td_api_new(td_api **out, const td_api_opts *o, char *err, size_t errlen)
     td_guard_init(&api->guard);
     td_snaps_init(&api->snaps);
     pthread_mutex_init(&api->bad_lock, NULL);
+    pthread_mutex_init(&api->rep_lock, NULL);
     api->store = o->store;
     api->body_limit = o->body_limit ? o->body_limit : 65536;
     api->max_skew = o->max_clock_skew;
@@ -119,6 +127,7 @@ void td_api_free(td_api *api)
     td_snaps_free(&api->snaps);
     td_guard_free(&api->guard);
     pthread_mutex_destroy(&api->bad_lock);
+    pthread_mutex_destroy(&api->rep_lock);
     td_peer_trust_free(&api->trust);
     td_host_rule_free(&api->hosts);
     td_auth_keys_free(&api->push);
@@ -726,6 +735,47 @@ static void answer_snap(td_api *api, td_api_resp *r, td_snap *s)
  * neither loops re-reporting nor installs a rejected token as new: 200
  * with a record that holds another token, 409 when Feishu still issues
  * this one, 202 while the refresh is still running. */
+/* --- reports running, by name ----------------------------------------- */
+
+/* Marks a report of name running, from td_api_fast's handing it to a
+ * worker to post_invalid's end (or td_api_busy's answer when no worker
+ * ran it).  A full table leaves it unmarked: the reports after it only
+ * lose their parking. */
+static void report_begin(td_api *api, const char *name)
+{
+    int slot = -1;
+
+    pthread_mutex_lock(&api->rep_lock);
+    for (int i = 0; i < REPORTS_MAX; i++) {
+        if (api->rep[i].n && !strcmp(api->rep[i].name, name)) { slot = i; break; }
+        if (!api->rep[i].n && slot < 0) slot = i;
+    }
+    if (slot >= 0) {
+        if (!api->rep[slot].n) snprintf(api->rep[slot].name, sizeof api->rep[slot].name, "%s", name);
+        api->rep[slot].n++;
+    }
+    pthread_mutex_unlock(&api->rep_lock);
+}
+
+static void report_end(td_api *api, const char *name)
+{
+    pthread_mutex_lock(&api->rep_lock);
+    for (int i = 0; i < REPORTS_MAX; i++)
+        if (api->rep[i].n && !strcmp(api->rep[i].name, name)) { api->rep[i].n--; break; }
+    pthread_mutex_unlock(&api->rep_lock);
+}
+
+static int report_running(td_api *api, const char *name)
+{
+    int running = 0;
+
+    pthread_mutex_lock(&api->rep_lock);
+    for (int i = 0; i < REPORTS_MAX && !running; i++)
+        running = api->rep[i].n && !strcmp(api->rep[i].name, name);
+    pthread_mutex_unlock(&api->rep_lock);
+    return running;
+}
+
 static void post_invalid(td_api *api, const td_api_req *req, const char *name, td_api_resp *r)
 {
     json_t *o = json_loadb(req->body ? req->body : "", req->body_len, JSON_REJECT_DUPLICATES, NULL);
@@ -753,7 +803,10 @@ static void post_invalid(td_api *api, const td_api_req *req, const char *name, t
         resp_msg(api, r, 501, "message", msg);
         goto out;
     }
-    rc = h->invalid(h->ud, name, tok, TD_API_REPORT_WAIT_MS, why, sizeof why);
+    /* A report that parked behind another of its name comes back when
+     * that one ended: the forced refresh it asked for has run or still
+     * runs, so this one does not wait for it again on a worker. */
+    rc = h->invalid(h->ud, name, tok, req->settled ? 0 : TD_API_REPORT_WAIT_MS, why, sizeof why);
     switch (rc) {
     case TD_OK:
         td_snap_release(s);
@@ -787,6 +840,7 @@ static void post_invalid(td_api *api, const td_api_req *req, const char *name, t
         break;
     }
 out:
+    report_end(api, name); /* td_api_fast marked it */
     td_snap_release(s);
     json_decref(o);
 }
@@ -1159,7 +1213,11 @@ int td_api_fast(td_api *api, const td_api_req *req, td_api_resp *r)
 
     if (precheck(api, req, r)) goto done;
     k = route(req->path, name);
-    if ((l = lane(k, req->method)) != TD_API_DONE) return l;
+    if ((l = lane(k, req->method)) == TD_API_REPORT) {
+        if (!req->settled && report_running(api, name)) return TD_API_PARK;
+        report_begin(api, name);
+    }
+    if (l != TD_API_DONE) return l;
     if (k == P_TOKEN && !req->settled && stale(api, name)) {
         const td_api_hooks *h = hooks_of(api);
         if (h->kick) h->kick(h->ud, name);
@@ -1209,13 +1267,22 @@ void td_api_slow(td_api *api, const td_api_req *req, td_api_resp *r)
 int td_api_parked_ready(td_api *api, const td_api_req *req)
 {
     char name[65];
-    return route(req->path, name) != P_TOKEN || !stale(api, name);
+    path_kind k = route(req->path, name);
+
+    if (k == P_INVALID) return !report_running(api, name);
+    return k != P_TOKEN || !stale(api, name);
 }
 
 void td_api_handle(td_api *api, const td_api_req *req, td_api_resp *r)
 {
-    /* This front door may block: a parked GET waits in td_api_slow. */
-    if (td_api_fast(api, req, r) != TD_API_DONE) td_api_slow(api, req, r);
+    /* This front door may block: a parked GET waits in td_api_slow, a
+     * parked report runs at once (marked, as td_api_fast marks the rest). */
+    char name[65];
+    int l = td_api_fast(api, req, r);
+
+    if (l == TD_API_DONE) return;
+    if (l == TD_API_PARK && route(req->path, name) == P_INVALID) report_begin(api, name);
+    td_api_slow(api, req, r);
 }
 
 void td_api_busy(td_api *api, const td_api_req *req, int why, td_api_resp *r)
@@ -1226,9 +1293,12 @@ void td_api_busy(td_api *api, const td_api_req *req, int why, td_api_resp *r)
         [TD_API_BUSY_STOPPING] = "服务器正在停止: 请求未执行，请稍后重试或改用其他实例",
     };
     char name[65];
+    path_kind k;
 
     memset(r, 0, sizeof *r);
-    r->route = metric_route(route(req->path ? req->path : "", name), req->method ? req->method : "");
+    k = route(req->path ? req->path : "", name);
+    if (k == P_INVALID) report_end(api, name); /* td_api_fast marked it; no worker ran it */
+    r->route = metric_route(k, req->method ? req->method : "");
     resp_msg(api, r, 503, !strcmp(req->method ? req->method : "", "POST") ? "message" : "error", text[why]);
     if (why == TD_API_BUSY_WAITED && r->route == TD_ROUTE_TOKEN_POST) note_write(api, TD_EUNAVAIL, text[why]);
     add_hdr(r, "Retry-After", "1");

@@ -132,15 +132,20 @@ void td_api_handle(td_api *api, const td_api_req *req, td_api_resp *resp);
  * stuck write never holds up /readyz, nor a report waiting for its
  * refresh a write; req and the strings it points to must stay valid until
  * td_api_slow returns.  TD_API_PARK: a GET whose token's refresh is
- * overdue (fresh on read; the refresh has been kicked): the front door
+ * overdue (fresh on read; the refresh has been kicked), or an invalid
+ * report while another report of its name runs on a worker (so one slow
+ * platform's reports hold one report worker, not all): the front door
  * holds the request, without a thread, until td_api_parked_ready says so
  * or TD_API_FRESHEN_WAIT_MS passes, then calls td_api_fast again with
- * req->settled set. */
+ * req->settled set (a settled report does not wait for its refresh
+ * again: 202 while it still runs).  A TD_API_REPORT request must reach
+ * td_api_slow or td_api_busy: td_api_fast marked its name running. */
 enum { TD_API_DONE, TD_API_PARK, TD_API_READ, TD_API_WRITE, TD_API_REPORT };
 int td_api_fast(td_api *api, const td_api_req *req, td_api_resp *resp);
 
-/* 1 when a parked GET may be answered now (its refresh is done, failed,
- * or no longer due).  Non-blocking; any thread. */
+/* 1 when a parked request may go on (a GET: its refresh is done, failed,
+ * or no longer due; a report: no other of its name runs).  Non-blocking;
+ * any thread. */
 int td_api_parked_ready(td_api *api, const td_api_req *req);
 void td_api_slow(td_api *api, const td_api_req *req, td_api_resp *resp);
 

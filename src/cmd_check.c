@@ -9,8 +9,10 @@
  *   🎉 所有测试通过！腾讯云函数token分发功能正常
  *
  * A failed step prints a ❌ line in the seed's wording and the command
- * exits non-zero.  The report goes to stdout; the [time] log lines of the
- * upload go to stderr, as everywhere.
+ * exits non-zero.  The report goes to stdout and is the seed's 预期输出
+ * line for line, so it includes the two [time] lines the seed shows in
+ * step 2 (UPLOAD_LINES, routed there by td_log_route); every other log
+ * line goes to stderr, as everywhere.
  */
 #include "cmd.h"
 #include "log.h"
@@ -21,6 +23,10 @@
 
 #include <signal.h>
 #include <stdio.h>
+#include <unistd.h>
+
+/* The upload's log lines (src/sink.c) that the seed's report shows. */
+static const char *const UPLOAD_LINES[] = {"正在上传token到腾讯云函数...", "Token已成功分发到腾讯云函数", NULL};
 
 int td_cmd_check(int argc, char **argv)
 {
@@ -35,7 +41,7 @@ int td_cmd_check(int argc, char **argv)
     if ((ex = td_cmd_config(&c, TD_CMD_CHECK, argc, argv)) >= 0) goto out;
     ex = TD_EXIT_USAGE;
     signal(SIGPIPE, SIG_IGN);
-    setvbuf(stdout, NULL, _IOLBF, 0); /* interleave with the log lines */
+    setvbuf(stdout, NULL, _IOLBF, 0); /* interleave with the upload's lines */
     if (!c.tencent_cloud_enabled) {
         printf("❌ 腾讯云函数 Token分发功能未启用 (TENCENT_CLOUD_ENABLED=false)，无可测试的内容\n");
         goto out;
@@ -51,7 +57,7 @@ int td_cmd_check(int argc, char **argv)
     sinks.v[0] = ep, sinks.n = 1;
     td_sinks_log_enabled(&sinks);
 
-    printf("\n🚀 腾讯云函数Token分发功能测试\n\n1. 测试腾讯云函数API连接\n");
+    printf("🚀 腾讯云函数Token分发功能测试\n\n1. 测试腾讯云函数API连接\n");
     if (td_sink_probe(&ep, err, sizeof err) == TD_OK) {
         printf("✅ 腾讯云函数API连接成功\n");
     } else {
@@ -72,6 +78,7 @@ int td_cmd_check(int argc, char **argv)
                                         .timeout_ms = c.http_timeout * 1000}};
         snprintf(t.name, sizeof t.name, "%s", c.name);
         td_refresher_opts_from_config(&o, &c, &t, &sinks);
+        td_log_route(UPLOAD_LINES, STDOUT_FILENO);
         o.notice = (td_notice){0}; /* a check does not talk to the group */
         o.alert_below = 0;
         if (td_refresher_new(&r, &o, err, sizeof err) != TD_OK ||
@@ -81,6 +88,7 @@ int td_cmd_check(int argc, char **argv)
         } else {
             printf("✅ 腾讯云函数token上传测试成功\n");
         }
+        td_log_route(NULL, 0);
     }
 
     if (failed) {

@@ -11,8 +11,28 @@
 #include <unistd.h>
 
 static int log_quiet;
+static const char *const *route_messages;
+static int route_fd = STDERR_FILENO;
 
 void td_log_set_quiet(int quiet) { log_quiet = quiet; }
+
+void td_log_route(const char *const *messages, int fd)
+{
+    route_messages = messages;
+    route_fd = messages ? fd : STDERR_FILENO;
+}
+
+/* Where the line "[when] message\n" of len bytes goes: route_fd when its
+ * message is one of route_messages, else stderr. */
+static int line_fd(const char *line, size_t len, const char *when)
+{
+    size_t skip = strlen(when) + 3; /* "[" when "] " */
+
+    if (!route_messages || len < skip + 1) return STDERR_FILENO;
+    for (const char *const *m = route_messages; *m; m++)
+        if (strlen(*m) == len - skip - 1 && !memcmp(line + skip, *m, len - skip - 1)) return route_fd;
+    return STDERR_FILENO;
+}
 
 #define LINE_MAX_STACK 2048
 #define LINE_MAX_HEAP (64u << 10)
@@ -43,12 +63,12 @@ void td_logv(const char *fmt, va_list ap)
     td_clock_format(td_clock_now(), when);
     td_strbuf_fixed(&b, line, sizeof line);
     if (build_line(&b, when, fmt, ap) == TD_OK) {
-        (void)!write(STDERR_FILENO, line, b.len);
+        (void)!write(line_fd(line, b.len, when), line, b.len);
         return;
     }
     td_strbuf_heap(&big, LINE_MAX_HEAP);
     if (build_line(&big, when, fmt, ap) == TD_OK) {
-        (void)!write(STDERR_FILENO, td_strbuf_str(&big), big.len);
+        (void)!write(line_fd(td_strbuf_str(&big), big.len, when), td_strbuf_str(&big), big.len);
     } else {
         td_strbuf_fixed(&b, line, sizeof line);
         td_strbuf_printf(&b, "[%s] (日志行超过 %u 字节，未写出: %.200s…)\n", when, LINE_MAX_HEAP, fmt);

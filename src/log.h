@@ -21,6 +21,14 @@ void td_logv(const char *fmt, va_list ap) __attribute__((format(printf, 1, 0)));
  * stderr a script may not want). */
 void td_log_set_quiet(int quiet);
 
+/* Sends the lines whose message is exactly one of `messages` (a
+ * NULL-terminated array the caller keeps alive) to fd instead of stderr;
+ * NULL sends every line to stderr again.  For `tokendist check`, whose
+ * report on stdout is the seed's 预期输出 -- and that shows two of the
+ * upload's timestamped log lines inside step 2 -- while every other log
+ * line stays on stderr.  Set it before any thread logs. */
+void td_log_route(const char *const *messages, int fd);
+
 /* A token's fingerprint, safe to log: the first 5 and the last 2
  * characters around an ellipsis ("t-g10…PB") for long values, only the
  * length for short ones.  For tokens only, which expire within two hours

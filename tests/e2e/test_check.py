@@ -1,12 +1,39 @@
 """`tokendist check`: the seed's 测试方法 report, line for line, against a
 real `tokendist serve` and the Feishu double; ❌ lines and a non-zero exit
-when a step fails."""
+when a step fails.
+
+The report on stdout is compared with the seed's 预期输出 (SEED_EXPECTED,
+copied verbatim from the seed's document) after one normalisation: every
+leading "[YYYY-MM-DD HH:MM:SS] " timestamp becomes "[时间] " on both sides --
+the seed's are from 2024, ours from the run (and must be real times of the
+run, in order).  Every other log line is on stderr."""
+import re
+import time
 import unittest
 
 import harness
 from feishu_env import PUSH_KEY, FeishuEnv
 
-HEAD = ["", "🚀 腾讯云函数Token分发功能测试", "", "1. 测试腾讯云函数API连接"]
+# The seed's 测试方法 → 预期输出, verbatim.
+SEED_EXPECTED = """\
+🚀 腾讯云函数Token分发功能测试
+
+1. 测试腾讯云函数API连接
+✅ 腾讯云函数API连接成功
+
+2. 测试腾讯云函数token上传功能
+[2024-01-15 14:30:01] 正在上传token到腾讯云函数...
+[2024-01-15 14:30:02] Token已成功分发到腾讯云函数
+✅ 腾讯云函数token上传测试成功
+
+🎉 所有测试通过！腾讯云函数token分发功能正常
+"""
+STAMP = re.compile(r"(?m)^\[(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d)\] ")
+HEAD = ["🚀 腾讯云函数Token分发功能测试", "", "1. 测试腾讯云函数API连接"]
+
+
+def normalise(text):
+    return STAMP.sub("[时间] ", text)
 
 
 class Check(FeishuEnv, harness.TestCase):
@@ -19,16 +46,23 @@ class Check(FeishuEnv, harness.TestCase):
         return self.cli("check", env=self.feishu_env(**env))
 
     def test_all_pass_seed_report(self):
-        r = self.check()
+        utc = lambda t: time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(t))
+        start = utc(time.time() - 1)
+        r = self.check(TOKENDIST_TZ="UTC")
+        end = utc(time.time() + 1)
         self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
-        self.assertEqual(r.stdout.split("\n"), HEAD + [
-            "✅ 腾讯云函数API连接成功", "", "2. 测试腾讯云函数token上传功能",
-            "✅ 腾讯云函数token上传测试成功", "",
-            "🎉 所有测试通过！腾讯云函数token分发功能正常", ""])
+        # Line for line the seed's, with no blank line before or after it.
+        self.assertEqual(normalise(r.stdout).split("\n"), normalise(SEED_EXPECTED).split("\n"))
+        stamps = STAMP.findall(r.stdout)
+        self.assertEqual(len(stamps), 2)
+        self.assertTrue(start <= stamps[0] <= stamps[1] <= end, (start, stamps, end))
+        # Every other log line is on stderr, and nothing else is.
         msgs = self.log_messages(r.stderr)
+        self.assertEqual(len(msgs), len(r.stderr.splitlines()), r.stderr)
         self.assertEqual(msgs[:2], ["腾讯云函数 Token分发功能已启用", "API地址: " + self.endpoint_url()])
-        i = msgs.index("正在上传token到腾讯云函数...")
-        self.assertEqual(msgs[i + 1], "Token已成功分发到腾讯云函数")
+        self.assertIn("app_access_token已成功分发到腾讯云函数", msgs)
+        self.assertNotIn("正在上传token到腾讯云函数...", msgs)
+        self.assertNotIn("Token已成功分发到腾讯云函数", msgs)
         self.assertEqual(self.served()["access_token"], self.feishu.current_token())
         self.assertEqual(self.feishu.sent, [])          # a check does not post to the group
         # Again, now that a token is stored (200 instead of our 404).
@@ -38,7 +72,7 @@ class Check(FeishuEnv, harness.TestCase):
         r = self.check(TENCENT_CLOUD_API_URL=self.endpoint_url("/release/nope"))
         self.assertEqual(r.returncode, 1)
         out = r.stdout.split("\n")
-        self.assertEqual(out[:5], HEAD + ["❌ 腾讯云函数HTTP错误: 404"])
+        self.assertEqual(out[:4], HEAD + ["❌ 腾讯云函数HTTP错误: 404"])
         self.assertIn("❌ 腾讯云函数token上传测试失败: 腾讯云函数HTTP错误: 404", out)
         self.assertNotIn("🎉", r.stdout)
 

@@ -128,6 +128,34 @@ class TlsTest(TestCase):
             c = http.client.HTTPSConnection("127.0.0.1", srv.port, context=ssl.create_default_context(), timeout=5)
             c.request("GET", "/healthz")
 
+    def test_clients_trust_curl_ca_bundle(self):
+        """CURL_CA_BUNDLE names the CA certificates every outgoing HTTPS
+        request trusts (src/httpc.c), as for curl: what the SCF package's
+        launcher and the container image set to the bundled certificates
+        (docs/deploy-scf.md), since CentOS 7 and an empty image keep theirs
+        elsewhere or nowhere."""
+        self.secrets.append(PUSH)       # the token is get's output
+        cert, key = os.path.join(self.tmp, "cert.pem"), os.path.join(self.tmp, "key.pem")
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key,
+                        "-out", cert, "-days", "1", "-subj", "/CN=127.0.0.1",
+                        "-addext", "subjectAltName=IP:127.0.0.1"], check=True, capture_output=True)
+        srv = self.server(["--push-key", PUSH, "--tls-cert", cert, "--tls-key", key]).start(wait=False)
+        self.wait_log(srv, "https://127.0.0.1")
+        url = "https://127.0.0.1:%d/release/get-token" % srv.port
+        # The server's own certificate authority: the record is pushed and read.
+        now = int(time.time())
+        push = subprocess.run(["curl", "-sS", "--cacert", cert, "-H", "Authorization: Bearer " + PUSH,
+                               "-H", "Content-Type: application/json", "--data-binary",
+                               json.dumps(make_record(TOKEN, generated=now)), url],
+                              capture_output=True, text=True, timeout=DEADLINE)
+        self.assertIn("Token stored successfully", push.stdout, push.stderr)
+        r = self.cli("get", "--url", url, env={"CURL_CA_BUNDLE": cert})
+        self.assertEqual((r.returncode, r.stdout), (0, TOKEN + "\n"), r.stderr)
+        # The system's authorities do not know it: refused, and said why.
+        r = self.cli("get", "--url", url, env={"CURL_CA_BUNDLE": ""})
+        self.assertNotEqual(r.returncode, 0)
+        self.assertEqual(r.stdout, "")
+
     def test_tls_flags_go_together(self):
         r = self.cli("serve", "--listen", "127.0.0.1:0", "--store", "sqlite:" + self.tmp + "/t.db",
                      "--tls-cert", "/nonexistent.pem")

@@ -1,8 +1,10 @@
 """The Debian packages: `dpkg-buildpackage -us -uc -b` builds them from a
 copy of the tree (the repository is never touched), offline, with build
-dependencies from apt; each package holds what it should; and the program,
-unpacked with `dpkg -x` into an empty scratch root, runs from there.
-Slow (a full build): ctest label `package`."""
+dependencies from apt; each package holds what it should -- the docs under
+the names the man pages and the docs' own links use, not gzipped; the
+program, unpacked with `dpkg -x` into an empty scratch root, runs from
+there; and the build leaves nothing in the tree that .gitignore does not
+cover.  Slow (a full build): ctest label `package`."""
 import glob
 import os
 import re
@@ -13,6 +15,27 @@ import unittest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TOOLS = ["dpkg-buildpackage", "dh", "fakeroot"]
+DOC = "/usr/share/doc/tokendist/"
+LINK = re.compile(r"\]\(([^)#\s]+)(?:#[^)]*)?\)")
+
+
+def untracked(tree):
+    """Files git would offer to add in tree (not ignored), or None without git."""
+    r = subprocess.run(["git", "-C", tree, "ls-files", "-z", "--others", "--exclude-standard"],
+                       capture_output=True)
+    return set(filter(None, r.stdout.decode().split("\0"))) if r.returncode == 0 else None
+
+
+def package_path(repo_path):
+    """Where a file of the tree is in the tokendist package: docs/ and the
+    tree's root are both DOC (the docs sit side by side under the names the
+    man page uses), man pages are man pages."""
+    if repo_path.startswith("man/"):
+        name = repo_path.split("/", 1)[1]
+        return "/usr/share/man/man%s/%s.gz" % (name.rsplit(".", 1)[1], name)
+    if repo_path.startswith("docs/"):
+        return DOC + repo_path.split("/", 1)[1]
+    return DOC + repo_path
 
 
 def missing_tools():
@@ -27,6 +50,7 @@ def changelog_version():
 @unittest.skipIf(missing_tools(), "needs %s (apt-get install dpkg-dev debhelper fakeroot)"
                  % ", ".join(missing_tools()))
 class DebPackageTest(unittest.TestCase):
+    maxDiff = None
     @classmethod
     def setUpClass(cls):
         cls.tmp = tempfile.mkdtemp(prefix="tokendist-deb-")
@@ -46,6 +70,11 @@ class DebPackageTest(unittest.TestCase):
             os.rmdir(src)
             shutil.copytree(ROOT, src, symlinks=True, ignore=shutil.ignore_patterns(
                 "build*", "obj-*", "var", ".git", "__pycache__", "node_modules"))
+        # A git work tree of its own, to see what the build leaves behind
+        # that .gitignore (copied with the rest) does not cover.
+        cls.git = bool(shutil.which("git")) and subprocess.run(
+            ["git", "init", "-q", src], capture_output=True).returncode == 0
+        cls.untracked_before = untracked(src) if cls.git else None
         env = dict(os.environ, DEB_BUILD_OPTIONS="parallel=%d" % (os.cpu_count() or 1), LC_ALL="C.UTF-8")
         p = subprocess.run(["dpkg-buildpackage", "-us", "-uc", "-b"], cwd=src, env=env,
                            stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=1200)
@@ -53,6 +82,8 @@ class DebPackageTest(unittest.TestCase):
         if p.returncode != 0:
             shutil.rmtree(cls.tmp, ignore_errors=True)
             raise AssertionError("dpkg-buildpackage failed:\n" + cls.log[-6000:])
+        cls.untracked_after = untracked(src) if cls.git else None
+        cls.src = src
         cls.version = changelog_version()
         cls.debs = {os.path.basename(d).split("_")[0]: d for d in glob.glob(os.path.join(cls.tmp, "*.deb"))}
 
@@ -94,6 +125,53 @@ class DebPackageTest(unittest.TestCase):
         deps = self.field("tokendist", "Depends")
         for lib in ("libmicrohttpd12", "libsqlite3-0", "libjansson4", "libcurl4"):
             self.assertIn(lib, deps)
+
+    def test_docs_under_the_names_they_are_given(self):
+        files = self.contents("tokendist")
+        # No doc gzipped: the man page says protocol.md, not protocol.md.gz.
+        self.assertEqual(sorted(f for f in files if f.startswith(DOC) and re.search(r"\.(md|json|yml)\.gz$", f)), [])
+        # Every path the man pages name under the doc folder, and the files
+        # tokendist.1 names next to protocol.md.
+        named = set()
+        for page in glob.glob(os.path.join(ROOT, "man", "*.[15]")):
+            with open(page, encoding="utf-8") as f:
+                text = f.read()
+            named |= set(re.findall(r"/usr/share/doc/tokendist/[A-Za-z0-9_./-]*[A-Za-z0-9_]", text))
+            named |= {DOC + n for n in re.findall(r"^\.IR? ([a-z-]+\.(?:md|json))\b", text, re.M)}
+        self.assertIn(DOC + "protocol.md", named)
+        self.assertEqual(sorted(n for n in named if n not in files), [], "named by the man pages, not shipped")
+        # deploy.md and every doc of docs/ it leads to, with every link
+        # resolving in the package (the READMEs are shipped, but their links
+        # are into the source tree: bench/, clients/).
+        todo, seen, missing = ["docs/deploy.md"], set(), []
+        while todo:
+            path = todo.pop()
+            if path in seen:
+                continue
+            seen.add(path)
+            if package_path(path) not in files:
+                missing.append(path)
+                continue
+            if not (path.startswith("docs/") and path.endswith(".md")):
+                continue
+            with open(os.path.join(ROOT, path), encoding="utf-8") as f:
+                for target in LINK.findall(f.read()):
+                    if "://" not in target:
+                        todo.append(os.path.normpath(os.path.join(os.path.dirname(path), target)))
+        self.assertEqual(missing, [], "linked from the shipped docs, not in the package")
+        self.assertIn("docs/security.md", seen)
+
+    def test_build_leaves_only_ignored_files(self):
+        if not self.git:
+            self.skipTest("needs git")
+        self.assertEqual(sorted(self.untracked_after - self.untracked_before), [],
+                         "dpkg-buildpackage left these in the tree, and .gitignore does not cover them")
+        # What scripts/run and the README make in the tree: tokendist.env holds the app secret.
+        for rel in ("tokendist.env", "var/push-key", "var/tokendist.db"):
+            os.makedirs(os.path.dirname(os.path.join(self.src, rel)), exist_ok=True)
+            with open(os.path.join(self.src, rel), "w") as f:
+                f.write("x\n")
+        self.assertEqual(sorted(untracked(self.src) - self.untracked_before), [])
 
     def test_units_not_started_on_install(self):
         out = subprocess.run(["dpkg-deb", "-I", self.debs["tokendist"], "postinst"], capture_output=True,
