@@ -180,7 +180,6 @@ int td_record_parse(const char *text, size_t len, int64_t now, int64_t max_skew,
     td_record *r = NULL;
     int rc = TD_EINVAL;
 
-    td_record_skip_bom(&text, &len);
     if (!(src = json_loadb(text, len, JSON_REJECT_DUPLICATES, &jerr))) {
         snprintf(err, errlen, "invalid JSON: %s (line %d, column %d)", jerr.text, jerr.line,
                  jerr.column);

@@ -167,6 +167,7 @@ static void gitee_file_read(const td_sink *s, const char *cur, size_t len, gitee
     int ours = 0, rc;
 
     memset(f, 0, sizeof *f);
+    td_record_skip_bom(&cur, &len);
     if (td_seal_peek(cur, len, &f->generated, f->kid, why, sizeof why) != TD_OK) {
         if (td_record_parse(cur, len, 0, -1, &f->rec, why, sizeof why) == TD_OK)
             f->known = 1, f->generated = td_record_generated(f->rec), f->unverified = s->seal.n > 0;
