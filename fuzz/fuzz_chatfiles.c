@@ -31,13 +31,17 @@ static int utf8_ok(const char *s)
     return 1;
 }
 
-/* A name that stays inside --out: one component, not hidden, not empty. */
+/* A name that stays inside --out: one component, not hidden, not empty,
+ * without controls (C0, DEL, C1) or bidi overrides. */
 static void check_local(const char *name)
 {
+    const unsigned char *p = (const unsigned char *)name;
     size_t n = strlen(name);
     if (n < 1 || n > TD_CHATFILE_LOCAL_MAX || name[0] == '.' || !utf8_ok(name)) __builtin_trap();
     for (size_t i = 0; i < n; i++)
-        if ((unsigned char)name[i] < 0x20 || name[i] == 0x7f || name[i] == '/' || name[i] == '\\')
+        if (p[i] < 0x20 || p[i] == 0x7f || p[i] == '/' || p[i] == '\\' || (p[i] == 0xC2 && p[i + 1] <= 0x9F) ||
+            (p[i] == 0xE2 && p[i + 1] == 0x80 && p[i + 2] >= 0xAA && p[i + 2] <= 0xAE) ||
+            (p[i] == 0xE2 && p[i + 1] == 0x81 && p[i + 2] >= 0xA6 && p[i + 2] <= 0xA9))
             __builtin_trap();
 }
 
@@ -60,8 +64,12 @@ static int on_file(void *ud, const td_chatfile *f)
     char name[TD_CHATFILE_LOCAL_MAX + 1];
     (*(int *)ud)++;
     if (strlen(f->message_id) >= TD_CHATFILE_ID_MAX || strlen(f->file_key) >= TD_CHATFILE_ID_MAX ||
-        strlen(f->name) >= TD_CHATFILE_NAME_MAX)
+        strlen(f->name) >= TD_CHATFILE_NAME_MAX || strlen(f->problem) >= TD_CHATFILE_PROBLEM_MAX)
         __builtin_trap();
+    if (f->problem[0]) {       /* unreadable: only named by its message id */
+        check_printable(f->message_id);
+        return *(int *)ud >= 1000 ? 1 : TD_OK;
+    }
     td_chatfile_local_name(f, 0, name, sizeof name);
     check_local(name);
     td_chatfile_local_name(f, 1, name, sizeof name);

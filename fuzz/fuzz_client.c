@@ -49,7 +49,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (date && (date - NOW >= 2 || date - NOW <= -2)) now = date;
     for (int k = 0; k < 2; k++) {
         rec = NULL, why[0] = '\0';
-        rc = td__client_endpoint_answer(&r, (td_token_kind)k, 300, now, &rec, why, sizeof why);
+        rc = td__client_endpoint_answer(&r, NULL, (td_token_kind)k, 300, now, &rec, why, sizeof why);
         check(rc, rec, (td_token_kind)k, 300, now, why);
     }
     rec = NULL, why[0] = '\0';

@@ -557,13 +557,19 @@ static const td_api_req *with_client(td_api *api, const td_api_req *req, td_api_
 
 static int precheck(td_api *api, const td_api_req *req, td_api_resp *r)
 {
-    char name[65];
+    char name[65], why[128];
     path_kind k = route(req->path ? req->path : "", name);
     const char *m = req->method ? req->method : "";
     int write;
 
     memset(r, 0, sizeof *r);
     r->route = metric_route(k, m);
+    /* A malformed Host (two lines, a control byte) on every path: the
+     * Host rule below must not judge the one line a front door took. */
+    if (td_host_header_check(req->host, req->host_count, why, sizeof why) != TD_OK) {
+        resp_msg(api, r, 400, !strcmp(m, "POST") ? "message" : "error", why);
+        return 1;
+    }
     /* Every path but /healthz, which says nothing and which local health
      * checks call by whatever name they were given. */
     if (k != P_HEALTHZ && !td_host_allowed(&api->hosts, req->host)) {

@@ -34,6 +34,7 @@ typedef struct td_api_req {
     const char *x_api_key;
     const char *content_type;
     const char *host;           /* for the Host rule (host.h) */
+    unsigned host_count;        /* Host lines the request carried: two is a bad request */
     /* The address the front door saw: the TCP peer, or the address the
      * SCF platform reports.  The handler takes the client from it and,
      * only when it is a trusted proxy, from these two (peer.h).  NULL

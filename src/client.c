@@ -13,6 +13,7 @@
 #include "tokendist.h"
 #include "clock.h"
 #include "client.h"
+#include "endpoint.h"
 #include "gitee.h"
 #include "httpc.h"
 #include "record.h"
@@ -42,6 +43,7 @@
 #define RECORD_BODY_MAX (64u << 10)     /* the server refuses larger records too */
 #define SKEW_IGNORE_S 2                 /* Date has 1 s precision, plus latency */
 #define WHY_LEN 512
+#define NOTE_LEN 1536                   /* the fallback note: a few sources' reasons */
 #define URL_MAX 2048
 #define OPTS_URLS_MAX 64
 
@@ -234,6 +236,8 @@ struct td_client {
     size_t tok_len[2];
     int64_t exp[2];
     td_source origin;
+    char note[NOTE_LEN];        /* how rec was found, when not at the first source (td__client_notes) */
+    char cache_why[WHY_LEN];    /* why the cache file was not written last time; "" when it was */
     int64_t offset;             /* server clock - local clock, seconds */
 
     /* Single flight: one fetch at a time; waiters share its outcome. */
@@ -323,94 +327,48 @@ void td_free(void *p)
 
 /* ---- URLs ---------------------------------------------------------------- */
 
-/* Splits url into the part before its path and its path (query and
- * fragment dropped, trailing slashes removed). */
-static int split_url(const char *url, char *base, size_t blen, char *path, size_t plen)
-{
-    const char *s = strstr(url, "://"), *p, *q;
-    size_t n;
-
-    if (!s || !http_url(url)) return TD_EINVAL;
-    p = s + 3 + strcspn(s + 3, "/?#");
-    if ((size_t)(p - url) >= blen) return TD_ETOOBIG;
-    memcpy(base, url, (size_t)(p - url));
-    base[p - url] = '\0';
-    q = p + strcspn(p, "?#");
-    n = (size_t)(q - p);
-    while (n > 0 && p[n - 1] == '/') n--;
-    if (n >= plen) return TD_ETOOBIG;
-    memcpy(path, p, n);
-    path[n] = '\0';
-    return TD_OK;
-}
-
-static int ends_with(const char *s, const char *suffix)
-{
-    size_t n = strlen(s), m = strlen(suffix);
-    return n >= m && !strcmp(s + n - m, suffix);
-}
-
-/* The GET URL and the report URL of one configured endpoint (the same
- * rules as the Node client's invalidUrlFor):
- *   …/v1/tokens/NAME          → GET as is, report …/v1/tokens/NAME/invalid
- *   …/release/get-token, …/get-token → report …/v1/tokens/default/invalid
- *   http(s)://host[:port]     → GET …/v1/tokens/NAME (TD_OPT_NAME)
- * Other paths are fetched as given and cannot be reported to (NULL). */
 /* The GET URL and the report URL of one configured endpoint for token
  * `name` (and, with ticket, its derived ticket: GET only, nothing to
- * report), by the same rules as the Node and Python clients:
- *   http(s)://host[:port]             → /v1/tokens/NAME
- *   …/release/get-token, …/get-token  → the seed's token ("default"); for
- *                                        another name /v1/tokens/NAME beside it
- *   …/v1/tokens/NAME                  → as is; another name is an error
- * Other paths are fetched as given (only for "default") and cannot be
+ * report), by the one rule of endpoint.h that the sinks, the Node and the
+ * Python clients follow too.  A path that is not tokendist's is fetched as
+ * given (only for "default", and never for a ticket) and cannot be
  * reported to (NULL).  Never the default token for another name. */
 static int endpoint_urls(const char *url, const char *name, const char *ticket, char **get, char **report,
                          char *err, size_t errlen)
 {
-    char base[URL_MAX], path[URL_MAX], token[URL_MAX * 2 + 64], buf[URL_MAX * 2 + 128];
-    const char *slash;
-    int rc = split_url(url, base, sizeof base, path, sizeof path), deflt = !strcmp(name, "default");
+    td_endpoint *e = malloc(sizeof *e);
+    td_strbuf b;
+    int rc;
 
     *get = *report = NULL;
-    if (rc != TD_OK) {
-        snprintf(err, errlen, "端点地址 '%.200s' %s", url,
-                 rc == TD_ETOOBIG ? "太长" : "无效: 应以 http:// 或 https:// 开头");
-        return TD_EINVAL;
+    if (!e) return TD_ENOMEM;
+    if ((rc = td_endpoint_resolve(e, url, name, err, errlen)) != TD_OK) goto out;
+    rc = TD_EINVAL;
+    if (!e->named[0] && (strcmp(name, "default") != 0 || ticket)) {
+        snprintf(err, errlen, "端点地址 '%.200s' 不是 tokendist 的地址 (…/release/get-token 或 …/v1/tokens/NAME)，"
+                              "无法从中找到 token '%s'%s", url, name, ticket ? " 的 jsapi_ticket" : "");
+        goto out;
     }
-    slash = strrchr(path, '/');
-    if (!path[0]) {
-        snprintf(token, sizeof token, "%s/v1/tokens/%s", base, name);
-    } else if (ends_with(path, "/release/get-token") || ends_with(path, "/get-token")) {
-        size_t keep = strlen(path) - (ends_with(path, "/release/get-token") ? 18 : 10);
-        snprintf(token, sizeof token, "%s%.*s/v1/tokens/%s", base, (int)keep, path, name);
-        if (deflt && !ticket) { /* the seed's URL, fetched as it is */
-            if (!(*get = strdup(url))) return TD_ENOMEM;
-            snprintf(buf, sizeof buf, "%s/invalid", token);
-            return (*report = strdup(buf)) ? TD_OK : TD_ENOMEM;
-        }
-    } else if (slash && slash - path >= 10 && !strncmp(slash - 10, "/v1/tokens", 10) && valid_name(slash + 1)) {
-        if (strcmp(slash + 1, name) != 0 && !deflt) {
-            snprintf(err, errlen, "端点地址 '%.200s' 指向 token '%s'，但要取的是 '%s': 请去掉地址里的名称或改用同一个名称",
-                     url, slash + 1, name);
-            return TD_EINVAL;
-        }
-        snprintf(token, sizeof token, "%s%s", base, path);
-    } else {
-        if (!deflt || ticket) {
-            snprintf(err, errlen, "端点地址 '%.200s' 不是 tokendist 的地址 (…/release/get-token 或 …/v1/tokens/NAME)，"
-                                  "无法从中找到 token '%s'%s", url, name, ticket ? " 的 jsapi_ticket" : "");
-            return TD_EINVAL;
-        }
-        return (*get = strdup(url)) ? TD_OK : TD_ENOMEM; /* fetched as given, nothing to report to */
-    }
+    rc = TD_ENOMEM;
     if (ticket) {
-        snprintf(buf, sizeof buf, "%s/%s", token, ticket);
-        return (*get = strdup(buf)) ? TD_OK : TD_ENOMEM;
+        /* The resolved URLs are bounded: the builder only adds a suffix. */
+        td_strbuf_heap(&b, TD_ENDPOINT_URL_MAX + 64);
+        td_strbuf_printf(&b, "%s/%s", e->named, ticket);
+        if ((*get = td_strbuf_take(&b, NULL))) rc = TD_OK;
+        td_strbuf_free(&b);
+        goto out;
     }
-    if (!(*get = strdup(token))) return TD_ENOMEM;
-    snprintf(buf, sizeof buf, "%s/invalid", token);
-    return (*report = strdup(buf)) ? TD_OK : TD_ENOMEM;
+    if (!(*get = strdup(e->token))) goto out;
+    rc = TD_OK;
+    if (e->named[0]) {
+        td_strbuf_heap(&b, TD_ENDPOINT_URL_MAX + 64);
+        td_strbuf_printf(&b, "%s/invalid", e->named);
+        if (!(*report = td_strbuf_take(&b, NULL))) rc = TD_ENOMEM;
+        td_strbuf_free(&b);
+    }
+out:
+    free(e);
+    return rc;
 }
 
 /* ---- creating and freeing -------------------------------------------------- */
@@ -678,8 +636,8 @@ static int64_t get_offset(td_client *c)
     return off;
 }
 
-int td__client_endpoint_answer(const td_httpc_resp *resp, td_token_kind kind, long min_remaining,
-                               int64_t now, td_record **out, char *why, size_t whylen)
+int td__client_endpoint_answer(const td_httpc_resp *resp, const char *url, td_token_kind kind,
+                               long min_remaining, int64_t now, td_record **out, char *why, size_t whylen)
 {
     char reason[128], msg[256];
     const char *m, *rp;
@@ -687,6 +645,13 @@ int td__client_endpoint_answer(const td_httpc_resp *resp, td_token_kind kind, lo
     if (resp->status == 200)
         return td__client_judge(resp->body ? resp->body : "", resp->body_len, kind, min_remaining,
                                 now, out, why, whylen);
+    /* Our server's "no such path" is a wrong URL, not a missing token:
+     * telling the user to wait for the refresher would send them the
+     * wrong way. */
+    if (td_endpoint_wrong_path(resp->status, resp->body, resp->body_len)) {
+        td_endpoint_wrong_path_why(url, why, whylen);
+        return TD_EHTTP;
+    }
     m = body_error(resp, msg, sizeof msg);
     if (resp->status == 404) {
         snprintf(why, whylen, "%s", m ? m : "Token not found or expired");
@@ -719,7 +684,7 @@ static int from_endpoint(td_client *c, size_t i, td_token_kind kind, attempt *a,
         return a->rc = rc;
     }
     note_date(c, &resp);
-    rc = a->rc = td__client_endpoint_answer(&resp, kind, c->min_remaining, server_now(get_offset(c)),
+    rc = a->rc = td__client_endpoint_answer(&resp, req.url, kind, c->min_remaining, server_now(get_offset(c)),
                                             out, a->why, sizeof a->why);
     td_httpc_resp_clear(&resp);
     return rc;
@@ -883,14 +848,15 @@ static int fsync_write(int fd, const char *buf, size_t len)
     return fsync(fd);
 }
 
-/* Keeps the record for the next process: written to a temporary file in
- * the same folder and renamed, so a reader never sees half a record; 0600
- * because it holds a token.  The file names the token it holds
- * (td__client_cache_open), so a client of another name or kind sharing
- * the path does not take it for its own.  Best effort: a cache that
- * cannot be written must not fail a get that has a good token. */
-static void write_cache(const td_client *c, const td_record *rec)
+/* Keeps the record for the next process (td__client_write_cache).  The
+ * file names the token it holds (td__client_cache_open), so a client of
+ * another name or kind sharing the path does not take it for its own.
+ * Best effort: a cache that cannot be written must not fail a get that
+ * has a good token -- but the reason is kept, so a command can tell its
+ * user that the fallback it asked for is not there (td__client_notes). */
+static void write_cache(td_client *c, const td_record *rec)
 {
+    char why[sizeof c->cache_why] = "";
     size_t len;
     const char *js = td_record_json(rec, &len);
     json_t *o;
@@ -900,27 +866,77 @@ static void write_cache(const td_client *c, const td_record *rec)
     o = json_loadb(js, len, 0, NULL);
     if (o && !json_object_set_new(o, TD_CACHE_NAME_FIELD, json_string(c->name)) &&
         !json_object_set_new(o, TD_CACHE_KIND_FIELD, json_string(c->kind)) && (text = json_dumps(o, 0))) {
-        (void)td__client_write_cache(c->cache_file, text, strlen(text));
+        (void)td__client_write_cache(c->cache_file, text, strlen(text), why, sizeof why);
         explicit_bzero(text, strlen(text));
+    } else {
+        snprintf(why, sizeof why, "内存不足");
     }
     free(text);
     json_decref(o);
+    pthread_mutex_lock(&c->mu);
+    memcpy(c->cache_why, why, sizeof why);
+    pthread_mutex_unlock(&c->mu);
 }
 
-int td__client_write_cache(const char *path, const char *json, size_t len)
+/* Creates the folders of path that are missing (mode 0700: the file holds
+ * a token), like `mkdir -p` and the Node and Python clients' cache: a
+ * cache in ~/.cache/app/ works on the first run. */
+static int make_parents(const char *path, char *why, size_t whylen)
+{
+    char dir[4096];
+    size_t n = strlen(path);
+
+    while (n > 0 && path[n - 1] != '/') n--;        /* the folder part, with its slash */
+    if (n == 0) return TD_OK;                       /* the current folder */
+    if (n >= sizeof dir) {
+        snprintf(why, whylen, "路径太长");
+        return TD_ETOOBIG;
+    }
+    memcpy(dir, path, n);
+    dir[n] = '\0';
+    for (size_t i = 1; i <= n; i++) {
+        struct stat st;
+        if (dir[i] != '/' && dir[i] != '\0') continue;
+        if (dir[i - 1] == '/') continue;            /* "//" or the root */
+        dir[i] = '\0';
+        if (mkdir(dir, 0700) != 0 && !(errno == EEXIST && stat(dir, &st) == 0 && S_ISDIR(st.st_mode))) {
+            snprintf(why, whylen, "无法创建文件夹 %.300s: %s", dir, errno == EEXIST ? "同名的文件已存在" : strerror(errno));
+            return TD_EIO;
+        }
+        dir[i] = i < n ? '/' : '\0';
+    }
+    return TD_OK;
+}
+
+int td__client_write_cache(const char *path, const char *json, size_t len, char *why, size_t whylen)
 {
     char tmp[4096];
     int fd, rc = TD_EIO;
 
-    if (snprintf(tmp, sizeof tmp, "%s.tmp-XXXXXX", path) >= (int)sizeof tmp) return TD_ETOOBIG;
-    if ((fd = mkstemp(tmp)) < 0) return TD_EIO;
-    if (fchmod(fd, 0600) != 0 || fsync_write(fd, json, len) != 0) goto out;
+    if (snprintf(tmp, sizeof tmp, "%s.tmp-XXXXXX", path) >= (int)sizeof tmp) {
+        snprintf(why, whylen, "路径太长 (上限 %zu 字节)", sizeof tmp - sizeof ".tmp-XXXXXX");
+        return TD_ETOOBIG;
+    }
+    if ((rc = make_parents(path, why, whylen)) != TD_OK) return rc;
+    rc = TD_EIO;
+    if ((fd = mkstemp(tmp)) < 0) {
+        snprintf(why, whylen, "无法在 %.300s 旁创建临时文件: %s", path, strerror(errno));
+        return TD_EIO;
+    }
+    if (fchmod(fd, 0600) != 0 || fsync_write(fd, json, len) != 0) {
+        snprintf(why, whylen, "无法写入 %.300s: %s", tmp, strerror(errno));
+        goto out;
+    }
     /* Linux releases the descriptor even when close() fails (a write-back
      * error on NFS): it is gone either way, and a second close() could
      * hit a number another thread has opened since. */
     rc = close(fd) == 0 ? TD_OK : TD_EIO;
     fd = -1;
-    if (rc == TD_OK && rename(tmp, path) != 0) rc = TD_EIO;
+    if (rc != TD_OK) snprintf(why, whylen, "无法写入 %.300s: %s", tmp, strerror(errno));
+    if (rc == TD_OK && rename(tmp, path) != 0) {
+        snprintf(why, whylen, "无法把临时文件改名为 %.300s: %s", path, strerror(errno));
+        rc = TD_EIO;
+    }
 out:
     if (fd >= 0) close(fd);
     if (rc != TD_OK) unlink(tmp);
@@ -970,11 +986,49 @@ static int is_rejected(const char *rejected, const td_record *rec, td_token_kind
     return rejected && !strcmp(record_token(rec, kind, &exp), rejected);
 }
 
-/* One pass over the sources in order; the first usable record wins.  A
- * record carrying the rejected token is not usable but kept in *stale. */
+/* Appends text from a source (a server's message) on one line: line
+ * breaks become spaces, so a note stays the one line it promises. */
+static void append_one_line(td_strbuf *b, const char *s)
+{
+    char buf[WHY_LEN];
+    size_t i;
+
+    for (i = 0; s[i] && i < sizeof buf - 1; i++) buf[i] = s[i] == '\n' || s[i] == '\r' ? ' ' : s[i];
+    buf[i] = '\0';
+    td_strbuf_append_cut(b, buf, 0);
+}
+
+/* The note of a fetch whose record came from at[n - 1] after the sources
+ * before it failed: which source served, and why each earlier one did
+ * not.  Nothing when the first source served. */
+static void fallback_note(const td_client *c, const attempt *at, size_t n, char *note, size_t len)
+{
+    const attempt *won = &at[n - 1];
+    td_strbuf b;
+
+    note[0] = '\0';
+    if (n < 2) return;
+    td_strbuf_fixed(&b, note, len);
+    if (won->src == TD_SOURCE_ENDPOINT) {
+        size_t i = 0;
+        while (i < c->nurls && c->urls[i] != won->where) i++;
+        td_strbuf_printf(&b, "token 取自第 %zu 个API地址 %s", i + 1, won->where);
+    } else {
+        td_strbuf_printf(&b, "token 取自%s %s", source_label(won->src), won->where);
+    }
+    td_strbuf_puts(&b, "，前面的来源失败: ");
+    for (size_t i = 0; i + 1 < n; i++) {
+        td_strbuf_printf(&b, "%s%s %s: ", i ? "；" : "", source_label(at[i].src), at[i].where);
+        append_one_line(&b, at[i].why);
+    }
+}
+
+/* One pass over the sources in order; the first usable record wins (and
+ * note says how it was found: fallback_note).  A record carrying the
+ * rejected token is not usable but kept in *stale. */
 static int fetch_chain(td_client *c, td_token_kind kind, const char *rejected, td_record **out,
                        td_source *origin, td_record **stale, td_source *stale_origin,
-                       char *err, size_t errlen)
+                       char *note, size_t notelen, char *err, size_t errlen)
 {
     size_t n = c->nurls + (c->gitee.owner ? 1 : 0) + (c->cache_file ? 1 : 0), k = 0;
     attempt *at = calloc(n, sizeof *at);
@@ -1001,6 +1055,7 @@ static int fetch_chain(td_client *c, td_token_kind kind, const char *rejected, t
         }
         *out = rec;
         *origin = a->src;
+        fallback_note(c, at, k, note, notelen);
         free(at);
         return TD_OK;
     }
@@ -1043,12 +1098,14 @@ static int fill(td_client *c, td_token_kind kind, td_source source, td_token **o
     return TD_OK;
 }
 
-/* Replaces the memory record; called with the lock held. */
-static void install(td_client *c, td_record *rec, td_source origin)
+/* Replaces the memory record (note: how it was found, NULL: at the first
+ * source); called with the lock held. */
+static void install(td_client *c, td_record *rec, td_source origin, const char *note)
 {
     td_record_free(c->rec);
     c->rec = rec;
     c->origin = origin;
+    snprintf(c->note, sizeof c->note, "%s", note ? note : "");
     for (int k = 0; k < 2; k++) {
         c->tok[k] = record_token(rec, (td_token_kind)k, &c->exp[k]);
         c->tok_len[k] = strlen(c->tok[k]);
@@ -1081,7 +1138,7 @@ static int fetch_locked(td_client *c, td_token_kind kind, char *err, size_t errl
     for (;;) {
         td_record *rec = NULL, *stale = NULL;
         td_source origin = TD_SOURCE_NONE, stale_origin = TD_SOURCE_NONE;
-        char *rejected = NULL;
+        char *rejected = NULL, note[NOTE_LEN] = "";
         int64_t until = c->rejected_until_ms;
         int rc, took_stale = 0;
 
@@ -1090,7 +1147,7 @@ static int fetch_locked(td_client *c, td_token_kind kind, char *err, size_t errl
             return TD_ENOMEM;
         }
         pthread_mutex_unlock(&c->mu);
-        rc = fetch_chain(c, kind, rejected, &rec, &origin, &stale, &stale_origin, err, errlen);
+        rc = fetch_chain(c, kind, rejected, &rec, &origin, &stale, &stale_origin, note, sizeof note, err, errlen);
         wipe_free(rejected);
         if (rc != TD_OK && stale && td_clock_mono_ms() >= until) {
             rec = stale, origin = stale_origin, stale = NULL, rc = TD_OK, took_stale = 1;
@@ -1101,7 +1158,7 @@ static int fetch_locked(td_client *c, td_token_kind kind, char *err, size_t errl
             /* A report of this very token may have arrived while we fetched. */
             if (took_stale || !c->rejected || td_clock_mono_ms() >= c->rejected_until_ms ||
                 !is_rejected(c->rejected, rec, kind)) {
-                install(c, rec, origin);
+                install(c, rec, origin, took_stale ? NULL : note);
                 return TD_OK;
             }
             td_record_free(rec);
@@ -1165,6 +1222,14 @@ static int client_get(td_client *c, td_token_kind kind, td_token **out, char **j
     pthread_mutex_unlock(&c->mu);
     if (rc == TD_ENOMEM) snprintf(err, errlen, "内存不足");
     return rc;
+}
+
+void td__client_notes(td_client *c, char *fallback, size_t flen, char *cache, size_t clen)
+{
+    pthread_mutex_lock(&c->mu);
+    snprintf(fallback, flen, "%s", c->rec ? c->note : "");
+    snprintf(cache, clen, "%s", c->cache_why);
+    pthread_mutex_unlock(&c->mu);
 }
 
 int td_client_get(td_client *c, td_token_kind kind, td_token **out, char *err, size_t errlen)
@@ -1314,7 +1379,7 @@ int td_client_report_invalid(td_client *c, const char *token, char *err, size_t 
 
     pthread_mutex_lock(&c->mu);
     if (rc == TD_ECONFLICT) c->rejected_until_ms = 0; /* stop waiting: it stays the token */
-    if (newer && !c->fetching) install(c, newer, TD_SOURCE_ENDPOINT), newer = NULL;
+    if (newer && !c->fetching) install(c, newer, TD_SOURCE_ENDPOINT, NULL), newer = NULL;
     c->reporting = 0;
     c->report_rc = rc;
     snprintf(c->report_err, sizeof c->report_err, "%s", rerr);

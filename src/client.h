@@ -25,11 +25,13 @@
 int td__client_judge(const char *text, size_t len, td_token_kind kind, long min_remaining,
                      int64_t now, td_record **out, char *why, size_t whylen);
 
-/* An endpoint's answer: 200 goes to td__client_judge; 404 is
- * TD_ENOTFOUND, 401/403 TD_EAUTH, anything else TD_EHTTP, with why
- * holding the reason phrase and the body's "error" or "message". */
-int td__client_endpoint_answer(const td_httpc_resp *resp, td_token_kind kind, long min_remaining,
-                               int64_t now, td_record **out, char *why, size_t whylen);
+/* An endpoint's answer to a GET of url: 200 goes to td__client_judge;
+ * our server's 404 "Not found" is a wrong path (TD_EHTTP, why saying so:
+ * endpoint.h), any other 404 TD_ENOTFOUND, 401/403 TD_EAUTH, anything else
+ * TD_EHTTP, with why holding the reason phrase and the body's "error" or
+ * "message".  url (may be NULL) only names the path in why. */
+int td__client_endpoint_answer(const td_httpc_resp *resp, const char *url, td_token_kind kind,
+                               long min_remaining, int64_t now, td_record **out, char *why, size_t whylen);
 
 /* The cache file is the record plus two members naming what it holds
  * (docs/protocol.md, "The client cache file"): the token name, and the kind
@@ -51,9 +53,18 @@ int td__client_cache_open(const char *text, size_t len, const char *name, const 
 
 /* Writes the cache file: json goes to a temporary file next to path
  * (0600), synced, closed and renamed onto path, so a reader sees the old
- * record or the new one, never half of one.  Every descriptor is closed
- * exactly once on every path, and a failure leaves no temporary behind.
- * TD_OK, TD_EIO, or TD_ETOOBIG when path is too long. */
-int td__client_write_cache(const char *path, const char *json, size_t len);
+ * record or the new one, never half of one.  Missing folders of path are
+ * created 0700.  Every descriptor is closed exactly once on every path,
+ * and a failure leaves no temporary behind.  TD_OK, TD_EIO, or
+ * TD_ETOOBIG when path is too long, with why saying what failed where. */
+int td__client_write_cache(const char *path, const char *json, size_t len, char *why, size_t whylen);
+
+/* What a command tells its user about the record c holds, besides the
+ * token (Chinese, one line each, "" when there is nothing to say; never
+ * a token): in fallback, which source served it when it was not the
+ * first one asked and why the ones before failed; in cache, why the cache
+ * file could not be written.  Not part of the public API: the tokendist
+ * binary's commands print these. */
+void td__client_notes(td_client *c, char *fallback, size_t flen, char *cache, size_t clen);
 
 #endif

@@ -40,9 +40,12 @@
  * sleeps longer, as it would on the real clock.
  *
  * Not moved: libmicrohttpd's and libcurl's timeouts, nor Redis's key
- * expiry (so a lease held in Redis, judged on td_clock_mono_ms, looks
- * lapsed after a jump until its keeper renews it: move time only in tests
- * whose lease is the SQLite store's, always held).
+ * expiry.  A jump takes no real time, so a lease key in Redis stays while
+ * its holder, judging its hold on td_clock_mono_ms, sees it lapsed until
+ * it renews: its keeper within a slice, and before that the round trip
+ * that precedes a cycle or the answer to an ask (lease.h, fleet.c).  So a
+ * test may move time over a fleet on Redis, as long as it does not rely
+ * on a key expiring.
  */
 #ifndef TD_CLOCK_H
 #define TD_CLOCK_H

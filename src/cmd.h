@@ -22,11 +22,14 @@ int td_cmd_files(int argc, char **argv);
 
 /* Shared by get and files (cmd_get.c): a client made from the settings
  * (err says which setting is wrong), the exit code of a client error,
- * and the seed's one-line advice for it. */
+ * the seed's one-line advice for it, and what the user should know about
+ * a token that was found (a later source served it; the cache file was
+ * not written). */
 struct td_client;
 int td__client_from_config(const td_config *c, struct td_client **out, char *err, size_t errlen);
 int td__client_exit_code(int rc);
 void td__client_explain(int rc, FILE *f);
+void td__client_tell(struct td_client *cl, FILE *f);
 int td_cmd_refresh(int argc, char **argv);
 int td_cmd_check(int argc, char **argv);
 int td_cmd_keygen(int argc, char **argv);
@@ -59,7 +62,13 @@ typedef struct td_cmd_refresher {
     td_sinks *sinks;                /* one list per token */
     td_refresher **r;               /* one per token; n == 0 without credentials */
 } td_cmd_refresher;
-int td_cmd_refresher_start(td_cmd_refresher *s, const td_config *c, struct td_store *store, struct td_api *api);
+/* me: where this server listens (NULL for scf-runtime, which does not
+ * know its address): a sink that is this server itself is dropped
+ * (td_sinks_drop_self), and the notice shows where to get the token even
+ * without TOKENDIST_PUBLIC_URL and TENCENT_CLOUD_API_URL
+ * (td_endpoint_own_url). */
+int td_cmd_refresher_start(td_cmd_refresher *s, const td_config *c, struct td_store *store, struct td_api *api,
+                           const td_endpoint_self *me);
 void td_cmd_refresher_stop(td_cmd_refresher *s);
 
 /* Loads settings for cmd and handles --help and --print-config; returns -1

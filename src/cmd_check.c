@@ -50,10 +50,14 @@ int td_cmd_check(int argc, char **argv)
         printf("❌ 未配置腾讯云函数API地址: 请设置 TENCENT_CLOUD_API_URL (或 --api-url)\n");
         goto out;
     }
+    /* Only the endpoint is under test: Gitee is left alone.  Its URL by
+     * the rule every command follows (a base URL is completed). */
+    if (td_sink_endpoint(&ep, c.tencent_cloud_api_url, c.tencent_cloud_api_key, c.name, c.http_timeout * 1000, err,
+                         sizeof err) != TD_OK) {
+        printf("❌ TENCENT_CLOUD_API_URL: %s\n", err);
+        goto out;
+    }
     ex = TD_EXIT_FAIL;
-    /* Only the endpoint is under test: Gitee is left alone. */
-    ep = (td_sink){.kind = TD_SINK_ENDPOINT, .label = "腾讯云函数", .url = c.tencent_cloud_api_url,
-                   .key = c.tencent_cloud_api_key, .timeout_ms = c.http_timeout * 1000};
     sinks.v[0] = ep, sinks.n = 1;
     td_sinks_log_enabled(&sinks);
 

@@ -10,12 +10,18 @@
  * rename), and a run that failed half-way is finished by the next run.
  * stdout lists the paths of the files this run added; messages go to
  * stderr.  Every text from Feishu reaches the terminal escaped
- * (td_chatfile_printable).
+ * (td_chatfile_printable), in messages always, on stdout when it is a
+ * terminal (a script reading it gets the paths as they are).
+ *
+ * A file message that cannot be read is named (by message id) and
+ * skipped, counted as failed: one bad message does not hide the files
+ * after it, and the exit status says that something was left out.
  */
 #define _GNU_SOURCE
 #include "chatfiles.h"
 #include "clock.h"
 #include "cmd.h"
+#include "feishu.h"
 #include "log.h"
 #include "manifest.h"
 #include "strbuf.h"
@@ -30,12 +36,14 @@
 #include <unistd.h>
 
 typedef struct run {
-    const td_chatfiles *cf;
+    td_chatfiles *cf;
     const char *out;
     int tty;
     int64_t last_progress_ms;
     td_manifest *manifest;      /* download: what the folder holds, by file_key */
     int downloaded, skipped, failed, listed;
+    int unreadable;             /* file messages that could not be read (counted in failed too) */
+    int stdout_tty;
     int fatal;                  /* the error that stopped the run */
 } run;
 
@@ -77,11 +85,24 @@ static void on_progress(void *ud, const td_chatfile *f, uint64_t done)
     fprintf(stderr, "\r\033[K⬇️  %s  %.1f KB", printable(f->name, name, sizeof name), (double)done / 1024.0);
 }
 
+/* A file message that could not be read: named, counted, skipped. */
+static int unreadable(run *r, const td_chatfile *f)
+{
+    char mid[TD_CHATFILE_ID_MAX * 4 + 1];
+
+    td_log("⚠️ 跳过无法读取的文件消息 %s: %s", f->message_id[0] ? printable(f->message_id, mid, sizeof mid) : "?",
+           f->problem);
+    r->unreadable++;
+    r->failed++;
+    return TD_OK;
+}
+
 static int list_one(void *ud, const td_chatfile *f)
 {
     run *r = ud;
     char when[TD_TIME_LEN], name[PRINTABLE_MAX], mid[TD_CHATFILE_ID_MAX * 4 + 1], key[TD_CHATFILE_ID_MAX * 4 + 1];
 
+    if (f->problem[0]) return unreadable(r, f);
     printf("%s\t%s\t%s\t%s\n", td_clock_format(f->create_ms / 1000, when), printable(f->name, name, sizeof name),
            printable(f->message_id, mid, sizeof mid), printable(f->file_key, key, sizeof key));
     r->listed++;
@@ -127,10 +148,13 @@ static int download_one(void *ud, const td_chatfile *f)
 {
     run *r = ud;
     char name[TD_CHATFILE_LOCAL_MAX + 1], path[4096], err[2048], mid[TD_CHATFILE_ID_MAX * 4 + 1];
-    const char *known = td_manifest_name_of(r->manifest, f->file_key);
+    char shown[PRINTABLE_MAX], eshown[sizeof err * 4];
+    const char *known;
     struct stat st;
     int rc, adopt = 0;
 
+    if (f->problem[0]) return unreadable(r, f);
+    known = td_manifest_name_of(r->manifest, f->file_key);
     printable(f->message_id, mid, sizeof mid);
     if (known) {
         /* Claimed by an earlier run: there, or never finished (or removed
@@ -140,19 +164,19 @@ static int download_one(void *ud, const td_chatfile *f)
         choose_name(r, f, name, sizeof name, &adopt);
         if (!name[0]) {
             td_chatfile_local_name(f, 1, name, sizeof name);
-            td_log("❌ 本地已有同名文件 %s，跳过 (%s)", name, mid);
+            td_log("❌ 本地已有同名文件 %s，跳过 (%s)", printable(name, shown, sizeof shown), mid);
             r->failed++;
             return TD_OK;
         }
         if ((rc = td_manifest_add(r->manifest, f->file_key, name, err, sizeof err)) != TD_OK) {
-            td_log("❌ %s", err);
+            td_log("❌ %s", printable(err, eshown, sizeof eshown));
             r->failed++;
             r->fatal = rc;
             return rc;
         }
     }
     if (snprintf(path, sizeof path, "%s/%s", r->out, name) >= (int)sizeof path) {
-        td_log("❌ 路径太长，跳过: %s", name);
+        td_log("❌ 路径太长，跳过: %s", printable(name, shown, sizeof shown));
         r->failed++;
         return TD_OK;
     }
@@ -163,7 +187,9 @@ static int download_one(void *ud, const td_chatfile *f)
     rc = td_chatfiles_download(r->cf, f, path, on_progress, r, err, sizeof err);
     if (r->tty) fputs("\r\033[K", stderr);
     if (rc != TD_OK) {
-        td_log("❌ 下载失败 %s (%s): %s", name, mid, err);
+        /* err may quote the path and Feishu's message: escaped as a whole. */
+        td_log("❌ 下载失败 %s (%s): %s", printable(name, shown, sizeof shown), mid,
+               printable(err, eshown, sizeof eshown));
         r->failed++;
         if (stops_run(rc)) {
             r->fatal = rc;
@@ -171,11 +197,45 @@ static int download_one(void *ud, const td_chatfile *f)
         }
         return TD_OK;
     }
-    if (stat(path, &st) == 0) td_log("✅ 已下载 %s (%lld 字节)", name, (long long)st.st_size);
-    printf("%s\n", path);
+    if (stat(path, &st) == 0)
+        td_log("✅ 已下载 %s (%lld 字节)", printable(name, shown, sizeof shown), (long long)st.st_size);
+    printf("%s\n", r->stdout_tty ? printable(path, eshown, sizeof eshown) : path);
     fflush(stdout);
     r->downloaded++;
     return TD_OK;
+}
+
+/* The hint for a failed run, naming the side that failed: the token's
+ * sources get the seed's advice (td__client_explain), Feishu's open
+ * platform and this machine their own -- "检查API地址" for a Feishu that
+ * cannot be reached would send the user to the one part that works. */
+static void explain(const td_chatfiles *cf, int rc, FILE *f)
+{
+    const char *feishu = cf->base_url && *cf->base_url ? cf->base_url : TD_FEISHU_DEFAULT_BASE;
+
+    switch (cf->failed_at) {
+    case TD_CHATFILES_TOKEN:
+        td__client_explain(rc, f);
+        break;
+    case TD_CHATFILES_FEISHU:
+        if (rc == TD_EHTTP || rc == TD_ETIMEOUT)
+            fprintf(f, "💡 连不上飞书开放平台 %s: token 已取到，问题不在API地址；检查本机网络、代理 (HTTPS_PROXY) "
+                       "或 --feishu-base-url / FEISHU_BASE_URL\n", feishu);
+        else if (rc == TD_EAUTH)
+            fprintf(f, "💡 飞书开放平台 %s 拒绝了取到的 tenant_access_token (已报告并换新，仍被拒绝): 检查服务端的刷新是否在运行、"
+                       "它用的飞书应用 (FEISHU_APP_ID) 是否就是群里的机器人\n", feishu);
+        else if (rc == TD_ERATELIMIT)
+            fprintf(f, "💡 飞书开放平台 %s 限流 (请求过于频繁): 稍后再试\n", feishu);
+        else
+            fprintf(f, "💡 飞书开放平台 %s 返回了错误: 检查机器人是否在群里 (--chat)、应用是否开通了 im:message 和 "
+                       "im:resource 权限\n", feishu);
+        break;
+    case TD_CHATFILES_LOCAL:
+        fputs("💡 检查 --out 文件夹是否可写、磁盘是否已满\n", f);
+        break;
+    default:
+        break;
+    }
 }
 
 static int parse_time(const char *flag, const char *s, int64_t *out)
@@ -195,7 +255,7 @@ int td_cmd_files(int argc, char **argv)
     td_client *cl = NULL;
     td_chatfiles cf;
     run r = {0};
-    char **nargv = NULL, name[32], err[4096];
+    char **nargv = NULL, name[32], err[4096], shown[sizeof err * 4];
     int64_t since = 0, until = 0;
     int ex = TD_EXIT_USAGE, rc, download;
 
@@ -245,14 +305,21 @@ int td_cmd_files(int argc, char **argv)
     r.cf = &cf;
     r.out = c.out_dir;
     r.tty = isatty(STDERR_FILENO);
+    r.stdout_tty = isatty(STDOUT_FILENO);
     rc = td_chatfiles_list(&cf, c.chat, since, until, c.match, download ? download_one : list_one, &r,
                            err, sizeof err);
-    if (rc != TD_OK && !r.fatal) {
-        fprintf(stderr, "❌ %s\n", err);
-        td__client_explain(rc, stderr);
+    /* A fatal download error was logged where it happened. */
+    if (rc != TD_OK && !r.fatal)
+        fprintf(stderr, "❌ %s\n", printable(err, shown, sizeof shown));   /* may quote Feishu's msg */
+    if (rc != TD_OK) explain(&cf, rc, stderr);
+    td__client_tell(cl, stderr);
+    if (download) {
+        char more[64] = "";
+        if (r.unreadable) snprintf(more, sizeof more, " (其中无法读取的文件消息 %d 个)", r.unreadable);
+        td_log("下载完成: 新文件 %d 个, 已存在 %d 个, 失败 %d 个%s", r.downloaded, r.skipped, r.failed, more);
+    } else if (r.unreadable) {
+        td_log("❌ %d 个文件消息无法读取，已跳过 (列出 %d 个文件)", r.unreadable, r.listed);
     }
-    if (download)
-        td_log("下载完成: 新文件 %d 个, 已存在 %d 个, 失败 %d 个", r.downloaded, r.skipped, r.failed);
     ex = rc != TD_OK ? td__client_exit_code(rc) : r.failed ? TD_EXIT_FAIL : TD_EXIT_OK;
 out:
     td_manifest_close(r.manifest);

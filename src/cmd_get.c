@@ -7,6 +7,7 @@
  * stdout carries only the token (or the record with --json); messages go
  * to stderr in the seed's words ("❌ 腾讯云函数 token获取失败: …").
  */
+#include "client.h"
 #include "cmd.h"
 #include "strbuf.h"
 #include "tokendist.h"
@@ -80,6 +81,15 @@ int td__client_exit_code(int rc)
     }
 }
 
+void td__client_tell(td_client *cl, FILE *f)
+{
+    char fallback[2048], cache[1024];
+
+    td__client_notes(cl, fallback, sizeof fallback, cache, sizeof cache);
+    if (fallback[0]) fprintf(f, "⚠️ %s\n", fallback);
+    if (cache[0]) fprintf(f, "⚠️ 缓存文件 (--cache / TOKENDIST_CACHE_FILE) 没有写入: %s\n", cache);
+}
+
 /* The seed's troubleshooting advice, one line, for the failure at hand. */
 void td__client_explain(int rc, FILE *f)
 {
@@ -149,6 +159,7 @@ int td_cmd_get(int argc, char **argv)
         ex = td__client_exit_code(rc);
         goto out;
     }
+    td__client_tell(cl, stderr);
     if (c.json) printf("%s\n", json);
     else printf("%s\n", tok->token);
     ex = fflush(stdout) == 0 ? TD_EXIT_OK : TD_EXIT_FAIL;

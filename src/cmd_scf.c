@@ -95,7 +95,7 @@ int td_cmd_scf(int argc, char **argv)
            c.read_keys.n);
     if (c.push_keys.n == 0)
         td_log("⚠️ 未配置写入密钥 (TOKENDIST_PUSH_KEYS)：所有 POST 都会被拒绝");
-    if (td_cmd_refresher_start(&refresher, &c, store, api) != TD_OK) {
+    if (td_cmd_refresher_start(&refresher, &c, store, api, NULL) != TD_OK) {
         td_scf_init_error(base, "无法启动 token 刷新 (见日志)");
         goto out;
     }

@@ -98,11 +98,12 @@ void td_cmd_close_api(td_store *store, td_api *api)
     td_store_close(store);
 }
 
-int td_cmd_refresher_start(td_cmd_refresher *s, const td_config *c, td_store *store, td_api *api)
+int td_cmd_refresher_start(td_cmd_refresher *s, const td_config *c, td_store *store, td_api *api,
+                           const td_endpoint_self *me)
 {
     td_refresher_opts o;
     td_lease *lease;
-    char err[512];
+    char err[512], own[TD_ENDPOINT_URL_MAX];
 
     memset(s, 0, sizeof *s);
     if (td_fleet_new(&s->fleet, store, err, sizeof err) != TD_OK) goto fail;
@@ -117,7 +118,16 @@ int td_cmd_refresher_start(td_cmd_refresher *s, const td_config *c, td_store *st
         if (td_sinks_from_config(&s->sinks[i], c, t, api, err, sizeof err) != TD_OK ||
             td_fleet_add(s->fleet, t->name, &lease, err, sizeof err) != TD_OK)
             goto fail;
+        if (me) td_sinks_drop_self(&s->sinks[i], me);
         td_refresher_opts_from_config(&o, c, t, &s->sinks[i]);
+        /* The notice names an address: without TOKENDIST_PUBLIC_URL and an
+         * endpoint, this server's own, as well as it knows it. */
+        if (me && o.announce && !o.notice_url && td_endpoint_own_url(me, t->name, own, sizeof own) == TD_OK) {
+            o.notice_url = own;
+            if (td_notice_enabled(&o.notice))
+                td_log("💡 群通知里的取 token 地址: %s (由监听地址得出)；客户端在其他机器上或经反向代理访问时，"
+                       "请用 TOKENDIST_PUBLIC_URL 设为它们能访问的地址", own);
+        }
         o.may_refresh = td_fleet_may_refresh, o.lease_ud = lease;
         o.quiet_start = !strncmp(c->store, "memory:", 7);
         if (td_refresher_new(&s->r[i], &o, err, sizeof err) != TD_OK) goto fail;
@@ -187,7 +197,11 @@ int td_cmd_serve(int argc, char **argv)
             goto out;
         }
     }
-    if (td_cmd_refresher_start(&refresher, &c, store, api) != TD_OK) goto out;
+    {
+        td_endpoint_self me = {.listen = c.listen, .port = td_http_port(http), .tls = c.tls_cert != NULL,
+                               .public_url = c.public_url};
+        if (td_cmd_refresher_start(&refresher, &c, store, api, &me) != TD_OK) goto out;
+    }
     td_log("tokendist %s 已启动: %s://%.*s:%u (存储: %s, 写入密钥 %zu 个, 读取密钥 %zu 个)",
            TD_VERSION, c.tls_cert ? "https" : "http", (int)(strrchr(c.listen, ':') - c.listen),
            c.listen, td_http_port(http), td_store_redact(c.store, shown, sizeof shown),

@@ -135,7 +135,7 @@ static const cfg_entry table[] = {
     {"api-url", {"TENCENT_CLOUD_API_URL"}, T_STR, O(tencent_cloud_api_url), NULL, 0, 0, URL_CREDS, SNK,
      "distribution endpoint (a tokendist server or Tencent SCF URL), e.g. https://…/release/get-token"},
     {"public-url", {"TOKENDIST_PUBLIC_URL"}, T_STR, O(public_url), NULL, 0, 0, URL_CREDS, FEI,
-     "address clients get the token from, for the group notice (default: TENCENT_CLOUD_API_URL)"},
+     "客户端取 token 的地址，显示在群通知里 (默认: TENCENT_CLOUD_API_URL；再没有则是 serve 的监听地址)"},
     {"api-key", {"TENCENT_CLOUD_API_KEY"}, T_STR, O(tencent_cloud_api_key), NULL, 0, 0, SENSITIVE, SNK,
      "push key sent to the endpoint as Authorization: Bearer"},
 

@@ -147,13 +147,18 @@ static void run_job(void *ud)
     job *j = ud;
     entry *e = find(j->f, j->name);
     td_refresher *r = e ? __atomic_load_n(&e->r, __ATOMIC_ACQUIRE) : NULL;
-    char why[300];
+    char why[300], err[256];
     int rc;
 
+    /* td_lease_held is the keeper's last outcome, which a freeze outlives:
+     * a holder thawed after one (SCF) may read the ask before its keeper
+     * has renewed, while the store still names it the holder.  One round
+     * trip settles that (an inbox worker may block) instead of refusing
+     * the ask the store routed here, and the asker's readers with it. */
     if (!r) {
         snprintf(why, sizeof why, "收到报告的实例不刷新 token '%s'", j->name);
         rc = TD_ENOTFOUND;
-    } else if (!td_lease_held(e->lease)) {
+    } else if (!td_lease_held(e->lease) && td_lease_hold(e->lease, err, sizeof err) != 1) {
         snprintf(why, sizeof why, "本实例已不持有 %s 的刷新租约", j->name);
         rc = TD_EUNAVAIL;
     } else if (j->due) {
@@ -279,7 +284,8 @@ static int forward(td_fleet *f, const char *verb, const char *holder, const char
     }
     pthread_mutex_lock(&f->lock);
     while (!w.done && td_clock_mono_ms() < deadline) {
-        struct timespec ts = {(time_t)(deadline / 1000), (long)(deadline % 1000) * 1000000L};
+        struct timespec ts;
+        td_clock_mono_deadline(deadline, &ts);
         pthread_cond_timedwait(&f->answered, &f->lock, &ts);
     }
     pthread_mutex_unlock(&f->lock);

@@ -87,6 +87,37 @@ int td_host_allowed(const td_host_rule *h, const char *host)
     return 0;
 }
 
+int td_host_header_check(const char *value, unsigned count, char *err, size_t errlen)
+{
+    const char *port = NULL;
+    size_t n = value ? strlen(value) : 0;
+
+    if (count > 1) {
+        snprintf(err, errlen, "请求有 %u 个 Host 头: 只能有一个 (RFC 9112)", count);
+        return TD_EINVAL;
+    }
+    if (!value) {
+        if (!count) return TD_OK;
+        snprintf(err, errlen, "Host 头无法读取: 不是文本");   /* an SCF event's {"host": 1} */
+        return TD_EINVAL;
+    }
+    for (size_t i = 0; i < n; i++)
+        if ((unsigned char)value[i] <= ' ' || value[i] == 0x7f) {
+            snprintf(err, errlen, "Host 头含控制字符或空格: 不是主机名");
+            return TD_EINVAL;
+        }
+    /* The port, when there is one made of digits: what is not HOST[:PORT]
+     * at all is the Host rule's to refuse (421), by name. */
+    if ((port = value[0] == '[' ? strstr(value, "]:") : strchr(value, ':')))
+        port += value[0] == '[' ? 2 : 1;
+    if (port && *port && strspn(port, "0123456789") == strlen(port) &&
+        (strlen(port) > 5 || strtol(port, NULL, 10) > 65535)) {
+        snprintf(err, errlen, "Host 头的端口无效: 应为 0-65535");
+        return TD_EINVAL;
+    }
+    return TD_OK;
+}
+
 int td_host_name_check(const char *name, char *err, size_t errlen)
 {
     size_t len = strlen(name), i;

@@ -33,6 +33,18 @@ void td_host_rule_free(td_host_rule *h);
 /* Whether a request with this Host header value (NULL: none) is answered. */
 int td_host_allowed(const td_host_rule *h, const char *host);
 
+/* Is a request's Host header well formed, whatever name it gives?  RFC
+ * 9112 3.2: a server MUST answer 400 to more than one Host line, or to a
+ * Host value that is not one (here: a control byte or a space in it, or
+ * a port beyond 65535).  Of two lines a front door takes one, and the
+ * rule would judge a name the client did not send alone.  count: the
+ * Host lines the request carried; value: the one taken (NULL: none).
+ * TD_OK, or TD_EINVAL with err (a sentence for the 400 body) saying what
+ * is wrong, never echoing the value.  A NUL never gets here: the front
+ * doors pass C strings (libmicrohttpd 1.0 answers 400 to it itself, 0.9.x
+ * ends the value there; an SCF event with U+0000 is not taken). */
+int td_host_header_check(const char *value, unsigned count, char *err, size_t errlen);
+
 /* A setting check for --allowed-host in the form config.c's table takes:
  * a host name or an IP address, without scheme, port or path. */
 int td_host_name_check(const char *name, char *err, size_t errlen);

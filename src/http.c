@@ -179,6 +179,15 @@ static void remote_addr(struct MHD_Connection *c, char *buf, size_t len)
         inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, buf, (socklen_t)len);
 }
 
+/* The number of Host lines: the Host check (host.h) refuses two rather
+ * than judge the one MHD_lookup_connection_value gives (the first). */
+static enum MHD_Result count_host(void *cls, enum MHD_ValueKind kind, const char *key, const char *value)
+{
+    (void)kind, (void)value;
+    if (!strcasecmp(key, MHD_HTTP_HEADER_HOST)) (*(unsigned *)cls)++;
+    return MHD_YES;
+}
+
 /* The last X-Forwarded-For and X-Real-IP lines: a proxy that adds its own
  * line rather than appending to the client's puts it last, and the first
  * line may be the client's forgery. */
@@ -225,6 +234,7 @@ static void fill_req(struct MHD_Connection *c, const char *url, const char *meth
         q->x_forwarded_for = f.xff;
         q->x_real_ip = f.xri;
     }
+    MHD_get_connection_values(c, MHD_HEADER_KIND, count_host, &q->host_count);
 }
 
 /* The worker's half of a suspended request: the store call, then resume;
@@ -513,18 +523,40 @@ static char *read_pem(const char *path, char *err, size_t errlen)
     return buf;
 }
 
+/* The lowest port a process without CAP_NET_BIND_SERVICE may bind:
+ * Linux's net.ipv4.ip_unprivileged_port_start (1024 unless changed; some
+ * container runtimes set 0). */
+static unsigned unprivileged_port_start(void)
+{
+    FILE *f = fopen("/proc/sys/net/ipv4/ip_unprivileged_port_start", "r");
+    unsigned v = 1024;
+
+    if (f) {
+        if (fscanf(f, "%u", &v) != 1) v = 1024;
+        fclose(f);
+    }
+    return v;
+}
+
 /* The listening socket, made here rather than by libmicrohttpd: the
- * failure to bind is then known exactly (EADDRINUSE, EACCES, ...), and
- * SO_REUSEPORT is never set -- with it a second server on the same port
- * would start and share the traffic with the first. */
+ * failure to bind is then known exactly and said for what it is -- a
+ * port in use, a port that needs privileges, an address this machine does
+ * not have -- with the port as the socket had it.  SO_REUSEPORT is never
+ * set: with it a second server on the same port would start and share the
+ * traffic with the first. */
 static int listen_socket(const struct sockaddr_storage *ss, const char *listen_s, char *err,
                          size_t errlen)
 {
     socklen_t len = ss->ss_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);
     unsigned port = ntohs(ss->ss_family == AF_INET6 ? ((const struct sockaddr_in6 *)ss)->sin6_port
                                                     : ((const struct sockaddr_in *)ss)->sin_port);
+    const void *bytes = ss->ss_family == AF_INET6 ? (const void *)&((const struct sockaddr_in6 *)ss)->sin6_addr
+                                                  : (const void *)&((const struct sockaddr_in *)ss)->sin_addr;
+    char host[INET6_ADDRSTRLEN] = "?";
+    unsigned start;
     int fd, one = 1, e;
 
+    inet_ntop(ss->ss_family, bytes, host, sizeof host);
     if ((fd = socket(ss->ss_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0)) < 0) {
         snprintf(err, errlen, "无法创建监听套接字: %s", strerror(errno));
         return -1;
@@ -541,15 +573,22 @@ static int listen_socket(const struct sockaddr_storage *ss, const char *listen_s
                  "先停止它，或用 --listen 换一个端口", listen_s, port);
         break;
     case EACCES:
-        snprintf(err, errlen, "没有权限监听 %s (permission denied)：1024 以下的端口需要 root 或 "
-                 "CAP_NET_BIND_SERVICE，或用 --listen 换一个 1024 以上的端口", listen_s);
+        start = unprivileged_port_start();
+        if (port > 0 && port < start)
+            snprintf(err, errlen, "没有权限监听端口 %u (--listen %s, permission denied)：%u 以下的端口只有 root 或有 "
+                     "CAP_NET_BIND_SERVICE 权限的进程才能监听 (systemd: AmbientCapabilities=CAP_NET_BIND_SERVICE)，"
+                     "或用 --listen 换一个 %u 以上的端口", port, listen_s, start, start);
+        else
+            snprintf(err, errlen, "没有权限监听端口 %u (--listen %s, permission denied)：它不是需要特权的端口 "
+                     "(本机 %u 以下才是)，是系统的安全策略 (SELinux、AppArmor 或容器的限制) 拒绝了它", port, listen_s,
+                     start);
         break;
     case EADDRNOTAVAIL:
-        snprintf(err, errlen, "本机没有 %s 这个地址 (address not available)：--listen 的主机部分应是本机的一个地址，"
-                 "如 127.0.0.1 或 0.0.0.0", listen_s);
+        snprintf(err, errlen, "本机没有地址 %s (--listen %s, address not available)：--listen 的主机部分应是本机网卡上的"
+                 "一个地址 (ip addr 可以列出)，如 127.0.0.1；0.0.0.0 则监听所有网卡", host, listen_s);
         break;
     default:
-        snprintf(err, errlen, "无法监听 %s: %s", listen_s, strerror(e));
+        snprintf(err, errlen, "无法监听 %s (端口 %u): %s", listen_s, port, strerror(e));
     }
     return -1;
 }

@@ -7,6 +7,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -47,11 +48,12 @@ static int push(td_manifest *m, const char *key, size_t klen, const char *name, 
     return TD_OK;
 }
 
-/* Is name (len bytes) one plain file name in the folder?  A hand-edited
- * line must not lead a download out of it. */
+/* Is name (len bytes) one plain file name in the folder, short enough
+ * for the file system?  A hand-edited line must not lead a download out
+ * of it, nor pin a file to a name no download can create. */
 static int safe_name(const char *name, size_t len)
 {
-    if ((len == 1 && name[0] == '.') || (len == 2 && name[0] == '.' && name[1] == '.')) return 0;
+    if ((len == 1 && name[0] == '.') || (len == 2 && name[0] == '.' && name[1] == '.') || len > NAME_MAX) return 0;
     for (size_t i = 0; i < len; i++)
         if (name[i] == '/' || (unsigned char)name[i] < 0x20 || name[i] == 0x7f) return 0;
     return len > 0;

@@ -74,6 +74,7 @@ struct td_refresher {
     td_refresher_sink_state sink_st[TD_SINKS_MAX]; /* by the index of o.sinks */
     td_refresher_event events[TD_REFRESHER_EVENTS]; /* newest first */
     size_t nevents;
+    char notice_url[TD_ENDPOINT_URL_MAX]; /* o.notice_url points here: a copy, the caller's may be gone */
 };
 
 enum { FORCE_NONE, FORCE_PENDING, FORCE_DONE };
@@ -173,6 +174,10 @@ int td_refresher_new(td_refresher **out, const td_refresher_opts *o, char *err, 
     if (!(r = calloc(1, sizeof *r))) return TD_ENOMEM;
     r->o = *o;
     r->o.notice.feishu = &r->o.feishu;
+    if (o->notice_url) {
+        snprintf(r->notice_url, sizeof r->notice_url, "%s", o->notice_url);
+        r->o.notice_url = r->notice_url;
+    }
     if (r->o.retry_max < r->o.retry_min) r->o.retry_max = r->o.retry_min;
     if (r->o.force_interval_ms <= 0) r->o.force_interval_ms = FORCE_INTERVAL_MS;
     for (size_t i = 0; i < o->sinks->n && i < TD_SINKS_MAX; i++) {
@@ -787,15 +792,27 @@ int td_refresher_freshen(td_refresher *r, long wait_ms, char *why, size_t whylen
         snprintf(why, whylen, "刷新线程未运行");
         return TD_EUNAVAIL;
     }
-    /* One cycle for every waiting request: the one running, or one now. */
+    /* The caller judged the refresh overdue a moment ago, maybe on
+     * another thread before its request reached a worker: the cycle it
+     * saw running or due may have ended since.  Then the next one is
+     * hours away, and waiting for it would only hold the reader up to
+     * wait_ms for nothing: that cycle's outcome is the answer. */
     gen = r->gen;
+    if (!td_refresher_overdue(r, -1)) {
+        rc = r->last_rc;
+        snprintf(why, whylen, "%s", rc == TD_OK ? "已刷新" : r->last_err);
+        pthread_mutex_unlock(&r->lock);
+        return rc;
+    }
+    /* One cycle for every waiting request: the one running, or one now. */
     if (!__atomic_load_n(&r->cycling, __ATOMIC_ACQUIRE) && !r->run_now &&
         td_clock_mono_ms() >= __atomic_load_n(&r->due_ms, __ATOMIC_RELAXED)) {
         r->run_now = 1;
         pthread_cond_signal(&r->cond);
     }
     while (r->gen == gen && !r->stop && td_clock_mono_ms() < deadline) {
-        struct timespec ts = {(time_t)(deadline / 1000), (long)(deadline % 1000) * 1000000L};
+        struct timespec ts;
+        td_clock_mono_deadline(deadline, &ts);
         pthread_cond_timedwait(&r->done, &r->lock, &ts);
     }
     if (r->gen != gen) {
@@ -877,7 +894,8 @@ int td_refresher_force(td_refresher *r, const char *name, const char *id, long w
         td_log("收到 token 无效的报告 (token id %s)，立即强制刷新一次", id);
     }
     while (r->fz.state == FORCE_PENDING && !r->stop && td_clock_mono_ms() < deadline) {
-        struct timespec ts = {(time_t)(deadline / 1000), (long)(deadline % 1000) * 1000000L};
+        struct timespec ts;
+        td_clock_mono_deadline(deadline, &ts);
         pthread_cond_timedwait(&r->done, &r->lock, &ts);
     }
     if (r->stop) {

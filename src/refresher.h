@@ -56,7 +56,7 @@ typedef struct td_refresher_opts {
     td_notice notice;               /* may enable nothing */
     int announce;                   /* tell the group about new tokens (alerts go anyway) */
     int ticket;                     /* also keep the jsapi_ticket (NAME.jsapi_ticket) */
-    const char *notice_url;         /* the 🔗 line; NULL: left out */
+    const char *notice_url;         /* the 🔗 line; NULL: left out (copied by td_refresher_new) */
     const char *name;               /* the token name served */
     const char *source, *usage, *platform;
     long renew_window;              /* s */
@@ -110,7 +110,10 @@ int td_refresher_overdue(td_refresher *r, int64_t expire_ts);
 /* Runs the due cycle now (or joins the one running) and waits up to
  * wait_ms for it to finish: every waiting reader shares one fetch.
  * TD_OK when it delivered a token, TD_ETIMEOUT when it still runs, else
- * the cycle's failure (the old token is then still served while valid). */
+ * the cycle's failure (the old token is then still served while valid).
+ * When the refresh is no longer overdue (td_refresher_overdue: the cycle
+ * the caller saw has ended since), answers at once with the last cycle's
+ * outcome rather than wait for the next, due hours later. */
 int td_refresher_freshen(td_refresher *r, long wait_ms, char *why, size_t whylen);
 
 /* The overdue cycle now, without waiting for it (a no-op when a cycle

@@ -42,6 +42,20 @@ static const char *header(const json_t *headers, const char *name)
     return found;
 }
 
+/* How many spellings of name the headers carry, whatever their values:
+ * "Host" and "host" in one event are two Host lines to the Host check
+ * (host.h), as two lines are on the HTTP front. */
+static unsigned header_count(const json_t *headers, const char *name)
+{
+    const char *key;
+    json_t *v;
+    unsigned n = 0;
+
+    json_object_foreach((json_t *)headers, key, v)
+        if (!strcasecmp(key, name)) n++;
+    return n;
+}
+
 /* The path as libmicrohttpd hands it to the HTTP front: query cut off,
  * escapes decoded by the same function. */
 static char *decode_path(const char *p)
@@ -174,6 +188,7 @@ int td_scf_parse_event(const char *json, size_t len, td_scf_req *r, char *err, s
     r->req.x_api_key = header(headers, "x-api-key");
     r->req.content_type = header(headers, "content-type");
     r->req.host = header(headers, "host");
+    r->req.host_count = header_count(headers, "host");
     r->req.x_forwarded_for = header(headers, "x-forwarded-for");
     r->req.x_real_ip = header(headers, "x-real-ip");
     r->req.content_length = -1;

@@ -36,15 +36,27 @@ int td_sinks_from_config(td_sinks *s, const td_config *c, const td_token_conf *t
         k->kind = TD_SINK_LOCAL, k->label = "本地存储", k->api = api, k->name = t->name;
     }
     if (t->api_url) {
-        td_sink *k = &s->v[s->n++];
-        k->kind = TD_SINK_ENDPOINT, k->label = "腾讯云函数", k->url = t->api_url;
-        k->key = t->api_key, k->timeout_ms = tmo;
+        char why[512];
+        if (td_sink_endpoint(&s->v[s->n++], t->api_url, t->api_key, t->name, tmo, why, sizeof why) != TD_OK) {
+            /* The setting's name, as the user wrote it. */
+            if (t->is_default) {
+                snprintf(err, errlen, "TENCENT_CLOUD_API_URL: %s", why);
+            } else {
+                char up[TD_NAME_MAX + 1];
+                size_t i;
+                for (i = 0; t->name[i] && i < TD_NAME_MAX; i++)
+                    up[i] = (char)(t->name[i] >= 'a' && t->name[i] <= 'z' ? t->name[i] - 32 : t->name[i]);
+                up[i] = '\0';
+                snprintf(err, errlen, "TOKENDIST_%s_API_URL: %s", up, why);
+            }
+            return TD_EINVAL;
+        }
     }
     if (t->gitee_path) {
         td_sink *k = &s->v[s->n++];
         if (!c->gitee_owner || !c->gitee_repo || !c->gitee_access_token) {
-            snprintf(err, errlen, "ENABLE_GITEE_TOKEN_SHARE is on but GITEE_ACCESS_TOKEN, GITEE_OWNER, "
-                                  "GITEE_REPO or GITEE_FILE_PATH is not set");
+            snprintf(err, errlen, "ENABLE_GITEE_TOKEN_SHARE 已开启，但 GITEE_ACCESS_TOKEN、GITEE_OWNER、"
+                                  "GITEE_REPO 或 GITEE_FILE_PATH 没有设置");
             return TD_EINVAL;
         }
         k->kind = TD_SINK_GITEE, k->label = "Gitee", k->timeout_ms = tmo, k->name = t->name;
@@ -63,6 +75,45 @@ int td_sinks_from_config(td_sinks *s, const td_config *c, const td_token_conf *t
         }
     }
     return TD_OK;
+}
+
+int td_sink_endpoint(td_sink *k, const char *url, const char *key, const char *name, long timeout_ms, char *err,
+                     size_t errlen)
+{
+    td_endpoint *e = malloc(sizeof *e);
+    int rc = TD_ENOMEM;
+
+    memset(k, 0, sizeof *k);
+    k->kind = TD_SINK_ENDPOINT, k->label = "腾讯云函数", k->key = key, k->timeout_ms = timeout_ms;
+    if (!e) {
+        snprintf(err, errlen, "内存不足");
+        return rc;
+    }
+    if ((rc = td_endpoint_resolve(e, url, name, err, errlen)) == TD_OK)
+        snprintf(k->url, sizeof k->url, "%s", e->token);
+    free(e);
+    return rc;
+}
+
+int td_sinks_drop_self(td_sinks *s, const td_endpoint_self *me)
+{
+    char why[512];
+    size_t kept = 0;
+    int dropped = 0;
+
+    for (size_t i = 0; i < s->n; i++) {
+        td_sink *k = &s->v[i];
+        if (k->kind == TD_SINK_ENDPOINT && td_endpoint_is_self(k->url, me, why, sizeof why)) {
+            td_log("⚠️ TENCENT_CLOUD_API_URL (%s) 指向本服务自己 (%s)：不通过 HTTP 推送给自己，"
+                   "token 直接写入本地存储；要分发到别处，请把它设为另一个服务的地址", k->url, why);
+            dropped++;
+            continue;
+        }
+        if (kept != i) s->v[kept] = *k;
+        kept++;
+    }
+    s->n = kept;
+    return dropped;
 }
 
 void td_sinks_log_enabled(const td_sinks *s)
@@ -97,7 +148,7 @@ static int push_endpoint(const td_sink *s, const td_record *r, char *err, size_t
     int rc;
 
     if (s->key && (size_t)snprintf(auth, sizeof auth, "Authorization: Bearer %s", s->key) >= sizeof auth) {
-        snprintf(err, errlen, "TENCENT_CLOUD_API_KEY is too long");
+        snprintf(err, errlen, "TENCENT_CLOUD_API_KEY 太长 (上限 %zu 字节)", sizeof auth - sizeof "Authorization: Bearer ");
         rc = TD_ETOOBIG;
         goto out;
     }
@@ -121,8 +172,12 @@ static int push_endpoint(const td_sink *s, const td_record *r, char *err, size_t
     rc = resp.status == 401 || resp.status == 403 ? TD_EAUTH
        : resp.status == 409                       ? TD_ECONFLICT
                                                   : TD_EUPSTREAM;
-    /* The seed's two wordings: the function said why, or only a status. */
-    if (msg && json_is_false(json_object_get(o, "success")))
+    /* The seed's two wordings: the function said why, or only a status --
+     * and for our own server's "no such path", that the path is wrong. */
+    if (td_endpoint_wrong_path(resp.status, resp.body, resp.body_len))
+        snprintf(err, errlen, "腾讯云函数HTTP错误: %ld (%s)", resp.status,
+                 td_endpoint_wrong_path_why(s->url, why, sizeof why));
+    else if (msg && json_is_false(json_object_get(o, "success")))
         snprintf(err, errlen, "腾讯云函数返回错误: %s", msg);
     else if (resp.status < 200 || resp.status >= 300)
         snprintf(err, errlen, "腾讯云函数HTTP错误: %ld", resp.status);
@@ -338,6 +393,19 @@ static int endpoint_get(const td_sink *s, td_httpc_resp *resp, char *err, size_t
     return rc;
 }
 
+/* The seed's "腾讯云函数HTTP错误: N", and for our own server's "no such
+ * path" what is wrong with the URL. */
+static void endpoint_status_error(const td_sink *s, const td_httpc_resp *resp, char *err, size_t errlen)
+{
+    char why[512];
+
+    if (td_endpoint_wrong_path(resp->status, resp->body, resp->body_len))
+        snprintf(err, errlen, "腾讯云函数HTTP错误: %ld (%s)", resp->status,
+                 td_endpoint_wrong_path_why(s->url, why, sizeof why));
+    else
+        snprintf(err, errlen, "腾讯云函数HTTP错误: %ld", resp->status);
+}
+
 /* Our own answer when nothing is stored yet. */
 static int is_no_token_yet(const td_httpc_resp *resp)
 {
@@ -362,8 +430,9 @@ int td_sink_current(const td_sink *s, td_record **out, char *err, size_t errlen)
     case TD_SINK_ENDPOINT:
         if ((rc = endpoint_get(s, &resp, err, errlen)) != TD_OK) goto out;
         if (resp.status != 200) {
-            snprintf(err, errlen, "腾讯云函数HTTP错误: %ld", resp.status);
-            rc = resp.status == 404 ? TD_ENOTFOUND : TD_EUPSTREAM;
+            endpoint_status_error(s, &resp, err, errlen);
+            rc = resp.status == 404 && !td_endpoint_wrong_path(resp.status, resp.body, resp.body_len)
+                     ? TD_ENOTFOUND : TD_EUPSTREAM;
             goto out;
         }
         json = resp.body, len = resp.body_len;
@@ -418,7 +487,7 @@ int td_sink_probe(const td_sink *s, char *err, size_t errlen)
         rc = TD_OK;
         goto out;
     }
-    snprintf(err, errlen, "腾讯云函数HTTP错误: %ld", resp.status);
+    endpoint_status_error(s, &resp, err, errlen);
     rc = TD_EUPSTREAM;
 out:
     td_httpc_resp_clear(&resp);

@@ -16,6 +16,7 @@
 
 #include "api.h"
 #include "config.h"
+#include "endpoint.h"
 #include "gitee.h"
 #include "record.h"
 #include "seal.h"
@@ -27,7 +28,11 @@ typedef enum { TD_SINK_ENDPOINT, TD_SINK_GITEE, TD_SINK_LOCAL } td_sink_kind;
 typedef struct td_sink {
     td_sink_kind kind;
     const char *label;          /* for log lines: "腾讯云函数", "Gitee", "本地存储" */
-    const char *url, *key;      /* endpoint; key may be NULL */
+    /* endpoint: the URL the record goes to, resolved from the setting by
+     * endpoint.h's one rule (a base URL gets the path appended); a copy,
+     * so a td_sink may be copied by value */
+    char url[TD_ENDPOINT_URL_MAX];
+    const char *key;            /* endpoint; may be NULL */
     td_gitee gitee;             /* gitee */
     td_seal_keys seal;          /* gitee: share keys (n == 0: plaintext); the first seals */
     td_api *api;                /* local */
@@ -50,10 +55,24 @@ typedef struct td_sinks {
  * (may be NULL) adds the local one first.  The sinks borrow c's and t's
  * strings: keep them alive while they are used.  Returns TD_OK, or
  * TD_EINVAL with err naming the missing setting (e.g. Gitee enabled
- * without GITEE_OWNER). */
+ * without GITEE_OWNER) or the URL that is not one. */
 struct td_token_conf;
 int td_sinks_from_config(td_sinks *s, const td_config *c, const struct td_token_conf *t, td_api *api, char *err,
                          size_t errlen);
+
+/* The endpoint sink of a `tokendist serve` that is this server itself
+ * (td_endpoint_is_self: the same address as its listen address or
+ * TOKENDIST_PUBLIC_URL, or a loopback address on its port) is dropped:
+ * the local sink already stores every record, and pushing it over HTTP
+ * would only knock on our own door -- in a loop of 401s when the push key
+ * is not ours.  Says so in the log, once.  Returns how many were dropped. */
+int td_sinks_drop_self(td_sinks *s, const td_endpoint_self *me);
+
+/* The endpoint sink of a command that tests or feeds only the endpoint
+ * (check): url resolved for token name, key may be NULL.  TD_OK, or
+ * TD_EINVAL with err naming the URL. */
+int td_sink_endpoint(td_sink *k, const char *url, const char *key, const char *name, long timeout_ms, char *err,
+                     size_t errlen);
 
 /* Logs which sinks are on, the seed's way ("腾讯云函数 Token分发功能已启用",
  * "API地址: …"); for the Gitee file whether it is sealed (the key's kid),

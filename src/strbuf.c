@@ -86,10 +86,8 @@ int td_strbuf_append_cut(td_strbuf *b, const char *s, size_t max)
     room = b->cap ? b->cap - b->len - 1 : 0;
     if (!b->fixed && b->max > b->len + 1) room = b->max - b->len - 1;
     if (max && n > max) n = max;
-    if (n > room) {
-        n = room;
-        while (n > 0 && ((unsigned char)s[n] & 0xC0) == 0x80) n--; /* s[n] continues a character */
-    }
+    if (n > room) n = room;
+    while (n > 0 && ((unsigned char)s[n] & 0xC0) == 0x80) n--;    /* s[n] continues a character */
     return td_strbuf_append(b, s, n);
 }
 

@@ -171,7 +171,8 @@ typedef enum td_option {
     /* str, repeatable: one more endpoint URL, tried in the order added
      * (NULL forgets all added so far):  …/release/get-token, …/get-token,
      * …/v1/tokens/NAME, or a bare http(s)://host[:port] (then
-     * /v1/tokens/NAME with TD_OPT_NAME). */
+     * /release/get-token for the token "default", /v1/tokens/NAME for
+     * another TD_OPT_NAME -- the same rule `tokendist refresh` pushes by). */
     TD_OPT_URL = 1,
     TD_OPT_READ_KEY = 2,            /* str: sent to the endpoints as Authorization: Bearer */
     TD_OPT_NAME = 3,                /* str: token name for bare URLs; default "default" */
@@ -183,10 +184,11 @@ typedef enum td_option {
     TD_OPT_GITEE_PATH = 7,          /* str; default token.json */
     TD_OPT_GITEE_BRANCH = 8,        /* str; default: the repository's default branch */
     TD_OPT_GITEE_ACCESS_TOKEN = 9,  /* str; unset: anonymous (public repositories) */
-    /* str: local cache file; unset: none.  It names the token it holds
-     * (TD_OPT_NAME, token or TD_OPT_TICKET's ticket): a file written for
-     * another name or kind fails that source with TD_ENOTFOUND
-     * (docs/protocol.md, "The client cache file"). */
+    /* str: local cache file (0600; missing folders made 0700); unset:
+     * none.  It names the token it holds (TD_OPT_NAME, token or
+     * TD_OPT_TICKET's ticket): a file written for another name or kind
+     * fails that source with TD_ENOTFOUND (docs/protocol.md, "The client
+     * cache file"). */
     TD_OPT_CACHE_FILE = 10,
     /* long, seconds a token must still have, 0..86400.  0 takes any
      * token that has not expired.  Unset: the platform's own need, from

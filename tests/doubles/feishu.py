@@ -22,6 +22,8 @@ Control keys, besides the common ones (see common.py):
   {"chat": "oc_x", "files": [{"name", "data_b64"|"data", "create_time": ms}],
    "texts": ["hi" | {"text", "create_time"}], "sender": "user"|"app"}
         -> answers {"seeded": [{"message_id", "file_key", "name", "create_time"}]}
+     a file's "content": {...} (or a string) replaces the message's
+     {"file_key", "file_name"} as sent: a file message a client cannot read
   {"chats": ["oc_x", ...]}       create empty chats the bot is a member of
   {"hooks": {"hook_id": "secret" | null}}   webhook ids (default "test-hook", unsigned)
   {"ratelimit_limit": N}, {"range": bool}    429 header value; honour Range on downloads
@@ -187,7 +189,7 @@ class FeishuDouble(DoubleServer):
             data = (base64.b64decode(f["data_b64"]) if "data_b64" in f
                     else f.get("data", "").encode("utf-8"))
             key = f"file_v2_{uuid.uuid4()}"
-            content = {"file_key": key, "file_name": f["name"]}
+            content = f.get("content", {"file_key": key, "file_name": f["name"]})
             msg = self._add_message(chat_id, "file", content, sender, f.get("create_time"))
             msg["_data"], msg["_name"], msg["_key"] = data, f["name"], key
             seeded.append({"message_id": msg["message_id"], "file_key": key,
@@ -212,8 +214,8 @@ class FeishuDouble(DoubleServer):
                "msg_type": msg_type, "create_time": str(int(create_ms)),
                "update_time": str(int(create_ms)), "deleted": False, "updated": False,
                "chat_id": chat_id, "sender": who,
-               "body": {"content": json.dumps(content, ensure_ascii=False,
-                                                  separators=(",", ":"))},
+               "body": {"content": content if isinstance(content, str) else
+                        json.dumps(content, ensure_ascii=False, separators=(",", ":"))},
                "upper_message_id": ""}
         self.chats[chat_id].append(msg)
         self.messages[msg["message_id"]] = msg

@@ -69,11 +69,14 @@ class Check(FeishuEnv, harness.TestCase):
         self.assertEqual(self.check().returncode, 0)
 
     def test_wrong_path_is_seed_404(self):
+        """The seed's 404 line, and what it means here: the path is wrong."""
         r = self.check(TENCENT_CLOUD_API_URL=self.endpoint_url("/release/nope"))
         self.assertEqual(r.returncode, 1)
         out = r.stdout.split("\n")
-        self.assertEqual(out[:4], HEAD + ["❌ 腾讯云函数HTTP错误: 404"])
-        self.assertIn("❌ 腾讯云函数token上传测试失败: 腾讯云函数HTTP错误: 404", out)
+        self.assertEqual(out[:3], HEAD)
+        self.assertTrue(out[3].startswith("❌ 腾讯云函数HTTP错误: 404 (路径不对: 服务端没有 /release/nope 这个地址"), out[3])
+        self.assertTrue(any(l.startswith("❌ 腾讯云函数token上传测试失败: 腾讯云函数HTTP错误: 404 (路径不对")
+                            for l in out), out)
         self.assertNotIn("🎉", r.stdout)
 
     def test_wrong_key_seed_message(self):

@@ -3,6 +3,8 @@ tenant token served by the real `tokendist serve`."""
 import base64
 import fcntl
 import os
+import pty
+import subprocess
 import time
 import unittest
 
@@ -236,6 +238,107 @@ class FilesTest(harness.TestCase):
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertNotIn("\x1b", r.stderr + r.stdout)
 
+    def test_download_log_escapes_names(self):
+        # "✅ 已下载 NAME" carried the name as it was: a bidi override made
+        # "evil\u202efdp.exe" read as "evilexe.pdf" in the log.  Local names
+        # no longer carry one, and a log line escapes what a name holds
+        # anyway (here: a name an older version recorded in the manifest).
+        evil, = self.seed(["evil\u202efdp.exe"])
+        r = self.files("download", "--out", self.out)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(self.listing(), ["evil_fdp.exe"])
+        self.assertIn("✅ 已下载 evil_fdp.exe", r.stderr)
+        old, = self.seed(["old\u202etxt.exe"])
+        with open(os.path.join(self.out, MANIFEST), "a", encoding="utf-8") as f:
+            f.write("%s\told\u202etxt.exe\n" % old["file_key"])
+        r = self.files("download", "--out", self.out)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("✅ 已下载 old\\u202etxt.exe", r.stderr)
+        # stdout lists the paths for scripts, as they are; on a terminal
+        # it shows them escaped too.
+        self.assertEqual(r.stdout, os.path.join(self.out, "old\u202etxt.exe") + "\n")
+        os.unlink(os.path.join(self.out, "old\u202etxt.exe"))
+        master, slave = pty.openpty()
+        self.addCleanup(os.close, master)
+        p = subprocess.run([harness.BIN, "files", "download", "--chat", CHAT, "--url", self.url,
+                            "--feishu-base-url", self.feishu.url, "--out", self.out],
+                           env={**os.environ, **CLEAN}, stdout=slave, stderr=subprocess.PIPE, timeout=60)
+        os.close(slave)
+        tty = os.read(master, 65536).decode()
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertIn("old\\u202etxt.exe", tty)
+        hidden = lambda text: [c for c in text if ord(c) < 0x20 and c not in "\r\n" or 0x7f <= ord(c) <= 0x9f or
+                               0x202a <= ord(c) <= 0x202e or 0x2066 <= ord(c) <= 0x2069]
+        self.assertEqual(hidden(tty + p.stderr.decode() + self.outputs[0] + r.stderr), [])
+
+    def test_long_names_fit_one_path_component(self):
+        # NAME_MAX is 255 bytes: a 90-character Chinese name (274 bytes)
+        # never downloaded ("File name too long"), nor did one of 244-255
+        # bytes, whose temporary ".NAME.part-XXXXXX" is 13 bytes longer.
+        # Each is cut on a character boundary, keeps its extension, and two
+        # names that differ only past the cut stay two names.
+        names = ["财联社电报" * 18 + ".pdf", "财联社电报" * 18 + "（二）.pdf", "x" * 300 + ".txt",
+                 "a" * 251 + ".txt", "报" * 81 + "a.pdf"]
+        self.seed(names)
+        r = self.files("download", "--out", self.out)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("新文件 5 个, 已存在 0 个, 失败 0 个", r.stderr)
+        got = self.listing()
+        self.assertEqual(len(got), 5, got)
+        self.assertIn("a" * 251 + ".txt", got)            # exactly 255 bytes: kept as it is
+        self.assertIn("报" * 81 + "a.pdf", got)
+        for name in got:
+            self.assertLessEqual(len(name.encode()), 255, name)
+            self.assertTrue(name.endswith((".pdf", ".txt")), name)
+        cut = sorted(n for n in got if n.startswith("财联社"))
+        self.assertEqual(len(cut), 2)
+        contents = []
+        for n in cut:
+            with open(os.path.join(self.out, n), "rb") as f:
+                contents.append(f.read())
+        contents.sort()
+        self.assertEqual(contents, sorted(self.content(n) for n in names[:2]))
+        self.assertEqual(sorted(n for _, n in self.manifest()), got)
+        again = self.files("download", "--out", self.out)
+        self.assertEqual((again.returncode, again.stdout), (0, ""), again.stderr)
+        self.assertIn("新文件 0 个, 已存在 5 个, 失败 0 个", again.stderr)
+
+    def test_unreadable_file_message_is_skipped_not_the_rest(self):
+        # One file message that could not be read (a name with U+0000,
+        # which jansson refuses; no file_key) ended the listing: every later
+        # file was neither listed nor downloaded, and the summary said
+        # "失败 0 个".  Now each is named, counted as failed, and skipped.
+        _, nul = self.seed(["first.txt", "nul\x00byte.txt"])
+        bad = self.feishu.control({"chat": CHAT, "files": [
+            {"name": "nokey.txt", "content": {"file_name": "nokey.txt"}},
+            {"name": "notjson.txt", "content": "{not json"}]})["seeded"]
+        self.seed(["after1.txt", "after2.txt", "after3.txt", "after4.txt"])
+        r = self.files("download", "--out", self.out)
+        self.assertEqual(r.returncode, 1, r.stderr)
+        self.assertEqual(self.listing(), ["after1.txt", "after2.txt", "after3.txt", "after4.txt", "first.txt"])
+        for m in (nul, bad[0], bad[1]):
+            self.assertRegex(r.stderr, r"⚠️ 跳过无法读取的文件消息 %s: " % m["message_id"])
+        self.assertIn("file_name 含 U+0000", r.stderr)
+        self.assertIn("file_key 缺失", r.stderr)
+        self.assertIn("下载完成: 新文件 5 个, 已存在 0 个, 失败 3 个 (其中无法读取的文件消息 3 个)", r.stderr)
+        self.assertEqual(len(r.stdout.splitlines()), 5)
+        again = self.files("download", "--out", self.out)
+        self.assertEqual((again.returncode, again.stdout), (1, ""), again.stderr)
+        self.assertIn("新文件 0 个, 已存在 5 个, 失败 3 个", again.stderr)
+        # The listing, across pages, shows every readable one and names the rest.
+        self.seed(["page_%02d.txt" % i for i in range(50)])
+        r = self.files("list")
+        self.assertEqual(r.returncode, 1, r.stderr)
+        self.assertEqual(len(self.lines(r)), 55)
+        self.assertEqual(self.lines(r)[-1][1], "page_49.txt")
+        self.assertIn("3 个文件消息无法读取，已跳过", r.stderr)
+        # --match skips what it can tell does not match, and reports what it cannot.
+        r = self.files("list", "--match", "after*")
+        self.assertEqual(r.returncode, 1, r.stderr)
+        self.assertEqual([row[1] for row in self.lines(r)], ["after%d.txt" % i for i in range(1, 5)])
+        self.assertNotIn(bad[0]["message_id"], r.stderr)
+        self.assertIn(nul["message_id"], r.stderr)
+
     def test_failure_midway_leaves_no_half_file_and_rerun_finishes(self):
         seeded = self.seed(["f1.bin", "f2.bin", "f3.bin", "f4.bin"])
         third = seeded[2]
@@ -266,6 +369,27 @@ class FilesTest(harness.TestCase):
                      "--feishu-base-url", self.feishu.url, env=CLEAN)
         self.assertNotEqual(r.returncode, 0)
         self.assertIn("❌ 飞书返回错误: code 230002: Bot/User can NOT be out of the chat.", r.stderr)
+        self.assertIn("💡 飞书开放平台 %s 返回了错误: 检查机器人是否在群里" % self.feishu.url, r.stderr)
+
+    def test_feishu_unreachable_blames_feishu_not_the_token_endpoint(self):
+        """The token came; Feishu's open platform did not answer: the hint
+        names Feishu's address, not the token endpoint that worked."""
+        down = "http://127.0.0.1:%d" % harness.free_port()
+        r = self.cli("files", "list", "--chat", CHAT, "--url", self.url, "--feishu-base-url", down, env=CLEAN)
+        self.assertEqual(r.returncode, 5, r.stderr)
+        self.assertIn("❌ 飞书开放平台请求失败: ", r.stderr)
+        self.assertIn("💡 连不上飞书开放平台 %s: token 已取到" % down, r.stderr)
+        self.assertNotIn("检查API地址", r.stderr)
+
+    def test_token_endpoint_unreachable_blames_the_endpoint(self):
+        down = "http://127.0.0.1:%d/release/get-token" % harness.free_port()
+        r = self.cli("files", "list", "--chat", CHAT, "--url", down, "--feishu-base-url", self.feishu.url,
+                     env=CLEAN)
+        self.assertEqual(r.returncode, 5, r.stderr)
+        self.assertIn("❌ 腾讯云函数 token获取失败: 网络错误", r.stderr)
+        self.assertIn("💡 检查API地址 (--url / TENCENT_CLOUD_API_URL)", r.stderr)
+        self.assertNotIn("飞书开放平台", r.stderr)
+        self.assertEqual(self.feishu.requests_to("/open-apis/im/v1/messages"), [])
 
     def test_invalid_token_without_refresher_fails_clearly(self):
         self.seed(["x.txt"])
@@ -273,6 +397,9 @@ class FilesTest(harness.TestCase):
         r = self.files("list")
         self.assertNotEqual(r.returncode, 0)
         self.assertIn("code 99991663", r.stderr)
+        # Feishu refused the token: no advice about read keys, which worked.
+        self.assertIn("💡 飞书开放平台 %s 拒绝了取到的 tenant_access_token" % self.feishu.url, r.stderr)
+        self.assertNotIn("读取密钥", r.stderr)
         # It told the server once, then tried once more with what it got.
         self.assertEqual(len(self.feishu.requests_to("/open-apis/im/v1/messages", "GET")), 2)
 

@@ -4,11 +4,17 @@ renewal window once the renewal is overdue -- the first GET after the thaw
 waits for the refresh (fresh on read).  Also `--store memory` (every
 instance its own fleet, quiet at a cold start) and the SCF Timer trigger.
 
-Tokens live 40 s here and Feishu renews in their last 20 s, so a stop of 24 s
-after the first token lands inside the window, past the refresher's due
-time (20 s + at most 2 s of jitter), and well before the expiry."""
+Tokens live as on Feishu (2 h, renewed in their last 30 min), on the test
+clock (harness.TestClock) that the processes and the Feishu double share: a
+freeze stops the process, moves time OVERDUE seconds ahead -- past the
+refresher's due time (1 h 30 min and at most 31 s of jitter), inside the
+window, well before the expiry -- and lets it go on.  So the refresher thread
+did not run at its due time, exactly as after a long freeze, without the
+test sleeping through one; and real time passing under load does not move
+any token toward its window.  After the thaw the refresher thread and the
+request race, as they do on SCF: the tests wait for events (a log line, a
+request at a double) and assert what must hold whichever runs the renewal."""
 import json
-import os
 import signal
 import threading
 import time
@@ -19,68 +25,105 @@ from feishu_env import CHAT, PUSH_KEY, FeishuEnv
 from scf_runtime import InvocationError, apigw_event, http_response
 from test_scf import Runtime
 
-TTL, WINDOW, FREEZE = 40, 20, 24
+TTL, WINDOW = 7200, 1800
+OVERDUE = TTL - WINDOW + 60
+FEISHU_TOKEN = "/open-apis/auth/v3/"
 
 
-class FreshOnReadTest(FeishuEnv, harness.TestCase):
+class ClockTest(FeishuEnv, harness.TestCase):
+    """Processes and the Feishu double on one test clock."""
+
+    def setUp(self):
+        super().setUp()
+        self.clk = self.clock()
+        self.runtimes = []
+
+    def tearDown(self):
+        for rt in self.runtimes:      # their logs, too, must hold no secret
+            rt.stop()
+            self.outputs.append(rt.log())
+        super().tearDown()
+
+    def start_feishu(self, **control):
+        return self.clk.attach(super().start_feishu(ttl=TTL, renew_window=WINDOW, **control))
+
     def env(self, **extra):
-        return self.feishu_env(TOKENDIST_PUSH_KEYS=PUSH_KEY, TENCENT_CLOUD_ENABLED="false",
-                               FEISHU_RENEW_WINDOW=WINDOW, FEISHU_CHAT_ID="", **extra)
+        return self.feishu_env(**{"TOKENDIST_PUSH_KEYS": PUSH_KEY, "TENCENT_CLOUD_ENABLED": "false",
+                                  "FEISHU_RENEW_WINDOW": WINDOW, "FEISHU_CHAT_ID": "", **extra})
+
+    def serve(self, env):
+        srv = self.server(store="memory:", env=env).start()
+        harness.require_test_clock(srv)
+        return srv
+
+    def runtime(self, env=None, args=()):
+        rt = Runtime(self, "memory:", ["--push-key", PUSH_KEY] + list(args), env={**(env or {}), **self.clk.env()})
+        self.runtimes.append(rt)
+        harness.require_test_clock(rt)
+        return rt
 
     def freeze(self, proc):
-        """SIGSTOP for FREEZE seconds: the refresher sleeps through its due time."""
+        """A refresher thread that did not run at its due time: the process
+        is stopped while its due time passes, as SCF leaves it between
+        invocations."""
         proc.send_signal(signal.SIGSTOP)
         try:
-            time.sleep(FREEZE)
+            self.clk.advance(OVERDUE)
         finally:
             proc.send_signal(signal.SIGCONT)
 
+    def fetches(self):
+        return len(self.feishu.requests_to(FEISHU_TOKEN))
+
+
+class FreshOnReadTest(ClockTest):
     def test_serve_answers_the_first_get_after_a_freeze_with_the_token_feishu_issues_now(self):
-        self.start_feishu(ttl=TTL, renew_window=WINDOW)
-        srv = self.server(store="memory:", env=self.env()).start()
+        self.start_feishu()
+        srv = self.serve(self.env())
         first = self.wait_for(lambda: self.served(srv), what="first token")["access_token"]
         self.freeze(srv.proc)
-        r = srv.get("/release/get-token", timeout=30)   # the very first request after SIGCONT
+        r = srv.get("/release/get-token")   # the very first request after SIGCONT
         self.assertEqual(r.status, 200, r.body)
         # (tokens are compared, never printed: they are secrets)
         self.assertTrue(r.json()["access_token"] != first, "a token inside its window after the freeze")
         self.assertTrue(r.json()["access_token"] == self.feishu.current_token(), "not the token Feishu issues now")
+        self.assertEqual(self.fetches(), 2)     # one renewal, whoever ran it
 
     def test_scf_runtime_does_the_same(self):
-        self.start_feishu(ttl=TTL, renew_window=WINDOW)
-        rt = Runtime(self, "memory:", ["--push-key", PUSH_KEY], env=self.env())
-        self.addCleanup(rt.stop)
+        self.start_feishu()
+        rt = self.runtime(self.env())
 
         def token():
-            status, _, body = http_response(rt.invoke(apigw_event("GET", "/get-token"), timeout=30))
+            status, _, body = http_response(rt.invoke(apigw_event("GET", "/get-token")))
             return json.loads(body)["access_token"] if status == 200 else None
 
         first = self.wait_for(token, what="first token over SCF events")
         self.freeze(rt.proc)
         self.assertTrue(token() == self.feishu.current_token(), "not the token Feishu issues now")
         self.assertTrue(self.feishu.current_token() != first, "Feishu issued no new token")
-        self.outputs.append(rt.log())
+        self.assertEqual(self.fetches(), 2)
 
     def test_a_failed_refresh_serves_the_old_token_until_it_expires(self):
-        self.start_feishu(ttl=TTL, renew_window=WINDOW)
-        srv = self.server(store="memory:", env=self.env()).start()
+        self.start_feishu()
+        srv = self.serve(self.env())
         first = self.wait_for(lambda: self.served(srv), what="first token")
-        self.feishu.control({"fail": "503", "path": "/open-apis/auth/v3/"})
+        self.feishu.control({"fail": "503", "path": FEISHU_TOKEN})
         self.freeze(srv.proc)
-        r = srv.get("/release/get-token", timeout=30)
+        r = srv.get("/release/get-token")
         self.assertEqual(r.status, 200)
         self.assertTrue(r.json()["access_token"] == first["access_token"], "not the old token")
-        self.wait_for(lambda: time.time() >= first["expire_timestamp"] + 1, timeout=TTL, what="expiry")
-        self.assertEqual(srv.get("/release/get-token", timeout=30).status, 404)
+        self.assertGreater(self.fetches(), 1)   # the renewal was tried, and failed
+        # Past the expiry, on the shared clock: nothing to serve.
+        self.clk.advance(first["expire_timestamp"] + 1 - self.clk.now())
+        self.assertEqual(srv.get("/release/get-token").status, 404)
 
 
-class SlowRenewalTest(FeishuEnv, harness.TestCase):
+class SlowRenewalTest(ClockTest):
     """A renewal whose fetch is slow: readers of the token in service are
     not the refresh's hostages, and parked readers take no worker."""
 
-    def env(self):
-        return self.feishu_env(TOKENDIST_PUSH_KEYS=PUSH_KEY, TENCENT_CLOUD_ENABLED="false",
-                               FEISHU_RENEW_WINDOW=WINDOW, FEISHU_CHAT_ID="", TOKENDIST_HTTP_TIMEOUT="30")
+    def env(self, **extra):
+        return super().env(TOKENDIST_HTTP_TIMEOUT="30", **extra)
 
     def gets(self, srv, n, timeout):
         answers = []
@@ -98,40 +141,43 @@ class SlowRenewalTest(FeishuEnv, harness.TestCase):
         return threads, answers
 
     def test_a_renewal_on_schedule_keeps_serving_the_token_in_service_at_once(self):
-        self.start_feishu(ttl=TTL, renew_window=WINDOW)
-        srv = self.server(store="memory:", env=self.env()).start()
+        self.start_feishu()
+        srv = self.serve(self.env())
         first = self.wait_for(lambda: self.served(srv), what="first token")["access_token"]
-        self.feishu.control({"fail": "slow", "delay": 10, "path": "/open-apis/auth/v3/"})
-        # The refresher's own renewal, on its schedule, now hangs at Feishu.
-        self.wait_for(lambda: len(self.feishu.requests_to("/open-apis/auth/v3/")) >= 2, timeout=TTL,
-                      what="the scheduled renewal's fetch")
+        self.wait_log(srv, "下次刷新")
+        due = self.next_refresh(srv)    # whole seconds, rounded up: the due time is within the second before
+        self.feishu.control({"fail": "slow", "delay": 10, "path": FEISHU_TOKEN})
+        # Up to 3 s before the due time: the refresher starts its renewal
+        # itself, on schedule (a cycle 2 s late would count as held up),
+        # and it now hangs at Feishu.
+        self.clk.advance(due - 3 - self.clk.now())
+        self.wait_for(lambda: self.fetches() >= 2, what="the scheduled renewal's fetch")
         threads, answers = self.gets(srv, 50, timeout=3)  # before: each waited 4 s for the renewal
         for t in threads:
             t.join(30)
         self.assertEqual({a[0] for a in answers}, {200}, answers[:3])
         self.assertTrue(all(a[1] == first for a in answers), "not the token in service")
-        self.assertEqual(len(self.feishu.requests_to("/open-apis/auth/v3/")), 2, "readers caused fetches")
+        self.assertEqual(self.fetches(), 2, "readers caused fetches")
 
     def test_readers_parked_for_a_late_renewal_leave_the_workers_to_writes(self):
-        self.start_feishu(ttl=TTL, renew_window=WINDOW)
-        srv = self.server(store="memory:", env=self.env()).start()
+        self.start_feishu()
+        srv = self.serve(self.env())
         self.wait_for(lambda: self.served(srv), what="first token")
-        self.feishu.control({"fail": "slow", "delay": 6, "path": "/open-apis/auth/v3/"})
-        FreshOnReadTest.freeze(self, srv.proc)   # the renewal is now late: readers wait for it
+        self.feishu.control({"fail": "slow", "delay": 6, "path": FEISHU_TOKEN})
+        self.freeze(srv.proc)   # the renewal is now late: readers wait for it
         threads, answers = self.gets(srv, 200, timeout=30)  # (256 connections per address)
         self.wait_for(lambda: self.metric(srv, "tokendist_requests_waiting") >= 200, timeout=20,
                       what="200 readers parked")
         # More than the 4 workers' worth of readers wait, yet a write and
         # /readyz are answered at once (before: queued behind the readers).
-        w = srv.post("/v1/tokens/other", harness.make_record("t-other00000000000000000"), key=PUSH_KEY,
-                     timeout=3)
+        w = srv.post("/v1/tokens/other", harness.make_record("t-other00000000000000000", generated=int(self.clk.now())),
+                     key=PUSH_KEY, timeout=3)
         self.assertEqual(w.status, 200, w.body)
         self.assertEqual(srv.get("/readyz", timeout=3).status, 200)
         for t in threads:
             t.join(60)
         self.assertEqual({a[0] for a in answers}, {200}, [a[0] for a in answers if a[0] != 200][:3])
-        self.assertLessEqual(len(self.feishu.requests_to("/open-apis/auth/v3/")), 3,
-                             "readers caused a fetch each")
+        self.assertLessEqual(self.fetches(), 3, "readers caused a fetch each")
 
     @staticmethod
     def metric(srv, name):
@@ -140,58 +186,76 @@ class SlowRenewalTest(FeishuEnv, harness.TestCase):
                 return float(line.split()[1])
         raise AssertionError("no %s in /metrics" % name)
 
+    @staticmethod
+    def next_refresh(srv):
+        for t in srv.get("/status.json").json()["tokens"]:
+            if t["name"] == "default":
+                return t["refresh"]["next_refresh_timestamp"]
+        raise AssertionError("no token default in /status.json")
 
-class FleetFreshOnReadTest(FeishuEnv, harness.TestCase):
+
+class FleetFreshOnReadTest(ClockTest):
+    """Two servers on one Redis, one holding the lease.  Redis's key expiry
+    is not on the test clock (src/clock.h) and need not be: a jump takes
+    no real time, so the holder's key stays; only each process's own
+    judgment of its hold lapses with the jump, until it renews (its
+    keeper, or the round trip before a cycle or an ask's answer)."""
+
     def test_a_server_without_the_lease_asks_the_holder_and_waits(self):
         from redisd import SharedRedis
         redis = SharedRedis(self.tmp)
         self.addCleanup(redis.close)
-        self.start_feishu(ttl=TTL, renew_window=WINDOW)
-        env = self.feishu_env(TOKENDIST_PUSH_KEYS=PUSH_KEY, TENCENT_CLOUD_ENABLED="false",
-                              FEISHU_RENEW_WINDOW=WINDOW, FEISHU_CHAT_ID="")
-        pair = [self.server(store=redis.url(), env=env).start() for _ in range(2)]
+        self.start_feishu()
+        pair = [self.server(store=redis.url(), env=self.env()).start() for _ in range(2)]
+        for s in pair:
+            harness.require_test_clock(s)
         held = self.wait_for(lambda: [s for s in pair if "本实例持有租约 refresh:default" in s.log()],
-                             what="a lease holder")
-        other = [s for s in pair if s is not held[0]][0]
+                             what="a lease holder")[0]
+        other = [s for s in pair if s is not held][0]
         first = self.wait_for(lambda: self.served(other), what="first token")["access_token"]
-        # Both frozen past the renewal (SCF freezes every instance between
-        # invocations); then the first GET goes to the one without the lease,
-        # thawed first so that it must ask the holder (thawed on the ask).
+        self.wait_log(held, "下次刷新")
+        # Both frozen past the renewal and the other's slack (a minute:
+        # src/fleet.c) -- SCF freezes every instance between invocations;
+        # then the first GET goes to the one without the lease, thawed
+        # first so that it must ask the holder (thawed on the ask).
         for s in pair:
             s.proc.send_signal(signal.SIGSTOP)
         try:
-            time.sleep(FREEZE + 4)  # past the holder's due time and the other's slack (a quarter window)
+            self.clk.advance(OVERDUE + 60)
         finally:
             other.proc.send_signal(signal.SIGCONT)
+        answers = []
         try:
             get = threading.Thread(target=lambda: answers.append(other.get("/release/get-token", timeout=30)))
-            answers = []
             get.start()
-            self.wait_for(lambda: "请它立即刷新" in other.log(), what="the ask of the holder")
+            self.wait_log(other, "请它立即刷新")
         finally:
-            held[0].proc.send_signal(signal.SIGCONT)
+            held.proc.send_signal(signal.SIGCONT)
         get.join(30)
         r = answers[0]
         self.assertEqual(r.status, 200)
         self.assertTrue(r.json()["access_token"] != first, "the first GET got the token from before the freeze")
         self.assertTrue(r.json()["access_token"] == self.feishu.current_token(), "not the token Feishu issues now")
-        self.assertEqual(len(self.feishu.requests_to("/open-apis/auth/v3/")), 2)  # only the holder fetched
+        self.assertEqual(self.fetches(), 2)  # only the holder fetched
 
 
-class MemoryStoreTest(FeishuEnv, harness.TestCase):
+class MemoryStoreTest(ClockTest):
     def test_a_cold_start_announces_nothing_a_renewal_does(self):
-        self.start_feishu(ttl=TTL, renew_window=WINDOW)
-        env = self.feishu_env(TOKENDIST_PUSH_KEYS=PUSH_KEY, TENCENT_CLOUD_ENABLED="false",
-                              FEISHU_RENEW_WINDOW=WINDOW, FEISHU_CHAT_ID=CHAT)
-        a = self.server(store="memory:", env=env).start()
+        self.start_feishu()
+        env = self.env(FEISHU_CHAT_ID=CHAT)
+        a = self.serve(env)
         tok = self.wait_for(lambda: self.served(a), what="A's token")["access_token"]
-        b = self.server(store="memory:", env=env).start()
+        b = self.serve(env)
         self.assertTrue(self.wait_for(lambda: self.served(b), what="B's token")["access_token"] == tok,
                         "B serves another token than A")
+        # Both cycles ended (a notice goes out before the next one is planned).
+        for p in (a, b):
+            self.wait_log(p, "下次刷新")
         self.assertEqual(self.feishu.sent_texts, [], "a cold start announced a token already in service")
         self.assertIn("冷启动", a.log())
         # The renewal replaces a token each served itself: that is news.
-        self.wait_for(lambda: self.feishu.sent_texts, timeout=TTL, what="a notice of the renewal")
+        self.clk.advance(OVERDUE)
+        self.wait_for(lambda: self.feishu.sent_texts, what="a notice of the renewal")
         self.assertIn("🔑 客户端 Access Token 已更新", self.feishu.sent_texts[0])
         # Nothing survives a restart.
         a.stop()
@@ -213,33 +277,38 @@ class MemoryStoreTest(FeishuEnv, harness.TestCase):
         self.assertIn("memory:", r.stderr)
 
 
-class TimerTriggerTest(FeishuEnv, harness.TestCase):
+class TimerTriggerTest(ClockTest):
     TIMER = {"Type": "Timer", "TriggerName": "every-5m", "Time": "2024-01-15T14:30:00Z", "Message": ""}
+    EARLY = {"refreshed": False, "message": "未到刷新时间"}
 
     def test_a_timer_refreshes_when_due_and_only_then(self):
-        self.start_feishu(ttl=TTL, renew_window=WINDOW)
-        env = self.feishu_env(TOKENDIST_PUSH_KEYS=PUSH_KEY, TENCENT_CLOUD_ENABLED="false",
-                              FEISHU_RENEW_WINDOW=WINDOW, FEISHU_CHAT_ID="")
-        rt = Runtime(self, "memory:", ["--push-key", PUSH_KEY], env=env)
-        self.addCleanup(rt.stop)
-        self.wait_for(lambda: self.feishu.requests_to("/open-apis/auth/v3/"), what="the first fetch")
-        time.sleep(1)  # the first cycle delivers; a timer now is early
-        n = len(self.feishu.requests_to("/open-apis/auth/v3/"))
-        self.assertEqual(rt.invoke(self.TIMER), {"refreshed": False, "message": "未到刷新时间"})
-        self.assertEqual(len(self.feishu.requests_to("/open-apis/auth/v3/")), n)
-        rt.proc.send_signal(signal.SIGSTOP)
-        try:
-            time.sleep(FREEZE)
-        finally:
-            rt.proc.send_signal(signal.SIGCONT)
-        self.assertEqual(rt.invoke(self.TIMER, timeout=30), {"refreshed": True, "message": "已刷新"})
+        self.start_feishu()
+        rt = self.runtime(self.env())
+        # The first cycle ended, its token is served: a timer now is early,
+        # whatever the refresher thread does (the token is outside its
+        # window), and fetches nothing.
+        self.wait_log(rt, "下次刷新")
+        status, _, _ = http_response(rt.invoke(apigw_event("GET", "/get-token")))
+        self.assertEqual((status, self.fetches()), (200, 1))
+        self.assertEqual(rt.invoke(self.TIMER), self.EARLY)
+        self.assertEqual(self.fetches(), 1)
+        # Due: SCF thaws the instance for the event, and its refresher thread
+        # wakes with it.  The renewal runs once, by the timer or by that
+        # thread; the timer answers "已刷新" when it ran or awaited it, "未到刷
+        # 新时间" when the thread had already put the new token in service.
+        # Either way the renewal has ended when the answer comes.
+        self.freeze(rt.proc)
+        answer = rt.invoke(self.TIMER)
+        self.assertIn(answer, ({"refreshed": True, "message": "已刷新"}, self.EARLY))
+        self.assertEqual((self.fetches(), rt.log().count("下次刷新")), (2, 2), answer)
         status, _, body = http_response(rt.invoke(apigw_event("GET", "/get-token")))
         self.assertTrue(json.loads(body)["access_token"] == self.feishu.current_token(), "not the renewed token")
-        self.outputs.append(rt.log())
+        # ... and only then: right after it, early again.
+        self.assertEqual(rt.invoke(self.TIMER), self.EARLY)
+        self.assertEqual(self.fetches(), 2)
 
     def test_a_timer_without_credentials_is_an_invocation_error(self):
-        rt = Runtime(self, "memory:", ["--push-key", PUSH_KEY])
-        self.addCleanup(rt.stop)
+        rt = self.runtime()
         with self.assertRaises(InvocationError) as cm:
             rt.invoke(self.TIMER)
         self.assertIn("定时触发器需要飞书凭证", cm.exception.body)

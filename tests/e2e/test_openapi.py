@@ -293,6 +293,12 @@ class OpenApiTest(FeishuEnv, TestCase):
             self.call(a, method.upper(), path, "{}" if method == "post" else None, key=PUSH,
                       headers={"Host": "rebind.example:%d" % a.port}, want=421)
         self.call(a, "GET", "/healthz", headers={"Host": "rebind.example"}, want=200)
+        # Two Host lines (here both the loopback's): 400 on every operation,
+        # /healthz too, before the rule and the keys.
+        for tpl, method, _ in operations():
+            path = tpl.replace("{name}", "openapi")
+            self.call(a, method.upper(), path, "{}" if method == "post" else None, key=PUSH,
+                      headers={"Host": "localhost:%d" % a.port, "host": "127.0.0.1:%d" % a.port}, want=400)
 
         # What another tool left in the store: a history entry that is no
         # record, a row that cannot be served (/readyz lists it); then a

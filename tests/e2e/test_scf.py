@@ -287,6 +287,28 @@ class ScfRuntimeTest(ScfTestCase):
         status, _, body = http_response(rt.invoke(apigw_event("GET", "/healthz")))
         self.assertEqual((status, json.loads(body)), (200, {"status": "ok"}))
 
+    def test_malformed_host_is_a_bad_request(self):
+        # One header map, two spellings of Host: two Host lines, 400 as on
+        # the HTTP front (not the last spelling taken by the Host rule).
+        rt = self.runtime("sqlite:" + os.path.join(self.tmp, "scf.db"),
+                          ["--push-key", PUSH, "--allowed-host", "tokens.example.com"])
+        for headers in ({"Host": "tokens.example.com", "host": "evil.example"},
+                        {"Host": "evil.example", "HOST": "tokens.example.com"}):
+            status, _, body = http_response(rt.invoke(apigw_event("GET", "/get-token", headers=headers)))
+            self.assertEqual((status, json.loads(body)),
+                             (400, {"error": "请求有 2 个 Host 头: 只能有一个 (RFC 9112)"}), headers)
+        for event in (apigw_event("GET", "/get-token", headers={"Host": "tokens.example.com\x01"}),
+                      function_url_event("GET", "/get-token", headers={"host": "tokens.example.com:70000"}),
+                      apigw_event("GET", "/get-token", headers={"Host": 7})):
+            status, _, body = http_response(rt.invoke(event), function_url="x-scf-remote-addr" in event["headers"])
+            self.assertEqual(status, 400, event["headers"])
+            self.assertIn("Host 头", json.loads(body)["error"])
+        # U+0000 in Host: the event is not taken (jansson refuses it).
+        with self.assertRaises(InvocationError):
+            rt.invoke(apigw_event("GET", "/get-token", headers={"Host": "evil.example\x00tokens.example.com"}))
+        status, _, _ = http_response(rt.invoke(apigw_event("GET", "/get-token", headers={"Host": "tokens.example.com"})))
+        self.assertEqual(status, 404)           # answered: nothing stored
+
     def test_integrated_response_shape(self):
         rt = self.runtime("sqlite:" + os.path.join(self.tmp, "scf.db"), ["--push-key", PUSH])
         result = rt.invoke(apigw_event("GET", "/get-token"))

@@ -54,12 +54,38 @@ static void local_names(void **state)
     assert_string_equal(local(&f, 0), "file_k");
     f = file("om_x/../../a", "k", "r.pdf");
     assert_string_equal(local(&f, 1), "r__.._.._a.pdf");
-    /* Cut at 255 bytes on a character boundary: 85 three-byte characters. */
+    /* Bidi controls and C1 controls hide what a name says: '_' too. */
+    f = file("om_1", "k", "evil\xe2\x80\xae" "fdp.exe\xc2\x9b");
+    assert_string_equal(local(&f, 0), "evil_fdp.exe_");
+    /* Over 255 bytes: cut on a character boundary, "~" and 8 hex digits
+     * of the whole name's SHA-256 in place of what was cut. */
     memset(big, 0, sizeof big);
     for (int i = 0; i < 100; i++) memcpy(big + 3 * i, "报", 3);
     f = file("om_1", "k", big);
-    assert_int_equal(strlen(local(&f, 0)), 255);
-    assert_int_equal(strlen(local(&f, 1)), 254);   /* 83 characters, "_", "om_1" */
+    assert_int_equal(strlen(local(&f, 0)), 255);      /* 82 characters and the mark */
+    assert_memory_equal(local(&f, 0), big, 246);
+    assert_int_equal(local(&f, 0)[246], '~');
+    assert_int_equal(strlen(local(&f, 1)), 254);      /* 80 characters, the mark, "_om_1" */
+    assert_string_equal(local(&f, 1) + 240 + 9, "_om_1");
+    /* The extension survives the cut; names that differ past it stay apart. */
+    memcpy(big + 300, ".pdf", 5);
+    f = file("om_1", "k", big);
+    assert_int_equal(strlen(local(&f, 0)), 253);      /* 80 characters, the mark, ".pdf" */
+    assert_string_equal(local(&f, 0) + 249, ".pdf");
+    {
+        char first[TD_CHATFILE_LOCAL_MAX + 1];
+        snprintf(first, sizeof first, "%s", local(&f, 0));
+        memcpy(big + 297, "告.pdf", 8);
+        f = file("om_1", "k", big);
+        assert_int_equal(strlen(local(&f, 0)), 253);
+        assert_memory_equal(local(&f, 0), first, 240);
+        assert_string_not_equal(local(&f, 0), first);
+    }
+    /* 255 bytes fit as they are. */
+    memset(big, 'a', 251);
+    memcpy(big + 251, ".txt", 5);
+    f = file("om_1", "k", big);
+    assert_string_equal(local(&f, 0), big);
 }
 
 static int count(void *ud, const td_chatfile *f)
@@ -90,6 +116,58 @@ static void pages(void **state)
     d = json_loads("{\"has_more\":false,\"items\":[]}", 0, NULL);
     assert_int_equal(td_chatfiles_parse_page(d, "p2", next, count, &n, err, sizeof err), TD_OK);
     assert_string_equal(next, "");
+    json_decref(d);
+}
+
+static int keep(void *ud, const td_chatfile *f)
+{
+    td_chatfile *all = ud;
+    while (all->message_id[0]) all++;
+    *all = *f;
+    return TD_OK;
+}
+
+/* A file message that cannot be read is passed on with its problem, the
+ * others as they are: one bad message used to end the whole listing. */
+static void unreadable_messages(void **state)
+{
+    static td_chatfile got[8];
+    char err[256], next[TD_CHATFILES_PAGE_TOKEN_MAX], long_id[400];
+    json_t *d;
+    (void)state;
+
+#define FILE_MSG(mid, content) "{\"message_id\":\"" mid "\",\"msg_type\":\"file\",\"create_time\":\"1705294200000\"," \
+                               "\"body\":{\"content\":\"" content "\"}}"
+    d = json_loads("{\"has_more\":false,\"items\":["
+                   FILE_MSG("om_nul", "{\\\"file_key\\\":\\\"k1\\\",\\\"file_name\\\":\\\"a\\\\u0000b\\\"}") ","
+                   FILE_MSG("om_nokey", "{\\\"file_name\\\":\\\"x.pdf\\\"}") ","
+                   FILE_MSG("om_notjson", "{not json") ","
+                   "{\"message_id\":\"om_notime\",\"msg_type\":\"file\",\"create_time\":\"soon\",\"body\":{}},"
+                   FILE_MSG("om_ok", "{\\\"file_key\\\":\\\"k2\\\",\\\"file_name\\\":\\\"ok.pdf\\\"}") "]}",
+                   0, NULL);
+    assert_non_null(d);
+    memset(got, 0, sizeof got);
+    assert_int_equal(td_chatfiles_parse_page(d, "", next, keep, got, err, sizeof err), TD_OK);
+    assert_string_equal(got[0].message_id, "om_nul");
+    assert_string_equal(got[0].problem, "file_name 含 U+0000");
+    assert_string_equal(got[0].file_key, "k1");
+    assert_string_equal(got[1].problem, "file_key 缺失");
+    assert_string_equal(got[1].name, "x.pdf");
+    assert_string_equal(got[2].problem, "body.content 不是 JSON 对象");
+    assert_string_equal(got[3].problem, "create_time 不是毫秒时间戳");
+    assert_string_equal(got[4].message_id, "om_ok");
+    assert_string_equal(got[4].problem, "");
+    assert_string_equal(got[4].name, "ok.pdf");
+    json_decref(d);
+    /* A message id too long to use still names the message by its head. */
+    memset(long_id, 'm', sizeof long_id - 1);
+    long_id[sizeof long_id - 1] = '\0';
+    d = json_pack("{s:b, s:[{s:s, s:s, s:s, s:{s:s}}]}", "has_more", 0, "items", "message_id", long_id,
+                  "msg_type", "file", "create_time", "1", "body", "content", "{\"file_key\":\"k\",\"file_name\":\"n\"}");
+    memset(got, 0, sizeof got);
+    assert_int_equal(td_chatfiles_parse_page(d, "", next, keep, got, err, sizeof err), TD_OK);
+    assert_string_equal(got[0].problem, "message_id 过长");
+    assert_int_equal(strlen(got[0].message_id), 64);
     json_decref(d);
 }
 
@@ -135,6 +213,7 @@ int main(void)
         cmocka_unit_test(local_names),
         cmocka_unit_test(printable_names),
         cmocka_unit_test(pages),
+        cmocka_unit_test(unreadable_messages),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -17,7 +17,7 @@ static int answer(long status, const char *headers, const char *body, char *why,
     td_httpc_resp r = {.status = status, .body = (char *)body, .body_len = strlen(body),
                        .headers = (char *)headers, .headers_len = headers ? strlen(headers) : 0};
     td_record *rec = NULL;
-    int rc = td__client_endpoint_answer(&r, TD_TOKEN_APP, 300, NOW, &rec, why, wlen);
+    int rc = td__client_endpoint_answer(&r, NULL, TD_TOKEN_APP, 300, NOW, &rec, why, wlen);
     td_record_free(rec);
     return rc;
 }

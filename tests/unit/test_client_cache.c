@@ -102,14 +102,14 @@ static void disarm(void) { armed_fd = -1; }
 
 static void writes_and_closes_once(void **state)
 {
-    char path[256], buf[64] = "";
+    char path[256], buf[64] = "", why[256];
     struct stat st;
     FILE *f;
     (void)state;
 
     snprintf(path, sizeof path, "%s/ok.json", dir);
     arm(0, 0);
-    assert_int_equal(td__client_write_cache(path, "{\"a\":1}", 7), TD_OK);
+    assert_int_equal(td__client_write_cache(path, "{\"a\":1}", 7, why, sizeof why), TD_OK);
     disarm();
     assert_int_equal(closes, 1);
     assert_int_equal(stat(path, &st), 0);
@@ -126,12 +126,12 @@ static void writes_and_closes_once(void **state)
  * descriptor closed once, the old cache untouched, no temporary left. */
 static void failing_close_closes_once(void **state)
 {
-    char path[256];
+    char path[256], why[256];
     (void)state;
 
     snprintf(path, sizeof path, "%s/close.json", dir);
     arm(1, 0);
-    assert_int_equal(td__client_write_cache(path, "{\"a\":1}", 7), TD_EIO);
+    assert_int_equal(td__client_write_cache(path, "{\"a\":1}", 7, why, sizeof why), TD_EIO);
     disarm();
     assert_int_equal(closes, 1);
     assert_int_equal(access(path, F_OK), -1);
@@ -140,31 +140,63 @@ static void failing_close_closes_once(void **state)
 
 static void failing_fsync_closes_once(void **state)
 {
-    char path[256];
+    char path[256], why[256];
     (void)state;
 
     snprintf(path, sizeof path, "%s/fsync.json", dir);
     arm(0, 1);
-    assert_int_equal(td__client_write_cache(path, "{\"a\":1}", 7), TD_EIO);
+    assert_int_equal(td__client_write_cache(path, "{\"a\":1}", 7, why, sizeof why), TD_EIO);
     disarm();
     assert_int_equal(closes, 1);
     assert_int_equal(entries(), 0);
 }
 
 /* No descriptor is opened for a path that cannot get a temporary name,
- * nor in a folder that does not exist. */
+ * nor in a folder that cannot be made (a file stands where it would go);
+ * each failure says why. */
 static void no_descriptor_when_nothing_can_be_written(void **state)
 {
     static char longpath[5000];
-    char path[256];
+    char path[256], why[256];
     int before = next_fd();
+    FILE *f;
     (void)state;
 
     memset(longpath, 'a', sizeof longpath - 1);
-    assert_int_equal(td__client_write_cache(longpath, "{}", 2), TD_ETOOBIG);
-    snprintf(path, sizeof path, "%s/no/such/folder.json", dir);
-    assert_int_equal(td__client_write_cache(path, "{}", 2), TD_EIO);
+    assert_int_equal(td__client_write_cache(longpath, "{}", 2, why, sizeof why), TD_ETOOBIG);
+    assert_non_null(strstr(why, "路径太长"));
+    snprintf(path, sizeof path, "%s/plain-file", dir);
+    assert_non_null(f = fopen(path, "w"));
+    fclose(f);
+    snprintf(path, sizeof path, "%s/plain-file/sub/folder.json", dir);
+    assert_int_equal(td__client_write_cache(path, "{}", 2, why, sizeof why), TD_EIO);
+    assert_non_null(strstr(why, "无法创建文件夹"));
+    assert_non_null(strstr(why, "plain-file"));
     assert_int_equal(next_fd(), before);
+    snprintf(path, sizeof path, "%s/plain-file", dir);
+    unlink(path);
+}
+
+/* Missing folders are made, 0700 each (the file holds a token), as the
+ * Node and Python clients do. */
+static void missing_folders_are_made_private(void **state)
+{
+    char path[256], why[256];
+    struct stat st;
+    (void)state;
+
+    snprintf(path, sizeof path, "%s/new/deeper//cache.json", dir);
+    assert_int_equal(td__client_write_cache(path, "{}", 2, why, sizeof why), TD_OK);
+    assert_int_equal(stat(path, &st), 0);
+    assert_int_equal(st.st_mode & 0777, 0600);
+    snprintf(path, sizeof path, "%s/new", dir);
+    assert_int_equal(stat(path, &st), 0);
+    assert_int_equal(st.st_mode & 0777, 0700);
+    snprintf(path, sizeof path, "%s/new/deeper", dir);
+    assert_int_equal(stat(path, &st), 0);
+    assert_int_equal(st.st_mode & 0777, 0700);
+    snprintf(path, sizeof path, "rm -rf %s/new", dir);
+    assert_int_equal(system(path), 0);
 }
 
 int main(void)
@@ -174,6 +206,7 @@ int main(void)
         cmocka_unit_test(failing_close_closes_once),
         cmocka_unit_test(failing_fsync_closes_once),
         cmocka_unit_test(no_descriptor_when_nothing_can_be_written),
+        cmocka_unit_test(missing_folders_are_made_private),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

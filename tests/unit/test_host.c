@@ -69,12 +69,34 @@ static void test_name_check(void **state)
     }
 }
 
+/* Malformed whatever the name: two lines, a control byte or space, a
+ * port no TCP has; what is merely not HOST[:PORT] is the rule's (421). */
+static void test_header_check(void **state)
+{
+    const char *ok[] = {"localhost", "localhost:9000", "localhost:", "[::1]:65535", "evil.example",
+                        "localhost:9000x", "[::1]x", "\xe4\xbe\x8b.example", ":"};
+    const char *no[] = {"local\x01host", "localhost\t", "a b", "localhost\x7f", "localhost:65536",
+                        "localhost:99999999999999999999", "[::1]:123456", "127.0.0.1:000001"};
+    char err[256];
+    (void)state;
+
+    for (size_t i = 0; i < sizeof ok / sizeof *ok; i++)
+        if (td_host_header_check(ok[i], 1, err, sizeof err) != TD_OK) fail_msg("'%s' refused: %s", ok[i], err);
+    for (size_t i = 0; i < sizeof no / sizeof *no; i++)
+        if (td_host_header_check(no[i], 1, err, sizeof err) != TD_EINVAL) fail_msg("'%s' accepted", no[i]);
+    assert_int_equal(td_host_header_check(NULL, 0, err, sizeof err), TD_OK);           /* HTTP/1.0 */
+    assert_int_equal(td_host_header_check("localhost", 2, err, sizeof err), TD_EINVAL);
+    assert_string_equal(err, "请求有 2 个 Host 头: 只能有一个 (RFC 9112)");
+    assert_int_equal(td_host_header_check(NULL, 1, err, sizeof err), TD_EINVAL);        /* not text */
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_loopback_listener),
         cmocka_unit_test(test_allowed_names),
         cmocka_unit_test(test_name_check),
+        cmocka_unit_test(test_header_check),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

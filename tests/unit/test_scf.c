@@ -89,6 +89,12 @@ static void test_client_address_from_platform_only(void **state)
     assert_string_equal(r.req.x_forwarded_for, "6.6.6.6");
     assert_string_equal(r.req.x_real_ip, "7.7.7.7");
     assert_string_equal(r.req.host, "svc.apigw.example");
+    assert_int_equal(r.req.host_count, 1);
+    td_scf_req_clear(&r);
+    /* Two spellings of Host in one map: two Host lines (a 400). */
+    assert_int_equal(parse("{\"httpMethod\": \"GET\", \"path\": \"/x\", \"headers\": {\"Host\": \"localhost\","
+                           " \"host\": \"evil.example\"}}", &r, err, sizeof err), TD_OK);
+    assert_int_equal(r.req.host_count, 2);
     td_scf_req_clear(&r);
     /* A Function URL event without the platform's header: unknown. */
     assert_int_equal(parse("{\"httpMethod\": \"GET\", \"path\": \"/x\","

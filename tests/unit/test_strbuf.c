@@ -178,6 +178,22 @@ static void heap_zero_max(void **state)
     td_strbuf_free(&b);
 }
 
+/* A cut by max, like a cut by the room left, never ends in half a
+ * character. */
+static void append_cut_on_a_character(void **state)
+{
+    char buf[16];
+    td_strbuf b;
+    (void)state;
+
+    td_strbuf_fixed(&b, buf, sizeof buf);
+    assert_int_equal(td_strbuf_append_cut(&b, "报告报告", 4), TD_OK);      /* 3-byte characters */
+    assert_string_equal(buf, "报");
+    assert_int_equal(td_strbuf_append_cut(&b, "ab报告报告", 0), TD_OK);     /* room: 12 bytes */
+    assert_string_equal(buf, "报ab报告报");
+    assert_int_equal(b.len, 14);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -190,6 +206,7 @@ int main(void)
         cmocka_unit_test(heap_take_and_reuse),
         cmocka_unit_test(fixed_take_and_free),
         cmocka_unit_test(heap_zero_max),
+        cmocka_unit_test(append_cut_on_a_character),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -152,7 +152,10 @@ test('reportInvalid → 202 but nothing new within refreshWaitMs: the old token 
   });
   t.after(() => proxy.close());
   const cap = captureLogger();
-  const client = createClient({ apiUrl: `${proxy.url}/v1/tokens/${name}`, refreshWaitMs: 600, logger: cap.logger });
+  // The wait starts at the report, before its POST: 2 s, so that a busy
+  // machine still gets the POST and the first fetch inside it (at 600 ms
+  // the window had sometimes passed unseen, and with it the warning).
+  const client = createClient({ apiUrl: `${proxy.url}/v1/tokens/${name}`, refreshWaitMs: 2000, logger: cap.logger });
   await client.getAccessToken();
   // timed from before the report, where the wait starts: a busy machine can only lengthen it
   const t0 = Date.now();
