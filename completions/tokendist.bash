@@ -9,7 +9,7 @@
 _tokendist_options()
 {
     "$1" "$2" --help 2>/dev/null |
-        sed -n 's/^  \(--[a-z][a-z-]*\)\( VALUE\| N\)\{0,1\} .*/\1\2/p' |
+        sed -n 's/^  \(--[a-z][a-z0-9-]*\)\( VALUE\| N\)\{0,1\} .*/\1\2/p' |
         while read -r opt arg; do echo "$opt ${arg:+1}"; done
 }
 
@@ -24,7 +24,7 @@ _tokendist()
     done
     if [[ -z $cmd ]]; then
         local cmds
-        cmds=$("$bin" --help 2>/dev/null | sed -n '/^Commands:/,/^$/s/^  \([a-z][a-z-]*\) .*/\1/p')
+        cmds=$("$bin" --help 2>/dev/null | sed -n '/^命令:/,/^$/s/^  \([a-z][a-z-]*\) .*/\1/p')
         COMPREPLY=($(compgen -W "$cmds --help --version" -- "$cur"))
         return
     fi

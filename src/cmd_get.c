@@ -114,13 +114,6 @@ void td__client_explain(int rc, FILE *f)
     }
 }
 
-static int wants_help(int argc, char **argv)
-{
-    for (int i = 1; i < argc; i++)
-        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) return 1;
-    return 0;
-}
-
 int td_cmd_get(int argc, char **argv)
 {
     td_config c;
@@ -130,13 +123,7 @@ int td_cmd_get(int argc, char **argv)
     char err[4096], *json = NULL;
     int ex, rc;
 
-    if ((ex = td_cmd_config(&c, TD_CMD_GET, argc, argv)) >= 0) {
-        if (ex == TD_EXIT_OK && wants_help(argc, argv))
-            printf("\nExit codes: 0 token printed; 2 bad options; %d no valid token at any source; "
-                   "%d key refused; %d endpoint unreachable or HTTP error; 1 other failure\n",
-                   GET_EXIT_NOTOKEN, GET_EXIT_AUTH, GET_EXIT_NETWORK);
-        goto out;
-    }
+    if ((ex = td_cmd_config(&c, TD_CMD_GET, argc, argv)) >= 0) goto out;
     ex = TD_EXIT_USAGE;
     if (!strcmp(c.field, "access_token")) {
         kind = TD_TOKEN_APP;

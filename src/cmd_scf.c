@@ -82,6 +82,11 @@ int td_cmd_scf(int argc, char **argv)
         goto out;
     }
     snprintf(base, sizeof base, "http://%s:%s", host, port);
+    if (td_cmd_check_front_settings(&c, err, sizeof err) != TD_OK) {
+        td_log("❌ %s", err);
+        td_scf_init_error(base, err);
+        goto out;
+    }
     ex = TD_EXIT_FAIL;
     signal(SIGPIPE, SIG_IGN);
 

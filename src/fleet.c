@@ -159,6 +159,11 @@ static void run_job(void *ud)
         snprintf(why, sizeof why, "收到报告的实例不刷新 token '%s'", j->name);
         rc = TD_ENOTFOUND;
     } else if (!td_lease_held(e->lease) && td_lease_hold(e->lease, err, sizeof err) != 1) {
+        /* Our own view of the lease lapses before the key does: a holder
+         * paused past that margin (SCF freezes it) is asked by a server
+         * that found it holding the key, and the store decides, not the
+         * view -- answering "not the holder" would send the asker's
+         * readers off with the old token while we renew it. */
         snprintf(why, sizeof why, "本实例已不持有 %s 的刷新租约", j->name);
         rc = TD_EUNAVAIL;
     } else if (j->due) {

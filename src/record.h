@@ -65,6 +65,14 @@ void td_record_skip_bom(const char **text, size_t *len);
 int td_record_parse(const char *json, size_t len, int64_t now, int64_t max_skew,
                     td_record **out, char *err, size_t errlen);
 
+/* What jansson found wrong with JSON text, and where, in words that
+ * never quote the text: jansson's own message ends in "near '<the input
+ * so far>'", which for a record is part of a token, and a parse error
+ * reaches logs and answers (/readyz answers anyone).  Writes "invalid
+ * JSON: <what> at line L, column C (byte B)" to buf; returns buf. */
+struct json_error_t;
+const char *td_record_json_error(const struct json_error_t *je, char *buf, size_t len);
+
 /* Builds a record from fields (the refresher's path). */
 int td_record_new(const struct td_record_fields *f, td_record **out);
 

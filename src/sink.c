@@ -55,8 +55,10 @@ int td_sinks_from_config(td_sinks *s, const td_config *c, const td_token_conf *t
     if (t->gitee_path) {
         td_sink *k = &s->v[s->n++];
         if (!c->gitee_owner || !c->gitee_repo || !c->gitee_access_token) {
-            snprintf(err, errlen, "ENABLE_GITEE_TOKEN_SHARE 已开启，但 GITEE_ACCESS_TOKEN、GITEE_OWNER、"
-                                  "GITEE_REPO 或 GITEE_FILE_PATH 没有设置");
+            snprintf(err, errlen, "开启了 ENABLE_GITEE_TOKEN_SHARE，但没有设置%s%s%s: 请设置它们 (或 --gitee-owner、"
+                                  "--gitee-repo、--gitee-access-token)，或关闭 Gitee 共享",
+                     c->gitee_owner ? "" : " GITEE_OWNER", c->gitee_repo ? "" : " GITEE_REPO",
+                     c->gitee_access_token ? "" : " GITEE_ACCESS_TOKEN");
             return TD_EINVAL;
         }
         k->kind = TD_SINK_GITEE, k->label = "Gitee", k->timeout_ms = tmo, k->name = t->name;

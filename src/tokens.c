@@ -91,7 +91,7 @@ int td_tokens_from_config(const td_config *c, td_token_conf **out, size_t *nout,
 
     *out = NULL, *nout = 0;
     if (!v) {
-        snprintf(err, errlen, "out of memory");
+        snprintf(err, errlen, "内存不足");
         return TD_ENOMEM;
     }
     if (have_id != have_secret) {
@@ -140,12 +140,11 @@ bad:
 
 void td_tokens_print(const td_config *c, FILE *f)
 {
-    static const char *const what[] = {"PROVIDER", "APP_ID", "APP_SECRET", "BASE_URL", "JSAPI_TICKET",
-                                       "RENEW_WINDOW", "API_URL", "API_KEY", "GITEE_FILE_PATH"};
+    const char *const *what = td_config_token_vars;
     char k[128], fp[TD_FP_LEN];
 
     for (size_t i = 0; i < c->tokens.n; i++)
-        for (size_t j = 0; j < sizeof what / sizeof *what; j++) {
+        for (size_t j = 0; what[j]; j++) {
             const char *v = td_config_env(c, var(c->tokens.v[i], what[j], k, sizeof k));
             int secret = !strcmp(what[j], "APP_SECRET") || !strcmp(what[j], "API_KEY");
             if (!v) continue;

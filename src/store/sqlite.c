@@ -120,16 +120,22 @@ static void sq_close(td_store *s)
     s->impl = NULL;
 }
 
+static int sq_check(const char *spec, char *err, size_t errlen)
+{
+    if (!spec || !*spec || !strcmp(spec, "//")) {
+        snprintf(err, errlen, "sqlite: 后面要写数据库文件的路径，例如 sqlite:./var/tokendist.db");
+        return TD_EINVAL;
+    }
+    return TD_OK;
+}
+
 static int sq_open(td_store *s, const char *spec, char *err, size_t errlen)
 {
     sq_store *q = NULL;
     sqlite3_stmt *st = NULL;
     int fd, src, rc = TD_EINVAL;
 
-    if (!spec || !*spec) {
-        snprintf(err, errlen, "sqlite store needs a path: sqlite:./var/tokendist.db");
-        return TD_EINVAL;
-    }
+    if ((rc = sq_check(spec, err, errlen)) != TD_OK) return rc;
     if (!strncmp(spec, "//", 2)) spec += 2; /* accept sqlite://PATH too */
     if (!(q = calloc(1, sizeof *q)) || !(q->path = strdup(spec))) { rc = TD_ENOMEM; goto fail; }
     pthread_mutex_init(&q->lock, NULL);
@@ -222,8 +228,9 @@ static int fill_entry(sqlite3_stmt *st, int col, td_store_entry *e)
 }
 
 /* Runs a query returning (name, json, generated_ts, expire_ts) rows.
- * bind_name: optional ?1; limit: optional ?2 (0: none). */
-static int query_rows(sq_store *q, const char *sql, const char *bind_name, size_t limit,
+ * bind_name: optional ?1; limit: optional ?2 (0: none); offset: ?3 when
+ * the query has it. */
+static int query_rows(sq_store *q, const char *sql, const char *bind_name, size_t limit, size_t offset,
                       td_store_entry **v, size_t *n, char *err, size_t errlen)
 {
     sqlite3 *db = q->rdb;
@@ -238,6 +245,7 @@ static int query_rows(sq_store *q, const char *sql, const char *bind_name, size_
     }
     if (bind_name) sqlite3_bind_text(st, 1, bind_name, -1, SQLITE_STATIC);
     if (limit) sqlite3_bind_int64(st, 2, (sqlite3_int64)limit);
+    if (sqlite3_bind_parameter_count(st) >= 3) sqlite3_bind_int64(st, 3, (sqlite3_int64)offset);
     while ((src = sqlite3_step(st)) == SQLITE_ROW) {
         if (cnt == cap) {
             td_store_entry *na = realloc(arr, (cap = cap ? cap * 2 : 4) * sizeof *na);
@@ -268,7 +276,7 @@ static int sq_get(td_store *s, const char *name, td_store_entry *e, char *err, s
 
     pthread_mutex_lock(q->rmu);
     rc = query_rows(q, "SELECT name, json, generated_ts, expire_ts FROM tokens WHERE name = ?1",
-                    name, 0, &v, &n, err, errlen);
+                    name, 0, 0, &v, &n, err, errlen);
     pthread_mutex_unlock(q->rmu);
     if (rc != TD_OK) return rc;
     if (n == 0) {
@@ -280,15 +288,21 @@ static int sq_get(td_store *s, const char *name, td_store_entry *e, char *err, s
     return TD_OK;
 }
 
-static int sq_list(td_store *s, td_store_entry **v, size_t *n, char *err, size_t errlen)
+static int sq_list(td_store *s, size_t from, size_t max, td_store_entry **v, size_t *n, int *more,
+                   char *err, size_t errlen)
 {
     sq_store *q = s->impl;
     int rc;
 
     pthread_mutex_lock(q->rmu);
-    rc = query_rows(q, "SELECT name, json, generated_ts, expire_ts FROM tokens ORDER BY name LIMIT ?2",
-                    NULL, TD_SNAP_NAMES_MAX + 1, v, n, err, errlen); /* one more: the API says "too many" */
+    rc = query_rows(q, "SELECT name, json, generated_ts, expire_ts FROM tokens ORDER BY name LIMIT ?2 OFFSET ?3",
+                    NULL, max + 1, from, v, n, err, errlen); /* one more: does the walk go on? */
     pthread_mutex_unlock(q->rmu);
+    if (rc == TD_OK && *n > max) {
+        td_store_entry_clear(&(*v)[max]);
+        *n = max;
+        *more = 1;
+    }
     return rc;
 }
 
@@ -302,7 +316,7 @@ static int sq_history(td_store *s, const char *name, size_t max, td_store_entry 
     rc = query_rows(q,
                     "SELECT name, json, generated_ts, expire_ts FROM history WHERE name = ?1 "
                     "ORDER BY id DESC LIMIT ?2",
-                    name, max ? max : (s->history_max ? s->history_max : 1), v, n, err, errlen);
+                    name, max ? max : (s->history_max ? s->history_max : 1), 0, v, n, err, errlen);
     pthread_mutex_unlock(q->rmu);
     return rc;
 }
@@ -389,6 +403,20 @@ static int sq_put(td_store *s, const td_store_entry *e, char *err, size_t errlen
     } else if (src != SQLITE_DONE) {
         rc = sq_fail(q, src, "read", err, errlen);
         goto out;
+    } else { /* a new name: counted in the transaction that adds it */
+        sqlite3_finalize(st);
+        st = NULL;
+        if ((src = sqlite3_prepare_v2(q->db, "SELECT count(*) FROM tokens", -1, &st, NULL)) ||
+            (src = sqlite3_step(st)) != SQLITE_ROW) {
+            rc = sq_fail(q, src, "read", err, errlen);
+            goto out;
+        }
+        if (sqlite3_column_int64(st, 0) >= TD_SNAP_NAMES_MAX) {
+            snprintf(err, errlen, "store %s holds %lld token names already (at most %d)", q->path,
+                     (long long)sqlite3_column_int64(st, 0), TD_SNAP_NAMES_MAX);
+            rc = TD_ETOOBIG;
+            goto out;
+        }
     }
     sqlite3_finalize(st);
     st = NULL;
@@ -495,6 +523,7 @@ static void sq_where(td_store *s, const char *name, char *buf, size_t len)
 
 const td_store_ops td_store_sqlite_ops = {
     .scheme = "sqlite",
+    .check = sq_check,
     .open = sq_open,
     .get = sq_get,
     .put = sq_put,

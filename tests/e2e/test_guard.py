@@ -124,10 +124,10 @@ class GuardTest(TestCase):
             self.assertNotIn("192.0.2.", log, args)
 
     def test_trusted_proxy_setting(self):
-        cases = [(["--trusted-proxy", "10.0.0.0/33"], {}, "--trusted-proxy: '10.0.0.0/33'"),
-                 (["--trusted-proxy", "proxy.internal"], {}, "--trusted-proxy: 'proxy.internal'"),
+        cases = [(["--trusted-proxy", "10.0.0.0/33"], {}, "选项 --trusted-proxy 的值无效: '10.0.0.0/33'"),
+                 (["--trusted-proxy", "proxy.internal"], {}, "选项 --trusted-proxy 的值无效: 'proxy.internal'"),
                  ([], {"TOKENDIST_TRUSTED_PROXIES": "127.0.0.1/32, 10.0.0.1/8"},
-                  "TOKENDIST_TRUSTED_PROXIES: '10.0.0.1/8'")]
+                  "环境变量 TOKENDIST_TRUSTED_PROXIES 的值无效: '10.0.0.1/8'")]
         for args, env, says in cases:
             r = self.cli("serve", "--store", "sqlite:" + self.tmp + "/x.db", "--listen", "127.0.0.1:0", *args,
                          env=env)

@@ -103,6 +103,9 @@ class ServeRefresh(FeishuEnv, harness.TestCase):
         rec = self.wait_for(lambda: self.served(s), what="own token")
         self.wait_for(lambda: self.served(), what="endpoint token")
         self.assertEqual(self.served()["access_token"], rec["access_token"])
+        # The group is told after the sinks took the token: wait for it
+        # before the stop, or a stop in between leaves it untold.
+        self.wait_for(lambda: len(self.feishu.sent) == 1, what="the announcement")
         s.stop()
         # A restart with Feishu refusing: the stored token is still served.
         self.feishu.control({"fail": "503"})

@@ -121,6 +121,36 @@ static void test_validation(void **state)
     expect_error("{\"access_token\": \"t-a\", \"expire_timestamp\": 1e400}", NOW, TD_EINVAL, "invalid JSON");
 }
 
+/* A parse error says what is wrong and where, and never quotes the text:
+ * jansson's own message ends in "near '<the input so far>'", which for a
+ * damaged record is the start of its token (issue 10, adversary finding 8). */
+static void test_parse_errors_quote_no_input(void **state)
+{
+    static const struct {
+        const char *json, *what;
+    } cases[] = {
+        {"{\"access_token\": \"t-g1044ghEGNO\x01JSQF5O\", \"x\": 1}", "control character"},
+        {"{\"access_token\": \"t-g1044ghEGNOJ\\q5OSQF5O\", \"x\": 1}", "invalid escape"},
+        {"{\"access_token\": \"t-g1044ghEGNOJ5OSQF5O", "premature end"},
+        {"{\"access_token\": \"t-g1044gh\xff\xfe" "EGNOJ\"}", "UTF-8"},
+        {"{\"access_token\": \"t-g1044ghEGNOJ5\\u0000OSQF5O\"}", "not allowed"},
+        {"{\"access_token\": \"t-g1044ghEGNOJ5\\uDc00OSQF5O\"}", "invalid \\u escape"},
+        {"{\"t-g1044ghEGNOJ5OSQF5O\": 1, \"t-g1044ghEGNOJ5OSQF5O\": 2}", "duplicate"},
+        {"{\"access_token\": \"t-g1044ghEGNOJ5OSQF5O\"} t-g1044ghEGNOJ5", "end of file expected"},
+    };
+    (void)state;
+
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        char err[256] = "";
+        td_record *r = NULL;
+        int rc = td_record_parse(cases[i].json, strlen(cases[i].json), NOW, TD_RECORD_MAX_SKEW, &r, err, sizeof err);
+        if (rc != TD_EINVAL || !strstr(err, "invalid JSON") || !strstr(err, cases[i].what) || !strstr(err, "line 1, column ") ||
+            strstr(err, "g1044") || strstr(err, "near"))
+            fail_msg("case %zu: rc %d err '%s'", i, rc, err);
+        assert_null(r);
+    }
+}
+
 /* A producer whose clock runs ahead: a record generated more than the
  * allowed skew after now is refused with both times, one within it is
  * taken, and reading back (now 0) takes any. */
@@ -235,6 +265,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_seed_example_normalised),
         cmocka_unit_test(test_validation),
+        cmocka_unit_test(test_parse_errors_quote_no_input),
         cmocka_unit_test(test_future_generated_refused),
         cmocka_unit_test(test_float_timestamps_accepted),
         cmocka_unit_test(test_new_builds_same_as_parse),
