@@ -36,9 +36,11 @@ int td__client_from_config(const td_config *c, td_client **out, char *err, size_
     td_client_opts_set_str(o, TD_OPT_READ_KEY, c->read_key);
     td_client_opts_set_str(o, TD_OPT_NAME, c->name);
     td_client_opts_set_str(o, TD_OPT_TICKET, c->ticket);
-    /* The Gitee fallback is on when a repository is named: the seed's
-     * ENABLE_GITEE_TOKEN_SHARE switches the refresher's upload, not reads. */
-    if (c->gitee_owner && *c->gitee_owner && c->gitee_repo && *c->gitee_repo) {
+    /* The Gitee fallback is on when a repository is named, unless the
+     * seed's ENABLE_GITEE_TOKEN_SHARE says false: then the producer of this
+     * environment does not share there, and only --gitee reads it (as the
+     * Node and Python clients do with the same settings). */
+    if (c->gitee_read != 0 && c->gitee_owner && *c->gitee_owner && c->gitee_repo && *c->gitee_repo) {
         td_client_opts_set_str(o, TD_OPT_GITEE_BASE_URL, c->gitee_base_url);
         td_client_opts_set_str(o, TD_OPT_GITEE_OWNER, c->gitee_owner);
         td_client_opts_set_str(o, TD_OPT_GITEE_REPO, c->gitee_repo);

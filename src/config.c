@@ -47,7 +47,7 @@ typedef struct cfg_entry {
     const char *env[2];     /* environment / env-file names, first is canonical */
     cfg_type type;
     size_t off;
-    const char *def;        /* default, as text */
+    const char *def;        /* default, as text; a T_BOOL without one is -1 until set */
     long min, max;          /* bounds for T_INT; for T_LIST, max is the most items (0: any) */
     unsigned flags;
     unsigned cmds;
@@ -99,8 +99,9 @@ static const cfg_entry table[] = {
      td_peer_header_check},
     {"allowed-host", {"TOKENDIST_ALLOWED_HOSTS"}, T_LIST, O(allowed_hosts), NULL, 0, 0, 0, SRV,
      "除 localhost 和回环地址外允许的 Host 名，其他的答 421 (可重复，或以逗号分隔)", td_host_name_check},
-    {"max-clock-skew", {"TOKENDIST_MAX_CLOCK_SKEW"}, T_INT, O(max_clock_skew), "300", 0, 86400, 0, SRV,
-     "记录的 generated_timestamp 最多可以超前多少秒 (超过答 400)", NULL},
+    {"max-clock-skew", {"TOKENDIST_MAX_CLOCK_SKEW"}, T_INT, O(max_clock_skew), "300", 0, 86400, 0, RUN,
+     "记录的 generated_timestamp 最多可以超前多少秒 (超过答 400；设置了共享密钥的刷新器对打不开的 Gitee 文件也只信到这里)",
+     NULL},
     {"cors-origin", {"TOKENDIST_CORS_ORIGIN"}, T_STR, O(cors_origin), NULL, 0, 0, 0, SRV,
      "Access-Control-Allow-Origin 的值 (默认 *；但监听回环地址且没有 --allowed-host 时不发，网页读不到 token)", NULL},
     {"body-limit", {"TOKENDIST_BODY_LIMIT"}, T_INT, O(body_limit), "65536", 1024, 1048576, 0, SRV,
@@ -164,6 +165,12 @@ static const cfg_entry table[] = {
 
     {"gitee", {"ENABLE_GITEE_TOKEN_SHARE"}, T_BOOL, O(gitee_enabled), "false", 0, 0, 0, RUN,
      "同时把 token 写入 Gitee 仓库中的一个文件", NULL},
+    /* The readers' side of the same switch, with no default: unset, a
+     * named repository is read; false (the producer does not share there),
+     * it is not, unless --gitee asks for it. */
+    {"gitee", {"ENABLE_GITEE_TOKEN_SHARE"}, T_BOOL, O(gitee_read), NULL, 0, 0, 0, CLI,
+     "从 Gitee 文件取 token (默认: 设置了 GITEE_OWNER 和 GITEE_REPO 时取；ENABLE_GITEE_TOKEN_SHARE=false 时不取，除非给出 --gitee)",
+     NULL},
     {"gitee-access-token", {"GITEE_ACCESS_TOKEN"}, T_STR, O(gitee_access_token), NULL, 0, 0, SENSITIVE, GIT,
      "Gitee 私人令牌", NULL},
     {"gitee-owner", {"GITEE_OWNER"}, T_STR, O(gitee_owner), NULL, 0, 0, 0, GIT,
@@ -684,7 +691,7 @@ void td_config_usage(unsigned cmd, FILE *f)
         fprintf(f, "  %-26s %s", left, e->help);
         if (e->env[0]) fprintf(f, " [%s]", e->env[0]);
         if (e->def && e->type != T_BOOL) fprintf(f, " (默认: %s)", e->def);
-        if (e->type == T_BOOL && !strcmp(e->def, "true")) fprintf(f, " (默认开启，--no-%s 关闭)", e->flag);
+        if (e->type == T_BOOL && e->def && !strcmp(e->def, "true")) fprintf(f, " (默认开启，--no-%s 关闭)", e->flag);
         fputc('\n', f);
     }
     fprintf(f, "  %-26s %s\n", "--help", "显示本帮助");
@@ -707,7 +714,11 @@ void td_config_print(const td_config *c, unsigned cmd, FILE *f)
             break;
         }
         case T_INT: fprintf(f, "%ld", *(const long *)p); break;
-        case T_BOOL: fputs(*(const int *)p ? "true" : "false", f); break;
+        case T_BOOL: { /* -1: a switch without default that is not set */
+            int v = *(const int *)p;
+            fputs(v < 0 ? "" : v ? "true" : "false", f);
+            break;
+        }
         case T_LIST: {
             const td_strlist *l = p;
             char url[1024];
@@ -807,9 +818,11 @@ int td_config_load(td_config *c, unsigned cmd, int argc, char **argv, char *err,
     /* --help answers whatever else is wrong: it is how one finds out. */
     for (int i = 1; i < argc; i++)
         if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) return 1;
-    for (size_t i = 0; i < NTABLE; i++)
+    for (size_t i = 0; i < NTABLE; i++) {
         if (table[i].def && (rc = set_value(c, &table[i], table[i].def, table[i].flag, 0, err, errlen)))
             return rc;
+        if (!table[i].def && table[i].type == T_BOOL) *(int *)field_ptr(c, &table[i]) = -1;  /* unset */
+    }
 
     /* The env-file is found first (flag, then environment), since it sits
      * below both in precedence. */

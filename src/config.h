@@ -85,7 +85,8 @@ typedef struct td_config {
     char *public_url;           /* the notice's 🔗 line */
 
     /* sinks and client fallback: Gitee */
-    int gitee_enabled;
+    int gitee_enabled;          /* the refresher shares the token there */
+    int gitee_read;             /* get, files: 1 read it, 0 not, -1 unset (read when a repository is named) */
     char *gitee_access_token;
     char *gitee_owner;
     char *gitee_repo;

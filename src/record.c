@@ -167,6 +167,11 @@ fail:
     return TD_ENOMEM;
 }
 
+void td_record_skip_bom(const char **text, size_t *len)
+{
+    if (*text && *len >= 3 && !memcmp(*text, "\xef\xbb\xbf", 3)) *text += 3, *len -= 3;
+}
+
 /* jansson's messages that are fixed text: shown as they are.  The rest
  * carry a piece of the input ("control character 0x1", "invalid Unicode
  * '\uD800'") and are said in our words. */

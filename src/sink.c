@@ -62,6 +62,7 @@ int td_sinks_from_config(td_sinks *s, const td_config *c, const td_token_conf *t
             return TD_EINVAL;
         }
         k->kind = TD_SINK_GITEE, k->label = "Gitee", k->timeout_ms = tmo, k->name = t->name;
+        k->max_skew = c->max_clock_skew;
         k->gitee = (td_gitee){.base_url = c->gitee_base_url, .owner = c->gitee_owner,
                               .repo = c->gitee_repo, .path = t->gitee_path,
                               .branch = c->gitee_branch, .access_token = c->gitee_access_token,
@@ -197,6 +198,7 @@ out:
 typedef struct gitee_push {
     const td_sink *sink;
     const td_record *r;
+    int warned;                 /* the distrusted time was logged (the guard may run twice) */
 } gitee_push;
 
 /* What the Gitee file holds now, as the guard of a write sees it. */
@@ -205,39 +207,69 @@ typedef struct gitee_file {
     int64_t generated;          /* the record's, or the envelope's clear one */
     int known;                  /* generated is known: a valid record, or a well-formed envelope */
     int ours;                   /* sealed with our first key (the form we write) */
+    int unverified;             /* with share keys: plaintext, or sealed with a key we lack */
+    char kid[TD_SEAL_KID_LEN];  /* sealed: its kid */
     td_record *rec;             /* the record, when we can read it (plaintext, or opened) */
 } gitee_file;
 
 /* Reads the file's content without trusting more than it proves: an
  * envelope's clear generated_timestamp counts only when its kid is not
  * one of ours or it opens (one of ours that does not open was forged or
- * corrupted, and is replaced). */
+ * corrupted, and is replaced).  With share keys, what does not open with
+ * one of them (plaintext, another key's envelope) is marked unverified:
+ * anyone with write access to the repository could have dated it. */
 static void gitee_file_read(const td_sink *s, const char *cur, size_t len, gitee_file *f)
 {
-    char why[512], kid[TD_SEAL_KID_LEN], *plain = NULL;
+    char why[512], *plain = NULL;
     size_t plen = 0;
     int ours = 0, rc;
 
     memset(f, 0, sizeof *f);
-    if (td_seal_peek(cur, len, &f->generated, kid, why, sizeof why) != TD_OK) {
+    td_record_skip_bom(&cur, &len);
+    if (td_seal_peek(cur, len, &f->generated, f->kid, why, sizeof why) != TD_OK) {
         if (td_record_parse(cur, len, 0, -1, &f->rec, why, sizeof why) == TD_OK)
-            f->known = 1, f->generated = td_record_generated(f->rec);
+            f->known = 1, f->generated = td_record_generated(f->rec), f->unverified = s->seal.n > 0;
         return;
     }
     f->sealed = 1;
     for (size_t i = 0; i < s->seal.n; i++)
-        if (!strcmp(s->seal.v[i].kid, kid)) ours = 1;
+        if (!strcmp(s->seal.v[i].kid, f->kid)) ours = 1;
     rc = td_seal_unwrap(&s->seal, s->name, cur, len, &plain, &plen, why, sizeof why);
     if (rc == TD_OK && td_record_parse(plain, plen, 0, -1, &f->rec, why, sizeof why) == TD_OK) {
         f->known = 1;
-        f->ours = !strcmp(s->seal.v[0].kid, kid);
+        f->ours = !strcmp(s->seal.v[0].kid, f->kid);
     } else if (!ours) {
         f->known = 1;   /* another key's (or no key of ours): its clear time is all we have */
+        f->unverified = s->seal.n > 0;
     } else {
         td_log("⚠️ Gitee 上的加密记录打不开 (%s)，将被替换", why);
     }
     if (plain) explicit_bzero(plain, plen);
     free(plain);
+}
+
+/* An unverified file's time is believed up to the store's clock-skew
+ * bound (--max-clock-skew) and no further: a plaintext record, or an
+ * envelope of a key we lack, dated ahead would otherwise win every
+ * put-if-newer and keep the sealed copy from ever being written -- the
+ * store refuses such a POST for the same reason.  Logged once per push. */
+static int gitee_time_untrusted(gitee_push *p, const gitee_file *f)
+{
+    int64_t ahead = f->generated - td_clock_now();
+    char gen[TD_TIME_LEN];
+
+    if (!f->known || !f->unverified || ahead <= p->sink->max_skew) return 0;
+    if (p->warned++) return 1;
+    if (f->sealed)
+        td_log("⚠️ Gitee 上的记录是用另一把共享密钥加密的 (kid %s)，无法验证；它的 generated_timestamp %lld (%s) "
+               "比现在超前 %lld 秒，超过允许的 %ld 秒 (--max-clock-skew)：不信任这个时间，将被替换",
+               f->kid, (long long)f->generated, td_clock_format(f->generated, gen), (long long)ahead,
+               p->sink->max_skew);
+    else
+        td_log("⚠️ Gitee 上的记录未加密，无法验证；它的 generated_timestamp %lld (%s) 比现在超前 %lld 秒，"
+               "超过允许的 %ld 秒 (--max-clock-skew)：不信任这个时间，将被替换为加密记录",
+               (long long)f->generated, td_clock_format(f->generated, gen), (long long)ahead, p->sink->max_skew);
+    return 1;
 }
 
 /* Put-if-newer for the Gitee file, as the server's store does it: a file
@@ -247,10 +279,12 @@ static void gitee_file_read(const td_sink *s, const char *cur, size_t len, gitee
  * needed for that.  The same record in the form we write (plaintext, or
  * sealed with our first key) is already there, however formatted; in the
  * other form (sealing just turned on, a key rotated) it is rewritten.
- * Anything else (an empty "{}", another format) is ours to replace. */
+ * With share keys, a file that cannot be verified is believed only up to
+ * the clock-skew bound (gitee_time_untrusted).  Anything else (an empty
+ * "{}", another format) is ours to replace. */
 static int gitee_guard(void *ud, const char *cur, size_t len, char *err, size_t errlen)
 {
-    const gitee_push *p = ud;
+    gitee_push *p = ud;
     gitee_file f;
     int rc = TD_OK;
 
@@ -266,7 +300,7 @@ static int gitee_guard(void *ud, const char *cur, size_t len, char *err, size_t 
             goto out;
         }
     }
-    if (f.known && f.generated >= td_record_generated(p->r)) {
+    if (f.known && f.generated >= td_record_generated(p->r) && !gitee_time_untrusted(p, &f)) {
         snprintf(err, errlen, "Gitee 上已有更新的 token 记录 (generated_timestamp %lld，本次 %lld)，未覆盖",
                  (long long)f.generated, (long long)td_record_generated(p->r));
         rc = TD_ECONFLICT;
@@ -282,7 +316,7 @@ static int push_gitee(const td_sink *s, const td_record *r, char *err, size_t er
     size_t len;
     const char *json = td_record_json(r, &len);
     char *sealed = NULL;
-    gitee_push p = {s, r};
+    gitee_push p = {s, r, 0};
     int rc;
 
     snprintf(msg, sizeof msg, "tokendist: 更新 token (过期时间 %s)", td_clock_format(td_record_expires(r), e));

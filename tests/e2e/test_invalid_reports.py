@@ -8,6 +8,7 @@ finished, 503 when no refresher can be reached."""
 import os
 import signal
 import threading
+import re
 import time
 import unittest
 
@@ -148,6 +149,35 @@ class FailedForcedRefreshTest(Common, harness.TestCase):
         metrics = srv.get("/metrics").body.decode()
         self.assertIn('tokendist_requests_total{route="invalid",status="202"} 1', metrics)
         self.assertIn('tokendist_requests_total{route="invalid",status="409"} 1', metrics)
+
+class ReportAgainAfter202Test(Common, harness.TestCase):
+    @unittest.skipUnless(os.path.exists(DRIVER), "client_driver not built")
+    def test_a_token_still_served_after_a_202_is_reported_again(self):
+        """libtokendist: a report answered 202 (the forced fetch still runs
+        after the server's 4 s wait) stands for the client's refresh wait,
+        not for the life of the process.  When the wait is over and the same
+        token is handed out again, the next report of it reaches the server."""
+        self.start_feishu()
+        srv = self.server(env=self.feishu_env(TOKENDIST_PUSH_KEYS=PUSH_KEY, TENCENT_CLOUD_ENABLED="false")).start()
+        rec = self.wait_for(lambda: self.served(srv), what="first token")
+        # The forced fetch answers after the server's wait: 202.  Feishu then
+        # hands back the same token (it renews only in its last 30 minutes).
+        self.feishu.control({"fail": "slow", "delay": 8, "times": 1, "path": "/open-apis/auth/v3/"})
+        url = "http://127.0.0.1:%d/v1/tokens/default" % srv.port
+        d = Driver(self, "--url", url, "--refresh-wait-ms", "500")
+        self.assertEqual(d.cmd("get app")["token_hash"], fnv(rec["access_token"]))
+        self.assertEqual(d.cmd("report")["rc"], 0)              # 202
+        self.assertEqual(self.invalid_posts(srv), 1)
+        again = d.cmd("get app")                                # the wait is over: the same token
+        self.assertEqual((again["rc"], again["token_hash"]), (0, fnv(rec["access_token"])), again)
+        r = d.cmd("report")                                     # Feishu rejected it again
+        self.assertIn(r["rc"], (0, TD_ECONFLICT), r)
+        self.assertEqual(self.invalid_posts(srv), 2)
+        self.remember_tokens()
+
+    def invalid_posts(self, srv):
+        text = srv.get("/metrics").body.decode()
+        return sum(int(m) for m in re.findall(r'route="invalid",status="[^"]+"\} (\d+)', text))
 
 
 class SameTokenStaleExpiryTest(Common, harness.TestCase):

@@ -225,6 +225,41 @@ static void test_new_builds_same_as_parse(void **state)
     assert_int_not_equal(td_record_new(&f, &r), TD_OK);
 }
 
+/* A record file saved by Gitee's web editor or a Windows tool starts with
+ * a UTF-8 BOM: td_record_skip_bom takes it off, and the rest is the same
+ * record (the Node and Python clients read such files too).  The parser
+ * itself stays strict JSON: a POSTed body with a BOM is refused. */
+static void test_leading_bom_skipped(void **state)
+{
+    char err[256], *plain = seed_json("t-bom", NOW, NOW + 7200, NULL), *bom = malloc(strlen(plain) + 4);
+    const char *text;
+    size_t len;
+    td_record *r = NULL, *want = NULL;
+    (void)state;
+
+    memcpy(bom, "\xef\xbb\xbf", 3);
+    strcpy(bom + 3, plain);
+    assert_int_equal(td_record_parse(plain, strlen(plain), NOW, TD_RECORD_MAX_SKEW, &want, err, sizeof err), TD_OK);
+    assert_int_equal(td_record_parse(bom, strlen(bom), NOW, TD_RECORD_MAX_SKEW, &r, err, sizeof err), TD_EINVAL);
+    assert_null(r);
+    text = bom, len = strlen(bom);
+    td_record_skip_bom(&text, &len);
+    assert_ptr_equal(text, bom + 3);
+    assert_int_equal(td_record_parse(text, len, NOW, TD_RECORD_MAX_SKEW, &r, err, sizeof err), TD_OK);
+    assert_string_equal(td_record_json(r, NULL), td_record_json(want, NULL));
+    td_record_free(r);
+    text = plain, len = strlen(plain);           /* nothing to skip */
+    td_record_skip_bom(&text, &len);
+    assert_ptr_equal(text, plain);
+    bom[0] = ' ';                                /* a broken BOM is not one */
+    text = bom, len = strlen(bom);
+    td_record_skip_bom(&text, &len);
+    assert_ptr_equal(text, bom);
+    td_record_free(want);
+    free(plain);
+    free(bom);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -234,6 +269,7 @@ int main(void)
         cmocka_unit_test(test_future_generated_refused),
         cmocka_unit_test(test_float_timestamps_accepted),
         cmocka_unit_test(test_new_builds_same_as_parse),
+        cmocka_unit_test(test_leading_bom_skipped),
     };
     return cmocka_run_group_tests_name("record", tests, setup, NULL);
 }
