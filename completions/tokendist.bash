@@ -9,7 +9,7 @@
 _tokendist_options()
 {
     "$1" "$2" --help 2>/dev/null |
-        sed -n 's/^  \(--[a-z][a-z-]*\)\( VALUE\| N\)\{0,1\} .*/\1\2/p' |
+        sed -n 's/^  \(--[a-z][a-z0-9-]*\)\( VALUE\| N\)\{0,1\} .*/\1\2/p' |
         while read -r opt arg; do echo "$opt ${arg:+1}"; done
 }
 
@@ -24,7 +24,7 @@ _tokendist()
     done
     if [[ -z $cmd ]]; then
         local cmds
-        cmds=$("$bin" --help 2>/dev/null | sed -n '/^Commands:/,/^$/s/^  \([a-z][a-z-]*\) .*/\1/p')
+        cmds=$("$bin" --help 2>/dev/null | sed -n '/^命令:/,/^$/s/^  \([a-z][a-z-]*\) .*/\1/p')
         COMPREPLY=($(compgen -W "$cmds --help --version" -- "$cur"))
         return
     fi
@@ -41,6 +41,7 @@ _tokendist()
             --env-file|--tls-cert|--tls-key|--cache) COMPREPLY=($(compgen -f -- "$cur")) ;;
             --out) COMPREPLY=($(compgen -d -- "$cur")) ;;
             --field) COMPREPLY=($(compgen -W "access_token tenant_access_token" -- "$cur")) ;;
+            --real-ip-header) COMPREPLY=($(compgen -W "X-Forwarded-For X-Real-IP" -- "$cur")) ;;
             --trusted-proxy) COMPREPLY=($(compgen -W "127.0.0.1/32 ::1/128 10.0.0.0/8 172.16.0.0/12 192.168.0.0/16" -- "$cur")) ;;
             --allowed-host) COMPREPLY=($(compgen -A hostname -- "$cur")) ;;
             --s3-region) COMPREPLY=($(compgen -W "ap-guangzhou ap-shanghai ap-beijing ap-nanjing ap-chengdu ap-chongqing ap-hongkong ap-singapore" -- "$cur")) ;;

@@ -2,8 +2,9 @@
  * libFuzzer: what libtokendist's client reads from outside.  An endpoint's
  * answer (status, headers with Date and the status line's reason phrase,
  * body) goes through td_httpc_date and td__client_endpoint_answer, as in
- * td_client_get; the body alone through td__client_judge, as a cache file
- * or Gitee file would.  Input: see resp.h.  The local clock is fixed so a
+ * td_client_get; the body alone through td__client_judge, as a Gitee file
+ * would, and through td__client_cache_open and then td__client_judge, as a
+ * cache file would.  Input: see resp.h.  The local clock is fixed so a
  * run is reproducible.
  *
  * Invariant: an accepted record's tokens are within the validator's bound and can go into an
@@ -12,6 +13,9 @@
 #include "client.h"
 #include "resp.h"
 #include "tokendist.h"
+
+#include <stdlib.h>
+#include <string.h>
 
 #define NOW 1705294200      /* 2024-01-15 12:50:00 +08:00 */
 
@@ -51,6 +55,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     rec = NULL, why[0] = '\0';
     rc = td__client_judge(r.body, r.body_len, TD_TOKEN_TENANT, 0, NOW, &rec, why, sizeof why);
     check(rc, rec, TD_TOKEN_TENANT, 0, NOW, why);
+    /* The same body as a cache file: its name and kind checked, then judged. */
+    {
+        char *plain = NULL;
+        size_t plen = 0;
+        rec = NULL, why[0] = '\0';
+        rc = td__client_cache_open(r.body, r.body_len, "default", TD_CACHE_KIND_TOKEN, &plain, &plen, why,
+                                   sizeof why);
+        if ((rc == TD_OK) != (plain != NULL) || (rc == TD_OK && strlen(plain) != plen)) __builtin_trap();
+        if (rc == TD_OK) rc = td__client_judge(plain, plen, TD_TOKEN_APP, 0, NOW, &rec, why, sizeof why);
+        check(rc, rec, TD_TOKEN_APP, 0, NOW, why);
+        free(plain);
+    }
     free(buf);
     return 0;
 }

@@ -20,6 +20,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     char *cidr_v[2] = {NULL, "::1/128"};
     td_strlist cidrs = {cidr_v, 2};
     td_peer_trust t;
+    const char *header;
     td_host_rule h;
     td_peer_addr a;
     size_t start = 0;
@@ -33,11 +34,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             start = i + 1;
         }
     cidr_v[0] = (char *)field[0];
-    if (td_peer_trust_init(&t, &cidrs, err, sizeof err) != TD_OK) {
+    /* Every --real-ip-header mode (unset too), chosen by the data. */
+    header = !size ? NULL : data[size - 1] % 3 == 0 ? "X-Real-IP" : data[size - 1] % 3 == 1 ? "X-Forwarded-For" : NULL;
+    if (td_peer_trust_init(&t, &cidrs, header, err, sizeof err) != TD_OK) {
         if (!err[0]) __builtin_trap();          /* a refusal says why */
         cidrs.n = 0;
         cidr_v[0] = NULL;
-        td_peer_trust_init(&t, &cidrs, err, sizeof err);
+        td_peer_trust_init(&t, &cidrs, header, err, sizeof err);
     }
     {
         const char *c = td_peer_client(&t, field[1], field[2], field[3], out);

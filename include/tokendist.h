@@ -34,7 +34,8 @@
  *     may appear, so treat an unknown negative code as a failure.
  * TD_VERSION is the header's release, td_version() the library's at run
  * time; a program written for a later release checks TD_VERSION_NUM at
- * compile time and handles TD_ENOTSUP from a setter at run time.
+ * compile time and handles TD_ENOTSUP from a setter at run time (the
+ * option is then not set, and td_client_new still makes the client).
  *
  * libcurl
  * -------
@@ -179,7 +180,12 @@ typedef enum td_option {
     TD_OPT_GITEE_PATH = 7,          /* str; default token.json */
     TD_OPT_GITEE_BRANCH = 8,        /* str; default: the repository's default branch */
     TD_OPT_GITEE_ACCESS_TOKEN = 9,  /* str; unset: anonymous (public repositories) */
-    TD_OPT_CACHE_FILE = 10,         /* str: local cache file (0600; missing folders made 0700); unset: none */
+    /* str: local cache file (0600; missing folders made 0700); unset:
+     * none.  It names the token it holds (TD_OPT_NAME, token or
+     * TD_OPT_TICKET's ticket): a file written for another name or kind
+     * fails that source with TD_ENOTFOUND (docs/protocol.md, "The client
+     * cache file"). */
+    TD_OPT_CACHE_FILE = 10,
     /* long, seconds a token must still have, 0..86400.  0 takes any
      * token that has not expired.  Unset: the platform's own need, from
      * the record's "provider" -- 300 for Feishu/Lark/DingTalk (and records
@@ -218,12 +224,16 @@ TD_API td_client_opts *td_client_opts_new(void);
 TD_API void td_client_opts_free(td_client_opts *o);
 
 /* Set one option.  TD_OK; TD_EINVAL when the value is not valid for the
- * option or the option is of the other type; TD_ENOTSUP when this library
- * does not know the option; TD_ENOMEM.  A failed setter leaves the option
- * as it was and is remembered: td_client_new then fails with the first
- * such failure's code and sentence, so nothing is dropped silently and a
- * program may check the setters' codes or only td_client_new's.  Not
- * thread-safe for one td_client_opts (different ones: any threads). */
+ * option or the option is of the other type; TD_ENOMEM; TD_ENOTSUP when
+ * this library does not know the option (it is older than the header the
+ * program was built with).  A failed setter leaves the option as it was.
+ * TD_EINVAL and TD_ENOMEM are remembered: td_client_new then fails with
+ * the first such failure's code and sentence, so a bad value is never
+ * dropped silently and a program may check the setters' codes or only
+ * td_client_new's.  TD_ENOTSUP is not remembered: the options stay usable
+ * without that option, so a program that can do without it goes on, and
+ * one that cannot checks the setter's code.  Not thread-safe for one
+ * td_client_opts (different ones: any threads). */
 TD_API int td_client_opts_set_str(td_client_opts *o, td_option opt, const char *value);
 TD_API int td_client_opts_set_long(td_client_opts *o, td_option opt, long value);
 
@@ -242,7 +252,8 @@ typedef struct td_token {
 /* Creates a client from o (which it copies: o may be changed or freed
  * afterwards).  Fails with TD_EINVAL (err says which option) when no
  * source is configured, an option is malformed or a setter failed
- * (its code then: TD_ENOTSUP, TD_ENOMEM, …).  *out is set only on
+ * (its code then: TD_EINVAL or TD_ENOMEM; never TD_ENOTSUP, which a
+ * setter does not leave behind).  *out is set only on
  * success; free it with td_client_free.  Thread-safe (see "libcurl" above
  * for the first call). */
 TD_API int td_client_new(td_client **out, const td_client_opts *o, char *err, size_t errlen);
@@ -280,7 +291,10 @@ TD_API int td_client_get_record(td_client *c, td_token_kind kind, char **json, s
  * …/v1/tokens/NAME/invalid.  Many reports of one token send one request.
  * Returns TD_OK when the server has a token other than the reported one
  * (200: kept, when neither of its tokens is the reported one) or started
- * a refresh whose outcome it could not wait for (202).  TD_ECONFLICT
+ * a refresh whose outcome it could not wait for (202: the server took
+ * the report; later reports of the token get this answer without a
+ * request only for TD_OPT_REFRESH_WAIT_MS, then ask again, so a refresh
+ * that failed after the 202 is not taken for done).  TD_ECONFLICT
  * (409): Feishu still issues the reported token, so there is nothing
  * newer to wait for -- the next get returns it again at once, and
  * further reports of it get the same answer without a request.  Other

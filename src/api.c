@@ -5,9 +5,11 @@
 #include "host.h"
 #include "peer.h"
 #include "provider.h"
+#include "sink.h"
 #include "snap.h"
 #include "status.h"
 #include "strbuf.h"
+#include "tokens.h"
 #include "clock.h"
 #include "log.h"
 #include "tokendist.h"
@@ -19,7 +21,17 @@
 #include <string.h>
 #include <strings.h>
 
-#define METRICS_CAP 65536
+/* /metrics is bounded, and sized for the name limit: no series line is
+ * longer than METRICS_LINE_MAX (the longest series name, 48 bytes, a name
+ * label of 77 -- a ticket's key --, a sink label and a 20-digit value,
+ * with margin).  Each served name has two series (expiry, renewal
+ * window); each name refreshed here (a token and its ticket, at most
+ * 2 * TD_TOKENS_MAX) three plus two per sink; what does not depend on
+ * names (requests by route and status, counters, help text) fits in
+ * 64 KiB.  About 690 KiB. */
+#define METRICS_LINE_MAX 200
+#define METRICS_CAP \
+    (65536 + (2 * TD_SNAP_NAMES_MAX + 2 * TD_TOKENS_MAX * (3 + 2 * TD_SINKS_MAX)) * METRICS_LINE_MAX)
 #define UNREADABLE_MAX 16       /* unreadable stored records remembered for /readyz */
 #define REPORTS_MAX 16          /* names with a report running, tracked at once (4 report workers: ample) */
 #define STATUS_TOKENS_MAX 64    /* tokens the status page shows */
@@ -27,12 +39,27 @@
 #define STR_(x) #x
 #define STR(x) STR_(x)
 
+/* Loading.  A full reload walks the store in pages and reads at most
+ * LOAD_ROWS_MAX rows: a few times the names served, so that rows it
+ * cannot serve (another tool's, corrupt ones) never push acknowledged
+ * names out, and bounded, so that a store another tool filled costs a
+ * bounded time and memory at each reload. */
+#define LOAD_PAGE 128
+#define LOAD_ROWS_MAX (4 * TD_SNAP_NAMES_MAX)
+#define KNOWN_BAD_MAX (LOAD_ROWS_MAX + 256)
+
 /* A stored record that could not be served, as /readyz reports it. */
 typedef struct unreadable {
     char name[TD_NAME_MAX + 1];
     char problem[200];
-    int seen;                   /* met again by the full reload under way */
 } unreadable;
+
+/* An unreadable record already logged: fingerprints of its name and of
+ * its problem, and the full reload that last met it. */
+typedef struct known_bad {
+    uint64_t name_fp, problem_fp;
+    unsigned gen;
+} known_bad;
 
 struct td_api {
     td_store *store;
@@ -49,8 +76,14 @@ struct td_api {
 
     pthread_mutex_t bad_lock;   /* guards the fields below */
     unreadable bad[UNREADABLE_MAX];
-    size_t nbad;                /* remembered ones */
-    size_t nbad_total;          /* all of them, from the last full reload on */
+    size_t nbad;                /* remembered for /readyz */
+    /* Every unreadable record (up to KNOWN_BAD_MAX), sorted by name_fp:
+     * each is logged once, not at every reload, and counted. */
+    known_bad *known;
+    size_t nknown, known_cap;
+    unsigned gen;               /* of the full reload under way or last run */
+    size_t left_out;            /* valid names the last full reload could not serve */
+    int truncated;              /* it stopped at LOAD_ROWS_MAX rows */
     int64_t write_failing_since; /* unix s of the first of the failing writes in a row, 0: ok */
     char write_err[256];        /* the last failed write's reason */
 
@@ -96,7 +129,7 @@ int td_api_new(td_api **out, const td_api_opts *o, char *err, size_t errlen)
     api->store = o->store;
     api->body_limit = o->body_limit ? o->body_limit : 65536;
     api->max_skew = o->max_clock_skew;
-    if ((rc = td_peer_trust_init(&api->trust, o->trusted_proxies, sub, sizeof sub)) != TD_OK) {
+    if ((rc = td_peer_trust_init(&api->trust, o->trusted_proxies, o->real_ip_header, sub, sizeof sub)) != TD_OK) {
         snprintf(err, errlen, "--trusted-proxy: %s", sub);
         goto fail;
     }
@@ -128,6 +161,7 @@ void td_api_free(td_api *api)
     td_guard_free(&api->guard);
     pthread_mutex_destroy(&api->bad_lock);
     pthread_mutex_destroy(&api->rep_lock);
+    free(api->known);
     td_peer_trust_free(&api->trust);
     td_host_rule_free(&api->hosts);
     td_auth_keys_free(&api->push);
@@ -185,51 +219,149 @@ static int entry_snap(const td_store_entry *e, td_snap **out, char *why, size_t 
     return *out ? TD_OK : TD_ENOMEM;
 }
 
+/* FNV-1a: enough to tell records apart in a set that only decides
+ * whether a line was logged already. */
+static uint64_t fnv1a(const char *s)
+{
+    uint64_t h = 14695981039346656037ULL;
+    for (; *s; s++) h = (h ^ (unsigned char)*s) * 1099511628211ULL;
+    return h;
+}
+
+/* The index of name_fp in api->known, or where it would go (lock held). */
+static size_t known_at(const td_api *api, uint64_t name_fp)
+{
+    size_t lo = 0, hi = api->nknown;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (api->known[mid].name_fp < name_fp) lo = mid + 1;
+        else hi = mid;
+    }
+    return lo;
+}
+
 /* Remembers (or, with problem NULL, forgets) that name's stored record is
- * unreadable; logs each new problem once, naming where it is stored. */
+ * unreadable, and counts it; logs it, naming where it is stored, when it
+ * was not known with this problem.  Beyond KNOWN_BAD_MAX records neither
+ * logged nor counted (/readyz says how many were). */
 static void note_unreadable(td_api *api, const char *name, const char *problem)
 {
     char shown[TD_NAME_MAX + 1], where[400];
-    size_t i, n = 0;
+    uint64_t nfp, pfp = problem ? fnv1a(problem) : 0;
+    size_t i, k, n = 0;
     int fresh = 0;
 
     for (const char *p = name; *p && n < TD_NAME_MAX; p++) /* another tool's name: printable only */
         shown[n++] = (*p > ' ' && *p < 0x7f) ? *p : '?';
     shown[n] = '\0';
+    nfp = fnv1a(shown);
     pthread_mutex_lock(&api->bad_lock);
     for (i = 0; i < api->nbad && strcmp(api->bad[i].name, shown) != 0; i++)
         ;
+    k = known_at(api, nfp);
     if (!problem) {
-        if (i < api->nbad) {
-            api->bad[i] = api->bad[--api->nbad];
-            if (api->nbad_total) api->nbad_total--;
-        }
-    } else if (i < api->nbad) {
-        fresh = strncmp(api->bad[i].problem, problem, sizeof api->bad[i].problem - 1) != 0;
-        snprintf(api->bad[i].problem, sizeof api->bad[i].problem, "%s", problem);
-        api->bad[i].seen = 1;
+        if (i < api->nbad) api->bad[i] = api->bad[--api->nbad];
+        if (k < api->nknown && api->known[k].name_fp == nfp)
+            memmove(&api->known[k], &api->known[k + 1], (--api->nknown - k) * sizeof *api->known);
     } else {
-        fresh = 1;
-        api->nbad_total++;
-        if (api->nbad < UNREADABLE_MAX) {
+        if (k < api->nknown && api->known[k].name_fp == nfp) {
+            fresh = api->known[k].problem_fp != pfp;
+            api->known[k].problem_fp = pfp;
+            api->known[k].gen = api->gen;
+        } else if (api->nknown < KNOWN_BAD_MAX) {
+            if (api->nknown == api->known_cap) {
+                size_t cap = api->known_cap ? api->known_cap * 2 : 64;
+                known_bad *v = realloc(api->known, (cap > KNOWN_BAD_MAX ? KNOWN_BAD_MAX : cap) * sizeof *v);
+                if (v) api->known = v, api->known_cap = cap > KNOWN_BAD_MAX ? KNOWN_BAD_MAX : cap;
+            }
+            if (api->nknown < api->known_cap) {
+                memmove(&api->known[k + 1], &api->known[k], (api->nknown - k) * sizeof *api->known);
+                api->known[k] = (known_bad){nfp, pfp, api->gen};
+                api->nknown++;
+                fresh = 1;
+            }
+        }
+        if (i < api->nbad) {
+            snprintf(api->bad[i].problem, sizeof api->bad[i].problem, "%s", problem);
+        } else if (api->nbad < UNREADABLE_MAX) {
             snprintf(api->bad[api->nbad].name, sizeof api->bad[0].name, "%s", shown);
             snprintf(api->bad[api->nbad].problem, sizeof api->bad[0].problem, "%s", problem);
-            api->bad[api->nbad++].seen = 1;
+            api->nbad++;
         }
     }
-    td_metrics_gauge_set(TD_G_UNREADABLE_RECORDS, (long)api->nbad_total);
+    td_metrics_gauge_set(TD_G_UNREADABLE_RECORDS, (long)api->nknown);
     pthread_mutex_unlock(&api->bad_lock);
     if (fresh)
         td_log("❌ 存储中的记录无法读取，已跳过 (其他 token 照常分发): %s: %s",
                td_store_where(api->store, shown, where, sizeof where), problem);
 }
 
+/* After a full reload that read the whole store (up to LOAD_ROWS_MAX
+ * rows): the unreadable records it did not meet again are gone. */
+static void sweep_unreadable(td_api *api)
+{
+    size_t w = 0;
+
+    pthread_mutex_lock(&api->bad_lock);
+    for (size_t r = 0; r < api->nknown; r++)
+        if (api->known[r].gen == api->gen) api->known[w++] = api->known[r];
+    api->nknown = w;
+    for (size_t i = 0; i < api->nbad;) {
+        size_t k = known_at(api, fnv1a(api->bad[i].name));
+        if (k < api->nknown && api->known[k].name_fp == fnv1a(api->bad[i].name)) i++;
+        else api->bad[i] = api->bad[--api->nbad];
+    }
+    td_metrics_gauge_set(TD_G_UNREADABLE_RECORDS, (long)api->nknown);
+    pthread_mutex_unlock(&api->bad_lock);
+}
+
+/* Installs what one page of the store holds: valid records as far as the
+ * table has room; counts the valid names left out. */
+static int load_page(td_api *api, td_store_entry *v, size_t n, size_t *left_out)
+{
+    char why[300];
+    int rc = TD_OK;
+
+    for (size_t i = 0; i < n; i++) {
+        td_snap *s = NULL;
+        if ((rc = entry_snap(&v[i], &s, why, sizeof why)) == TD_ENOMEM) return rc;
+        if (rc != TD_OK) { /* the token served from memory (if any) stays */
+            note_unreadable(api, v[i].name, why);
+            continue;
+        }
+        note_unreadable(api, v[i].name, NULL);
+        if ((rc = td_snaps_install(&api->snaps, s)) == TD_ETOOBIG) ++*left_out;
+        else if (rc != TD_OK) return rc;
+    }
+    return TD_OK;
+}
+
+/* Says, when it changed, how many valid stored names are not served and
+ * by which rule the served ones were chosen. */
+static void log_left_out(td_api *api, size_t left, int truncated)
+{
+    int changed;
+
+    pthread_mutex_lock(&api->bad_lock);
+    changed = left != api->left_out || truncated != api->truncated;
+    api->left_out = left, api->truncated = truncated;
+    pthread_mutex_unlock(&api->bad_lock);
+    if (!changed) return;
+    if (left)
+        td_log("⚠️ 存储中有效的 token 名称超过 %d 个：%zu 个未加载。分发的是已在分发的名称，空位按名称排序依次补上 "
+               "(启动时即按名称排序的前 %d 个)；未加载的名称写入时返回 400",
+               TD_SNAP_NAMES_MAX, left, TD_SNAP_NAMES_MAX);
+    if (truncated)
+        td_log("⚠️ 存储中超过 %d 行：每次加载只读按名称排序的前 %d 行，其后的名称不分发%s", LOAD_ROWS_MAX,
+               LOAD_ROWS_MAX, left ? "，也未计入上面的数目" : "");
+    if (!left && !truncated) td_log("✅ 存储中有效的 token 名称都已加载");
+}
+
 int td_api_reload(td_api *api, const char *name, char *err, size_t errlen)
 {
     td_store_entry *v = NULL, one;
-    size_t n = 0, skipped = 0, bad = 0;
-    char why[300];
-    int rc;
+    size_t n = 0, left = 0, from = 0;
+    int rc, more = 0;
 
     if (name) {
         if ((rc = td_store_get(api->store, name, &one, err, errlen)) == TD_ENOTFOUND) {
@@ -237,51 +369,37 @@ int td_api_reload(td_api *api, const char *name, char *err, size_t errlen)
             return TD_OK;
         }
         if (rc != TD_OK) return rc;
-        if (!(v = malloc(sizeof *v))) {
-            td_store_entry_clear(&one);
-            snprintf(err, errlen, "out of memory");
-            return TD_ENOMEM;
-        }
-        v[0] = one;
-        n = 1;
-    } else {
-        if ((rc = td_store_list(api->store, &v, &n, err, errlen)) != TD_OK) return rc;
-        /* Mark and sweep: a problem met again is not news (no second log
-         * line); one not met again is gone. */
-        pthread_mutex_lock(&api->bad_lock);
-        for (size_t i = 0; i < api->nbad; i++) api->bad[i].seen = 0;
-        api->nbad_total = 0;
-        pthread_mutex_unlock(&api->bad_lock);
+        rc = load_page(api, &one, 1, &left);
+        td_store_entry_clear(&one);
+        goto out;
     }
-    for (size_t i = 0; i < n; i++) {
-        td_snap *s = NULL;
-        if ((rc = entry_snap(&v[i], &s, why, sizeof why)) == TD_ENOMEM) break;
-        if (rc != TD_OK) { /* the token served from memory (if any) stays */
-            note_unreadable(api, v[i].name, why);
-            bad++;
-            continue;
-        }
-        note_unreadable(api, v[i].name, NULL);
-        if ((rc = td_snaps_install(&api->snaps, s)) == TD_ETOOBIG) skipped++;
-        else if (rc != TD_OK) break;
+    /* Mark and sweep: a problem met again is not news (no second log
+     * line); one not met again is gone. */
+    pthread_mutex_lock(&api->bad_lock);
+    api->gen++;
+    pthread_mutex_unlock(&api->bad_lock);
+    do {
+        size_t page = LOAD_ROWS_MAX - from < LOAD_PAGE ? LOAD_ROWS_MAX - from : LOAD_PAGE;
+        if ((rc = td_store_list(api->store, from, page, &v, &n, &more, err, errlen)) != TD_OK) return rc;
+        rc = load_page(api, v, n, &left);
+        td_store_list_free(v, n);
+        from += page;
+    } while (rc == TD_OK && more && from < LOAD_ROWS_MAX);
+    if (rc == TD_OK) {
+        sweep_unreadable(api);
+        log_left_out(api, left, more);
     }
-    td_store_list_free(v, n);
-    if (!name && rc != TD_ENOMEM) {
-        pthread_mutex_lock(&api->bad_lock);
-        for (size_t i = 0; i < api->nbad;)
-            if (!api->bad[i].seen) api->bad[i] = api->bad[--api->nbad];
-            else i++;
-        api->nbad_total = bad;
-        td_metrics_gauge_set(TD_G_UNREADABLE_RECORDS, (long)bad);
-        pthread_mutex_unlock(&api->bad_lock);
-    }
-    if (skipped)
-        td_log("⚠️ 存储中的 token 名称超过 %d 个：%zu 个未加载", TD_SNAP_NAMES_MAX, skipped);
-    if (rc == TD_ENOMEM) {
-        snprintf(err, errlen, "out of memory");
-        return rc;
-    }
-    return TD_OK;
+out:
+    if (rc == TD_ENOMEM) snprintf(err, errlen, "out of memory");
+    else if (rc != TD_OK) snprintf(err, errlen, "%s", td_strerror(rc));
+    return rc;
+}
+
+/* The answer for a name the limit refuses. */
+static void names_full(char *err, size_t errlen, const char *name, const char *detail)
+{
+    snprintf(err, errlen, "token 名称已达上限 (%d 个)：不能再新建名称 '%s'，请复用已有的名称%s%s%s",
+             TD_SNAP_NAMES_MAX, name, detail ? " (" : "", detail ? detail : "", detail ? ")" : "");
 }
 
 /* Writes can fail while reads still work (another process holds the
@@ -303,36 +421,41 @@ int td_api_store_record(td_api *api, const char *name, const td_record *r, char 
 {
     td_store_entry e = {0};
     td_snap *s;
+    char sub[512];
     int rc;
 
-    /* The limit is checked before anything is written: a stored record
-     * that could never be served would also be one too many at restart. */
-    if (!td_snaps_has_room(&api->snaps, name)) {
-        snprintf(err, errlen, "token 名称已达上限 (%d 个)：不能再新建名称 '%s'，请复用已有的名称",
-                 TD_SNAP_NAMES_MAX, name);
-        return TD_ETOOBIG;
+    /* The limit is decided before anything is written (snap.h): a name
+     * refused is never stored, and one acknowledged has its place.  The
+     * store decides it again for the processes that share it. */
+    if ((rc = td_snaps_claim(&api->snaps, name)) != TD_OK) {
+        if (rc == TD_ETOOBIG) names_full(err, errlen, name, NULL);
+        else snprintf(err, errlen, "%s", rc == TD_ENOMEM ? "out of memory" : "token 名称无效");
+        return rc;
     }
     e.name = (char *)name;
     e.json = (char *)td_record_json(r, &e.json_len);
     e.generated_ts = td_record_generated(r);
     e.expire_ts = td_record_expires(r);
-    rc = td_store_put(api->store, &e, err, errlen);
-    note_write(api, rc == TD_ECONFLICT ? TD_OK : rc, err);
+    rc = td_store_put(api->store, &e, sub, sizeof sub);
+    /* A refusal (an older record, the store's name limit) is the store
+     * working, not a failing write. */
+    note_write(api, rc == TD_ECONFLICT || rc == TD_ETOOBIG ? TD_OK : rc, sub);
     if (rc != TD_OK) {
-        if (rc != TD_ECONFLICT) td_metrics_inc(TD_M_STORE_ERRORS);
-        return rc;
+        if (rc == TD_ETOOBIG) names_full(err, errlen, name, sub);
+        else snprintf(err, errlen, "%s", sub);
+        if (rc != TD_ECONFLICT && rc != TD_ETOOBIG) td_metrics_inc(TD_M_STORE_ERRORS);
+        goto out;
     }
     note_unreadable(api, name, NULL);
     if (!(s = td_snap_new(name, e.json, e.json_len, e.generated_ts, e.expire_ts))) {
         snprintf(err, errlen, "out of memory");
-        return TD_ENOMEM;
+        rc = TD_ENOMEM;
+        goto out;
     }
-    /* Another writer may have filled the last place meanwhile: the record
-     * is stored, and served as soon as a place frees (reload). */
-    if ((rc = td_snaps_install(&api->snaps, s)) == TD_ETOOBIG)
-        snprintf(err, errlen, "token 名称已达上限 (%d 个)：'%s' 已存储但暂不分发", TD_SNAP_NAMES_MAX, name);
-    else if (rc != TD_OK)
+    if ((rc = td_snaps_install(&api->snaps, s)) != TD_OK) /* claimed: only memory can fail */
         snprintf(err, errlen, "%s", td_strerror(rc));
+out:
+    td_snaps_unclaim(&api->snaps, name);
     return rc;
 }
 
@@ -774,11 +897,9 @@ static void answer_snap(td_api *api, td_api_resp *r, td_snap *s)
     r->body_len = s->json_len;
 }
 
-/* A client saw Feishu reject tok (either token of the record: `files`
- * uses the tenant one).  The answer says what became of it, so a client
- * neither loops re-reporting nor installs a rejected token as new: 200
- * with a record that holds another token, 409 when Feishu still issues
- * this one, 202 while the refresh is still running. */
+static void answer_report(td_api *api, td_api_resp *r, const char *name, const char *tok, int rc,
+                          const char *why);
+
 /* --- reports running, by name ----------------------------------------- */
 
 /* Marks a report of name running, from td_api_fast's handing it to a
@@ -820,6 +941,11 @@ static int report_running(td_api *api, const char *name)
     return running;
 }
 
+/* A client saw Feishu reject tok (either token of the record: `files`
+ * uses the tenant one).  The answer says what became of it, so a client
+ * neither loops re-reporting nor installs a rejected token as new: 200
+ * with a record that holds another token, 409 when Feishu still issues
+ * this one, 202 while the refresh is still running. */
 static void post_invalid(td_api *api, const td_api_req *req, const char *name, td_api_resp *r)
 {
     json_t *o = json_loadb(req->body ? req->body : "", req->body_len, JSON_REJECT_DUPLICATES, NULL);
@@ -847,17 +973,34 @@ static void post_invalid(td_api *api, const td_api_req *req, const char *name, t
         resp_msg(api, r, 501, "message", msg);
         goto out;
     }
-    /* A report that parked behind another of its name comes back when
-     * that one ended: the forced refresh it asked for has run or still
-     * runs, so this one does not wait for it again on a worker. */
-    rc = h->invalid(h->ud, name, tok, req->settled ? 0 : TD_API_REPORT_WAIT_MS, why, sizeof why);
+    /* A report that parked while the refresh it waited for ran comes
+     * back when that one ended, and is mostly answered on the HTTP thread
+     * from its outcome; one that is not (nothing to answer from) waits a
+     * moment here, not the whole wait again on a worker. */
+    rc = h->invalid(h->ud, name, tok, req->settled ? TD_API_SETTLED_REPORT_WAIT_MS : TD_API_REPORT_WAIT_MS, why,
+                    sizeof why);
+    answer_report(api, r, name, tok, rc, why);
+out:
+    report_end(api, name); /* td_api_fast marked it */
+    td_snap_release(s);
+    json_decref(o);
+}
+
+/* A report's answer from its refresh's outcome rc (td_refresher_force's
+ * codes); never blocks (the HTTP thread answers known outcomes too). */
+static void answer_report(td_api *api, td_api_resp *r, const char *name, const char *tok, int rc,
+                          const char *why)
+{
+    td_snap *s;
+    char msg[700];
+
     switch (rc) {
     case TD_OK:
-        td_snap_release(s);
         if ((s = td_api_snapshot(api, name)) && !has_token(s, tok)) {
-            answer_snap(api, r, s), s = NULL;
+            answer_snap(api, r, s);
             break;
         }
+        td_snap_release(s);
         /* fall through: the new token is not here yet (a fleet's reload) */
         __attribute__((fallthrough));
     case TD_ETIMEOUT:
@@ -865,9 +1008,11 @@ static void post_invalid(td_api *api, const td_api_req *req, const char *name, t
         r->body = "{\"success\": true, \"message\": \"refresh started\"}";
         r->body_len = strlen(r->body);
         break;
-    case TD_ECONFLICT: { /* in the words of the token's own platform */
-        const td_provider_ops *ops = td_provider_find(s->provider ? s->provider : "feishu");
-        if (!ops) ops = &td_provider_feishu;
+    case TD_ECONFLICT: { /* in the words of the token's own platform: its record's */
+        const td_provider_ops *ops;
+        s = td_api_snapshot(api, name);
+        if (!(ops = td_provider_find(s && s->provider ? s->provider : "feishu"))) ops = &td_provider_feishu;
+        td_snap_release(s);
         snprintf(msg, sizeof msg, "%s仍在发放此 token，没有新的可换 (%s)；请检查调用失败的其他原因：%s", ops->label,
                  why, ops->report_hint);
         resp_msg(api, r, 409, "message", msg);
@@ -886,10 +1031,6 @@ static void post_invalid(td_api *api, const td_api_req *req, const char *name, t
         resp_msg(api, r, 502, "message", msg);
         break;
     }
-out:
-    report_end(api, name); /* td_api_fast marked it */
-    td_snap_release(s);
-    json_decref(o);
 }
 
 /* One stored record of name's history as /history shows it: times and
@@ -974,7 +1115,7 @@ static void readyz(td_api *api, td_api_resp *r)
     for (size_t i = 0; i < api->nbad; i++)
         json_array_append_new(bad, json_pack("{s:s, s:s}", "name", api->bad[i].name, "problem",
                                              api->bad[i].problem));
-    json_object_set_new(o, "unreadable_records", json_integer((json_int_t)api->nbad_total));
+    json_object_set_new(o, "unreadable_records", json_integer((json_int_t)api->nknown));
     if (api->write_failing_since) {
         json_object_set_new(o, "store_writes", json_string(api->write_err));
         json_object_set_new(o, "store_writes_failing_since", json_integer((json_int_t)api->write_failing_since));
@@ -1114,7 +1255,7 @@ static json_t *status_facts(td_api *api)
     pthread_mutex_lock(&api->bad_lock);
     for (size_t i = 0; i < api->nbad; i++)
         json_array_append_new(bad, json_pack("{s:s, s:s}", "name", api->bad[i].name, "problem", api->bad[i].problem));
-    json_object_set_new(o, "unreadable_records", json_integer((json_int_t)api->nbad_total));
+    json_object_set_new(o, "unreadable_records", json_integer((json_int_t)api->nknown));
     pthread_mutex_unlock(&api->bad_lock);
     json_object_set_new(o, "now", json_integer((json_int_t)now));
     json_object_set_new(o, "time", json_string(td_clock_format(now, now_s)));
@@ -1249,6 +1390,48 @@ static int stale(td_api *api, const char *name)
     return st;
 }
 
+/* A forced refresh for a report of name runs (the hooks' reporting). */
+static int reporting(td_api *api, const char *name)
+{
+    const td_api_hooks *h = hooks_of(api);
+    return h && h->reporting && h->reporting(h->ud, name);
+}
+
+/* A report of the token in service, on the HTTP thread: answered here
+ * when its outcome is known (TD_API_DONE), parked while its forced
+ * refresh runs -- started here (report_kick) when none does yet -- or
+ * left to a report worker (TD_API_REPORT: a bad body, another token, no
+ * hooks, nothing to answer from after the park).  Waiting on workers, a
+ * flood of reports under a slow Feishu took every one of them and queued
+ * the rest into 503s. */
+static int report_fast(td_api *api, const td_api_req *req, const char *name, td_api_resp *r)
+{
+    const td_api_hooks *h = hooks_of(api);
+    json_t *o;
+    td_snap *s = NULL;
+    const char *tok;
+    char why[400];
+    int rc = TD_API_REPORT_UNKNOWN, pending = 0, kind = TD_API_REPORT;
+
+    if (!h || !h->report_now || !h->report_kick || !req->body || req->body_len > 4 * TD_TOKEN_MAX)
+        return TD_API_REPORT;
+    o = json_loadb(req->body, req->body_len, JSON_REJECT_DUPLICATES, NULL);
+    tok = json_string_value(json_object_get(o, "access_token"));
+    if (!tok || !*tok || !(s = td_api_snapshot(api, name)) || s->expire_ts <= td_clock_now() || !has_token(s, tok))
+        goto out;
+    rc = h->report_now(h->ud, name, tok, &pending, why, sizeof why);
+    if (rc != TD_API_REPORT_UNKNOWN && (!pending || req->settled)) {
+        answer_report(api, r, name, tok, rc, why);
+        kind = TD_API_DONE;
+    } else if (!req->settled && (pending || h->report_kick(h->ud, name, tok) == TD_OK)) {
+        kind = TD_API_PARK;
+    }
+out:
+    td_snap_release(s);
+    json_decref(o);
+    return kind;
+}
+
 int td_api_fast(td_api *api, const td_api_req *req, td_api_resp *r)
 {
     td_api_req copy;
@@ -1260,6 +1443,14 @@ int td_api_fast(td_api *api, const td_api_req *req, td_api_resp *r)
 
     if (precheck(api, req, r)) goto done;
     k = route(req->path, name);
+    /* A report of the token in service: answered here from its refresh's
+     * outcome, or parked while that refresh runs (report_fast).  The rest
+     * go to a report worker, one per name at a time: a second report of
+     * a name whose report runs parks until it ends. */
+    if (k == P_INVALID && (l = report_fast(api, req, name, r)) != TD_API_REPORT) {
+        if (l == TD_API_DONE) goto done;
+        return l;
+    }
     if ((l = lane(k, req->method)) == TD_API_REPORT) {
         if (!req->settled && report_running(api, name)) return TD_API_PARK;
         report_begin(api, name);
@@ -1316,7 +1507,7 @@ int td_api_parked_ready(td_api *api, const td_api_req *req)
     char name[65];
     path_kind k = route(req->path, name);
 
-    if (k == P_INVALID) return !report_running(api, name);
+    if (k == P_INVALID) return !reporting(api, name) && !report_running(api, name);
     return k != P_TOKEN || !stale(api, name);
 }
 

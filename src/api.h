@@ -74,6 +74,16 @@ typedef struct td_api_resp {
  * freshen: that wait, up to wait_ms, for a front door that may block (SCF).
  * kick: start that refresh without waiting (HTTP thread: must not block);
  *   the HTTP front parks the request until stale says no more.
+ * report_now, report_kick, reporting: invalid without a worker, for the
+ *   HTTP thread (must not block).  report_now: the answer a report of
+ *   token gets now -- a token already replaced, the outcome of the forced
+ *   refresh that judged it, or while one runs "still running" with
+ *   *pending 1 -- or TD_API_REPORT_UNKNOWN.  report_kick: start that
+ *   forced refresh (here, or forwarded to the lease holder from a thread
+ *   of the hooks' own); TD_OK when one now runs.  reporting: 1 while one
+ *   runs for name.  The HTTP front parks a report while it runs and then
+ *   answers it from report_now, so a flood of reports under a slow Feishu
+ *   takes no worker and is answered alike.
  * status: adds what the refreshers do to a JSON object, as "refresh":
  *   {NAME: {...}} -- for /readyz (detail 0), and with the details of the
  *   status page (detail 1: next refresh, each sink's last delivery, recent
@@ -94,6 +104,10 @@ typedef struct td_api_hooks {
     int (*stale)(void *ud, const char *name, int64_t expire_ts);
     int (*freshen)(void *ud, const char *name, long wait_ms, char *why, size_t whylen);
     void (*kick)(void *ud, const char *name);
+#define TD_API_REPORT_UNKNOWN 1 /* report_now: nothing to answer from (a TD_E* code is never positive) */
+    int (*report_now)(void *ud, const char *name, const char *token, int *pending, char *why, size_t whylen);
+    int (*report_kick)(void *ud, const char *name, const char *token);
+    int (*reporting)(void *ud, const char *name);
     void (*status)(void *ud, struct json_t *out, int detail);
     long (*window)(void *ud, const char *name);
     const char *(*provider)(void *ud, const char *name);
@@ -101,6 +115,7 @@ typedef struct td_api_hooks {
 } td_api_hooks;
 
 #define TD_API_REPORT_WAIT_MS 4000   /* a report waits this long for its refresh (clients time out at 5 s) */
+#define TD_API_SETTLED_REPORT_WAIT_MS 500 /* a report back from its park with nothing to answer from: on a worker */
 #define TD_API_FRESHEN_WAIT_MS 4000  /* a GET waits this long for an overdue refresh */
 
 typedef struct td_api_opts {
@@ -110,6 +125,7 @@ typedef struct td_api_opts {
     const char *cors_origin;
     size_t body_limit;
     const td_strlist *trusted_proxies;  /* CIDRs (--trusted-proxy) */
+    const char *real_ip_header;         /* the header they name the client in (NULL: X-Forwarded-For) */
     const td_strlist *allowed_hosts;    /* --allowed-host */
     int loopback_listener;      /* the HTTP front listens on the loopback: Host rule on */
     long max_clock_skew;        /* seconds a record may be generated ahead of now */
@@ -137,9 +153,10 @@ void td_api_handle(td_api *api, const td_api_req *req, td_api_resp *resp);
  * stuck write never holds up /readyz, nor a report waiting for its
  * refresh a write; req and the strings it points to must stay valid until
  * td_api_slow returns.  TD_API_PARK: a GET whose token's refresh is
- * overdue (fresh on read; the refresh has been kicked), or an invalid
- * report while another report of its name runs on a worker (so one slow
- * platform's reports hold one report worker, not all): the front door
+ * overdue (fresh on read; the refresh has been kicked), a report whose
+ * forced refresh runs (report_kick), or one while another report of its
+ * name runs on a worker (so one slow platform's reports hold one report
+ * worker, not all): the front door
  * holds the request, without a thread, until td_api_parked_ready says so
  * or TD_API_FRESHEN_WAIT_MS passes, then calls td_api_fast again with
  * req->settled set (a settled report does not wait for its refresh
@@ -149,8 +166,8 @@ enum { TD_API_DONE, TD_API_PARK, TD_API_READ, TD_API_WRITE, TD_API_REPORT };
 int td_api_fast(td_api *api, const td_api_req *req, td_api_resp *resp);
 
 /* 1 when a parked request may go on (a GET: its refresh is done, failed,
- * or no longer due; a report: no other of its name runs).  Non-blocking;
- * any thread. */
+ * or no longer due; a report: its forced refresh ended and no other of
+ * its name runs on a worker).  Non-blocking; any thread. */
 int td_api_parked_ready(td_api *api, const td_api_req *req);
 void td_api_slow(td_api *api, const td_api_req *req, td_api_resp *resp);
 

@@ -131,16 +131,16 @@ static int opt_fail(td_client_opts *o, int rc, const char *fmt, ...)
     return rc;
 }
 
-/* The row of opt in *out; TD_ENOTSUP when this library does not know
- * the option, TD_EINVAL when it takes the other type (noted for
- * td_client_new either way). */
+/* The row of opt in *out; TD_EINVAL (noted for td_client_new) when it
+ * takes the other type.  TD_ENOTSUP when this library does not know the
+ * option, and not noted: tokendist.h tells a program built against a later
+ * header to handle that code at run time, and one that goes on without the
+ * option must still get its client. */
 static int opt_row(td_client_opts *o, td_option opt, opt_type type, const opt_spec **out)
 {
     const opt_spec *sp = (int)opt > 0 && (int)opt < OPT_N && opt_table[opt].type != OPT_NONE
                          ? &opt_table[opt] : NULL;
-    if (!sp)
-        return opt_fail(o, TD_ENOTSUP, "选项 %d 未知: 此 libtokendist (%s) 比程序编译时用的 tokendist.h 旧，"
-                                       "请升级 libtokendist", (int)opt, TD_VERSION);
+    if (!sp) return TD_ENOTSUP;
     if (sp->type != type)
         return opt_fail(o, TD_EINVAL, "选项 %s 的值应为%s，请用 %s", sp->name,
                         sp->type == OPT_STR ? "字符串" : "整数",
@@ -159,7 +159,7 @@ static int http_url(const char *s)
 int td_client_opts_set_str(td_client_opts *o, td_option opt, const char *v)
 {
     const opt_spec *sp = NULL;
-    char *copy = NULL;
+    char *copy = NULL, shown[204]; /* a URL in a message: its password never */
     int rc;
 
     if (!o) return TD_ENOMEM;
@@ -170,9 +170,11 @@ int td_client_opts_set_str(td_client_opts *o, td_option opt, const char *v)
     if (v && opt == TD_OPT_NAME && !valid_name(v))
         return opt_fail(o, TD_EINVAL, "token 名称 '%.80s' 无效: 应为 " TD_NAME_RULE, v);
     if (v && opt == TD_OPT_URL && !http_url(v))
-        return opt_fail(o, TD_EINVAL, "端点地址 '%.200s' 无效: 应以 http:// 或 https:// 开头", v);
+        return opt_fail(o, TD_EINVAL, "端点地址 '%s' 无效: 应以 http:// 或 https:// 开头",
+                        td_httpc_redact_url(v, 0, shown, sizeof shown));
     if (v && opt == TD_OPT_URL && strlen(v) >= URL_MAX)
-        return opt_fail(o, TD_EINVAL, "端点地址 '%.200s…' 太长 (上限 %d 字节)", v, URL_MAX - 1);
+        return opt_fail(o, TD_EINVAL, "端点地址 '%s…' 太长 (上限 %d 字节)", td_httpc_redact_url(v, 0, shown, sizeof shown),
+                        URL_MAX - 1);
     if (v && opt == TD_OPT_URL && o->nurls == OPTS_URLS_MAX)
         return opt_fail(o, TD_EINVAL, "端点地址太多 (上限 %d 个)", OPTS_URLS_MAX);
     if (v && opt == TD_OPT_SHARE_KEY) {
@@ -220,7 +222,8 @@ struct td_client {
     td_gitee gitee;             /* gitee.owner == NULL: no Gitee fallback */
     char *gitee_strings[6];     /* owned copies behind the gitee fields */
     td_seal_keys seal;          /* share keys of a sealed Gitee copy (n == 0: plaintext) */
-    char name[TD_NAME_MAX + 1]; /* the token name a sealed copy must carry */
+    char name[TD_NAME_MAX + 1]; /* the token name a sealed copy (and the cache file) must carry */
+    const char *kind;           /* TD_CACHE_KIND_TOKEN or _TICKET: what the cache file must hold */
     char *cache_file;
     long min_remaining;         /* >= 0; 0: only "not expired" */
     long timeout_ms, connect_ms, refresh_wait_ms;
@@ -250,6 +253,7 @@ struct td_client {
     int64_t rejected_until_ms;  /* monotonic: fetches avoid it until then */
     int reporting;
     int report_rc;
+    int64_t report_until_ms;    /* monotonic: later reports of it get report_rc until then */
     char report_err[1024];
 
     /* What Gitee answered last: the file's text or why not.  Used again
@@ -266,7 +270,9 @@ struct td_client {
 /* What one source gave: a usable record or the reason it is not. */
 typedef struct attempt {
     td_source src;
+    size_t url;                 /* an endpoint's index in c->urls */
     const char *where;          /* URL, owner/repo/path@branch or file path */
+    char shown[512];            /* an endpoint's URL without its credentials (where) */
     int rc;
     char why[WHY_LEN];
 } attempt;
@@ -343,8 +349,10 @@ static int endpoint_urls(const char *url, const char *name, const char *ticket, 
     if ((rc = td_endpoint_resolve(e, url, name, err, errlen)) != TD_OK) goto out;
     rc = TD_EINVAL;
     if (!e->named[0] && (strcmp(name, "default") != 0 || ticket)) {
-        snprintf(err, errlen, "端点地址 '%.200s' 不是 tokendist 的地址 (…/release/get-token 或 …/v1/tokens/NAME)，"
-                              "无法从中找到 token '%s'%s", url, name, ticket ? " 的 jsapi_ticket" : "");
+        char shown[204];
+        snprintf(err, errlen, "端点地址 '%s' 不是 tokendist 的地址 (…/release/get-token 或 …/v1/tokens/NAME)，"
+                              "无法从中找到 token '%s'%s", td_httpc_redact_url(url, 0, shown, sizeof shown), name,
+                 ticket ? " 的 jsapi_ticket" : "");
         goto out;
     }
     rc = TD_ENOMEM;
@@ -470,6 +478,7 @@ int td_client_new(td_client **out, const td_client_opts *o, char *err, size_t er
     c->cache_file = dup_opt(s[TD_OPT_CACHE_FILE], &ok);
     if (!ok) goto fail;
     snprintf(c->name, sizeof c->name, "%s", name);
+    c->kind = s[TD_OPT_TICKET] ? TD_CACHE_KIND_TICKET : TD_CACHE_KIND_TOKEN;
     /* Checked by the setter already: it parses here. */
     if ((rc = td_seal_keys_parse(&c->seal, s[TD_OPT_SHARE_KEY], err, errlen)) != TD_OK) goto fail;
     c->min_remaining = o->num[TD_OPT_MIN_REMAINING];
@@ -673,10 +682,11 @@ static int from_endpoint(td_client *c, size_t i, td_token_kind kind, attempt *a,
     int rc;
 
     a->src = TD_SOURCE_ENDPOINT;
-    a->where = c->urls[i];
+    a->url = i;
+    a->where = td_httpc_redact_url(c->urls[i], TD_HTTPC_HIDE_QUERY, a->shown, sizeof a->shown);
     if ((rc = td_httpc_do(&req, &resp, herr, sizeof herr)) != TD_OK) {
-        size_t ul = strlen(req.url);
-        const char *h = !strncmp(herr, req.url, ul) && !strncmp(herr + ul, ": ", 2) ? herr + ul + 2 : herr;
+        const char *h = td_httpc_err_detail(herr, req.url); /* the URL is named in a->where */
+        if (!h) h = herr;
         snprintf(a->why, sizeof a->why, "%s: %s", rc == TD_ETIMEOUT ? "请求超时" : "网络错误", h);
         return a->rc = rc;
     }
@@ -757,10 +767,79 @@ static int from_cache(td_client *c, td_token_kind kind, attempt *a, td_record **
         rc = a->rc = ferror(f) ? TD_EIO : TD_ETOOBIG;
         goto out;
     }
-    rc = judge(c, a, buf, n, kind, get_offset(c), out);
+    {
+        char *plain = NULL;
+        size_t plen = 0;
+        if ((rc = a->rc = td__client_cache_open(buf, n, c->name, c->kind, &plain, &plen, a->why,
+                                                sizeof a->why)) == TD_OK)
+            rc = judge(c, a, plain, plen, kind, get_offset(c), out);
+        if (plain) explicit_bzero(plain, plen);
+        free(plain);
+    }
 out:
+    if (buf) explicit_bzero(buf, CACHE_FILE_MAX + 1);
     free(buf);
     if (f) fclose(f);
+    return rc;
+}
+
+/* The words of the two kinds in a message. */
+static const char *kind_label(const char *kind)
+{
+    return !strcmp(kind, TD_CACHE_KIND_TICKET) ? "jsapi_ticket" : "access token";
+}
+
+int td__client_cache_open(const char *text, size_t len, const char *name, const char *kind, char **record,
+                          size_t *rlen, char *why, size_t whylen)
+{
+    json_t *o, *n, *k;
+    const char *wn, *wk;
+    int rc = TD_EINVAL;
+
+    *record = NULL;
+    td_record_skip_bom(&text, &len);
+    if (!(o = json_loadb(text, len, JSON_REJECT_DUPLICATES, NULL)) || !json_is_object(o)) {
+        snprintf(why, whylen, o ? "缓存文件不是JSON对象" : "缓存文件不是JSON");
+        goto out;
+    }
+    n = json_object_get(o, TD_CACHE_NAME_FIELD);
+    k = json_object_get(o, TD_CACHE_KIND_FIELD);
+    if ((n && (!json_is_string(n) || !valid_name(json_string_value(n)))) ||
+        (k && (!json_is_string(k) || (strcmp(json_string_value(k), TD_CACHE_KIND_TOKEN) != 0 &&
+                                      strcmp(json_string_value(k), TD_CACHE_KIND_TICKET) != 0)))) {
+        snprintf(why, whylen, "缓存文件的 %s 或 %s 无效", TD_CACHE_NAME_FIELD, TD_CACHE_KIND_FIELD);
+        goto out;
+    }
+    /* A file from before the two fields was written by a client of the
+     * seed's token (the only one then): it counts as that, and nothing else. */
+    wn = n ? json_string_value(n) : "default";
+    wk = k ? json_string_value(k) : TD_CACHE_KIND_TOKEN;
+    rc = TD_ENOTFOUND;
+    if (!n && !k && (strcmp(wn, name) != 0 || strcmp(wk, kind) != 0)) {
+        snprintf(why, whylen, "缓存文件没有标明属于哪个 token (旧格式)，只当作 token 'default' 的 access token，"
+                              "不是 '%s' 的 %s: 请换一个缓存文件", name, kind_label(kind));
+        goto out;
+    }
+    if (strcmp(wn, name) != 0) {
+        snprintf(why, whylen, "缓存文件属于 token '%s'，不是 '%s': 每个 token 名称请用自己的缓存文件", wn, name);
+        goto out;
+    }
+    if (strcmp(wk, kind) != 0) {
+        snprintf(why, whylen, "缓存文件存的是 token '%s' 的 %s，不是 %s: access token 和 jsapi_ticket 请用不同的缓存文件",
+                 wn, kind_label(wk), kind_label(kind));
+        goto out;
+    }
+    json_object_del(o, TD_CACHE_NAME_FIELD);
+    json_object_del(o, TD_CACHE_KIND_FIELD);
+    if (!(*record = json_dumps(o, 0))) {
+        snprintf(why, whylen, "内存不足");
+        rc = TD_ENOMEM;
+        goto out;
+    }
+    *rlen = strlen(*record);
+    rc = TD_OK;
+out:
+    json_decref(o);
     return rc;
 }
 
@@ -776,18 +855,31 @@ static int fsync_write(int fd, const char *buf, size_t len)
     return fsync(fd);
 }
 
-/* Keeps the record for the next process (td__client_write_cache).  Best
- * effort: a cache that cannot be written must not fail a get that has a
- * good token -- but the reason is kept, so a command can tell its user
- * that the fallback it asked for is not there (td__client_notes). */
+/* Keeps the record for the next process (td__client_write_cache).  The
+ * file names the token it holds (td__client_cache_open), so a client of
+ * another name or kind sharing the path does not take it for its own.
+ * Best effort: a cache that cannot be written must not fail a get that
+ * has a good token -- but the reason is kept, so a command can tell its
+ * user that the fallback it asked for is not there (td__client_notes). */
 static void write_cache(td_client *c, const td_record *rec)
 {
     char why[sizeof c->cache_why] = "";
     size_t len;
     const char *js = td_record_json(rec, &len);
+    json_t *o;
+    char *text = NULL;
 
     if (!c->cache_file) return;
-    (void)td__client_write_cache(c->cache_file, js, len, why, sizeof why);
+    o = json_loadb(js, len, 0, NULL);
+    if (o && !json_object_set_new(o, TD_CACHE_NAME_FIELD, json_string(c->name)) &&
+        !json_object_set_new(o, TD_CACHE_KIND_FIELD, json_string(c->kind)) && (text = json_dumps(o, 0))) {
+        (void)td__client_write_cache(c->cache_file, text, strlen(text), why, sizeof why);
+        explicit_bzero(text, strlen(text));
+    } else {
+        snprintf(why, sizeof why, "内存不足");
+    }
+    free(text);
+    json_decref(o);
     pthread_mutex_lock(&c->mu);
     memcpy(c->cache_why, why, sizeof why);
     pthread_mutex_unlock(&c->mu);
@@ -925,9 +1017,7 @@ static void fallback_note(const td_client *c, const attempt *at, size_t n, char 
     if (n < 2) return;
     td_strbuf_fixed(&b, note, len);
     if (won->src == TD_SOURCE_ENDPOINT) {
-        size_t i = 0;
-        while (i < c->nurls && c->urls[i] != won->where) i++;
-        td_strbuf_printf(&b, "token 取自第 %zu 个API地址 %s", i + 1, won->where);
+        td_strbuf_printf(&b, "token 取自第 %zu 个API地址 %s", won->url + 1, won->where);
     } else {
         td_strbuf_printf(&b, "token 取自%s %s", source_label(won->src), won->where);
     }
@@ -1175,7 +1265,7 @@ static int post_invalid(td_client *c, const char *token, td_record **newer, char
     const char *hdrs[] = {"Content-Type: application/json", c->auth_header, NULL};
     json_t *o = json_pack("{s:s}", "access_token", token);
     char *body = o ? json_dumps(o, JSON_COMPACT) : NULL;
-    char herr[400], reason[128], msg[256];
+    char herr[400], reason[128], msg[256], shown[512];
     int rc = TD_EINVAL, tried = 0;
 
     json_decref(o);
@@ -1220,7 +1310,7 @@ static int post_invalid(td_client *c, const char *token, td_record **newer, char
                  : resp.status == 401 || resp.status == 403 ? TD_EAUTH : TD_EHTTP;
             snprintf(err, errlen, "报告token无效失败: HTTP %ld: %s%s%s%s [%s]", resp.status,
                      reason_phrase(&resp, reason, sizeof reason), m ? " (" : "", m ? m : "",
-                     m ? ")" : "", req.url);
+                     m ? ")" : "", td_httpc_redact_url(req.url, TD_HTTPC_HIDE_QUERY, shown, sizeof shown));
         }
         td_httpc_resp_clear(&resp);
         /* Only a transport failure or a 5xx other than 501 tries the next endpoint. */
@@ -1235,6 +1325,7 @@ int td_client_report_invalid(td_client *c, const char *token, char *err, size_t 
 {
     td_record *newer = NULL;
     char rerr[sizeof c->report_err] = "";
+    int64_t until;
     int rc;
 
     if (!c || !token || !*token) {
@@ -1251,10 +1342,14 @@ int td_client_report_invalid(td_client *c, const char *token, char *err, size_t 
         td_record_free(c->rec);
         c->rec = NULL;
     }
-    /* Many callers hit by the same bad token: one report (and after a
-     * 409, the same answer: no loop of reports Feishu cannot change). */
+    /* Many callers hit by the same bad token at once: one report, whose
+     * answer stands for reports of that token while it may still bring
+     * another token (report_until_ms, below).  After a 202 that is the
+     * refresh wait: a token still handed out then was not replaced, and
+     * the server, which merges repeated reports itself, must hear of it. */
     if (c->rejected && !strcmp(c->rejected, token) &&
-        (c->reporting || c->report_rc == TD_OK || c->report_rc == TD_ECONFLICT)) {
+        (c->reporting || ((c->report_rc == TD_OK || c->report_rc == TD_ECONFLICT) &&
+                          td_clock_mono_ms() < c->report_until_ms))) {
         while (c->reporting) pthread_cond_wait(&c->cv, &c->mu);
         rc = c->report_rc;
         snprintf(err, errlen, "%s", c->report_err);
@@ -1273,6 +1368,11 @@ int td_client_report_invalid(td_client *c, const char *token, char *err, size_t 
 
     /* Written to a local buffer: another token's report may run meanwhile. */
     rc = post_invalid(c, token, &newer, rerr, sizeof rerr);
+    /* A 202 (TD_OK without a record) is a refresh the server took, not its
+     * outcome: it answers this token's reports only while that refresh may
+     * still bring another token (the fetch's wait), so a refresh that then
+     * failed or never ran is reported again.  200 and 409 are final. */
+    until = rc == TD_OK && !newer ? td_clock_mono_ms() + c->refresh_wait_ms : INT64_MAX;
     if (rc == TD_OK) rerr[0] = '\0';
     if (newer) {
         /* Fresh only when neither of its tokens is the one reported: a
@@ -1289,9 +1389,14 @@ int td_client_report_invalid(td_client *c, const char *token, char *err, size_t 
 
     pthread_mutex_lock(&c->mu);
     if (rc == TD_ECONFLICT) c->rejected_until_ms = 0; /* stop waiting: it stays the token */
+    /* After a 202 the next fetch waits out the refresh wait for another
+     * token from now, when the refresh was taken, not from the report's
+     * start: the server's own wait has used it up by then. */
+    if (rc == TD_OK && !newer && until != INT64_MAX) c->rejected_until_ms = until;
     if (newer && !c->fetching) install(c, newer, TD_SOURCE_ENDPOINT, NULL), newer = NULL;
     c->reporting = 0;
     c->report_rc = rc;
+    c->report_until_ms = until;
     snprintf(c->report_err, sizeof c->report_err, "%s", rerr);
     snprintf(err, errlen, "%s", rerr);
     pthread_cond_broadcast(&c->cv);

@@ -33,6 +33,24 @@ int td__client_judge(const char *text, size_t len, td_token_kind kind, long min_
 int td__client_endpoint_answer(const td_httpc_resp *resp, const char *url, td_token_kind kind,
                                long min_remaining, int64_t now, td_record **out, char *why, size_t whylen);
 
+/* The cache file is the record plus two members naming what it holds
+ * (docs/protocol.md, "The client cache file"): the token name, and the kind
+ * -- the token record, or the jsapi_ticket derived from it. */
+#define TD_CACHE_NAME_FIELD "tokendist_name"
+#define TD_CACHE_KIND_FIELD "tokendist_kind"
+#define TD_CACHE_KIND_TOKEN "token"
+#define TD_CACHE_KIND_TICKET "jsapi_ticket"
+
+/* The record text in a cache file (a leading BOM skipped), for a client of
+ * token `name` and `kind`: TD_OK with *record (malloc'd, NUL-terminated,
+ * the two members removed; the caller wipes and frees it) and *rlen.  A
+ * file written for another name or kind is TD_ENOTFOUND (it holds no token
+ * for this client); a file without the members, written before they
+ * existed, counts as "default"'s token.  TD_EINVAL: not a JSON object, or
+ * members of the wrong form.  why says which, in Chinese. */
+int td__client_cache_open(const char *text, size_t len, const char *name, const char *kind, char **record,
+                          size_t *rlen, char *why, size_t whylen);
+
 /* Writes the cache file: json goes to a temporary file next to path
  * (0600), synced, closed and renamed onto path, so a reader sees the old
  * record or the new one, never half of one.  Missing folders of path are

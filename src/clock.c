@@ -40,7 +40,7 @@ int td_clock_set_zone(const char *name, char *err, size_t errlen)
                 if (!strcmp(fallback_zones[i].iana, name)) tz = fallback_zones[i].posix;
             if (!tz) {
                 snprintf(err, errlen,
-                         "unknown time zone '%s': install tzdata or use a POSIX TZ such as CST-8",
+                         "'%s' 不是已知的时区: 请安装 tzdata，或写 POSIX 形式，例如 CST-8",
                          name);
                 return TD_EINVAL;
             }

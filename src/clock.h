@@ -39,13 +39,12 @@
  * it.  Moving time back is allowed too but is no wake-up: a sleeper then
  * sleeps longer, as it would on the real clock.
  *
- * Not moved: libmicrohttpd's and libcurl's timeouts, nor Redis's key
- * expiry.  A jump takes no real time, so a lease key in Redis stays while
- * its holder, judging its hold on td_clock_mono_ms, sees it lapsed until
- * it renews: its keeper within a slice, and before that the round trip
- * that precedes a cycle or the answer to an ask (lease.h, fleet.c).  So a
- * test may move time over a fleet on Redis, as long as it does not rely
- * on a key expiring.
+ * Not moved: libmicrohttpd's and libcurl's timeouts, nor leases (lease.c
+ * judges them on the real monotonic clock, the SQLite store on the real
+ * wall clock, S3 on the service's Date, Redis on its own key expiry): a
+ * jump takes no real time, so a lease's holder stays the holder across
+ * it.  So a test may move time over a fleet on any store, as long as it
+ * does not rely on a lease expiring.
  */
 #ifndef TD_CLOCK_H
 #define TD_CLOCK_H

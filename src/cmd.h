@@ -8,6 +8,8 @@
 
 #include "config.h"
 
+#include <stdio.h>
+
 /* Exit codes shared by all commands. */
 enum {
     TD_EXIT_OK = 0,
@@ -62,10 +64,6 @@ typedef struct td_cmd_refresher {
     td_sinks *sinks;                /* one list per token */
     td_refresher **r;               /* one per token; n == 0 without credentials */
 } td_cmd_refresher;
-/* The settings part of starting, before anything listens: the tokens c
- * configures, into s.  TD_EINVAL with err naming the variable to fix.
- * td_cmd_refresher_start does it itself when it was not done. */
-int td_cmd_refresher_config(td_cmd_refresher *s, const td_config *c, char *err, size_t errlen);
 /* me: where this server listens (NULL for scf-runtime, which does not
  * know its address): a sink that is this server itself is dropped
  * (td_sinks_drop_self), and the notice shows where to get the token even
@@ -76,8 +74,21 @@ int td_cmd_refresher_start(td_cmd_refresher *s, const td_config *c, struct td_st
 void td_cmd_refresher_stop(td_cmd_refresher *s);
 
 /* Loads settings for cmd and handles --help and --print-config; returns -1
- * when the command should go on, else the exit code to return.  Also sets
- * the process time zone. */
+ * when the command should go on, else the exit code to return (a bad
+ * setting: TD_EXIT_USAGE, its message printed).  Logs the settings'
+ * warnings (misspelt variable names) and sets the process time zone.
+ * main.c. */
 int td_cmd_config(td_config *c, unsigned cmd, int argc, char **argv);
+
+/* Prints cmd's --help: usage line, what it does, its options, its exit
+ * codes.  main.c. */
+void td_cmd_usage(unsigned cmd, FILE *f);
+
+/* The checks of a front door's settings that the settings table cannot
+ * make alone (tokens.h, sink.h), run before anything starts: TD_EINVAL
+ * with err naming what to fix.  Half-configured Feishu credentials are
+ * not an error here: they are logged as a warning naming the missing half
+ * and dropped, and the server runs without refreshing. */
+int td_cmd_check_front_settings(td_config *c, char *err, size_t errlen);
 
 #endif

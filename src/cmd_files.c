@@ -47,15 +47,6 @@ typedef struct run {
     int fatal;                  /* the error that stopped the run */
 } run;
 
-static void usage(FILE *f)
-{
-    fprintf(f, "Usage: tokendist files list|download --chat oc_… [OPTIONS]\n\n"
-               "  list      print the chat's file messages: time, file name, message_id, file_key\n"
-               "  download  download them into --out (skips files it fetched before, by file_key; safe to rerun from cron)\n\n"
-               "Options (flag > environment > env-file > default):\n");
-    td_config_usage(TD_CMD_FILES, f);
-}
-
 /* s made safe for the terminal (td_chatfile_printable) in buf; a text
  * too long for buf (never a Feishu name: 4 bytes out per byte in) ends in
  * "…". */
@@ -261,11 +252,11 @@ int td_cmd_files(int argc, char **argv)
 
     memset(&c, 0, sizeof c);
     if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
-        usage(argc < 2 ? stderr : stdout);
+        td_cmd_usage(TD_CMD_FILES, argc < 2 ? stderr : stdout);
         return argc < 2 ? TD_EXIT_USAGE : TD_EXIT_OK;
     }
     if (strcmp(argv[1], "list") != 0 && strcmp(argv[1], "download") != 0) {
-        fprintf(stderr, "tokendist files: unknown action '%s': use list or download (see tokendist files --help)\n",
+        fprintf(stderr, "tokendist files: 未知的动作 '%s': 应为 list 或 download (见 tokendist files --help)\n",
                 argv[1]);
         return TD_EXIT_USAGE;
     }
@@ -278,13 +269,13 @@ int td_cmd_files(int argc, char **argv)
     if ((ex = td_cmd_config(&c, TD_CMD_FILES, argc - 1, nargv)) >= 0) goto out;
     ex = TD_EXIT_USAGE;
     if (!c.chat || !*c.chat) {
-        fprintf(stderr, "tokendist %s: --chat is required (the group's oc_… id, or FEISHU_CHAT_ID)\n", name);
+        fprintf(stderr, "tokendist %s: 缺少 --chat: 写上群的 oc_… ID (或设置 FEISHU_CHAT_ID)\n", name);
         goto out;
     }
     if (parse_time("--since", c.since, &since) != TD_OK || parse_time("--until", c.until, &until) != TD_OK)
         goto out;
     if (since && until && until <= since) {
-        fprintf(stderr, "tokendist %s: --until must be later than --since\n", name);
+        fprintf(stderr, "tokendist %s: --until 应晚于 --since\n", name);
         goto out;
     }
     if ((rc = td__client_from_config(&c, &cl, err, sizeof err)) != TD_OK) {

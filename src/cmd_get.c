@@ -36,9 +36,11 @@ int td__client_from_config(const td_config *c, td_client **out, char *err, size_
     td_client_opts_set_str(o, TD_OPT_READ_KEY, c->read_key);
     td_client_opts_set_str(o, TD_OPT_NAME, c->name);
     td_client_opts_set_str(o, TD_OPT_TICKET, c->ticket);
-    /* The Gitee fallback is on when a repository is named: the seed's
-     * ENABLE_GITEE_TOKEN_SHARE switches the refresher's upload, not reads. */
-    if (c->gitee_owner && *c->gitee_owner && c->gitee_repo && *c->gitee_repo) {
+    /* The Gitee fallback is on when a repository is named, unless the
+     * seed's ENABLE_GITEE_TOKEN_SHARE says false: then the producer of this
+     * environment does not share there, and only --gitee reads it (as the
+     * Node and Python clients do with the same settings). */
+    if (c->gitee_read != 0 && c->gitee_owner && *c->gitee_owner && c->gitee_repo && *c->gitee_repo) {
         td_client_opts_set_str(o, TD_OPT_GITEE_BASE_URL, c->gitee_base_url);
         td_client_opts_set_str(o, TD_OPT_GITEE_OWNER, c->gitee_owner);
         td_client_opts_set_str(o, TD_OPT_GITEE_REPO, c->gitee_repo);
@@ -112,13 +114,6 @@ void td__client_explain(int rc, FILE *f)
     }
 }
 
-static int wants_help(int argc, char **argv)
-{
-    for (int i = 1; i < argc; i++)
-        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) return 1;
-    return 0;
-}
-
 int td_cmd_get(int argc, char **argv)
 {
     td_config c;
@@ -128,13 +123,7 @@ int td_cmd_get(int argc, char **argv)
     char err[4096], *json = NULL;
     int ex, rc;
 
-    if ((ex = td_cmd_config(&c, TD_CMD_GET, argc, argv)) >= 0) {
-        if (ex == TD_EXIT_OK && wants_help(argc, argv))
-            printf("\nExit codes: 0 token printed; 2 bad options; %d no valid token at any source; "
-                   "%d key refused; %d endpoint unreachable or HTTP error; 1 other failure\n",
-                   GET_EXIT_NOTOKEN, GET_EXIT_AUTH, GET_EXIT_NETWORK);
-        goto out;
-    }
+    if ((ex = td_cmd_config(&c, TD_CMD_GET, argc, argv)) >= 0) goto out;
     ex = TD_EXIT_USAGE;
     if (!strcmp(c.field, "access_token")) {
         kind = TD_TOKEN_APP;

@@ -12,30 +12,14 @@
 #include <stdio.h>
 #include <string.h>
 
-static void usage(FILE *f)
-{
-    fputs("Usage: tokendist keygen\n\n"
-          "Prints a new share key: 32 random bytes in base64, for TOKENDIST_SHARE_KEY.  With it set on the\n"
-          "refresher and on the clients, the Gitee copy of the token is sealed (AES-256-GCM): who can read\n"
-          "the repository but has no key learns nothing.  Rotate by listing the new key first and the old\n"
-          "one after it (TOKENDIST_SHARE_KEY=NEW,OLD); see docs/protocol.md.\n\n"
-          "Options:\n"
-          "  --help                     show this help\n", f);
-}
-
 int td_cmd_keygen(int argc, char **argv)
 {
     char key[TD_SEAL_KEY_B64], err[256];
-    int ex;
+    td_config c;
+    int ex = td_cmd_config(&c, TD_CMD_KEYGEN, argc, argv);  /* --help, or a stray word refused */
 
-    if (argc > 1) {
-        if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
-            usage(stdout);
-            return TD_EXIT_OK;
-        }
-        fprintf(stderr, "tokendist keygen: unexpected argument '%s' (see tokendist keygen --help)\n", argv[1]);
-        return TD_EXIT_USAGE;
-    }
+    td_config_free(&c);
+    if (ex >= 0) return ex;
     if (td_seal_keygen(key, err, sizeof err) != TD_OK) {
         fprintf(stderr, "tokendist keygen: %s\n", err);
         return TD_EXIT_FAIL;

@@ -42,7 +42,7 @@ int td_cmd_refresh(int argc, char **argv)
         goto out;
     }
     if (!(sinks = calloc(n, sizeof *sinks)) || !(r = calloc(n, sizeof *r))) {
-        fprintf(stderr, "tokendist refresh: out of memory\n");
+        fprintf(stderr, "tokendist refresh: 内存不足\n");
         goto out;
     }
     for (size_t i = 0; i < n; i++) {

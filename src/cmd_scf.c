@@ -19,6 +19,7 @@
 #include "log.h"
 #include "scf.h"
 #include "store.h"
+#include "strbuf.h"
 #include "tokendist.h"
 
 #include <signal.h>
@@ -29,36 +30,48 @@
 typedef struct timer_ctx {
     td_cmd_refresher *rs;
     td_api *api;
-    const char *name;
 } timer_ctx;
 
-/* A Timer event: one refresh when one is due (here, or by the fleet's
- * lease holder), answered with what happened. */
+/* A Timer event: each token this function refreshes (the default one and
+ * TOKENDIST_TOKENS') whose refresh is due is refreshed -- here, or by the
+ * fleet's lease holder -- before the answer, which says what happened.
+ * SCF freezes the instance right after it: a token left for the
+ * background thread would wait for the next event. */
 static int on_timer(void *ud, char **out, char *err, size_t errlen)
 {
     timer_ctx *t = ud;
     const td_api_hooks *h = t->rs->fleet ? td_fleet_hooks(t->rs->fleet) : NULL;
-    td_snap *s;
-    char why[300];
-    int64_t exp;
-    int rc;
+    td_strbuf failed;
+    char why[300], fails[1024];
+    int refreshed = 0, rc = TD_OK;
 
-    if (!t->rs->r) {
-        snprintf(err, errlen, "定时触发器需要飞书凭证：本函数没有配置 FEISHU_APP_ID/FEISHU_APP_SECRET，无法刷新 token");
+    if (!t->rs->n || !h) {
+        snprintf(err, errlen, "定时触发器需要飞书凭证：本函数没有配置 FEISHU_APP_ID/FEISHU_APP_SECRET "
+                              "(也没有 TOKENDIST_TOKENS 的平台凭证)，无法刷新 token");
         return TD_EINVAL;
     }
-    s = td_api_snapshot(t->api, t->name);
-    exp = s ? s->expire_ts : 0;
-    td_snap_release(s);
-    if (!h->stale(h->ud, t->name, exp)) {
-        *out = strdup("{\"refreshed\": false, \"message\": \"未到刷新时间\"}");
-        return *out ? TD_OK : TD_ENOMEM;
+    td_strbuf_fixed(&failed, fails, sizeof fails);
+    for (size_t i = 0; i < t->rs->n; i++) {
+        const char *name = t->rs->tokens[i].name;
+        td_snap *s = td_api_snapshot(t->api, name);
+        int64_t exp = s ? s->expire_ts : 0;
+        int one;
+
+        td_snap_release(s);
+        if (!t->rs->r[i] || !h->stale(h->ud, name, exp)) continue;
+        if ((one = h->freshen(h->ud, name, 25000, why, sizeof why)) == TD_OK) {
+            refreshed = 1;
+            continue;
+        }
+        if (rc == TD_OK) rc = one;
+        td_strbuf_printf(&failed, "%s%s: %s", failed.len ? "；" : "", name, why);
     }
-    if ((rc = h->freshen(h->ud, t->name, 25000, why, sizeof why)) != TD_OK) {
-        snprintf(err, errlen, "定时刷新失败: %s", why);
+    if (rc != TD_OK) {
+        snprintf(err, errlen, "定时刷新失败: %s", fails);
         return rc;
     }
-    *out = strdup("{\"refreshed\": true, \"message\": \"已刷新\"}");
+    *out = strdup(refreshed ? "{\"refreshed\": true, \"message\": \"已刷新\"}"
+                            : "{\"refreshed\": false, \"message\": \"未到刷新时间\"}");
     return *out ? TD_OK : TD_ENOMEM;
 }
 
@@ -82,6 +95,11 @@ int td_cmd_scf(int argc, char **argv)
         goto out;
     }
     snprintf(base, sizeof base, "http://%s:%s", host, port);
+    if (td_cmd_check_front_settings(&c, err, sizeof err) != TD_OK) {
+        td_log("❌ %s", err);
+        td_scf_init_error(base, err);
+        goto out;
+    }
     ex = TD_EXIT_FAIL;
     signal(SIGPIPE, SIG_IGN);
 
@@ -99,7 +117,7 @@ int td_cmd_scf(int argc, char **argv)
         td_scf_init_error(base, "无法启动 token 刷新 (见日志)");
         goto out;
     }
-    tc = (timer_ctx){.rs = &refresher, .api = api, .name = c.name};
+    tc = (timer_ctx){.rs = &refresher, .api = api};
     td_scf_run(api, base, on_timer, &tc, err, sizeof err); /* returns only when the runtime API is gone */
     td_log("❌ SCF 运行时 API 不可用，退出: %s", err);
 out:

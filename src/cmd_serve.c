@@ -23,26 +23,44 @@
 #include <stdlib.h>
 #include <string.h>
 
-int td_cmd_config(td_config *c, unsigned cmd, int argc, char **argv)
+int td_cmd_check_front_settings(td_config *c, char *err, size_t errlen)
 {
-    char err[512];
-    int rc = td_config_load(c, cmd, argc, argv, err, sizeof err);
+    td_token_conf *tokens = NULL;
+    size_t n = 0;
+    int rc = TD_OK, half = !c->feishu_app_id != !c->feishu_app_secret;
 
-    if (rc == 1) return TD_EXIT_OK;
-    if (rc != TD_OK) {
-        fprintf(stderr, "tokendist %s: %s\n", argv[0], err);
-        return TD_EXIT_USAGE;
+    /* One half of the seed's credentials (or one misspelt: the warnings
+     * above name it): say which is missing, and serve what writers push. */
+    if (half) {
+        td_log("⚠️ 飞书凭证只配置了一半: 设置了 %s，缺少 %s，所以不自行刷新 token，只分发写入的 token。"
+               "💡 在环境变量或 env-file 中设置 %s (或 --%s)",
+               c->feishu_app_id ? "FEISHU_APP_ID" : "FEISHU_APP_SECRET",
+               c->feishu_app_id ? "FEISHU_APP_SECRET" : "FEISHU_APP_ID",
+               c->feishu_app_id ? "FEISHU_APP_SECRET" : "FEISHU_APP_ID",
+               c->feishu_app_id ? "app-secret" : "app-id");
+        free(c->feishu_app_id), c->feishu_app_id = NULL;
+        free(c->feishu_app_secret), c->feishu_app_secret = NULL;
     }
-    if (td_clock_set_zone(c->tz, err, sizeof err) != TD_OK) {
-        fprintf(stderr, "tokendist %s: %s\n", argv[0], err);
-        return TD_EXIT_USAGE;
+    /* The tokens and their sinks are made again when the refresher starts;
+     * made here, a mistake in them stops the start before the store is
+     * opened or the port taken. */
+    if ((rc = td_tokens_from_config(c, &tokens, &n, err, errlen)) != TD_OK) goto out;
+    for (size_t i = 0; i < n && rc == TD_OK; i++) {
+        td_sinks s;
+        rc = td_sinks_from_config(&s, c, &tokens[i], NULL, err, errlen);
+        for (size_t j = 0; rc == TD_OK && j < s.n; j++) td_seal_keys_wipe(&s.v[j].seal);
     }
-    if (c->print_config) {
-        td_config_print(c, cmd, stdout);
-        if (cmd & (TD_CMD_SERVE | TD_CMD_REFRESH | TD_CMD_SCF)) td_tokens_print(c, stdout);
-        return TD_EXIT_OK;
+    if (rc == TD_OK && !c->tls_cert != !c->tls_key) {
+        snprintf(err, errlen, "设置了 %s，却没有 %s: HTTPS 要两个都设置 (证书和它的私钥)",
+                 c->tls_cert ? "--tls-cert (TOKENDIST_TLS_CERT)" : "--tls-key (TOKENDIST_TLS_KEY)",
+                 c->tls_cert ? "--tls-key (TOKENDIST_TLS_KEY)" : "--tls-cert (TOKENDIST_TLS_CERT)");
+        rc = TD_EINVAL;
     }
-    return -1;
+    if (rc == TD_OK && n == 0 && !half)
+        td_log("未配置 FEISHU_APP_ID/FEISHU_APP_SECRET (也没有 TOKENDIST_TOKENS)：只分发写入的 token，不自行刷新");
+out:
+    free(tokens);
+    return rc;
 }
 
 /* A shared store saw a change (another instance's put, or everything
@@ -62,7 +80,8 @@ int td_cmd_open_api(const td_config *c, const char *listen, td_store **store, td
     td_api_opts o = {
         .push_keys = &c->push_keys, .read_keys = &c->read_keys,
         .cors_origin = c->cors_origin, .body_limit = (size_t)c->body_limit,
-        .trusted_proxies = &c->trusted_proxies, .allowed_hosts = &c->allowed_hosts,
+        .trusted_proxies = &c->trusted_proxies, .real_ip_header = c->real_ip_header,
+        .allowed_hosts = &c->allowed_hosts,
         .loopback_listener = listen && td_http_listen_loopback(listen),
         .max_clock_skew = c->max_clock_skew,
     };
@@ -98,12 +117,6 @@ void td_cmd_close_api(td_store *store, td_api *api)
     td_store_close(store);
 }
 
-int td_cmd_refresher_config(td_cmd_refresher *s, const td_config *c, char *err, size_t errlen)
-{
-    memset(s, 0, sizeof *s);
-    return td_tokens_from_config(c, &s->tokens, &s->n, err, errlen);
-}
-
 int td_cmd_refresher_start(td_cmd_refresher *s, const td_config *c, td_store *store, td_api *api,
                            const td_endpoint_self *me)
 {
@@ -111,11 +124,11 @@ int td_cmd_refresher_start(td_cmd_refresher *s, const td_config *c, td_store *st
     td_lease *lease;
     char err[512], own[TD_ENDPOINT_URL_MAX];
 
-    if (!s->tokens && td_cmd_refresher_config(s, c, err, sizeof err) != TD_OK) goto fail;
+    memset(s, 0, sizeof *s);
     if (td_fleet_new(&s->fleet, store, err, sizeof err) != TD_OK) goto fail;
-    if (!s->n) td_log("未配置 FEISHU_APP_ID/FEISHU_APP_SECRET (也没有 TOKENDIST_TOKENS)：只分发写入的 token，不自行刷新");
+    if (td_tokens_from_config(c, &s->tokens, &s->n, err, sizeof err) != TD_OK) goto fail;
     if (s->n && (!(s->sinks = calloc(s->n, sizeof *s->sinks)) || !(s->r = calloc(s->n, sizeof *s->r)))) {
-        snprintf(err, sizeof err, "out of memory");
+        snprintf(err, sizeof err, "内存不足");
         goto fail;
     }
     for (size_t i = 0; i < s->n; i++) {
@@ -173,9 +186,7 @@ int td_cmd_serve(int argc, char **argv)
     int sig = 0, ex;
 
     if ((ex = td_cmd_config(&c, TD_CMD_SERVE, argc, argv)) >= 0) goto out;
-    /* A mistake in one token's settings is one in the settings (exit 2),
-     * found before anything listens or fetches. */
-    if (td_cmd_refresher_config(&refresher, &c, err, sizeof err) != TD_OK) {
+    if (td_cmd_check_front_settings(&c, err, sizeof err) != TD_OK) {
         fprintf(stderr, "tokendist serve: %s\n", err);
         ex = TD_EXIT_USAGE;
         goto out;

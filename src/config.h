@@ -22,6 +22,7 @@ enum {
     TD_CMD_CHECK = 1 << 3,
     TD_CMD_FILES = 1 << 4,
     TD_CMD_SCF = 1 << 5,
+    TD_CMD_KEYGEN = 1 << 6,     /* no settings: --help only */
 };
 
 typedef struct td_strlist {
@@ -45,7 +46,8 @@ typedef struct td_config {
     long s3_revalidate;         /* seconds between a reader's checks for changes */
     td_strlist push_keys;
     td_strlist read_keys;
-    td_strlist trusted_proxies; /* CIDRs whose forwarding headers are believed */
+    td_strlist trusted_proxies; /* CIDRs whose forwarding header is believed */
+    char *real_ip_header;       /* which: "X-Forwarded-For" or "X-Real-IP" (any case); NULL: both must agree */
     td_strlist allowed_hosts;   /* Host names answered besides the loopback's */
     long max_clock_skew;        /* seconds a record may be generated ahead */
     char *cors_origin;
@@ -83,7 +85,8 @@ typedef struct td_config {
     char *public_url;           /* the notice's 🔗 line */
 
     /* sinks and client fallback: Gitee */
-    int gitee_enabled;
+    int gitee_enabled;          /* the refresher shares the token there */
+    int gitee_read;             /* get, files: 1 read it, 0 not, -1 unset (read when a repository is named) */
     char *gitee_access_token;
     char *gitee_owner;
     char *gitee_repo;
@@ -112,7 +115,16 @@ typedef struct td_config {
      * lines, which the table cannot list (see td_config_env) */
     td_strlist tokens;
     td_strlist envfile_extra;   /* "KEY=VALUE" */
+    td_strlist envfile_unknown; /* "KEY LINE": names no command reads, for the typo hints */
+
+    /* Sentences for the operator that do not stop the command (a variable
+     * that looks like a misspelt one); never holding a value. */
+    td_strlist warnings;
 } td_config;
+
+/* The variables of a token TOKENDIST_TOKENS names, after
+ * "TOKENDIST_<NAME>_" (tokens.h); NULL-terminated. */
+extern const char *const td_config_token_vars[];
 
 /* A variable the table does not declare (TOKENDIST_<NAME>_…): the
  * environment's value, else the env-file's, else NULL.  An empty value
@@ -120,9 +132,13 @@ typedef struct td_config {
 const char *td_config_env(const td_config *c, const char *key);
 
 /* Fills c from defaults, env-file, environment and argv (argv[0] is the
- * command name; remaining non-flag words are refused).  On failure err
- * says what to fix.  Returns TD_OK, TD_EINVAL, or 1 when --help was asked
- * (the help text is already printed on stdout). */
+ * command name; remaining non-flag words are refused).  Every value is
+ * checked here, so a bad one stops a command before it starts anything.
+ * An empty value (a variable set to "", an env-file line KEY=, --opt=)
+ * counts as not given.  On failure err names the setting, where it came
+ * from (option, environment variable, env-file line) and what to write.
+ * Returns TD_OK, TD_EINVAL, or 1 when --help (or -h) was asked, before
+ * anything else is read; the caller prints the help. */
 int td_config_load(td_config *c, unsigned cmd, int argc, char **argv,
                    char *err, size_t errlen);
 void td_config_free(td_config *c);
@@ -131,12 +147,21 @@ void td_config_free(td_config *c);
  * fingerprints) in env-file form. */
 void td_config_print(const td_config *c, unsigned cmd, FILE *f);
 
-/* Prints the option list of cmd, for --help. */
+/* The edit distance of a and b (insertions, deletions, substitutions and
+ * swaps of neighbours each count 1; 99 beyond 127 bytes), and the most
+ * that is taken for a typo: FEISHU_APP_SECERT is 1 from FEISHU_APP_SECRET,
+ * --lisen 1 from --listen.  Used for the "你是不是想写 …？" hints. */
+#define TD_CONFIG_NEAR 2
+int td_config_distance(const char *a, size_t al, const char *b, size_t bl);
+
+/* Prints the option list of cmd under its heading, for --help. */
 void td_config_usage(unsigned cmd, FILE *f);
 
 /* Parses one env-file into callback calls; exposed for tests and fuzzing.
- * Returns TD_OK or TD_EINVAL with err naming the line. */
-typedef int (*td_config_kv_cb)(void *ud, const char *key, const char *val);
+ * A UTF-8 byte-order mark and CRLF line ends are accepted.  Returns TD_OK
+ * or TD_EINVAL with err naming the line; when cb fails, TD_EINVAL with err
+ * as cb left it. */
+typedef int (*td_config_kv_cb)(void *ud, int lineno, const char *key, const char *val);
 int td_config_parse_envfile(const char *text, size_t len, td_config_kv_cb cb,
                             void *ud, char *err, size_t errlen);
 

@@ -1,6 +1,7 @@
 /* endpoint -- see endpoint.h. */
 #define _GNU_SOURCE
 #include "endpoint.h"
+#include "httpc.h"
 #include "record.h"
 #include "strbuf.h"
 #include "tokendist.h"
@@ -48,14 +49,16 @@ int td_endpoint_resolve(td_endpoint *e, const char *url, const char *name, char 
     size_t blen, plen, keep;
     int deflt = !strcmp(name, "default");
     td_strbuf t, nb;
+    char shown[204]; /* url for the messages: its password never (httpc's rule) */
 
     e->token[0] = e->named[0] = '\0';
+    td_httpc_redact_url(url ? url : "", 0, shown, sizeof shown);
     if (!url || !http_url(url)) {
-        snprintf(err, errlen, "端点地址 '%.200s' 无效: 应以 http:// 或 https:// 开头", url ? url : "");
+        snprintf(err, errlen, "端点地址 '%s' 无效: 应以 http:// 或 https:// 开头", shown);
         return TD_EINVAL;
     }
     if (strlen(url) >= TD_ENDPOINT_URL_MAX - 128) {
-        snprintf(err, errlen, "端点地址 '%.200s…' 太长 (上限 %d 字节)", url, TD_ENDPOINT_URL_MAX - 129);
+        snprintf(err, errlen, "端点地址 '%s…' 太长 (上限 %d 字节)", shown, TD_ENDPOINT_URL_MAX - 129);
         return TD_EINVAL;
     }
     split(url, &blen, &path, &plen);
@@ -78,8 +81,8 @@ int td_endpoint_resolve(td_endpoint *e, const char *url, const char *name, char 
                td_record_name_valid(slash + 1, plen - (size_t)(slash + 1 - path))) {
         size_t nl = plen - (size_t)(slash + 1 - path);
         if (!deflt && (strlen(name) != nl || strncmp(slash + 1, name, nl) != 0)) {
-            snprintf(err, errlen, "端点地址 '%.200s' 指向 token '%.*s'，但这里要的是 '%s': "
-                                  "请去掉地址里的名称或改用同一个名称", url, (int)nl, slash + 1, name);
+            snprintf(err, errlen, "端点地址 '%s' 指向 token '%.*s'，但这里要的是 '%s': "
+                                  "请去掉地址里的名称或改用同一个名称", shown, (int)nl, slash + 1, name);
             return TD_EINVAL;
         }
         td_strbuf_printf(&nb, "%.*s", (int)(blen + plen), url);
@@ -89,7 +92,7 @@ int td_endpoint_resolve(td_endpoint *e, const char *url, const char *name, char 
     }
     /* The length check above leaves room for a path and a name. */
     if (td_strbuf_error(&t) != TD_OK || td_strbuf_error(&nb) != TD_OK) {
-        snprintf(err, errlen, "端点地址 '%.200s…' 加上 token 名称 '%.64s' 后太长", url, name);
+        snprintf(err, errlen, "端点地址 '%s…' 加上 token 名称 '%.64s' 后太长", shown, name);
         return TD_ETOOBIG;
     }
     return TD_OK;

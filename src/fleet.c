@@ -16,8 +16,9 @@
 #include <time.h>
 
 #define NAMES_MAX 64            /* tokens this process refreshes */
-#define WAITERS_MAX 256         /* reports forwarded and not answered yet */
-#define INBOX_THREADS 2
+#define FLIGHTS_MAX 64          /* forwards under way or remembered at once (few tokens x 2 ids) */
+#define SETTLE_KEEP_MS 2000     /* any report answer stands this long: the parked reports it wakes get it too */
+#define INBOX_THREADS 4         /* forwarded requests here; asks and kicked reports of ours */
 #define INBOX_QUEUE 64
 #define REPLY_MARGIN_MS 1000    /* the holder answers this much before the reporter gives up */
 #define REQ_ID_LEN 17
@@ -39,12 +40,22 @@ typedef struct entry {
     int64_t renewed_exp;        /* atomic: the stored expiry after the last ask of the holder */
 } entry;
 
-/* A report forwarded to the holder, waiting for its answer. */
-typedef struct waiter {
-    char req[REQ_ID_LEN];
-    int done, rc;
-    char why[300];
-} waiter;
+/* One request forwarded to the holder ("invalid" or "due", for a token
+ * id of a name), shared by every caller that asks the same while it is
+ * under way (single flight: a flood of reports is one message), and for
+ * an invalid report its final answer is kept as long as the holder keeps
+ * its own (TD_REFRESHER_FORCE_INTERVAL_MS), so the holder hears of a token
+ * once, not once per report.  Guarded by td_fleet.lock. */
+typedef struct flight {
+    int used;
+    char verb[8], name[TD_NAME_MAX + 1], id[TD_TOKEN_ID_LEN];
+    char holder[TD_LEASE_OWNER_MAX];
+    char req[REQ_ID_LEN];       /* the message's id, to match "ack" and "result" */
+    int users;                  /* callers waiting on it */
+    int acked, done, rc;        /* acked: the holder took it ("ack", or its "result") */
+    int64_t keep_until_ms;      /* done: its answer stands for later callers until then */
+    char why[600];
+} flight;
 
 struct td_fleet {
     td_store *store;
@@ -54,9 +65,9 @@ struct td_fleet {
     td_workq *inbox;            /* forced refreshes other servers asked for */
     int listening;
 
-    pthread_mutex_t lock;       /* guards the waiters */
-    pthread_cond_t answered;
-    waiter *w[WAITERS_MAX];
+    pthread_mutex_t lock;       /* guards the flights */
+    pthread_cond_t answered;    /* a flight was acknowledged or answered */
+    flight fl[FLIGHTS_MAX];
     td_api_hooks hooks;         /* what the API calls (td_fleet_hooks) */
 };
 
@@ -147,6 +158,17 @@ static void reply(td_fleet *f, const char *to, const char *req, int rc, const ch
         td_log("⚠️ 无法把强制刷新的结果告诉 %s: %s", to, err);
 }
 
+/* Tells the reporter its request was taken (queued here): from then on a
+ * silence is a refresh under way, not a lost report. */
+static void acknowledge(td_fleet *f, const char *to, const char *req)
+{
+    char msg[64 + REQ_ID_LEN], err[300];
+
+    snprintf(msg, sizeof msg, "ack %s", req);
+    if (td_store_send(f->store, to, msg, err, sizeof err) != TD_OK)
+        td_log("⚠️ 无法告诉 %s 已收到它转交的报告: %s", to, err);
+}
+
 static void run_job(void *ud)
 {
     job *j = ud;
@@ -164,6 +186,11 @@ static void run_job(void *ud)
         snprintf(why, sizeof why, "收到报告的实例不刷新 token '%s'", j->name);
         rc = TD_ENOTFOUND;
     } else if (!td_lease_held(e->lease) && td_lease_hold(e->lease, err, sizeof err) != 1) {
+        /* Our own view of the lease lapses before the key does: a holder
+         * paused past that margin (SCF freezes it) is asked by a server
+         * that found it holding the key, and the store decides, not the
+         * view -- answering "not the holder" would send the asker's
+         * readers off with the old token while we renew it. */
         snprintf(why, sizeof why, "本实例已不持有 %s 的刷新租约", j->name);
         rc = TD_EUNAVAIL;
     } else if (j->due) {
@@ -190,25 +217,49 @@ static int field(const char **p, char *out, size_t len)
     return 1;
 }
 
-static void answered(td_fleet *f, const char *req, int rc, const char *why)
+/* How long a report's answer stands for later reports of its token (0
+ * for a "due": the asker paces those).  A final one -- the refresh's
+ * outcome -- as long as the holder keeps it; one that says "try again"
+ * (not taken, still running, the holder stopping) only while the reports
+ * parked for it (api.c) come back for it, so a flood is answered alike. */
+static int64_t keep_ms(const flight *fl)
+{
+    if (strcmp(fl->verb, "invalid") != 0) return 0;
+    return fl->rc == TD_ETIMEOUT || fl->rc == TD_EUNAVAIL || fl->rc == TD_ECANCELED || fl->rc == TD_ENOMEM
+               ? SETTLE_KEEP_MS
+               : TD_REFRESHER_FORCE_INTERVAL_MS;
+}
+
+/* Ends a flight with its answer (lock held). */
+static void land(td_fleet *f, flight *fl, int rc, const char *why)
+{
+    fl->done = 1;
+    fl->rc = rc;
+    snprintf(fl->why, sizeof fl->why, "%s", why);
+    fl->keep_until_ms = td_clock_mono_ms() + keep_ms(fl);
+    pthread_cond_broadcast(&f->answered);
+}
+
+/* The holder's "ack" (took the request) or "result" for message req. */
+static void answered(td_fleet *f, const char *req, int ack, int rc, const char *why)
 {
     pthread_mutex_lock(&f->lock);
-    for (size_t i = 0; i < WAITERS_MAX; i++)
-        if (f->w[i] && !strcmp(f->w[i]->req, req)) {
-            f->w[i]->done = 1;
-            f->w[i]->rc = rc;
-            snprintf(f->w[i]->why, sizeof f->w[i]->why, "%s", why);
-            pthread_cond_broadcast(&f->answered);
-        }
+    for (size_t i = 0; i < FLIGHTS_MAX; i++) {
+        flight *fl = &f->fl[i];
+        if (!fl->used || fl->done || strcmp(fl->req, req) != 0) continue;
+        if (ack) fl->acked = 1, pthread_cond_broadcast(&f->answered);
+        else land(f, fl, rc, why);
+    }
     pthread_mutex_unlock(&f->lock);
 }
 
-/* td_store_msg_cb, on the store's thread: never waits. */
+/* td_store_msg_cb, on the store's thread: never waits for a refresh (at
+ * most one PUBLISH: an acknowledgement or a refusal). */
 static void on_message(void *ud, const char *msg)
 {
     td_fleet *f = ud;
     const char *p = msg;
-    char kind[16], req[REQ_ID_LEN], num[24];
+    char kind[16], req[REQ_ID_LEN], num[24], from[TD_LEASE_OWNER_MAX];
 
     if (!field(&p, kind, sizeof kind) || !field(&p, req, sizeof req)) return;
     if (!strcmp(kind, "invalid") || !strcmp(kind, "due")) {
@@ -225,12 +276,20 @@ static void on_message(void *ud, const char *msg)
         }
         j->wait_ms = strtol(num, NULL, 10);
         if (j->wait_ms < 0 || j->wait_ms > 60000) j->wait_ms = 0;
+        memcpy(from, j->from, sizeof from); /* j is the worker's once submitted */
         if (!f->inbox || td_workq_submit(f->inbox, run_job, j) != TD_OK) {
             reply(f, j->from, j->req, TD_EUNAVAIL, "持有租约的实例正忙，请稍后重试");
             free(j);
+            return;
         }
+        /* Taken: the reporter may now say "refresh started".  Said from
+         * here, not by the worker, so a report queued behind a slow one
+         * is not taken for lost; one PUBLISH, like the refusal above. */
+        acknowledge(f, from, req);
     } else if (!strcmp(kind, "result") && field(&p, num, sizeof num)) {
-        answered(f, req, (int)strtol(num, NULL, 10), p);
+        answered(f, req, 0, (int)strtol(num, NULL, 10), p);
+    } else if (!strcmp(kind, "ack")) {
+        answered(f, req, 1, 0, "");
     }
 }
 
@@ -245,93 +304,180 @@ int td_fleet_listen(td_fleet *f, char *err, size_t errlen)
 
 /* --- the reporter's side -------------------------------------------------- */
 
-static int add_waiter(td_fleet *f, waiter *w)
+/* The flight for verb, name and id (lock held): a kept answer or one
+ * under way to holder (*lead 0), or a new one this caller sends (*lead
+ * 1).  holder "" is one not known yet, on either side: a report kicked
+ * from the HTTP thread (report_kick) finds its holder on a worker.  NULL
+ * when every slot is taken. */
+static flight *flight_for(td_fleet *f, const char *verb, const char *holder, const char *name,
+                          const char *id, int64_t now, int *lead)
 {
-    int ok = 0;
-
-    pthread_mutex_lock(&f->lock);
-    for (size_t i = 0; i < WAITERS_MAX && !ok; i++)
-        if (!f->w[i]) f->w[i] = w, ok = 1;
-    pthread_mutex_unlock(&f->lock);
-    return ok;
-}
-
-static void drop_waiter(td_fleet *f, waiter *w)
-{
-    pthread_mutex_lock(&f->lock);
-    for (size_t i = 0; i < WAITERS_MAX; i++)
-        if (f->w[i] == w) f->w[i] = NULL;
-    pthread_mutex_unlock(&f->lock);
-}
-
-/* Sends the report to holder and waits for its answer. */
-static int forward(td_fleet *f, const char *verb, const char *holder, const char *name, const char *id,
-                   long wait_ms, char *why, size_t whylen)
-{
-    waiter w = {0};
+    flight *fl = NULL;
     unsigned char rnd[8];
+
+    *lead = 0;
+    for (size_t i = 0; i < FLIGHTS_MAX; i++) {
+        flight *x = &f->fl[i];
+        if (x->used && x->done && x->users == 0 && now >= x->keep_until_ms) x->used = 0; /* stale */
+        if (!x->used) {
+            if (!fl) fl = x;
+            continue;
+        }
+        if (strcmp(x->verb, verb) != 0 || strcmp(x->name, name) != 0 || strcmp(x->id, id) != 0) continue;
+        /* A kept answer stands whoever holds the lease now; one under way
+         * is joined only while it goes to the holder we would ask. */
+        if (x->done ? now < x->keep_until_ms : !holder[0] || !x->holder[0] || !strcmp(x->holder, holder))
+            return x;
+    }
+    if (!fl) return NULL;
+    memset(fl, 0, sizeof *fl);
+    fl->used = 1;
+    snprintf(fl->verb, sizeof fl->verb, "%s", verb);
+    snprintf(fl->name, sizeof fl->name, "%s", name);
+    snprintf(fl->id, sizeof fl->id, "%s", id);
+    snprintf(fl->holder, sizeof fl->holder, "%s", holder);
+    if (getrandom(rnd, sizeof rnd, 0) != (ssize_t)sizeof rnd) { /* unique enough: never reused */
+        int64_t t = td_clock_mono_ms() ^ (int64_t)(uintptr_t)fl;
+        memcpy(rnd, &t, sizeof rnd);
+    }
+    for (int i = 0; i < 8; i++) snprintf(fl->req + 2 * i, 3, "%02x", rnd[i]);
+    *lead = 1;
+    return fl;
+}
+
+/* A caller of fl leaves it (lock held): the last one out frees a flight
+ * without an answer to keep, so a later one asks afresh (the holder's
+ * answer, if it comes, is then matched to nobody). */
+static void leave(flight *fl)
+{
+    if (--fl->users == 0 && !(fl->done && td_clock_mono_ms() < fl->keep_until_ms)) fl->used = 0;
+}
+
+/* The flight fl (this caller counted in its users; lead: it sends) to
+ * holder, waited for until deadline; see forward. */
+static int fly(td_fleet *f, flight *fl, int lead, const char *holder, int64_t deadline, long wait_ms, char *why,
+               size_t whylen)
+{
     char msg[TD_STORE_MSG_MAX], err[300];
-    int64_t deadline = td_clock_mono_ms() + wait_ms;
     int rc;
 
-    if (getrandom(rnd, sizeof rnd, 0) != (ssize_t)sizeof rnd) memset(rnd, 0, sizeof rnd);
-    for (int i = 0; i < 8; i++) snprintf(w.req + 2 * i, 3, "%02x", rnd[i]);
-    if (!add_waiter(f, &w)) {
-        snprintf(why, whylen, "正在转交的报告过多，请稍后重试");
-        return TD_EUNAVAIL;
-    }
-    snprintf(msg, sizeof msg, "%s %s %s %s %s %ld", verb, w.req, name, id, f->me,
-             wait_ms > REPLY_MARGIN_MS ? wait_ms - REPLY_MARGIN_MS : 0);
-    if ((rc = td_store_send(f->store, holder, msg, err, sizeof err)) != TD_OK) {
-        drop_waiter(f, &w);
-        snprintf(why, whylen, "无法把报告转交给持有刷新租约的实例 %s: %s", holder, err);
-        return rc == TD_ENOTFOUND ? TD_EUNAVAIL : rc;
+    pthread_mutex_lock(&f->lock);
+    if (lead)
+        snprintf(msg, sizeof msg, "%s %s %s %s %s %ld", fl->verb, fl->req, fl->name, fl->id, f->me,
+                 wait_ms > REPLY_MARGIN_MS ? wait_ms - REPLY_MARGIN_MS : 0);
+    pthread_mutex_unlock(&f->lock);
+    if (lead && td_store_send(f->store, holder, msg, err, sizeof err) != TD_OK) {
+        char w[sizeof err + TD_LEASE_OWNER_MAX + 64];
+        snprintf(w, sizeof w, "无法把报告转交给持有刷新租约的实例 %s: %s", holder, err);
+        pthread_mutex_lock(&f->lock);
+        land(f, fl, TD_EUNAVAIL, w);
+        pthread_mutex_unlock(&f->lock);
     }
     pthread_mutex_lock(&f->lock);
-    while (!w.done && td_clock_mono_ms() < deadline) {
+    while (!fl->done && td_clock_mono_ms() < deadline) {
         struct timespec ts;
         td_clock_mono_deadline(deadline, &ts);
         pthread_cond_timedwait(&f->answered, &f->lock, &ts);
     }
-    pthread_mutex_unlock(&f->lock);
-    drop_waiter(f, &w);
-    if (!w.done) {
-        snprintf(why, whylen, "已转交给持有刷新租约的实例 %s，刷新进行中", holder);
-        return TD_ETIMEOUT;
+    if (!fl->done) {
+        char w[sizeof fl->why];
+        if (fl->acked)
+            snprintf(w, sizeof w, "已转交给持有刷新租约的实例 %s，刷新进行中", holder);
+        else
+            snprintf(w, sizeof w,
+                     "持有刷新租约的实例 %s 没有在 %.*f 秒内确认收到转交的报告 (它可能已停止响应或刚刚退出)："
+                     "报告没有被处理，请稍后重试", holder, wait_ms < 1000 ? 1 : 0, (double)wait_ms / 1000);
+        /* The first caller's wait is the flight's: the others, and the
+         * reports parked for it, get the same answer. */
+        if (lead) land(f, fl, fl->acked ? TD_ETIMEOUT : TD_EUNAVAIL, w);
+        rc = fl->acked ? TD_ETIMEOUT : TD_EUNAVAIL;
+        snprintf(why, whylen, "%s", w);
+    } else {
+        rc = fl->rc;
+        snprintf(why, whylen, "%s", fl->why);
     }
-    snprintf(why, whylen, "%s", w.why);
-    return w.rc;
+    leave(fl);
+    pthread_mutex_unlock(&f->lock);
+    return rc;
 }
 
-int td_fleet_report(void *fleet, const char *name, const char *token, long wait_ms, char *why,
-                    size_t whylen)
+/* Asks holder to do verb ("invalid": a forced refresh for token id;
+ * "due": the overdue renewal) for name, and waits up to wait_ms for its
+ * answer.  Callers asking the same at once share one message and its
+ * answer; a report's answer also serves later ones for a while (see
+ * flight, keep_ms).  The holder acknowledges a request as soon as it has
+ * queued it, so a wait that ends without an answer says which it was: not
+ * even acknowledged, the request was not taken (the holder is frozen,
+ * gone or full) and nothing runs -- TD_EUNAVAIL; taken, TD_ETIMEOUT: the
+ * refresh runs there.  A holder thawed within the wait still answers in
+ * time. */
+static int forward(td_fleet *f, const char *verb, const char *holder, const char *name, const char *id,
+                   long wait_ms, char *why, size_t whylen)
 {
-    td_fleet *f = fleet;
-    entry *e = find(f, name);
-    td_refresher *r = e ? __atomic_load_n(&e->r, __ATOMIC_ACQUIRE) : NULL;
-    char id[TD_TOKEN_ID_LEN], key[TD_NAME_MAX + 16], holder[TD_LEASE_OWNER_MAX], err[300];
+    int64_t now = td_clock_mono_ms();
+    flight *fl;
+    int lead, rc;
+
+    pthread_mutex_lock(&f->lock);
+    if (!(fl = flight_for(f, verb, holder, name, id, now, &lead))) {
+        pthread_mutex_unlock(&f->lock);
+        snprintf(why, whylen, "正在转交的报告过多，请稍后重试");
+        return TD_EUNAVAIL;
+    }
+    fl->users++;
+    if (fl->done) { /* a kept answer */
+        rc = fl->rc;
+        snprintf(why, whylen, "%s", fl->why);
+        leave(fl);
+        pthread_mutex_unlock(&f->lock);
+        return rc;
+    }
+    pthread_mutex_unlock(&f->lock);
+    return fly(f, fl, lead, holder, now + wait_ms, wait_ms, why, whylen);
+}
+
+#define ROUTE_FORWARD 1         /* route_report: send it to the holder */
+_Static_assert(TD_API_REPORT_UNKNOWN == TD_REFRESHER_UNKNOWN, "report_now passes the refresher's on");
+
+/* Where a report of name (token id) that this process does not answer
+ * from its own held lease goes: ROUTE_FORWARD with holder filled, or the
+ * answer decided here (refreshed here after all, or nobody to ask). */
+static int route_report(td_fleet *f, td_refresher *r, const char *name, const char *id, long wait_ms,
+                        char holder[TD_LEASE_OWNER_MAX], char *why, size_t whylen)
+{
+    char key[TD_NAME_MAX + 16], err[300];
     int rc;
 
-    td_record_token_id(token, id);
-    if (r && td_lease_held(e->lease)) return td_refresher_force(r, name, id, wait_ms, why, whylen);
+    /* A store one process owns (memory:) has no lease: nobody else refreshes. */
+    if (!f->store->ops->lease) {
+        snprintf(why, whylen, "本服务器不刷新 token '%s' (未配置飞书凭证 FEISHU_APP_ID/FEISHU_APP_SECRET)", name);
+        return TD_ENOTFOUND;
+    }
     snprintf(key, sizeof key, "refresh:%s", name);
+    rc = td_store_lease_owner(f->store, key, holder, TD_LEASE_OWNER_MAX, err, sizeof err);
+    if (rc == TD_OK && !strcmp(holder, f->me)) { /* ours, though the keeper has not said so yet */
+        if (r) return td_refresher_force(r, name, id, wait_ms, why, whylen);
+        snprintf(why, whylen, "本实例持有租约但没有刷新器");
+        return TD_EUNAVAIL;
+    }
     if (!td_store_has_messages(f->store)) {
-        /* A store one process owns has no lease: nobody else refreshes. */
-        if (!f->store->ops->lease) {
-            snprintf(why, whylen, "本服务器不刷新 token '%s' (未配置飞书凭证 FEISHU_APP_ID/FEISHU_APP_SECRET)", name);
+        /* A shared store without messages (SQLite, S3): the holder
+         * refreshes on its schedule, but the report cannot reach it from
+         * here.  Nobody holding the lease and no refresher here: as on a
+         * store of one's own, nobody refreshes. */
+        if (rc == TD_ENOTFOUND && !r) {
+            snprintf(why, whylen, "本服务器不刷新 token '%s' (未配置飞书凭证 FEISHU_APP_ID/FEISHU_APP_SECRET)，"
+                                  "也没有其他实例持有它的刷新租约", name);
             return TD_ENOTFOUND;
         }
-        /* A shared store without messages (S3): the holder refreshes on
-         * its schedule, but the report cannot reach it from here. */
-        if (td_store_lease_owner(f->store, key, holder, sizeof holder, err, sizeof err) != TD_OK)
-            snprintf(holder, sizeof holder, "(暂无)");
+        if (rc != TD_OK) snprintf(holder, TD_LEASE_OWNER_MAX, "(暂无)");
         snprintf(why, whylen,
                  "本实例%s不持有 token '%s' 的刷新租约 (持有者: %s)，而存储 %s 不能在服务器之间转交报告："
                  "请稍后重试，或向持有租约的实例报告", r ? "" : "不刷新 token 也", name, holder,
                  f->store->ops->scheme);
         return TD_EUNAVAIL;
     }
-    if ((rc = td_store_lease_owner(f->store, key, holder, sizeof holder, err, sizeof err)) == TD_ENOTFOUND) {
+    if (rc == TD_ENOTFOUND) {
         snprintf(why, whylen,
                  "没有实例持有 token '%s' 的刷新租约：配置了飞书凭证的实例会在 %d 秒内接管；"
                  "若没有实例配置凭证，就没有实例能刷新它", name, TD_LEASE_TTL_MS / 1000);
@@ -341,12 +487,136 @@ int td_fleet_report(void *fleet, const char *name, const char *token, long wait_
         snprintf(why, whylen, "无法查询刷新租约: %s", err);
         return TD_EUNAVAIL;
     }
-    if (!strcmp(holder, f->me)) { /* ours, though the keeper has not said so yet */
-        if (r) return td_refresher_force(r, name, id, wait_ms, why, whylen);
-        snprintf(why, whylen, "本实例持有租约但没有刷新器");
+    return ROUTE_FORWARD;
+}
+
+int td_fleet_report(void *fleet, const char *name, const char *token, long wait_ms, char *why,
+                    size_t whylen)
+{
+    td_fleet *f = fleet;
+    entry *e = find(f, name);
+    td_refresher *r = e ? __atomic_load_n(&e->r, __ATOMIC_ACQUIRE) : NULL;
+    char id[TD_TOKEN_ID_LEN], holder[TD_LEASE_OWNER_MAX];
+    int rc;
+
+    td_record_token_id(token, id);
+    if (r && td_lease_held(e->lease)) return td_refresher_force(r, name, id, wait_ms, why, whylen);
+    if ((rc = route_report(f, r, name, id, wait_ms, holder, why, whylen)) != ROUTE_FORWARD) return rc;
+    return forward(f, "invalid", holder, name, id, wait_ms, why, whylen);
+}
+
+/* --- reports without a worker (td_api_hooks.report_*) --------------------- */
+
+/* A report kicked from the HTTP thread, routed and sent on one of the
+ * fleet's own threads; fl is its flight, counted for it in users. */
+typedef struct report_job {
+    td_fleet *f;
+    flight *fl;
+    int64_t deadline;
+    char name[TD_NAME_MAX + 1], id[TD_TOKEN_ID_LEN];
+} report_job;
+
+static void run_report(void *ud)
+{
+    report_job *j = ud;
+    td_fleet *f = j->f;
+    entry *e = find(f, j->name);
+    td_refresher *r = e ? __atomic_load_n(&e->r, __ATOMIC_ACQUIRE) : NULL;
+    long left = (long)(j->deadline - td_clock_mono_ms());
+    char holder[TD_LEASE_OWNER_MAX], why[sizeof j->fl->why];
+    int rc;
+
+    if (left < 0) left = 0;
+    if ((rc = route_report(f, r, j->name, j->id, left, holder, why, sizeof why)) == ROUTE_FORWARD) {
+        pthread_mutex_lock(&f->lock);
+        snprintf(j->fl->holder, sizeof j->fl->holder, "%s", holder);
+        pthread_mutex_unlock(&f->lock);
+        fly(f, j->fl, 1, holder, j->deadline, left, why, sizeof why); /* lands fl, leaves it */
+    } else { /* answered here: every report parked for it gets that */
+        pthread_mutex_lock(&f->lock);
+        land(f, j->fl, rc, why);
+        leave(j->fl);
+        pthread_mutex_unlock(&f->lock);
+    }
+    free(j);
+}
+
+/* td_api_hooks.report_now: the answer a report of token gets now without
+ * waiting -- from this process's refresher while it holds the lease, or
+ * from a flight (kept, or under way: *pending) -- else
+ * TD_API_REPORT_UNKNOWN.  HTTP thread: short locks only. */
+static int report_now(void *fleet, const char *name, const char *token, int *pending, char *why, size_t whylen)
+{
+    td_fleet *f = fleet;
+    entry *e = find(f, name);
+    td_refresher *r = e ? __atomic_load_n(&e->r, __ATOMIC_ACQUIRE) : NULL;
+    char id[TD_TOKEN_ID_LEN];
+    int64_t now = td_clock_mono_ms();
+    int rc = TD_API_REPORT_UNKNOWN;
+
+    *pending = 0;
+    td_record_token_id(token, id);
+    if (r && td_lease_held(e->lease)) return td_refresher_force_now(r, name, id, 0, pending, why, whylen);
+    pthread_mutex_lock(&f->lock);
+    for (size_t i = 0; i < FLIGHTS_MAX && rc == TD_API_REPORT_UNKNOWN; i++) {
+        const flight *fl = &f->fl[i];
+        if (!fl->used || strcmp(fl->verb, "invalid") != 0 || strcmp(fl->name, name) != 0 || strcmp(fl->id, id) != 0)
+            continue;
+        if (fl->done && now < fl->keep_until_ms) {
+            rc = fl->rc;
+            snprintf(why, whylen, "%s", fl->why);
+        } else if (!fl->done) {
+            *pending = 1;
+            rc = fl->acked ? TD_ETIMEOUT : TD_EUNAVAIL;
+            snprintf(why, whylen, fl->acked ? "已转交给持有刷新租约的实例 %s，刷新进行中"
+                                            : "报告尚未被持有刷新租约的实例%s确认收到，请稍后重试",
+                     fl->holder);
+        }
+    }
+    pthread_mutex_unlock(&f->lock);
+    return rc;
+}
+
+/* td_api_hooks.report_kick: starts what a report of token waits for --
+ * this process's forced refresh, or a flight routed and sent by one of
+ * the fleet's threads -- without waiting.  TD_OK when one now runs (the
+ * report parks until reporting says no more); else the report needs a
+ * worker.  HTTP thread: short locks only. */
+static int report_kick(void *fleet, const char *name, const char *token)
+{
+    td_fleet *f = fleet;
+    entry *e = find(f, name);
+    td_refresher *r = e ? __atomic_load_n(&e->r, __ATOMIC_ACQUIRE) : NULL;
+    char id[TD_TOKEN_ID_LEN], why[300];
+    report_job *j;
+    flight *fl;
+    int lead, pending;
+
+    td_record_token_id(token, id);
+    if (r && td_lease_held(e->lease)) {
+        td_refresher_force_now(r, name, id, 1, &pending, why, sizeof why);
+        return TD_OK;
+    }
+    if (!f->inbox || !(j = calloc(1, sizeof *j))) return TD_EUNAVAIL;
+    pthread_mutex_lock(&f->lock);
+    if (!(fl = flight_for(f, "invalid", "", name, id, td_clock_mono_ms(), &lead)) || !lead) {
+        pthread_mutex_unlock(&f->lock);
+        free(j);
+        return fl ? TD_OK : TD_EUNAVAIL; /* one runs or was kept: answered from it */
+    }
+    fl->users++;
+    pthread_mutex_unlock(&f->lock);
+    j->f = f, j->fl = fl, j->deadline = td_clock_mono_ms() + TD_API_REPORT_WAIT_MS;
+    snprintf(j->name, sizeof j->name, "%s", name);
+    snprintf(j->id, sizeof j->id, "%s", id);
+    if (td_workq_submit(f->inbox, run_report, j) != TD_OK) {
+        pthread_mutex_lock(&f->lock);
+        leave(fl);
+        pthread_mutex_unlock(&f->lock);
+        free(j);
         return TD_EUNAVAIL;
     }
-    return forward(f, "invalid", holder, name, id, wait_ms, why, whylen);
+    return TD_OK;
 }
 
 /* The holder of name's lease, or TD_EUNAVAIL with why said. */
@@ -359,6 +629,25 @@ static int holder_of(td_fleet *f, const char *name, char holder[TD_LEASE_OWNER_M
     if ((rc = td_store_lease_owner(f->store, key, holder, TD_LEASE_OWNER_MAX, err, sizeof err)) == TD_OK) return TD_OK;
     snprintf(why, whylen, "%s", rc == TD_ENOTFOUND ? "没有实例持有刷新租约" : err);
     return TD_EUNAVAIL;
+}
+
+/* td_api_hooks.reporting: a report of name now would wait for a forced
+ * refresh under way -- this process's, or one forwarded to the holder. */
+static int reporting(void *fleet, const char *name)
+{
+    td_fleet *f = fleet;
+    entry *e = find(f, name);
+    td_refresher *r = e ? __atomic_load_n(&e->r, __ATOMIC_ACQUIRE) : NULL;
+    int pending = 0;
+
+    if (r && td_lease_held(e->lease)) return td_refresher_forcing(r);
+    pthread_mutex_lock(&f->lock);
+    for (size_t i = 0; i < FLIGHTS_MAX && !pending; i++) {
+        const flight *fl = &f->fl[i];
+        pending = fl->used && !fl->done && !strcmp(fl->verb, "invalid") && !strcmp(fl->name, name);
+    }
+    pthread_mutex_unlock(&f->lock);
+    return pending;
 }
 
 /* td_api_hooks.stale: this process refreshes name and its refresh is
@@ -582,6 +871,7 @@ out:
 const td_api_hooks *td_fleet_hooks(td_fleet *f)
 {
     f->hooks = (td_api_hooks){.ud = f, .invalid = td_fleet_report, .stale = stale, .freshen = freshen, .kick = kick,
+                              .report_now = report_now, .report_kick = report_kick, .reporting = reporting,
                               .status = td_fleet_status, .window = window, .metrics = metrics,
                               .provider = provider};
     return &f->hooks;

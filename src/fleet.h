@@ -12,15 +12,25 @@
  *
  * Messages travel through the store (td_store_send / td_store_listen:
  * Redis pub/sub, each server listening on an inbox named by its owner id,
- * the id its leases carry).  A store one process owns (SQLite, memory)
- * has no messages and no lease: the local refresher is always the holder.
- * A shared store without messages (S3) has leases only: a report to the
- * holder is answered by its refresher, one to any other server is 503.
+ * the id its leases carry).  A store one process owns (memory:) has no
+ * messages and no lease: the local refresher is always the holder.  A
+ * shared store without messages (an SQLite file several servers open,
+ * S3) has leases only: a report to the holder is answered by its
+ * refresher, one to any other server is 503.
  *
  *   reporter                                 lease holder
- *   td_fleet_report ── "invalid R NAME ID ME WAIT" ──▶ inbox → worker:
- *        (waits for R)                        td_refresher_force(...)
- *                     ◀── "result R RC WHY" ──
+ *   td_fleet_report ── "invalid R NAME ID ME WAIT" ──▶ inbox: queued
+ *        (waits for R)  ◀── "ack R" ──              → worker:
+ *                                              td_refresher_force(...)
+ *                       ◀── "result R RC WHY" ──
+ *
+ * The "ack" is what makes a 202 honest: a wait that ends without an
+ * answer and without it means the report was not taken -- the holder is
+ * frozen or exiting -- and the reporter answers 503, not 202.  Reports of one token id arriving at
+ * once share one message (a single flight per name, id and verb), and an
+ * invalid report's final answer is kept for TD_REFRESHER_FORCE_INTERVAL_MS
+ * as the holder keeps it, so a flood is one forward, one line in the
+ * holder's log.
  *
  * Threads: td_fleet_report runs on an API worker and may wait; inbox
  * messages arrive on the store's thread and are handed to a small pool of
@@ -59,8 +69,9 @@ int td_fleet_listen(td_fleet *f, char *err, size_t errlen);
 
 /* td_api_hooks.invalid: a report that Feishu rejected token, handled here or
  * by the lease holder; same answers as td_refresher_force, plus
- * TD_EUNAVAIL when no server holds the lease or the holder cannot be
- * reached, TD_ENOTFOUND when no server refreshes name at all. */
+ * TD_EUNAVAIL when no server holds the lease, the holder cannot be
+ * reached or did not acknowledge the report (it was not taken), and
+ * TD_ENOTFOUND when no server refreshes name at all. */
 int td_fleet_report(void *fleet, const char *name, const char *token, long wait_ms, char *why,
                     size_t whylen);
 

@@ -215,9 +215,9 @@ int td_gitee_read(const td_gitee *g, char **content, size_t *len, char sha[41], 
         td_httpc_req hr = {.method = "GET", .url = url, .timeout_ms = g->timeout_ms,
                            .max_body = GITEE_ANSWER_MAX, .pool = g->pool};
         if ((rc = td_httpc_do(&hr, &resp, why, sizeof why)) != TD_OK) {
-            /* why starts with the URL, which holds the access token. */
-            const char *tail = strstr(why, url) == why ? why + strlen(url) : ": request failed";
-            snprintf(err, errlen, "Gitee 请求失败 (%s/%s:%s)%s", g->owner, g->repo, g->path, tail);
+            const char *what = td_httpc_err_detail(why, url);
+            snprintf(err, errlen, "Gitee 请求失败 (%s/%s:%s): %s", g->owner, g->repo, g->path,
+                     what ? what : "request failed");
             goto out;
         }
     }

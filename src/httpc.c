@@ -204,8 +204,12 @@ static int on_progress(void *ud, curl_off_t dltotal, curl_off_t dlnow, curl_off_
     return __atomic_load_n(&aborting, __ATOMIC_ACQUIRE);
 }
 
+/* The URL as td_httpc_do's errors name it. */
+#define SHOWN_MAX 512
+
 int td_httpc_do(const td_httpc_req *req, td_httpc_resp *resp, char *err, size_t errlen)
 {
+    char shown[SHOWN_MAX];
     CURL *c = NULL;
     struct curl_slist *hl = NULL;
     xfer x = {req, resp, 0, 0, req->max_body ? req->max_body : TD_HTTPC_BODY_MAX, TD_OK};
@@ -215,8 +219,10 @@ int td_httpc_do(const td_httpc_req *req, td_httpc_resp *resp, char *err, size_t 
     int rc = TD_EHTTP;
 
     memset(resp, 0, sizeof *resp);
+    /* Errors reach logs and answers: never with the URL's credentials. */
+    td_httpc_redact_url(req->url, TD_HTTPC_HIDE_QUERY, shown, sizeof shown);
     if (__atomic_load_n(&aborting, __ATOMIC_ACQUIRE)) {
-        snprintf(err, errlen, "%s: not sent: shutting down", req->url);
+        snprintf(err, errlen, "%s: not sent: shutting down", shown);
         return TD_ECANCELED;
     }
     td_httpc_global_init();
@@ -274,15 +280,15 @@ int td_httpc_do(const td_httpc_req *req, td_httpc_resp *resp, char *err, size_t 
     } else if (x.rc != TD_OK) {
         rc = x.rc;
         if (rc == TD_ETOOBIG)
-            snprintf(err, errlen, "%s: response larger than %zu bytes", req->url, x.max);
+            snprintf(err, errlen, "%s: response larger than %zu bytes", shown, x.max);
         else
-            snprintf(err, errlen, "%s: transfer stopped: %s", req->url, td_strerror(rc));
+            snprintf(err, errlen, "%s: transfer stopped: %s", shown, td_strerror(rc));
     } else if (cc == CURLE_ABORTED_BY_CALLBACK) {
         rc = TD_ECANCELED;
-        snprintf(err, errlen, "%s: stopped: shutting down", req->url);
+        snprintf(err, errlen, "%s: stopped: shutting down", shown);
     } else {
         rc = cc == CURLE_OPERATION_TIMEDOUT ? TD_ETIMEOUT : TD_EHTTP;
-        snprintf(err, errlen, "%s: %s", req->url, cerr[0] ? cerr : curl_easy_strerror(cc));
+        snprintf(err, errlen, "%s: %s", shown, cerr[0] ? cerr : curl_easy_strerror(cc));
     }
 out:
     handle_give(req->pool, c);
@@ -363,6 +369,40 @@ long td_httpc_retry_after(const td_httpc_resp *r)
         if (td_httpc_header(r, names[i], buf, sizeof buf) && (v = parse_wait(r, buf)) >= 0) return v;
     }
     return -1;
+}
+
+const char *td_httpc_redact_url(const char *url, int flags, char *buf, size_t len)
+{
+    const char *auth = url ? strstr(url, "://") : NULL, *at = NULL, *host, *q;
+    td_strbuf b;
+
+    td_strbuf_fixed(&b, buf, len);
+    if (!auth) {
+        td_strbuf_append_cut(&b, url ? url : "", 0);
+        return buf;
+    }
+    auth += 3;
+    if ((at = strchr(auth, '@'))) {
+        const char *end = at + strcspn(at, "/?#");
+        for (const char *c = at; c < end; c++)
+            if (*c == '@') at = c;
+    }
+    host = at ? at + 1 : auth;
+    /* Cut pieces, so a short buf still shows what fits of the rest. */
+    td_strbuf_append_cut(&b, url, (size_t)(auth - url));
+    if (at) td_strbuf_append_cut(&b, "***@", 0);
+    q = flags & TD_HTTPC_HIDE_QUERY ? host + strcspn(host, "?#") : host + strlen(host);
+    if (q > host) td_strbuf_append_cut(&b, host, (size_t)(q - host));
+    if (*q) td_strbuf_append_cut(&b, "?…", 0);
+    return buf;
+}
+
+const char *td_httpc_err_detail(const char *err, const char *url)
+{
+    char shown[SHOWN_MAX];
+    size_t n = strlen(td_httpc_redact_url(url, TD_HTTPC_HIDE_QUERY, shown, sizeof shown));
+
+    return !strncmp(err, shown, n) && !strncmp(err + n, ": ", 2) ? err + n + 2 : NULL;
 }
 
 int td_httpc_escape_append(td_strbuf *b, const char *s, size_t n)

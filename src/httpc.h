@@ -103,6 +103,26 @@ int64_t td_httpc_date(const td_httpc_resp *resp);
 #define TD_HTTPC_RETRY_AFTER_MAX 3600L
 long td_httpc_retry_after(const td_httpc_resp *resp);
 
+/* url for a person (a log line, an error message, --print-config): the
+ * userinfo replaced by "***", and with TD_HTTPC_HIDE_QUERY also the query
+ * and fragment by "?…" (a request's query may carry a credential: Gitee's
+ * access_token, WeCom's corpsecret).  The userinfo runs from "://" to the
+ * last '@' before the first '/', '?' or '#' that follows the first '@':
+ * a password may hold '/', '?', '#' (openssl rand -base64 gives '/') and
+ * even '@' unencoded, so the authority cannot end at the first '/'.  An
+ * '@' only in a path or query is read the same way and hides more than
+ * needed -- never less.  Without "://" url is shown as it is.  Returns
+ * buf, cut to len (the hidden part is never in it). */
+#define TD_HTTPC_HIDE_QUERY 1
+const char *td_httpc_redact_url(const char *url, int flags, char *buf, size_t len);
+
+/* td_httpc_do's transport errors name the request's URL so redacted
+ * (userinfo and query hidden): "URL: what happened".  For a caller that
+ * names the request its own way (or whose URL is itself a credential, a
+ * webhook's), what happened alone: the part of err after that prefix, or
+ * NULL when err does not start with it. */
+const char *td_httpc_err_detail(const char *err, const char *url);
+
 /* Percent-encodes s (RFC 3986 unreserved kept) into buf; returns buf, or
  * NULL when it does not fit. */
 char *td_httpc_escape(const char *s, char *buf, size_t len);

@@ -22,7 +22,7 @@ struct td_lease {
 
     pthread_mutex_t lock;       /* guards the fields below */
     pthread_cond_t cond;        /* wakes the keeper to stop */
-    int64_t held_until;         /* monotonic ms; 0: not held */
+    int64_t held_until;         /* real monotonic ms (real_mono_ms); 0: not held */
     int state;                  /* last outcome logged: 1 ours, 0 another's, <0 error, 2 none */
     int stop;
     pthread_t keeper;
@@ -96,9 +96,19 @@ static void note(td_lease *l, int outcome, const char *why)
     l->state = outcome;
 }
 
+/* A lease lives in real time -- Redis's PX, SQLite's wall-clock expiry
+ * -- so our view of it does too: never the test clock (clock.h), which a
+ * test moves by hours while the lease's holder stays the holder. */
+static int64_t real_mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
 int td_lease_hold(td_lease *l, char *err, size_t errlen)
 {
-    int64_t t0 = td_clock_mono_ms();
+    int64_t t0 = real_mono_ms();
     int rc, held;
 
     if (l->always) return 1;
@@ -126,7 +136,7 @@ int td_lease_held(td_lease *l)
 
     if (l->always) return 1;
     pthread_mutex_lock(&l->lock);
-    held = td_clock_mono_ms() < l->held_until;
+    held = real_mono_ms() < l->held_until;
     pthread_mutex_unlock(&l->lock);
     return held;
 }

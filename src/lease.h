@@ -4,10 +4,13 @@
  * that exactly one instance fetches from Feishu).
  *
  * The lease lives in the store (td_store_lease): in Redis a key set with
- * SET NX PX ttl, renewed by its owner, deleted with compare-and-delete.
- * A store that one process owns (SQLite) has no lease op, and every lease
+ * SET NX PX ttl, renewed by its owner, deleted with compare-and-delete; in
+ * an SQLite file (which several processes may open) a row with its owner
+ * and wall-clock expiry, changed in one BEGIN IMMEDIATE; in S3 an object.
+ * A store that one process owns (memory:) has no lease op, and every lease
  * is held.  When the holder dies, its key expires and another instance
- * takes over within about ttl_ms.
+ * takes over within about ttl_ms.  Leases live in real time, never the
+ * test clock (clock.h).
  *
  * A lease is a hint that avoids duplicate work, not a lock that makes
  * writes safe: a holder paused past its ttl may still write once, and

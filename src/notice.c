@@ -23,7 +23,7 @@ static long minutes_left(int64_t expires, int64_t now)
 int td_notice_updated_text(char *buf, size_t len, int64_t generated, int64_t expires, int64_t now,
                            const char *api_url)
 {
-    char g[TD_TIME_LEN], e[TD_TIME_LEN];
+    char g[TD_TIME_LEN], e[TD_TIME_LEN], shown[1024];
     td_strbuf b;
 
     td_clock_format(generated, g);
@@ -31,7 +31,9 @@ int td_notice_updated_text(char *buf, size_t len, int64_t generated, int64_t exp
     td_strbuf_fixed(&b, buf, len);
     td_strbuf_printf(&b, "🔑 客户端 Access Token 已更新\n\n📅 生成时间: %s\n⏰ 过期时间: %s (剩余 %ld 分钟)\n",
                      g, e, minutes_left(expires, now));
-    if (api_url && *api_url) td_strbuf_printf(&b, "🔗 腾讯云函数API: %s\n", api_url);
+    /* The group reads the address, never the credentials it may carry. */
+    if (api_url && *api_url)
+        td_strbuf_printf(&b, "🔗 腾讯云函数API: %s\n", td_httpc_redact_url(api_url, 0, shown, sizeof shown));
     return td_strbuf_puts(&b, "\n请客户端使用此API地址获取最新的access_token");
 }
 
@@ -121,10 +123,9 @@ static int post_webhook(const td_notice *n, const char *text, long *wait_s, char
                            .body_len = strlen(body), .headers = hdrs, .timeout_ms = n->timeout_ms,
                            .max_body = 64u << 10};
         if ((rc = td_httpc_do(&hr, &resp, why, sizeof why)) != TD_OK) {
-            /* why starts with the webhook URL, which is itself a credential. */
-            const char *tail = strncmp(why, n->webhook_url, strlen(n->webhook_url))
-                                   ? ": request failed" : why + strlen(n->webhook_url);
-            snprintf(err, errlen, "飞书机器人 webhook 发送失败%.400s", tail);
+            /* Not the URL: a webhook's path is itself a credential. */
+            const char *what = td_httpc_err_detail(why, n->webhook_url);
+            snprintf(err, errlen, "飞书机器人 webhook 发送失败: %.400s", what ? what : "request failed");
             goto out;
         }
     }

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 static const unsigned char V4_MAPPED[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
 
@@ -123,10 +124,25 @@ int td_peer_cidr_check(const char *s, char *err, size_t errlen)
     return td_peer_cidr_parse(s, &c, err, errlen);
 }
 
-int td_peer_trust_init(td_peer_trust *t, const td_strlist *cidrs, char *err, size_t errlen)
+int td_peer_header_check(const char *s, char *err, size_t errlen)
+{
+    if (!strcasecmp(s, "X-Forwarded-For") || !strcasecmp(s, "X-Real-IP")) return TD_OK;
+    snprintf(err, errlen, "'%.64s' 不是可用的客户端地址头: 应为 X-Forwarded-For (代理追加，取最右边不属于可信代理的地址) "
+                          "或 X-Real-IP (代理设置，例如 nginx 的 proxy_set_header X-Real-IP $remote_addr)", s);
+    return TD_EINVAL;
+}
+
+int td_peer_trust_init(td_peer_trust *t, const td_strlist *cidrs, const char *header, char *err,
+                       size_t errlen)
 {
     t->v = NULL;
     t->n = 0;
+    t->header = TD_PEER_HDR_AGREE;
+    if (header && *header) {
+        int rc = td_peer_header_check(header, err, errlen);
+        if (rc != TD_OK) return rc;
+        t->header = !strcasecmp(header, "X-Real-IP") ? TD_PEER_HDR_REAL_IP : TD_PEER_HDR_XFF;
+    }
     if (!cidrs || cidrs->n == 0) return TD_OK;
     if (!(t->v = calloc(cidrs->n, sizeof *t->v))) {
         snprintf(err, errlen, "out of memory");
@@ -174,26 +190,44 @@ static int prev_item(const char *list, const char **end, const char **s, const c
     return 1;
 }
 
+/* The client X-Forwarded-For names behind the trusted hop *hop: from the
+ * proxy nearest us outwards, the first hop that is not a trusted proxy,
+ * or the last trusted one when anything that is not an address comes
+ * first.  0 when the header says nothing (absent or empty). */
+static int xff_client(const td_peer_trust *t, const char *xff, td_peer_addr *hop)
+{
+    const char *end, *s, *e;
+    td_peer_addr a;
+
+    if (!xff || !*xff) return 0;
+    end = xff + strlen(xff);
+    while (prev_item(xff, &end, &s, &e)) {
+        if (!td_peer_parse(s, (size_t)(e - s), &a)) break;
+        *hop = a;
+        if (!td_peer_trusted(t, hop)) break;
+    }
+    return 1;
+}
+
 const char *td_peer_client(const td_peer_trust *t, const char *peer, const char *xff,
                            const char *xri, char out[TD_PEER_ADDR_LEN])
 {
-    td_peer_addr hop, a;
-    const char *end, *s, *e;
+    td_peer_addr hop, fwd, real;
+    int has_fwd, has_real;
 
     if (!peer || !t || t->n == 0) return peer;
     if (!td_peer_parse(peer, strlen(peer), &hop) || !td_peer_trusted(t, &hop)) return peer;
-    if (xff && *xff) {
-        /* From the proxy nearest us outwards; stop at the first hop that
-         * is not a trusted proxy (the client), or at anything that is not
-         * an address (then the last trusted hop is all we know). */
-        end = xff + strlen(xff);
-        while (prev_item(xff, &end, &s, &e)) {
-            if (!td_peer_parse(s, (size_t)(e - s), &a)) break;
-            hop = a;
-            if (!td_peer_trusted(t, &hop)) break;
-        }
-        return td_peer_format(&hop, out);
-    }
-    if (xri && td_peer_parse(xri, strlen(xri), &a)) return td_peer_format(&a, out);
+    fwd = hop;
+    has_fwd = t->header != TD_PEER_HDR_REAL_IP && xff_client(t, xff, &fwd);
+    /* An X-Real-IP naming a trusted proxy tells nothing about the client. */
+    has_real = t->header != TD_PEER_HDR_XFF && xri && td_peer_parse(xri, strlen(xri), &real) &&
+               (t->header == TD_PEER_HDR_REAL_IP || !td_peer_trusted(t, &real));
+    /* Every hop of X-Forwarded-For a trusted proxy: no claim about the
+     * client either, next to an X-Real-IP that makes one. */
+    if (has_fwd && has_real && t->header == TD_PEER_HDR_AGREE && td_peer_trusted(t, &fwd)) has_fwd = 0;
+    if (has_fwd && has_real) /* two claims: only when they agree (header unset) */
+        return fwd.v6 == real.v6 && !memcmp(fwd.b, real.b, sizeof fwd.b) ? td_peer_format(&fwd, out) : peer;
+    if (has_fwd) return td_peer_format(&fwd, out);
+    if (has_real) return td_peer_format(&real, out);
     return peer;
 }

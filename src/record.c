@@ -167,6 +167,45 @@ fail:
     return TD_ENOMEM;
 }
 
+void td_record_skip_bom(const char **text, size_t *len)
+{
+    if (*text && *len >= 3 && !memcmp(*text, "\xef\xbb\xbf", 3)) *text += 3, *len -= 3;
+}
+
+/* jansson's messages that are fixed text: shown as they are.  The rest
+ * carry a piece of the input ("control character 0x1", "invalid Unicode
+ * '\uD800'") and are said in our words. */
+static const char *const json_fixed_messages[] = {
+    "premature end of input", "unexpected newline", "invalid escape", "too big negative integer",
+    "too big integer", "real number overflow", "string or '}' expected", "duplicate object key",
+    "':' expected", "invalid token", "unexpected token", "']' expected", "'[' or '{' expected",
+    "end of file expected", "\\u0000 is not allowed without JSON_ALLOW_NUL",
+    "NUL byte in object key not supported", "maximum parsing depth reached",
+};
+
+const char *td_record_json_error(const json_error_t *je, char *buf, size_t len)
+{
+    char msg[JSON_ERROR_TEXT_LENGTH], *near;
+    const char *what = NULL;
+
+    /* Only the part before " near '<input>'", and only when it is one of
+     * the fixed messages: nothing of the input is ever copied. */
+    snprintf(msg, sizeof msg, "%s", je->text);
+    if ((near = strstr(msg, " near "))) *near = '\0';
+    for (size_t i = 0; !what && i < sizeof json_fixed_messages / sizeof *json_fixed_messages; i++)
+        if (!strcmp(msg, json_fixed_messages[i])) what = json_fixed_messages[i];
+    if (!what) {
+        if (!strncmp(msg, "control character", 17)) what = "a control character in a string";
+        else if (!strncmp(msg, "invalid Unicode", 15)) what = "an invalid \\u escape";
+        else if (json_error_code(je) == json_error_invalid_utf8) what = "text that is not valid UTF-8";
+        else if (json_error_code(je) == json_error_out_of_memory) what = "out of memory while parsing";
+        else what = "not valid JSON";
+    }
+    snprintf(buf, len, "invalid JSON: %s at line %d, column %d (byte %d)", what, je->line, je->column,
+             je->position);
+    return buf;
+}
+
 int td_record_parse(const char *text, size_t len, int64_t now, int64_t max_skew, td_record **out,
                     char *err, size_t errlen)
 {
@@ -176,8 +215,7 @@ int td_record_parse(const char *text, size_t len, int64_t now, int64_t max_skew,
     int rc = TD_EINVAL;
 
     if (!(src = json_loadb(text, len, JSON_REJECT_DUPLICATES, &jerr))) {
-        snprintf(err, errlen, "invalid JSON: %s (line %d, column %d)", jerr.text, jerr.line,
-                 jerr.column);
+        td_record_json_error(&jerr, err, errlen);
         goto out;
     }
     if (!json_is_object(src)) {

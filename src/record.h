@@ -47,6 +47,14 @@ int td_record_key_valid(const char *key, size_t len);
 #define TD_TOKEN_ID_LEN 17
 const char *td_record_token_id(const char *token, char out[TD_TOKEN_ID_LEN]);
 
+/* Skips a UTF-8 byte order mark at the start of *text.  Gitee's web editor
+ * and Windows tools put one in front of a file they save, and the Node and
+ * Python clients read such a file, so every reader of a record *file* -- the
+ * Gitee file (seal.c, the sink's guard) and the client's cache file -- skips
+ * it by this one rule.  td_record_parse itself does not: what is POSTed to
+ * the server is held to strict JSON. */
+void td_record_skip_bom(const char **text, size_t *len);
+
 /* Parses and validates a record from JSON text.  `now` is the current Unix
  * time: a record already expired at `now` is refused, and so is one
  * generated more than max_skew seconds after `now` (negative max_skew: no
@@ -56,6 +64,14 @@ const char *td_record_token_id(const char *token, char out[TD_TOKEN_ID_LEN]);
  * failure err says what is wrong with which field. */
 int td_record_parse(const char *json, size_t len, int64_t now, int64_t max_skew,
                     td_record **out, char *err, size_t errlen);
+
+/* What jansson found wrong with JSON text, and where, in words that
+ * never quote the text: jansson's own message ends in "near '<the input
+ * so far>'", which for a record is part of a token, and a parse error
+ * reaches logs and answers (/readyz answers anyone).  Writes "invalid
+ * JSON: <what> at line L, column C (byte B)" to buf; returns buf. */
+struct json_error_t;
+const char *td_record_json_error(const struct json_error_t *je, char *buf, size_t len);
 
 /* Builds a record from fields (the refresher's path). */
 int td_record_new(const struct td_record_fields *f, td_record **out);

@@ -17,7 +17,9 @@
 #include <time.h>
 #include <unistd.h>
 
-#define FORCE_INTERVAL_MS 30000L
+/* A retry after a failure is due this long before the token in service
+ * expires at the latest: time for a fetch and the pushes. */
+#define EXPIRY_MARGIN_S 60
 #define FORCED_PER_DAY 5        /* forced fetches (revoking ones) reports may cause a day */
 #define CHECK_INTERVAL_MS 30000L /* the platform judges one token at most this often */
 #define CHECKS_PER_DAY 48       /* judgements (check calls) reports may cause a day */
@@ -70,6 +72,7 @@ struct td_refresher {
         long reports;               /* reports this one fetch answered */
         long repeats;               /* reports answered after it from its outcome */
     } fz;
+    int forcing;                /* atomic mirror of fz.state == FORCE_PENDING (td_refresher_forcing) */
     pthread_cond_t done;        /* a cycle (forced or not) finished */
     int run_now;                /* td_refresher_freshen asks for a cycle now */
     int cycling;                /* a cycle runs (atomic: td_refresher_overdue reads it) */
@@ -209,7 +212,7 @@ int td_refresher_new(td_refresher **out, const td_refresher_opts *o, char *err, 
         r->o.notice_url = r->notice_url;
     }
     if (r->o.retry_max < r->o.retry_min) r->o.retry_max = r->o.retry_min;
-    if (r->o.force_interval_ms <= 0) r->o.force_interval_ms = FORCE_INTERVAL_MS;
+    if (r->o.force_interval_ms <= 0) r->o.force_interval_ms = TD_REFRESHER_FORCE_INTERVAL_MS;
     r->rule = (int)o->provider.ops->renewal;
     r->window = o->renew_window;
     for (size_t i = 0; i < o->sinks->n && i < TD_SINKS_MAX; i++) {
@@ -531,6 +534,36 @@ static void succeeded(td_refresher *r, const td_grant *t, int changed, int faile
     }
 }
 
+/* The wait before the retry of a failed cycle: the backoff, or longer
+ * when the platform's rate limit says so (Retry-After,
+ * x-ogw-ratelimit-reset) -- but never longer than retry_max, the
+ * operator's "longest retry delay", whatever the platform asks; and,
+ * while a token is in service, never past its expiry less
+ * EXPIRY_MARGIN_S, since a retry then still finds readers served (a
+ * platform's reset may be wrong or long, the token's end is not).  Each
+ * cut is logged. */
+static int64_t retry_delay_ms(td_refresher *r, int rc, const td_grant *t, int64_t now)
+{
+    int64_t wait = backoff_ms(r, r->failures), cap = r->o.retry_max * 1000, last;
+
+    if (rc == TD_ERATELIMIT && t && t->retry_after >= 0 && t->retry_after * 1000 > wait) {
+        wait = t->retry_after * 1000 + rnd_range(r, 0, 1000);
+        if (wait > cap + 1000) {
+            td_log("⚠️ %s要求 %ld 秒后再试 (限流)，超过最长重试间隔 %ld 秒 (--retry-max)：按 %ld 秒",
+                   r->o.provider.ops->label, t->retry_after, r->o.retry_max, r->o.retry_max);
+            wait = cap + rnd_range(r, 0, 1000);
+        }
+    }
+    if (t && t->quota_spent) wait = cap + rnd_range(r, 0, 1000);
+    if (r->cur && (last = (td_record_expires(r->cur) - EXPIRY_MARGIN_S - now) * 1000) > 0 && wait > last) {
+        td_log("⚠️ 在用的 token 还剩 %lld 秒：重试提前到它过期前 %d 秒 (%.1f 秒后，而非 %.1f 秒后)",
+               (long long)(td_record_expires(r->cur) - now), EXPIRY_MARGIN_S, (double)last / 1000,
+               (double)wait / 1000);
+        wait = last;
+    }
+    return wait;
+}
+
 /* No token reached a sink: back off (longer when Feishu's rate limit
  * says so), keep the previous record in service, and alert the group once
  * when the served token is about to run out.
@@ -552,10 +585,7 @@ static void failed_cycle(td_refresher *r, int rc, const td_grant *t, int64_t *ne
     r->failures++;
     __atomic_store_n(&r->failing, 1, __ATOMIC_RELAXED);
     td_metrics_inc(TD_M_REFRESH_FAILED);
-    *next_ms = backoff_ms(r, r->failures);
-    if (rc == TD_ERATELIMIT && t && t->retry_after >= 0 && t->retry_after * 1000 > *next_ms)
-        *next_ms = t->retry_after * 1000 + rnd_range(r, 0, 1000);
-    if (quota) *next_ms = r->o.retry_max * 1000 + rnd_range(r, 0, 1000);
+    *next_ms = retry_delay_ms(r, rc, t, now);
     if (r->cur && td_record_expires(r->cur) > now)
         td_log("❌ token 刷新失败 (连续第 %d 次): %s；继续分发当前 token (剩余 %lld 秒)",
                r->failures, err, (long long)(td_record_expires(r->cur) - now));
@@ -781,6 +811,7 @@ static void force_done(td_refresher *r, int rc, const char *why)
 {
     if (r->fz.state != FORCE_PENDING) return;
     r->fz.state = FORCE_DONE;
+    __atomic_store_n(&r->forcing, 0, __ATOMIC_RELEASE);
     r->fz.rc = rc;
     memcpy(r->fz.covered, r->cur_id, sizeof r->fz.covered);
     r->fz.done_ms = td_clock_mono_ms();
@@ -853,10 +884,13 @@ int td_refresher_overdue(td_refresher *r, int64_t expire_ts)
     /* Inside the window, or expired (what GET judges as expired: a window
      * of 0 must not leave the last second out). */
     if (expire_ts - td_clock_now() >= window_of(r) && expire_ts > td_clock_now()) return 0;
-    /* Backing off after a failure, the schedule is the retry's: readers
-     * get the old token while it is valid rather than wait, and are no
-     * reason to ask the platform sooner. */
-    if (__atomic_load_n(&r->failing, __ATOMIC_RELAXED)) return 0;
+    /* Backing off after a failure, the schedule is the retry's: until the
+     * retry is due, readers get the old token while it is valid rather
+     * than wait, and are no reason to ask the platform sooner.  Once it is
+     * due and has not run (the thread was frozen: SCF), it is overdue like
+     * any cycle -- else one failure before a freeze would turn fresh on
+     * read, and the SCF timer, off until a cycle succeeds. */
+    if (__atomic_load_n(&r->failing, __ATOMIC_RELAXED) && now < due) return 0;
     /* A cycle that started on schedule is the normal path at work: the
      * token in service still has most of the window, and readers get it
      * at once however slow the platform is.  One that started late (the
@@ -876,6 +910,8 @@ int td_refresher_overdue(td_refresher *r, int64_t expire_ts)
 long td_refresher_window(const td_refresher *r) { return window_of(r); }
 
 const char *td_refresher_provider(const td_refresher *r) { return r->o.provider.ops->kind; }
+
+int td_refresher_forcing(td_refresher *r) { return __atomic_load_n(&r->forcing, __ATOMIC_ACQUIRE); }
 
 void td_refresher_kick(td_refresher *r)
 {
@@ -962,6 +998,76 @@ void td_refresher_stop(td_refresher *r)
     r->running = 0;
 }
 
+/* A report of id, under r->lock: answered without a fetch (1, *rc and
+ * why set), or left to the forced fetch under way (0; with start, one is
+ * started when none runs), or -1: none runs and start is 0. */
+static int force_join(td_refresher *r, const char *id, int64_t now, int start, int *rc, char *why,
+                      size_t whylen)
+{
+    if (r->cur_id[0][0] && strcmp(id, r->cur_id[0]) != 0 && strcmp(id, r->cur_id[1]) != 0) {
+        snprintf(why, whylen, "该 token 已被换新");
+        *rc = TD_OK;
+        return 1;
+    }
+    /* One fetch answers every report of one token: while it runs, and for
+     * force_interval after it, every report of the tokens it judged
+     * (Feishu's rate limit stays far, and reports without a read key
+     * cannot make us hammer Feishu).  A token that fetch brought is one
+     * Feishu issues now: asking again would hand it back. */
+    if (r->fz.state == FORCE_DONE && now - r->fz.done_ms < r->o.force_interval_ms &&
+        (!strcmp(r->fz.id, id) || !strcmp(r->fz.covered[0], id) || !strcmp(r->fz.covered[1], id))) {
+        int brought = r->fz.rc == TD_OK && strcmp(r->fz.id, id) != 0;
+        snprintf(why, whylen, "%s", brought ? "该 token 刚由强制刷新换发" : r->fz.why);
+        *rc = brought ? TD_ECONFLICT : r->fz.rc;
+        /* Said once per outcome: a flood of reports is one line. */
+        if (!r->fz.repeats++)
+            td_log("收到 token 无效的报告 (token id %s)：%lld 秒前刚处理过它，%ld 秒内不再向平台确认或刷新，"
+                   "按那次的结果回答 (%s)", id, (long long)(now - r->fz.done_ms) / 1000,
+                   r->o.force_interval_ms / 1000, why);
+        return 1;
+    }
+    if (!start) return r->fz.state == FORCE_PENDING ? 0 : -1;
+    if (r->fz.state == FORCE_PENDING) {
+        r->fz.reports++;
+    } else {
+        snprintf(r->fz.id, sizeof r->fz.id, "%s", id);
+        r->fz.state = FORCE_PENDING;
+        __atomic_store_n(&r->forcing, 1, __ATOMIC_RELEASE);
+        r->fz.reports = 1;
+        r->fz.repeats = 0;
+        r->fz.asked_ms = now;
+        r->force = 1;
+        pthread_cond_signal(&r->cond);
+        td_log("收到 token 无效的报告 (token id %s)，立即强制刷新一次", id);
+    }
+    return 0;
+}
+
+int td_refresher_force_now(td_refresher *r, const char *name, const char *id, int start, int *pending,
+                           char *why, size_t whylen)
+{
+    int rc = TD_OK, j;
+
+    *pending = 0;
+    if (!r || !name || strcmp(name, r->o.name) != 0) {
+        snprintf(why, whylen, "本实例不刷新 token '%s'", name ? name : "");
+        return TD_ENOTFOUND;
+    }
+    pthread_mutex_lock(&r->lock);
+    if (r->stop) {
+        snprintf(why, whylen, "正在停止");
+        rc = TD_ECANCELED;
+    } else if ((j = force_join(r, id, td_clock_mono_ms(), start, &rc, why, whylen)) == 0) {
+        snprintf(why, whylen, "强制刷新进行中");
+        rc = TD_ETIMEOUT;
+        *pending = 1;
+    } else if (j < 0) {
+        rc = TD_REFRESHER_UNKNOWN;
+    }
+    pthread_mutex_unlock(&r->lock);
+    return rc;
+}
+
 int td_refresher_force(td_refresher *r, const char *name, const char *id, long wait_ms, char *why,
                        size_t whylen)
 {
@@ -973,40 +1079,7 @@ int td_refresher_force(td_refresher *r, const char *name, const char *id, long w
         return TD_ENOTFOUND;
     }
     pthread_mutex_lock(&r->lock);
-    if (r->cur_id[0][0] && strcmp(id, r->cur_id[0]) != 0 && strcmp(id, r->cur_id[1]) != 0) {
-        snprintf(why, whylen, "该 token 已被换新");
-        rc = TD_OK;
-        goto out;
-    }
-    /* One fetch answers every report of one token: while it runs, and for
-     * force_interval after it, every report of the tokens it judged
-     * (Feishu's rate limit stays far, and reports without a read key
-     * cannot make us hammer Feishu).  A token that fetch brought is one
-     * Feishu issues now: asking again would hand it back. */
-    if (r->fz.state == FORCE_DONE && now - r->fz.done_ms < r->o.force_interval_ms &&
-        (!strcmp(r->fz.id, id) || !strcmp(r->fz.covered[0], id) || !strcmp(r->fz.covered[1], id))) {
-        int brought = r->fz.rc == TD_OK && strcmp(r->fz.id, id) != 0;
-        snprintf(why, whylen, "%s", brought ? "该 token 刚由强制刷新换发" : r->fz.why);
-        rc = brought ? TD_ECONFLICT : r->fz.rc;
-        /* Said once per outcome: a flood of reports is one line. */
-        if (!r->fz.repeats++)
-            td_log("收到 token 无效的报告 (token id %s)：%lld 秒前刚处理过它，%ld 秒内不再向平台确认或刷新，"
-                   "按那次的结果回答 (%s)", id, (long long)(now - r->fz.done_ms) / 1000,
-                   r->o.force_interval_ms / 1000, why);
-        goto out;
-    }
-    if (r->fz.state == FORCE_PENDING) {
-        r->fz.reports++;
-    } else {
-        snprintf(r->fz.id, sizeof r->fz.id, "%s", id);
-        r->fz.state = FORCE_PENDING;
-        r->fz.reports = 1;
-        r->fz.repeats = 0;
-        r->fz.asked_ms = now;
-        r->force = 1;
-        pthread_cond_signal(&r->cond);
-        td_log("收到 token 无效的报告 (token id %s)，立即强制刷新一次", id);
-    }
+    if (force_join(r, id, now, 1, &rc, why, whylen) == 1) goto out;
     while (r->fz.state == FORCE_PENDING && !r->stop && td_clock_mono_ms() < deadline) {
         struct timespec ts;
         td_clock_mono_deadline(deadline, &ts);

@@ -12,7 +12,9 @@
  *
  * On failure (Feishu said no, or no sink took the token) the refresher
  * retries with exponential backoff and jitter between retry_min and
- * retry_max seconds (longer when Feishu's rate limit says so), keeps the
+ * retry_max seconds (longer when the platform's rate limit says so, but
+ * never beyond retry_max, nor, while a token is in service, later than a
+ * minute before its expiry), keeps the
  * previous record in service and never pushes an expired one.  When the
  * served token has less than alert_below seconds left the group is told
  * once, and again when refreshing recovers.  A new token (not a re-fetch of
@@ -58,6 +60,10 @@ typedef struct td_refresher td_refresher;
  * this process may refresh now (it holds the lease), 0 when another does. */
 typedef int (*td_refresher_lease_cb)(void *ud);
 
+/* How long one forced fetch answers every report of the tokens it judged
+ * (td_refresher_force); a fleet's reporters keep its answer as long. */
+#define TD_REFRESHER_FORCE_INTERVAL_MS 30000L
+
 typedef struct td_refresher_opts {
     td_provider provider;           /* where the token comes from */
     td_feishu feishu;               /* the notices' Feishu (base URL, timeout) */
@@ -71,7 +77,7 @@ typedef struct td_refresher_opts {
     long renew_window;              /* s */
     long retry_min, retry_max;      /* s */
     long alert_below;               /* s; 0: never alert */
-    long force_interval_ms;         /* 0: 30 s */
+    long force_interval_ms;         /* 0: TD_REFRESHER_FORCE_INTERVAL_MS */
     int quiet_start;                /* the first token after the start is taken as already
                                        announced: local sink only, no notice */
     td_refresher_lease_cb may_refresh;  /* NULL: always */
@@ -107,6 +113,16 @@ void td_refresher_stop(td_refresher *r);      /* joins; idempotent */
 int td_refresher_force(td_refresher *r, const char *name, const char *id, long wait_ms, char *why,
                        size_t whylen);
 
+/* The same without waiting, for a thread that must not (the HTTP event
+ * thread: a short lock only).  The answer td_refresher_force would give
+ * now: a token already replaced, the last forced fetch's judgement, or,
+ * while a forced fetch runs, TD_ETIMEOUT with *pending 1.  With nothing to
+ * answer from, TD_REFRESHER_UNKNOWN -- or, with start, the forced fetch
+ * starts here (TD_ETIMEOUT, *pending 1). */
+#define TD_REFRESHER_UNKNOWN 1
+int td_refresher_force_now(td_refresher *r, const char *name, const char *id, int start, int *pending,
+                           char *why, size_t whylen);
+
 /* Fresh on read: 1 when the token in service (expiring at expire_ts; 0:
  * none) is inside the renewal window and its refresh is overdue or under
  * way -- the background thread was frozen (SCF between invocations, a
@@ -129,6 +145,10 @@ int td_refresher_freshen(td_refresher *r, long wait_ms, char *why, size_t whylen
  * runs or none is due): for a reader parked until the refresh is done.
  * Never blocks beyond a short lock. */
 void td_refresher_kick(td_refresher *r);
+
+/* 1 while a forced refresh runs (td_refresher_force): a report now would
+ * wait for it.  Never blocks. */
+int td_refresher_forcing(td_refresher *r);
 
 /* The renewal window in effect, in seconds: the settings', or 0 once an
  * extending platform did not extend (renewed after the expiry then). */

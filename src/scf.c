@@ -4,6 +4,7 @@
 #include "httpc.h"
 #include "log.h"
 #include "peer.h"
+#include "record.h"
 #include "tokendist.h"
 
 #include <openssl/evp.h>
@@ -116,7 +117,8 @@ int td_scf_parse_event(const char *json, size_t len, td_scf_req *r, char *err, s
         return TD_ETOOBIG;
     }
     if (!(r->event = json_loadb(json, len, JSON_REJECT_DUPLICATES, &je))) {
-        snprintf(err, errlen, "event is not JSON (%s at offset %d)", je.text, je.position);
+        char why[200];
+        snprintf(err, errlen, "event is not JSON (%s)", td_record_json_error(&je, why, sizeof why));
         goto fail;
     }
     if (!json_is_object(r->event)) {

@@ -329,9 +329,12 @@ static int envelope_fields(const json_t *o, envelope *e, char *err, size_t errle
 int td_seal_peek(const char *text, size_t len, int64_t *generated, char kid[TD_SEAL_KID_LEN], char *err,
                  size_t errlen)
 {
-    json_t *o = json_loadb(text ? text : "", len, 0, NULL);
+    json_t *o;
     envelope e;
     int rc = TD_ENOTFOUND;
+
+    td_record_skip_bom(&text, &len);
+    o = json_loadb(text ? text : "", len, 0, NULL);
 
     if (is_envelope(o) && (rc = envelope_fields(o, &e, err, errlen)) == TD_OK) {
         if (generated) *generated = e.generated;
@@ -427,9 +430,11 @@ out:
 int td_seal_unwrap(const td_seal_keys *k, const char *name, const char *text, size_t len, char **plain,
                    size_t *plen, char *err, size_t errlen)
 {
-    json_t *o = json_loadb(text ? text : "", len, 0, NULL);
+    json_t *o;
     int rc;
 
+    td_record_skip_bom(&text, &len);
+    o = json_loadb(text ? text : "", len, 0, NULL);
     *plain = NULL;
     if (is_envelope(o)) {
         rc = open_envelope(k, name, o, plain, plen, err, errlen);

@@ -79,7 +79,9 @@ int td__seal_wrap_nonce(const td_seal_keys *k, const char *name, int64_t generat
  * text is an envelope (a JSON object with "v" and without "access_token")
  * whose clear fields are well formed, filling the outputs (each may be
  * NULL); TD_ENOTFOUND when text is not an envelope at all (a plaintext
- * record, or not JSON); TD_EINVAL with err when it is a malformed one. */
+ * record, or not JSON); TD_EINVAL with err when it is a malformed one.
+ * Both functions here skip a leading UTF-8 BOM (td_record_skip_bom): the
+ * plaintext td_seal_unwrap hands out is without it. */
 int td_seal_peek(const char *text, size_t len, int64_t *generated, char kid[TD_SEAL_KID_LEN],
                  char *err, size_t errlen);
 

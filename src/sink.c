@@ -5,7 +5,6 @@
 #include "httpc.h"
 #include "log.h"
 #include "metrics.h"
-#include "store.h"
 #include "tokendist.h"
 
 #include <ctype.h>
@@ -58,11 +57,14 @@ int td_sinks_from_config(td_sinks *s, const td_config *c, const td_token_conf *t
     if (t->gitee_path) {
         td_sink *k = &s->v[s->n++];
         if (!c->gitee_owner || !c->gitee_repo || !c->gitee_access_token) {
-            snprintf(err, errlen, "ENABLE_GITEE_TOKEN_SHARE 已开启，但 GITEE_ACCESS_TOKEN、GITEE_OWNER、"
-                                  "GITEE_REPO 或 GITEE_FILE_PATH 没有设置");
+            snprintf(err, errlen, "开启了 ENABLE_GITEE_TOKEN_SHARE，但没有设置%s%s%s: 请设置它们 (或 --gitee-owner、"
+                                  "--gitee-repo、--gitee-access-token)，或关闭 Gitee 共享",
+                     c->gitee_owner ? "" : " GITEE_OWNER", c->gitee_repo ? "" : " GITEE_REPO",
+                     c->gitee_access_token ? "" : " GITEE_ACCESS_TOKEN");
             return TD_EINVAL;
         }
         k->kind = TD_SINK_GITEE, k->label = "Gitee", k->timeout_ms = tmo, k->name = t->name;
+        k->max_skew = c->max_clock_skew;
         k->gitee = (td_gitee){.base_url = c->gitee_base_url, .owner = c->gitee_owner,
                               .repo = c->gitee_repo, .path = t->gitee_path,
                               .branch = c->gitee_branch, .access_token = c->gitee_access_token,
@@ -108,7 +110,7 @@ int td_sinks_drop_self(td_sinks *s, const td_endpoint_self *me)
         if (k->kind == TD_SINK_ENDPOINT && td_endpoint_is_self(k->url, me, why, sizeof why)) {
             td_log("⚠️ TENCENT_CLOUD_API_URL (%s) 指向本服务自己 (%s)：不通过 HTTP 推送给自己，"
                    "token 直接写入本地存储；要分发到别处，请把它设为另一个服务的地址",
-                   td_store_redact(k->url, shown, sizeof shown), why);
+                   td_httpc_redact_url(k->url, TD_HTTPC_HIDE_QUERY, shown, sizeof shown), why);
             dropped++;
             continue;
         }
@@ -157,8 +159,8 @@ void td_sinks_log_enabled(const td_sinks *s)
         const td_sink *k = &s->v[i];
         if (k->kind == TD_SINK_ENDPOINT) {
             td_log("腾讯云函数 Token分发功能已启用");
-            char shown[1200];
-            td_log("API地址: %s", td_store_redact(k->url, shown, sizeof shown)); /* no user:password */
+            char shown[512];
+            td_log("API地址: %s", td_httpc_redact_url(k->url, TD_HTTPC_HIDE_QUERY, shown, sizeof shown));
         } else if (k->kind == TD_SINK_GITEE) {
             td_log("Gitee Token共享功能已启用: %s/%s:%s", k->gitee.owner, k->gitee.repo, k->gitee.path);
             if (k->seal.n)
@@ -231,6 +233,7 @@ out:
 typedef struct gitee_push {
     const td_sink *sink;
     const td_record *r;
+    int warned;                 /* the distrusted time was logged (the guard may run twice) */
 } gitee_push;
 
 /* What the Gitee file holds now, as the guard of a write sees it. */
@@ -239,39 +242,69 @@ typedef struct gitee_file {
     int64_t generated;          /* the record's, or the envelope's clear one */
     int known;                  /* generated is known: a valid record, or a well-formed envelope */
     int ours;                   /* sealed with our first key (the form we write) */
+    int unverified;             /* with share keys: plaintext, or sealed with a key we lack */
+    char kid[TD_SEAL_KID_LEN];  /* sealed: its kid */
     td_record *rec;             /* the record, when we can read it (plaintext, or opened) */
 } gitee_file;
 
 /* Reads the file's content without trusting more than it proves: an
  * envelope's clear generated_timestamp counts only when its kid is not
  * one of ours or it opens (one of ours that does not open was forged or
- * corrupted, and is replaced). */
+ * corrupted, and is replaced).  With share keys, what does not open with
+ * one of them (plaintext, another key's envelope) is marked unverified:
+ * anyone with write access to the repository could have dated it. */
 static void gitee_file_read(const td_sink *s, const char *cur, size_t len, gitee_file *f)
 {
-    char why[512], kid[TD_SEAL_KID_LEN], *plain = NULL;
+    char why[512], *plain = NULL;
     size_t plen = 0;
     int ours = 0, rc;
 
     memset(f, 0, sizeof *f);
-    if (td_seal_peek(cur, len, &f->generated, kid, why, sizeof why) != TD_OK) {
+    td_record_skip_bom(&cur, &len);
+    if (td_seal_peek(cur, len, &f->generated, f->kid, why, sizeof why) != TD_OK) {
         if (td_record_parse(cur, len, 0, -1, &f->rec, why, sizeof why) == TD_OK)
-            f->known = 1, f->generated = td_record_generated(f->rec);
+            f->known = 1, f->generated = td_record_generated(f->rec), f->unverified = s->seal.n > 0;
         return;
     }
     f->sealed = 1;
     for (size_t i = 0; i < s->seal.n; i++)
-        if (!strcmp(s->seal.v[i].kid, kid)) ours = 1;
+        if (!strcmp(s->seal.v[i].kid, f->kid)) ours = 1;
     rc = td_seal_unwrap(&s->seal, s->name, cur, len, &plain, &plen, why, sizeof why);
     if (rc == TD_OK && td_record_parse(plain, plen, 0, -1, &f->rec, why, sizeof why) == TD_OK) {
         f->known = 1;
-        f->ours = !strcmp(s->seal.v[0].kid, kid);
+        f->ours = !strcmp(s->seal.v[0].kid, f->kid);
     } else if (!ours) {
         f->known = 1;   /* another key's (or no key of ours): its clear time is all we have */
+        f->unverified = s->seal.n > 0;
     } else {
         td_log("⚠️ Gitee 上的加密记录打不开 (%s)，将被替换", why);
     }
     if (plain) explicit_bzero(plain, plen);
     free(plain);
+}
+
+/* An unverified file's time is believed up to the store's clock-skew
+ * bound (--max-clock-skew) and no further: a plaintext record, or an
+ * envelope of a key we lack, dated ahead would otherwise win every
+ * put-if-newer and keep the sealed copy from ever being written -- the
+ * store refuses such a POST for the same reason.  Logged once per push. */
+static int gitee_time_untrusted(gitee_push *p, const gitee_file *f)
+{
+    int64_t ahead = f->generated - td_clock_now();
+    char gen[TD_TIME_LEN];
+
+    if (!f->known || !f->unverified || ahead <= p->sink->max_skew) return 0;
+    if (p->warned++) return 1;
+    if (f->sealed)
+        td_log("⚠️ Gitee 上的记录是用另一把共享密钥加密的 (kid %s)，无法验证；它的 generated_timestamp %lld (%s) "
+               "比现在超前 %lld 秒，超过允许的 %ld 秒 (--max-clock-skew)：不信任这个时间，将被替换",
+               f->kid, (long long)f->generated, td_clock_format(f->generated, gen), (long long)ahead,
+               p->sink->max_skew);
+    else
+        td_log("⚠️ Gitee 上的记录未加密，无法验证；它的 generated_timestamp %lld (%s) 比现在超前 %lld 秒，"
+               "超过允许的 %ld 秒 (--max-clock-skew)：不信任这个时间，将被替换为加密记录",
+               (long long)f->generated, td_clock_format(f->generated, gen), (long long)ahead, p->sink->max_skew);
+    return 1;
 }
 
 /* Put-if-newer for the Gitee file, as the server's store does it: a file
@@ -281,10 +314,12 @@ static void gitee_file_read(const td_sink *s, const char *cur, size_t len, gitee
  * needed for that.  The same record in the form we write (plaintext, or
  * sealed with our first key) is already there, however formatted; in the
  * other form (sealing just turned on, a key rotated) it is rewritten.
- * Anything else (an empty "{}", another format) is ours to replace. */
+ * With share keys, a file that cannot be verified is believed only up to
+ * the clock-skew bound (gitee_time_untrusted).  Anything else (an empty
+ * "{}", another format) is ours to replace. */
 static int gitee_guard(void *ud, const char *cur, size_t len, char *err, size_t errlen)
 {
-    const gitee_push *p = ud;
+    gitee_push *p = ud;
     gitee_file f;
     int rc = TD_OK;
 
@@ -300,7 +335,7 @@ static int gitee_guard(void *ud, const char *cur, size_t len, char *err, size_t 
             goto out;
         }
     }
-    if (f.known && f.generated >= td_record_generated(p->r)) {
+    if (f.known && f.generated >= td_record_generated(p->r) && !gitee_time_untrusted(p, &f)) {
         snprintf(err, errlen, "Gitee 上已有更新的 token 记录 (generated_timestamp %lld，本次 %lld)，未覆盖",
                  (long long)f.generated, (long long)td_record_generated(p->r));
         rc = TD_ECONFLICT;
@@ -316,7 +351,7 @@ static int push_gitee(const td_sink *s, const td_record *r, char *err, size_t er
     size_t len;
     const char *json = td_record_json(r, &len);
     char *sealed = NULL;
-    gitee_push p = {s, r};
+    gitee_push p = {s, r, 0};
     int rc;
 
     snprintf(msg, sizeof msg, "tokendist: 更新 token (过期时间 %s)", td_clock_format(td_record_expires(r), e));

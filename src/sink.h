@@ -37,6 +37,7 @@ typedef struct td_sink {
     td_seal_keys seal;          /* gitee: share keys (n == 0: plaintext); the first seals */
     td_api *api;                /* local */
     const char *name;           /* local, gitee: token name */
+    long max_skew;              /* gitee with a share key: how far ahead an unverifiable file's time is believed */
     long timeout_ms;
 } td_sink;
 

@@ -3,6 +3,7 @@
 #include "tokendist.h"
 
 #include <jansson.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -61,6 +62,7 @@ void td_snaps_free(td_snaps *t)
 {
     for (size_t i = 0; i < t->n; i++) td_snap_release(t->v[i]);
     free(t->v);
+    free(t->claims);
     pthread_mutex_destroy(&t->lock);
     memset(t, 0, sizeof *t);
 }
@@ -82,6 +84,23 @@ td_snap *td_snaps_get(td_snaps *t, const char *name)
     return s;
 }
 
+static td_snap_claim *claim_of(td_snaps *t, const char *name)
+{
+    for (size_t i = 0; i < t->nclaims; i++)
+        if (!strcmp(t->claims[i].name, name)) return &t->claims[i];
+    return NULL;
+}
+
+/* Places held by claims for names not served yet (lock held).  Claims are
+ * few (one per writer at work), so they are counted, not kept counted. */
+static size_t held_places(td_snaps *t)
+{
+    size_t k = 0;
+    for (size_t i = 0; i < t->nclaims; i++)
+        if (!slot_of(t, t->claims[i].name)) k++;
+    return k;
+}
+
 int td_snaps_install(td_snaps *t, td_snap *s)
 {
     td_snap **slot, *old = NULL;
@@ -94,7 +113,8 @@ int td_snaps_install(td_snaps *t, td_snap *s)
         int same = (*slot)->generated_ts == s->generated_ts && (*slot)->json_len == s->json_len &&
                    !memcmp((*slot)->json, s->json, s->json_len);
         if (!same && (*slot)->generated_ts <= s->generated_ts) old = *slot, *slot = s, s = NULL;
-    } else if (t->n < TD_SNAP_NAMES_MAX) {
+    } else if (claim_of(t, s->name) || t->n + held_places(t) < TD_SNAP_NAMES_MAX) {
+        /* A claimed name takes the place held for it. */
         td_snap **v = realloc(t->v, (t->n + 1) * sizeof *v);
         if (v) t->v = v, v[t->n++] = s, s = NULL;
         else rc = TD_ENOMEM;
@@ -107,14 +127,36 @@ int td_snaps_install(td_snaps *t, td_snap *s)
     return rc;
 }
 
-int td_snaps_has_room(td_snaps *t, const char *name)
+int td_snaps_claim(td_snaps *t, const char *name)
 {
-    int ok;
+    td_snap_claim *c;
+    int rc = TD_OK;
+
+    if (strlen(name) >= sizeof c->name) return TD_EINVAL;
+    pthread_mutex_lock(&t->lock);
+    if ((c = claim_of(t, name))) {
+        c->writers++;
+    } else if (!slot_of(t, name) && t->n + held_places(t) >= TD_SNAP_NAMES_MAX) {
+        rc = TD_ETOOBIG;
+    } else if ((c = realloc(t->claims, (t->nclaims + 1) * sizeof *c))) {
+        t->claims = c;
+        c = &t->claims[t->nclaims++];
+        snprintf(c->name, sizeof c->name, "%s", name);
+        c->writers = 1;
+    } else {
+        rc = TD_ENOMEM;
+    }
+    pthread_mutex_unlock(&t->lock);
+    return rc;
+}
+
+void td_snaps_unclaim(td_snaps *t, const char *name)
+{
+    td_snap_claim *c;
 
     pthread_mutex_lock(&t->lock);
-    ok = t->n < TD_SNAP_NAMES_MAX || slot_of(t, name) != NULL;
+    if ((c = claim_of(t, name)) && --c->writers == 0) *c = t->claims[--t->nclaims];
     pthread_mutex_unlock(&t->lock);
-    return ok;
 }
 
 void td_snaps_each(td_snaps *t, void (*fn)(void *ud, const td_snap *s), void *ud)

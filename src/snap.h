@@ -11,6 +11,8 @@
 #ifndef TD_SNAP_H
 #define TD_SNAP_H
 
+#include "record.h"
+
 #include <pthread.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -37,11 +39,19 @@ td_snap *td_snap_new(const char *name, const char *json, size_t len, int64_t gen
 void td_snap_retain(td_snap *s);
 void td_snap_release(td_snap *s);   /* NULL-safe */
 
+/* A place in the table held for a name whose record is being stored. */
+typedef struct td_snap_claim {
+    char name[TD_NAME_MAX + sizeof TD_TICKET_SUFFIX];
+    int writers;            /* claims of this name not yet given back */
+} td_snap_claim;
+
 /* The table of served snapshots. */
 typedef struct td_snaps {
     pthread_mutex_t lock;
     td_snap **v;
     size_t n;
+    td_snap_claim *claims;  /* names being written */
+    size_t nclaims;
 } td_snaps;
 
 void td_snaps_init(td_snaps *t);
@@ -52,11 +62,19 @@ td_snap *td_snaps_get(td_snaps *t, const char *name);
 
 /* Installs s unless the served one is newer (two writers can finish in
  * either order); consumes the caller's reference either way.  TD_ETOOBIG
- * when s would be the (TD_SNAP_NAMES_MAX + 1)-th name. */
+ * when s would be the (TD_SNAP_NAMES_MAX + 1)-th name, counting the places
+ * held by claims of other names; a claimed name always fits. */
 int td_snaps_install(td_snaps *t, td_snap *s);
 
-/* 1 when name is served or another name still fits the table. */
-int td_snaps_has_room(td_snaps *t, const char *name);
+/* The name limit decided before a record is written, so that a name
+ * refused is never stored and a name acknowledged always has its place:
+ * a writer claims name, stores the record, installs it, and gives the
+ * claim back (td_snaps_unclaim) whether the write succeeded or not.
+ * Returns TD_OK when name is served or a place is free (held for name
+ * until its last claim is given back), TD_ETOOBIG when the served names
+ * and the places held for others fill the table, TD_ENOMEM. */
+int td_snaps_claim(td_snaps *t, const char *name);
+void td_snaps_unclaim(td_snaps *t, const char *name);
 
 /* Calls fn for every snapshot, under the table's lock: fn must be quick
  * and must not call back into the table. */

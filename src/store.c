@@ -1,5 +1,6 @@
 /* store -- dispatch to a backend by URL scheme.  See store.h. */
 #include "store.h"
+#include "httpc.h"
 #include "tokendist.h"
 
 #include <assert.h>
@@ -26,31 +27,54 @@ static const td_store_ops *const backends[] = {
     &td_store_s3_ops,
 };
 
-int td_store_open(td_store **out, const char *url, size_t history_max, char *err, size_t errlen)
+#define TD_STORE_KINDS "sqlite:PATH、memory:、redis://HOST:PORT/DB 或 s3://BUCKET/PREFIX"
+
+/* The backend of url's scheme, or NULL with err saying what to write. */
+static const td_store_ops *backend(const char *url, char *err, size_t errlen)
 {
-    td_store *s = NULL;
-    const td_store_ops *ops = NULL;
     const char *colon = url ? strchr(url, ':') : NULL;
-    int rc = TD_EINVAL;
 
     if (!colon) {
-        snprintf(err, errlen, "store '%s' has no scheme: use sqlite:PATH, memory:, redis://HOST:PORT/DB or s3://BUCKET/PREFIX",
+        /* The commonest slip is a bare file name, meant for SQLite. */
+        snprintf(err, errlen, "没有写明存储类型: 要用 SQLite 文件请写 sqlite:%.200s；可用的有 " TD_STORE_KINDS,
                  url ? url : "");
-        goto out;
+        return NULL;
     }
     for (size_t i = 0; i < sizeof backends / sizeof *backends; i++)
         if (strlen(backends[i]->scheme) == (size_t)(colon - url) &&
             !strncmp(backends[i]->scheme, url, (size_t)(colon - url)))
-            ops = backends[i];
-    if (!ops) {
-        snprintf(err, errlen, "store '%.*s:' is not known: use sqlite:PATH, memory:, redis://HOST:PORT/DB or s3://BUCKET/PREFIX",
-                 (int)(colon - url), url);
-        goto out;
-    }
+            return backends[i];
+    snprintf(err, errlen, "不认识存储类型 '%.*s:'%s；可用的有 " TD_STORE_KINDS, (int)(colon - url > 40 ? 40 : colon - url),
+             url,
+#ifdef TD_HAVE_REDIS
+             ""
+#else
+             !strncmp(url, "redis:", 6) ? " (这个版本编译时没有 Redis 支持)" : ""
+#endif
+    );
+    return NULL;
+}
+
+int td_store_check_url(const char *url, char *err, size_t errlen)
+{
+    const td_store_ops *ops = backend(url, err, errlen);
+
+    if (!ops) return TD_EINVAL;
+    return ops->check ? ops->check(strchr(url, ':') + 1, err, errlen) : TD_OK;
+}
+
+int td_store_open(td_store **out, const char *url, size_t history_max, char *err, size_t errlen)
+{
+    td_store *s = NULL;
+    const td_store_ops *ops = NULL;
+    int rc = TD_EINVAL;
+
+    if (td_store_check_url(url, err, errlen) != TD_OK) goto out;
+    ops = backend(url, err, errlen);
     if (!(s = calloc(1, sizeof *s))) { rc = TD_ENOMEM; goto out; }
     s->ops = ops;
     s->history_max = history_max;
-    if ((rc = ops->open(s, colon + 1, err, errlen)) != TD_OK) {
+    if ((rc = ops->open(s, strchr(url, ':') + 1, err, errlen)) != TD_OK) {
         free(s); /* a failed open leaves nothing to close */
         s = NULL;
         goto out;
@@ -79,10 +103,12 @@ int td_store_put(td_store *s, const td_store_entry *e, char *err, size_t errlen)
     return s->ops->put(s, e, err, errlen);
 }
 
-int td_store_list(td_store *s, td_store_entry **v, size_t *n, char *err, size_t errlen)
+int td_store_list(td_store *s, size_t from, size_t max, td_store_entry **v, size_t *n, int *more,
+                  char *err, size_t errlen)
 {
     MAY_BLOCK();
-    return s->ops->list(s, v, n, err, errlen);
+    *v = NULL, *n = 0, *more = 0;
+    return s->ops->list(s, from, max, v, n, more, err, errlen);
 }
 
 int td_store_history(td_store *s, const char *name, size_t max, td_store_entry **v, size_t *n,
@@ -113,20 +139,7 @@ int td_store_lease(td_store *s, const char *key, const char *owner, int64_t ttl_
 
 const char *td_store_redact(const char *url, char *buf, size_t len)
 {
-    const char *auth = url ? strstr(url, "://") : NULL, *at = NULL;
-
-    /* The userinfo is everything up to the authority's last '@' (RFC 3986:
-     * the authority ends at the first '/', '?' or '#'); it goes whole,
-     * whatever its form -- ":pw", "user:pw", a bare "pw" or
-     * percent-encoded -- so no reading of it can leave part behind. */
-    if (auth) {
-        auth += 3;
-        for (const char *c = auth; *c && *c != '/' && *c != '?' && *c != '#'; c++)
-            if (*c == '@') at = c;
-    }
-    if (!at) snprintf(buf, len, "%s", url ? url : "");
-    else snprintf(buf, len, "%.*s***%s", (int)(auth - url), url, at);
-    return buf;
+    return td_httpc_redact_url(url, 0, buf, len);
 }
 
 int td_store_send(td_store *s, const char *to, const char *msg, char *err, size_t errlen)

@@ -46,6 +46,10 @@ enum { TD_LEASE_TAKE, TD_LEASE_DROP };
 
 typedef struct td_store_ops {
     const char *scheme;     /* "sqlite", "redis" */
+    /* Optional: whether spec (the URL after "scheme:") is well-formed,
+     * touching nothing -- so a bad URL stops a start before anything is
+     * opened.  err never repeats a password the URL may hold. */
+    int (*check)(const char *spec, char *err, size_t errlen);
     int (*open)(td_store *s, const char *spec, char *err, size_t errlen);
     /* TD_OK with *e filled (caller frees with td_store_entry_clear), or
      * TD_ENOTFOUND.  A value that is there but cannot be read (another
@@ -53,12 +57,19 @@ typedef struct td_store_ops {
      * hides the others. */
     int (*get)(td_store *s, const char *name, td_store_entry *e, char *err, size_t errlen);
     /* TD_OK stored (or identical to the stored one), TD_ECONFLICT older
-     * than the stored one, TD_EUNAVAIL try later, TD_EIO failed. */
+     * than the stored one, TD_ETOOBIG a new name while the store holds
+     * TD_SNAP_NAMES_MAX names already (decided in the same atomic step as
+     * the write, so the processes sharing a store never go past it
+     * together), TD_EUNAVAIL try later, TD_EIO failed. */
     int (*put)(td_store *s, const td_store_entry *e, char *err, size_t errlen);
-    /* All current records, at most TD_SNAP_NAMES_MAX (the first by name);
-     * *v is an array of *n entries (td_store_list_free); unreadable ones
-     * have their problem set, as with get. */
-    int (*list)(td_store *s, td_store_entry **v, size_t *n, char *err, size_t errlen);
+    /* The current records of the names in name order from the from-th
+     * on, at most max names: one page of a walk through the store, which
+     * may hold more names than the API serves (other writers).  *v is an
+     * array of *n entries (td_store_list_free); a name without a record is
+     * left out; unreadable ones have their problem set, as with get.
+     * *more is 1 when names follow the page. */
+    int (*list)(td_store *s, size_t from, size_t max, td_store_entry **v, size_t *n, int *more,
+                char *err, size_t errlen);
     /* Past records of name, newest first, at most max. */
     int (*history)(td_store *s, const char *name, size_t max, td_store_entry **v, size_t *n,
                    char *err, size_t errlen);
@@ -98,9 +109,15 @@ struct td_store {
 int td_store_open(td_store **out, const char *url, size_t history_max, char *err, size_t errlen);
 void td_store_close(td_store *s); /* NULL-safe */
 
+/* Whether url names a known backend and is well-formed for it, without
+ * opening anything (for checking settings before a start).  TD_EINVAL
+ * with err saying what to write instead; err never holds a password. */
+int td_store_check_url(const char *url, char *err, size_t errlen);
+
 int td_store_get(td_store *s, const char *name, td_store_entry *e, char *err, size_t errlen);
 int td_store_put(td_store *s, const td_store_entry *e, char *err, size_t errlen);
-int td_store_list(td_store *s, td_store_entry **v, size_t *n, char *err, size_t errlen);
+int td_store_list(td_store *s, size_t from, size_t max, td_store_entry **v, size_t *n, int *more,
+                  char *err, size_t errlen);
 int td_store_history(td_store *s, const char *name, size_t max, td_store_entry **v, size_t *n,
                      char *err, size_t errlen);
 int td_store_watch(td_store *s, td_store_change_cb cb, void *ud, char *err, size_t errlen);
@@ -124,9 +141,9 @@ const char *td_store_where(td_store *s, const char *name, char *buf, size_t len)
  * aborts. */
 void td_store_forbid_thread(void);
 
-/* url with its credentials -- all of the userinfo before the authority's
- * last '@' -- replaced by "***": redis://u:pw@h/0 shows "***@h/0" after
- * its scheme; for logs and --print-config.  Returns buf. */
+/* A store URL with its userinfo (user and password, found as
+ * td_httpc_redact_url finds it: a password may hold '/') replaced by
+ * "***", for logs and --print-config.  Returns buf. */
 const char *td_store_redact(const char *url, char *buf, size_t len);
 
 void td_store_entry_clear(td_store_entry *e);

@@ -1,8 +1,8 @@
 /* tokens -- see tokens.h. */
 #include "tokens.h"
+#include "httpc.h"
 #include "log.h"
 #include "sink.h"
-#include "store.h"
 #include "tokendist.h"
 
 #include <ctype.h>
@@ -152,7 +152,7 @@ int td_tokens_from_config(const td_config *c, td_token_conf **out, size_t *nout,
 
     *out = NULL, *nout = 0;
     if (!v) {
-        snprintf(err, errlen, "out of memory");
+        snprintf(err, errlen, "内存不足");
         return TD_ENOMEM;
     }
     if (have_id != have_secret) {
@@ -202,18 +202,18 @@ bad:
 
 void td_tokens_print(const td_config *c, FILE *f)
 {
-    static const char *const what[] = {"PROVIDER", "APP_ID", "APP_SECRET", "BASE_URL", "JSAPI_TICKET",
-                                       "RENEW_WINDOW", "API_URL", "API_KEY", "GITEE_FILE_PATH"};
-    char k[128], fp[TD_FP_LEN], url[1200];
+    const char *const *what = td_config_token_vars;
+    char k[128], fp[TD_FP_LEN], url[1024];
 
-    /* As td_config_print shows the seed's: secrets as fingerprints, URLs
-     * without the user:password they may carry. */
+    /* As td_config_print shows the default token's settings: a secret as
+     * its hash, a URL without the credentials it may carry. */
     for (size_t i = 0; i < c->tokens.n; i++)
-        for (size_t j = 0; j < sizeof what / sizeof *what; j++) {
+        for (size_t j = 0; what[j]; j++) {
             const char *v = td_config_env(c, var(c->tokens.v[i], what[j], k, sizeof k));
+            int secret = !strcmp(what[j], "APP_SECRET") || !strcmp(what[j], "API_KEY");
+            int is_url = !strcmp(what[j], "BASE_URL") || !strcmp(what[j], "API_URL");
             if (!v) continue;
-            if (!strcmp(what[j], "APP_SECRET") || !strcmp(what[j], "API_KEY")) v = td_log_secret_fp(v, fp);
-            else if (!strcmp(what[j], "BASE_URL") || !strcmp(what[j], "API_URL")) v = td_store_redact(v, url, sizeof url);
-            fprintf(f, "%s=%s\n", k, v);
+            fprintf(f, "%s=%s\n", k, secret ? td_log_secret_fp(v, fp)
+                                      : is_url ? td_httpc_redact_url(v, 0, url, sizeof url) : v);
         }
 }

@@ -10,6 +10,7 @@
  *   record app|tenant          td_client_get_record: the record's length, whether it
  *                              holds the token, and the token's hash
  *   version                    td_version() and TD_VERSION
+ *   setters                    what each --raw-long setter returned
  *
  * Options map to TD_OPT_* one to one (--url repeatable); a setter's
  * failure is left to td_client_new to report, as the header allows.
@@ -26,6 +27,8 @@
 
 static td_client *client;
 static char *last;          /* the last token got (malloc'd copy) */
+static int raw_opt[8], raw_rc[8];   /* --raw-long: the option and its setter's code */
+static int nraw;
 
 static unsigned long long fnv(const char *s)
 {
@@ -144,7 +147,8 @@ int main(int argc, char **argv)
             /* --raw-long N V: an option by its number, as a program built
              * against a later header would set one this library lacks. */
             if (!strcmp(k, "--raw-long") && i + 2 < argc) {
-                td_client_opts_set_long(o, (td_option)atoi(v), atol(argv[i + 2]));
+                int rc = td_client_opts_set_long(o, (td_option)atoi(v), atol(argv[i + 2]));
+                if (nraw < 8) raw_opt[nraw] = atoi(v), raw_rc[nraw++] = rc;
                 i++;
                 continue;
             }
@@ -190,6 +194,10 @@ int main(int argc, char **argv)
             td_free(t);
         } else if (!strcmp(cmd, "version")) {
             printf("{\"rc\": 0, \"runtime\": \"%s\", \"header\": \"%s\"}\n", td_version(), TD_VERSION);
+        } else if (!strcmp(cmd, "setters")) {
+            printf("{\"rc\": 0, \"setters\": [");
+            for (int i = 0; i < nraw; i++) printf("%s[%d, %d]", i ? ", " : "", raw_opt[i], raw_rc[i]);
+            puts("]}");
         } else if (!strcmp(cmd, "burst")) {
             burst(n, !strcmp(arg, "tenant") ? TD_TOKEN_TENANT : TD_TOKEN_APP, 0);
         } else if (!strcmp(cmd, "report")) {

@@ -46,6 +46,15 @@ const LABEL = Object.freeze({
 
 /** |Date header − local clock| below this is within the header's 1 s precision plus latency: ignored. */
 const SKEW_IGNORE_MS = 2000;
+/** The first pause while waiting for a token other than the reported one; it doubles up to 2 s. */
+const WAIT_FIRST_MS = 250;
+const WAIT_MAX_MS = 2000;
+/**
+ * Gitee is asked at most this often per client (it publishes no rate limit, and
+ * one token repository serves many clients); meanwhile its last answer stands.
+ * The C library's and the Python client's rule.
+ */
+const GITEE_INTERVAL_MS = 60000;
 const MAX_BODY_BYTES = 1024 * 1024;
 
 /* ------------------------------------------------------------------ */
@@ -78,17 +87,32 @@ function fingerprint(token) {
   return `${token.slice(0, 6)}…${token.slice(-2)}`;
 }
 
-/** Hide credentials that may sit in a URL's query string. */
+/**
+ * Hide the credentials a URL may carry: the whole userinfo becomes `***`
+ * (by the server's rule, src/httpc.h: from `://` to the last `@` before the
+ * first `/`, `?` or `#` after the first `@` -- a password may hold `/`,
+ * which a URL parser takes for the end of the host), and query parameters
+ * whose names look like secrets. Works on text, so a URL no parser accepts
+ * is hidden too.
+ */
 function redactUrl(url) {
+  let s = String(url);
+  const i = s.indexOf('://');
+  const first = i < 0 ? -1 : s.indexOf('@', i + 3);
+  if (first >= 0) {
+    const m = s.slice(first).search(/[/?#]/);
+    const at = s.lastIndexOf('@', m < 0 ? s.length : first + m);
+    s = `${s.slice(0, i + 3)}***${s.slice(at)}`;
+  }
   try {
-    const u = new URL(url);
+    const u = new URL(s);
+    let hidden = false;
     for (const k of [...u.searchParams.keys()]) {
-      if (/token|key|secret|sign|sig|auth|password/i.test(k)) u.searchParams.set(k, '***');
+      if (/token|key|secret|sign|sig|auth|password/i.test(k)) u.searchParams.set(k, '***'), hidden = true;
     }
-    if (u.password) u.password = '***';
-    return u.toString();
+    return hidden ? u.toString() : s;
   } catch {
-    return String(url);
+    return s;
   }
 }
 
@@ -223,6 +247,60 @@ function invalidUrlFor(apiUrl) {
   } catch {
     return null;
   }
+}
+
+/* ------------------------------------------------------------------ */
+/* the cache file                                                     */
+/* ------------------------------------------------------------------ */
+
+/*
+ * The cache file is the record plus two members naming what it holds, so
+ * that a client of another name (or `tokendist get --ticket`) sharing the
+ * path does not take it for its own: the rule of the C and Python clients
+ * (docs/protocol.md, "The client cache file").
+ */
+const CACHE_NAME = 'tokendist_name';
+const CACHE_KIND = 'tokendist_kind';
+const KIND_TOKEN = 'token';
+const KIND_LABEL = Object.freeze({ token: 'access token', jsapi_ticket: 'jsapi_ticket' });
+
+function cacheRefused(code, why) {
+  return new TokendistError(code, `❌ 本地缓存 token获取失败: ${why}`, { source: 'cache' });
+}
+
+/**
+ * The record in a parsed cache file, for a client of token `name` and `kind`
+ * (this client only knows 'token'), without the two members. A file written
+ * for another name or kind holds no token for this client (ENOTFOUND_TOKEN);
+ * one without the members, from before them, counts as `default`'s token.
+ */
+function openCache(doc, name, kind = KIND_TOKEN) {
+  if (!isPlainObject(doc)) throw cacheRefused('EINVALID', '缓存文件不是JSON对象');
+  const hasN = Object.prototype.hasOwnProperty.call(doc, CACHE_NAME);
+  const hasK = Object.prototype.hasOwnProperty.call(doc, CACHE_KIND);
+  const n = doc[CACHE_NAME];
+  const k = doc[CACHE_KIND];
+  if ((hasN && !(typeof n === 'string' && NAME_RE.test(n)))
+      || (hasK && !(typeof k === 'string' && Object.prototype.hasOwnProperty.call(KIND_LABEL, k)))) {
+    throw cacheRefused('EINVALID', `缓存文件的 ${CACHE_NAME} 或 ${CACHE_KIND} 无效`);
+  }
+  const writtenName = hasN ? n : DEFAULT_NAME;
+  const writtenKind = hasK ? k : KIND_TOKEN;
+  if (!hasN && !hasK && (writtenName !== name || writtenKind !== kind)) {
+    throw cacheRefused('ENOTFOUND_TOKEN', '缓存文件没有标明属于哪个 token (旧格式)，只当作 token \'default\' 的 access token，'
+      + `不是 '${name}' 的 ${KIND_LABEL[kind]}: 请换一个缓存文件`);
+  }
+  if (writtenName !== name) {
+    throw cacheRefused('ENOTFOUND_TOKEN', `缓存文件属于 token '${writtenName}'，不是 '${name}': 每个 token 名称请用自己的缓存文件`);
+  }
+  if (writtenKind !== kind) {
+    throw cacheRefused('ENOTFOUND_TOKEN', `缓存文件存的是 token '${writtenName}' 的 ${KIND_LABEL[writtenKind]}，`
+      + `不是 ${KIND_LABEL[kind]}: access token 和 jsapi_ticket 请用不同的缓存文件`);
+  }
+  const record = { ...doc };
+  delete record[CACHE_NAME];
+  delete record[CACHE_KIND];
+  return record;
 }
 
 /* ------------------------------------------------------------------ */
@@ -505,6 +583,16 @@ function configError(msg) {
 }
 
 
+/** true/false, 1/0, or their words in text ("false", "0", "no", "off"), as Python's client reads them. */
+function asBool(value, what) {
+  if (typeof value === 'boolean') return value;
+  if (value === 0 || value === 1) return value === 1;
+  const v = typeof value === 'string' ? value.trim().toLowerCase() : undefined;
+  if (['1', 'true', 'yes', 'on'].includes(v)) return true;
+  if (['0', 'false', 'no', 'off'].includes(v)) return false;
+  throw configError(`${what} 应为 true 或 false: ${JSON.stringify(value)}`);
+}
+
 // What a reader of each platform's token in service should still have
 // (docs/providers.md; the C client's provider_min): WeChat renews in its
 // last 5 minutes, WeCom only after expiry, the rest in their last 30 minutes.
@@ -557,15 +645,20 @@ function normalizeOptions(raw) {
     throw configError('refreshWaitMs 必须是非负数');
   }
 
-  // Gitee: { gitee: {...} } or the seed's Python-style keys.
+  // Gitee: { gitee: {...} } or the seed's Python-style keys, unless the seed's
+  // switch says false (the producer does not share there): the rule of the
+  // Python client and `tokendist get`, whose environment says "false" in text.
   let gitee = o.gitee;
-  if (gitee === undefined && o.GITEE_OWNER && o.ENABLE_GITEE_TOKEN_SHARE !== false) {
+  const share = o.ENABLE_GITEE_TOKEN_SHARE;
+  if (gitee === undefined && o.GITEE_OWNER
+      && (share === undefined || share === null || share === '' || asBool(share, 'ENABLE_GITEE_TOKEN_SHARE'))) {
     gitee = {
       owner: o.GITEE_OWNER,
       repo: o.GITEE_REPO,
       path: o.GITEE_FILE_PATH,
       branch: o.GITEE_BRANCH,
       accessToken: o.GITEE_ACCESS_TOKEN,
+      baseUrl: o.GITEE_BASE_URL,
     };
   }
   if (gitee) {
@@ -630,6 +723,8 @@ class TokendistClient {
     this._epoch = 0;
     this._reports = new Map(); // token → promise (single-flight per token)
     this._lastCacheWrite = null;
+    this._giteeAt = null; // performance.now() of the last Gitee request
+    this._giteeAnswer = null; // { record } or { err }: what it answered
   }
 
   /** Seconds left for `record` by the server's clock (as last seen). */
@@ -687,23 +782,26 @@ class TokendistClient {
     const epoch = this._epoch;
     const { log } = this._o;
     let stale = null; // a usable record that only repeats the reported token
+    let pause = WAIT_FIRST_MS;
+    // An old report whose wait is over does not count.
+    let rejected = this._rejected && Date.now() < this._rejected.until ? this._rejected : null;
     for (;;) {
-      const rejected = this._rejected && Date.now() < this._rejected.until ? this._rejected : null;
       const failures = [];
       const got = await this._chain(rejected, failures);
       if (got) return this._accept(got, epoch);
       const staleFailure = failures.find((f) => f.err.code === 'ESTALE');
       if (staleFailure && !stale) stale = staleFailure.candidate;
-      if (rejected && stale) {
-        if (Date.now() + 250 < rejected.until) {
-          await sleep(250);
-          continue;
-        }
+      if (!rejected || !stale) throw this._failure(failures);
+      const left = rejected.until - Date.now();
+      if (left <= 0) {
         // Waited long enough: the sources still hand out the reported token.
         log.warn(`⚠️ 等待 ${this._o.refreshWaitMs}ms 后仍只拿到已报告无效的token ${fingerprint(tokenOf(stale.record, this._o.field))}，暂时继续使用`);
         return this._accept(stale, epoch, true);
       }
-      throw this._failure(failures);
+      // Ask again after pauses that double, the last one ending at the deadline.
+      await sleep(Math.min(pause, left));
+      pause = Math.min(pause * 2, WAIT_MAX_MS);
+      rejected = this._rejected; // a 409 meanwhile ends the wait (null)
     }
   }
 
@@ -893,7 +991,28 @@ class TokendistClient {
     return { record: this._parseRecord('endpoint', url, text) };
   }
 
+  /**
+   * Gitee's record, asked for unless it was asked less than GITEE_INTERVAL_MS
+   * ago; then its last answer stands. A failure counts as an answer too: a client
+   * that keeps failing must not turn into a stream of Gitee requests. Only the
+   * one fetch in flight (_inflight) calls this.
+   */
   async _fromGitee() {
+    const now = performance.now(); // monotonic: a clock set back does not stretch the minute
+    if (this._giteeAt === null || now - this._giteeAt >= GITEE_INTERVAL_MS) {
+      this._giteeAt = now;
+      try {
+        this._giteeAnswer = { record: (await this._askGitee()).record };
+      } catch (err) {
+        if (!(err instanceof TokendistError)) throw err;
+        this._giteeAnswer = { err };
+      }
+    }
+    if (this._giteeAnswer.err) throw this._giteeAnswer.err;
+    return { record: this._giteeAnswer.record };
+  }
+
+  async _askGitee() {
     const g = this._o.gitee;
     const enc = (s) => s.split('/').map(encodeURIComponent).join('/');
     const qs = new URLSearchParams();
@@ -933,14 +1052,20 @@ class TokendistClient {
       const why = err && err.code === 'ENOENT' ? '缓存文件不存在' : `无法读取缓存文件 (${err && err.code})`;
       throw new TokendistError('ENOTFOUND_TOKEN', `❌ 本地缓存 token获取失败: ${why}`, { source: 'cache', cause: err });
     }
+    let doc;
     try {
-      return { record: JSON.parse(text) };
+      // A file an editor saved with a BOM reads as the same record.
+      doc = JSON.parse(text.replace(/^\uFEFF/, ''));
     } catch {
       throw new TokendistError('EINVALID', '❌ 本地缓存 token获取失败: 缓存文件不是JSON', { source: 'cache' });
     }
+    return { record: openCache(doc, this._o.name) };
   }
 
-  /** Atomic write: temp file (mode 0600) in the same directory, fsync, rename. Never throws. */
+  /**
+   * Atomic write: temp file (mode 0600) in the same directory, fsync, rename. Never throws.
+   * The file names the token it holds (openCache).
+   */
   async _writeCache(record) {
     const file = this._o.cacheFile;
     if (!file) return;
@@ -951,7 +1076,8 @@ class TokendistClient {
     try {
       await fs.promises.mkdir(path.dirname(file), { recursive: true, mode: 0o700 });
       fh = await fs.promises.open(tmp, 'wx', 0o600);
-      await fh.writeFile(`${JSON.stringify(record, null, 2)}\n`, 'utf8');
+      const doc = { ...record, [CACHE_NAME]: this._o.name, [CACHE_KIND]: KIND_TOKEN };
+      await fh.writeFile(`${JSON.stringify(doc, null, 2)}\n`, 'utf8');
       await fh.sync();
       await fh.close();
       fh = undefined;

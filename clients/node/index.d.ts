@@ -98,13 +98,17 @@ export interface ClientOptions {
   /** The seed's TENCENT_CLOUD_CONFIG.API_URL (same as apiUrl). */
   API_URL?: string | string[];
   READ_KEY?: string;
-  /** The seed's Python-style Gitee keys (used when `gitee` is not given). */
-  ENABLE_GITEE_TOKEN_SHARE?: boolean;
+  /**
+   * The seed's Python-style Gitee keys (used when `gitee` is not given); false
+   * (or "false", "0", "no", "off", as an environment has it) turns them off.
+   */
+  ENABLE_GITEE_TOKEN_SHARE?: boolean | string;
   GITEE_ACCESS_TOKEN?: string;
   GITEE_OWNER?: string;
   GITEE_REPO?: string;
   GITEE_FILE_PATH?: string;
   GITEE_BRANCH?: string;
+  GITEE_BASE_URL?: string;
   /** Same as shareKey (the environment's name). */
   TOKENDIST_SHARE_KEY?: string;
 }

@@ -133,6 +133,11 @@ static int mem_put(td_store *s, const td_store_entry *e, char *err, size_t errle
             rc = TD_ECONFLICT;
             goto out;
         }
+    } else if (m->n >= TD_SNAP_NAMES_MAX) {
+        snprintf(err, errlen, "the memory store holds %zu token names already (at most %d)", m->n,
+                 TD_SNAP_NAMES_MAX);
+        rc = TD_ETOOBIG;
+        goto out;
     } else {
         mem_rec *v = realloc(m->v, (m->n + 1) * sizeof *v);
         if (!v) { rc = TD_ENOMEM; goto out; }
@@ -157,30 +162,35 @@ out:
 
 static int by_name(const void *a, const void *b)
 {
-    return strcmp(((const td_store_entry *)a)->name, ((const td_store_entry *)b)->name);
+    return strcmp((*(const mem_rec *const *)a)->cur.name, (*(const mem_rec *const *)b)->cur.name);
 }
 
-static int mem_list(td_store *s, td_store_entry **v, size_t *n, char *err, size_t errlen)
+static int mem_list(td_store *s, size_t from, size_t max, td_store_entry **v, size_t *n, int *more,
+                    char *err, size_t errlen)
 {
     mem_store *m = s->impl;
     td_store_entry *arr = NULL;
-    size_t cnt = 0;
+    mem_rec **order = NULL;
+    size_t cnt = 0, end = 0;
     int rc = TD_OK;
 
     pthread_mutex_lock(&m->lock);
-    if (m->n && !(arr = calloc(m->n, sizeof *arr))) rc = TD_ENOMEM;
-    for (size_t i = 0; i < m->n && rc == TD_OK; i++)
-        if ((rc = copy_entry(&arr[cnt], &m->v[i].cur)) == TD_OK) cnt++;
+    if (from < m->n) {
+        end = m->n - from > max ? from + max : m->n;
+        *more = end < m->n;
+        /* The page is copied, not the whole store. */
+        if (!(order = malloc(m->n * sizeof *order)) || !(arr = calloc(end - from, sizeof *arr))) rc = TD_ENOMEM;
+        for (size_t i = 0; rc == TD_OK && i < m->n; i++) order[i] = &m->v[i];
+        if (rc == TD_OK) qsort(order, m->n, sizeof *order, by_name);
+        for (size_t i = from; i < end && rc == TD_OK; i++)
+            if ((rc = copy_entry(&arr[cnt], &order[i]->cur)) == TD_OK) cnt++;
+    }
     pthread_mutex_unlock(&m->lock);
+    free(order);
     if (rc != TD_OK) {
         td_store_list_free(arr, cnt);
         snprintf(err, errlen, "out of memory");
         return rc;
-    }
-    if (cnt) qsort(arr, cnt, sizeof *arr, by_name);
-    if (cnt > TD_SNAP_NAMES_MAX + 1) { /* as the other stores: one more says "too many" */
-        for (size_t i = TD_SNAP_NAMES_MAX + 1; i < cnt; i++) td_store_entry_clear(&arr[i]);
-        cnt = TD_SNAP_NAMES_MAX + 1;
     }
     *v = arr;
     *n = cnt;

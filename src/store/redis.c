@@ -27,14 +27,16 @@
  * Retry-After) while GETs go on from the in-memory snapshots.
  *
  * Everything read from Redis is bounded: counts by the commands
- * themselves (SRANDMEMBER n, LRANGE 0 n-1) and record sizes by the Lua
- * scripts, which refuse a value over JSON_MAX before it is sent.
+ * themselves (SORT … LIMIT for a page of names, LRANGE 0 n-1) and record
+ * sizes by the Lua scripts, which refuse a value over JSON_MAX before it
+ * is sent.
  */
 #define _GNU_SOURCE
 #include "store.h"
 #include "log.h"
 #include "metrics.h"
 #include "record.h"
+#include "snap.h"
 #include "tokendist.h"
 
 #include <errno.h>
@@ -58,7 +60,6 @@
 #define RESYNC_MS 5000          /* everything is reloaded this often: another tool's writes
                                    are seen without a PUBLISH */
 #define JSON_MAX (1u << 20)     /* the API's largest body */
-#define NAMES_MAX 1024          /* the API keeps at most this many names */
 #define NAME_MAX_LEN 80        /* a token name (64) or NAME.jsapi_ticket */
 #define PREFIX_MAX 64
 #define KEY_MAX (PREFIX_MAX + 16 + 128)
@@ -78,7 +79,6 @@ typedef struct rd_store {
     char down_why[256];         /* the failure that took it down */
     int64_t down_since;         /* Unix seconds; 0 while up */
     int resync;                 /* tell cb "everything" when next connected */
-    int warned_names;           /* said once that the names set is over NAMES_MAX */
     int64_t last_sync;          /* keeper only: monotonic ms of the last full reload */
     int stopping;
 
@@ -100,9 +100,10 @@ typedef struct rd_store {
 /* --- scripts ----------------------------------------------------------- */
 
 /* KEYS: token hash, history list, names set.
- * ARGV: json, gen, exp, history to keep, name, channel.
+ * ARGV: json, gen, exp, history to keep, name, channel, most names.
  * Returns {1, gen} stored, {0, gen} identical to the stored one,
- * {-1, stored gen} not newer. */
+ * {-1, stored gen} not newer, {-2, names} a new name and the names set
+ * full: the fleet's name limit, decided in the script that adds a name. */
 static const char PUT_LUA[] =
     "local cur = redis.call('HMGET', KEYS[1], 'gen', 'json')\n"
     "local gen = tonumber(ARGV[2])\n"
@@ -110,6 +111,10 @@ static const char PUT_LUA[] =
     "  local stored = tonumber(cur[1])\n"
     "  if gen == stored and cur[2] == ARGV[1] then return {0, cur[1]} end\n"
     "  if gen <= stored then return {-1, cur[1]} end\n"
+    "end\n"
+    "if redis.call('SISMEMBER', KEYS[3], ARGV[5]) == 0 then\n"
+    "  local n = redis.call('SCARD', KEYS[3])\n"
+    "  if n >= tonumber(ARGV[7]) then return {-2, tostring(n)} end\n"
     "end\n"
     "redis.call('HSET', KEYS[1], 'json', ARGV[1], 'gen', ARGV[2], 'exp', ARGV[3])\n"
     "redis.call('LPUSH', KEYS[2], ARGV[2] .. ' ' .. ARGV[3] .. ' ' .. ARGV[1])\n"
@@ -204,8 +209,8 @@ static int parse_url(rd_store *q, const char *spec, char *err, size_t errlen)
     if (at) {
         const char *colon = memchr(p, ':', (size_t)(at - p));
         if (!colon) {
-            snprintf(err, errlen, "redis store URL: credentials must be ':PASSWORD@' or "
-                                  "'USER:PASSWORD@' (a bare name before '@' is not accepted)");
+            snprintf(err, errlen, "Redis 存储 URL 的凭证应写成 ':PASSWORD@' 或 'USER:PASSWORD@' "
+                                  "('@' 前只有一个名字是不行的)");
             return TD_EINVAL;
         }
         if (colon > p && !(q->user = pct_decode(p, (size_t)(colon - p)))) return TD_ENOMEM;
@@ -246,18 +251,18 @@ static int parse_url(rd_store *q, const char *spec, char *err, size_t errlen)
         const char *val = query + 1;
         size_t vl = strlen(val);
         if (strncmp(val, key, sizeof key - 1) != 0 || strchr(val, '&')) {
-            snprintf(err, errlen, "redis store URL: the only option is ?prefix=NAMESPACE");
+            snprintf(err, errlen, "Redis 存储 URL 只有一个参数: ?prefix=NAMESPACE");
             return TD_EINVAL;
         }
         val += sizeof key - 1;
         vl -= sizeof key - 1;
         if (vl == 0 || vl > PREFIX_MAX) {
-            snprintf(err, errlen, "redis store URL: prefix must be 1-%d characters", PREFIX_MAX);
+            snprintf(err, errlen, "Redis 存储 URL 的 prefix 应为 1 到 %d 个字符", PREFIX_MAX);
             return TD_EINVAL;
         }
         for (size_t i = 0; i < vl; i++)
             if ((unsigned char)val[i] <= ' ' || val[i] == 0x7f) {
-                snprintf(err, errlen, "redis store URL: prefix must not contain blanks");
+                snprintf(err, errlen, "Redis 存储 URL 的 prefix 不能含空白字符");
                 return TD_EINVAL;
             }
         memcpy(q->prefix, val, vl);
@@ -268,8 +273,8 @@ static int parse_url(rd_store *q, const char *spec, char *err, size_t errlen)
     snprintf(q->channel, sizeof q->channel, "%schanged@%d", q->prefix, q->db);
     return TD_OK;
 bad:
-    snprintf(err, errlen, "redis store URL is not redis://[:PASSWORD@]HOST[:PORT][/DB][?prefix=NS] "
-                          "(e.g. redis://127.0.0.1:6379/0)");
+    snprintf(err, errlen, "Redis 存储 URL 应写成 redis://[:PASSWORD@]HOST[:PORT][/DB][?prefix=NS]，"
+                          "例如 redis://127.0.0.1:6379/0");
     return TD_EINVAL;
 }
 
@@ -332,6 +337,23 @@ static redisContext *rd_connect(rd_store *q, int select_db, int *rc, char *err, 
         }
         freeReplyObject(r);
     }
+    /* A connect that succeeded says only that the kernel took it: a
+     * stopped (SIGSTOP) or wedged Redis accepts connections it never
+     * answers.  Connected means Redis answered, within the command
+     * timeout; until then it stays down, and POSTs get their 503 at once. */
+    r = redisCommand(c, "PING");
+    if (!r || r->type == REDIS_REPLY_ERROR) {
+        if (r && !strncmp(r->str, "NOAUTH", 6)) {
+            snprintf(err, errlen, "Redis at %s requires a password: put it in the store URL "
+                                  "(redis://:PASSWORD@HOST:PORT/DB)", q->where);
+            *rc = TD_EAUTH;
+        } else {
+            snprintf(err, errlen, "Redis at %s accepts connections but does not answer: %s", q->where,
+                     r ? r->str : c->errstr);
+        }
+        goto fail;
+    }
+    freeReplyObject(r);
     return c;
 fail:
     if (r) freeReplyObject(r);
@@ -498,6 +520,7 @@ static int sub_pump(rd_store *q, redisContext *sub, char *err, size_t errlen)
         struct pollfd p[2] = {{sub->fd, POLLIN, 0}, {q->wake[0], POLLIN, 0}};
         void *reply = NULL;
         int n, pong = 0, done = 0;
+        int64_t due;
 
         while (redisGetReplyFromReader(sub, &reply) == REDIS_OK && reply) {
             on_message(q, reply, &pong);
@@ -507,7 +530,15 @@ static int sub_pump(rd_store *q, redisContext *sub, char *err, size_t errlen)
             if (pong) ping_sent = 0;
         }
         if (sub->err) break;
-        n = poll(p, 2, 1000);
+        /* The full reload is due however busy the channel is: checked
+         * before every wait, not only when a wait timed out. */
+        if ((due = RESYNC_MS - (mono_ms() - q->last_sync)) <= 0) {
+            pthread_mutex_lock(&q->lock);
+            q->resync = 1;
+            pthread_mutex_unlock(&q->lock);
+            return TD_OK;
+        }
+        n = poll(p, 2, due < 1000 ? (int)due : 1000);
         if (n < 0 && errno != EINTR) break;
         if (p[1].revents & POLLIN) {
             wait_wake(q, 0);
@@ -516,12 +547,6 @@ static int sub_pump(rd_store *q, redisContext *sub, char *err, size_t errlen)
         if (p[0].revents & (POLLIN | POLLHUP | POLLERR)) {
             if (redisBufferRead(sub) != REDIS_OK) break;
             continue;
-        }
-        if (mono_ms() - q->last_sync >= RESYNC_MS) {
-            pthread_mutex_lock(&q->lock);
-            q->resync = 1;
-            pthread_mutex_unlock(&q->lock);
-            return TD_OK;
         }
         if (ping_sent && mono_ms() - ping_sent > SUB_PING_MS) {
             snprintf(err, errlen, "no answer to PING within %d ms", SUB_PING_MS);
@@ -589,8 +614,13 @@ static void *keeper_main(void *arg)
                 q->resync = 0;
                 pthread_mutex_unlock(&q->lock);
             }
+            /* The next one is due RESYNC_MS after this one (or after a
+             * pass without a watcher, which has nothing to reload) --
+             * not after a wake-up that reloaded nothing. */
+            q->last_sync = mono_ms();
+        } else if (!q->last_sync) {
+            q->last_sync = mono_ms();
         }
-        q->last_sync = mono_ms();
         backoff = 0;
         {
             int moved;
@@ -651,6 +681,20 @@ static void rd_close(td_store *s)
     free(q->user);
     free(q);
     s->impl = NULL;
+}
+
+static int rd_check(const char *spec, char *err, size_t errlen)
+{
+    rd_store *q = calloc(1, sizeof *q);
+    int rc = q ? parse_url(q, spec, err, errlen) : TD_ENOMEM;
+
+    if (q) {
+        if (q->password) explicit_bzero(q->password, strlen(q->password));
+        free(q->user);
+        free(q->password);
+        free(q);
+    }
+    return rc;
 }
 
 static int rd_open(td_store *s, const char *spec, char *err, size_t errlen)
@@ -771,9 +815,10 @@ static int rd_put(td_store *s, const td_store_entry *e, char *err, size_t errlen
     key_of(q, "names", "", names);
     pthread_mutex_lock(&q->lock);
     sent = q->cmd != NULL;
-    r = rd_call(q, &rc, err, errlen, "EVAL %s 3 %s %s %s %b %lld %lld %llu %s %s", PUT_LUA, tok,
+    r = rd_call(q, &rc, err, errlen, "EVAL %s 3 %s %s %s %b %lld %lld %llu %s %s %d", PUT_LUA, tok,
                 hist, names, e->json, e->json_len, (long long)e->generated_ts,
-                (long long)e->expire_ts, (unsigned long long)q->history_max, e->name, q->channel);
+                (long long)e->expire_ts, (unsigned long long)q->history_max, e->name, q->channel,
+                TD_SNAP_NAMES_MAX);
     pthread_mutex_unlock(&q->lock);
     if (!r && rc == TD_EUNAVAIL && sent) {
         /* Sent, then no answer: Redis may run it when it comes back. */
@@ -784,6 +829,10 @@ static int rd_put(td_store *s, const td_store_entry *e, char *err, size_t errlen
     if (!r) return rc;
     if (r->type != REDIS_REPLY_ARRAY || r->elements != 2 || r->element[0]->type != REDIS_REPLY_INTEGER) {
         rc = bad_reply(q, "a token write", err, errlen);
+    } else if (r->element[0]->integer == -2) {
+        snprintf(err, errlen, "Redis at %s: %snames holds %.20s token names already (at most %d)", q->where,
+                 q->prefix, r->element[1]->type == REDIS_REPLY_STRING ? r->element[1]->str : "?", TD_SNAP_NAMES_MAX);
+        rc = TD_ETOOBIG;
     } else if (r->element[0]->integer < 0) {
         snprintf(err, errlen,
                  "record is not newer than the stored token (generated_timestamp %lld, stored %.20s)",
@@ -795,7 +844,8 @@ static int rd_put(td_store *s, const td_store_entry *e, char *err, size_t errlen
     return rc;
 }
 
-static int rd_list(td_store *s, td_store_entry **v, size_t *n, char *err, size_t errlen)
+static int rd_list(td_store *s, size_t from, size_t max, td_store_entry **v, size_t *n, int *more,
+                   char *err, size_t errlen)
 {
     rd_store *q = s->impl;
     char names[KEY_MAX];
@@ -806,20 +856,17 @@ static int rd_list(td_store *s, td_store_entry **v, size_t *n, char *err, size_t
 
     key_of(q, "names", "", names);
     pthread_mutex_lock(&q->lock);
-    /* The first NAMES_MAX names in order: the same ones every time, and a
-     * set that another tool filled beyond that never stops a start. */
-    if (!(r = rd_call(q, &rc, err, errlen, "SORT %s ALPHA LIMIT 0 %d", names, NAMES_MAX + 1))) goto out;
+    /* Pages of the names in order (one more: does the walk go on?), so a
+     * set that another tool filled is read a bounded part at a time. */
+    if (!(r = rd_call(q, &rc, err, errlen, "SORT %s ALPHA LIMIT %llu %llu", names, (unsigned long long)from,
+                      (unsigned long long)max + 1)))
+        goto out;
     if (r->type != REDIS_REPLY_ARRAY) {
         rc = bad_reply(q, "SORT", err, errlen);
         goto out;
     }
-    if (r->elements > NAMES_MAX) {
-        if (!q->warned_names)
-            td_log("⚠️ Redis %s 的 %snames 中有超过 %d 个 token 名称：只加载按名称排序的前 %d 个", q->where,
-                   q->prefix, NAMES_MAX, NAMES_MAX);
-        q->warned_names = 1;
-    }
-    nel = r->elements > NAMES_MAX ? NAMES_MAX : r->elements;
+    *more = r->elements > max;
+    nel = r->elements > max ? max : r->elements;
     if (nel && !(arr = calloc(nel, sizeof *arr))) {
         rc = TD_ENOMEM;
         goto out;
@@ -1059,6 +1106,7 @@ static void rd_where(td_store *s, const char *name, char *buf, size_t len)
 
 const td_store_ops td_store_redis_ops = {
     .scheme = "redis",
+    .check = rd_check,
     .open = rd_open,
     .get = rd_get,
     .put = rd_put,

@@ -618,13 +618,13 @@ static int entry_from(const char *name, const char *body, size_t len, td_store_e
 {
     json_error_t je;
     json_t *o = NULL, *g, *x;
-    char problem[300] = "";
+    char problem[300] = "", why[200];
 
     memset(e, 0, sizeof *e);
     if (!(e->name = strdup(name))) return TD_ENOMEM;
     if (memchr(body, '\0', len)) snprintf(problem, sizeof problem, "对象中有 NUL 字节");
     else if (!(o = json_loadb(body, len, JSON_REJECT_DUPLICATES, &je)))
-        snprintf(problem, sizeof problem, "不是 JSON (第 %d 行: %.200s)", je.line, je.text);
+        snprintf(problem, sizeof problem, "不是 JSON (%s)", td_record_json_error(&je, why, sizeof why));
     else if (!json_is_object(o)) snprintf(problem, sizeof problem, "不是 JSON 对象");
     else if (g = json_object_get(o, "generated_timestamp"), x = json_object_get(o, "expire_timestamp"),
              !json_is_integer(g) || !json_is_integer(x))
@@ -1037,6 +1037,12 @@ static void probe_conditions(s3_store *q)
                "请只让一个实例写入 (一个刷新者，见 docs/deploy-scf.md)", q->base, said[0], said[1]);
 }
 
+static int s3_check(const char *spec, char *err, size_t errlen)
+{
+    td__s3_url u;
+    return td__s3_parse_url(spec, &u, err, errlen);
+}
+
 static int s3_open(td_store *s, const char *spec, char *err, size_t errlen)
 {
     s3_store *q = calloc(1, sizeof *q);
@@ -1207,7 +1213,8 @@ out:
     return rc;
 }
 
-static int s3_list(td_store *s, td_store_entry **v, size_t *n, char *err, size_t errlen)
+static int s3_list(td_store *s, size_t from, size_t max, td_store_entry **v, size_t *n, int *more,
+                   char *err, size_t errlen)
 {
     s3_store *q = s->impl;
     char **names = NULL;
@@ -1218,11 +1225,15 @@ static int s3_list(td_store *s, td_store_entry **v, size_t *n, char *err, size_t
     *v = NULL, *n = 0;
     if ((rc = index_refresh(q, NULL, err, errlen)) != TD_OK) return rc;
     pthread_mutex_lock(&q->lock);
-    /* One more than the API keeps: it says "too many". */
-    nn = q->nnames > NAMES_MAX + 1 ? NAMES_MAX + 1 : q->nnames;
+    /* The index is sorted: a page of it (another tool may have written
+     * more names than tokendist adds). */
+    if (from < q->nnames) {
+        nn = q->nnames - from > max ? max : q->nnames - from;
+        *more = from + nn < q->nnames;
+    }
     if (nn && !(names = calloc(nn, sizeof *names))) rc = TD_ENOMEM;
     for (size_t i = 0; i < nn && rc == TD_OK; i++)
-        if (!(names[i] = strdup(q->names[i]))) rc = TD_ENOMEM;
+        if (!(names[i] = strdup(q->names[from + i]))) rc = TD_ENOMEM;
     pthread_mutex_unlock(&q->lock);
     if (rc == TD_OK && nn && !(arr = calloc(nn, sizeof *arr))) rc = TD_ENOMEM;
     for (size_t i = 0; i < nn && rc == TD_OK; i++) {
@@ -1519,6 +1530,7 @@ static void s3_where(td_store *s, const char *name, char *buf, size_t len)
 
 const td_store_ops td_store_s3_ops = {
     .scheme = "s3",
+    .check = s3_check,
     .open = s3_open,
     .get = s3_get,
     .put = s3_put,

@@ -10,6 +10,15 @@
  * with a mutex of its own: in WAL mode a reader never waits for a writer,
  * so /readyz and reloads answer at once while a put waits for a write
  * lock that another process holds.
+ *
+ * Several processes may open one file (two servers started from one
+ * folder share ./var/tokendist.db), so the file holds a real fleet lease
+ * (lease.h): table leases, one row per lease with its owner and its expiry
+ * in wall-clock ms, taken, renewed and dropped each in one BEGIN
+ * IMMEDIATE -- Redis's lease semantics (store/redis.c), so exactly one
+ * server refreshes.  The expiry is the real wall clock of this machine,
+ * which every process on one file shares (not the test clock: leases
+ * live in real time, as Redis's do).
  */
 #include "store.h"
 #include "snap.h"
@@ -56,7 +65,20 @@ static const char schema[] =
     "CREATE TABLE IF NOT EXISTS history ("
     "  id INTEGER PRIMARY KEY AUTOINCREMENT, name TEXT NOT NULL, json TEXT NOT NULL,"
     "  generated_ts INTEGER NOT NULL, expire_ts INTEGER NOT NULL, stored_at INTEGER NOT NULL);"
-    "CREATE INDEX IF NOT EXISTS history_by_name ON history(name, id);";
+    "CREATE INDEX IF NOT EXISTS history_by_name ON history(name, id);"
+    "CREATE TABLE IF NOT EXISTS leases ("
+    "  key TEXT PRIMARY KEY, owner TEXT NOT NULL, expires_ms INTEGER NOT NULL);"
+    /* Every change of a token row, by whatever writer (another server, the
+     * sqlite3 tool), counts up tokens_version: the watcher reloads on that,
+     * not on a lease renewal, which changes the file too. */
+    "CREATE TABLE IF NOT EXISTS tokens_version (id INTEGER PRIMARY KEY CHECK (id = 1), v INTEGER NOT NULL);"
+    "INSERT OR IGNORE INTO tokens_version VALUES (1, 0);"
+    "CREATE TRIGGER IF NOT EXISTS tokens_ins AFTER INSERT ON tokens "
+    "  BEGIN UPDATE tokens_version SET v = v + 1 WHERE id = 1; END;"
+    "CREATE TRIGGER IF NOT EXISTS tokens_upd AFTER UPDATE ON tokens "
+    "  BEGIN UPDATE tokens_version SET v = v + 1 WHERE id = 1; END;"
+    "CREATE TRIGGER IF NOT EXISTS tokens_del AFTER DELETE ON tokens "
+    "  BEGIN UPDATE tokens_version SET v = v + 1 WHERE id = 1; END;";
 
 /* Maps an SQLite failure to our codes: contention is "try again", a full
  * disk or I/O error is an I/O failure. */
@@ -120,16 +142,22 @@ static void sq_close(td_store *s)
     s->impl = NULL;
 }
 
+static int sq_check(const char *spec, char *err, size_t errlen)
+{
+    if (!spec || !*spec || !strcmp(spec, "//")) {
+        snprintf(err, errlen, "sqlite: 后面要写数据库文件的路径，例如 sqlite:./var/tokendist.db");
+        return TD_EINVAL;
+    }
+    return TD_OK;
+}
+
 static int sq_open(td_store *s, const char *spec, char *err, size_t errlen)
 {
     sq_store *q = NULL;
     sqlite3_stmt *st = NULL;
     int fd, src, rc = TD_EINVAL;
 
-    if (!spec || !*spec) {
-        snprintf(err, errlen, "sqlite store needs a path: sqlite:./var/tokendist.db");
-        return TD_EINVAL;
-    }
+    if ((rc = sq_check(spec, err, errlen)) != TD_OK) return rc;
     if (!strncmp(spec, "//", 2)) spec += 2; /* accept sqlite://PATH too */
     if (!(q = calloc(1, sizeof *q)) || !(q->path = strdup(spec))) { rc = TD_ENOMEM; goto fail; }
     pthread_mutex_init(&q->lock, NULL);
@@ -222,8 +250,9 @@ static int fill_entry(sqlite3_stmt *st, int col, td_store_entry *e)
 }
 
 /* Runs a query returning (name, json, generated_ts, expire_ts) rows.
- * bind_name: optional ?1; limit: optional ?2 (0: none). */
-static int query_rows(sq_store *q, const char *sql, const char *bind_name, size_t limit,
+ * bind_name: optional ?1; limit: optional ?2 (0: none); offset: ?3 when
+ * the query has it. */
+static int query_rows(sq_store *q, const char *sql, const char *bind_name, size_t limit, size_t offset,
                       td_store_entry **v, size_t *n, char *err, size_t errlen)
 {
     sqlite3 *db = q->rdb;
@@ -238,6 +267,7 @@ static int query_rows(sq_store *q, const char *sql, const char *bind_name, size_
     }
     if (bind_name) sqlite3_bind_text(st, 1, bind_name, -1, SQLITE_STATIC);
     if (limit) sqlite3_bind_int64(st, 2, (sqlite3_int64)limit);
+    if (sqlite3_bind_parameter_count(st) >= 3) sqlite3_bind_int64(st, 3, (sqlite3_int64)offset);
     while ((src = sqlite3_step(st)) == SQLITE_ROW) {
         if (cnt == cap) {
             td_store_entry *na = realloc(arr, (cap = cap ? cap * 2 : 4) * sizeof *na);
@@ -268,7 +298,7 @@ static int sq_get(td_store *s, const char *name, td_store_entry *e, char *err, s
 
     pthread_mutex_lock(q->rmu);
     rc = query_rows(q, "SELECT name, json, generated_ts, expire_ts FROM tokens WHERE name = ?1",
-                    name, 0, &v, &n, err, errlen);
+                    name, 0, 0, &v, &n, err, errlen);
     pthread_mutex_unlock(q->rmu);
     if (rc != TD_OK) return rc;
     if (n == 0) {
@@ -280,15 +310,21 @@ static int sq_get(td_store *s, const char *name, td_store_entry *e, char *err, s
     return TD_OK;
 }
 
-static int sq_list(td_store *s, td_store_entry **v, size_t *n, char *err, size_t errlen)
+static int sq_list(td_store *s, size_t from, size_t max, td_store_entry **v, size_t *n, int *more,
+                   char *err, size_t errlen)
 {
     sq_store *q = s->impl;
     int rc;
 
     pthread_mutex_lock(q->rmu);
-    rc = query_rows(q, "SELECT name, json, generated_ts, expire_ts FROM tokens ORDER BY name LIMIT ?2",
-                    NULL, TD_SNAP_NAMES_MAX + 1, v, n, err, errlen); /* one more: the API says "too many" */
+    rc = query_rows(q, "SELECT name, json, generated_ts, expire_ts FROM tokens ORDER BY name LIMIT ?2 OFFSET ?3",
+                    NULL, max + 1, from, v, n, err, errlen); /* one more: does the walk go on? */
     pthread_mutex_unlock(q->rmu);
+    if (rc == TD_OK && *n > max) {
+        td_store_entry_clear(&(*v)[max]);
+        *n = max;
+        *more = 1;
+    }
     return rc;
 }
 
@@ -302,7 +338,7 @@ static int sq_history(td_store *s, const char *name, size_t max, td_store_entry 
     rc = query_rows(q,
                     "SELECT name, json, generated_ts, expire_ts FROM history WHERE name = ?1 "
                     "ORDER BY id DESC LIMIT ?2",
-                    name, max ? max : (s->history_max ? s->history_max : 1), v, n, err, errlen);
+                    name, max ? max : (s->history_max ? s->history_max : 1), 0, v, n, err, errlen);
     pthread_mutex_unlock(q->rmu);
     return rc;
 }
@@ -389,6 +425,20 @@ static int sq_put(td_store *s, const td_store_entry *e, char *err, size_t errlen
     } else if (src != SQLITE_DONE) {
         rc = sq_fail(q, src, "read", err, errlen);
         goto out;
+    } else { /* a new name: counted in the transaction that adds it */
+        sqlite3_finalize(st);
+        st = NULL;
+        if ((src = sqlite3_prepare_v2(q->db, "SELECT count(*) FROM tokens", -1, &st, NULL)) ||
+            (src = sqlite3_step(st)) != SQLITE_ROW) {
+            rc = sq_fail(q, src, "read", err, errlen);
+            goto out;
+        }
+        if (sqlite3_column_int64(st, 0) >= TD_SNAP_NAMES_MAX) {
+            snprintf(err, errlen, "store %s holds %lld token names already (at most %d)", q->path,
+                     (long long)sqlite3_column_int64(st, 0), TD_SNAP_NAMES_MAX);
+            rc = TD_ETOOBIG;
+            goto out;
+        }
     }
     sqlite3_finalize(st);
     st = NULL;
@@ -425,24 +475,30 @@ static int sq_ping(td_store *s, char *err, size_t errlen)
     return src ? sq_fail_db(q, q->rdb, src, "ping", err, errlen) : TD_OK;
 }
 
-static int64_t data_version(sq_store *q)
+/* One integer the read connection answers (-1: none). */
+static int64_t read_int(sq_store *q, const char *sql)
 {
     sqlite3_stmt *st = NULL;
     int64_t v = -1;
 
     pthread_mutex_lock(q->rmu);
-    if (sqlite3_prepare_v2(q->rdb, "PRAGMA data_version", -1, &st, NULL) == SQLITE_OK &&
-        sqlite3_step(st) == SQLITE_ROW)
+    if (sqlite3_prepare_v2(q->rdb, sql, -1, &st, NULL) == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW)
         v = sqlite3_column_int64(st, 0);
     sqlite3_finalize(st);
     pthread_mutex_unlock(q->rmu);
     return v;
 }
 
+/* The file changed (any write, a lease renewal too), cheap to ask. */
+static int64_t data_version(sq_store *q) { return read_int(q, "PRAGMA data_version"); }
+
+/* A token row changed (the triggers of the schema). */
+static int64_t tokens_version(sq_store *q) { return read_int(q, "SELECT v FROM tokens_version WHERE id = 1"); }
+
 static void *watch_main(void *arg)
 {
     sq_store *q = arg;
-    int64_t seen = data_version(q), now;
+    int64_t seen = data_version(q), tv = tokens_version(q), now;
     int pending = 0;
 
     pthread_mutex_lock(&q->wlock);
@@ -455,7 +511,11 @@ static void *watch_main(void *arg)
         pthread_mutex_unlock(&q->wlock);
         /* A changed version, or a reload that failed last time, reloads
          * everything (the callback is told "anything may have changed"). */
-        if ((now = data_version(q)) != seen && now >= 0) seen = now, pending = 1;
+        if ((now = data_version(q)) != seen && now >= 0) {
+            int64_t v = tokens_version(q);
+            seen = now;
+            if (v != tv || v < 0) tv = v, pending = 1;
+        }
         pthread_mutex_lock(&q->wlock);
         if (pending && q->cb && !q->stop) pending = q->cb(q->ud, NULL) != TD_OK;
     }
@@ -487,6 +547,115 @@ static int sq_watch(td_store *s, td_store_change_cb cb, void *ud, char *err, siz
     return TD_OK;
 }
 
+/* The real wall clock in ms: a lease's expiry is compared across
+ * processes, like Redis's PX (never the test clock, see the top). */
+static int64_t wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* TD_LEASE_TAKE: ours when nobody holds key, its holder's expiry has
+ * passed, or we hold it (renewed); TD_ECONFLICT while another owner's
+ * expiry lies ahead.  TD_LEASE_DROP: deleted only when ours.  Each one
+ * BEGIN IMMEDIATE, so two processes never both take it. */
+static int sq_lease(td_store *s, const char *key, const char *owner, int64_t ttl_ms, int op, char *err,
+                    size_t errlen)
+{
+    sq_store *q = s->impl;
+    sqlite3_stmt *st = NULL;
+    int src, rc, in_tx = 0;
+    int64_t now;
+
+    if (!key || strlen(key) > 128 || !owner || ttl_ms <= 0) return TD_EINVAL;
+    /* The writes' one lock budget (write_begin): a renewal stuck behind
+     * another process's lock gives up like a put, and the keeper's hold
+     * counts until its ttl runs out. */
+    if ((rc = write_begin(q, err, errlen)) != TD_OK) return rc;
+    if ((src = sqlite3_exec(q->db, "BEGIN IMMEDIATE", 0, 0, 0))) {
+        rc = sq_fail(q, src, "lease", err, errlen);
+        goto out;
+    }
+    in_tx = 1;
+    now = wall_ms(); /* the lock is ours: the expiry counts from now */
+    /* The write when the row is free, expired or ours (a plain statement
+     * each, no UPSERT: the transaction makes the pair atomic). */
+    src = sqlite3_prepare_v2(q->db,
+                             op == TD_LEASE_DROP
+                                 ? "DELETE FROM leases WHERE key = ?1 AND owner = ?2"
+                                 : "INSERT OR REPLACE INTO leases(key, owner, expires_ms) SELECT ?1, ?2, ?3 "
+                                   "WHERE NOT EXISTS (SELECT 1 FROM leases WHERE key = ?1 AND owner != ?2 "
+                                   "AND expires_ms > ?4)",
+                             -1, &st, NULL);
+    if (src) {
+        rc = sq_fail(q, src, "lease", err, errlen);
+        goto out;
+    }
+    sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, owner, -1, SQLITE_STATIC);
+    if (op != TD_LEASE_DROP) {
+        sqlite3_bind_int64(st, 3, now + ttl_ms);
+        sqlite3_bind_int64(st, 4, now);
+    }
+    if ((src = sqlite3_step(st)) != SQLITE_DONE) {
+        rc = sq_fail(q, src, "lease", err, errlen);
+        goto out;
+    }
+    if (op != TD_LEASE_DROP && sqlite3_changes(q->db) == 0) {
+        snprintf(err, errlen, "sqlite %s: 租约 %s 由其他进程持有", q->path, key);
+        rc = TD_ECONFLICT;
+    }
+    sqlite3_finalize(st);
+    st = NULL;
+    if ((src = sqlite3_exec(q->db, "COMMIT", 0, 0, 0))) {
+        rc = sq_fail(q, src, "lease", err, errlen);
+        goto out;
+    }
+    in_tx = 0;
+out:
+    sqlite3_finalize(st);
+    if (in_tx) sqlite3_exec(q->db, "ROLLBACK", 0, 0, 0);
+    pthread_mutex_unlock(&q->lock);
+    return rc;
+}
+
+/* Who holds key now (an expired row is nobody's), or TD_ENOTFOUND. */
+static int sq_lease_owner(td_store *s, const char *key, char *owner, size_t len, char *err, size_t errlen)
+{
+    sq_store *q = s->impl;
+    sqlite3_stmt *st = NULL;
+    int src, rc = TD_OK;
+
+    if (!key || strlen(key) > 128) return TD_EINVAL;
+    pthread_mutex_lock(q->rmu);
+    if ((src = sqlite3_prepare_v2(q->rdb, "SELECT owner FROM leases WHERE key = ?1 AND expires_ms > ?2", -1,
+                                  &st, NULL))) {
+        rc = sq_fail_db(q, q->rdb, src, "lease read", err, errlen);
+        goto out;
+    }
+    sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 2, wall_ms());
+    if ((src = sqlite3_step(st)) == SQLITE_ROW) {
+        const char *o = (const char *)sqlite3_column_text(st, 0);
+        if (!o || strlen(o) >= len) {
+            snprintf(err, errlen, "sqlite %s: 租约 %s 的持有者无效", q->path, key);
+            rc = TD_EIO;
+        } else {
+            memcpy(owner, o, strlen(o) + 1);
+        }
+    } else if (src == SQLITE_DONE) {
+        snprintf(err, errlen, "sqlite %s 中没有租约 %s", q->path, key);
+        rc = TD_ENOTFOUND;
+    } else {
+        rc = sq_fail_db(q, q->rdb, src, "lease read", err, errlen);
+    }
+out:
+    sqlite3_finalize(st);
+    pthread_mutex_unlock(q->rmu);
+    return rc;
+}
+
 static void sq_where(td_store *s, const char *name, char *buf, size_t len)
 {
     sq_store *q = s->impl;
@@ -495,6 +664,7 @@ static void sq_where(td_store *s, const char *name, char *buf, size_t len)
 
 const td_store_ops td_store_sqlite_ops = {
     .scheme = "sqlite",
+    .check = sq_check,
     .open = sq_open,
     .get = sq_get,
     .put = sq_put,
@@ -502,6 +672,8 @@ const td_store_ops td_store_sqlite_ops = {
     .history = sq_history,
     .watch = sq_watch,
     .ping = sq_ping,
+    .lease = sq_lease,
+    .lease_owner = sq_lease_owner,
     .where = sq_where,
     .close = sq_close,
 };

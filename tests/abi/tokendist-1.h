@@ -38,7 +38,8 @@
  *     may appear, so treat an unknown negative code as a failure.
  * TD_VERSION is the header's release, td_version() the library's at run
  * time; a program written for a later release checks TD_VERSION_NUM at
- * compile time and handles TD_ENOTSUP from a setter at run time.
+ * compile time and handles TD_ENOTSUP from a setter at run time (the
+ * option is then not set, and td_client_new still makes the client).
  *
  * libcurl
  * -------
@@ -170,7 +171,8 @@ typedef enum td_option {
     /* str, repeatable: one more endpoint URL, tried in the order added
      * (NULL forgets all added so far):  …/release/get-token, …/get-token,
      * …/v1/tokens/NAME, or a bare http(s)://host[:port] (then
-     * /v1/tokens/NAME with TD_OPT_NAME). */
+     * /release/get-token for the token "default", /v1/tokens/NAME for
+     * another TD_OPT_NAME -- the same rule `tokendist refresh` pushes by). */
     TD_OPT_URL = 1,
     TD_OPT_READ_KEY = 2,            /* str: sent to the endpoints as Authorization: Bearer */
     TD_OPT_NAME = 3,                /* str: token name for bare URLs; default "default" */
@@ -182,7 +184,12 @@ typedef enum td_option {
     TD_OPT_GITEE_PATH = 7,          /* str; default token.json */
     TD_OPT_GITEE_BRANCH = 8,        /* str; default: the repository's default branch */
     TD_OPT_GITEE_ACCESS_TOKEN = 9,  /* str; unset: anonymous (public repositories) */
-    TD_OPT_CACHE_FILE = 10,         /* str: local cache file; unset: none */
+    /* str: local cache file (0600; missing folders made 0700); unset:
+     * none.  It names the token it holds (TD_OPT_NAME, token or
+     * TD_OPT_TICKET's ticket): a file written for another name or kind
+     * fails that source with TD_ENOTFOUND (docs/protocol.md, "The client
+     * cache file"). */
+    TD_OPT_CACHE_FILE = 10,
     /* long, seconds a token must still have, 0..86400.  0 takes any
      * token that has not expired.  Unset: the platform's own need, from
      * the record's "provider" -- 300 for Feishu/Lark/DingTalk (and records
@@ -221,12 +228,16 @@ TD_API td_client_opts *td_client_opts_new(void);
 TD_API void td_client_opts_free(td_client_opts *o);
 
 /* Set one option.  TD_OK; TD_EINVAL when the value is not valid for the
- * option or the option is of the other type; TD_ENOTSUP when this library
- * does not know the option; TD_ENOMEM.  A failed setter leaves the option
- * as it was and is remembered: td_client_new then fails with the first
- * such failure's code and sentence, so nothing is dropped silently and a
- * program may check the setters' codes or only td_client_new's.  Not
- * thread-safe for one td_client_opts (different ones: any threads). */
+ * option or the option is of the other type; TD_ENOMEM; TD_ENOTSUP when
+ * this library does not know the option (it is older than the header the
+ * program was built with).  A failed setter leaves the option as it was.
+ * TD_EINVAL and TD_ENOMEM are remembered: td_client_new then fails with
+ * the first such failure's code and sentence, so a bad value is never
+ * dropped silently and a program may check the setters' codes or only
+ * td_client_new's.  TD_ENOTSUP is not remembered: the options stay usable
+ * without that option, so a program that can do without it goes on, and
+ * one that cannot checks the setter's code.  Not thread-safe for one
+ * td_client_opts (different ones: any threads). */
 TD_API int td_client_opts_set_str(td_client_opts *o, td_option opt, const char *value);
 TD_API int td_client_opts_set_long(td_client_opts *o, td_option opt, long value);
 
@@ -245,7 +256,8 @@ typedef struct td_token {
 /* Creates a client from o (which it copies: o may be changed or freed
  * afterwards).  Fails with TD_EINVAL (err says which option) when no
  * source is configured, an option is malformed or a setter failed
- * (its code then: TD_ENOTSUP, TD_ENOMEM, …).  *out is set only on
+ * (its code then: TD_EINVAL or TD_ENOMEM; never TD_ENOTSUP, which a
+ * setter does not leave behind).  *out is set only on
  * success; free it with td_client_free.  Thread-safe (see "libcurl" above
  * for the first call). */
 TD_API int td_client_new(td_client **out, const td_client_opts *o, char *err, size_t errlen);
@@ -280,17 +292,19 @@ TD_API int td_client_get_record(td_client *c, td_token_kind kind, char **json, s
  * the token (the next td_client_get fetches and, for up to
  * TD_OPT_REFRESH_WAIT_MS, waits for a different token, asking again with
  * growing pauses) and tells the first endpoint that answers: POST
- * …/v1/tokens/NAME/invalid.  Many reports of one token send one request.
- * Returns TD_OK when the server has a token other than the reported one
- * (200: kept, when neither of its tokens is the reported one) or started
- * a refresh whose outcome it could not wait for (202).  TD_ECONFLICT
- * (409): Feishu still issues the reported token, so there is nothing
- * newer to wait for -- the next get returns it again at once, and
- * further reports of it get the same answer without a request.  Other
- * codes: TD_EUNAVAIL (no refresher reachable: 501/503), TD_EAUTH,
- * TD_EHTTP (502: the forced refresh failed), TD_ENOTFOUND (404),
- * TD_EINVAL (no endpoint URL to report to).  Any thread, any number at
- * once, alongside td_client_get. */
+ * …/v1/tokens/NAME/invalid.  Reports of one token made while its report
+ * runs, or within TD_OPT_REFRESH_WAIT_MS of its start, share that
+ * report's request and answer; a later report of it (the token is still
+ * handed out, so it was not replaced) is sent again.  Returns TD_OK when
+ * the server has a token other than the reported one (200: kept, when
+ * neither of its tokens is the reported one) or started a refresh whose
+ * outcome it could not wait for (202).  TD_ECONFLICT (409): Feishu still
+ * issues the reported token, so there is nothing newer to wait for --
+ * the next get returns it again at once, and reports of it within the
+ * wait get the same answer without a request.  Other codes: TD_EUNAVAIL
+ * (no refresher reachable: 501/503), TD_EAUTH, TD_EHTTP (502: the forced
+ * refresh failed), TD_ENOTFOUND (404), TD_EINVAL (no endpoint URL to
+ * report to).  Any thread, any number at once, alongside td_client_get. */
 TD_API int td_client_report_invalid(td_client *c, const char *token, char *err, size_t errlen);
 
 /* "endpoint", "gitee", "cache", "memory", "none": fixed ASCII names for

@@ -129,24 +129,27 @@ class BadInputHttpTest(TestCase):
         self.assertEqual(self.srv.get("/release/get-token").json()["access_token"], "t-chunked00000000000000")
 
 
-# (name, argv, exit code, text stderr must contain)
+# (name, argv, exit code, text stderr must contain).  Every bad option or
+# setting exits 2 (tokendist(1) EXIT STATUS), before anything starts.
 CLI_ROWS = [
-    ("unknown flag", ["serve", "--frobnicate"], 2, "unknown option --frobnicate"),
-    ("flag without value", ["serve", "--store"], 2, "needs a value"),
-    ("number out of range", ["serve", "--conn-limit", "0"], 2, "from 16 to"),
-    ("number with junk", ["serve", "--history", "5x"], 2, "expected a whole number"),
-    ("bad bool", ["refresh", "--tencent-cloud-enabled=perhaps"], 2, "expected true or false"),
-    ("stray argument", ["get", "oops"], 2, "unexpected argument 'oops'"),
-    ("env-file is a folder", ["serve", "--env-file", "/"], 2, "cannot read env-file /"),
-    ("env-file missing", ["get", "--env-file", "/no/such.env"], 2, "cannot read env-file /no/such.env"),
-    ("unknown time zone", ["serve", "--tz", "Mars/Olympus"], 2, "unknown time zone"),
-    ("time zone path trick", ["serve", "--tz", "../../etc/passwd"], 2, "unknown time zone"),
-    ("store without scheme", ["serve", "--listen", "127.0.0.1:0", "--store", "tokens.db"], 1, "has no scheme"),
-    ("unknown store scheme", ["serve", "--listen", "127.0.0.1:0", "--store", "mysql://h/db"], 1, "is not known"),
-    ("sqlite store without path", ["serve", "--listen", "127.0.0.1:0", "--store", "sqlite:"], 1, "needs a path"),
-    ("listen without port", ["serve", "--listen", "127.0.0.1", "--store", "sqlite::memory:"], 1, "HOST:PORT"),
-    ("listen port out of range", ["serve", "--listen", "127.0.0.1:70000", "--store", "sqlite::memory:"], 1, "HOST:PORT"),
-    ("unknown command", ["serv"], 2, "unknown command 'serv'"),
+    ("unknown flag", ["serve", "--frobnicate"], 2, "未知选项 --frobnicate"),
+    ("misspelt flag", ["serve", "--lisen", "127.0.0.1:1"], 2, "未知选项 --lisen，你是不是想写 --listen？"),
+    ("flag of another command", ["get", "--listen", "127.0.0.1:1"], 2, "--listen 不是 get 的选项"),
+    ("flag without value", ["serve", "--store"], 2, "选项 --store 缺少值"),
+    ("number out of range", ["serve", "--conn-limit", "0"], 2, "'0' 不是 16 到 1000000 之间的整数"),
+    ("number with junk", ["serve", "--history", "5x"], 2, "选项 --history 的值无效: '5x'"),
+    ("bad bool", ["refresh", "--tencent-cloud-enabled=perhaps"], 2, "'perhaps' 不是 true 或 false"),
+    ("stray argument", ["get", "oops"], 2, "多余的参数 'oops'"),
+    ("env-file is a folder", ["serve", "--env-file", "/"], 2, "无法读取 env-file / (选项 --env-file): 这是一个文件夹"),
+    ("env-file missing", ["get", "--env-file", "/no/such.env"], 2, "无法读取 env-file /no/such.env (选项 --env-file): 文件不存在"),
+    ("unknown time zone", ["serve", "--tz", "Mars/Olympus"], 2, "'Mars/Olympus' 不是已知的时区"),
+    ("time zone path trick", ["serve", "--tz", "../../etc/passwd"], 2, "不是已知的时区"),
+    ("store without scheme", ["serve", "--listen", "127.0.0.1:0", "--store", "tokens.db"], 2, "请写 sqlite:tokens.db"),
+    ("unknown store scheme", ["serve", "--listen", "127.0.0.1:0", "--store", "mysql://h/db"], 2, "不认识存储类型 'mysql:'"),
+    ("sqlite store without path", ["serve", "--listen", "127.0.0.1:0", "--store", "sqlite:"], 2, "sqlite:./var/tokendist.db"),
+    ("listen without port", ["serve", "--listen", "127.0.0.1", "--store", "sqlite::memory:"], 2, "不是 HOST:PORT"),
+    ("listen port out of range", ["serve", "--listen", "127.0.0.1:70000", "--store", "sqlite::memory:"], 2, "不是 HOST:PORT"),
+    ("unknown command", ["serv"], 2, "未知命令 'serv'，你是不是想写 serve？"),
 ]
 
 

@@ -21,7 +21,7 @@ EXAMPLE = os.path.join(ROOT, "examples", "tokendist.env")
 
 def commands():
     out = run_cli("--help").stdout
-    block = out.split("Commands:\n", 1)[1].split("\n\n", 1)[0]
+    block = out.split("命令:\n", 1)[1].split("\n\n", 1)[0]
     return [line.split()[0] for line in block.splitlines()]
 
 
@@ -29,7 +29,7 @@ def options(cmd):
     """(option, takes_value) of `tokendist CMD --help`, in order."""
     out = run_cli(cmd, "--help").stdout
     return [(m.group(1), bool(m.group(2)))
-            for m in re.finditer(r"(?m)^  (--[a-z][a-z-]*)( VALUE| N)? ", out)]
+            for m in re.finditer(r"(?m)^  (--[a-z][a-z0-9-]*)( VALUE| N)? ", out)]
 
 
 def table_env_names():
@@ -37,7 +37,7 @@ def table_env_names():
     with open(os.path.join(ROOT, "src", "config.c"), encoding="utf-8") as f:
         src = f.read()
     names = []
-    for m in re.finditer(r'\{"[a-z-]+", \{("[A-Z_]+")(?:, ("[A-Z_]+"))?\}', src):
+    for m in re.finditer(r'\{"[a-z0-9-]+", \{("[A-Z0-9_]+")(?:, ("[A-Z0-9_]+"))?\}', src):
         names += [g.strip('"') for g in m.groups() if g]
     return names
 
@@ -133,13 +133,13 @@ class ExampleEnvFile(TestCase):
     def test_names_only_real_settings_and_parses(self):
         with open(EXAMPLE, encoding="utf-8") as f:
             text = f.read()
-        keys = re.findall(r"(?m)^#?([A-Z][A-Z_]+)=", text)
+        keys = re.findall(r"(?m)^#?([A-Z][A-Z0-9_]+)=", text)
         self.assertGreaterEqual(len(keys), 20)
         self.assertEqual([k for k in keys if k not in table_env_names()], [])
         # Every line uncommented is a valid env-file for serve and refresh.
         path = os.path.join(self.tmp, "all.env")
         with open(path, "w", encoding="utf-8") as f:
-            f.write(re.sub(r"(?m)^#([A-Z][A-Z_]+=)", r"\1", text))
+            f.write(re.sub(r"(?m)^#([A-Z][A-Z0-9_]+=)", r"\1", text))
         for cmd in ("serve", "refresh"):
             r = self.cli(cmd, "--env-file", path, "--print-config", env={"TOKENDIST_STORE": ""})
             self.assertEqual(r.returncode, 0, r.stderr)

@@ -104,7 +104,7 @@ class FilesTest(harness.TestCase):
         self.assertEqual((q["start_time"], q["end_time"]), (str(base + 1), str(base + 3 * 86400 - 1)))
         r = self.files("list", "--since", "yesterday")
         self.assertEqual(r.returncode, 2)
-        self.assertIn("--since 'yesterday' is not a time", r.stderr)
+        self.assertIn("选项 --since 的值无效: 'yesterday' 不是时间", r.stderr)
 
     def test_download_then_rerun_downloads_nothing(self):
         self.seed(["one.txt", "two.txt", "../escape.txt", ".hidden"])
@@ -426,10 +426,10 @@ class FilesTest(harness.TestCase):
     def test_missing_chat_is_a_usage_error(self):
         r = self.cli("files", "list", "--url", self.url, env=CLEAN)
         self.assertEqual(r.returncode, 2)
-        self.assertIn("--chat is required", r.stderr)
+        self.assertIn("缺少 --chat", r.stderr)
         r = self.cli("files", "upload", env=CLEAN)
         self.assertEqual(r.returncode, 2)
-        self.assertIn("use list or download", r.stderr)
+        self.assertIn("应为 list 或 download", r.stderr)
 
 
 class FilesWithRefresherTest(FilesTest):

@@ -21,6 +21,7 @@ import time
 import unittest
 
 import harness
+from feishu import DEFAULT_APP_ID, DEFAULT_APP_SECRET
 from feishu_env import CHAT, PUSH_KEY, FeishuEnv
 from scf_runtime import InvocationError, apigw_event, http_response
 from test_scf import Runtime
@@ -317,6 +318,68 @@ class TimerTriggerTest(ClockTest):
             rt.invoke(self.TIMER)
         self.assertIn("定时触发器需要飞书凭证", cm.exception.body)
         self.assertIn("FEISHU_APP_ID", cm.exception.body)
+
+
+
+class AfterAFailureTest(ClockTest):
+    """One failed renewal must not turn the safety net off: once the retry
+    is due and the thread was frozen, a GET and the SCF timer wait for it
+    like for any overdue cycle (adversary findings, issue #11)."""
+
+    def test_a_due_retry_is_waited_for_after_a_freeze(self):
+        self.start_feishu()
+        srv = self.serve(self.env(TOKENDIST_HTTP_TIMEOUT="30", TOKENDIST_RETRY_MIN="5", TOKENDIST_RETRY_MAX="60"))
+        first = self.wait_for(lambda: self.served(srv), what="first token")["access_token"]
+        self.feishu.control({"fail": "503", "times": 1, "path": FEISHU_TOKEN})
+        self.freeze(srv.proc)
+        self.wait_log(srv, "token 刷新失败 (连续第 1 次)")
+        # Feishu is back (slow); frozen again long past the retry's due time.
+        self.feishu.control({"fail": "slow", "delay": 2, "times": 1, "path": FEISHU_TOKEN})
+        srv.proc.send_signal(signal.SIGSTOP)
+        self.clk.advance(300)
+        srv.proc.send_signal(signal.SIGCONT)
+        r = srv.get("/release/get-token")
+        self.assertEqual(r.status, 200)
+        self.assertTrue(r.json()["access_token"] != first, "the first GET after the thaw got the token inside its window")
+        self.assertTrue(r.json()["access_token"] == self.feishu.current_token(), "not the token Feishu issues now")
+
+    def test_the_timer_runs_the_due_retry_and_reports_its_failure(self):
+        self.start_feishu()
+        self.feishu.control({"fail": "503", "path": FEISHU_TOKEN})
+        rt = self.runtime(self.env(TOKENDIST_HTTP_TIMEOUT="3", TOKENDIST_RETRY_MIN="1", TOKENDIST_RETRY_MAX="60"))
+        self.wait_log(rt, "token 刷新失败 (连续第 1 次)")
+        rt.proc.send_signal(signal.SIGSTOP)
+        self.clk.advance(600)
+        rt.proc.send_signal(signal.SIGCONT)
+        with self.assertRaises(InvocationError) as cm:
+            rt.invoke(TimerTriggerTest.TIMER)
+        self.assertIn("定时刷新失败", cm.exception.body)
+
+
+class TimerEveryTokenTest(ClockTest):
+    """The timer refreshes every token the function refreshes, not only the
+    default one: TOKENDIST_TOKENS' names too."""
+
+    def test_a_tokens_list_name_is_refreshed_by_the_timer(self):
+        self.start_feishu()
+        env = {k: v for k, v in self.env().items() if not k.startswith("FEISHU_")}
+        env.update(TOKENDIST_TOKENS="lark2", TOKENDIST_LARK2_PROVIDER="feishu",
+                   TOKENDIST_LARK2_APP_ID=DEFAULT_APP_ID, TOKENDIST_LARK2_APP_SECRET=DEFAULT_APP_SECRET,
+                   TOKENDIST_LARK2_BASE_URL=self.feishu.url, TOKENDIST_LARK2_RENEW_WINDOW=str(WINDOW))
+        rt = self.runtime(env)
+
+        def token():
+            st, _, body = http_response(rt.invoke(apigw_event("GET", "/v1/tokens/lark2")))
+            return json.loads(body)["access_token"] if st == 200 else None
+        first = self.wait_for(token, what="lark2's first token")
+        self.wait_log(rt, "下次刷新")
+        self.feishu.control({"fail": "slow", "delay": 3, "times": 1, "path": FEISHU_TOKEN})
+        self.freeze(rt.proc)
+        answer = rt.invoke(TimerTriggerTest.TIMER)
+        ended = rt.log().count("下次刷新")   # read at the answer: SCF freezes the instance right after it
+        self.assertIn(answer, ({"refreshed": True, "message": "已刷新"}, TimerTriggerTest.EARLY))
+        self.assertEqual(ended, 2, "the timer answered %r before lark2's overdue renewal ended" % (answer,))
+        self.assertTrue(token() != first, "lark2 not renewed")
 
 
 if __name__ == "__main__":

@@ -129,7 +129,7 @@ class GetTest(harness.TestCase):
         self.assertIn("--url", r.stderr)
         r = self.get("--url", "http://127.0.0.1:1/x", "--field", "refresh_token")
         self.assertEqual(r.returncode, 2)
-        self.assertIn("--field must be access_token or tenant_access_token", r.stderr)
+        self.assertIn("选项 --field 的值无效: 'refresh_token' 不是 access_token 或 tenant_access_token", r.stderr)
         r = self.get("--url", "ftp://example.com/token")
         self.assertEqual(r.returncode, 2)
         self.assertIn("应以 http:// 或 https:// 开头", r.stderr)
@@ -138,7 +138,7 @@ class GetTest(harness.TestCase):
         r = self.get("--help")
         self.assertEqual(r.returncode, 0)
         self.assertIn("--min-remaining", r.stdout)
-        self.assertIn("Exit codes:", r.stdout)
+        self.assertIn("退出码:", r.stdout)
 
 
 if __name__ == "__main__":

@@ -3,8 +3,10 @@
 A valid key is never refused: failures are limited per client address
 (wrong and missing keys of a blocked address get 429 + Retry-After) without
 touching the producer or the readers that share the address.  Behind a
---trusted-proxy the client is the address that proxy forwarded for; without
-one, X-Forwarded-For / X-Real-IP are whatever a client wrote and change
+--trusted-proxy the client is the address that proxy forwarded for, read
+from the one header it sets (--real-ip-header), or without that setting
+from whichever header the other does not contradict; without a trusted
+proxy, X-Forwarded-For / X-Real-IP are whatever a client wrote and change
 nothing."""
 import time
 import unittest
@@ -86,15 +88,20 @@ class GuardTest(TestCase):
     def test_behind_a_trusted_proxy_each_forwarded_client_is_limited_alone(self):
         # The proxy is 127.0.0.1; it appends the client it saw, so whatever
         # the client sent itself (FORGED) stands to the left.
-        srv = self.start("--trusted-proxy", "127.0.0.1/32")
+        srv = self.start("--trusted-proxy", "127.0.0.1/32", "--real-ip-header", "X-Forwarded-For")
         via_a = {"X-Forwarded-For": "%s, %s" % (FORGED, CLIENT_A)}
         for i in range(10):
             self.assertEqual(self.post(srv, "pk-guess-%04d" % i, via_a).status, 403)
         self.assertBlocked(self.post(srv, "pk-guess-x", via_a), "client A")
-        self.assertBlocked(self.get(srv, None, {"X-Real-IP": CLIENT_A}), "client A via X-Real-IP")
+        self.assertBlocked(self.get(srv, None, {"X-Forwarded-For": CLIENT_A}), "client A, read")
         # Nobody else is: not B, not the proxy's own address, not the
-        # forged address A's requests carried.
+        # forged address A's requests carried -- and an X-Real-IP, which a
+        # proxy that appends to X-Forwarded-For passes through as the
+        # client wrote it, is never read (--real-ip-header X-Forwarded-For).
         self.assertEqual(self.post(srv, "pk-guess-b", {"X-Forwarded-For": CLIENT_B}).status, 403)
+        self.assertEqual(self.post(srv, "pk-guess-r", {"X-Forwarded-For": CLIENT_B, "X-Real-IP": CLIENT_A}).status,
+                         403)
+        self.assertEqual(self.post(srv, "pk-guess-s", {"X-Real-IP": CLIENT_A}).status, 403)   # the proxy's, not A's
         self.assertEqual(self.post(srv, "pk-guess-p").status, 403)
         self.assertEqual(self.post(srv, "pk-guess-f", {"X-Forwarded-For": FORGED}).status, 403)
         # And A's right keys still pass.
@@ -106,6 +113,56 @@ class GuardTest(TestCase):
         self.assertIn("拒绝写入 /release/get-token (来自 %s)" % CLIENT_A, log)
         self.assertIn("(来自 %s)" % CLIENT_B, log)
         self.assertNotIn(FORGED + " 认证失败", log)
+
+    def test_behind_a_proxy_that_sets_x_real_ip_a_client_xff_chooses_nothing(self):
+        # nginx with `proxy_set_header X-Real-IP $remote_addr;` only: it
+        # replaces X-Real-IP and passes the client's own X-Forwarded-For
+        # through.  With --real-ip-header X-Real-IP that one is never read.
+        srv = self.start("--trusted-proxy", "127.0.0.1/32", "--real-ip-header", "X-Real-IP")
+        for i in range(10):
+            forged = {"X-Real-IP": CLIENT_A, "X-Forwarded-For": "192.0.2.%d" % i}
+            self.assertEqual(self.post(srv, "pk-guess-%04d" % i, forged).status, 403)
+        self.assertBlocked(self.post(srv, "pk-guess-x", {"X-Real-IP": CLIENT_A, "X-Forwarded-For": FORGED}),
+                           "client A, a new forgery")
+        self.assertEqual(self.post(srv, "pk-guess-b", {"X-Real-IP": CLIENT_B, "X-Forwarded-For": CLIENT_A}).status,
+                         403)
+        self.assertEqual(self.post(srv, PUSH, {"X-Real-IP": CLIENT_A}).status, 200)
+        log = srv.log()
+        self.assertIn("%s 认证失败 10 次" % CLIENT_A, log)
+        self.assertIn("(来自 %s)" % CLIENT_B, log)
+        self.assertNotIn("192.0.2.", log)
+
+    def test_without_a_header_setting_neither_kind_of_proxy_lets_a_client_choose(self):
+        # No --real-ip-header: the server cannot tell which kind of proxy it
+        # sits behind, so a header counts only when the other does not name
+        # another address.  Behind nginx's `proxy_set_header X-Real-IP` (the
+        # client's own X-Forwarded-For passed through) ...
+        srv = self.start("--trusted-proxy", "127.0.0.1/32")
+        for i in range(10):
+            forged = {"X-Real-IP": CLIENT_A, "X-Forwarded-For": "192.0.2.%d" % i}
+            self.assertEqual(self.post(srv, "pk-guess-%04d" % i, forged).status, 403)
+        # ... those ten were the proxy's address, whatever they claimed: it
+        # is blocked, A alone (no second header) is not, and neither is B.
+        self.assertBlocked(self.post(srv, "pk-guess-x", {"X-Real-IP": CLIENT_A, "X-Forwarded-For": FORGED}),
+                           "a new forgery")
+        self.assertEqual(self.post(srv, "pk-guess-a", {"X-Real-IP": CLIENT_A}).status, 403)
+        self.assertEqual(self.post(srv, "pk-guess-b", {"X-Real-IP": CLIENT_B}).status, 403)
+        # Behind an appending proxy (its entry right-most) a forged X-Real-IP
+        # chooses nothing either; the two agreeing name the client.
+        srv = self.start("--trusted-proxy", "127.0.0.1/32")
+        for i in range(10):
+            forged = {"X-Forwarded-For": "%s, %s" % (FORGED, CLIENT_B), "X-Real-IP": "192.0.2.%d" % (100 + i)}
+            self.assertEqual(self.post(srv, "pk-guess-%04d" % i, forged).status, 403)
+        self.assertBlocked(self.post(srv, "pk-guess-y", {"X-Forwarded-For": CLIENT_B, "X-Real-IP": "192.0.2.99"}),
+                           "the proxy's address again")
+        self.assertEqual(self.post(srv, "pk-guess-z", {"X-Forwarded-For": "%s, %s" % (FORGED, CLIENT_B),
+                                                      "X-Real-IP": CLIENT_B}).status, 403)
+        self.assertEqual(self.post(srv, PUSH, {"X-Real-IP": CLIENT_A, "X-Forwarded-For": FORGED}).status, 200)
+        log = "".join(s.log() for s in self.servers)
+        self.assertIn("127.0.0.1 认证失败 10 次", log)
+        self.assertIn("(来自 %s)" % CLIENT_A, log)
+        self.assertIn("(来自 %s)" % CLIENT_B, log)
+        self.assertNotIn("192.0.2.", log)
 
     def test_forged_forwarding_headers_change_nothing_without_a_trusted_proxy(self):
         for args in ([], ["--trusted-proxy", "10.0.0.0/8"]):   # none, or one that is not the peer
@@ -124,19 +181,26 @@ class GuardTest(TestCase):
             self.assertNotIn("192.0.2.", log, args)
 
     def test_trusted_proxy_setting(self):
-        cases = [(["--trusted-proxy", "10.0.0.0/33"], {}, "--trusted-proxy: '10.0.0.0/33'"),
-                 (["--trusted-proxy", "proxy.internal"], {}, "--trusted-proxy: 'proxy.internal'"),
+        cases = [(["--trusted-proxy", "10.0.0.0/33"], {}, "选项 --trusted-proxy 的值无效: '10.0.0.0/33'"),
+                 (["--trusted-proxy", "proxy.internal"], {}, "选项 --trusted-proxy 的值无效: 'proxy.internal'"),
                  ([], {"TOKENDIST_TRUSTED_PROXIES": "127.0.0.1/32, 10.0.0.1/8"},
-                  "TOKENDIST_TRUSTED_PROXIES: '10.0.0.1/8'")]
+                  "环境变量 TOKENDIST_TRUSTED_PROXIES 的值无效: '10.0.0.1/8'")]
         for args, env, says in cases:
             r = self.cli("serve", "--store", "sqlite:" + self.tmp + "/x.db", "--listen", "127.0.0.1:0", *args,
                          env=env)
             self.assertEqual(r.returncode, 2, r.stderr)
             self.assertIn(says, r.stderr)
+        for args, env in ((["--real-ip-header", "Forwarded"], {}), ([], {"TOKENDIST_REAL_IP_HEADER": "X-Client-IP"})):
+            r = self.cli("serve", "--store", "sqlite:" + self.tmp + "/x.db", "--listen", "127.0.0.1:0", *args,
+                         env=env)
+            self.assertEqual(r.returncode, 2, r.stderr)
+            self.assertIn("X-Forwarded-For", r.stderr)
+            self.assertIn("X-Real-IP", r.stderr)
         r = self.cli("serve", "--trusted-proxy", "::1/128", "--trusted-proxy", "127.0.0.1",
                      "--print-config", env={"TOKENDIST_TRUSTED_PROXIES": "10.0.0.0/8"})
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertIn("TOKENDIST_TRUSTED_PROXIES=::1/128,127.0.0.1\n", r.stdout)
+        self.assertIn("TOKENDIST_REAL_IP_HEADER=\n", r.stdout)
 
 if __name__ == "__main__":
     unittest.main()

@@ -6,6 +6,9 @@ what really happened: 200 with a record that holds neither reported token,
 409 when Feishu still issues it, 202 only when the refresh runs and has not
 finished, 503 when no refresher can be reached."""
 import os
+import signal
+import threading
+import re
 import time
 import unittest
 
@@ -121,6 +124,62 @@ class FailedForcedRefreshTest(Common, harness.TestCase):
                       srv.get("/metrics").body.decode())
 
 
+    @unittest.skipUnless(os.path.exists(DRIVER), "client_driver not built")
+    def test_the_c_client_reports_again_once_the_wait_after_a_202_is_over(self):
+        """A 202 is a refresh the server took, not its outcome.  The client
+        answers further reports of the token from it only during its
+        refresh wait; after it, with the token still the one reported, a
+        report goes out again and gets what became of the refresh (here
+        409: Feishu handed back the same token) -- not the old 202 from the
+        client's memory for ever."""
+        self.start_feishu()
+        srv = self.server(env=self.feishu_env(TOKENDIST_PUSH_KEYS=PUSH_KEY, TENCENT_CLOUD_ENABLED="false")).start()
+        rec = self.wait_for(lambda: self.served(srv), what="first token")
+        self.wait_log(srv, "下次刷新")
+        d = Driver(self, "--url", "http://127.0.0.1:%d/v1/tokens/default" % srv.port, "--refresh-wait-ms", "300")
+        self.assertEqual(d.cmd("get app")["token_hash"], fnv(rec["access_token"]))
+        # The forced fetch outlasts the report's 4 s wait, inside the
+        # refresher's 10 s HTTP timeout.
+        self.feishu.control({"fail": "slow", "delay": 6, "times": 1, "path": "/open-apis/auth/v3/"})
+        self.assertEqual(d.cmd("report")["rc"], 0)                      # 202
+        self.assertEqual(d.cmd("report")["rc"], 0)                      # the same, from memory
+        self.wait_log(srv, "下次刷新", 2)                                # the forced fetch is over
+        r = d.cmd("report")
+        self.assertEqual(r["rc"], TD_ECONFLICT, r)
+        metrics = srv.get("/metrics").body.decode()
+        self.assertIn('tokendist_requests_total{route="invalid",status="202"} 1', metrics)
+        self.assertIn('tokendist_requests_total{route="invalid",status="409"} 1', metrics)
+
+class ReportAgainAfter202Test(Common, harness.TestCase):
+    @unittest.skipUnless(os.path.exists(DRIVER), "client_driver not built")
+    def test_a_token_still_served_after_a_202_is_reported_again(self):
+        """libtokendist: a report answered 202 (the forced fetch still runs
+        after the server's 4 s wait) stands for the client's refresh wait,
+        not for the life of the process.  When the wait is over and the same
+        token is handed out again, the next report of it reaches the server."""
+        self.start_feishu()
+        srv = self.server(env=self.feishu_env(TOKENDIST_PUSH_KEYS=PUSH_KEY, TENCENT_CLOUD_ENABLED="false")).start()
+        rec = self.wait_for(lambda: self.served(srv), what="first token")
+        # The forced fetch answers after the server's wait: 202.  Feishu then
+        # hands back the same token (it renews only in its last 30 minutes).
+        self.feishu.control({"fail": "slow", "delay": 8, "times": 1, "path": "/open-apis/auth/v3/"})
+        url = "http://127.0.0.1:%d/v1/tokens/default" % srv.port
+        d = Driver(self, "--url", url, "--refresh-wait-ms", "500")
+        self.assertEqual(d.cmd("get app")["token_hash"], fnv(rec["access_token"]))
+        self.assertEqual(d.cmd("report")["rc"], 0)              # 202
+        self.assertEqual(self.invalid_posts(srv), 1)
+        again = d.cmd("get app")                                # the wait is over: the same token
+        self.assertEqual((again["rc"], again["token_hash"]), (0, fnv(rec["access_token"])), again)
+        r = d.cmd("report")                                     # Feishu rejected it again
+        self.assertIn(r["rc"], (0, TD_ECONFLICT), r)
+        self.assertEqual(self.invalid_posts(srv), 2)
+        self.remember_tokens()
+
+    def invalid_posts(self, srv):
+        text = srv.get("/metrics").body.decode()
+        return sum(int(m) for m in re.findall(r'route="invalid",status="[^"]+"\} (\d+)', text))
+
+
 class SameTokenStaleExpiryTest(Common, harness.TestCase):
     def test_the_record_is_rebuilt_from_feishus_expire(self):
         self.start_feishu()
@@ -198,6 +257,74 @@ class FleetTest(Common, harness.TestCase):
         # Reports of the same token from everywhere: no second fetch.
         for s in (self.plain, self.other, self.holder):
             self.assertEqual(self.report(s, self.rec["access_token"]).status, 409)
+        self.assertEqual(self.token_fetches(), n + 1)
+
+    def test_a_frozen_holder_is_a_503_not_a_promise(self):
+        """The holder still listens on Redis but runs nothing (SIGSTOP): the
+        report reaches its inbox and nobody takes it.  Without the holder's
+        acknowledgement the answer is 503 + Retry-After -- not 202 "refresh
+        started" for a refresh that never runs."""
+        n = self.token_fetches()
+        self.holder.proc.send_signal(signal.SIGSTOP)
+        self.addCleanup(self.holder.proc.send_signal, signal.SIGCONT)
+        t0 = time.monotonic()
+        r = self.report(self.other, self.rec["access_token"])
+        self.assertEqual(r.status, 503, r.body)
+        self.assertIn("retry-after", r.headers)
+        self.assertIn("没有在 4 秒内确认收到", r.json()["message"])
+        self.assertLess(time.monotonic() - t0, 10)
+        self.assertEqual(self.token_fetches(), n)
+
+    def test_a_flood_of_reports_to_another_server_is_one_forward(self):
+        """100 reports of the token in service at once, all to a server
+        without the lease: one message to the holder (single flight), one
+        forced fetch, every report the same 409, one line in the holder's
+        log -- and later reports answered from that answer."""
+        n = self.token_fetches()
+        results = []
+
+        def report():
+            r = self.report(self.other, self.rec["access_token"])
+            results.append((r.status, r.json().get("message", "")[:20]))
+
+        threads = [threading.Thread(target=report) for _ in range(100)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        self.assertEqual({s for s, _ in results}, {409}, results[:3])
+        self.assertEqual(len(set(results)), 1, set(results))
+        self.assertEqual(self.token_fetches(), n + 1)
+        self.assertEqual(self.holder.log().count("转交来的 token 无效报告"), 1)
+        self.assertEqual(self.report(self.other, self.rec["access_token"]).status, 409)
+        self.assertEqual(self.holder.log().count("转交来的 token 无效报告"), 1)
+
+    def test_a_flood_under_a_slow_feishu_waits_parked_and_is_answered_alike(self):
+        """Feishu takes 2.5 s to answer the forced fetch.  200 reports to the
+        server without the lease and 50 to the holder, at once: the first
+        on each starts the refresh (here, or forwarded to the holder), the
+        others wait for it parked -- not on a report worker each, which
+        left 4 working and the rest queued past the queue's 2 s into 503
+        "存储繁忙" -- and all get the same 409, from one fetch.  (Fewer than
+        --conn-per-ip's 256 connections from one address.)"""
+        n = self.token_fetches()
+        self.feishu.control({"fail": "slow", "delay": 2.5, "times": 1, "path": "/open-apis/auth/v3/"})
+        results = []
+
+        def report(srv):
+            try:
+                r = self.report(srv, self.rec["access_token"])
+                results.append((r.status, r.json().get("message", "")[:20]))
+            except Exception as e:  # noqa: BLE001 -- a refused connection counts as an answer
+                results.append((type(e).__name__, ""))
+
+        threads = [threading.Thread(target=report, args=(s,)) for s in [self.other] * 200 + [self.holder] * 50]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        self.assertEqual(len(results), 250)
+        self.assertEqual(set(results), {(409, "飞书仍在发放此 token，没有新的可换")}, {r: results.count(r) for r in set(results)})
         self.assertEqual(self.token_fetches(), n + 1)
 
     def test_a_dead_holder_is_a_503_not_a_promise(self):

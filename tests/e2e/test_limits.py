@@ -159,8 +159,9 @@ class TlsTest(TestCase):
     def test_tls_flags_go_together(self):
         r = self.cli("serve", "--listen", "127.0.0.1:0", "--store", "sqlite:" + self.tmp + "/t.db",
                      "--tls-cert", "/nonexistent.pem")
-        self.assertEqual(r.returncode, 1)
-        self.assertIn("--tls-cert and --tls-key go together", r.stderr)
+        self.assertEqual(r.returncode, 2)     # a bad setting, refused before the store is opened
+        self.assertIn("设置了 --tls-cert (TOKENDIST_TLS_CERT)，却没有 --tls-key", r.stderr)
+        self.assertFalse(os.path.exists(self.tmp + "/t.db"))
 
 
 class ConnectionLimitTest(TestCase):

@@ -157,7 +157,7 @@ class HostRuleTest(TestCase):
             r = self.cli("serve", "--store", "sqlite:%s/x.db" % self.tmp, "--listen", "127.0.0.1:0",
                          "--allowed-host", bad)
             self.assertEqual(r.returncode, 2, r.stderr)
-            self.assertIn("--allowed-host: '%s'" % bad, r.stderr)
+            self.assertIn("选项 --allowed-host 的值无效: '%s'" % bad, r.stderr)
 
 
 if __name__ == "__main__":

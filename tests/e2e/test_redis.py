@@ -171,22 +171,25 @@ class RedisOutageTest(RedisTestCase):
 
     def test_changes_made_while_disconnected_are_loaded(self):
         """A change an instance never heard of (no publish reached it) is
-        served once its subscription reconnects: it reloads everything."""
+        served once its subscription reconnects: it reloads everything.
+        (The 5 s full reload may find it first -- it exists for exactly
+        such writes -- so the test does not wait for its absence; the
+        reconnect says in the log that it reloaded everything.)"""
         a, b = self.fleet(self.redis.url(), n=2)
         tok, tok2 = tokens(2)
         rec = make_record(tok)
         self.assertEqual(a.post("/get-token", rec, key=PUSH).status, 200)
         self.wait_token([a, b], tok)
-        # Written behind the servers' backs: no PUBLISH, so no one reloads.
+        # Written behind the servers' backs: no PUBLISH.
         newer = make_record(tok2, generated=rec["generated_timestamp"] + 1)
         newer["expire_time"], newer["generated_time"] = "x", "y"
         self.redis.cmd("HSET", "tokendist:token:default", "json", json.dumps(newer),
                        "gen", newer["generated_timestamp"], "exp", newer["expire_timestamp"])
-        time.sleep(0.3)
-        for s in (a, b):
-            self.assertEqual(s.get("/get-token").json()["access_token"], tok)
         self.assertGreaterEqual(self.redis.cmd("CLIENT", "KILL", "TYPE", "pubsub"), 2)
         self.wait_token([a, b], tok2)
+        for s in (a, b):
+            self.wait_log(s, "Redis 已重新连接")
+            self.assertIn("重新加载全部 token", s.log())
 
     def test_wrong_password_stops_the_start(self):
         bad = self.redis.url().replace(REDIS_PW, "not-the-password")
@@ -236,9 +239,7 @@ class OneRefresherTest(FeishuEnv, RedisTestCase):
 
     def test_one_fetches_and_the_other_takes_over_on_exit(self):
         holder, other = self.wait_for(self.holder, what="a lease holder")
-        # The other says so at its own first look at the lease, which may
-        # come a moment after the holder's.
-        self.wait_log(other, "租约 refresh:default 由其他实例持有")
+        self.wait_log(other, "租约 refresh:default 由其他实例持有")   # its first look may come later
         # Three cycles: each fetched once, by the holder, served by both.
         for _ in range(3):
             n = len(self.fetch_times())

@@ -402,11 +402,13 @@ class RefreshDaemon(FeishuEnv, harness.TestCase):
             n += 1
             self.wait_log(p, "重试:", n)
             delay = self.planned(p, "重试")[-1]
-            # Backoff: retry_min doubling up to retry_max, half of it jitter.
-            base = min(60 * 2 ** (n - 1), 600)
-            self.assertTrue(base / 2 <= delay <= base, "retry %d after %.1f s" % (n, delay))
-            self.assertIn("❌ token 刷新失败 (连续第 %d 次)" % n, p.log())
             left = first["expire_timestamp"] - self.clk.now()
+            # Backoff: retry_min doubling up to retry_max, half of it jitter;
+            # never past a minute before the served token's expiry.
+            base = min(60 * 2 ** (n - 1), 600)
+            self.assertTrue(base / 2 <= delay <= base or (delay < base and abs(delay - (left - 60)) <= 2),
+                            "retry %d after %.1f s, %d s left" % (n, delay, left))
+            self.assertIn("❌ token 刷新失败 (连续第 %d 次)" % n, p.log())
             if left > self.WINDOW // 3:
                 self.assertEqual(alerts(), [], "alerted with %d s left" % left)
             # Clear of the expiry (the GET reads the clock a moment later):
@@ -462,7 +464,7 @@ class RefreshDaemon(FeishuEnv, harness.TestCase):
 
     def test_rate_limit_waits_reset(self):
         self.feishu.control({"fail": "429", "reset_after": 300, "times": 1})
-        p = self.daemon(TOKENDIST_RETRY_MIN=1)
+        p = self.daemon(TOKENDIST_RETRY_MIN=1, TOKENDIST_RETRY_MAX=600)
         self.wait_log(p, "重试:")
         self.assertIn("code 99991400", p.log())
         delay = self.planned(p, "重试")[0]
@@ -473,6 +475,38 @@ class RefreshDaemon(FeishuEnv, harness.TestCase):
         nows = self.fetch_nows()
         self.assertGreaterEqual(nows[1] - nows[0], 300)
         self.assertEqual(self.served()["access_token"], self.feishu.current_token())
+
+    def test_rate_limit_wait_is_at_most_retry_max(self):
+        """--retry-max is the longest retry delay, whatever reset Feishu
+        names (an hour, or digits without end)."""
+        for n, reset in enumerate(("3000", "99999999999999999999999"), 1):
+            self.feishu.control({"fail": "429", "reset_after": reset, "times": 1})
+            p = self.daemon(TOKENDIST_RETRY_MIN=1, TOKENDIST_RETRY_MAX=600)
+            self.wait_log(p, "重试:")
+            delay = self.planned(p, "重试")[0]
+            self.assertTrue(600 <= delay <= 601, "reset %s: retry after %.1f s" % (reset, delay))
+            self.assertIn("超过最长重试间隔 600 秒 (--retry-max)", p.log())
+            p.stop()
+
+    def test_rate_limit_wait_ends_before_the_served_token_expires(self):
+        """A reset longer than the served token's life left: the retry comes
+        a minute before its expiry, and readers never see it expire."""
+        p = self.daemon(TOKENDIST_RETRY_MIN=1, TOKENDIST_RETRY_MAX=3600)
+        self.wait_log(p, "下次刷新")
+        first = self.served()
+        self.feishu.control({"fail": "429", "reset_after": 3000, "path": "/open-apis/auth/"})
+        self.clk.advance(self.planned(p, "下次刷新")[-1] + 0.1)
+        self.wait_log(p, "重试:")
+        delay = self.planned(p, "重试")[-1]
+        left = first["expire_timestamp"] - self.clk.now()
+        self.assertLess(left, 3000)
+        self.assertTrue(left - 62 <= delay <= left - 58, "retry after %.1f s, %d s left" % (delay, left))
+        self.assertIn("重试提前到它过期前 60 秒", p.log())
+        self.feishu.control({"clear_faults": True})
+        self.clk.advance(delay + 0.1)
+        self.wait_log(p, "下次刷新", 2)
+        self.assertNotEqual(self.served()["access_token"], first["access_token"])
+        self.assertLess(self.clk.now(), first["expire_timestamp"])
 
 
 if __name__ == "__main__":

@@ -207,12 +207,12 @@ class OutageTest(S3TestCase):
 
 
 class CredentialsTest(S3TestCase):
-    def start_fails(self, env, *needles, store=None):
+    def start_fails(self, env, *needles, store=None, code=1):
         e = self.s3.env()
         e.update(env)
         r = self.cli("serve", "--listen", "127.0.0.1:0", "--store", store or self.s3.url(), "--push-key", PUSH,
                      env=e, cwd=self.tmp, timeout=30)
-        self.assertEqual(r.returncode, 1, r.stderr)
+        self.assertEqual(r.returncode, code, r.stderr)
         for n in needles:
             self.assertIn(n, r.stderr)
         return r.stderr
@@ -228,7 +228,7 @@ class CredentialsTest(S3TestCase):
         self.start_fails({"TOKENDIST_S3_REGION": "ap-beijing"}, "TOKENDIST_S3_REGION", "ap-beijing")
         self.start_fails({"AWS_ACCESS_KEY_ID": "", "AWS_SECRET_ACCESS_KEY": ""}, "AWS_ACCESS_KEY_ID",
                          "TENCENTCLOUD_SECRETID")
-        self.start_fails({}, "TOKENDIST_S3_ENDPOINT", store="s3://%s/x" % BUCKET)
+        self.start_fails({}, "TOKENDIST_S3_ENDPOINT", store="s3://%s/x" % BUCKET, code=2)  # a setting
         self.start_fails({}, "NoSuchBucket", store=self.s3.url().replace(BUCKET, "no-such-bucket-1"))
 
     def test_region_setting_and_url_parameter_the_url_wins(self):
@@ -283,6 +283,7 @@ class ForeignDataTest(S3TestCase):
         self.assertEqual(ready["unreadable_records"], 2, ready)
         problems = {u["name"]: u["problem"] for u in ready["unreadable"]}
         self.assertIn("不是 JSON", problems["other"])
+        self.assertNotIn("near", problems["other"])   # what and where, never the object's text
         self.assertIn("存储桶 %s 对象 %s/tokens/other.json" % (BUCKET, PREFIX), srv.log())
         # Written while running: seen by the revalidation, reported, the
         # token in memory stays served.

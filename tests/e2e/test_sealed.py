@@ -205,23 +205,25 @@ class SealedRefresh(FeishuEnv, harness.TestCase):
         self.secrets += [TOKEN_N, TOKEN_C]
         old = harness.make_record(TOKEN_C, generated=now - 600)
         self.assertEqual(self.endpoint.post("/release/get-token", old, key=PUSH_KEY).status, 200)
-        for key in (self.key, sealer.new_key()):               # ours, and a key we do not have
+        # Ours opens, so its time is believed however far ahead; a key we do
+        # not have is believed within the clock-skew bound (300 s).
+        for key, ahead in ((self.key, 600), (sealer.new_key(), 120)):
             with self.subTest(ours=key == self.key):
                 if key != self.key:
                     self.secrets.append(key)
-                newer = sealer.seal(key, harness.make_record(TOKEN_N, generated=now + 600))
+                newer = sealer.seal(key, harness.make_record(TOKEN_N, generated=now + ahead))
                 self.put(newer)
                 commits = len(self.gitee.commits)
                 r = self.once(self.key)
                 self.assertEqual(r.returncode, 0, r.stderr)     # the endpoint took it
                 self.assertEqual(self.text(), newer)            # untouched
                 self.assertEqual(len(self.gitee.commits), commits)
-                self.assertIn("⚠️ Gitee 上已有更新的 token 记录 (generated_timestamp %d，本次 " % (now + 600),
+                self.assertIn("⚠️ Gitee 上已有更新的 token 记录 (generated_timestamp %d，本次 " % (now + ahead),
                               r.stderr)
                 self.assertNotIn("Gitee上传失败", r.stderr)
         # a keyless refresher judges a sealed file by its clear time too
         r = self.once()
-        self.assertIn("已有更新的 token 记录 (generated_timestamp %d" % (now + 600), r.stderr)
+        self.assertIn("已有更新的 token 记录 (generated_timestamp %d" % (now + 120), r.stderr)
         # an older sealed file is replaced
         self.put(sealer.seal(self.key, harness.make_record(TOKEN_N, generated=now - 300)))
         r = self.once(self.key)
@@ -238,6 +240,50 @@ class SealedRefresh(FeishuEnv, harness.TestCase):
         r = self.once(self.key)
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertIn("Gitee 上的加密记录打不开", r.stderr)
+        self.assertEqual(open_file(self.key, self.text())["access_token"], self.feishu.current_token())
+
+    def test_unverifiable_file_dated_ahead_does_not_block_a_keyed_refresher(self):
+        """A plaintext record, or an envelope of a key we lack, dated further
+        ahead than --max-clock-skew: anyone with write access (a seed producer,
+        a refresher whose clock is ahead) could have put it there, and a keyed
+        reader would refuse it anyway.  The keyed refresher does not believe
+        its time: it seals over it and says why, once.  Within the bound
+        put-if-newer stands."""
+        now = int(time.time())
+        other = sealer.new_key()
+        self.secrets += [TOKEN_N, other]
+        files = {
+            "plaintext": (json.dumps(harness.make_record(TOKEN_N, generated=now + 86400)),
+                          "Gitee 上的记录未加密，无法验证；它的 generated_timestamp %d" % (now + 86400)),
+            "another key": (sealer.seal(other, harness.make_record(TOKEN_N, generated=now + 86400)),
+                            "Gitee 上的记录是用另一把共享密钥加密的 (kid %s)，无法验证；它的 generated_timestamp %d"
+                            % (sealer.kid(other), now + 86400)),
+        }
+        for what, (text, why) in files.items():
+            with self.subTest(what):
+                self.put(text)
+                r = self.once(self.key)
+                self.assertEqual(r.returncode, 0, r.stderr)
+                self.assertIn("Token已成功分发到Gitee (已加密)", self.log_messages(r.stderr))
+                self.assertEqual(open_file(self.key, self.text())["access_token"], self.feishu.current_token())
+                said = [m for m in self.log_messages(r.stderr) if "无法验证" in m]
+                self.assertEqual(len(said), 1, r.stderr)
+                self.assertIn(why, said[0])
+                self.assertIn("超过允许的 300 秒 (--max-clock-skew)", said[0])
+                # a keyed reader opens what the refresher wrote
+                g = self.get(self.key)
+                self.assertEqual(g.returncode, 0, g.stderr)
+                self.assertEqual(g.stdout.strip(), self.feishu.current_token())
+        # within the bound the time stands: 120 s ahead is not overwritten
+        text = json.dumps(harness.make_record(TOKEN_N, generated=now + 120))
+        self.put(text)
+        r = self.once(self.key)
+        self.assertIn("⚠️ Gitee 上已有更新的 token 记录 (generated_timestamp %d" % (now + 120), r.stderr)
+        self.assertNotIn("无法验证", r.stderr)
+        self.assertEqual(self.text(), text)
+        # and the bound is --max-clock-skew's: with 60 s, 120 s ahead is too far
+        r = self.once(self.key, TOKENDIST_MAX_CLOCK_SKEW="60")
+        self.assertIn("超过允许的 60 秒 (--max-clock-skew)", r.stderr)
         self.assertEqual(open_file(self.key, self.text())["access_token"], self.feishu.current_token())
 
     def test_key_rotation(self):

@@ -370,25 +370,24 @@ class ServeCliTest(TestCase):
 
     def test_bad_settings_say_what_to_fix(self):
         cases = [
-            (["serve", "--bogus"], "unknown option --bogus"),
-            (["serve", "--listen"], "needs a value"),
-            (["serve", "--body-limit", "12abc"], "--body-limit=12abc: expected a whole number"),
-            (["serve", "--env-file", "/nonexistent/x.env"], "cannot read env-file /nonexistent/x.env"),
-            (["serve", "stray"], "unexpected argument 'stray'"),
-            (["nosuchcommand"], "unknown command 'nosuchcommand'"),
+            (["serve", "--bogus"], "未知选项 --bogus"),
+            (["serve", "--listen"], "选项 --listen 缺少值"),
+            (["serve", "--body-limit", "12abc"], "选项 --body-limit 的值无效: '12abc' 不是 1024 到 1048576 之间的整数"),
+            (["serve", "--env-file", "/nonexistent/x.env"], "无法读取 env-file /nonexistent/x.env"),
+            (["serve", "stray"], "多余的参数 'stray'"),
+            (["nosuchcommand"], "未知命令 'nosuchcommand'"),
+            # A bad address or store is a bad setting too: exit 2, found
+            # before the store is opened or anything listens.
+            (["serve", "--listen", "999.1.1.1:80", "--store", "sqlite:" + self.tmp + "/a.db"], "'999.1.1.1:80' 不是 HOST:PORT"),
+            (["serve", "--store", "mysql://x"], "不认识存储类型 'mysql:'"),
         ]
         for args, needle in cases:
             r = self.cli(*args)
             self.assertEqual(r.returncode, 2, args)
             self.assertIn(needle, r.stderr, args)
+        self.assertFalse(os.path.exists(self.tmp + "/a.db"))
 
     def test_runtime_failures_exit_1_with_reason(self):
-        r = self.cli("serve", "--listen", "999.1.1.1:80", "--store", "sqlite:" + self.tmp + "/a.db")
-        self.assertEqual(r.returncode, 1)
-        self.assertIn("listen address", r.stderr)
-        r = self.cli("serve", "--store", "mysql://x")
-        self.assertEqual(r.returncode, 1)
-        self.assertIn("is not known", r.stderr)
         bad = os.path.join(self.tmp, "junk.db")
         with open(bad, "wb") as f:
             f.write(b"this is not a database" * 100)
@@ -416,7 +415,7 @@ class ServeCliTest(TestCase):
             f.write("TOKENDIST_LISTEN\n")
         r = self.cli("serve", "--env-file", envfile)
         self.assertEqual(r.returncode, 2)
-        self.assertIn("line 1: expected KEY=VALUE", r.stderr)
+        self.assertIn("env-file %s 第 1 行: 应为 KEY=VALUE" % envfile, r.stderr)
 
 
 class PrintConfigTest(TestCase):
@@ -465,25 +464,68 @@ class PrintConfigTest(TestCase):
 
     def test_store_url_credentials_redacted_in_every_form(self):
         forms = {
-            "redis://S3cret@h": "redis://***@h",
             "redis://:S3cret@h": "redis://***@h",
             "redis://user:S3cret@h": "redis://***@h",
             "redis://u%40x:p%40ss@h:6380/2": "redis://***@h:6380/2",
             "redis://a@b:S3cret@h/0?prefix=ns@x": "redis://***@h/0?prefix=ns@x",
             "redis://h:6379/0": "redis://h:6379/0",
             "sqlite:./var/a@b.db": "sqlite:./var/a@b.db",
+            # a password from openssl rand -base64 holds '/': the authority
+            # does not end there
+            "redis://:Ab/cD+eF=@10.0.0.5:6379/0": "redis://***@10.0.0.5:6379/0",
+            "redis://u:p?w#x@h/1": "redis://***@h/1",
         }
-        self.secrets += ["S3cret", "p%40ss", "u%40x"]
+        self.secrets += ["S3cret", "p%40ss", "u%40x", "Ab/cD", "p?w#x"]
         for url, want in forms.items():
             r = self.cli("serve", "--store", url, "--print-config", env={"TOKENDIST_STORE": ""})
             self.assertEqual(r.returncode, 0, r.stderr)
             self.assertIn("TOKENDIST_STORE=%s\n" % want, r.stdout, url)
             self.assertNotIn("user", r.stdout)
+        # A form the store refuses is refused at once, without showing it.
+        r = self.cli("serve", "--store", "redis://S3cret@h", "--print-config", env={"TOKENDIST_STORE": ""})
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("选项 --store 的值无效", r.stderr)
         # Any URL setting may carry credentials: the client's endpoints too.
         r = self.cli("get", "--url", "http://reader:S3cret@127.0.0.1:9/v1/tokens/x", "--url",
                      "http://127.0.0.1:9/get-token", "--print-config")
         self.assertIn("TOKENDIST_URLS=http://***@127.0.0.1:9/v1/tokens/x,http://127.0.0.1:9/get-token\n",
                       r.stdout)
+
+    def test_per_token_urls_redacted(self):
+        env = {"TOKENDIST_TOKENS": "wx", "TOKENDIST_WX_PROVIDER": "wechat", "TOKENDIST_WX_APP_ID": "wx1",
+               "TOKENDIST_WX_APP_SECRET": "wx-secret-JJJJ-0123",
+               "TOKENDIST_WX_API_URL": "https://u:WxApiPw8@h/x",
+               "TOKENDIST_WX_BASE_URL": "https://u:Wx/BasePw9@api.weixin.qq.com"}
+        self.secrets += ["wx-secret-JJJJ-0123", "WxApiPw8", "Wx/BasePw9"]
+        r = self.cli("serve", "--print-config", env=env)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("TOKENDIST_WX_API_URL=https://***@h/x\n", r.stdout)
+        self.assertIn("TOKENDIST_WX_BASE_URL=https://***@api.weixin.qq.com\n", r.stdout)
+
+
+class UrlCredentialsInLogsTest(TestCase):
+    """A URL's userinfo, and a request's query (WeCom's corpsecret), never
+    reach a log: not the sink's "API地址" line, not a failed fetch's or
+    push's error (tearDown scans the log for every secret)."""
+
+    def test_failed_fetch_and_push_name_urls_without_credentials(self):
+        dead = harness.free_port()
+        env = {"FEISHU_APP_ID": "cli_a1b2c3d4e5f6a7b8", "FEISHU_APP_SECRET": "app-secret-KKKK-0123",
+               "FEISHU_BASE_URL": "http://u:FeishuPw1@127.0.0.1:%d" % dead,
+               "TENCENT_CLOUD_API_URL": "http://u:ApiPw2@127.0.0.1:%d/release/get-token" % dead,
+               "TENCENT_CLOUD_API_KEY": "api-key-LLLL-0123",
+               "TOKENDIST_TOKENS": "corp", "TOKENDIST_CORP_PROVIDER": "wecom",
+               "TOKENDIST_CORP_APP_ID": "ww0123", "TOKENDIST_CORP_APP_SECRET": "corp-secret-MMMM-0123",
+               "TOKENDIST_CORP_BASE_URL": "http://127.0.0.1:%d" % dead,
+               "TOKENDIST_CORP_API_URL": "http://u:CorpPw3@127.0.0.1:%d/v1/tokens/corp" % dead,
+               "TOKENDIST_RETRY_MIN": "1", "TOKENDIST_RETRY_MAX": "2"}
+        self.secrets += ["FeishuPw1", "ApiPw2", "CorpPw3", "app-secret-KKKK-0123", "api-key-LLLL-0123",
+                         "corp-secret-MMMM-0123"]
+        s = self.server(env=env, store="memory:").start()
+        self.wait_log(s, "刷新失败", count=2)     # both tokens failed at least once
+        log = s.log()
+        self.assertIn("API地址: http://***@127.0.0.1:%d/release/get-token" % dead, log)
+        self.assertIn("http://***@127.0.0.1:%d/open-apis/auth/v3/" % dead, log)
 
 
 if __name__ == "__main__":

@@ -80,6 +80,46 @@ class ServeRefresh(FeishuEnv, harness.TestCase):
         self.assertEqual(s.log().count("立即强制刷新一次"), 2)
         self.assertEqual(len(self.fetch_times()), 3)
 
+    def test_two_servers_on_one_sqlite_file_refresh_once(self):
+        """Two servers started from one folder share ./var/tokendist.db: the
+        file's lease lets exactly one of them refresh -- one fetch and one
+        group notice per renewal -- and the other serves what it writes."""
+        clock = self.clock()
+        clock.attach(self.start_feishu())
+        a = self.start_serve()
+        self.wait_log(a, "下次刷新")
+        b = self.start_serve()
+        self.assertEqual(b.store, a.store)
+        self.wait_log(b, "租约 refresh:default 由其他实例持有")
+        self.assertEqual(self.served(b)["access_token"], self.feishu.current_token())
+        ready = b.get("/readyz").json()["refresh"]["default"]
+        self.assertFalse(ready["lease_held"])
+        self.assertTrue(a.get("/readyz").json()["refresh"]["default"]["lease_held"])
+        self.assertEqual(ready["lease_holder"], a.get("/readyz").json()["refresh"]["default"]["lease_holder"])
+        # A report to the other server names the holder; the holder acts.
+        tok = self.served(b)["access_token"]
+        r = b.post("/v1/tokens/default/invalid", {"access_token": tok})
+        self.assertEqual(r.status, 503, r.body)
+        self.assertIn(ready["lease_holder"], r.json()["message"])
+        self.assertEqual(a.post("/v1/tokens/default/invalid", {"access_token": tok}).status, 409)
+        fetches = len(self.fetch_times())
+        for n in (1, 2):
+            cycles = a.log().count("下次刷新")
+            delay = float(re.findall(r"下次刷新: ([\d.]+) 秒后", a.log())[-1])
+            clock.advance(delay + 0.1)
+            self.wait_log(a, "下次刷新", cycles + 1)
+            new = self.feishu.current_token()
+            self.wait_for(lambda: self.served(b)["access_token"] == new, what="the other server serving it")
+            self.assertEqual(len(self.fetch_times()), fetches + n)      # one fetch per renewal
+            self.assertEqual(len(self.feishu.sent), 1 + n)              # one notice per renewal
+        self.assertNotIn("下次刷新", b.log())
+        self.assertNotIn("刷新失败", a.log() + b.log())
+        # The holder stops (and gives the lease up): the other takes over.
+        a.stop()
+        self.wait_log(b, "本实例持有租约 refresh:default")
+        self.wait_log(b, "下次刷新")
+        self.assertEqual(len(self.feishu.sent), 3)   # the token it found was announced already
+
     def test_forced_refresh_inside_window_gets_new_token(self):
         self.start_feishu()
         s = self.start_serve()
@@ -103,6 +143,9 @@ class ServeRefresh(FeishuEnv, harness.TestCase):
         rec = self.wait_for(lambda: self.served(s), what="own token")
         self.wait_for(lambda: self.served(), what="endpoint token")
         self.assertEqual(self.served()["access_token"], rec["access_token"])
+        # The group is told after the sinks took the token: wait for it
+        # before the stop, or a stop in between leaves it untold.
+        self.wait_for(lambda: len(self.feishu.sent) == 1, what="the announcement")
         s.stop()
         # A restart with Feishu refusing: the stored token is still served.
         self.feishu.control({"fail": "503"})

@@ -97,22 +97,23 @@ static void test_bools_ints_and_errors(void **state)
     td_config_free(&c);
     setenv("TENCENT_CLOUD_ENABLED", "maybe", 1);
     assert_int_equal(load(&c, TD_CMD_REFRESH, err, sizeof err, NULL), TD_EINVAL);
-    assert_non_null(strstr(err, "TENCENT_CLOUD_ENABLED=maybe: expected true or false"));
+    assert_non_null(strstr(err, "环境变量 TENCENT_CLOUD_ENABLED 的值无效: 'maybe' 不是 true 或 false"));
     td_config_free(&c);
     unsetenv("TENCENT_CLOUD_ENABLED");
     assert_int_equal(load(&c, TD_CMD_SERVE, err, sizeof err, "--body-limit", "10", NULL), TD_EINVAL);
-    assert_non_null(strstr(err, "from 1024 to 1048576"));
+    assert_non_null(strstr(err, "选项 --body-limit 的值无效: '10' 不是 1024 到 1048576 之间的整数"));
     td_config_free(&c);
     assert_int_equal(load(&c, TD_CMD_SERVE, err, sizeof err, "--once", NULL), TD_EINVAL);
-    assert_non_null(strstr(err, "unknown option --once")); /* not a serve setting */
+    assert_non_null(strstr(err, "--once 不是 serve 的选项，它属于 tokendist refresh")); /* not a serve setting */
     td_config_free(&c);
     assert_int_equal(load(&c, TD_CMD_REFRESH, err, sizeof err, "--no-once", NULL), TD_OK);
     assert_int_equal(c.once, 0);
     td_config_free(&c);
 }
 
-static int collect(void *ud, const char *k, const char *v)
+static int collect(void *ud, int lineno, const char *k, const char *v)
 {
+    (void)lineno;
     char *out = ud;
     strcat(out, k);
     strcat(out, "=");
@@ -130,9 +131,9 @@ static void test_envfile_syntax(void **state)
     assert_string_equal(out, "A=1;B=two words;C=q \" \n x;D=lit \\n;E=;");
     out[0] = '\0';
     assert_int_equal(td_config_parse_envfile("X=\"open\n", 8, collect, out, err, sizeof err), TD_EINVAL);
-    assert_non_null(strstr(err, "line 1: X has no closing"));
+    assert_non_null(strstr(err, "第 1 行: X 的值缺少结尾的 \""));
     assert_int_equal(td_config_parse_envfile("ok=1\n9bad=2\n", 12, collect, out, err, sizeof err), TD_EINVAL);
-    assert_non_null(strstr(err, "line 2"));
+    assert_non_null(strstr(err, "第 2 行"));
 }
 
 static void test_envfile_below_environment(void **state)
@@ -191,15 +192,15 @@ static void test_checked_lists(void **state)
     /* A bad value stops the load, named with where it came from. */
     setenv("TOKENDIST_TRUSTED_PROXIES", "127.0.0.1/32,10.0.0.0/33", 1);
     assert_int_equal(load(&c, TD_CMD_SERVE, err, sizeof err, NULL), TD_EINVAL);
-    assert_non_null(strstr(err, "TOKENDIST_TRUSTED_PROXIES: '10.0.0.0/33'"));
+    assert_non_null(strstr(err, "环境变量 TOKENDIST_TRUSTED_PROXIES 的值无效: '10.0.0.0/33'"));
     td_config_free(&c);
     unsetenv("TOKENDIST_TRUSTED_PROXIES");
     assert_int_equal(load(&c, TD_CMD_SERVE, err, sizeof err, "--trusted-proxy", "proxy.lan", NULL), TD_EINVAL);
-    assert_non_null(strstr(err, "--trusted-proxy: 'proxy.lan'"));
+    assert_non_null(strstr(err, "选项 --trusted-proxy 的值无效: 'proxy.lan'"));
     td_config_free(&c);
     assert_int_equal(load(&c, TD_CMD_SERVE, err, sizeof err, "--allowed-host", "tokens.example.com:443", NULL),
                      TD_EINVAL);
-    assert_non_null(strstr(err, "--allowed-host: 'tokens.example.com:443'"));
+    assert_non_null(strstr(err, "选项 --allowed-host 的值无效: 'tokens.example.com:443'"));
     td_config_free(&c);
     assert_int_equal(load(&c, TD_CMD_SERVE, err, sizeof err, "--max-clock-skew", "-1", NULL), TD_EINVAL);
     td_config_free(&c);
@@ -224,10 +225,18 @@ static void test_s3_settings_in_store_url(void **state)
     assert_string_equal(c.store, "s3://b-1/p?region=eu-west-1&endpoint=https://cos.ap-guangzhou.myqcloud.com"
                                  "&path_style=1&revalidate=5");
     td_config_free(&c);
-    setenv("TOKENDIST_S3_ENDPOINT", "http://h:1/?&#", 1); /* escaped, not a new parameter */
-    assert_int_equal(load(&c, TD_CMD_SERVE, err, sizeof err, "--store", "s3://b-1", NULL), TD_OK);
+    /* Escaped, not a new parameter -- and then refused at load, as an
+     * endpoint with a path. */
+    setenv("TOKENDIST_S3_ENDPOINT", "http://h:1/?&#", 1);
+    assert_int_equal(load(&c, TD_CMD_SERVE, err, sizeof err, "--store", "s3://b-1", NULL), TD_EINVAL);
     assert_string_equal(c.store, "s3://b-1?endpoint=http://h:1/%3F%26%23&region=ap-guangzhou");
+    assert_non_null(strstr(err, "TOKENDIST_S3_"));
     td_config_free(&c);
+    unsetenv("TOKENDIST_S3_ENDPOINT");
+    assert_int_equal(load(&c, TD_CMD_SERVE, err, sizeof err, "--store", "s3://b-1", NULL), TD_EINVAL);
+    assert_non_null(strstr(err, "TOKENDIST_S3_ENDPOINT"));
+    td_config_free(&c);
+    setenv("TOKENDIST_S3_ENDPOINT", "https://cos.ap-guangzhou.myqcloud.com", 1);
     assert_int_equal(load(&c, TD_CMD_SERVE, err, sizeof err, "--store", "sqlite:/tmp/x.db", NULL), TD_OK);
     assert_string_equal(c.store, "sqlite:/tmp/x.db");
     td_config_free(&c);
@@ -236,6 +245,90 @@ static void test_s3_settings_in_store_url(void **state)
     unsetenv("TOKENDIST_STORE");
     unsetenv("TOKENDIST_S3_ENDPOINT");
     unsetenv("TOKENDIST_S3_REGION");
+}
+
+/* A byte-order mark (Notepad's UTF-8) is not part of the first key; CRLF
+ * line ends are not part of the values. */
+static void test_envfile_bom_and_crlf(void **state)
+{
+    char out[256] = "", err[256];
+    const char text[] = "\xEF\xBB\xBF" "A=1\r\nB=\"two\"\r\n# c\r\nC=3";
+    (void)state;
+    assert_int_equal(td_config_parse_envfile(text, sizeof text - 1, collect, out, err, sizeof err), TD_OK);
+    assert_string_equal(out, "A=1;B=two;C=3;");
+}
+
+/* One rule for every source: an empty value is as if it were not given. */
+static void test_empty_is_unset(void **state)
+{
+    td_config c;
+    char err[256];
+    (void)state;
+    setenv("TOKENDIST_LISTEN", "", 1);
+    setenv("TENCENT_CLOUD_ENABLED", "", 1);
+    setenv("TOKENDIST_HISTORY", "", 1);
+    assert_int_equal(load(&c, TD_CMD_SERVE, err, sizeof err, "--cors-origin=", NULL), TD_OK);
+    assert_string_equal(c.listen, "127.0.0.1:9000");
+    assert_int_equal(c.tencent_cloud_enabled, 1);
+    assert_int_equal(c.history, 20);
+    assert_null(c.cors_origin);
+    td_config_free(&c);
+    unsetenv("TOKENDIST_LISTEN");
+    unsetenv("TENCENT_CLOUD_ENABLED");
+    unsetenv("TOKENDIST_HISTORY");
+}
+
+/* Values whose form is known are checked at load, named by their source. */
+static void test_checked_values(void **state)
+{
+    td_config c;
+    char err[512];
+    (void)state;
+    assert_int_equal(load(&c, TD_CMD_SERVE, err, sizeof err, "--listen", "abc", NULL), TD_EINVAL);
+    assert_non_null(strstr(err, "选项 --listen 的值无效: 'abc' 不是 HOST:PORT"));
+    td_config_free(&c);
+    setenv("TOKENDIST_LISTEN", "127.0.0.1:65536", 1);
+    assert_int_equal(load(&c, TD_CMD_SERVE, err, sizeof err, NULL), TD_EINVAL);
+    assert_non_null(strstr(err, "环境变量 TOKENDIST_LISTEN"));
+    td_config_free(&c);
+    unsetenv("TOKENDIST_LISTEN");
+    assert_int_equal(load(&c, TD_CMD_SERVE, err, sizeof err, "--store", "/tmp/x.db", NULL), TD_EINVAL);
+    assert_non_null(strstr(err, "sqlite:/tmp/x.db"));
+    td_config_free(&c);
+    assert_int_equal(load(&c, TD_CMD_SERVE, err, sizeof err, "--store", "redis://:pw-secret-1@h:port/0", NULL),
+                     TD_EINVAL);
+    assert_non_null(strstr(err, "选项 --store"));
+    assert_null(strstr(err, "pw-secret-1"));
+    td_config_free(&c);
+    assert_int_equal(load(&c, TD_CMD_GET, err, sizeof err, "--field", "refresh_token", NULL), TD_EINVAL);
+    td_config_free(&c);
+    /* --help is answered whatever else is wrong. */
+    assert_int_equal(load(&c, TD_CMD_SERVE, err, sizeof err, "--listen", "abc", "--help", NULL), 1);
+    td_config_free(&c);
+}
+
+static void test_near_misses(void **state)
+{
+    td_config c;
+    char err[512];
+    (void)state;
+    assert_int_equal(td_config_distance("FEISHU_APP_SECERT", 17, "FEISHU_APP_SECRET", 17), 1);
+    assert_int_equal(td_config_distance("lisen", 5, "listen", 6), 1);
+    assert_int_equal(td_config_distance("abc", 3, "xyz", 3), 3);
+    assert_int_equal(load(&c, TD_CMD_SERVE, err, sizeof err, "--lisen", "x", NULL), TD_EINVAL);
+    assert_non_null(strstr(err, "未知选项 --lisen，你是不是想写 --listen？"));
+    td_config_free(&c);
+    setenv("FEISHU_APP_SECERT", "value-never-shown", 1);
+    setenv("GITEE_OWNR", "x", 1);
+    setenv("FEISHU_SOMETHING_ELSE_ENTIRELY", "x", 1);
+    assert_int_equal(load(&c, TD_CMD_REFRESH, err, sizeof err, NULL), TD_OK);
+    assert_int_equal(c.warnings.n, 2);
+    for (size_t i = 0; i < c.warnings.n; i++) assert_null(strstr(c.warnings.v[i], "value-never-shown"));
+    assert_non_null(strstr(c.warnings.v[0], "你是不是想写"));
+    td_config_free(&c);
+    unsetenv("FEISHU_APP_SECERT");
+    unsetenv("GITEE_OWNR");
+    unsetenv("FEISHU_SOMETHING_ELSE_ENTIRELY");
 }
 
 int main(void)
@@ -250,6 +343,10 @@ int main(void)
         cmocka_unit_test(test_print_redacts_secrets),
         cmocka_unit_test(test_checked_lists),
         cmocka_unit_test(test_s3_settings_in_store_url),
+        cmocka_unit_test(test_envfile_bom_and_crlf),
+        cmocka_unit_test(test_empty_is_unset),
+        cmocka_unit_test(test_checked_values),
+        cmocka_unit_test(test_near_misses),
     };
     return cmocka_run_group_tests_name("config", tests, NULL, NULL);
 }

@@ -126,6 +126,28 @@ static void own_url(void **state)
     assert_int_equal(td_endpoint_own_url(&lo, "default", out, 10), TD_ETOOBIG);
 }
 
+/* A URL's password never reaches an error message (the user reads it,
+ * logs keep it): userinfo is shown as "***", by httpc's one rule. */
+static void errors_hide_credentials(void **state)
+{
+    static const struct {
+        const char *url, *name;
+    } rows[] = {
+        {"ftp://user:s3cr/et@h/release/get-token", "default"},          /* not http(s) */
+        {"http://user:s3cr/et@h/v1/tokens/wx", "abc"},                  /* another name */
+    };
+    td_endpoint e;
+    char err[512];
+    (void)state;
+
+    for (size_t i = 0; i < sizeof rows / sizeof *rows; i++) {
+        err[0] = '\0';
+        assert_int_not_equal(td_endpoint_resolve(&e, rows[i].url, rows[i].name, err, sizeof err), TD_OK);
+        assert_null(strstr(err, "s3cr"));
+        assert_non_null(strstr(err, "***@h"));
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -133,6 +155,7 @@ int main(void)
         cmocka_unit_test(wrong_path_is_not_no_token),
         cmocka_unit_test(self_by_listen_loopback_and_public_url),
         cmocka_unit_test(own_url),
+        cmocka_unit_test(errors_hide_credentials),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

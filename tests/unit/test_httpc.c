@@ -1,7 +1,8 @@
 /* Unit tests for httpc's answer helpers: the wait a rate-limited answer
  * asks for (Retry-After / x-ogw-ratelimit-reset), which every caller
  * sleeps on, must be bounded whatever the server sends; and the
- * percent-encoding URLs are built with. */
+ * percent-encoding URLs are built with; and URLs shown to people never
+ * carry their credentials. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -115,6 +116,52 @@ static void escape(void **state)
     assert_string_equal(buf, "ab%20");
 }
 
+/* The userinfo goes whole, whatever it holds; the host and path stay. */
+static void redact_url_odd_forms(void **state)
+{
+    static const struct { const char *url, *shown, *no_query; } v[] = {
+        {"redis://:Ab/cD+eF=@10.0.0.5:6379/0", "redis://***@10.0.0.5:6379/0", NULL},  /* base64 '/' */
+        {"redis://S3cret@h", "redis://***@h", NULL},                                  /* bare password */
+        {"redis://a@b:S3cret@h/0?prefix=ns@x", "redis://***@h/0?prefix=ns@x", "redis://***@h/0?…"},
+        {"https://u:p#w?d@h/x?y=1", "https://***@h/x?y=1", "https://***@h/x?…"},      /* '#', '?' in it */
+        {"https://u:p/w@h:8443", "https://***@h:8443", NULL},
+        {"https://@h/", "https://***@h/", NULL},
+        {"https://h/x@y", "https://***@y", NULL},             /* a path's '@': more hidden, not less */
+        {"https://h:1/p?corpid=a&corpsecret=S", NULL, "https://h:1/p?…"},
+        {"https://open.feishu.cn", "https://open.feishu.cn", "https://open.feishu.cn"},
+        {"sqlite:./var/a@b.db", "sqlite:./var/a@b.db", "sqlite:./var/a@b.db"},        /* no authority */
+        {"", "", ""},
+    };
+    char buf[128];
+    (void)state;
+
+    for (size_t i = 0; i < sizeof v / sizeof *v; i++) {
+        if (v[i].shown) assert_string_equal(td_httpc_redact_url(v[i].url, 0, buf, sizeof buf), v[i].shown);
+        if (v[i].no_query)
+            assert_string_equal(td_httpc_redact_url(v[i].url, TD_HTTPC_HIDE_QUERY, buf, sizeof buf), v[i].no_query);
+    }
+    /* Cut to the buffer, never past the hidden part. */
+    assert_string_equal(td_httpc_redact_url("https://u:pw@host/path", 0, buf, 12), "https://***");
+    assert_string_equal(td_httpc_redact_url(NULL, 0, buf, sizeof buf), "");
+}
+
+/* A failed request's error names its URL without userinfo or query. */
+static void error_names_url_without_credentials(void **state)
+{
+    td_httpc_req req = {.url = "http://u:UrlPw1@127.0.0.1:1/cgi-bin/gettoken?corpsecret=QuerySecret2",
+                        .connect_timeout_ms = 2000, .timeout_ms = 2000};
+    td_httpc_resp resp;
+    char err[512];
+    (void)state;
+
+    assert_int_not_equal(td_httpc_do(&req, &resp, err, sizeof err), TD_OK);
+    assert_null(strstr(err, "UrlPw1"));
+    assert_null(strstr(err, "QuerySecret2"));
+    assert_non_null(strstr(err, "http://***@127.0.0.1:1/cgi-bin/gettoken?…: "));
+    assert_non_null(td_httpc_err_detail(err, req.url));
+    assert_null(strstr(td_httpc_err_detail(err, req.url), "127.0.0.1:1/"));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -124,6 +171,8 @@ int main(void)
         cmocka_unit_test(retry_after_http_date),
         cmocka_unit_test(feishu_token_429_wait_is_bounded),
         cmocka_unit_test(escape),
+        cmocka_unit_test(redact_url_odd_forms),
+        cmocka_unit_test(error_names_url_without_credentials),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

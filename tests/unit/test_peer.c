@@ -52,7 +52,7 @@ static void test_loopback(void **state)
 static int has(const char *cidr, const char *addr)
 {
     td_peer_cidr c;
-    td_peer_trust t = {&c, 1};
+    td_peer_trust t = {&c, 1, 0};
     td_peer_addr a;
     char err[256];
     assert_int_equal(td_peer_cidr_parse(cidr, &c, err, sizeof err), TD_OK);
@@ -95,7 +95,8 @@ static void test_cidrs(void **state)
     assert_non_null(strstr(err, "2001:db8::/64"));
 }
 
-static const char *client(const char *cidrs, const char *peer, const char *xff, const char *xri)
+static const char *client_via(const char *header, const char *cidrs, const char *peer, const char *xff,
+                              const char *xri)
 {
     static char out[TD_PEER_ADDR_LEN];
     char list[256], *v[8], err[256];
@@ -105,10 +106,15 @@ static const char *client(const char *cidrs, const char *peer, const char *xff, 
 
     snprintf(list, sizeof list, "%s", cidrs);
     for (char *p = strtok(list, ","); p && l.n < 8; p = strtok(NULL, ",")) v[l.n++] = p;
-    assert_int_equal(td_peer_trust_init(&t, &l, err, sizeof err), TD_OK);
+    assert_int_equal(td_peer_trust_init(&t, &l, header, err, sizeof err), TD_OK);
     r = td_peer_client(&t, peer, xff, xri, out);
     td_peer_trust_free(&t);
     return r;
+}
+
+static const char *client(const char *cidrs, const char *peer, const char *xff, const char *xri)
+{
+    return client_via(NULL, cidrs, peer, xff, xri);
 }
 
 static void test_client_behind_proxies(void **state)
@@ -132,11 +138,73 @@ static void test_client_behind_proxies(void **state)
     assert_string_equal(client("10.0.0.0/8", "10.0.0.1", "<script>, 10.0.0.5", NULL), "10.0.0.5");
     assert_string_equal(client("10.0.0.0/8", "10.0.0.1", "unknown", NULL), "10.0.0.1");
     assert_string_equal(client("10.0.0.0/8", "10.0.0.1", " , ,", NULL), "10.0.0.1");
-    /* X-Real-IP only without X-Forwarded-For, and only if an address. */
+    /* Without --real-ip-header one header alone names the client; two
+     * that differ -- one the client's forgery, passed through by a proxy
+     * that sets the other -- name nobody: the proxy is the client. */
     assert_string_equal(client("127.0.0.1", "127.0.0.1", NULL, "198.51.100.9"), "198.51.100.9");
-    assert_string_equal(client("127.0.0.1", "127.0.0.1", "198.51.100.7", "198.51.100.9"), "198.51.100.7");
+    assert_string_equal(client("127.0.0.1", "127.0.0.1", "198.51.100.7", "198.51.100.9"), "127.0.0.1");
+    assert_string_equal(client("127.0.0.1", "127.0.0.1", "6.6.6.6, 198.51.100.9", "198.51.100.9"), "198.51.100.9");
+    assert_string_equal(client("127.0.0.1", "127.0.0.1", "198.51.100.9", "[::ffff:198.51.100.9]:80"),
+                        "198.51.100.9");
+    assert_string_equal(client("127.0.0.1", "127.0.0.1", "198.51.100.7", "bogus"), "198.51.100.7");
     assert_string_equal(client("127.0.0.1", "127.0.0.1", "", "bogus"), "127.0.0.1");
     assert_string_equal(client("127.0.0.1", "127.0.0.1", NULL, NULL), "127.0.0.1");
+    /* An X-Real-IP naming a trusted proxy, or an X-Forwarded-For of
+     * trusted hops only, says nothing about the client next to the other. */
+    assert_string_equal(client("127.0.0.1,10.0.0.0/8", "127.0.0.1", "198.51.100.7", "10.0.0.5"), "198.51.100.7");
+    assert_string_equal(client("127.0.0.1,10.0.0.0/8", "127.0.0.1", "10.0.0.5", "198.51.100.9"), "198.51.100.9");
+    /* The forgeries of the two kinds of proxy, each alike whatever the
+     * client writes: behind an appending one (its entry right-most) ... */
+    assert_string_equal(client("127.0.0.1", "127.0.0.1", "6.6.6.6, 198.51.100.7", "7.7.7.7"), "127.0.0.1");
+    assert_string_equal(client("127.0.0.1", "127.0.0.1", "6.6.6.6, 198.51.100.7", "198.51.100.7"),
+                        "198.51.100.7");
+    /* ... and behind one that sets X-Real-IP and passes X-Forwarded-For on. */
+    assert_string_equal(client("127.0.0.1", "127.0.0.1", "192.0.2.222", "198.51.100.9"), "127.0.0.1");
+    assert_string_equal(client("127.0.0.1", "127.0.0.1", "198.51.100.9", "198.51.100.9"), "198.51.100.9");
+}
+
+/* --real-ip-header X-Forwarded-For: the only header read (a proxy that
+ * appends to it passes a client's X-Real-IP through untouched). */
+static void test_client_behind_appending_proxy(void **state)
+{
+    (void)state;
+    assert_string_equal(client_via("X-Forwarded-For", "127.0.0.1", "127.0.0.1", NULL, "198.51.100.9"),
+                        "127.0.0.1");
+    assert_string_equal(client_via("X-Forwarded-For", "127.0.0.1", "127.0.0.1", "198.51.100.7", "198.51.100.9"),
+                        "198.51.100.7");
+    assert_string_equal(client_via("X-Forwarded-For", "127.0.0.1", "127.0.0.1", "", "bogus"), "127.0.0.1");
+    assert_string_equal(client_via("X-Forwarded-For", "10.0.0.0/8", "10.0.0.1", "10.0.0.9, 10.0.0.5",
+                                   "198.51.100.9"), "10.0.0.9");
+}
+
+/* Behind nginx with `proxy_set_header X-Real-IP $remote_addr` (and no
+ * X-Forwarded-For of its own), a client's X-Forwarded-For passes through:
+ * with --real-ip-header X-Real-IP it is never read. */
+static void test_client_behind_real_ip_proxy(void **state)
+{
+    (void)state;
+    assert_string_equal(client_via("X-Real-IP", "127.0.0.1", "127.0.0.1", "192.0.2.222", "198.51.100.9"),
+                        "198.51.100.9");
+    assert_string_equal(client_via("x-real-ip", "127.0.0.1", "127.0.0.1", "192.0.2.222", NULL), "127.0.0.1");
+    assert_string_equal(client_via("X-Real-IP", "127.0.0.1", "127.0.0.1", NULL, "[2001:db8::9]:80"), "2001:db8::9");
+    assert_string_equal(client_via("X-Real-IP", "127.0.0.1", "127.0.0.1", NULL, "bogus"), "127.0.0.1");
+    /* not from a trusted proxy: neither header */
+    assert_string_equal(client_via("X-Real-IP", "127.0.0.1", "192.0.2.1", NULL, "198.51.100.9"), "192.0.2.1");
+    assert_string_equal(client_via("X-Forwarded-For", "127.0.0.1", "127.0.0.1", "198.51.100.7", "198.51.100.9"),
+                        "198.51.100.7");
+}
+
+static void test_header_setting(void **state)
+{
+    char err[512];
+    td_peer_trust t;
+    (void)state;
+
+    assert_int_equal(td_peer_header_check("X-Forwarded-For", err, sizeof err), TD_OK);
+    assert_int_equal(td_peer_header_check("x-real-ip", err, sizeof err), TD_OK);
+    assert_int_equal(td_peer_header_check("Forwarded", err, sizeof err), TD_EINVAL);
+    assert_non_null(strstr(err, "'Forwarded'"));
+    assert_int_equal(td_peer_trust_init(&t, NULL, "X-Client-IP", err, sizeof err), TD_EINVAL);
 }
 
 int main(void)
@@ -146,6 +214,9 @@ int main(void)
         cmocka_unit_test(test_loopback),
         cmocka_unit_test(test_cidrs),
         cmocka_unit_test(test_client_behind_proxies),
+        cmocka_unit_test(test_client_behind_appending_proxy),
+        cmocka_unit_test(test_client_behind_real_ip_proxy),
+        cmocka_unit_test(test_header_setting),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -121,6 +121,36 @@ static void test_validation(void **state)
     expect_error("{\"access_token\": \"t-a\", \"expire_timestamp\": 1e400}", NOW, TD_EINVAL, "invalid JSON");
 }
 
+/* A parse error says what is wrong and where, and never quotes the text:
+ * jansson's own message ends in "near '<the input so far>'", which for a
+ * damaged record is the start of its token (issue 10, adversary finding 8). */
+static void test_parse_errors_quote_no_input(void **state)
+{
+    static const struct {
+        const char *json, *what;
+    } cases[] = {
+        {"{\"access_token\": \"t-g1044ghEGNO\x01JSQF5O\", \"x\": 1}", "control character"},
+        {"{\"access_token\": \"t-g1044ghEGNOJ\\q5OSQF5O\", \"x\": 1}", "invalid escape"},
+        {"{\"access_token\": \"t-g1044ghEGNOJ5OSQF5O", "premature end"},
+        {"{\"access_token\": \"t-g1044gh\xff\xfe" "EGNOJ\"}", "UTF-8"},
+        {"{\"access_token\": \"t-g1044ghEGNOJ5\\u0000OSQF5O\"}", "not allowed"},
+        {"{\"access_token\": \"t-g1044ghEGNOJ5\\uDc00OSQF5O\"}", "invalid \\u escape"},
+        {"{\"t-g1044ghEGNOJ5OSQF5O\": 1, \"t-g1044ghEGNOJ5OSQF5O\": 2}", "duplicate"},
+        {"{\"access_token\": \"t-g1044ghEGNOJ5OSQF5O\"} t-g1044ghEGNOJ5", "end of file expected"},
+    };
+    (void)state;
+
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        char err[256] = "";
+        td_record *r = NULL;
+        int rc = td_record_parse(cases[i].json, strlen(cases[i].json), NOW, TD_RECORD_MAX_SKEW, &r, err, sizeof err);
+        if (rc != TD_EINVAL || !strstr(err, "invalid JSON") || !strstr(err, cases[i].what) || !strstr(err, "line 1, column ") ||
+            strstr(err, "g1044") || strstr(err, "near"))
+            fail_msg("case %zu: rc %d err '%s'", i, rc, err);
+        assert_null(r);
+    }
+}
+
 /* A producer whose clock runs ahead: a record generated more than the
  * allowed skew after now is refused with both times, one within it is
  * taken, and reading back (now 0) takes any. */
@@ -195,14 +225,51 @@ static void test_new_builds_same_as_parse(void **state)
     assert_int_not_equal(td_record_new(&f, &r), TD_OK);
 }
 
+/* A record file saved by Gitee's web editor or a Windows tool starts with
+ * a UTF-8 BOM: td_record_skip_bom takes it off, and the rest is the same
+ * record (the Node and Python clients read such files too).  The parser
+ * itself stays strict JSON: a POSTed body with a BOM is refused. */
+static void test_leading_bom_skipped(void **state)
+{
+    char err[256], *plain = seed_json("t-bom", NOW, NOW + 7200, NULL), *bom = malloc(strlen(plain) + 4);
+    const char *text;
+    size_t len;
+    td_record *r = NULL, *want = NULL;
+    (void)state;
+
+    memcpy(bom, "\xef\xbb\xbf", 3);
+    strcpy(bom + 3, plain);
+    assert_int_equal(td_record_parse(plain, strlen(plain), NOW, TD_RECORD_MAX_SKEW, &want, err, sizeof err), TD_OK);
+    assert_int_equal(td_record_parse(bom, strlen(bom), NOW, TD_RECORD_MAX_SKEW, &r, err, sizeof err), TD_EINVAL);
+    assert_null(r);
+    text = bom, len = strlen(bom);
+    td_record_skip_bom(&text, &len);
+    assert_ptr_equal(text, bom + 3);
+    assert_int_equal(td_record_parse(text, len, NOW, TD_RECORD_MAX_SKEW, &r, err, sizeof err), TD_OK);
+    assert_string_equal(td_record_json(r, NULL), td_record_json(want, NULL));
+    td_record_free(r);
+    text = plain, len = strlen(plain);           /* nothing to skip */
+    td_record_skip_bom(&text, &len);
+    assert_ptr_equal(text, plain);
+    bom[0] = ' ';                                /* a broken BOM is not one */
+    text = bom, len = strlen(bom);
+    td_record_skip_bom(&text, &len);
+    assert_ptr_equal(text, bom);
+    td_record_free(want);
+    free(plain);
+    free(bom);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_seed_example_normalised),
         cmocka_unit_test(test_validation),
+        cmocka_unit_test(test_parse_errors_quote_no_input),
         cmocka_unit_test(test_future_generated_refused),
         cmocka_unit_test(test_float_timestamps_accepted),
         cmocka_unit_test(test_new_builds_same_as_parse),
+        cmocka_unit_test(test_leading_bom_skipped),
     };
     return cmocka_run_group_tests_name("record", tests, setup, NULL);
 }

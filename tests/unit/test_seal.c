@@ -104,6 +104,20 @@ static void vector_opens(void **state)
     assert_int_equal(td_seal_peek(vs("file"), strlen(vs("file")), &gen, kid, err, sizeof err), TD_OK);
     assert_int_equal(gen, 1700000000);
     assert_string_equal(kid, vs("kid"));
+    {
+        /* Saved again by an editor that puts a UTF-8 BOM in front: the same
+         * envelope, as the Node and Python clients read it. */
+        char *bom = malloc(strlen(vs("file")) + 4);
+        memcpy(bom, "\xef\xbb\xbf", 3);
+        strcpy(bom + 3, vs("file"));
+        gen = 0;
+        assert_int_equal(td_seal_peek(bom, strlen(bom), &gen, kid, err, sizeof err), TD_OK);
+        assert_int_equal(gen, 1700000000);
+        assert_int_equal(td_seal_unwrap(&k, "default", bom, strlen(bom), &plain, &len, err, sizeof err), TD_OK);
+        assert_string_equal(plain, vs("plaintext"));
+        free(plain);
+        free(bom);
+    }
 }
 
 static void random_nonce_each_time(void **state)

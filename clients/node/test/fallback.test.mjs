@@ -112,6 +112,87 @@ test('a newer token replaces the cache file', { skip: NEEDS_BIN }, async (t) => 
   assert.deepEqual(fs.readdirSync(dir), ['c.json']);
 });
 
+test('the cache file names its token: another name is refused, the default gets the record without the members', { skip: NEEDS_BIN }, async (t) => {
+  // Two scripts share one cache file (TOKENDIST_CACHE_FILE set once in a profile).
+  const { dir } = tempDir(t);
+  const cacheFile = path.join(dir, 'token.json');
+  const srv = await startServer();
+  t.after(() => srv.stop());
+  const rec = makeRecord();
+  await srv.push(rec);
+  const apiUrl = srv.url;
+  await createClient({ apiUrl, cacheFile }).getAccessToken();
+  const onDisk = JSON.parse(fs.readFileSync(cacheFile, 'utf8'));
+  assert.deepEqual([onDisk.tokendist_name, onDisk.tokendist_kind], ['default', 'token']);
+  await srv.stop();
+  await assert.rejects(createClient({ apiUrl, name: 'wechat', cacheFile, timeoutMs: 1000 }).getAccessToken(), (err) => {
+    assert.equal(err.code, 'EALLFAILED');
+    const last = err.errors[err.errors.length - 1];
+    assert.equal(last.code, 'ENOTFOUND_TOKEN');
+    assert.equal(last.message, "❌ 本地缓存 token获取失败: 缓存文件属于 token 'default'，不是 'wechat': 每个 token 名称请用自己的缓存文件");
+    return true;
+  });
+  const info = await createClient({ apiUrl, cacheFile, timeoutMs: 1000 }).getRecordInfo();
+  assert.equal(info.from, 'cache');
+  sameToken(assert, info.record.access_token, rec.access_token);
+  assert.equal('tokendist_name' in info.record || 'tokendist_kind' in info.record, false);
+});
+
+test('a cache file of a jsapi_ticket, or from before the members (with a BOM)', async (t) => {
+  const { dir } = tempDir(t);
+  const cacheFile = path.join(dir, 'token.json');
+  const only = { ENABLED: false, API_URL: 'https://example.invalid/release/get-token', cacheFile };
+  const rec = makeRecord();
+  fs.writeFileSync(cacheFile, JSON.stringify({ ...rec, tokendist_name: 'default', tokendist_kind: 'jsapi_ticket' }));
+  await assert.rejects(createClient(only).getAccessToken(), (err) => {
+    assert.equal(err.code, 'ENOTFOUND_TOKEN');
+    assert.match(err.message, /^❌ 本地缓存 token获取失败: 缓存文件存的是 token 'default' 的 jsapi_ticket，不是 access token: /);
+    return true;
+  });
+  fs.writeFileSync(cacheFile, `\uFEFF${JSON.stringify(rec)}`);
+  sameToken(assert, await createClient(only).getAccessToken(), rec.access_token);
+  await assert.rejects(createClient({ ...only, name: 'wechat' }).getAccessToken(), (err) => {
+    assert.equal(err.code, 'ENOTFOUND_TOKEN');
+    assert.match(err.message, /缓存文件没有标明属于哪个 token \(旧格式\)，只当作 token 'default' 的 access token，不是 'wechat' 的 access token/);
+    return true;
+  });
+  fs.writeFileSync(cacheFile, JSON.stringify({ ...rec, tokendist_name: 'Bad Name' }));
+  await assert.rejects(createClient(only).getAccessToken(), (err) => {
+    assert.equal(err.code, 'EINVALID');
+    assert.match(err.message, /缓存文件的 tokendist_name 或 tokendist_kind 无效/);
+    return true;
+  });
+});
+
+test('Gitee is asked at most once a minute per client, waiting after a report included', async (t) => {
+  // The C library's rule: Gitee publishes no limit and one repository serves many
+  // clients, so within a minute a client uses Gitee's last answer (record or failure).
+  const gitee = await startGitee();
+  t.after(() => gitee.close());
+  gitee.state.record = makeRecord({ expireIn: 200 }); // below the 300 s minimum: every get falls through
+  const client = createClient({ apiUrl: await deadUrl(), gitee: gitee.options, timeoutMs: 2000 });
+  for (let i = 0; i < 20; i += 1) {
+    await assert.rejects(client.getAccessToken(), (err) => err.code === 'EALLFAILED' && err.errors[1].code === 'EEXPIRED');
+  }
+  assert.equal(gitee.requests.length, 1);
+
+  const rec = makeRecord();
+  gitee.state.record = rec;
+  const waiting = createClient({ apiUrl: await deadUrl(), gitee: gitee.options, timeoutMs: 2000, refreshWaitMs: 3000 });
+  const token = await waiting.getAccessToken();
+  await waiting.reportInvalid(token);
+  // Nothing else turns up during the wait: the reported token again, Gitee asked once for both gets.
+  sameToken(assert, await waiting.getAccessToken(), token);
+  assert.equal(gitee.requests.length, 2);
+
+  gitee.state.status = 500;
+  const failing = createClient({ apiUrl: await deadUrl(), gitee: gitee.options, timeoutMs: 2000 });
+  for (let i = 0; i < 3; i += 1) {
+    await assert.rejects(failing.getAccessToken(), (err) => /Gitee token获取失败: HTTP 500/.test(err.message));
+  }
+  assert.equal(gitee.requests.length, 3);
+});
+
 test('only the cache file configured, and it is missing → clear error', async (t) => {
   const { dir } = tempDir(t);
   const client = createClient({ ENABLED: false, API_URL: 'https://example.invalid/release/get-token', cacheFile: path.join(dir, 'none.json') });

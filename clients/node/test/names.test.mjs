@@ -57,3 +57,14 @@ test('the seed URL with a name reads and reports that name', { skip: NEEDS_BIN }
     return true;
   });
 });
+
+test('a URL is shown without its userinfo, whatever the password holds (the server\'s rule)', () => {
+  // No URL parser accepts these (a '/' ends the host for it): the ECONFIG
+  // message names each without any part of the password.
+  for (const [url, shown] of [
+    ['http://reader:Ab/cD@127.0.0.1:9/v1/tokens/x', 'http://***@127.0.0.1:9/v1/tokens/x'],
+    ['http://:p?w#x@h:9/get-token', 'http://***@h:9/get-token'],
+  ]) {
+    configError(() => createClient({ apiUrl: url, name: 'other' }), new RegExp(`: ${shown.replace(/[.*?]/g, '\\$&')}$`));
+  }
+});

@@ -3,7 +3,9 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 
 import { createClient, TokendistError } from '../index.mjs';
-import { NEEDS_BIN, startServer, makeRecord, sameToken, tempDir } from '../testlib/harness.mjs';
+import {
+  NEEDS_BIN, startServer, startGitee, makeRecord, sameToken, tempDir, deadUrl,
+} from '../testlib/harness.mjs';
 
 test('createClient(TENCENT_CLOUD_CONFIG) against /release/get-token', { skip: NEEDS_BIN }, async (t) => {
   const srv = await startServer();
@@ -43,6 +45,25 @@ test('configuration errors are ECONFIG and say what is wrong', () => {
   bad({ apiUrl: 'https://x/get-token', timeoutMs: 0 }, /timeoutMs/);
   bad({ apiUrl: 'https://x/get-token', gitee: { owner: 'a', repo: 'b' } }, /gitee\.path/);
   bad(null, /需要一个对象/);
+});
+
+test('ENABLE_GITEE_TOKEN_SHARE false (also as the environment\'s text) turns the Gitee keys off, as in Python and C', async (t) => {
+  const gitee = await startGitee({ owner: 'me', repo: 'r' });
+  t.after(() => gitee.close());
+  gitee.state.record = makeRecord();
+  const keys = {
+    GITEE_OWNER: 'me', GITEE_REPO: 'r', GITEE_FILE_PATH: 'token.json', GITEE_BASE_URL: gitee.baseUrl, apiUrl: await deadUrl(),
+  };
+  for (const off of [false, 'false', 'False', '0', 'no', 'off']) {
+    await assert.rejects(createClient({ ...keys, ENABLE_GITEE_TOKEN_SHARE: off }).getAccessToken(),
+      (err) => err.code === 'ENETWORK', `ENABLE_GITEE_TOKEN_SHARE=${JSON.stringify(off)}`);
+  }
+  assert.equal(gitee.requests.length, 0);
+  for (const on of [undefined, true, 'true', '1', 'on']) {
+    sameToken(assert, await createClient({ ...keys, ENABLE_GITEE_TOKEN_SHARE: on }).getAccessToken(), gitee.state.record.access_token);
+  }
+  assert.equal(gitee.requests.length, 5);
+  assert.throws(() => createClient({ ...keys, ENABLE_GITEE_TOKEN_SHARE: 'maybe' }), /ENABLE_GITEE_TOKEN_SHARE 应为 true 或 false/);
 });
 
 test('the seed\'s Python-style Gitee keys are understood', () => {

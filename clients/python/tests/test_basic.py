@@ -11,6 +11,7 @@ import time
 from harness import (CaptureLog, Server, TestCase, answer, dead_url, make_record,
                      needs_bin, new_token, same_token)
 from tokendist_client import TokendistError, create_client
+from tokendist_client.transport import redact_url
 
 _names = itertools.count(1)
 
@@ -30,6 +31,19 @@ class Basic(TestCase):
     @classmethod
     def tearDownClass(cls) -> None:
         cls.srv.stop()
+
+    def test_url_shown_without_userinfo_whatever_the_password_holds(self) -> None:
+        """The server's rule (src/httpc.h): a password may hold '/'."""
+        forms = {
+            "redis://:Ab/cD+eF=@10.0.0.5:6379/0": "redis://***@10.0.0.5:6379/0",
+            "https://u:p#w?d@h/x?y=1": "https://***@h/x?y=1",
+            "https://a@b:S3cret@h/0?prefix=ns@x": "https://***@h/0?prefix=ns@x",
+            "https://h/x@y": "https://***@y",
+            "https://h/v1/tokens/x": "https://h/v1/tokens/x",
+            "https://h/p?access_token=T0k3n&a=1": "https://h/p?access_token=***&a=1",
+        }
+        for url, shown in forms.items():
+            self.assertEqual(redact_url(url), shown, url)
 
     def test_fetch_named_record_keeps_nine_fields_and_extras(self) -> None:
         name = unique()

@@ -109,6 +109,85 @@ class Fallback(TestCase):
         self.assertEqual(stat.S_IMODE(os.stat(cache).st_mode), 0o600)
         self.assertEqual(os.listdir(d), ["c.json"])
 
+    @needs_bin
+    def test_cache_file_names_its_token_and_another_name_is_refused(self) -> None:
+        """Two scripts share one cache file (TOKENDIST_CACHE_FILE set once in a
+        profile): a client of 'wechat' is never handed the default token from
+        it, and the default client gets the record without the two members."""
+        cache = os.path.join(self.tempdir(), "token.json")
+        srv = self.server()
+        rec = make_record()
+        srv.push(rec)
+        base = srv.url
+        create_client(api_url=base, cache_file=cache).get_access_token()
+        with open(cache, encoding="utf-8") as f:
+            on_disk = json.load(f)
+        self.assertEqual((on_disk["tokendist_name"], on_disk["tokendist_kind"]), ("default", "token"))
+        srv.stop()
+        err = self.assertError(create_client(api_url=base, name="wechat", cache_file=cache, timeout=1)
+                               .get_access_token, "EALLFAILED")
+        self.assertEqual(err.errors[-1].code, "ENOTFOUND_TOKEN")
+        self.assertEqual(err.errors[-1].message, "❌ 本地缓存 token获取失败: 缓存文件属于 token 'default'，"
+                         "不是 'wechat': 每个 token 名称请用自己的缓存文件")
+        info = create_client(api_url=base, cache_file=cache, timeout=1).get_record_info()
+        self.assertEqual(info.source, "cache")
+        same_token(self, info.record["access_token"], rec["access_token"])
+        self.assertNotIn("tokendist_name", info.record)
+        self.assertNotIn("tokendist_kind", info.record)
+
+    def test_cache_file_of_a_ticket_or_from_before_the_members(self) -> None:
+        cache = os.path.join(self.tempdir(), "token.json")
+        rec = make_record()
+        only = {"TENCENT_CLOUD_ENABLED": False, "TENCENT_CLOUD_API_URL": NOWHERE}
+        # What `tokendist get --ticket jsapi_ticket --cache F` writes: not a token.
+        with open(cache, "w", encoding="utf-8") as f:
+            json.dump({**rec, "tokendist_name": "default", "tokendist_kind": "jsapi_ticket"}, f)
+        self.assertError(create_client(only, cache_file=cache).get_access_token, "ENOTFOUND_TOKEN",
+                         r"^❌ 本地缓存 token获取失败: 缓存文件存的是 token 'default' 的 jsapi_ticket，"
+                         r"不是 access token: ")
+        # Written before the members existed (and saved with a BOM): the
+        # default token, and no other name's.
+        with open(cache, "w", encoding="utf-8-sig") as f:
+            json.dump(rec, f)
+        same_token(self, create_client(only, cache_file=cache).get_access_token(), rec["access_token"])
+        self.assertError(create_client(only, name="wechat", cache_file=cache).get_access_token,
+                         "ENOTFOUND_TOKEN", r"缓存文件没有标明属于哪个 token \(旧格式\)，只当作 token 'default' "
+                         r"的 access token，不是 'wechat' 的 access token")
+        with open(cache, "w", encoding="utf-8") as f:
+            json.dump({**rec, "tokendist_name": "Bad Name"}, f)
+        self.assertError(create_client(only, cache_file=cache).get_access_token, "EINVALID",
+                         "缓存文件的 tokendist_name 或 tokendist_kind 无效")
+
+    def test_gitee_asked_at_most_once_a_minute(self) -> None:
+        """With the endpoint down every get falls back to Gitee; within a minute
+        a client uses Gitee's last answer (a record or a failure) instead of
+        asking again, as the C library does, and waiting after a report asks it
+        no more (Gitee publishes no limit; one repository serves many clients)."""
+        gitee = self.gitee()
+        gitee.set_record(make_record(expire_in=200))   # below the 300 s minimum: every get falls through
+        client = create_client(api_url=dead_url(), gitee=gitee.options, timeout=2)
+        for _ in range(20):
+            err = self.assertError(client.get_access_token, "EALLFAILED")
+            self.assertEqual(err.errors[-1].code, "EEXPIRED")
+        self.assertEqual(len(gitee.gets()), 1)
+
+        gitee.set_record(make_record())
+        n = len(gitee.gets())
+        waiting = create_client(api_url=dead_url(), gitee=gitee.options, timeout=2, refresh_wait=3)
+        token = waiting.get_access_token()
+        waiting.report_invalid(token)
+        # Nothing else turns up during the wait: the reported token again, and
+        # Gitee was asked once for both gets.
+        same_token(self, waiting.get_access_token(), token)
+        self.assertEqual(len(gitee.gets()), n + 1)
+
+        gitee.double.control({"fail": "500"})
+        failing = create_client(api_url=dead_url(), gitee=gitee.options, timeout=2)
+        n = len(gitee.gets())
+        for _ in range(3):
+            self.assertError(failing.get_access_token, "EALLFAILED", "Gitee token获取失败: HTTP 500")
+        self.assertEqual(len(gitee.gets()), n + 1)
+
     def test_only_the_cache_file_and_it_is_missing(self) -> None:
         client = create_client({"TENCENT_CLOUD_ENABLED": False, "TENCENT_CLOUD_API_URL": NOWHERE},
                                cache_file=os.path.join(self.tempdir(), "none.json"))

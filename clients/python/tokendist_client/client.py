@@ -10,8 +10,13 @@ enough and not the token last reported invalid.
 
 After :meth:`TokendistClient.report_invalid` the reported token is refused
 for ``refresh_wait`` seconds while the sources catch up (the next fetch
-retries with a growing pause); if nothing else turns up it is served again
-with a warning.  A server that answers 409 (Feishu still issues this very
+retries with a pause that doubles from 0.25 s up to 2 s); if nothing else
+turns up it is served again with a warning.
+
+Gitee is asked at most once a minute per client (it publishes no rate limit,
+and one token repository serves many clients): within the minute its last
+answer, a record or a failure, is judged again by the clock of now.  These
+are the C library's rules (src/client.c).  A server that answers 409 (Feishu still issues this very
 token) ends the wait at once: there is no other token to wait for.
 
 The behaviour is the Node client's (clients/node/index.cjs); names follow
@@ -41,8 +46,10 @@ RecordSource = Literal["endpoint", "gitee", "cache", "memory"]
 
 #: |Date header − local clock| below this is the header's 1 s precision plus latency: ignored.
 SKEW_IGNORE_SECONDS = 2.0
-#: The first pause while waiting for a token other than the reported one; it doubles up to 1 s.
-WAIT_FIRST, WAIT_MAX = 0.25, 1.0
+#: The first pause while waiting for a token other than the reported one; it doubles up to 2 s.
+WAIT_FIRST, WAIT_MAX = 0.25, 2.0
+#: Gitee is asked at most this often (seconds) per client; meanwhile its last answer stands.
+GITEE_INTERVAL = 60.0
 
 
 @dataclass(frozen=True)
@@ -104,6 +111,8 @@ class TokendistClient:
         self._epoch = 0                     # bumped by every report
         self._reports: dict[str, Future[ReportResult]] = {}
         self._cache_key: tuple[str, Any] | None = None
+        self._gitee_at: float | None = None        # time.monotonic() of the last Gitee request
+        self._gitee_answer: Any = None              # its record, or the TokendistError it ended in
 
     def __repr__(self) -> str:
         return f"<TokendistClient name={self._o.name!r} field={self._o.field!r}>"
@@ -304,7 +313,7 @@ class TokendistClient:
             if got is not None:
                 return got
         if o.gitee is not None:
-            got = consider("gitee", o.gitee.where(), None, lambda: sources.from_gitee(o, self._seen))
+            got = consider("gitee", o.gitee.where(), None, self._from_gitee)
             if got is not None:
                 return got
         if o.cache_file is not None:
@@ -312,6 +321,22 @@ class TokendistClient:
             if got is not None:
                 return got
         return None
+
+    def _from_gitee(self) -> Any:
+        """Gitee's record, asked for unless it was asked less than GITEE_INTERVAL
+        ago; then its last answer stands.  A failure counts as an answer too: a
+        client that keeps failing must not turn into a stream of Gitee requests.
+        Only the fetch holding the single flight calls this, so it needs no lock."""
+        now = time.monotonic()
+        if self._gitee_at is None or now - self._gitee_at >= GITEE_INTERVAL:
+            self._gitee_at = now
+            try:
+                self._gitee_answer = sources.from_gitee(self._o, self._seen)
+            except TokendistError as err:
+                self._gitee_answer = err
+        if isinstance(self._gitee_answer, TokendistError):
+            raise self._gitee_answer.with_traceback(None)
+        return self._gitee_answer
 
     def _judge(self, source: SourceName, record: Any, rejected: _Rejected | None,
                url: str | None) -> TokendistError | None:
@@ -346,7 +371,7 @@ class TokendistClient:
             if self._cache_key == key:
                 return
         try:
-            sources.write_cache(path, record)
+            sources.write_cache(path, record, self._o.name)
         except OSError as e:
             self._o.logger.warning(f"⚠️ 写入本地缓存失败: {e.strerror or type(e).__name__}")
             return

@@ -4,7 +4,10 @@
   ``/v1/tokens/NAME``), with the read key;
 * Gitee: ``GET`` the contents API for the file the refresher keeps there;
   base64 ``content``, ``[]`` or 404 for a missing file (both happen);
-* the cache file this client wrote after its last good fetch.
+* the cache file this client wrote after its last good fetch: the record
+  plus ``tokendist_name`` and ``tokendist_kind``, so that a client of
+  another name sharing the path does not take it for its own (the rule of
+  the C and Node clients; docs/protocol.md, "The client cache file").
 
 Each loader returns the parsed JSON as it found it; judging it (fields,
 freshness, the reported token) is the client's business, so that every
@@ -23,7 +26,8 @@ from typing import Any, Callable
 from urllib.parse import quote, urlencode
 
 from .errors import LABEL, ErrorCode, SourceName, TokendistError
-from .options import Gitee, Options
+from .options import DEFAULT_NAME, Gitee, Options
+from .record import NAME_RE
 from .sealed import SealError, open_file
 from .transport import Answer, exchange, redact_url
 
@@ -127,11 +131,51 @@ def from_gitee(opts: Options, seen: Seen) -> Any:
                              source="gitee", url=shown, status=answer.status) from None
 
 
+#: The two members of the cache file naming what it holds, and the kinds.
+CACHE_NAME, CACHE_KIND = "tokendist_name", "tokendist_kind"
+KIND_TOKEN, KIND_TICKET = "token", "jsapi_ticket"
+_KIND_LABEL = {KIND_TOKEN: "access token", KIND_TICKET: "jsapi_ticket"}
+
+
+def _cache_refused(code: ErrorCode, why: str) -> TokendistError:
+    return TokendistError(code, f"❌ 本地缓存 token获取失败: {why}", source="cache")
+
+
+def open_cache(doc: Any, name: str, kind: str = KIND_TOKEN) -> dict[str, Any]:
+    """The record in a parsed cache file, for a client of token ``name`` and
+    ``kind`` (this client only knows ``"token"``; ``tokendist get --ticket``
+    writes ``"jsapi_ticket"``), without the two members.  A file written for
+    another name or kind holds no token for this client (ENOTFOUND_TOKEN); one
+    without the members, from before them, counts as ``default``'s token."""
+    if not isinstance(doc, dict):
+        raise _cache_refused("EINVALID", "缓存文件不是JSON对象")
+    has_n, has_k = CACHE_NAME in doc, CACHE_KIND in doc
+    n, k = doc.get(CACHE_NAME), doc.get(CACHE_KIND)
+    if (has_n and not (isinstance(n, str) and NAME_RE.fullmatch(n))) or \
+            (has_k and not (isinstance(k, str) and k in _KIND_LABEL)):
+        raise _cache_refused("EINVALID", f"缓存文件的 {CACHE_NAME} 或 {CACHE_KIND} 无效")
+    written_name = str(n) if has_n else DEFAULT_NAME
+    written_kind = str(k) if has_k else KIND_TOKEN
+    if not has_n and not has_k and (written_name != name or written_kind != kind):
+        raise _cache_refused(
+            "ENOTFOUND_TOKEN", f"缓存文件没有标明属于哪个 token (旧格式)，只当作 token 'default' 的 access token，"
+            f"不是 '{name}' 的 {_KIND_LABEL[kind]}: 请换一个缓存文件")
+    if written_name != name:
+        raise _cache_refused(
+            "ENOTFOUND_TOKEN", f"缓存文件属于 token '{written_name}'，不是 '{name}': 每个 token 名称请用自己的缓存文件")
+    if written_kind != kind:
+        raise _cache_refused(
+            "ENOTFOUND_TOKEN", f"缓存文件存的是 token '{written_name}' 的 {_KIND_LABEL[written_kind]}，"
+            f"不是 {_KIND_LABEL[kind]}: access token 和 jsapi_ticket 请用不同的缓存文件")
+    return {key: v for key, v in doc.items() if key not in (CACHE_NAME, CACHE_KIND)}
+
+
 def from_cache(opts: Options) -> Any:
     path = opts.cache_file
     assert path is not None
     try:
-        with open(path, encoding="utf-8") as f:
+        # utf-8-sig: a file an editor saved with a BOM reads as the same record
+        with open(path, encoding="utf-8-sig") as f:
             text = f.read(1024 * 1024 + 1)
     except FileNotFoundError:
         raise TokendistError("ENOTFOUND_TOKEN", "❌ 本地缓存 token获取失败: 缓存文件不存在",
@@ -141,23 +185,25 @@ def from_cache(opts: Options) -> Any:
         raise TokendistError("ENOTFOUND_TOKEN", f"❌ 本地缓存 token获取失败: 无法读取缓存文件 ({why})",
                              source="cache") from None
     try:
-        return json.loads(text)
+        doc = json.loads(text)
     except ValueError:
         raise TokendistError("EINVALID", "❌ 本地缓存 token获取失败: 缓存文件不是JSON",
                              source="cache") from None
+    return open_cache(doc, opts.name)
 
 
-def write_cache(path: str, record: dict[str, Any]) -> None:
+def write_cache(path: str, record: dict[str, Any], name: str) -> None:
     """Replace the cache file atomically: a temp file (mode 0600) in the same
     folder (created 0700), written, flushed to disk, renamed over the old one.
-    A reader never sees half a record, and nobody else can read the token."""
+    A reader never sees half a record, and nobody else can read the token.
+    The file names the token it holds (``open_cache``)."""
     folder = os.path.dirname(path)
     os.makedirs(folder, mode=0o700, exist_ok=True)
     tmp = f"{path}.{os.getpid()}.{secrets.token_hex(6)}.tmp"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(record, f, ensure_ascii=False, indent=2)
+            json.dump({**record, CACHE_NAME: name, CACHE_KIND: KIND_TOKEN}, f, ensure_ascii=False, indent=2)
             f.write("\n")
             f.flush()
             os.fsync(f.fileno())

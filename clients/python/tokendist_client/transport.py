@@ -19,6 +19,7 @@ from __future__ import annotations
 import email.utils
 import errno
 import http.client
+import re
 import socket
 import time
 import urllib.error
@@ -37,19 +38,26 @@ _SECRET_PARAM = ("token", "key", "secret", "sign", "sig", "auth", "password")
 
 
 def redact_url(url: str) -> str:
-    """``url`` with credentials hidden: query parameters whose names look
-    like secrets (``access_token``, ``key`` …) and a userinfo password become
-    ``***``.  Safe to put into messages and logs."""
+    """``url`` with credentials hidden: the whole userinfo becomes ``***``
+    (by the server's rule, src/httpc.h: from ``://`` to the last ``@`` before
+    the first ``/``, ``?`` or ``#`` after the first ``@`` -- a password may
+    hold ``/``, which a URL parser takes for the end of the host), and query
+    parameters whose names look like secrets (``access_token``, ``key`` …)
+    too.  Safe to put into messages and logs."""
+    s = str(url)
+    i = s.find("://")
+    first = s.find("@", i + 3) if i >= 0 else -1
+    if first >= 0:
+        m = re.search(r"[/?#]", s[first:])
+        at = s.rfind("@", 0, first + m.start() if m else len(s))
+        s = s[:i + 3] + "***" + s[at:]
     try:
-        parts = urlsplit(url)
-        query = [(k, "***" if any(s in k.lower() for s in _SECRET_PARAM) else v)
-                 for k, v in parse_qsl(parts.query, keep_blank_values=True)]
-        netloc = parts.netloc
-        if parts.password is not None:
-            user, _, host = netloc.rpartition("@")
-            netloc = f"{user.split(':', 1)[0]}:***@{host}"
-        return urlunsplit((parts.scheme, netloc, parts.path,
-                           urlencode(query, safe="*"), parts.fragment))
+        parts = urlsplit(s)
+        pairs = parse_qsl(parts.query, keep_blank_values=True)
+        if not any(any(w in k.lower() for w in _SECRET_PARAM) for k, _ in pairs):
+            return s
+        query = [(k, "***" if any(w in k.lower() for w in _SECRET_PARAM) else v) for k, v in pairs]
+        return urlunsplit((parts.scheme, parts.netloc, parts.path, urlencode(query, safe="*"), parts.fragment))
     except ValueError:
         return "(无法解析的URL)"
 
