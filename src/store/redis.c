@@ -274,7 +274,7 @@ static int parse_url(rd_store *q, const char *spec, char *err, size_t errlen)
     return TD_OK;
 bad:
     snprintf(err, errlen, "Redis 存储 URL 应写成 redis://[:PASSWORD@]HOST[:PORT][/DB][?prefix=NS]，"
-                          "例如 redis://127.0.0.1:6379/0");
+                          "例如 redis://127.0.0.1:6379/0 (密码里的 / ? # @ : 要写成 %%2F %%3F %%23 %%40 %%3A)");
     return TD_EINVAL;
 }
 
