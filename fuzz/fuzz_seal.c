@@ -53,7 +53,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     err[0] = '\0';
     rc = td_seal_unwrap(&none, "default", (const char *)data, size, &plain, &plen, err, sizeof err);
     if (rc != TD_OK) refused(rc, plain, err);
-    else if (plen != size || memcmp(plain, data, size) != 0) __builtin_trap();
+    else {
+        /* A plaintext comes back as it is, less a leading UTF-8 BOM
+         * (td_record_skip_bom: another tool's editor may have added it). */
+        size_t bom = size >= 3 && !memcmp(data, "\xef\xbb\xbf", 3) ? 3 : 0;
+        if (plen != size - bom || memcmp(plain, data + bom, plen) != 0) __builtin_trap();
+    }
     free(plain);
     return 0;
 }

@@ -899,7 +899,7 @@ int td_refresher_overdue(td_refresher *r, int64_t expire_ts)
      * token has run out (a window of 0: WeCom's renewal at its expiry). */
     if (__atomic_load_n(&r->cycling, __ATOMIC_ACQUIRE))
         return __atomic_load_n(&r->late, __ATOMIC_RELAXED) || expire_ts - td_clock_now() < window_of(r) / 2 ||
-               expire_ts <= td_clock_now();
+               expire_ts <= td_clock_now(); /* nothing to serve meanwhile: a window of 0 (WeCom) ends here */
     if (now >= due) return 1;
     /* A platform that renews only after the expiry (WeCom): the renewal is
      * due a moment after it, so a reader of the expired token waits those
