@@ -70,13 +70,16 @@ class NotifyTest(FeishuEnv, harness.TestCase):
         self.fail("no %s on NOTIFY_SOCKET within %d s" % (want, timeout))
 
     def test_serve_ready_after_listening_watchdog_and_stopping(self):
-        self.usec = 1000000
+        # 4 s: pings every 2 s leave a starved CI machine 2 s of slack before
+        # the median gap reaches systemd's deadline, while a pinger that
+        # waited the whole WATCHDOG_USEC would still fail.
+        self.usec = 4000000
         since = time.monotonic()
         srv = self.server(env=self.notify_env(watchdog_usec=self.usec)).start(wait=False)
         self.first("READY=1")
         # READY means the socket listens: no retry needed.
         self.assertEqual(srv.get("/healthz").status, 200)
-        self.pings(5, since)                # every 0.5 s, half of WATCHDOG_USEC
+        self.pings(4, since)                # every 2 s, half of WATCHDOG_USEC
         srv.proc.send_signal(signal.SIGTERM)
         self.first("STOPPING=1")
         self.assertEqual(srv.stop(), 0)
@@ -103,7 +106,10 @@ class NotifyTest(FeishuEnv, harness.TestCase):
     def test_refresh_daemon(self):
         self.start_feishu()
         self.start_endpoint()
-        self.usec = 1000000
+        # 4 s: pings every 2 s leave a starved CI machine 2 s of slack before
+        # the median gap reaches systemd's deadline, while a pinger that
+        # waited the whole WATCHDOG_USEC would still fail.
+        self.usec = 4000000
         since = time.monotonic()
         env = dict(os.environ, **self.feishu_env(), **self.notify_env(watchdog_usec=self.usec))
         log = open(os.path.join(self.tmp, "refresh.log"), "w")
