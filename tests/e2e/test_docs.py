@@ -109,6 +109,24 @@ class ManPages(TestCase):
                     break
         self.assertEqual(hang, [], "groff does not finish (page, line length)")
 
+    def test_break_point_where_chinese_punctuation_meets_latin(self):
+        """The rule that keeps groff from hanging (see the test above), in
+        the source, by line: full-width punctuation right before Latin text
+        is followed by \\: (an opening bracket: preceded by it)."""
+        mid, opening = "，。、：；）」！？", "（「"
+        latin = r"(?=[^%s%s\u4e00-\u9fff\s])" % (mid, opening)
+        rule = re.compile(r"[%s](?!\\:)%s|(?<=\S)(?<!\\:)[%s]%s" % (mid, latin, opening, latin))
+        for page in (MAN1, MAN5):
+            with open(page, encoding="utf-8") as f:
+                lines = f.read().split("\n")
+            bare, filled = [], True         # .EX/.nf blocks are not filled: no line is broken there
+            for n, line in enumerate(lines, 1):
+                if re.match(r"\.(EX|nf|EE|fi)\b", line):
+                    filled = bool(re.match(r"\.(EE|fi)\b", line))
+                elif filled and not line.startswith((".", "'")) and rule.search(line):
+                    bare.append("%s:%d" % (os.path.basename(page), n))
+            self.assertEqual(bare, [], "add \\: after the full-width punctuation (before （ and 「)")
+
     def test_no_stray_space_in_chinese(self):
         for page in (MAN1, MAN5):
             _, text, _ = render(page)

@@ -97,7 +97,8 @@ ROFF_BLOCK = re.compile(r"^\.(EX|nf)\s*$")
 ROFF_END = {"EX": re.compile(r"^\.EE\s*$"), "nf": re.compile(r"^\.fi\s*$")}
 ROFF_MARKER = re.compile(r'^\.\\"\s*(no-run|file)\s*:\s*(.*?)\s*$')
 ROFF_ESCAPES = {"-": "-", "e": "\\", "(rs": "\\", "(aq": "'", "(dq": '"', "(ga": "`", "(ti": "~",
-                "(ha": "^", "&": "", " ": " ", "~": " ", "fB": "", "fI": "", "fR": "", "fP": ""}
+                "(ha": "^", "&": "", ":": "", " ": " ", "~": " ", "fB": "", "fI": "", "fR": "",
+                "fP": ""}
 ROFF_ESCAPE = re.compile(r"\\(\(..|f.|.)")
 SYSTEM_DIR = "/etc/tokendist/"      # the settings folder of the installed system
 
