@@ -170,6 +170,44 @@ class ManPages(TestCase):
         missing = sorted(n for n in names if not re.search(r"\b%s\b" % n, text))
         self.assertEqual(missing, [], "environment variables missing from tokendist.env.5")
 
+    def entries(self, page):
+        """{tag: body} of the rendered page's tagged paragraphs (an option
+        or a variable, and what the page says of it)."""
+        _, text, _ = render(page)
+        out = {}
+        for m in re.finditer(r"(?m)^ {7}(\S[^\n]*)\n((?: {14}[^\n]*\n|\n(?= {14}))+)", text):
+            out[m.group(1).strip()] = m.group(2)
+        return out
+
+    def test_defaults_and_ranges_as_the_binary_has_them(self):
+        """Each default a page states is the one --help prints, and each
+        range (A 到 B) of a number the one the binary enforces."""
+        man1, man5 = self.entries(MAN1), self.entries(MAN5)
+        wrong, checked = [], 0
+        for cmd in commands():
+            for m in re.finditer(r"(?m)^  (--[a-z0-9-]+)( N| VALUE)? .*?(?:\[([A-Z0-9_]+)\])?(?: \(默认: (.*)\))?$",
+                                 run_cli(cmd, "--help").stdout):
+                opt, kind, env, default = m.groups()
+                said = [(opt, body) for tag, body in man1.items() if tag.split()[0] == opt]
+                said += [(env, body) for tag, body in man5.items() if env and env in tag.replace(",", " ").split()]
+                for who, body in said:
+                    if default is not None:
+                        checked += 1
+                        shown = "当前文件夹" if default == "." else default
+                        if not re.search(r"默认：%s(?![\w.:/])|(?<![\w.:/])%s（默认）" % ((re.escape(shown),) * 2), body):
+                            wrong.append("%s: 默认 %s" % (who, default))
+                    span = re.search(r"(-?\d+) 到 (-?\d+)", body)
+                    if kind == " N" and span:
+                        checked += 1
+                        r = run_cli(*([cmd] + (["list"] if cmd == "files" else []) +
+                                      [opt, "99999999999", "--print-config"]))
+                        enforced = re.search(r"不是 (-?\d+) 到 (-?\d+) 之间的整数", r.stderr)
+                        if not enforced or enforced.groups() != span.groups():
+                            wrong.append("%s: %s 到 %s, binary: %s" % (who, span.group(1), span.group(2),
+                                                                      r.stderr.strip()[-60:]))
+        self.assertEqual(sorted(set(wrong)), [])
+        self.assertGreaterEqual(checked, 40)
+
     def test_version_matches_binary(self):
         version = run_cli("--version").stdout.split()[1]
         for page in (MAN1, MAN5):
