@@ -130,7 +130,7 @@ class BadInputHttpTest(TestCase):
 
 
 # (name, argv, exit code, text stderr must contain).  Every bad option or
-# setting exits 2 (tokendist(1) EXIT STATUS), before anything starts.
+# setting exits 2 (tokendist(1) 退出状态), before anything starts.
 CLI_ROWS = [
     ("unknown flag", ["serve", "--frobnicate"], 2, "未知选项 --frobnicate"),
     ("misspelt flag", ["serve", "--lisen", "127.0.0.1:1"], 2, "未知选项 --lisen，你是不是想写 --listen？"),

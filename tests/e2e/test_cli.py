@@ -335,12 +335,13 @@ class Help(CliTestCase):
 
 class ManPagesSayWhichCommandReadsWhat(unittest.TestCase):
     """The commands in brackets after each option of tokendist(1) and each
-    variable of tokendist.env(5) are those whose --help lists the option."""
+    variable of tokendist.env(5) are those whose --help lists the option
+    (全部: every command that reads settings)."""
     ORDER = ["serve", "refresh", "get", "files", "check", "scf-runtime"]
 
     def expected(self, opt):
         cmds = [c for c in self.ORDER if opt in self.have[c]]
-        return "all" if len(cmds) == len(self.ORDER) else ", ".join(cmds)
+        return "全部" if len(cmds) == len(self.ORDER) else ", ".join(cmds)
 
     def setUp(self):
         self.have = {c: set(Help.options(run_cli(c, "--help").stdout)) for c in self.ORDER}
@@ -348,8 +349,8 @@ class ManPagesSayWhichCommandReadsWhat(unittest.TestCase):
     def test_tokendist_1(self):
         with open(os.path.join(ROOT, "man", "tokendist.1"), encoding="utf-8") as f:
             text = f.read()
-        text = text[text.index(".SH OPTIONS"):text.index(".SH EXIT STATUS")]
-        pairs = re.findall(r"(?m)^\.TP\n\.BI? ((?:\\-|[a-z0-9])+)[^\n]*\n(?:(?!\.TP\n)[^\n]*\n)*?\[([a-z, -]+)\]$", text)
+        text = text[text.index(".SH 选项"):text.index(".SH 退出状态")]
+        pairs = re.findall(r"(?m)^\.TP\n\.BI? ((?:\\-|[a-z0-9])+)[^\n]*\n(?:(?!\.TP\n)[^\n]*\n)*?\[(全部|[a-z, -]+)\]$", text)
         self.assertGreater(len(pairs), 50)
         wrong = ["%s: [%s], --help: [%s]" % (o.replace("\\-", "-"), cmds, self.expected(o.replace("\\-", "-")))
                  for o, cmds in pairs if o != "\\-\\-help" and cmds != self.expected(o.replace("\\-", "-"))]
@@ -358,7 +359,7 @@ class ManPagesSayWhichCommandReadsWhat(unittest.TestCase):
     def test_tokendist_env_5(self):
         with open(os.path.join(ROOT, "man", "tokendist.env.5"), encoding="utf-8") as f:
             text = f.read()
-        pairs = re.findall(r"\[((?:\\-|[a-z0-9])+); ([a-z, -]+)\]", text)
+        pairs = re.findall(r"\[((?:\\-|[a-z0-9])+); (全部|[a-z, -]+)\]", text)
         self.assertGreater(len(pairs), 50)
         wrong = ["%s: [%s], --help: [%s]" % (o.replace("\\-", "-"), cmds, self.expected(o.replace("\\-", "-")))
                  for o, cmds in pairs if cmds != self.expected(o.replace("\\-", "-"))]

@@ -1,12 +1,15 @@
 """The man pages, the bash completion and the example env-file cannot
 drift from the code: every command and option of every `--help`, and every
 environment variable of the settings table (src/config.c), is in the
-rendered man pages; both pages render without a groff warning; the
-completion offers exactly the commands and options the binary has; the
-example env-file names only real settings and parses."""
+rendered man pages; both pages render without a groff warning, at every
+terminal width, in Chinese without stray spaces, with a NAME line whatis
+finds; the completion offers exactly the commands and options the binary
+has; the example env-file names only real settings and parses."""
+import concurrent.futures
 import os
 import re
 import shutil
+import signal
 import subprocess
 import unittest
 
@@ -42,13 +45,27 @@ def table_env_names():
     return names
 
 
-def render(page):
-    """The page as a reader sees it, on one very long line per paragraph (so
-    no option is split by a line break), with groff's warnings."""
-    r = subprocess.run(["groff", "-k", "-man", "-Tutf8", "-ww", "-rLL=4000n", "-P-c", page],
+def render(page, width="4000n"):
+    """The page as a reader sees it, by default on one very long line per
+    paragraph (so no option is split by a line break), with groff's
+    warnings."""
+    r = subprocess.run(["groff", "-k", "-man", "-Tutf8", "-ww", "-rLL=" + width, "-P-c", page],
                        capture_output=True, text=True)
     text = re.sub(r".\x08", "", r.stdout).replace("\u2010", "-").replace("\u2212", "-")
     return r.returncode, text, r.stderr
+
+
+def section(text, name, upto):
+    """The rendered section `name` (a header line of its own) of text, up to
+    the section `upto`."""
+    return re.split(r"(?m)^%s$" % upto, re.split(r"(?m)^%s$" % name, text, 1)[1], 1)[0]
+
+
+# Chinese characters and full-width punctuation: no space belongs between
+# two of them, nor after 、，。：； or an opening bracket, nor before a
+# closing one -- roff makes a space of every line break in the source.
+CJK = "\u3000-\u303f\u4e00-\u9fff\uff00-\uffef"
+STRAY_SPACE = re.compile(r"[%s] (?=[%s])|[、，。：；（「] (?=\S)|(?<=\S) [）」，。、：；]" % (CJK, CJK))
 
 
 @unittest.skipUnless(shutil.which("groff"), "groff is not installed (apt-get install groff-base)")
@@ -57,18 +74,81 @@ class ManPages(TestCase):
         for page in (MAN1, MAN5):
             rc, text, warnings = render(page)
             self.assertEqual((rc, warnings), (0, ""), page)
-            self.assertIn("NAME", text)
+            self.assertIn("名称", text)
             if shutil.which("man"):
+                # As a reader's terminal shows it: UTF-8, 80 columns (in the
+                # C locale man would render the Chinese as unknown glyphs).
                 r = subprocess.run(["man", "--warnings=w", "-l", page], capture_output=True, text=True,
-                                   env=dict(os.environ, MANWIDTH="80", MAN_KEEP_FORMATTING="0"))
+                                   env=dict(os.environ, MANWIDTH="80", MAN_KEEP_FORMATTING="0",
+                                            LANG="C.UTF-8", LC_ALL="C.UTF-8"))
                 self.assertEqual((r.returncode, r.stderr), (0, ""), page)
+                self.assertIn("名称", r.stdout)
+
+    def test_renders_at_every_width(self):
+        """groff 1.22.4 with zh.tmac loops forever on a line it cannot break
+        after full-width punctuation (\\: in the source gives it a break
+        point): `man` would hang in a narrow or wide terminal."""
+        def finishes(job):
+            page, width = job
+            p = subprocess.Popen(["groff", "-k", "-man", "-Tutf8", "-rLL=%dn" % width, page],
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+            try:
+                return p.wait(10) == 0
+            except subprocess.TimeoutExpired:    # troff too, not only groff
+                os.killpg(p.pid, signal.SIGKILL)
+                p.wait()
+                return False
+        jobs = [(page, width) for page in (MAN1, MAN5) for width in range(30, 161)]
+        hang = []
+        with concurrent.futures.ThreadPoolExecutor(2) as pool:
+            futures = {pool.submit(finishes, job): job for job in jobs}
+            for f in concurrent.futures.as_completed(futures):
+                if not f.result():
+                    hang.append(futures[f])
+                    pool.shutdown(cancel_futures=True)      # one is enough to know
+                    break
+        self.assertEqual(hang, [], "groff does not finish (page, line length)")
+
+    def test_break_point_where_chinese_punctuation_meets_latin(self):
+        """The rule that keeps groff from hanging (see the test above), in
+        the source, by line: full-width punctuation right before Latin text
+        is followed by \\: (an opening bracket: preceded by it)."""
+        mid, opening = "，。、：；）」！？", "（「"
+        latin = r"(?=[^%s%s\u4e00-\u9fff\s])" % (mid, opening)
+        rule = re.compile(r"[%s](?!\\:)%s|(?<=\S)(?<!\\:)[%s]%s" % (mid, latin, opening, latin))
+        for page in (MAN1, MAN5):
+            with open(page, encoding="utf-8") as f:
+                lines = f.read().split("\n")
+            bare, filled = [], True         # .EX/.nf blocks are not filled: no line is broken there
+            for n, line in enumerate(lines, 1):
+                if re.match(r"\.(EX|nf|EE|fi)\b", line):
+                    filled = bool(re.match(r"\.(EE|fi)\b", line))
+                elif filled and not line.startswith((".", "'")) and rule.search(line):
+                    bare.append("%s:%d" % (os.path.basename(page), n))
+            self.assertEqual(bare, [], "add \\: after the full-width punctuation (before （ and 「)")
+
+    def test_no_stray_space_in_chinese(self):
+        for page in (MAN1, MAN5):
+            _, text, _ = render(page)
+            stray = [text[max(m.start() - 20, 0):m.end() + 10] for m in STRAY_SPACE.finditer(text)]
+            self.assertEqual(stray, [], "%s: a space where the Chinese text has none" % page)
+
+    @unittest.skipUnless(shutil.which("lexgrog"), "lexgrog is not installed (apt-get install man-db)")
+    def test_whatis_finds_the_name_line(self):
+        """mandb (and so whatis and apropos) reads the NAME section, here
+        名称, in its `name \\- description` form."""
+        for page, name in ((MAN1, "tokendist"), (MAN5, "tokendist.env")):
+            r = subprocess.run(["lexgrog", page], capture_output=True, text=True,
+                               env=dict(os.environ, LANG="C.UTF-8", LC_ALL="C.UTF-8"))
+            self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+            self.assertRegex(r.stdout, r'^%s: "%s - \S' % (re.escape(page), re.escape(name)))
 
     def test_every_command_and_option_in_tokendist_1(self):
         _, text, _ = render(MAN1)
         cmds = commands()
         self.assertGreaterEqual(len(cmds), 6)
-        section = text.split("COMMANDS", 1)[1].split("OPTIONS", 1)[0]
-        missing = [c for c in cmds if not re.search(r"(?m)^\s+" + re.escape(c) + r"\b", section)]
+        commands_section = section(text, "命令", "选项")
+        missing = [c for c in cmds if not re.search(r"(?m)^\s+" + re.escape(c) + r"\b", commands_section)]
         self.assertEqual(missing, [], "commands not described in COMMANDS of tokendist.1")
         missing = []
         for cmd in cmds:
@@ -89,6 +169,44 @@ class ManPages(TestCase):
         names |= {"SCF_RUNTIME_API", "SCF_RUNTIME_API_PORT", "NOTIFY_SOCKET", "WATCHDOG_USEC"}
         missing = sorted(n for n in names if not re.search(r"\b%s\b" % n, text))
         self.assertEqual(missing, [], "environment variables missing from tokendist.env.5")
+
+    def entries(self, page):
+        """{tag: body} of the rendered page's tagged paragraphs (an option
+        or a variable, and what the page says of it)."""
+        _, text, _ = render(page)
+        out = {}
+        for m in re.finditer(r"(?m)^ {7}(\S[^\n]*)\n((?: {14}[^\n]*\n|\n(?= {14}))+)", text):
+            out[m.group(1).strip()] = m.group(2)
+        return out
+
+    def test_defaults_and_ranges_as_the_binary_has_them(self):
+        """Each default a page states is the one --help prints, and each
+        range (A 到 B) of a number the one the binary enforces."""
+        man1, man5 = self.entries(MAN1), self.entries(MAN5)
+        wrong, checked = [], 0
+        for cmd in commands():
+            for m in re.finditer(r"(?m)^  (--[a-z0-9-]+)( N| VALUE)? .*?(?:\[([A-Z0-9_]+)\])?(?: \(默认: (.*)\))?$",
+                                 run_cli(cmd, "--help").stdout):
+                opt, kind, env, default = m.groups()
+                said = [(opt, body) for tag, body in man1.items() if tag.split()[0] == opt]
+                said += [(env, body) for tag, body in man5.items() if env and env in tag.replace(",", " ").split()]
+                for who, body in said:
+                    if default is not None:
+                        checked += 1
+                        shown = "当前文件夹" if default == "." else default
+                        if not re.search(r"默认：%s(?![\w.:/])|(?<![\w.:/])%s（默认）" % ((re.escape(shown),) * 2), body):
+                            wrong.append("%s: 默认 %s" % (who, default))
+                    span = re.search(r"(-?\d+) 到 (-?\d+)", body)
+                    if kind == " N" and span:
+                        checked += 1
+                        r = run_cli(*([cmd] + (["list"] if cmd == "files" else []) +
+                                      [opt, "99999999999", "--print-config"]))
+                        enforced = re.search(r"不是 (-?\d+) 到 (-?\d+) 之间的整数", r.stderr)
+                        if not enforced or enforced.groups() != span.groups():
+                            wrong.append("%s: %s 到 %s, binary: %s" % (who, span.group(1), span.group(2),
+                                                                      r.stderr.strip()[-60:]))
+        self.assertEqual(sorted(set(wrong)), [])
+        self.assertGreaterEqual(checked, 40)
 
     def test_version_matches_binary(self):
         version = run_cli("--version").stdout.split()[1]

@@ -1,7 +1,12 @@
 """Every example in the docs runs as written.
 
 Which: every fenced block whose language is sh/bash/shell, js/javascript or
-python/py in README.md, README.en.md, docs/*.md and clients/*/README.md.
+python/py in README.md, README.en.md, docs/*.md and clients/*/README.md; and
+every example block of the man pages (man/*.[1-9]: `.EX`/`.EE` or `.nf`/`.fi`),
+which is sh -- as the reader sees it: the roff escapes it may use (\-, \e,
+\(aq, \(dq, ...) are turned into their characters, any other one fails the
+test, and test_man_blocks_are_what_the_reader_sees checks the result against
+groff's rendering.
 
 Markers, an HTML comment on the line right before the fence:
   <!-- no-run: WHY -->  the block is not run, and WHY says why (it needs
@@ -11,8 +16,17 @@ Markers, an HTML comment on the line right before the fence:
                         block of its language in the same file, as the reader
                         has it in their program already (the seed's CONFIG, the
                         one client they create).
+In a man page, a roff comment on the line right before the block's `.EX`:
+  .\" no-run: WHY      as above.
+  .\" file: PATH       the block is not a script but the file PATH (an
+                        env-file, say): it is not run, but written (0600)
+                        before each later block of the same page runs --
+                        each later one at the same PATH replaces it.  PATH
+                        is relative to the clone, or under /etc/tokendist/,
+                        which is a folder of the temp folder (SUBSTITUTIONS).
 A block without a marker that fails fails this test, named by file and line.
-TOKENDIST_EXAMPLES_VERBOSE=1 prints what every block printed.
+TOKENDIST_EXAMPLES_VERBOSE=1 prints what every block printed;
+TOKENDIST_EXAMPLES_ONLY=man/ runs only the files whose path starts so.
 
 How a block runs: sh with `bash -e -o pipefail` (a failing command fails the
 block, as in a script), js as a CommonJS file with `node`, python as a file
@@ -43,11 +57,13 @@ What it talks to (all on 127.0.0.1):
     and one the WeChat double minted as `wx`.
 
 The only changes made to a block's text (SUBSTITUTIONS): the server's
-address in the forms the docs use (`127.0.0.1:9000`, `https://host`,
-`https://…`, `https://tokendist.example.com`, the seed's
+address in the forms the docs use (`127.0.0.1:9000`, `0.0.0.0:9000`,
+`https://host`, `https://…`, `https://tokendist.example.com`, the seed's
 `https://your-api-gateway-url.tencentcloudapi.com`, SCF's
-`https://xxxx.ap-guangzhou.tencentscf.com`) becomes http://127.0.0.1:PORT,
-and Feishu's, Gitee's and WeChat's API addresses become their doubles'.
+`https://xxxx.ap-guangzhou.tencentscf.com`) becomes http://127.0.0.1:PORT
+(a listen address: 127.0.0.1:PORT), Feishu's, Gitee's and WeChat's API
+addresses become their doubles', and /etc/tokendist/ (the system's settings
+folder the man pages' examples use) becomes a folder of the temp folder.
 """
 import glob
 import json
@@ -69,11 +85,22 @@ from wechat import DEFAULT_APPID as WX_APPID, DEFAULT_SECRET as WX_SECRET, WeCha
 DOCS = ["README.md", "README.en.md"] + sorted(
     os.path.relpath(p, ROOT) for p in glob.glob(os.path.join(ROOT, "docs", "*.md"))) + sorted(
     os.path.relpath(p, ROOT) for p in glob.glob(os.path.join(ROOT, "clients", "*", "README.md")))
+MAN_PAGES = sorted(os.path.relpath(p, ROOT) for p in glob.glob(os.path.join(ROOT, "man", "*.[1-9]")))
 LANGS = {"sh": "sh", "bash": "sh", "shell": "sh", "js": "js", "javascript": "js",
          "python": "python", "py": "python"}
 FENCE = re.compile(r"^(\s*)```\s*([A-Za-z0-9_+-]*)\s*$")
 MARKER = re.compile(r"^\s*<!--\s*(no-run|prelude)\s*(?::\s*(.*?))?\s*-->\s*$")
 STARTS_SERVER = re.compile(r"scripts/run\b|tokendist serve\b")
+# A man page's example blocks, their end, the marker before one, and the
+# roff escapes an example may use, as the reader sees them.
+ROFF_BLOCK = re.compile(r"^\.(EX|nf)\s*$")
+ROFF_END = {"EX": re.compile(r"^\.EE\s*$"), "nf": re.compile(r"^\.fi\s*$")}
+ROFF_MARKER = re.compile(r'^\.\\"\s*(no-run|file)\s*:\s*(.*?)\s*$')
+ROFF_ESCAPES = {"-": "-", "e": "\\", "(rs": "\\", "(aq": "'", "(dq": '"', "(ga": "`", "(ti": "~",
+                "(ha": "^", "&": "", ":": "", " ": " ", "~": " ", "fB": "", "fI": "", "fR": "",
+                "fP": ""}
+ROFF_ESCAPE = re.compile(r"\\(\(..|f.|.)")
+SYSTEM_DIR = "/etc/tokendist/"      # the settings folder of the installed system
 
 # The docs' placeholders the doubles and the server know.
 APP_ID, APP_SECRET, CHAT = "cli_xxx", "…", "oc_xxx"
@@ -83,9 +110,11 @@ GITEE_TOKEN, GITEE_REPO = "your_gitee_token", "your_username/your_repo_name"
 NOT_IN_CLONE = {".git", "var", "tokendist.env", "tokendist-scf.zip", "node_modules"}
 
 
-def substitutions(port, feishu, gitee, wechat):
+def substitutions(port, feishu, gitee, wechat, root):
     server = "http://127.0.0.1:%d" % port
     return [
+        (re.compile(r"(?<![\w./-])" + re.escape(SYSTEM_DIR)), os.path.join(root, SYSTEM_DIR.lstrip("/"))),
+        (re.compile(r"\b0\.0\.0\.0:9000\b"), "127.0.0.1:%d" % port),
         (re.compile(r"https://your-api-gateway-url\.tencentcloudapi\.com"), server),
         (re.compile(r"https://tokendist\.example\.com"), server),
         (re.compile(r"https://xxxx\.ap-guangzhou\.tencentscf\.com"), server),
@@ -103,6 +132,7 @@ class Block:
         self.path, self.line, self.lang, self.text = path, line, lang, text
         self.marker, self.reason = marker, reason
         self.preludes = []          # the prelude blocks before it, in order
+        self.files = []             # a man page's `file:` blocks before it, one per path
 
     @property
     def where(self):
@@ -114,6 +144,8 @@ class Block:
 
 def blocks(path):
     """The runnable-language blocks of one file, with their markers."""
+    if path.startswith("man/"):
+        return roff_blocks(path)
     with open(os.path.join(ROOT, path), encoding="utf-8") as f:
         lines = f.read().split("\n")
     out, preludes = [], {}
@@ -136,6 +168,44 @@ def blocks(path):
             if b.marker == "prelude":
                 preludes.setdefault(b.lang, []).append(b)
             out.append(b)
+        i = j + 1
+    return out
+
+
+def unroff(line, where):
+    """An example line of a man page as the reader sees it."""
+    def one(m):
+        if m.group(1) not in ROFF_ESCAPES:
+            raise ValueError("%s: the roff escape \\%s in an example: write it as one of %s"
+                             % (where, m.group(1), " ".join("\\" + e for e in ROFF_ESCAPES)))
+        return ROFF_ESCAPES[m.group(1)]
+    if line[:1] in (".", "'") and not line.startswith('.\\"'):
+        raise ValueError("%s: a roff request inside an example block: %s" % (where, line))
+    return ROFF_ESCAPE.sub(one, line)
+
+
+def roff_blocks(path):
+    """The example blocks of a man page, with their markers: sh, each."""
+    with open(os.path.join(ROOT, path), encoding="utf-8") as f:
+        lines = f.read().split("\n")
+    out, files = [], []
+    i = 0
+    while i < len(lines):
+        m = ROFF_BLOCK.match(lines[i])
+        if not m:
+            i += 1
+            continue
+        j = i + 1
+        while j < len(lines) and not ROFF_END[m.group(1)].match(lines[j]):
+            j += 1
+        body = [unroff(line, "%s:%d" % (path, k + 1)) for k, line in enumerate(lines[i + 1:j], i + 1)
+                if not line.startswith('.\\"')]
+        mk = ROFF_MARKER.match(lines[i - 1]) if i else None
+        b = Block(path, i + 1, "sh", "\n".join(body), mk and mk.group(1), mk and mk.group(2))
+        b.files = list(files)
+        if b.marker == "file":
+            files = [f for f in files if f.reason != b.reason] + [b]
+        out.append(b)
         i = j + 1
     return out
 
@@ -212,9 +282,18 @@ class Examples(harness.TestCase):
         fresh_clone(clone, self.build_dir)
         os.makedirs(home)
         port = harness.free_port()
-        script = b.script()
-        for pat, repl in substitutions(port, feishu.url, gitee.url, wechat.url):
-            script = pat.sub(repl, script)
+        subs = substitutions(port, feishu.url, gitee.url, wechat.url, os.path.join(work, "root"))
+
+        def substituted(text):
+            for pat, repl in subs:
+                text = pat.sub(repl, text)
+            return text
+        script = substituted(b.script())
+        for fb in b.files:          # a man page's files before it, as the reader wrote them
+            where = os.path.join(clone, substituted(fb.reason))
+            os.makedirs(os.path.dirname(where), exist_ok=True)
+            with open(os.open(where, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w", encoding="utf-8") as f:
+                f.write(substituted(fb.text) + "\n")
         env = {"PATH": self.build_dir + ":" + os.environ.get("PATH", "/usr/bin:/bin"),
                "HOME": home, "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8", "TMPDIR": work,
                "FEISHU_BASE_URL": feishu.url, "GITEE_BASE_URL": gitee.url + "/api/v5",
@@ -260,20 +339,48 @@ class Examples(harness.TestCase):
                 time.sleep(0.05)
 
     def test_markers_say_why(self):
-        for path in DOCS:
+        for path in DOCS + MAN_PAGES:
             for b in blocks(path):
                 if b.marker == "no-run":
                     self.assertTrue(b.reason.strip(), "%s: a no-run marker says why" % b.where)
 
-    def test_every_example_runs(self):
-        ran, failed = 0, []
-        for path in DOCS:
+    def test_man_file_blocks_are_used(self):
+        """A man page's `file:` block is a file some later block of the page
+        runs with (else nothing would check it), where the test can put it."""
+        files = 0
+        for path in MAN_PAGES:
+            bs = blocks(path)
+            for i, b in enumerate(bs):
+                if b.marker != "file":
+                    continue
+                files += 1
+                self.assertTrue(b.reason.startswith(SYSTEM_DIR) or not os.path.isabs(b.reason), b.where)
+                self.assertTrue(any(b in later.files and b.reason in later.text for later in bs[i + 1:]
+                                    if later.marker is None), "%s: no later block uses %s" % (b.where, b.reason))
+        self.assertGreaterEqual(files, 1)
+
+    def test_man_blocks_are_what_the_reader_sees(self):
+        """Each line of a man page's example, as this test runs it, is a line
+        of the page as groff renders it (the escapes are read right)."""
+        for path in MAN_PAGES:
+            r = subprocess.run(["groff", "-k", "-man", "-Tutf8", "-rLL=4000n", "-P-c", os.path.join(ROOT, path)],
+                               capture_output=True, text=True, check=True)
+            shown = {line.strip() for line in re.sub(r".\x08", "", r.stdout).splitlines()}
             for b in blocks(path):
-                if b.marker == "no-run":
+                missing = [line for line in b.text.splitlines() if line.strip() and line.strip() not in shown]
+                self.assertEqual(missing, [], "%s: not what the page shows" % b.where)
+
+    def test_every_example_runs(self):
+        ran, failed, man = 0, [], 0
+        only = os.environ.get("TOKENDIST_EXAMPLES_ONLY", "")
+        for path in [p for p in DOCS + MAN_PAGES if p.startswith(only)]:
+            for b in blocks(path):
+                if b.marker in ("no-run", "file"):
                     continue
                 with self.subTest(block=b.where):
                     rc, script, out = self.run_block(b)
                     ran += 1
+                    man += path in MAN_PAGES
                     if os.environ.get("TOKENDIST_EXAMPLES_VERBOSE"):   # to read what each one did
                         print("\n=== %s (%s): exit %s\n%s" % (b.where, b.lang, rc, out), flush=True)
                     if rc != 0:
@@ -282,7 +389,9 @@ class Examples(harness.TestCase):
                             b.where, b.lang, "timed out" if rc is None else "exited %d" % rc,
                             script, out[-4000:]))
         # The parser finds the examples (a test that runs none proves nothing).
-        self.assertGreaterEqual(ran, 15)
+        if not only:
+            self.assertGreaterEqual(ran, 15)
+            self.assertGreaterEqual(man, 6)
 
 
 if __name__ == "__main__":
