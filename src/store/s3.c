@@ -89,6 +89,7 @@
 
 #define CONNECT_MS 2000
 #define REQUEST_MS 5000
+#define READBACK_MS 2500        /* the read after a PUT whose answer never came: the client waits */
 #define TRIES 5                 /* compare-and-swap rounds before "contended, try later" */
 #define JSON_MAX (1u << 20)     /* a record: the API's largest body */
 #define INDEX_MAX (256u << 10)
@@ -498,8 +499,8 @@ static int auth_error(s3_store *q, long status, const char *code, const char *ms
  * 409 and 412 -- are TD_OK with r filled; anything else is an error with
  * err saying what happened and, where it can, what to fix:
  * TD_EUNAVAIL (unreachable, 5xx, throttled), TD_EAUTH (refused), TD_EIO. */
-static int s3_call(s3_store *q, const char *method, const char *rel, const char *body, size_t len,
-                   const char *const *extra, size_t max_body, s3_resp *r, char *err, size_t errlen)
+static int s3_call_t(s3_store *q, long timeout_ms, const char *method, const char *rel, const char *body,
+                     size_t len, const char *const *extra, size_t max_body, s3_resp *r, char *err, size_t errlen)
 {
     char url[URL_MAX], sha[65], sha_hdr[100], sub[512], msg[200];
     const char *hdrs[12];
@@ -525,7 +526,7 @@ static int s3_call(s3_store *q, const char *method, const char *rel, const char 
     req.body = body;
     req.body_len = len;
     req.headers = hdrs;
-    req.timeout_ms = REQUEST_MS;
+    req.timeout_ms = timeout_ms;
     req.connect_timeout_ms = CONNECT_MS;
     req.max_body = max_body;
     req.aws_sigv4 = q->sigv4;
@@ -577,6 +578,12 @@ static int s3_call(s3_store *q, const char *method, const char *rel, const char 
     note_health(q, rc, err);
     resp_clear(r);
     return rc;
+}
+
+static int s3_call(s3_store *q, const char *method, const char *rel, const char *body, size_t len,
+                   const char *const *extra, size_t max_body, s3_resp *r, char *err, size_t errlen)
+{
+    return s3_call_t(q, REQUEST_MS, method, rel, body, len, extra, max_body, r, err, errlen);
 }
 
 /* Whether a conditional write lost: another writer came between our read
@@ -1146,6 +1153,42 @@ static void history_add(s3_store *q, const td_store_entry *e)
     td_log("⚠️ S3 存储 %s: %s 的记录已存储，但历史 %s 未能更新: %s", q->base, e->name, rel, err);
 }
 
+/* After a PUT of e whose answer never came (a timeout, a connection cut,
+ * a 5xx): whether it was applied all the same.  S3 and COS apply a PUT
+ * they received whatever becomes of its answer, so a POST answered 503
+ * may have stored its record -- and the client would be told otherwise.
+ * One read, conditional on the ETag the PUT was written against (a 304:
+ * nothing landed), tells: 1 the record stored now is e (cached as ours),
+ * 0 it is not, or not yet (a PUT still on its way lands later; a retry of
+ * the same record is then 200 either way), <0 the service could not say.
+ * Short: the client is waiting. */
+static int put_landed(s3_store *q, const td_store_entry *e, const char *rel, const char *before,
+                      char *err, size_t errlen)
+{
+    char inm[TAG_MAX + 20];
+    const char *hdr[2] = {NULL, NULL};
+    s3_resp r;
+    cached *c;
+    int rc, landed;
+
+    if (*before) {
+        snprintf(inm, sizeof inm, "If-None-Match: %s", before);
+        hdr[0] = inm;
+    }
+    if ((rc = s3_call_t(q, READBACK_MS, "GET", rel, NULL, 0, hdr, JSON_MAX, &r, err, errlen)) != TD_OK) return rc;
+    landed = r.status == 200 && r.len == e->json_len && !memcmp(r.body, e->json, r.len);
+    if (landed) {
+        pthread_mutex_lock(&q->lock);
+        if (*r.etag && cache_put(q, e, r.etag) == TD_OK && (c = cache_find(q, e->name)))
+            snprintf(c->told, sizeof c->told, "%s", c->etag);
+        else
+            cache_drop(q, e->name);
+        pthread_mutex_unlock(&q->lock);
+    }
+    resp_clear(&r);
+    return landed;
+}
+
 static int s3_put(td_store *s, const td_store_entry *e, char *err, size_t errlen)
 {
     s3_store *q = s->impl;
@@ -1189,8 +1232,18 @@ static int s3_put(td_store *s, const td_store_entry *e, char *err, size_t errlen
         }
         /* An unreadable object (another tool's) is replaced, like a missing one. */
         td_store_entry_clear(&cur);
-        cond_headers(q, rc == TD_OK ? etag : NULL, cbuf, cond);
-        if ((rc = s3_call(q, "PUT", rel, e->json, e->json_len, cond, 4096, &r, err, errlen)) != TD_OK) goto out;
+        if (rc != TD_OK) etag[0] = '\0';
+        cond_headers(q, etag, cbuf, cond);
+        if ((rc = s3_call(q, "PUT", rel, e->json, e->json_len, cond, 4096, &r, err, errlen)) == TD_EUNAVAIL) {
+            char sub[300], first[600];
+            int landed = put_landed(q, e, rel, etag, sub, sizeof sub);
+            if (landed == 1) break; /* applied, its answer lost: stored */
+            snprintf(first, sizeof first, "%s", err);
+            snprintf(err, errlen, "%s；%s：它可能稍后仍会生效，重发同一条记录是安全的 (已存储时得到 200)", first,
+                     landed == 0 ? "写入的应答没有收到，读回时存储里还不是这条记录" : "写入的应答没有收到，也无法读回确认");
+            goto out;
+        }
+        if (rc != TD_OK) goto out;
         if (!lost_race(&r)) {
             pthread_mutex_lock(&q->lock);
             /* The API serves e now.  Not an error if caching fails: the

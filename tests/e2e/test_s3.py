@@ -11,13 +11,17 @@ instances with Feishu credentials fetches (the lease), and the other takes
 over when the holder dies; a record another tool wrote is reported, not
 fatal; /invalid on S3 is answered by the lease holder's refresher, and
 elsewhere with a 503 that says why."""
+import http.client
 import json
+import os
 import threading
 import time
 import unittest
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from feishu_env import PUSH_KEY as FEISHU_PUSH, FeishuEnv
 from harness import TestCase, make_record, run_cli
+from redisd import SharedRedis
 from s3d import BUCKET, KEY_ID, S3Service
 
 PUSH = "pk-s3-7d1e2f3a4b5c6d7e8f"
@@ -204,6 +208,147 @@ class OutageTest(S3TestCase):
         finally:
             b.proc.send_signal(18)
         self.wait_for(lambda: self.serves(b, tok(5)), timeout=15, what="b catching up")
+
+
+class SlowS3Proxy:
+    """Between serve and s3d, a service that is slow to write: every
+    request goes on as it came (Host too: the signature covers it), except
+    the next PUT of one object, whose answer is held back after s3d applied
+    it (`ack`: the PUT landed, its 200 comes after our 5 s request timeout)
+    or which is itself held back before it reaches s3d (`land`: the PUT
+    lands after the timeout).  Never logs: requests carry signatures,
+    bodies tokens."""
+
+    DROP = ("connection", "content-length", "transfer-encoding", "expect", "keep-alive")
+
+    def __init__(self, upstream_port):
+        self.upstream = upstream_port
+        self.lock = threading.Lock()
+        self.rule = None                    # (path suffix, "ack" | "land", seconds)
+        self.landed = threading.Event()     # the held PUT reached s3d
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *a):
+                pass
+
+            def _any(self):
+                n = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(n) if n else b""
+                with proxy.lock:
+                    rule = None
+                    if proxy.rule and self.command == "PUT" and self.path.endswith(proxy.rule[0]):
+                        rule, proxy.rule = proxy.rule, None
+                if rule and rule[1] == "land":
+                    time.sleep(rule[2])
+                conn = http.client.HTTPConnection("127.0.0.1", proxy.upstream, timeout=60)
+                hdrs = {k: v for k, v in self.headers.items() if k.lower() not in SlowS3Proxy.DROP}
+                conn.request(self.command, self.path, body=body if self.command in ("PUT", "POST") else None,
+                             headers=hdrs)
+                r = conn.getresponse()
+                out = r.read()
+                conn.close()
+                if rule:
+                    proxy.landed.set()
+                    if rule[1] == "ack":
+                        time.sleep(rule[2])
+                try:
+                    self.send_response_only(r.status)
+                    for k, v in r.getheaders():
+                        if k.lower() not in SlowS3Proxy.DROP:
+                            self.send_header(k, v)
+                    self.send_header("Content-Length", str(len(out)))
+                    self.end_headers()
+                    if self.command != "HEAD":
+                        self.wfile.write(out)
+                except OSError:     # tokendist gave up on it and closed
+                    self.close_connection = True
+
+            do_GET = do_PUT = do_HEAD = do_POST = do_DELETE = _any
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def hold(self, suffix, how, seconds):
+        with self.lock:
+            self.rule = (suffix, how, seconds)
+            self.landed.clear()
+
+    def stop(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+    @property
+    def port(self):
+        return self.httpd.server_address[1]
+
+
+class SlowServiceTest(S3TestCase):
+    """A PUT that times out on our side (5 s) may still be applied: the
+    POST must tell the client the truth, and the client's retry of the same
+    record must be 200."""
+
+    def serve_through(self):
+        proxy = SlowS3Proxy(self.s3.port)
+        self.addCleanup(proxy.stop)
+        store = "s3://%s/%s?endpoint=http://127.0.0.1:%d&path_style=1" % (BUCKET, PREFIX, proxy.port)
+        srv = self.server(["--push-key", PUSH], store=store, env=self.s3.env()).start()
+        self.secrets += [tok(31), tok(32)]
+        base = int(time.time())
+        self.assertEqual(srv.post("/release/get-token", make_record(tok(31), generated=base), key=PUSH).status, 200)
+        return proxy, srv, make_record(tok(32), generated=base + 1)
+
+    def test_a_put_acknowledged_after_the_timeout_is_answered_200(self):
+        proxy, srv, rec = self.serve_through()
+        proxy.hold("/tokens/default.json", "ack", 8)
+        r = srv.post("/release/get-token", rec, key=PUSH, timeout=60)
+        self.assertTrue(proxy.landed.is_set())
+        self.assertEqual(r.status, 200, "the record is stored, the POST said: %s" % r.body)
+        self.assertTrue(self.stored()["access_token"] == tok(32), "not stored")
+        self.assertTrue(self.serves(srv, tok(32)), "not served")
+
+    def test_a_put_that_lands_later_503_then_the_retry_is_200(self):
+        proxy, srv, rec = self.serve_through()
+        proxy.hold("/tokens/default.json", "land", 8)
+        r = srv.post("/release/get-token", rec, key=PUSH, timeout=60)
+        self.assertEqual(r.status, 503, r.body)     # not known yet: it has not landed when read back
+        self.assertEqual(r.headers.get("retry-after"), "5")
+        self.assertIn("重发同一条记录是安全的", r.json()["message"])
+        # The client's retry, while the first PUT is still on its way ...
+        self.assertEqual(srv.post("/release/get-token", rec, key=PUSH, timeout=60).status, 200)
+        # ... and after it landed (refused there: the retry's write came first).
+        self.assertTrue(proxy.landed.wait(30))
+        self.assertEqual(srv.post("/release/get-token", rec, key=PUSH, timeout=60).status, 200)
+        self.assertTrue(self.stored()["access_token"] == tok(32), "not stored")
+        self.assertTrue(self.serves(srv, tok(32)), "not served")
+
+
+class ResendTest(S3TestCase):
+    """An exact re-send of the stored record is 200 on every store (a
+    client's retry after a 503 or a lost answer); another record with the
+    same generated_timestamp, or an older one, is 409 (docs/protocol.md)."""
+
+    def test_every_store_agrees(self):
+        redis = SharedRedis(self.tmp)
+        self.addCleanup(redis.close)
+        stores = {"sqlite": "sqlite:" + os.path.join(self.tmp, "resend.db"), "memory": "memory:",
+                  "redis": redis.url(), "s3": self.s3.url("resend")}
+        base = int(time.time())
+        rec = make_record(tok(41), generated=base)
+        self.secrets += [tok(41), tok(42), tok(43)]
+        for kind, store in stores.items():
+            srv = self.server(["--push-key", PUSH], store=store, env=self.s3.env()).start()
+            post = lambda body: srv.post("/release/get-token", body, key=PUSH, timeout=30)
+            self.assertEqual(post(rec).status, 200, kind)
+            self.assertEqual(post(rec).status, 200, "%s: an exact re-send" % kind)
+            self.assertEqual(post(json.dumps(rec)).status, 200, "%s: the same bytes again" % kind)
+            self.assertEqual(post(make_record(tok(42), generated=base)).status, 409, "%s: same time, other token" % kind)
+            self.assertEqual(post(make_record(tok(43), generated=base - 1)).status, 409, "%s: older" % kind)
+            self.assertTrue(self.serves(srv, tok(41)), kind)
+            srv.stop()
 
 
 class CredentialsTest(S3TestCase):
