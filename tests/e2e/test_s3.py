@@ -20,7 +20,7 @@ import unittest
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from feishu_env import PUSH_KEY as FEISHU_PUSH, FeishuEnv
-from harness import TestCase, make_record, run_cli
+from harness import ROOT, TestCase, make_record, run_cli
 from redisd import SharedRedis
 from s3d import BUCKET, KEY_ID, S3Service
 
@@ -475,6 +475,30 @@ class ConditionalWritesIgnoredTest(S3TestCase):
         s3.stop()
         strict = self.serve(s3=self.start_s3())  # as S3: no warning
         self.assertNotIn("不遵守条件写入", strict.log())
+
+
+class InvalidWithoutCredentialsTest(S3TestCase):
+    """/invalid to a function without Feishu credentials on a bucket where
+    no instance holds the lease: nobody refreshes the token, now or later
+    -- 501 without Retry-After (docs/protocol.md), and docs/deploy-scf.md
+    says the same (it promised a 503, which a client retries forever)."""
+
+    def test_nobody_refreshes_is_501_and_the_deploy_guide_says_so(self):
+        self.secrets.append(tok(51))
+        srv = self.serve()
+        self.assertEqual(srv.post("/release/get-token", make_record(tok(51)), key=PUSH).status, 200)
+        r = srv.post("/v1/tokens/default/invalid", {"access_token": tok(51)})
+        self.assertEqual(r.status, 501, r.body)
+        self.assertIsNone(r.headers.get("retry-after"))
+        self.assertIn("未配置飞书凭证", r.json()["message"])
+        with open(os.path.join(ROOT, "docs", "deploy-scf.md"), encoding="utf-8") as f:
+            guide = f.read()
+        shape_b = [line for line in guide.splitlines() if line.startswith("| `/invalid` 报告 |")][0].split("|")[3]
+        self.assertIn("501", shape_b)
+        prose = guide.split("写入「更新才写入」", 1)[1].split("\n\n", 1)[0]
+        self.assertIn("501", prose)
+        for text in (shape_b, prose.replace("\n", "")):
+            self.assertNotRegex(text, r"没有实例能刷新时[^。|]*503")
 
 
 class LeaseTest(FeishuEnv, S3TestCase):
