@@ -50,7 +50,7 @@ static int on_timer(void *ud, const td_scf_budget *b, char **out, char *err, siz
     int64_t start = td_clock_mono_ms(), deadline = b->deadline_ms ? b->deadline_ms : start + t->http_timeout_ms;
     td_strbuf failed, late;
     char why[300], fails[1024], lates[512];
-    int refreshed = 0, rc = TD_OK;
+    int refreshed = 0, elsewhere = 0, rc = TD_OK;
 
     if (!t->rs->n || !h) {
         snprintf(err, errlen, "定时触发器需要飞书凭证：本函数没有配置 FEISHU_APP_ID/FEISHU_APP_SECRET "
@@ -71,6 +71,10 @@ static int on_timer(void *ud, const td_scf_budget *b, char **out, char *err, siz
         one = left > 0 ? h->freshen(h->ud, name, (long)left, why, sizeof why) : TD_ETIMEOUT;
         if (one == TD_OK) {
             refreshed = 1;
+            continue;
+        }
+        if (one == TD_ECONFLICT) { /* another instance holds the lease: it renews */
+            elsewhere = 1;
             continue;
         }
         if (rc == TD_OK) rc = one;
@@ -102,7 +106,8 @@ static int on_timer(void *ud, const td_scf_budget *b, char **out, char *err, siz
         return rc;
     }
     *out = strdup(refreshed ? "{\"refreshed\": true, \"message\": \"已刷新\"}"
-                            : "{\"refreshed\": false, \"message\": \"未到刷新时间\"}");
+                  : elsewhere ? "{\"refreshed\": false, \"message\": \"刷新租约由其他实例持有，由它按时刷新\"}"
+                              : "{\"refreshed\": false, \"message\": \"未到刷新时间\"}");
     return *out ? TD_OK : TD_ENOMEM;
 }
 

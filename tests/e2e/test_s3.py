@@ -522,6 +522,23 @@ class LeaseTest(FeishuEnv, S3TestCase):
     def served_by_both(self, token):
         return all((self.served(s) or {}).get("access_token") == token for s in self.pair)
 
+    def test_a_holder_that_stops_gives_the_lease_back(self):
+        """SIGTERM: the holder rewrites its lease as expired before its
+        outgoing requests are cut, and the other takes over at its next
+        look (every 3 s), not when the lease runs out 30 s later
+        (adversary finding 6: the release was refused, "shutting down")."""
+        holder, other = self.wait_for(self.holder, what="a lease holder")
+        self.wait_for(lambda: "租约 refresh:default 由其他实例持有" in other.log(), timeout=10,
+                      what="the other instance standing by")
+        stopped = time.time()
+        holder.stop()
+        lease = json.loads(self.s3.raw("GET", PREFIX + "/leases/refresh-default.json")[1])
+        self.assertEqual(lease["expires"], 0, "the lease was not given back:\n" + holder.log())
+        self.assertIn("已释放租约 refresh:default", holder.log())
+        self.wait_for(lambda: "本实例持有租约 refresh:default" in other.log(), timeout=60, what="the takeover")
+        # Its next look, not the expiry (30 s): generous for a loaded machine.
+        self.assertLess(time.time() - stopped, 20)
+
     def test_one_fetches_and_the_other_takes_over_when_it_dies(self):
         holder, other = self.wait_for(self.holder, what="a lease holder")
         self.wait_for(lambda: self.served_by_both(self.feishu.current_token()), timeout=15,
