@@ -68,6 +68,7 @@
 #include "store.h"
 #include "store/s3.h"
 #include "clock.h"
+#include "freeze.h"
 #include "httpc.h"
 #include "lease.h"
 #include "log.h"
@@ -494,6 +495,11 @@ static int auth_error(s3_store *q, long status, const char *code, const char *ms
     return TD_EAUTH;
 }
 
+/* Set while this thread runs a put or a lease change: its requests are
+ * let finish by a stop (httpc.h, finish_on_stop), so that the write is
+ * done whole or, started after the stop, not at all (s3_put). */
+static __thread int writing;
+
 /* One signed request on object rel.  extra: more header lines (NULL
  * ended).  Answers a caller handles itself -- 2xx, 304, 404 NoSuchKey,
  * 409 and 412 -- are TD_OK with r filled; anything else is an error with
@@ -507,6 +513,7 @@ static int s3_call_t(s3_store *q, long timeout_ms, const char *method, const cha
     size_t nh = 0;
     td_httpc_req req = {0};
     td_httpc_resp resp;
+    int64_t mark;
     int rc;
 
     memset(r, 0, sizeof *r);
@@ -533,7 +540,17 @@ static int s3_call_t(s3_store *q, long timeout_ms, const char *method, const cha
     req.username = q->key_id;
     req.password = q->secret;
     req.pool = q->pool;
+    req.finish_on_stop = writing;
+    mark = td_freeze_mark();
     rc = td_httpc_do(&req, &resp, sub, sizeof sub);
+    /* The process was frozen while the request was out (SCF between
+     * invocations): libcurl counted the frozen time against its timeout
+     * and gave up on an answer that may well be waiting.  That is no
+     * outage of the service: asked again, once, at once.  A write sent
+     * twice is safe -- conditional, it finds its own first copy (412) and
+     * the caller reads again. */
+    if ((rc == TD_ETIMEOUT || rc == TD_EHTTP) && td_freeze_since(mark))
+        rc = td_httpc_do(&req, &resp, sub, sizeof sub);
     if (rc != TD_OK) {
         if (rc == TD_ETOOBIG) {
             snprintf(err, errlen, "S3 对象 %s/%s 大于 %zu 字节 (不是 tokendist 写入的?)", q->u.bucket, rel, max_body);
@@ -1127,6 +1144,14 @@ static void history_add(s3_store *q, const td_store_entry *e)
             json_decref(arr);
             arr = json_array();
         }
+        /* Already at the head: our PUT landed and its answer was lost
+         * (sent again after a freeze, the second copy was refused). */
+        if (rec && json_equal(json_array_get(arr, 0), rec)) {
+            json_decref(rec);
+            json_decref(arr);
+            resp_clear(&r);
+            return;
+        }
         if (rec) json_array_insert_new(arr, 0, rec);
         while (json_array_size(arr) > q->history_max) json_array_remove(arr, json_array_size(arr) - 1);
         while ((body = json_dumps(arr, JSON_COMPACT)) && strlen(body) > HISTORY_BYTES_MAX &&
@@ -1201,6 +1226,14 @@ static int s3_put(td_store *s, const td_store_entry *e, char *err, size_t errlen
     }
     rel_of(rel, sizeof rel, "tokens", e->name);
     pthread_mutex_lock(&q->wlock);
+    /* A put is several requests: one a stop catches under way finishes
+     * (writing), one that would start after the stop does not start. */
+    if (td_httpc_stopping()) {
+        snprintf(err, errlen, "S3 存储 %s: 正在停止，未写入", q->base);
+        rc = TD_ECANCELED;
+        goto out;
+    }
+    writing = 1;
     /* The index first: a name without its record is skipped by readers, a
      * record without its name would never be seen. */
     if ((rc = index_add(q, e->name, err, errlen)) != TD_OK) goto out;
@@ -1262,6 +1295,7 @@ static int s3_put(td_store *s, const td_store_entry *e, char *err, size_t errlen
     history_add(q, e);
     rc = TD_OK;
 out:
+    writing = 0;
     pthread_mutex_unlock(&q->wlock);
     return rc;
 }
@@ -1519,8 +1553,8 @@ static int lease_read(s3_store *q, const char *rel, char *owner, size_t ownerlen
  * the Date it read plus ttl, a rival compares it with the Date it reads.
  * Date has whole seconds, which only makes a lease look held longer, and
  * lease.c counts a hold for 0.9 ttl from before the request. */
-static int s3_lease(td_store *s, const char *name, const char *owner, int64_t ttl_ms, int op, char *err,
-                    size_t errlen)
+static int lease_change(td_store *s, const char *name, const char *owner, int64_t ttl_ms, int op, char *err,
+                        size_t errlen)
 {
     s3_store *q = s->impl;
     char rel[200], cur[TD_LEASE_OWNER_MAX], etag[TAG_MAX], cbuf[TAG_MAX + 16], *body;
@@ -1554,6 +1588,19 @@ static int s3_lease(td_store *s, const char *name, const char *owner, int64_t tt
         /* someone wrote between: read again (a rival holds it now, mostly) */
     }
     return op == TD_LEASE_DROP ? TD_OK : TD_ECONFLICT;
+}
+
+/* A lease change is a write: a release that a stop overtakes still goes
+ * out (writing). */
+static int s3_lease(td_store *s, const char *name, const char *owner, int64_t ttl_ms, int op, char *err,
+                    size_t errlen)
+{
+    int rc;
+
+    writing = 1;
+    rc = lease_change(s, name, owner, ttl_ms, op, err, errlen);
+    writing = 0;
+    return rc;
 }
 
 static int s3_lease_owner(td_store *s, const char *name, char *owner, size_t len, char *err, size_t errlen)

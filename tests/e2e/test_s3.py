@@ -14,6 +14,7 @@ elsewhere with a 503 that says why."""
 import http.client
 import json
 import os
+import signal
 import threading
 import time
 import unittest
@@ -216,16 +217,19 @@ class SlowS3Proxy:
     the next PUT of one object, whose answer is held back after s3d applied
     it (`ack`: the PUT landed, its 200 comes after our 5 s request timeout)
     or which is itself held back before it reaches s3d (`land`: the PUT
-    lands after the timeout).  Never logs: requests carry signatures,
-    bodies tokens."""
+    lands after the timeout), or the next request of a method on an object
+    whose answer waits for the test (`gate`: until `opened` is set).
+    Never logs: requests carry signatures, bodies tokens."""
 
     DROP = ("connection", "content-length", "transfer-encoding", "expect", "keep-alive")
 
     def __init__(self, upstream_port):
         self.upstream = upstream_port
         self.lock = threading.Lock()
-        self.rule = None                    # (path suffix, "ack" | "land", seconds)
-        self.landed = threading.Event()     # the held PUT reached s3d
+        self.rule = None                    # (path suffix, "ack" | "land" | "gate", seconds, method)
+        self.landed = threading.Event()     # the held request reached s3d
+        self.opened = threading.Event()     # a gated answer may go
+        self.served = 0                     # requests answered
         proxy = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -239,7 +243,7 @@ class SlowS3Proxy:
                 body = self.rfile.read(n) if n else b""
                 with proxy.lock:
                     rule = None
-                    if proxy.rule and self.command == "PUT" and self.path.endswith(proxy.rule[0]):
+                    if proxy.rule and self.command == proxy.rule[3] and self.path.endswith(proxy.rule[0]):
                         rule, proxy.rule = proxy.rule, None
                 if rule and rule[1] == "land":
                     time.sleep(rule[2])
@@ -254,6 +258,8 @@ class SlowS3Proxy:
                     proxy.landed.set()
                     if rule[1] == "ack":
                         time.sleep(rule[2])
+                    elif rule[1] == "gate":
+                        proxy.opened.wait(60)
                 try:
                     self.send_response_only(r.status)
                     for k, v in r.getheaders():
@@ -265,17 +271,25 @@ class SlowS3Proxy:
                         self.wfile.write(out)
                 except OSError:     # tokendist gave up on it and closed
                     self.close_connection = True
+                with proxy.lock:
+                    proxy.served += 1
 
             do_GET = do_PUT = do_HEAD = do_POST = do_DELETE = _any
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.httpd.daemon_threads = True
+        self.httpd.handle_error = lambda *a: None   # tokendist stopped and closed its connections
         threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
 
-    def hold(self, suffix, how, seconds):
+    def hold(self, suffix, how, seconds=None, method="PUT"):
         with self.lock:
-            self.rule = (suffix, how, seconds)
+            self.rule = (suffix, how, seconds, method)
             self.landed.clear()
+            self.opened.clear()
+
+    def answered(self):
+        with self.lock:
+            return self.served
 
     def stop(self):
         self.httpd.shutdown()
@@ -324,6 +338,70 @@ class SlowServiceTest(S3TestCase):
         self.assertEqual(srv.post("/release/get-token", rec, key=PUSH, timeout=60).status, 200)
         self.assertTrue(self.stored()["access_token"] == tok(32), "not stored")
         self.assertTrue(self.serves(srv, tok(32)), "not served")
+
+
+class FreezeTest(FeishuEnv, S3TestCase):
+    """A freeze (SCF between invocations; SIGSTOP here) that lands while a
+    request to the service is out is no outage: libcurl counts the frozen
+    time against its 5 s timeout and gives up on an answer that is waiting
+    in the socket.  Such a request is asked again at once, instead of being
+    logged as an outage and its end, counted in
+    tokendist_store_reconnects_total, and -- a lease renewal -- costing the
+    refresh round (adversary finding 5)."""
+
+    FROZEN = 6      # s: longer than the request's 5 s timeout
+
+    def test_a_request_out_during_a_freeze_is_asked_again_not_an_outage(self):
+        self.start_feishu(ttl=7200)
+        proxy = SlowS3Proxy(self.s3.port)
+        self.addCleanup(proxy.stop)
+        store = "s3://%s/%s?endpoint=http://127.0.0.1:%d&path_style=1" % (BUCKET, PREFIX, proxy.port)
+        env = dict(self.feishu_env(FEISHU_CHAT_ID=""), **self.s3.env())
+        srv = self.server(["--push-key", PUSH], store=store, env=env).start()
+        self.wait_for(lambda: self.served(srv), what="the first token")
+        # The watcher's revalidation (every second), then the keeper's
+        # lease renewal (every 10 s): each one's answer waits at the proxy
+        # while the process is frozen, and reaches it only after the thaw.
+        for what in ("/index.json", "/leases/refresh-default.json"):
+            proxy.hold(what, "gate", method="GET")
+            self.assertTrue(proxy.landed.wait(30), "no GET of " + what)
+            srv.proc.send_signal(signal.SIGSTOP)
+            try:
+                proxy.opened.set()
+                time.sleep(self.FROZEN)
+            finally:
+                srv.proc.send_signal(signal.SIGCONT)
+            n = proxy.answered()
+            self.wait_for(lambda: proxy.answered() >= n + 3, what="requests after the thaw")
+        log = srv.log()
+        for line in ("暂不可用", "已恢复", "无法获取租约", "无法确认刷新租约"):
+            self.assertNotIn(line, log)
+        metrics = srv.get("/metrics").body.decode()
+        self.assertIn("tokendist_store_reconnects_total 0", metrics)
+        self.assertEqual(srv.get("/readyz").json()["store"], "ok")
+
+
+class StopTest(FeishuEnv, S3TestCase):
+    """A clean stop (SIGTERM) during a refresh: a store write under way is
+    finished, not cut between its index PUT and its record PUT (adversary
+    finding 6)."""
+
+    def test_a_sigterm_during_the_first_refresh_leaves_no_half_write(self):
+        self.start_feishu(ttl=7200)
+        proxy = SlowS3Proxy(self.s3.port)
+        self.addCleanup(proxy.stop)
+        store = "s3://%s/%s?endpoint=http://127.0.0.1:%d&path_style=1" % (BUCKET, PREFIX, proxy.port)
+        # The first refresh's index PUT is applied, its answer 3 s late:
+        # the stop comes in between.
+        proxy.hold("/index.json", "ack", 3)
+        env = dict(self.feishu_env(FEISHU_CHAT_ID=""), **self.s3.env())
+        srv = self.server(["--push-key", PUSH], store=store, env=env).start()
+        self.assertTrue(proxy.landed.wait(30), "no index PUT")
+        srv.stop()
+        index = self.s3.raw("GET", PREFIX + "/index.json")
+        self.assertEqual(index[0], 200)
+        self.assertEqual(json.loads(index[1])["names"], ["default"])
+        self.assertIsNotNone(self.stored(), "the index names a record the stop kept from being written:\n" + srv.log())
 
 
 class ResendTest(S3TestCase):
