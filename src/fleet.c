@@ -978,7 +978,8 @@ void td_fleet_release(td_fleet *f, long wait_ms)
 
     if (!f || !f->n || f->releasing) return;
     /* On a thread of its own: a store that does not answer holds up the
-     * stop only wait_ms, and its request is cut with the others after. */
+     * stop only wait_ms; its request then ends as the others do once
+     * outgoing requests are cut (a lease change's within httpc's grace). */
     if (pthread_create(&f->releaser, NULL, release_all, f) != 0) {
         release_all(f);
         return;
