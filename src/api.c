@@ -773,12 +773,16 @@ static int stale(td_api *api, const char *name);
 
 /* The GET that td_api_fast found stale: wait (bounded) for the refresh,
  * then answer from the snapshot -- the new token, or the old one while it
- * is valid when the refresh failed, 404 only after its expiry. */
-static void freshen_then_get(td_api *api, const char *name, td_api_resp *r)
+ * is valid when the refresh failed, 404 only after its expiry.  The bound
+ * is the request's own deadline when that comes first: an answer with the
+ * old token beats one the platform cuts off. */
+static void freshen_then_get(td_api *api, const td_api_req *req, const char *name, td_api_resp *r)
 {
     const td_api_hooks *h = hooks_of(api);
     int64_t deadline = td_clock_mono_ms() + TD_API_FRESHEN_WAIT_MS, left;
     char why[300];
+
+    if (req->deadline_ms && req->deadline_ms < deadline) deadline = req->deadline_ms;
 
     /* A cycle may end without the renewal (the platform handed back the
      * same token a moment early): wait for the next, within the bound. */
@@ -953,6 +957,7 @@ static void post_invalid(td_api *api, const td_api_req *req, const char *name, t
     td_snap *s = NULL;
     const td_api_hooks *h = hooks_of(api);
     char why[400], msg[700];
+    long wait;
     int rc;
 
     if (!tok || !*tok) {
@@ -977,8 +982,10 @@ static void post_invalid(td_api *api, const td_api_req *req, const char *name, t
      * back when that one ended, and is mostly answered on the HTTP thread
      * from its outcome; one that is not (nothing to answer from) waits a
      * moment here, not the whole wait again on a worker. */
-    rc = h->invalid(h->ud, name, tok, req->settled ? TD_API_SETTLED_REPORT_WAIT_MS : TD_API_REPORT_WAIT_MS, why,
-                    sizeof why);
+    wait = req->settled ? TD_API_SETTLED_REPORT_WAIT_MS : TD_API_REPORT_WAIT_MS;
+    if (req->deadline_ms && req->deadline_ms - td_clock_mono_ms() < wait) /* see freshen_then_get */
+        wait = req->deadline_ms > td_clock_mono_ms() ? (long)(req->deadline_ms - td_clock_mono_ms()) : 0;
+    rc = h->invalid(h->ud, name, tok, wait, why, sizeof why);
     answer_report(api, r, name, tok, rc, why);
 out:
     report_end(api, name); /* td_api_fast marked it */
@@ -1489,7 +1496,7 @@ void td_api_slow(td_api *api, const td_api_req *req, td_api_resp *r)
     r->route = metric_route(k, req->method);
     switch (k) {
     case P_TOKEN:
-        if (is_get(req->method)) freshen_then_get(api, name, r);
+        if (is_get(req->method)) freshen_then_get(api, req, name, r);
         else post_token(api, req, name, r);
         break;
     case P_INVALID: post_invalid(api, req, name, r); break;

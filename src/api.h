@@ -43,6 +43,11 @@ typedef struct td_api_req {
     const char *x_forwarded_for;
     const char *x_real_ip;
     int settled;                /* a parked request back: answer from what is served now */
+    /* td_clock_mono_ms by which the answer must be out, for a front door
+     * whose platform ends a request at a time limit (SCF's execution
+     * timeout): a wait for a refresh then ends in time to answer.  0: no
+     * such limit. */
+    int64_t deadline_ms;
 } td_api_req;
 
 #define TD_API_MAXHDR 8

@@ -14,6 +14,7 @@
  * is renewed even when nobody asks for it.
  */
 #include "api.h"
+#include "clock.h"
 #include "fleet.h"
 #include "cmd.h"
 #include "log.h"
@@ -30,20 +31,26 @@
 typedef struct timer_ctx {
     td_cmd_refresher *rs;
     td_api *api;
+    long http_timeout_ms;       /* the wait when SCF did not state the function's limit */
 } timer_ctx;
 
 /* A Timer event: each token this function refreshes (the default one and
  * TOKENDIST_TOKENS') whose refresh is due is refreshed -- here, or by the
  * fleet's lease holder -- before the answer, which says what happened.
  * SCF freezes the instance right after it: a token left for the
- * background thread would wait for the next event. */
-static int on_timer(void *ud, char **out, char *err, size_t errlen)
+ * background thread would wait for the next event.  SCF also ends the
+ * invocation at the function's execution timeout (3 s by default), and
+ * then nobody learns why: so the waits end at the budget's deadline, and
+ * a renewal still running then is an invocation error that says to raise
+ * the timeout.  The renewal itself goes on, and ends at the next thaw. */
+static int on_timer(void *ud, const td_scf_budget *b, char **out, char *err, size_t errlen)
 {
     timer_ctx *t = ud;
     const td_api_hooks *h = t->rs->fleet ? td_fleet_hooks(t->rs->fleet) : NULL;
-    td_strbuf failed;
-    char why[300], fails[1024];
-    int refreshed = 0, rc = TD_OK;
+    int64_t start = td_clock_mono_ms(), deadline = b->deadline_ms ? b->deadline_ms : start + t->http_timeout_ms;
+    td_strbuf failed, late;
+    char why[300], fails[1024], lates[512];
+    int refreshed = 0, elsewhere = 0, rc = TD_OK;
 
     if (!t->rs->n || !h) {
         snprintf(err, errlen, "定时触发器需要飞书凭证：本函数没有配置 FEISHU_APP_ID/FEISHU_APP_SECRET "
@@ -51,27 +58,56 @@ static int on_timer(void *ud, char **out, char *err, size_t errlen)
         return TD_EINVAL;
     }
     td_strbuf_fixed(&failed, fails, sizeof fails);
+    td_strbuf_fixed(&late, lates, sizeof lates);
     for (size_t i = 0; i < t->rs->n; i++) {
         const char *name = t->rs->tokens[i].name;
         td_snap *s = td_api_snapshot(t->api, name);
-        int64_t exp = s ? s->expire_ts : 0;
+        int64_t exp = s ? s->expire_ts : 0, left;
         int one;
 
         td_snap_release(s);
         if (!t->rs->r[i] || !h->stale(h->ud, name, exp)) continue;
-        if ((one = h->freshen(h->ud, name, 25000, why, sizeof why)) == TD_OK) {
+        left = deadline - td_clock_mono_ms();
+        one = left > 0 ? h->freshen(h->ud, name, (long)left, why, sizeof why) : TD_ETIMEOUT;
+        if (one == TD_OK) {
             refreshed = 1;
             continue;
         }
+        if (one == TD_ECONFLICT) { /* another instance holds the lease: it renews */
+            elsewhere = 1;
+            continue;
+        }
         if (rc == TD_OK) rc = one;
-        td_strbuf_printf(&failed, "%s%s: %s", failed.len ? "；" : "", name, why);
+        if (one == TD_ETIMEOUT) td_strbuf_printf(&late, "%s%s", late.len ? "、" : "", name);
+        else td_strbuf_printf(&failed, "%s%s: %s", failed.len ? "；" : "", name, why);
+    }
+    if (late.len) {
+        td_strbuf msg;
+        double waited = (double)(td_clock_mono_ms() - start) / 1000;
+        /* One fetch may take TOKENDIST_HTTP_TIMEOUT; the rest of a cycle
+         * (the store, the answer) a few seconds more. */
+        long want_s = t->http_timeout_ms / 1000 + 5 > 30 ? t->http_timeout_ms / 1000 + 5 : 30;
+
+        td_strbuf_fixed(&msg, err, errlen);
+        if (b->limit_ms)
+            td_strbuf_printf(&msg, "定时刷新未能在函数的执行超时 (%g 秒) 之内完成：%s 的刷新仍在进行 (等了 %.1f 秒，"
+                             "留出作答的时间，以免 SCF 先结束这次调用)；请把函数的执行超时调大到 %ld 秒以上 "
+                             "(一次取 token 最多等 TOKENDIST_HTTP_TIMEOUT，现为 %ld 秒)，刷新会在实例下次被调用时继续",
+                             (double)b->limit_ms / 1000, lates, waited, want_s, t->http_timeout_ms / 1000);
+        else
+            td_strbuf_printf(&msg, "定时刷新未能在 %.1f 秒 (TOKENDIST_HTTP_TIMEOUT) 之内完成：%s 的刷新仍在进行，"
+                             "会在实例下次被调用时继续；SCF 没有告知函数的执行超时，请确认它在 %ld 秒以上",
+                             waited, lates, want_s);
+        if (failed.len) td_strbuf_printf(&msg, "；另有刷新失败: %s", fails);
+        return rc;
     }
     if (rc != TD_OK) {
         snprintf(err, errlen, "定时刷新失败: %s", fails);
         return rc;
     }
     *out = strdup(refreshed ? "{\"refreshed\": true, \"message\": \"已刷新\"}"
-                            : "{\"refreshed\": false, \"message\": \"未到刷新时间\"}");
+                  : elsewhere ? "{\"refreshed\": false, \"message\": \"刷新租约由其他实例持有，由它按时刷新\"}"
+                              : "{\"refreshed\": false, \"message\": \"未到刷新时间\"}");
     return *out ? TD_OK : TD_ENOMEM;
 }
 
@@ -117,7 +153,7 @@ int td_cmd_scf(int argc, char **argv)
         td_scf_init_error(base, "无法启动 token 刷新 (见日志)");
         goto out;
     }
-    tc = (timer_ctx){.rs = &refresher, .api = api};
+    tc = (timer_ctx){.rs = &refresher, .api = api, .http_timeout_ms = c.http_timeout * 1000};
     td_scf_run(api, base, on_timer, &tc, err, sizeof err); /* returns only when the runtime API is gone */
     td_log("❌ SCF 运行时 API 不可用，退出: %s", err);
 out:

@@ -23,6 +23,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#define RELEASE_WAIT_MS 2000     /* a clean stop waits this long for the leases' release */
+
 int td_cmd_check_front_settings(td_config *c, char *err, size_t errlen)
 {
     td_token_conf *tokens = NULL;
@@ -240,10 +242,14 @@ int td_cmd_serve(int argc, char **argv)
     ex = TD_EXIT_OK;
 out:
     /* Stop in the order clients notice least: refuse new connections now
-     * (they fail over), cut outgoing requests short (a refresh cycle must
-     * not outlast systemd's TimeoutStopSec), let requests in flight finish,
-     * and only then stop the refresher that their /invalid hook calls. */
+     * (they fail over), give the leases back while the store can still be
+     * written (another server takes over within seconds, not at their
+     * expiry), cut outgoing requests short (a refresh cycle must not
+     * outlast systemd's TimeoutStopSec; a store write under way is let
+     * finish, bounded: httpc.h), let requests in flight finish, and only
+     * then stop the refresher that their /invalid hook calls. */
     td_http_quiesce(http);
+    td_fleet_release(refresher.fleet, RELEASE_WAIT_MS);
     td_httpc_abort_all();
     td_http_stop(http);
     td_cmd_refresher_stop(&refresher); /* after HTTP: the API hooks point into it */

@@ -64,6 +64,9 @@ struct td_fleet {
     size_t n;
     td_workq *inbox;            /* forced refreshes other servers asked for */
     int listening;
+    pthread_t releaser;         /* td_fleet_release's thread, joined by td_fleet_free */
+    int releasing;
+    int released;               /* the releaser is done (under lock; signals answered) */
 
     pthread_mutex_t lock;       /* guards the flights */
     pthread_cond_t answered;    /* a flight was acknowledged or answered */
@@ -665,11 +668,21 @@ static int stale(void *fleet, const char *name, int64_t expire_ts)
     td_refresher *r = e ? __atomic_load_n(&e->r, __ATOMIC_ACQUIRE) : NULL;
     int64_t now = td_clock_now();
     long window, slack;
+    int view;
 
     if (!r) return 0;
-    if (td_lease_held(e->lease)) return td_refresher_overdue(r, expire_ts);
+    if ((view = td_lease_view(e->lease)) == TD_LEASE_OURS) return td_refresher_overdue(r, expire_ts);
     if (!f->store->ops->lease) return 0;
     __atomic_store_n(&e->seen_exp, expire_ts, __ATOMIC_RELAXED);
+    /* Nobody knows whose the lease is: a freeze outlived our view of it
+     * (SCF thaws an instance whose last look is half a minute old).
+     * Judged as ours -- our refresher's next round takes the lease first
+     * (kick, may_refresh) -- until the store says otherwise; an ask of
+     * the holder the store names runs meanwhile (kick).  Judged as
+     * another's, a thawed holder alone on a bucket would serve the token
+     * from before the freeze until it ran out. */
+    if (view == TD_LEASE_UNKNOWN)
+        return __atomic_load_n(&e->asking, __ATOMIC_ACQUIRE) || td_refresher_overdue(r, expire_ts);
     if (expire_ts > 0 && expire_ts <= now && now - expire_ts < BRIDGE_S) return 1;
     if (!td_store_has_messages(f->store)) return 0;
     window = td_refresher_window(r), slack = window / 4 < REMOTE_SLACK_S ? window / 4 : REMOTE_SLACK_S;
@@ -720,11 +733,16 @@ static void kick(void *fleet, const char *name)
     td_refresher *r = e ? __atomic_load_n(&e->r, __ATOMIC_ACQUIRE) : NULL;
     ask_job *j;
     int64_t exp;
+    int view;
 
     if (!r) return;
-    if (td_lease_held(e->lease)) {
+    if ((view = td_lease_view(e->lease)) != TD_LEASE_THEIRS) {
+        /* Ours, or to be taken if nobody holds it: the round's
+         * may_refresh asks the store first. */
         td_refresher_kick(r);
-        return;
+        if (view == TD_LEASE_OURS) return;
+        /* Not known (a freeze): should the store name another holder,
+         * it is asked as below; run_ask asks only one that is not us. */
     }
     /* Right after the expiry the holder renews on its own schedule:
      * asking it then would only say it is late when it is not. */
@@ -742,19 +760,39 @@ static void kick(void *fleet, const char *name)
     }
 }
 
-/* td_api_hooks.freshen: run the overdue refresh here, or ask the holder. */
+/* td_api_hooks.freshen: run the overdue refresh here, or ask the holder.
+ * TD_ECONFLICT: another instance holds the lease and the store cannot
+ * carry the ask (no messages); it renews on its own schedule. */
 static int freshen(void *fleet, const char *name, long wait_ms, char *why, size_t whylen)
 {
     td_fleet *f = fleet;
     entry *e = find(f, name);
     td_refresher *r = e ? __atomic_load_n(&e->r, __ATOMIC_ACQUIRE) : NULL;
-    char holder[TD_LEASE_OWNER_MAX];
+    char holder[TD_LEASE_OWNER_MAX], err[256];
+    int view;
 
     if (!r) return TD_ENOTFOUND;
-    if (td_lease_held(e->lease)) return td_refresher_freshen(r, wait_ms, why, whylen);
+    /* Not known since a freeze: the store decides, now (one round trip;
+     * this runs on a worker) -- the lease is ours, or taken, and the
+     * renewal ours to run; only one the store says is another's sends us
+     * on to its holder. */
+    if ((view = td_lease_view(e->lease)) == TD_LEASE_UNKNOWN) {
+        int held = td_lease_hold(e->lease, err, sizeof err);
+        if (held < 0) {
+            snprintf(why, whylen, "无法确认刷新租约: %s", err);
+            return TD_EUNAVAIL;
+        }
+        view = held ? TD_LEASE_OURS : TD_LEASE_THEIRS;
+    }
+    if (view == TD_LEASE_OURS) return td_refresher_freshen(r, wait_ms, why, whylen);
     __atomic_store_n(&e->last_ask_ms, td_clock_mono_ms(), __ATOMIC_RELAXED);
     if (holder_of(f, name, holder, why, whylen) != TD_OK) return TD_EUNAVAIL;
     if (!strcmp(holder, f->me)) return td_refresher_freshen(r, wait_ms, why, whylen);
+    if (!td_store_has_messages(f->store)) {
+        snprintf(why, whylen, "token %s 的刷新租约由实例 %s 持有，由它按时刷新 (存储 %s 不能在实例之间转交请求)", name,
+                 holder, f->store->ops->scheme);
+        return TD_ECONFLICT;
+    }
     td_log("token %s 已进入换发窗口但持有租约的实例 %s 尚未换新：请它立即刷新", name, holder);
     return forward(f, "due", holder, name, "-", wait_ms, why, whylen);
 }
@@ -922,9 +960,44 @@ void td_fleet_stop(td_fleet *f)
     f->inbox = NULL;
 }
 
+static void *release_all(void *ud)
+{
+    td_fleet *f = ud;
+
+    for (size_t i = 0; i < f->n; i++) td_lease_release(f->v[i].lease);
+    pthread_mutex_lock(&f->lock);
+    f->released = 1;
+    pthread_cond_broadcast(&f->answered);
+    pthread_mutex_unlock(&f->lock);
+    return NULL;
+}
+
+void td_fleet_release(td_fleet *f, long wait_ms)
+{
+    int64_t deadline = td_clock_mono_ms() + wait_ms;
+
+    if (!f || !f->n || f->releasing) return;
+    /* On a thread of its own: a store that does not answer holds up the
+     * stop only wait_ms; its request then ends as the others do once
+     * outgoing requests are cut (a lease change's within httpc's grace). */
+    if (pthread_create(&f->releaser, NULL, release_all, f) != 0) {
+        release_all(f);
+        return;
+    }
+    f->releasing = 1;
+    pthread_mutex_lock(&f->lock);
+    while (!f->released && td_clock_mono_ms() < deadline) {
+        struct timespec ts;
+        td_clock_mono_deadline(deadline, &ts);
+        pthread_cond_timedwait(&f->answered, &f->lock, &ts);
+    }
+    pthread_mutex_unlock(&f->lock);
+}
+
 void td_fleet_free(td_fleet *f)
 {
     if (!f) return;
+    if (f->releasing) pthread_join(f->releaser, NULL);
     td_fleet_stop(f);
     for (size_t i = 0; i < f->n; i++) td_lease_free(f->v[i].lease);
     pthread_cond_destroy(&f->answered);

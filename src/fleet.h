@@ -89,6 +89,13 @@ const td_api_hooks *td_fleet_hooks(td_fleet *f);
  * refreshers stop).  Idempotent. */
 void td_fleet_stop(td_fleet *f);
 
+/* A clean stop: gives every lease back now (td_lease_release), waiting
+ * for that at most wait_ms, so that another server takes over at its next
+ * look (3 s) instead of at the leases' expiry (30 s).  Call before
+ * td_httpc_abort_all, which would refuse the store's requests (S3).  A
+ * release still under way then ends by td_fleet_free.  Idempotent. */
+void td_fleet_release(td_fleet *f, long wait_ms);
+
 /* Stops, releases the leases, frees.  The refreshers must be stopped
  * first (their may_refresh uses the leases).  NULL-safe. */
 void td_fleet_free(td_fleet *f);

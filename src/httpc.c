@@ -176,10 +176,35 @@ static size_t on_header(char *p, size_t size, size_t nmemb, void *ud)
     return n;
 }
 
-/* Set once when the process shuts down: every transfer stops. */
+/* Set once when the process shuts down: every transfer stops, those
+ * that finish a write after a grace counted from abort_at (real time:
+ * the stop is). */
 static int aborting;
+static int64_t abort_at;
 
-void td_httpc_abort_all(void) { __atomic_store_n(&aborting, 1, __ATOMIC_RELEASE); }
+static int64_t real_mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+void td_httpc_abort_all(void)
+{
+    __atomic_store_n(&abort_at, real_mono_ms(), __ATOMIC_RELAXED);
+    __atomic_store_n(&aborting, 1, __ATOMIC_RELEASE);
+}
+
+int td_httpc_stopping(void) { return __atomic_load_n(&aborting, __ATOMIC_ACQUIRE); }
+
+/* Whether req must stop (or not be sent) now: shutting down, and not a
+ * write's step within its grace. */
+static int cut_short(const td_httpc_req *req)
+{
+    if (!__atomic_load_n(&aborting, __ATOMIC_ACQUIRE)) return 0;
+    return !req->finish_on_stop ||
+           real_mono_ms() - __atomic_load_n(&abort_at, __ATOMIC_RELAXED) > TD_HTTPC_STOP_GRACE_MS;
+}
 
 int td_httpc_pause(long ms)
 {
@@ -200,8 +225,9 @@ int td_httpc_pause(long ms)
 static int on_progress(void *ud, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal,
                        curl_off_t ulnow)
 {
-    (void)ud, (void)dltotal, (void)dlnow, (void)ultotal, (void)ulnow;
-    return __atomic_load_n(&aborting, __ATOMIC_ACQUIRE);
+    const xfer *x = ud;
+    (void)dltotal, (void)dlnow, (void)ultotal, (void)ulnow;
+    return cut_short(x->req);
 }
 
 /* The URL as td_httpc_do's errors name it. */
@@ -221,7 +247,7 @@ int td_httpc_do(const td_httpc_req *req, td_httpc_resp *resp, char *err, size_t 
     memset(resp, 0, sizeof *resp);
     /* Errors reach logs and answers: never with the URL's credentials. */
     td_httpc_redact_url(req->url, TD_HTTPC_HIDE_QUERY, shown, sizeof shown);
-    if (__atomic_load_n(&aborting, __ATOMIC_ACQUIRE)) {
+    if (cut_short(req)) {
         snprintf(err, errlen, "%s: not sent: shutting down", shown);
         return TD_ECANCELED;
     }
@@ -260,6 +286,7 @@ int td_httpc_do(const td_httpc_req *req, td_httpc_resp *resp, char *err, size_t 
     curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);
     curl_easy_setopt(c, CURLOPT_HEADERDATA, &x);
     curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, on_progress);
+    curl_easy_setopt(c, CURLOPT_XFERINFODATA, &x);
     curl_easy_setopt(c, CURLOPT_NOPROGRESS, 0L);
     curl_easy_setopt(c, CURLOPT_USERAGENT, "tokendist/" TD_VERSION);
     curl_easy_setopt(c, CURLOPT_ACCEPT_ENCODING, "");

@@ -62,6 +62,12 @@ typedef struct td_httpc_req {
      * does (store/s3.c). */
     const char *aws_sigv4;
     const char *username, *password;
+    /* A step of a store write whose other steps may be done already (an
+     * S3 put is an index PUT, then the record's): td_httpc_abort_all lets
+     * it be sent and run for TD_HTTPC_STOP_GRACE_MS more, so that a stop
+     * finishes the write rather than cut it in half.  The caller starts
+     * no new write once td_httpc_stopping says so. */
+    int finish_on_stop;
 } td_httpc_req;
 
 typedef struct td_httpc_resp {
@@ -75,10 +81,16 @@ typedef struct td_httpc_resp {
 int td_httpc_do(const td_httpc_req *req, td_httpc_resp *resp, char *err, size_t errlen);
 
 /* Process shutdown: every transfer in flight stops within about a second
- * and every later one fails at once, with TD_ECANCELED.  One way only:
- * for a process that is about to exit (serve, refresh), never for a
- * library user's process. */
+ * and every later one fails at once, with TD_ECANCELED -- those with
+ * finish_on_stop only TD_HTTPC_STOP_GRACE_MS later.  One way only: for a
+ * process that is about to exit (serve, refresh), never for a library
+ * user's process. */
+#define TD_HTTPC_STOP_GRACE_MS 5000L
 void td_httpc_abort_all(void);
+
+/* 1 once td_httpc_abort_all was called: a write not started yet is not
+ * started. */
+int td_httpc_stopping(void);
 
 /* Waits ms before a request is tried again: TD_OK after the wait, or
  * TD_ECANCELED at once when td_httpc_abort_all was called (also during

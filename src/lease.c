@@ -2,6 +2,7 @@
 #define _GNU_SOURCE
 #include "lease.h"
 #include "clock.h"
+#include "freeze.h"
 #include "log.h"
 #include "tokendist.h"
 
@@ -20,10 +21,14 @@ struct td_lease {
     int64_t ttl_ms;
     int always;                 /* the store has no lease op: always held */
 
+    pthread_mutex_t ask;        /* one round trip at a time: a release is never overtaken
+                                   by a take that was already on its way */
     pthread_mutex_t lock;       /* guards the fields below */
     pthread_cond_t cond;        /* wakes the keeper to stop */
     int64_t held_until;         /* real monotonic ms (real_mono_ms); 0: not held */
+    int64_t seen_ms;            /* td_freeze_mark of the last look the store answered */
     int state;                  /* last outcome logged: 1 ours, 0 another's, <0 error, 2 none */
+    int released;               /* given back for good (td_lease_release) */
     int stop;
     pthread_t keeper;
     int keeper_started;
@@ -69,6 +74,7 @@ int td_lease_new(td_lease **out, td_store *store, const char *name, const char *
     snprintf(l->name, sizeof l->name, "%s", name);
     if (owner) snprintf(l->owner, sizeof l->owner, "%s", owner);
     else td_lease_new_owner(l->owner, sizeof l->owner);
+    pthread_mutex_init(&l->ask, NULL);
     pthread_mutex_init(&l->lock, NULL);
     {
         pthread_condattr_t ca;
@@ -108,19 +114,27 @@ static int64_t real_mono_ms(void)
 
 int td_lease_hold(td_lease *l, char *err, size_t errlen)
 {
-    int64_t t0 = real_mono_ms();
+    int64_t t0 = real_mono_ms(), mark = td_freeze_mark();
     int rc, held;
 
     if (l->always) return 1;
+    pthread_mutex_lock(&l->ask);
+    if (__atomic_load_n(&l->released, __ATOMIC_ACQUIRE)) {
+        pthread_mutex_unlock(&l->ask);
+        return 0;
+    }
     rc = td_store_lease(l->store, l->name, l->owner, l->ttl_ms, TD_LEASE_TAKE, err, errlen);
+    pthread_mutex_unlock(&l->ask);
     pthread_mutex_lock(&l->lock);
     if (rc == TD_OK) {
         /* Redis starts the ttl after t0, so t0 + ttl is on the safe side;
          * the tenth off covers clock-rate differences and the round trip. */
         l->held_until = t0 + l->ttl_ms - l->ttl_ms / 10;
+        l->seen_ms = mark;
         held = 1;
     } else if (rc == TD_ECONFLICT) {
         l->held_until = 0;
+        l->seen_ms = mark;
         held = 0;
     } else {
         held = t0 < l->held_until ? 1 : rc;
@@ -139,6 +153,22 @@ int td_lease_held(td_lease *l)
     held = real_mono_ms() < l->held_until;
     pthread_mutex_unlock(&l->lock);
     return held;
+}
+
+int td_lease_view(td_lease *l)
+{
+    int v;
+
+    if (l->always) return TD_LEASE_OURS;
+    pthread_mutex_lock(&l->lock);
+    if (real_mono_ms() < l->held_until) v = TD_LEASE_OURS;
+    /* Another's at our last look: it stands while the keeper goes on
+     * looking (every ttl/10), that is unless the process was frozen
+     * since -- then the holder may be long gone. */
+    else if (l->state == 0 && !td_freeze_since(l->seen_ms)) v = TD_LEASE_THEIRS;
+    else v = TD_LEASE_UNKNOWN;
+    pthread_mutex_unlock(&l->lock);
+    return v;
 }
 
 static void *keeper_main(void *arg)
@@ -176,13 +206,22 @@ int td_lease_keep(td_lease *l, char *err, size_t errlen)
     return TD_OK;
 }
 
-/* Gives the lease up now (compare-and-delete: never someone else's). */
-static void release(td_lease *l)
+void td_lease_release(td_lease *l)
 {
     char err[256];
-    int held;
+    int held, rc;
 
-    if (l->always) return;
+    if (!l || l->always || __atomic_load_n(&l->released, __ATOMIC_ACQUIRE)) return;
+    if (l->keeper_started) {
+        pthread_mutex_lock(&l->lock);
+        l->stop = 1;
+        pthread_cond_signal(&l->cond);
+        pthread_mutex_unlock(&l->lock);
+        pthread_join(l->keeper, NULL);
+        l->keeper_started = 0;
+    }
+    pthread_mutex_lock(&l->ask); /* after a take under way: it must not undo the drop */
+    __atomic_store_n(&l->released, 1, __ATOMIC_RELEASE);
     pthread_mutex_lock(&l->lock);
     held = l->held_until != 0;
     l->held_until = 0;
@@ -190,25 +229,24 @@ static void release(td_lease *l)
     pthread_mutex_unlock(&l->lock);
     /* Even when our hold looks lapsed the key may still be ours; the
      * compare-and-delete removes it only then. */
-    if (td_store_lease(l->store, l->name, l->owner, l->ttl_ms, TD_LEASE_DROP, err, sizeof err) != TD_OK &&
-        held)
-        td_log("⚠️ 释放租约 %s 失败 (%s)：其他实例将在 %lld ms 内接管", l->name, err,
-               (long long)l->ttl_ms);
+    rc = td_store_lease(l->store, l->name, l->owner, l->ttl_ms, TD_LEASE_DROP, err, sizeof err);
+    pthread_mutex_unlock(&l->ask);
+    if (rc != TD_OK) {
+        if (held)
+            td_log("⚠️ 释放租约 %s 失败 (%s)：其他实例将在 %lld ms 内接管", l->name, err,
+                   (long long)l->ttl_ms);
+    } else if (held) {
+        td_log("已释放租约 %s：其他实例可以立即接管", l->name);
+    }
 }
 
 void td_lease_free(td_lease *l)
 {
     if (!l) return;
-    if (l->keeper_started) {
-        pthread_mutex_lock(&l->lock);
-        l->stop = 1;
-        pthread_cond_signal(&l->cond);
-        pthread_mutex_unlock(&l->lock);
-        pthread_join(l->keeper, NULL);
-    }
-    release(l);
+    td_lease_release(l);
     pthread_cond_destroy(&l->cond);
     pthread_mutex_destroy(&l->lock);
+    pthread_mutex_destroy(&l->ask);
     free(l);
 }
 

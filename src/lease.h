@@ -73,5 +73,24 @@ int td_lease_keep(td_lease *l, char *err, size_t errlen);
  * or a caller), without asking the store; else 0. */
 int td_lease_held(td_lease *l);
 
+/* What the last td_lease_hold said, as far as it still stands, without
+ * asking the store: TD_LEASE_OURS (td_lease_held); TD_LEASE_THEIRS
+ * another instance held it, and the process was not frozen since
+ * (freeze.h: the keeper looks every ttl/10 otherwise); TD_LEASE_UNKNOWN
+ * nobody knows -- no answer yet, the store failed, or a freeze outlived
+ * our hold or the look that found another's (SCF thaws an instance whose
+ * view is half a minute old).  Only the store can say then: the caller
+ * takes the lease (td_lease_hold) before it treats the lease as another's. */
+enum { TD_LEASE_UNKNOWN = -1, TD_LEASE_THEIRS = 0, TD_LEASE_OURS = 1 };
+int td_lease_view(td_lease *l);
+
+/* Stops the keeper and gives the lease back now, when held, so that
+ * another instance takes over at its next look rather than at the
+ * expiry; from then on td_lease_hold says 0 without asking, so that a
+ * refresher still running does not take it again.  For a clean stop,
+ * while the store can still be written (before td_httpc_abort_all).
+ * Idempotent; td_lease_free then has nothing left to give back. */
+void td_lease_release(td_lease *l);
+
 
 #endif

@@ -3,6 +3,7 @@
 #include "api.h"
 #include "lease.h"
 #include "clock.h"
+#include "freeze.h"
 #include "log.h"
 #include "metrics.h"
 #include "record.h"
@@ -32,7 +33,6 @@
 /* How often a server that does not hold the lease looks again: a tenth of
  * the lease time, so a dead holder is replaced within the lease time. */
 #define LEASE_RETRY_MS (TD_LEASE_TTL_MS / 10)
-#define ON_TIME_MS 2000L        /* a cycle that starts this late was held up (frozen thread) */
 
 struct td_refresher {
     td_refresher_opts o;
@@ -840,7 +840,9 @@ static void *loop(void *ud)
         }
         if (r->stop) break;
         forced = r->force;
-        __atomic_store_n(&r->late, r->run_now || td_clock_mono_ms() - due > ON_TIME_MS, __ATOMIC_RELAXED);
+        /* Late: the process was frozen past the due time (SCF between
+         * invocations), so readers wait for this cycle (td_refresher_overdue). */
+        __atomic_store_n(&r->late, r->run_now || td_freeze_since(due), __ATOMIC_RELAXED);
         r->force = r->run_now = 0;
         __atomic_store_n(&r->cycling, 1, __ATOMIC_RELEASE);
         pthread_mutex_unlock(&r->lock);

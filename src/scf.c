@@ -1,12 +1,14 @@
 /* scf -- see scf.h. */
 #define _GNU_SOURCE
 #include "scf.h"
+#include "clock.h"
 #include "httpc.h"
 #include "log.h"
 #include "peer.h"
 #include "record.h"
 #include "tokendist.h"
 
+#include <errno.h>
 #include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -252,14 +254,15 @@ out:
     return text;
 }
 
-int td_scf_handle(td_api *api, const char *event, size_t len, char **out, size_t *outlen,
-                  char *err, size_t errlen)
+int td_scf_handle(td_api *api, const char *event, size_t len, int64_t deadline_ms, char **out,
+                  size_t *outlen, char *err, size_t errlen)
 {
     td_scf_req r;
     td_api_resp resp;
     int rc;
 
     if ((rc = td_scf_parse_event(event, len, &r, err, errlen)) != TD_OK) return rc;
+    r.req.deadline_ms = deadline_ms;
     td_api_handle(api, &r.req, &resp);
     *out = td_scf_response(&resp, r.head, outlen);
     td_api_resp_clear(&resp);
@@ -272,6 +275,25 @@ int td_scf_handle(td_api *api, const char *event, size_t len, char **out, size_t
 }
 
 /* --- the runtime API --------------------------------------------------- */
+
+/* The margin left to post the answer: a tenth of the limit, at least half
+ * a second (the answer is one local POST, but the instance may be slow
+ * to get the CPU back) and at most two. */
+td_scf_budget td_scf_budget_of(int64_t mono_ms, const char *limit)
+{
+    td_scf_budget b = {0, 0};
+    char *end;
+    long ms, margin;
+
+    if (!limit) return b;
+    errno = 0;
+    ms = strtol(limit, &end, 10);
+    if (errno || end == limit || *end || ms <= 0 || ms > 24L * 3600 * 1000) return b;
+    margin = ms / 10 < 500 ? 500 : ms / 10 > 2000 ? 2000 : ms / 10;
+    b.limit_ms = ms;
+    b.deadline_ms = mono_ms + (ms > 2 * margin ? ms - margin : ms / 2);
+    return b;
+}
 
 static int rt_post(const char *base, const char *path, const char *body, size_t len, char *err,
                    size_t errlen)
@@ -312,7 +334,7 @@ int td_scf_is_timer(const char *json, size_t len)
 
 int td_scf_run(td_api *api, const char *base, td_scf_timer_cb timer, void *ud, char *err, size_t errlen)
 {
-    char url[512], herr[512];
+    char url[512], herr[1536];
     int failures = 0, rc;
 
     /* Ready with a body of one space, as Tencent's own sample does
@@ -330,6 +352,7 @@ int td_scf_run(td_api *api, const char *base, td_scf_timer_cb timer, void *ud, c
         /* A long poll: SCF answers when an event comes, however late. */
         td_httpc_req q = {.url = url, .timeout_ms = -1, .max_body = TD_SCF_EVENT_MAX};
         td_httpc_resp r;
+        td_scf_budget budget;
         char *out = NULL;
         size_t outlen = 0;
 
@@ -352,16 +375,21 @@ int td_scf_run(td_api *api, const char *base, td_scf_timer_cb timer, void *ud, c
             continue;
         }
         failures = 0;
+        {
+            char limit[32];
+            budget = td_scf_budget_of(td_clock_mono_ms(), td_httpc_header(&r, "time_limit_in_ms", limit, sizeof limit));
+        }
         if (td_scf_is_timer(r.body ? r.body : "", r.body_len)) {
             if (!timer) {
                 snprintf(herr, sizeof herr, "定时触发器需要飞书凭证：本函数没有配置 FEISHU_APP_ID/FEISHU_APP_SECRET，"
                                             "无法刷新 token");
                 rc = TD_EINVAL;
-            } else if ((rc = timer(ud, &out, herr, sizeof herr)) == TD_OK) {
+            } else if ((rc = timer(ud, &budget, &out, herr, sizeof herr)) == TD_OK) {
                 outlen = strlen(out);
             }
         } else {
-            rc = td_scf_handle(api, r.body ? r.body : "", r.body_len, &out, &outlen, herr, sizeof herr);
+            rc = td_scf_handle(api, r.body ? r.body : "", r.body_len, budget.deadline_ms, &out, &outlen, herr,
+                               sizeof herr);
         }
         td_httpc_resp_clear(&r);
         if (rc == TD_OK) {

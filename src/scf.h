@@ -18,6 +18,18 @@
  *   POST /runtime/invocation/response   the integrated response
  *   POST /runtime/invocation/error      an event we cannot handle
  *   POST /runtime/init/error            start-up failed
+ *
+ * /next states the function's execution timeout in its header
+ * time_limit_in_ms (beside request_id and memory_limit_in_mb: the Custom
+ * Runtime API, https://cloud.tencent.com/document/product/583/47274, as
+ * the tencent_scf crate reads it, Context in
+ * https://docs.rs/tencent_scf/latest/src/tencent_scf/lib.rs.html; the
+ * built-in runtimes hand the same value to a handler as
+ * context.time_limit_in_ms, "函数执行超时时间",
+ * https://cloud.tencent.com/document/product/583/9210).  SCF ends an
+ * invocation at that limit -- 3 s unless the function is configured
+ * otherwise -- so every wait inside one (a refresh the timer or a GET
+ * waits for) ends early enough to answer.
  */
 #ifndef TD_SCF_H
 #define TD_SCF_H
@@ -26,6 +38,7 @@
 
 #include <jansson.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #define TD_SCF_EVENT_MAX (6u << 20)     /* SCF's own limit on a request */
 
@@ -53,10 +66,25 @@ void td_scf_req_clear(td_scf_req *r);   /* NULL-safe, idempotent */
  * head: send no body. */
 char *td_scf_response(const td_api_resp *resp, int head, size_t *len);
 
+/* How long an invocation may take.  deadline_ms: td_clock_mono_ms by
+ * which its answer should be posted -- the function's time limit from
+ * when the event arrived, less a margin to post the answer -- or 0 when
+ * /next did not state the limit; limit_ms: the limit as stated (0:
+ * unknown), for messages. */
+typedef struct td_scf_budget {
+    int64_t deadline_ms;
+    long limit_ms;
+} td_scf_budget;
+
+/* The budget of an invocation whose event arrived at mono_ms with the
+ * time_limit_in_ms header value limit (NULL or not a number: unknown). */
+td_scf_budget td_scf_budget_of(int64_t mono_ms, const char *limit);
+
 /* Answers one event: TD_OK with the integrated response in *out (caller
- * frees), or the td_scf_parse_event failure with err. */
-int td_scf_handle(td_api *api, const char *event, size_t len, char **out, size_t *outlen,
-                  char *err, size_t errlen);
+ * frees), or the td_scf_parse_event failure with err.  deadline_ms: the
+ * budget's, 0 for none. */
+int td_scf_handle(td_api *api, const char *event, size_t len, int64_t deadline_ms, char **out,
+                  size_t *outlen, char *err, size_t errlen);
 
 /* Reports a failed start to POST /runtime/init/error (best effort). */
 void td_scf_init_error(const char *base_url, const char *msg);
@@ -65,10 +93,10 @@ void td_scf_init_error(const char *base_url, const char *msg);
  * {"Type": "Timer", "TriggerName": …, "Time": …, "Message": …}. */
 int td_scf_is_timer(const char *json, size_t len);
 
-/* What a Timer event does (cmd_scf.c: one refresh cycle when one is due):
- * TD_OK with *out a JSON text for the invocation's answer (caller frees),
- * or a failure with err saying why (an invocation error). */
-typedef int (*td_scf_timer_cb)(void *ud, char **out, char *err, size_t errlen);
+/* What a Timer event does (cmd_scf.c: one refresh cycle when one is due),
+ * within budget b: TD_OK with *out a JSON text for the invocation's answer
+ * (caller frees), or a failure with err saying why (an invocation error). */
+typedef int (*td_scf_timer_cb)(void *ud, const td_scf_budget *b, char **out, char *err, size_t errlen);
 
 /* Reports ready, then answers events until the runtime API is gone (it
  * failed to answer for a while).  base_url: "http://HOST:PORT".  Timer

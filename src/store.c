@@ -29,13 +29,28 @@ static const td_store_ops *const backends[] = {
 
 #define TD_STORE_KINDS "sqlite:PATH、memory:、redis://HOST:PORT/DB 或 s3://BUCKET/PREFIX"
 
+/* How each kind of TD_STORE_KINDS is written, for a kind named without
+ * its colon. */
+static const struct { const char *kind, *form; } forms[] = {
+    {"sqlite", "sqlite:PATH"}, {"memory", "memory:"}, {"redis", "redis://HOST:PORT/DB"}, {"s3", "s3://BUCKET/PREFIX"},
+};
+
 /* The backend of url's scheme, or NULL with err saying what to write. */
 static const td_store_ops *backend(const char *url, char *err, size_t errlen)
 {
     const char *colon = url ? strchr(url, ':') : NULL;
 
     if (!colon) {
-        /* The commonest slip is a bare file name, meant for SQLite. */
+        /* A kind without its colon ("--store memory", as issue #11 and
+         * people write it) means that kind: a SQLite file of that name
+         * is the last thing they want.  Any other bare word is a file
+         * name, meant for SQLite. */
+        for (size_t i = 0; url && i < sizeof forms / sizeof *forms; i++)
+            if (!strcmp(url, forms[i].kind)) {
+                snprintf(err, errlen, "没有写明存储类型 (类型后面要加冒号): 要用 %s 存储请写 %s；可用的有 " TD_STORE_KINDS,
+                         forms[i].kind, forms[i].form);
+                return NULL;
+            }
         snprintf(err, errlen, "没有写明存储类型: 要用 SQLite 文件请写 sqlite:%.200s；可用的有 " TD_STORE_KINDS,
                  url ? url : "");
         return NULL;

@@ -68,6 +68,7 @@
 #include "store.h"
 #include "store/s3.h"
 #include "clock.h"
+#include "freeze.h"
 #include "httpc.h"
 #include "lease.h"
 #include "log.h"
@@ -89,6 +90,7 @@
 
 #define CONNECT_MS 2000
 #define REQUEST_MS 5000
+#define READBACK_MS 2500        /* the read after a PUT whose answer never came: the client waits */
 #define TRIES 5                 /* compare-and-swap rounds before "contended, try later" */
 #define JSON_MAX (1u << 20)     /* a record: the API's largest body */
 #define INDEX_MAX (256u << 10)
@@ -493,19 +495,25 @@ static int auth_error(s3_store *q, long status, const char *code, const char *ms
     return TD_EAUTH;
 }
 
+/* Set while this thread runs a put or a lease change: its requests are
+ * let finish by a stop (httpc.h, finish_on_stop), so that the write is
+ * done whole or, started after the stop, not at all (s3_put). */
+static __thread int writing;
+
 /* One signed request on object rel.  extra: more header lines (NULL
  * ended).  Answers a caller handles itself -- 2xx, 304, 404 NoSuchKey,
  * 409 and 412 -- are TD_OK with r filled; anything else is an error with
  * err saying what happened and, where it can, what to fix:
  * TD_EUNAVAIL (unreachable, 5xx, throttled), TD_EAUTH (refused), TD_EIO. */
-static int s3_call(s3_store *q, const char *method, const char *rel, const char *body, size_t len,
-                   const char *const *extra, size_t max_body, s3_resp *r, char *err, size_t errlen)
+static int s3_call_t(s3_store *q, long timeout_ms, const char *method, const char *rel, const char *body,
+                     size_t len, const char *const *extra, size_t max_body, s3_resp *r, char *err, size_t errlen)
 {
     char url[URL_MAX], sha[65], sha_hdr[100], sub[512], msg[200];
     const char *hdrs[12];
     size_t nh = 0;
     td_httpc_req req = {0};
     td_httpc_resp resp;
+    int64_t mark;
     int rc;
 
     memset(r, 0, sizeof *r);
@@ -525,14 +533,24 @@ static int s3_call(s3_store *q, const char *method, const char *rel, const char 
     req.body = body;
     req.body_len = len;
     req.headers = hdrs;
-    req.timeout_ms = REQUEST_MS;
+    req.timeout_ms = timeout_ms;
     req.connect_timeout_ms = CONNECT_MS;
     req.max_body = max_body;
     req.aws_sigv4 = q->sigv4;
     req.username = q->key_id;
     req.password = q->secret;
     req.pool = q->pool;
+    req.finish_on_stop = writing;
+    mark = td_freeze_mark();
     rc = td_httpc_do(&req, &resp, sub, sizeof sub);
+    /* The process was frozen while the request was out (SCF between
+     * invocations): libcurl counted the frozen time against its timeout
+     * and gave up on an answer that may well be waiting.  That is no
+     * outage of the service: asked again, once, at once.  A write sent
+     * twice is safe -- conditional, it finds its own first copy (412) and
+     * the caller reads again. */
+    if ((rc == TD_ETIMEOUT || rc == TD_EHTTP) && td_freeze_since(mark))
+        rc = td_httpc_do(&req, &resp, sub, sizeof sub);
     if (rc != TD_OK) {
         if (rc == TD_ETOOBIG) {
             snprintf(err, errlen, "S3 对象 %s/%s 大于 %zu 字节 (不是 tokendist 写入的?)", q->u.bucket, rel, max_body);
@@ -577,6 +595,12 @@ static int s3_call(s3_store *q, const char *method, const char *rel, const char 
     note_health(q, rc, err);
     resp_clear(r);
     return rc;
+}
+
+static int s3_call(s3_store *q, const char *method, const char *rel, const char *body, size_t len,
+                   const char *const *extra, size_t max_body, s3_resp *r, char *err, size_t errlen)
+{
+    return s3_call_t(q, REQUEST_MS, method, rel, body, len, extra, max_body, r, err, errlen);
 }
 
 /* Whether a conditional write lost: another writer came between our read
@@ -1120,6 +1144,14 @@ static void history_add(s3_store *q, const td_store_entry *e)
             json_decref(arr);
             arr = json_array();
         }
+        /* Already at the head: our PUT landed and its answer was lost
+         * (sent again after a freeze, the second copy was refused). */
+        if (rec && json_equal(json_array_get(arr, 0), rec)) {
+            json_decref(rec);
+            json_decref(arr);
+            resp_clear(&r);
+            return;
+        }
         if (rec) json_array_insert_new(arr, 0, rec);
         while (json_array_size(arr) > q->history_max) json_array_remove(arr, json_array_size(arr) - 1);
         while ((body = json_dumps(arr, JSON_COMPACT)) && strlen(body) > HISTORY_BYTES_MAX &&
@@ -1146,6 +1178,42 @@ static void history_add(s3_store *q, const td_store_entry *e)
     td_log("⚠️ S3 存储 %s: %s 的记录已存储，但历史 %s 未能更新: %s", q->base, e->name, rel, err);
 }
 
+/* After a PUT of e whose answer never came (a timeout, a connection cut,
+ * a 5xx): whether it was applied all the same.  S3 and COS apply a PUT
+ * they received whatever becomes of its answer, so a POST answered 503
+ * may have stored its record -- and the client would be told otherwise.
+ * One read, conditional on the ETag the PUT was written against (a 304:
+ * nothing landed), tells: 1 the record stored now is e (cached as ours),
+ * 0 it is not, or not yet (a PUT still on its way lands later; a retry of
+ * the same record is then 200 either way), <0 the service could not say.
+ * Short: the client is waiting. */
+static int put_landed(s3_store *q, const td_store_entry *e, const char *rel, const char *before,
+                      char *err, size_t errlen)
+{
+    char inm[TAG_MAX + 20];
+    const char *hdr[2] = {NULL, NULL};
+    s3_resp r;
+    cached *c;
+    int rc, landed;
+
+    if (*before) {
+        snprintf(inm, sizeof inm, "If-None-Match: %s", before);
+        hdr[0] = inm;
+    }
+    if ((rc = s3_call_t(q, READBACK_MS, "GET", rel, NULL, 0, hdr, JSON_MAX, &r, err, errlen)) != TD_OK) return rc;
+    landed = r.status == 200 && r.len == e->json_len && !memcmp(r.body, e->json, r.len);
+    if (landed) {
+        pthread_mutex_lock(&q->lock);
+        if (*r.etag && cache_put(q, e, r.etag) == TD_OK && (c = cache_find(q, e->name)))
+            snprintf(c->told, sizeof c->told, "%s", c->etag);
+        else
+            cache_drop(q, e->name);
+        pthread_mutex_unlock(&q->lock);
+    }
+    resp_clear(&r);
+    return landed;
+}
+
 static int s3_put(td_store *s, const td_store_entry *e, char *err, size_t errlen)
 {
     s3_store *q = s->impl;
@@ -1158,6 +1226,14 @@ static int s3_put(td_store *s, const td_store_entry *e, char *err, size_t errlen
     }
     rel_of(rel, sizeof rel, "tokens", e->name);
     pthread_mutex_lock(&q->wlock);
+    /* A put is several requests: one a stop catches under way finishes
+     * (writing), one that would start after the stop does not start. */
+    if (td_httpc_stopping()) {
+        snprintf(err, errlen, "S3 存储 %s: 正在停止，未写入", q->base);
+        rc = TD_ECANCELED;
+        goto out;
+    }
+    writing = 1;
     /* The index first: a name without its record is skipped by readers, a
      * record without its name would never be seen. */
     if ((rc = index_add(q, e->name, err, errlen)) != TD_OK) goto out;
@@ -1189,8 +1265,18 @@ static int s3_put(td_store *s, const td_store_entry *e, char *err, size_t errlen
         }
         /* An unreadable object (another tool's) is replaced, like a missing one. */
         td_store_entry_clear(&cur);
-        cond_headers(q, rc == TD_OK ? etag : NULL, cbuf, cond);
-        if ((rc = s3_call(q, "PUT", rel, e->json, e->json_len, cond, 4096, &r, err, errlen)) != TD_OK) goto out;
+        if (rc != TD_OK) etag[0] = '\0';
+        cond_headers(q, etag, cbuf, cond);
+        if ((rc = s3_call(q, "PUT", rel, e->json, e->json_len, cond, 4096, &r, err, errlen)) == TD_EUNAVAIL) {
+            char sub[300], first[600];
+            int landed = put_landed(q, e, rel, etag, sub, sizeof sub);
+            if (landed == 1) break; /* applied, its answer lost: stored */
+            snprintf(first, sizeof first, "%s", err);
+            snprintf(err, errlen, "%s；%s：它可能稍后仍会生效，重发同一条记录是安全的 (已存储时得到 200)", first,
+                     landed == 0 ? "写入的应答没有收到，读回时存储里还不是这条记录" : "写入的应答没有收到，也无法读回确认");
+            goto out;
+        }
+        if (rc != TD_OK) goto out;
         if (!lost_race(&r)) {
             pthread_mutex_lock(&q->lock);
             /* The API serves e now.  Not an error if caching fails: the
@@ -1209,6 +1295,7 @@ static int s3_put(td_store *s, const td_store_entry *e, char *err, size_t errlen
     history_add(q, e);
     rc = TD_OK;
 out:
+    writing = 0;
     pthread_mutex_unlock(&q->wlock);
     return rc;
 }
@@ -1466,8 +1553,8 @@ static int lease_read(s3_store *q, const char *rel, char *owner, size_t ownerlen
  * the Date it read plus ttl, a rival compares it with the Date it reads.
  * Date has whole seconds, which only makes a lease look held longer, and
  * lease.c counts a hold for 0.9 ttl from before the request. */
-static int s3_lease(td_store *s, const char *name, const char *owner, int64_t ttl_ms, int op, char *err,
-                    size_t errlen)
+static int lease_change(td_store *s, const char *name, const char *owner, int64_t ttl_ms, int op, char *err,
+                        size_t errlen)
 {
     s3_store *q = s->impl;
     char rel[200], cur[TD_LEASE_OWNER_MAX], etag[TAG_MAX], cbuf[TAG_MAX + 16], *body;
@@ -1501,6 +1588,19 @@ static int s3_lease(td_store *s, const char *name, const char *owner, int64_t tt
         /* someone wrote between: read again (a rival holds it now, mostly) */
     }
     return op == TD_LEASE_DROP ? TD_OK : TD_ECONFLICT;
+}
+
+/* A lease change is a write: a release that a stop overtakes still goes
+ * out (writing). */
+static int s3_lease(td_store *s, const char *name, const char *owner, int64_t ttl_ms, int op, char *err,
+                    size_t errlen)
+{
+    int rc;
+
+    writing = 1;
+    rc = lease_change(s, name, owner, ttl_ms, op, err, errlen);
+    writing = 0;
+    return rc;
 }
 
 static int s3_lease_owner(td_store *s, const char *name, char *owner, size_t len, char *err, size_t errlen)

@@ -32,10 +32,20 @@ So the double refuses an empty ready (400) and does not mark the runtime
 ready: a runtime that sends one waits for its first event forever, as it may
 on SCF.  ``empty_ready`` counts such refused POSTs.
 
+``time_limit_in_ms`` is the function's execution timeout (SCF's default is
+3 s; the console sets 1-900 s).  SCF ends an invocation that outlives it; the
+double does so too when ``enforce_time_limit`` is on: the invocation then
+fails with ``TIMED_OUT`` (as the caller sees it: SCF's "Invoking task timed
+out"), counted from when ``/next`` handed the event out, and whatever the
+runtime posts for it later is refused (400, nothing in flight).  Off by
+default, so that a test on a loaded machine is not cut at 3 s by accident;
+each finished invocation records ``elapsed_ms`` either way.
+
 Process mode: ``POST /_invoke?timeout=S`` with the event as body blocks until
 the runtime answers and returns ``{"request_id", "response"}`` or
 ``{"request_id", "error"}`` (504 on timeout).  Control keys, besides the
-common ones: ``{"memory_limit_mb": N, "time_limit_ms": N}``.
+common ones: ``{"memory_limit_mb": N, "time_limit_ms": N,
+"enforce_time_limit": BOOL}``.
 
 Event builders: ``apigw_event`` follows the "API Gateway trigger integration
 request" structure of Tencent's trigger-event summary; ``function_url_event``
@@ -49,9 +59,12 @@ import base64
 import collections
 import json
 import threading
+import time
 import uuid
 
 from common import JSON_TYPE, DoubleServer, Response, json_response, main
+
+TIMED_OUT = "Invoking task timed out (the function's execution timeout ended the invocation)"
 
 RUNTIME_PATHS = ("/runtime/init/ready", "/runtime/init/error",
                  "/runtime/invocation/next", "/runtime/invocation/response",
@@ -72,6 +85,8 @@ class _Invocation:
         self.event_bytes = event_bytes
         self.done = threading.Event()
         self.response = self.error = None
+        self.started = None          # monotonic, when /next handed it out
+        self.timer = None
 
 
 class ScfRuntimeDouble(DoubleServer):
@@ -89,6 +104,7 @@ class ScfRuntimeDouble(DoubleServer):
         self.in_flight = None
         self.invocations = []        # finished: {"request_id", "event", "response"|"error"}
         self.memory_limit_mb, self.time_limit_ms = 128, 3000
+        self.enforce_time_limit = False
 
     # -- Python-side API ---------------------------------------------------
     def runtime_env(self):
@@ -128,6 +144,8 @@ class ScfRuntimeDouble(DoubleServer):
 
     def _abandon(self, inv):
         with self.cond:
+            if inv.timer:
+                inv.timer.cancel()
             if inv in self.pending:
                 self.pending.remove(inv)
             if self.in_flight is inv:
@@ -145,6 +163,8 @@ class ScfRuntimeDouble(DoubleServer):
             self.memory_limit_mb = int(cfg.pop("memory_limit_mb"))
         if "time_limit_ms" in cfg:
             self.time_limit_ms = int(cfg.pop("time_limit_ms"))
+        if "enforce_time_limit" in cfg:
+            self.enforce_time_limit = bool(cfg.pop("enforce_time_limit"))
         return {}
 
     # -- the runtime API -----------------------------------------------------
@@ -171,17 +191,30 @@ class ScfRuntimeDouble(DoubleServer):
             inv = self.in_flight
             if inv is None:
                 return json_response({"error": "no invocation in flight"}, 400)
-            if req.path.endswith("/response"):
-                inv.response = text
-            else:
-                inv.error = text
-            self.in_flight = None
-            self.invocations.append({"request_id": inv.request_id,
-                                     "event": _maybe_json(inv.event_bytes.decode("utf-8", "replace")),
-                                     ("response" if inv.error is None else "error"): text})
-            inv.done.set()
-            self.cond.notify_all()
+            self._finish(inv, text, req.path.endswith("/error"))
         return Response(200, b"", content_type=None)
+
+    def _finish(self, inv, text, is_error):
+        """Ends the invocation in flight (lock held)."""
+        if inv.timer:
+            inv.timer.cancel()
+        if is_error:
+            inv.error = text
+        else:
+            inv.response = text
+        self.in_flight = None
+        elapsed = int((time.monotonic() - inv.started) * 1000) if inv.started else None
+        self.invocations.append({"request_id": inv.request_id,
+                                 "event": _maybe_json(inv.event_bytes.decode("utf-8", "replace")),
+                                 ("error" if is_error else "response"): text,
+                                 "elapsed_ms": elapsed, "timed_out": text == TIMED_OUT})
+        inv.done.set()
+        self.cond.notify_all()
+
+    def _time_out(self, inv):
+        with self.cond:
+            if self.in_flight is inv:
+                self._finish(inv, TIMED_OUT, True)
 
     def _next(self):
         with self.cond:
@@ -192,6 +225,12 @@ class ScfRuntimeDouble(DoubleServer):
             if self.in_flight is None:
                 self.in_flight = self.pending.popleft()
             inv = self.in_flight
+            if inv.started is None:
+                inv.started = time.monotonic()
+                if self.enforce_time_limit:
+                    inv.timer = threading.Timer(self.time_limit_ms / 1000.0, self._time_out, (inv,))
+                    inv.timer.daemon = True
+                    inv.timer.start()
         headers = [("request_id", inv.request_id),
                    ("memory_limit_in_mb", str(self.memory_limit_mb)),
                    ("time_limit_in_ms", str(self.time_limit_ms))]

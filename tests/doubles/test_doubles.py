@@ -657,6 +657,31 @@ class ScfRuntimeTest(unittest.TestCase):
         self.assertEqual(call("POST", self.d.url + "/runtime/init/ready", b" ")[0], 200)
         self.assertTrue(self.d.wait_ready(1))
 
+    def test_time_limit_ends_an_invocation_when_enforced(self):
+        """Like SCF at the function's execution timeout: the invocation
+        fails, and the runtime's late answer finds nothing in flight."""
+        self.d.control({"time_limit_ms": 300, "enforce_time_limit": True})
+        results = []
+        worker = threading.Thread(target=lambda: self.assertRaises(InvocationError, self.d.invoke, {"k": 1}, 5))
+        worker.start()
+        first = call("GET", self.d.url + "/runtime/invocation/next")
+        self.assertEqual(first[1]["time_limit_in_ms"], "300")
+        worker.join(5)
+        self.assertFalse(worker.is_alive())
+        self.assertEqual(call("POST", self.d.url + "/runtime/invocation/response", b"late")[0], 400)
+        inv = self.d.state()["invocations"][-1]
+        self.assertEqual((inv["error"], inv["timed_out"]), (scf_runtime.TIMED_OUT, True))
+        self.assertGreaterEqual(inv["elapsed_ms"], 300)
+        # Not enforced (the default): an answer after the limit still counts.
+        self.d.control({"enforce_time_limit": False})
+        worker = threading.Thread(target=lambda: results.append(self.d.invoke({"k": 2}, 5)))
+        worker.start()
+        call("GET", self.d.url + "/runtime/invocation/next")
+        time.sleep(0.4)
+        self.assertEqual(call("POST", self.d.url + "/runtime/invocation/response", b"ok")[0], 200)
+        worker.join(5)
+        self.assertEqual(results, ["ok"])
+
     def test_invoke_timeout(self):
         with self.assertRaises(TimeoutError):
             self.d.invoke({"k": 1}, timeout=0.2)

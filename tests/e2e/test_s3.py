@@ -11,13 +11,18 @@ instances with Feishu credentials fetches (the lease), and the other takes
 over when the holder dies; a record another tool wrote is reported, not
 fatal; /invalid on S3 is answered by the lease holder's refresher, and
 elsewhere with a 503 that says why."""
+import http.client
 import json
+import os
+import signal
 import threading
 import time
 import unittest
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from feishu_env import PUSH_KEY as FEISHU_PUSH, FeishuEnv
-from harness import TestCase, make_record, run_cli
+from harness import ROOT, TestCase, make_record, run_cli
+from redisd import SharedRedis
 from s3d import BUCKET, KEY_ID, S3Service
 
 PUSH = "pk-s3-7d1e2f3a4b5c6d7e8f"
@@ -206,6 +211,224 @@ class OutageTest(S3TestCase):
         self.wait_for(lambda: self.serves(b, tok(5)), timeout=15, what="b catching up")
 
 
+class SlowS3Proxy:
+    """Between serve and s3d, a service that is slow to write: every
+    request goes on as it came (Host too: the signature covers it), except
+    the next PUT of one object, whose answer is held back after s3d applied
+    it (`ack`: the PUT landed, its 200 comes after our 5 s request timeout)
+    or which is itself held back before it reaches s3d (`land`: the PUT
+    lands after the timeout), or the next request of a method on an object
+    whose answer waits for the test (`gate`: until `opened` is set).
+    Never logs: requests carry signatures, bodies tokens."""
+
+    DROP = ("connection", "content-length", "transfer-encoding", "expect", "keep-alive")
+
+    def __init__(self, upstream_port):
+        self.upstream = upstream_port
+        self.lock = threading.Lock()
+        self.rule = None                    # (path suffix, "ack" | "land" | "gate", seconds, method)
+        self.landed = threading.Event()     # the held request reached s3d
+        self.opened = threading.Event()     # a gated answer may go
+        self.served = 0                     # requests answered
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *a):
+                pass
+
+            def _any(self):
+                n = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(n) if n else b""
+                with proxy.lock:
+                    rule = None
+                    if proxy.rule and self.command == proxy.rule[3] and self.path.endswith(proxy.rule[0]):
+                        rule, proxy.rule = proxy.rule, None
+                if rule and rule[1] == "land":
+                    time.sleep(rule[2])
+                conn = http.client.HTTPConnection("127.0.0.1", proxy.upstream, timeout=60)
+                hdrs = {k: v for k, v in self.headers.items() if k.lower() not in SlowS3Proxy.DROP}
+                conn.request(self.command, self.path, body=body if self.command in ("PUT", "POST") else None,
+                             headers=hdrs)
+                r = conn.getresponse()
+                out = r.read()
+                conn.close()
+                if rule:
+                    proxy.landed.set()
+                    if rule[1] == "ack":
+                        time.sleep(rule[2])
+                    elif rule[1] == "gate":
+                        proxy.opened.wait(60)
+                try:
+                    self.send_response_only(r.status)
+                    for k, v in r.getheaders():
+                        if k.lower() not in SlowS3Proxy.DROP:
+                            self.send_header(k, v)
+                    self.send_header("Content-Length", str(len(out)))
+                    self.end_headers()
+                    if self.command != "HEAD":
+                        self.wfile.write(out)
+                except OSError:     # tokendist gave up on it and closed
+                    self.close_connection = True
+                with proxy.lock:
+                    proxy.served += 1
+
+            do_GET = do_PUT = do_HEAD = do_POST = do_DELETE = _any
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.httpd.handle_error = lambda *a: None   # tokendist stopped and closed its connections
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def hold(self, suffix, how, seconds=None, method="PUT"):
+        with self.lock:
+            self.rule = (suffix, how, seconds, method)
+            self.landed.clear()
+            self.opened.clear()
+
+    def answered(self):
+        with self.lock:
+            return self.served
+
+    def stop(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+    @property
+    def port(self):
+        return self.httpd.server_address[1]
+
+
+class SlowServiceTest(S3TestCase):
+    """A PUT that times out on our side (5 s) may still be applied: the
+    POST must tell the client the truth, and the client's retry of the same
+    record must be 200."""
+
+    def serve_through(self):
+        proxy = SlowS3Proxy(self.s3.port)
+        self.addCleanup(proxy.stop)
+        store = "s3://%s/%s?endpoint=http://127.0.0.1:%d&path_style=1" % (BUCKET, PREFIX, proxy.port)
+        srv = self.server(["--push-key", PUSH], store=store, env=self.s3.env()).start()
+        self.secrets += [tok(31), tok(32)]
+        base = int(time.time())
+        self.assertEqual(srv.post("/release/get-token", make_record(tok(31), generated=base), key=PUSH).status, 200)
+        return proxy, srv, make_record(tok(32), generated=base + 1)
+
+    def test_a_put_acknowledged_after_the_timeout_is_answered_200(self):
+        proxy, srv, rec = self.serve_through()
+        proxy.hold("/tokens/default.json", "ack", 8)
+        r = srv.post("/release/get-token", rec, key=PUSH, timeout=60)
+        self.assertTrue(proxy.landed.is_set())
+        self.assertEqual(r.status, 200, "the record is stored, the POST said: %s" % r.body)
+        self.assertTrue(self.stored()["access_token"] == tok(32), "not stored")
+        self.assertTrue(self.serves(srv, tok(32)), "not served")
+
+    def test_a_put_that_lands_later_503_then_the_retry_is_200(self):
+        proxy, srv, rec = self.serve_through()
+        proxy.hold("/tokens/default.json", "land", 8)
+        r = srv.post("/release/get-token", rec, key=PUSH, timeout=60)
+        self.assertEqual(r.status, 503, r.body)     # not known yet: it has not landed when read back
+        self.assertEqual(r.headers.get("retry-after"), "5")
+        self.assertIn("重发同一条记录是安全的", r.json()["message"])
+        # The client's retry, while the first PUT is still on its way ...
+        self.assertEqual(srv.post("/release/get-token", rec, key=PUSH, timeout=60).status, 200)
+        # ... and after it landed (refused there: the retry's write came first).
+        self.assertTrue(proxy.landed.wait(30))
+        self.assertEqual(srv.post("/release/get-token", rec, key=PUSH, timeout=60).status, 200)
+        self.assertTrue(self.stored()["access_token"] == tok(32), "not stored")
+        self.assertTrue(self.serves(srv, tok(32)), "not served")
+
+
+class FreezeTest(FeishuEnv, S3TestCase):
+    """A freeze (SCF between invocations; SIGSTOP here) that lands while a
+    request to the service is out is no outage: libcurl counts the frozen
+    time against its 5 s timeout and gives up on an answer that is waiting
+    in the socket.  Such a request is asked again at once, instead of being
+    logged as an outage and its end, counted in
+    tokendist_store_reconnects_total, and -- a lease renewal -- costing the
+    refresh round (adversary finding 5)."""
+
+    FROZEN = 6      # s: longer than the request's 5 s timeout
+
+    def test_a_request_out_during_a_freeze_is_asked_again_not_an_outage(self):
+        self.start_feishu(ttl=7200)
+        proxy = SlowS3Proxy(self.s3.port)
+        self.addCleanup(proxy.stop)
+        store = "s3://%s/%s?endpoint=http://127.0.0.1:%d&path_style=1" % (BUCKET, PREFIX, proxy.port)
+        env = dict(self.feishu_env(FEISHU_CHAT_ID=""), **self.s3.env())
+        srv = self.server(["--push-key", PUSH], store=store, env=env).start()
+        self.wait_for(lambda: self.served(srv), what="the first token")
+        # The watcher's revalidation (every second), then the keeper's
+        # lease renewal (every 10 s): each one's answer waits at the proxy
+        # while the process is frozen, and reaches it only after the thaw.
+        for what in ("/index.json", "/leases/refresh-default.json"):
+            proxy.hold(what, "gate", method="GET")
+            self.assertTrue(proxy.landed.wait(30), "no GET of " + what)
+            srv.proc.send_signal(signal.SIGSTOP)
+            try:
+                proxy.opened.set()
+                time.sleep(self.FROZEN)
+            finally:
+                srv.proc.send_signal(signal.SIGCONT)
+            n = proxy.answered()
+            self.wait_for(lambda: proxy.answered() >= n + 3, what="requests after the thaw")
+        log = srv.log()
+        for line in ("暂不可用", "已恢复", "无法获取租约", "无法确认刷新租约"):
+            self.assertNotIn(line, log)
+        metrics = srv.get("/metrics").body.decode()
+        self.assertIn("tokendist_store_reconnects_total 0", metrics)
+        self.assertEqual(srv.get("/readyz").json()["store"], "ok")
+
+
+class StopTest(FeishuEnv, S3TestCase):
+    """A clean stop (SIGTERM) during a refresh: a store write under way is
+    finished, not cut between its index PUT and its record PUT (adversary
+    finding 6)."""
+
+    def test_a_sigterm_during_the_first_refresh_leaves_no_half_write(self):
+        self.start_feishu(ttl=7200)
+        proxy = SlowS3Proxy(self.s3.port)
+        self.addCleanup(proxy.stop)
+        store = "s3://%s/%s?endpoint=http://127.0.0.1:%d&path_style=1" % (BUCKET, PREFIX, proxy.port)
+        # The first refresh's index PUT is applied, its answer 3 s late:
+        # the stop comes in between.
+        proxy.hold("/index.json", "ack", 3)
+        env = dict(self.feishu_env(FEISHU_CHAT_ID=""), **self.s3.env())
+        srv = self.server(["--push-key", PUSH], store=store, env=env).start()
+        self.assertTrue(proxy.landed.wait(30), "no index PUT")
+        srv.stop()
+        index = self.s3.raw("GET", PREFIX + "/index.json")
+        self.assertEqual(index[0], 200)
+        self.assertEqual(json.loads(index[1])["names"], ["default"])
+        self.assertIsNotNone(self.stored(), "the index names a record the stop kept from being written:\n" + srv.log())
+
+
+class ResendTest(S3TestCase):
+    """An exact re-send of the stored record is 200 on every store (a
+    client's retry after a 503 or a lost answer); another record with the
+    same generated_timestamp, or an older one, is 409 (docs/protocol.md)."""
+
+    def test_every_store_agrees(self):
+        redis = SharedRedis(self.tmp)
+        self.addCleanup(redis.close)
+        stores = {"sqlite": "sqlite:" + os.path.join(self.tmp, "resend.db"), "memory": "memory:",
+                  "redis": redis.url(), "s3": self.s3.url("resend")}
+        base = int(time.time())
+        rec = make_record(tok(41), generated=base)
+        self.secrets += [tok(41), tok(42), tok(43)]
+        for kind, store in stores.items():
+            srv = self.server(["--push-key", PUSH], store=store, env=self.s3.env()).start()
+            post = lambda body: srv.post("/release/get-token", body, key=PUSH, timeout=30)
+            self.assertEqual(post(rec).status, 200, kind)
+            self.assertEqual(post(rec).status, 200, "%s: an exact re-send" % kind)
+            self.assertEqual(post(json.dumps(rec)).status, 200, "%s: the same bytes again" % kind)
+            self.assertEqual(post(make_record(tok(42), generated=base)).status, 409, "%s: same time, other token" % kind)
+            self.assertEqual(post(make_record(tok(43), generated=base - 1)).status, 409, "%s: older" % kind)
+            self.assertTrue(self.serves(srv, tok(41)), kind)
+            srv.stop()
+
+
 class CredentialsTest(S3TestCase):
     def start_fails(self, env, *needles, store=None, code=1):
         e = self.s3.env()
@@ -332,6 +555,30 @@ class ConditionalWritesIgnoredTest(S3TestCase):
         self.assertNotIn("不遵守条件写入", strict.log())
 
 
+class InvalidWithoutCredentialsTest(S3TestCase):
+    """/invalid to a function without Feishu credentials on a bucket where
+    no instance holds the lease: nobody refreshes the token, now or later
+    -- 501 without Retry-After (docs/protocol.md), and docs/deploy-scf.md
+    says the same (it promised a 503, which a client retries forever)."""
+
+    def test_nobody_refreshes_is_501_and_the_deploy_guide_says_so(self):
+        self.secrets.append(tok(51))
+        srv = self.serve()
+        self.assertEqual(srv.post("/release/get-token", make_record(tok(51)), key=PUSH).status, 200)
+        r = srv.post("/v1/tokens/default/invalid", {"access_token": tok(51)})
+        self.assertEqual(r.status, 501, r.body)
+        self.assertIsNone(r.headers.get("retry-after"))
+        self.assertIn("未配置飞书凭证", r.json()["message"])
+        with open(os.path.join(ROOT, "docs", "deploy-scf.md"), encoding="utf-8") as f:
+            guide = f.read()
+        shape_b = [line for line in guide.splitlines() if line.startswith("| `/invalid` 报告 |")][0].split("|")[3]
+        self.assertIn("501", shape_b)
+        prose = guide.split("写入「更新才写入」", 1)[1].split("\n\n", 1)[0]
+        self.assertIn("501", prose)
+        for text in (shape_b, prose.replace("\n", "")):
+            self.assertNotRegex(text, r"没有实例能刷新时[^。|]*503")
+
+
 class LeaseTest(FeishuEnv, S3TestCase):
     """Two servers with Feishu credentials on one bucket: the lease object
     lets one fetch; /invalid is answered by the holder's refresher, and by
@@ -352,6 +599,23 @@ class LeaseTest(FeishuEnv, S3TestCase):
 
     def served_by_both(self, token):
         return all((self.served(s) or {}).get("access_token") == token for s in self.pair)
+
+    def test_a_holder_that_stops_gives_the_lease_back(self):
+        """SIGTERM: the holder rewrites its lease as expired before its
+        outgoing requests are cut, and the other takes over at its next
+        look (every 3 s), not when the lease runs out 30 s later
+        (adversary finding 6: the release was refused, "shutting down")."""
+        holder, other = self.wait_for(self.holder, what="a lease holder")
+        self.wait_for(lambda: "租约 refresh:default 由其他实例持有" in other.log(), timeout=10,
+                      what="the other instance standing by")
+        stopped = time.time()
+        holder.stop()
+        lease = json.loads(self.s3.raw("GET", PREFIX + "/leases/refresh-default.json")[1])
+        self.assertEqual(lease["expires"], 0, "the lease was not given back:\n" + holder.log())
+        self.assertIn("已释放租约 refresh:default", holder.log())
+        self.wait_for(lambda: "本实例持有租约 refresh:default" in other.log(), timeout=60, what="the takeover")
+        # Its next look, not the expiry (30 s): generous for a loaded machine.
+        self.assertLess(time.time() - stopped, 20)
 
     def test_one_fetches_and_the_other_takes_over_when_it_dies(self):
         holder, other = self.wait_for(self.holder, what="a lease holder")

@@ -387,6 +387,21 @@ class ServeCliTest(TestCase):
             self.assertIn(needle, r.stderr, args)
         self.assertFalse(os.path.exists(self.tmp + "/a.db"))
 
+    def test_a_store_kind_without_its_colon_is_suggested_with_it(self):
+        """`--store memory` as issue #11 writes it: the hint must name the
+        memory store, not a SQLite file called ./memory."""
+        for bare, want in (("memory", "请写 memory:"), ("redis", "请写 redis://HOST:PORT/DB"),
+                           ("s3", "请写 s3://BUCKET/PREFIX")):
+            r = self.cli("serve", "--listen", "127.0.0.1:0", "--store", bare, "--print-config", cwd=self.tmp)
+            self.assertEqual(r.returncode, 2, bare)
+            self.assertIn(want, r.stderr, bare)
+            self.assertNotIn("sqlite:" + bare, r.stderr, bare)
+        # A bare file name still gets the SQLite hint.
+        r = self.cli("serve", "--listen", "127.0.0.1:0", "--store", "tokens.db", "--print-config", cwd=self.tmp)
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("sqlite:tokens.db", r.stderr)
+        self.assertFalse(os.path.exists(os.path.join(self.tmp, "memory")))
+
     def test_runtime_failures_exit_1_with_reason(self):
         bad = os.path.join(self.tmp, "junk.db")
         with open(bad, "wb") as f:

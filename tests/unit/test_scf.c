@@ -287,7 +287,7 @@ static void test_handle(void **state)
     assert_int_equal(td_api_new(&api, &o, err, sizeof err), TD_OK);
 
     const char *get = "{\"httpMethod\": \"GET\", \"path\": \"/get-token\", \"headers\": {}}";
-    assert_int_equal(td_scf_handle(api, get, strlen(get), &out, &len, err, sizeof err), TD_OK);
+    assert_int_equal(td_scf_handle(api, get, strlen(get), 0, &out, &len, err, sizeof err), TD_OK);
     assert_non_null(r = json_loads(out, 0, NULL));
     assert_int_equal(json_integer_value(json_object_get(r, "statusCode")), 404);
     assert_string_equal(json_string_value(json_object_get(r, "body")),
@@ -296,18 +296,43 @@ static void test_handle(void **state)
     free(out);
 
     const char *post = "{\"httpMethod\": \"POST\", \"path\": \"/get-token\", \"body\": \"{}\"}";
-    assert_int_equal(td_scf_handle(api, post, strlen(post), &out, &len, err, sizeof err), TD_OK);
+    assert_int_equal(td_scf_handle(api, post, strlen(post), 0, &out, &len, err, sizeof err), TD_OK);
     assert_non_null(r = json_loads(out, 0, NULL));
     assert_int_equal(json_integer_value(json_object_get(r, "statusCode")), 403); /* no push key */
     json_decref(r);
     free(out);
 
     out = NULL;
-    assert_int_equal(td_scf_handle(api, "{}", 2, &out, &len, err, sizeof err), TD_EINVAL);
+    assert_int_equal(td_scf_handle(api, "{}", 2, 0, &out, &len, err, sizeof err), TD_EINVAL);
     assert_null(out);
 
     td_api_free(api);
     td_store_close(store);
+}
+
+/* The function's time limit from /next's time_limit_in_ms: the answer is
+ * due a margin before it (a tenth, 0.5 s to 2 s); no usable limit, no
+ * deadline. */
+static void test_budget(void **state)
+{
+    td_scf_budget b;
+    (void)state;
+
+    b = td_scf_budget_of(1000, "3000");
+    assert_int_equal(b.limit_ms, 3000);
+    assert_int_equal(b.deadline_ms, 1000 + 2500);
+    b = td_scf_budget_of(0, "900000");
+    assert_int_equal(b.deadline_ms, 900000 - 2000);
+    b = td_scf_budget_of(0, "30000");
+    assert_int_equal(b.deadline_ms, 28000);
+    b = td_scf_budget_of(0, "600");     /* shorter than two margins: half of it */
+    assert_int_equal(b.deadline_ms, 300);
+    for (const char *bad[] = {NULL, "", "abc", "-5", "0", "12x", "99999999999999999999"}, **p = bad;
+         p < bad + sizeof bad / sizeof *bad; p++) {
+        b = td_scf_budget_of(5, *p);
+        assert_int_equal(b.deadline_ms, 0);
+        assert_int_equal(b.limit_ms, 0);
+    }
 }
 
 int main(void)
@@ -321,6 +346,7 @@ int main(void)
         cmocka_unit_test(test_bad_events),
         cmocka_unit_test(test_response),
         cmocka_unit_test(test_handle),
+        cmocka_unit_test(test_budget),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
