@@ -149,7 +149,7 @@ int td_api_new(td_api **out, const td_api_opts *o, char *err, size_t errlen)
     *out = api;
     return TD_OK;
 fail:
-    if (rc == TD_ENOMEM) snprintf(err, errlen, "out of memory");
+    if (rc == TD_ENOMEM) snprintf(err, errlen, "内存不足");
     td_api_free(api);
     return rc;
 }
@@ -390,7 +390,7 @@ int td_api_reload(td_api *api, const char *name, char *err, size_t errlen)
         log_left_out(api, left, more);
     }
 out:
-    if (rc == TD_ENOMEM) snprintf(err, errlen, "out of memory");
+    if (rc == TD_ENOMEM) snprintf(err, errlen, "内存不足");
     else if (rc != TD_OK) snprintf(err, errlen, "%s", td_strerror(rc));
     return rc;
 }
@@ -429,7 +429,7 @@ int td_api_store_record(td_api *api, const char *name, const td_record *r, char 
      * store decides it again for the processes that share it. */
     if ((rc = td_snaps_claim(&api->snaps, name)) != TD_OK) {
         if (rc == TD_ETOOBIG) names_full(err, errlen, name, NULL);
-        else snprintf(err, errlen, "%s", rc == TD_ENOMEM ? "out of memory" : "token 名称无效");
+        else snprintf(err, errlen, "%s", rc == TD_ENOMEM ? "内存不足" : "token 名称无效");
         return rc;
     }
     e.name = (char *)name;
@@ -448,7 +448,7 @@ int td_api_store_record(td_api *api, const char *name, const td_record *r, char 
     }
     note_unreadable(api, name, NULL);
     if (!(s = td_snap_new(name, e.json, e.json_len, e.generated_ts, e.expire_ts))) {
-        snprintf(err, errlen, "out of memory");
+        snprintf(err, errlen, "内存不足");
         rc = TD_ENOMEM;
         goto out;
     }
@@ -730,12 +730,12 @@ static int precheck(td_api *api, const td_api_req *req, td_api_resp *r)
     if (write) {
         if (req->content_length > (long long)api->body_limit || req->body_len > api->body_limit) {
             char msg[128];
-            snprintf(msg, sizeof msg, "request body larger than %zu bytes", api->body_limit);
+            snprintf(msg, sizeof msg, "请求体超过 %zu 字节的上限 (--body-limit / TOKENDIST_BODY_LIMIT)", api->body_limit);
             resp_msg(api, r, 413, "message", msg);
             return 1;
         }
         if (!json_content_type(req->content_type)) {
-            resp_msg(api, r, 415, "message", "Content-Type must be application/json");
+            resp_msg(api, r, 415, "message", "Content-Type 应为 application/json：请以 JSON 发送 token 记录");
             return 1;
         }
     }
@@ -830,7 +830,7 @@ static void post_token(td_api *api, const td_api_req *req, const char *name, td_
     int rc;
 
     if (req->body_len == 0) {
-        resp_msg(api, r, 400, "message", "empty body: send the token record as JSON");
+        resp_msg(api, r, 400, "message", "请求体为空: 请以 JSON 发送 token 记录");
         td_log("拒绝写入 %s (来自 %s): 400 请求体为空", name, from);
         return;
     }
@@ -862,18 +862,19 @@ static void post_token(td_api *api, const td_api_req *req, const char *name, td_
         td_log("拒绝写入 %s (来自 %s): 400 %s", name, from, err);
         break;
     case TD_EUNAVAIL: {
-        /* The seed's words, then why: the store may even have taken the
-         * record (a timeout after sending it), which a retry settles. */
+        /* Why, and what to do: the store may even have taken the record
+         * (a timeout after sending it), which a retry settles. */
         char msg[700];
-        snprintf(msg, sizeof msg, "store temporarily unavailable, retry later: %s", err);
+        snprintf(msg, sizeof msg, "存储暂时不可用，请稍后重试: %s", err);
         resp_msg(api, r, 503, "message", msg);
         add_hdr(r, "Retry-After", "5");
         td_log("❌ 存储暂不可用 %s: %s", name, err);
     }
         break;
     default: {
-        /* The seed's message, then why: the writer is authenticated and an
-         * operator needs to know it is, say, a full disk. */
+        /* The seed's message (clients may match it), then why, in our
+         * words: the writer is authenticated and an operator needs to know
+         * it is, say, a full disk. */
         char msg[600];
         snprintf(msg, sizeof msg, "Failed to store token: %s", err);
         resp_msg(api, r, 500, "message", msg);
@@ -941,6 +942,18 @@ static int report_running(td_api *api, const char *name)
     return running;
 }
 
+/* 501: nobody refreshes name (why says where it was found out), and what
+ * to set so that somebody does -- for the platform its record names
+ * (s, or NULL), so a WeChat token is not sent to FEISHU_APP_ID. */
+static void not_refreshed(td_api *api, td_api_resp *r, const char *name, const td_snap *s, const char *why)
+{
+    char hint[400], msg[800];
+
+    snprintf(msg, sizeof msg, "%s：%s", why,
+             td_tokens_setup_hint(name, s && s->provider ? s->provider : NULL, hint, sizeof hint));
+    resp_msg(api, r, 501, "message", msg);
+}
+
 /* A client saw Feishu reject tok (either token of the record: `files`
  * uses the tenant one).  The answer says what became of it, so a client
  * neither loops re-reporting nor installs a rejected token as new: 200
@@ -952,12 +965,12 @@ static void post_invalid(td_api *api, const td_api_req *req, const char *name, t
     const char *tok = json_string_value(json_object_get(o, "access_token"));
     td_snap *s = NULL;
     const td_api_hooks *h = hooks_of(api);
-    char why[400], msg[700];
+    char why[400];
     int rc;
 
     if (!tok || !*tok) {
         resp_msg(api, r, 400, "message",
-                 "send {\"access_token\": \"<the token Feishu rejected>\"}");
+                 "请求体应为 {\"access_token\": \"<被平台拒绝的 token>\"}");
         goto out;
     }
     if (!(s = td_api_snapshot(api, name)) || s->expire_ts <= td_clock_now()) {
@@ -969,8 +982,8 @@ static void post_invalid(td_api *api, const td_api_req *req, const char *name, t
         goto out;
     }
     if (!h || !h->invalid) {
-        snprintf(msg, sizeof msg, "本服务器不刷新 token '%s' (未配置飞书凭证 FEISHU_APP_ID/FEISHU_APP_SECRET)", name);
-        resp_msg(api, r, 501, "message", msg);
+        snprintf(why, sizeof why, "本服务器不刷新 token '%s'", name);
+        not_refreshed(api, r, name, s, why);
         goto out;
     }
     /* A report that parked while the refresh it waited for ran comes
@@ -1005,7 +1018,7 @@ static void answer_report(td_api *api, td_api_resp *r, const char *name, const c
         __attribute__((fallthrough));
     case TD_ETIMEOUT:
         resp_start(api, r, 202, JSON_CT);
-        r->body = "{\"success\": true, \"message\": \"refresh started\"}";
+        r->body = "{\"success\": true, \"message\": \"已开始刷新，请稍后再取 token\"}";
         r->body_len = strlen(r->body);
         break;
     case TD_ECONFLICT: { /* in the words of the token's own platform: its record's */
@@ -1019,7 +1032,9 @@ static void answer_report(td_api *api, td_api_resp *r, const char *name, const c
     }
         break;
     case TD_ENOTFOUND:
-        resp_msg(api, r, 501, "message", why);
+        s = td_api_snapshot(api, name);
+        not_refreshed(api, r, name, s, why);
+        td_snap_release(s);
         break;
     case TD_EUNAVAIL:
     case TD_ECANCELED:
@@ -1086,7 +1101,7 @@ static void history(td_api *api, const char *name, td_api_resp *r)
 nomem:
     td_api_resp_clear(r);
     r->route = TD_ROUTE_HISTORY;
-    resp_static(api, r, 500, "{\"error\": \"out of memory\"}");
+    resp_static(api, r, 500, "{\"error\": \"内存不足\"}");
 out:
     json_decref(arr);
     json_decref(o);
@@ -1305,7 +1320,7 @@ static void status_json(td_api *api, td_api_resp *r)
     free(html);
     resp_start(api, r, html ? 200 : 500, JSON_CT);
     if (html && (r->owned = json_dumps(facts, JSON_COMPACT))) r->body = r->owned, r->body_len = strlen(r->owned);
-    else r->status = 500, r->body = "{\"error\": \"out of memory\"}", r->body_len = strlen(r->body);
+    else r->status = 500, r->body = "{\"error\": \"内存不足\"}", r->body_len = strlen(r->body);
     json_decref(facts);
 }
 

@@ -87,7 +87,7 @@ int td_fleet_new(td_fleet **out, td_store *store, char *err, size_t errlen)
 
     if (!f || !(f->v = calloc(NAMES_MAX, sizeof *f->v))) {
         free(f);
-        snprintf(err, errlen, "out of memory");
+        snprintf(err, errlen, "内存不足");
         return TD_ENOMEM;
     }
     f->store = store;
@@ -450,7 +450,7 @@ static int route_report(td_fleet *f, td_refresher *r, const char *name, const ch
 
     /* A store one process owns (memory:) has no lease: nobody else refreshes. */
     if (!f->store->ops->lease) {
-        snprintf(why, whylen, "本服务器不刷新 token '%s' (未配置飞书凭证 FEISHU_APP_ID/FEISHU_APP_SECRET)", name);
+        snprintf(why, whylen, "本服务器不刷新 token '%s'", name);
         return TD_ENOTFOUND;
     }
     snprintf(key, sizeof key, "refresh:%s", name);
@@ -466,8 +466,7 @@ static int route_report(td_fleet *f, td_refresher *r, const char *name, const ch
          * here.  Nobody holding the lease and no refresher here: as on a
          * store of one's own, nobody refreshes. */
         if (rc == TD_ENOTFOUND && !r) {
-            snprintf(why, whylen, "本服务器不刷新 token '%s' (未配置飞书凭证 FEISHU_APP_ID/FEISHU_APP_SECRET)，"
-                                  "也没有其他实例持有它的刷新租约", name);
+            snprintf(why, whylen, "本服务器不刷新 token '%s'，也没有其他实例持有它的刷新租约", name);
             return TD_ENOTFOUND;
         }
         if (rc != TD_OK) snprintf(holder, TD_LEASE_OWNER_MAX, "(暂无)");

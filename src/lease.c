@@ -59,7 +59,7 @@ int td_lease_new(td_lease **out, td_store *store, const char *name, const char *
         return TD_EINVAL;
     }
     if (!(l = calloc(1, sizeof *l))) {
-        snprintf(err, errlen, "out of memory");
+        snprintf(err, errlen, "内存不足");
         return TD_ENOMEM;
     }
     l->store = store;

@@ -208,7 +208,7 @@ int td_manifest_add(td_manifest *m, const char *file_key, const char *name, char
     }
     m->torn = 0;
     rc = push(m, key, strlen(key), name, strlen(name));
-    if (rc != TD_OK) snprintf(err, errlen, "out of memory");
+    if (rc != TD_OK) snprintf(err, errlen, "内存不足");
 out:
     td_strbuf_free(&b);
     return rc;

@@ -75,7 +75,7 @@ int td_park_new(td_park **out, long tick_ms, char *err, size_t errlen)
     int e;
 
     if (!p) {
-        snprintf(err, errlen, "out of memory");
+        snprintf(err, errlen, "内存不足");
         return TD_ENOMEM;
     }
     p->tick_ms = tick_ms > 0 ? tick_ms : 1;

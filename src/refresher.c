@@ -753,7 +753,7 @@ static int cycle(td_refresher *r, int forced, int64_t *next_ms, int *changed, ch
     cold = r->o.quiet_start && !r->served && !r->cur;
     if (!(t = malloc(sizeof *t))) {
         rc = TD_ENOMEM;
-        snprintf(err, errlen, "out of memory");
+        snprintf(err, errlen, "内存不足");
         goto fail;
     }
     if ((rc = fetch(r, forced, t, err, errlen)) != TD_OK) goto fail;

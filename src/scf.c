@@ -207,7 +207,7 @@ int td_scf_parse_event(const char *json, size_t len, td_scf_req *r, char *err, s
     r->req.remote = r->remote;
     return TD_OK;
 nomem:
-    snprintf(err, errlen, "out of memory");
+    snprintf(err, errlen, "内存不足");
     rc = TD_ENOMEM;
 fail:
     td_scf_req_clear(r);
@@ -265,7 +265,7 @@ int td_scf_handle(td_api *api, const char *event, size_t len, char **out, size_t
     td_api_resp_clear(&resp);
     td_scf_req_clear(&r);
     if (!*out) {
-        snprintf(err, errlen, "out of memory");
+        snprintf(err, errlen, "内存不足");
         return TD_ENOMEM;
     }
     return TD_OK;

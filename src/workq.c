@@ -54,7 +54,7 @@ int td_workq_new(td_workq **out, unsigned threads, unsigned queue_max, char *err
         !(q->threads = calloc(threads ? threads : 1, sizeof *q->threads))) {
         if (q) free(q->ring);
         free(q);
-        snprintf(err, errlen, "out of memory");
+        snprintf(err, errlen, "内存不足");
         return TD_ENOMEM;
     }
     q->cap = queue_max ? queue_max : 1;

@@ -310,7 +310,7 @@ static redisContext *rd_connect(rd_store *q, int select_db, int *rc, char *err, 
     *rc = TD_EUNAVAIL;
     if (!c || c->err) {
         snprintf(err, errlen, "cannot connect to Redis at %s: %s (is redis-server running there?)",
-                 q->where, c ? c->errstr : "out of memory");
+                 q->where, c ? c->errstr : "内存不足");
         goto fail;
     }
     redisSetTimeout(c, ms_tv(COMMAND_MS));
@@ -725,7 +725,7 @@ static int rd_open(td_store *s, const char *spec, char *err, size_t errlen)
     q->keeper_started = 1;
     return TD_OK;
 fail:
-    if (rc == TD_ENOMEM) snprintf(err, errlen, "out of memory");
+    if (rc == TD_ENOMEM) snprintf(err, errlen, "内存不足");
     rd_close(s);
     return rc;
 }

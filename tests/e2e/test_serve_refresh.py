@@ -160,6 +160,21 @@ class ServeRefresh(FeishuEnv, harness.TestCase):
         self.assertEqual(s.post("/release/get-token", harness.make_record(), key=PUSH_KEY).status, 200)
         r = s.post("/v1/tokens/default/invalid", {"access_token": harness.make_record()["access_token"]})
         self.assertEqual(r.status, 501)
+        default_msg = r.json()["message"]
+        # Another platform's token: its answer names that platform and the
+        # variables that configure it, never FEISHU_* (issue #14).
+        for name, provider, label in (("wx", "wechat", "微信"), ("ding", "dingtalk", "钉钉")):
+            rec = harness.make_record(token="t-" + name + "0123456789", provider=provider)
+            self.assertEqual(s.post(f"/v1/tokens/{name}", rec, key=PUSH_KEY).status, 200)
+            r = s.post(f"/v1/tokens/{name}/invalid", {"access_token": rec["access_token"]})
+            self.assertEqual(r.status, 501)
+            msg = r.json()["message"]
+            self.assertIn(f"未配置{label}凭证", msg)
+            self.assertIn(f"TOKENDIST_TOKENS 中加上 {name}", msg)
+            self.assertIn(f"TOKENDIST_{name.upper()}_PROVIDER={provider}、TOKENDIST_{name.upper()}_APP_ID", msg)
+            self.assertNotIn("FEISHU", msg)
+            self.assertNotIn("飞书", msg)
+        self.assertIn("未配置飞书凭证：请设置 FEISHU_APP_ID 和 FEISHU_APP_SECRET", default_msg)
 
 
 if __name__ == "__main__":

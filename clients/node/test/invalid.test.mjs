@@ -114,7 +114,7 @@ test('reportInvalid → 202: the next get polls until the server has a different
     intercept: (req, res) => {
       if (req.method !== 'POST' || !req.url.endsWith('/invalid')) return false;
       res.writeHead(202, { 'content-type': 'application/json; charset=utf-8' });
-      res.end(JSON.stringify({ success: true, message: 'refresh started' }));
+      res.end(JSON.stringify({ success: true, message: '已开始刷新，请稍后再取 token' }));
       return true;
     },
   });
@@ -146,7 +146,7 @@ test('reportInvalid → 202 but nothing new within refreshWaitMs: the old token 
     intercept: (req, res) => {
       if (req.method !== 'POST') return false;
       res.writeHead(202, { 'content-type': 'application/json' });
-      res.end('{"success":true,"message":"refresh started"}');
+      res.end('{"success":true,"message":"已开始刷新，请稍后再取 token"}');
       return true;
     },
   });

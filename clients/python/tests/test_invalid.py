@@ -153,7 +153,7 @@ class Reports(TestCase):
         a = make_record()
         self.srv.push(a, name)
         proxy = self.proxy(self.srv.url, intercept=lambda h, m, p, b: m == "POST" and p.endswith(
-            "/invalid") and answer(h, 202, {"success": True, "message": "refresh started"}))
+            "/invalid") and answer(h, 202, {"success": True, "message": "已开始刷新，请稍后再取 token"}))
         client = create_client(api_url=f"{proxy.url}/v1/tokens/{name}")
         same_token(self, client.get_access_token(), a["access_token"])
         result = client.report_invalid(a["access_token"])
@@ -174,7 +174,7 @@ class Reports(TestCase):
         a = make_record()
         self.srv.push(a, name)
         proxy = self.proxy(self.srv.url, intercept=lambda h, m, p, b: m == "POST" and answer(
-            h, 202, {"success": True, "message": "refresh started"}))
+            h, 202, {"success": True, "message": "已开始刷新，请稍后再取 token"}))
         cap = CaptureLog()
         client = create_client(api_url=f"{proxy.url}/v1/tokens/{name}", refresh_wait=0.6,
                                logger=cap.logger)
