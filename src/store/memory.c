@@ -128,13 +128,13 @@ static int mem_put(td_store *s, const td_store_entry *e, char *err, size_t errle
             !memcmp(e->json, r->cur.json, e->json_len))
             goto out; /* an exact re-send: already stored */
         if (e->generated_ts <= r->cur.generated_ts) {
-            snprintf(err, errlen, "record is not newer than the stored token (generated_timestamp %lld, stored %lld)",
+            snprintf(err, errlen, "记录不比已存储的新 (generated_timestamp %lld，已存储的是 %lld)：保留已存储的 token",
                      (long long)e->generated_ts, (long long)r->cur.generated_ts);
             rc = TD_ECONFLICT;
             goto out;
         }
     } else if (m->n >= TD_SNAP_NAMES_MAX) {
-        snprintf(err, errlen, "the memory store holds %zu token names already (at most %d)", m->n,
+        snprintf(err, errlen, "内存存储中已有 %zu 个 token 名称 (最多 %d 个)", m->n,
                  TD_SNAP_NAMES_MAX);
         rc = TD_ETOOBIG;
         goto out;

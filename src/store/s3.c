@@ -1181,7 +1181,7 @@ static int s3_put(td_store *s, const td_store_entry *e, char *err, size_t errlen
             td_store_entry_clear(&cur);
             if (same) { rc = TD_OK; goto out; } /* an exact re-send: already stored */
             if (e->generated_ts <= stored) {
-                snprintf(err, errlen, "record is not newer than the stored token (generated_timestamp %lld, stored %lld)",
+                snprintf(err, errlen, "记录不比已存储的新 (generated_timestamp %lld，已存储的是 %lld)：保留已存储的 token",
                          (long long)e->generated_ts, (long long)stored);
                 rc = TD_ECONFLICT;
                 goto out;

@@ -330,7 +330,7 @@ class ScfRuntimeTest(ScfTestCase):
                            capture_output=True, text=True, timeout=30)
         self.outputs.append(p.stdout + p.stderr)
         self.assertEqual(p.returncode, 1)
-        self.assertIn("cannot connect to Redis", d.init_error or "")
+        self.assertIn("无法连接 Redis", d.init_error or "")
         self.assertFalse(d.init_ready)
 
     def test_outside_scf_says_so(self):

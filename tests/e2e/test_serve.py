@@ -176,7 +176,7 @@ class ServeTest(TestCase):
         self.assertEqual(self.store(new).status, 200)   # a retry of the same push
         r = self.store(old)
         self.assertEqual(r.status, 409)
-        self.assertIn("not newer", r.json()["message"])
+        self.assertIn("记录不比已存储的新", r.json()["message"])
         same_ts = make_record("t-other000000000000000", generated=now)
         self.assertEqual(self.store(same_ts).status, 409)
         self.assertEqual(self.srv.get("/release/get-token").json()["access_token"], "t-newer000000000000000")
@@ -394,7 +394,7 @@ class ServeCliTest(TestCase):
         r = self.cli("serve", "--listen", "127.0.0.1:0", "--store", "sqlite:" + bad)
         self.assertEqual(r.returncode, 1)
         self.assertIn(bad, r.stderr)
-        self.assertIn("move it away", r.stderr)
+        self.assertIn("请把它移走", r.stderr)
 
     def test_settings_precedence_and_redaction(self):
         envfile = os.path.join(self.tmp, "t.env")
