@@ -113,7 +113,7 @@ int td_fleet_add(td_fleet *f, const char *name, td_lease **lease, char *err, siz
     entry *e;
 
     if (find(f, name) || f->n == NAMES_MAX) {
-        snprintf(err, errlen, "fleet: token '%s' twice, or more than %d tokens", name, NAMES_MAX);
+        snprintf(err, errlen, "集群: token '%s' 重复，或超过 %d 个 token", name, NAMES_MAX);
         return TD_EINVAL;
     }
     e = &f->v[f->n];

@@ -153,7 +153,7 @@ int td_manifest_open(td_manifest **out, const char *dir, char *err, size_t errle
     *out = m;
     return TD_OK;
 fail:
-    if (rc == TD_ENOMEM) snprintf(err, errlen, "out of memory reading the download record");
+    if (rc == TD_ENOMEM) snprintf(err, errlen, "读取下载记录时内存不足");
     free(text);
     td_manifest_close(m);
     return rc;

@@ -125,7 +125,7 @@ static int post_webhook(const td_notice *n, const char *text, long *wait_s, char
         if ((rc = td_httpc_do(&hr, &resp, why, sizeof why)) != TD_OK) {
             /* Not the URL: a webhook's path is itself a credential. */
             const char *what = td_httpc_err_detail(why, n->webhook_url);
-            snprintf(err, errlen, "飞书机器人 webhook 发送失败: %.400s", what ? what : "request failed");
+            snprintf(err, errlen, "飞书机器人 webhook 发送失败: %.400s", what ? what : "请求失败");
             goto out;
         }
     }

@@ -977,7 +977,7 @@ int td_refresher_start(td_refresher *r, char *err, size_t errlen)
     if (r->running) return TD_OK;
     r->stop = 0;
     if ((e = pthread_create(&r->thread, NULL, loop, r)) != 0) {
-        snprintf(err, errlen, "cannot start the refresher thread: %s", strerror(e));
+        snprintf(err, errlen, "无法启动刷新线程: %s", strerror(e));
         return TD_ERR;
     }
     r->running = 1;
