@@ -1357,14 +1357,13 @@ static void metrics(td_api *api, td_api_resp *r)
 
     td_strbuf_heap(&b, METRICS_CAP);
     td_metrics_render(&b);
-    td_strbuf_puts(&b, "# HELP tokendist_token_expiry_seconds Seconds until each token "
-                       "expires (negative: expired).\n"
+    td_strbuf_puts(&b, "# HELP tokendist_token_expiry_seconds 每个 token 距过期的秒数 (负数表示已过期)。\n"
                        "# TYPE tokendist_token_expiry_seconds gauge\n");
     td_snaps_each(&api->snaps, metrics_token, &b);
     {
         window_ctx c = {&b, hooks_of(api)};
-        td_strbuf_puts(&b, "# HELP tokendist_token_renew_window_seconds Seconds before its expiry at which "
-                           "each token is renewed (0: after it).\n"
+        td_strbuf_puts(&b, "# HELP tokendist_token_renew_window_seconds 每个 token 在过期前多少秒换新 "
+                           "(0 表示过期后)。\n"
                            "# TYPE tokendist_token_renew_window_seconds gauge\n");
         td_snaps_each(&api->snaps, metrics_window, &c);
         if (c.h && c.h->metrics) c.h->metrics(c.h->ud, &b);

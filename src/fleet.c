@@ -829,11 +829,11 @@ static void metrics(void *fleet, td_strbuf *b)
 {
     td_fleet *f = fleet;
     static const struct { const char *name, *help; } m[] = {
-        {"refresh_lease_held", "1 when this server holds the token's refresh lease (it fetches), else 0."},
-        {"refresh_failures_in_a_row", "Failed refresh cycles in a row, by token (this server's)."},
-        {"refresh_last_success_timestamp_seconds", "When a refresh cycle last put the token in service (Unix seconds; 0: never)."},
-        {"sink_failures_in_a_row", "Failed deliveries in a row, by token and sink."},
-        {"sink_last_success_timestamp_seconds", "When a record last reached the sink (Unix seconds; 0: never)."},
+        {"refresh_lease_held", "本服务器持有该 token 的刷新租约 (由它获取) 时为 1，否则为 0。"},
+        {"refresh_failures_in_a_row", "按 token 统计的连续刷新失败次数 (本服务器的)。"},
+        {"refresh_last_success_timestamp_seconds", "上次刷新让 token 投入使用的时间 (Unix 秒；0 表示从未)。"},
+        {"sink_failures_in_a_row", "按 token 和下游 (sink) 统计的连续投递失败次数。"},
+        {"sink_last_success_timestamp_seconds", "上次有记录送达下游 (sink) 的时间 (Unix 秒；0 表示从未)。"},
     };
     td_refresher_state *st = calloc(f->n ? f->n : 1, sizeof *st);
     int *held = calloc(f->n ? f->n : 1, sizeof *held);

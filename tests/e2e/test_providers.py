@@ -12,6 +12,7 @@ import harness
 from dingtalk import DEFAULT_APP_KEY, DEFAULT_APP_SECRET as DT_SECRET, DingTalkDouble
 from feishu_env import PUSH_KEY, FeishuEnv
 from redisd import SharedRedis
+from test_client_lib import DRIVER, Driver
 from wechat import DEFAULT_APPID, DEFAULT_SECRET as WX_SECRET, WeChatDouble
 from wecom import DEFAULT_CORPID, DEFAULT_SECRET as WW_SECRET, WeComDouble
 
@@ -212,6 +213,12 @@ class ReportsTest(Platforms, harness.TestCase):
             self.assertTrue(msg.startswith(label + "仍在发放此 token"), (name, msg))
             self.assertIn(rule, msg, name)
             self.assertNotIn("飞书", msg, name)
+            if os.path.exists(DRIVER):   # nor does the C client's text (it said 飞书 for all)
+                d = Driver(self, "--url", "http://127.0.0.1:%d/v1/tokens/%s" % (srv.port, name))
+                self.assertEqual(d.cmd("get")["rc"], 0)
+                r = d.cmd("report")
+                self.assertIn("报告token无效: 平台仍在发放此token，没有新的可换 (%s仍在发放此 token" % label, r["err"])
+                self.assertNotIn("飞书", r["err"], name)
         # Nor does the log blame Feishu for another platform's token.
         self.assertNotIn("飞书只在", srv.log())
         self.assertIn("企业微信返回了同一个 token", srv.log())
