@@ -510,11 +510,19 @@ static void resp_static(td_api *api, td_api_resp *r, int status, const char *bod
     r->body_len = strlen(body);
 }
 
-/* {"success": false, "message": msg} or {"error": msg}, escaped by jansson. */
+/* {"success": false, "message": msg} or {"error": msg}, escaped by jansson.
+ * A message that a bounded buffer cut may end in part of a UTF-8
+ * character (most of ours are Chinese, three bytes each), which jansson
+ * refuses: the partial tail (at most 3 bytes) is dropped, never the body. */
 static void resp_msg(td_api *api, td_api_resp *r, int status, const char *key, const char *msg)
 {
-    json_t *o = !strcmp(key, "error") ? json_pack("{s:s}", "error", msg)
-                                      : json_pack("{s:b, s:s}", "success", 0, "message", msg);
+    size_t n = strlen(msg);
+    json_t *m = NULL, *o;
+
+    for (size_t cut = 0; !m && cut <= 3 && cut <= n; cut++) m = json_stringn(msg, n - cut);
+    o = !m ? NULL : !strcmp(key, "error") ? json_pack("{s:O}", "error", m)
+                                          : json_pack("{s:b, s:O}", "success", 0, "message", m);
+    json_decref(m);
     resp_start(api, r, status, JSON_CT);
     if (o && (r->owned = json_dumps(o, 0))) {
         r->body = r->owned;
