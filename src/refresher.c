@@ -175,6 +175,7 @@ void td_refresher_opts_from_config(td_refresher_opts *o, const td_config *c, con
                                      : c->tencent_cloud_enabled ? c->tencent_cloud_api_url : NULL)
                                   : NULL;
     o->name = t->name;
+    td_tokens_credentials(t, o->credentials, sizeof o->credentials);
     o->ticket = t->jsapi_ticket;
     o->source = c->record_source, o->usage = c->record_usage, o->platform = c->record_platform;
     o->renew_window = t->renew_window;
@@ -500,7 +501,7 @@ static void succeeded(td_refresher *r, const td_grant *t, int changed, int faile
     td_metrics_inc(TD_M_REFRESH_OK);
     if (r->failures) note_event(r, TD_EVENT_RECOVERED, "刷新已恢复 (此前连续失败 %d 次)", r->failures);
     if (r->failures && r->alerted) {
-        td_notice_recovered_text(text, sizeof text, r->failures, td_record_generated(r->cur),
+        td_notice_recovered_text(text, sizeof text, r->o.name, r->failures, td_record_generated(r->cur),
                                  td_record_expires(r->cur), now);
         notify(r, tenant_of(r->cur), text, "刷新已恢复", TD_EVENT_NOTICE);
     }
@@ -594,7 +595,8 @@ static void failed_cycle(td_refresher *r, int rc, const td_grant *t, int64_t *ne
     note_event(r, TD_EVENT_FAILURE, "%s", err);
     if (!r->alerted && r->o.alert_below > 0 &&
         (quota || !r->cur || td_record_expires(r->cur) - now < r->o.alert_below)) {
-        td_notice_alert_text(text, sizeof text, r->failures, r->cur ? td_record_expires(r->cur) : 0, now, err);
+        td_notice_alert_text(text, sizeof text, r->o.name, r->failures, r->cur ? td_record_expires(r->cur) : 0, now,
+                             err, r->o.credentials);
         if ((notify(r, tenant_of(r->cur), text, "刷新失败告警", TD_EVENT_ALERT) == TD_OK || quota) &&
             td_notice_enabled(&r->o.notice))
             r->alerted = 1;

@@ -73,6 +73,8 @@ typedef struct td_refresher_opts {
     int ticket;                     /* also keep the jsapi_ticket (NAME.jsapi_ticket) */
     const char *notice_url;         /* the 🔗 line; NULL: left out (copied by td_refresher_new) */
     const char *name;               /* the token name served */
+    char credentials[200];          /* what an alert asks to check: "微信应用凭证 (TOKENDIST_WX_APP_ID /
+                                       TOKENDIST_WX_APP_SECRET)"; "": Feishu's FEISHU_* */
     const char *source, *usage, *platform;
     long renew_window;              /* s */
     long retry_min, retry_max;      /* s */

@@ -40,6 +40,19 @@ const char *td_tokens_setup_hint(const char *name, const char *kind, char *buf, 
     return buf;
 }
 
+const char *td_tokens_credentials(const td_token_conf *t, char *buf, size_t len)
+{
+    const char *label = t->provider.ops ? t->provider.ops->label : "平台";
+    char id[128], secret[128];
+
+    if (t->is_default)
+        snprintf(buf, len, "%s应用凭证 (FEISHU_APP_ID / FEISHU_APP_SECRET)", label);
+    else
+        snprintf(buf, len, "%s应用凭证 (%s / %s)", label, var(t->name, "APP_ID", id, sizeof id),
+                 var(t->name, "APP_SECRET", secret, sizeof secret));
+    return buf;
+}
+
 static int parse_bool(const char *v, int *out)
 {
     if (!v) return *out = 0, TD_OK;

@@ -360,6 +360,26 @@ class OneDownTest(Platforms, harness.TestCase):
         self.assertGreater(ready["ding"]["failures_in_a_row"], 0)
         self.assertEqual(ready["wx"]["failures_in_a_row"], 0)
 
+    def test_another_platform_s_alert_names_its_token_and_its_own_credentials(self):
+        """The webhook alert for a WeChat token that cannot be fetched: it
+        said "请检查飞书应用凭证 (FEISHU_APP_ID / FEISHU_APP_SECRET)" and not
+        which token (issue #14: a message names the right platform)."""
+        self.start_platforms()
+        env = self.env(TOKENDIST_TOKENS="wx", TOKENDIST_WX_APP_SECRET="not-the-wechat-secret-01",
+                       FEISHU_WEBHOOK_URL=self.feishu.url + "/open-apis/bot/v2/hook/test-hook")
+        del env["FEISHU_APP_ID"], env["FEISHU_APP_SECRET"]          # the WeChat token alone
+        self.secrets.append("not-the-wechat-secret-01")
+        srv = self.server(env=env).start()
+        # No token in service: the first failure alerts at once.
+        alert = self.wait_for(lambda: next((t for t in self.feishu.hook_texts if "刷新失败" in t), None),
+                              what="the alert on the webhook")
+        self.assertTrue(alert.startswith("⚠️ 客户端 Access Token 刷新失败 (token wx)\n"), alert)
+        self.assertIn("微信", alert)
+        self.assertIn("请检查微信应用凭证 (TOKENDIST_WX_APP_ID / TOKENDIST_WX_APP_SECRET)", alert)
+        self.assertNotIn("FEISHU_APP", alert)
+        self.assertNotIn("飞书", alert)
+        self.assertIsNone(self.token(srv, "/v1/tokens/wx"))
+
 
 class SettingsTest(harness.TestCase):
     def test_a_mistake_in_one_token_is_a_start_up_error_naming_the_variable(self):
