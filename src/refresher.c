@@ -6,6 +6,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "record.h"
+#include "strbuf.h"
 #include "tokendist.h"
 
 #include <errno.h>
@@ -282,6 +283,7 @@ static void note_event(td_refresher *r, td_event_kind kind, const char *fmt, ...
 
     va_start(ap, fmt);
     vsnprintf(e.text, sizeof e.text, fmt, ap);
+    e.text[td_utf8_whole(e.text, strlen(e.text))] = '\0'; /* not half a character at a cut */
     va_end(ap);
     e.first = e.last = td_clock_now();
     pthread_mutex_lock(&r->lock);

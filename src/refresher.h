@@ -165,7 +165,7 @@ typedef struct td_refresher_sink_state {
     const char *label;          /* the sink's label for people (static) */
     int64_t last_ok, last_fail; /* Unix seconds; 0: never */
     int failures;               /* failed deliveries in a row */
-    char last_err[200];
+    char last_err[300];
 } td_refresher_sink_state;
 
 /* Something an operator should see afterwards: a failed cycle, the alert
@@ -178,7 +178,7 @@ typedef struct td_refresher_event {
     td_event_kind kind;
     int64_t first, last;        /* Unix seconds of the first and the last repeat */
     long count;                 /* repeats, >= 1 */
-    char text[240];
+    char text[400];             /* room for a Chinese message with a URL in it */
 } td_refresher_event;
 
 #define TD_REFRESHER_EVENTS 8       /* kept, newest first */
