@@ -149,7 +149,7 @@ int td_api_new(td_api **out, const td_api_opts *o, char *err, size_t errlen)
     *out = api;
     return TD_OK;
 fail:
-    if (rc == TD_ENOMEM) snprintf(err, errlen, "out of memory");
+    if (rc == TD_ENOMEM) snprintf(err, errlen, "内存不足");
     td_api_free(api);
     return rc;
 }
@@ -390,7 +390,7 @@ int td_api_reload(td_api *api, const char *name, char *err, size_t errlen)
         log_left_out(api, left, more);
     }
 out:
-    if (rc == TD_ENOMEM) snprintf(err, errlen, "out of memory");
+    if (rc == TD_ENOMEM) snprintf(err, errlen, "内存不足");
     else if (rc != TD_OK) snprintf(err, errlen, "%s", td_strerror(rc));
     return rc;
 }
@@ -429,7 +429,7 @@ int td_api_store_record(td_api *api, const char *name, const td_record *r, char 
      * store decides it again for the processes that share it. */
     if ((rc = td_snaps_claim(&api->snaps, name)) != TD_OK) {
         if (rc == TD_ETOOBIG) names_full(err, errlen, name, NULL);
-        else snprintf(err, errlen, "%s", rc == TD_ENOMEM ? "out of memory" : "token 名称无效");
+        else snprintf(err, errlen, "%s", rc == TD_ENOMEM ? "内存不足" : "token 名称无效");
         return rc;
     }
     e.name = (char *)name;
@@ -448,7 +448,7 @@ int td_api_store_record(td_api *api, const char *name, const td_record *r, char 
     }
     note_unreadable(api, name, NULL);
     if (!(s = td_snap_new(name, e.json, e.json_len, e.generated_ts, e.expire_ts))) {
-        snprintf(err, errlen, "out of memory");
+        snprintf(err, errlen, "内存不足");
         rc = TD_ENOMEM;
         goto out;
     }
@@ -510,11 +510,20 @@ static void resp_static(td_api *api, td_api_resp *r, int status, const char *bod
     r->body_len = strlen(body);
 }
 
+/* A message as a JSON string: without the half character a bounded
+ * buffer may have left at its end (td_utf8_whole), which jansson would
+ * refuse -- and with it the whole answer or the key it belongs to. */
+static json_t *json_text(const char *s)
+{
+    return json_stringn(s, td_utf8_whole(s, strlen(s)));
+}
+
 /* {"success": false, "message": msg} or {"error": msg}, escaped by jansson. */
 static void resp_msg(td_api *api, td_api_resp *r, int status, const char *key, const char *msg)
 {
-    json_t *o = !strcmp(key, "error") ? json_pack("{s:s}", "error", msg)
-                                      : json_pack("{s:b, s:s}", "success", 0, "message", msg);
+    json_t *o = !strcmp(key, "error") ? json_pack("{s:o}", "error", json_text(msg))
+                                      : json_pack("{s:b, s:o}", "success", 0, "message", json_text(msg));
+
     resp_start(api, r, status, JSON_CT);
     if (o && (r->owned = json_dumps(o, 0))) {
         r->body = r->owned;
@@ -729,13 +738,13 @@ static int precheck(td_api *api, const td_api_req *req, td_api_resp *r)
     }
     if (write) {
         if (req->content_length > (long long)api->body_limit || req->body_len > api->body_limit) {
-            char msg[128];
-            snprintf(msg, sizeof msg, "request body larger than %zu bytes", api->body_limit);
+            char msg[256];
+            snprintf(msg, sizeof msg, "请求体超过 %zu 字节的上限 (--body-limit / TOKENDIST_BODY_LIMIT)", api->body_limit);
             resp_msg(api, r, 413, "message", msg);
             return 1;
         }
         if (!json_content_type(req->content_type)) {
-            resp_msg(api, r, 415, "message", "Content-Type must be application/json");
+            resp_msg(api, r, 415, "message", "Content-Type 应为 application/json：请以 JSON 发送 token 记录");
             return 1;
         }
     }
@@ -834,7 +843,7 @@ static void post_token(td_api *api, const td_api_req *req, const char *name, td_
     int rc;
 
     if (req->body_len == 0) {
-        resp_msg(api, r, 400, "message", "empty body: send the token record as JSON");
+        resp_msg(api, r, 400, "message", "请求体为空: 请以 JSON 发送 token 记录");
         td_log("拒绝写入 %s (来自 %s): 400 请求体为空", name, from);
         return;
     }
@@ -866,18 +875,19 @@ static void post_token(td_api *api, const td_api_req *req, const char *name, td_
         td_log("拒绝写入 %s (来自 %s): 400 %s", name, from, err);
         break;
     case TD_EUNAVAIL: {
-        /* The seed's words, then why: the store may even have taken the
-         * record (a timeout after sending it), which a retry settles. */
+        /* Why, and what to do: the store may even have taken the record
+         * (a timeout after sending it), which a retry settles. */
         char msg[700];
-        snprintf(msg, sizeof msg, "store temporarily unavailable, retry later: %s", err);
+        snprintf(msg, sizeof msg, "存储暂时不可用，请稍后重试: %s", err);
         resp_msg(api, r, 503, "message", msg);
         add_hdr(r, "Retry-After", "5");
         td_log("❌ 存储暂不可用 %s: %s", name, err);
     }
         break;
     default: {
-        /* The seed's message, then why: the writer is authenticated and an
-         * operator needs to know it is, say, a full disk. */
+        /* The seed's message (clients may match it), then why, in our
+         * words: the writer is authenticated and an operator needs to know
+         * it is, say, a full disk. */
         char msg[600];
         snprintf(msg, sizeof msg, "Failed to store token: %s", err);
         resp_msg(api, r, 500, "message", msg);
@@ -945,6 +955,18 @@ static int report_running(td_api *api, const char *name)
     return running;
 }
 
+/* 501: nobody refreshes name (why says where it was found out), and what
+ * to set so that somebody does -- for the platform its record names
+ * (s, or NULL), so a WeChat token is not sent to FEISHU_APP_ID. */
+static void not_refreshed(td_api *api, td_api_resp *r, const char *name, const td_snap *s, const char *why)
+{
+    char hint[400], msg[800];
+
+    snprintf(msg, sizeof msg, "%s：%s", why,
+             td_tokens_setup_hint(name, s && s->provider ? s->provider : NULL, hint, sizeof hint));
+    resp_msg(api, r, 501, "message", msg);
+}
+
 /* A client saw Feishu reject tok (either token of the record: `files`
  * uses the tenant one).  The answer says what became of it, so a client
  * neither loops re-reporting nor installs a rejected token as new: 200
@@ -956,13 +978,13 @@ static void post_invalid(td_api *api, const td_api_req *req, const char *name, t
     const char *tok = json_string_value(json_object_get(o, "access_token"));
     td_snap *s = NULL;
     const td_api_hooks *h = hooks_of(api);
-    char why[400], msg[700];
+    char why[400];
     long wait;
     int rc;
 
     if (!tok || !*tok) {
         resp_msg(api, r, 400, "message",
-                 "send {\"access_token\": \"<the token Feishu rejected>\"}");
+                 "请求体应为 {\"access_token\": \"<被平台拒绝的 token>\"}");
         goto out;
     }
     if (!(s = td_api_snapshot(api, name)) || s->expire_ts <= td_clock_now()) {
@@ -974,8 +996,8 @@ static void post_invalid(td_api *api, const td_api_req *req, const char *name, t
         goto out;
     }
     if (!h || !h->invalid) {
-        snprintf(msg, sizeof msg, "本服务器不刷新 token '%s' (未配置飞书凭证 FEISHU_APP_ID/FEISHU_APP_SECRET)", name);
-        resp_msg(api, r, 501, "message", msg);
+        snprintf(why, sizeof why, "本服务器不刷新 token '%s'", name);
+        not_refreshed(api, r, name, s, why);
         goto out;
     }
     /* A report that parked while the refresh it waited for ran comes
@@ -1012,7 +1034,7 @@ static void answer_report(td_api *api, td_api_resp *r, const char *name, const c
         __attribute__((fallthrough));
     case TD_ETIMEOUT:
         resp_start(api, r, 202, JSON_CT);
-        r->body = "{\"success\": true, \"message\": \"refresh started\"}";
+        r->body = "{\"success\": true, \"message\": \"已开始刷新，请稍后再取 token\"}";
         r->body_len = strlen(r->body);
         break;
     case TD_ECONFLICT: { /* in the words of the token's own platform: its record's */
@@ -1026,7 +1048,9 @@ static void answer_report(td_api *api, td_api_resp *r, const char *name, const c
     }
         break;
     case TD_ENOTFOUND:
-        resp_msg(api, r, 501, "message", why);
+        s = td_api_snapshot(api, name);
+        not_refreshed(api, r, name, s, why);
+        td_snap_release(s);
         break;
     case TD_EUNAVAIL:
     case TD_ECANCELED:
@@ -1050,7 +1074,7 @@ static json_t *history_entry(const td_store_entry *e, const td_snap *cur)
     const char *ten;
 
     if (td_record_parse(e->json, e->json_len, 0, -1, &rec, sub, sizeof sub) != TD_OK)
-        return json_pack("{s:I, s:s}", "generated_timestamp", (json_int_t)e->generated_ts, "problem", sub);
+        return json_pack("{s:I, s:o}", "generated_timestamp", (json_int_t)e->generated_ts, "problem", json_text(sub));
     ten = td_record_field(rec, "tenant_access_token");
     h = json_pack("{s:I, s:s, s:I, s:s, s:s, s:s*, s:b}",
                   "generated_timestamp", (json_int_t)td_record_generated(rec), "generated_time",
@@ -1093,7 +1117,7 @@ static void history(td_api *api, const char *name, td_api_resp *r)
 nomem:
     td_api_resp_clear(r);
     r->route = TD_ROUTE_HISTORY;
-    resp_static(api, r, 500, "{\"error\": \"out of memory\"}");
+    resp_static(api, r, 500, "{\"error\": \"内存不足\"}");
 out:
     json_decref(arr);
     json_decref(o);
@@ -1120,18 +1144,18 @@ static void readyz(td_api *api, td_api_resp *r)
     td_snaps_each(&api->snaps, readyz_token, toks);
     pthread_mutex_lock(&api->bad_lock);
     for (size_t i = 0; i < api->nbad; i++)
-        json_array_append_new(bad, json_pack("{s:s, s:s}", "name", api->bad[i].name, "problem",
-                                             api->bad[i].problem));
+        json_array_append_new(bad, json_pack("{s:s, s:o}", "name", api->bad[i].name, "problem",
+                                             json_text(api->bad[i].problem)));
     json_object_set_new(o, "unreadable_records", json_integer((json_int_t)api->nknown));
     if (api->write_failing_since) {
-        json_object_set_new(o, "store_writes", json_string(api->write_err));
+        json_object_set_new(o, "store_writes", json_text(api->write_err));
         json_object_set_new(o, "store_writes_failing_since", json_integer((json_int_t)api->write_failing_since));
     } else {
         json_object_set_new(o, "store_writes", json_string("ok"));
     }
     pthread_mutex_unlock(&api->bad_lock);
     json_object_set_new(o, "ready", json_boolean(store_ok));
-    json_object_set_new(o, "store", json_string(store_ok ? "ok" : err));
+    json_object_set_new(o, "store", json_text(store_ok ? "ok" : err));
     json_object_set_new(o, "tokens", toks);
     json_object_set_new(o, "unreadable", bad);
     {
@@ -1228,7 +1252,7 @@ static json_t *status_token(td_api *api, const char *name, const json_t *rf)
         json_object_set_new(o, "record", json_null());
     json_object_set_new(o, "refresh", rf ? json_deep_copy(rf) : json_null());
     if (td_store_history(api->store, name, STATUS_HISTORY, &v, &n, err, sizeof err) != TD_OK) {
-        json_object_set_new(o, "history_error", json_string(err));
+        json_object_set_new(o, "history_error", json_text(err));
         n = 0;
     }
     json_object_set_new(o, "history", hist = json_array());
@@ -1261,13 +1285,13 @@ static json_t *status_facts(td_api *api)
         json_array_append_new(toks, status_token(api, names.v[i], json_object_get(refresh, names.v[i])));
     pthread_mutex_lock(&api->bad_lock);
     for (size_t i = 0; i < api->nbad; i++)
-        json_array_append_new(bad, json_pack("{s:s, s:s}", "name", api->bad[i].name, "problem", api->bad[i].problem));
+        json_array_append_new(bad, json_pack("{s:s, s:o}", "name", api->bad[i].name, "problem", json_text(api->bad[i].problem)));
     json_object_set_new(o, "unreadable_records", json_integer((json_int_t)api->nknown));
     pthread_mutex_unlock(&api->bad_lock);
     json_object_set_new(o, "now", json_integer((json_int_t)now));
     json_object_set_new(o, "time", json_string(td_clock_format(now, now_s)));
     json_object_set_new(o, "version", json_string(TD_VERSION));
-    json_object_set_new(o, "store", json_string(store_ok ? "ok" : err));
+    json_object_set_new(o, "store", json_text(store_ok ? "ok" : err));
     json_object_set_new(o, "tokens", toks);
     json_object_set_new(o, "tokens_not_shown",
                         json_integer(names.n > STATUS_TOKENS_MAX ? (json_int_t)(names.n - STATUS_TOKENS_MAX) : 0));
@@ -1312,7 +1336,7 @@ static void status_json(td_api *api, td_api_resp *r)
     free(html);
     resp_start(api, r, html ? 200 : 500, JSON_CT);
     if (html && (r->owned = json_dumps(facts, JSON_COMPACT))) r->body = r->owned, r->body_len = strlen(r->owned);
-    else r->status = 500, r->body = "{\"error\": \"out of memory\"}", r->body_len = strlen(r->body);
+    else r->status = 500, r->body = "{\"error\": \"内存不足\"}", r->body_len = strlen(r->body);
     json_decref(facts);
 }
 
@@ -1349,14 +1373,13 @@ static void metrics(td_api *api, td_api_resp *r)
 
     td_strbuf_heap(&b, METRICS_CAP);
     td_metrics_render(&b);
-    td_strbuf_puts(&b, "# HELP tokendist_token_expiry_seconds Seconds until each token "
-                       "expires (negative: expired).\n"
+    td_strbuf_puts(&b, "# HELP tokendist_token_expiry_seconds 每个 token 距过期的秒数 (负数表示已过期)。\n"
                        "# TYPE tokendist_token_expiry_seconds gauge\n");
     td_snaps_each(&api->snaps, metrics_token, &b);
     {
         window_ctx c = {&b, hooks_of(api)};
-        td_strbuf_puts(&b, "# HELP tokendist_token_renew_window_seconds Seconds before its expiry at which "
-                           "each token is renewed (0: after it).\n"
+        td_strbuf_puts(&b, "# HELP tokendist_token_renew_window_seconds 每个 token 在过期前多少秒换新 "
+                           "(0 表示过期后)。\n"
                            "# TYPE tokendist_token_renew_window_seconds gauge\n");
         td_snaps_each(&api->snaps, metrics_window, &c);
         if (c.h && c.h->metrics) c.h->metrics(c.h->ud, &b);

@@ -1293,9 +1293,11 @@ static int post_invalid(td_client *c, const char *token, td_record **newer, char
         if (resp.status == 202) {
             rc = TD_OK;
         } else if (resp.status == 409) {
-            /* Feishu still issues this token: nothing newer to wait for. */
+            /* The platform still issues this token: nothing newer to wait
+             * for.  Which platform is the server's to say (its message
+             * speaks for the token's record); ours stays neutral. */
             rc = TD_ECONFLICT;
-            snprintf(err, errlen, "报告token无效: 飞书仍在发放此token，没有新的可换%s%s%s", m ? " (" : "",
+            snprintf(err, errlen, "报告token无效: 平台仍在发放此token，没有新的可换%s%s%s", m ? " (" : "",
                      m ? m : "", m ? ")" : "");
         } else if (resp.status == 200) {
             char perr[256];

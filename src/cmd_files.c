@@ -233,8 +233,8 @@ static int parse_time(const char *flag, const char *s, int64_t *out)
 {
     if (!s || !*s) return *out = 0, TD_OK;
     if (td_clock_parse(s, out) != TD_OK || *out <= 0) {
-        fprintf(stderr, "tokendist files: %s '%s' is not a time: use YYYY-MM-DD, \"YYYY-MM-DD HH:MM:SS\" "
-                        "or Unix seconds\n", flag, s);
+        fprintf(stderr, "tokendist files: %s 的值 '%s' 不是时间: 请写 YYYY-MM-DD、\"YYYY-MM-DD HH:MM:SS\" "
+                        "或 Unix 秒数\n", flag, s);
         return TD_EINVAL;
     }
     return TD_OK;
@@ -283,7 +283,7 @@ int td_cmd_files(int argc, char **argv)
         goto out;
     }
     if (download && mkdir(c.out_dir, 0755) != 0 && errno != EEXIST) {
-        fprintf(stderr, "tokendist %s: cannot create --out folder %s: %s\n", name, c.out_dir, strerror(errno));
+        fprintf(stderr, "tokendist %s: 无法创建 --out 目录 %s: %s\n", name, c.out_dir, strerror(errno));
         goto out;
     }
     if (download && (rc = td_manifest_open(&r.manifest, c.out_dir, err, sizeof err)) != TD_OK) {

@@ -130,7 +130,7 @@ int td_cmd_get(int argc, char **argv)
     } else if (!strcmp(c.field, "tenant_access_token")) {
         kind = TD_TOKEN_TENANT;
     } else {
-        fprintf(stderr, "tokendist get: --field must be access_token or tenant_access_token, not '%s'\n",
+        fprintf(stderr, "tokendist get: --field 只能是 access_token 或 tenant_access_token，不是 '%s'\n",
                 c.field);
         goto out;
     }

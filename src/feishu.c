@@ -40,9 +40,9 @@ int td_feishu_result(const td_httpc_resp *r, json_t **data_or_root, char *err, s
         /* Not Feishu's envelope: a proxy's HTML page, garbage, nothing. */
         if (r->status == 429) {
             rc = TD_ERATELIMIT;
-            snprintf(err, errlen, "HTTP 429: request trigger frequency limit");
+            snprintf(err, errlen, "HTTP 429: 请求过于频繁，被飞书限流");
         } else {
-            snprintf(err, errlen, "HTTP %ld: answer is not a Feishu JSON result", r->status);
+            snprintf(err, errlen, "HTTP %ld: 回答不是飞书的 JSON 结果 (请检查 FEISHU_BASE_URL，以及中间的代理或网关)", r->status);
         }
         goto out;
     }
@@ -62,7 +62,7 @@ int td_feishu_result(const td_httpc_resp *r, json_t **data_or_root, char *err, s
     else if (c == TD_FEISHU_CODE_TOKEN_INVALID || c == TD_FEISHU_CODE_TOKEN_EXPIRED ||
              c == TD_FEISHU_CODE_TOKEN_REJECTED || c == TD_FEISHU_CODE_TOKEN_MISSING)
         rc = TD_EAUTH;
-    snprintf(err, errlen, "code %lld: %s", (long long)c, msg);
+    snprintf(err, errlen, "错误码 %lld: %s", (long long)c, msg);
 out:
     json_decref(root);
     return rc;
@@ -81,16 +81,16 @@ static int take_token(json_t *o, const char *key, char *dst, size_t dlen, int re
     dst[0] = '\0';
     if (!n) {
         if (!required) return TD_OK;
-        snprintf(err, errlen, "Feishu answered code 0 without %s", key);
+        snprintf(err, errlen, "飞书的回答 (code 0) 里没有 %s", key);
         return TD_EUPSTREAM;
     }
     if (n >= dlen) {
-        snprintf(err, errlen, "Feishu's %s is %zu bytes, over the %zu-byte bound", key, n, dlen - 1);
+        snprintf(err, errlen, "飞书的 %s 长 %zu 字节，超过上限 %zu", key, n, dlen - 1);
         return TD_ETOOBIG;
     }
     for (size_t i = 0; i < n; i++)
         if ((unsigned char)s[i] <= 0x20 || (unsigned char)s[i] >= 0x7f) {
-            snprintf(err, errlen, "Feishu's %s holds a byte 0x%02x that is not visible ASCII", key,
+            snprintf(err, errlen, "飞书的 %s 含有不可见字符 0x%02x (只允许可见的 ASCII)", key,
                      (unsigned char)s[i]);
             return TD_EUPSTREAM;
         }
@@ -139,7 +139,7 @@ int td_feishu_parse_token(const td_httpc_resp *resp, td_feishu_token *out, char 
         json_t *e = json_object_get(root, "expire");
         /* Feishu's tokens live 2 h; a day is a generous sanity ceiling. */
         if (!json_is_integer(e) || json_integer_value(e) <= 0 || json_integer_value(e) > 86400) {
-            snprintf(err, errlen, "Feishu answered code 0 with a missing or invalid \"expire\"");
+            snprintf(err, errlen, "飞书的回答 (code 0) 里 \"expire\" 缺失或无效");
             rc = TD_EUPSTREAM;
             goto out;
         }
@@ -166,11 +166,11 @@ int td_feishu_fetch_token(const td_feishu *f, td_feishu_token *out, char *err, s
     out->retry_after = -1;
     out->quota_spent = 0;
     if (!f->app_id || !*f->app_id || !f->app_secret || !*f->app_secret) {
-        snprintf(err, errlen, "FEISHU_APP_ID and FEISHU_APP_SECRET must both be set");
+        snprintf(err, errlen, "FEISHU_APP_ID 和 FEISHU_APP_SECRET 都要设置");
         return TD_EINVAL;
     }
     if ((rc = make_url(url, sizeof url, base_of(f), "/open-apis/auth/v3/app_access_token/internal")) != TD_OK) {
-        snprintf(err, errlen, "FEISHU_BASE_URL is too long");
+        snprintf(err, errlen, "FEISHU_BASE_URL 太长");
         return rc;
     }
     rc = TD_ENOMEM;
@@ -208,12 +208,12 @@ int td_feishu_send_text(const td_feishu *f, const char *tenant_token, const char
     int rc;
 
     if (!tenant_token || !*tenant_token || !chat_id || !*chat_id) {
-        snprintf(err, errlen, "sending a Feishu message needs a tenant token and a chat id");
+        snprintf(err, errlen, "发送飞书群消息需要 tenant_access_token 和群 ID (FEISHU_CHAT_ID)");
         return TD_EINVAL;
     }
     if (make_url(url, sizeof url, base_of(f), "/open-apis/im/v1/messages?receive_id_type=chat_id") != TD_OK ||
         (size_t)snprintf(auth, sizeof auth, "Authorization: Bearer %s", tenant_token) >= sizeof auth) {
-        snprintf(err, errlen, "FEISHU_BASE_URL or the tenant token is too long");
+        snprintf(err, errlen, "FEISHU_BASE_URL 或 tenant_access_token 太长");
         return TD_ETOOBIG;
     }
     rc = TD_ENOMEM;

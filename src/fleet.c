@@ -90,7 +90,7 @@ int td_fleet_new(td_fleet **out, td_store *store, char *err, size_t errlen)
 
     if (!f || !(f->v = calloc(NAMES_MAX, sizeof *f->v))) {
         free(f);
-        snprintf(err, errlen, "out of memory");
+        snprintf(err, errlen, "内存不足");
         return TD_ENOMEM;
     }
     f->store = store;
@@ -116,7 +116,7 @@ int td_fleet_add(td_fleet *f, const char *name, td_lease **lease, char *err, siz
     entry *e;
 
     if (find(f, name) || f->n == NAMES_MAX) {
-        snprintf(err, errlen, "fleet: token '%s' twice, or more than %d tokens", name, NAMES_MAX);
+        snprintf(err, errlen, "集群: token '%s' 重复，或超过 %d 个 token", name, NAMES_MAX);
         return TD_EINVAL;
     }
     e = &f->v[f->n];
@@ -453,7 +453,7 @@ static int route_report(td_fleet *f, td_refresher *r, const char *name, const ch
 
     /* A store one process owns (memory:) has no lease: nobody else refreshes. */
     if (!f->store->ops->lease) {
-        snprintf(why, whylen, "本服务器不刷新 token '%s' (未配置飞书凭证 FEISHU_APP_ID/FEISHU_APP_SECRET)", name);
+        snprintf(why, whylen, "本服务器不刷新 token '%s'", name);
         return TD_ENOTFOUND;
     }
     snprintf(key, sizeof key, "refresh:%s", name);
@@ -469,8 +469,7 @@ static int route_report(td_fleet *f, td_refresher *r, const char *name, const ch
          * here.  Nobody holding the lease and no refresher here: as on a
          * store of one's own, nobody refreshes. */
         if (rc == TD_ENOTFOUND && !r) {
-            snprintf(why, whylen, "本服务器不刷新 token '%s' (未配置飞书凭证 FEISHU_APP_ID/FEISHU_APP_SECRET)，"
-                                  "也没有其他实例持有它的刷新租约", name);
+            snprintf(why, whylen, "本服务器不刷新 token '%s'，也没有其他实例持有它的刷新租约", name);
             return TD_ENOTFOUND;
         }
         if (rc != TD_OK) snprintf(holder, TD_LEASE_OWNER_MAX, "(暂无)");
@@ -847,15 +846,16 @@ static void status_detail(json_t *o, const td_refresher_state *st, long win, int
         json_t *so = json_pack("{s:s, s:s, s:i, s:o, s:o}", "sink", k->kind, "label", k->label,
                                "failures_in_a_row", k->failures, "last_success_timestamp",
                                ts_or_null(k->last_ok), "last_failure_timestamp", ts_or_null(k->last_fail));
-        if (so && k->last_fail) json_object_set_new(so, "last_error", json_string(k->last_err));
+        if (so && k->last_fail)
+            json_object_set_new(so, "last_error", json_stringn(k->last_err, td_utf8_whole(k->last_err, strlen(k->last_err))));
         json_array_append_new(sinks, so);
     }
     for (size_t i = 0; i < st->nevents; i++) {
         const td_refresher_event *e = &st->events[i];
-        json_array_append_new(events, json_pack("{s:s, s:I, s:I, s:I, s:s}", "kind", event_kind(e->kind),
+        json_array_append_new(events, json_pack("{s:s, s:I, s:I, s:I, s:s%}", "kind", event_kind(e->kind),
                                                 "first_timestamp", (json_int_t)e->first, "timestamp",
                                                 (json_int_t)e->last, "count", (json_int_t)e->count, "text",
-                                                e->text));
+                                                e->text, td_utf8_whole(e->text, strlen(e->text))));
     }
     json_object_set_new(o, "sinks", sinks);
     json_object_set_new(o, "events", events);
@@ -868,11 +868,11 @@ static void metrics(void *fleet, td_strbuf *b)
 {
     td_fleet *f = fleet;
     static const struct { const char *name, *help; } m[] = {
-        {"refresh_lease_held", "1 when this server holds the token's refresh lease (it fetches), else 0."},
-        {"refresh_failures_in_a_row", "Failed refresh cycles in a row, by token (this server's)."},
-        {"refresh_last_success_timestamp_seconds", "When a refresh cycle last put the token in service (Unix seconds; 0: never)."},
-        {"sink_failures_in_a_row", "Failed deliveries in a row, by token and sink."},
-        {"sink_last_success_timestamp_seconds", "When a record last reached the sink (Unix seconds; 0: never)."},
+        {"refresh_lease_held", "本服务器持有该 token 的刷新租约 (由它获取) 时为 1，否则为 0。"},
+        {"refresh_failures_in_a_row", "按 token 统计的连续刷新失败次数 (本服务器的)。"},
+        {"refresh_last_success_timestamp_seconds", "上次刷新让 token 投入使用的时间 (Unix 秒；0 表示从未)。"},
+        {"sink_failures_in_a_row", "按 token 和下游 (sink) 统计的连续投递失败次数。"},
+        {"sink_last_success_timestamp_seconds", "上次有记录送达下游 (sink) 的时间 (Unix 秒；0 表示从未)。"},
     };
     td_refresher_state *st = calloc(f->n ? f->n : 1, sizeof *st);
     int *held = calloc(f->n ? f->n : 1, sizeof *held);
@@ -941,7 +941,8 @@ void td_fleet_status(void *fleet, json_t *out, int detail)
             json_object_set_new(o, "failures_in_a_row", json_integer(st.failures));
             json_object_set_new(o, "last_success", st.last_ok ? json_string(td_clock_format(st.last_ok, t1)) : json_null());
             json_object_set_new(o, "last_failure", st.last_fail ? json_string(td_clock_format(st.last_fail, t2)) : json_null());
-            if (st.last_fail) json_object_set_new(o, "last_error", json_string(st.last_err));
+            if (st.last_fail)
+                json_object_set_new(o, "last_error", json_stringn(st.last_err, td_utf8_whole(st.last_err, strlen(st.last_err))));
             if (detail) status_detail(o, &st, td_refresher_window(r), held);
         }
         json_object_set_new(all, e->name, o);

@@ -207,7 +207,7 @@ int td_gitee_read(const td_gitee *g, char **content, size_t *len, char sha[41], 
 
     if (content) *content = NULL;
     if (!g->owner || !*g->owner || !g->repo || !*g->repo || !g->path || !*g->path) {
-        snprintf(err, errlen, "GITEE_OWNER, GITEE_REPO and GITEE_FILE_PATH must all be set");
+        snprintf(err, errlen, "GITEE_OWNER、GITEE_REPO 和 GITEE_FILE_PATH 都要设置");
         return TD_EINVAL;
     }
     if ((rc = make_url(g, 1, url, sizeof url, err, errlen)) != TD_OK) return rc;
@@ -217,7 +217,7 @@ int td_gitee_read(const td_gitee *g, char **content, size_t *len, char sha[41], 
         if ((rc = td_httpc_do(&hr, &resp, why, sizeof why)) != TD_OK) {
             const char *what = td_httpc_err_detail(why, url);
             snprintf(err, errlen, "Gitee 请求失败 (%s/%s:%s): %s", g->owner, g->repo, g->path,
-                     what ? what : "request failed");
+                     what ? what : "请求失败");
             goto out;
         }
     }

@@ -444,7 +444,7 @@ static void mhd_log(void *cls, const char *fmt, va_list ap)
     vsnprintf(line, sizeof line, fmt, ap);
     n = strlen(line);
     while (n && (line[n - 1] == '\n' || line[n - 1] == '\r')) line[--n] = '\0';
-    td_log("http: %s", line);
+    td_log("HTTP 服务 (libmicrohttpd): %s", line);
 }
 
 int td_http_parse_listen(const char *listen, struct sockaddr_storage *ss, char *err, size_t errlen)
@@ -482,7 +482,7 @@ int td_http_parse_listen(const char *listen, struct sockaddr_storage *ss, char *
     }
     return TD_OK;
 bad:
-    snprintf(err, errlen, "listen address '%s' is not HOST:PORT (e.g. 127.0.0.1:9000, [::1]:9000, 0.0.0.0:9000)",
+    snprintf(err, errlen, "监听地址 '%s' 不是 HOST:PORT (例如 127.0.0.1:9000、[::1]:9000、0.0.0.0:9000)",
              listen ? listen : "");
     return TD_EINVAL;
 }
@@ -509,13 +509,13 @@ static char *read_pem(const char *path, char *err, size_t errlen)
     size_t n;
 
     if (!f) {
-        snprintf(err, errlen, "cannot read %s: %s", path, strerror(errno));
+        snprintf(err, errlen, "无法读取 %s: %s", path, strerror(errno));
         return NULL;
     }
     if ((buf = malloc(256 * 1024)) && (n = fread(buf, 1, 256 * 1024 - 1, f)) > 0 && n < 256 * 1024 - 1) {
         buf[n] = '\0';
     } else {
-        snprintf(err, errlen, "cannot read %s: empty or larger than 256 KiB", path);
+        snprintf(err, errlen, "无法读取 %s: 文件为空或超过 256 KiB", path);
         free(buf);
         buf = NULL;
     }
@@ -607,7 +607,7 @@ int td_http_start(td_http **out, td_api *api, const td_http_opts *o, char *err, 
     h->listen_fd = -1;
     if (ss.ss_family == AF_INET6) flags |= MHD_USE_IPv6;
     if ((o->tls_cert != NULL) != (o->tls_key != NULL)) {
-        snprintf(err, errlen, "--tls-cert and --tls-key go together");
+        snprintf(err, errlen, "--tls-cert 和 --tls-key 要一起设置 (证书和它的私钥)");
         rc = TD_EINVAL;
         goto fail;
     }

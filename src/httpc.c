@@ -230,6 +230,27 @@ static int on_progress(void *ud, curl_off_t dltotal, curl_off_t dlnow, curl_off_
     return cut_short(x->req);
 }
 
+/* What went wrong, in our words, for the failures an operator meets;
+ * libcurl's own text follows it, as it is (it is what a search finds). */
+static const char *curl_what(CURLcode cc)
+{
+    switch (cc) {
+    case CURLE_COULDNT_RESOLVE_HOST: return "无法解析主机名，请检查地址和 DNS";
+    case CURLE_COULDNT_RESOLVE_PROXY: return "无法解析代理的主机名";
+    case CURLE_COULDNT_CONNECT: return "无法连接，请检查地址、端口和防火墙，以及服务是否在运行";
+    case CURLE_OPERATION_TIMEDOUT: return "超时";
+    case CURLE_PEER_FAILED_VERIFICATION: return "TLS 证书校验失败 (CA 证书见 CURL_CA_BUNDLE)";
+    case CURLE_SSL_CACERT_BADFILE: return "无法读取 CA 证书 (CURL_CA_BUNDLE)";
+    case CURLE_SSL_CONNECT_ERROR: return "TLS 握手失败";
+    case CURLE_GOT_NOTHING: return "对方未应答即关闭了连接";
+    case CURLE_SEND_ERROR:
+    case CURLE_RECV_ERROR: return "连接中断";
+    case CURLE_UNSUPPORTED_PROTOCOL: return "只支持 http 和 https 地址";
+    case CURLE_URL_MALFORMAT: return "地址格式不对";
+    default: return "请求失败";
+    }
+}
+
 /* The URL as td_httpc_do's errors name it. */
 #define SHOWN_MAX 512
 
@@ -248,7 +269,7 @@ int td_httpc_do(const td_httpc_req *req, td_httpc_resp *resp, char *err, size_t 
     /* Errors reach logs and answers: never with the URL's credentials. */
     td_httpc_redact_url(req->url, TD_HTTPC_HIDE_QUERY, shown, sizeof shown);
     if (cut_short(req)) {
-        snprintf(err, errlen, "%s: not sent: shutting down", shown);
+        snprintf(err, errlen, "%s: 未发送: 进程正在退出", shown);
         return TD_ECANCELED;
     }
     td_httpc_global_init();
@@ -307,15 +328,15 @@ int td_httpc_do(const td_httpc_req *req, td_httpc_resp *resp, char *err, size_t 
     } else if (x.rc != TD_OK) {
         rc = x.rc;
         if (rc == TD_ETOOBIG)
-            snprintf(err, errlen, "%s: response larger than %zu bytes", shown, x.max);
+            snprintf(err, errlen, "%s: 回答超过 %zu 字节的上限", shown, x.max);
         else
-            snprintf(err, errlen, "%s: transfer stopped: %s", shown, td_strerror(rc));
+            snprintf(err, errlen, "%s: 传输中止: %s", shown, td_strerror(rc));
     } else if (cc == CURLE_ABORTED_BY_CALLBACK) {
         rc = TD_ECANCELED;
-        snprintf(err, errlen, "%s: stopped: shutting down", shown);
+        snprintf(err, errlen, "%s: 已中止: 进程正在退出", shown);
     } else {
         rc = cc == CURLE_OPERATION_TIMEDOUT ? TD_ETIMEOUT : TD_EHTTP;
-        snprintf(err, errlen, "%s: %s", shown, cerr[0] ? cerr : curl_easy_strerror(cc));
+        snprintf(err, errlen, "%s: %s (%s)", shown, curl_what(cc), cerr[0] ? cerr : curl_easy_strerror(cc));
     }
 out:
     handle_give(req->pool, c);

@@ -60,11 +60,11 @@ int td_lease_new(td_lease **out, td_store *store, const char *name, const char *
 
     if (!store || !name || !*name || strlen(name) >= sizeof l->name || ttl_ms < 300 ||
         (owner && strlen(owner) >= sizeof l->owner)) {
-        snprintf(err, errlen, "lease: needs a store, a name of 1-128 characters and ttl >= 300 ms");
+        snprintf(err, errlen, "租约参数无效: 需要存储、1-128 个字符的名称和不小于 300 毫秒的有效期");
         return TD_EINVAL;
     }
     if (!(l = calloc(1, sizeof *l))) {
-        snprintf(err, errlen, "out of memory");
+        snprintf(err, errlen, "内存不足");
         return TD_ENOMEM;
     }
     l->store = store;
@@ -199,7 +199,7 @@ int td_lease_keep(td_lease *l, char *err, size_t errlen)
 {
     if (l->always || l->keeper_started) return TD_OK;
     if (pthread_create(&l->keeper, NULL, keeper_main, l) != 0) {
-        snprintf(err, errlen, "lease %s: cannot start its thread", l->name);
+        snprintf(err, errlen, "租约 %s: 无法启动后台线程", l->name);
         return TD_ERR;
     }
     l->keeper_started = 1;

@@ -153,7 +153,7 @@ int td_manifest_open(td_manifest **out, const char *dir, char *err, size_t errle
     *out = m;
     return TD_OK;
 fail:
-    if (rc == TD_ENOMEM) snprintf(err, errlen, "out of memory reading the download record");
+    if (rc == TD_ENOMEM) snprintf(err, errlen, "读取下载记录时内存不足");
     free(text);
     td_manifest_close(m);
     return rc;
@@ -208,7 +208,7 @@ int td_manifest_add(td_manifest *m, const char *file_key, const char *name, char
     }
     m->torn = 0;
     rc = push(m, key, strlen(key), name, strlen(name));
-    if (rc != TD_OK) snprintf(err, errlen, "out of memory");
+    if (rc != TD_OK) snprintf(err, errlen, "内存不足");
 out:
     td_strbuf_free(&b);
     return rc;

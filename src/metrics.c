@@ -18,22 +18,22 @@ static const char *const route_names[TD_ROUTE__N] = {
 static const struct {
     const char *name, *help;
 } counter_info[TD_M__N] = {
-    {"store_errors_total", "Store operations that failed."},
-    {"auth_failures_total", "Requests refused for a missing or wrong key."},
-    {"auth_blocked_total", "Requests refused with 429 after repeated auth failures."},
-    {"store_reconnects_total", "Times the store connection was re-established."},
-    {"refresh_success_total", "Tokens fetched from Feishu."},
-    {"refresh_failures_total", "Failed attempts to fetch a token from Feishu."},
-    {"sink_push_success_total", "Records delivered to a sink."},
-    {"sink_push_failures_total", "Failed deliveries to a sink."},
-    {"notice_failures_total", "Group notices that could not be sent."},
+    {"store_errors_total", "失败的存储操作次数。"},
+    {"auth_failures_total", "因缺少密钥或密钥错误而拒绝的请求数。"},
+    {"auth_blocked_total", "认证反复失败后以 429 拒绝的请求数。"},
+    {"store_reconnects_total", "存储连接重新建立的次数。"},
+    {"refresh_success_total", "从平台 (飞书等) 获取到的 token 数。"},
+    {"refresh_failures_total", "从平台 (飞书等) 获取 token 失败的次数。"},
+    {"sink_push_success_total", "成功投递到下游 (sink) 的记录数。"},
+    {"sink_push_failures_total", "投递到下游 (sink) 失败的次数。"},
+    {"notice_failures_total", "未能发出的群通知数。"},
 };
 
 static const struct {
     const char *name, *help;
 } gauge_info[TD_G__N] = {
-    {"requests_waiting", "Requests waiting for the store (or another thread) on a worker."},
-    {"store_unreadable_records", "Stored records that could not be read and are not served (see /readyz)."},
+    {"requests_waiting", "在工作线程上等待存储 (或其他线程) 的请求数。"},
+    {"store_unreadable_records", "存储中无法读取、因而不分发的记录数 (见 /readyz)。"},
 };
 
 static uint64_t requests[TD_ROUTE__N][NSTATUS + 1];
@@ -65,7 +65,7 @@ void td_metrics_inc(td_counter c)
 
 void td_metrics_render(td_strbuf *b)
 {
-    td_strbuf_puts(b, "# HELP tokendist_requests_total HTTP requests by route and status.\n"
+    td_strbuf_puts(b, "# HELP tokendist_requests_total 按路由和状态码统计的 HTTP 请求数。\n"
                       "# TYPE tokendist_requests_total counter\n");
     for (int r = 0; r < TD_ROUTE__N; r++)
         for (size_t s = 0; s <= NSTATUS; s++) {

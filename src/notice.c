@@ -1,5 +1,6 @@
 /* notice -- see notice.h. */
 #include "notice.h"
+#include "record.h"
 #include "clock.h"
 #include "httpc.h"
 #include "strbuf.h"
@@ -37,15 +38,23 @@ int td_notice_updated_text(char *buf, size_t len, int64_t generated, int64_t exp
     return td_strbuf_puts(&b, "\n请客户端使用此API地址获取最新的access_token");
 }
 
-int td_notice_alert_text(char *buf, size_t len, int failures, int64_t expires, int64_t now,
-                         const char *last_error)
+/* " (token NAME)" after a title, except for the seed's token. */
+static const char *which(const char *name, char *buf, size_t len)
 {
-    char e[TD_TIME_LEN];
+    if (!name || !*name || !strcmp(name, "default")) return "";
+    snprintf(buf, len, " (token %s)", name);
+    return buf;
+}
+
+int td_notice_alert_text(char *buf, size_t len, const char *name, int failures, int64_t expires, int64_t now,
+                         const char *last_error, const char *credentials)
+{
+    char e[TD_TIME_LEN], w[TD_NAME_MAX + 16];
     td_strbuf b;
 
     td_strbuf_fixed(&b, buf, len);
-    td_strbuf_printf(&b, "⚠️ 客户端 Access Token 刷新失败\n\n❌ 已连续失败 %d 次，最近一次: %s\n",
-                     failures, last_error && *last_error ? last_error : "未知错误");
+    td_strbuf_printf(&b, "⚠️ 客户端 Access Token 刷新失败%s\n\n❌ 已连续失败 %d 次，最近一次: %s\n",
+                     which(name, w, sizeof w), failures, last_error && *last_error ? last_error : "未知错误");
     if (expires <= 0)
         td_strbuf_puts(&b, "⏰ 目前没有可分发的 token\n");
     else if (expires <= now)
@@ -53,22 +62,23 @@ int td_notice_alert_text(char *buf, size_t len, int failures, int64_t expires, i
     else
         td_strbuf_printf(&b, "⏰ 当前 token 过期时间: %s (剩余 %ld 分钟)\n", td_clock_format(expires, e),
                          minutes_left(expires, now));
-    return td_strbuf_puts(&b, "\n请检查飞书应用凭证 (FEISHU_APP_ID / FEISHU_APP_SECRET) 与网络，tokendist 会继续重试");
+    return td_strbuf_printf(&b, "\n请检查%s 与网络，tokendist 会继续重试",
+                            credentials && *credentials ? credentials : "飞书应用凭证 (FEISHU_APP_ID / FEISHU_APP_SECRET)");
 }
 
-int td_notice_recovered_text(char *buf, size_t len, int failures, int64_t generated, int64_t expires,
-                             int64_t now)
+int td_notice_recovered_text(char *buf, size_t len, const char *name, int failures, int64_t generated,
+                             int64_t expires, int64_t now)
 {
-    char g[TD_TIME_LEN], e[TD_TIME_LEN];
+    char g[TD_TIME_LEN], e[TD_TIME_LEN], w[TD_NAME_MAX + 16];
     td_strbuf b;
 
     td_clock_format(generated, g);
     td_clock_format(expires, e);
     td_strbuf_fixed(&b, buf, len);
     return td_strbuf_printf(&b,
-                            "✅ 客户端 Access Token 刷新已恢复\n\n连续失败 %d 次后已重新获取 token\n"
+                            "✅ 客户端 Access Token 刷新已恢复%s\n\n连续失败 %d 次后已重新获取 token\n"
                             "📅 生成时间: %s\n⏰ 过期时间: %s (剩余 %ld 分钟)",
-                            failures, g, e, minutes_left(expires, now));
+                            which(name, w, sizeof w), failures, g, e, minutes_left(expires, now));
 }
 
 int td_notice_webhook_sign(int64_t ts, const char *secret, char *out, size_t outlen)
@@ -125,7 +135,7 @@ static int post_webhook(const td_notice *n, const char *text, long *wait_s, char
         if ((rc = td_httpc_do(&hr, &resp, why, sizeof why)) != TD_OK) {
             /* Not the URL: a webhook's path is itself a credential. */
             const char *what = td_httpc_err_detail(why, n->webhook_url);
-            snprintf(err, errlen, "飞书机器人 webhook 发送失败: %.400s", what ? what : "request failed");
+            snprintf(err, errlen, "飞书机器人 webhook 发送失败: %.400s", what ? what : "请求失败");
             goto out;
         }
     }

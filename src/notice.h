@@ -32,14 +32,19 @@ typedef struct td_notice {
 int td_notice_updated_text(char *buf, size_t len, int64_t generated, int64_t expires, int64_t now,
                            const char *api_url);
 
-/* Refreshing has failed `failures` times in a row and the served token
- * expires at `expires` (0: no token in service). */
-int td_notice_alert_text(char *buf, size_t len, int failures, int64_t expires, int64_t now,
-                         const char *last_error);
+/* Refreshing token `name` has failed `failures` times in a row and the
+ * served token expires at `expires` (0: no token in service).  The title
+ * names the token unless it is "default" (or NULL): the seed's token keeps
+ * the seed's words.  `credentials` says what to check, "飞书应用凭证
+ * (FEISHU_APP_ID / FEISHU_APP_SECRET)" when NULL or "" -- another
+ * platform's token must not send the reader to Feishu's. */
+int td_notice_alert_text(char *buf, size_t len, const char *name, int failures, int64_t expires, int64_t now,
+                         const char *last_error, const char *credentials);
 
-/* Refreshing works again after `failures` failed attempts. */
-int td_notice_recovered_text(char *buf, size_t len, int failures, int64_t generated, int64_t expires,
-                             int64_t now);
+/* Refreshing token `name` works again after `failures` failed attempts;
+ * the title as in the alert. */
+int td_notice_recovered_text(char *buf, size_t len, const char *name, int failures, int64_t generated,
+                             int64_t expires, int64_t now);
 
 /* Feishu's custom-bot signature: base64(HMAC-SHA256(key = "<ts>\n<secret>",
  * message = "")), ts in seconds.  out needs 45 bytes. */

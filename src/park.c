@@ -75,14 +75,14 @@ int td_park_new(td_park **out, long tick_ms, char *err, size_t errlen)
     int e;
 
     if (!p) {
-        snprintf(err, errlen, "out of memory");
+        snprintf(err, errlen, "内存不足");
         return TD_ENOMEM;
     }
     p->tick_ms = tick_ms > 0 ? tick_ms : 1;
     pthread_mutex_init(&p->lock, NULL);
     pthread_cond_init(&p->more, NULL);
     if ((e = pthread_create(&p->thread, NULL, parker, p)) != 0) {
-        snprintf(err, errlen, "cannot start the parker thread: %s", strerror(e));
+        snprintf(err, errlen, "无法启动等待请求的线程: %s", strerror(e));
         td_park_free(p);
         return TD_ERR;
     }

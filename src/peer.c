@@ -145,7 +145,7 @@ int td_peer_trust_init(td_peer_trust *t, const td_strlist *cidrs, const char *he
     }
     if (!cidrs || cidrs->n == 0) return TD_OK;
     if (!(t->v = calloc(cidrs->n, sizeof *t->v))) {
-        snprintf(err, errlen, "out of memory");
+        snprintf(err, errlen, "内存不足");
         return TD_ENOMEM;
     }
     for (size_t i = 0; i < cidrs->n; i++) {

@@ -67,22 +67,22 @@ static int check_token(const char *name, const json_t *v, char *err, size_t errl
     size_t len;
 
     if (!json_is_string(v)) {
-        snprintf(err, errlen, "field '%s' must be a string", name);
+        snprintf(err, errlen, "字段 '%s' 应为字符串", name);
         return TD_EINVAL;
     }
     s = json_string_value(v);
     len = json_string_length(v);
     if (len == 0) {
-        snprintf(err, errlen, "field '%s' is empty", name);
+        snprintf(err, errlen, "字段 '%s' 为空", name);
         return TD_EINVAL;
     }
     if (len > TD_TOKEN_MAX) {
-        snprintf(err, errlen, "field '%s' is %zu bytes, longer than %d", name, len, TD_TOKEN_MAX);
+        snprintf(err, errlen, "字段 '%s' 有 %zu 字节，超过上限 %d 字节", name, len, TD_TOKEN_MAX);
         return TD_ETOOBIG;
     }
     for (size_t i = 0; i < len; i++)
         if ((unsigned char)s[i] <= 0x20 || (unsigned char)s[i] >= 0x7f) {
-            snprintf(err, errlen, "field '%s' may hold only visible ASCII characters", name);
+            snprintf(err, errlen, "字段 '%s' 只能含可见的 ASCII 字符 (不能有空格、换行或中文)", name);
             return TD_EINVAL;
         }
     return TD_OK;
@@ -96,7 +96,7 @@ static int get_ts(const json_t *o, const char *name, int64_t *out, char *err, si
     double d;
 
     if (!v) {
-        snprintf(err, errlen, "missing field '%s'", name);
+        snprintf(err, errlen, "缺少字段 '%s'", name);
         return TD_EINVAL;
     }
     if (json_is_integer(v)) {
@@ -104,11 +104,11 @@ static int get_ts(const json_t *o, const char *name, int64_t *out, char *err, si
     } else if (json_is_real(v) && isfinite(d = json_real_value(v)) && d > 0 && d < (double)TS_MAX) {
         *out = (int64_t)floor(d);
     } else {
-        snprintf(err, errlen, "field '%s' must be a number of Unix seconds", name);
+        snprintf(err, errlen, "字段 '%s' 应为以秒计的 Unix 时间戳 (数字)", name);
         return TD_EINVAL;
     }
     if (*out <= 0 || *out > TS_MAX) {
-        snprintf(err, errlen, "field '%s' is out of range (%lld)", name, (long long)*out);
+        snprintf(err, errlen, "字段 '%s' 超出范围 (%lld)：应为以秒计的 Unix 时间戳，不是毫秒", name, (long long)*out);
         return TD_EINVAL;
     }
     return TD_OK;
@@ -118,15 +118,15 @@ static int check_text(const json_t *o, const char *name, char *err, size_t errle
 {
     const json_t *v = json_object_get(o, name);
     if (!v) {
-        snprintf(err, errlen, "missing field '%s'", name);
+        snprintf(err, errlen, "缺少字段 '%s'", name);
         return TD_EINVAL;
     }
     if (!json_is_string(v)) {
-        snprintf(err, errlen, "field '%s' must be a string", name);
+        snprintf(err, errlen, "字段 '%s' 应为字符串", name);
         return TD_EINVAL;
     }
     if (json_string_length(v) > TD_TEXT_MAX) {
-        snprintf(err, errlen, "field '%s' is longer than %d bytes", name, TD_TEXT_MAX);
+        snprintf(err, errlen, "字段 '%s' 超过 %d 字节", name, TD_TEXT_MAX);
         return TD_ETOOBIG;
     }
     return TD_OK;
@@ -172,15 +172,30 @@ void td_record_skip_bom(const char **text, size_t *len)
     if (*text && *len >= 3 && !memcmp(*text, "\xef\xbb\xbf", 3)) *text += 3, *len -= 3;
 }
 
-/* jansson's messages that are fixed text: shown as they are.  The rest
- * carry a piece of the input ("control character 0x1", "invalid Unicode
- * '\uD800'") and are said in our words. */
-static const char *const json_fixed_messages[] = {
-    "premature end of input", "unexpected newline", "invalid escape", "too big negative integer",
-    "too big integer", "real number overflow", "string or '}' expected", "duplicate object key",
-    "':' expected", "invalid token", "unexpected token", "']' expected", "'[' or '{' expected",
-    "end of file expected", "\\u0000 is not allowed without JSON_ALLOW_NUL",
-    "NUL byte in object key not supported", "maximum parsing depth reached",
+/* jansson's messages that are fixed text, in our words (jansson has no
+ * catalogue of its own).  The rest carry a piece of the input ("control
+ * character 0x1", "invalid Unicode '\uD800'") and are told by their start
+ * or their code; nothing of the input is ever copied. */
+static const struct {
+    const char *jansson, *ours;
+} json_fixed_messages[] = {
+    {"premature end of input", "内容提前结束 (不完整)"},
+    {"unexpected newline", "字符串中有换行"},
+    {"invalid escape", "无效的转义序列"},
+    {"too big negative integer", "负整数太大"},
+    {"too big integer", "整数太大"},
+    {"real number overflow", "数值溢出"},
+    {"string or '}' expected", "此处应为字符串或 '}'"},
+    {"duplicate object key", "对象中有重复的键"},
+    {"':' expected", "此处应为 ':'"},
+    {"invalid token", "无法识别的内容"},
+    {"unexpected token", "此处不该有这个内容"},
+    {"']' expected", "此处应为 ']'"},
+    {"'[' or '{' expected", "此处应为 '[' 或 '{'"},
+    {"end of file expected", "JSON 之后还有多余的内容"},
+    {"\\u0000 is not allowed without JSON_ALLOW_NUL", "不允许 \\u0000"},
+    {"NUL byte in object key not supported", "键中不允许 NUL 字节"},
+    {"maximum parsing depth reached", "嵌套太深"},
 };
 
 const char *td_record_json_error(const json_error_t *je, char *buf, size_t len)
@@ -188,21 +203,19 @@ const char *td_record_json_error(const json_error_t *je, char *buf, size_t len)
     char msg[JSON_ERROR_TEXT_LENGTH], *near;
     const char *what = NULL;
 
-    /* Only the part before " near '<input>'", and only when it is one of
-     * the fixed messages: nothing of the input is ever copied. */
+    /* Only the part before " near '<input>'". */
     snprintf(msg, sizeof msg, "%s", je->text);
     if ((near = strstr(msg, " near "))) *near = '\0';
     for (size_t i = 0; !what && i < sizeof json_fixed_messages / sizeof *json_fixed_messages; i++)
-        if (!strcmp(msg, json_fixed_messages[i])) what = json_fixed_messages[i];
+        if (!strcmp(msg, json_fixed_messages[i].jansson)) what = json_fixed_messages[i].ours;
     if (!what) {
-        if (!strncmp(msg, "control character", 17)) what = "a control character in a string";
-        else if (!strncmp(msg, "invalid Unicode", 15)) what = "an invalid \\u escape";
-        else if (json_error_code(je) == json_error_invalid_utf8) what = "text that is not valid UTF-8";
-        else if (json_error_code(je) == json_error_out_of_memory) what = "out of memory while parsing";
-        else what = "not valid JSON";
+        if (!strncmp(msg, "control character", 17)) what = "字符串中有控制字符";
+        else if (!strncmp(msg, "invalid Unicode", 15)) what = "无效的 \\u 转义";
+        else if (json_error_code(je) == json_error_invalid_utf8) what = "不是有效的 UTF-8 文本";
+        else if (json_error_code(je) == json_error_out_of_memory) what = "解析时内存不足";
+        else what = "不是有效的 JSON";
     }
-    snprintf(buf, len, "invalid JSON: %s at line %d, column %d (byte %d)", what, je->line, je->column,
-             je->position);
+    snprintf(buf, len, "JSON 无效: %s (第 %d 行第 %d 列，第 %d 字节)", what, je->line, je->column, je->position);
     return buf;
 }
 
@@ -215,16 +228,21 @@ int td_record_parse(const char *text, size_t len, int64_t now, int64_t max_skew,
     int rc = TD_EINVAL;
 
     if (!(src = json_loadb(text, len, JSON_REJECT_DUPLICATES, &jerr))) {
-        td_record_json_error(&jerr, err, errlen);
+        /* Windows editors and PowerShell 5 write one; jansson would only
+         * say "invalid token" at byte 0. */
+        if (len >= 3 && !memcmp(text, "\xef\xbb\xbf", 3))
+            snprintf(err, errlen, "JSON 无效: 开头有 UTF-8 BOM (EF BB BF)，请去掉它再发送");
+        else
+            td_record_json_error(&jerr, err, errlen);
         goto out;
     }
     if (!json_is_object(src)) {
-        snprintf(err, errlen, "the record must be a JSON object");
+        snprintf(err, errlen, "记录应为 JSON 对象 ({...})");
         goto out;
     }
     if (!(r = calloc(1, sizeof *r))) { rc = TD_ENOMEM; goto out; }
     if (!(v = json_object_get(src, "access_token"))) {
-        snprintf(err, errlen, "missing field 'access_token'");
+        snprintf(err, errlen, "缺少字段 'access_token'");
         goto out;
     }
     if ((rc = check_token("access_token", v, err, errlen)) != TD_OK) goto out;
@@ -242,11 +260,11 @@ int td_record_parse(const char *text, size_t len, int64_t now, int64_t max_skew,
     for (int i = 0; i < 2; i++) {
         const char *f = i ? "generated_time" : "expire_time";
         if (!(v = json_object_get(src, f))) {
-            snprintf(err, errlen, "missing field '%s'", f);
+            snprintf(err, errlen, "缺少字段 '%s'", f);
             goto out;
         }
         if (!json_is_string(v) || json_string_length(v) > 64) {
-            snprintf(err, errlen, "field '%s' must be a \"YYYY-MM-DD HH:MM:SS\" string", f);
+            snprintf(err, errlen, "字段 '%s' 应为 \"YYYY-MM-DD HH:MM:SS\" 格式的字符串", f);
             goto out;
         }
     }
@@ -256,7 +274,7 @@ int td_record_parse(const char *text, size_t len, int64_t now, int64_t max_skew,
         goto out;
     rc = TD_EINVAL;
     if (r->expire_ts <= r->generated_ts) {
-        snprintf(err, errlen, "expire_timestamp (%lld) must be later than generated_timestamp (%lld)",
+        snprintf(err, errlen, "expire_timestamp (%lld) 应晚于 generated_timestamp (%lld)",
                  (long long)r->expire_ts, (long long)r->generated_ts);
         goto out;
     }
@@ -270,7 +288,7 @@ int td_record_parse(const char *text, size_t len, int64_t now, int64_t max_skew,
         goto out;
     }
     if (now && r->expire_ts <= now) {
-        snprintf(err, errlen, "token already expired (expire_timestamp %lld is %lld s in the past)",
+        snprintf(err, errlen, "token 已过期 (expire_timestamp %lld 已过去 %lld 秒)：请推送刚获取的 token",
                  (long long)r->expire_ts, (long long)(now - r->expire_ts));
         rc = TD_EEXPIRED;
         goto out;

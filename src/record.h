@@ -68,8 +68,8 @@ int td_record_parse(const char *json, size_t len, int64_t now, int64_t max_skew,
 /* What jansson found wrong with JSON text, and where, in words that
  * never quote the text: jansson's own message ends in "near '<the input
  * so far>'", which for a record is part of a token, and a parse error
- * reaches logs and answers (/readyz answers anyone).  Writes "invalid
- * JSON: <what> at line L, column C (byte B)" to buf; returns buf. */
+ * reaches logs and answers (/readyz answers anyone).  Writes "JSON 无效:
+ * <what> (第 L 行第 C 列，第 B 字节)" to buf; returns buf. */
 struct json_error_t;
 const char *td_record_json_error(const struct json_error_t *je, char *buf, size_t len);
 

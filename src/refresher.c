@@ -7,6 +7,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "record.h"
+#include "strbuf.h"
 #include "tokendist.h"
 
 #include <errno.h>
@@ -175,6 +176,7 @@ void td_refresher_opts_from_config(td_refresher_opts *o, const td_config *c, con
                                      : c->tencent_cloud_enabled ? c->tencent_cloud_api_url : NULL)
                                   : NULL;
     o->name = t->name;
+    td_tokens_credentials(t, o->credentials, sizeof o->credentials);
     o->ticket = t->jsapi_ticket;
     o->source = c->record_source, o->usage = c->record_usage, o->platform = c->record_platform;
     o->renew_window = t->renew_window;
@@ -281,6 +283,7 @@ static void note_event(td_refresher *r, td_event_kind kind, const char *fmt, ...
 
     va_start(ap, fmt);
     vsnprintf(e.text, sizeof e.text, fmt, ap);
+    e.text[td_utf8_whole(e.text, strlen(e.text))] = '\0'; /* not half a character at a cut */
     va_end(ap);
     e.first = e.last = td_clock_now();
     pthread_mutex_lock(&r->lock);
@@ -500,7 +503,7 @@ static void succeeded(td_refresher *r, const td_grant *t, int changed, int faile
     td_metrics_inc(TD_M_REFRESH_OK);
     if (r->failures) note_event(r, TD_EVENT_RECOVERED, "刷新已恢复 (此前连续失败 %d 次)", r->failures);
     if (r->failures && r->alerted) {
-        td_notice_recovered_text(text, sizeof text, r->failures, td_record_generated(r->cur),
+        td_notice_recovered_text(text, sizeof text, r->o.name, r->failures, td_record_generated(r->cur),
                                  td_record_expires(r->cur), now);
         notify(r, tenant_of(r->cur), text, "刷新已恢复", TD_EVENT_NOTICE);
     }
@@ -594,7 +597,8 @@ static void failed_cycle(td_refresher *r, int rc, const td_grant *t, int64_t *ne
     note_event(r, TD_EVENT_FAILURE, "%s", err);
     if (!r->alerted && r->o.alert_below > 0 &&
         (quota || !r->cur || td_record_expires(r->cur) - now < r->o.alert_below)) {
-        td_notice_alert_text(text, sizeof text, r->failures, r->cur ? td_record_expires(r->cur) : 0, now, err);
+        td_notice_alert_text(text, sizeof text, r->o.name, r->failures, r->cur ? td_record_expires(r->cur) : 0, now,
+                             err, r->o.credentials);
         if ((notify(r, tenant_of(r->cur), text, "刷新失败告警", TD_EVENT_ALERT) == TD_OK || quota) &&
             td_notice_enabled(&r->o.notice))
             r->alerted = 1;
@@ -753,7 +757,7 @@ static int cycle(td_refresher *r, int forced, int64_t *next_ms, int *changed, ch
     cold = r->o.quiet_start && !r->served && !r->cur;
     if (!(t = malloc(sizeof *t))) {
         rc = TD_ENOMEM;
-        snprintf(err, errlen, "out of memory");
+        snprintf(err, errlen, "内存不足");
         goto fail;
     }
     if ((rc = fetch(r, forced, t, err, errlen)) != TD_OK) goto fail;
@@ -979,7 +983,7 @@ int td_refresher_start(td_refresher *r, char *err, size_t errlen)
     if (r->running) return TD_OK;
     r->stop = 0;
     if ((e = pthread_create(&r->thread, NULL, loop, r)) != 0) {
-        snprintf(err, errlen, "cannot start the refresher thread: %s", strerror(e));
+        snprintf(err, errlen, "无法启动刷新线程: %s", strerror(e));
         return TD_ERR;
     }
     r->running = 1;

@@ -73,6 +73,8 @@ typedef struct td_refresher_opts {
     int ticket;                     /* also keep the jsapi_ticket (NAME.jsapi_ticket) */
     const char *notice_url;         /* the 🔗 line; NULL: left out (copied by td_refresher_new) */
     const char *name;               /* the token name served */
+    char credentials[200];          /* what an alert asks to check: "微信应用凭证 (TOKENDIST_WX_APP_ID /
+                                       TOKENDIST_WX_APP_SECRET)"; "": Feishu's FEISHU_* */
     const char *source, *usage, *platform;
     long renew_window;              /* s */
     long retry_min, retry_max;      /* s */
@@ -163,7 +165,7 @@ typedef struct td_refresher_sink_state {
     const char *label;          /* the sink's label for people (static) */
     int64_t last_ok, last_fail; /* Unix seconds; 0: never */
     int failures;               /* failed deliveries in a row */
-    char last_err[200];
+    char last_err[300];
 } td_refresher_sink_state;
 
 /* Something an operator should see afterwards: a failed cycle, the alert
@@ -176,7 +178,7 @@ typedef struct td_refresher_event {
     td_event_kind kind;
     int64_t first, last;        /* Unix seconds of the first and the last repeat */
     long count;                 /* repeats, >= 1 */
-    char text[240];
+    char text[400];             /* room for a Chinese message with a URL in it */
 } td_refresher_event;
 
 #define TD_REFRESHER_EVENTS 8       /* kept, newest first */

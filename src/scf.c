@@ -115,30 +115,30 @@ int td_scf_parse_event(const char *json, size_t len, td_scf_req *r, char *err, s
 
     memset(r, 0, sizeof *r);
     if (len > TD_SCF_EVENT_MAX) {
-        snprintf(err, errlen, "event larger than %u bytes", TD_SCF_EVENT_MAX);
+        snprintf(err, errlen, "事件超过 %u 字节", TD_SCF_EVENT_MAX);
         return TD_ETOOBIG;
     }
     if (!(r->event = json_loadb(json, len, JSON_REJECT_DUPLICATES, &je))) {
         char why[200];
-        snprintf(err, errlen, "event is not JSON (%s)", td_record_json_error(&je, why, sizeof why));
+        snprintf(err, errlen, "事件不是 JSON (%s)", td_record_json_error(&je, why, sizeof why));
         goto fail;
     }
     if (!json_is_object(r->event)) {
-        snprintf(err, errlen, "event is not a JSON object");
+        snprintf(err, errlen, "事件不是 JSON 对象");
         goto fail;
     }
     method = str_member(r->event, "httpMethod");
     path = str_member(r->event, "path");
     if (!method || !*method || !path || path[0] != '/') {
-        snprintf(err, errlen, "event is not an HTTP request: %s (tokendist scf-runtime answers "
-                              "API Gateway and Function URL events)",
-                 str_member(r->event, "Type") ? "it is a timer or other trigger event"
-                                               : "no httpMethod string or no path starting with '/'");
+        snprintf(err, errlen, "事件不是 HTTP 请求: %s (tokendist scf-runtime 只应答 API 网关和函数 URL "
+                              "的事件)",
+                 str_member(r->event, "Type") ? "它是定时器或其他触发器的事件"
+                                               : "没有 httpMethod 字符串，或没有以 '/' 开头的 path");
         goto fail;
     }
     headers = json_object_get(r->event, "headers");
     if (headers && !json_is_object(headers) && !json_is_null(headers)) {
-        snprintf(err, errlen, "event headers is not an object");
+        snprintf(err, errlen, "事件的 headers 不是对象");
         goto fail;
     }
     if (!(r->path = decode_path(path))) goto nomem;
@@ -148,13 +148,13 @@ int td_scf_parse_event(const char *json, size_t len, td_scf_req *r, char *err, s
         const char *b = json_string_value(body);
         size_t blen = json_string_length(body);
         if (!b) {
-            snprintf(err, errlen, "event body is not a string");
+            snprintf(err, errlen, "事件的 body 不是字符串");
             goto fail;
         }
         if (json_is_true(json_object_get(r->event, "isBase64Encoded"))) {
             if ((rc = b64_decode(b, blen, &r->body, &r->body_len)) == TD_ENOMEM) goto nomem;
             if (rc != TD_OK) {
-                snprintf(err, errlen, "event says isBase64Encoded but its body is not base64");
+                snprintf(err, errlen, "事件标明 isBase64Encoded，但 body 不是 base64");
                 goto fail;
             }
         } else {
@@ -209,7 +209,7 @@ int td_scf_parse_event(const char *json, size_t len, td_scf_req *r, char *err, s
     r->req.remote = r->remote;
     return TD_OK;
 nomem:
-    snprintf(err, errlen, "out of memory");
+    snprintf(err, errlen, "内存不足");
     rc = TD_ENOMEM;
 fail:
     td_scf_req_clear(r);
@@ -268,7 +268,7 @@ int td_scf_handle(td_api *api, const char *event, size_t len, int64_t deadline_m
     td_api_resp_clear(&resp);
     td_scf_req_clear(&r);
     if (!*out) {
-        snprintf(err, errlen, "out of memory");
+        snprintf(err, errlen, "内存不足");
         return TD_ENOMEM;
     }
     return TD_OK;
@@ -308,7 +308,7 @@ static int rt_post(const char *base, const char *path, const char *body, size_t 
     snprintf(url, sizeof url, "%s%s", base, path);
     if ((rc = td_httpc_do(&q, &r, err, errlen)) != TD_OK) return rc;
     if (r.status < 200 || r.status > 299) {
-        snprintf(err, errlen, "SCF runtime API %s answered HTTP %ld", path, r.status);
+        snprintf(err, errlen, "SCF 运行时 API %s 返回 HTTP %ld", path, r.status);
         rc = TD_EHTTP;
     }
     td_httpc_resp_clear(&r);
@@ -358,12 +358,12 @@ int td_scf_run(td_api *api, const char *base, td_scf_timer_cb timer, void *ud, c
 
         rc = td_httpc_do(&q, &r, err, errlen);
         if (rc == TD_ETOOBIG) { /* the event is in flight: say why it gets no answer */
-            snprintf(herr, sizeof herr, "event larger than %u bytes", TD_SCF_EVENT_MAX);
+            snprintf(herr, sizeof herr, "事件超过 %u 字节", TD_SCF_EVENT_MAX);
             rt_post(base, "/runtime/invocation/error", herr, strlen(herr), err, errlen);
             continue;
         }
         if (rc == TD_OK && r.status != 200) {
-            snprintf(err, errlen, "SCF runtime API /runtime/invocation/next answered HTTP %ld",
+            snprintf(err, errlen, "SCF 运行时 API /runtime/invocation/next 返回 HTTP %ld",
                      r.status);
             td_httpc_resp_clear(&r);
             rc = TD_EHTTP;

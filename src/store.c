@@ -161,7 +161,7 @@ int td_store_send(td_store *s, const char *to, const char *msg, char *err, size_
 {
     MAY_BLOCK();
     if (!s->ops->send) {
-        snprintf(err, errlen, "store '%s' carries no messages between servers", s->ops->scheme);
+        snprintf(err, errlen, "存储 '%s' 不能在服务器之间传递消息", s->ops->scheme);
         return TD_ENOTFOUND;
     }
     return s->ops->send(s, to, msg, err, errlen);
@@ -176,7 +176,7 @@ int td_store_lease_owner(td_store *s, const char *key, char *owner, size_t len, 
 {
     MAY_BLOCK();
     if (!s->ops->lease_owner) {
-        snprintf(err, errlen, "store '%s' has no fleet lease", s->ops->scheme);
+        snprintf(err, errlen, "存储 '%s' 没有集群租约", s->ops->scheme);
         return TD_ENOTFOUND;
     }
     return s->ops->lease_owner(s, key, owner, len, err, errlen);

@@ -91,6 +91,19 @@ int td_strbuf_append_cut(td_strbuf *b, const char *s, size_t max)
     return td_strbuf_append(b, s, n);
 }
 
+size_t td_utf8_whole(const char *s, size_t n)
+{
+    size_t start = n, need;
+    unsigned char lead;
+
+    /* Back over at most three continuation bytes to the last lead byte. */
+    while (start > 0 && n - start < 3 && ((unsigned char)s[start - 1] & 0xC0) == 0x80) start--;
+    if (start == 0) return n;
+    lead = (unsigned char)s[start - 1];
+    need = lead >= 0xF0 ? 4 : lead >= 0xE0 ? 3 : lead >= 0xC0 ? 2 : 1;
+    return n - (start - 1) < need ? start - 1 : n;
+}
+
 int td_strbuf_error(const td_strbuf *b) { return b->error; }
 
 const char *td_strbuf_str(const td_strbuf *b) { return b->buf && b->cap ? b->buf : ""; }

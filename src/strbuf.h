@@ -49,6 +49,12 @@ int td_strbuf_vprintf(td_strbuf *b, const char *fmt, va_list ap) __attribute__((
  * must never end in half a character.  Never fails for length. */
 int td_strbuf_append_cut(td_strbuf *b, const char *s, size_t max);
 
+/* How many of the first n bytes of s end on a whole UTF-8 character: n,
+ * or less when a bounded snprintf cut the last character in half.  Most
+ * messages are Chinese (three bytes a character) and pass through fixed
+ * buffers; a JSON encoder refuses a cut one, and would drop it whole. */
+size_t td_utf8_whole(const char *s, size_t n);
+
 /* TD_OK, or the first failure. */
 int td_strbuf_error(const td_strbuf *b);
 

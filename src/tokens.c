@@ -21,6 +21,38 @@ static const char *var(const char *name, const char *what, char *buf, size_t len
     return buf;
 }
 
+const char *td_tokens_setup_hint(const char *name, const char *kind, char *buf, size_t len)
+{
+    const td_provider_ops *ops = td_provider_find(kind ? kind : "feishu");
+    char pv[128], id[128], secret[128];
+
+    if (!ops) { /* a platform this version does not know: name the choice */
+        snprintf(buf, len, "未配置它的平台凭证：请在 TOKENDIST_TOKENS 中加上 %s，并设置 %s (可选: %s)、%s 和 %s", name,
+                 var(name, "PROVIDER", pv, sizeof pv), td_provider_kinds(), var(name, "APP_ID", id, sizeof id),
+                 var(name, "APP_SECRET", secret, sizeof secret));
+    } else if (!strcmp(name, "default") && (!strcmp(ops->kind, "feishu") || !strcmp(ops->kind, "lark"))) {
+        snprintf(buf, len, "未配置%s凭证：请设置 FEISHU_APP_ID 和 FEISHU_APP_SECRET", ops->label);
+    } else {
+        snprintf(buf, len, "未配置%s凭证：请在 TOKENDIST_TOKENS 中加上 %s，并设置 %s=%s、%s 和 %s", ops->label, name,
+                 var(name, "PROVIDER", pv, sizeof pv), ops->kind, var(name, "APP_ID", id, sizeof id),
+                 var(name, "APP_SECRET", secret, sizeof secret));
+    }
+    return buf;
+}
+
+const char *td_tokens_credentials(const td_token_conf *t, char *buf, size_t len)
+{
+    const char *label = t->provider.ops ? t->provider.ops->label : "平台";
+    char id[128], secret[128];
+
+    if (t->is_default)
+        snprintf(buf, len, "%s应用凭证 (FEISHU_APP_ID / FEISHU_APP_SECRET)", label);
+    else
+        snprintf(buf, len, "%s应用凭证 (%s / %s)", label, var(t->name, "APP_ID", id, sizeof id),
+                 var(t->name, "APP_SECRET", secret, sizeof secret));
+    return buf;
+}
+
 static int parse_bool(const char *v, int *out)
 {
     if (!v) return *out = 0, TD_OK;

@@ -53,6 +53,20 @@ typedef struct td_token_conf {
  * the two set) is an error too. */
 int td_tokens_from_config(const td_config *c, td_token_conf **v, size_t *n, char *err, size_t errlen);
 
+/* What to set so that this process refreshes token name, whose records
+ * say they come from platform kind (a record's "provider"; NULL: the
+ * seed's, Feishu), as a clause for a message: the seed's FEISHU_APP_ID /
+ * FEISHU_APP_SECRET for the default name of a Feishu token, else the
+ * TOKENDIST_TOKENS entry and its TOKENDIST_<NAME>_* variables.  For the
+ * 501 a report gets where nobody refreshes the name.  Returns buf. */
+const char *td_tokens_setup_hint(const char *name, const char *kind, char *buf, size_t len);
+
+/* The credentials of token t as an alert names them to check: "飞书应用凭证
+ * (FEISHU_APP_ID / FEISHU_APP_SECRET)" for the default token, "微信应用凭证
+ * (TOKENDIST_WX_APP_ID / TOKENDIST_WX_APP_SECRET)" for one of
+ * TOKENDIST_TOKENS.  Returns buf. */
+const char *td_tokens_credentials(const td_token_conf *t, char *buf, size_t len);
+
 /* Prints the per-token settings (secrets as fingerprints), for
  * --print-config. */
 void td_tokens_print(const td_config *c, FILE *f);

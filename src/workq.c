@@ -54,7 +54,7 @@ int td_workq_new(td_workq **out, unsigned threads, unsigned queue_max, char *err
         !(q->threads = calloc(threads ? threads : 1, sizeof *q->threads))) {
         if (q) free(q->ring);
         free(q);
-        snprintf(err, errlen, "out of memory");
+        snprintf(err, errlen, "内存不足");
         return TD_ENOMEM;
     }
     q->cap = queue_max ? queue_max : 1;
@@ -62,7 +62,7 @@ int td_workq_new(td_workq **out, unsigned threads, unsigned queue_max, char *err
     pthread_cond_init(&q->more, NULL);
     for (unsigned i = 0; i < (threads ? threads : 1); i++) {
         if ((e = pthread_create(&q->threads[i], NULL, worker, q)) != 0) {
-            snprintf(err, errlen, "cannot start a worker thread: %s", strerror(e));
+            snprintf(err, errlen, "无法启动工作线程: %s", strerror(e));
             td_workq_free(q);
             return TD_ERR;
         }

@@ -1145,13 +1145,14 @@ class TokendistClient {
       }
       lastStatus = res.status;
       if (res.status === 409) {
-        // Feishu still issues this token: there is no other to wait for.
-        // Stop waiting for a replacement (gets return it again) and say why.
+        // The platform still issues this token: there is no other to wait
+        // for. Stop waiting for a replacement (gets return it again) and say
+        // why -- neutrally: the server's message names the token's platform.
         this._rejected = null;
         let msg = '';
         try { msg = JSON.parse(text).message || ''; } catch { /* keep '' */ }
         const error = new TokendistError('ESAME',
-          `❌ 腾讯云函数 无效token上报: 飞书仍在发放此token ${fingerprint(token)}，没有新的可换${msg ? ` (${msg})` : ''}`,
+          `❌ 腾讯云函数 无效token上报: 平台仍在发放此token ${fingerprint(token)}，没有新的可换${msg ? ` (${msg})` : ''}`,
           { source: 'endpoint', url: lastUrl });
         o.log.warn(error.message);
         return { reported: true, status: 409, refreshing: false, replaced: false, url: lastUrl, error };

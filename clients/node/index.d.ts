@@ -127,7 +127,7 @@ export interface RecordInfo {
 }
 
 export interface ReportResult {
-  /** An endpoint took the report (200, 202, or 409: Feishu still issues this token). */
+  /** An endpoint took the report (200, 202, or 409: the platform still issues this token). */
   reported: boolean;
   status?: number;
   /** 202: the server started a refresh; the next get waits for a different token. */

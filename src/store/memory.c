@@ -79,7 +79,7 @@ static int mem_open(td_store *s, const char *spec, char *err, size_t errlen)
         return TD_EINVAL;
     }
     if (!(m = calloc(1, sizeof *m))) {
-        snprintf(err, errlen, "out of memory");
+        snprintf(err, errlen, "内存不足");
         return TD_ENOMEM;
     }
     pthread_mutex_init(&m->lock, NULL);
@@ -128,13 +128,13 @@ static int mem_put(td_store *s, const td_store_entry *e, char *err, size_t errle
             !memcmp(e->json, r->cur.json, e->json_len))
             goto out; /* an exact re-send: already stored */
         if (e->generated_ts <= r->cur.generated_ts) {
-            snprintf(err, errlen, "record is not newer than the stored token (generated_timestamp %lld, stored %lld)",
+            snprintf(err, errlen, "记录不比已存储的新 (generated_timestamp %lld，已存储的是 %lld)：保留已存储的 token",
                      (long long)e->generated_ts, (long long)r->cur.generated_ts);
             rc = TD_ECONFLICT;
             goto out;
         }
     } else if (m->n >= TD_SNAP_NAMES_MAX) {
-        snprintf(err, errlen, "the memory store holds %zu token names already (at most %d)", m->n,
+        snprintf(err, errlen, "内存存储中已有 %zu 个 token 名称 (最多 %d 个)", m->n,
                  TD_SNAP_NAMES_MAX);
         rc = TD_ETOOBIG;
         goto out;
@@ -156,7 +156,7 @@ static int mem_put(td_store *s, const td_store_entry *e, char *err, size_t errle
     r->cur = fresh;
 out:
     pthread_mutex_unlock(&m->lock);
-    if (rc == TD_ENOMEM) snprintf(err, errlen, "out of memory");
+    if (rc == TD_ENOMEM) snprintf(err, errlen, "内存不足");
     return rc;
 }
 
@@ -189,7 +189,7 @@ static int mem_list(td_store *s, size_t from, size_t max, td_store_entry **v, si
     free(order);
     if (rc != TD_OK) {
         td_store_list_free(arr, cnt);
-        snprintf(err, errlen, "out of memory");
+        snprintf(err, errlen, "内存不足");
         return rc;
     }
     *v = arr;
@@ -219,7 +219,7 @@ static int mem_history(td_store *s, const char *name, size_t max, td_store_entry
     pthread_mutex_unlock(&m->lock);
     if (rc != TD_OK) {
         td_store_list_free(arr, cnt);
-        snprintf(err, errlen, "out of memory");
+        snprintf(err, errlen, "内存不足");
         return rc;
     }
     *v = arr;

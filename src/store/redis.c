@@ -309,8 +309,8 @@ static redisContext *rd_connect(rd_store *q, int select_db, int *rc, char *err, 
 
     *rc = TD_EUNAVAIL;
     if (!c || c->err) {
-        snprintf(err, errlen, "cannot connect to Redis at %s: %s (is redis-server running there?)",
-                 q->where, c ? c->errstr : "out of memory");
+        snprintf(err, errlen, "无法连接 Redis %s: %s (redis-server 在那里运行吗？请检查存储 URL 的地址和端口)",
+                 q->where, c ? c->errstr : "内存不足");
         goto fail;
     }
     redisSetTimeout(c, ms_tv(COMMAND_MS));
@@ -319,7 +319,7 @@ static redisContext *rd_connect(rd_store *q, int select_db, int *rc, char *err, 
         r = q->user ? redisCommand(c, "AUTH %s %s", q->user, q->password)
                     : redisCommand(c, "AUTH %s", q->password);
         if (!r || r->type == REDIS_REPLY_ERROR) {
-            snprintf(err, errlen, "Redis at %s refused the credentials in the store URL: %s",
+            snprintf(err, errlen, "Redis %s 拒绝了存储 URL 中的凭据: %s (请检查 URL 中的用户名和密码)",
                      q->where, r ? r->str : c->errstr);
             if (r) *rc = TD_EAUTH;
             goto fail;
@@ -330,7 +330,7 @@ static redisContext *rd_connect(rd_store *q, int select_db, int *rc, char *err, 
     if (select_db && q->db) {
         r = redisCommand(c, "SELECT %d", q->db);
         if (!r || r->type == REDIS_REPLY_ERROR) {
-            snprintf(err, errlen, "Redis at %s: cannot select database %d: %s", q->where, q->db,
+            snprintf(err, errlen, "Redis %s: 无法选择数据库 %d: %s (请检查存储 URL 末尾的 /DB)", q->where, q->db,
                      r ? r->str : c->errstr);
             if (r) *rc = TD_EIO;
             goto fail;
@@ -344,11 +344,11 @@ static redisContext *rd_connect(rd_store *q, int select_db, int *rc, char *err, 
     r = redisCommand(c, "PING");
     if (!r || r->type == REDIS_REPLY_ERROR) {
         if (r && !strncmp(r->str, "NOAUTH", 6)) {
-            snprintf(err, errlen, "Redis at %s requires a password: put it in the store URL "
+            snprintf(err, errlen, "Redis %s 需要密码: 请把密码写进存储 URL "
                                   "(redis://:PASSWORD@HOST:PORT/DB)", q->where);
             *rc = TD_EAUTH;
         } else {
-            snprintf(err, errlen, "Redis at %s accepts connections but does not answer: %s", q->where,
+            snprintf(err, errlen, "Redis %s 接受连接但不回答: %s (进程是否被暂停或过载？)", q->where,
                      r ? r->str : c->errstr);
         }
         goto fail;
@@ -386,8 +386,8 @@ static void mark_down(rd_store *q, const char *why)
 
 static int unavailable(rd_store *q, char *err, size_t errlen)
 {
-    snprintf(err, errlen, "Redis at %s is unavailable (%s); reconnecting", q->where,
-             q->down_why[0] ? q->down_why : "not connected");
+    snprintf(err, errlen, "Redis %s 暂不可用 (%s)，正在重连", q->where,
+             q->down_why[0] ? q->down_why : "未连接");
     return TD_EUNAVAIL;
 }
 
@@ -405,13 +405,13 @@ static redisReply *rd_vcall(rd_store *q, int *rc, char *err, size_t errlen, cons
         return NULL;
     }
     if (!(r = redisvCommand(q->cmd, fmt, ap))) {
-        mark_down(q, q->cmd->errstr[0] ? q->cmd->errstr : "connection lost");
+        mark_down(q, q->cmd->errstr[0] ? q->cmd->errstr : "连接已断开");
         *rc = unavailable(q, err, errlen);
         return NULL;
     }
     if (r->type == REDIS_REPLY_ERROR) {
         *rc = transient_error(r->str) ? TD_EUNAVAIL : TD_EIO;
-        snprintf(err, errlen, "Redis at %s: %.200s", q->where, r->str);
+        snprintf(err, errlen, "Redis %s 返回错误: %.200s", q->where, r->str);
         freeReplyObject(r);
         return NULL;
     }
@@ -431,8 +431,8 @@ static redisReply *rd_call(rd_store *q, int *rc, char *err, size_t errlen, const
 
 static int bad_reply(rd_store *q, const char *what, char *err, size_t errlen)
 {
-    snprintf(err, errlen, "Redis at %s: unexpected answer to %s (are other programs writing "
-                          "under the prefix '%s'?)", q->where, what, q->prefix);
+    snprintf(err, errlen, "Redis %s 对%s的回答不符合预期 (是否有其他程序在前缀 '%s' 下写入？)", q->where, what,
+             q->prefix);
     return TD_EIO;
 }
 
@@ -477,7 +477,7 @@ static int sub_connect(rd_store *q, redisContext **out, char *err, size_t errlen
     *out = c;
     return TD_OK;
 fail:
-    snprintf(err, errlen, "Redis at %s: cannot subscribe: %.150s", q->where,
+    snprintf(err, errlen, "Redis %s: 无法订阅变更通知: %.150s", q->where,
              r && r->type == REDIS_REPLY_ERROR ? r->str : c->errstr);
     if (r) freeReplyObject(r);
     redisFree(c);
@@ -549,7 +549,7 @@ static int sub_pump(rd_store *q, redisContext *sub, char *err, size_t errlen)
             continue;
         }
         if (ping_sent && mono_ms() - ping_sent > SUB_PING_MS) {
-            snprintf(err, errlen, "no answer to PING within %d ms", SUB_PING_MS);
+            snprintf(err, errlen, "PING 在 %d 毫秒内没有回答", SUB_PING_MS);
             return TD_EUNAVAIL;
         }
         if (!ping_sent && mono_ms() - last > SUB_PING_MS) {
@@ -560,7 +560,7 @@ static int sub_pump(rd_store *q, redisContext *sub, char *err, size_t errlen)
             ping_sent = mono_ms();
         }
     }
-    snprintf(err, errlen, "%s", sub->errstr[0] ? sub->errstr : "connection lost");
+    snprintf(err, errlen, "%s", sub->errstr[0] ? sub->errstr : "连接已断开");
     return TD_EUNAVAIL;
 }
 
@@ -604,7 +604,7 @@ static void *keeper_main(void *arg)
         if (resync) {
             pthread_mutex_lock(&q->cb_lock);
             if (q->cb && (failed = q->cb(q->ud, NULL) != TD_OK))
-                snprintf(err, sizeof err, "reloading the tokens failed");
+                snprintf(err, sizeof err, "重新加载 token 失败");
             else if (q->cb)
                 resync = 0;
             pthread_mutex_unlock(&q->cb_lock);
@@ -710,7 +710,7 @@ static int rd_open(td_store *s, const char *spec, char *err, size_t errlen)
     q->history_max = s->history_max ? s->history_max : 1;
     if ((rc = parse_url(q, spec, err, errlen)) != TD_OK) goto fail;
     if (pipe2(q->wake, O_CLOEXEC | O_NONBLOCK) != 0) {
-        snprintf(err, errlen, "redis store: pipe: %s", strerror(errno));
+        snprintf(err, errlen, "Redis 存储无法创建管道: %s", strerror(errno));
         rc = TD_ERR;
         goto fail;
     }
@@ -718,14 +718,14 @@ static int rd_open(td_store *s, const char *spec, char *err, size_t errlen)
      * the start with a clear message instead of a 503 later. */
     if (!(q->cmd = rd_connect(q, 1, &rc, err, errlen))) goto fail;
     if (pthread_create(&q->keeper, NULL, keeper_main, q) != 0) {
-        snprintf(err, errlen, "redis store: cannot start its thread");
+        snprintf(err, errlen, "Redis 存储无法启动后台线程");
         rc = TD_ERR;
         goto fail;
     }
     q->keeper_started = 1;
     return TD_OK;
 fail:
-    if (rc == TD_ENOMEM) snprintf(err, errlen, "out of memory");
+    if (rc == TD_ENOMEM) snprintf(err, errlen, "内存不足");
     rd_close(s);
     return rc;
 }
@@ -807,7 +807,7 @@ static int rd_put(td_store *s, const td_store_entry *e, char *err, size_t errlen
     int rc, sent;
 
     if (!valid_name(e->name) || e->json_len > JSON_MAX) {
-        snprintf(err, errlen, "redis store: bad name or record larger than %u bytes", JSON_MAX);
+        snprintf(err, errlen, "Redis 存储: token 名称无效，或记录超过 %u 字节", JSON_MAX);
         return TD_EINVAL;
     }
     key_of(q, "token:", e->name, tok);
@@ -828,14 +828,14 @@ static int rd_put(td_store *s, const td_store_entry *e, char *err, size_t errlen
     }
     if (!r) return rc;
     if (r->type != REDIS_REPLY_ARRAY || r->elements != 2 || r->element[0]->type != REDIS_REPLY_INTEGER) {
-        rc = bad_reply(q, "a token write", err, errlen);
+        rc = bad_reply(q, "写入 token", err, errlen);
     } else if (r->element[0]->integer == -2) {
-        snprintf(err, errlen, "Redis at %s: %snames holds %.20s token names already (at most %d)", q->where,
+        snprintf(err, errlen, "Redis %s 的 %snames 中已有 %.20s 个 token 名称 (最多 %d 个)", q->where,
                  q->prefix, r->element[1]->type == REDIS_REPLY_STRING ? r->element[1]->str : "?", TD_SNAP_NAMES_MAX);
         rc = TD_ETOOBIG;
     } else if (r->element[0]->integer < 0) {
         snprintf(err, errlen,
-                 "record is not newer than the stored token (generated_timestamp %lld, stored %.20s)",
+                 "记录不比已存储的新 (generated_timestamp %lld，已存储的是 %.20s)：保留已存储的 token",
                  (long long)e->generated_ts,
                  r->element[1]->type == REDIS_REPLY_STRING ? r->element[1]->str : "?");
         rc = TD_ECONFLICT;
@@ -923,7 +923,7 @@ static int rd_history(td_store *s, const char *name, size_t max, td_store_entry 
     pthread_mutex_unlock(&q->lock);
     if (!r) return rc;
     if (r->type != REDIS_REPLY_ARRAY || r->elements > max) {
-        rc = bad_reply(q, "a history read", err, errlen);
+        rc = bad_reply(q, "读取历史", err, errlen);
         goto out;
     }
     if (r->elements && !(arr = calloc(r->elements, sizeof *arr))) {
@@ -993,8 +993,8 @@ static int rd_ping(td_store *s, char *err, size_t errlen)
     pthread_mutex_lock(&q->lock);
     if (!q->cmd) {
         snprintf(err, errlen,
-                 "degraded: Redis at %s unreachable for %" PRId64 " s (%s); serving tokens from "
-                 "memory until they expire, writes refused",
+                 "degraded: Redis %s 已 %" PRId64 " 秒无法连接 (%s)；token 过期前由内存中的副本应答读取，"
+                 "拒绝写入",
                  q->where, (int64_t)time(NULL) - q->down_since, q->down_why);
         pthread_mutex_unlock(&q->lock);
         return TD_EUNAVAIL;
@@ -1022,7 +1022,7 @@ static int rd_lease(td_store *s, const char *name, const char *owner, int64_t tt
                       (long long)ttl_ms);
     pthread_mutex_unlock(&q->lock);
     if (!r) return rc;
-    if (r->type != REDIS_REPLY_INTEGER) rc = bad_reply(q, "a lease", err, errlen);
+    if (r->type != REDIS_REPLY_INTEGER) rc = bad_reply(q, "租约操作", err, errlen);
     else if (op == TD_LEASE_TAKE && r->integer != 1) rc = TD_ECONFLICT;
     freeReplyObject(r);
     return rc;
@@ -1033,7 +1033,7 @@ static int rd_listen(td_store *s, const char *me, td_store_msg_cb cb, void *ud, 
     rd_store *q = s->impl;
 
     if (cb && (!me || !*me || strlen(me) > 160)) {
-        snprintf(err, errlen, "redis store: bad inbox name");
+        snprintf(err, errlen, "Redis 存储: 收件箱名称无效");
         return TD_EINVAL;
     }
     pthread_mutex_lock(&q->cb_lock);
@@ -1056,7 +1056,7 @@ static int rd_send(td_store *s, const char *to, const char *msg, char *err, size
     int rc;
 
     if (!to || !*to || strlen(to) > 160 || strlen(msg) > TD_STORE_MSG_MAX) {
-        snprintf(err, errlen, "redis store: bad message");
+        snprintf(err, errlen, "Redis 存储: 消息无效 (接收方为空或消息太长)");
         return TD_EINVAL;
     }
     snprintf(ch, sizeof ch, "%sinbox:%s@%d", q->prefix, to, q->db);
@@ -1090,7 +1090,7 @@ static int rd_lease_owner(td_store *s, const char *name, char *owner, size_t len
         snprintf(err, errlen, "Redis %s 中没有租约 %s", q->where, name);
         rc = TD_ENOTFOUND;
     } else if (r->type != REDIS_REPLY_STRING || r->len >= len) {
-        rc = bad_reply(q, "a lease read", err, errlen);
+        rc = bad_reply(q, "读取租约", err, errlen);
     } else {
         memcpy(owner, r->str, r->len + 1);
     }

@@ -937,7 +937,7 @@ static int index_add(s3_store *q, const char *name, char *err, size_t errlen)
         json_decref(arr);
         if (!body) {
             td__s3_names_free(v, n);
-            snprintf(err, errlen, "out of memory");
+            snprintf(err, errlen, "内存不足");
             return TD_ENOMEM;
         }
         cond_headers(q, etag, cbuf, cond);
@@ -1107,7 +1107,7 @@ static int s3_open(td_store *s, const char *spec, char *err, size_t errlen)
            q->cred_vars[0], td_log_secret_fp(q->key_id, fp), q->token_hdr ? "，带临时会话令牌" : "");
     return TD_OK;
 fail:
-    if (rc == TD_ENOMEM) snprintf(err, errlen, "out of memory");
+    if (rc == TD_ENOMEM) snprintf(err, errlen, "内存不足");
     s3_close(s);
     return rc;
 }
@@ -1257,7 +1257,7 @@ static int s3_put(td_store *s, const td_store_entry *e, char *err, size_t errlen
             td_store_entry_clear(&cur);
             if (same) { rc = TD_OK; goto out; } /* an exact re-send: already stored */
             if (e->generated_ts <= stored) {
-                snprintf(err, errlen, "record is not newer than the stored token (generated_timestamp %lld, stored %lld)",
+                snprintf(err, errlen, "记录不比已存储的新 (generated_timestamp %lld，已存储的是 %lld)：保留已存储的 token",
                          (long long)e->generated_ts, (long long)stored);
                 rc = TD_ECONFLICT;
                 goto out;
@@ -1337,7 +1337,7 @@ static int s3_list(td_store *s, size_t from, size_t max, td_store_entry **v, siz
     }
     td__s3_names_free(names, nn);
     if (rc != TD_OK) {
-        if (rc == TD_ENOMEM) snprintf(err, errlen, "out of memory");
+        if (rc == TD_ENOMEM) snprintf(err, errlen, "内存不足");
         td_store_list_free(arr, cnt);
         return rc;
     }

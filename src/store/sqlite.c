@@ -81,17 +81,26 @@ static const char schema[] =
     "  BEGIN UPDATE tokens_version SET v = v + 1 WHERE id = 1; END;";
 
 /* Maps an SQLite failure to our codes: contention is "try again", a full
- * disk or I/O error is an I/O failure. */
+ * disk or I/O error is an I/O failure.  SQLite's own message (English, the
+ * library's) is quoted as it is -- it is what its documentation and a
+ * search find -- after ours, which says what to do where we know. */
 static int sq_fail_db(sq_store *q, sqlite3 *db, int src, const char *what, char *err, size_t errlen)
 {
-    snprintf(err, errlen, "sqlite %s (%s): %s", what, q->path,
-             db ? sqlite3_errmsg(db) : sqlite3_errstr(src));
+    const char *hint = "";
+    int rc = TD_EIO;
+
     switch (src & 0xff) {
     case SQLITE_BUSY:
-    case SQLITE_LOCKED: return TD_EUNAVAIL;
-    case SQLITE_NOMEM: return TD_ENOMEM;
-    default: return TD_EIO;
+    case SQLITE_LOCKED: hint = "：另一个进程正占用它，请稍后重试", rc = TD_EUNAVAIL; break;
+    case SQLITE_NOMEM: rc = TD_ENOMEM; break;
+    case SQLITE_FULL: hint = "：磁盘已满"; break;
+    case SQLITE_READONLY:
+    case SQLITE_PERM:
+    case SQLITE_CANTOPEN: hint = "：请检查文件和所在目录的权限"; break;
     }
+    snprintf(err, errlen, "SQLite 数据库 %s %s失败 (%s)%s", q->path, what,
+             db ? sqlite3_errmsg(db) : sqlite3_errstr(src), hint);
+    return rc;
 }
 
 static int sq_fail(sq_store *q, int src, const char *what, char *err, size_t errlen)
@@ -107,7 +116,7 @@ static int make_parent_dirs(const char *path, char *err, size_t errlen)
     size_t len = strlen(path);
 
     if (len >= sizeof buf) {
-        snprintf(err, errlen, "store path too long");
+        snprintf(err, errlen, "存储路径太长 (超过 4095 字节)");
         return TD_EINVAL;
     }
     memcpy(buf, path, len + 1);
@@ -115,7 +124,7 @@ static int make_parent_dirs(const char *path, char *err, size_t errlen)
         if (*p != '/') continue;
         *p = '\0';
         if (mkdir(buf, 0700) != 0 && errno != EEXIST) {
-            snprintf(err, errlen, "cannot create folder %s for the store: %s", buf, strerror(errno));
+            snprintf(err, errlen, "无法为存储创建目录 %s: %s", buf, strerror(errno));
             return TD_EIO;
         }
         *p = '/';
@@ -177,31 +186,31 @@ static int sq_open(td_store *s, const char *spec, char *err, size_t errlen)
         /* Create the file ourselves so it is 0600 from its first byte;
          * SQLite gives the -wal and -shm files the same mode. */
         if ((fd = open(spec, O_RDWR | O_CREAT | O_CLOEXEC, 0600)) < 0) {
-            snprintf(err, errlen, "cannot open store file %s: %s", spec, strerror(errno));
+            snprintf(err, errlen, "无法打开存储文件 %s: %s", spec, strerror(errno));
             rc = TD_EIO;
             goto fail;
         }
         close(fd);
     }
     if ((src = sqlite3_open_v2(spec, &q->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL))) {
-        rc = sq_fail(q, src, "open", err, errlen);
+        rc = sq_fail(q, src, "打开", err, errlen);
         goto fail;
     }
     sqlite3_busy_timeout(q->db, BUSY_MS);
     if ((src = sqlite3_exec(q->db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;", 0, 0, 0)) ||
         (src = sqlite3_prepare_v2(q->db, "PRAGMA quick_check", -1, &st, NULL)) ||
         (src = sqlite3_step(st)) != SQLITE_ROW) {
-        rc = sq_fail(q, src, "open", err, errlen);
+        rc = sq_fail(q, src, "打开", err, errlen);
         if (src == SQLITE_NOTADB || src == SQLITE_CORRUPT)
             snprintf(err, errlen,
-                     "store file %s is not a readable tokendist database (%s): move it away "
-                     "(a new token will be stored on the next push) or restore a backup",
+                     "存储文件 %s 不是可读的 tokendist 数据库 (%s)：请把它移走 (下次推送时会存入新 token) "
+                     "或用备份恢复",
                      spec, sqlite3_errstr(src));
         goto fail;
     }
     if (strcmp((const char *)sqlite3_column_text(st, 0), "ok") != 0) {
         snprintf(err, errlen,
-                 "store file %s is corrupt (%s): move it away or restore a backup",
+                 "存储文件 %s 已损坏 (%s)：请把它移走或用备份恢复",
                  spec, sqlite3_column_text(st, 0));
         rc = TD_EIO;
         goto fail;
@@ -209,7 +218,7 @@ static int sq_open(td_store *s, const char *spec, char *err, size_t errlen)
     sqlite3_finalize(st);
     st = NULL;
     if ((src = sqlite3_exec(q->db, schema, 0, 0, 0))) {
-        rc = sq_fail(q, src, "schema", err, errlen);
+        rc = sq_fail(q, src, "建表", err, errlen);
         goto fail;
     }
     if (!strcmp(spec, ":memory:")) {
@@ -218,7 +227,7 @@ static int sq_open(td_store *s, const char *spec, char *err, size_t errlen)
     } else {
         q->rmu = &q->rlock;
         if ((src = sqlite3_open_v2(spec, &q->rdb, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX, NULL))) {
-            rc = sq_fail_db(q, q->rdb, src, "open", err, errlen);
+            rc = sq_fail_db(q, q->rdb, src, "打开", err, errlen);
             goto fail;
         }
         sqlite3_busy_timeout(q->rdb, 5000); /* WAL recovery after a crash, only */
@@ -262,7 +271,7 @@ static int query_rows(sq_store *q, const char *sql, const char *bind_name, size_
     int src, rc = TD_OK;
 
     if ((src = sqlite3_prepare_v2(db, sql, -1, &st, NULL))) {
-        rc = sq_fail_db(q, db, src, "read", err, errlen);
+        rc = sq_fail_db(q, db, src, "读取", err, errlen);
         goto out;
     }
     if (bind_name) sqlite3_bind_text(st, 1, bind_name, -1, SQLITE_STATIC);
@@ -277,7 +286,7 @@ static int query_rows(sq_store *q, const char *sql, const char *bind_name, size_
         if ((rc = fill_entry(st, 0, &arr[cnt])) != TD_OK) goto out;
         cnt++;
     }
-    if (src != SQLITE_DONE) rc = sq_fail_db(q, db, src, "read", err, errlen);
+    if (src != SQLITE_DONE) rc = sq_fail_db(q, db, src, "读取", err, errlen);
 out:
     sqlite3_finalize(st);
     if (rc != TD_OK) {
@@ -399,13 +408,13 @@ static int sq_put(td_store *s, const td_store_entry *e, char *err, size_t errlen
     /* IMMEDIATE takes the write lock now, so the compare below and the
      * write after it are one atomic step even against another process. */
     if ((src = sqlite3_exec(q->db, "BEGIN IMMEDIATE", 0, 0, 0))) {
-        rc = sq_fail(q, src, "begin", err, errlen);
+        rc = sq_fail(q, src, "开始事务", err, errlen);
         goto out;
     }
     in_tx = 1;
     if ((src = sqlite3_prepare_v2(q->db, "SELECT generated_ts, json FROM tokens WHERE name = ?1",
                                   -1, &st, NULL))) {
-        rc = sq_fail(q, src, "read", err, errlen);
+        rc = sq_fail(q, src, "读取", err, errlen);
         goto out;
     }
     sqlite3_bind_text(st, 1, e->name, -1, SQLITE_STATIC);
@@ -417,24 +426,24 @@ static int sq_put(td_store *s, const td_store_entry *e, char *err, size_t errlen
             goto out; /* an exact re-send: already stored */
         if (e->generated_ts <= cur) {
             snprintf(err, errlen,
-                     "record is not newer than the stored token (generated_timestamp %lld, stored %lld)",
+                     "记录不比已存储的新 (generated_timestamp %lld，已存储的是 %lld)：保留已存储的 token",
                      (long long)e->generated_ts, (long long)cur);
             rc = TD_ECONFLICT;
             goto out;
         }
     } else if (src != SQLITE_DONE) {
-        rc = sq_fail(q, src, "read", err, errlen);
+        rc = sq_fail(q, src, "读取", err, errlen);
         goto out;
     } else { /* a new name: counted in the transaction that adds it */
         sqlite3_finalize(st);
         st = NULL;
         if ((src = sqlite3_prepare_v2(q->db, "SELECT count(*) FROM tokens", -1, &st, NULL)) ||
             (src = sqlite3_step(st)) != SQLITE_ROW) {
-            rc = sq_fail(q, src, "read", err, errlen);
+            rc = sq_fail(q, src, "读取", err, errlen);
             goto out;
         }
         if (sqlite3_column_int64(st, 0) >= TD_SNAP_NAMES_MAX) {
-            snprintf(err, errlen, "store %s holds %lld token names already (at most %d)", q->path,
+            snprintf(err, errlen, "存储 %s 中已有 %lld 个 token 名称 (最多 %d 个)", q->path,
                      (long long)sqlite3_column_int64(st, 0), TD_SNAP_NAMES_MAX);
             rc = TD_ETOOBIG;
             goto out;
@@ -449,11 +458,11 @@ static int sq_put(td_store *s, const td_store_entry *e, char *err, size_t errlen
         (src = exec_bound(q, "DELETE FROM history WHERE name = ?1 AND id NOT IN (SELECT id FROM "
                              "history WHERE name = ?1 ORDER BY id DESC LIMIT ?2)",
                           e, now, s->history_max ? s->history_max : 1))) {
-        rc = sq_fail(q, src, "write", err, errlen);
+        rc = sq_fail(q, src, "写入", err, errlen);
         goto out;
     }
     if ((src = sqlite3_exec(q->db, "COMMIT", 0, 0, 0))) {
-        rc = sq_fail(q, src, "commit", err, errlen);
+        rc = sq_fail(q, src, "提交", err, errlen);
         goto out;
     }
     in_tx = 0;
@@ -472,7 +481,7 @@ static int sq_ping(td_store *s, char *err, size_t errlen)
     pthread_mutex_lock(q->rmu);
     src = sqlite3_exec(q->rdb, "SELECT 1 FROM tokens LIMIT 1", 0, 0, 0);
     pthread_mutex_unlock(q->rmu);
-    return src ? sq_fail_db(q, q->rdb, src, "ping", err, errlen) : TD_OK;
+    return src ? sq_fail_db(q, q->rdb, src, "检查", err, errlen) : TD_OK;
 }
 
 /* One integer the read connection answers (-1: none). */
@@ -540,7 +549,7 @@ static int sq_watch(td_store *s, td_store_change_cb cb, void *ud, char *err, siz
     q->cb = cb, q->ud = ud, q->stop = 0;
     if (!cb || q->rdb == q->db) return TD_OK; /* ":memory:" is ours alone */
     if ((e = pthread_create(&q->watcher, NULL, watch_main, q)) != 0) {
-        snprintf(err, errlen, "sqlite store: cannot start its watcher thread: %s", strerror(e));
+        snprintf(err, errlen, "SQLite 存储无法启动监视线程: %s", strerror(e));
         return TD_ERR;
     }
     q->watching = 1;
@@ -574,7 +583,7 @@ static int sq_lease(td_store *s, const char *key, const char *owner, int64_t ttl
      * counts until its ttl runs out. */
     if ((rc = write_begin(q, err, errlen)) != TD_OK) return rc;
     if ((src = sqlite3_exec(q->db, "BEGIN IMMEDIATE", 0, 0, 0))) {
-        rc = sq_fail(q, src, "lease", err, errlen);
+        rc = sq_fail(q, src, "更新租约", err, errlen);
         goto out;
     }
     in_tx = 1;
@@ -589,7 +598,7 @@ static int sq_lease(td_store *s, const char *key, const char *owner, int64_t ttl
                                    "AND expires_ms > ?4)",
                              -1, &st, NULL);
     if (src) {
-        rc = sq_fail(q, src, "lease", err, errlen);
+        rc = sq_fail(q, src, "更新租约", err, errlen);
         goto out;
     }
     sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
@@ -599,7 +608,7 @@ static int sq_lease(td_store *s, const char *key, const char *owner, int64_t ttl
         sqlite3_bind_int64(st, 4, now);
     }
     if ((src = sqlite3_step(st)) != SQLITE_DONE) {
-        rc = sq_fail(q, src, "lease", err, errlen);
+        rc = sq_fail(q, src, "更新租约", err, errlen);
         goto out;
     }
     if (op != TD_LEASE_DROP && sqlite3_changes(q->db) == 0) {
@@ -609,7 +618,7 @@ static int sq_lease(td_store *s, const char *key, const char *owner, int64_t ttl
     sqlite3_finalize(st);
     st = NULL;
     if ((src = sqlite3_exec(q->db, "COMMIT", 0, 0, 0))) {
-        rc = sq_fail(q, src, "lease", err, errlen);
+        rc = sq_fail(q, src, "更新租约", err, errlen);
         goto out;
     }
     in_tx = 0;
@@ -631,7 +640,7 @@ static int sq_lease_owner(td_store *s, const char *key, char *owner, size_t len,
     pthread_mutex_lock(q->rmu);
     if ((src = sqlite3_prepare_v2(q->rdb, "SELECT owner FROM leases WHERE key = ?1 AND expires_ms > ?2", -1,
                                   &st, NULL))) {
-        rc = sq_fail_db(q, q->rdb, src, "lease read", err, errlen);
+        rc = sq_fail_db(q, q->rdb, src, "读取租约", err, errlen);
         goto out;
     }
     sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
@@ -648,7 +657,7 @@ static int sq_lease_owner(td_store *s, const char *key, char *owner, size_t len,
         snprintf(err, errlen, "sqlite %s 中没有租约 %s", q->path, key);
         rc = TD_ENOTFOUND;
     } else {
-        rc = sq_fail_db(q, q->rdb, src, "lease read", err, errlen);
+        rc = sq_fail_db(q, q->rdb, src, "读取租约", err, errlen);
     }
 out:
     sqlite3_finalize(st);

@@ -368,7 +368,7 @@ class FilesTest(harness.TestCase):
         r = self.cli("files", "list", "--chat", "oc_not_a_member", "--url", self.url,
                      "--feishu-base-url", self.feishu.url, env=CLEAN)
         self.assertNotEqual(r.returncode, 0)
-        self.assertIn("❌ 飞书返回错误: code 230002: Bot/User can NOT be out of the chat.", r.stderr)
+        self.assertIn("❌ 飞书返回错误: 错误码 230002: Bot/User can NOT be out of the chat.", r.stderr)
         self.assertIn("💡 飞书开放平台 %s 返回了错误: 检查机器人是否在群里" % self.feishu.url, r.stderr)
 
     def test_feishu_unreachable_blames_feishu_not_the_token_endpoint(self):
@@ -396,7 +396,7 @@ class FilesTest(harness.TestCase):
         self.feishu.control({"invalidate": "all", "invalid_code": 99991663})
         r = self.files("list")
         self.assertNotEqual(r.returncode, 0)
-        self.assertIn("code 99991663", r.stderr)
+        self.assertIn("错误码 99991663", r.stderr)
         # Feishu refused the token: no advice about read keys, which worked.
         self.assertIn("💡 飞书开放平台 %s 拒绝了取到的 tenant_access_token" % self.feishu.url, r.stderr)
         self.assertNotIn("读取密钥", r.stderr)

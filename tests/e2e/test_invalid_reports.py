@@ -81,7 +81,7 @@ class TenantTokenTest(Common, harness.TestCase):
         n = self.token_fetches()
         r = d.cmd("report")
         self.assertEqual(r["rc"], TD_ECONFLICT, r)
-        self.assertIn("飞书仍在发放此token", r["err"])
+        self.assertIn("平台仍在发放此token，没有新的可换 (飞书仍在发放此 token", r["err"])
         # Nothing newer to wait for: the next get has the token at once,
         # and reporting it again asks nobody.
         t0 = time.monotonic()

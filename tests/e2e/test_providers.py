@@ -12,6 +12,7 @@ import harness
 from dingtalk import DEFAULT_APP_KEY, DEFAULT_APP_SECRET as DT_SECRET, DingTalkDouble
 from feishu_env import PUSH_KEY, FeishuEnv
 from redisd import SharedRedis
+from test_client_lib import DRIVER, Driver
 from wechat import DEFAULT_APPID, DEFAULT_SECRET as WX_SECRET, WeChatDouble
 from wecom import DEFAULT_CORPID, DEFAULT_SECRET as WW_SECRET, WeComDouble
 
@@ -212,6 +213,12 @@ class ReportsTest(Platforms, harness.TestCase):
             self.assertTrue(msg.startswith(label + "仍在发放此 token"), (name, msg))
             self.assertIn(rule, msg, name)
             self.assertNotIn("飞书", msg, name)
+            if os.path.exists(DRIVER):   # nor does the C client's text (it said 飞书 for all)
+                d = Driver(self, "--url", "http://127.0.0.1:%d/v1/tokens/%s" % (srv.port, name))
+                self.assertEqual(d.cmd("get")["rc"], 0)
+                r = d.cmd("report")
+                self.assertIn("报告token无效: 平台仍在发放此token，没有新的可换 (%s仍在发放此 token" % label, r["err"])
+                self.assertNotIn("飞书", r["err"], name)
         # Nor does the log blame Feishu for another platform's token.
         self.assertNotIn("飞书只在", srv.log())
         self.assertIn("企业微信返回了同一个 token", srv.log())
@@ -352,6 +359,26 @@ class OneDownTest(Platforms, harness.TestCase):
         ready = srv.get("/readyz").json()["refresh"]
         self.assertGreater(ready["ding"]["failures_in_a_row"], 0)
         self.assertEqual(ready["wx"]["failures_in_a_row"], 0)
+
+    def test_another_platform_s_alert_names_its_token_and_its_own_credentials(self):
+        """The webhook alert for a WeChat token that cannot be fetched: it
+        said "请检查飞书应用凭证 (FEISHU_APP_ID / FEISHU_APP_SECRET)" and not
+        which token (issue #14: a message names the right platform)."""
+        self.start_platforms()
+        env = self.env(TOKENDIST_TOKENS="wx", TOKENDIST_WX_APP_SECRET="not-the-wechat-secret-01",
+                       FEISHU_WEBHOOK_URL=self.feishu.url + "/open-apis/bot/v2/hook/test-hook")
+        del env["FEISHU_APP_ID"], env["FEISHU_APP_SECRET"]          # the WeChat token alone
+        self.secrets.append("not-the-wechat-secret-01")
+        srv = self.server(env=env).start()
+        # No token in service: the first failure alerts at once.
+        alert = self.wait_for(lambda: next((t for t in self.feishu.hook_texts if "刷新失败" in t), None),
+                              what="the alert on the webhook")
+        self.assertTrue(alert.startswith("⚠️ 客户端 Access Token 刷新失败 (token wx)\n"), alert)
+        self.assertIn("微信", alert)
+        self.assertIn("请检查微信应用凭证 (TOKENDIST_WX_APP_ID / TOKENDIST_WX_APP_SECRET)", alert)
+        self.assertNotIn("FEISHU_APP", alert)
+        self.assertNotIn("飞书", alert)
+        self.assertIsNone(self.token(srv, "/v1/tokens/wx"))
 
 
 class SettingsTest(harness.TestCase):

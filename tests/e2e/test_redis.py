@@ -197,7 +197,7 @@ class RedisOutageTest(RedisTestCase):
         r = self.cli("serve", "--listen", "127.0.0.1:0", "--store", bad, "--push-key", PUSH,
                      cwd=self.tmp, timeout=30)
         self.assertEqual(r.returncode, 1)
-        self.assertIn("refused the credentials", r.stderr)
+        self.assertIn("拒绝了存储 URL 中的凭据", r.stderr)
 
 
 class OneRefresherTest(FeishuEnv, RedisTestCase):

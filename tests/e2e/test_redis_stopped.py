@@ -26,7 +26,7 @@ class StoppedRedisTest(TestCase):
 
     def down_for(self, srv):
         """The seconds /readyz says Redis has been unreachable, or None."""
-        m = re.search(r"unreachable for (\d+) s", srv.get("/readyz").body.decode())
+        m = re.search(r"已 (\d+) 秒无法连接", srv.get("/readyz").body.decode())
         return int(m.group(1)) if m else None
 
     def test_a_stopped_redis_is_down_until_it_answers(self):
@@ -50,7 +50,7 @@ class StoppedRedisTest(TestCase):
             r = srv.post("/get-token", make_record("t-stopped2", generated=int(time.time()) + 2), key=PUSH)
             took = time.monotonic() - t0
             self.assertEqual((r.status, r.headers.get("retry-after")), (503, "5"), r.body)
-            self.assertIn("is unavailable", r.json()["message"])
+            self.assertIn("暂不可用", r.json()["message"])
             self.assertLess(took, 1.5, "a POST waited for the stopped Redis")
             self.assertEqual(srv.get("/get-token").json()["access_token"], TOKEN)
         finally:

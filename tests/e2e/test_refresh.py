@@ -66,7 +66,7 @@ class RefreshOnce(FeishuEnv, harness.TestCase):
         r = self.once(FEISHU_APP_SECRET="WrongSecretWrongSecret0001")
         self.secrets.append("WrongSecretWrongSecret0001")
         self.assertEqual(r.returncode, 1)
-        self.assertIn("code 10014: app secret invalid", r.stderr)
+        self.assertIn("错误码 10014: app secret invalid", r.stderr)
         self.assertEqual(self.served(), before)
         self.assertEqual(self.token_posts(), posts)   # nothing pushed
 
@@ -74,7 +74,7 @@ class RefreshOnce(FeishuEnv, harness.TestCase):
         self.feishu.control({"fail": "code", "code": 10003, "msg": "invalid param"})
         r = self.once()
         self.assertEqual(r.returncode, 1)
-        self.assertIn("code 10003: invalid param", r.stderr)
+        self.assertIn("错误码 10003: invalid param", r.stderr)
         self.assertIsNone(self.served())
 
     def test_feishu_garbage_and_5xx(self):
@@ -82,7 +82,7 @@ class RefreshOnce(FeishuEnv, harness.TestCase):
             self.feishu.control({"clear_faults": True, **fault})
             r = self.once()
             self.assertEqual(r.returncode, 1, fault)
-            self.assertIn("not a Feishu JSON result", r.stderr)
+            self.assertIn("回答不是飞书的 JSON 结果", r.stderr)
 
     def test_feishu_unreachable(self):
         env = self.feishu_env()
@@ -153,7 +153,7 @@ class RefreshOnce(FeishuEnv, harness.TestCase):
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertEqual(len(self.feishu.requests_to(hook)), 3)
         self.assertIn("群通知 (Access Token 已更新) 发送失败", r.stderr)
-        self.assertIn("code 11232", r.stderr)
+        self.assertIn("错误码 11232", r.stderr)
 
     def test_no_sink_configured_is_usage_error(self):
         r = self.once(TENCENT_CLOUD_API_URL="")
@@ -423,7 +423,7 @@ class RefreshDaemon(FeishuEnv, harness.TestCase):
         alert = alerts()
         self.assertEqual(len(alert), 1)                 # once per incident
         self.assertTrue(alert[0].startswith("⚠️ 客户端 Access Token 刷新失败\n\n❌ 已连续失败 "))
-        self.assertIn("code 1500: internal error", alert[0])
+        self.assertIn("错误码 1500: internal error", alert[0])
         # Recovery: a new token, the recovered note, the seed's notice.
         self.feishu.control({"clear_faults": True})
         self.clk.advance(delay + 0.1)
@@ -454,7 +454,7 @@ class RefreshDaemon(FeishuEnv, harness.TestCase):
         self.wait_log(p, "重试:", 3)
         alert = alerts()
         self.assertEqual(len(alert), 1)
-        self.assertIn("code 99991403", alert[0])
+        self.assertIn("错误码 99991403", alert[0])
         self.assertIn("本月的 API 调用额度已用完", alert[0])
         # The first alert came with the token's whole window still left.
         left = re.search(r"剩余 (\d+) 分钟", alert[0])
@@ -466,7 +466,7 @@ class RefreshDaemon(FeishuEnv, harness.TestCase):
         self.feishu.control({"fail": "429", "reset_after": 300, "times": 1})
         p = self.daemon(TOKENDIST_RETRY_MIN=1, TOKENDIST_RETRY_MAX=600)
         self.wait_log(p, "重试:")
-        self.assertIn("code 99991400", p.log())
+        self.assertIn("错误码 99991400", p.log())
         delay = self.planned(p, "重试")[0]
         self.assertGreaterEqual(delay, 300)             # x-ogw-ratelimit-reset honoured,
         self.assertLessEqual(delay, 301)                # not the 1 s backoff

@@ -271,13 +271,13 @@ class ScfRuntimeTest(ScfTestCase):
     def test_bad_events_are_invocation_errors(self):
         rt = self.runtime("sqlite:" + os.path.join(self.tmp, "scf.db"), ["--push-key", PUSH])
         cases = [
-            ("this is not json", "not JSON"),
-            ([1, 2, 3], "not a JSON object"),
+            ("this is not json", "不是 JSON"),
+            ([1, 2, 3], "不是 JSON 对象"),
             ({"Type": "Timer", "TriggerName": "every-5m", "Time": "2024-01-15T14:30:00Z",
               "Message": ""}, "定时触发器需要飞书凭证"),
-            ({"httpMethod": "GET"}, "not an HTTP request"),
+            ({"httpMethod": "GET"}, "不是 HTTP 请求"),
             (dict(apigw_event("POST", "/get-token"), body="%%%%", isBase64Encoded=True),
-             "not base64"),
+             "不是 base64"),
         ]
         for event, says in cases:
             with self.assertRaises(InvocationError) as cm:
@@ -330,7 +330,7 @@ class ScfRuntimeTest(ScfTestCase):
                            capture_output=True, text=True, timeout=30)
         self.outputs.append(p.stdout + p.stderr)
         self.assertEqual(p.returncode, 1)
-        self.assertIn("cannot connect to Redis", d.init_error or "")
+        self.assertIn("无法连接 Redis", d.init_error or "")
         self.assertFalse(d.init_ready)
 
     def test_outside_scf_says_so(self):
@@ -385,9 +385,9 @@ class ScfEventShapesTest(FeishuEnv, ScfTestCase):
                  "Message": ""}
         self.assertEqual(rt.invoke(timer), {"refreshed": False, "message": "未到刷新时间"})
         # Garbage: an invocation error each, and the runtime goes on.
-        for event, says in ((b"\xff\xfe\x00garbage", "not JSON"), (b"", "not JSON"),
-                            ("null", "not JSON"), ("[]", "not a JSON object"), ({}, "not an HTTP request"),
-                            ({"Type": "COS", "Records": []}, "not an HTTP request")):
+        for event, says in ((b"\xff\xfe\x00garbage", "不是 JSON"), (b"", "不是 JSON"),
+                            ("null", "不是 JSON"), ("[]", "不是 JSON 对象"), ({}, "不是 HTTP 请求"),
+                            ({"Type": "COS", "Records": []}, "不是 HTTP 请求")):
             with self.assertRaises(InvocationError, msg=repr(event)) as cm:
                 rt.invoke(event)
             self.assertIn(says, cm.exception.body, repr(event))

@@ -115,17 +115,17 @@ class ServeTest(TestCase):
     def test_bad_records(self):
         now = int(time.time())
         cases = [
-            ("{not json", "invalid JSON"),
-            ("[1, 2]", "JSON object"),
-            (json.dumps({k: v for k, v in make_record(TOKEN).items() if k != "usage"}), "missing field 'usage'"),
+            ("{not json", "JSON 无效"),
+            ("[1, 2]", "应为 JSON 对象"),
+            (json.dumps({k: v for k, v in make_record(TOKEN).items() if k != "usage"}), "缺少字段 'usage'"),
             (json.dumps(make_record(TOKEN, expire_timestamp="soon")), "expire_timestamp"),
-            (json.dumps(make_record("")), "empty"),
-            (json.dumps(make_record("t-" + "a" * 4095)), "longer than 4096"),
-            (json.dumps(make_record("t-has space")), "visible ASCII"),
-            (json.dumps(make_record(TOKEN, generated=now, expire_timestamp=now - 1)), "must be later"),
-            (json.dumps(make_record(TOKEN, generated=now - 7300, ttl=7200)), "already expired"),
-            ('{"access_token": "a", "access_token": "b"}', "duplicate"),
-            (json.dumps(make_record(TOKEN, source=5)), "'source' must be a string"),
+            (json.dumps(make_record("")), "为空"),
+            (json.dumps(make_record("t-" + "a" * 4095)), "超过上限 4096 字节"),
+            (json.dumps(make_record("t-has space")), "可见的 ASCII"),
+            (json.dumps(make_record(TOKEN, generated=now, expire_timestamp=now - 1)), "应晚于"),
+            (json.dumps(make_record(TOKEN, generated=now - 7300, ttl=7200)), "已过期"),
+            ('{"access_token": "a", "access_token": "b"}', "重复的键"),
+            (json.dumps(make_record(TOKEN, source=5)), "'source' 应为字符串"),
         ]
         self.assertEqual(self.store(make_record(TOKEN)).status, 200)
         for body, needle in cases:
@@ -176,7 +176,7 @@ class ServeTest(TestCase):
         self.assertEqual(self.store(new).status, 200)   # a retry of the same push
         r = self.store(old)
         self.assertEqual(r.status, 409)
-        self.assertIn("not newer", r.json()["message"])
+        self.assertIn("记录不比已存储的新", r.json()["message"])
         same_ts = make_record("t-other000000000000000", generated=now)
         self.assertEqual(self.store(same_ts).status, 409)
         self.assertEqual(self.srv.get("/release/get-token").json()["access_token"], "t-newer000000000000000")
@@ -409,7 +409,7 @@ class ServeCliTest(TestCase):
         r = self.cli("serve", "--listen", "127.0.0.1:0", "--store", "sqlite:" + bad)
         self.assertEqual(r.returncode, 1)
         self.assertIn(bad, r.stderr)
-        self.assertIn("move it away", r.stderr)
+        self.assertIn("请把它移走", r.stderr)
 
     def test_settings_precedence_and_redaction(self):
         envfile = os.path.join(self.tmp, "t.env")

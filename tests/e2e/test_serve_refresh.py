@@ -154,12 +154,57 @@ class ServeRefresh(FeishuEnv, harness.TestCase):
         self.assertEqual(self.served(s2), rec)
         self.assertEqual(len(self.feishu.sent), 1)        # restarts do not re-announce
 
+    def test_a_failure_cut_inside_a_character_still_shows_on_the_status_page(self):
+        """An event keeps the first bytes of a failure, as many as it holds.
+        Most messages are Chinese now (issue #14), three bytes a character:
+        a cut inside one made jansson refuse the event, and /status.json
+        (the status page) showed no failure at all.  The cut is placed one
+        byte into the first Chinese character after the URL, found from the
+        log (which has the whole message)."""
+        self.start_feishu()
+
+        def fail_with(pad):
+            base = "http://127.0.0.1:9/" + "b" * pad              # nothing listens: a connect error
+            s = self.server(env={"TOKENDIST_PUSH_KEYS": PUSH_KEY, **self.feishu_env(FEISHU_BASE_URL=base)}).start()
+            self.wait_log(s, "token 刷新失败")
+            err = re.search(r"token 刷新失败 \(连续第 1 次\): (.*?)；目前没有可用的 token", s.log()).group(1)
+            toks = s.get("/status.json").json()["tokens"]
+            events = next(t for t in toks if t["name"] == "default")["refresh"]["events"]
+            s.stop()
+            return err.encode(), [e["text"] for e in events if e["kind"] == "failure"]
+
+        raw, failures = fail_with(600)                             # cut inside the URL: what an event holds
+        held = len(failures[0].encode())
+        raw, _ = fail_with(100)
+        after_url = raw.index(b"/internal") + len(b"/internal")
+        lead = next(i for i in range(after_url, len(raw)) if raw[i] >= 0xC0)
+        pad = 100 + (held - 1 - lead)                               # that lead byte last: cut after it
+        raw, failures = fail_with(pad)
+        self.assertGreaterEqual(raw[held - 1], 0xC0, "the cut is not inside a character")
+        self.assertEqual(len(failures), 1, "the failure is missing from /status.json")
+        self.assertEqual(failures[0].encode(), raw[:held - 1])      # the half character dropped
+
     def test_without_credentials_invalid_is_501(self):
         self.start_feishu()
         s = self.server(env={"TOKENDIST_PUSH_KEYS": PUSH_KEY}).start()
         self.assertEqual(s.post("/release/get-token", harness.make_record(), key=PUSH_KEY).status, 200)
         r = s.post("/v1/tokens/default/invalid", {"access_token": harness.make_record()["access_token"]})
         self.assertEqual(r.status, 501)
+        default_msg = r.json()["message"]
+        # Another platform's token: its answer names that platform and the
+        # variables that configure it, never FEISHU_* (issue #14).
+        for name, provider, label in (("wx", "wechat", "微信"), ("ding", "dingtalk", "钉钉")):
+            rec = harness.make_record(token="t-" + name + "0123456789", provider=provider)
+            self.assertEqual(s.post(f"/v1/tokens/{name}", rec, key=PUSH_KEY).status, 200)
+            r = s.post(f"/v1/tokens/{name}/invalid", {"access_token": rec["access_token"]})
+            self.assertEqual(r.status, 501)
+            msg = r.json()["message"]
+            self.assertIn(f"未配置{label}凭证", msg)
+            self.assertIn(f"TOKENDIST_TOKENS 中加上 {name}", msg)
+            self.assertIn(f"TOKENDIST_{name.upper()}_PROVIDER={provider}、TOKENDIST_{name.upper()}_APP_ID", msg)
+            self.assertNotIn("FEISHU", msg)
+            self.assertNotIn("飞书", msg)
+        self.assertIn("未配置飞书凭证：请设置 FEISHU_APP_ID 和 FEISHU_APP_SECRET", default_msg)
 
 
 if __name__ == "__main__":

@@ -166,8 +166,8 @@ class SqliteLoadingTest(Common, TestCase):
         ready = self.wait_for(lambda: (lambda j: j if j["unreadable_records"] == 1 else None)(self.ready(srv)),
                               what="the damaged row reported")
         problem = ready["unreadable"][0]["problem"]
-        self.assertIn("control character", problem)
-        self.assertIn("line 1, column", problem)
+        self.assertIn("控制字符", problem)
+        self.assertIn("第 1 行第", problem)
         self.assertNotIn(secret_part, json.dumps(ready, ensure_ascii=False))   # /readyz answers anyone
         self.assertNotIn(secret_part, srv.log())
         # The same for a POST whose token has a bad escape: the answer and
@@ -175,7 +175,7 @@ class SqliteLoadingTest(Common, TestCase):
         body = '{"access_token": "%s", "x": 1}' % (TOKEN[:16] + "\\q" + TOKEN[16:])
         r = srv.post("/v1/tokens/default", body, key=PUSH)
         self.assertEqual(r.status, 400)
-        self.assertIn("invalid escape at line 1, column", r.json()["message"])
+        self.assertIn("无效的转义序列 (第 1 行第", r.json()["message"])
         self.assertNotIn(secret_part, r.body.decode())
         self.wait_log(srv, "拒绝写入 default")
         self.assertNotIn(secret_part, srv.log())

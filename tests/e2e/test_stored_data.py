@@ -44,7 +44,7 @@ class Common:
         self.fail("no %s in /metrics" % name)
 
     def assert_no_oom(self, srv):
-        self.assertNotIn("out of memory", srv.log())
+        self.assertNotIn("内存不足", srv.log())
 
 
 class SqliteStoredDataTest(Common, TestCase):

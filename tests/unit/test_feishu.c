@@ -41,9 +41,9 @@ static void codes_map(void **state)
     (void)state;
     assert_int_equal(result(200, "{\"code\":10014,\"msg\":\"app secret invalid\"}", &o, err, sizeof err), TD_EUPSTREAM);
     assert_null(o);
-    assert_string_equal(err, "code 10014: app secret invalid");
+    assert_string_equal(err, "错误码 10014: app secret invalid");
     assert_int_equal(result(200, "{\"code\":10003,\"msg\":\"invalid param\"}", NULL, err, sizeof err), TD_EUPSTREAM);
-    assert_string_equal(err, "code 10003: invalid param");
+    assert_string_equal(err, "错误码 10003: invalid param");
     long auth[] = {99991663, 99991664, 99991668, 99991671};
     for (int i = 0; i < 4; i++) {
         char body[128];
@@ -53,7 +53,7 @@ static void codes_map(void **state)
     }
     assert_int_equal(result(429, "{\"code\":99991400,\"msg\":\"request trigger frequency limit\"}", NULL, err, sizeof err),
                      TD_ERATELIMIT);
-    assert_string_equal(err, "code 99991400: request trigger frequency limit");
+    assert_string_equal(err, "错误码 99991400: request trigger frequency limit");
     assert_int_equal(result(200, "{\"code\":99991400,\"msg\":\"limit\"}", NULL, err, sizeof err), TD_ERATELIMIT);
     assert_int_equal(result(429, "<html>Too Many Requests</html>", NULL, err, sizeof err), TD_ERATELIMIT);
     /* A custom bot's rate limit. */
@@ -64,10 +64,10 @@ static void codes_map(void **state)
                      TD_EUPSTREAM);
     /* code 0 with an error status is not success. */
     assert_int_equal(result(500, "{\"code\":0,\"msg\":\"ok\"}", NULL, err, sizeof err), TD_EUPSTREAM);
-    assert_string_equal(err, "code 500: ok");
+    assert_string_equal(err, "错误码 500: ok");
     /* msg missing */
     assert_int_equal(result(200, "{\"code\":1500}", NULL, err, sizeof err), TD_EUPSTREAM);
-    assert_string_equal(err, "code 1500: ");
+    assert_string_equal(err, "错误码 1500: ");
 }
 
 static void garbage_is_upstream_error(void **state)
@@ -84,10 +84,10 @@ static void garbage_is_upstream_error(void **state)
         o = (json_t *)1;
         assert_int_equal(result(200, bodies[i], &o, err, sizeof err), TD_EUPSTREAM);
         assert_null(o);
-        assert_string_equal(err, "HTTP 200: answer is not a Feishu JSON result");
+        assert_string_equal(err, "HTTP 200: 回答不是飞书的 JSON 结果 (请检查 FEISHU_BASE_URL，以及中间的代理或网关)");
     }
     assert_int_equal(result(502, "<html/>", NULL, err, sizeof err), TD_EUPSTREAM);
-    assert_string_equal(err, "HTTP 502: answer is not a Feishu JSON result");
+    assert_string_equal(err, "HTTP 502: 回答不是飞书的 JSON 结果 (请检查 FEISHU_BASE_URL，以及中间的代理或网关)");
 }
 
 static void err_is_bounded(void **state)
@@ -137,7 +137,7 @@ static void parse_token_refuses_unsafe_tokens(void **state)
         assert_int_equal(parse_token(200, NULL, bad[i], &t, err, sizeof err), TD_EUPSTREAM);
         assert_string_equal(t.app_access_token, "");
         assert_string_equal(t.tenant_access_token, "");
-        assert_non_null(strstr(err, "not visible ASCII"));
+        assert_non_null(strstr(err, "不可见字符"));
     }
     snprintf(big, sizeof big, "{\"code\":0,\"app_access_token\":\"%04097d\",\"expire\":7200}", 0);
     assert_int_equal(parse_token(200, NULL, big, &t, err, sizeof err), TD_ETOOBIG);

@@ -65,29 +65,39 @@ static void too_small_buffer_is_an_error(void **state)
     char buf[64];
     (void)state;
     assert_int_equal(td_notice_updated_text(buf, sizeof buf, GEN, EXP, GEN, "https://x"), TD_ETOOBIG);
-    assert_int_equal(td_notice_alert_text(buf, sizeof buf, 3, EXP, GEN, "boom"), TD_ETOOBIG);
+    assert_int_equal(td_notice_alert_text(buf, sizeof buf, "default", 3, EXP, GEN, "boom", NULL), TD_ETOOBIG);
 }
 
 static void alert_and_recovery(void **state)
 {
     char buf[TD_NOTICE_TEXT_MAX];
     (void)state;
-    assert_int_equal(td_notice_alert_text(buf, sizeof buf, 4, EXP, EXP - 540, "code 10014: app secret invalid"),
+    assert_int_equal(td_notice_alert_text(buf, sizeof buf, "default", 4, EXP, EXP - 540,
+                                          "飞书 app_access_token 获取失败: 错误码 10014: app secret invalid", NULL),
                      TD_OK);
     assert_string_equal(buf,
                         "⚠️ 客户端 Access Token 刷新失败\n\n"
-                        "❌ 已连续失败 4 次，最近一次: code 10014: app secret invalid\n"
+                        "❌ 已连续失败 4 次，最近一次: 飞书 app_access_token 获取失败: 错误码 10014: app secret invalid\n"
                         "⏰ 当前 token 过期时间: 2024-01-15 16:30:00 (剩余 9 分钟)\n\n"
                         "请检查飞书应用凭证 (FEISHU_APP_ID / FEISHU_APP_SECRET) 与网络，tokendist 会继续重试");
-    assert_int_equal(td_notice_alert_text(buf, sizeof buf, 1, EXP, EXP + 1, NULL), TD_OK);
+    assert_int_equal(td_notice_alert_text(buf, sizeof buf, NULL, 1, EXP, EXP + 1, NULL, ""), TD_OK);
     assert_non_null(strstr(buf, "已于 2024-01-15 16:30:00 过期"));
     assert_non_null(strstr(buf, "未知错误"));
-    assert_int_equal(td_notice_alert_text(buf, sizeof buf, 1, 0, GEN, "x"), TD_OK);
+    assert_int_equal(td_notice_alert_text(buf, sizeof buf, "default", 1, 0, GEN, "x", NULL), TD_OK);
     assert_non_null(strstr(buf, "目前没有可分发的 token"));
-    assert_int_equal(td_notice_recovered_text(buf, sizeof buf, 5, GEN, EXP, GEN), TD_OK);
+    /* Another platform's token: named, and its own credentials to check. */
+    assert_int_equal(td_notice_alert_text(buf, sizeof buf, "wx", 1, 0, GEN, "微信返回错误 40125: invalid appsecret",
+                                          "微信应用凭证 (TOKENDIST_WX_APP_ID / TOKENDIST_WX_APP_SECRET)"),
+                     TD_OK);
+    assert_non_null(strstr(buf, "⚠️ 客户端 Access Token 刷新失败 (token wx)\n"));
+    assert_non_null(strstr(buf, "请检查微信应用凭证 (TOKENDIST_WX_APP_ID / TOKENDIST_WX_APP_SECRET) 与网络"));
+    assert_null(strstr(buf, "飞书"));
+    assert_int_equal(td_notice_recovered_text(buf, sizeof buf, "default", 5, GEN, EXP, GEN), TD_OK);
     assert_string_equal(buf,
                         "✅ 客户端 Access Token 刷新已恢复\n\n连续失败 5 次后已重新获取 token\n"
                         "📅 生成时间: 2024-01-15 14:30:00\n⏰ 过期时间: 2024-01-15 16:30:00 (剩余 120 分钟)");
+    assert_int_equal(td_notice_recovered_text(buf, sizeof buf, "wx", 5, GEN, EXP, GEN), TD_OK);
+    assert_non_null(strstr(buf, "✅ 客户端 Access Token 刷新已恢复 (token wx)\n"));
 }
 
 /* base64(HMAC-SHA256(key "<ts>\n<secret>", "")) through EVP_MAC. */

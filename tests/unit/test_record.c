@@ -76,17 +76,17 @@ static void test_validation(void **state)
     char *s, big[5000];
     (void)state;
 
-    expect_error("", NOW, TD_EINVAL, "invalid JSON");
-    expect_error("[]", NOW, TD_EINVAL, "JSON object");
-    expect_error("{\"access_token\": 1}", NOW, TD_EINVAL, "'access_token' must be a string");
-    expect_error("{}", NOW, TD_EINVAL, "missing field 'access_token'");
+    expect_error("", NOW, TD_EINVAL, "JSON 无效");
+    expect_error("[]", NOW, TD_EINVAL, "应为 JSON 对象");
+    expect_error("{\"access_token\": 1}", NOW, TD_EINVAL, "'access_token' 应为字符串");
+    expect_error("{}", NOW, TD_EINVAL, "缺少字段 'access_token'");
     s = seed_json("", NOW, NOW + 10, NULL);
-    expect_error(s, NOW, TD_EINVAL, "empty");
+    expect_error(s, NOW, TD_EINVAL, "为空");
     free(s);
     memset(big, 'a', 4097);
     big[4097] = '\0';
     s = seed_json(big, NOW, NOW + 10, NULL);
-    expect_error(s, NOW, TD_ETOOBIG, "longer than 4096");
+    expect_error(s, NOW, TD_ETOOBIG, "超过上限 4096 字节");
     free(s);
     big[4096] = '\0'; /* exactly 4096 is fine */
     s = seed_json(big, NOW, NOW + 10, NULL);
@@ -98,27 +98,27 @@ static void test_validation(void **state)
     }
     free(s);
     s = seed_json("t-a\\nb", NOW, NOW + 10, NULL);
-    expect_error(s, NOW, TD_EINVAL, "visible ASCII");
+    expect_error(s, NOW, TD_EINVAL, "可见的 ASCII");
     free(s);
     s = seed_json("t-abc", NOW, NOW, NULL);
-    expect_error(s, NOW - 10, TD_EINVAL, "must be later");
+    expect_error(s, NOW - 10, TD_EINVAL, "应晚于");
     free(s);
     s = seed_json("t-abc", NOW - 7200, NOW - 1, NULL);
-    expect_error(s, NOW, TD_EEXPIRED, "already expired");
+    expect_error(s, NOW, TD_EEXPIRED, "已过期");
     free(s);
     s = seed_json("t-abc", -5, NOW + 10, NULL);
-    expect_error(s, NOW, TD_EINVAL, "out of range");
+    expect_error(s, NOW, TD_EINVAL, "超出范围");
     free(s);
     s = seed_json("t-abc", NOW, 99999999999999LL, NULL);
-    expect_error(s, NOW, TD_EINVAL, "out of range");
+    expect_error(s, NOW, TD_EINVAL, "超出范围");
     free(s);
     s = seed_json("t-abc", NOW, NOW + 10, ", \"access_token\": \"dup\"");
-    expect_error(s, NOW, TD_EINVAL, "duplicate");
+    expect_error(s, NOW, TD_EINVAL, "重复的键");
     free(s);
     s = seed_json("t-abc", NOW, NOW + 10, ", \"tenant_access_token\": 5");
-    expect_error(s, NOW, TD_EINVAL, "'tenant_access_token' must be a string");
+    expect_error(s, NOW, TD_EINVAL, "'tenant_access_token' 应为字符串");
     free(s);
-    expect_error("{\"access_token\": \"t-a\", \"expire_timestamp\": 1e400}", NOW, TD_EINVAL, "invalid JSON");
+    expect_error("{\"access_token\": \"t-a\", \"expire_timestamp\": 1e400}", NOW, TD_EINVAL, "JSON 无效");
 }
 
 /* A parse error says what is wrong and where, and never quotes the text:
@@ -129,14 +129,14 @@ static void test_parse_errors_quote_no_input(void **state)
     static const struct {
         const char *json, *what;
     } cases[] = {
-        {"{\"access_token\": \"t-g1044ghEGNO\x01JSQF5O\", \"x\": 1}", "control character"},
-        {"{\"access_token\": \"t-g1044ghEGNOJ\\q5OSQF5O\", \"x\": 1}", "invalid escape"},
-        {"{\"access_token\": \"t-g1044ghEGNOJ5OSQF5O", "premature end"},
+        {"{\"access_token\": \"t-g1044ghEGNO\x01JSQF5O\", \"x\": 1}", "控制字符"},
+        {"{\"access_token\": \"t-g1044ghEGNOJ\\q5OSQF5O\", \"x\": 1}", "无效的转义"},
+        {"{\"access_token\": \"t-g1044ghEGNOJ5OSQF5O", "提前结束"},
         {"{\"access_token\": \"t-g1044gh\xff\xfe" "EGNOJ\"}", "UTF-8"},
-        {"{\"access_token\": \"t-g1044ghEGNOJ5\\u0000OSQF5O\"}", "not allowed"},
-        {"{\"access_token\": \"t-g1044ghEGNOJ5\\uDc00OSQF5O\"}", "invalid \\u escape"},
-        {"{\"t-g1044ghEGNOJ5OSQF5O\": 1, \"t-g1044ghEGNOJ5OSQF5O\": 2}", "duplicate"},
-        {"{\"access_token\": \"t-g1044ghEGNOJ5OSQF5O\"} t-g1044ghEGNOJ5", "end of file expected"},
+        {"{\"access_token\": \"t-g1044ghEGNOJ5\\u0000OSQF5O\"}", "不允许 \\u0000"},
+        {"{\"access_token\": \"t-g1044ghEGNOJ5\\uDc00OSQF5O\"}", "无效的 \\u 转义"},
+        {"{\"t-g1044ghEGNOJ5OSQF5O\": 1, \"t-g1044ghEGNOJ5OSQF5O\": 2}", "重复的键"},
+        {"{\"access_token\": \"t-g1044ghEGNOJ5OSQF5O\"} t-g1044ghEGNOJ5", "多余的内容"},
     };
     (void)state;
 
@@ -144,7 +144,7 @@ static void test_parse_errors_quote_no_input(void **state)
         char err[256] = "";
         td_record *r = NULL;
         int rc = td_record_parse(cases[i].json, strlen(cases[i].json), NOW, TD_RECORD_MAX_SKEW, &r, err, sizeof err);
-        if (rc != TD_EINVAL || !strstr(err, "invalid JSON") || !strstr(err, cases[i].what) || !strstr(err, "line 1, column ") ||
+        if (rc != TD_EINVAL || !strstr(err, "JSON 无效") || !strstr(err, cases[i].what) || !strstr(err, "(第 1 行第 ") ||
             strstr(err, "g1044") || strstr(err, "near"))
             fail_msg("case %zu: rc %d err '%s'", i, rc, err);
         assert_null(r);

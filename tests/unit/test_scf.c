@@ -162,21 +162,21 @@ static void test_bad_events(void **state)
     static const struct {
         const char *event, *says;
     } bad[] = {
-        {"not json", "not JSON"},
-        {"[1, 2]", "not a JSON object"},
-        {"{\"path\": \"/get-token\"}", "not an HTTP request"},
-        {"{\"httpMethod\": \"GET\"}", "not an HTTP request"},
-        {"{\"httpMethod\": \"GET\", \"path\": \"get-token\"}", "not an HTTP request"},
-        {"{\"httpMethod\": 1, \"path\": \"/\"}", "not an HTTP request"},
-        {"{\"Type\": \"Timer\", \"TriggerName\": \"t\", \"Time\": \"2024-01-15T14:30:00Z\"}", "timer"},
+        {"not json", "不是 JSON"},
+        {"[1, 2]", "不是 JSON 对象"},
+        {"{\"path\": \"/get-token\"}", "不是 HTTP 请求"},
+        {"{\"httpMethod\": \"GET\"}", "不是 HTTP 请求"},
+        {"{\"httpMethod\": \"GET\", \"path\": \"get-token\"}", "不是 HTTP 请求"},
+        {"{\"httpMethod\": 1, \"path\": \"/\"}", "不是 HTTP 请求"},
+        {"{\"Type\": \"Timer\", \"TriggerName\": \"t\", \"Time\": \"2024-01-15T14:30:00Z\"}", "定时器"},
         {"{\"httpMethod\": \"GET\", \"path\": \"/\", \"headers\": []}", "headers"},
-        {"{\"httpMethod\": \"POST\", \"path\": \"/\", \"body\": 5}", "body is not a string"},
+        {"{\"httpMethod\": \"POST\", \"path\": \"/\", \"body\": 5}", "body 不是字符串"},
         {"{\"httpMethod\": \"POST\", \"path\": \"/\", \"isBase64Encoded\": true, \"body\": \"@@@@\"}",
-         "not base64"},
+         "不是 base64"},
         {"{\"httpMethod\": \"POST\", \"path\": \"/\", \"isBase64Encoded\": true, \"body\": \"eyJhI\"}",
-         "not base64"}, /* 5 chars: no base64 has that length */
-        {"{\"httpMethod\": \"GET\", \"path\": \"/\\u0000x\"}", "not JSON"}, /* NUL refused */
-        {"{\"httpMethod\": \"GET\", \"path\": \"/\", \"path\": \"/x\"}", "not JSON"},
+         "不是 base64"}, /* 5 chars: no base64 has that length */
+        {"{\"httpMethod\": \"GET\", \"path\": \"/\\u0000x\"}", "不是 JSON"}, /* NUL refused */
+        {"{\"httpMethod\": \"GET\", \"path\": \"/\", \"path\": \"/x\"}", "不是 JSON"},
     };
     (void)state;
 

@@ -194,6 +194,28 @@ static void append_cut_on_a_character(void **state)
     assert_int_equal(b.len, 14);
 }
 
+/* A Chinese message that snprintf cut: the half character at its end
+ * goes, whole ones and ASCII stay (issue #14: jansson refused such text
+ * and /readyz lost its "store_writes", /status.json the failure event). */
+static void utf8_whole_drops_half_a_character(void **state)
+{
+    const char *s = "失败: x\xe5\xa4\xb1";      /* "失败: x失" */
+    char cut[64];
+    (void)state;
+    assert_int_equal(td_utf8_whole(s, strlen(s)), strlen(s));           /* whole */
+    assert_int_equal(td_utf8_whole(s, strlen(s) - 1), strlen(s) - 3);   /* 2 of 3 bytes of 失 */
+    assert_int_equal(td_utf8_whole(s, strlen(s) - 2), strlen(s) - 3);   /* its lead byte alone */
+    assert_int_equal(td_utf8_whole(s, strlen(s) - 3), strlen(s) - 3);   /* ends on "x" */
+    assert_int_equal(td_utf8_whole("", 0), 0);
+    assert_int_equal(td_utf8_whole("ab", 2), 2);
+    assert_int_equal(td_utf8_whole("\xf0\x9f\x92", 3), 0);              /* 3 of a 4-byte emoji */
+    assert_int_equal(td_utf8_whole("\xf0\x9f\x92\xa1", 4), 4);          /* 💡 whole */
+    /* As a bounded snprintf leaves it: 6 bytes of room for "失败" + NUL. */
+    memcpy(cut, "失败", 5);
+    cut[5] = '\0';
+    assert_int_equal(td_utf8_whole(cut, strlen(cut)), 3);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -207,6 +229,7 @@ int main(void)
         cmocka_unit_test(fixed_take_and_free),
         cmocka_unit_test(heap_zero_max),
         cmocka_unit_test(append_cut_on_a_character),
+        cmocka_unit_test(utf8_whole_drops_half_a_character),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

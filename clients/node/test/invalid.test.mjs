@@ -114,7 +114,7 @@ test('reportInvalid → 202: the next get polls until the server has a different
     intercept: (req, res) => {
       if (req.method !== 'POST' || !req.url.endsWith('/invalid')) return false;
       res.writeHead(202, { 'content-type': 'application/json; charset=utf-8' });
-      res.end(JSON.stringify({ success: true, message: 'refresh started' }));
+      res.end(JSON.stringify({ success: true, message: '已开始刷新，请稍后再取 token' }));
       return true;
     },
   });
@@ -146,7 +146,7 @@ test('reportInvalid → 202 but nothing new within refreshWaitMs: the old token 
     intercept: (req, res) => {
       if (req.method !== 'POST') return false;
       res.writeHead(202, { 'content-type': 'application/json' });
-      res.end('{"success":true,"message":"refresh started"}');
+      res.end('{"success":true,"message":"已开始刷新，请稍后再取 token"}');
       return true;
     },
   });
@@ -164,6 +164,32 @@ test('reportInvalid → 202 but nothing new within refreshWaitMs: the old token 
   assert.ok(Date.now() - t0 >= 300, 'it waited for a new token first');
   assert.ok(cap.lines.some((l) => l.startsWith('warn:') && l.includes('仍只拿到已报告无效的token')));
   assert.deepEqual(cap.leaks([a.access_token]), []);
+});
+
+test('reportInvalid → 409 for another platform\'s token: the error names no platform of its own, the server\'s words say which', { skip: NEEDS_BIN }, async (t) => {
+  // A WeChat token: the server's 409 speaks for WeChat (src/api.c); the
+  // client once said "飞书仍在发放此token" whatever the token's platform.
+  const name = uniqueName();
+  const a = makeRecord({ extra: { provider: 'wechat' } });
+  await srv.push(a, name);
+  const said = '微信仍在发放此 token，没有新的可换 (微信确认此 token 仍然有效)；请检查调用失败的其他原因：接口权限';
+  const proxy = await startProxy(srv.url, {
+    intercept: (req, res) => {
+      if (req.method !== 'POST' || !req.url.endsWith('/invalid')) return false;
+      res.writeHead(409, { 'content-type': 'application/json; charset=utf-8' });
+      res.end(JSON.stringify({ success: false, message: said }));
+      return true;
+    },
+  });
+  t.after(() => proxy.close());
+  const client = createClient({ apiUrl: `${proxy.url}/v1/tokens/${name}`, logger: captureLogger().logger });
+  await client.getAccessToken();
+  const result = await client.reportInvalid(a.access_token);
+  assert.equal(result.status, 409);
+  assert.equal(result.error.code, 'ESAME');
+  assert.match(result.error.message, /^❌ 腾讯云函数 无效token上报: 平台仍在发放此token t-\w{4}…\w\w，没有新的可换 \(/);
+  assert.ok(result.error.message.includes(said), result.error.message);
+  assert.ok(!result.error.message.includes('飞书'), result.error.message);
 });
 
 test('reportInvalid for the current token on a server without a refresher is not fatal', { skip: NEEDS_BIN }, async () => {

@@ -153,7 +153,7 @@ class Reports(TestCase):
         a = make_record()
         self.srv.push(a, name)
         proxy = self.proxy(self.srv.url, intercept=lambda h, m, p, b: m == "POST" and p.endswith(
-            "/invalid") and answer(h, 202, {"success": True, "message": "refresh started"}))
+            "/invalid") and answer(h, 202, {"success": True, "message": "已开始刷新，请稍后再取 token"}))
         client = create_client(api_url=f"{proxy.url}/v1/tokens/{name}")
         same_token(self, client.get_access_token(), a["access_token"])
         result = client.report_invalid(a["access_token"])
@@ -174,7 +174,7 @@ class Reports(TestCase):
         a = make_record()
         self.srv.push(a, name)
         proxy = self.proxy(self.srv.url, intercept=lambda h, m, p, b: m == "POST" and answer(
-            h, 202, {"success": True, "message": "refresh started"}))
+            h, 202, {"success": True, "message": "已开始刷新，请稍后再取 token"}))
         cap = CaptureLog()
         client = create_client(api_url=f"{proxy.url}/v1/tokens/{name}", refresh_wait=0.6,
                                logger=cap.logger)
@@ -185,6 +185,25 @@ class Reports(TestCase):
         self.assertGreaterEqual(time.monotonic() - t0, 0.3, "it waited for a new token first")
         self.assertTrue(any(l.startswith("warning:") and "仍只拿到已报告无效的token" in l for l in cap.lines), cap.lines)
         self.assertEqual(cap.leaks(a["access_token"]), [])
+
+    def test_409_for_another_platform_s_token_names_no_platform_of_its_own(self) -> None:
+        # A WeChat token: the server's 409 speaks for WeChat (src/api.c); the
+        # client once said "飞书仍在发放此token" whatever the token's platform.
+        name = unique()
+        a = make_record(provider="wechat")
+        self.srv.push(a, name)
+        said = "微信仍在发放此 token，没有新的可换 (微信确认此 token 仍然有效)；请检查调用失败的其他原因：接口权限"
+        proxy = self.proxy(self.srv.url, intercept=lambda h, m, p, b: m == "POST" and p.endswith(
+            "/invalid") and answer(h, 409, {"success": False, "message": said}))
+        client = create_client(api_url=f"{proxy.url}/v1/tokens/{name}", logger=CaptureLog().logger)
+        client.get_access_token()
+        result = client.report_invalid(a["access_token"])
+        self.assertEqual(result.status, 409)
+        assert result.error is not None
+        self.assertEqual(result.error.code, "ESAME")
+        self.assertRegex(str(result.error), r"^❌ 腾讯云函数 无效token上报: 平台仍在发放此token t-\w{4}…\w\w，没有新的可换 \(")
+        self.assertIn(said, str(result.error))
+        self.assertNotIn("飞书", str(result.error))
 
     def test_server_without_refresher_is_not_fatal(self) -> None:
         name = unique()

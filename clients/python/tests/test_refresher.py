@@ -65,7 +65,7 @@ class Refresher(TestCase):
         self.assertEqual((result.status, result.replaced), (409, False))
         assert result.error is not None
         self.assertEqual(result.error.code, "ESAME")
-        self.assertRegex(str(result.error), r"^❌ 腾讯云函数 无效token上报: 飞书仍在发放此token t-\w{4}…\w\w，没有新的可换")
+        self.assertRegex(str(result.error), r"^❌ 腾讯云函数 无效token上报: 平台仍在发放此token t-\w{4}…\w\w，没有新的可换 \(飞书仍在发放此 token")
         t0 = time.monotonic()
         same_token(self, client.get_access_token(), t1)
         self.assertLess(time.monotonic() - t0, 2.5, "it did not wait for a replacement")

@@ -16,7 +16,7 @@ turns up it is served again with a warning.
 Gitee is asked at most once a minute per client (it publishes no rate limit,
 and one token repository serves many clients): within the minute its last
 answer, a record or a failure, is judged again by the clock of now.  These
-are the C library's rules (src/client.c).  A server that answers 409 (Feishu still issues this very
+are the C library's rules (src/client.c).  A server that answers 409 (the platform still issues this very
 token) ends the wait at once: there is no other token to wait for.
 
 The behaviour is the Node client's (clients/node/index.cjs); names follow
@@ -412,12 +412,13 @@ class TokendistClient:
             self._seen(answer)
             last_status = answer.status
             if answer.status == 409:
-                # Feishu still issues this token: there is no other to wait for.
+                # The platform still issues this token: there is no other to wait for.
+                # Said neutrally: the server's message names the token's platform.
                 with self._lock:
                     self._rejected = None
                 msg = _message_of(answer.text)
                 error = TokendistError(
-                    "ESAME", f"❌ 腾讯云函数 无效token上报: 飞书仍在发放此token {fingerprint(token)}，"
+                    "ESAME", f"❌ 腾讯云函数 无效token上报: 平台仍在发放此token {fingerprint(token)}，"
                     f"没有新的可换" + (f" ({msg})" if msg else ""), source="endpoint", url=last_url)
                 o.logger.warning(error.message)
                 return ReportResult(True, 409, False, False, last_url, error)

@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import Literal, Sequence
 
 ErrorCode = Literal[
-    "ESAME",            # a report: Feishu still issues this token, there is no other
+    "ESAME",            # a report: the platform still issues this token, there is no other
     "ENOTFOUND_TOKEN",  # no token: 404 from the server, no Gitee file, no cache file
     "EHTTP",            # any other HTTP error status
     "EAUTH",            # 401/403: missing or wrong read key (or Gitee access token)
