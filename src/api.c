@@ -85,7 +85,7 @@ struct td_api {
     size_t left_out;            /* valid names the last full reload could not serve */
     int truncated;              /* it stopped at LOAD_ROWS_MAX rows */
     int64_t write_failing_since; /* unix s of the first of the failing writes in a row, 0: ok */
-    char write_err[256];        /* the last failed write's reason */
+    char write_err[1024];       /* the last failed write's reason */
 
     /* Names with a report running on a worker: a second report of the
      * same name parks until it ends, so one slow platform's reports hold
@@ -410,8 +410,11 @@ static void note_write(td_api *api, int rc, const char *err)
     if (rc == TD_OK) {
         api->write_failing_since = 0;
     } else {
+        td_strbuf b;
         if (!api->write_failing_since) api->write_failing_since = td_clock_now();
-        snprintf(api->write_err, sizeof api->write_err, "%s", err);
+        /* Cut on a character, not a byte: /readyz shows it as a JSON string. */
+        td_strbuf_fixed(&b, api->write_err, sizeof api->write_err);
+        td_strbuf_append_cut(&b, err, 0);
     }
     pthread_mutex_unlock(&api->bad_lock);
 }
@@ -421,7 +424,7 @@ int td_api_store_record(td_api *api, const char *name, const td_record *r, char 
 {
     td_store_entry e = {0};
     td_snap *s;
-    char sub[512];
+    char sub[1024];
     int rc;
 
     /* The limit is decided before anything is written (snap.h): a name
@@ -828,7 +831,7 @@ static int wrong_platform(td_api *api, const char *name, const td_record *rec, t
 
 static void post_token(td_api *api, const td_api_req *req, const char *name, td_api_resp *r)
 {
-    char err[512], fp[TD_FP_LEN], when[TD_TIME_LEN];
+    char err[1024], fp[TD_FP_LEN], when[TD_TIME_LEN];
     const char *from = req->remote ? req->remote : "?";
     td_record *rec = NULL;
     int rc;
@@ -868,7 +871,7 @@ static void post_token(td_api *api, const td_api_req *req, const char *name, td_
     case TD_EUNAVAIL: {
         /* The seed's words, then why: the store may even have taken the
          * record (a timeout after sending it), which a retry settles. */
-        char msg[700];
+        char msg[1200];
         snprintf(msg, sizeof msg, "store temporarily unavailable, retry later: %s", err);
         resp_msg(api, r, 503, "message", msg);
         add_hdr(r, "Retry-After", "5");
@@ -878,7 +881,7 @@ static void post_token(td_api *api, const td_api_req *req, const char *name, td_
     default: {
         /* The seed's message, then why: the writer is authenticated and an
          * operator needs to know it is, say, a full disk. */
-        char msg[600];
+        char msg[1200];
         snprintf(msg, sizeof msg, "Failed to store token: %s", err);
         resp_msg(api, r, 500, "message", msg);
         td_log("❌ 存储失败 %s: %s", name, err);
@@ -1111,7 +1114,7 @@ static void readyz_token(void *toks, const td_snap *s)
 
 static void readyz(td_api *api, td_api_resp *r)
 {
-    char err[256];
+    char err[1024];
     int store_ok = td_store_ping(api->store, err, sizeof err) == TD_OK;
     json_t *o = json_object(), *toks = json_object();
 
@@ -1248,7 +1251,7 @@ static json_t *status_facts(td_api *api)
     json_t *o = json_object(), *toks = json_array(), *bad = json_array(), *rs = json_object(), *refresh;
     const char *key;
     json_t *val;
-    char err[256], now_s[TD_TIME_LEN];
+    char err[1024], now_s[TD_TIME_LEN];
     int64_t now = td_clock_now();
     int store_ok = td_store_ping(api->store, err, sizeof err) == TD_OK;
 

@@ -9,7 +9,10 @@
  * Credentials come from the environment, as every S3 client takes them:
  * AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY / AWS_SESSION_TOKEN, else the
  * TENCENTCLOUD_SECRETID / _SECRETKEY / _SESSIONTOKEN that SCF injects into
- * a function that has a role -- one family whole, never mixed.
+ * a function that has a role -- one family whole, never mixed -- or, with
+ * credentials_file=PATH, from a file of the same lines, which is read
+ * again when it changes, so that temporary credentials can be renewed
+ * under a running server (see "credentials" below).
  *
  * Objects under PREFIX/:
  *     index.json          {"names": [...]}: every name with a record, sorted
@@ -68,6 +71,7 @@
 #include "store.h"
 #include "store/s3.h"
 #include "clock.h"
+#include "config.h"
 #include "httpc.h"
 #include "lease.h"
 #include "log.h"
@@ -85,6 +89,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 
 #define CONNECT_MS 2000
@@ -112,9 +117,13 @@ typedef struct s3_store {
     td__s3_url u;
     char base[URL_MAX];         /* for messages: "s3 BUCKET (ENDPOINT)" */
     char sigv4[96];             /* "aws:amz:REGION:s3" */
-    char *key_id, *secret;      /* from the environment; never logged */
-    char *token_hdr;            /* "x-amz-security-token: …", or NULL */
-    const char *cred_vars[3];   /* the variables they came from, for messages */
+    /* The credentials requests are signed with (never logged), and where
+     * they are read again from: the file u.creds_file, when set. */
+    pthread_mutex_t cred_lock;  /* guards the four below */
+    struct s3_creds *creds;
+    int64_t cred_checked_ms;    /* monotonic: when the file was last looked at */
+    struct stat cred_st;        /* the file as last read */
+    char cred_file_err[600];    /* the last reason it could not be read, said once */
     size_t history_max;
     int64_t revalidate_ms;
     int if_match, if_none_match; /* 1 honoured, 0 ignored, -1 refused (not sent), 2 unknown */
@@ -135,7 +144,7 @@ typedef struct s3_store {
     char index_etag[TAG_MAX];   /* "" when there is no index object */
     int index_bad_logged;
     int fail_rc;                /* TD_OK, or the last request's TD_EUNAVAIL / TD_EAUTH */
-    char fail_why[400];
+    char fail_why[1024];
     int64_t fail_since;         /* Unix seconds */
     int64_t last_ok_ms;         /* monotonic, of the last answer from the service */
 
@@ -310,6 +319,12 @@ int td__s3_parse_url(const char *spec, td__s3_url *u, char *err, size_t errlen)
                 snprintf(err, errlen, "S3 存储的 path_style '%.20s' 无效：应为 1 或 0", val);
                 return TD_EINVAL;
             }
+        } else if (kl == 16 && !strncmp(k, "credentials_file", 16)) {
+            if (val[0] != '/') {
+                snprintf(err, errlen, "S3 存储的 credentials_file '%.200s' 无效：应为绝对路径 (TOKENDIST_S3_CREDENTIALS_FILE)", val);
+                return TD_EINVAL;
+            }
+            memcpy(u->creds_file, val, strlen(val) + 1); /* val < 512 bytes: decode() bounds it */
         } else if (kl == 10 && !strncmp(k, "revalidate", 10)) {
             char *e;
             errno = 0;
@@ -319,7 +334,7 @@ int td__s3_parse_url(const char *spec, td__s3_url *u, char *err, size_t errlen)
                 return TD_EINVAL;
             }
         } else {
-            snprintf(err, errlen, "S3 存储 URL 的参数 '%.*s' 未知：可用 endpoint、region、path_style、revalidate",
+            snprintf(err, errlen, "S3 存储 URL 的参数 '%.*s' 未知：可用 endpoint、region、path_style、revalidate、credentials_file",
                      (int)(kl > 40 ? 40 : kl), k);
             return TD_EINVAL;
         }
@@ -421,6 +436,285 @@ int td__s3_lease_parse(const char *body, size_t len, char *owner, size_t ownerle
     return rc;
 }
 
+/* --- credentials ----------------------------------------------------------- */
+
+/* Temporary credentials expire: an STS session at the end of its
+ * duration, and the role credentials SCF hands a function too.  Where they
+ * are renewed decides what a long-lived process can do about it:
+ *
+ *   - SCF puts a function role's credentials in the environment of the
+ *     instance it starts (TENCENTCLOUD_SECRETID/SECRETKEY/SESSIONTOKEN,
+ *     "已内置环境变量", https://cloud.tencent.com/document/product/583/32748).
+ *     Its built-in runtimes hand every invocation its environment anew,
+ *     which is why Tencent's samples read process.env in the handler; a
+ *     custom runtime is told nothing per invocation beyond request_id,
+ *     memory_limit_in_mb and time_limit_in_ms (scf.h), and no process's
+ *     environment changes under it.  So an instance keeps the credentials
+ *     it started with, and fresh ones come with a fresh instance: SCF
+ *     destroys idle ones after a few minutes
+ *     (https://www.tencentcloud.com/document/product/583/69578), and a new
+ *     release replaces them all.
+ *   - Elsewhere (a VM, a container) whatever renews them -- a sidecar
+ *     calling STS, a cron job -- writes a file (credentials_file, the
+ *     TOKENDIST_S3_CREDENTIALS_FILE setting), and the file is read again:
+ *     when it changed (a stat at most once a second), and at once when the
+ *     service refuses the credentials in use, the request then retried
+ *     once with the new ones.
+ *
+ * Either way a refusal is said in words that name what renews them
+ * (auth_error), once (note_health), and /readyz shows it. */
+#define CREDS_FILE_MAX (64u << 10)
+#define CREDS_CHECK_MS 1000
+
+typedef struct s3_creds {
+    int refs;                   /* atomic: the store's, and one per request in flight */
+    char *key_id, *secret;
+    char *token_hdr;            /* "x-amz-security-token: …", or NULL */
+    const char *vars[3];        /* the names they came under, for messages */
+} s3_creds;
+
+static const char *const CRED_NAMES[2][3] = {
+    {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"},
+    {"TENCENTCLOUD_SECRETID", "TENCENTCLOUD_SECRETKEY", "TENCENTCLOUD_SESSIONTOKEN"},
+};
+
+int td__s3_creds_pick(const char *(*get)(void *ud, const char *name), void *ud, td__s3_creds_ref *out,
+                      char *err, size_t errlen)
+{
+    for (int f = 0; f < 2; f++) {
+        const char *id = get(ud, CRED_NAMES[f][0]), *key, *tok;
+        if (!id || !*id) continue;
+        if (!(key = get(ud, CRED_NAMES[f][1])) || !*key) {
+            snprintf(err, errlen, "设置了 %s 却没有 %s", CRED_NAMES[f][0], CRED_NAMES[f][1]);
+            return TD_EINVAL;
+        }
+        tok = get(ud, CRED_NAMES[f][2]);
+        *out = (td__s3_creds_ref){id, key, tok && *tok ? tok : NULL, {CRED_NAMES[f][0], CRED_NAMES[f][1], CRED_NAMES[f][2]}};
+        return TD_OK;
+    }
+    return TD_ENOTFOUND;
+}
+
+static void wipe_free(char *p)
+{
+    if (p) explicit_bzero(p, strlen(p));
+    free(p);
+}
+
+static void creds_release(s3_creds *c)
+{
+    if (!c || __atomic_sub_fetch(&c->refs, 1, __ATOMIC_ACQ_REL) > 0) return;
+    wipe_free(c->secret);
+    wipe_free(c->token_hdr);
+    free(c->key_id);
+    free(c);
+}
+
+static int creds_same(const s3_creds *a, const s3_creds *b)
+{
+    return a && b && !strcmp(a->key_id, b->key_id) && !strcmp(a->secret, b->secret) &&
+           !strcmp(a->token_hdr ? a->token_hdr : "", b->token_hdr ? b->token_hdr : "");
+}
+
+static const char *env_get(void *ud, const char *name)
+{
+    (void)ud;
+    return getenv(name);
+}
+
+/* A credentials file's lines: the six names, nothing else. */
+typedef struct file_vals {
+    char *v[2][3];
+    char *err;
+    size_t errlen;
+} file_vals;
+
+static int file_kv(void *ud, int lineno, const char *key, const char *val)
+{
+    file_vals *f = ud;
+
+    for (int i = 0; i < 2; i++)
+        for (int j = 0; j < 3; j++)
+            if (!strcmp(key, CRED_NAMES[i][j])) {
+                wipe_free(f->v[i][j]);
+                if (!(f->v[i][j] = strdup(val))) {
+                    snprintf(f->err, f->errlen, "out of memory");
+                    return TD_ENOMEM;
+                }
+                return TD_OK;
+            }
+    snprintf(f->err, f->errlen, "第 %d 行的 %.60s 不是凭证的名称 (应为 AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY/"
+             "AWS_SESSION_TOKEN 或 TENCENTCLOUD_SECRETID/SECRETKEY/SESSIONTOKEN)", lineno, key);
+    return TD_EINVAL;
+}
+
+static const char *file_get(void *ud, const char *name)
+{
+    file_vals *f = ud;
+
+    for (int i = 0; i < 2; i++)
+        for (int j = 0; j < 3; j++)
+            if (!strcmp(name, CRED_NAMES[i][j])) return f->v[i][j];
+    return NULL;
+}
+
+/* The credentials as they are now -- the file's, else the environment's
+ * -- as a new set with one reference; st gets the file's state as read. */
+static int creds_read(const s3_store *q, s3_creds **out, struct stat *st, char *err, size_t errlen)
+{
+    const char *path = q->u.creds_file;
+    file_vals f = {.err = err, .errlen = errlen};
+    td__s3_creds_ref ref;
+    s3_creds *c = NULL;
+    FILE *fp = NULL;
+    char *buf = NULL, sub[400] = "";
+    size_t n = 0;
+    int rc = TD_EINVAL;
+
+    *out = NULL;
+    err[0] = '\0';
+    if (*path) {
+        if (!(fp = fopen(path, "re")) || fstat(fileno(fp), st) != 0) {
+            snprintf(err, errlen, "无法读取凭证文件 %s (TOKENDIST_S3_CREDENTIALS_FILE): %s", path, strerror(errno));
+            goto out;
+        }
+        if (!S_ISREG(st->st_mode) || st->st_size > (off_t)CREDS_FILE_MAX) {
+            snprintf(err, errlen, "凭证文件 %s (TOKENDIST_S3_CREDENTIALS_FILE) %s", path,
+                     S_ISREG(st->st_mode) ? "大于 64 KiB" : "不是普通文件");
+            goto out;
+        }
+        if (!(buf = malloc(CREDS_FILE_MAX + 1))) {
+            rc = TD_ENOMEM;
+            goto out;
+        }
+        n = fread(buf, 1, CREDS_FILE_MAX + 1, fp);
+        if (ferror(fp) || n > CREDS_FILE_MAX) {
+            snprintf(err, errlen, "无法读取凭证文件 %s: %s", path, ferror(fp) ? strerror(errno) : "大于 64 KiB");
+            goto out;
+        }
+        if ((rc = td_config_parse_envfile(buf, n, file_kv, &f, sub, sizeof sub)) != TD_OK) {
+            if (err[0]) snprintf(sub, sizeof sub, "%s", err); /* file_kv's words, else the parser's */
+            snprintf(err, errlen, "凭证文件 %s %s", path, sub);
+            goto out;
+        }
+        rc = td__s3_creds_pick(file_get, &f, &ref, sub, sizeof sub);
+        if (rc == TD_ENOTFOUND)
+            snprintf(err, errlen, "凭证文件 %s 中没有 AWS_ACCESS_KEY_ID 或 TENCENTCLOUD_SECRETID", path);
+        else if (rc != TD_OK)
+            snprintf(err, errlen, "凭证文件 %s: %s", path, sub);
+    } else {
+        rc = td__s3_creds_pick(env_get, NULL, &ref, sub, sizeof sub);
+        if (rc == TD_ENOTFOUND)
+            snprintf(err, errlen, "S3 存储需要凭证：在环境变量中设置 AWS_ACCESS_KEY_ID 和 AWS_SECRET_ACCESS_KEY "
+                                  "(临时密钥另加 AWS_SESSION_TOKEN)，或用 TOKENDIST_S3_CREDENTIALS_FILE 指定凭证文件；"
+                                  "在腾讯云 SCF 中为函数绑定有 COS 权限的角色即可 "
+                                  "(SCF 注入 TENCENTCLOUD_SECRETID/SECRETKEY/SESSIONTOKEN)");
+        else if (rc != TD_OK)
+            snprintf(err, errlen, "S3 存储：%s", sub);
+    }
+    if (rc != TD_OK) {
+        rc = rc == TD_ENOMEM ? TD_ENOMEM : TD_EINVAL;
+        goto out;
+    }
+    rc = TD_ENOMEM;
+    if (!(c = calloc(1, sizeof *c))) goto out;
+    c->refs = 1;
+    memcpy(c->vars, ref.vars, sizeof c->vars);
+    if (!(c->key_id = strdup(ref.id)) || !(c->secret = strdup(ref.secret))) goto out;
+    if (ref.token) {
+        size_t len = strlen(ref.token) + 32;
+        if (!(c->token_hdr = malloc(len))) goto out;
+        snprintf(c->token_hdr, len, "x-amz-security-token: %s", ref.token);
+    }
+    *out = c, c = NULL;
+    rc = TD_OK;
+out:
+    if (rc == TD_ENOMEM && !err[0]) snprintf(err, errlen, "out of memory");
+    creds_release(c);
+    for (int i = 0; i < 2; i++)
+        for (int j = 0; j < 3; j++) wipe_free(f.v[i][j]);
+    if (buf) explicit_bzero(buf, n < CREDS_FILE_MAX + 1 ? n : CREDS_FILE_MAX + 1);
+    free(buf);
+    if (fp) fclose(fp);
+    return rc;
+}
+
+static int same_file(const struct stat *a, const struct stat *b)
+{
+    return a->st_dev == b->st_dev && a->st_ino == b->st_ino && a->st_size == b->st_size &&
+           a->st_mtim.tv_sec == b->st_mtim.tv_sec && a->st_mtim.tv_nsec == b->st_mtim.tv_nsec &&
+           a->st_ctim.tv_sec == b->st_ctim.tv_sec && a->st_ctim.tv_nsec == b->st_ctim.tv_nsec;
+}
+
+/* The credentials for a request, held: creds_release after.  With a file,
+ * it is looked at first -- at most once a second unless force -- and
+ * read when it changed (force: read in any case, the service having
+ * refused what it held).  A set that differs from the one in use replaces
+ * it for every request from now on. */
+static s3_creds *creds_hold(s3_store *q, int force)
+{
+    s3_creds *c, *fresh = NULL;
+    struct stat st;
+    char err[600], fp[TD_FP_LEN];
+    int64_t now = td_clock_mono_ms();
+    int look, changed = 0;
+
+    pthread_mutex_lock(&q->cred_lock);
+    look = *q->u.creds_file && (force || now - q->cred_checked_ms >= CREDS_CHECK_MS);
+    if (look) {
+        q->cred_checked_ms = now;
+        changed = force || stat(q->u.creds_file, &st) != 0 || !same_file(&st, &q->cred_st);
+    }
+    pthread_mutex_unlock(&q->cred_lock);
+    if (changed && creds_read(q, &fresh, &st, err, sizeof err) != TD_OK) {
+        pthread_mutex_lock(&q->cred_lock);
+        if (strcmp(err, q->cred_file_err) != 0) /* each reason once */
+            td_log("⚠️ S3 存储 %s: %s；仍用原来的凭证", q->base, err);
+        snprintf(q->cred_file_err, sizeof q->cred_file_err, "%s", err);
+        pthread_mutex_unlock(&q->cred_lock);
+    }
+    pthread_mutex_lock(&q->cred_lock);
+    if (fresh) {
+        q->cred_st = st;
+        q->cred_file_err[0] = '\0';
+        if (!creds_same(fresh, q->creds)) {
+            s3_creds *old = q->creds;
+            q->creds = fresh, fresh = old;
+            td_log("S3 存储 %s：凭证已更新，取自凭证文件 %s (%s %s%s)", q->base, q->u.creds_file, q->creds->vars[0],
+                   td_log_secret_fp(q->creds->key_id, fp), q->creds->token_hdr ? "，带临时会话令牌" : "");
+        }
+    }
+    c = q->creds;
+    __atomic_add_fetch(&c->refs, 1, __ATOMIC_ACQ_REL);
+    pthread_mutex_unlock(&q->cred_lock);
+    creds_release(fresh);
+    return c;
+}
+
+/* Refusals that fresh credentials may cure. */
+static int refused_credentials(const char *code)
+{
+    static const char *const codes[] = {"ExpiredToken", "InvalidToken", "TokenRefreshRequired", "TokenExpired",
+                                        "InvalidAccessKeyId", "SignatureDoesNotMatch"};
+    for (size_t i = 0; i < sizeof codes / sizeof *codes; i++)
+        if (!strcmp(code, codes[i])) return 1;
+    return 0;
+}
+
+/* What renews the credentials c came from, for the words of a refusal. */
+static const char *renewal_hint(const s3_store *q, const s3_creds *c, char *buf, size_t len)
+{
+    if (*q->u.creds_file)
+        snprintf(buf, len, "tokendist 每秒检查凭证文件 %s，写入新的密钥后自动恢复，不用重启", q->u.creds_file);
+    else if (!strncmp(c->vars[0], "TENCENTCLOUD_", 13))
+        snprintf(buf, len, "SCF 只在启动实例时把运行角色的临时密钥放进环境变量，运行中的实例拿不到新的："
+                           "等 SCF 换上新实例 (空闲的实例几分钟后回收)，或重新发布函数让新实例接替");
+    else
+        snprintf(buf, len, "环境变量在进程运行期间不会更新：换上新的密钥后重启 tokendist，"
+                           "或改用 TOKENDIST_S3_CREDENTIALS_FILE，让它自动读取新的");
+    return buf;
+}
+
 /* --- requests -------------------------------------------------------------- */
 
 /* An answer, as the callers need it. */
@@ -458,27 +752,33 @@ static void note_health(s3_store *q, int rc, const char *why)
                    rc == TD_EAUTH ? "拒绝了请求" : "暂不可用", why, rc == TD_EAUTH ? "500" : "503");
             q->fail_since = td_clock_now();
         }
+        td_strbuf b;
         q->fail_rc = rc;
-        snprintf(q->fail_why, sizeof q->fail_why, "%s", why);
+        td_strbuf_fixed(&b, q->fail_why, sizeof q->fail_why); /* cut on a character: /readyz shows it */
+        td_strbuf_append_cut(&b, why, 0);
     }
     pthread_mutex_unlock(&q->lock);
 }
 
-/* What a refusal means, and which setting to fix. */
-static int auth_error(s3_store *q, long status, const char *code, const char *msg, char *err, size_t errlen)
+/* What a refusal of credentials c means, and which setting to fix. */
+static int auth_error(s3_store *q, const s3_creds *c, long status, const char *code, const char *msg, char *err,
+                      size_t errlen)
 {
-    const char *id = q->cred_vars[0], *key = q->cred_vars[1], *tok = q->cred_vars[2];
+    const char *id = c->vars[0], *key = c->vars[1], *tok = c->vars[2];
+    char hint[400];
 
     if (!strcmp(code, "SignatureDoesNotMatch"))
         snprintf(err, errlen, "S3 存储 %s 拒绝了签名 (SignatureDoesNotMatch)：%s 与 %s 不是一对，"
                  "请检查 %s；若密钥无误，检查签名用的地域 TOKENDIST_S3_REGION (现为 %s)",
                  q->base, key, id, key, q->u.region);
     else if (!strcmp(code, "InvalidAccessKeyId"))
-        snprintf(err, errlen, "S3 存储 %s 不认识访问密钥 (InvalidAccessKeyId)：请检查 %s", q->base, id);
+        snprintf(err, errlen, "S3 存储 %s 不认识访问密钥 (InvalidAccessKeyId)：请检查 %s%s%s", q->base, id,
+                 c->token_hdr ? "；临时密钥过期后也会这样，" : "",
+                 c->token_hdr ? renewal_hint(q, c, hint, sizeof hint) : "");
     else if (!strcmp(code, "ExpiredToken") || !strcmp(code, "InvalidToken") ||
-             !strcmp(code, "TokenRefreshRequired"))
-        snprintf(err, errlen, "S3 存储 %s 拒绝了临时密钥 (%s)：%s 已过期或无效 (SCF 在实例启动时注入新的临时密钥)",
-                 q->base, code, tok);
+             !strcmp(code, "TokenRefreshRequired") || !strcmp(code, "TokenExpired"))
+        snprintf(err, errlen, "S3 存储 %s 拒绝了临时密钥 (%s)：%s 已过期或无效；%s", q->base, code, tok,
+                 renewal_hint(q, c, hint, sizeof hint));
     else if (!strcmp(code, "RequestTimeTooSkewed"))
         snprintf(err, errlen, "S3 存储 %s 拒绝了请求 (RequestTimeTooSkewed)：本机时钟与服务相差过大，请校准时间 (NTP)",
                  q->base);
@@ -507,6 +807,7 @@ static int s3_call_t(s3_store *q, long timeout_ms, const char *method, const cha
     size_t nh = 0;
     td_httpc_req req = {0};
     td_httpc_resp resp;
+    s3_creds *c;
     int rc;
 
     memset(r, 0, sizeof *r);
@@ -516,47 +817,66 @@ static int s3_call_t(s3_store *q, long timeout_ms, const char *method, const cha
     }
     td__s3_sha256_hex(body, body ? len : 0, sha);
     snprintf(sha_hdr, sizeof sha_hdr, "x-amz-content-sha256: %s", sha);
-    hdrs[nh++] = sha_hdr;
-    if (q->token_hdr) hdrs[nh++] = q->token_hdr;
-    if (body) hdrs[nh++] = "Content-Type: application/json";
-    for (const char *const *h = extra; h && *h && nh + 1 < sizeof hdrs / sizeof *hdrs; h++) hdrs[nh++] = *h;
-    hdrs[nh] = NULL;
-    req.method = method;
-    req.url = url;
-    req.body = body;
-    req.body_len = len;
-    req.headers = hdrs;
-    req.timeout_ms = timeout_ms;
-    req.connect_timeout_ms = CONNECT_MS;
-    req.max_body = max_body;
-    req.aws_sigv4 = q->sigv4;
-    req.username = q->key_id;
-    req.password = q->secret;
-    req.pool = q->pool;
-    rc = td_httpc_do(&req, &resp, sub, sizeof sub);
-    if (rc != TD_OK) {
-        if (rc == TD_ETOOBIG) {
-            snprintf(err, errlen, "S3 对象 %s/%s 大于 %zu 字节 (不是 tokendist 写入的?)", q->u.bucket, rel, max_body);
-            return TD_EIO;
+    c = creds_hold(q, 0);
+    for (int attempt = 0;; attempt++) {
+        nh = 0;
+        hdrs[nh++] = sha_hdr;
+        if (c->token_hdr) hdrs[nh++] = c->token_hdr;
+        if (body) hdrs[nh++] = "Content-Type: application/json";
+        for (const char *const *h = extra; h && *h && nh + 1 < sizeof hdrs / sizeof *hdrs; h++) hdrs[nh++] = *h;
+        hdrs[nh] = NULL;
+        req.method = method;
+        req.url = url;
+        req.body = body;
+        req.body_len = len;
+        req.headers = hdrs;
+        req.timeout_ms = timeout_ms;
+        req.connect_timeout_ms = CONNECT_MS;
+        req.max_body = max_body;
+        req.aws_sigv4 = q->sigv4;
+        req.username = c->key_id;
+        req.password = c->secret;
+        req.pool = q->pool;
+        rc = td_httpc_do(&req, &resp, sub, sizeof sub);
+        if (rc != TD_OK) {
+            creds_release(c);
+            if (rc == TD_ETOOBIG) {
+                snprintf(err, errlen, "S3 对象 %s/%s 大于 %zu 字节 (不是 tokendist 写入的?)", q->u.bucket, rel, max_body);
+                return TD_EIO;
+            }
+            /* The URL names only the bucket and key: no secret in it. */
+            snprintf(err, errlen, "S3 存储 %s 无法访问: %s", q->base, sub);
+            note_health(q, TD_EUNAVAIL, err);
+            return TD_EUNAVAIL;
         }
-        /* The URL names only the bucket and key: no secret in it. */
-        snprintf(err, errlen, "S3 存储 %s 无法访问: %s", q->base, sub);
-        note_health(q, TD_EUNAVAIL, err);
-        return TD_EUNAVAIL;
-    }
-    r->status = resp.status;
-    r->body = resp.body, resp.body = NULL;
-    r->len = resp.body_len;
-    if (!td_httpc_header(&resp, "ETag", r->etag, sizeof r->etag)) r->etag[0] = '\0';
-    r->date_ms = td_httpc_date(&resp) * 1000;
-    if (!r->date_ms) r->date_ms = td_clock_now_ms();
-    td__s3_error_of(r->body, r->len, r->code, sizeof r->code, msg, sizeof msg);
-    td_httpc_resp_clear(&resp);
+        r->status = resp.status;
+        r->body = resp.body, resp.body = NULL;
+        r->len = resp.body_len;
+        if (!td_httpc_header(&resp, "ETag", r->etag, sizeof r->etag)) r->etag[0] = '\0';
+        r->date_ms = td_httpc_date(&resp) * 1000;
+        if (!r->date_ms) r->date_ms = td_clock_now_ms();
+        td__s3_error_of(r->body, r->len, r->code, sizeof r->code, msg, sizeof msg);
+        td_httpc_resp_clear(&resp);
 
-    if ((r->status >= 200 && r->status < 300) || r->status == 304 || r->status == 409 || r->status == 412 ||
-        (r->status == 404 && strcmp(r->code, "NoSuchBucket") != 0)) {
-        note_health(q, TD_OK, NULL);
-        return TD_OK;
+        if ((r->status >= 200 && r->status < 300) || r->status == 304 || r->status == 409 || r->status == 412 ||
+            (r->status == 404 && strcmp(r->code, "NoSuchBucket") != 0)) {
+            creds_release(c);
+            note_health(q, TD_OK, NULL);
+            return TD_OK;
+        }
+        /* Refused credentials: the file may hold newer ones by now. */
+        if (attempt == 0 && (r->status == 400 || r->status == 401 || r->status == 403) &&
+            refused_credentials(r->code)) {
+            s3_creds *fresh = creds_hold(q, 1);
+            if (fresh != c) {
+                creds_release(c);
+                c = fresh;
+                resp_clear(r);
+                continue;
+            }
+            creds_release(fresh);
+        }
+        break;
     }
     if (r->status >= 500 || r->status == 429 || !strcmp(r->code, "SlowDown")) {
         snprintf(err, errlen, "S3 存储 %s 暂时无法处理请求 (HTTP %ld %s)", q->base, r->status, r->code);
@@ -564,8 +884,8 @@ static int s3_call_t(s3_store *q, long timeout_ms, const char *method, const cha
     } else if (r->status == 401 || r->status == 403 ||
                (r->status == 400 && (!strcmp(r->code, "AuthorizationHeaderMalformed") ||
                                      !strcmp(r->code, "InvalidToken") || !strcmp(r->code, "ExpiredToken") ||
-                                     !strcmp(r->code, "RequestTimeTooSkewed")))) {
-        rc = auth_error(q, r->status, r->code, msg, err, errlen);
+                                     !strcmp(r->code, "TokenExpired") || !strcmp(r->code, "RequestTimeTooSkewed")))) {
+        rc = auth_error(q, c, r->status, r->code, msg, err, errlen);
     } else if (r->status == 404) {
         snprintf(err, errlen, "S3 存储桶 %s 不存在 (NoSuchBucket)：请先创建它，或检查存储 URL 与 TOKENDIST_S3_ENDPOINT",
                  q->u.bucket);
@@ -575,6 +895,7 @@ static int s3_call_t(s3_store *q, long timeout_ms, const char *method, const cha
                  r->code, *msg ? ": " : "", msg);
         rc = TD_EIO;
     }
+    creds_release(c);
     note_health(q, rc, err);
     resp_clear(r);
     return rc;
@@ -961,50 +1282,14 @@ static void s3_close(td_store *s)
     free(q->v);
     td__s3_names_free(q->names, q->nnames);
     td_httpc_pool_free(q->pool);
-    if (q->secret) explicit_bzero(q->secret, strlen(q->secret));
-    if (q->token_hdr) explicit_bzero(q->token_hdr, strlen(q->token_hdr));
-    free(q->secret);
-    free(q->token_hdr);
-    free(q->key_id);
+    creds_release(q->creds);
+    pthread_mutex_destroy(&q->cred_lock);
     pthread_mutex_destroy(&q->wlock);
     pthread_mutex_destroy(&q->lock);
     pthread_mutex_destroy(&q->cb_lock);
     pthread_cond_destroy(&q->wcond);
     free(q);
     s->impl = NULL;
-}
-
-/* The credentials, one family whole: a key id of one with the session
- * token of the other (SCF injects TENCENTCLOUD_* for its role even when
- * the operator set AWS_* for a key of their own) is always refused. */
-static int credentials(s3_store *q, char *err, size_t errlen)
-{
-    static const char *const fam[2][3] = {
-        {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"},
-        {"TENCENTCLOUD_SECRETID", "TENCENTCLOUD_SECRETKEY", "TENCENTCLOUD_SESSIONTOKEN"},
-    };
-    const char *id, *key, *tok;
-
-    for (int f = 0; f < 2; f++) {
-        if (!(id = getenv(fam[f][0])) || !*id) continue;
-        if (!(key = getenv(fam[f][1])) || !*key) {
-            snprintf(err, errlen, "S3 存储：设置了 %s 却没有 %s", fam[f][0], fam[f][1]);
-            return TD_EINVAL;
-        }
-        tok = getenv(fam[f][2]);
-        memcpy(q->cred_vars, fam[f], sizeof q->cred_vars);
-        if (!(q->key_id = strdup(id)) || !(q->secret = strdup(key))) return TD_ENOMEM;
-        if (tok && *tok) {
-            size_t n = strlen(tok) + 32;
-            if (!(q->token_hdr = malloc(n))) return TD_ENOMEM;
-            snprintf(q->token_hdr, n, "x-amz-security-token: %s", tok);
-        }
-        return TD_OK;
-    }
-    snprintf(err, errlen, "S3 存储需要凭证：在环境变量中设置 AWS_ACCESS_KEY_ID 和 AWS_SECRET_ACCESS_KEY "
-                          "(临时密钥另加 AWS_SESSION_TOKEN)；在腾讯云 SCF 中为函数绑定有 COS 权限的角色即可 "
-                          "(SCF 注入 TENCENTCLOUD_SECRETID/SECRETKEY/SESSIONTOKEN)");
-    return TD_EINVAL;
 }
 
 /* Whether the service honours the conditions of our writes: probe.json is
@@ -1059,6 +1344,7 @@ static int s3_open(td_store *s, const char *spec, char *err, size_t errlen)
 
     if (!q) goto fail;
     pthread_mutex_init(&q->wlock, NULL);
+    pthread_mutex_init(&q->cred_lock, NULL);
     pthread_mutex_init(&q->lock, NULL);
     pthread_mutex_init(&q->cb_lock, NULL);
     pthread_condattr_init(&ca);
@@ -1076,7 +1362,11 @@ static int s3_open(td_store *s, const char *spec, char *err, size_t errlen)
         if (q->u.port) snprintf(port, sizeof port, ":%d", q->u.port);
         snprintf(q->base, sizeof q->base, "%s (%s://%s%s)", q->u.bucket, q->u.scheme, q->u.host, port);
     }
-    if ((rc = credentials(q, err, errlen)) != TD_OK) goto fail;
+    if ((rc = creds_read(q, &q->creds, &q->cred_st, err, errlen)) != TD_OK) goto fail;
+    q->cred_checked_ms = td_clock_mono_ms();
+    if (*q->u.creds_file && (q->cred_st.st_mode & 077))
+        td_log("⚠️ 凭证文件 %s 的权限是 %03o：别的用户也能读到密钥，请 chmod 600", q->u.creds_file,
+               (unsigned)(q->cred_st.st_mode & 0777));
     /* The first request decides the start: a wrong secret, region or
      * bucket stops it here with the setting to fix, not as 500s later. */
     if ((rc = index_refresh(q, NULL, sub, sizeof sub)) != TD_OK) {
@@ -1085,9 +1375,10 @@ static int s3_open(td_store *s, const char *spec, char *err, size_t errlen)
     }
     probe_conditions(q);
     q->opened = 1;
-    td_log("S3 存储: 存储桶 %s，前缀 '%s'，地域 %s，%s寻址，每 %ld 秒检查其他实例的写入；凭证 %s (%s)%s",
+    td_log("S3 存储: 存储桶 %s，前缀 '%s'，地域 %s，%s寻址，每 %ld 秒检查其他实例的写入；凭证 %s (%s)%s%s%s",
            q->base, q->u.prefix, q->u.region, q->u.path_style ? "路径式" : "虚拟主机式", q->u.revalidate_s,
-           q->cred_vars[0], td_log_secret_fp(q->key_id, fp), q->token_hdr ? "，带临时会话令牌" : "");
+           q->creds->vars[0], td_log_secret_fp(q->creds->key_id, fp), q->creds->token_hdr ? "，带临时会话令牌" : "",
+           *q->u.creds_file ? "，取自凭证文件 " : "", q->u.creds_file);
     return TD_OK;
 fail:
     if (rc == TD_ENOMEM) snprintf(err, errlen, "out of memory");
@@ -1470,8 +1761,12 @@ static int s3_ping(td_store *s, char *err, size_t errlen)
 
     pthread_mutex_lock(&q->lock);
     if (q->fail_rc != TD_OK) {
-        snprintf(err, errlen, "degraded: S3 存储 %s 已 %" PRId64 " 秒%s (%s)；内存中的 token 照常分发直到过期，写入被拒绝",
-                 q->base, td_clock_now() - q->fail_since, q->fail_rc == TD_EAUTH ? "拒绝请求" : "不可用", q->fail_why);
+        td_strbuf b;
+        td_strbuf_fixed(&b, err, errlen);
+        td_strbuf_printf(&b, "degraded: S3 存储 %s 已 %" PRId64 " 秒%s (", q->base, td_clock_now() - q->fail_since,
+                         q->fail_rc == TD_EAUTH ? "拒绝请求" : "不可用");
+        td_strbuf_append_cut(&b, q->fail_why, 0); /* whole characters: /readyz shows it */
+        td_strbuf_puts(&b, ")；内存中的 token 照常分发直到过期，写入被拒绝");
         rc = q->fail_rc == TD_EAUTH ? TD_EAUTH : TD_EUNAVAIL;
     }
     fresh = q->watching && q->last_ok_ms && td_clock_mono_ms() - q->last_ok_ms < 3 * q->revalidate_ms;

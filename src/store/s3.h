@@ -23,10 +23,28 @@ typedef struct td__s3_url {
     char region[TD_S3_REGION_MAX + 1];
     int path_style;
     long revalidate_s;
+    char creds_file[512];               /* credentials_file=: "" for the environment */
 } td__s3_url;
 
+/* The credentials of one family, whole: AWS_ACCESS_KEY_ID /
+ * AWS_SECRET_ACCESS_KEY / AWS_SESSION_TOKEN, else TENCENTCLOUD_SECRETID /
+ * _SECRETKEY / _SESSIONTOKEN (what SCF sets for a function with a role),
+ * as get(ud, NAME) hands them out -- getenv, or a credentials file's
+ * lines.  A key id of one family with the token of the other is always
+ * refused, so the families are never mixed.  The pointers are get's;
+ * token NULL without one; vars the names the three came under. */
+typedef struct td__s3_creds_ref {
+    const char *id, *secret, *token;
+    const char *vars[3];
+} td__s3_creds_ref;
+
+/* TD_OK; TD_ENOTFOUND when neither family's key id is there; TD_EINVAL
+ * with err naming the missing secret when an id is there without it. */
+int td__s3_creds_pick(const char *(*get)(void *ud, const char *name), void *ud, td__s3_creds_ref *out,
+                      char *err, size_t errlen);
+
 /* Parses the part of an s3 store URL after "s3:", i.e.
- * "//BUCKET[/PREFIX][?endpoint=URL&region=R&path_style=1&revalidate=S]".
+ * "//BUCKET[/PREFIX][?endpoint=URL&region=R&path_style=1&revalidate=S&credentials_file=PATH]".
  * The region defaults to the one in a COS or AWS endpoint's name
  * (cos.REGION.myqcloud.com, s3.REGION.amazonaws.com).  Returns TD_OK or
  * TD_EINVAL with err saying which part to fix. */

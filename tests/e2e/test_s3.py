@@ -416,6 +416,85 @@ class SessionTokenTest(S3TestCase):
         self.assertIn("TENCENTCLOUD_SECRETID", srv.log())
 
 
+class ExpiringCredentialsTest(S3TestCase):
+    """Temporary credentials expire (an STS session, SCF's role): the
+    refusal is said once and in words, /readyz shows it, GETs go on from
+    memory, and nothing secret is logged.  Fresh credentials are taken up
+    without a restart where a running process can be handed them: the file
+    TOKENDIST_S3_CREDENTIALS_FILE names."""
+
+    def setUp(self):
+        TestCase.setUp(self)
+        self.s3 = self.start_s3(token="sess-A-" + "a1" * 24)
+        self.secrets += [tok(51), tok(52), tok(53)]
+
+    def expire(self):
+        """STS hands out a new set; the one in use expires."""
+        new = ("AKIDtokendistTEST0000002", "s3secret-B-" + "b2" * 16, "sess-B-" + "b3" * 24)
+        self.secrets += list(new[1:])
+        self.s3.rotate(*new)
+        return new
+
+    def write_creds(self, path, key_id, secret, token, prefix="AWS"):
+        names = {"AWS": ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"),
+                 "TENCENTCLOUD": ("TENCENTCLOUD_SECRETID", "TENCENTCLOUD_SECRETKEY", "TENCENTCLOUD_SESSIONTOKEN")}[prefix]
+        with open(path + ".tmp", "w", encoding="utf-8") as f:
+            f.write("# written by the STS sidecar\n%s=%s\n%s=%s\n%s=%s\n" % (
+                names[0], key_id, names[1], secret, names[2], token))
+        os.chmod(path + ".tmp", 0o600)
+        os.replace(path + ".tmp", path)
+
+    def refused(self):
+        return sum(1 for q in self.s3.requests() if q["status"] == 400)
+
+    def assert_expiry_said(self, srv, *words):
+        """The refusal as a POST, /readyz and the log say it, once."""
+        self.wait_log(srv, "ExpiredToken")
+        seen = self.refused()
+        r = srv.post("/release/get-token", make_record(tok(52), generated=int(time.time()) + 1), key=PUSH, timeout=30)
+        self.assertEqual(r.status, 500, r.body)
+        for w in ("ExpiredToken", "过期") + words:
+            self.assertIn(w, r.json()["message"])
+        ready = srv.get("/readyz")
+        self.assertEqual(ready.status, 503)
+        self.assertIn("ExpiredToken", ready.json()["store"])
+        self.assertIn("ExpiredToken", ready.json()["store_writes"])
+        self.assertTrue(self.serves(srv, tok(51)), "GETs go on from memory")
+        # The watcher keeps asking (refused each time): still one line.
+        self.wait_for(lambda: self.refused() >= seen + 3, what="more refused requests")
+        self.assertEqual(srv.log().count("拒绝了请求"), 1, srv.log())
+
+    def test_a_credentials_file_is_read_again_and_fresh_ones_taken_up(self):
+        path = os.path.join(self.tmp, "s3-credentials")
+        self.write_creds(path, self.s3.key_id, self.s3.secret, self.s3.token)
+        srv = self.serve(env={"AWS_ACCESS_KEY_ID": "", "AWS_SECRET_ACCESS_KEY": "", "AWS_SESSION_TOKEN": "",
+                              "TOKENDIST_S3_CREDENTIALS_FILE": path})
+        self.assertIn(path, srv.log())
+        self.assertEqual(srv.post("/release/get-token", make_record(tok(51)), key=PUSH).status, 200)
+        new = self.expire()
+        self.assert_expiry_said(srv, "AWS_SESSION_TOKEN", path)
+        # The sidecar writes the new set: taken up, without a restart.
+        self.write_creds(path, *new)
+        self.wait_log(srv, "已恢复")
+        self.assertIn("凭证已更新", srv.log())
+        r = srv.post("/release/get-token", make_record(tok(53), generated=int(time.time()) + 2), key=PUSH)
+        self.assertEqual(r.status, 200, r.body)
+        self.wait_for(lambda: srv.get("/readyz").status == 200, what="/readyz ready again")
+        self.assertEqual(srv.get("/readyz").json()["store_writes"], "ok")
+        self.assertTrue(self.serves(srv, tok(53)))
+
+    def test_role_credentials_from_the_environment_expire_with_a_clear_word(self):
+        """SCF's role: TENCENTCLOUD_* in the environment, which no running
+        process sees renewed: the words say what renews them."""
+        env = {"AWS_ACCESS_KEY_ID": "", "AWS_SECRET_ACCESS_KEY": "", "AWS_SESSION_TOKEN": "",
+               "TENCENTCLOUD_SECRETID": self.s3.key_id, "TENCENTCLOUD_SECRETKEY": self.s3.secret,
+               "TENCENTCLOUD_SESSIONTOKEN": self.s3.token}
+        srv = self.serve(env=env)
+        self.assertEqual(srv.post("/release/get-token", make_record(tok(51)), key=PUSH).status, 200)
+        self.expire()
+        self.assert_expiry_said(srv, "TENCENTCLOUD_SESSIONTOKEN", "新实例")
+
+
 class ForeignDataTest(S3TestCase):
     def test_a_record_another_tool_wrote_is_reported_not_fatal(self):
         self.secrets.append(tok(11))

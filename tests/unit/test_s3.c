@@ -55,6 +55,14 @@ static void url_parameters(void **state)
     assert_string_equal(u.region, "eu-west-1");
     assert_int_equal(parse("//bkt?endpoint=https://s3.amazonaws.com", &u, err, sizeof err), TD_OK);
     assert_string_equal(u.region, "us-east-1");
+    /* A credentials file: an absolute path, "" when none. */
+    assert_string_equal(u.creds_file, "");
+    assert_int_equal(parse("//bkt?endpoint=https://s3.amazonaws.com&credentials_file=%2Fetc%2Ftd%2Fs3.env", &u, err,
+                           sizeof err), TD_OK);
+    assert_string_equal(u.creds_file, "/etc/td/s3.env");
+    assert_int_equal(parse("//bkt?endpoint=https://s3.amazonaws.com&credentials_file=s3.env", &u, err, sizeof err),
+                     TD_EINVAL);
+    assert_non_null(strstr(err, "TOKENDIST_S3_CREDENTIALS_FILE"));
     /* A trailing slash of the prefix is no part of it. */
     assert_int_equal(parse("//bkt/p/?endpoint=https://minio.local:9000&region=x1", &u, err, sizeof err), TD_OK);
     assert_string_equal(u.prefix, "p");
@@ -164,6 +172,42 @@ static void lease_bodies(void **state)
     assert_int_equal(td__s3_lease_parse(longer, strlen(longer), owner, 8, &exp), TD_EINVAL);
 }
 
+/* A lookup over NAME=VALUE pairs, as getenv or a credentials file is. */
+static const char *pairs_get(void *ud, const char *name)
+{
+    for (const char *const *p = ud; *p; p += 2)
+        if (!strcmp(p[0], name)) return p[1];
+    return NULL;
+}
+
+/* One family whole: AWS_* first, else TENCENTCLOUD_*; never an id of one
+ * with the secret or token of the other. */
+static void credentials_pick(void **state)
+{
+    td__s3_creds_ref c;
+    char err[256];
+    (void)state;
+    const char *aws[] = {"AWS_ACCESS_KEY_ID", "AKID1", "AWS_SECRET_ACCESS_KEY", "s1",
+                         "TENCENTCLOUD_SESSIONTOKEN", "scf-token", NULL};
+    const char *scf[] = {"TENCENTCLOUD_SECRETID", "AKID2", "TENCENTCLOUD_SECRETKEY", "s2",
+                         "TENCENTCLOUD_SESSIONTOKEN", "scf-token", "AWS_SESSION_TOKEN", "aws-token", NULL};
+    const char *half[] = {"AWS_ACCESS_KEY_ID", "AKID1", "TENCENTCLOUD_SECRETKEY", "s2", NULL};
+    const char *none[] = {"AWS_SESSION_TOKEN", "aws-token", "AWS_ACCESS_KEY_ID", "", NULL};
+
+    assert_int_equal(td__s3_creds_pick(pairs_get, aws, &c, err, sizeof err), TD_OK);
+    assert_string_equal(c.id, "AKID1");
+    assert_string_equal(c.secret, "s1");
+    assert_null(c.token); /* SCF's token is not AWS_*'s */
+    assert_string_equal(c.vars[2], "AWS_SESSION_TOKEN");
+    assert_int_equal(td__s3_creds_pick(pairs_get, scf, &c, err, sizeof err), TD_OK);
+    assert_string_equal(c.id, "AKID2");
+    assert_string_equal(c.token, "scf-token");
+    assert_string_equal(c.vars[0], "TENCENTCLOUD_SECRETID");
+    assert_int_equal(td__s3_creds_pick(pairs_get, half, &c, err, sizeof err), TD_EINVAL);
+    assert_non_null(strstr(err, "AWS_SECRET_ACCESS_KEY"));
+    assert_int_equal(td__s3_creds_pick(pairs_get, none, &c, err, sizeof err), TD_ENOTFOUND);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -174,6 +218,7 @@ int main(void)
         cmocka_unit_test(payload_hash),
         cmocka_unit_test(error_documents),
         cmocka_unit_test(lease_bodies),
+        cmocka_unit_test(credentials_pick),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
