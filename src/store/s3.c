@@ -587,6 +587,7 @@ static int creds_read(const s3_store *q, s3_creds **out, struct stat *st, char *
             rc = TD_ENOMEM;
             goto out;
         }
+        setvbuf(fp, NULL, _IONBF, 0); /* no copy of the secrets in stdio's buffer: buf is wiped */
         n = fread(buf, 1, CREDS_FILE_MAX + 1, fp);
         if (ferror(fp) || n > CREDS_FILE_MAX) {
             snprintf(err, errlen, "无法读取凭证文件 %s: %s", path, ferror(fp) ? strerror(errno) : "大于 64 KiB");
