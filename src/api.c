@@ -1114,7 +1114,7 @@ static void readyz_token(void *toks, const td_snap *s)
 
 static void readyz(td_api *api, td_api_resp *r)
 {
-    char err[1024];
+    char err[TD_STORE_ERR_MAX], warn[TD_STORE_ERR_MAX];
     int store_ok = td_store_ping(api->store, err, sizeof err) == TD_OK;
     json_t *o = json_object(), *toks = json_object();
 
@@ -1135,6 +1135,9 @@ static void readyz(td_api *api, td_api_resp *r)
     pthread_mutex_unlock(&api->bad_lock);
     json_object_set_new(o, "ready", json_boolean(store_ok));
     json_object_set_new(o, "store", json_string(store_ok ? "ok" : err));
+    /* Working, but with a caveat an operator must hear of (an S3 service
+     * that ignores conditional writes): ready all the same. */
+    if (td_store_warning(api->store, warn, sizeof warn)) json_object_set_new(o, "store_warning", json_string(warn));
     json_object_set_new(o, "tokens", toks);
     json_object_set_new(o, "unreadable", bad);
     {
@@ -1251,7 +1254,7 @@ static json_t *status_facts(td_api *api)
     json_t *o = json_object(), *toks = json_array(), *bad = json_array(), *rs = json_object(), *refresh;
     const char *key;
     json_t *val;
-    char err[1024], now_s[TD_TIME_LEN];
+    char err[TD_STORE_ERR_MAX], now_s[TD_TIME_LEN];
     int64_t now = td_clock_now();
     int store_ok = td_store_ping(api->store, err, sizeof err) == TD_OK;
 

@@ -213,19 +213,21 @@ class OutageTest(S3TestCase):
 class SlowS3Proxy:
     """Between serve and s3d, a service that is slow to write: every
     request goes on as it came (Host too: the signature covers it), except
-    the next PUT of one object, whose answer is held back after s3d applied
-    it (`ack`: the PUT landed, its 200 comes after our 5 s request timeout)
-    or which is itself held back before it reaches s3d (`land`: the PUT
-    lands after the timeout).  Never logs: requests carry signatures,
-    bodies tokens."""
+    the next PUT (or other method) of one object, whose answer is held back
+    after s3d applied it (`ack`: the PUT landed, its 200 comes after our
+    5 s request timeout) or which is itself held back before it reaches s3d
+    (`land`: the PUT lands after the timeout).  `arrived` is set when the
+    held request came in.  Never logs: requests carry signatures, bodies
+    tokens."""
 
     DROP = ("connection", "content-length", "transfer-encoding", "expect", "keep-alive")
 
     def __init__(self, upstream_port):
         self.upstream = upstream_port
         self.lock = threading.Lock()
-        self.rule = None                    # (path suffix, "ack" | "land", seconds)
-        self.landed = threading.Event()     # the held PUT reached s3d
+        self.rule = None                    # (path suffix, "ack" | "land", seconds, method)
+        self.arrived = threading.Event()    # the held request came in
+        self.landed = threading.Event()     # the held request reached s3d
         proxy = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -239,8 +241,9 @@ class SlowS3Proxy:
                 body = self.rfile.read(n) if n else b""
                 with proxy.lock:
                     rule = None
-                    if proxy.rule and self.command == "PUT" and self.path.endswith(proxy.rule[0]):
+                    if proxy.rule and self.command == proxy.rule[3] and self.path.endswith(proxy.rule[0]):
                         rule, proxy.rule = proxy.rule, None
+                        proxy.arrived.set()
                 if rule and rule[1] == "land":
                     time.sleep(rule[2])
                 conn = http.client.HTTPConnection("127.0.0.1", proxy.upstream, timeout=60)
@@ -272,9 +275,10 @@ class SlowS3Proxy:
         self.httpd.daemon_threads = True
         threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
 
-    def hold(self, suffix, how, seconds):
+    def hold(self, suffix, how, seconds, method="PUT"):
         with self.lock:
-            self.rule = (suffix, how, seconds)
+            self.rule = (suffix, how, seconds, method)
+            self.arrived.clear()
             self.landed.clear()
 
     def stop(self):
@@ -324,6 +328,36 @@ class SlowServiceTest(S3TestCase):
         self.assertEqual(srv.post("/release/get-token", rec, key=PUSH, timeout=60).status, 200)
         self.assertTrue(self.stored()["access_token"] == tok(32), "not stored")
         self.assertTrue(self.serves(srv, tok(32)), "not served")
+
+
+    def test_a_record_whose_history_write_was_lost_gets_it_from_the_resend(self):
+        """kill -9 between the record's PUT and the history's: the POST is
+        unanswered, the record stored; the client's retry is an exact
+        re-send (200) and must give the record its place in the history
+        (the same gap as a record PUT acknowledged after our timeout and
+        read back too late)."""
+        proxy, srv, rec = self.serve_through()
+        proxy.hold("/history/default.json", "land", 20, method="GET")   # the history's read, before its write
+        threading.Thread(target=lambda: self.post_quietly(srv, rec), daemon=True).start()
+        self.assertTrue(proxy.arrived.wait(30), "the history was never read")
+        srv.kill9()
+        self.assertEqual(self.stored()["access_token"], tok(32))          # stored, not in the history yet
+        again = self.serve()                                               # a new instance, straight to s3d
+        self.assertEqual(again.post("/release/get-token", rec, key=PUSH, timeout=60).status, 200)
+        h = again.get("/v1/tokens/default/history", headers={"Authorization": "Bearer " + PUSH}).json()
+        self.assertEqual([e["generated_timestamp"] for e in h["history"]], [rec["generated_timestamp"],
+                                                                        rec["generated_timestamp"] - 1])
+        # A second re-send finds it there: the history is not written twice.
+        self.assertEqual(again.post("/release/get-token", rec, key=PUSH, timeout=60).status, 200)
+        h = again.get("/v1/tokens/default/history", headers={"Authorization": "Bearer " + PUSH}).json()
+        self.assertEqual(len(h["history"]), 2)
+
+    @staticmethod
+    def post_quietly(srv, rec):
+        try:
+            srv.post("/release/get-token", rec, key=PUSH, timeout=60)
+        except OSError:
+            pass  # killed mid-request
 
 
 class ResendTest(S3TestCase):
@@ -483,6 +517,35 @@ class ExpiringCredentialsTest(S3TestCase):
         self.assertEqual(srv.get("/readyz").json()["store_writes"], "ok")
         self.assertTrue(self.serves(srv, tok(53)))
 
+    def test_readyz_says_the_whole_reason_once(self):
+        """The refusal's sentence names the store and the setting to fix;
+        /readyz and the POST show it whole, cut on no character, and name
+        the bucket and endpoint once.  A long credentials file path (here
+        in Chinese, 3 bytes a character) used to be cut off, mid-character,
+        which dropped "store" from the JSON altogether."""
+        folder = os.path.join(self.tmp, "临时密钥" * 14, "由续期程序写入" * 8)
+        os.makedirs(folder)
+        path = os.path.join(folder, "s3-credentials")
+        self.assertGreater(len(path.encode()), 350)
+        self.write_creds(path, self.s3.key_id, self.s3.secret, self.s3.token)
+        srv = self.serve(env={"AWS_ACCESS_KEY_ID": "", "AWS_SECRET_ACCESS_KEY": "", "AWS_SESSION_TOKEN": "",
+                              "TOKENDIST_S3_CREDENTIALS_FILE": path})
+        self.assertEqual(srv.post("/release/get-token", make_record(tok(51)), key=PUSH).status, 200)
+        self.expire()
+        self.wait_log(srv, "ExpiredToken")
+        self.wait_for(lambda: srv.get("/readyz").status == 503, what="/readyz degraded")
+        ready = srv.get("/readyz").json()
+        self.assertIn("store", ready)
+        for word in ("degraded", "ExpiredToken", "AWS_SESSION_TOKEN", path, "写入被拒绝"):
+            self.assertIn(word, ready["store"])
+        self.assertEqual(ready["store"].count(BUCKET), 1, ready["store"])
+        r = srv.post("/release/get-token", make_record(tok(52), generated=int(time.time()) + 1), key=PUSH, timeout=30)
+        self.assertEqual(r.status, 500, r.body)
+        self.assertIn(path, r.json()["message"])
+        ready = srv.get("/readyz").json()
+        self.assertIn(path, ready["store_writes"])
+        self.assertEqual(ready["store_writes"].count(BUCKET), 1, ready["store_writes"])
+
     def test_role_credentials_from_the_environment_expire_with_a_clear_word(self):
         """SCF's role: TENCENTCLOUD_* in the environment, which no running
         process sees renewed: the words say what renews them."""
@@ -527,8 +590,99 @@ class ForeignDataTest(S3TestCase):
         srv = self.serve()
         self.assertIn("索引", srv.log())
         self.assertEqual(srv.post("/release/get-token", make_record(tok(13)), key=PUSH).status, 200)
-        self.assertEqual(json.loads(self.s3.raw("GET", PREFIX + "/index.json")[1]), {"names": ["default"]})
+        self.assertEqual(self.index_names(), ["default"])
         self.assertTrue(self.serves(self.serve(), tok(13)))
+
+    def index_names(self):
+        status, body = self.s3.raw("GET", PREFIX + "/index.json")
+        return json.loads(body)["names"] if status == 200 else None
+
+    def post_names(self, srv, names, base):
+        for i, name in enumerate(names):
+            self.secrets.append(tok(60 + i))
+            r = srv.post("/v1/tokens/" + name, make_record(tok(60 + i), generated=base), key=PUSH)
+            self.assertEqual(r.status, 200, r.body)
+
+    def test_a_spoiled_index_loses_no_name(self):
+        """Another tool spoils index.json: a cold start (an SCF instance
+        that knows nothing) still serves every name whose record is in the
+        bucket, and the write it gets rebuilds the index with all of them,
+        not only the name written (the backup, index.backup.json)."""
+        base = int(time.time())
+        a = self.serve()
+        self.post_names(a, ["default", "other", "third"], base)
+        self.s3.raw("PUT", PREFIX + "/index.json", b"[1, 2")
+        cold = self.serve()
+        for i, name in enumerate(["default", "other", "third"]):
+            r = cold.get("/v1/tokens/" + name)
+            self.assertEqual(r.status, 200, "%s: %s" % (name, r.body))
+            self.assertEqual(r.json()["access_token"], tok(60 + i))
+        self.assertIn("index.backup.json", cold.log())
+        self.secrets.append(tok(70))
+        self.assertEqual(cold.post("/release/get-token", make_record(tok(70), generated=base + 1), key=PUSH).status, 200)
+        self.assertEqual(self.index_names(), ["default", "other", "third"])
+        self.assertIn("索引已重建", cold.log())
+        self.assertEqual(self.serve().get("/v1/tokens/other").json()["access_token"], tok(61))
+
+    def test_one_oversized_object_is_one_unreadable_record(self):
+        """A 2 MB object as tokens/other.json (another tool's) is one
+        unreadable record, like one that is not JSON: the other names go on
+        being revalidated, it is said once, a cold start succeeds, and it
+        is not downloaded again every round."""
+        base = int(time.time())
+        a, b = self.serve(), self.serve()
+        self.post_names(a, ["default", "other"], base)
+        self.wait_for(lambda: b.get("/v1/tokens/other").status == 200, what="b serving other")
+        mark = len(self.s3.requests())
+        self.s3.raw("PUT", PREFIX + "/tokens/other.json", b'{"junk": "' + b"x" * (2 << 20) + b'"}')
+        self.secrets.append(tok(71))
+        self.assertEqual(b.post("/release/get-token", make_record(tok(71), generated=base + 1), key=PUSH).status, 200)
+        self.wait_for(lambda: self.serves(a, tok(71)), timeout=15, what="a serving b's new record")
+        self.wait_for(lambda: a.get("/readyz").json()["unreadable_records"] == 1, timeout=15, what="other unreadable")
+        ready = a.get("/readyz").json()
+        self.assertTrue(ready["ready"])
+        self.assertEqual(ready["unreadable"][0]["name"], "other")
+        self.assertIn("大于 1048576 字节", ready["unreadable"][0]["problem"])
+        cold = self.serve()
+        self.assertTrue(self.serves(cold, tok(71)))
+        self.assertEqual(cold.get("/readyz").json()["unreadable_records"], 1)
+        # Read again conditionally (304), not downloaded at every round.
+        junk = lambda: [q for q in self.s3.requests()[mark:] if q["path"].endswith("/tokens/other.json")]
+        self.wait_for(lambda: sum(q["status"] == 304 for q in junk()) >= 6, timeout=30, what="conditional reads")
+        self.assertLessEqual(sum(q["status"] == 200 for q in junk()), 6, junk())
+        for srv in (a, b, cold):
+            self.assertEqual(srv.log().count("对象大于"), 1, srv.log())
+
+    def test_an_oversized_index_stops_neither_starts_nor_new_names(self):
+        base = int(time.time())
+        a = self.serve()
+        self.post_names(a, ["default", "other"], base)
+        a.stop()
+        self.s3.raw("PUT", PREFIX + "/index.json",
+                    json.dumps({"names": ["default"], "pad": "x" * (300 << 10)}).encode())
+        b = self.serve()                                     # the start goes on
+        self.assertIn("大于 256 KiB", b.log())
+        self.assertEqual(b.get("/v1/tokens/other").json()["access_token"], tok(61))
+        self.secrets.append(tok(72))
+        r = b.post("/v1/tokens/third", make_record(tok(72), generated=base), key=PUSH)
+        self.assertEqual(r.status, 200, r.body)              # a new name: the index is rebuilt
+        self.assertEqual(self.index_names(), ["default", "other", "third"])
+        self.assertEqual(self.serve().get("/v1/tokens/third").json()["access_token"], tok(72))
+
+    def test_messages_name_the_object_with_its_prefix(self):
+        """With prefix prod/a every message names prod/a/..., the key the
+        COS console shows, never BUCKET/tokens/... (another deployment's
+        object, or none)."""
+        a = self.serve(prefix="prod/a")
+        self.post_names(a, ["other"], int(time.time()))
+        self.s3.raw("PUT", "prod/a/tokens/other.json", b'{"junk": "' + b"x" * (2 << 20) + b'"}')
+        self.s3.raw("PUT", "prod/a/history/other.json", b'"not an array"')
+        r = a.get("/v1/tokens/other/history", headers={"Authorization": "Bearer " + PUSH})
+        self.assertEqual(r.status, 500)
+        self.assertIn("prod/a/history/other.json", r.json()["error"])
+        b = self.serve(prefix="prod/a")
+        self.assertIn("对象 prod/a/tokens/other.json: 对象大于", b.log())
+        self.wait_log(a, "prod/a/tokens/other.json")
 
 
 class ConditionalWritesIgnoredTest(S3TestCase):
@@ -541,6 +695,13 @@ class ConditionalWritesIgnoredTest(S3TestCase):
         self.assertIn("不遵守条件写入 (更新的 If-Match 被忽略，创建的 If-None-Match/x-cos-forbid-overwrite 被忽略)",
                       srv.log())
         self.assertIn("docs/deploy-scf.md", srv.log())
+        # /readyz says so too, for as long as the instance runs (on SCF
+        # nobody reads a cold start's log line); the store works: ready.
+        r = srv.get("/readyz")
+        self.assertEqual(r.status, 200)
+        self.assertEqual(r.json()["store"], "ok")
+        self.assertIn("不遵守条件写入", r.json()["store_warning"])
+        self.assertIn("请只让一个实例写入", r.json()["store_warning"])
         # Still put-if-newer for one writer.
         self.secrets += [tok(20), tok(21)]
         base = int(time.time())
@@ -552,8 +713,55 @@ class ConditionalWritesIgnoredTest(S3TestCase):
         srv = self.serve(s3=s3)
         self.assertIn("更新的 If-Match 被忽略，创建的 If-None-Match/x-cos-forbid-overwrite 遵守", srv.log())
         s3.stop()
+        self.assertIn("store_warning", srv.get("/readyz").json())
         strict = self.serve(s3=self.start_s3())  # as S3: no warning
         self.assertNotIn("不遵守条件写入", strict.log())
+        self.assertNotIn("store_warning", strict.get("/readyz").json())
+
+
+class RevalidationTest(S3TestCase):
+    def test_a_round_costs_the_same_whatever_the_names(self):
+        """A round of revalidation reads the index (a 304 when nothing
+        changed) and only the records whose version in it moved, plus a few
+        in turn -- not 1 + N GETs, which with 40 names and a 50 ms round
+        trip to COS took seconds; and a name without a record is not
+        fetched every round."""
+        base = int(time.time())
+        a = self.serve()
+        for i in range(40):
+            self.secrets.append(tok(100 + i))
+            r = a.post("/v1/tokens/n%02d" % i, make_record(tok(100 + i), generated=base), key=PUSH)
+            self.assertEqual(r.status, 200, r.body)
+        a.stop()
+        # 200 names whose record never came (a writer killed after the
+        # index, or another tool's)
+        index = json.loads(self.s3.raw("GET", PREFIX + "/index.json")[1])
+        index["names"] = sorted(index["names"] + ["gone%03d" % i for i in range(200)])
+        self.s3.raw("PUT", PREFIX + "/index.json", json.dumps(index).encode())
+        b = self.serve()
+        self.assertTrue(self.serves_name(b, "n39", tok(139)))
+        mark = len(self.s3.requests())
+
+        def index_reads():
+            reqs = self.s3.requests()[mark:]
+            return reqs, [i for i, q in enumerate(reqs) if q["method"] == "GET" and q["path"].endswith("/index.json")]
+
+        self.wait_for(lambda: len(index_reads()[1]) >= 8, timeout=60, what="eight rounds")
+        reqs, at = index_reads()
+        for k in range(1, len(at) - 1):    # whole rounds
+            records = [q for q in reqs[at[k]:at[k + 1]] if "/tokens/" in q["path"]]
+            self.assertLessEqual(len(records), 4, "round %d read %d records" % (k, len(records)))
+        # And a change still arrives within the interval and a round.
+        self.secrets.append(tok(140))
+        a2 = self.serve()
+        self.assertEqual(a2.post("/v1/tokens/n39", make_record(tok(140), generated=base + 1), key=PUSH).status, 200)
+        t0 = time.monotonic()
+        self.wait_for(lambda: self.serves_name(b, "n39", tok(140)), timeout=15, what="b serving the change")
+        print("s3: 240 names, a change served by the other instance after %.2f s" % (time.monotonic() - t0))
+
+    def serves_name(self, srv, name, token):
+        r = srv.get("/v1/tokens/" + name, timeout=5)
+        return r.status == 200 and r.json()["access_token"] == token
 
 
 class LeaseTest(FeishuEnv, S3TestCase):

@@ -1,6 +1,7 @@
 /* Unit tests for the S3 store's own pieces (store/s3.h): the store URL and
  * its parameters, the object URLs in both addressing styles, the payload
- * hash sent as x-amz-content-sha256, S3 error documents and lease bodies.
+ * hash sent as x-amz-content-sha256, S3 error documents, lease bodies, and
+ * index bodies with their records' versions.
  * The signature itself is libcurl's; the black-box test_s3.py has it
  * checked by AWS's signer. */
 #include <setjmp.h>
@@ -172,6 +173,69 @@ static void lease_bodies(void **state)
     assert_int_equal(td__s3_lease_parse(longer, strlen(longer), owner, 8, &exp), TD_EINVAL);
 }
 
+/* An index's names with their records' versions: sorted, each once,
+ * versions only where well-formed; an index without versions (an older
+ * tokendist's) is still an index; anything else is spoiled. */
+static void index_bodies(void **state)
+{
+    td__s3_index_entry *v;
+    size_t n;
+    int bad;
+    (void)state;
+    static const char good[] = "{\"names\": [\"b\", \"a\", \"c\", \"a\", 7, \"\"],"
+                               " \"versions\": {\"a\": \"0123456789abcdef\", \"b\": \"XYZ\", \"c\": 5,"
+                               " \"z\": \"00\"}}";
+    assert_int_equal(td__s3_index_parse(good, strlen(good), &v, &n, &bad), TD_OK);
+    assert_false(bad);
+    assert_int_equal(n, 3);
+    assert_string_equal(v[0].name, "a");
+    assert_string_equal(v[0].version, "0123456789abcdef");
+    assert_string_equal(v[1].name, "b");
+    assert_string_equal(v[1].version, ""); /* not hex */
+    assert_string_equal(v[2].name, "c");
+    assert_string_equal(v[2].version, ""); /* not a string */
+    td__s3_index_free(v, n);
+
+    static const char old[] = "{\"names\": [\"default\"]}";
+    assert_int_equal(td__s3_index_parse(old, strlen(old), &v, &n, &bad), TD_OK);
+    assert_false(bad);
+    assert_int_equal(n, 1);
+    assert_string_equal(v[0].version, "");
+    td__s3_index_free(v, n);
+
+    static const char longer[] = "{\"names\": [\"a\"], \"versions\": {\"a\": \"0123456789abcdef0\"}}";
+    assert_int_equal(td__s3_index_parse(longer, strlen(longer), &v, &n, &bad), TD_OK);
+    assert_string_equal(v[0].version, "");
+    td__s3_index_free(v, n);
+
+    static const char *const spoiled[] = {"", "[1, 2", "[]", "{\"names\": \"a\"}", "{\"versions\": {}}"};
+    for (size_t i = 0; i < sizeof spoiled / sizeof *spoiled; i++) {
+        assert_int_equal(td__s3_index_parse(spoiled[i], strlen(spoiled[i]), &v, &n, &bad), TD_OK);
+        assert_true(bad);
+        assert_int_equal(n, 0);
+        td__s3_index_free(v, n);
+    }
+}
+
+/* A version is 16 hex digits of the ETag's hash: the same ETag, the same
+ * version whoever computes it; no ETag, no version. */
+static void record_versions(void **state)
+{
+    char a[TD_S3_VERSION_LEN], b[TD_S3_VERSION_LEN], c[TD_S3_VERSION_LEN];
+    (void)state;
+    td__s3_version_of("\"9b2cf535f27731c974343645a3985328\"", a);
+    td__s3_version_of("\"9b2cf535f27731c974343645a3985328\"", b);
+    td__s3_version_of("\"0b2cf535f27731c974343645a3985328\"", c);
+    assert_int_equal(strlen(a), 16);
+    assert_int_equal(strspn(a, "0123456789abcdef"), 16);
+    assert_string_equal(a, b);
+    assert_string_not_equal(a, c);
+    td__s3_version_of("", a);
+    assert_string_equal(a, "");
+    td__s3_version_of(NULL, a);
+    assert_string_equal(a, "");
+}
+
 /* A lookup over NAME=VALUE pairs, as getenv or a credentials file is. */
 static const char *pairs_get(void *ud, const char *name)
 {
@@ -218,6 +282,8 @@ int main(void)
         cmocka_unit_test(payload_hash),
         cmocka_unit_test(error_documents),
         cmocka_unit_test(lease_bodies),
+        cmocka_unit_test(index_bodies),
+        cmocka_unit_test(record_versions),
         cmocka_unit_test(credentials_pick),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
