@@ -171,6 +171,7 @@ typedef struct s3_store {
     unsigned long seq;          /* of the last name learnt */
     size_t sweep;               /* where the next round's sweep starts in names */
     char index_etag[TAG_MAX];   /* "" when there is no index object */
+    unsigned long index_gen;    /* our index writes: a read begun before one is stale */
     int index_bad;              /* index.json is not ours (spoiled, too big): the next write rebuilds it */
     int backup_looked;          /* read the backup since the index was last good */
     int fail_rc;                /* TD_OK, or the last request's TD_EUNAVAIL / TD_EAUTH */
@@ -216,7 +217,7 @@ static const char *key_of(const s3_store *q, const char *rel, char *buf, size_t 
     snprintf(buf, len, "%s%s%s", q->u.prefix, *q->u.prefix ? "/" : "", rel); /* ASCII: a cut is whole */
     return buf;
 }
-#define KEY_MAX (TD_S3_PREFIX_MAX + 200)
+#define KEY_MAX (TD_S3_PREFIX_MAX + 300) /* prefix, "/", a rel of at most 272 */
 
 /* --- the URL ------------------------------------------------------------- */
 
@@ -1430,9 +1431,11 @@ static int index_refresh(s3_store *q, char *err, size_t errlen)
     size_t n = 0;
     s3_resp r;
     int rc, bad = 0, toobig, look;
+    unsigned long gen;
 
     pthread_mutex_lock(&q->lock);
     snprintf(prev, sizeof prev, "%s", q->index_etag);
+    gen = q->index_gen;
     pthread_mutex_unlock(&q->lock);
     rc = get_object(q, "index.json", prev, INDEX_MAX, &r, err, errlen);
     if (rc != TD_OK && rc != TD_ETOOBIG) return rc;
@@ -1453,6 +1456,12 @@ static int index_refresh(s3_store *q, char *err, size_t errlen)
         return rc;
     }
     pthread_mutex_lock(&q->lock);
+    if (gen != q->index_gen) { /* our own write came after this read began: it knows better */
+        pthread_mutex_unlock(&q->lock);
+        td__s3_index_free(v, n);
+        resp_clear(&r);
+        return TD_OK;
+    }
     if (bad && !q->index_bad)
         td_log("❌ S3 存储 %s 中的索引 %s %s：先用备份 %s 中的名称，下一次写入会重建索引", q->base,
                key_of(q, "index.json", key, sizeof key),
@@ -1596,6 +1605,7 @@ static int index_put(s3_store *q, const char *name, const char *ver, char *err, 
             if (ver && (n = name_find(q, name))) memcpy(n->version, ver, sizeof n->version);
             if (q->index_bad) td_log("✅ S3 存储 %s 的索引已重建", q->base);
             q->index_bad = 0;
+            q->index_gen++;
             snprintf(q->index_etag, sizeof q->index_etag, "%s", r.etag);
             pthread_mutex_unlock(&q->lock);
         }
