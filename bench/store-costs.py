@@ -119,7 +119,9 @@ def main():
         procs += s3s
         n_before = len(s3.requests())
         lat = post_latency(s3s[0], now - 100000)
-        during = [q for q in s3.requests()[n_before:] if q["method"] == "PUT" or "/tokens/" in q["path"] or "/history/" in q["path"]]
+        during = [q for q in s3.requests()[n_before:] if q["method"] == "PUT" or "/tokens/" in q["path"]
+                  or "/history/" in q["path"]]
+        print("s3: %.2f requests per POST" % (len(s3.requests()[n_before:]) / N))
         service_ms = sum(q["ms"] for q in during) / N
         prop = propagation(s3s[0], s3s[1], now - 50000)
         n0 = len(s3.requests())
@@ -140,9 +142,9 @@ def main():
         print("keeping up while idle:")
         for name, _, _, idle_txt in rows:
             print("  %-7s %s" % (name, idle_txt))
-        print("s3: %d record PUTs for %d POSTs + 20 propagation rounds; requests per POST: 4 "
-              "(GET record, PUT record, GET history, PUT history), %.1f ms of each POST spent at the service"
-              % (len(per_post), N, service_ms))
+        print("s3: %d record PUTs for %d POSTs + 20 propagation rounds; requests per POST: 5 "
+              "(GET record, PUT record, PUT index with the record's version, GET history, PUT history), "
+              "%.1f ms of each POST spent at the service" % (len(per_post), N, service_ms))
         print("s3: %d requests in all on %d connections" % (len(all_reqs), conns))
         s3.stop()
         redis.stop()

@@ -85,7 +85,7 @@ struct td_api {
     size_t left_out;            /* valid names the last full reload could not serve */
     int truncated;              /* it stopped at LOAD_ROWS_MAX rows */
     int64_t write_failing_since; /* unix s of the first of the failing writes in a row, 0: ok */
-    char write_err[256];        /* the last failed write's reason */
+    char write_err[1024];       /* the last failed write's reason */
 
     /* Names with a report running on a worker: a second report of the
      * same name parks until it ends, so one slow platform's reports hold
@@ -410,8 +410,11 @@ static void note_write(td_api *api, int rc, const char *err)
     if (rc == TD_OK) {
         api->write_failing_since = 0;
     } else {
+        td_strbuf b;
         if (!api->write_failing_since) api->write_failing_since = td_clock_now();
-        snprintf(api->write_err, sizeof api->write_err, "%s", err);
+        /* Cut on a character, not a byte: /readyz shows it as a JSON string. */
+        td_strbuf_fixed(&b, api->write_err, sizeof api->write_err);
+        td_strbuf_append_cut(&b, err, 0);
     }
     pthread_mutex_unlock(&api->bad_lock);
 }
@@ -421,7 +424,7 @@ int td_api_store_record(td_api *api, const char *name, const td_record *r, char 
 {
     td_store_entry e = {0};
     td_snap *s;
-    char sub[512];
+    char sub[1024];
     int rc;
 
     /* The limit is decided before anything is written (snap.h): a name
@@ -837,7 +840,7 @@ static int wrong_platform(td_api *api, const char *name, const td_record *rec, t
 
 static void post_token(td_api *api, const td_api_req *req, const char *name, td_api_resp *r)
 {
-    char err[512], fp[TD_FP_LEN], when[TD_TIME_LEN];
+    char err[1024], fp[TD_FP_LEN], when[TD_TIME_LEN];
     const char *from = req->remote ? req->remote : "?";
     td_record *rec = NULL;
     int rc;
@@ -877,7 +880,7 @@ static void post_token(td_api *api, const td_api_req *req, const char *name, td_
     case TD_EUNAVAIL: {
         /* Why, and what to do: the store may even have taken the record
          * (a timeout after sending it), which a retry settles. */
-        char msg[700];
+        char msg[1200];
         snprintf(msg, sizeof msg, "存储暂时不可用，请稍后重试: %s", err);
         resp_msg(api, r, 503, "message", msg);
         add_hdr(r, "Retry-After", "5");
@@ -888,7 +891,7 @@ static void post_token(td_api *api, const td_api_req *req, const char *name, td_
         /* The seed's message (clients may match it), then why, in our
          * words: the writer is authenticated and an operator needs to know
          * it is, say, a full disk. */
-        char msg[600];
+        char msg[1200];
         snprintf(msg, sizeof msg, "Failed to store token: %s", err);
         resp_msg(api, r, 500, "message", msg);
         td_log("❌ 存储失败 %s: %s", name, err);
@@ -1135,7 +1138,7 @@ static void readyz_token(void *toks, const td_snap *s)
 
 static void readyz(td_api *api, td_api_resp *r)
 {
-    char err[256];
+    char err[TD_STORE_ERR_MAX], warn[TD_STORE_ERR_MAX];
     int store_ok = td_store_ping(api->store, err, sizeof err) == TD_OK;
     json_t *o = json_object(), *toks = json_object();
 
@@ -1156,6 +1159,9 @@ static void readyz(td_api *api, td_api_resp *r)
     pthread_mutex_unlock(&api->bad_lock);
     json_object_set_new(o, "ready", json_boolean(store_ok));
     json_object_set_new(o, "store", json_text(store_ok ? "ok" : err));
+    /* Working, but with a caveat an operator must hear of (an S3 service
+     * that ignores conditional writes): ready all the same. */
+    if (td_store_warning(api->store, warn, sizeof warn)) json_object_set_new(o, "store_warning", json_text(warn));
     json_object_set_new(o, "tokens", toks);
     json_object_set_new(o, "unreadable", bad);
     {
@@ -1272,7 +1278,7 @@ static json_t *status_facts(td_api *api)
     json_t *o = json_object(), *toks = json_array(), *bad = json_array(), *rs = json_object(), *refresh;
     const char *key;
     json_t *val;
-    char err[256], now_s[TD_TIME_LEN];
+    char err[TD_STORE_ERR_MAX], now_s[TD_TIME_LEN];
     int64_t now = td_clock_now();
     int store_ok = td_store_ping(api->store, err, sizeof err) == TD_OK;
 

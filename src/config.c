@@ -86,6 +86,9 @@ static const cfg_entry table[] = {
      "S3 存储: 以 ENDPOINT/BUCKET 而不是 BUCKET.ENDPOINT 访问存储桶 (?path_style=1 优先)", NULL},
     {"s3-revalidate", {"TOKENDIST_S3_REVALIDATE"}, T_INT, O(s3_revalidate), "1", 1, 3600, 0, SRV,
      "S3 存储: 每隔多少秒检查其他服务器写入的记录 (?revalidate= 优先)", NULL},
+    {"s3-credentials-file", {"TOKENDIST_S3_CREDENTIALS_FILE"}, T_STR, O(s3_credentials_file), NULL, 0, 0, 0, SRV,
+     "S3 存储: 从这个文件 (绝对路径，KEY=VALUE 行，名称同凭证的环境变量) 读取凭证，文件变了就重新读取，"
+     "供续期临时密钥 (?credentials_file= 优先)；不设置则取自环境变量", NULL},
     {"push-key", {"TOKENDIST_PUSH_KEYS"}, T_LIST, O(push_keys), NULL, 0, 0, SENSITIVE, SRV,
      "写入者 POST token 时要出示的密钥 (可重复，或以逗号分隔)；不设置则拒绝所有 POST", NULL},
     {"read-key", {"TOKENDIST_READ_KEYS"}, T_LIST, O(read_keys), NULL, 0, 0, SENSITIVE, SRV,
@@ -755,6 +758,7 @@ static int fold_s3_settings(td_config *c, char *err, size_t errlen)
         {"region", c->s3_region},
         {"path_style", c->s3_path_style ? "1" : NULL},
         {"revalidate", c->s3_revalidate != 1 ? (snprintf(rv, sizeof rv, "%ld", c->s3_revalidate), rv) : NULL},
+        {"credentials_file", c->s3_credentials_file},
     };
     td_strbuf b;
     char *url, why[600];

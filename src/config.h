@@ -44,6 +44,7 @@ typedef struct td_config {
     char *s3_region;
     int s3_path_style;
     long s3_revalidate;         /* seconds between a reader's checks for changes */
+    char *s3_credentials_file;  /* credentials read (again) from a file instead of the environment */
     td_strlist push_keys;
     td_strlist read_keys;
     td_strlist trusted_proxies; /* CIDRs whose forwarding header is believed */

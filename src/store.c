@@ -190,6 +190,12 @@ const char *td_store_where(td_store *s, const char *name, char *buf, size_t len)
     return buf;
 }
 
+int td_store_warning(td_store *s, char *buf, size_t len)
+{
+    if (len) buf[0] = '\0';
+    return s->ops->warning && len ? s->ops->warning(s, buf, len) : 0;
+}
+
 void td_store_entry_clear(td_store_entry *e)
 {
     if (!e) return;

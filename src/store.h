@@ -95,6 +95,11 @@ typedef struct td_store_ops {
     int (*lease_owner)(td_store *s, const char *key, char *owner, size_t len, char *err, size_t errlen);
     /* Where name's record lives, for a person: "redis 127.0.0.1:6379/0 键 tokendist:token:NAME". */
     void (*where)(td_store *s, const char *name, char *buf, size_t len);
+    /* Optional: what a person must know about the store that does not
+     * stop it from working -- an S3 service that ignores conditional
+     * writes, so that two writers may race -- as a sentence in buf: 1,
+     * else 0.  Reads memory only (/readyz asks at every call). */
+    int (*warning)(td_store *s, char *buf, size_t len);
     void (*close)(td_store *s);
 } td_store_ops;
 
@@ -135,6 +140,13 @@ int td_store_has_messages(const td_store *s);
 
 /* Where name's record lives, for messages; returns buf. */
 const char *td_store_where(td_store *s, const char *name, char *buf, size_t len);
+
+/* The store's standing caveat (see the op), 1 with buf filled, else 0. */
+int td_store_warning(td_store *s, char *buf, size_t len);
+
+/* Room for td_store_ping's reason, which /readyz shows whole: a store's
+ * message for a person, with what the store adds around it. */
+#define TD_STORE_ERR_MAX 2048
 
 /* Marks the calling thread as one that must never wait for a store (the
  * HTTP event thread): in debug builds every td_store_* call from it

@@ -65,6 +65,7 @@ class S3Service:
         """conditional: True (as S3), False (ignored, as s3rver alone) or
         "cos" (only x-cos-forbid-overwrite, as COS documents)."""
         self.dir = os.path.join(workdir, "s3-%s" % secrets.token_hex(3))
+        self.key_id = KEY_ID
         self.secret = "s3secret-" + secrets.token_hex(16)
         self.token = token
         self.conditional = conditional
@@ -77,7 +78,7 @@ class S3Service:
 
     def start(self, timeout=30):
         os.makedirs(self.dir, exist_ok=True)
-        cmd = ["node", S3D, "--dir", os.path.join(self.dir, "data"), "--bucket", BUCKET, "--key", KEY_ID,
+        cmd = ["node", S3D, "--dir", os.path.join(self.dir, "data"), "--bucket", BUCKET, "--key", self.key_id,
                "--secret", self.secret, "--region", REGION, "--port", str(self.port), "--log", self.log_path]
         if self.token:
             cmd += ["--token", self.token]
@@ -128,11 +129,20 @@ class S3Service:
         return "s3://%s/%s?endpoint=http://127.0.0.1:%d&path_style=1" % (BUCKET, prefix, self.port)
 
     def env(self, secret=None):
-        e = {"AWS_ACCESS_KEY_ID": KEY_ID, "AWS_SECRET_ACCESS_KEY": secret or self.secret,
+        e = {"AWS_ACCESS_KEY_ID": self.key_id, "AWS_SECRET_ACCESS_KEY": secret or self.secret,
              "TOKENDIST_S3_REGION": REGION}
         if self.token:
             e["AWS_SESSION_TOKEN"] = self.token
         return e
+
+    def rotate(self, key_id, secret, token=None):
+        """New temporary credentials, as STS hands them out: these are
+        valid from now, the ones before expired (400 ExpiredToken)."""
+        body = json.dumps({"key": key_id, "secret": secret, "token": token}).encode()
+        req = urllib.request.Request("http://127.0.0.1:%d/__s3d/rotate" % self.port, data=body, method="POST")
+        with urllib.request.urlopen(req, timeout=10) as r:
+            assert r.status == 204, r.status
+        self.key_id, self.secret, self.token = key_id, secret, token
 
     def raw(self, method, key, body=None):
         """An object read or written past signature and conditions, as

@@ -295,7 +295,7 @@ class Help(CliTestCase):
         for cmd in cmds:
             text = self.help(cmd)
             self.assertTrue(text.startswith("用法: tokendist %s" % cmd), cmd)
-            prose = re.sub(r"\[[A-Z0-9_]+\]|\(默认: [^)]*\)|--[a-z-]+|[A-Z][A-Z0-9_]{2,}|env-file|\"[^\"]*\"", "", text)
+            prose = re.sub(r"\[[A-Z0-9_]+\]|\(默认: [^)]*\)|--[a-z0-9-]+|[A-Z][A-Z0-9_]{2,}|env-file|\"[^\"]*\"", "", text)
             self.assertIsNone(ENGLISH.search(prose), "%s --help: %r" % (cmd, ENGLISH.search(prose)))
             blocks = text.rstrip("\n").split("\n\n")
             self.assertTrue(blocks[-1].startswith("退出码:\n"), cmd)

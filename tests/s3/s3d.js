@@ -13,6 +13,11 @@
  *     must be signed, the credential scope must name our region
  *     (AuthorizationHeaderMalformed) and x-amz-date be within 15 minutes;
  *   - with --token, x-amz-security-token must be that token (403 InvalidToken);
+ *   - credentials expire as temporary ones do: POST /__s3d/rotate with
+ *     {"key", "secret", "token"} makes that set the valid one and the one
+ *     before it expired -- a request signed with an expired set is refused
+ *     400 ExpiredToken ("The provided token has expired."), as S3 refuses
+ *     an STS session past its expiry;
  *   - PUT honours If-Match / If-None-Match: * (412 PreconditionFailed) and
  *     COS's x-cos-forbid-overwrite: true (409 FileAlreadyExists), atomically
  *     per key (s3rver alone ignores them).  --no-conditional turns that off,
@@ -21,7 +26,8 @@
  *     documents.
  *
  * /__s3d/raw/BUCKET/KEY is a back door for the tests: GET, PUT or DELETE the
- * object without signature or conditions ("another tool wrote this").
+ * object without signature or conditions ("another tool wrote this");
+ * /__s3d/rotate (above) is the STS service's side of temporary credentials.
  *
  * Usage: node s3d.js --dir DIR --bucket B --key ID --secret S [--token T]
  *          [--region R] [--port P] [--no-conditional|--cos-conditional] [--put-delay-ms N]
@@ -64,6 +70,9 @@ function parseArgs(argv) {
 }
 
 const opts = parseArgs(process.argv);
+/* The valid credentials, and the sets they replaced (expired). */
+let creds = { key: opts.key, secret: opts.secret, token: opts.token };
+const expired = [];
 const logStream = opts.log ? fs.createWriteStream(opts.log, { flags: 'a' }) : null;
 
 function xmlEscape(s) {
@@ -94,7 +103,11 @@ async function verify(req, res, body) {
   const m = AUTH_RE.exec(auth);
   if (!m) return fail(res, 400, 'AuthorizationHeaderMalformed', 'The authorization header is malformed');
   const [, keyId, , region, service, signedList, signature] = m;
-  if (keyId !== opts.key)
+  const tokenSent = req.headers['x-amz-security-token'];
+  if (expired.some((c) => c.key === keyId && (!c.token || c.token === tokenSent) &&
+                          !(keyId === creds.key && tokenSent === creds.token)))
+    return fail(res, 400, 'ExpiredToken', 'The provided token has expired.');
+  if (keyId !== creds.key)
     return fail(res, 403, 'InvalidAccessKeyId', 'The AWS Access Key Id you provided does not exist in our records.');
   if (region !== opts.region)
     return fail(res, 400, 'AuthorizationHeaderMalformed',
@@ -114,7 +127,7 @@ async function verify(req, res, body) {
   if (!when) return fail(res, 403, 'AccessDenied', 'AWS authentication requires a valid Date or x-amz-date header');
   if (Math.abs(Date.now() - when.getTime()) > 15 * 60 * 1000)
     return fail(res, 403, 'RequestTimeTooSkewed', 'The difference between the request time and the current time is too large.');
-  if (opts.token && req.headers['x-amz-security-token'] !== opts.token)
+  if (creds.token && tokenSent !== creds.token)
     return fail(res, 403, 'InvalidToken', 'The provided token is malformed or otherwise invalid.');
 
   const headers = {};
@@ -127,7 +140,7 @@ async function verify(req, res, body) {
   const query = {};
   for (const [k, v] of url.searchParams) query[k] = k in query ? [].concat(query[k], v) : v;
   const signer = new SignatureV4({
-    credentials: { accessKeyId: opts.key, secretAccessKey: opts.secret },
+    credentials: { accessKeyId: creds.key, secretAccessKey: creds.secret },
     region: opts.region, service: 's3', sha256: Sha256, uriEscapePath: false, applyChecksum: false,
   });
   const out = await signer.sign({
@@ -212,7 +225,15 @@ async function main() {
       const body = Buffer.concat(chunks);
       let status;
       try {
-        if (req.url.startsWith('/__s3d/raw/')) {
+        if (req.url === '/__s3d/rotate' && req.method === 'POST') {
+          const next = JSON.parse(body.toString('utf8'));
+          if (!next.key || !next.secret) throw new Error('rotate needs key and secret');
+          expired.push(creds);
+          creds = { key: next.key, secret: next.secret, token: next.token || undefined };
+          res.writeHead(204);
+          res.end();
+          status = 204;
+        } else if (req.url.startsWith('/__s3d/raw/')) {
           const r = { method: req.method, url: req.url.slice('/__s3d/raw'.length), headers: req.headers };
           const h = upstreamHeaders(r, body);
           h['x-amz-content-sha256'] = 'UNSIGNED-PAYLOAD';

@@ -1,6 +1,7 @@
 /* Unit tests for the S3 store's own pieces (store/s3.h): the store URL and
  * its parameters, the object URLs in both addressing styles, the payload
- * hash sent as x-amz-content-sha256, S3 error documents and lease bodies.
+ * hash sent as x-amz-content-sha256, S3 error documents, lease bodies, and
+ * index bodies with their records' versions.
  * The signature itself is libcurl's; the black-box test_s3.py has it
  * checked by AWS's signer. */
 #include <setjmp.h>
@@ -55,6 +56,14 @@ static void url_parameters(void **state)
     assert_string_equal(u.region, "eu-west-1");
     assert_int_equal(parse("//bkt?endpoint=https://s3.amazonaws.com", &u, err, sizeof err), TD_OK);
     assert_string_equal(u.region, "us-east-1");
+    /* A credentials file: an absolute path, "" when none. */
+    assert_string_equal(u.creds_file, "");
+    assert_int_equal(parse("//bkt?endpoint=https://s3.amazonaws.com&credentials_file=%2Fetc%2Ftd%2Fs3.env", &u, err,
+                           sizeof err), TD_OK);
+    assert_string_equal(u.creds_file, "/etc/td/s3.env");
+    assert_int_equal(parse("//bkt?endpoint=https://s3.amazonaws.com&credentials_file=s3.env", &u, err, sizeof err),
+                     TD_EINVAL);
+    assert_non_null(strstr(err, "TOKENDIST_S3_CREDENTIALS_FILE"));
     /* A trailing slash of the prefix is no part of it. */
     assert_int_equal(parse("//bkt/p/?endpoint=https://minio.local:9000&region=x1", &u, err, sizeof err), TD_OK);
     assert_string_equal(u.prefix, "p");
@@ -164,6 +173,105 @@ static void lease_bodies(void **state)
     assert_int_equal(td__s3_lease_parse(longer, strlen(longer), owner, 8, &exp), TD_EINVAL);
 }
 
+/* An index's names with their records' versions: sorted, each once,
+ * versions only where well-formed; an index without versions (an older
+ * tokendist's) is still an index; anything else is spoiled. */
+static void index_bodies(void **state)
+{
+    td__s3_index_entry *v;
+    size_t n;
+    int bad;
+    (void)state;
+    static const char good[] = "{\"names\": [\"b\", \"a\", \"c\", \"a\", 7, \"\"],"
+                               " \"versions\": {\"a\": \"0123456789abcdef\", \"b\": \"XYZ\", \"c\": 5,"
+                               " \"z\": \"00\"}}";
+    assert_int_equal(td__s3_index_parse(good, strlen(good), &v, &n, &bad), TD_OK);
+    assert_false(bad);
+    assert_int_equal(n, 3);
+    assert_string_equal(v[0].name, "a");
+    assert_string_equal(v[0].version, "0123456789abcdef");
+    assert_string_equal(v[1].name, "b");
+    assert_string_equal(v[1].version, ""); /* not hex */
+    assert_string_equal(v[2].name, "c");
+    assert_string_equal(v[2].version, ""); /* not a string */
+    td__s3_index_free(v, n);
+
+    static const char old[] = "{\"names\": [\"default\"]}";
+    assert_int_equal(td__s3_index_parse(old, strlen(old), &v, &n, &bad), TD_OK);
+    assert_false(bad);
+    assert_int_equal(n, 1);
+    assert_string_equal(v[0].version, "");
+    td__s3_index_free(v, n);
+
+    static const char longer[] = "{\"names\": [\"a\"], \"versions\": {\"a\": \"0123456789abcdef0\"}}";
+    assert_int_equal(td__s3_index_parse(longer, strlen(longer), &v, &n, &bad), TD_OK);
+    assert_string_equal(v[0].version, "");
+    td__s3_index_free(v, n);
+
+    static const char *const spoiled[] = {"", "[1, 2", "[]", "{\"names\": \"a\"}", "{\"versions\": {}}"};
+    for (size_t i = 0; i < sizeof spoiled / sizeof *spoiled; i++) {
+        assert_int_equal(td__s3_index_parse(spoiled[i], strlen(spoiled[i]), &v, &n, &bad), TD_OK);
+        assert_true(bad);
+        assert_int_equal(n, 0);
+        td__s3_index_free(v, n);
+    }
+}
+
+/* A version is 16 hex digits of the ETag's hash: the same ETag, the same
+ * version whoever computes it; no ETag, no version. */
+static void record_versions(void **state)
+{
+    char a[TD_S3_VERSION_LEN], b[TD_S3_VERSION_LEN], c[TD_S3_VERSION_LEN];
+    (void)state;
+    td__s3_version_of("\"9b2cf535f27731c974343645a3985328\"", a);
+    td__s3_version_of("\"9b2cf535f27731c974343645a3985328\"", b);
+    td__s3_version_of("\"0b2cf535f27731c974343645a3985328\"", c);
+    assert_int_equal(strlen(a), 16);
+    assert_int_equal(strspn(a, "0123456789abcdef"), 16);
+    assert_string_equal(a, b);
+    assert_string_not_equal(a, c);
+    td__s3_version_of("", a);
+    assert_string_equal(a, "");
+    td__s3_version_of(NULL, a);
+    assert_string_equal(a, "");
+}
+
+/* A lookup over NAME=VALUE pairs, as getenv or a credentials file is. */
+static const char *pairs_get(void *ud, const char *name)
+{
+    for (const char *const *p = ud; *p; p += 2)
+        if (!strcmp(p[0], name)) return p[1];
+    return NULL;
+}
+
+/* One family whole: AWS_* first, else TENCENTCLOUD_*; never an id of one
+ * with the secret or token of the other. */
+static void credentials_pick(void **state)
+{
+    td__s3_creds_ref c;
+    char err[256];
+    (void)state;
+    const char *aws[] = {"AWS_ACCESS_KEY_ID", "AKID1", "AWS_SECRET_ACCESS_KEY", "s1",
+                         "TENCENTCLOUD_SESSIONTOKEN", "scf-token", NULL};
+    const char *scf[] = {"TENCENTCLOUD_SECRETID", "AKID2", "TENCENTCLOUD_SECRETKEY", "s2",
+                         "TENCENTCLOUD_SESSIONTOKEN", "scf-token", "AWS_SESSION_TOKEN", "aws-token", NULL};
+    const char *half[] = {"AWS_ACCESS_KEY_ID", "AKID1", "TENCENTCLOUD_SECRETKEY", "s2", NULL};
+    const char *none[] = {"AWS_SESSION_TOKEN", "aws-token", "AWS_ACCESS_KEY_ID", "", NULL};
+
+    assert_int_equal(td__s3_creds_pick(pairs_get, aws, &c, err, sizeof err), TD_OK);
+    assert_string_equal(c.id, "AKID1");
+    assert_string_equal(c.secret, "s1");
+    assert_null(c.token); /* SCF's token is not AWS_*'s */
+    assert_string_equal(c.vars[2], "AWS_SESSION_TOKEN");
+    assert_int_equal(td__s3_creds_pick(pairs_get, scf, &c, err, sizeof err), TD_OK);
+    assert_string_equal(c.id, "AKID2");
+    assert_string_equal(c.token, "scf-token");
+    assert_string_equal(c.vars[0], "TENCENTCLOUD_SECRETID");
+    assert_int_equal(td__s3_creds_pick(pairs_get, half, &c, err, sizeof err), TD_EINVAL);
+    assert_non_null(strstr(err, "AWS_SECRET_ACCESS_KEY"));
+    assert_int_equal(td__s3_creds_pick(pairs_get, none, &c, err, sizeof err), TD_ENOTFOUND);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -174,6 +282,9 @@ int main(void)
         cmocka_unit_test(payload_hash),
         cmocka_unit_test(error_documents),
         cmocka_unit_test(lease_bodies),
+        cmocka_unit_test(index_bodies),
+        cmocka_unit_test(record_versions),
+        cmocka_unit_test(credentials_pick),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
