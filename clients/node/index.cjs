@@ -148,7 +148,7 @@ function networkWhy(err, url) {
       return `无法连接 ${host}，请检查地址、端口和防火墙，以及服务是否在运行 (${code})`;
     case 'ENOTFOUND':
     case 'EAI_AGAIN':
-      return `无法解析主机名 ${hostOf(url).replace(/:\d+$/, '')}，请检查地址和 DNS (${code})`;
+      return `无法解析主机名 ${host.replace(/:\d+$/, '')}，请检查地址和 DNS (${code})`;
     case 'ETIMEDOUT':
     case 'UND_ERR_CONNECT_TIMEOUT':
       return `连接 ${host} 超时，请检查地址、端口和防火墙 (${code})`;
