@@ -116,6 +116,57 @@ function redactUrl(url) {
   }
 }
 
+/**
+ * Where a request went, for a message: `host:port` only, so neither the
+ * userinfo nor a query (a Gitee access_token) can reach it.
+ */
+function hostOf(url) {
+  try {
+    return new URL(url).host || String(url);
+  } catch {
+    return '(无法解析的地址)';
+  }
+}
+
+/*
+ * A failed fetch() in our words, naming the address and what to check (the
+ * C client's words, src/httpc.c curl_what); Node's own text (`fetch failed`,
+ * `bad port`, the errno name) follows in parentheses, as it is what a search
+ * finds.
+ */
+function networkWhy(err, url) {
+  const host = hostOf(url);
+  const c = err && err.cause;
+  const code = (c && c.code) || (err && err.code) || '';
+  const text = (c && c.message) || (err && err.message) || String(err);
+  // Every piece of the original once: "ECONNRESET; other side closed; fetch failed".
+  const said = [code, c && c.message, err && err.message].filter((x, i, a) => x && a.indexOf(x) === i
+    && !a.slice(0, i).some((y) => y && y.includes(x)));
+  const orig = said.join('; ') || String(err);
+  switch (code) {
+    case 'ECONNREFUSED':
+      return `无法连接 ${host}，请检查地址、端口和防火墙，以及服务是否在运行 (${code})`;
+    case 'ENOTFOUND':
+    case 'EAI_AGAIN':
+      return `无法解析主机名 ${host.replace(/:\d+$/, '')}，请检查地址和 DNS (${code})`;
+    case 'ETIMEDOUT':
+    case 'UND_ERR_CONNECT_TIMEOUT':
+      return `连接 ${host} 超时，请检查地址、端口和防火墙 (${code})`;
+    case 'ECONNRESET':
+    case 'EPIPE':
+    case 'UND_ERR_SOCKET':
+      return `与 ${host} 的连接中断，请检查服务是否在运行、中间的代理是否断开了连接 (${orig})`;
+    default:
+      break;
+  }
+  if (/^bad port$/i.test(text)) {
+    // fetch() refuses the ports browsers block (1, 6000, ...): the address
+    // may be right, the port cannot be used from Node.
+    return `端口不可用: Node 的 fetch 拒绝连接 ${host} 这个端口 (浏览器禁用的端口)，请换一个端口 (bad port)`;
+  }
+  return `请求 ${host} 失败，请检查地址和网络 (${orig})`;
+}
+
 function sleep(ms) {
   return new Promise((resolve) => setTimeout(resolve, ms));
 }
@@ -235,6 +286,16 @@ function endpointUrls(apiUrl, name = DEFAULT_NAME, nameGiven = false) {
       + `/v1/tokens/名称 结尾，或只写到端口): ${redactUrl(apiUrl)}`);
   }
   return { url: String(apiUrl), reportUrl: null };
+}
+
+/** Why our server answered 404 `Not found`: the URL's path is not one of its addresses. */
+function wrongPathWhy(url) {
+  let p = '/';
+  try {
+    p = new URL(url).pathname || '/';
+  } catch { /* keep '/' */ }
+  return `路径不对: 服务端没有 ${p} 这个地址 (HTTP 404 Not found)；tokendist 的地址以 /release/get-token 或 `
+    + '/v1/tokens/名称 结尾，也可以只写 http(s)://主机:端口';
 }
 
 /**
@@ -919,11 +980,11 @@ class TokendistClient {
     } catch (err) {
       if (err instanceof TokendistError) throw err;
       if (ac.signal.aborted) {
-        throw new TokendistError('ETIMEOUT', `❌ ${label} token获取失败: 请求超时 (${o.timeoutMs}ms)`, { ...extra, cause: err });
+        throw new TokendistError('ETIMEOUT', `❌ ${label} token获取失败: 请求超时 (${o.timeoutMs}ms): ${hostOf(url)} `
+          + '没有及时应答，请检查服务是否在运行、网络是否通畅', { ...extra, cause: err });
       }
-      const c = err && err.cause;
-      const detail = (c && (c.code || c.message)) || (err && err.message) || String(err);
-      throw new TokendistError('ENETWORK', `❌ ${label} token获取失败: 网络错误: ${detail}`, { ...extra, cause: err });
+      throw new TokendistError('ENETWORK', `❌ ${label} token获取失败: 网络错误: ${networkWhy(err, url)}`,
+        { ...extra, cause: err });
     } finally {
       clearTimeout(timer);
     }
@@ -958,6 +1019,11 @@ class TokendistClient {
       : '';
     if (from === 'endpoint' && res.status === 404 && detail === 'Token not found or expired') {
       return new TokendistError('ENOTFOUND_TOKEN', `❌ ${label} token获取失败: ${detail}`, extra);
+    }
+    // Our server's "no such path" is a wrong URL, not a missing token (the
+    // C client's words, src/endpoint.c td_endpoint_wrong_path_why).
+    if (from === 'endpoint' && res.status === 404 && detail === 'Not found') {
+      return new TokendistError('EHTTP', `❌ ${label} token获取失败: ${wrongPathWhy(url)}`, extra);
     }
     const statusText = res.statusText || STATUS_CODES[res.status] || '';
     let msg = `HTTP ${res.status}: ${statusText}`;

@@ -1,26 +1,37 @@
 """One language (issue #14): every message a person reads that comes from
 the code is Chinese.  This lint reads the sources, finds the places where
 a message leaves the code -- its *sinks* -- and fails on a piece of text
-there that holds an English word and no Chinese character.
+there that is English: it holds an English word and no Chinese character
+(an ideograph: "：" or "。" after an English sentence does not count), or
+it holds a run of three or more English words, whatever else it holds
+("错误: the secret is wrong" is English).
 
-    C (src/):   td_log(), snprintf() into a message buffer (err, why, msg,
-                ...), a td_strbuf builder over such a buffer, resp_msg()
-                (an HTTP error body), opt_fail(), note_event() (the status
-                page's events), fprintf()/fputs()/printf() (CLI output),
-                helpers that take a message piece (sq_fail(), bad_reply(),
-                ...); the "error"/"message" of a JSON body written out in a
-                literal; a metric's HELP text;
-    Node:       new TokendistError/SealError/TypeError/Error/RangeError(),
-                configError(), cacheRefused(), log.*() and console.*();
-    Python:     raise X(...), TokendistError/SealError/config_error(),
-                logger.*(), print(), warnings.warn().
+    C (src/):   td_log(), snprintf()/vsnprintf() and td_strbuf builders
+                into any buffer but the URL, header and key buffers named in
+                NOT_MESSAGE_BUFFERS, resp_msg() (an HTTP error body),
+                opt_fail(), note_event() (the status page's events),
+                fprintf()/fputs()/printf()/dprintf()/perror() (CLI output),
+                every function with a message parameter (why, what, msg,
+                note, ...: sq_fail(), bad_reply(), ...); a #define or const
+                holding text passed to any of them; the "error"/"message" of
+                a JSON body written out in a literal; a metric's HELP text;
+    Node:       new XxxError(), configError(), cacheRefused(), log.*(),
+                console.*(), process.stderr/stdout.write(), {message: ...}
+                and e.message = ..., text kept in a variable passed to them;
+    Python:     any raise, a call of an XxxError/Exception/Warning class,
+                TokendistError/SealError/config_error(), logger.*() and
+                logger.log(level, ...), print(), warnings.warn(),
+                sys.stderr/stdout.write(), text kept in a name passed to them.
 
 What is not prose is not judged: printf conversions, setting and header
-names (FEISHU_APP_ID, HTTP, JSON), options (--push-key), identifiers with
-'_' or digits (access_token, oc_...), paths and URLs (/release/get-token,
-127.0.0.1:9000), and "tokendist CMD" as a prefix.  What stays English on
-purpose is in ALLOW below, each entry with its reason; an entry that no
-longer matches anything fails too, so the list cannot rot.
+names (FEISHU_APP_ID, HTTP, JSON, Content-Type), options (--push-key),
+identifiers with '_' or digits (access_token, oc_...), paths, URLs and
+queries (/release/get-token, 127.0.0.1:9000, ?ref=), code (withToken(client,
+fn)), a quoted name ('owner'), a command to type (pip install ...),
+"tokendist CMD" as a prefix, and the library's own words quoted after ours
+(LIBRARY_TEXT: "address already in use").  What stays English on purpose is
+in ALLOW below, each entry with its reason; an entry that no longer matches
+anything fails too, so the list cannot rot.
 """
 import ast
 import glob
@@ -31,18 +42,35 @@ import unittest
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 
-CJK = re.compile(r"[\u3000-\u303f\u3400-\u9fff\uff00-\uffef]")
+# Chinese means ideographs: CJK punctuation and fullwidth forms (a "：" or
+# a "。" at the end of an English sentence) do not make a message Chinese.
+CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
 CONV = re.compile(r"%[-+ #0']*(?:\*|\d+)?(?:\.(?:\*|\d+))?(?:hh|h|ll|l|z|j|t|L)?[diouxXeEfgGcspn%]")
 NOT_PROSE = [
+    re.compile(r"[\w.]+\([^()]*\)"),                         # code: withToken(client, fn), createClient()
     re.compile(r"\btokendist(?: [a-z][a-z0-9-]*)?"),       # the program, "tokendist get"
     re.compile(r"--[a-z0-9][a-z0-9-]*"),                    # options
     re.compile(r"\S*(?:/|://|\.\w)\S*"),                    # paths, URLs, hosts, file names
+    re.compile(r"[?&]\w+=\S*"),                              # a URL's query: ?ref=
     re.compile(r"\b\w*[_0-9]\w*\b"),                        # identifiers: access_token, v1, TD_E*
     re.compile(r"\b[A-Z][A-Z0-9]+\b"),                      # names: HTTP, JSON, FEISHU, SIGINT
     re.compile(r"\b[a-z][a-z0-9]*(?:-[a-z0-9]+)+\b"),        # option and command names: app-id, scf-runtime
     re.compile(r"\b[a-z]+[A-Z]\w*\b"),                       # camelCase fields: accessToken, httpMethod
+    re.compile(r"\b[A-Z][a-z]+(?:-[A-Z][a-z]+)+\b"),        # header names: Content-Type, X-Api-Key
+    re.compile(r"'[^'\s]*'"),                               # a quoted name or value: 'owner', '%s'
+    re.compile(r"\b(?:pip3?|apt(?:-get)?|npm|ip|systemctl|journalctl) [a-z]+\b"),  # a command to type
 ]
+# The library's or the system's own words, quoted after ours (they are what
+# a search finds): taken out before judging.
+LIBRARY_TEXT = re.compile("|".join(re.escape(t) for t in [
+    "address already in use", "address not available", "database is locked",
+]))
 WORD = re.compile(r"[A-Za-z]{2,}")
+# A run of ordinary English words: three or more in a row, with nothing but
+# blanks and ASCII punctuation between them.  Shorter runs are the names a
+# Chinese message quotes ("Gitee token", "access token 和 jsapi_ticket",
+# "(HTTP 404 Not found)"); a run is a sentence, whatever else the text holds.
+RUN = re.compile(r"[A-Za-z]{2,}(?:[ \t,;:'\"!?.()-]+[A-Za-z]{2,}){2,}")
 
 # (file, text) -> why it stays English.  Text is the piece exactly as the
 # lint shows it (adjacent literals joined, a JS/Python placeholder as %s).
@@ -65,10 +93,16 @@ ALLOW = {
         "a fleet message between servers (Redis pub/sub), parsed by fleet.c",
     ("src/fleet.c", "ack %s"):
         "a fleet message between servers (Redis pub/sub), parsed by fleet.c",
+    ("src/seal.c", "tokendist-sealed"): "the sealed Gitee copy's associated data (docs/protocol.md), bytes under a MAC",
     ("src/cmd_serve.c", "https"): "a URL's scheme in the start line's address",
     ("src/cmd_serve.c", "http"): "a URL's scheme in the start line's address",
     ("src/config.c", "true"): "a value --print-config writes for the env-file to read back",
     ("src/config.c", "false"): "a value --print-config writes for the env-file to read back",
+    ("src/notice.c", " (token %s)"):
+        "appended to the notice's Chinese line to name the token; 'token' is that line's own word (token已刷新)",
+    # wt-w2 finding 8: td_log_fp()'s English, translated on branch wt-w2 (src/log.c is theirs).
+    ("src/log.c", "(none)"): "wt-w2 finding 8",
+    ("src/log.c", "(%zu chars)"): "wt-w2 finding 8",
 }
 
 
@@ -76,19 +110,26 @@ def rel(path):
     return os.path.relpath(path, ROOT)
 
 
-def is_prose(text):
-    """The English words of text once what is not prose is taken out."""
-    t = CONV.sub(" ", text)
+def prose(text):
+    """text once what is not prose is taken out."""
+    t = CONV.sub(" ", LIBRARY_TEXT.sub(" ", text))
     for rx in NOT_PROSE:
         t = rx.sub(" ", t)
-    return WORD.findall(t)
+    return t
+
+
+def is_english(text):
+    """A message is English when it holds an English word and no Chinese, or
+    a run of English words whatever else it holds."""
+    t = prose(text)
+    return bool(WORD.search(t)) and (not CJK.search(text) or bool(RUN.search(t)))
 
 
 def judge(found):
     """found: [(file, line, text)] -> (violations, allow entries used)."""
     bad, used = [], set()
     for f, line, text in found:
-        if CJK.search(text) or not is_prose(text):
+        if not is_english(text):
             continue
         if (f, text) in ALLOW:
             used.add((f, text))
@@ -208,13 +249,19 @@ def last_id(arg):
     return ids[-1] if ids else ""
 
 
-# Buffers that hold a message for a person: the err convention's buffer
-# and the names the code gives a reason on its way to one.
-MESSAGE_BUFFERS = {"err", "errbuf", "why", "msg", "herr", "problem", "note", "fails", "same_why",
-                   "last_err", "w", "text", "down_why"}
+# Buffers that hold no message for a person: what is formatted into them is
+# a URL, a header, a key, a path or a wire format.  Text formatted into any
+# other buffer (snprintf, a td_strbuf builder) is judged: a new buffer is a
+# message until it is named here.
+NOT_MESSAGE_BUFFERS = {
+    "url", "path", "auth", "auth_header", "csp", "key", "lease_key",   # URLs, headers, store keys
+    "channel", "inbox", "ch", "sigv4", "scheme", "body",                # Redis channels, S3 signing, a probe
+    "host", "name", "base",                                             # a host name; "files list" for the parser
+}
 # Sink -> index of its first message argument (every argument from there
 # on is judged: a literal passed as %s is read too).
 C_SINKS = {"td_log": 0, "resp_msg": 4, "opt_fail": 2, "note_event": 2, "printf": 0, "puts": 0,
+           "perror": 0, "dprintf": 1, "fprintf": 1, "vfprintf": 1, "fputs": 0,
            # helpers that put their text argument into a message
            "mark_down": 1, "bad_reply": 1, "sq_fail_db": 3, "sq_fail": 2, "url_too_long": 1,
            "reply": 4, "land": 3, "force_done": 2, "notify": 3, "td_provider_take_token": 0}
@@ -224,15 +271,98 @@ C_SINKS = {"td_log": 0, "resp_msg": 4, "opt_fail": 2, "note_event": 2, "printf":
 # Grafana or Prometheus user reads beside the metric.
 METRIC_HELP = re.compile(r"# HELP \S+ ([^\n]+)")
 JSON_MESSAGE = re.compile(r'"(?:error|message)":\s*"((?:[^"\\]|\\.)*)"')
+C_DEFINE = re.compile(r'#\s*define\s+(\w+)\s+((?:"(?:[^"\\\n]|\\.)*"\s*)+)$')
+
+
+def c_constants(toks, src):
+    """name -> [(line, text)] for the text a file keeps under a name: a
+    #define of a literal, `NAME[] = "..."`, `*NAME = "..."` and the literals
+    of an initializer list (`*const NAME[] = {"...", ...}`).  A sink that
+    passes the name passes the text."""
+    consts = {}
+    for m in re.finditer(r"^[ \t]*" + C_DEFINE.pattern, src, re.M):
+        line = src.count("\n", 0, m.start()) + 1
+        consts[m.group(1)] = [(line, "".join(c_unescape(x) for x in re.findall(r'"((?:[^"\\\n]|\\.)*)"', m.group(2))))]
+    for i, (kind, val, line) in enumerate(toks):
+        if kind != "id" or i + 1 >= len(toks):
+            continue
+        j = i + 1
+        if toks[j][1] == "[":
+            while j < len(toks) and toks[j][1] != "]":
+                j += 1
+            j += 1
+        if j >= len(toks) or toks[j][1] != "=" or (j == i + 1 and not (i and toks[i - 1][1] == "*")):
+            continue
+        init = []
+        if j + 1 < len(toks) and toks[j + 1][1] == "{":
+            depth, k = 0, j + 1
+            while k < len(toks):
+                depth += {"{": 1, "}": -1}.get(toks[k][1], 0)
+                init.append(toks[k])
+                if depth == 0:
+                    break
+                k += 1
+            pieces = [p for t in init if t[0] == "str" for p in c_pieces([t])]
+        else:
+            k = j + 1
+            while k < len(toks) and toks[k][1] not in (";", ","):
+                init.append(toks[k])
+                k += 1
+            pieces = c_pieces(init) if init and init[0][0] == "str" else []
+        # One lowercase word ("serve", "https", "sqlite:PATH") is a name
+        # the table holds -- a command, a kind, a scheme -- not a sentence.
+        pieces = [p for p in pieces if not re.fullmatch(r"[a-z][a-z0-9]*(?::[A-Za-z]*)?", p[1])]
+        if pieces:
+            consts.setdefault(val, []).extend(pieces)
+    return consts
+
+
+# A function with a parameter of one of these names takes a message piece
+# (why, what, a note...): a call of it is a sink for that argument, so a
+# new helper is watched without being listed.  Except where the "message"
+# is a wire format or a text only inspected.
+MESSAGE_PARAMS = {"why", "msg", "reason", "what", "text", "hint", "message", "detail", "note", "problem"}
+NOT_MESSAGE_FUNCS = {"on_message", "td_store_send", "rd_send", "transient_error", "csp_hash"}
+C_PARAM = re.compile(r"\b(\w+)\s*\(([^()]*)\)\s*(?:\{|;|__attribute__)")
+
+
+def c_helper_sinks():
+    """function name -> positions of its message parameters, over src/."""
+    sinks = {}
+    for path in glob.glob(os.path.join(ROOT, "src", "**", "*.[ch]"), recursive=True):
+        with open(path, encoding="utf-8") as f:
+            src = f.read()
+        for m in C_PARAM.finditer(src):
+            if m.group(1) in NOT_MESSAGE_FUNCS or m.group(1) in ("if", "while", "for", "switch", "return"):
+                continue
+            params = [p.strip() for p in m.group(2).split(",")]
+            pos = [i for i, p in enumerate(params)
+                   if re.fullmatch(r"(?:const\s+)?char\s*\*\s*(?:const\s+)?(\w+)", p)
+                   and re.search(r"(\w+)$", p).group(1) in MESSAGE_PARAMS]
+            if pos:
+                sinks.setdefault(m.group(1), set()).update(pos)
+    return sinks
+
+
+_HELPERS = None
 
 
 def c_found(path):
+    global _HELPERS
+    if _HELPERS is None:
+        _HELPERS = c_helper_sinks()
     with open(path, encoding="utf-8") as f:
-        toks = c_tokens(f.read())
-    builders = set()   # td_strbuf builders over a message buffer
-    for _, _, args in c_calls(toks, {"td_strbuf_fixed"}):
-        if len(args) >= 2 and last_id(args[1]) in MESSAGE_BUFFERS:
-            builders.add(last_id(args[0]))
+        src = f.read()
+    toks = c_tokens(src)
+    consts = c_constants(toks, src)
+    # td_strbuf builders: (line, builder) -> the buffer it was last set
+    # over before that line ("b" is a URL in one function, a message in the next)
+    fixed = sorted((line, last_id(args[0]), last_id(args[1]))
+                   for _, line, args in c_calls(toks, {"td_strbuf_fixed"}) if len(args) >= 2)
+
+    def over(builder, line):
+        bufs = [buf for ln, b, buf in fixed if b == builder and ln <= line]
+        return bufs[-1] if bufs else None
     for i, (kind, val, line) in enumerate(toks):
         if kind == "str":
             text = c_unescape(val[1:-1])
@@ -245,31 +375,41 @@ def c_found(path):
                 and toks[i + 3][0] == "str" and toks[i + 4][1] == "}"
                 and re.fullmatch(r'"[a-z][a-z0-9_]*_(?:total|seconds|held|row|records|waiting)"', toks[i + 1][1])):
             yield rel(path), toks[i + 3][2], c_unescape(toks[i + 3][1][1:-1])
-    names = set(C_SINKS) | {"snprintf", "fprintf", "fputs", "td_strbuf_printf", "td_strbuf_puts"}
+    names = set(C_SINKS) | set(_HELPERS) | {"snprintf", "vsnprintf", "td_strbuf_printf", "td_strbuf_puts",
+                                            "td_strbuf_append_cut"}
     for name, line, args in c_calls(toks, names):
-        if name == "snprintf":
-            if not args or last_id(args[0]) not in MESSAGE_BUFFERS:
+        if name in ("snprintf", "vsnprintf"):
+            if not args or last_id(args[0]) in NOT_MESSAGE_BUFFERS:
                 continue
             judged = args[2:]
-        elif name in ("td_strbuf_printf", "td_strbuf_puts"):
-            if not args or last_id(args[0]) not in builders:
+        elif name in ("td_strbuf_printf", "td_strbuf_puts", "td_strbuf_append_cut"):
+            if not args or over(last_id(args[0]), line) in (None, *NOT_MESSAGE_BUFFERS):
                 continue
             judged = args[1:]
-        elif name == "fprintf":
-            judged = args[1:]
-        elif name == "fputs":
-            judged = args[:1]
-        else:
+        elif name in C_SINKS:
             judged = args[C_SINKS[name]:]
+        else:
+            judged = [args[i] for i in sorted(_HELPERS[name]) if i < len(args)]
         for a in judged:
             for ln, text in c_pieces(a):
                 yield rel(path), ln, text
+            # a name that holds text, passed as is (not called: f(NAME) is an operand)
+            for k, (kind, val, _) in enumerate(a):
+                if kind == "id" and val in consts and not (k + 1 < len(a) and a[k + 1][1] == "(") \
+                        and not (k and a[k - 1][1] in (".", "->")):
+                    for ln, text in consts[val]:
+                        yield rel(path), ln, text
 
 
 # --- Node -------------------------------------------------------------------
 
-JS_SINKS = re.compile(r"\b(?:new\s+(?:TokendistError|SealError|TypeError|RangeError|Error)|configError|cacheRefused"
-                      r"|(?:log|console)\.(?:debug|info|warn|error|log))\s*\(")
+# Where a Node message leaves the code: an error of any class, the client's
+# error helpers, a logger, the console, the process's own streams, and the
+# message of an error built some other way ({message: ...}, e.message = ...).
+JS_SINKS = re.compile(r"\b(?:new\s+(?:[A-Z]\w*)?Error|configError|cacheRefused"
+                      r"|(?:log|console)\.(?:debug|info|warn|error|log)|process\.(?:stderr|stdout)\.write)\s*\(")
+JS_MESSAGE_SET = re.compile(r"(?:\bmessage\s*:|\.message\s*=(?!=))\s*")
+JS_CONST = re.compile(r"\b(?:const|let|var)\s+([A-Za-z_$][\w$]*)\s*=(?!=)\s*")
 
 
 def js_string(src, i):
@@ -330,39 +470,74 @@ def js_blank_comments(src):
     return "".join(out)
 
 
+def js_scan(src, i, closing, consts):
+    """(line, text) of the runs of string literals from src[i] to the first
+    of closing outside brackets; a name in consts (text kept in a variable)
+    gives its text.  A string inside an object literal ({source: 'cache'})
+    or a nested call's arguments (s.replace('a', 'b')) is an operand, not
+    text shown."""
+    stack, run, run_line, n = [], [], None, len(src)
+    while i < n:
+        c = src[i]
+        if not stack and c in closing:
+            break
+        if c in "'\"`":
+            text, i = js_string(src, i)
+            if all(b in ("(", "[") for b in stack):
+                run.append(text)
+                run_line = run_line or src.count("\n", 0, i) + 1
+            continue
+        m = re.compile(r"[A-Za-z_$][\w$]*").match(src, i)
+        if m and (i == 0 or not re.match(r"[\w$.]", src[i - 1])):
+            name, i = m.group(), m.end()
+            nxt = src[i:].lstrip()[:1]
+            if name in consts and nxt != "(" and all(b in ("(", "[") for b in stack):
+                yield from consts[name]
+            if nxt not in ("(", "["):
+                if run:
+                    yield run_line, "".join(run)
+                run, run_line = [], None
+            continue
+        if c in "([{":
+            before = src[:i].rstrip()
+            stack.append(c if c != "(" or not re.search(r"[\w$]$", before) else "call")
+        elif c in ")]}":
+            if not stack:
+                break
+            stack.pop()
+        if c not in " \t\n+":
+            if run:
+                yield run_line, "".join(run)
+            run, run_line = [], None
+        i += 1
+    if run:
+        yield run_line, "".join(run)
+
+
 def js_found(path):
     with open(path, encoding="utf-8") as f:
         src = f.read()
     src = js_blank_comments(src)
+    consts = {}
+    for m in JS_CONST.finditer(src):
+        texts = list(js_scan(src, m.end(), ",;", {}))
+        if texts:
+            consts.setdefault(m.group(1), []).extend(texts)
     for m in JS_SINKS.finditer(src):
-        # stack: the brackets open since the sink's "(": a string inside an
-        # object literal ({source: 'cache'}) or a nested call's arguments
-        # (s.replace('a', 'b')) is an operand, not text shown.
-        i, stack, run, run_line = m.end(), ["("], [], None
-        while stack:
-            c = src[i]
-            if c in "'\"`":
-                text, i = js_string(src, i)
-                if all(b in ("(", "[") for b in stack):
-                    run.append(text)
-                    run_line = run_line or src.count("\n", 0, i) + 1
-                continue
-            if c in "([{":
-                before = src[:i].rstrip()
-                stack.append(c if c != "(" or not re.search(r"[\w$]$", before) else "call")
-            elif c in ")]}":
-                stack.pop()
-            if c not in " \t\n+":
-                if run:
-                    yield rel(path), run_line, "".join(run)
-                run, run_line = [], None
-            i += 1
+        for line, text in js_scan(src, m.end(), ")", consts):
+            yield rel(path), line, text
+    for m in JS_MESSAGE_SET.finditer(src):
+        for line, text in js_scan(src, m.end(), ",;})", consts):
+            yield rel(path), line, text
 
 
 # --- Python -----------------------------------------------------------------
 
-PY_SINKS = {"TokendistError", "SealError", "config_error", "_cache_refused", "TypeError", "ValueError",
-            "RuntimeError", "print", "warn", "debug", "info", "warning", "error", "exception", "fail"}
+# Where a Python message leaves the code: any raise, a call of an error,
+# exception or warning class (built to be raised later), the client's error
+# helpers, print(), warnings.warn(), a logger's methods and sys.stderr/stdout.
+PY_SINKS = {"TokendistError", "SealError", "config_error", "_cache_refused", "print", "warn", "debug", "info",
+            "warning", "error", "exception", "critical", "fail", "log"}
 
 
 def py_text(node):
@@ -374,24 +549,58 @@ def py_text(node):
     return None
 
 
+def py_texts(node, consts):
+    """(line, text) of the strings in an argument, and of the names in it
+    that hold text (consts); a nested call's arguments are operands."""
+    if isinstance(node, ast.Call):
+        return
+    text = py_text(node)
+    if text is not None:
+        yield node.lineno, text
+        return
+    if isinstance(node, ast.Name) and node.id in consts:
+        yield from consts[node.id]
+        return
+    for child in ast.iter_child_nodes(node):
+        yield from py_texts(child, consts)
+
+
+def py_sink_args(node):
+    """The arguments of a call that are a message, or None if it is no sink."""
+    fn = node.func
+    name = fn.id if isinstance(fn, ast.Name) else fn.attr if isinstance(fn, ast.Attribute) else ""
+    args = list(node.args) + [k.value for k in node.keywords if k.arg in (None, "msg", "message")]
+    if name == "write" and isinstance(fn, ast.Attribute) and isinstance(fn.value, ast.Attribute) \
+            and fn.value.attr in ("stderr", "stdout"):
+        return args
+    if name == "log":                # logger.log(level, msg, ...)
+        return args[1:]
+    if name in PY_SINKS or re.search(r"(?:Error|Exception|Warning)$", name):
+        return args
+    return None
+
+
 def py_found(path):
     with open(path, encoding="utf-8") as f:
         tree = ast.parse(f.read(), path)
+    consts = {}
     for node in ast.walk(tree):
+        if isinstance(node, (ast.Assign, ast.AnnAssign)) and node.value is not None:
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            texts = list(py_texts(node.value, {}))
+            for t in targets:
+                if isinstance(t, ast.Name) and texts:
+                    consts.setdefault(t.id, []).extend(texts)
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Raise) and node.exc is not None and not isinstance(node.exc, ast.Call):
+            for line, text in py_texts(node.exc, consts):
+                yield rel(path), line, text
         if not isinstance(node, ast.Call):
             continue
-        fn = node.func
-        name = fn.id if isinstance(fn, ast.Name) else fn.attr if isinstance(fn, ast.Attribute) else ""
-        if name not in PY_SINKS:
-            continue
-        for a in list(node.args) + [k.value for k in node.keywords if k.arg in (None, "msg", "message")]:
-            for sub in ast.walk(a):
-                text = py_text(sub)
-                if text is not None and not isinstance(getattr(sub, "_parent", None), ast.JoinedStr):
-                    yield rel(path), sub.lineno, text
-                if isinstance(sub, ast.JoinedStr):
-                    for v in sub.values:
-                        v._parent = sub
+        args = py_sink_args(node)
+        for a in args or []:
+            for line, text in py_texts(a, consts):
+                yield rel(path), line, text
 
 
 # --- the tests ----------------------------------------------------------------
@@ -439,11 +648,64 @@ class Messages(unittest.TestCase):
     def test_the_lint_can_fail(self):
         """The judge itself: English prose fails, Chinese, joins and names pass."""
         cases = [("listen address '%s' is not HOST:PORT", False), ("❌ 无法启动: %s", True),
+                 # punctuation is not Chinese; a run of English words is English whatever else is there
+                 ("cannot open the store：%s", False), ("…please restart the server。", False),
+                 ("错误: the refresher stopped because the app secret is wrong", False),
+                 # names, quoted library text and short English inside Chinese are not
+                 ("❌ Gitee token获取失败: %s", True), ("access token 和 jsapi_ticket 请用不同的缓存文件", True),
+                 ("路径不对: 服务端没有 %s 这个地址 (HTTP 404 Not found)", True),
+                 ("地址 %s 已被占用 (address already in use)：先停止它", True),
+                 ("withToken(client, fn): fn 必须是函数", True), ("请运行 pip install 'tokendist-client[sealed]'", True),
                  ("%s: %s", True), ("HTTP %ld", True), ("tokendist get: %s\n", True),
                  ("(none)", False), ("--tls-cert (TOKENDIST_TLS_CERT)", True),
                  ("field 'access_token' is empty", False), ("…/release/get-token", True)]
         for text, ok in cases:
             self.assertEqual(not judge([("x.c", 1, text)])[0], ok, text)
+
+    def test_the_adversary_plants_are_caught(self):
+        """The 17 plants of issue #14's adversary (finding 2): English that
+        an earlier lint let through, each at a sink the code really uses."""
+        planted = {
+            "x.c": ('#define GONE_WHY "the store has gone away"\n'
+                    'static const char *const WHYS[] = {"the lease was lost", "无"};\n'
+                    'static void f(char *err, size_t errlen, char *buf, size_t len, size_t n) {\n'
+                    '    char reason[64];\n'
+                    '    td_log("cannot open the store：%s", why);\n'
+                    '    td_log("…please restart the server。");\n'
+                    '    snprintf(err, errlen, "错误: the refresher stopped because the app secret is wrong");\n'
+                    '    td_log("%s: %s", GONE_WHY, WHYS[1]);\n'
+                    '    snprintf(reason, sizeof reason, "bad reply from the server");\n'
+                    '    snprintf(buf, len, "(%zu chars)", n);\n'
+                    '    dprintf(2, "cannot write the cache\\n");\n'
+                    '    perror("open failed");\n}\n', c_found),
+            "x.cjs": ("process.stderr.write('token fetch failed\\n');\n"
+                      "throw new SyntaxError('the record is not JSON');\n"
+                      "const msg = 'no usable source left';\nthrow new Error(msg);\n"
+                      "throw Object.assign(new Error(), { message: 'the cache is corrupt', code: 'EX' });\n", js_found),
+            "x.py": ('import logging, sys\n'
+                     'def f():\n'
+                     '    raise OSError("cannot read the cache file")\n'
+                     '    raise Exception("unexpected answer from the server")\n'
+                     '    raise KeyError("no such token name")\n'
+                     '    sys.stderr.write("token fetch failed\\n")\n'
+                     '    logger.log(logging.WARNING, "the server is slow")\n', py_found),
+        }
+        want = {"x.c": ["cannot open the store：%s", "…please restart the server。",
+                        "错误: the refresher stopped because the app secret is wrong", "the store has gone away",
+                        "the lease was lost", "bad reply from the server", "(%zu chars)",
+                        "cannot write the cache\n", "open failed"],
+                "x.cjs": ["token fetch failed\n", "the record is not JSON", "no usable source left",
+                          "the cache is corrupt"],
+                "x.py": ["cannot read the cache file", "unexpected answer from the server", "no such token name",
+                         "token fetch failed\n", "the server is slow"]}
+        self.assertEqual(sum(len(w) for w in want.values()) - 1, 17)   # WHYS is one plant: a constant's text
+        with tempfile.TemporaryDirectory() as d:
+            for name, (text, scan) in planted.items():
+                path = os.path.join(d, name)
+                with open(path, "w", encoding="utf-8") as f:
+                    f.write(text)
+                bad, _ = judge(list(scan(path)))
+                self.assertEqual(sorted(b.split(": ", 1)[1] for b in bad), sorted(repr(w) for w in want[name]), name)
 
     def test_the_scanners_find_the_sinks(self):
         """Each scanner, on a planted file: English at a sink is found,

@@ -242,7 +242,7 @@ test('all sources down → EALLFAILED listing each failure', async (t) => {
     assert.equal(err.code, 'EALLFAILED');
     assert.equal(err.reason, 'failed');
     assert.deepEqual(err.errors.map((e) => e.code), ['ENETWORK', 'EHTTP', 'ENOTFOUND_TOKEN']);
-    assert.match(err.message, /^❌ token获取失败: 所有来源均失败\n {2}- 腾讯云函数 token获取失败: 网络错误: ECONNREFUSED/);
+    assert.match(err.message, /^❌ token获取失败: 所有来源均失败\n {2}- 腾讯云函数 token获取失败: 网络错误: 无法连接 127\.0\.0\.1:\d+，请检查地址、端口和防火墙，以及服务是否在运行 \(ECONNREFUSED\) \[/);
     assert.match(err.message, /\n {2}- Gitee token获取失败: HTTP 503: Service Unavailable/);
     assert.match(err.message, /\n {2}- 本地缓存 token获取失败: 缓存文件不存在/);
     return true;

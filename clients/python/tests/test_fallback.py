@@ -228,7 +228,7 @@ class Fallback(TestCase):
         self.assertEqual(err.reason, "failed")
         self.assertEqual([e.code for e in err.errors], ["ENETWORK", "EHTTP", "ENOTFOUND_TOKEN"])
         self.assertRegex(str(err), r"^❌ token获取失败: 所有来源均失败\n  - 腾讯云函数 token获取失败: "
-                                   r"网络错误: ECONNREFUSED")
+                                   r"网络错误: 无法连接 127\.0\.0\.1:\d+，请检查地址、端口和防火墙，以及服务是否在运行 \(ECONNREFUSED\) \[")
         self.assertRegex(str(err), r"\n  - Gitee token获取失败: HTTP 503: Service Unavailable")
         self.assertRegex(str(err), r"\n  - 本地缓存 token获取失败: 缓存文件不存在")
 

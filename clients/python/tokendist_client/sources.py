@@ -23,7 +23,7 @@ import json
 import os
 import secrets
 from typing import Any, Callable
-from urllib.parse import quote, urlencode
+from urllib.parse import quote, urlencode, urlsplit
 
 from .errors import LABEL, ErrorCode, SourceName, TokendistError
 from .options import DEFAULT_NAME, Gitee, Options
@@ -32,6 +32,16 @@ from .sealed import SealError, open_file
 from .transport import Answer, exchange, redact_url
 
 Seen = Callable[[Answer], None]
+
+
+def wrong_path_why(url: str) -> str:
+    """Why our server answered 404 ``Not found``: the URL's path is not one of its addresses."""
+    try:
+        path = urlsplit(url).path or "/"
+    except ValueError:
+        path = "/"
+    return (f"路径不对: 服务端没有 {path} 这个地址 (HTTP 404 Not found)；tokendist 的地址以 /release/get-token 或 "
+            "/v1/tokens/名称 结尾，也可以只写 http(s)://主机:端口")
 
 
 def http_error(source: SourceName, url: str, answer: Answer, *,
@@ -53,6 +63,11 @@ def http_error(source: SourceName, url: str, answer: Answer, *,
     label, shown = LABEL[source], redact_url(url)
     if source == "endpoint" and answer.status == 404 and detail == "Token not found or expired":
         return TokendistError("ENOTFOUND_TOKEN", f"❌ {label} {doing}: {detail}",
+                              source=source, url=shown, status=404)
+    if source == "endpoint" and answer.status == 404 and detail == "Not found":
+        # Our server's "no such path" is a wrong URL, not a missing token (the
+        # C client's words, src/endpoint.c td_endpoint_wrong_path_why).
+        return TokendistError("EHTTP", f"❌ {label} {doing}: {wrong_path_why(url)}",
                               source=source, url=shown, status=404)
     msg = f"HTTP {answer.status}: {answer.reason}"
     if detail and detail != answer.reason:

@@ -88,17 +88,39 @@ class _Redirects(urllib.request.HTTPRedirectHandler):
 _opener = urllib.request.build_opener(_Redirects())
 
 
-def _network_detail(exc: BaseException) -> str:
-    """The errno name Node would print (``ECONNREFUSED``), else the reason."""
+def host_of(url: str) -> str:
+    """Where a request went, for a message: ``host:port`` only, so neither
+    the userinfo nor a query (a Gitee ``access_token``) can reach it."""
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        if ":" in host:
+            host = f"[{host}]"
+        return f"{host}:{parts.port}" if parts.port is not None else host or "(无法解析的地址)"
+    except ValueError:
+        return "(无法解析的地址)"
+
+
+def _network_detail(exc: BaseException, url: str) -> str:
+    """A failed request in our words, naming the address and what to check
+    (the C client's words, src/httpc.c curl_what); the errno name Node would
+    print (``ECONNREFUSED``) or Python's own text follows in parentheses."""
+    host = host_of(url)
     if isinstance(exc, socket.gaierror):
-        return f"ENOTFOUND ({exc.strerror})" if exc.strerror else "ENOTFOUND"
-    if isinstance(exc, OSError) and exc.errno in errno.errorcode:
-        return errno.errorcode[exc.errno]
+        name = urlsplit(url).hostname or host
+        return f"无法解析主机名 {name}，请检查地址和 DNS (ENOTFOUND" + (f": {exc.strerror})" if exc.strerror else ")")
+    code = errno.errorcode.get(exc.errno, "") if isinstance(exc, OSError) and exc.errno else ""
+    if code == "ECONNREFUSED":
+        return f"无法连接 {host}，请检查地址、端口和防火墙，以及服务是否在运行 (ECONNREFUSED)"
+    if code in ("ETIMEDOUT", "EHOSTUNREACH", "ENETUNREACH"):
+        return f"连不上 {host}，请检查地址、端口、防火墙和网络 ({code})"
     if isinstance(exc, http.client.RemoteDisconnected):
-        return "ECONNRESET (对方未应答即关闭连接)"
+        return f"{host} 未应答即关闭了连接，请检查服务是否在运行 (ECONNRESET)"
     if isinstance(exc, http.client.IncompleteRead):
-        return "ECONNRESET (响应不完整)"
-    return str(exc) or type(exc).__name__
+        return f"{host} 的响应不完整，连接中断 (ECONNRESET)"
+    if code in ("ECONNRESET", "EPIPE"):
+        return f"与 {host} 的连接中断，请检查服务是否在运行、中间的代理是否断开了连接 ({code})"
+    return f"请求 {host} 失败，请检查地址和网络 ({code or str(exc) or type(exc).__name__})"
 
 
 def _server_time(headers: Message) -> float | None:
@@ -122,7 +144,7 @@ def exchange(source: SourceName, method: str, url: str, *, headers: dict[str, st
     def fail(code: Any, what: str) -> TokendistError:
         return TokendistError(code, f"❌ {label} token获取失败: {what}", source=source, url=shown)
 
-    timed_out = fail("ETIMEOUT", f"请求超时 ({timeout:g} 秒)")
+    timed_out = fail("ETIMEOUT", f"请求超时 ({timeout:g} 秒): {host_of(url)} 没有及时应答，请检查服务是否在运行、网络是否通畅")
     deadline = time.monotonic() + timeout
     req = urllib.request.Request(url, data=body, headers=headers, method=method)
     resp: Any
@@ -134,11 +156,11 @@ def exchange(source: SourceName, method: str, url: str, *, headers: dict[str, st
         if isinstance(e.reason, (TimeoutError, socket.timeout)):
             raise timed_out from None
         reason = e.reason if isinstance(e.reason, BaseException) else e
-        raise fail("ENETWORK", f"网络错误: {_network_detail(reason)}") from None
+        raise fail("ENETWORK", f"网络错误: {_network_detail(reason, url)}") from None
     except (TimeoutError, socket.timeout):
         raise timed_out from None
     except (OSError, http.client.HTTPException, ValueError) as e:
-        raise fail("ENETWORK", f"网络错误: {_network_detail(e)}") from None
+        raise fail("ENETWORK", f"网络错误: {_network_detail(e, url)}") from None
     try:
         status = int(resp.status if resp.status is not None else resp.code)
         length = resp.headers.get("Content-Length")
@@ -159,7 +181,7 @@ def exchange(source: SourceName, method: str, url: str, *, headers: dict[str, st
     except (TimeoutError, socket.timeout):
         raise timed_out from None
     except (OSError, http.client.HTTPException) as e:
-        raise fail("ENETWORK", f"网络错误: {_network_detail(e)}") from None
+        raise fail("ENETWORK", f"网络错误: {_network_detail(e, url)}") from None
     finally:
         resp.close()
     phrase = resp.reason if isinstance(resp.reason, str) else ""
