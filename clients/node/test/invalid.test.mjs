@@ -220,7 +220,10 @@ test('reporting to a dead endpoint is not fatal; the next fetch goes on to Gitee
   const b = makeRecord();
   gitee.state.record = a;
   const url = await deadUrl();
-  const client = createClient({ apiUrl: url, gitee: gitee.options, refreshWaitMs: DEADLINE_MS });
+  // Gitee is asked at most once a minute (GITEE_INTERVAL_MS): b can only
+  // arrive a minute after a was fetched, so the wait is that minute plus
+  // the usual deadline -- with DEADLINE_MS alone two 60 s timers raced.
+  const client = createClient({ apiUrl: url, gitee: gitee.options, refreshWaitMs: 60000 + DEADLINE_MS });
   sameToken(assert, await client.getAccessToken(), a.access_token);
 
   const result = await client.reportInvalid(a.access_token);
