@@ -104,6 +104,8 @@ class RefreshOnce(FeishuEnv, harness.TestCase):
         self.secrets.append("not-the-push-key-000001")
         self.assertEqual(r.returncode, 1)
         self.assertIn("❌ 腾讯云函数返回错误: 权限不足: 写入密钥无效", self.log_messages(r.stderr))
+        self.assertIn("💡 检查写入密钥 (--api-key / TENCENT_CLOUD_API_KEY，须是服务端 TOKENDIST_PUSH_KEYS 之一)",
+                      self.log_messages(r.stderr))
         self.assertEqual(self.feishu.sent, [])      # no token in service: nothing announced
 
     def test_notice_failure_does_not_block_push(self):
