@@ -629,6 +629,9 @@ static int check_keys(td_api *api, const td_api_req *req, td_api_resp *r, int wr
         td_metrics_inc(TD_M_AUTH_BLOCKED);
         resp_msg(api, r, 429, key, "权限不足: 认证失败次数过多，请稍后再试 (正确的密钥不受影响)");
         add_hdr(r, "Retry-After", TD_GUARD_BLOCK_TEXT);
+        /* Still a refusal of the key, not a rate limit of the service: a
+         * client tells the two apart by this header (the key is the fix). */
+        add_hdr(r, "WWW-Authenticate", "Bearer realm=\"tokendist\"");
         return 1;
     }
     if (write && keys->n == 0) {
