@@ -95,9 +95,9 @@ const char *td_log_fp(const char *token, char buf[TD_FP_LEN])
     size_t len = token ? strlen(token) : 0;
 
     if (len == 0)
-        snprintf(buf, TD_FP_LEN, "(none)");
+        snprintf(buf, TD_FP_LEN, "(无)");
     else if (len < 16)  /* too short to show any of it safely */
-        snprintf(buf, TD_FP_LEN, "(%zu chars)", len);
+        snprintf(buf, TD_FP_LEN, "(%zu 个字符)", len);
     else
         snprintf(buf, TD_FP_LEN, "%.5s…%s", token, token + len - 2);
     return buf;
@@ -110,7 +110,7 @@ const char *td_log_secret_fp(const char *secret, char buf[TD_FP_LEN])
     unsigned int mdlen = 0;
 
     if (!secret || !*secret) {
-        snprintf(buf, TD_FP_LEN, "(none)");
+        snprintf(buf, TD_FP_LEN, "(无)");
         return buf;
     }
     if (!EVP_Digest(secret, strlen(secret), md, &mdlen, EVP_sha256(), NULL) || mdlen < 4) {
