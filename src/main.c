@@ -118,11 +118,12 @@ int td_cmd_config(td_config *c, unsigned cmd, int argc, char **argv)
         fprintf(stderr, "tokendist %s: %s\n", argv[0], err);
         return TD_EXIT_USAGE;
     }
-    for (size_t i = 0; i < c->warnings.n; i++) td_log("⚠️ %s", c->warnings.v[i]);
     if (td_clock_set_zone(c->tz, err, sizeof err) != TD_OK) {
         fprintf(stderr, "tokendist %s: 时区设置 (--tz / TOKENDIST_TZ) 无效: %s\n", argv[0], err);
         return TD_EXIT_USAGE;
     }
+    /* After the zone is set: the log has one clock from its first line. */
+    for (size_t i = 0; i < c->warnings.n; i++) td_log("⚠️ %s", c->warnings.v[i]);
     if (c->print_config) {
         td_config_print(c, cmd, stdout);
         if (cmd & (TD_CMD_SERVE | TD_CMD_REFRESH | TD_CMD_SCF)) td_tokens_print(c, stdout);

@@ -10,6 +10,7 @@ it resembles."""
 import os
 import re
 import socket
+import time
 import unittest
 
 from harness import ROOT, TestCase, free_port, run_cli
@@ -309,6 +310,22 @@ class HalfConfiguredFeishu(CliTestCase):
         self.assertIn("你是不是想写 GITEE_OWNER？", r.stderr)
         self.assertIn("你是不是想写 TOKENDIST_LISTEN？", r.stderr)
         self.assertNotIn("UNRELATED_THING", r.stderr)
+
+    def test_typo_warnings_use_the_log_clock(self):
+        """The typo warnings come before the time zone is read, and must
+        still be stamped in TOKENDIST_TZ like every later line."""
+        before = time.gmtime().tm_hour
+        r = self.run_tokendist("refresh", "--once", env={"TZ": "UTC", "TOKENDIST_TZ": "Asia/Shanghai",
+                                                         "FEISHU_APP_ID": "cli_half", "FEISHU_APP_SECERT": SECRET})
+        stamps = {}
+        for line in r.stderr.splitlines():
+            m = re.match(r"^\[\d{4}-\d\d-\d\d (\d\d):\d\d:\d\d\] ", line)
+            if m:
+                stamps[line] = int(m.group(1))
+        warn = [h for l, h in stamps.items() if "你是不是想写 FEISHU_APP_SECRET" in l]
+        self.assertEqual(len(warn), 1, r.stderr)
+        # Asia/Shanghai is UTC+8 (the run may cross the hour).
+        self.assertIn(warn[0], ((before + 8) % 24, (time.gmtime().tm_hour + 8) % 24), r.stderr)
 
     def test_per_token_typo(self):
         r = self.run_tokendist("serve", "--print-config",
