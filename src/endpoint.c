@@ -61,7 +61,8 @@ int td_endpoint_check_url(const char *url, int show, char *why, size_t whylen)
         if (strchr(url, '#')) hint = "env-file 的值没有行尾注释: '=' 之后整行都是值，请把 # 注释写在单独一行";
         else hint = "去掉空格，或把空格写成 %20";
     } else if (!http_url(url)) {
-        problem = "不是 http:// 或 https:// 开头";
+        problem = "无效";
+        hint = "应以 http:// 或 https:// 开头，写成 https://host[:端口][/路径] 这样";
     } else if (strchr("/?#", *(strstr(url, "://") + 3))) {
         problem = "没有主机名 (:// 后面直接是路径)";
     } else if (!(h = curl_url())) {

@@ -852,7 +852,7 @@ static void status_detail(json_t *o, const td_refresher_state *st, long win, int
     }
     for (size_t i = 0; i < st->nevents; i++) {
         const td_refresher_event *e = &st->events[i];
-        json_array_append_new(events, json_pack("{s:s, s:I, s:I, s:I, s:s%}", "kind", event_kind(e->kind),
+        json_array_append_new(events, json_pack("{s:s, s:I, s:I, s:I, s:o}", "kind", event_kind(e->kind),
                                                 "first_timestamp", (json_int_t)e->first, "timestamp",
                                                 (json_int_t)e->last, "count", (json_int_t)e->count, "text",
                                                 td_json_text(e->text)));
