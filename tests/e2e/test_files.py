@@ -406,7 +406,7 @@ class FilesTest(harness.TestCase):
         h = self.cli("files", "--help", env=CLEAN)
         self.assertIn("  6  token 已取到，但飞书开放平台连不上", h.stdout)
         with open(os.path.join(harness.ROOT, "man", "tokendist.1"), encoding="utf-8") as f:
-            self.assertIn(".B 6\n（\\fBfiles\\fR）token 已取到，但飞书开放平台连不上", f.read())
+            self.assertIn(".B 6\n（\\fBfiles\\fR）\\:token 已取到，但飞书开放平台连不上", f.read())
         # Feishu refuses the tenant token (the read key was accepted): 6, not
         # 4 -- when no refresher replaces it (with one, the retry succeeds).
         if not self.refresher:
