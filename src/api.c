@@ -513,19 +513,11 @@ static void resp_static(td_api *api, td_api_resp *r, int status, const char *bod
     r->body_len = strlen(body);
 }
 
-/* A message as a JSON string: without the half character a bounded
- * buffer may have left at its end (td_utf8_whole), which jansson would
- * refuse -- and with it the whole answer or the key it belongs to. */
-static json_t *json_text(const char *s)
-{
-    return json_stringn(s, td_utf8_whole(s, strlen(s)));
-}
-
 /* {"success": false, "message": msg} or {"error": msg}, escaped by jansson. */
 static void resp_msg(td_api *api, td_api_resp *r, int status, const char *key, const char *msg)
 {
-    json_t *o = !strcmp(key, "error") ? json_pack("{s:o}", "error", json_text(msg))
-                                      : json_pack("{s:b, s:o}", "success", 0, "message", json_text(msg));
+    json_t *o = !strcmp(key, "error") ? json_pack("{s:o}", "error", td_json_text(msg))
+                                      : json_pack("{s:b, s:o}", "success", 0, "message", td_json_text(msg));
 
     resp_start(api, r, status, JSON_CT);
     if (o && (r->owned = json_dumps(o, 0))) {
@@ -640,6 +632,9 @@ static int check_keys(td_api *api, const td_api_req *req, td_api_resp *r, int wr
         td_metrics_inc(TD_M_AUTH_BLOCKED);
         resp_msg(api, r, 429, key, "权限不足: 认证失败次数过多，请稍后再试 (正确的密钥不受影响)");
         add_hdr(r, "Retry-After", TD_GUARD_BLOCK_TEXT);
+        /* Still a refusal of the key, not a rate limit of the service: a
+         * client tells the two apart by this header (the key is the fix). */
+        add_hdr(r, "WWW-Authenticate", "Bearer realm=\"tokendist\"");
         return 1;
     }
     if (write && keys->n == 0) {
@@ -1077,7 +1072,7 @@ static json_t *history_entry(const td_store_entry *e, const td_snap *cur)
     const char *ten;
 
     if (td_record_parse(e->json, e->json_len, 0, -1, &rec, sub, sizeof sub) != TD_OK)
-        return json_pack("{s:I, s:o}", "generated_timestamp", (json_int_t)e->generated_ts, "problem", json_text(sub));
+        return json_pack("{s:I, s:o}", "generated_timestamp", (json_int_t)e->generated_ts, "problem", td_json_text(sub));
     ten = td_record_field(rec, "tenant_access_token");
     h = json_pack("{s:I, s:s, s:I, s:s, s:s, s:s*, s:b}",
                   "generated_timestamp", (json_int_t)td_record_generated(rec), "generated_time",
@@ -1148,20 +1143,20 @@ static void readyz(td_api *api, td_api_resp *r)
     pthread_mutex_lock(&api->bad_lock);
     for (size_t i = 0; i < api->nbad; i++)
         json_array_append_new(bad, json_pack("{s:s, s:o}", "name", api->bad[i].name, "problem",
-                                             json_text(api->bad[i].problem)));
+                                             td_json_text(api->bad[i].problem)));
     json_object_set_new(o, "unreadable_records", json_integer((json_int_t)api->nknown));
     if (api->write_failing_since) {
-        json_object_set_new(o, "store_writes", json_text(api->write_err));
+        json_object_set_new(o, "store_writes", td_json_text(api->write_err));
         json_object_set_new(o, "store_writes_failing_since", json_integer((json_int_t)api->write_failing_since));
     } else {
         json_object_set_new(o, "store_writes", json_string("ok"));
     }
     pthread_mutex_unlock(&api->bad_lock);
     json_object_set_new(o, "ready", json_boolean(store_ok));
-    json_object_set_new(o, "store", json_text(store_ok ? "ok" : err));
+    json_object_set_new(o, "store", td_json_text(store_ok ? "ok" : err));
     /* Working, but with a caveat an operator must hear of (an S3 service
      * that ignores conditional writes): ready all the same. */
-    if (td_store_warning(api->store, warn, sizeof warn)) json_object_set_new(o, "store_warning", json_text(warn));
+    if (td_store_warning(api->store, warn, sizeof warn)) json_object_set_new(o, "store_warning", td_json_text(warn));
     json_object_set_new(o, "tokens", toks);
     json_object_set_new(o, "unreadable", bad);
     {
@@ -1258,7 +1253,7 @@ static json_t *status_token(td_api *api, const char *name, const json_t *rf)
         json_object_set_new(o, "record", json_null());
     json_object_set_new(o, "refresh", rf ? json_deep_copy(rf) : json_null());
     if (td_store_history(api->store, name, STATUS_HISTORY, &v, &n, err, sizeof err) != TD_OK) {
-        json_object_set_new(o, "history_error", json_text(err));
+        json_object_set_new(o, "history_error", td_json_text(err));
         n = 0;
     }
     json_object_set_new(o, "history", hist = json_array());
@@ -1291,13 +1286,13 @@ static json_t *status_facts(td_api *api)
         json_array_append_new(toks, status_token(api, names.v[i], json_object_get(refresh, names.v[i])));
     pthread_mutex_lock(&api->bad_lock);
     for (size_t i = 0; i < api->nbad; i++)
-        json_array_append_new(bad, json_pack("{s:s, s:o}", "name", api->bad[i].name, "problem", json_text(api->bad[i].problem)));
+        json_array_append_new(bad, json_pack("{s:s, s:o}", "name", api->bad[i].name, "problem", td_json_text(api->bad[i].problem)));
     json_object_set_new(o, "unreadable_records", json_integer((json_int_t)api->nknown));
     pthread_mutex_unlock(&api->bad_lock);
     json_object_set_new(o, "now", json_integer((json_int_t)now));
     json_object_set_new(o, "time", json_string(td_clock_format(now, now_s)));
     json_object_set_new(o, "version", json_string(TD_VERSION));
-    json_object_set_new(o, "store", json_text(store_ok ? "ok" : err));
+    json_object_set_new(o, "store", td_json_text(store_ok ? "ok" : err));
     json_object_set_new(o, "tokens", toks);
     json_object_set_new(o, "tokens_not_shown",
                         json_integer(names.n > STATUS_TOKENS_MAX ? (json_int_t)(names.n - STATUS_TOKENS_MAX) : 0));

@@ -581,6 +581,18 @@ static int judge(td_client *c, attempt *a, const char *text, size_t len, td_toke
 
 /* The reason phrase of the status line ("HTTP/1.1 500 Internal Server
  * Error"), or a stock one when the server sent none (HTTP/2). */
+/* Whether the answer refuses the key: 401, 403, or a tokendist server's
+ * 429 to an address that failed too often (it carries WWW-Authenticate,
+ * a service's own rate limit does not) -- the key is what to check in
+ * each case, and the exit code says so. */
+static int refused_key(const td_httpc_resp *resp)
+{
+    char h[64];
+
+    return resp->status == 401 || resp->status == 403 ||
+           (resp->status == 429 && td_httpc_header(resp, "WWW-Authenticate", h, sizeof h));
+}
+
 static const char *reason_phrase(const td_httpc_resp *r, char *buf, size_t len)
 {
     const char *h = r->headers, *sp, *eol;
@@ -668,7 +680,7 @@ int td__client_endpoint_answer(const td_httpc_resp *resp, const char *url, td_to
         snprintf(why, whylen, "HTTP %ld: %s (%s)", resp->status, rp, m);
     else
         snprintf(why, whylen, "HTTP %ld: %s", resp->status, rp);
-    return resp->status == 401 || resp->status == 403 ? TD_EAUTH : TD_EHTTP;
+    return refused_key(resp) ? TD_EAUTH : TD_EHTTP;
 }
 
 static int from_endpoint(td_client *c, size_t i, td_token_kind kind, attempt *a, td_record **out)
@@ -1309,7 +1321,7 @@ static int post_invalid(td_client *c, const char *token, td_record **newer, char
         } else {
             rc = resp.status == 501 || resp.status == 503 ? TD_EUNAVAIL
                  : resp.status == 404 ? TD_ENOTFOUND
-                 : resp.status == 401 || resp.status == 403 ? TD_EAUTH : TD_EHTTP;
+                 : refused_key(&resp) ? TD_EAUTH : TD_EHTTP;
             snprintf(err, errlen, "报告token无效失败: HTTP %ld: %s%s%s%s [%s]", resp.status,
                      reason_phrase(&resp, reason, sizeof reason), m ? " (" : "", m ? m : "",
                      m ? ")" : "", td_httpc_redact_url(req.url, TD_HTTPC_HIDE_QUERY, shown, sizeof shown));

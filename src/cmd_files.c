@@ -229,6 +229,23 @@ static void explain(const td_chatfiles *cf, int rc, FILE *f)
     }
 }
 
+/* `files`' own exit code: the token came, Feishu's open platform did not
+ * serve the chat (unreachable, the tenant token refused, rate-limited, an
+ * error).  Apart from get's 3/4/5, which speak of the token's sources --
+ * a cron wrapper that branches on "wrong read key" or "token server down"
+ * must not take Feishu's trouble for them. */
+#define FILES_EXIT_FEISHU 6
+
+/* The exit code of a failed run, by the side that failed (explain's). */
+static int failed_exit(const td_chatfiles *cf, int rc)
+{
+    switch (cf->failed_at) {
+    case TD_CHATFILES_FEISHU: return FILES_EXIT_FEISHU;
+    case TD_CHATFILES_LOCAL: return TD_EXIT_FAIL;
+    default: return td__client_exit_code(rc);
+    }
+}
+
 static int parse_time(const char *flag, const char *s, int64_t *out)
 {
     if (!s || !*s) return *out = 0, TD_OK;
@@ -307,11 +324,19 @@ int td_cmd_files(int argc, char **argv)
     if (download) {
         char more[64] = "";
         if (r.unreadable) snprintf(more, sizeof more, " (其中无法读取的文件消息 %d 个)", r.unreadable);
-        td_log("下载完成: 新文件 %d 个, 已存在 %d 个, 失败 %d 个%s", r.downloaded, r.skipped, r.failed, more);
+        /* A cron mail is read by its last line: a run that stopped must
+         * not end in words that read as "nothing new, nothing failed". */
+        if (rc == TD_OK)
+            td_log("下载完成: 新文件 %d 个, 已存在 %d 个, 失败 %d 个%s", r.downloaded, r.skipped, r.failed, more);
+        else if (!r.downloaded && !r.skipped && !r.failed)
+            td_log("❌ 未能列出群消息，未下载任何文件");
+        else
+            td_log("❌ 下载中途停止 (群消息未能列完): 新文件 %d 个, 已存在 %d 个, 失败 %d 个%s", r.downloaded,
+                   r.skipped, r.failed, more);
     } else if (r.unreadable) {
         td_log("❌ %d 个文件消息无法读取，已跳过 (列出 %d 个文件)", r.unreadable, r.listed);
     }
-    ex = rc != TD_OK ? td__client_exit_code(rc) : r.failed ? TD_EXIT_FAIL : TD_EXIT_OK;
+    ex = rc != TD_OK ? failed_exit(&cf, rc) : r.failed ? TD_EXIT_FAIL : TD_EXIT_OK;
 out:
     td_manifest_close(r.manifest);
     free(nargv);

@@ -3,6 +3,7 @@
  * values and the hints for misspelt names all read it. */
 #include "config.h"
 #include "clock.h"
+#include "endpoint.h"
 #include "host.h"
 #include "http.h"
 #include "log.h"
@@ -58,6 +59,20 @@ typedef struct cfg_entry {
 static int check_listen(const char *v, char *why, size_t whylen);
 static int check_store(const char *v, char *why, size_t whylen);
 static int check_name(const char *v, char *why, size_t whylen);
+/* Every URL setting by the one rule (td_endpoint_check_url), when it is
+ * read: a malformed one is a settings error naming its source, not a
+ * network error later. */
+static int check_url(const char *v, char *why, size_t whylen)
+{
+    return td_endpoint_check_url(v, 1, why, whylen);
+}
+
+/* A webhook's address is itself a credential: never shown. */
+static int check_secret_url(const char *v, char *why, size_t whylen)
+{
+    return td_endpoint_check_url(v, 0, why, whylen);
+}
+
 static int check_field(const char *v, char *why, size_t whylen);
 static int check_time(const char *v, char *why, size_t whylen);
 
@@ -127,11 +142,11 @@ static const cfg_entry table[] = {
     {"app-secret", {"FEISHU_APP_SECRET", "APP_SECRET"}, T_STR, O(feishu_app_secret), NULL, 0, 0, SENSITIVE, FEI,
      "飞书应用的 App Secret", NULL},
     {"feishu-base-url", {"FEISHU_BASE_URL"}, T_STR, O(feishu_base_url), "https://open.feishu.cn", 0, 0, URL_CREDS, FEI | TD_CMD_FILES,
-     "飞书开放平台地址 (Lark 用 https://open.larksuite.com)", NULL},
+     "飞书开放平台地址 (Lark 用 https://open.larksuite.com)", check_url},
     {"chat-id", {"FEISHU_CHAT_ID"}, T_STR, O(feishu_chat_id), NULL, 0, 0, 0, RUN,
      "接收「token 已更新」通知的群 (oc_…)，由应用发送", NULL},
     {"webhook-url", {"FEISHU_WEBHOOK_URL"}, T_STR, O(feishu_webhook_url), NULL, 0, 0, SENSITIVE, RUN,
-     "自定义机器人的 webhook，代替 --chat-id 接收通知", NULL},
+     "自定义机器人的 webhook，代替 --chat-id 接收通知", check_secret_url},
     {"webhook-secret", {"FEISHU_WEBHOOK_SECRET"}, T_STR, O(feishu_webhook_secret), NULL, 0, 0, SENSITIVE, RUN,
      "自定义机器人 webhook 的签名密钥", NULL},
     {"renew-window", {"FEISHU_RENEW_WINDOW"}, T_INT, O(renew_window), "1800", 2, 86400, 0, FEI,
@@ -160,9 +175,9 @@ static const cfg_entry table[] = {
     {"tencent-cloud-enabled", {"TENCENT_CLOUD_ENABLED"}, T_BOOL, O(tencent_cloud_enabled), "true", 0, 0, 0, FEI,
      "把每个新 token 推送到 TENCENT_CLOUD_API_URL", NULL},
     {"api-url", {"TENCENT_CLOUD_API_URL"}, T_STR, O(tencent_cloud_api_url), NULL, 0, 0, URL_CREDS, FEI,
-     "分发地址 (一个 tokendist 服务或腾讯云函数的地址)，例如 https://…/release/get-token", NULL},
+     "分发地址 (一个 tokendist 服务或腾讯云函数的地址)，例如 https://…/release/get-token", check_url},
     {"public-url", {"TOKENDIST_PUBLIC_URL"}, T_STR, O(public_url), NULL, 0, 0, URL_CREDS, RUN,
-     "客户端取 token 的地址，显示在群通知里 (默认: TENCENT_CLOUD_API_URL；再没有则是 serve 的监听地址)", NULL},
+     "客户端取 token 的地址，显示在群通知里 (默认: TENCENT_CLOUD_API_URL；再没有则是 serve 的监听地址)", check_url},
     {"api-key", {"TENCENT_CLOUD_API_KEY"}, T_STR, O(tencent_cloud_api_key), NULL, 0, 0, SENSITIVE, FEI,
      "推送时以 Authorization: Bearer 发给分发地址的写入密钥", NULL},
 
@@ -185,13 +200,13 @@ static const cfg_entry table[] = {
     {"gitee-branch", {"GITEE_BRANCH"}, T_STR, O(gitee_branch), "master", 0, 0, 0, GIT,
      "Gitee 分支", NULL},
     {"gitee-base-url", {"GITEE_BASE_URL"}, T_STR, O(gitee_base_url), "https://gitee.com/api/v5", 0, 0, URL_CREDS, GIT,
-     "Gitee API 地址", NULL},
+     "Gitee API 地址", check_url},
     {"share-key", {"TOKENDIST_SHARE_KEY"}, T_LIST, O(share_keys), NULL, 0, TD_SEAL_KEYS_MAX, SENSITIVE, GIT,
      "以 AES-256-GCM 加密 Gitee 副本的共享密钥 (tokendist keygen 生成；刷新器和客户端用同一个)；以逗号分隔时第一个用于加密，每个都可用于解密",
      td_seal_key_check},
 
     {"url", {"TOKENDIST_URLS", "TENCENT_CLOUD_API_URL"}, T_LIST, O(urls), NULL, 0, 0, URL_CREDS, CLI,
-     "从这个地址获取 token (可重复: 依次尝试)", NULL},
+     "从这个地址获取 token (可重复: 依次尝试)", check_url},
     {"key", {"TOKENDIST_READ_KEY"}, T_STR, O(read_key), NULL, 0, 0, SENSITIVE, CLI,
      "以 Authorization: Bearer 发送的读取密钥", NULL},
     {"field", {"TOKENDIST_FIELD"}, T_STR, O(field), "access_token", 0, 0, 0, TD_CMD_GET,

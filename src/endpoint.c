@@ -7,6 +7,7 @@
 #include "tokendist.h"
 
 #include <arpa/inet.h>
+#include <curl/curl.h>
 #include <ifaddrs.h>
 #include <jansson.h>
 #include <netinet/in.h>
@@ -41,6 +42,47 @@ static void split(const char *url, size_t *base_len, const char **path, size_t *
     *base_len = (size_t)(p - url);
     *path = p;
     *path_len = n;
+}
+
+int td_endpoint_check_url(const char *url, int show, char *why, size_t whylen)
+{
+    char shown[204], v[230];
+    const char *problem = NULL, *hint = "应写成 https://host[:端口][/路径] 这样";
+    CURLU *h = NULL;
+    CURLUcode uc;
+
+    td_httpc_redact_url(url, 0, shown, sizeof shown);
+    if (show) snprintf(v, sizeof v, " '%s' ", shown);
+    else v[0] = '\0';
+    if (strpbrk(url, " \t")) {
+        /* The likeliest one: VAR=URL  # comment on an env-file line, where
+         * everything after '=' is the value (tokendist.env(5)). */
+        problem = "含有空白";
+        if (strchr(url, '#')) hint = "env-file 的值没有行尾注释: '=' 之后整行都是值，请把 # 注释写在单独一行";
+        else hint = "去掉空格，或把空格写成 %20";
+    } else if (!http_url(url)) {
+        problem = "无效";
+        hint = "应以 http:// 或 https:// 开头，写成 https://host[:端口][/路径] 这样";
+    } else if (strchr("/?#", *(strstr(url, "://") + 3))) {
+        problem = "没有主机名 (:// 后面直接是路径)";
+    } else if (!(h = curl_url())) {
+        snprintf(why, whylen, "内存不足");
+        return TD_ENOMEM;
+    } else if ((uc = curl_url_set(h, CURLUPART_URL, url, 0)) != CURLUE_OK) {
+        problem = uc == CURLUE_BAD_PORT_NUMBER ? "端口不对 (应为 1 到 65535 的数字)"
+                : uc == CURLUE_BAD_IPV6 ? "IPv6 地址不对 (应写在方括号里，如 http://[::1]:9000/)"
+                : uc == CURLUE_BAD_HOSTNAME ? "主机名不对"
+                : "格式不对";
+    } else {
+        char *port = NULL;
+        if (curl_url_get(h, CURLUPART_PORT, &port, 0) == CURLUE_OK && port && !strcmp(port, "0"))
+            problem = "端口不对 (应为 1 到 65535 的数字)";
+        curl_free(port);
+    }
+    curl_url_cleanup(h);
+    if (!problem) return TD_OK;
+    snprintf(why, whylen, "地址%s%s: %s", v, problem, hint);
+    return TD_EINVAL;
 }
 
 int td_endpoint_resolve(td_endpoint *e, const char *url, const char *name, char *err, size_t errlen)

@@ -45,6 +45,17 @@ typedef struct td_endpoint {
  * long, or names another token. */
 int td_endpoint_resolve(td_endpoint *e, const char *url, const char *name, char *err, size_t errlen);
 
+/* Whether url can be requested at all: an http(s) URL with a host, a port
+ * from 1 to 65535 if it names one, no blanks, a well-formed IPv6 address
+ * in brackets -- by libcurl's own URL parser (what every request goes
+ * through), plus "http:///path", which curl would read as the host
+ * "path".  Checked when a setting is read, so a typo is a settings error
+ * naming its source (exit 2), not a network error later.  TD_OK, or
+ * TD_EINVAL with why (Chinese, a clause saying what is wrong and how to
+ * write it; it shows url, without credentials, unless show is 0 -- a
+ * webhook's address is itself a secret). */
+int td_endpoint_check_url(const char *url, int show, char *why, size_t whylen);
+
 /* Whether an answer is tokendist's "no such path" -- 404 with the body
  * {"error": "Not found"} -- as opposed to 404 "Token not found or expired",
  * which means the path is right and there is no valid token yet. */

@@ -1,5 +1,6 @@
 /* feishu -- see feishu.h. */
 #include "feishu.h"
+#include "strbuf.h"
 #include "tokendist.h"
 
 #include <stdio.h>
@@ -218,11 +219,13 @@ int td_feishu_send_text(const td_feishu *f, const char *tenant_token, const char
     }
     rc = TD_ENOMEM;
     /* Feishu wants "content" as a JSON *string* holding the object. */
-    if (!(content = json_pack("{s:s}", "text", text))) goto out;
-    if (!(ctext = json_dumps(content, JSON_COMPACT))) goto out;
-    if (!(req = json_pack("{s:s, s:s, s:s}", "receive_id", chat_id, "msg_type", "text", "content", ctext)))
+    if (!(content = json_pack("{s:o}", "text", td_json_text(text))) ||
+        !(ctext = json_dumps(content, JSON_COMPACT)) ||
+        !(req = json_pack("{s:s, s:s, s:s}", "receive_id", chat_id, "msg_type", "text", "content", ctext)) ||
+        !(body = json_dumps(req, JSON_COMPACT))) {
+        snprintf(err, errlen, "飞书消息发送失败: 无法把消息编码为 JSON (%s)", td_strerror(rc));
         goto out;
-    if (!(body = json_dumps(req, JSON_COMPACT))) goto out;
+    }
     {
         td_httpc_req hr = {.method = "POST", .url = url, .body = body, .body_len = strlen(body),
                            .headers = hdrs, .timeout_ms = f->timeout_ms,

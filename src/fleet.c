@@ -847,15 +847,15 @@ static void status_detail(json_t *o, const td_refresher_state *st, long win, int
                                "failures_in_a_row", k->failures, "last_success_timestamp",
                                ts_or_null(k->last_ok), "last_failure_timestamp", ts_or_null(k->last_fail));
         if (so && k->last_fail)
-            json_object_set_new(so, "last_error", json_stringn(k->last_err, td_utf8_whole(k->last_err, strlen(k->last_err))));
+            json_object_set_new(so, "last_error", td_json_text(k->last_err));
         json_array_append_new(sinks, so);
     }
     for (size_t i = 0; i < st->nevents; i++) {
         const td_refresher_event *e = &st->events[i];
-        json_array_append_new(events, json_pack("{s:s, s:I, s:I, s:I, s:s%}", "kind", event_kind(e->kind),
+        json_array_append_new(events, json_pack("{s:s, s:I, s:I, s:I, s:o}", "kind", event_kind(e->kind),
                                                 "first_timestamp", (json_int_t)e->first, "timestamp",
                                                 (json_int_t)e->last, "count", (json_int_t)e->count, "text",
-                                                e->text, td_utf8_whole(e->text, strlen(e->text))));
+                                                td_json_text(e->text)));
     }
     json_object_set_new(o, "sinks", sinks);
     json_object_set_new(o, "events", events);
@@ -942,7 +942,7 @@ void td_fleet_status(void *fleet, json_t *out, int detail)
             json_object_set_new(o, "last_success", st.last_ok ? json_string(td_clock_format(st.last_ok, t1)) : json_null());
             json_object_set_new(o, "last_failure", st.last_fail ? json_string(td_clock_format(st.last_fail, t2)) : json_null());
             if (st.last_fail)
-                json_object_set_new(o, "last_error", json_stringn(st.last_err, td_utf8_whole(st.last_err, strlen(st.last_err))));
+                json_object_set_new(o, "last_error", td_json_text(st.last_err));
             if (detail) status_detail(o, &st, td_refresher_window(r), held);
         }
         json_object_set_new(all, e->name, o);

@@ -50,7 +50,10 @@ static int build_line(td_strbuf *b, const char *when, const char *fmt, va_list a
     return td_strbuf_puts(b, "\n");
 }
 
-/* Most lines fit the stack buffer; a longer one (a client's error list)
+/* A line's pieces may have been cut by bounded buffers anywhere in it:
+ * the line is mended (td_utf8_mend) so that no reader of the log -- a
+ * terminal, journald, a log shipper -- sees half a character.
+ * Most lines fit the stack buffer; a longer one (a client's error list)
  * is built on the heap up to 64 KB; beyond that, or without memory, the
  * line says so instead of showing a silently cut message. */
 void td_logv(const char *fmt, va_list ap)
@@ -63,11 +66,13 @@ void td_logv(const char *fmt, va_list ap)
     td_clock_format(td_clock_now(), when);
     td_strbuf_fixed(&b, line, sizeof line);
     if (build_line(&b, when, fmt, ap) == TD_OK) {
+        b.len = td_utf8_mend(line, b.len);
         (void)!write(line_fd(line, b.len, when), line, b.len);
         return;
     }
     td_strbuf_heap(&big, LINE_MAX_HEAP);
     if (build_line(&big, when, fmt, ap) == TD_OK) {
+        big.len = td_utf8_mend(big.buf, big.len);
         (void)!write(line_fd(td_strbuf_str(&big), big.len, when), td_strbuf_str(&big), big.len);
     } else {
         td_strbuf_fixed(&b, line, sizeof line);
@@ -90,9 +95,9 @@ const char *td_log_fp(const char *token, char buf[TD_FP_LEN])
     size_t len = token ? strlen(token) : 0;
 
     if (len == 0)
-        snprintf(buf, TD_FP_LEN, "(none)");
+        snprintf(buf, TD_FP_LEN, "(无)");
     else if (len < 16)  /* too short to show any of it safely */
-        snprintf(buf, TD_FP_LEN, "(%zu chars)", len);
+        snprintf(buf, TD_FP_LEN, "(%zu 个字符)", len);
     else
         snprintf(buf, TD_FP_LEN, "%.5s…%s", token, token + len - 2);
     return buf;
@@ -105,7 +110,7 @@ const char *td_log_secret_fp(const char *secret, char buf[TD_FP_LEN])
     unsigned int mdlen = 0;
 
     if (!secret || !*secret) {
-        snprintf(buf, TD_FP_LEN, "(none)");
+        snprintf(buf, TD_FP_LEN, "(无)");
         return buf;
     }
     if (!EVP_Digest(secret, strlen(secret), md, &mdlen, EVP_sha256(), NULL) || mdlen < 4) {

@@ -37,7 +37,7 @@ void td_log_route(const char *const *messages, int fd);
 const char *td_log_fp(const char *token, char buf[TD_FP_LEN]);
 
 /* A secret's fingerprint: "sha256:" and the first 8 hex digits of its
- * SHA-256 ("sha256:1a2b3c4d"), none of its characters; "(none)" when
+ * SHA-256 ("sha256:1a2b3c4d"), none of its characters; "(无)" when
  * unset.  For everything that does not expire by itself -- the app
  * secret, push and read keys, the Gitee access token, the webhook URL and
  * its secret, the Tencent API key -- in logs and --print-config.  Two

@@ -51,7 +51,8 @@ static const command commands[] = {
      "list 每行打印: 时间、文件名、message_id、file_key。download 下载到 --out，按 file_key "
      "跳过下载过的文件，可以放心地由 cron 反复运行。",
      "  0  完成 (download: 没有文件下载失败)\n"
-     "  1  有文件下载失败，或其他错误\n" EXIT_USAGE_LINE EXIT_CLIENT_LINES},
+     "  1  有文件下载失败或无法写入 --out，或其他错误\n" EXIT_USAGE_LINE EXIT_CLIENT_LINES
+     "  6  token 已取到，但飞书开放平台连不上、拒绝了 tenant token、限流或返回了错误\n"},
     {"refresh", td_cmd_refresh, TD_CMD_REFRESH, "[--once] [选项]",
      "从飞书获取 token 并推送到每个分发目标 (--once: 只运行一轮)",
      "从飞书获取 token 并推送到每个分发目标 (--api-url 指向的分发服务、Gitee 上的文件)，再通知群里。\n"
@@ -102,7 +103,7 @@ static void usage(FILE *f)
     for (size_t i = 0; i < NCOMMANDS; i++) fprintf(f, "  %-12s %s\n", commands[i].name, commands[i].summary);
     fprintf(f, "\n'tokendist 命令 --help' 列出一个命令的选项和环境变量；tokendist -V 打印版本。\n\n"
                "退出码:\n  0  成功\n  1  命令运行了，但失败了\n" EXIT_USAGE_LINE
-               "  3、4、5  (get、files) 见它们的 --help\n");
+               "  3、4、5  (get、files)、6 (files) 见它们的 --help\n");
 }
 
 int td_cmd_config(td_config *c, unsigned cmd, int argc, char **argv)
@@ -118,11 +119,12 @@ int td_cmd_config(td_config *c, unsigned cmd, int argc, char **argv)
         fprintf(stderr, "tokendist %s: %s\n", argv[0], err);
         return TD_EXIT_USAGE;
     }
-    for (size_t i = 0; i < c->warnings.n; i++) td_log("⚠️ %s", c->warnings.v[i]);
     if (td_clock_set_zone(c->tz, err, sizeof err) != TD_OK) {
         fprintf(stderr, "tokendist %s: 时区设置 (--tz / TOKENDIST_TZ) 无效: %s\n", argv[0], err);
         return TD_EXIT_USAGE;
     }
+    /* After the zone is set: the log has one clock from its first line. */
+    for (size_t i = 0; i < c->warnings.n; i++) td_log("⚠️ %s", c->warnings.v[i]);
     if (c->print_config) {
         td_config_print(c, cmd, stdout);
         if (cmd & (TD_CMD_SERVE | TD_CMD_REFRESH | TD_CMD_SCF)) td_tokens_print(c, stdout);

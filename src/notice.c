@@ -115,7 +115,10 @@ static int post_webhook(const td_notice *n, const char *text, long *wait_s, char
     td_httpc_resp resp = {0};
     int rc = TD_ENOMEM;
 
-    if (!(req = json_pack("{s:s, s:{s:s}}", "msg_type", "text", "content", "text", text))) goto out;
+    if (!(req = json_pack("{s:s, s:{s:o}}", "msg_type", "text", "content", "text", td_json_text(text)))) {
+        snprintf(err, errlen, "飞书机器人 webhook 发送失败: 无法把消息编码为 JSON (%s)", td_strerror(rc));
+        goto out;
+    }
     if (n->webhook_secret && *n->webhook_secret) {
         int64_t now = td_clock_now();
         if ((rc = td_notice_webhook_sign(now, n->webhook_secret, sign, sizeof sign)) != TD_OK) {
@@ -180,7 +183,7 @@ int td_notice_send(const td_notice *n, const char *tenant_token, const char *tex
                    size_t errlen)
 {
     int rc = TD_OK, r;
-    char why[512];
+    char why[512] = "";
 
     if (n->chat_id && *n->chat_id) {
         td_feishu f = *n->feishu;

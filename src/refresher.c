@@ -283,7 +283,7 @@ static void note_event(td_refresher *r, td_event_kind kind, const char *fmt, ...
 
     va_start(ap, fmt);
     vsnprintf(e.text, sizeof e.text, fmt, ap);
-    e.text[td_utf8_whole(e.text, strlen(e.text))] = '\0'; /* not half a character at a cut */
+    td_utf8_mend(e.text, strlen(e.text));  /* not half a character at a cut (also compared below) */
     va_end(ap);
     e.first = e.last = td_clock_now();
     pthread_mutex_lock(&r->lock);
@@ -329,7 +329,9 @@ static int notify(td_refresher *r, const char *tenant, const char *text, const c
     int rc;
 
     if (!td_notice_enabled(&r->o.notice)) return TD_OK;
+    err[0] = '\0';
     if ((rc = td_notice_send(&r->o.notice, tenant, text, err, sizeof err)) != TD_OK) {
+        if (!err[0]) snprintf(err, sizeof err, "%s", td_strerror(rc));   /* never an empty reason */
         td_metrics_inc(TD_M_NOTICE_FAILED);
         td_log("⚠️ 群通知 (%s) 发送失败: %s", what, err);
         note_event(r, kind, "群通知「%s」发送失败: %s", what, err);
@@ -786,6 +788,10 @@ fail:
         *next_ms = LEASE_RETRY_MS;
         goto out;
     }
+    /* err quotes the platform's or a sink's words through bounded
+     * buffers: made whole once here, for the log, the alert, the status
+     * page and the command's last line alike. */
+    td_utf8_mend(err, strlen(err));
     failed_cycle(r, rc, t, next_ms, err);
 out:
     td_record_free(rec);
@@ -798,7 +804,8 @@ out:
     r->forced += forced;
     r->failures_seen = r->failures;
     if (rc == TD_OK) r->last_ok = td_clock_now();
-    else if (rc != TD_ECANCELED) r->last_fail = td_clock_now(), snprintf(r->last_err, sizeof r->last_err, "%s", err);
+    else if (rc != TD_ECANCELED) r->last_fail = td_clock_now(), snprintf(r->last_err, sizeof r->last_err, "%s", err),
+             td_utf8_mend(r->last_err, strlen(r->last_err));
     pthread_mutex_unlock(&r->lock);
     return rc;
 }

@@ -88,7 +88,7 @@ int td_sink_endpoint(td_sink *k, const char *url, const char *key, const char *n
     int rc = TD_ENOMEM;
 
     memset(k, 0, sizeof *k);
-    k->kind = TD_SINK_ENDPOINT, k->label = "腾讯云函数", k->key = key, k->timeout_ms = timeout_ms;
+    k->kind = TD_SINK_ENDPOINT, k->label = "腾讯云函数", k->key = key, k->name = name, k->timeout_ms = timeout_ms;
     if (!e) {
         snprintf(err, errlen, "内存不足");
         return rc;
@@ -173,6 +173,23 @@ void td_sinks_log_enabled(const td_sinks *s)
     }
 }
 
+/* After a refused push (401/403), the settings to fix, on both sides: the
+ * server's words ("写入密钥无效") are for any HTTP client, and the seed's
+ * error line above them stays as it was.  The key is the one change a
+ * seed producer must make, so this line names where it is set. */
+static void push_key_hint(const td_sink *s)
+{
+    char own[TD_NAME_MAX + 32] = "";
+
+    if (s->name && *s->name && strcmp(s->name, "default"))
+        snprintf(own, sizeof own, "token %s 的 TOKENDIST_<名称>_API_KEY 或 ", s->name);
+    if (s->key && *s->key)
+        td_log("💡 检查写入密钥 (%s--api-key / TENCENT_CLOUD_API_KEY，须是服务端 TOKENDIST_PUSH_KEYS 之一)", own);
+    else
+        td_log("💡 没有设置写入密钥: 请设置 %s--api-key / TENCENT_CLOUD_API_KEY 为服务端 TOKENDIST_PUSH_KEYS 之一",
+               own);
+}
+
 /* The seed's upload: POST the record, expect {"success": true}. */
 static int push_endpoint(const td_sink *s, const td_record *r, char *err, size_t errlen)
 {
@@ -223,6 +240,7 @@ static int push_endpoint(const td_sink *s, const td_record *r, char *err, size_t
         snprintf(err, errlen, "腾讯云函数返回错误: 回答不是 {\"success\": true}");
 out:
     if (rc != TD_OK) td_log("❌ %s", err);
+    if (rc == TD_EAUTH) push_key_hint(s);
     memset(auth, 0, sizeof auth);
     json_decref(o);
     td_httpc_resp_clear(&resp);

@@ -36,7 +36,7 @@ typedef struct td_sink {
     td_gitee gitee;             /* gitee */
     td_seal_keys seal;          /* gitee: share keys (n == 0: plaintext); the first seals */
     td_api *api;                /* local */
-    const char *name;           /* local, gitee: token name */
+    const char *name;           /* token name (endpoint, local, gitee) */
     long max_skew;              /* gitee with a share key: how far ahead an unverifiable file's time is believed */
     long timeout_ms;
 } td_sink;

@@ -2,6 +2,7 @@
 #include "strbuf.h"
 #include "tokendist.h"
 
+#include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -102,6 +103,58 @@ size_t td_utf8_whole(const char *s, size_t n)
     lead = (unsigned char)s[start - 1];
     need = lead >= 0xF0 ? 4 : lead >= 0xE0 ? 3 : lead >= 0xC0 ? 2 : 1;
     return n - (start - 1) < need ? start - 1 : n;
+}
+
+/* The length of the valid UTF-8 character at s (at most n bytes), or 0:
+ * no overlong forms, no surrogates, nothing past U+10FFFF -- what
+ * jansson checks. */
+static size_t utf8_char(const unsigned char *s, size_t n)
+{
+    unsigned cp;
+    size_t need, i;
+
+    if (s[0] < 0x80) return 1;
+    if (s[0] < 0xC2) return 0;
+    need = s[0] < 0xE0 ? 2 : s[0] < 0xF0 ? 3 : s[0] < 0xF5 ? 4 : 0;
+    if (!need || n < need) return 0;
+    cp = s[0] & (0x7F >> need);
+    for (i = 1; i < need; i++) {
+        if ((s[i] & 0xC0) != 0x80) return 0;
+        cp = cp << 6 | (s[i] & 0x3F);
+    }
+    if ((need == 3 && (cp < 0x800 || (cp >= 0xD800 && cp <= 0xDFFF))) || (need == 4 && (cp < 0x10000 || cp > 0x10FFFF)))
+        return 0;
+    return need;
+}
+
+size_t td_utf8_mend(char *s, size_t n)
+{
+    size_t r = 0, w = 0, k;
+
+    while (r < n) {
+        if (!(k = utf8_char((const unsigned char *)s + r, n - r))) {
+            r++;            /* a stray byte: dropped */
+            continue;
+        }
+        memmove(s + w, s + r, k);
+        r += k, w += k;
+    }
+    s[w] = '\0';
+    return w;
+}
+
+json_t *td_json_text(const char *s)
+{
+    size_t n = s ? strlen(s) : 0;
+    char *copy;
+    json_t *j;
+
+    if (!s) return json_string("");
+    if (!(copy = malloc(n + 1))) return NULL;
+    memcpy(copy, s, n + 1);
+    j = json_stringn(copy, td_utf8_mend(copy, n));
+    free(copy);
+    return j;
 }
 
 int td_strbuf_error(const td_strbuf *b) { return b->error; }

@@ -55,6 +55,21 @@ int td_strbuf_append_cut(td_strbuf *b, const char *s, size_t max);
  * buffers; a JSON encoder refuses a cut one, and would drop it whole. */
 size_t td_utf8_whole(const char *s, size_t n);
 
+/* Drops, in place, every byte of the first n bytes of s that is not part
+ * of a whole, valid UTF-8 character, and NUL-terminates what is left;
+ * returns its length.  A message is often assembled from pieces that
+ * bounded buffers cut (an upstream's long error inside our own words), so
+ * half a character may sit anywhere in it, not only at its end; the log
+ * and every JSON text go through this once, at the point of writing. */
+size_t td_utf8_mend(char *s, size_t n);
+
+/* s as a JSON string (new reference, NULL without memory), mended first
+ * (td_utf8_mend): jansson refuses invalid UTF-8, and with it the whole
+ * object the text belongs to -- a group notice, an error answer.  The
+ * one way a message a person reads enters JSON. */
+struct json_t;
+struct json_t *td_json_text(const char *s);
+
 /* TD_OK, or the first failure. */
 int td_strbuf_error(const td_strbuf *b);
 

@@ -1,5 +1,6 @@
 /* tokens -- see tokens.h. */
 #include "tokens.h"
+#include "endpoint.h"
 #include "httpc.h"
 #include "log.h"
 #include "sink.h"
@@ -63,6 +64,17 @@ static int parse_bool(const char *v, int *out)
     return TD_EINVAL;
 }
 
+/* A token's own URL setting k by the one rule (td_endpoint_check_url):
+ * 1 with err when it is set and malformed. */
+static int url_invalid(const char *v, const char *k, char *err, size_t errlen)
+{
+    char why[400];
+
+    if (!v || td_endpoint_check_url(v, 1, why, sizeof why) == TD_OK) return 0;
+    snprintf(err, errlen, "设置 %s 的值无效: %s", k, why);
+    return 1;
+}
+
 static int named(const td_config *c, const char *name, td_token_conf *t, char *err, size_t errlen)
 {
     char k[128];
@@ -88,6 +100,7 @@ static int named(const td_config *c, const char *name, td_token_conf *t, char *e
         return TD_EINVAL;
     }
     t->provider.base_url = td_config_env(c, var(name, "BASE_URL", k, sizeof k));
+    if (url_invalid(t->provider.base_url, k, err, errlen)) return TD_EINVAL;
     if (parse_bool(td_config_env(c, var(name, "JSAPI_TICKET", k, sizeof k)), &t->jsapi_ticket) != TD_OK) {
         snprintf(err, errlen, "%s 应为 true 或 false", k);
         return TD_EINVAL;
@@ -106,6 +119,7 @@ static int named(const td_config *c, const char *name, td_token_conf *t, char *e
         }
     }
     t->api_url = td_config_env(c, var(name, "API_URL", k, sizeof k));
+    if (url_invalid(t->api_url, k, err, errlen)) return TD_EINVAL;
     t->api_key = td_config_env(c, var(name, "API_KEY", k, sizeof k));
     if (!t->api_key) t->api_key = c->tencent_cloud_api_key;
     t->gitee_path = td_config_env(c, var(name, "GITEE_FILE_PATH", k, sizeof k));

@@ -85,9 +85,11 @@ int td__wx_call(const td_provider *p, const char *method, const char *path, cons
         td_httpc_req q = {.method = method, .url = url, .body = body, .body_len = body ? strlen(body) : 0,
                           .headers = hdrs, .timeout_ms = p->timeout_ms, .max_body = WX_BODY_MAX};
         if ((rc = td_httpc_do(&q, &resp, why, sizeof why)) != TD_OK) {
-            /* why names the URL, which may carry the secret or a token in
-             * its query: say only what failed. */
-            snprintf(err, errlen, "%s 请求失败: %s", p->ops->label, td_strerror(rc));
+            /* why names the URL as httpc shows it: its query -- where
+             * WeCom's corpsecret and the tickets' access_token go -- is
+             * hidden ("…?…"), so the cause and the address may be said,
+             * as the Feishu provider says them. */
+            snprintf(err, errlen, "%s 请求失败: %s", p->ops->label, why);
             return rc;
         }
     }

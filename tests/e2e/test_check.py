@@ -86,6 +86,16 @@ class Check(FeishuEnv, harness.TestCase):
         self.assertIn("✅ 腾讯云函数API连接成功", r.stdout)
         self.assertIn("❌ 腾讯云函数token上传测试失败: 腾讯云函数返回错误: 权限不足: 写入密钥无效",
                       r.stdout)
+        # The settings to fix, on both sides (the report itself stays the seed's).
+        self.assertIn("💡 检查写入密钥 (--api-key / TENCENT_CLOUD_API_KEY，须是服务端 TOKENDIST_PUSH_KEYS 之一)",
+                      r.stderr)
+
+    def test_missing_key_names_the_setting(self):
+        r = self.check(TENCENT_CLOUD_API_KEY="")
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("缺少写入密钥", r.stdout)
+        self.assertIn("💡 没有设置写入密钥: 请设置 --api-key / TENCENT_CLOUD_API_KEY 为服务端 TOKENDIST_PUSH_KEYS 之一",
+                      r.stderr)
 
     def test_unreachable_and_no_credentials(self):
         port = harness.free_port()

@@ -10,6 +10,7 @@ it resembles."""
 import os
 import re
 import socket
+import time
 import unittest
 
 from harness import ROOT, TestCase, free_port, run_cli
@@ -229,6 +230,54 @@ class EnvFileEncodings(CliTestCase):
         self.assertIn("文件不存在", r.stderr)
 
 
+class MalformedUrlsExit2(CliTestCase):
+    """A malformed address is a settings error (exit 2) naming the setting,
+    its source and how to write it -- not a network error (exit 5) after a
+    request was tried."""
+
+    FEISHU = {"FEISHU_APP_ID": "cli_x", "FEISHU_APP_SECRET": SECRET,
+              "TENCENT_CLOUD_API_URL": "http://127.0.0.1:9/release/get-token"}
+
+    def refused(self, cmd, *args, env=None, needles=()):
+        r = self.run_tokendist(cmd, *args, env={**self.FEISHU, **(env or {})})
+        self.assertEqual(r.returncode, 2, r.stderr)
+        for n in needles:
+            self.assertIn(n, r.stderr)
+        self.assertNotIn("网络错误", r.stderr)
+        self.assertNotIn("请求失败", r.stderr)
+        return r.stderr
+
+    def test_env_file_comment_after_the_url(self):
+        path = self.env_file("TENCENT_CLOUD_API_URL=http://127.0.0.1:9/release/get-token  # 生产环境\n")
+        for cmd in ("refresh", "get", "check"):
+            self.refused(cmd, "--env-file", path, needles=["%s 第 1 行的 TENCENT_CLOUD_API_URL" % path,
+                                                           "env-file 的值没有行尾注释", "单独一行"])
+
+    def test_port_ipv6_and_missing_host(self):
+        for url, what in (("http://127.0.0.1:99999", "1 到 65535"), ("http://127.0.0.1:0/x", "1 到 65535"),
+                          ("http://[::1/release/get-token", "IPv6"), ("http:///release/get-token", "没有主机名")):
+            self.refused("refresh", "--once", "--api-url", url, needles=["选项 --api-url", "'%s'" % url, what])
+            self.refused("get", "--url", url, needles=["选项 --url", what])
+        self.refused("get", env={"TENCENT_CLOUD_API_URL": "http://h:99999/"},
+                     needles=["环境变量 TENCENT_CLOUD_API_URL", "1 到 65535"])
+        self.refused("refresh", "--once", env={"FEISHU_BASE_URL": "https://open.feishu.cn:123456"},
+                     needles=["环境变量 FEISHU_BASE_URL", "1 到 65535"])
+        self.refused("files", "list", "--chat", "oc_x", env={"FEISHU_BASE_URL": "http:///x"},
+                     needles=["FEISHU_BASE_URL", "没有主机名"])
+
+    def test_webhook_address_is_never_shown(self):
+        err = self.refused("refresh", "--once",
+                           env={"FEISHU_WEBHOOK_URL": "https://h:99999/open-apis/bot/v2/hook/%s" % SECRET},
+                           needles=["环境变量 FEISHU_WEBHOOK_URL", "1 到 65535"])
+        self.assertNotIn("hook/", err)
+
+    def test_per_token_url(self):
+        self.refused("refresh", "--once", env={"TOKENDIST_TOKENS": "wx", "TOKENDIST_WX_PROVIDER": "wechat",
+                                               "TOKENDIST_WX_APP_ID": "wx1", "TOKENDIST_WX_APP_SECRET": SECRET,
+                                               "TOKENDIST_WX_API_URL": "http://[::1/x"},
+                     needles=["TOKENDIST_WX_API_URL", "IPv6"])
+
+
 class HalfConfiguredFeishu(CliTestCase):
     def test_serve_names_the_missing_half_and_the_typo_and_runs(self):
         srv = self.server(env={**self.base, "FEISHU_APP_ID": "cli_half", "FEISHU_APP_SECERT": SECRET}).start()
@@ -261,6 +310,22 @@ class HalfConfiguredFeishu(CliTestCase):
         self.assertIn("你是不是想写 GITEE_OWNER？", r.stderr)
         self.assertIn("你是不是想写 TOKENDIST_LISTEN？", r.stderr)
         self.assertNotIn("UNRELATED_THING", r.stderr)
+
+    def test_typo_warnings_use_the_log_clock(self):
+        """The typo warnings come before the time zone is read, and must
+        still be stamped in TOKENDIST_TZ like every later line."""
+        before = time.gmtime().tm_hour
+        r = self.run_tokendist("refresh", "--once", env={"TZ": "UTC", "TOKENDIST_TZ": "Asia/Shanghai",
+                                                         "FEISHU_APP_ID": "cli_half", "FEISHU_APP_SECERT": SECRET})
+        stamps = {}
+        for line in r.stderr.splitlines():
+            m = re.match(r"^\[\d{4}-\d\d-\d\d (\d\d):\d\d:\d\d\] ", line)
+            if m:
+                stamps[line] = int(m.group(1))
+        warn = [h for l, h in stamps.items() if "你是不是想写 FEISHU_APP_SECRET" in l]
+        self.assertEqual(len(warn), 1, r.stderr)
+        # Asia/Shanghai is UTC+8 (the run may cross the hour).
+        self.assertIn(warn[0], ((before + 8) % 24, (time.gmtime().tm_hour + 8) % 24), r.stderr)
 
     def test_per_token_typo(self):
         r = self.run_tokendist("serve", "--print-config",

@@ -12,6 +12,7 @@ import harness
 from feishu import DEFAULT_APP_ID, DEFAULT_APP_SECRET, FeishuDouble
 
 PUSH_KEY = "push-key-for-files-tests-0001"
+EXIT_FEISHU = 6     # files: the token came, Feishu's open platform failed
 CHAT = "oc_files_test_chat"
 MANIFEST = ".tokendist-files"
 CLEAN = {k: "" for k in ("TOKENDIST_URLS", "TOKENDIST_READ_KEY", "GITEE_OWNER", "GITEE_REPO",
@@ -376,10 +377,42 @@ class FilesTest(harness.TestCase):
         names Feishu's address, not the token endpoint that worked."""
         down = "http://127.0.0.1:%d" % harness.free_port()
         r = self.cli("files", "list", "--chat", CHAT, "--url", self.url, "--feishu-base-url", down, env=CLEAN)
-        self.assertEqual(r.returncode, 5, r.stderr)
+        self.assertEqual(r.returncode, EXIT_FEISHU, r.stderr)   # not 5: the token source answered
         self.assertIn("❌ 飞书开放平台请求失败: ", r.stderr)
         self.assertIn("💡 连不上飞书开放平台 %s: token 已取到" % down, r.stderr)
         self.assertNotIn("检查API地址", r.stderr)
+
+    def test_exit_codes_name_the_side_that_failed(self):
+        """The man page's 退出状态: 5 for the token source, 6 for Feishu's
+        open platform (whatever it said), 1 for this machine's disk; and a
+        download that could not list the chat never ends in "下载完成"."""
+        self.seed(["x.txt"])
+        down_feishu = "http://127.0.0.1:%d" % harness.free_port()
+        down_source = "http://127.0.0.1:%d/release/get-token" % harness.free_port()
+        for action in ("list", "download"):
+            out = ["--out", self.out] if action == "download" else []
+            for url, base, code in ((down_source, self.feishu.url, 5), (self.url, down_feishu, EXIT_FEISHU)):
+                r = self.cli("files", action, "--chat", CHAT, "--url", url, "--feishu-base-url", base, *out,
+                             env=CLEAN)
+                self.assertEqual(r.returncode, code, r.stderr)
+                if action == "download":
+                    self.assertNotIn("下载完成", r.stderr)
+                    self.assertIn("❌ 未能列出群消息，未下载任何文件", r.stderr.splitlines()[-1])
+        # Feishu's own error (the bot is not in the chat): 6.
+        r = self.cli("files", "list", "--chat", "oc_not_a_member", "--url", self.url,
+                     "--feishu-base-url", self.feishu.url, env=CLEAN)
+        self.assertEqual(r.returncode, EXIT_FEISHU, r.stderr)
+        # files --help and the man page say what 6 means.
+        h = self.cli("files", "--help", env=CLEAN)
+        self.assertIn("  6  token 已取到，但飞书开放平台连不上", h.stdout)
+        with open(os.path.join(harness.ROOT, "man", "tokendist.1"), encoding="utf-8") as f:
+            self.assertIn(".B 6\n（\\fBfiles\\fR）\\:token 已取到，但飞书开放平台连不上", f.read())
+        # Feishu refuses the tenant token (the read key was accepted): 6, not
+        # 4 -- when no refresher replaces it (with one, the retry succeeds).
+        if not self.refresher:
+            self.feishu.control({"invalidate": "all", "invalid_code": 99991663})
+            r = self.files("list")
+            self.assertEqual(r.returncode, EXIT_FEISHU, r.stderr)
 
     def test_token_endpoint_unreachable_blames_the_endpoint(self):
         down = "http://127.0.0.1:%d/release/get-token" % harness.free_port()

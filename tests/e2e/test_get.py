@@ -102,6 +102,20 @@ class GetTest(harness.TestCase):
         self.assertEqual((r.returncode, r.stdout), (0, TOKEN + "\n"))
         self.outputs = [o.replace(TOKEN, "") for o in self.outputs]
 
+    def test_auth_lockout_is_still_a_key_problem(self):
+        """After ten failures the server answers 429 (认证失败次数过多): still
+        exit 4 and the key hint, not "check the address" and exit 5."""
+        self.start("--read-key", READ_KEY)
+        for _ in range(30):     # ten failures block; a retry may count twice
+            r = self.get("--url", self.url, "--key", "wrong-key-0000000000000")
+            if "429" in r.stderr:
+                break
+            self.assertEqual(r.returncode, EXIT_AUTH, r.stderr)
+        self.assertIn("认证失败次数过多", r.stderr)
+        self.assertEqual(r.returncode, EXIT_AUTH, r.stderr)
+        self.assertIn("💡 检查读取密钥 (--key / TOKENDIST_READ_KEY)", r.stderr)
+        self.assertNotIn("检查API地址", r.stderr)
+
     def test_min_remaining(self):
         self.start()
         self.push(ttl=600)

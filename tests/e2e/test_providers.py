@@ -382,6 +382,23 @@ class OneDownTest(Platforms, harness.TestCase):
 
 
 class SettingsTest(harness.TestCase):
+    def test_wechat_and_wecom_outage_names_the_cause_and_address_not_the_secret(self):
+        """As the Feishu provider does: the cause (curl's, in our words), the
+        address with its query hidden (WeCom's corpsecret rides in it)."""
+        port = harness.free_port()      # nothing listens there
+        for provider, label in (("wechat", "微信"), ("wecom", "企业微信")):
+            secret = "s3cret-%s-outage-0001" % provider
+            self.secrets.append(secret)
+            r = self.cli("refresh", "--once", env={
+                "FEISHU_APP_ID": "", "FEISHU_APP_SECRET": "", "TOKENDIST_TOKENS": "wx",
+                "TOKENDIST_WX_PROVIDER": provider, "TOKENDIST_WX_APP_ID": "wx1",
+                "TOKENDIST_WX_APP_SECRET": secret, "TOKENDIST_WX_BASE_URL": "http://127.0.0.1:%d" % port,
+                "TOKENDIST_WX_API_URL": "http://127.0.0.1:%d/v1/tokens/wx" % port})
+            self.assertEqual(r.returncode, 1, r.stderr)
+            self.assertIn("%s 请求失败: http://127.0.0.1:%d/cgi-bin/" % (label, port), r.stderr)
+            self.assertIn("无法连接", r.stderr)
+            self.assertNotIn("%s 请求失败: HTTP 请求失败" % label, r.stderr)
+
     def test_a_mistake_in_one_token_is_a_start_up_error_naming_the_variable(self):
         base = {"TOKENDIST_TOKENS": "wx", "TOKENDIST_WX_PROVIDER": "wechat", "TOKENDIST_WX_APP_ID": "wx1",
                 "TOKENDIST_WX_APP_SECRET": "s3cret-wx-0001"}

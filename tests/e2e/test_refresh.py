@@ -104,6 +104,8 @@ class RefreshOnce(FeishuEnv, harness.TestCase):
         self.secrets.append("not-the-push-key-000001")
         self.assertEqual(r.returncode, 1)
         self.assertIn("❌ 腾讯云函数返回错误: 权限不足: 写入密钥无效", self.log_messages(r.stderr))
+        self.assertIn("💡 检查写入密钥 (--api-key / TENCENT_CLOUD_API_KEY，须是服务端 TOKENDIST_PUSH_KEYS 之一)",
+                      self.log_messages(r.stderr))
         self.assertEqual(self.feishu.sent, [])      # no token in service: nothing announced
 
     def test_notice_failure_does_not_block_push(self):
@@ -154,6 +156,28 @@ class RefreshOnce(FeishuEnv, harness.TestCase):
         self.assertEqual(len(self.feishu.requests_to(hook)), 3)
         self.assertIn("群通知 (Access Token 已更新) 发送失败", r.stderr)
         self.assertIn("错误码 11232", r.stderr)
+
+    def test_long_error_cut_on_a_character_boundary_still_alerts(self):
+        """A Feishu msg longer than the error buffers is cut: never in the
+        middle of a character (a JSON encoder refuses half of one and the
+        alert would be dropped, leaving an empty reason), in the log or in
+        the alert, at each of the three byte alignments of a Chinese text."""
+        self.feishu.control({"hooks": {"hook-3": None}})
+        url = self.feishu.url + "/open-apis/bot/v2/hook/hook-3"
+        self.secrets.append("hook-3")
+        for pad in ("", "x", "xx"):
+            before = len(self.feishu.hook_texts)
+            self.feishu.control({"clear_faults": True, "fail": "code", "code": 10003,
+                                 "msg": pad + "应用" * 400, "path": "/open-apis/auth/"})
+            env = dict(harness.os.environ, **self._env(self.feishu_env(FEISHU_CHAT_ID="", FEISHU_WEBHOOK_URL=url)))
+            r = subprocess.run([harness.BIN, "refresh", "--once"], env=env, capture_output=True, timeout=60)
+            err = r.stderr.decode("utf-8")      # raises on half a character
+            self.outputs.append(err)
+            self.assertEqual(r.returncode, 1, err)
+            self.assertNotIn("发送失败", err)
+            alerts = [t for t in self.feishu.hook_texts[before:] if "刷新失败" in t]
+            self.assertEqual(len(alerts), 1, err)
+            self.assertIn("错误码 10003: " + pad + "应用", alerts[0])
 
     def test_no_sink_configured_is_usage_error(self):
         r = self.once(TENCENT_CLOUD_API_URL="")

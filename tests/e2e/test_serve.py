@@ -53,6 +53,14 @@ class ServeTest(TestCase):
             self.assertEqual(g.headers["cache-control"], "no-store")
             self.assertIn("date", g.headers)
 
+    def test_short_token_fingerprint_is_chinese(self):
+        """The README's quick-start record ("t-xxx") is too short to show
+        any of it: the log and /status.json say so in Chinese."""
+        self.assertEqual(self.store(make_record("t-xxx")).status, 200)
+        self.wait_log(self.srv, "Token已存储: default (5 个字符) ")
+        self.assertNotIn("chars)", self.srv.log())
+        self.assertNotIn("chars)", self.srv.get("/status.json").body.decode())
+
     def test_named_tokens_are_separate(self):
         self.assertEqual(self.store(make_record("t-aaaaaaaaaaaaaaaaaaaa"), "/v1/tokens/feishu_a").status, 200)
         self.assertEqual(self.srv.get("/v1/tokens/feishu_a").json()["access_token"], "t-aaaaaaaaaaaaaaaaaaaa")

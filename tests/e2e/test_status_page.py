@@ -36,7 +36,7 @@ TOKEN_PATH = "/open-apis/auth/v3/"
 
 def fingerprint(token):
     """What src/log.c shows of a token: its first five and last two characters."""
-    return "%s…%s" % (token[:5], token[-2:]) if len(token) >= 16 else "(%d chars)" % len(token)
+    return "%s…%s" % (token[:5], token[-2:]) if len(token) >= 16 else "(%d 个字符)" % len(token)
 
 
 class StatusPageTest(FeishuEnv, TestCase):

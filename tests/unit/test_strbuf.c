@@ -10,6 +10,7 @@
 #include "tokendist.h"
 
 #include <stdlib.h>
+#include <jansson.h>
 #include <string.h>
 
 /* A fixed builder over 8 bytes holds 7 characters and the NUL, no more. */
@@ -216,6 +217,24 @@ static void utf8_whole_drops_half_a_character(void **state)
     assert_int_equal(td_utf8_whole(cut, strlen(cut)), 3);
 }
 
+/* A cut character anywhere in a message (a cut piece inside our own
+ * words) is dropped, the rest kept; JSON takes the mended text. */
+static void utf8_mend_anywhere(void **state)
+{
+    char s[64];
+    json_t *j;
+    (void)state;
+    /* "应" cut to two bytes in the middle, a stray continuation, an
+     * overlong '/', a surrogate, then a whole 4-byte character. */
+    snprintf(s, sizeof s, "a\xE5\xBA: \x80x\xC0\xAFy\xED\xA0\x80z\xF0\x9F\x94\x91\xE7");
+    assert_int_equal(td_utf8_mend(s, strlen(s)), strlen("a: xyz\xF0\x9F\x94\x91"));
+    assert_string_equal(s, "a: xyz\xF0\x9F\x94\x91");
+    snprintf(s, sizeof s, "应用\xE5\xBA");
+    assert_non_null(j = td_json_text(s));
+    assert_string_equal(json_string_value(j), "应用");
+    json_decref(j);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -230,6 +249,7 @@ int main(void)
         cmocka_unit_test(heap_zero_max),
         cmocka_unit_test(append_cut_on_a_character),
         cmocka_unit_test(utf8_whole_drops_half_a_character),
+        cmocka_unit_test(utf8_mend_anywhere),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
