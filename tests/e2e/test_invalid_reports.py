@@ -271,7 +271,11 @@ class FleetTest(Common, harness.TestCase):
         r = self.report(self.other, self.rec["access_token"])
         self.assertEqual(r.status, 503, r.body)
         self.assertIn("retry-after", r.headers)
-        self.assertIn("没有在 4 秒内确认收到", r.json()["message"])
+        # Either the report sat unacknowledged in the frozen holder's inbox,
+        # or (a busy machine: the holder's subscriber was between
+        # connections when it froze) nobody received it: both are the 503.
+        msg = r.json()["message"]
+        self.assertTrue("没有在 4 秒内确认收到" in msg or "接收消息" in msg, msg)
         self.assertLess(time.monotonic() - t0, 10)
         self.assertEqual(self.token_fetches(), n)
 
