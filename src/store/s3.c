@@ -19,7 +19,8 @@
  *                         name with a record, sorted, and the version of
  *                         each record (td__s3_version_of its PUT's ETag)
  *     index.backup.json   {"names": [...]}: written before the index when
- *                         the names grow, so a spoiled index is rebuilt whole
+ *                         the names grow, and again when the sweep finds it
+ *                         gone, so a spoiled index is rebuilt whole
  *     tokens/NAME.json    the newest record, exactly as the API stored it
  *     history/NAME.json   [record, ...]: the last --history records, newest first
  *     leases/KEY.json     {"owner": ID, "expires": UNIX_MS}: a fleet lease
@@ -115,21 +116,26 @@
 #define NAMES_MAX TD_SNAP_NAMES_MAX
 #define NAMES_KEPT_MAX (4 * NAMES_MAX) /* names of another tool's index kept (the API reads as many rows) */
 #define SWEEP_PER_ROUND 4       /* records read again each round whatever the index says */
+#define BACKUP_ROUNDS 10        /* the backup is read again at most once in so many rounds */
 #define MSG_MAX 1024            /* a message for a person: what /readyz and a POST's answer show */
 #define BACKUP_REL "index.backup.json"
 
 /* A name this instance knows, from the index, its backup or its own
- * writes: names are never removed, so what one index lost (spoiled by
- * another tool, or overwritten by a writer on a service that ignores
- * If-Match) the next write of this instance puts back. */
+ * writes.  What one index lost (spoiled by another tool, or overwritten
+ * by a writer on a service that ignores If-Match) the next write of this
+ * instance puts back -- but only a name with a record (rec): a name that
+ * neither the index nor the backup names any more and that has no record
+ * is forgotten (names_tidy), so an operator's cleanup of another tool's
+ * names sticks while instances run. */
 typedef struct s3_name {
     char *name;
     char version[TD_S3_VERSION_LEN]; /* its record's version in the index as last read, "" none */
     char seen[TD_S3_VERSION_LEN];    /* the version when this instance last read the record */
-    unsigned long seq;          /* when it was learnt: which names a write carried */
     unsigned read : 1;          /* the record was read (found or not) since the name was learnt */
     unsigned in_index : 1;      /* index.json names it, as last read or written */
     unsigned in_backup : 1;     /* index.backup.json names it, as last read or written */
+    unsigned rec : 1;           /* this instance read tokens/NAME.json (it exists) or wrote it */
+    unsigned carried : 1;       /* in the index or backup body being written (under wlock) */
 } s3_name;
 
 /* One record as last read, with the ETag it had. */
@@ -169,12 +175,15 @@ typedef struct s3_store {
     size_t n, cap;
     s3_name *names;             /* every name known, sorted */
     size_t nnames, names_cap;
-    unsigned long seq;          /* of the last name learnt */
     size_t sweep;               /* where the next round's sweep starts in names */
     char index_etag[TAG_MAX];   /* "" when there is no index object */
     unsigned long index_gen;    /* our index writes: a read begun before one is stale */
     int index_bad;              /* index.json is not ours (spoiled, too big): the next write rebuilds it */
     int backup_looked;          /* read the backup since the index was last good */
+    char backup_etag[TAG_MAX];  /* of index.backup.json as last read or written, "" none */
+    int backup_due;             /* the sweep came to the backup: names_tidy checks it */
+    unsigned backup_rounds;     /* rounds since the sweep last came to the backup */
+    int backup_failed;          /* the watcher's last write of the backup failed (said once) */
     int fail_rc;                /* TD_OK, or the last request's TD_EUNAVAIL / TD_EAUTH */
     char fail_why[MSG_MAX];
     char caveat[MSG_MAX];       /* what the service does not do that we rely on ("": all), for /readyz */
@@ -1160,6 +1169,18 @@ static void cache_drop(s3_store *q, const char *name)
     *c = q->v[--q->n];
 }
 
+static s3_name *name_find(s3_store *q, const char *name);
+
+/* Notes whether name has a record in the bucket: has 1 after a read
+ * found one or a write stored one, 0 after a read found none (lock
+ * held).  Only a name with a record is written back into an index that
+ * lost it (names_tidy). */
+static void rec_note(s3_store *q, const char *name, int has)
+{
+    s3_name *s = name_find(q, name);
+    if (s) s->rec = has != 0;
+}
+
 /* name's record: from the cache when the service confirmed it within
  * max_age_ms, else by a GET conditional on the cached ETag (304: the
  * cached one stands).  etag (optional) receives its ETag.  tell: the
@@ -1225,6 +1246,7 @@ static int read_record(s3_store *q, const char *name, int64_t max_age_ms, int te
             }
         } else if (r.status == 404) {
             cache_drop(q, name);
+            rec_note(q, name, 0);
             if (changed) *changed = had;
             rc = TD_ENOTFOUND;
         } else {
@@ -1233,6 +1255,7 @@ static int read_record(s3_store *q, const char *name, int64_t max_age_ms, int te
             rc = TD_EIO;
         }
         if (rc == TD_OK && (c = cache_find(q, name))) {
+            rec_note(q, name, 1);
             if (tell) snprintf(c->told, sizeof c->told, "%s", c->etag);
             if (changed) *changed = strcmp(c->told, c->etag) != 0;
         }
@@ -1350,19 +1373,20 @@ static s3_name *name_learn(s3_store *q, const char *name)
         q->names = nv, q->names_cap = cap;
     }
     if (!(fresh.name = strdup(name))) return NULL;
-    fresh.seq = ++q->seq;
     memmove(&q->names[i + 1], &q->names[i], (q->nnames - i) * sizeof *q->names);
     q->names[i] = fresh;
     q->nnames++;
     return &q->names[i];
 }
 
-/* Learns the names of an index (backup 0: with their versions, and
- * only these are in the index now) or of its backup (lock held). */
+/* Learns the names of an index (backup 0: with their versions) or of its
+ * backup: only these are in it now (lock held). */
 static int names_learn(s3_store *q, const td__s3_index_entry *v, size_t n, int backup)
 {
-    if (!backup)
-        for (size_t i = 0; i < q->nnames; i++) q->names[i].in_index = 0;
+    for (size_t i = 0; i < q->nnames; i++) {
+        if (backup) q->names[i].in_backup = 0;
+        else q->names[i].in_index = 0;
+    }
     for (size_t i = 0; i < n; i++) {
         s3_name *s = name_learn(q, v[i].name);
         if (!s) {
@@ -1379,22 +1403,38 @@ static int names_learn(s3_store *q, const td__s3_index_entry *v, size_t n, int b
     return TD_OK;
 }
 
+/* Whether s goes into the index (backup 0) or its backup when this
+ * instance writes it, name being the one written now (lock held).  A
+ * name with a record always does: that is what a rebuild is for.  A
+ * good index keeps every name it gives (its record may be under way: the
+ * index is written first), and the backup every name it has.  Rebuilding
+ * an index that is spoiled or gone, the names it or the backup gave go
+ * back unless this instance read their record and found none.  What is
+ * left -- names another tool added, that the operator removed, without a
+ * record -- is not written back. */
+static int name_kept(const s3_store *q, const s3_name *s, const char *name, int backup)
+{
+    if (s->rec || (name && !strcmp(s->name, name))) return 1;
+    if (backup && s->in_backup) return 1;
+    if (!q->index_bad && q->index_etag[0]) return s->in_index;
+    return (s->in_index || s->in_backup) && !s->read;
+}
+
 /* The body of index.json -- or, versions 0, of its backup: every name
- * known, sorted, with name's version ver (NULL: as known); *upto gets the
- * seq of the newest name in it (lock held).  NULL: out of memory. */
-static char *index_body(const s3_store *q, const char *name, const char *ver, int versions, unsigned long *upto)
+ * kept (name_kept), sorted, with name's version ver (NULL: as known);
+ * marks them carried (lock and wlock held).  NULL: out of memory. */
+static char *index_body(s3_store *q, const char *name, const char *ver, int versions)
 {
     json_t *o = json_object(), *names = json_array(), *vs = versions ? json_object() : NULL;
     char *body = NULL;
 
-    *upto = 0;
     if (!o || !names || (versions && !vs)) goto out;
     for (size_t i = 0; i < q->nnames; i++) {
-        const s3_name *s = &q->names[i];
+        s3_name *s = &q->names[i];
         const char *v = ver && name && !strcmp(s->name, name) ? ver : s->version;
+        if (!(s->carried = name_kept(q, s, name, !versions))) continue;
         if (json_array_append_new(names, json_string(s->name)) != 0) goto out;
         if (vs && *v && json_object_set_new(vs, s->name, json_string(v)) != 0) goto out;
-        if (s->seq > *upto) *upto = s->seq;
     }
     if (json_object_set(o, "names", names) != 0 || (vs && json_object_set(o, "versions", vs) != 0)) goto out;
     body = json_dumps(o, JSON_COMPACT);
@@ -1405,30 +1445,48 @@ out:
     return body;
 }
 
-/* Reads index.backup.json into the names known; etag (optional) gets
- * its ETag, "" when there is none.  A backup that is not ours names
- * nothing (and is overwritten by the next sync). */
+/* Reads index.backup.json again (conditional on its ETag: a 304 leaves
+ * the names as they are) into the names known, which it names now and
+ * only these; etag (optional) gets its ETag, "" when there is none.  A
+ * backup that is not ours, or gone, names nothing (and is written again
+ * by the next sync). */
 static int backup_read(s3_store *q, char etag[TAG_MAX], char *err, size_t errlen)
 {
     td__s3_index_entry *v = NULL;
     size_t n = 0;
+    char prev[TAG_MAX];
     s3_resp r;
-    int rc, bad = 0;
+    int rc, bad = 0, toobig;
 
+    pthread_mutex_lock(&q->lock);
+    snprintf(prev, sizeof prev, "%s", q->backup_etag);
+    pthread_mutex_unlock(&q->lock);
     if (etag) etag[0] = '\0';
-    rc = get_object(q, BACKUP_REL, NULL, INDEX_MAX, &r, err, errlen);
-    if (rc == TD_ETOOBIG) {
-        if (etag) snprintf(etag, TAG_MAX, "%s", r.etag);
+    rc = get_object(q, BACKUP_REL, prev, INDEX_MAX, &r, err, errlen);
+    if (rc != TD_OK && rc != TD_ETOOBIG) return rc;
+    toobig = rc == TD_ETOOBIG;
+    if (rc == TD_OK && r.status == 304) {
+        if (etag) snprintf(etag, TAG_MAX, "%s", prev);
+        resp_clear(&r);
         return TD_OK;
     }
-    if (rc != TD_OK) return rc;
-    if (r.status == 200) {
-        if (etag) snprintf(etag, TAG_MAX, "%s", r.etag);
-        if ((rc = td__s3_index_parse(r.body ? r.body : "", r.len, &v, &n, &bad)) == TD_OK) {
-            pthread_mutex_lock(&q->lock);
-            rc = names_learn(q, v, n, 1);
-            pthread_mutex_unlock(&q->lock);
-        }
+    if (rc == TD_OK && r.status != 200 && r.status != 404) {
+        char key[KEY_MAX];
+        say(err, errlen, "S3 存储 %s 对 GET %s 的应答是 HTTP %ld", q->base, key_of(q, BACKUP_REL, key, sizeof key),
+            r.status);
+        resp_clear(&r);
+        return TD_EIO;
+    }
+    if (rc == TD_OK && r.status == 200)
+        rc = td__s3_index_parse(r.body ? r.body : "", r.len, &v, &n, &bad);
+    else
+        rc = TD_OK; /* too big or gone: names nothing */
+    if (rc == TD_OK) {
+        pthread_mutex_lock(&q->lock);
+        rc = names_learn(q, v, n, 1);
+        snprintf(q->backup_etag, sizeof q->backup_etag, "%s", toobig || r.status == 200 ? r.etag : "");
+        pthread_mutex_unlock(&q->lock);
+        if (etag) snprintf(etag, TAG_MAX, "%s", toobig || r.status == 200 ? r.etag : "");
     }
     td__s3_index_free(v, n);
     resp_clear(&r);
@@ -1501,24 +1559,32 @@ static int index_refresh(s3_store *q, char *err, size_t errlen)
     return look ? backup_read(q, NULL, err, errlen) : TD_OK;
 }
 
-/* Makes index.backup.json name every name known: read, merge, and write
- * when it lacks any (a compare-and-swap like the index's).  It is
- * brought up before the index whenever the names grow, so it names
- * everything an index ever named: a spoiled index is rebuilt whole from
- * it. */
-static int backup_sync(s3_store *q, char *err, size_t errlen)
+/* Whether the backup lacks a name it should have (lock held). */
+static int backup_lacking(const s3_store *q, const char *name)
+{
+    for (size_t i = 0; i < q->nnames; i++)
+        if (!q->names[i].in_backup && name_kept(q, &q->names[i], name, 1)) return 1;
+    return 0;
+}
+
+/* Makes index.backup.json name every name kept (name_kept), name -- the
+ * one being written, or NULL -- among them: read (conditional), merge,
+ * and write when it lacks any (a compare-and-swap like the index's).  It
+ * is brought up before the index whenever the names grow, and by the
+ * watcher when it finds the backup gone (names_tidy), so it names every
+ * name with a record that an index ever named: a spoiled index is rebuilt
+ * whole from it.  wlock held. */
+static int backup_sync(s3_store *q, const char *name, char *err, size_t errlen)
 {
     for (int t = 0; t < TRIES; t++) {
         char etag[TAG_MAX], cbuf[TAG_MAX + 16], *body = NULL;
         const char *cond[3];
-        unsigned long upto = 0;
         int lacking = 0, rc, lost;
         s3_resp r;
 
         if ((rc = backup_read(q, etag, err, errlen)) != TD_OK) return rc;
         pthread_mutex_lock(&q->lock);
-        for (size_t i = 0; i < q->nnames && !lacking; i++) lacking = !q->names[i].in_backup;
-        if (lacking) body = index_body(q, NULL, NULL, 0, &upto);
+        if ((lacking = backup_lacking(q, name))) body = index_body(q, name, NULL, 0);
         pthread_mutex_unlock(&q->lock);
         if (!lacking) return TD_OK;
         if (!body) {
@@ -1530,40 +1596,41 @@ static int backup_sync(s3_store *q, char *err, size_t errlen)
         free(body);
         if (rc != TD_OK) return rc;
         lost = lost_race(&r);
-        resp_clear(&r);
-        if (!lost) {
+        if (!lost) { /* it names what we wrote, under the ETag it got */
             pthread_mutex_lock(&q->lock);
-            for (size_t i = 0; i < q->nnames; i++)
-                if (q->names[i].seq <= upto) q->names[i].in_backup = 1;
+            for (size_t i = 0; i < q->nnames; i++) q->names[i].in_backup = q->names[i].carried;
+            snprintf(q->backup_etag, sizeof q->backup_etag, "%s", r.etag);
             pthread_mutex_unlock(&q->lock);
+            resp_clear(&r);
             return TD_OK;
         }
+        resp_clear(&r);
     }
     say(err, errlen, "S3 存储 %s 的索引备份被其他写入者反复改动，请稍后重试", q->base);
     return TD_EUNAVAIL;
 }
 
 /* Makes index.json name name -- with its record's version ver, unless
- * NULL -- and every other name known: a compare-and-swap on its ETag,
- * like a record's.  Names are never removed, so an index that lost some
+ * NULL -- and every other name kept (name_kept): a compare-and-swap on
+ * its ETag, like a record's.  An index that lost names with a record
  * (spoiled, or overwritten on a service that ignores If-Match) is
- * rebuilt whole by the next write; when the names grow, the backup is
- * brought up first.  TD_ETOOBIG: a new name while NAMES_MAX are known. */
+ * rebuilt whole by the next write; names without one that it no longer
+ * gives are not put back.  When the names grow, the backup is brought up
+ * first.  TD_ETOOBIG: a new name while NAMES_MAX are known.  wlock held. */
 static int index_put(s3_store *q, const char *name, const char *ver, char *err, size_t errlen)
 {
-    char key[KEY_MAX];
+    char key[KEY_MAX], sub[KEY_MAX];
     s3_name *n;
     int rc;
 
     pthread_mutex_lock(&q->lock);
     n = name_find(q, name);
-    rc = !ver && n && n->in_index && !q->index_bad; /* a cached yes stands: names are never removed */
+    rc = !ver && n && n->in_index && !q->index_bad; /* a cached yes stands: the watcher reads the index */
     pthread_mutex_unlock(&q->lock);
     if (rc) return TD_OK;
     for (int t = 0; t < TRIES; t++) {
         char etag[TAG_MAX], cbuf[TAG_MAX + 16], *body = NULL;
         const char *cond[3];
-        unsigned long upto = 0;
         int need = 0, grow = 0, lost, known;
         s3_resp r;
 
@@ -1578,7 +1645,9 @@ static int index_put(s3_store *q, const char *name, const char *ver, char *err, 
         if (!(n = name_find(q, name))) {
             if (q->nnames >= NAMES_MAX) {
                 pthread_mutex_unlock(&q->lock);
-                say(err, errlen, "S3 存储的索引已有 %d 个名称", NAMES_MAX);
+                say(err, errlen, "S3 存储 %s 的索引已有 %d 个名称：其中不是 tokendist 写入的 (没有记录的) 名称，"
+                    "请从 %s 中删掉，并删掉 %s：运行中的实例在一轮轮检后忘掉它们", q->base, NAMES_MAX,
+                    key_of(q, "index.json", key, sizeof key), key_of(q, BACKUP_REL, sub, sizeof sub));
                 return TD_ETOOBIG;
             }
             if (!(n = name_learn(q, name))) {
@@ -1587,17 +1656,16 @@ static int index_put(s3_store *q, const char *name, const char *ver, char *err, 
                 return TD_ENOMEM;
             }
         }
-        need = q->index_bad || (ver && strcmp(n->version, ver) != 0);
-        for (size_t i = 0; i < q->nnames; i++) {
-            need |= !q->names[i].in_index;
-            grow |= !q->names[i].in_backup;
-        }
+        need = q->index_bad || !n->in_index || (ver && strcmp(n->version, ver) != 0);
+        for (size_t i = 0; i < q->nnames && !need; i++)
+            need = !q->names[i].in_index && name_kept(q, &q->names[i], name, 0);
+        grow = backup_lacking(q, name);
         snprintf(etag, sizeof etag, "%s", q->index_etag);
         pthread_mutex_unlock(&q->lock);
         if (!need) return TD_OK;
-        if (grow && (rc = backup_sync(q, err, errlen)) != TD_OK) return rc;
+        if (grow && (rc = backup_sync(q, name, err, errlen)) != TD_OK) return rc;
         pthread_mutex_lock(&q->lock);
-        body = index_body(q, name, ver, 1, &upto);
+        body = index_body(q, name, ver, 1);
         pthread_mutex_unlock(&q->lock);
         if (!body) {
             say(err, errlen, "内存不足");
@@ -1605,9 +1673,10 @@ static int index_put(s3_store *q, const char *name, const char *ver, char *err, 
         }
         if (strlen(body) > INDEX_MAX) { /* only with another tool's names */
             free(body);
-            say(err, errlen, "S3 存储 %s 的索引 %s 将大于 %u 字节：其中有太多不是 tokendist 写入的名称，"
-                "请删掉它们 (或删掉这个索引和 %s，tokendist 会用已知的名称重建)", q->base,
-                key_of(q, "index.json", key, sizeof key), INDEX_MAX, BACKUP_REL);
+            say(err, errlen, "S3 存储 %s 的索引 %s 将大于 %u 字节：其中有太多不是 tokendist 写入的名称。"
+                "请把它改写为只含有记录的名称 (或删掉它)，并删掉 %s：运行中的实例在一轮轮检后忘掉没有记录的名称，"
+                "只把有记录的写回", q->base, key_of(q, "index.json", key, sizeof key), INDEX_MAX,
+                key_of(q, BACKUP_REL, sub, sizeof sub));
             return TD_ETOOBIG;
         }
         cond_headers(q, etag, cbuf, cond);
@@ -1617,8 +1686,7 @@ static int index_put(s3_store *q, const char *name, const char *ver, char *err, 
         lost = lost_race(&r);
         if (!lost) { /* ours now: what we wrote, under the ETag it got */
             pthread_mutex_lock(&q->lock);
-            for (size_t i = 0; i < q->nnames; i++)
-                if (q->names[i].seq <= upto) q->names[i].in_index = 1;
+            for (size_t i = 0; i < q->nnames; i++) q->names[i].in_index = q->names[i].carried;
             if (ver && (n = name_find(q, name))) memcpy(n->version, ver, sizeof n->version);
             if (q->index_bad) td_log("✅ S3 存储 %s 的索引已重建", q->base);
             q->index_bad = 0;
@@ -1631,6 +1699,46 @@ static int index_put(s3_store *q, const char *name, const char *ver, char *err, 
     }
     say(err, errlen, "S3 存储 %s 的索引被其他写入者反复改动，请稍后重试", q->base);
     return TD_EUNAVAIL;
+}
+
+/* The sweep came to the backup: reads it again (conditional) and, while
+ * the index is good, forgets the names that neither it nor the backup
+ * gives and that have no record -- another tool's names an operator
+ * removed, which would otherwise go back into every index this instance
+ * writes -- then writes the backup again when it lacks a name (gone: a
+ * lifecycle rule, a migration that copied index.json and tokens/ only):
+ * the promise that a spoiled index loses no name needs it.  Skipped while
+ * a put holds wlock (it would wait for the put), and tried again the
+ * next round. */
+static void names_tidy(s3_store *q)
+{
+    char err[MSG_MAX];
+    int rc;
+
+    if (pthread_mutex_trylock(&q->wlock) != 0) return;
+    if ((rc = backup_read(q, NULL, err, sizeof err)) == TD_OK) {
+        size_t w = 0;
+        pthread_mutex_lock(&q->lock);
+        for (size_t i = 0; i < q->nnames; i++) {
+            s3_name *s = &q->names[i];
+            if (!q->index_bad && q->index_etag[0] && !s->rec && !s->in_index && !s->in_backup) {
+                cache_drop(q, s->name);
+                free(s->name);
+                continue;
+            }
+            q->names[w++] = *s;
+        }
+        q->nnames = w;
+        pthread_mutex_unlock(&q->lock);
+        rc = backup_sync(q, NULL, err, sizeof err);
+    }
+    pthread_mutex_lock(&q->lock);
+    if (rc == TD_OK) q->backup_due = 0;
+    if (rc != TD_OK && rc != TD_EUNAVAIL && !q->backup_failed) /* an outage is said by note_health */
+        td_log("⚠️ S3 存储 %s: 无法重写索引备份 (%s)：下一轮再试", q->base, err);
+    q->backup_failed = rc != TD_OK && rc != TD_EUNAVAIL;
+    pthread_mutex_unlock(&q->lock);
+    pthread_mutex_unlock(&q->wlock);
 }
 
 /* --- the store ------------------------------------------------------------- */
@@ -1909,6 +2017,7 @@ static void after_write(s3_store *q, const td_store_entry *e, const char *etag)
     pthread_mutex_lock(&q->lock);
     if ((n = name_find(q, e->name))) { /* this instance has the record: its watcher need not read it */
         n->read = 1;
+        n->rec = 1;
         memcpy(n->seen, n->version, sizeof n->seen);
     }
     pthread_mutex_unlock(&q->lock);
@@ -2153,13 +2262,14 @@ done:
  * SWEEP_PER_ROUND records more, in turn, whatever the index says: what it
  * cannot tell (a record written by an older tokendist or another tool,
  * a writer killed between its record and the index) is seen within
- * names / SWEEP_PER_ROUND rounds.  A name without a record is so read
+ * (names + 1) / SWEEP_PER_ROUND rounds -- the one more place being the
+ * backup (names_tidy), read at most every BACKUP_ROUNDS rounds.  A name without a record is so read
  * again only when the index or the sweep says, not every round. */
 static int revalidate(s3_store *q, char ***out, size_t *nout, char *err, size_t errlen)
 {
     due *d = NULL;
     size_t nd = 0;
-    int rc;
+    int rc, tidy = 0;
 
     *out = NULL, *nout = 0;
     if ((rc = index_refresh(q, err, errlen)) != TD_OK) return rc;
@@ -2169,13 +2279,26 @@ static int revalidate(s3_store *q, char ***out, size_t *nout, char *err, size_t 
         const s3_name *s = &q->names[i];
         if (valid_name(s->name) && (!s->read || strcmp(s->version, s->seen) != 0)) rc = due_add(d, &nd, s);
     }
-    for (size_t k = 0, swept = 0, start = q->sweep; k < q->nnames && swept < SWEEP_PER_ROUND && rc == TD_OK; k++) {
-        const s3_name *s = &q->names[(start + k) % q->nnames];
-        if (!valid_name(s->name)) continue;
+    /* The sweep goes round the names and the backup, one more place that
+     * it passes by when it came there fewer than BACKUP_ROUNDS rounds ago
+     * (a few names would have it read every round). */
+    q->backup_rounds++;
+    for (size_t k = 0, swept = 0, start = q->sweep, places = q->nnames + 1;
+         k < places && swept < SWEEP_PER_ROUND && rc == TD_OK; k++) {
+        size_t at = (start + k) % places;
+        const s3_name *s = at < q->nnames ? &q->names[at] : NULL;
+        if (s ? !valid_name(s->name) : q->backup_rounds < BACKUP_ROUNDS) continue;
         swept++;
-        q->sweep = (start + k + 1) % q->nnames;
-        if (s->read && !strcmp(s->version, s->seen)) rc = due_add(d, &nd, s); /* else read above */
+        q->sweep = (at + 1) % places;
+        if (!s) {
+            tidy = q->nnames > 0;
+            q->backup_rounds = 0;
+        } else if (s->read && !strcmp(s->version, s->seen)) {
+            rc = due_add(d, &nd, s); /* else read above */
+        }
     }
+    tidy |= q->backup_due;
+    q->backup_due = tidy;
     pthread_mutex_unlock(&q->lock);
     if (rc == TD_OK && nd && !(*out = calloc(nd, sizeof **out))) rc = TD_ENOMEM;
     for (size_t i = 0; i < nd && rc == TD_OK; i++) {
@@ -2189,6 +2312,7 @@ static int revalidate(s3_store *q, char ***out, size_t *nout, char *err, size_t 
         if (changed) (*out)[(*nout)++] = d[i].name, d[i].name = NULL;
     }
     dues_free(d, nd);
+    if (rc == TD_OK && tidy) names_tidy(q);
     if (rc != TD_OK) {
         for (size_t i = 0; i < *nout; i++) free((*out)[i]);
         free(*out);

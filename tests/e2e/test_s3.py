@@ -700,6 +700,55 @@ class ForeignDataTest(S3TestCase):
         self.assertIn("索引已重建", cold.log())
         self.assertEqual(self.serve().get("/v1/tokens/other").json()["access_token"], tok(61))
 
+    def backup_names(self):
+        status, body = self.s3.raw("GET", PREFIX + "/index.backup.json")
+        return json.loads(body)["names"] if status == 200 else None
+
+    def test_a_cleanup_of_junk_names_sticks(self):
+        """Another tool wrote 40 junk names into index.json; the operator
+        rewrites it with the real names and deletes index.backup.json, as
+        the INDEX_MAX message says.  A running instance that read the junk
+        (and found no record for it) puts none of it back into the index
+        at its next write, and writes the backup again without it once its
+        sweep comes to the backup (names + 1 places, 4 a round)."""
+        base = int(time.time())
+        junk = ["junk%04d" % i for i in range(40)]
+        self.s3.raw("PUT", PREFIX + "/index.json", json.dumps({"names": ["default"] + junk}).encode())
+        a = self.serve()
+        self.secrets.append(tok(73))
+        self.assertEqual(a.post("/release/get-token", make_record(tok(73), generated=base), key=PUSH).status, 200)
+        self.s3.raw("PUT", PREFIX + "/index.json", json.dumps({"names": ["default"]}).encode())
+        self.s3.raw("DELETE", PREFIX + "/index.backup.json")
+        mark = len(self.s3.requests())   # the back door is not logged
+        # Wait until a has read the cleaned index (a 200 to its conditional GET).
+        self.wait_for(lambda: any(q["method"] == "GET" and q["path"].endswith("/index.json") and q["status"] == 200
+                                  for q in self.s3.requests()[mark:]), what="the cleaned index read")
+        self.secrets.append(tok(74))
+        self.assertEqual(a.post("/release/get-token", make_record(tok(74), generated=base + 1), key=PUSH).status, 200)
+        self.assertEqual(self.index_names(), ["default"])
+        self.wait_for(lambda: self.backup_names() is not None, timeout=30, what="the backup written again")
+        self.assertEqual(self.backup_names(), ["default"])
+
+    def test_a_lost_backup_is_written_again(self):
+        """index.backup.json disappears (a lifecycle rule, a migration that
+        copied only index.json and tokens/): a running instance writes it
+        again, so a later spoiled index still loses no name."""
+        base = int(time.time())
+        a = self.serve()
+        self.post_names(a, ["default", "other", "third"], base)
+        self.assertEqual(self.backup_names(), ["default", "other", "third"])
+        self.s3.raw("DELETE", PREFIX + "/index.backup.json")
+        for k in range(1, 4):
+            self.secrets.append(tok(74 + k))
+            r = a.post("/release/get-token", make_record(tok(74 + k), generated=base + k), key=PUSH)
+            self.assertEqual(r.status, 200, r.body)
+        self.wait_for(lambda: self.backup_names() == ["default", "other", "third"], timeout=30,
+                      what="the backup written again")
+        self.s3.raw("PUT", PREFIX + "/index.json", b"[1, 2")
+        cold = self.serve()
+        for name in ["default", "other", "third"]:
+            self.assertEqual(cold.get("/v1/tokens/" + name).status, 200, name)
+
     def test_one_oversized_object_is_one_unreadable_record(self):
         """A 2 MB object as tokens/other.json (another tool's) is one
         unreadable record, like one that is not JSON: the other names go on
