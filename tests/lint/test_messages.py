@@ -625,26 +625,22 @@ class Messages(unittest.TestCase):
                                   f"(translate them, or add to ALLOW in {rel(__file__)} with a reason)")
         return used
 
-    def test_c_sources(self):
-        found = [x for p in c_sources() for x in c_found(p)]
-        self.assertGreater(len(found), 300, "the lint found too few C messages: are the sinks still found?")
-        used = self.check(found, "src/")
-        stale = sorted(k for k in ALLOW if k[0].startswith("src/") and k not in used)
+    def part(self, found, prefix, least, what):
+        """One part of the tree: enough messages found (are the sinks still
+        seen?), none English, and no ALLOW entry of it left unused."""
+        self.assertGreater(len(found), least, f"the lint found too few {what} messages: are the sinks still found?")
+        used = self.check(found, prefix)
+        stale = sorted(k for k in ALLOW if k[0].startswith(prefix) and k not in used)
         self.assertEqual(stale, [], "ALLOW entries that match no message any more: remove them")
 
+    def test_c_sources(self):
+        self.part([x for p in c_sources() for x in c_found(p)], "src/", 300, "C")
+
     def test_node_client(self):
-        found = [x for p in node_sources() for x in js_found(p)]
-        self.assertGreater(len(found), 60, "the lint found too few Node messages")
-        used = self.check(found, "clients/node")
-        stale = sorted(k for k in ALLOW if k[0].startswith("clients/node") and k not in used)
-        self.assertEqual(stale, [])
+        self.part([x for p in node_sources() for x in js_found(p)], "clients/node", 60, "Node")
 
     def test_python_client(self):
-        found = [x for p in python_sources() for x in py_found(p)]
-        self.assertGreater(len(found), 60, "the lint found too few Python messages")
-        used = self.check(found, "clients/python")
-        stale = sorted(k for k in ALLOW if k[0].startswith("clients/python") and k not in used)
-        self.assertEqual(stale, [])
+        self.part([x for p in python_sources() for x in py_found(p)], "clients/python", 60, "Python")
 
     def test_the_lint_can_fail(self):
         """The judge itself: English prose fails, Chinese, joins and names pass."""
