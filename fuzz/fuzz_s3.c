@@ -4,8 +4,9 @@
  * objects, the index object.  The input is split at NUL bytes into those
  * four parts.  Checked beyond "no crash": an accepted URL yields object
  * URLs of key characters only (what libcurl 7.88 signs as it is must be
- * the canonical path), a refusal says why, error codes are printable, and
- * index names come back sorted.
+ * the canonical path), a refusal says why, error codes are printable,
+ * index names come back sorted without duplicates, and their versions
+ * are lowercase hex or empty.
  */
 #include "store/s3.h"
 #include "tokendist.h"
@@ -18,7 +19,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     const char *field[4] = {"//bkt-1/p?endpoint=https://cos.ap-guangzhou.myqcloud.com", "", "", ""};
     size_t flen[4] = {0, 0, 0, 0};
-    char *copy = malloc(size + 1), err[600], url[1024], code[64], msg[200], owner[160], **names = NULL;
+    char *copy = malloc(size + 1), err[600], url[1024], code[64], msg[200], owner[160];
+    td__s3_index_entry *names = NULL;
     size_t start = 0, n = 0;
     int k = 0, bad = 0;
     int64_t exp;
@@ -54,9 +56,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (td__s3_lease_parse(field[2], flen[2], owner, sizeof owner, &exp) == TD_OK && !owner[0]) __builtin_trap();
 
     if (td__s3_index_parse(field[3], flen[3], &names, &n, &bad) == TD_OK) {
-        for (size_t i = 1; i < n; i++)
-            if (strcmp(names[i - 1], names[i]) > 0) __builtin_trap();
-        td__s3_names_free(names, n);
+        for (size_t i = 0; i < n; i++) {
+            if (i > 0 && strcmp(names[i - 1].name, names[i].name) >= 0) __builtin_trap();
+            size_t vl = strlen(names[i].version);
+            if (vl >= TD_S3_VERSION_LEN || strspn(names[i].version, "0123456789abcdef") != vl) __builtin_trap();
+        }
+        td__s3_index_free(names, n);
     }
     free(copy);
     return 0;

@@ -55,7 +55,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             __builtin_trap();
         td_scf_req_clear(&r);
     }
-    if (td_scf_handle(api, (const char *)data, size, &out, &outlen, err, sizeof err) == TD_OK) {
+    if (td_scf_handle(api, (const char *)data, size, 0, &out, &outlen, err, sizeof err) == TD_OK) {
         if (!out || strlen(out) != outlen) __builtin_trap();
         check_response(out, outlen);
     } else if (out || !err[0]) {

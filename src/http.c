@@ -436,7 +436,8 @@ static size_t unescape(void *cls, struct MHD_Connection *c, char *s)
     return td_api_unescape(s);
 }
 
-static void mhd_log(void *cls, const char *fmt, va_list ap)
+/* libmicrohttpd's own messages: its format strings, checked as such. */
+__attribute__((format(printf, 2, 0))) static void mhd_log(void *cls, const char *fmt, va_list ap)
 {
     char line[512];
     size_t n;
