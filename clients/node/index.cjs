@@ -289,6 +289,18 @@ function endpointUrls(apiUrl, name = DEFAULT_NAME, nameGiven = false) {
 }
 
 /** Why our server answered 404 `Not found`: the URL's path is not one of its addresses. */
+/**
+ * 401, 403, or a tokendist server's 429 to an address that failed too often
+ * (it carries WWW-Authenticate; a service's own rate limit does not): the key
+ * is what to check in each case (the C client's rule, src/client.c refused_key).
+ */
+function refusesKey(res) {
+  if (res.status === 401 || res.status === 403) return true;
+  const h = res.status === 429 && res.headers && typeof res.headers.get === 'function'
+    ? res.headers.get('www-authenticate') : null;
+  return h != null;
+}
+
 function wrongPathWhy(url) {
   let p = '/';
   try {
@@ -1028,8 +1040,7 @@ class TokendistClient {
     const statusText = res.statusText || STATUS_CODES[res.status] || '';
     let msg = `HTTP ${res.status}: ${statusText}`;
     if (detail && detail !== statusText) msg += ` (${detail.slice(0, 200)})`;
-    const code = res.status === 401 || res.status === 403 ? 'EAUTH' : 'EHTTP';
-    return new TokendistError(code, `❌ ${label} token获取失败: ${msg}`, extra);
+    return new TokendistError(refusesKey(res) ? 'EAUTH' : 'EHTTP', `❌ ${label} token获取失败: ${msg}`, extra);
   }
 
   _parseRecord(from, url, text) {

@@ -48,3 +48,38 @@ test('right read key → token; it is sent as Authorization: Bearer', { skip: NE
   const last = proxy.requests.at(-1);
   assert.equal(last.headers.authorization, `Bearer ${READ_KEY}`);
 });
+
+test('after ten wrong keys the server\'s lockout 429 is still EAUTH; a 429 without WWW-Authenticate is EHTTP', { skip: NEEDS_BIN }, async () => {
+  // Its own server: the lockout is per address and would lock out the tests above.
+  const own = await startServer({ readKey: READ_KEY });
+  const plain = await startProxy(own.url, {
+    intercept: (req, res) => {
+      if (!req.url.startsWith('/plain-429')) return false;
+      res.writeHead(429, { 'content-type': 'application/json', 'retry-after': '1' });
+      res.end('{"error":"Too Many Requests"}');
+      return true;
+    },
+  });
+  try {
+    const client = createClient({ apiUrl: `${own.url}/release/get-token`, readKey: 'wrong-key-zzz' });
+    let err;
+    for (let i = 0; i < 30; i += 1) {        // ten failures block the address
+      err = await client.getAccessToken().then(() => null, (e) => e);
+      assert.ok(err, 'a wrong key never gets a token');
+      assert.equal(err.code, 'EAUTH', err.message);
+      if (err.status === 429) break;
+    }
+    assert.equal(err.status, 429);
+    assert.match(err.message, /认证失败次数过多/);
+    assert.ok(!err.message.includes('wrong-key-zzz'));
+    const other = createClient({ apiUrl: `${plain.url}/plain-429/release/get-token`, readKey: READ_KEY });
+    await assert.rejects(other.getAccessToken(), (e) => {
+      assert.equal(e.code, 'EHTTP', e.message);
+      assert.equal(e.status, 429);
+      return true;
+    });
+  } finally {
+    await plain.close();
+    await own.stop();
+  }
+});

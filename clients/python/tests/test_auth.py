@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from harness import Proxy, Server, TestCase, make_record, needs_bin, same_token
+from typing import Any
+
+from harness import Proxy, Server, TestCase, answer, make_record, needs_bin, same_token
 from tokendist_client import create_client
 
 READ_KEY = "read-key-for-tests-0123"
@@ -50,3 +52,36 @@ class ReadKeys(TestCase):
         client = create_client({"TENCENT_CLOUD_API_URL": f"{self.srv.url}/release/get-token",
                                 "TOKENDIST_READ_KEY": READ_KEY})
         same_token(self, client.get_access_token(), rec["access_token"])
+
+
+@needs_bin
+class Lockout(TestCase):
+    """Its own server: the lockout is per address and would lock out ReadKeys."""
+
+    def setUp(self) -> None:
+        self.srv = Server(read_key=READ_KEY).start()
+        self.addCleanup(self.srv.stop)
+
+    def test_lockout_429_is_still_eauth_and_a_plain_429_is_ehttp(self) -> None:
+        from tokendist_client import TokendistError
+        client = create_client(api_url=f"{self.srv.url}/release/get-token", read_key="wrong-key-zzz")
+        err: TokendistError | None = None
+        for _ in range(30):                 # ten failures block the address
+            with self.assertRaises(TokendistError) as cm:
+                client.get_access_token()
+            err = cm.exception
+            self.assertEqual(err.code, "EAUTH", str(err))
+            if err.status == 429:
+                break
+        assert err is not None
+        self.assertEqual(err.status, 429)
+        self.assertIn("认证失败次数过多", str(err))
+        self.assertNotIn("wrong-key-zzz", str(err))
+
+        def plain(h: Any, method: str, path: str, body: bytes) -> bool:
+            return path.startswith("/plain-429") and answer(h, 429, {"error": "Too Many Requests"})
+        prx = Proxy(self.srv.url, intercept=plain)
+        self.addCleanup(prx.close)
+        other = create_client(api_url=f"{prx.url}/plain-429/release/get-token", read_key=READ_KEY)
+        err2 = self.assertError(other.get_access_token, "EHTTP")
+        self.assertEqual(err2.status, 429)

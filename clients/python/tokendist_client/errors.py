@@ -16,7 +16,7 @@ ErrorCode = Literal[
     "ESAME",            # a report: the platform still issues this token, there is no other
     "ENOTFOUND_TOKEN",  # no token: 404 from the server, no Gitee file, no cache file
     "EHTTP",            # any other HTTP error status
-    "EAUTH",            # 401/403: missing or wrong read key (or Gitee access token)
+    "EAUTH",            # 401/403 (or the server's lockout 429): missing or wrong read key (or Gitee access token)
     "ENETWORK",         # could not connect, connection reset, …
     "ETIMEOUT",         # no answer within the timeout
     "EEXPIRED",         # the token is expired or has min_remaining_seconds or less left

@@ -68,6 +68,7 @@ class Answer:
     reason: str
     text: str
     server_time: float | None   # Unix seconds from the Date header, when it has one
+    challenge: bool = False     # it carries WWW-Authenticate: the key is what it refuses
 
 
 class _Redirects(urllib.request.HTTPRedirectHandler):
@@ -191,4 +192,4 @@ def exchange(source: SourceName, method: str, url: str, *, headers: dict[str, st
         except ValueError:
             phrase = ""
     return Answer(status, phrase, b"".join(chunks).decode("utf-8-sig", "replace"),
-                  _server_time(resp.headers))
+                  _server_time(resp.headers), resp.headers.get("WWW-Authenticate") is not None)
