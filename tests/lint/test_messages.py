@@ -696,13 +696,8 @@ class Messages(unittest.TestCase):
                 "x.py": ["cannot read the cache file", "unexpected answer from the server", "no such token name",
                          "token fetch failed\n", "the server is slow"]}
         self.assertEqual(sum(len(w) for w in want.values()) - 1, 17)   # WHYS is one plant: a constant's text
-        with tempfile.TemporaryDirectory() as d:
-            for name, (text, scan) in planted.items():
-                path = os.path.join(d, name)
-                with open(path, "w", encoding="utf-8") as f:
-                    f.write(text)
-                bad, _ = judge(list(scan(path)))
-                self.assertEqual(sorted(b.split(": ", 1)[1] for b in bad), sorted(repr(w) for w in want[name]), name)
+        for name, found in self.scan_planted(planted).items():
+            self.assertEqual(sorted(found), sorted(repr(w) for w in want[name]), name)
 
     def test_the_scanners_find_the_sinks(self):
         """Each scanner, on a planted file: English at a sink is found,
@@ -722,13 +717,22 @@ class Messages(unittest.TestCase):
         }
         want = {"x.c": ["Not here", "cannot start: %s", "not connected", "empty body"],
                 "x.cjs": ["cannot read %s now"], "x.py": ["cannot read %s"]}
+        for name, found in self.scan_planted(planted).items():
+            self.assertEqual(found, [repr(w) for w in want[name]], name)
+
+    @staticmethod
+    def scan_planted(planted):
+        """{file name: (text, scanner)} -> {file name: the strings its
+        scanner reports as English, in the order found}."""
+        out = {}
         with tempfile.TemporaryDirectory() as d:
             for name, (text, scan) in planted.items():
                 path = os.path.join(d, name)
                 with open(path, "w", encoding="utf-8") as f:
                     f.write(text)
                 bad, _ = judge(list(scan(path)))
-                self.assertEqual([b.split(": ", 1)[1] for b in bad], [repr(w) for w in want[name]], name)
+                out[name] = [b.split(": ", 1)[1] for b in bad]
+        return out
 
 
 if __name__ == "__main__":
