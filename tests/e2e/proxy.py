@@ -3,7 +3,9 @@
 each one back (so concurrent clients overlap), can shift the `Date`
 header (a server whose clock is ahead or behind), can answer in the
 server's place with an error status (a failing gateway), and counts the
-TCP connections clients open to it (keep-alive).
+TCP connections clients open to it (keep-alive).  A subclass can hold a
+request back before it goes on or after it was answered (arrive/leave:
+tests/e2e/test_s3.py's slow object store).
 
 The proxy never logs: requests carry read keys and bodies carry tokens.
 """
@@ -15,7 +17,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from harness import DEADLINE
 
-HOP = {"connection", "keep-alive", "transfer-encoding", "date", "server", "content-length"}
+HOP = {"connection", "keep-alive", "transfer-encoding", "date", "server", "content-length", "expect"}
 
 
 class Proxy:
@@ -27,6 +29,7 @@ class Proxy:
         self.lock = threading.Lock()
         self.requests = []                  # (method, path)
         self.connections = 0                # TCP connections accepted
+        self.answered = 0                   # requests answered
         proxy = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -45,6 +48,7 @@ class Proxy:
                 body = self.rfile.read(n) if n else None
                 with proxy.lock:
                     proxy.requests.append((self.command, self.path))
+                held = proxy.arrive(self.command, self.path)
                 if proxy.delay:
                     time.sleep(proxy.delay)
                 if proxy.fail_status:
@@ -55,6 +59,7 @@ class Proxy:
                     self.end_headers()
                     self.wfile.write(out)
                     return
+                # Host goes on as it came: an S3 signature covers it.
                 conn = http.client.HTTPConnection("127.0.0.1", proxy.upstream_port, timeout=DEADLINE)
                 try:
                     hdrs = {k: v for k, v in self.headers.items() if k.lower() not in HOP}
@@ -67,24 +72,39 @@ class Proxy:
                         self.send_header("Content-Length", "0")
                         self.end_headers()
                         return
+                finally:
+                    conn.close()
+                proxy.leave(held)
+                try:
                     self.send_response(r.status)
                     for k, v in r.getheaders():
                         if k.lower() not in HOP:
                             self.send_header(k, v)
                     self.send_header("Content-Length", str(len(out)))
                     self.end_headers()
-                    self.wfile.write(out)
-                finally:
-                    conn.close()
+                    if self.command != "HEAD":
+                        self.wfile.write(out)
+                except OSError:     # the client gave up on it and closed
+                    self.close_connection = True
+                with proxy.lock:
+                    proxy.answered += 1
 
-            do_GET = do_POST = _any
+            do_GET = do_POST = do_PUT = do_HEAD = do_DELETE = _any
 
         # send_response adds its own Date; ours must be the only one.
         Handler.date_time_string = lambda self, timestamp=None: formatdate(
             time.time() + proxy.date_offset, usegmt=True)
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.httpd.daemon_threads = True
+        self.httpd.handle_error = lambda *a: None   # a client that stopped and closed its connection
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+
+    def arrive(self, method, path):
+        """Called as a request arrives; what it returns is given to leave()."""
+        return None
+
+    def leave(self, held):
+        """Called when the server answered, before the answer goes back."""
 
     def start(self):
         self.thread.start()

@@ -11,17 +11,16 @@ instances with Feishu credentials fetches (the lease), and the other takes
 over when the holder dies; a record another tool wrote is reported, not
 fatal; /invalid on S3 is answered by the lease holder's refresher, and
 elsewhere with a 503 that says why."""
-import http.client
 import json
 import os
 import signal
 import threading
 import time
 import unittest
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from feishu_env import PUSH_KEY as FEISHU_PUSH, FeishuEnv
 from harness import ROOT, TestCase, make_record, run_cli
+from proxy import Proxy
 from redisd import SharedRedis
 from s3d import BUCKET, KEY_ID, S3Service
 
@@ -211,78 +210,23 @@ class OutageTest(S3TestCase):
         self.wait_for(lambda: self.serves(b, tok(5)), timeout=15, what="b catching up")
 
 
-class SlowS3Proxy:
+class SlowS3Proxy(Proxy):
     """Between serve and s3d, a service that is slow to write: every
-    request goes on as it came (Host too: the signature covers it), except
-    the next PUT of one object, whose answer is held back after s3d applied
-    it (`ack`: the PUT landed, its 200 comes after our 5 s request timeout)
-    or which is itself held back before it reaches s3d (`land`: the PUT
-    lands after the timeout), or the next request of a method on an object
-    whose answer waits for the test (`gate`: until `opened` is set).
-    `arrived` is set when the held request came in.  Never logs: requests
-    carry signatures, bodies tokens."""
-
-    DROP = ("connection", "content-length", "transfer-encoding", "expect", "keep-alive")
+    request goes on as it came, except the next PUT of one object, whose
+    answer is held back after s3d applied it (`ack`: the PUT landed, its
+    200 comes after our 5 s request timeout) or which is itself held back
+    before it reaches s3d (`land`: the PUT lands after the timeout), or the
+    next request of a method on an object whose answer waits for the test
+    (`gate`: until `opened` is set).  `arrived` is set when the held
+    request came in, `landed` when it reached s3d."""
 
     def __init__(self, upstream_port):
-        self.upstream = upstream_port
-        self.lock = threading.Lock()
+        super().__init__(upstream_port)
         self.rule = None                    # (path suffix, "ack" | "land" | "gate", seconds, method)
-        self.landed = threading.Event()     # the held request reached s3d
-        self.opened = threading.Event()     # a gated answer may go
-        self.served = 0                     # requests answered
-        self.arrived = threading.Event()    # the held request came in
-        proxy = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *a):
-                pass
-
-            def _any(self):
-                n = int(self.headers.get("Content-Length") or 0)
-                body = self.rfile.read(n) if n else b""
-                with proxy.lock:
-                    rule = None
-                    if proxy.rule and self.command == proxy.rule[3] and self.path.endswith(proxy.rule[0]):
-                        rule, proxy.rule = proxy.rule, None
-                        proxy.arrived.set()
-                if rule and rule[1] == "land":
-                    time.sleep(rule[2])
-                conn = http.client.HTTPConnection("127.0.0.1", proxy.upstream, timeout=60)
-                hdrs = {k: v for k, v in self.headers.items() if k.lower() not in SlowS3Proxy.DROP}
-                conn.request(self.command, self.path, body=body if self.command in ("PUT", "POST") else None,
-                             headers=hdrs)
-                r = conn.getresponse()
-                out = r.read()
-                conn.close()
-                if rule:
-                    proxy.landed.set()
-                    if rule[1] == "ack":
-                        time.sleep(rule[2])
-                    elif rule[1] == "gate":
-                        proxy.opened.wait(60)
-                try:
-                    self.send_response_only(r.status)
-                    for k, v in r.getheaders():
-                        if k.lower() not in SlowS3Proxy.DROP:
-                            self.send_header(k, v)
-                    self.send_header("Content-Length", str(len(out)))
-                    self.end_headers()
-                    if self.command != "HEAD":
-                        self.wfile.write(out)
-                except OSError:     # tokendist gave up on it and closed
-                    self.close_connection = True
-                with proxy.lock:
-                    proxy.served += 1
-
-            do_GET = do_PUT = do_HEAD = do_POST = do_DELETE = _any
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.httpd.daemon_threads = True
-        self.httpd.handle_error = lambda *a: None   # tokendist stopped and closed its connections
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+        self.landed = threading.Event()
+        self.opened = threading.Event()
+        self.arrived = threading.Event()
+        self.start()
 
     def hold(self, suffix, how, seconds=None, method="PUT"):
         with self.lock:
@@ -291,17 +235,23 @@ class SlowS3Proxy:
             self.landed.clear()
             self.opened.clear()
 
-    def answered(self):
+    def arrive(self, method, path):
         with self.lock:
-            return self.served
+            if not (self.rule and method == self.rule[3] and path.endswith(self.rule[0])):
+                return None
+            rule, self.rule = self.rule, None
+            self.arrived.set()
+        if rule[1] == "land":
+            time.sleep(rule[2])
+        return rule
 
-    def stop(self):
-        self.httpd.shutdown()
-        self.httpd.server_close()
-
-    @property
-    def port(self):
-        return self.httpd.server_address[1]
+    def leave(self, rule):
+        if rule:
+            self.landed.set()
+            if rule[1] == "ack":
+                time.sleep(rule[2])
+            elif rule[1] == "gate":
+                self.opened.wait(60)
 
 
 class SlowServiceTest(S3TestCase):
@@ -403,8 +353,8 @@ class FreezeTest(FeishuEnv, S3TestCase):
                 time.sleep(self.FROZEN)
             finally:
                 srv.proc.send_signal(signal.SIGCONT)
-            n = proxy.answered()
-            self.wait_for(lambda: proxy.answered() >= n + 3, what="requests after the thaw")
+            n = proxy.answered
+            self.wait_for(lambda: proxy.answered >= n + 3, what="requests after the thaw")
         log = srv.log()
         for line in ("暂不可用", "已恢复", "无法获取租约", "无法确认刷新租约"):
             self.assertNotIn(line, log)
