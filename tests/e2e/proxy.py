@@ -5,11 +5,15 @@ header (a server whose clock is ahead or behind), can answer in the
 server's place with an error status (a failing gateway), and counts the
 TCP connections clients open to it (keep-alive).  A subclass can hold a
 request back before it goes on or after it was answered (arrive/leave:
-tests/e2e/test_s3.py's slow object store).
+tests/e2e/test_s3.py's slow object store), pass the upstream's own Date
+on (keep_date: an object store's clock is what its leases are measured
+by) and rewrite the answer's headers (rewrite: a gateway that changes
+them).
 
 The proxy never logs: requests carry read keys and bodies carry tokens.
 """
 import http.client
+import sys
 import threading
 import time
 from email.utils import formatdate
@@ -21,6 +25,8 @@ HOP = {"connection", "keep-alive", "transfer-encoding", "date", "server", "conte
 
 
 class Proxy:
+    keep_date = False       # answer with the upstream's Date instead of our own clock's
+
     def __init__(self, upstream_port, date_offset=0, delay=0.0):
         self.upstream_port = upstream_port
         self.date_offset = date_offset      # seconds added to the real time in Date
@@ -75,11 +81,12 @@ class Proxy:
                 finally:
                     conn.close()
                 proxy.leave(held)
+                self.upstream_date = r.getheader("Date") if proxy.keep_date else None
                 try:
                     self.send_response(r.status)
-                    for k, v in r.getheaders():
-                        if k.lower() not in HOP:
-                            self.send_header(k, v)
+                    for k, v in proxy.rewrite(r.status, [(k, v) for k, v in r.getheaders()
+                                                         if k.lower() not in HOP]):
+                        self.send_header(k, v)
                     self.send_header("Content-Length", str(len(out)))
                     self.end_headers()
                     if self.command != "HEAD":
@@ -91,12 +98,13 @@ class Proxy:
 
             do_GET = do_POST = do_PUT = do_HEAD = do_DELETE = _any
 
-        # send_response adds its own Date; ours must be the only one.
-        Handler.date_time_string = lambda self, timestamp=None: formatdate(
+        # send_response adds its own Date; ours (or the upstream's) must be the only one.
+        Handler.upstream_date = None
+        Handler.date_time_string = lambda self, timestamp=None: self.upstream_date or formatdate(
             time.time() + proxy.date_offset, usegmt=True)
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.httpd.daemon_threads = True
-        self.httpd.handle_error = lambda *a: None   # a client that stopped and closed its connection
+        self.httpd.handle_error = self._handle_error
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
 
     def arrive(self, method, path):
@@ -105,6 +113,16 @@ class Proxy:
 
     def leave(self, held):
         """Called when the server answered, before the answer goes back."""
+
+    def rewrite(self, status, headers):
+        """The answer's headers, [(name, value)], as they go back."""
+        return headers
+
+    def _handle_error(self, request, client_address):
+        # A client that stopped and closed its connection is expected;
+        # anything else is a bug in the test and keeps its traceback.
+        if not isinstance(sys.exc_info()[1], OSError):
+            ThreadingHTTPServer.handle_error(self.httpd, request, client_address)
 
     def start(self):
         self.thread.start()

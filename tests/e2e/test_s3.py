@@ -218,7 +218,10 @@ class SlowS3Proxy(Proxy):
     before it reaches s3d (`land`: the PUT lands after the timeout), or the
     next request of a method on an object whose answer waits for the test
     (`gate`: until `opened` is set).  `arrived` is set when the held
-    request came in, `landed` when it reached s3d."""
+    request came in, `landed` when it reached s3d.  Its answers carry
+    s3d's own Date, as a real service's do."""
+
+    keep_date = True
 
     def __init__(self, upstream_port):
         super().__init__(upstream_port)
