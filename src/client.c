@@ -579,19 +579,19 @@ static int judge(td_client *c, attempt *a, const char *text, size_t len, td_toke
 
 /* ---- the sources -------------------------------------------------------------- */
 
-/* The reason phrase of the status line ("HTTP/1.1 500 Internal Server
- * Error"), or a stock one when the server sent none (HTTP/2). */
 /* Whether the answer refuses the key: 401, 403, or a tokendist server's
  * 429 to an address that failed too often (it carries WWW-Authenticate,
  * a service's own rate limit does not) -- the key is what to check in
- * each case, and the exit code says so. */
+ * each case, and the exit code says so.  Only the header's presence
+ * counts: a proxy may rewrite its value to any length. */
 static int refused_key(const td_httpc_resp *resp)
 {
-    char h[64];
-
     return resp->status == 401 || resp->status == 403 ||
-           (resp->status == 429 && td_httpc_header(resp, "WWW-Authenticate", h, sizeof h));
+           (resp->status == 429 && td_httpc_has_header(resp, "WWW-Authenticate"));
 }
+
+/* The reason phrase of the status line ("HTTP/1.1 500 Internal Server
+ * Error"), or a stock one when the server sent none (HTTP/2). */
 
 static const char *reason_phrase(const td_httpc_resp *r, char *buf, size_t len)
 {

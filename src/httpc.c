@@ -352,10 +352,12 @@ void td_httpc_resp_clear(td_httpc_resp *r)
     memset(r, 0, sizeof *r);
 }
 
-const char *td_httpc_header(const td_httpc_resp *r, const char *name, char *buf, size_t len)
+/* The value of the last header `name`, trimmed, and its length; NULL when
+ * absent. */
+static const char *header_find(const td_httpc_resp *r, const char *name, size_t *flen)
 {
     const char *p = r->headers, *found = NULL;
-    size_t nlen = strlen(name), flen = 0;
+    size_t nlen = strlen(name);
 
     while (p && *p) {
         const char *eol = strchr(p, '\n');
@@ -364,14 +366,28 @@ const char *td_httpc_header(const td_httpc_resp *r, const char *name, char *buf,
             const char *v = p + nlen + 1, *e = p + ll;
             while (v < e && (*v == ' ' || *v == '\t')) v++;
             while (e > v && (e[-1] == '\r' || e[-1] == ' ')) e--;
-            found = v, flen = (size_t)(e - v);
+            found = v, *flen = (size_t)(e - v);
         }
         p = eol ? eol + 1 : p + ll;
     }
+    return found;
+}
+
+const char *td_httpc_header(const td_httpc_resp *r, const char *name, char *buf, size_t len)
+{
+    size_t flen = 0;
+    const char *found = header_find(r, name, &flen);
+
     if (!found || flen >= len) return NULL;
     memcpy(buf, found, flen);
     buf[flen] = '\0';
     return buf;
+}
+
+int td_httpc_has_header(const td_httpc_resp *r, const char *name)
+{
+    size_t flen;
+    return header_find(r, name, &flen) != NULL;
 }
 
 int64_t td_httpc_date(const td_httpc_resp *r)

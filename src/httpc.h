@@ -103,6 +103,9 @@ void td_httpc_resp_clear(td_httpc_resp *resp);
  * or NULL when absent. */
 const char *td_httpc_header(const td_httpc_resp *resp, const char *name, char *buf, size_t len);
 
+/* Whether the answer carries header `name` at all, whatever its length. */
+int td_httpc_has_header(const td_httpc_resp *resp, const char *name);
+
 /* The server's Date header as Unix seconds, or 0. */
 int64_t td_httpc_date(const td_httpc_resp *resp);
 

@@ -19,6 +19,21 @@ CLEAN = {k: "" for k in ("TENCENT_CLOUD_API_URL", "TOKENDIST_URLS", "TOKENDIST_R
                          "GITEE_REPO", "TOKENDIST_CACHE_FILE", "TOKENDIST_ENV_FILE")}
 
 
+class LongChallenge(Proxy):
+    """A gateway that answers with a long WWW-Authenticate (a realm and
+    error description of its own), as proxies in front of an API may."""
+    rewritten = 0
+
+    def rewrite(self, status, headers):
+        out = []
+        for k, v in headers:
+            if k.lower() == "www-authenticate":
+                v = 'Bearer realm="%s", error="invalid_token", error_description="%s"' % ("gw" * 40, "x" * 200)
+                self.rewritten += 1
+            out.append((k, v))
+        return out
+
+
 class GetTest(harness.TestCase):
     def setUp(self):
         super().setUp()
@@ -115,6 +130,14 @@ class GetTest(harness.TestCase):
         self.assertEqual(r.returncode, EXIT_AUTH, r.stderr)
         self.assertIn("💡 检查读取密钥 (--key / TOKENDIST_READ_KEY)", r.stderr)
         self.assertNotIn("检查API地址", r.stderr)
+        # A gateway in front may rewrite the challenge to any length: its
+        # presence is what marks the lockout, not its value.
+        prx = LongChallenge(self.srv.port).start()
+        self.addCleanup(prx.stop)
+        r = self.get("--url", prx.url(), "--key", "wrong-key-0000000000000")
+        self.assertIn("认证失败次数过多", r.stderr)
+        self.assertEqual(r.returncode, EXIT_AUTH, r.stderr)
+        self.assertEqual(prx.rewritten, 1)
 
     def test_min_remaining(self):
         self.start()
