@@ -288,19 +288,20 @@ function endpointUrls(apiUrl, name = DEFAULT_NAME, nameGiven = false) {
   return { url: String(apiUrl), reportUrl: null };
 }
 
-/** Why our server answered 404 `Not found`: the URL's path is not one of its addresses. */
 /**
- * 401, 403, or a tokendist server's 429 to an address that failed too often
- * (it carries WWW-Authenticate; a service's own rate limit does not): the key
- * is what to check in each case (the C client's rule, src/client.c refused_key).
+ * 401, 403, or -- from our own server only -- the 429 it answers an address
+ * that failed too often (it carries WWW-Authenticate; a service's own rate
+ * limit, Gitee's included, does not count): the key is what to check in each
+ * case (the C client's rule, src/client.c refused_key).
  */
-function refusesKey(res) {
+function refusesKey(from, res) {
   if (res.status === 401 || res.status === 403) return true;
-  const h = res.status === 429 && res.headers && typeof res.headers.get === 'function'
+  const h = from === 'endpoint' && res.status === 429 && res.headers && typeof res.headers.get === 'function'
     ? res.headers.get('www-authenticate') : null;
   return h != null;
 }
 
+/** Why our server answered 404 `Not found`: the URL's path is not one of its addresses. */
 function wrongPathWhy(url) {
   let p = '/';
   try {
@@ -1040,7 +1041,7 @@ class TokendistClient {
     const statusText = res.statusText || STATUS_CODES[res.status] || '';
     let msg = `HTTP ${res.status}: ${statusText}`;
     if (detail && detail !== statusText) msg += ` (${detail.slice(0, 200)})`;
-    return new TokendistError(refusesKey(res) ? 'EAUTH' : 'EHTTP', `❌ ${label} token获取失败: ${msg}`, extra);
+    return new TokendistError(refusesKey(from, res) ? 'EAUTH' : 'EHTTP', `❌ ${label} token获取失败: ${msg}`, extra);
   }
 
   _parseRecord(from, url, text) {

@@ -3,7 +3,9 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 
 import { createClient } from '../index.mjs';
-import { NEEDS_BIN, startServer, startProxy, makeRecord, sameToken } from '../testlib/harness.mjs';
+import {
+  NEEDS_BIN, startServer, startProxy, startGitee, makeRecord, sameToken,
+} from '../testlib/harness.mjs';
 
 const READ_KEY = 'read-key-for-tests-0123';
 let srv;
@@ -82,4 +84,29 @@ test('after ten wrong keys the server\'s lockout 429 is still EAUTH; a 429 witho
     await plain.close();
     await own.stop();
   }
+});
+
+test('a Gitee 429 is EHTTP even with WWW-Authenticate: the lockout rule is our server\'s own', async (t) => {
+  const gitee = await startGitee({ accessToken: 'gitee-pat-123' });
+  t.after(() => gitee.close());
+  gitee.state.record = makeRecord();
+  const gate = await startProxy(gitee.baseUrl, {
+    intercept: (req, res) => {
+      res.writeHead(429, { 'content-type': 'application/json', 'www-authenticate': 'Bearer realm="gitee"' });
+      res.end('{"message":"Too Many Requests"}');
+      return true;
+    },
+  });
+  t.after(() => gate.close());
+  const client = createClient({
+    ENABLED: false, API_URL: 'http://127.0.0.1:9/release/get-token',
+    gitee: { ...gitee.options, baseUrl: `${gate.url}/api/v5` },
+  });
+  await assert.rejects(client.getAccessToken(), (e) => {
+    assert.equal(e.source, 'gitee');
+    assert.equal(e.status, 429);
+    assert.equal(e.code, 'EHTTP', e.message);
+    return true;
+  });
+  assert.equal(gate.requests.length, 1);
 });

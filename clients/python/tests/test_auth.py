@@ -8,6 +8,7 @@ from harness import Proxy, Server, TestCase, answer, make_record, needs_bin, sam
 from tokendist_client import create_client
 
 READ_KEY = "read-key-for-tests-0123"
+NOWHERE = "https://x.invalid/release/get-token"
 
 
 @needs_bin
@@ -85,3 +86,27 @@ class Lockout(TestCase):
         other = create_client(api_url=f"{prx.url}/plain-429/release/get-token", read_key=READ_KEY)
         err2 = self.assertError(other.get_access_token, "EHTTP")
         self.assertEqual(err2.status, 429)
+
+
+class GiteeRateLimit(TestCase):
+    def test_a_gitee_429_is_ehttp_even_with_www_authenticate(self) -> None:
+        """The lockout rule (429 + WWW-Authenticate = the key) is our server's own."""
+        gitee = self.gitee()
+        gitee.set_record(make_record())
+
+        def limit(h: Any, method: str, path: str, body: bytes) -> bool:
+            data = b'{"message":"Too Many Requests"}'
+            h.send_response(429)
+            h.send_header("Content-Type", "application/json")
+            h.send_header("WWW-Authenticate", 'Bearer realm="gitee"')
+            h.send_header("Content-Length", str(len(data)))
+            h.end_headers()
+            h.wfile.write(data)
+            return True
+        gate = Proxy(gitee.double.url, intercept=limit)
+        self.addCleanup(gate.close)
+        client = create_client({"TENCENT_CLOUD_ENABLED": False, "TENCENT_CLOUD_API_URL": NOWHERE},
+                               gitee={**gitee.options, "base_url": gate.url + "/api/v5"})
+        err = self.assertError(client.get_access_token, "EHTTP")
+        self.assertEqual((err.source, err.status), ("gitee", 429))
+        self.assertEqual(len(gate.requests), 1)

@@ -44,12 +44,12 @@ def wrong_path_why(url: str) -> str:
             "/v1/tokens/名称 结尾，也可以只写 http(s)://主机:端口")
 
 
-def refuses_key(answer: Answer) -> bool:
-    """401, 403, or a tokendist server's 429 to an address that failed too
-    often (it carries WWW-Authenticate; a service's own rate limit does not):
-    the key is what to check in each case (the C client's rule, src/client.c
-    refused_key)."""
-    return answer.status in (401, 403) or (answer.status == 429 and answer.challenge)
+def refuses_key(source: SourceName, answer: Answer) -> bool:
+    """401, 403, or -- from our own server only -- the 429 it answers an
+    address that failed too often (it carries WWW-Authenticate; a service's
+    own rate limit, Gitee's included, does not count): the key is what to
+    check in each case (the C client's rule, src/client.c refused_key)."""
+    return answer.status in (401, 403) or (source == "endpoint" and answer.status == 429 and answer.challenge)
 
 
 def http_error(source: SourceName, url: str, answer: Answer, *,
@@ -80,7 +80,7 @@ def http_error(source: SourceName, url: str, answer: Answer, *,
     msg = f"HTTP {answer.status}: {answer.reason}"
     if detail and detail != answer.reason:
         msg += f" ({detail[:200]})"
-    code: ErrorCode = "EAUTH" if refuses_key(answer) else "EHTTP"
+    code: ErrorCode = "EAUTH" if refuses_key(source, answer) else "EHTTP"
     return TokendistError(code, f"❌ {label} {doing}: {msg}", source=source, url=shown,
                           status=answer.status)
 
