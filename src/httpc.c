@@ -17,6 +17,8 @@ typedef struct xfer {
     td_httpc_resp *resp;
     size_t cap, hcap, max;
     int rc;                 /* why a callback stopped the transfer */
+    int headers_over;       /* rc is TD_ETOOBIG because of the headers */
+    int block_ended;        /* the header block's blank line was seen */
 } xfer;
 
 static pthread_once_t global_once = PTHREAD_ONCE_INIT;
@@ -153,10 +155,21 @@ static size_t on_header(char *p, size_t size, size_t nmemb, void *ud)
     td_httpc_resp *r = x->resp;
     size_t n = size * nmemb;
 
-    /* A new status line (after a redirect or 100-continue) starts over. */
-    if (n > 5 && !strncmp(p, "HTTP/", 5)) r->headers_len = 0;
+    /* A status line after a block ended (a 1xx, a redirect, a proxy's
+     * CONNECT) starts the next block over; a line inside a block that
+     * merely begins with "HTTP/" is a header like any other.  Lines after
+     * the last block are a chunked answer's trailers: not the answer's
+     * headers, so they are dropped. */
+    if (x->block_ended || r->headers_len == 0) {
+        if (!(n > 5 && !strncmp(p, "HTTP/", 5))) return n;
+        r->headers_len = 0;
+        x->block_ended = 0;
+    } else if (p[0] == '\r' || p[0] == '\n') {
+        x->block_ended = 1;
+    }
     if (r->headers_len + n + 1 > TD_HTTPC_HEADERS_MAX) {
         x->rc = TD_ETOOBIG;
+        x->headers_over = 1;
         return 0;
     }
     if (r->headers_len + n + 1 > x->hcap) {
@@ -259,7 +272,7 @@ int td_httpc_do(const td_httpc_req *req, td_httpc_resp *resp, char *err, size_t 
     char shown[SHOWN_MAX];
     CURL *c = NULL;
     struct curl_slist *hl = NULL;
-    xfer x = {req, resp, 0, 0, req->max_body ? req->max_body : TD_HTTPC_BODY_MAX, TD_OK};
+    xfer x = {.req = req, .resp = resp, .max = req->max_body ? req->max_body : TD_HTTPC_BODY_MAX, .rc = TD_OK};
     char cerr[CURL_ERROR_SIZE] = "";
     const char *ca;
     CURLcode cc;
@@ -327,7 +340,9 @@ int td_httpc_do(const td_httpc_req *req, td_httpc_resp *resp, char *err, size_t 
         rc = TD_OK;
     } else if (x.rc != TD_OK) {
         rc = x.rc;
-        if (rc == TD_ETOOBIG)
+        if (rc == TD_ETOOBIG && x.headers_over)
+            snprintf(err, errlen, "%s: 回答的头部超过 %u 字节的上限", shown, TD_HTTPC_HEADERS_MAX);
+        else if (rc == TD_ETOOBIG)
             snprintf(err, errlen, "%s: 回答超过 %zu 字节的上限", shown, x.max);
         else
             snprintf(err, errlen, "%s: 传输中止: %s", shown, td_strerror(rc));

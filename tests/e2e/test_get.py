@@ -3,6 +3,8 @@ the record), failures print the seed's message and exit with a code that
 says what kind of failure it was."""
 import json
 import os
+import socket
+import threading
 import time
 import unittest
 
@@ -32,6 +34,40 @@ class LongChallenge(Proxy):
                 self.rewritten += 1
             out.append((k, v))
         return out
+
+
+class RawAnswer:
+    """A server that answers every request with the same bytes, as written:
+    header blocks and trailers no framework would produce on purpose."""
+
+    def __init__(self, answer):
+        self.answer = answer
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(8)
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self):
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            with conn:
+                data = b""
+                while b"\r\n\r\n" not in data:
+                    chunk = conn.recv(4096)
+                    if not chunk:
+                        break
+                    data += chunk
+                conn.sendall(self.answer)
+
+    def url(self):
+        return "http://127.0.0.1:%d/release/get-token" % self.sock.getsockname()[1]
+
+    def stop(self):
+        self.sock.close()
 
 
 class GetTest(harness.TestCase):
@@ -138,6 +174,40 @@ class GetTest(harness.TestCase):
         self.assertIn("认证失败次数过多", r.stderr)
         self.assertEqual(r.returncode, EXIT_AUTH, r.stderr)
         self.assertEqual(prx.rewritten, 1)
+
+    def raw(self, answer):
+        srv = RawAnswer(answer)
+        self.addCleanup(srv.stop)
+        return self.get("--url", srv.url())
+
+    def test_only_the_final_header_block_counts(self):
+        """The answer's headers are those of its last block: a challenge in
+        a chunked answer's trailer is not the lockout's (exit 5, as Node and
+        Python say), a header whose name starts with HTTP/ does not start a
+        new block, and a 1xx block before the answer is left behind."""
+        body = b'{"error":"Too Many Requests"}'
+        chunked = (b"HTTP/1.1 429 Too Many Requests\r\nContent-Type: application/json\r\n"
+                   b"Transfer-Encoding: chunked\r\nTrailer: WWW-Authenticate\r\nConnection: close\r\n\r\n"
+                   + b"%x\r\n" % len(body) + body + b"\r\n0\r\nWWW-Authenticate: Bearer\r\n\r\n")
+        r = self.raw(chunked)
+        self.assertEqual(r.returncode, EXIT_NETWORK, r.stderr)
+        self.assertIn("HTTP 429: Too Many Requests", r.stderr)
+        fixed = (b"HTTP/1.1 429 Too Many Requests\r\nHTTP/9: odd\r\nWWW-Authenticate: Bearer\r\n"
+                 b"Content-Length: %d\r\nConnection: close\r\n\r\n" % len(body) + body)
+        r = self.raw(fixed)
+        self.assertEqual(r.returncode, EXIT_AUTH, r.stderr)
+        self.assertIn("HTTP 429: Too Many Requests", r.stderr)
+        r = self.raw(b"HTTP/1.1 103 Early Hints\r\nWWW-Authenticate: Bearer\r\n\r\n"
+                     b"HTTP/1.1 429 Too Many Requests\r\nContent-Length: %d\r\nConnection: close\r\n\r\n"
+                     % len(body) + body)
+        self.assertEqual(r.returncode, EXIT_NETWORK, r.stderr)
+
+    def test_headers_over_the_limit_are_named_as_such(self):
+        r = self.raw(b"HTTP/1.1 429 Too Many Requests\r\nWWW-Authenticate: Bearer realm=\"%s\"\r\n"
+                     b"Content-Length: 0\r\nConnection: close\r\n\r\n" % (b"x" * 17000))
+        self.assertNotEqual(r.returncode, 0)
+        self.assertIn("回答的头部超过 16384 字节的上限", r.stderr)
+        self.assertNotIn("回答超过", r.stderr)
 
     def test_min_remaining(self):
         self.start()
