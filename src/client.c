@@ -579,17 +579,6 @@ static int judge(td_client *c, attempt *a, const char *text, size_t len, td_toke
 
 /* ---- the sources -------------------------------------------------------------- */
 
-/* Whether the answer refuses the key: 401, 403, or a tokendist server's
- * 429 to an address that failed too often (it carries WWW-Authenticate,
- * a service's own rate limit does not) -- the key is what to check in
- * each case, and the exit code says so.  Only the header's presence
- * counts: a proxy may rewrite its value to any length. */
-static int refused_key(const td_httpc_resp *resp)
-{
-    return resp->status == 401 || resp->status == 403 ||
-           (resp->status == 429 && td_httpc_has_header(resp, "WWW-Authenticate"));
-}
-
 /* The reason phrase of the status line ("HTTP/1.1 500 Internal Server
  * Error"), or a stock one when the server sent none (HTTP/2). */
 
@@ -680,7 +669,7 @@ int td__client_endpoint_answer(const td_httpc_resp *resp, const char *url, td_to
         snprintf(why, whylen, "HTTP %ld: %s (%s)", resp->status, rp, m);
     else
         snprintf(why, whylen, "HTTP %ld: %s", resp->status, rp);
-    return refused_key(resp) ? TD_EAUTH : TD_EHTTP;
+    return td_endpoint_refuses_key(resp) ? TD_EAUTH : TD_EHTTP;
 }
 
 static int from_endpoint(td_client *c, size_t i, td_token_kind kind, attempt *a, td_record **out)
@@ -1321,7 +1310,7 @@ static int post_invalid(td_client *c, const char *token, td_record **newer, char
         } else {
             rc = resp.status == 501 || resp.status == 503 ? TD_EUNAVAIL
                  : resp.status == 404 ? TD_ENOTFOUND
-                 : refused_key(&resp) ? TD_EAUTH : TD_EHTTP;
+                 : td_endpoint_refuses_key(&resp) ? TD_EAUTH : TD_EHTTP;
             snprintf(err, errlen, "报告token无效失败: HTTP %ld: %s%s%s%s [%s]", resp.status,
                      reason_phrase(&resp, reason, sizeof reason), m ? " (" : "", m ? m : "",
                      m ? ")" : "", td_httpc_redact_url(req.url, TD_HTTPC_HIDE_QUERY, shown, sizeof shown));

@@ -150,6 +150,12 @@ int td_endpoint_wrong_path(long status, const char *body, size_t len)
     return yes;
 }
 
+int td_endpoint_refuses_key(const td_httpc_resp *resp)
+{
+    return resp->status == 401 || resp->status == 403 ||
+           (resp->status == 429 && td_httpc_has_header(resp, "WWW-Authenticate"));
+}
+
 const char *td_endpoint_wrong_path_why(const char *url, char *buf, size_t len)
 {
     const char *path;

@@ -61,6 +61,15 @@ int td_endpoint_check_url(const char *url, int show, char *why, size_t whylen);
  * which means the path is right and there is no valid token yet. */
 int td_endpoint_wrong_path(long status, const char *body, size_t len);
 
+/* Whether a tokendist server's answer refuses the key: 401, 403, or the
+ * 429 it gives an address that failed too often (it carries
+ * WWW-Authenticate; a service's own rate limit does not) -- the key is
+ * what to check in each case.  Only the header's presence counts: a
+ * gateway may rewrite its value to any length.  The Node and Python
+ * clients' refusesKey / refuses_key are the same rule. */
+struct td_httpc_resp;
+int td_endpoint_refuses_key(const struct td_httpc_resp *resp);
+
 /* The sentence for a wrong path at url, for the user: what is wrong and
  * what the path should look like.  Written into buf (cut to fit). */
 const char *td_endpoint_wrong_path_why(const char *url, char *buf, size_t len);

@@ -224,9 +224,9 @@ static int push_endpoint(const td_sink *s, const td_record *r, char *err, size_t
         rc = TD_OK;
         goto out;
     }
-    rc = resp.status == 401 || resp.status == 403 ? TD_EAUTH
-       : resp.status == 409                       ? TD_ECONFLICT
-                                                  : TD_EUPSTREAM;
+    rc = td_endpoint_refuses_key(&resp) ? TD_EAUTH
+       : resp.status == 409             ? TD_ECONFLICT
+                                        : TD_EUPSTREAM;
     /* The seed's two wordings: the function said why, or only a status --
      * and for our own server's "no such path", that the path is wrong. */
     if (td_endpoint_wrong_path(resp.status, resp.body, resp.body_len))

@@ -292,7 +292,7 @@ function endpointUrls(apiUrl, name = DEFAULT_NAME, nameGiven = false) {
  * 401, 403, or -- from our own server only -- the 429 it answers an address
  * that failed too often (it carries WWW-Authenticate; a service's own rate
  * limit, Gitee's included, does not count): the key is what to check in each
- * case (the C client's rule, src/client.c refused_key).
+ * case (the C client's rule, src/endpoint.c td_endpoint_refuses_key).
  */
 function refusesKey(from, res) {
   if (res.status === 401 || res.status === 403) return true;

@@ -108,6 +108,21 @@ class RefreshOnce(FeishuEnv, harness.TestCase):
                       self.log_messages(r.stderr))
         self.assertEqual(self.feishu.sent, [])      # no token in service: nothing announced
 
+    def test_endpoint_lockout_is_still_a_push_key_problem(self):
+        """Ten wrong keys from this address: the server's 429 (认证失败次数过多,
+        with WWW-Authenticate) still points at the push key."""
+        bad = "not-the-push-key-000002"
+        self.secrets.append(bad)
+        for _ in range(30):     # ten failures block the address
+            if self.endpoint.post("/release/get-token", {"x": 1}, key=bad).status == 429:
+                break
+        r = self.once(TENCENT_CLOUD_API_KEY=bad)
+        self.assertEqual(r.returncode, 1)
+        msgs = self.log_messages(r.stderr)
+        self.assertTrue(any("认证失败次数过多" in m for m in msgs), r.stderr)
+        self.assertIn("💡 检查写入密钥 (--api-key / TENCENT_CLOUD_API_KEY，须是服务端 TOKENDIST_PUSH_KEYS 之一)", msgs)
+        self.assertIsNone(self.served())
+
     def test_notice_failure_does_not_block_push(self):
         r = self.once(FEISHU_CHAT_ID="oc_not_a_member")
         self.assertEqual(r.returncode, 0, r.stderr)

@@ -48,7 +48,7 @@ def refuses_key(source: SourceName, answer: Answer) -> bool:
     """401, 403, or -- from our own server only -- the 429 it answers an
     address that failed too often (it carries WWW-Authenticate; a service's
     own rate limit, Gitee's included, does not count): the key is what to
-    check in each case (the C client's rule, src/client.c refused_key)."""
+    check in each case (the C client's rule, src/endpoint.c td_endpoint_refuses_key)."""
     return answer.status in (401, 403) or (source == "endpoint" and answer.status == 429 and answer.challenge)
 
 
