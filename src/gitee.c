@@ -113,8 +113,11 @@ static int status_error(const td_gitee *g, long status, const json_t *o, char *e
                  g->owner, g->repo, g->path, m);
         return TD_ENOTFOUND;
     default:
+        /* An HTTP error like any source's (tokendist get: exit 5, as the
+         * Node and Python clients' EHTTP); a 200 that is no file is
+         * TD_EUPSTREAM below. */
         snprintf(err, errlen, "Gitee HTTP错误: %ld (%s/%s:%s) %s", status, g->owner, g->repo, g->path, m);
-        return TD_EUPSTREAM;
+        return TD_EHTTP;
     }
 }
 

@@ -138,6 +138,28 @@ class GetSourcesTest(harness.TestCase):
         self.assertPrints(r, TOKEN_G)
         self.assertEqual(asked(), 3)
 
+    # ---- Gitee's HTTP errors: exit codes as for any source ----
+
+    def test_gitee_http_errors_exit_as_any_source(self):
+        """Gitee alone: a 500 or a rate limit (429, even with a challenge)
+        is an HTTP error of a source, exit 5 -- the Node and Python clients'
+        EHTTP; a refused Gitee token is exit 4, their EAUTH."""
+        g = self.gitee(json.dumps(harness.make_record(TOKEN_G)))
+        env = self.gitee_env(g)
+        g.control({"fail": "500", "times": 1})
+        r = self.get("--gitee", env=env)
+        self.assertRefused(r, 5)
+        self.assertIn("Gitee HTTP错误: 500", r.stderr)
+        g.control({"fail": "status", "status": 429, "json": {"message": "Too Many Requests"}, "times": 1})
+        r = self.get("--gitee", env=env)
+        self.assertRefused(r, 5)
+        self.assertIn("Gitee HTTP错误: 429", r.stderr)
+        r = self.get("--gitee", env={**env, "GITEE_ACCESS_TOKEN": "not-the-gitee-token-0001"})
+        self.assertRefused(r, 4)
+        self.assertNotIn("not-the-gitee-token-0001", r.stderr)
+        r = self.get("--gitee", env=env)
+        self.assertPrints(r, TOKEN_G)
+
 
 if __name__ == "__main__":
     unittest.main()
