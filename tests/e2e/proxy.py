@@ -50,6 +50,7 @@ class Proxy:
                     proxy.connections += 1
 
             def _any(self):
+                self.upstream_date = None   # a kept-alive connection's last answer is not this one
                 n = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(n) if n else None
                 with proxy.lock:
