@@ -149,19 +149,33 @@ static size_t on_body(char *p, size_t size, size_t nmemb, void *ud)
     return n;
 }
 
+/* Whether the line is a status line ("HTTP/1.1 200 OK", "HTTP/2 429",
+ * any case, as libcurl reads it) rather than a header or a trailer whose
+ * name begins with HTTP/: a status line's version ends at a space, a
+ * field name at its colon. */
+static int status_line(const char *p, size_t n)
+{
+    if (n <= 5 || strncasecmp(p, "HTTP/", 5)) return 0;
+    for (size_t i = 5; i < n; i++) {
+        if (p[i] == ' ') return 1;
+        if (p[i] == ':' || p[i] == '\r' || p[i] == '\n') return 0;
+    }
+    return 0;
+}
+
 static size_t on_header(char *p, size_t size, size_t nmemb, void *ud)
 {
     xfer *x = ud;
     td_httpc_resp *r = x->resp;
     size_t n = size * nmemb;
 
-    /* A status line after a block ended (a 1xx, a redirect, a proxy's
-     * CONNECT) starts the next block over; a line inside a block that
-     * merely begins with "HTTP/" is a header like any other.  Lines after
-     * the last block are a chunked answer's trailers: not the answer's
+    /* A status line after a block ended (a 1xx, a proxy's CONNECT)
+     * starts the next block over; a line inside a block that merely
+     * begins with "HTTP/" is a header like any other.  Lines after the
+     * last block are a chunked answer's trailers: not the answer's
      * headers, so they are dropped. */
     if (x->block_ended || r->headers_len == 0) {
-        if (!(n > 5 && !strncmp(p, "HTTP/", 5))) return n;
+        if (!status_line(p, n)) return n;
         r->headers_len = 0;
         x->block_ended = 0;
     } else if (p[0] == '\r' || p[0] == '\n') {
