@@ -28,6 +28,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -247,6 +248,7 @@ struct td_client {
     unsigned long gen;
     int last_rc;
     char last_err[2048];
+    td_source last_src;         /* the source whose failure last_rc is (td__client_failed_source) */
 
     /* The token last reported invalid, and that report's outcome. */
     char *rejected;
@@ -585,8 +587,11 @@ static int judge(td_client *c, attempt *a, const char *text, size_t len, td_toke
 static const char *reason_phrase(const td_httpc_resp *r, char *buf, size_t len)
 {
     const char *h = r->headers, *sp, *eol;
-    if (h && !strncmp(h, "HTTP/", 5) && (sp = strchr(h, ' ')) && (sp = strchr(sp + 1, ' ')) &&
-        (eol = strpbrk(sp, "\r\n")) && eol > sp + 1) {
+
+    /* Within the status line only: "HTTP/1.1 429" may have no reason. */
+    if (h && !strncasecmp(h, "HTTP/", 5) && (eol = strpbrk(h, "\r\n")) &&
+        (sp = memchr(h, ' ', (size_t)(eol - h))) && (sp = memchr(sp + 1, ' ', (size_t)(eol - sp - 1))) &&
+        eol > sp + 1) {
         snprintf(buf, len, "%.*s", (int)(eol - sp - 1), sp + 1);
         return buf;
     }
@@ -954,18 +959,19 @@ out:
 /* The combined error of a fetch where every source failed.  With one
  * source its own message; with several, one line per source.  Lines that
  * do not fit in err are left out whole, and a last line says how many. */
-static int fetch_failure(const attempt *at, size_t n, char *err, size_t errlen)
+static int fetch_failure(const attempt *at, size_t n, td_source *failed, char *err, size_t errlen)
 {
     enum { TAIL = 80 };     /* room kept for the "left out" line */
     int all_expired_or_missing = 1, any_expired = 0, rc = TD_OK;
     td_strbuf b, tail;
     size_t shown = 0;
 
+    *failed = TD_SOURCE_NONE;
     for (size_t i = 0; i < n; i++) {
         if (at[i].rc == TD_EEXPIRED) any_expired = 1;
         else if (at[i].rc != TD_ENOTFOUND) {
             all_expired_or_missing = 0;
-            if (rc == TD_OK) rc = at[i].rc;
+            if (rc == TD_OK) rc = at[i].rc, *failed = at[i].src;
         }
     }
     if (all_expired_or_missing) rc = any_expired ? TD_EEXPIRED : TD_ENOTFOUND;
@@ -1034,7 +1040,7 @@ static void fallback_note(const td_client *c, const attempt *at, size_t n, char 
  * rejected token is not usable but kept in *stale. */
 static int fetch_chain(td_client *c, td_token_kind kind, const char *rejected, td_record **out,
                        td_source *origin, td_record **stale, td_source *stale_origin,
-                       char *note, size_t notelen, char *err, size_t errlen)
+                       char *note, size_t notelen, td_source *failed, char *err, size_t errlen)
 {
     size_t n = c->nurls + (c->gitee.owner ? 1 : 0) + (c->cache_file ? 1 : 0), k = 0;
     attempt *at = calloc(n, sizeof *at);
@@ -1065,7 +1071,7 @@ static int fetch_chain(td_client *c, td_token_kind kind, const char *rejected, t
         free(at);
         return TD_OK;
     }
-    rc = fetch_failure(at, k, err, errlen);
+    rc = fetch_failure(at, k, failed, err, errlen);
     free(at);
     return rc;
 }
@@ -1137,7 +1143,7 @@ static void sleep_ms(int64_t ms)
  * (Gitee only once a minute: from_gitee); if they still hand out the
  * reported token then, it is used (the server may be unable to refresh,
  * and a token Feishu may accept again beats no token). */
-static int fetch_locked(td_client *c, td_token_kind kind, char *err, size_t errlen)
+static int fetch_locked(td_client *c, td_token_kind kind, td_source *failed, char *err, size_t errlen)
 {
     int64_t pause = WAIT_FIRST_MS;
 
@@ -1153,7 +1159,8 @@ static int fetch_locked(td_client *c, td_token_kind kind, char *err, size_t errl
             return TD_ENOMEM;
         }
         pthread_mutex_unlock(&c->mu);
-        rc = fetch_chain(c, kind, rejected, &rec, &origin, &stale, &stale_origin, note, sizeof note, err, errlen);
+        rc = fetch_chain(c, kind, rejected, &rec, &origin, &stale, &stale_origin, note, sizeof note, failed,
+                         err, errlen);
         wipe_free(rejected);
         if (rc != TD_OK && stale && td_clock_mono_ms() >= until) {
             rec = stale, origin = stale_origin, stale = NULL, rc = TD_OK, took_stale = 1;
@@ -1186,6 +1193,7 @@ static int client_get(td_client *c, td_token_kind kind, td_token **out, char **j
                       char *err, size_t errlen)
 {
     char ferr[sizeof c->last_err];
+    td_source failed = TD_SOURCE_NONE;
     int rc;
 
     if (!c || (kind != TD_TOKEN_APP && kind != TD_TOKEN_TENANT)) {
@@ -1215,9 +1223,10 @@ static int client_get(td_client *c, td_token_kind kind, td_token **out, char **j
         c->fetching = 1;
         /* The fetch writes its error unlocked, so into a buffer of its own:
          * waiters of an earlier flight may still be reading last_err. */
-        rc = fetch_locked(c, kind, ferr, sizeof ferr);
+        rc = fetch_locked(c, kind, &failed, ferr, sizeof ferr);
         c->fetching = 0;
         c->last_rc = rc;
+        c->last_src = rc == TD_OK ? TD_SOURCE_NONE : failed;
         snprintf(c->last_err, sizeof c->last_err, "%s", rc == TD_OK ? "" : ferr);
         c->gen++;
         pthread_cond_broadcast(&c->cv);
@@ -1228,6 +1237,16 @@ static int client_get(td_client *c, td_token_kind kind, td_token **out, char **j
     pthread_mutex_unlock(&c->mu);
     if (rc == TD_ENOMEM) snprintf(err, errlen, "内存不足");
     return rc;
+}
+
+td_source td__client_failed_source(td_client *c)
+{
+    td_source s;
+
+    pthread_mutex_lock(&c->mu);
+    s = c->last_src;
+    pthread_mutex_unlock(&c->mu);
+    return s;
 }
 
 void td__client_notes(td_client *c, char *fallback, size_t flen, char *cache, size_t clen)

@@ -7,6 +7,7 @@
 #define TD_CMD_H
 
 #include "config.h"
+#include "tokendist.h"
 
 #include <stdio.h>
 
@@ -30,7 +31,7 @@ int td_cmd_files(int argc, char **argv);
 struct td_client;
 int td__client_from_config(const td_config *c, struct td_client **out, char *err, size_t errlen);
 int td__client_exit_code(int rc);
-void td__client_explain(int rc, FILE *f);
+void td__client_explain(int rc, td_source failed, FILE *f);
 void td__client_tell(struct td_client *cl, FILE *f);
 int td_cmd_refresh(int argc, char **argv);
 int td_cmd_check(int argc, char **argv);

@@ -19,6 +19,7 @@
  */
 #define _GNU_SOURCE
 #include "chatfiles.h"
+#include "client.h"
 #include "clock.h"
 #include "cmd.h"
 #include "feishu.h"
@@ -206,7 +207,7 @@ static void explain(const td_chatfiles *cf, int rc, FILE *f)
 
     switch (cf->failed_at) {
     case TD_CHATFILES_TOKEN:
-        td__client_explain(rc, f);
+        td__client_explain(rc, td__client_failed_source(cf->client), f);
         break;
     case TD_CHATFILES_FEISHU:
         if (rc == TD_EHTTP || rc == TD_ETIMEOUT)

@@ -90,9 +90,18 @@ void td__client_tell(td_client *cl, FILE *f)
     if (cache[0]) fprintf(f, "⚠️ 缓存文件 (--cache / TOKENDIST_CACHE_FILE) 没有写入: %s\n", cache);
 }
 
-/* The seed's troubleshooting advice, one line, for the failure at hand. */
-void td__client_explain(int rc, FILE *f)
+/* The seed's troubleshooting advice, one line, for the failure at hand
+ * and the source it came from (td__client_failed_source). */
+void td__client_explain(int rc, td_source failed, FILE *f)
 {
+    if (failed == TD_SOURCE_GITEE && rc == TD_EAUTH) {
+        fputs("💡 检查 Gitee 私人令牌 (GITEE_ACCESS_TOKEN) 是否有效、有没有读这个仓库的权限\n", f);
+        return;
+    }
+    if (failed == TD_SOURCE_GITEE && (rc == TD_EHTTP || rc == TD_ETIMEOUT)) {
+        fputs("💡 检查 Gitee 的设置 (GITEE_OWNER、GITEE_REPO、GITEE_BASE_URL) 和本机到 Gitee 的网络\n", f);
+        return;
+    }
     switch (rc) {
     case TD_ENOTFOUND:
     case TD_EEXPIRED:
@@ -142,7 +151,7 @@ int td_cmd_get(int argc, char **argv)
                 : td_client_get(cl, kind, &tok, err, sizeof err);
     if (rc != TD_OK) {
         fprintf(stderr, "❌ %s\n", err);
-        td__client_explain(rc, stderr);
+        td__client_explain(rc, td__client_failed_source(cl), stderr);
         ex = td__client_exit_code(rc);
         goto out;
     }

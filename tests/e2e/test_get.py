@@ -197,6 +197,13 @@ class GetTest(harness.TestCase):
         r = self.raw(fixed)
         self.assertEqual(r.returncode, EXIT_AUTH, r.stderr)
         self.assertIn("HTTP 429: Too Many Requests", r.stderr)
+        trailer_named_http = chunked.replace(b"0\r\nWWW-Authenticate", b"0\r\nHTTP/1.1: x\r\nWWW-Authenticate")
+        r = self.raw(trailer_named_http)
+        self.assertEqual(r.returncode, EXIT_NETWORK, r.stderr)
+        self.assertIn("HTTP 429: Too Many Requests", r.stderr)
+        r = self.raw(fixed.replace(b"HTTP/1.1 429 Too Many Requests", b"HTTP/1.1 429"))
+        self.assertEqual(r.returncode, EXIT_AUTH, r.stderr)
+        self.assertIn("HTTP 429: Too Many Requests", r.stderr)     # no reason phrase: the stock one
         r = self.raw(b"HTTP/1.1 103 Early Hints\r\nWWW-Authenticate: Bearer\r\n\r\n"
                      b"HTTP/1.1 429 Too Many Requests\r\nContent-Length: %d\r\nConnection: close\r\n\r\n"
                      % len(body) + body)
