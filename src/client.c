@@ -588,12 +588,16 @@ static const char *reason_phrase(const td_httpc_resp *r, char *buf, size_t len)
 {
     const char *h = r->headers, *sp, *eol;
 
-    /* Within the status line only: "HTTP/1.1 429" may have no reason. */
+    /* Within the status line only: "HTTP/1.1 429" may have no reason,
+     * or only spaces. */
     if (h && !strncasecmp(h, "HTTP/", 5) && (eol = strpbrk(h, "\r\n")) &&
-        (sp = memchr(h, ' ', (size_t)(eol - h))) && (sp = memchr(sp + 1, ' ', (size_t)(eol - sp - 1))) &&
-        eol > sp + 1) {
-        snprintf(buf, len, "%.*s", (int)(eol - sp - 1), sp + 1);
-        return buf;
+        (sp = memchr(h, ' ', (size_t)(eol - h))) && (sp = memchr(sp + 1, ' ', (size_t)(eol - sp - 1)))) {
+        while (sp < eol && *sp == ' ') sp++;
+        while (eol > sp && eol[-1] == ' ') eol--;
+        if (eol > sp) {
+            snprintf(buf, len, "%.*s", (int)(eol - sp), sp);
+            return buf;
+        }
     }
     switch (r->status) {
     case 400: return "Bad Request";

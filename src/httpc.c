@@ -3,6 +3,7 @@
 #include "strbuf.h"
 #include "tokendist.h"
 
+#include <ctype.h>
 #include <curl/curl.h>
 #include <errno.h>
 #include <pthread.h>
@@ -18,7 +19,8 @@ typedef struct xfer {
     size_t cap, hcap, max;
     int rc;                 /* why a callback stopped the transfer */
     int headers_over;       /* rc is TD_ETOOBIG because of the headers */
-    int block_ended;        /* the header block's blank line was seen */
+    enum { AWAIT_STATUS, IN_BLOCK, FINAL_ENDED } hstate;   /* where on_header is */
+    int hcode;              /* the status of the block being read */
 } xfer;
 
 static pthread_once_t global_once = PTHREAD_ONCE_INIT;
@@ -149,18 +151,20 @@ static size_t on_body(char *p, size_t size, size_t nmemb, void *ud)
     return n;
 }
 
-/* Whether the line is a status line ("HTTP/1.1 200 OK", "HTTP/2 429",
- * any case, as libcurl reads it) rather than a header or a trailer whose
- * name begins with HTTP/: a status line's version ends at a space, a
- * field name at its colon. */
-static int status_line(const char *p, size_t n)
+/* The status code of a status line ("HTTP/1.1 200 OK", "HTTP/2 429",
+ * any case, as libcurl reads it), or 0 when the line is none. */
+static int status_code(const char *p, size_t n)
 {
+    size_t i = 5;
+
     if (n <= 5 || strncasecmp(p, "HTTP/", 5)) return 0;
-    for (size_t i = 5; i < n; i++) {
-        if (p[i] == ' ') return 1;
-        if (p[i] == ':' || p[i] == '\r' || p[i] == '\n') return 0;
-    }
-    return 0;
+    while (i < n && p[i] != ' ' && p[i] != ':' && p[i] != '\r' && p[i] != '\n') i++;
+    if (i >= n || p[i] != ' ') return 0;
+    while (i < n && p[i] == ' ') i++;
+    if (i + 3 > n || !isdigit((unsigned char)p[i]) || !isdigit((unsigned char)p[i + 1]) ||
+        !isdigit((unsigned char)p[i + 2]))
+        return 0;
+    return (p[i] - '0') * 100 + (p[i + 1] - '0') * 10 + (p[i + 2] - '0');
 }
 
 static size_t on_header(char *p, size_t size, size_t nmemb, void *ud)
@@ -169,17 +173,23 @@ static size_t on_header(char *p, size_t size, size_t nmemb, void *ud)
     td_httpc_resp *r = x->resp;
     size_t n = size * nmemb;
 
-    /* A status line after a block ended (a 1xx, a proxy's CONNECT)
-     * starts the next block over; a line inside a block that merely
-     * begins with "HTTP/" is a header like any other.  Lines after the
-     * last block are a chunked answer's trailers: not the answer's
-     * headers, so they are dropped. */
-    if (x->block_ended || r->headers_len == 0) {
-        if (!status_line(p, n)) return n;
+    /* The answer's headers are its final block's.  Another block follows
+     * only an informational (1xx) one: redirects are not followed and a
+     * proxy's CONNECT answer never reaches us (SUPPRESS_CONNECT_HEADERS).
+     * What comes after the final block is a chunked answer's trailers,
+     * whatever they look like: dropped, they are not the answer's. */
+    switch (x->hstate) {
+    case AWAIT_STATUS:
+        if (!(x->hcode = status_code(p, n))) return n;
         r->headers_len = 0;
-        x->block_ended = 0;
-    } else if (p[0] == '\r' || p[0] == '\n') {
-        x->block_ended = 1;
+        x->hstate = IN_BLOCK;
+        break;
+    case IN_BLOCK:
+        if (p[0] == '\r' || p[0] == '\n')
+            x->hstate = x->hcode >= 100 && x->hcode < 200 ? AWAIT_STATUS : FINAL_ENDED;
+        break;
+    case FINAL_ENDED:
+        return n;
     }
     if (r->headers_len + n + 1 > TD_HTTPC_HEADERS_MAX) {
         x->rc = TD_ETOOBIG;
@@ -272,7 +282,7 @@ static const char *curl_what(CURLcode cc)
     case CURLE_GOT_NOTHING: return "对方未应答即关闭了连接";
     case CURLE_SEND_ERROR:
     case CURLE_RECV_ERROR: return "连接中断";
-    case CURLE_UNSUPPORTED_PROTOCOL: return "只支持 http 和 https 地址";
+    case CURLE_UNSUPPORTED_PROTOCOL: return "协议或 HTTP 版本不受支持 (地址只能是 http 或 https)";
     case CURLE_URL_MALFORMAT: return "地址格式不对";
     default: return "请求失败";
     }
@@ -332,6 +342,7 @@ int td_httpc_do(const td_httpc_req *req, td_httpc_resp *resp, char *err, size_t 
     curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
     curl_easy_setopt(c, CURLOPT_WRITEDATA, &x);
     curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);
+    curl_easy_setopt(c, CURLOPT_SUPPRESS_CONNECT_HEADERS, 1L);
     curl_easy_setopt(c, CURLOPT_HEADERDATA, &x);
     curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, on_progress);
     curl_easy_setopt(c, CURLOPT_XFERINFODATA, &x);

@@ -201,13 +201,32 @@ class GetTest(harness.TestCase):
         r = self.raw(trailer_named_http)
         self.assertEqual(r.returncode, EXIT_NETWORK, r.stderr)
         self.assertIn("HTTP 429: Too Many Requests", r.stderr)
-        r = self.raw(fixed.replace(b"HTTP/1.1 429 Too Many Requests", b"HTTP/1.1 429"))
-        self.assertEqual(r.returncode, EXIT_AUTH, r.stderr)
-        self.assertIn("HTTP 429: Too Many Requests", r.stderr)     # no reason phrase: the stock one
+        # A trailer shaped like a status line does not start a block either.
+        r = self.raw(chunked.replace(b"0\r\nWWW-Authenticate", b"0\r\nHTTP/1.1 401 Forged: x\r\nWWW-Authenticate"))
+        self.assertEqual(r.returncode, EXIT_NETWORK, r.stderr)
+        self.assertIn("HTTP 429: Too Many Requests", r.stderr)
+        self.assertNotIn("Forged", r.stderr)
+        for line in (b"HTTP/1.1 429", b"HTTP/1.1 429  "):    # no reason phrase: the stock one
+            r = self.raw(fixed.replace(b"HTTP/1.1 429 Too Many Requests", line))
+            self.assertEqual(r.returncode, EXIT_AUTH, r.stderr)
+            self.assertIn("HTTP 429: Too Many Requests\n", r.stderr)
         r = self.raw(b"HTTP/1.1 103 Early Hints\r\nWWW-Authenticate: Bearer\r\n\r\n"
                      b"HTTP/1.1 429 Too Many Requests\r\nContent-Length: %d\r\nConnection: close\r\n\r\n"
                      % len(body) + body)
         self.assertEqual(r.returncode, EXIT_NETWORK, r.stderr)
+
+    def test_a_trailer_does_not_move_the_clock(self):
+        """A Date three hours ahead in a chunked answer's trailers (after a
+        line shaped like a status line) is not the answer's Date: the token
+        is served, not judged expired by a clock offset the trailer set."""
+        rec = json.dumps(harness.make_record(TOKEN)).encode()
+        ahead = time.strftime("%a, %d %b %Y %H:%M:%S GMT", time.gmtime(time.time() + 3 * 3600))
+        answer = (b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n"
+                  b"Connection: close\r\n\r\n" + b"%x\r\n" % len(rec) + rec +
+                  b"\r\n0\r\nHTTP/1.1 x: y\r\nDate: " + ahead.encode() + b"\r\n\r\n")
+        r = self.raw(answer)
+        self.assertEqual((r.returncode, r.stdout), (0, TOKEN + "\n"), r.stderr)
+        self.outputs = [o.replace(TOKEN, "") for o in self.outputs]
 
     def test_headers_over_the_limit_are_named_as_such(self):
         r = self.raw(b"HTTP/1.1 429 Too Many Requests\r\nWWW-Authenticate: Bearer realm=\"%s\"\r\n"
