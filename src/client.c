@@ -980,6 +980,7 @@ static int fetch_failure(const attempt *at, size_t n, td_source *failed, char *e
     }
     if (all_expired_or_missing) rc = any_expired ? TD_EEXPIRED : TD_ENOTFOUND;
     if (n == 1) {
+        *failed = at[0].src;    /* the one source decided, whatever it said */
         snprintf(err, errlen, "%s token获取失败: %s", source_label(at[0].src), at[0].why);
         return rc;
     }

@@ -98,6 +98,11 @@ void td__client_explain(int rc, td_source failed, FILE *f)
         fputs("💡 检查 Gitee 私人令牌 (GITEE_ACCESS_TOKEN) 是否有效、有没有读这个仓库的权限\n", f);
         return;
     }
+    if (failed == TD_SOURCE_GITEE && rc == TD_ENOTFOUND) {
+        fputs("💡 Gitee 上没有这个文件: 检查 GITEE_FILE_PATH 和 GITEE_BRANCH，以及刷新器是否向 Gitee 分享 "
+              "(ENABLE_GITEE_TOKEN_SHARE)\n", f);
+        return;
+    }
     if (failed == TD_SOURCE_GITEE && (rc == TD_EHTTP || rc == TD_ETIMEOUT)) {
         fputs("💡 检查 Gitee 的设置 (GITEE_OWNER、GITEE_REPO、GITEE_BASE_URL) 和本机到 Gitee 的网络\n", f);
         return;

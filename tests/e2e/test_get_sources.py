@@ -169,6 +169,9 @@ class GetSourcesTest(harness.TestCase):
         self.assertRefused(r, 5)
         self.assertIn("💡 检查 Gitee 的设置", r.stderr)
         self.assertNotIn("not-the-gitee-token-0001", r.stderr)
+        r = self.get("--gitee", env={**env, "GITEE_FILE_PATH": "no-such.json"})
+        self.assertRefused(r, 3)
+        self.assertIn("💡 Gitee 上没有这个文件: 检查 GITEE_FILE_PATH 和 GITEE_BRANCH", r.stderr)
         r = self.get("--gitee", env=env)
         self.assertPrints(r, TOKEN_G)
 
