@@ -18,6 +18,7 @@
 #include "fleet.h"
 #include "cmd.h"
 #include "log.h"
+#include "refresher.h"
 #include "scf.h"
 #include "store.h"
 #include "strbuf.h"
@@ -66,7 +67,22 @@ static int on_timer(void *ud, const td_scf_budget *b, char **out, char *err, siz
         int one;
 
         td_snap_release(s);
-        if (!t->rs->r[i] || !h->stale(h->ud, name, exp)) continue;
+        if (!t->rs->r[i]) continue;
+        if (!h->stale(h->ud, name, exp)) {
+            /* Not due: but backing off after a failure (the background
+             * thread ran the retry after the thaw, before this event) is
+             * no "未到刷新时间" -- the timer says the refresh is failing. */
+            td_refresher_state st;
+            td_refresher_status(t->rs->r[i], &st);
+            if (st.failures > 0) {
+                if (rc == TD_OK) rc = TD_EUPSTREAM;
+                td_strbuf_printf(&failed, "%s%s: 连续 %d 次刷新失败，%lld 秒后重试 (%s)", failed.len ? "；" : "", name,
+                                 st.failures,
+                                 (long long)(st.next_due > td_clock_now() ? st.next_due - td_clock_now() : 0),
+                                 st.last_err);
+            }
+            continue;
+        }
         left = deadline - td_clock_mono_ms();
         one = left > 0 ? h->freshen(h->ud, name, (long)left, why, sizeof why) : TD_ETIMEOUT;
         if (one == TD_OK) {

@@ -483,6 +483,21 @@ class AfterAFailureTest(ClockTest):
             rt.invoke(TimerTriggerTest.TIMER)
         self.assertIn("定时刷新失败", cm.exception.body)
 
+    def test_the_timer_reports_a_failing_refresh_that_is_not_due(self):
+        """The background thread ran the cycle (or its retry) and failed just
+        before the timer's event: the next retry is not due, but the answer is
+        the failure, not 未到刷新时间 (a timer that reports success while
+        no token can be had would hide the outage from SCF's monitoring)."""
+        self.start_feishu()
+        self.feishu.control({"fail": "503", "path": FEISHU_TOKEN})
+        rt = self.runtime(self.env(TOKENDIST_HTTP_TIMEOUT="3", TOKENDIST_RETRY_MIN="60", TOKENDIST_RETRY_MAX="600"))
+        self.wait_log(rt, "token 刷新失败 (连续第 1 次)")     # the retry is a minute away
+        with self.assertRaises(InvocationError) as cm:
+            rt.invoke(TimerTriggerTest.TIMER)
+        self.assertIn("定时刷新失败", cm.exception.body)
+        self.assertIn("次刷新失败", cm.exception.body)
+        self.assertIn("秒后重试", cm.exception.body)
+
 
 class FunctionTimeLimitTest(ClockTest):
     """SCF ends an invocation at the function's execution timeout (3 s
