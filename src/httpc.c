@@ -3,7 +3,6 @@
 #include "strbuf.h"
 #include "tokendist.h"
 
-#include <ctype.h>
 #include <curl/curl.h>
 #include <errno.h>
 #include <pthread.h>
@@ -20,7 +19,7 @@ typedef struct xfer {
     int rc;                 /* why a callback stopped the transfer */
     int headers_over;       /* rc is TD_ETOOBIG because of the headers */
     enum { AWAIT_STATUS, IN_BLOCK, FINAL_ENDED } hstate;   /* where on_header is */
-    int hcode;              /* the status of the block being read */
+    CURL *curl;             /* the transfer's handle, for on_header's status */
 } xfer;
 
 static pthread_once_t global_once = PTHREAD_ONCE_INIT;
@@ -151,22 +150,6 @@ static size_t on_body(char *p, size_t size, size_t nmemb, void *ud)
     return n;
 }
 
-/* The status code of a status line ("HTTP/1.1 200 OK", "HTTP/2 429",
- * any case, as libcurl reads it), or 0 when the line is none. */
-static int status_code(const char *p, size_t n)
-{
-    size_t i = 5;
-
-    if (n <= 5 || strncasecmp(p, "HTTP/", 5)) return 0;
-    while (i < n && p[i] != ' ' && p[i] != ':' && p[i] != '\r' && p[i] != '\n') i++;
-    if (i >= n || p[i] != ' ') return 0;
-    while (i < n && p[i] == ' ') i++;
-    if (i + 3 > n || !isdigit((unsigned char)p[i]) || !isdigit((unsigned char)p[i + 1]) ||
-        !isdigit((unsigned char)p[i + 2]))
-        return 0;
-    return (p[i] - '0') * 100 + (p[i + 1] - '0') * 10 + (p[i + 2] - '0');
-}
-
 static size_t on_header(char *p, size_t size, size_t nmemb, void *ud)
 {
     xfer *x = ud;
@@ -179,14 +162,19 @@ static size_t on_header(char *p, size_t size, size_t nmemb, void *ud)
      * What comes after the final block is a chunked answer's trailers,
      * whatever they look like: dropped, they are not the answer's. */
     switch (x->hstate) {
-    case AWAIT_STATUS:
-        if (!(x->hcode = status_code(p, n))) return n;
+    case AWAIT_STATUS:  /* a block's first line is its status line: libcurl parsed it */
         r->headers_len = 0;
         x->hstate = IN_BLOCK;
         break;
     case IN_BLOCK:
-        if (p[0] == '\r' || p[0] == '\n')
-            x->hstate = x->hcode >= 100 && x->hcode < 200 ? AWAIT_STATUS : FINAL_ENDED;
+        if (p[0] == '\r' || p[0] == '\n') {
+            /* libcurl's own reading of the block's status decides, not
+             * ours: it accepts forms ("HTTP/1.1 \t200") a parser of our
+             * own would read otherwise. */
+            long code = 0;
+            curl_easy_getinfo(x->curl, CURLINFO_RESPONSE_CODE, &code);
+            x->hstate = code >= 100 && code < 200 ? AWAIT_STATUS : FINAL_ENDED;
+        }
         break;
     case FINAL_ENDED:
         return n;
@@ -344,6 +332,7 @@ int td_httpc_do(const td_httpc_req *req, td_httpc_resp *resp, char *err, size_t 
     curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);
     curl_easy_setopt(c, CURLOPT_SUPPRESS_CONNECT_HEADERS, 1L);
     curl_easy_setopt(c, CURLOPT_HEADERDATA, &x);
+    x.curl = c;
     curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, on_progress);
     curl_easy_setopt(c, CURLOPT_XFERINFODATA, &x);
     curl_easy_setopt(c, CURLOPT_NOPROGRESS, 0L);
