@@ -71,10 +71,14 @@ static int on_timer(void *ud, const td_scf_budget *b, char **out, char *err, siz
         if (!h->stale(h->ud, name, exp)) {
             /* Not due: but backing off after a failure (the background
              * thread ran the retry after the thaw, before this event) is
-             * no "未到刷新时间" -- the timer says the refresh is failing. */
+             * no "未到刷新时间" -- the timer says the refresh is failing,
+             * if it is ours: another instance holding the lease refreshes
+             * (our failures are from before it took over). */
             td_refresher_state st;
             td_refresher_status(t->rs->r[i], &st);
-            if (st.failures > 0) {
+            if (st.failures > 0 && !td_fleet_refreshes(t->rs->fleet, name)) {
+                elsewhere = 1;
+            } else if (st.failures > 0) {
                 if (rc == TD_OK) rc = TD_EUPSTREAM;
                 td_strbuf_printf(&failed, "%s%s: 连续 %d 次刷新失败，%lld 秒后重试 (%s)", failed.len ? "；" : "", name,
                                  st.failures,

@@ -143,6 +143,16 @@ int td_fleet_may_refresh(void *lease)
     return rc == 1;
 }
 
+int td_fleet_refreshes(td_fleet *f, const char *name)
+{
+    entry *e = find(f, name);
+    int view;
+
+    if (!e || !__atomic_load_n(&e->r, __ATOMIC_ACQUIRE)) return 0;
+    view = td_lease_view(e->lease);
+    return view == TD_LEASE_UNKNOWN ? td_fleet_may_refresh(e->lease) : view == TD_LEASE_OURS;
+}
+
 void td_fleet_attach(td_fleet *f, const char *name, td_refresher *r)
 {
     entry *e = find(f, name);

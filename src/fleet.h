@@ -60,6 +60,13 @@ int td_fleet_add(td_fleet *f, const char *name, td_lease **lease, char *err, siz
  * td_lease from td_fleet_add). */
 int td_fleet_may_refresh(void *lease);
 
+/* Whether this process refreshes name: its lease is ours (or the store
+ * has no leases: every instance refreshes itself).  When our view of the
+ * lease has lapsed (a freeze), the store is asked: one round trip, so not
+ * on the HTTP thread.  0 when another instance holds it or name has no
+ * refresher here. */
+int td_fleet_refreshes(td_fleet *f, const char *name);
+
 /* The refresher of name (added before); reports for name go to it while
  * this process holds the lease. */
 void td_fleet_attach(td_fleet *f, const char *name, td_refresher *r);

@@ -860,7 +860,17 @@ static void *loop(void *ud)
 
         if (r->o.may_refresh && !r->o.may_refresh(r->o.lease_ud)) {
             learn_current(r); /* another instance refreshes; keep our view current */
+            /* Our failures were ours to retry; the holder refreshes now,
+             * and no retry of ours will run to clear them (an SCF timer
+             * would report them for ever). */
+            if (r->failures) {
+                td_log("本实例此前连续 %d 次刷新失败；刷新租约现由其他实例持有，由它刷新，本实例不再重试",
+                       r->failures);
+                r->failures = 0, r->alerted = 0;
+                __atomic_store_n(&r->failing, 0, __ATOMIC_RELAXED);
+            }
             pthread_mutex_lock(&r->lock);
+            r->failures_seen = r->failures;
             if (forced) force_done(r, TD_EUNAVAIL, "本实例已不持有刷新租约，未刷新");
             rc = TD_EUNAVAIL;
         } else {

@@ -371,6 +371,32 @@ class LapsedLeaseTest(ClockTest):
         self.assertEqual(answer, {"refreshed": False, "message": "刷新租约由其他实例持有，由它按时刷新"})
         self.assertEqual(self.fetches(), 1)
 
+    def test_failures_from_before_another_instance_took_the_lease_are_not_the_timers(self):
+        """The function failed to refresh (Feishu down), was frozen past its
+        lease, and a healthy server took over meanwhile: the timer says who
+        renews, not the failures of an instance that no longer retries --
+        else every later timer event would be an invocation error while
+        the token is served fine."""
+        self.start_feishu()
+        self.feishu.control({"fail": "503", "path": FEISHU_TOKEN})
+        db = "sqlite:%s/lost.db" % self.tmp
+        env = self.env(TOKENDIST_HTTP_TIMEOUT="3", TOKENDIST_RETRY_MIN="60", TOKENDIST_RETRY_MAX="600")
+        rt = Runtime(self, db, ["--push-key", PUSH_KEY], env={**env, **self.clk.env()})
+        self.runtimes.append(rt)
+        rt.double.control({"time_limit_ms": 30000})
+        self.wait_log(rt, "token 刷新失败 (连续第 1 次)")
+        rt.proc.send_signal(signal.SIGSTOP)
+        try:
+            time.sleep(self.LAPSE + 4)      # real time: past the function's lease
+            self.feishu.control({"clear_faults": True})
+            holder = self.server(store=db, env=env).start()
+            self.wait_log(holder, "本实例持有租约 refresh:default")
+            self.wait_for(lambda: self.served(holder), what="the new holder's token")
+        finally:
+            rt.proc.send_signal(signal.SIGCONT)
+        answer = rt.invoke(TimerTriggerTest.TIMER)
+        self.assertEqual(answer, {"refreshed": False, "message": "刷新租约由其他实例持有，由它按时刷新"})
+
 
 class MemoryStoreTest(ClockTest):
     def test_a_cold_start_announces_nothing_a_renewal_does(self):
