@@ -140,7 +140,7 @@ int td_fleet_may_refresh(void *lease)
     int rc = td_lease_hold(lease, err, sizeof err);
 
     if (rc < 0) td_log("⚠️ 无法确认刷新租约，本轮不刷新: %s", err);
-    return rc == 1;
+    return rc < 0 ? -1 : rc == 1;
 }
 
 int td_fleet_refreshes(td_fleet *f, const char *name)
@@ -150,7 +150,8 @@ int td_fleet_refreshes(td_fleet *f, const char *name)
 
     if (!e || !__atomic_load_n(&e->r, __ATOMIC_ACQUIRE)) return 0;
     view = td_lease_view(e->lease);
-    return view == TD_LEASE_UNKNOWN ? td_fleet_may_refresh(e->lease) : view == TD_LEASE_OURS;
+    /* A store that cannot say names no other holder: ours, then. */
+    return view == TD_LEASE_UNKNOWN ? td_fleet_may_refresh(e->lease) != 0 : view == TD_LEASE_OURS;
 }
 
 void td_fleet_attach(td_fleet *f, const char *name, td_refresher *r)

@@ -56,14 +56,16 @@ int td_fleet_new(td_fleet **out, td_store *store, char *err, size_t errlen);
  * may_refresh (td_fleet_may_refresh). */
 int td_fleet_add(td_fleet *f, const char *name, td_lease **lease, char *err, size_t errlen);
 
-/* td_refresher_lease_cb: 1 when this process holds the lease (ud: the
+/* td_refresher_lease_cb: 1 when this process holds the lease, 0 when
+ * another does, -1 when the store could not say (logged) (ud: the
  * td_lease from td_fleet_add). */
 int td_fleet_may_refresh(void *lease);
 
 /* Whether this process refreshes name: its lease is ours (or the store
  * has no leases: every instance refreshes itself).  When our view of the
  * lease has lapsed (a freeze), the store is asked: one round trip, so not
- * on the HTTP thread.  0 when another instance holds it or name has no
+ * on the HTTP thread; a store that cannot answer names no other holder,
+ * so that is 1 too.  0 when another instance holds it or name has no
  * refresher here. */
 int td_fleet_refreshes(td_fleet *f, const char *name);
 

@@ -841,7 +841,7 @@ static void *loop(void *ud)
     pthread_mutex_lock(&r->lock);
     __atomic_store_n(&r->due_ms, due, __ATOMIC_RELAXED);
     for (;;) {
-        int forced, rc = TD_OK;
+        int forced, rc = TD_OK, hold = 1;
         int64_t next = LEASE_RETRY_MS;
 
         while (!r->stop && !r->force && !r->run_now && td_clock_mono_ms() < due) {
@@ -858,12 +858,13 @@ static void *loop(void *ud)
         __atomic_store_n(&r->cycling, 1, __ATOMIC_RELEASE);
         pthread_mutex_unlock(&r->lock);
 
-        if (r->o.may_refresh && !r->o.may_refresh(r->o.lease_ud)) {
+        if (r->o.may_refresh && (hold = r->o.may_refresh(r->o.lease_ud)) != 1) {
             learn_current(r); /* another instance refreshes; keep our view current */
-            /* Our failures were ours to retry; the holder refreshes now,
-             * and no retry of ours will run to clear them (an SCF timer
-             * would report them for ever). */
-            if (r->failures) {
+            /* Our failures were ours to retry; a holder that took over
+             * refreshes now, and no retry of ours will run to clear them
+             * (an SCF timer would report them for ever).  A store that
+             * could not say (-1) names no holder: they stay. */
+            if (hold == 0 && r->failures) {
                 td_log("本实例此前连续 %d 次刷新失败；刷新租约现由其他实例持有，由它刷新，本实例不再重试",
                        r->failures);
                 r->failures = 0, r->alerted = 0;

@@ -57,7 +57,9 @@
 typedef struct td_refresher td_refresher;
 
 /* Asked before each cycle when several servers share one store: 1 when
- * this process may refresh now (it holds the lease), 0 when another does. */
+ * this process may refresh now (it holds the lease), 0 when another does,
+ * -1 when the store could not say (no cycle either, but no other holder
+ * known: the failures so far stay ours). */
 typedef int (*td_refresher_lease_cb)(void *ud);
 
 /* How long one forced fetch answers every report of the tokens it judged

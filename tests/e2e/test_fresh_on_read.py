@@ -397,6 +397,36 @@ class LapsedLeaseTest(ClockTest):
         answer = rt.invoke(TimerTriggerTest.TIMER)
         self.assertEqual(answer, {"refreshed": False, "message": "刷新租约由其他实例持有，由它按时刷新"})
 
+    def test_a_store_that_cannot_say_whose_the_lease_is_keeps_the_failures(self):
+        """Feishu down, then the store stops answering: with no holder the
+        store could name, the failures stay this instance's -- the timer
+        still reports them (not 由其他实例持有), and the count goes on when
+        the store is back rather than starting over (a second alert)."""
+        from redisd import RedisServer
+        self.start_feishu()
+        self.feishu.control({"fail": "503", "path": FEISHU_TOKEN})
+        redis = RedisServer(self.tmp).start()
+        self.addCleanup(redis.stop)
+        env = self.env(TOKENDIST_HTTP_TIMEOUT="3", TOKENDIST_RETRY_MIN="8", TOKENDIST_RETRY_MAX="8")
+        rt = Runtime(self, redis.url(), ["--push-key", PUSH_KEY], env={**env, **self.clk.env()})
+        self.runtimes.append(rt)
+        rt.double.control({"time_limit_ms": 30000})
+        self.wait_log(rt, "token 刷新失败 (连续第 1 次)")
+        redis.proc.send_signal(signal.SIGSTOP)
+        try:
+            # Real time: our hold of the lease lapses, then the next round
+            # cannot learn whose it is.
+            self.wait_log(rt, "无法确认刷新租约", timeout=120)
+            with self.assertRaises(InvocationError) as cm:
+                rt.invoke(TimerTriggerTest.TIMER, 60)
+            self.assertIn("定时刷新失败", cm.exception.body)
+        finally:
+            redis.proc.send_signal(signal.SIGCONT)
+        failed = rt.log().count("token 刷新失败")
+        log = self.wait_log(rt, "token 刷新失败", count=failed + 1, timeout=120)
+        self.assertNotIn("本实例此前连续", log)
+        self.assertEqual(log.count("token 刷新失败 (连续第 1 次)"), 1, "the count started over")
+
 
 class MemoryStoreTest(ClockTest):
     def test_a_cold_start_announces_nothing_a_renewal_does(self):
