@@ -494,15 +494,12 @@ static int deliver(td_refresher *r, const td_record *rec, int local_only, int *f
     return ok;
 }
 
-/* A token is in service on at least one sink: tell the group what is new
- * (a recovery, a new token) and plan the next cycle. */
-static void succeeded(td_refresher *r, const td_grant *t, int changed, int failed, int64_t now,
-                      int64_t *next_ms)
+/* The outage is over (r->cur is a good token in service): the recovery
+ * is noted, and told to the group when it was told of the failure. */
+static void recovered(td_refresher *r, int64_t now)
 {
     char text[TD_NOTICE_TEXT_MAX];
-    long left;
 
-    td_metrics_inc(TD_M_REFRESH_OK);
     if (r->failures) note_event(r, TD_EVENT_RECOVERED, "刷新已恢复 (此前连续失败 %d 次)", r->failures);
     if (r->failures && r->alerted) {
         td_notice_recovered_text(text, sizeof text, r->o.name, r->failures, td_record_generated(r->cur),
@@ -512,6 +509,18 @@ static void succeeded(td_refresher *r, const td_grant *t, int changed, int faile
     if (r->failures) td_log("✅ token 刷新已恢复 (此前连续失败 %d 次)", r->failures);
     r->failures = 0, r->alerted = 0;
     __atomic_store_n(&r->failing, 0, __ATOMIC_RELAXED);
+}
+
+/* A token is in service on at least one sink: tell the group what is new
+ * (a recovery, a new token) and plan the next cycle. */
+static void succeeded(td_refresher *r, const td_grant *t, int changed, int failed, int64_t now,
+                      int64_t *next_ms)
+{
+    char text[TD_NOTICE_TEXT_MAX];
+    long left;
+
+    td_metrics_inc(TD_M_REFRESH_OK);
+    recovered(r, now);
     if (changed && r->o.announce) {
         td_notice_updated_text(text, sizeof text, td_record_generated(r->cur), td_record_expires(r->cur),
                                now, r->o.notice_url);
@@ -860,15 +869,16 @@ static void *loop(void *ud)
 
         if (r->o.may_refresh && (hold = r->o.may_refresh(r->o.lease_ud)) != 1) {
             learn_current(r); /* another instance refreshes; keep our view current */
-            /* Our failures were ours to retry; a holder that took over
-             * refreshes now, and no retry of ours will run to clear them
-             * (an SCF timer would report them for ever).  A store that
-             * could not say (-1) names no holder: they stay. */
-            if (hold == 0 && r->failures) {
-                td_log("本实例此前连续 %d 次刷新失败；刷新租约现由其他实例持有，由它刷新，本实例不再重试",
-                       r->failures);
-                r->failures = 0, r->alerted = 0;
-                __atomic_store_n(&r->failing, 0, __ATOMIC_RELAXED);
+            /* Our failures end when the holder that took over has put a
+             * good token in service (outside its window): the outage is
+             * over, and the recovery is told where the failure was.  A
+             * holder failing too, or a store that could not say (-1),
+             * leaves them: one outage, one alert, one recovery. */
+            if (hold == 0 && r->failures && r->cur &&
+                td_record_expires(r->cur) - td_clock_now() >= window_of(r) &&
+                td_record_expires(r->cur) > td_clock_now()) {
+                td_log("刷新租约现由其他实例持有，它已分发有效的 token：本实例不再重试");
+                recovered(r, td_clock_now());
             }
             pthread_mutex_lock(&r->lock);
             r->failures_seen = r->failures;

@@ -427,6 +427,38 @@ class LapsedLeaseTest(ClockTest):
         self.assertNotIn("本实例此前连续", log)
         self.assertEqual(log.count("token 刷新失败 (连续第 1 次)"), 1, "the count started over")
 
+    def test_a_holder_that_took_over_and_succeeded_ends_our_outage(self):
+        """A alerted the group of a failing refresh and was frozen; B took
+        the lease and, Feishu back, put a good token in service.  A, thawed:
+        the outage is over -- it tells the group it alerted (刷新已恢复) and
+        retries no more.  (While the holder fails too, A's count and alert
+        stand; each instance alerts once for its own failures.)"""
+        from redisd import RedisServer
+        self.start_feishu()
+        self.feishu.control({"fail": "503", "path": FEISHU_TOKEN, "hooks": {"handover": None}})
+        self.secrets.append("handover")
+        redis = RedisServer(self.tmp).start()
+        self.addCleanup(redis.stop)
+        env = self.env(FEISHU_WEBHOOK_URL=self.feishu.url + "/open-apis/bot/v2/hook/handover",
+                       TOKENDIST_HTTP_TIMEOUT="3", TOKENDIST_RETRY_MIN="8", TOKENDIST_RETRY_MAX="8")
+        a = self.server(store=redis.url(), env=env).start()
+        self.wait_log(a, "已发送群通知: 刷新失败告警")
+        b = self.server(store=redis.url(), env=env).start()
+        self.wait_log(b, "由其他实例持有")
+        a.proc.send_signal(signal.SIGSTOP)
+        try:
+            self.wait_log(b, "本实例持有租约 refresh:default", timeout=120)   # real time: A's lease lapses
+            self.feishu.control({"clear_faults": True})
+            self.wait_for(lambda: self.served(b), what="the new holder's token")
+        finally:
+            a.proc.send_signal(signal.SIGCONT)
+        self.wait_log(a, "它已分发有效的 token", timeout=120)
+        self.wait_log(a, "已发送群通知: 刷新已恢复")
+        # Each instance that alerted (A; B too, if its first round after
+        # the takeover still failed) closes its alert.
+        texts = self.feishu.hook_texts
+        self.assertEqual(sum("刷新失败" in t for t in texts), sum("刷新已恢复" in t for t in texts), texts)
+
 
 class MemoryStoreTest(ClockTest):
     def test_a_cold_start_announces_nothing_a_renewal_does(self):
