@@ -75,15 +75,20 @@ static int on_timer(void *ud, const td_scf_budget *b, char **out, char *err, siz
              * if it is ours: another instance holding the lease refreshes
              * (our failures are from before it took over). */
             td_refresher_state st;
+            int who = 0;
             td_refresher_status(t->rs->r[i], &st);
-            if (st.failures > 0 && !td_fleet_refreshes(t->rs->fleet, name)) {
+            if (st.failures > 0 && (who = td_fleet_refreshes(t->rs->fleet, name)) == 0) {
                 elsewhere = 1;
             } else if (st.failures > 0) {
                 if (rc == TD_OK) rc = TD_EUPSTREAM;
-                td_strbuf_printf(&failed, "%s%s: 连续 %d 次刷新失败，%lld 秒后重试 (%s)", failed.len ? "；" : "", name,
-                                 st.failures,
-                                 (long long)(st.next_due > td_clock_now() ? st.next_due - td_clock_now() : 0),
-                                 st.last_err);
+                if (who < 0)    /* no round runs until the store answers: no retry to promise */
+                    td_strbuf_printf(&failed, "%s%s: 连续 %d 次刷新失败 (%s)；现在存储无法确认刷新租约，"
+                                     "存储恢复之前不会重试", failed.len ? "；" : "", name, st.failures, st.last_err);
+                else
+                    td_strbuf_printf(&failed, "%s%s: 连续 %d 次刷新失败，%lld 秒后重试 (%s)", failed.len ? "；" : "",
+                                     name, st.failures,
+                                     (long long)(st.next_due > td_clock_now() ? st.next_due - td_clock_now() : 0),
+                                     st.last_err);
             }
             continue;
         }

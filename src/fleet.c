@@ -139,7 +139,9 @@ int td_fleet_may_refresh(void *lease)
     char err[256];
     int rc = td_lease_hold(lease, err, sizeof err);
 
-    if (rc < 0) td_log("⚠️ 无法确认刷新租约，本轮不刷新: %s", err);
+    /* A failure is logged by the lease when it begins (无法获取租约), not
+     * at every round of the outage. */
+    (void)err;
     return rc < 0 ? -1 : rc == 1;
 }
 
@@ -150,8 +152,7 @@ int td_fleet_refreshes(td_fleet *f, const char *name)
 
     if (!e || !__atomic_load_n(&e->r, __ATOMIC_ACQUIRE)) return 0;
     view = td_lease_view(e->lease);
-    /* A store that cannot say names no other holder: ours, then. */
-    return view == TD_LEASE_UNKNOWN ? td_fleet_may_refresh(e->lease) != 0 : view == TD_LEASE_OURS;
+    return view == TD_LEASE_UNKNOWN ? td_fleet_may_refresh(e->lease) : view == TD_LEASE_OURS;
 }
 
 void td_fleet_attach(td_fleet *f, const char *name, td_refresher *r)

@@ -61,12 +61,12 @@ int td_fleet_add(td_fleet *f, const char *name, td_lease **lease, char *err, siz
  * td_lease from td_fleet_add). */
 int td_fleet_may_refresh(void *lease);
 
-/* Whether this process refreshes name: its lease is ours (or the store
- * has no leases: every instance refreshes itself).  When our view of the
- * lease has lapsed (a freeze), the store is asked: one round trip, so not
- * on the HTTP thread; a store that cannot answer names no other holder,
- * so that is 1 too.  0 when another instance holds it or name has no
- * refresher here. */
+/* Whether this process refreshes name: 1 when its lease is ours (or the
+ * store has no leases: every instance refreshes itself), 0 when another
+ * instance holds it or name has no refresher here, -1 when the store
+ * cannot say (no other holder known; no round of ours runs meanwhile).
+ * When our view of the lease has lapsed (a freeze), the store is asked:
+ * one round trip, so not on the HTTP thread. */
 int td_fleet_refreshes(td_fleet *f, const char *name);
 
 /* The refresher of name (added before); reports for name go to it while

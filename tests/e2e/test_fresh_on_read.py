@@ -416,15 +416,17 @@ class LapsedLeaseTest(ClockTest):
         try:
             # Real time: our hold of the lease lapses, then the next round
             # cannot learn whose it is.
-            self.wait_log(rt, "无法确认刷新租约", timeout=120)
+            self.wait_log(rt, "无法获取租约 refresh:default", timeout=120)
             with self.assertRaises(InvocationError) as cm:
                 rt.invoke(TimerTriggerTest.TIMER, 60)
             self.assertIn("定时刷新失败", cm.exception.body)
+            self.assertIn("存储无法确认刷新租约，存储恢复之前不会重试", cm.exception.body)
         finally:
             redis.proc.send_signal(signal.SIGCONT)
         failed = rt.log().count("token 刷新失败")
         log = self.wait_log(rt, "token 刷新失败", count=failed + 1, timeout=120)
-        self.assertNotIn("本实例此前连续", log)
+        self.assertNotIn("它已分发有效的 token", log)
+        self.assertLessEqual(log.count("无法获取租约"), 1, "logged at every round of the outage")
         self.assertEqual(log.count("token 刷新失败 (连续第 1 次)"), 1, "the count started over")
 
     def test_a_holder_that_took_over_and_succeeded_ends_our_outage(self):
