@@ -583,7 +583,6 @@ static int judge(td_client *c, attempt *a, const char *text, size_t len, td_toke
 
 /* The reason phrase of the status line ("HTTP/1.1 500 Internal Server
  * Error"), or a stock one when the server sent none (HTTP/2). */
-
 static const char *reason_phrase(const td_httpc_resp *r, char *buf, size_t len)
 {
     const char *h = r->headers, *sp, *eol;

@@ -70,8 +70,8 @@ void td__client_notes(td_client *c, char *fallback, size_t flen, char *cache, si
 /* The source whose failure the last failed fetch returned (its code is
  * that source's, or it was the only source asked), TD_SOURCE_NONE when no
  * single source decided it (several had no token) or the last fetch
- * succeeded.  For the binary's
- * hints: "check the API address" is wrong advice when Gitee failed. */
+ * succeeded.  For the binary's hints: "check the API address" is wrong
+ * advice when Gitee failed. */
 td_source td__client_failed_source(td_client *c);
 
 #endif

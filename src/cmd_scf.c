@@ -35,6 +35,30 @@ typedef struct timer_ctx {
     long http_timeout_ms;       /* the wait when SCF did not state the function's limit */
 } timer_ctx;
 
+/* A token whose renewal is not due, while its refresher backs off after
+ * failures: no "未到刷新时间" -- the timer says the refresh is failing
+ * (1, appended to failed), if it is ours to run: when another instance
+ * holds the lease it renews (-1; our failures are from before it took
+ * over).  0 when nothing is failing. */
+static int backing_off(timer_ctx *t, size_t i, td_strbuf *failed)
+{
+    const char *name = t->rs->tokens[i].name;
+    td_refresher_state st;
+    int who;
+
+    td_refresher_status(t->rs->r[i], &st);
+    if (st.failures == 0) return 0;
+    if ((who = td_fleet_refreshes(t->rs->fleet, name)) == 0) return -1;
+    if (who < 0) /* no round runs until the store answers: no retry to promise */
+        td_strbuf_printf(failed, "%s%s: 连续 %d 次刷新失败 (%s)；现在存储无法确认刷新租约，存储恢复之前不会重试",
+                         failed->len ? "；" : "", name, st.failures, st.last_err);
+    else
+        td_strbuf_printf(failed, "%s%s: 连续 %d 次刷新失败，%lld 秒后重试 (%s)", failed->len ? "；" : "", name,
+                         st.failures, (long long)(st.next_due > td_clock_now() ? st.next_due - td_clock_now() : 0),
+                         st.last_err);
+    return 1;
+}
+
 /* A Timer event: each token this function refreshes (the default one and
  * TOKENDIST_TOKENS') whose refresh is due is refreshed -- here, or by the
  * fleet's lease holder -- before the answer, which says what happened.
@@ -69,27 +93,9 @@ static int on_timer(void *ud, const td_scf_budget *b, char **out, char *err, siz
         td_snap_release(s);
         if (!t->rs->r[i]) continue;
         if (!h->stale(h->ud, name, exp)) {
-            /* Not due: but backing off after a failure (the background
-             * thread ran the retry after the thaw, before this event) is
-             * no "未到刷新时间" -- the timer says the refresh is failing,
-             * if it is ours: another instance holding the lease refreshes
-             * (our failures are from before it took over). */
-            td_refresher_state st;
-            int who = 0;
-            td_refresher_status(t->rs->r[i], &st);
-            if (st.failures > 0 && (who = td_fleet_refreshes(t->rs->fleet, name)) == 0) {
-                elsewhere = 1;
-            } else if (st.failures > 0) {
-                if (rc == TD_OK) rc = TD_EUPSTREAM;
-                if (who < 0)    /* no round runs until the store answers: no retry to promise */
-                    td_strbuf_printf(&failed, "%s%s: 连续 %d 次刷新失败 (%s)；现在存储无法确认刷新租约，"
-                                     "存储恢复之前不会重试", failed.len ? "；" : "", name, st.failures, st.last_err);
-                else
-                    td_strbuf_printf(&failed, "%s%s: 连续 %d 次刷新失败，%lld 秒后重试 (%s)", failed.len ? "；" : "",
-                                     name, st.failures,
-                                     (long long)(st.next_due > td_clock_now() ? st.next_due - td_clock_now() : 0),
-                                     st.last_err);
-            }
+            int off = backing_off(t, i, &failed);
+            if (off < 0) elsewhere = 1;
+            else if (off > 0 && rc == TD_OK) rc = TD_EUPSTREAM;
             continue;
         }
         left = deadline - td_clock_mono_ms();

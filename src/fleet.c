@@ -141,7 +141,6 @@ int td_fleet_may_refresh(void *lease)
 
     /* A failure is logged by the lease when it begins (无法获取租约), not
      * at every round of the outage. */
-    (void)err;
     return rc < 0 ? -1 : rc == 1;
 }
 

@@ -117,6 +117,14 @@ static int64_t rnd_range(td_refresher *r, int64_t lo, int64_t hi)
 static td_renewal rule_of(const td_refresher *r) { return (td_renewal)__atomic_load_n(&r->rule, __ATOMIC_RELAXED); }
 static long window_of(const td_refresher *r) { return __atomic_load_n(&r->window, __ATOMIC_RELAXED); }
 
+/* A token that expires at expire_ts is valid and not yet in its renewal
+ * window: nothing to renew, nothing for readers to wait for. */
+static int outside_window(const td_refresher *r, int64_t expire_ts)
+{
+    int64_t now = td_clock_now();
+    return expire_ts - now >= window_of(r) && expire_ts > now;
+}
+
 /* A ration over the last day (forced fetches, checks): drops what is older
  * than a day from at[0..*n) and returns how many are left. */
 static int ration_left(int64_t *at, int *n, int64_t now)
@@ -874,9 +882,7 @@ static void *loop(void *ud)
              * over, and the recovery is told where the failure was.  A
              * holder failing too, or a store that could not say (-1),
              * leaves them: one outage, one alert, one recovery. */
-            if (hold == 0 && r->failures && r->cur &&
-                td_record_expires(r->cur) - td_clock_now() >= window_of(r) &&
-                td_record_expires(r->cur) > td_clock_now()) {
+            if (hold == 0 && r->failures && r->cur && outside_window(r, td_record_expires(r->cur))) {
                 td_log("刷新租约现由其他实例持有，它已分发有效的 token：本实例不再重试");
                 recovered(r, td_clock_now());
             }
@@ -917,7 +923,7 @@ int td_refresher_overdue(td_refresher *r, int64_t expire_ts)
     if (expire_ts < 0) expire_ts = __atomic_load_n(&r->cur_exp, __ATOMIC_RELAXED);
     /* Inside the window, or expired (what GET judges as expired: a window
      * of 0 must not leave the last second out). */
-    if (expire_ts - td_clock_now() >= window_of(r) && expire_ts > td_clock_now()) return 0;
+    if (outside_window(r, expire_ts)) return 0;
     /* Backing off after a failure, the schedule is the retry's: until the
      * retry is due, readers get the old token while it is valid rather
      * than wait, and are no reason to ask the platform sooner.  Once it is
