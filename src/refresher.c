@@ -84,6 +84,7 @@ struct td_refresher {
     int64_t cur_exp;            /* expiry of the record in service, 0 none (atomic) */
     int failing;                /* the last cycle failed: backing off (atomic) */
     int late;                   /* the running cycle started late or for a reader (atomic) */
+    int64_t cycle_mark;         /* td_freeze_mark when the running cycle started (atomic) */
     unsigned long gen;          /* cycles finished */
     int last_rc;                /* of the last cycle */
     long cycles, forced;
@@ -871,6 +872,7 @@ static void *loop(void *ud)
         /* Late: the process was frozen past the due time (SCF between
          * invocations), so readers wait for this cycle (td_refresher_overdue). */
         __atomic_store_n(&r->late, r->run_now || td_freeze_since(due), __ATOMIC_RELAXED);
+        __atomic_store_n(&r->cycle_mark, td_freeze_mark(), __ATOMIC_RELAXED);
         r->force = r->run_now = 0;
         __atomic_store_n(&r->cycling, 1, __ATOMIC_RELEASE);
         pthread_mutex_unlock(&r->lock);
@@ -936,9 +938,14 @@ int td_refresher_overdue(td_refresher *r, int64_t expire_ts)
      * at once however slow the platform is.  One that started late (the
      * thread was frozen: SCF) or for a reader is what readers wait for,
      * as they do when less than half the window is left anyway, or the
-     * token has run out (a window of 0: WeCom's renewal at its expiry). */
+     * token has run out (a window of 0: WeCom's renewal at its expiry).
+     * So is one that a freeze overlapped: it began on time, but its
+     * requests are as old as the freeze (a thawed non-holder's look at
+     * the lease, a fetch SCF stopped), and the window went on meanwhile. */
     if (__atomic_load_n(&r->cycling, __ATOMIC_ACQUIRE))
-        return __atomic_load_n(&r->late, __ATOMIC_RELAXED) || expire_ts - td_clock_now() < window_of(r) / 2 ||
+        return __atomic_load_n(&r->late, __ATOMIC_RELAXED) ||
+               td_freeze_since(__atomic_load_n(&r->cycle_mark, __ATOMIC_RELAXED)) ||
+               expire_ts - td_clock_now() < window_of(r) / 2 ||
                expire_ts <= td_clock_now(); /* nothing to serve meanwhile: a window of 0 (WeCom) ends here */
     if (now >= due) return 1;
     /* A platform that renews only after the expiry (WeCom): the renewal is

@@ -39,11 +39,12 @@ static struct {
     pthread_cond_t cond;
     int fetches;                /* begun */
     int hold;                   /* the second fetch waits while set */
-} fake = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0};
+    long first_expire;          /* s the first token has left */
+} fake = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0, 100};
 
-/* The first token has 100 s left: inside the window, so the refresher
- * renews it at once; the second fetch (held while the test says so) and
- * every later one bring a two-hour token. */
+/* The first token has fake.first_expire s left (100: inside the window,
+ * so the refresher renews it at once); the second fetch (held while the
+ * test says so) and every later one bring a two-hour token. */
 static int fake_fetch(const td_provider *p, int forced, td_grant *out, char *err, size_t errlen)
 {
     int n;
@@ -56,7 +57,7 @@ static int fake_fetch(const td_provider *p, int forced, td_grant *out, char *err
     pthread_mutex_unlock(&fake.lock);
     memset(out, 0, sizeof *out);
     snprintf(out->token, sizeof out->token, "t-g1044fake%016d", n);
-    out->expire = n == 1 ? 100 : 7200;
+    out->expire = n == 1 ? fake.first_expire : 7200;
     out->retry_after = -1;
     return TD_OK;
 }
@@ -104,7 +105,7 @@ typedef struct fixture {
     td_refresher *r;
 } fixture;
 
-static int setup(void **state)
+static int start(void **state, long window, long first_expire)
 {
     fixture *fx = calloc(1, sizeof *fx);
     td_api_opts ao = {0};
@@ -112,7 +113,7 @@ static int setup(void **state)
     char err[512];
 
     set_offset_ms(0);
-    fake.fetches = 0, fake.hold = 1;
+    fake.fetches = 0, fake.hold = 1, fake.first_expire = first_expire;
     assert_non_null(fx);
     assert_int_equal(td_store_open(&fx->store, "memory:", 10, err, sizeof err), TD_OK);
     ao.store = fx->store;
@@ -122,12 +123,18 @@ static int setup(void **state)
     o.provider = (td_provider){.ops = &fake_ops, .app_id = "cli_test", .app_secret = "not-a-secret"};
     o.sinks = &fx->sinks;
     o.name = "default", o.source = "test", o.usage = "test", o.platform = "test";
-    o.renew_window = WINDOW, o.retry_min = 1, o.retry_max = 2;
+    o.renew_window = window, o.retry_min = 1, o.retry_max = 2;
     assert_int_equal(td_refresher_new(&fx->r, &o, err, sizeof err), TD_OK);
     assert_int_equal(td_refresher_start(fx->r, err, sizeof err), TD_OK);
     *state = fx;
     return 0;
 }
+
+static int setup(void **state) { return start(state, WINDOW, 100); }
+
+/* A 40 s window and a first token 42 s long: the renewal starts on
+ * schedule 2 to 4 s in, with most of the window left. */
+static int setup_on_schedule(void **state) { return start(state, 40, 42); }
 
 static int teardown(void **state)
 {
@@ -238,11 +245,30 @@ static void test_waits_end_at_their_deadline_on_the_test_clock(void **state)
     pthread_join(t, NULL);
 }
 
+/* A renewal that began on schedule is the normal path at work, and
+ * readers get the token in service at once -- until a freeze overlaps
+ * it (SCF stopped the instance mid-cycle; here the test clock jumps,
+ * which the freeze detector takes for one): its requests are then as old
+ * as the freeze, and a reader of the token, inside its window, waits for
+ * the renewal as for a late one.  Before, the reader got the token from
+ * before the freeze at once -- a thawed server without the lease, whose
+ * look at it was under way, served it without asking the holder. */
+static void test_a_renewal_a_freeze_overlapped_is_waited_for(void **state)
+{
+    fixture *fx = *state;
+
+    wait_for_renewal_fetch();
+    assert_int_equal(td_refresher_overdue(fx->r, -1), 0);   /* on schedule, > half the window left */
+    set_offset_ms(5000);                                    /* a 5 s freeze: still > half left */
+    assert_int_equal(td_refresher_overdue(fx->r, -1), 1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_a_reader_late_for_the_renewal_it_saw_is_not_held, setup, teardown),
         cmocka_unit_test_setup_teardown(test_waits_end_at_their_deadline_on_the_test_clock, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_a_renewal_a_freeze_overlapped_is_waited_for, setup_on_schedule, teardown),
     };
     int rc;
 
