@@ -52,6 +52,7 @@ import argparse
 import email.utils
 import json
 import os
+import random
 import signal
 import socket
 import struct
@@ -73,6 +74,32 @@ FAULT_KEYS = {"fail", "times", "path", "method", "delay", "body", "status",
 HTML_ERROR = ("<html>\r\n<head><title>{code} {reason}</title></head>\r\n<body>\r\n"
               "<center><h1>{code} {reason}</h1></center>\r\n<hr><center>nginx</center>\r\n"
               "</body>\r\n</html>\r\n")
+
+
+def free_port() -> int:
+    """A port nothing listens on, taken below the kernel's ephemeral range.
+
+    bind(("127.0.0.1", 0)) hands out a port from that range, the same range
+    the outgoing connections of every test running in parallel draw their
+    local ports from: by the time a server binds the port, a client socket
+    may hold it (CI saw EADDRINUSE for a server on 0.0.0.0). Below the range
+    only listeners compete; the check binds the wildcard address, which
+    conflicts with a listener on any local address."""
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            low = int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        low = 32768
+    low = max(low, 2048)
+    for _ in range(200):
+        port = random.randrange(1024 if low <= 10000 else 10000, low)
+        with socket.socket() as s:
+            try:
+                s.bind(("0.0.0.0", port))
+            except OSError:
+                continue
+            return port
+    raise AssertionError("no free port below %d" % low)
 
 
 class ControlError(ValueError):

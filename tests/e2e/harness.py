@@ -21,7 +21,6 @@ test never counts events inside a fixed window or sleeps "long enough":
 import http.client
 import json
 import os
-import random
 import shutil
 import signal
 import socket
@@ -35,6 +34,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 BIN = os.environ.get("TOKENDIST_BIN") or os.path.join(ROOT, "build", "tokendist")
 sys.path.insert(0, os.path.join(ROOT, "tests", "doubles"))
+
+from common import free_port  # noqa: E402,F401  (the tests take it from here)
 
 # How long a test waits for something that must happen: ample for an ASan
 # build on a machine running two suites and stress-ng at once.
@@ -114,32 +115,6 @@ def require_test_clock(proc):
     except AssertionError:
         raise AssertionError("%s has no test clock: build it with scripts/test "
                              "(CMake -DTD_TESTS=ON)" % BIN) from None
-
-
-def free_port():
-    """A port nothing listens on, taken below the kernel's ephemeral range.
-
-    bind(("127.0.0.1", 0)) hands out a port from that range, the same range
-    the outgoing connections of every test running in parallel draw their
-    local ports from: by the time a server binds the port, a client socket
-    may hold it (CI saw EADDRINUSE for a server on 0.0.0.0). Below the range
-    only listeners compete; the check binds the wildcard address, which
-    conflicts with a listener on any local address."""
-    try:
-        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
-            low = int(f.read().split()[0])
-    except (OSError, ValueError, IndexError):
-        low = 32768
-    low = max(low, 2048)
-    for _ in range(200):
-        port = random.randrange(1024 if low <= 10000 else 10000, low)
-        with socket.socket() as s:
-            try:
-                s.bind(("0.0.0.0", port))
-            except OSError:
-                continue
-            return port
-    raise AssertionError("no free port below %d" % low)
 
 
 def make_record(token="t-g1044ghEGNOJ5OSQF5OYATETPB", generated=None, ttl=7200, **extra):

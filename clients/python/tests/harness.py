@@ -13,7 +13,6 @@ import http.client
 import json
 import logging
 import os
-import random
 import secrets
 import shutil
 import signal
@@ -41,6 +40,7 @@ sys.path.insert(0, DOUBLES)
 
 from feishu import DEFAULT_APP_ID, DEFAULT_APP_SECRET, FeishuDouble  # noqa: E402
 from gitee import DEFAULT_TOKEN as GITEE_TOKEN, GiteeDouble  # noqa: E402
+from common import free_port  # noqa: E402
 
 # The client must not go through a proxy of the machine to reach 127.0.0.1.
 for _v in ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"):
@@ -87,32 +87,6 @@ def make_record(expire_in: int = 7200, token: str | None = None, **extra: Any) -
         "source": "财联社自动化系统", "usage": "用于客户端从飞书群获取财联社电报文件",
         "platform": "腾讯云函数", **extra,
     }
-
-
-def free_port() -> int:
-    """A port nothing listens on, taken below the kernel's ephemeral range.
-
-    bind(("127.0.0.1", 0)) hands out a port from that range, the same range
-    the outgoing connections of every test running in parallel draw their
-    local ports from: by the time a server binds the port, a client socket
-    may hold it (CI saw EADDRINUSE for a server on 0.0.0.0). Below the range
-    only listeners compete; the check binds the wildcard address, which
-    conflicts with a listener on any local address."""
-    try:
-        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
-            low = int(f.read().split()[0])
-    except (OSError, ValueError, IndexError):
-        low = 32768
-    low = max(low, 2048)
-    for _ in range(200):
-        port = random.randrange(1024 if low <= 10000 else 10000, low)
-        with socket.socket() as s:
-            try:
-                s.bind(("0.0.0.0", port))
-            except OSError:
-                continue
-            return port
-    raise AssertionError("no free port below %d" % low)
 
 
 def dead_url(path: str = "/release/get-token") -> str:
