@@ -29,33 +29,96 @@
 #include <stdlib.h>
 #include <string.h>
 
+#define EXPIRY_GRACE_S 10      /* a token this recently expired is being renewed (WeCom: after the expiry) */
+
 typedef struct timer_ctx {
     td_cmd_refresher *rs;
     td_api *api;
+    td_store *store;
     long http_timeout_ms;       /* the wait when SCF did not state the function's limit */
 } timer_ctx;
 
+/* The expiry and issue time of name's record in the store now, else (the
+ * store does not answer) of the one we serve: another instance's renewal
+ * reaches what we serve a moment after the store (SQLite is looked at
+ * once a second, S3 revalidated), and the timer judges that renewal. */
+static void in_service(timer_ctx *t, const char *name, int64_t *exp, int64_t *gen)
+{
+    td_store_entry se = {0};
+    char err[256];
+
+    if (td_store_get(t->store, name, &se, err, sizeof err) == TD_OK && !se.problem) {
+        *exp = se.expire_ts, *gen = se.generated_ts;
+    } else {
+        td_snap *s = td_api_snapshot(t->api, name);
+        *exp = s ? s->expire_ts : 0, *gen = s ? s->generated_ts : 0;
+        td_snap_release(s);
+    }
+    td_store_entry_clear(&se);
+}
+
+/* What the token in service (expiring at exp; 0: none) is, for a report
+ * that it was not renewed. */
+static void describe(int64_t exp, td_strbuf *b)
+{
+    int64_t now = td_clock_now();
+
+    if (exp <= 0) td_strbuf_printf(b, "还没有 token");
+    else if (exp <= now) td_strbuf_printf(b, "token 已过期 %lld 秒", (long long)(now - exp));
+    else td_strbuf_printf(b, "token 剩余 %lld 分钟", (long long)((exp - now) / 60));
+}
+
 /* A token whose renewal is not due, while its refresher backs off after
  * failures: no "未到刷新时间" -- the timer says the refresh is failing
- * (1, appended to failed), if it is ours to run: when another instance
- * holds the lease it renews (-1; our failures are from before it took
- * over).  0 when nothing is failing. */
+ * (1, appended to failed): when the retry is ours, when it is; that none
+ * comes while the store cannot say whose the lease is (or stops
+ * answering before the retry, which takes the lease first); and when
+ * another instance took the lease over, as long as it has put no new
+ * good token in service (in_service) -- it may be failing too,
+ * and the refresher ends our failures by that same test
+ * (td_refresher_superseded).  -1 when the holder's new token ends them,
+ * 0 when nothing is failing. */
 static int backing_off(timer_ctx *t, size_t i, td_strbuf *failed)
 {
     const char *name = t->rs->tokens[i].name;
-    td_refresher_state st;
-    int who;
+    char last[300];
+    int64_t retry_ms = 0, exp = 0, gen = 0;
+    int n, who;
 
-    td_refresher_status(t->rs->r[i], &st);
-    if (st.failures == 0) return 0;
-    if ((who = td_fleet_refreshes(t->rs->fleet, name)) == 0) return -1;
-    if (who < 0) /* no round runs until the store answers: no retry to promise */
-        td_strbuf_printf(failed, "%s%s: 连续 %d 次刷新失败 (%s)；现在存储无法确认刷新租约，存储恢复之前不会重试",
-                         failed->len ? "；" : "", name, st.failures, st.last_err);
-    else
-        td_strbuf_printf(failed, "%s%s: 连续 %d 次刷新失败，%lld 秒后重试 (%s)", failed->len ? "；" : "", name,
-                         st.failures, (long long)(st.next_due > td_clock_now() ? st.next_due - td_clock_now() : 0),
-                         st.last_err);
+    if ((n = td_refresher_failing(t->rs->r[i], last, sizeof last, &retry_ms)) == 0) return 0;
+    if ((who = td_fleet_refreshes(t->rs->fleet, name, retry_ms)) == 0) {
+        in_service(t, name, &exp, &gen);
+        if (td_refresher_superseded(t->rs->r[i], exp, gen)) return -1;
+    }
+    td_strbuf_printf(failed, "%s%s: 连续 %d 次刷新失败", failed->len ? "；" : "", name, n);
+    if (who > 0) {
+        td_strbuf_printf(failed, "，%lld 秒后重试 (%s)", (long long)((retry_ms + 999) / 1000), last);
+    } else if (who < 0) {
+        td_strbuf_printf(failed, " (%s)；现在存储无法确认刷新租约，存储恢复之前不会重试", last);
+    } else {
+        td_strbuf_printf(failed, " (%s)；刷新租约现由其他实例持有，它还没有换新分发中的 token (", last);
+        describe(exp, failed);
+        td_strbuf_printf(failed, ")");
+    }
+    return 1;
+}
+
+/* After the round, a token of ours with nothing valid in service is a
+ * failing refresh whoever holds the lease: a holder that fails where the
+ * store cannot carry our ask (SQLite), or refreshes no more -- unless it
+ * ran out a moment ago (a renewal right after the expiry: WeCom's).  1
+ * (appended to failed) when it is. */
+static int nothing_served(timer_ctx *t, const char *name, td_strbuf *failed)
+{
+    int64_t exp, gen, now = td_clock_now();
+
+    in_service(t, name, &exp, &gen);
+    if (exp > now || (exp > 0 && now - exp < EXPIRY_GRACE_S)) return 0;
+    td_strbuf_printf(failed, "%s%s: 分发中没有有效的 token (", failed->len ? "；" : "", name);
+    describe(exp, failed);
+    td_strbuf_printf(failed, ")，%s", td_fleet_refreshes(t->rs->fleet, name, 0) == 0
+                                         ? "刷新租约由其他实例持有，它没有刷新成功"
+                                         : "本实例的刷新没有成功");
     return 1;
 }
 
@@ -74,7 +137,7 @@ static int on_timer(void *ud, const td_scf_budget *b, char **out, char *err, siz
     const td_api_hooks *h = t->rs->fleet ? td_fleet_hooks(t->rs->fleet) : NULL;
     int64_t start = td_clock_mono_ms(), deadline = b->deadline_ms ? b->deadline_ms : start + t->http_timeout_ms;
     td_strbuf failed, late;
-    char why[300], fails[1024], lates[512];
+    char why[700], fails[2048], lates[512];
     int refreshed = 0, elsewhere = 0, rc = TD_OK;
 
     if (!t->rs->n || !h) {
@@ -94,18 +157,22 @@ static int on_timer(void *ud, const td_scf_budget *b, char **out, char *err, siz
         if (!t->rs->r[i]) continue;
         if (!h->stale(h->ud, name, exp)) {
             int off = backing_off(t, i, &failed);
+            /* Nothing failing: who renews, when it is not us. */
+            if (off == 0 && td_fleet_refreshes(t->rs->fleet, name, 0) == 0) off = -1;
             if (off < 0) elsewhere = 1;
-            else if (off > 0 && rc == TD_OK) rc = TD_EUPSTREAM;
+            if (off <= 0 && nothing_served(t, name, &failed)) off = 1;
+            if (off > 0 && rc == TD_OK) rc = TD_EUPSTREAM;
             continue;
         }
         left = deadline - td_clock_mono_ms();
         one = left > 0 ? h->freshen(h->ud, name, (long)left, why, sizeof why) : TD_ETIMEOUT;
-        if (one == TD_OK) {
+        if (one == TD_OK) { /* the new record may reach this instance a moment later (a reload) */
             refreshed = 1;
             continue;
         }
-        if (one == TD_ECONFLICT) { /* another instance holds the lease: it renews */
+        if (one == TD_ECONFLICT) { /* another instance holds the lease: it renews -- if it does */
             elsewhere = 1;
+            if (nothing_served(t, name, &failed) && rc == TD_OK) rc = TD_EUPSTREAM;
             continue;
         }
         if (rc == TD_OK) rc = one;
@@ -184,7 +251,7 @@ int td_cmd_scf(int argc, char **argv)
         td_scf_init_error(base, "无法启动 token 刷新 (见日志)");
         goto out;
     }
-    tc = (timer_ctx){.rs = &refresher, .api = api, .http_timeout_ms = c.http_timeout * 1000};
+    tc = (timer_ctx){.rs = &refresher, .api = api, .store = store, .http_timeout_ms = c.http_timeout * 1000};
     td_scf_run(api, base, on_timer, &tc, err, sizeof err); /* returns only when the runtime API is gone */
     td_log("❌ SCF 运行时 API 不可用，退出: %s", err);
 out:

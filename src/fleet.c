@@ -144,14 +144,22 @@ int td_fleet_may_refresh(void *lease)
     return rc < 0 ? -1 : rc == 1;
 }
 
-int td_fleet_refreshes(td_fleet *f, const char *name)
+int td_fleet_refreshes(td_fleet *f, const char *name, int64_t within_ms)
 {
     entry *e = find(f, name);
+    int64_t sure;
     int view;
 
     if (!e || !__atomic_load_n(&e->r, __ATOMIC_ACQUIRE)) return 0;
-    view = td_lease_view(e->lease);
-    return view == TD_LEASE_UNKNOWN ? td_fleet_may_refresh(e->lease) : view == TD_LEASE_OURS;
+    if (td_lease_view(e->lease) == TD_LEASE_THEIRS) return 0;
+    /* Ours, or nobody knows (a freeze): the store says, and whether it
+     * still answers -- one that stopped a moment ago (the keeper's next
+     * look is seconds away) leaves us our last hold, and the round at
+     * within_ms, which takes the lease first, gets it only while that
+     * lasts. */
+    if ((view = td_fleet_may_refresh(e->lease)) != TD_LEASE_OURS) return view;
+    sure = td_lease_sure_ms(e->lease);
+    return sure < 0 || sure > within_ms ? 1 : -1;
 }
 
 void td_fleet_attach(td_fleet *f, const char *name, td_refresher *r)
@@ -188,7 +196,7 @@ static void run_job(void *ud)
     job *j = ud;
     entry *e = find(j->f, j->name);
     td_refresher *r = e ? __atomic_load_n(&e->r, __ATOMIC_ACQUIRE) : NULL;
-    char why[300], err[256];
+    char why[700], err[256];
     int rc;
 
     /* td_lease_held is the keeper's last outcome, which a freeze outlives:
@@ -208,9 +216,24 @@ static void run_job(void *ud)
         snprintf(why, sizeof why, "本实例已不持有 %s 的刷新租约", j->name);
         rc = TD_EUNAVAIL;
     } else if (j->due) {
+        char last[300];
+        int64_t retry_ms;
+        int failures;
+
         /* Only when our own schedule agrees: a reader's view is no reason
-         * to ask Feishu more often than the renewal needs. */
-        rc = td_refresher_overdue(r, -1) ? td_refresher_freshen(r, j->wait_ms, why, sizeof why) : TD_OK;
+         * to ask Feishu more often than the renewal needs.  Backing off
+         * after failures, the renewal is not overdue until the retry, but
+         * nothing was renewed either: the asker (its readers, its SCF
+         * timer) hears that, not 已刷新. */
+        if (td_refresher_overdue(r, -1)) {
+            rc = td_refresher_freshen(r, j->wait_ms, why, sizeof why);
+        } else if ((failures = td_refresher_failing(r, last, sizeof last, &retry_ms)) > 0) {
+            snprintf(why, sizeof why, "持有刷新租约的实例 %s 连续 %d 次刷新失败，%lld 秒后重试 (%s)", j->f->me,
+                     failures, (long long)((retry_ms + 999) / 1000), last);
+            rc = TD_EUPSTREAM;
+        } else {
+            rc = TD_OK;
+        }
         if (rc == TD_OK) snprintf(why, sizeof why, "已刷新");
     } else {
         td_log("转交来的 token 无效报告 (来自 %s)", j->from);

@@ -61,13 +61,15 @@ int td_fleet_add(td_fleet *f, const char *name, td_lease **lease, char *err, siz
  * td_lease from td_fleet_add). */
 int td_fleet_may_refresh(void *lease);
 
-/* Whether this process refreshes name: 1 when its lease is ours (or the
- * store has no leases: every instance refreshes itself), 0 when another
- * instance holds it or name has no refresher here, -1 when the store
- * cannot say (no other holder known; no round of ours runs meanwhile).
- * When our view of the lease has lapsed (a freeze), the store is asked:
- * one round trip, so not on the HTTP thread. */
-int td_fleet_refreshes(td_fleet *f, const char *name);
+/* Whether this process runs name's refresh that is due in within_ms: 1
+ * when its lease is ours (or the store has no leases: every instance
+ * refreshes itself) and stays ours until then as far as we know, 0 when
+ * another instance holds it or name has no refresher here, -1 when the
+ * store cannot say (no other holder known; no round of ours runs
+ * meanwhile) or does not answer and our hold runs out before then.
+ * Unless another instance held it at our last look, the store is asked
+ * (td_lease_hold): one round trip, so not on the HTTP thread. */
+int td_fleet_refreshes(td_fleet *f, const char *name, int64_t within_ms);
 
 /* The refresher of name (added before); reports for name go to it while
  * this process holds the lease. */

@@ -28,6 +28,7 @@ struct td_lease {
     int64_t held_until;         /* real monotonic ms (real_mono_ms); 0: not held */
     int64_t seen_ms;            /* td_freeze_mark of the last look the store answered */
     int state;                  /* last outcome logged: 1 ours, 0 another's, <0 error, 2 none */
+    int unanswered;             /* the store's last answer to td_lease_hold was an error */
     int released;               /* given back for good (td_lease_release) */
     int stop;
     pthread_t keeper;
@@ -126,6 +127,7 @@ int td_lease_hold(td_lease *l, char *err, size_t errlen)
     rc = td_store_lease(l->store, l->name, l->owner, l->ttl_ms, TD_LEASE_TAKE, err, errlen);
     pthread_mutex_unlock(&l->ask);
     pthread_mutex_lock(&l->lock);
+    l->unanswered = rc != TD_OK && rc != TD_ECONFLICT;
     if (rc == TD_OK) {
         /* Redis starts the ttl after t0, so t0 + ttl is on the safe side;
          * the tenth off covers clock-rate differences and the round trip. */
@@ -142,6 +144,19 @@ int td_lease_hold(td_lease *l, char *err, size_t errlen)
     note(l, held, err);
     pthread_mutex_unlock(&l->lock);
     return held;
+}
+
+int64_t td_lease_sure_ms(td_lease *l)
+{
+    int64_t left;
+
+    if (l->always) return -1;
+    pthread_mutex_lock(&l->lock);
+    left = l->held_until - real_mono_ms();
+    if (left < 0) left = 0;
+    else if (!l->unanswered) left = -1;
+    pthread_mutex_unlock(&l->lock);
+    return left;
 }
 
 int td_lease_held(td_lease *l)

@@ -73,6 +73,13 @@ int td_lease_keep(td_lease *l, char *err, size_t errlen);
  * or a caller), without asking the store; else 0. */
 int td_lease_held(td_lease *l);
 
+/* How long we surely go on holding the lease, in real ms: -1 while the
+ * store answers (the keeper renews the hold before it runs out); while it
+ * does not, what is left of the last hold it granted, 0 when that has run
+ * out or we hold none -- a refresh due later than that will not run here
+ * unless the store comes back first. */
+int64_t td_lease_sure_ms(td_lease *l);
+
 /* What the last td_lease_hold said, as far as it still stands, without
  * asking the store: TD_LEASE_OURS (td_lease_held); TD_LEASE_THEIRS
  * another instance held it, and the process was not frozen since

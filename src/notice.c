@@ -67,7 +67,7 @@ int td_notice_alert_text(char *buf, size_t len, const char *name, int failures, 
 }
 
 int td_notice_recovered_text(char *buf, size_t len, const char *name, int failures, int64_t generated,
-                             int64_t expires, int64_t now)
+                             int64_t expires, int64_t now, int handover)
 {
     char g[TD_TIME_LEN], e[TD_TIME_LEN], w[TD_NAME_MAX + 16];
     td_strbuf b;
@@ -75,10 +75,15 @@ int td_notice_recovered_text(char *buf, size_t len, const char *name, int failur
     td_clock_format(generated, g);
     td_clock_format(expires, e);
     td_strbuf_fixed(&b, buf, len);
-    return td_strbuf_printf(&b,
-                            "✅ 客户端 Access Token 刷新已恢复%s\n\n连续失败 %d 次后已重新获取 token\n"
-                            "📅 生成时间: %s\n⏰ 过期时间: %s (剩余 %ld 分钟)",
-                            which(name, w, sizeof w), failures, g, e, minutes_left(expires, now));
+    if (handover)
+        td_strbuf_printf(&b,
+                         "✅ 客户端 Access Token 已恢复%s\n\n本实例连续刷新失败 %d 次后，刷新租约已由另一实例接管，"
+                         "分发中已有新的有效 token\n",
+                         which(name, w, sizeof w), failures);
+    else
+        td_strbuf_printf(&b, "✅ 客户端 Access Token 刷新已恢复%s\n\n连续失败 %d 次后已重新获取 token\n",
+                         which(name, w, sizeof w), failures);
+    return td_strbuf_printf(&b, "📅 生成时间: %s\n⏰ 过期时间: %s (剩余 %ld 分钟)", g, e, minutes_left(expires, now));
 }
 
 int td_notice_webhook_sign(int64_t ts, const char *secret, char *out, size_t outlen)

@@ -42,9 +42,11 @@ int td_notice_alert_text(char *buf, size_t len, const char *name, int failures, 
                          const char *last_error, const char *credentials);
 
 /* Refreshing token `name` works again after `failures` failed attempts;
- * the title as in the alert. */
+ * the title as in the alert.  handover: this instance did not renew it --
+ * another took the refresh lease over and a new good token is in service
+ * (which instance put it there, or a producer's POST, it cannot tell). */
 int td_notice_recovered_text(char *buf, size_t len, const char *name, int failures, int64_t generated,
-                             int64_t expires, int64_t now);
+                             int64_t expires, int64_t now, int handover);
 
 /* Feishu's custom-bot signature: base64(HMAC-SHA256(key = "<ts>\n<secret>",
  * message = "")), ts in seconds.  out needs 45 bytes. */

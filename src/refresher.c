@@ -126,6 +126,17 @@ static int outside_window(const td_refresher *r, int64_t expire_ts)
     return expire_ts - now >= window_of(r) && expire_ts > now;
 }
 
+/* After a handover, whether the holder has ended our failures: the token
+ * in service (expiring at exp, issued at gen) is valid, not yet in its
+ * window, and was issued after our last failure -- one in service before
+ * it (POSTed by a producer, say) that a holder failing as well keeps
+ * serving is no renewal.  Lock held, or the loop's own thread (the only
+ * writer of last_fail). */
+static int superseded(const td_refresher *r, int64_t exp, int64_t gen)
+{
+    return outside_window(r, exp) && gen >= r->last_fail;
+}
+
 /* A ration over the last day (forced fetches, checks): drops what is older
  * than a day from at[0..*n) and returns how many are left. */
 static int ration_left(int64_t *at, int *n, int64_t now)
@@ -504,18 +515,27 @@ static int deliver(td_refresher *r, const td_record *rec, int local_only, int *f
 }
 
 /* The outage is over (r->cur is a good token in service): the recovery
- * is noted, and told to the group when it was told of the failure. */
-static void recovered(td_refresher *r, int64_t now)
+ * is noted, and told to the group when it was told of the failure.
+ * handover: not by a renewal of ours -- another instance took the lease
+ * over (superseded), and the words say only that. */
+static void recovered(td_refresher *r, int64_t now, int handover)
 {
     char text[TD_NOTICE_TEXT_MAX];
 
-    if (r->failures) note_event(r, TD_EVENT_RECOVERED, "刷新已恢复 (此前连续失败 %d 次)", r->failures);
+    if (r->failures)
+        note_event(r, TD_EVENT_RECOVERED,
+                   handover ? "刷新租约已由其他实例接管，分发中已有新的有效 token (本实例此前连续失败 %d 次)"
+                            : "刷新已恢复 (此前连续失败 %d 次)",
+                   r->failures);
     if (r->failures && r->alerted) {
         td_notice_recovered_text(text, sizeof text, r->o.name, r->failures, td_record_generated(r->cur),
-                                 td_record_expires(r->cur), now);
-        notify(r, tenant_of(r->cur), text, "刷新已恢复", TD_EVENT_NOTICE);
+                                 td_record_expires(r->cur), now, handover);
+        notify(r, tenant_of(r->cur), text, handover ? "已由其他实例接管" : "刷新已恢复", TD_EVENT_NOTICE);
     }
-    if (r->failures) td_log("✅ token 刷新已恢复 (此前连续失败 %d 次)", r->failures);
+    if (r->failures)
+        td_log(handover ? "✅ 刷新租约已由其他实例接管，分发中已有新的有效 token：本实例不再重试 (此前连续失败 %d 次)"
+                        : "✅ token 刷新已恢复 (此前连续失败 %d 次)",
+               r->failures);
     r->failures = 0, r->alerted = 0;
     __atomic_store_n(&r->failing, 0, __ATOMIC_RELAXED);
 }
@@ -529,7 +549,7 @@ static void succeeded(td_refresher *r, const td_grant *t, int changed, int faile
     long left;
 
     td_metrics_inc(TD_M_REFRESH_OK);
-    recovered(r, now);
+    recovered(r, now, 0);
     if (changed && r->o.announce) {
         td_notice_updated_text(text, sizeof text, td_record_generated(r->cur), td_record_expires(r->cur),
                                now, r->o.notice_url);
@@ -879,15 +899,14 @@ static void *loop(void *ud)
 
         if (r->o.may_refresh && (hold = r->o.may_refresh(r->o.lease_ud)) != 1) {
             learn_current(r); /* another instance refreshes; keep our view current */
-            /* Our failures end when the holder that took over has put a
-             * good token in service (outside its window): the outage is
-             * over, and the recovery is told where the failure was.  A
-             * holder failing too, or a store that could not say (-1),
-             * leaves them: one outage, one alert, one recovery. */
-            if (hold == 0 && r->failures && r->cur && outside_window(r, td_record_expires(r->cur))) {
-                td_log("刷新租约现由其他实例持有，它已分发有效的 token：本实例不再重试");
-                recovered(r, td_clock_now());
-            }
+            /* Our failures end when, since the holder took over, a new
+             * good token is in service (superseded): the outage is over,
+             * and the recovery is told where the failure was.  A holder
+             * failing too, or a store that could not say (-1), leaves
+             * them: one outage, one alert, one recovery. */
+            if (hold == 0 && r->failures && r->cur &&
+                superseded(r, td_record_expires(r->cur), td_record_generated(r->cur)))
+                recovered(r, td_clock_now(), 1);
             pthread_mutex_lock(&r->lock);
             r->failures_seen = r->failures;
             if (forced) force_done(r, TD_EUNAVAIL, "本实例已不持有刷新租约，未刷新");
@@ -955,6 +974,30 @@ int td_refresher_overdue(td_refresher *r, int64_t expire_ts)
 }
 
 long td_refresher_window(const td_refresher *r) { return window_of(r); }
+
+int td_refresher_superseded(td_refresher *r, int64_t expire_ts, int64_t generated_ts)
+{
+    int yes;
+
+    pthread_mutex_lock(&r->lock);
+    yes = superseded(r, expire_ts, generated_ts);
+    pthread_mutex_unlock(&r->lock);
+    return yes;
+}
+
+int td_refresher_failing(td_refresher *r, char *err, size_t errlen, int64_t *retry_ms)
+{
+    int n;
+
+    pthread_mutex_lock(&r->lock);
+    if ((n = r->failures_seen) > 0) {
+        int64_t in_ms = __atomic_load_n(&r->due_ms, __ATOMIC_RELAXED) - td_clock_mono_ms();
+        snprintf(err, errlen, "%s", r->last_err);
+        *retry_ms = in_ms > 0 ? in_ms : 0;
+    }
+    pthread_mutex_unlock(&r->lock);
+    return n;
+}
 
 const char *td_refresher_provider(const td_refresher *r) { return r->o.provider.ops->kind; }
 

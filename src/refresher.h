@@ -154,6 +154,17 @@ void td_refresher_kick(td_refresher *r);
  * wait for it.  Never blocks. */
 int td_refresher_forcing(td_refresher *r);
 
+/* 1 when a token in service that expires at expire_ts and was issued at
+ * generated_ts ends our failures after a handover (the refresher's own
+ * test): it is valid, not yet in its window, and was issued after our
+ * last failure. */
+int td_refresher_superseded(td_refresher *r, int64_t expire_ts, int64_t generated_ts);
+
+/* While r backs off after failed cycles: how many failed in a row
+ * (returned), the last one's words in err and the ms until the retry in
+ * *retry_ms; 0 (err and *retry_ms untouched) when the last did not fail. */
+int td_refresher_failing(td_refresher *r, char *err, size_t errlen, int64_t *retry_ms);
+
 /* The renewal window in effect, in seconds: the settings', or 0 once an
  * extending platform did not extend (renewed after the expiry then). */
 long td_refresher_window(const td_refresher *r);

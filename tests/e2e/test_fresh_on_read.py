@@ -425,15 +425,15 @@ class LapsedLeaseTest(ClockTest):
             redis.proc.send_signal(signal.SIGCONT)
         failed = rt.log().count("token 刷新失败")
         log = self.wait_log(rt, "token 刷新失败", count=failed + 1, timeout=120)
-        self.assertNotIn("它已分发有效的 token", log)
+        self.assertNotIn("刷新租约已由其他实例接管", log)
         self.assertLessEqual(log.count("无法获取租约"), 1, "logged at every round of the outage")
         self.assertEqual(log.count("token 刷新失败 (连续第 1 次)"), 1, "the count started over")
 
     def test_a_holder_that_took_over_and_succeeded_ends_our_outage(self):
         """A alerted the group of a failing refresh and was frozen; B took
         the lease and, Feishu back, put a good token in service.  A, thawed:
-        the outage is over -- it tells the group it alerted (刷新已恢复) and
-        retries no more.  (While the holder fails too, A's count and alert
+        the outage is over -- it tells the group it alerted (已恢复: the
+        lease changed hands) and retries no more.  (While the holder fails too, A's count and alert
         stand; each instance alerts once for its own failures.)"""
         from redisd import RedisServer
         self.start_feishu()
@@ -454,12 +454,143 @@ class LapsedLeaseTest(ClockTest):
             self.wait_for(lambda: self.served(b), what="the new holder's token")
         finally:
             a.proc.send_signal(signal.SIGCONT)
-        self.wait_log(a, "它已分发有效的 token", timeout=120)
-        self.wait_log(a, "已发送群通知: 刷新已恢复")
+        self.wait_log(a, "刷新租约已由其他实例接管，分发中已有新的有效 token", timeout=120)
+        self.wait_log(a, "已发送群通知: 已由其他实例接管")
         # Each instance that alerted (A; B too, if its first round after
-        # the takeover still failed) closes its alert.
+        # the takeover still failed) closes its alert; A's says what it
+        # knows -- the lease changed hands and a new token is in service
+        # -- not that it fetched one.
         texts = self.feishu.hook_texts
-        self.assertEqual(sum("刷新失败" in t for t in texts), sum("刷新已恢复" in t for t in texts), texts)
+        self.assertEqual(sum("Access Token 刷新失败" in t for t in texts), sum("已恢复" in t for t in texts), texts)
+        self.assertTrue(any("刷新租约已由另一实例接管" in t for t in texts), texts)
+
+
+class HolderFailingTest(ClockTest):
+    """The timer of an instance without the lease while the holder fails as
+    well (Feishu down for everyone): no success may come of it -- neither
+    the holder's "already renewed" to a forwarded ask, nor "another
+    instance renews" from an instance whose failures a holder took over
+    but did not end -- and a promised retry is one that will run
+    (adversary round 8 of issue #11, findings 1, 3 and 4).  A token in
+    service from before our last failure (POSTed, kept by a failing
+    holder) ends no outage (finding 2)."""
+
+    def failing_env(self, **extra):
+        return self.env(TOKENDIST_HTTP_TIMEOUT="3", TOKENDIST_RETRY_MIN="60", TOKENDIST_RETRY_MAX="60", **extra)
+
+    def timer_error(self, rt):
+        with self.assertRaises(InvocationError) as cm:
+            rt.invoke(TimerTriggerTest.TIMER, 60)
+        self.assertIn("定时刷新失败", cm.exception.body)
+        return cm.exception.body
+
+    def test_a_timer_on_a_non_holder_reports_the_holders_failure(self):
+        """Redis carries the ask: the failing holder answers with its
+        failure, not 已刷新.  SQLite cannot: the function sees that
+        nothing valid is in service."""
+        from redisd import RedisServer
+        self.start_feishu()
+        self.feishu.control({"fail": "503", "path": FEISHU_TOKEN})
+        redis = RedisServer(self.tmp).start()
+        self.addCleanup(redis.stop)
+        for store in (redis.url(), "sqlite:%s/holder.db" % self.tmp):
+            holder = self.server(store=store, env=self.failing_env()).start()
+            self.wait_log(holder, "token 刷新失败 (连续第 1 次)")
+            rt = Runtime(self, store, ["--push-key", PUSH_KEY], env={**self.failing_env(), **self.clk.env()})
+            self.runtimes.append(rt)
+            rt.double.control({"time_limit_ms": 30000})
+            self.wait_log(rt, "由其他实例持有")
+            body = self.timer_error(rt)
+            if store.startswith("redis"):
+                self.assertIn("持有刷新租约的实例", body)
+                self.assertIn("连续 1 次刷新失败", body)
+            else:
+                self.assertIn("分发中没有有效的 token (还没有 token)", body)
+                self.assertIn("刷新租约由其他实例持有，它没有刷新成功", body)
+            self.assertEqual(rt.log().count("token 刷新失败"), 0, "the function fetched although it holds no lease")
+            rt.stop()
+            holder.stop()
+
+    def test_a_timer_whose_failures_a_failing_holder_took_over_reports_them(self):
+        """The function failed and was frozen past its lease; a server took
+        over and fails too.  Its failures stand (the refresher keeps them
+        until a new good token is in service), and so does the timer."""
+        self.start_feishu()
+        self.feishu.control({"fail": "503", "path": FEISHU_TOKEN})
+        db = "sqlite:%s/both.db" % self.tmp
+        rt = Runtime(self, db, ["--push-key", PUSH_KEY], env={**self.failing_env(), **self.clk.env()})
+        self.runtimes.append(rt)
+        rt.double.control({"time_limit_ms": 30000})
+        self.wait_log(rt, "token 刷新失败 (连续第 1 次)")
+        rt.proc.send_signal(signal.SIGSTOP)
+        try:
+            time.sleep(LapsedLeaseTest.LAPSE + 4)      # real time: past the function's lease
+            holder = self.server(store=db, env=self.failing_env()).start()
+            self.wait_log(holder, "本实例持有租约 refresh:default")
+            self.wait_log(holder, "token 刷新失败 (连续第 1 次)")
+        finally:
+            rt.proc.send_signal(signal.SIGCONT)
+        self.wait_log(rt, "由其他实例持有")
+        body = self.timer_error(rt)
+        self.assertIn("刷新租约现由其他实例持有，它还没有换新分发中的 token (还没有 token)", body)
+        self.assertNotIn("刷新租约已由其他实例接管", rt.log())
+
+    def test_a_token_from_before_our_last_failure_ends_no_outage(self):
+        """A record POSTed while the holder kept failing, then a handover to
+        a server that fails too: the old holder's alert stands -- no
+        recovery notice, no end of its failures -- until a token newer
+        than its last failure is in service; then it says what it knows."""
+        self.start_feishu()
+        self.feishu.control({"fail": "503", "path": FEISHU_TOKEN, "hooks": {"hook-q7x2": None}})
+        self.secrets.append("hook-q7x2")
+        db = "sqlite:%s/posted.db" % self.tmp
+        env = self.env(FEISHU_WEBHOOK_URL=self.feishu.url + "/open-apis/bot/v2/hook/hook-q7x2",
+                       TOKENDIST_HTTP_TIMEOUT="3", TOKENDIST_RETRY_MIN="4", TOKENDIST_RETRY_MAX="4")
+        a = self.server(store=db, env=env).start()
+        self.wait_log(a, "已发送群通知: 刷新失败告警")
+        posted = harness.make_record("t-g1044posted0000000000000001", generated=int(self.clk.now()))
+        self.secrets.append(posted["access_token"])
+        self.assertEqual(a.post("/release/get-token", posted, key=PUSH_KEY).status, 200)
+        self.clk.advance(2)     # the next failure comes after the POST on every clock
+        self.wait_log(a, "token 刷新失败 (连续第 2 次)")
+        b = self.server(store=db, env=env).start()
+        self.wait_log(b, "由其他实例持有")
+        a.proc.send_signal(signal.SIGSTOP)
+        try:
+            self.wait_log(b, "本实例持有租约 refresh:default", timeout=120)   # real time: A's lease lapses
+        finally:
+            a.proc.send_signal(signal.SIGCONT)
+        self.wait_log(a, "由其他实例持有")
+        failures = b.log().count("token 刷新失败")
+        # B retries every 4 s; A looks every 3 s: two of B's failures
+        # later A has looked at what is in service at least once.
+        self.wait_log(b, "token 刷新失败", count=failures + 2, timeout=120)
+        self.assertNotIn("刷新租约已由其他实例接管", a.log())
+        self.assertFalse(any("已恢复" in t for t in self.feishu.hook_texts), self.feishu.hook_texts)
+        # Feishu back: B renews, and A's outage ends as a handover.
+        self.feishu.control({"clear_faults": True})
+        self.wait_log(a, "刷新租约已由其他实例接管，分发中已有新的有效 token", timeout=120)
+        self.wait_log(a, "已发送群通知: 已由其他实例接管")
+
+    def test_a_timer_promises_no_retry_that_the_lease_cannot_cover(self):
+        """The store went away a moment ago: our hold of the lease lasts
+        under 30 s, the retry is a minute away and takes the lease first
+        -- so no retry comes until the store is back, and the timer says
+        so rather than promise one."""
+        from redisd import RedisServer
+        self.start_feishu()
+        self.feishu.control({"fail": "503", "path": FEISHU_TOKEN})
+        redis = RedisServer(self.tmp).start()
+        self.addCleanup(redis.stop)
+        rt = Runtime(self, redis.url(), ["--push-key", PUSH_KEY], env={**self.failing_env(), **self.clk.env()})
+        self.runtimes.append(rt)
+        rt.double.control({"time_limit_ms": 30000})
+        self.wait_log(rt, "token 刷新失败 (连续第 1 次)")
+        self.assertIn("秒后重试", self.timer_error(rt))
+        redis.kill9()
+        body = self.timer_error(rt)
+        self.assertIn("存储恢复之前不会重试", body)
+        self.assertNotIn("秒后重试", body)
 
 
 class MemoryStoreTest(ClockTest):

@@ -92,12 +92,19 @@ static void alert_and_recovery(void **state)
     assert_non_null(strstr(buf, "⚠️ 客户端 Access Token 刷新失败 (token wx)\n"));
     assert_non_null(strstr(buf, "请检查微信应用凭证 (TOKENDIST_WX_APP_ID / TOKENDIST_WX_APP_SECRET) 与网络"));
     assert_null(strstr(buf, "飞书"));
-    assert_int_equal(td_notice_recovered_text(buf, sizeof buf, "default", 5, GEN, EXP, GEN), TD_OK);
+    assert_int_equal(td_notice_recovered_text(buf, sizeof buf, "default", 5, GEN, EXP, GEN, 0), TD_OK);
     assert_string_equal(buf,
                         "✅ 客户端 Access Token 刷新已恢复\n\n连续失败 5 次后已重新获取 token\n"
                         "📅 生成时间: 2024-01-15 14:30:00\n⏰ 过期时间: 2024-01-15 16:30:00 (剩余 120 分钟)");
-    assert_int_equal(td_notice_recovered_text(buf, sizeof buf, "wx", 5, GEN, EXP, GEN), TD_OK);
+    assert_int_equal(td_notice_recovered_text(buf, sizeof buf, "wx", 5, GEN, EXP, GEN, 0), TD_OK);
     assert_non_null(strstr(buf, "✅ 客户端 Access Token 刷新已恢复 (token wx)\n"));
+    /* After a handover it says what this instance knows: not that it
+     * fetched a token again. */
+    assert_int_equal(td_notice_recovered_text(buf, sizeof buf, "default", 2, GEN, EXP, GEN, 1), TD_OK);
+    assert_string_equal(buf,
+                        "✅ 客户端 Access Token 已恢复\n\n本实例连续刷新失败 2 次后，刷新租约已由另一实例接管，"
+                        "分发中已有新的有效 token\n"
+                        "📅 生成时间: 2024-01-15 14:30:00\n⏰ 过期时间: 2024-01-15 16:30:00 (剩余 120 分钟)");
 }
 
 /* base64(HMAC-SHA256(key "<ts>\n<secret>", "")) through EVP_MAC. */
