@@ -57,8 +57,8 @@ class ClockTest(FeishuEnv, harness.TestCase):
         harness.require_test_clock(srv)
         return srv
 
-    def runtime(self, env=None, args=()):
-        rt = Runtime(self, "memory:", ["--push-key", PUSH_KEY] + list(args), env={**(env or {}), **self.clk.env()})
+    def runtime(self, env=None, args=(), store="memory:"):
+        rt = Runtime(self, store, ["--push-key", PUSH_KEY] + list(args), env={**(env or {}), **self.clk.env()})
         self.runtimes.append(rt)
         harness.require_test_clock(rt)
         # The execution timeout docs/deploy-scf.md asks for (SCF's default
@@ -278,9 +278,7 @@ class LapsedLeaseTest(ClockTest):
         env = dict(self.env(), **s3.env())
         servers = {"sqlite": "sqlite:" + db, "redis": redis.url(), "s3": s3.url("fresh")}
         servers = {k: self.server(store=v, env=env).start() for k, v in servers.items()}
-        rt = Runtime(self, s3.url("timer"), ["--push-key", PUSH_KEY], env={**env, **self.clk.env()})
-        self.runtimes.append(rt)
-        rt.double.control({"time_limit_ms": 30000})
+        rt = self.runtime(env, store=s3.url("timer"))
         procs = [s.proc for s in servers.values()] + [rt.proc]
         for p in list(servers.values()) + [rt]:
             harness.require_test_clock(p)
@@ -354,9 +352,7 @@ class LapsedLeaseTest(ClockTest):
         holder = self.server(store=s3.url(), env=env).start()
         harness.require_test_clock(holder)
         self.wait_log(holder, "下次刷新")
-        rt = Runtime(self, s3.url(), ["--push-key", PUSH_KEY], env={**env, **self.clk.env()})
-        self.runtimes.append(rt)
-        rt.double.control({"time_limit_ms": 30000})
+        rt = self.runtime(env, store=s3.url())
         self.wait_log(rt, "由其他实例持有")
         for p in (holder.proc, rt.proc):
             p.send_signal(signal.SIGSTOP)
@@ -381,9 +377,7 @@ class LapsedLeaseTest(ClockTest):
         self.feishu.control({"fail": "503", "path": FEISHU_TOKEN})
         db = "sqlite:%s/lost.db" % self.tmp
         env = self.env(TOKENDIST_HTTP_TIMEOUT="3", TOKENDIST_RETRY_MIN="60", TOKENDIST_RETRY_MAX="600")
-        rt = Runtime(self, db, ["--push-key", PUSH_KEY], env={**env, **self.clk.env()})
-        self.runtimes.append(rt)
-        rt.double.control({"time_limit_ms": 30000})
+        rt = self.runtime(env, store=db)
         self.wait_log(rt, "token 刷新失败 (连续第 1 次)")
         rt.proc.send_signal(signal.SIGSTOP)
         try:
@@ -408,9 +402,7 @@ class LapsedLeaseTest(ClockTest):
         redis = RedisServer(self.tmp).start()
         self.addCleanup(redis.stop)
         env = self.env(TOKENDIST_HTTP_TIMEOUT="3", TOKENDIST_RETRY_MIN="8", TOKENDIST_RETRY_MAX="8")
-        rt = Runtime(self, redis.url(), ["--push-key", PUSH_KEY], env={**env, **self.clk.env()})
-        self.runtimes.append(rt)
-        rt.double.control({"time_limit_ms": 30000})
+        rt = self.runtime(env, store=redis.url())
         self.wait_log(rt, "token 刷新失败 (连续第 1 次)")
         redis.proc.send_signal(signal.SIGSTOP)
         try:
@@ -496,9 +488,7 @@ class HolderFailingTest(ClockTest):
         for store in (redis.url(), "sqlite:%s/holder.db" % self.tmp):
             holder = self.server(store=store, env=self.failing_env()).start()
             self.wait_log(holder, "token 刷新失败 (连续第 1 次)")
-            rt = Runtime(self, store, ["--push-key", PUSH_KEY], env={**self.failing_env(), **self.clk.env()})
-            self.runtimes.append(rt)
-            rt.double.control({"time_limit_ms": 30000})
+            rt = self.runtime(self.failing_env(), store=store)
             self.wait_log(rt, "由其他实例持有")
             body = self.timer_error(rt)
             if store.startswith("redis"):
@@ -518,9 +508,7 @@ class HolderFailingTest(ClockTest):
         self.start_feishu()
         self.feishu.control({"fail": "503", "path": FEISHU_TOKEN})
         db = "sqlite:%s/both.db" % self.tmp
-        rt = Runtime(self, db, ["--push-key", PUSH_KEY], env={**self.failing_env(), **self.clk.env()})
-        self.runtimes.append(rt)
-        rt.double.control({"time_limit_ms": 30000})
+        rt = self.runtime(self.failing_env(), store=db)
         self.wait_log(rt, "token 刷新失败 (连续第 1 次)")
         rt.proc.send_signal(signal.SIGSTOP)
         try:
@@ -582,9 +570,7 @@ class HolderFailingTest(ClockTest):
         self.feishu.control({"fail": "503", "path": FEISHU_TOKEN})
         redis = RedisServer(self.tmp).start()
         self.addCleanup(redis.stop)
-        rt = Runtime(self, redis.url(), ["--push-key", PUSH_KEY], env={**self.failing_env(), **self.clk.env()})
-        self.runtimes.append(rt)
-        rt.double.control({"time_limit_ms": 30000})
+        rt = self.runtime(self.failing_env(), store=redis.url())
         self.wait_log(rt, "token 刷新失败 (连续第 1 次)")
         self.assertIn("秒后重试", self.timer_error(rt))
         redis.kill9()
