@@ -38,23 +38,29 @@ typedef struct timer_ctx {
     long http_timeout_ms;       /* the wait when SCF did not state the function's limit */
 } timer_ctx;
 
-/* The expiry and issue time of name's record in the store now, else (the
- * store does not answer) of the one we serve: another instance's renewal
- * reaches what we serve a moment after the store (SQLite is looked at
- * once a second, S3 revalidated), and the timer judges that renewal. */
-static void in_service(timer_ctx *t, const char *name, int64_t *exp, int64_t *gen)
+/* The expiry of the token we serve as name (0: none). */
+static int64_t served(timer_ctx *t, const char *name)
+{
+    td_snap *s = td_api_snapshot(t->api, name);
+    int64_t exp = s ? s->expire_ts : 0;
+
+    td_snap_release(s);
+    return exp;
+}
+
+/* The expiry of name's record in the store now, else (the store does not
+ * answer) exp: another instance's renewal reaches what we serve a moment
+ * after the store (SQLite is looked at once a second, S3 revalidated).
+ * One round trip: asked only before the timer calls something a failure,
+ * never on its healthy path, which a stalled store must not slow down. */
+static int64_t stored(timer_ctx *t, const char *name, int64_t exp)
 {
     td_store_entry se = {0};
     char err[256];
 
-    if (td_store_get(t->store, name, &se, err, sizeof err) == TD_OK && !se.problem) {
-        *exp = se.expire_ts, *gen = se.generated_ts;
-    } else {
-        td_snap *s = td_api_snapshot(t->api, name);
-        *exp = s ? s->expire_ts : 0, *gen = s ? s->generated_ts : 0;
-        td_snap_release(s);
-    }
+    if (td_store_get(t->store, name, &se, err, sizeof err) == TD_OK && !se.problem) exp = se.expire_ts;
     td_store_entry_clear(&se);
+    return exp;
 }
 
 /* What the token in service (expiring at exp; 0: none) is, for a report
@@ -73,22 +79,22 @@ static void describe(int64_t exp, td_strbuf *b)
  * (1, appended to failed): when the retry is ours, when it is; that none
  * comes while the store cannot say whose the lease is (or stops
  * answering before the retry, which takes the lease first); and when
- * another instance took the lease over, as long as it has put no new
- * good token in service (in_service) -- it may be failing too,
- * and the refresher ends our failures by that same test
- * (td_refresher_superseded).  -1 when the holder's new token ends them,
- * 0 when nothing is failing. */
+ * another instance took the lease over, as long as no good token is in
+ * service (valid, not yet in its window) -- it may be failing too, and
+ * the refresher ends our failures by that same test
+ * (td_refresher_superseded).  -1 when a good token ends them, 0 when
+ * nothing is failing. */
 static int backing_off(timer_ctx *t, size_t i, td_strbuf *failed)
 {
     const char *name = t->rs->tokens[i].name;
     char last[300];
-    int64_t retry_ms = 0, exp = 0, gen = 0;
+    int64_t retry_ms = 0, exp = 0;
     int n, who;
 
     if ((n = td_refresher_failing(t->rs->r[i], last, sizeof last, &retry_ms)) == 0) return 0;
     if ((who = td_fleet_refreshes(t->rs->fleet, name, retry_ms)) == 0) {
-        in_service(t, name, &exp, &gen);
-        if (td_refresher_superseded(t->rs->r[i], exp, gen)) return -1;
+        if (!td_refresher_superseded(t->rs->r[i], exp = served(t, name))) exp = stored(t, name, exp);
+        if (td_refresher_superseded(t->rs->r[i], exp)) return -1;
     }
     td_strbuf_printf(failed, "%s%s: 连续 %d 次刷新失败", failed->len ? "；" : "", name, n);
     if (who > 0) {
@@ -110,13 +116,13 @@ static int backing_off(timer_ctx *t, size_t i, td_strbuf *failed)
  * (appended to failed) when it is. */
 static int nothing_served(timer_ctx *t, const char *name, td_strbuf *failed)
 {
-    int64_t exp, gen, now = td_clock_now();
+    int64_t exp = served(t, name), now = td_clock_now();
 
-    in_service(t, name, &exp, &gen);
+    if (exp <= now) exp = stored(t, name, exp);
     if (exp > now || (exp > 0 && now - exp < EXPIRY_GRACE_S)) return 0;
     td_strbuf_printf(failed, "%s%s: 分发中没有有效的 token (", failed->len ? "；" : "", name);
     describe(exp, failed);
-    td_strbuf_printf(failed, ")，%s", td_fleet_refreshes(t->rs->fleet, name, 0) == 0
+    td_strbuf_printf(failed, ")，%s", td_fleet_held_elsewhere(t->rs->fleet, name)
                                          ? "刷新租约由其他实例持有，它没有刷新成功"
                                          : "本实例的刷新没有成功");
     return 1;
@@ -158,7 +164,7 @@ static int on_timer(void *ud, const td_scf_budget *b, char **out, char *err, siz
         if (!h->stale(h->ud, name, exp)) {
             int off = backing_off(t, i, &failed);
             /* Nothing failing: who renews, when it is not us. */
-            if (off == 0 && td_fleet_refreshes(t->rs->fleet, name, 0) == 0) off = -1;
+            if (off == 0 && td_fleet_held_elsewhere(t->rs->fleet, name)) off = -1;
             if (off < 0) elsewhere = 1;
             if (off <= 0 && nothing_served(t, name, &failed)) off = 1;
             if (off > 0 && rc == TD_OK) rc = TD_EUPSTREAM;

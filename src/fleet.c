@@ -162,6 +162,13 @@ int td_fleet_refreshes(td_fleet *f, const char *name, int64_t within_ms)
     return sure < 0 || sure > within_ms ? 1 : -1;
 }
 
+int td_fleet_held_elsewhere(td_fleet *f, const char *name)
+{
+    entry *e = find(f, name);
+
+    return e && __atomic_load_n(&e->r, __ATOMIC_ACQUIRE) && td_lease_view(e->lease) == TD_LEASE_THEIRS;
+}
+
 void td_fleet_attach(td_fleet *f, const char *name, td_refresher *r)
 {
     entry *e = find(f, name);

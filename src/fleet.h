@@ -71,6 +71,11 @@ int td_fleet_may_refresh(void *lease);
  * (td_lease_hold): one round trip, so not on the HTTP thread. */
 int td_fleet_refreshes(td_fleet *f, const char *name, int64_t within_ms);
 
+/* 1 when another instance held name's refresh lease at our last look and
+ * this process was not frozen since (td_lease_view); never asks the
+ * store.  0 otherwise, and when name has no refresher here. */
+int td_fleet_held_elsewhere(td_fleet *f, const char *name);
+
 /* The refresher of name (added before); reports for name go to it while
  * this process holds the lease. */
 void td_fleet_attach(td_fleet *f, const char *name, td_refresher *r);

@@ -78,7 +78,7 @@ int td_notice_recovered_text(char *buf, size_t len, const char *name, int failur
     if (handover)
         td_strbuf_printf(&b,
                          "✅ 客户端 Access Token 已恢复%s\n\n本实例连续刷新失败 %d 次后，刷新租约已由另一实例接管，"
-                         "分发中已有新的有效 token\n",
+                         "分发中的 token 有效\n",
                          which(name, w, sizeof w), failures);
     else
         td_strbuf_printf(&b, "✅ 客户端 Access Token 刷新已恢复%s\n\n连续失败 %d 次后已重新获取 token\n",

@@ -43,8 +43,9 @@ int td_notice_alert_text(char *buf, size_t len, const char *name, int failures, 
 
 /* Refreshing token `name` works again after `failures` failed attempts;
  * the title as in the alert.  handover: this instance did not renew it --
- * another took the refresh lease over and a new good token is in service
- * (which instance put it there, or a producer's POST, it cannot tell). */
+ * another took the refresh lease over and a good token is in service
+ * (whether that instance renewed it, or a producer POSTed it, it cannot
+ * tell). */
 int td_notice_recovered_text(char *buf, size_t len, const char *name, int failures, int64_t generated,
                              int64_t expires, int64_t now, int handover);
 

@@ -126,15 +126,16 @@ static int outside_window(const td_refresher *r, int64_t expire_ts)
     return expire_ts - now >= window_of(r) && expire_ts > now;
 }
 
-/* After a handover, whether the holder has ended our failures: the token
- * in service (expiring at exp, issued at gen) is valid, not yet in its
- * window, and was issued after our last failure -- one in service before
- * it (POSTed by a producer, say) that a holder failing as well keeps
- * serving is no renewal.  Lock held, or the loop's own thread (the only
- * writer of last_fail). */
-static int superseded(const td_refresher *r, int64_t exp, int64_t gen)
+/* After a handover, whether our failures are over: the token in service
+ * (expiring at exp) is valid and not yet in its window, so there is
+ * nothing at risk and nothing to renew -- whether the holder renewed it,
+ * got the same one back (Feishu hands out the token in service until its
+ * last 30 minutes: a healthy holder leaves the record as it was), or a
+ * producer POSTed it.  Our alert was about the token at risk; a holder
+ * failing still alerts on its own when that comes again. */
+static int superseded(const td_refresher *r, int64_t exp)
 {
-    return outside_window(r, exp) && gen >= r->last_fail;
+    return outside_window(r, exp);
 }
 
 /* A ration over the last day (forced fetches, checks): drops what is older
@@ -524,7 +525,7 @@ static void recovered(td_refresher *r, int64_t now, int handover)
 
     if (r->failures)
         note_event(r, TD_EVENT_RECOVERED,
-                   handover ? "刷新租约已由其他实例接管，分发中已有新的有效 token (本实例此前连续失败 %d 次)"
+                   handover ? "刷新租约已由其他实例接管，分发中的 token 有效 (本实例此前连续失败 %d 次)"
                             : "刷新已恢复 (此前连续失败 %d 次)",
                    r->failures);
     if (r->failures && r->alerted) {
@@ -533,7 +534,7 @@ static void recovered(td_refresher *r, int64_t now, int handover)
         notify(r, tenant_of(r->cur), text, handover ? "已由其他实例接管" : "刷新已恢复", TD_EVENT_NOTICE);
     }
     if (r->failures)
-        td_log(handover ? "✅ 刷新租约已由其他实例接管，分发中已有新的有效 token：本实例不再重试 (此前连续失败 %d 次)"
+        td_log(handover ? "✅ 刷新租约已由其他实例接管，分发中的 token 有效：本实例不再重试 (此前连续失败 %d 次)"
                         : "✅ token 刷新已恢复 (此前连续失败 %d 次)",
                r->failures);
     r->failures = 0, r->alerted = 0;
@@ -899,13 +900,13 @@ static void *loop(void *ud)
 
         if (r->o.may_refresh && (hold = r->o.may_refresh(r->o.lease_ud)) != 1) {
             learn_current(r); /* another instance refreshes; keep our view current */
-            /* Our failures end when, since the holder took over, a new
-             * good token is in service (superseded): the outage is over,
+            /* Our failures end when, since the holder took over, a good
+             * token is in service (superseded): the outage is over,
              * and the recovery is told where the failure was.  A holder
              * failing too, or a store that could not say (-1), leaves
              * them: one outage, one alert, one recovery. */
             if (hold == 0 && r->failures && r->cur &&
-                superseded(r, td_record_expires(r->cur), td_record_generated(r->cur)))
+                superseded(r, td_record_expires(r->cur)))
                 recovered(r, td_clock_now(), 1);
             pthread_mutex_lock(&r->lock);
             r->failures_seen = r->failures;
@@ -975,15 +976,7 @@ int td_refresher_overdue(td_refresher *r, int64_t expire_ts)
 
 long td_refresher_window(const td_refresher *r) { return window_of(r); }
 
-int td_refresher_superseded(td_refresher *r, int64_t expire_ts, int64_t generated_ts)
-{
-    int yes;
-
-    pthread_mutex_lock(&r->lock);
-    yes = superseded(r, expire_ts, generated_ts);
-    pthread_mutex_unlock(&r->lock);
-    return yes;
-}
+int td_refresher_superseded(const td_refresher *r, int64_t expire_ts) { return superseded(r, expire_ts); }
 
 int td_refresher_failing(td_refresher *r, char *err, size_t errlen, int64_t *retry_ms)
 {

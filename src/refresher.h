@@ -154,11 +154,10 @@ void td_refresher_kick(td_refresher *r);
  * wait for it.  Never blocks. */
 int td_refresher_forcing(td_refresher *r);
 
-/* 1 when a token in service that expires at expire_ts and was issued at
- * generated_ts ends our failures after a handover (the refresher's own
- * test): it is valid, not yet in its window, and was issued after our
- * last failure. */
-int td_refresher_superseded(td_refresher *r, int64_t expire_ts, int64_t generated_ts);
+/* 1 when a token in service that expires at expire_ts ends our failures
+ * after a handover (the refresher's own test): it is valid and not yet in
+ * its renewal window. */
+int td_refresher_superseded(const td_refresher *r, int64_t expire_ts);
 
 /* While r backs off after failed cycles: how many failed in a row
  * (returned), the last one's words in err and the ms until the retry in

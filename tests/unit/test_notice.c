@@ -103,7 +103,7 @@ static void alert_and_recovery(void **state)
     assert_int_equal(td_notice_recovered_text(buf, sizeof buf, "default", 2, GEN, EXP, GEN, 1), TD_OK);
     assert_string_equal(buf,
                         "✅ 客户端 Access Token 已恢复\n\n本实例连续刷新失败 2 次后，刷新租约已由另一实例接管，"
-                        "分发中已有新的有效 token\n"
+                        "分发中的 token 有效\n"
                         "📅 生成时间: 2024-01-15 14:30:00\n⏰ 过期时间: 2024-01-15 16:30:00 (剩余 120 分钟)");
 }
 
