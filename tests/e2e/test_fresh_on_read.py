@@ -79,6 +79,22 @@ class ClockTest(FeishuEnv, harness.TestCase):
     def fetches(self):
         return len(self.feishu.requests_to(FEISHU_TOKEN))
 
+    def take_over(self, rt, store, env, feishu_back=True):
+        """rt frozen past its lease (real time) while a server on store
+        takes the lease over -- with Feishu back first, or still down --
+        and runs its first cycle; then rt goes on.  The holder."""
+        rt.proc.send_signal(signal.SIGSTOP)
+        try:
+            time.sleep(LapsedLeaseTest.LAPSE + 4)      # real time: past the function's lease
+            if feishu_back:
+                self.feishu.control({"clear_faults": True})
+            holder = self.server(store=store, env=env).start()
+            self.wait_log(holder, "本实例持有租约 refresh:default")
+            self.wait_log(holder, "下次刷新" if feishu_back else "token 刷新失败 (连续第 1 次)")
+        finally:
+            rt.proc.send_signal(signal.SIGCONT)
+        return holder
+
 
 class FreshOnReadTest(ClockTest):
     def test_serve_answers_the_first_get_after_a_freeze_with_the_token_feishu_issues_now(self):
@@ -379,15 +395,7 @@ class LapsedLeaseTest(ClockTest):
         env = self.env(TOKENDIST_HTTP_TIMEOUT="3", TOKENDIST_RETRY_MIN="60", TOKENDIST_RETRY_MAX="600")
         rt = self.runtime(env, store=db)
         self.wait_log(rt, "token 刷新失败 (连续第 1 次)")
-        rt.proc.send_signal(signal.SIGSTOP)
-        try:
-            time.sleep(self.LAPSE + 4)      # real time: past the function's lease
-            self.feishu.control({"clear_faults": True})
-            holder = self.server(store=db, env=env).start()
-            self.wait_log(holder, "本实例持有租约 refresh:default")
-            self.wait_for(lambda: self.served(holder), what="the new holder's token")
-        finally:
-            rt.proc.send_signal(signal.SIGCONT)
+        self.take_over(rt, db, env)
         answer = rt.invoke(TimerTriggerTest.TIMER)
         self.assertEqual(answer, {"refreshed": False, "message": "刷新租约由其他实例持有，由它按时刷新"})
 
@@ -511,14 +519,7 @@ class HolderFailingTest(ClockTest):
         db = "sqlite:%s/both.db" % self.tmp
         rt = self.runtime(self.failing_env(), store=db)
         self.wait_log(rt, "token 刷新失败 (连续第 1 次)")
-        rt.proc.send_signal(signal.SIGSTOP)
-        try:
-            time.sleep(LapsedLeaseTest.LAPSE + 4)      # real time: past the function's lease
-            holder = self.server(store=db, env=self.failing_env()).start()
-            self.wait_log(holder, "本实例持有租约 refresh:default")
-            self.wait_log(holder, "token 刷新失败 (连续第 1 次)")
-        finally:
-            rt.proc.send_signal(signal.SIGCONT)
+        self.take_over(rt, db, self.failing_env(), feishu_back=False)
         self.wait_log(rt, "由其他实例持有")
         body = self.timer_error(rt)
         self.assertIn("刷新租约现由其他实例持有，它还没有换新分发中的 token (还没有 token)", body)
@@ -577,15 +578,7 @@ class HolderFailingTest(ClockTest):
         self.feishu.control({"fail": "503", "path": FEISHU_TOKEN})
         rt = self.runtime(env, store=db)
         self.wait_log(rt, "token 刷新失败 (连续第 1 次)")
-        rt.proc.send_signal(signal.SIGSTOP)
-        try:
-            time.sleep(LapsedLeaseTest.LAPSE + 4)      # real time: past the function's lease
-            self.feishu.control({"clear_faults": True})
-            holder = self.server(store=db, env=env).start()
-            self.wait_log(holder, "本实例持有租约 refresh:default")
-            self.wait_log(holder, "下次刷新")
-        finally:
-            rt.proc.send_signal(signal.SIGCONT)
+        self.take_over(rt, db, env)
         for advance in (0, 3000):
             self.clk.advance(advance)
             self.assertEqual(rt.invoke(TimerTriggerTest.TIMER, 60),
