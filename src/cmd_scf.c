@@ -30,6 +30,7 @@
 #include <string.h>
 
 #define EXPIRY_GRACE_S 10      /* a token this recently expired is being renewed (WeCom: after the expiry) */
+#define STORE_ASK_MS 6000       /* left of the invocation for one more store request (S3 waits 5 s at most) */
 
 typedef struct timer_ctx {
     td_cmd_refresher *rs;
@@ -52,13 +53,14 @@ static int64_t served(timer_ctx *t, const char *name)
  * answer) exp: another instance's renewal reaches what we serve a moment
  * after the store (SQLite is looked at once a second, S3 revalidated).
  * One round trip: asked only before the timer calls something a failure,
- * never on its healthy path, which a stalled store must not slow down. */
-static int64_t stored(timer_ctx *t, const char *name, int64_t exp)
+ * never on its healthy path, which a stalled store must not slow down,
+ * and only while the invocation has time for it (ask). */
+static int64_t stored(timer_ctx *t, const char *name, int64_t exp, int ask)
 {
     td_store_entry se = {0};
     char err[256];
 
-    if (td_store_get(t->store, name, &se, err, sizeof err) == TD_OK && !se.problem) exp = se.expire_ts;
+    if (ask && td_store_get(t->store, name, &se, err, sizeof err) == TD_OK && !se.problem) exp = se.expire_ts;
     td_store_entry_clear(&se);
     return exp;
 }
@@ -83,8 +85,9 @@ static void describe(int64_t exp, td_strbuf *b)
  * service (valid, not yet in its window) -- it may be failing too, and
  * the refresher ends our failures by that same test
  * (td_refresher_superseded).  -1 when a good token ends them, 0 when
- * nothing is failing. */
-static int backing_off(timer_ctx *t, size_t i, td_strbuf *failed)
+ * nothing is failing.  ask: the invocation has time for store requests;
+ * without, what we know decides. */
+static int backing_off(timer_ctx *t, size_t i, int ask, td_strbuf *failed)
 {
     const char *name = t->rs->tokens[i].name;
     char last[300];
@@ -92,8 +95,8 @@ static int backing_off(timer_ctx *t, size_t i, td_strbuf *failed)
     int n, who;
 
     if ((n = td_refresher_failing(t->rs->r[i], last, sizeof last, &retry_ms)) == 0) return 0;
-    if ((who = td_fleet_refreshes(t->rs->fleet, name, retry_ms)) == 0) {
-        if (!td_refresher_superseded(t->rs->r[i], exp = served(t, name))) exp = stored(t, name, exp);
+    if ((who = td_fleet_refreshes(t->rs->fleet, name, retry_ms, ask)) == 0) {
+        if (!td_refresher_superseded(t->rs->r[i], exp = served(t, name))) exp = stored(t, name, exp, ask);
         if (td_refresher_superseded(t->rs->r[i], exp)) return -1;
     }
     td_strbuf_printf(failed, "%s%s: 连续 %d 次刷新失败", failed->len ? "；" : "", name, n);
@@ -114,11 +117,11 @@ static int backing_off(timer_ctx *t, size_t i, td_strbuf *failed)
  * store cannot carry our ask (SQLite), or refreshes no more -- unless it
  * ran out a moment ago (a renewal right after the expiry: WeCom's).  1
  * (appended to failed) when it is. */
-static int nothing_served(timer_ctx *t, const char *name, td_strbuf *failed)
+static int nothing_served(timer_ctx *t, const char *name, int ask, td_strbuf *failed)
 {
     int64_t exp = served(t, name), now = td_clock_now();
 
-    if (exp <= now) exp = stored(t, name, exp);
+    if (exp <= now) exp = stored(t, name, exp, ask);
     if (exp > now || (exp > 0 && now - exp < EXPIRY_GRACE_S)) return 0;
     td_strbuf_printf(failed, "%s%s: 分发中没有有效的 token (", failed->len ? "；" : "", name);
     describe(exp, failed);
@@ -162,11 +165,16 @@ static int on_timer(void *ud, const td_scf_budget *b, char **out, char *err, siz
         td_snap_release(s);
         if (!t->rs->r[i]) continue;
         if (!h->stale(h->ud, name, exp)) {
-            int off = backing_off(t, i, &failed);
+            /* Store requests only while they fit the invocation: a
+             * stalled store makes each wait its timeout, token after
+             * token, and SCF cuts off a timer that overruns without a
+             * word of why. */
+            int ask = deadline - td_clock_mono_ms() > STORE_ASK_MS;
+            int off = backing_off(t, i, ask, &failed);
             /* Nothing failing: who renews, when it is not us. */
             if (off == 0 && td_fleet_held_elsewhere(t->rs->fleet, name)) off = -1;
             if (off < 0) elsewhere = 1;
-            if (off <= 0 && nothing_served(t, name, &failed)) off = 1;
+            if (off <= 0 && nothing_served(t, name, ask, &failed)) off = 1;
             if (off > 0 && rc == TD_OK) rc = TD_EUPSTREAM;
             continue;
         }
@@ -178,7 +186,8 @@ static int on_timer(void *ud, const td_scf_budget *b, char **out, char *err, siz
         }
         if (one == TD_ECONFLICT) { /* another instance holds the lease: it renews -- if it does */
             elsewhere = 1;
-            if (nothing_served(t, name, &failed) && rc == TD_OK) rc = TD_EUPSTREAM;
+            if (nothing_served(t, name, deadline - td_clock_mono_ms() > STORE_ASK_MS, &failed) && rc == TD_OK)
+                rc = TD_EUPSTREAM;
             continue;
         }
         if (rc == TD_OK) rc = one;

@@ -144,20 +144,24 @@ int td_fleet_may_refresh(void *lease)
     return rc < 0 ? -1 : rc == 1;
 }
 
-int td_fleet_refreshes(td_fleet *f, const char *name, int64_t within_ms)
+int td_fleet_refreshes(td_fleet *f, const char *name, int64_t within_ms, int ask)
 {
     entry *e = find(f, name);
     int64_t sure;
     int view;
 
     if (!e || !__atomic_load_n(&e->r, __ATOMIC_ACQUIRE)) return 0;
-    if (td_lease_view(e->lease) == TD_LEASE_THEIRS) return 0;
+    if ((view = td_lease_view(e->lease)) == TD_LEASE_THEIRS) return 0;
     /* Ours, or nobody knows (a freeze): the store says, and whether it
      * still answers -- one that stopped a moment ago (the keeper's next
      * look is seconds away) leaves us our last hold, and the round at
      * within_ms, which takes the lease first, gets it only while that
      * lasts. */
-    if ((view = td_fleet_may_refresh(e->lease)) != TD_LEASE_OURS) return view;
+    if (!ask && view == TD_LEASE_UNKNOWN) { /* the last answer: our round asks again when it is due */
+        int last = td_lease_last(e->lease);
+        return last == 0 ? 0 : last < 0 ? -1 : 1;
+    }
+    if (ask && (view = td_fleet_may_refresh(e->lease)) != TD_LEASE_OURS) return view;
     sure = td_lease_sure_ms(e->lease);
     return sure < 0 || sure > within_ms ? 1 : -1;
 }
@@ -166,7 +170,7 @@ int td_fleet_held_elsewhere(td_fleet *f, const char *name)
 {
     entry *e = find(f, name);
 
-    return e && __atomic_load_n(&e->r, __ATOMIC_ACQUIRE) && td_lease_view(e->lease) == TD_LEASE_THEIRS;
+    return e && __atomic_load_n(&e->r, __ATOMIC_ACQUIRE) && td_lease_last(e->lease) == 0;
 }
 
 void td_fleet_attach(td_fleet *f, const char *name, td_refresher *r)

@@ -67,13 +67,16 @@ int td_fleet_may_refresh(void *lease);
  * another instance holds it or name has no refresher here, -1 when the
  * store cannot say (no other holder known; no round of ours runs
  * meanwhile) or does not answer and our hold runs out before then.
- * Unless another instance held it at our last look, the store is asked
- * (td_lease_hold): one round trip, so not on the HTTP thread. */
-int td_fleet_refreshes(td_fleet *f, const char *name, int64_t within_ms);
+ * ask: unless another instance held it at our last look, the store is
+ * asked (td_lease_hold): one round trip, so not on the HTTP thread;
+ * without, only what we know is used -- the last answer, however old,
+ * and our hold as it stands. */
+int td_fleet_refreshes(td_fleet *f, const char *name, int64_t within_ms, int ask);
 
-/* 1 when another instance held name's refresh lease at our last look and
- * this process was not frozen since (td_lease_view); never asks the
- * store.  0 otherwise, and when name has no refresher here. */
+/* 1 when the store's last answer about name's refresh lease named another
+ * holder -- also when a freeze has made it old (SCF thaws an instance for
+ * each timer event); never asks the store.  0 otherwise, and when name
+ * has no refresher here. */
 int td_fleet_held_elsewhere(td_fleet *f, const char *name);
 
 /* The refresher of name (added before); reports for name go to it while

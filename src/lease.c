@@ -146,6 +146,17 @@ int td_lease_hold(td_lease *l, char *err, size_t errlen)
     return held;
 }
 
+int td_lease_last(td_lease *l)
+{
+    int last;
+
+    if (l->always) return 1;
+    pthread_mutex_lock(&l->lock);
+    last = l->state;
+    pthread_mutex_unlock(&l->lock);
+    return last;
+}
+
 int64_t td_lease_sure_ms(td_lease *l)
 {
     int64_t left;

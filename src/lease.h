@@ -73,6 +73,12 @@ int td_lease_keep(td_lease *l, char *err, size_t errlen);
  * or a caller), without asking the store; else 0. */
 int td_lease_held(td_lease *l);
 
+/* What the last td_lease_hold learned, however old (a freeze may have
+ * outlived it: td_lease_view then says TD_LEASE_UNKNOWN), without asking
+ * the store: 1 ours, 0 another's, -1 the store did not answer and our
+ * hold had run out, 2 nothing yet (or given back). */
+int td_lease_last(td_lease *l);
+
 /* How long we surely go on holding the lease, in real ms: -1 while the
  * store answers (the keeper renews the hold before it runs out); while it
  * does not, what is left of the last hold it granted, 0 when that has run

@@ -636,6 +636,74 @@ class HolderFailingTest(ClockTest):
         self.assertNotIn("秒后重试", body)
 
 
+class TimerBudgetTest(ClockTest):
+    """The timer with a store that stalls or after a freeze (adversary
+    round 10 of issue #11)."""
+
+    def test_a_non_holders_timer_after_a_freeze_names_the_holder(self):
+        """SCF thaws an instance for every timer event, and a freeze makes
+        our view of the lease old: the answer for a token that is not due
+        still says who renews (the store's last answer), without asking
+        the store on that path."""
+        import sqlite3
+        self.start_feishu()
+        db = "%s/thawed.db" % self.tmp
+        holder = self.server(store="sqlite:" + db, env=self.env()).start()
+        self.wait_log(holder, "下次刷新")
+        rt = self.runtime(self.env(), store="sqlite:" + db)
+        self.wait_log(rt, "由其他实例持有")
+        rt.proc.send_signal(signal.SIGSTOP)
+        time.sleep(3)       # real time: longer than a freeze (src/freeze.h), shorter than the lease
+        # The store is held (another writer's lock) so that no look at the
+        # lease after the thaw -- the keeper's, every 3 s -- can renew our
+        # view before the timer answers, and the answer must come without it.
+        lock = sqlite3.connect(db, timeout=30, isolation_level=None)
+        lock.execute("BEGIN IMMEDIATE")
+        try:
+            rt.proc.send_signal(signal.SIGCONT)
+            answer = rt.invoke(TimerTriggerTest.TIMER, 60)
+        finally:
+            lock.execute("ROLLBACK")
+            lock.close()
+        self.assertEqual(answer, {"refreshed": False, "message": "刷新租约由其他实例持有，由它按时刷新"})
+
+    def test_failing_tokens_are_reported_in_time_while_the_store_stalls(self):
+        """Six tokens failing, the store stopped (every request waits for
+        its timeout, 5 s on S3): the timer answers with the failures
+        before SCF's limit -- SCF's default 3 s and the 30 s
+        docs/deploy-scf.md asks for -- instead of being cut off without a
+        word; store requests stop when the invocation has no time left
+        for one."""
+        from s3d import S3Service
+        self.start_feishu()
+        self.feishu.control({"fail": "503", "path": FEISHU_TOKEN})
+        s3 = S3Service(self.tmp).start()
+        self.addCleanup(s3.stop)
+        self.secrets.append(s3.secret)
+        names = ["la", "lb", "lc", "ld", "le"]
+        env = dict(self.env(TOKENDIST_HTTP_TIMEOUT="3", TOKENDIST_RETRY_MIN="120", TOKENDIST_RETRY_MAX="120",
+                            TOKENDIST_TOKENS=",".join(names)), **s3.env())
+        for n in names:
+            env.update({"TOKENDIST_%s_PROVIDER" % n.upper(): "feishu", "TOKENDIST_%s_APP_ID" % n.upper(): DEFAULT_APP_ID,
+                        "TOKENDIST_%s_APP_SECRET" % n.upper(): DEFAULT_APP_SECRET,
+                        "TOKENDIST_%s_BASE_URL" % n.upper(): self.feishu.url,
+                        "TOKENDIST_%s_RENEW_WINDOW" % n.upper(): str(WINDOW)})
+        rt = self.runtime(env, store=s3.url())
+        self.wait_log(rt, "token 刷新失败 (连续第 1 次)", count=1 + len(names))
+        s3.proc.send_signal(signal.SIGSTOP)
+        try:
+            for limit in (3000, 30000):
+                rt.double.control({"time_limit_ms": limit, "enforce_time_limit": True})
+                with self.assertRaises(InvocationError) as cm:
+                    rt.invoke(TimerTriggerTest.TIMER, 90)
+                self.assertNotEqual(cm.exception.body, TIMED_OUT, "limit %d ms" % limit)
+                self.assertIn("定时刷新失败", cm.exception.body)
+                for n in ["default"] + names:
+                    self.assertIn("%s: 连续 1 次刷新失败" % n, cm.exception.body)
+        finally:
+            s3.proc.send_signal(signal.SIGCONT)
+
+
 class MemoryStoreTest(ClockTest):
     def test_a_cold_start_announces_nothing_a_renewal_does(self):
         self.start_feishu()
