@@ -29,7 +29,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define EXPIRY_GRACE_S 10      /* a token this recently expired is being renewed (WeCom: after the expiry) */
 #define STORE_ASK_MS 6000       /* left of the invocation for one more store request (S3 waits 5 s at most) */
 
 typedef struct timer_ctx {
@@ -122,7 +121,7 @@ static int nothing_served(timer_ctx *t, const char *name, int ask, td_strbuf *fa
     int64_t exp = served(t, name), now = td_clock_now();
 
     if (exp <= now) exp = stored(t, name, exp, ask);
-    if (exp > now || (exp > 0 && now - exp < EXPIRY_GRACE_S)) return 0;
+    if (exp > now || (exp > 0 && now - exp < TD_FLEET_BRIDGE_S)) return 0;
     td_strbuf_printf(failed, "%s%s: 分发中没有有效的 token (", failed->len ? "；" : "", name);
     describe(exp, failed);
     td_strbuf_printf(failed, ")，%s", td_fleet_held_elsewhere(t->rs->fleet, name)

@@ -25,7 +25,6 @@
 #define REMOTE_SLACK_S 60       /* a holder this late with a renewal is asked to hurry */
                                 /* (a quarter of the window, when that is less) */
 #define REMOTE_ASK_MS 5000      /* and asked at most this often per token */
-#define BRIDGE_S 10             /* a token expired this recently is being renewed: readers wait */
 #define HOLDER_GRACE_S 3        /* for the holder's own renewal right after the expiry (WeCom's
                                    rule: expiry + up to 2 s), before it is asked to hurry */
 
@@ -699,7 +698,7 @@ static int reporting(void *fleet, const char *name)
 
 /* td_api_hooks.stale: this process refreshes name and its refresh is
  * overdue (the holder's own rule), or another server holds the lease and
- * its renewal is due: the token ran out within the last BRIDGE_S seconds
+ * its renewal is due: the token ran out within the last TD_FLEET_BRIDGE_S seconds
  * (WeCom renews only after the expiry, so every server's readers meet that
  * moment: they wait for the holder's new record, which reaches this server
  * over the store's change channel and ends the wait -- a park, bounded by
@@ -727,7 +726,7 @@ static int stale(void *fleet, const char *name, int64_t expire_ts)
      * from before the freeze until it ran out. */
     if (view == TD_LEASE_UNKNOWN)
         return __atomic_load_n(&e->asking, __ATOMIC_ACQUIRE) || td_refresher_overdue(r, expire_ts);
-    if (expire_ts > 0 && expire_ts <= now && now - expire_ts < BRIDGE_S) return 1;
+    if (expire_ts > 0 && expire_ts <= now && now - expire_ts < TD_FLEET_BRIDGE_S) return 1;
     if (!td_store_has_messages(f->store)) return 0;
     window = td_refresher_window(r), slack = window / 4 < REMOTE_SLACK_S ? window / 4 : REMOTE_SLACK_S;
     if (expire_ts - now >= window - slack && expire_ts > now) return 0;

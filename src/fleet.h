@@ -61,6 +61,10 @@ int td_fleet_add(td_fleet *f, const char *name, td_lease **lease, char *err, siz
  * td_lease from td_fleet_add). */
 int td_fleet_may_refresh(void *lease);
 
+/* A token expired this recently is being renewed (WeCom renews right after
+ * the expiry): readers wait for it, and it is no outage yet. */
+#define TD_FLEET_BRIDGE_S 10
+
 /* Whether this process runs name's refresh that is due in within_ms: 1
  * when its lease is ours (or the store has no leases: every instance
  * refreshes itself) and stays ours until then as far as we know, 0 when

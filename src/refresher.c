@@ -126,18 +126,6 @@ static int outside_window(const td_refresher *r, int64_t expire_ts)
     return expire_ts - now >= window_of(r) && expire_ts > now;
 }
 
-/* After a handover, whether our failures are over: the token in service
- * (expiring at exp) is valid and not yet in its window, so there is
- * nothing at risk and nothing to renew -- whether the holder renewed it,
- * got the same one back (Feishu hands out the token in service until its
- * last 30 minutes: a healthy holder leaves the record as it was), or a
- * producer POSTed it.  Our alert was about the token at risk; a holder
- * failing still alerts on its own when that comes again. */
-static int superseded(const td_refresher *r, int64_t exp)
-{
-    return outside_window(r, exp);
-}
-
 /* A ration over the last day (forced fetches, checks): drops what is older
  * than a day from at[0..*n) and returns how many are left. */
 static int ration_left(int64_t *at, int *n, int64_t now)
@@ -518,7 +506,7 @@ static int deliver(td_refresher *r, const td_record *rec, int local_only, int *f
 /* The outage is over (r->cur is a good token in service): the recovery
  * is noted, and told to the group when it was told of the failure.
  * handover: not by a renewal of ours -- another instance took the lease
- * over (superseded), and the words say only that. */
+ * over (td_refresher_superseded), and the words say only that. */
 static void recovered(td_refresher *r, int64_t now, int handover)
 {
     char text[TD_NOTICE_TEXT_MAX];
@@ -900,13 +888,17 @@ static void *loop(void *ud)
 
         if (r->o.may_refresh && (hold = r->o.may_refresh(r->o.lease_ud)) != 1) {
             learn_current(r); /* another instance refreshes; keep our view current */
-            /* Our failures end when, since the holder took over, a good
-             * token is in service (superseded): the outage is over,
-             * and the recovery is told where the failure was.  A holder
-             * failing too, or a store that could not say (-1), leaves
-             * them: one outage, one alert, one recovery. */
-            if (hold == 0 && r->failures && r->cur &&
-                superseded(r, td_record_expires(r->cur)))
+            /* Our failures end when, since the holder took over, the
+             * token in service is valid and not yet in its window --
+             * whether the holder renewed it, got the same one back
+             * (Feishu hands out the token in service until its last 30
+             * minutes: a healthy holder leaves the record as it was), or
+             * a producer POSTed it: nothing is at risk, and a holder
+             * failing too alerts on its own when that comes again.  The
+             * recovery is told where the failure was.  A store that
+             * could not say (-1) leaves them: one outage, one alert, one
+             * recovery. */
+            if (hold == 0 && r->failures && r->cur && outside_window(r, td_record_expires(r->cur)))
                 recovered(r, td_clock_now(), 1);
             pthread_mutex_lock(&r->lock);
             r->failures_seen = r->failures;
@@ -976,7 +968,7 @@ int td_refresher_overdue(td_refresher *r, int64_t expire_ts)
 
 long td_refresher_window(const td_refresher *r) { return window_of(r); }
 
-int td_refresher_superseded(const td_refresher *r, int64_t expire_ts) { return superseded(r, expire_ts); }
+int td_refresher_superseded(const td_refresher *r, int64_t expire_ts) { return outside_window(r, expire_ts); }
 
 int td_refresher_failing(td_refresher *r, char *err, size_t errlen, int64_t *retry_ms)
 {

@@ -526,7 +526,7 @@ class HolderFailingTest(ClockTest):
     def test_a_timer_whose_failures_a_failing_holder_took_over_reports_them(self):
         """The function failed and was frozen past its lease; a server took
         over and fails too.  Its failures stand (the refresher keeps them
-        until a new good token is in service), and so does the timer."""
+        until a good token is in service), and so does the timer."""
         self.start_feishu()
         self.feishu.control({"fail": "503", "path": FEISHU_TOKEN})
         db = "sqlite:%s/both.db" % self.tmp
